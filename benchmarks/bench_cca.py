@@ -1,0 +1,108 @@
+"""Speed of linear CCA fit + transform against the bare covariance products.
+
+Floor: the three NumPy products X^T X, Y^T Y, X^T Y that any CCA must compute.
+Ours:  xmodal_tf.CCA(n_components).fit(X, Y) followed by .transform(X, Y).
+Both are timed in the same process, interleaved, and the best of ``--repeats`` runs is
+compared (the median is printed too), so the ratio is robust to a noisy machine.
+
+    python benchmarks/bench_cca.py                      # n=10000, 392 + 392 features, k=50
+    python benchmarks/bench_cca.py --with-sklearn       # adds sklearn's CCA (about a minute)
+    python benchmarks/bench_cca.py --data-dir ../shared/data   # real split-MNIST halves
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from xmodal_tf import CCA
+
+
+def planted_views(n_samples: int, n_features: int, seed: int = 0):
+    """Two views sharing a 50-dimensional latent signal plus independent noise."""
+    rng = np.random.default_rng(seed)
+    latent = rng.standard_normal((n_samples, 50))
+    views = []
+    for _ in range(2):
+        mixing = rng.standard_normal((50, n_features))
+        noise = rng.standard_normal((n_samples, n_features)) * 2.0
+        views.append(latent @ mixing + noise + rng.uniform(0, 1, n_features))
+    return views
+
+
+def mnist_views(data_dir: str, n_samples: int):
+    from xmodal_tf.data import load_split_mnist
+
+    train = load_split_mnist(data_dir).train
+    return (np.ascontiguousarray(train.view1[:n_samples], dtype=np.float64),
+            np.ascontiguousarray(train.view2[:n_samples], dtype=np.float64))
+
+
+def time_once(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=10000)
+    parser.add_argument("--features", type=int, default=392)
+    parser.add_argument("--components", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--reg", type=float, default=None,
+                        help="ridge; default 0 for synthetic data, 1e-4 for MNIST")
+    parser.add_argument("--data-dir", default=None, help="folder with mnist.npz: real halves")
+    parser.add_argument("--with-sklearn", action="store_true",
+                        help="also time sklearn.cross_decomposition.CCA (slow)")
+    args = parser.parse_args()
+
+    if args.data_dir:
+        X, Y = mnist_views(args.data_dir, args.samples)
+        source = f"split-MNIST halves from {args.data_dir}"
+        reg = 1e-4 if args.reg is None else args.reg
+    else:
+        X, Y = planted_views(args.samples, args.features)
+        source = "synthetic views with a planted 50-d latent"
+        reg = 0.0 if args.reg is None else args.reg
+    k = args.components
+    print(f"data: {source}; X {X.shape}, Y {Y.shape}, float64, k={k}, reg={reg}")
+
+    def floor():
+        return X.T @ X, Y.T @ Y, X.T @ Y
+
+    def ours():
+        model = CCA(k, reg=reg).fit(X, Y)
+        return model.transform(X, Y)
+
+    ours()  # warm-up: first BLAS calls start their thread pools
+    floor()
+    floor_times, our_times = [], []
+    for _ in range(args.repeats):
+        floor_times.append(time_once(floor))
+        our_times.append(time_once(ours))
+
+    best_floor, best_ours = min(floor_times), min(our_times)
+    print(f"{'covariance products (floor)':32s} best {best_floor * 1e3:8.1f} ms   "
+          f"median {statistics.median(floor_times) * 1e3:8.1f} ms")
+    print(f"{'xmodal_tf CCA fit+transform':32s} best {best_ours * 1e3:8.1f} ms   "
+          f"median {statistics.median(our_times) * 1e3:8.1f} ms")
+    print(f"ratio ours / floor: best {best_ours / best_floor:.2f}x   "
+          f"median {statistics.median(our_times) / statistics.median(floor_times):.2f}x "
+          f"(target <= 1.5x)")
+    model = CCA(k, reg=reg).fit(X, Y)
+    print(f"top-{k} total correlation on the fitted data: {model.canonical_correlations_.sum():.4f}")
+
+    if args.with_sklearn:
+        from sklearn.cross_decomposition import CCA as SklearnCCA
+
+        print("timing sklearn.cross_decomposition.CCA (NIPALS, one run) ...", flush=True)
+        sklearn_time = time_once(lambda: SklearnCCA(k, max_iter=500).fit(X, Y).transform(X, Y))
+        print(f"{'sklearn CCA fit+transform':32s} {sklearn_time * 1e3:8.1f} ms   "
+              f"= {sklearn_time / best_ours:.0f}x ours")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""xmodal_tf: cross-modal transfer learning for TensorFlow 2 / Keras 3.
+
+The linear CCA estimators are imported eagerly (NumPy/SciPy only); submodules that
+need TensorFlow (``data``, and later ``encoders``, ``models`` ...) load on first
+attribute access, so ``import xmodal_tf`` stays fast.
+"""
+import importlib
+
+from xmodal_tf.cca import CCA, MCCA
+
+__version__ = "0.1.0"
+
+_LAZY_SUBMODULES = ("cca", "data", "experiments")
+
+__all__ = ["CCA", "MCCA", "__version__", *_LAZY_SUBMODULES]
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"xmodal_tf.{name}")
+    raise AttributeError(f"module 'xmodal_tf' has no attribute {name!r}")

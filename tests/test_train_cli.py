@@ -1,0 +1,136 @@
+"""The command line `python -m xmodal_tf.train`: runs, run directories, errors."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from xmodal_tf import train
+
+
+def read_scalars(logdir: pathlib.Path, tag: str) -> dict:
+    """{step: value} of one TensorBoard scalar written with tf.summary (stored as tensors)."""
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(logdir), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    return {event.step: float(tf.make_ndarray(event.tensor_proto))
+            for event in accumulator.Tensors(tag)}
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """One run of the default experiment (as `python -m xmodal_tf.train` would do)."""
+    logdir = tmp_path_factory.mktemp("runs") / "default"
+    code = train.main(["--logdir", str(logdir), "--seed", "3"])
+    return code, logdir
+
+
+def test_default_run_writes_config_metrics_and_tensorboard(default_run):
+    code, logdir = default_run
+    assert code == 0
+    config = json.loads((logdir / "config.json").read_text())
+    assert config["experiment"] == "cca" and config["seed"] == 3
+    assert config["config"]["data"] == "two_view_digits"
+    metrics = json.loads((logdir / "metrics.json").read_text())
+    assert metrics["n_components"] == 10 and len(metrics["test_correlations"]) == 10
+    assert metrics["reg"] in config["config"]["reg"]
+    # Selected on validation: no other ridge scored higher there.
+    assert metrics["validation_total_correlation_by_reg"][str(metrics["reg"])] == pytest.approx(
+        max(metrics["validation_total_correlation_by_reg"].values()))
+    assert 4.0 < metrics["test_total_correlation"] < metrics["train_total_correlation"] <= 10
+    # Cross-view transfer through the shared space, far above chance (0.1).
+    assert metrics["probe_accuracy_x_to_y"] > 0.5 and metrics["probe_accuracy_y_to_x"] > 0.5
+    curve = read_scalars(logdir, "test/canonical_correlation")
+    np.testing.assert_allclose([curve[step] for step in range(1, 11)],
+                               metrics["test_correlations"], rtol=1e-6)
+    assert read_scalars(logdir, "test/total_correlation")[0] == pytest.approx(
+        metrics["test_total_correlation"], rel=1e-6)
+
+
+def test_summary_is_printed(tmp_path, capsys):
+    assert train.main(["cca", "--logdir", str(tmp_path / "run"), "--set", "probe=false"]) == 0
+    out = capsys.readouterr().out
+    assert "linear CCA on two_view_digits" in out and "test" in out
+    assert str(tmp_path / "run") in out
+    assert "probe_accuracy_x_to_y" not in json.loads((tmp_path / "run" / "metrics.json").read_text())
+
+
+def test_config_file_and_overrides(tmp_path):
+    config_file = tmp_path / "run.toml"
+    config_file.write_text('experiment = "cca"\nn_components = 4\nreg = [0.01]\nprobe = false\n')
+    logdir = tmp_path / "run"
+    assert train.main(["--config", str(config_file), "--set", "n_components=3",
+                       "--logdir", str(logdir)]) == 0
+    resolved = json.loads((logdir / "config.json").read_text())["config"]
+    assert resolved["n_components"] == 3  # --set beats the file
+    assert resolved["reg"] == [0.01]
+    assert json.loads((logdir / "metrics.json").read_text())["reg"] == 0.01
+
+
+def test_split_mnist_through_data_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(10100, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=10100).astype(np.uint8)
+    np.savez(tmp_path / "mnist.npz", x_train=images, y_train=labels,
+             x_test=images[:50], y_test=labels[:50])
+    logdir = tmp_path / "run"
+    assert train.main(["cca", "--set", "data=split_mnist", "--set", "n_components=5",
+                       "--set", "reg=0.1", "--set", "probe=false",
+                       "--data-dir", str(tmp_path), "--logdir", str(logdir)]) == 0
+    metrics = json.loads((logdir / "metrics.json").read_text())
+    assert metrics["data"] == "split_mnist" and len(metrics["test_correlations"]) == 5
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["ccaa"], "unknown experiment 'ccaa'. Did you mean 'cca'?"),
+    (["--set", "n_components"], "--set expects key=value"),
+    (["--set", "regg=0.1"], "unknown setting 'regg'. Did you mean 'reg'?"),
+    (["--set", "probe=perhaps"], "probe must be true or false"),
+    (["--set", "data=imagenet"], "data='imagenet' is not one of: two_view_digits, split_mnist"),
+])
+def test_bad_command_lines_exit_2_with_a_message(argv, message, tmp_path, capsys):
+    assert train.main([*argv, "--logdir", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing is created for a rejected command
+
+
+def test_malformed_config_file_exits_2(tmp_path, capsys):
+    config_file = tmp_path / "broken.toml"
+    config_file.write_text("n_components = = 3")
+    assert train.main(["--config", str(config_file)]) == 2
+    assert "broken.toml is not valid TOML" in capsys.readouterr().err
+
+
+def test_missing_mnist_fails_fast_with_advice(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.keras or ~/tensorflow_datasets copy
+    monkeypatch.delenv("TFDS_DATA_DIR", raising=False)
+    monkeypatch.setattr("xmodal_tf.data.datasets._network_reachable", lambda *a, **k: False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = train.main(["cca", "--set", "data=split_mnist", "--data-dir", str(empty),
+                       "--logdir", str(tmp_path / "run")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "mnist.npz" in err and str(empty) in err
+
+
+def test_default_logdir_is_timestamped_and_unique(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = train.default_logdir("cca")
+    assert first.parent == pathlib.Path("tensorboard_logs") and first.name.startswith("cca-")
+    first.mkdir(parents=True)
+    assert train.default_logdir("cca") != first
+
+
+def test_help_lists_experiments_in_a_subprocess():
+    result = subprocess.run([sys.executable, "-m", "xmodal_tf.train", "--help"],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert result.returncode == 0
+    assert "experiments (default: cca)" in result.stdout
+    assert "cca " in result.stdout and "--set KEY=VALUE" in result.stdout

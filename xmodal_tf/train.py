@@ -1,0 +1,143 @@
+"""The command line: ``python -m xmodal_tf.train [EXPERIMENT] [options]``.
+
+Resolves the experiment's configuration (defaults <- --config file <- --set overrides
+<- --seed), creates the run directory (default ``tensorboard_logs/<experiment>-<time>``),
+writes ``config.json``, runs the experiment, writes ``metrics.json`` and the
+TensorBoard scalars there, and prints a short summary.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import pathlib
+import random
+import sys
+import traceback
+
+from xmodal_tf import __version__
+from xmodal_tf.experiments import (DEFAULT_EXPERIMENT, RunContext, get_experiment,
+                                   list_experiments)
+from xmodal_tf.experiments.base import write_json_atomically
+from xmodal_tf.experiments.config import (ConfigError, load_config_file, parse_overrides,
+                                          resolve_config)
+
+# TensorFlow's C++ start-up chatter (CUDA probing on CPU machines) hides the summary.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+DEFAULT_LOG_ROOT = pathlib.Path("tensorboard_logs")
+PROGRAM = "python -m xmodal_tf.train"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    listing = "\n".join(f"  {experiment.name:<12} {experiment.description}"
+                        for experiment in list_experiments())
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM,
+        description="Run an xmodal_tf experiment and log it for TensorBoard.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(f"experiments (default: {DEFAULT_EXPERIMENT}):\n{listing}\n\n"
+                "examples:\n"
+                f"  {PROGRAM}\n"
+                f"  {PROGRAM} cca --set data=split_mnist --data-dir ../shared/data\n"
+                f"  {PROGRAM} cca --config my.toml --set reg=1e-3 --seed 1\n"
+                "settings of an experiment: run it once and read config.json in its log dir"),
+    )
+    parser.add_argument("experiment", nargs="?", default=None,
+                        help=f"experiment name (default: {DEFAULT_EXPERIMENT}, or the "
+                             "config file's 'experiment' key)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML or JSON file of settings (may name the 'experiment')")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override one setting; repeatable; nested keys with dots")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="folder with data files such as mnist.npz "
+                             "(default: $XMODAL_DATA_DIR)")
+    parser.add_argument("--logdir", metavar="DIR",
+                        help="run directory (default: tensorboard_logs/<experiment>-<timestamp>)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--traceback", action="store_true",
+                        help="show the full traceback of an error")
+    parser.add_argument("--version", action="version", version=f"xmodal_tf {__version__}")
+    return parser
+
+
+def default_logdir(experiment: str) -> pathlib.Path:
+    """tensorboard_logs/<experiment>-<YYYYmmdd-HHMMSS>, made unique with a suffix."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    candidate = DEFAULT_LOG_ROOT / f"{experiment}-{stamp}"
+    suffix = 1
+    while candidate.exists():
+        suffix += 1
+        candidate = DEFAULT_LOG_ROOT / f"{experiment}-{stamp}-{suffix}"
+    return candidate
+
+
+def prepare(args: argparse.Namespace):
+    """Resolve the experiment and its configuration; ConfigError on any bad input."""
+    file_values = load_config_file(args.config) if args.config else {}
+    named_in_file = file_values.pop("experiment", None)
+    if named_in_file is not None and not isinstance(named_in_file, str):
+        raise ConfigError(f"'experiment' in {args.config} must be a name such as "
+                          f"{DEFAULT_EXPERIMENT!r}.")
+    experiment = get_experiment(args.experiment or named_in_file or DEFAULT_EXPERIMENT)
+    config = resolve_config(experiment.defaults, file_values, parse_overrides(args.overrides),
+                            choices=experiment.choices)
+    return experiment, config
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    if "tensorflow" in sys.modules or "keras" in sys.modules:
+        import keras
+
+        keras.utils.set_random_seed(seed)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        experiment, config = prepare(args)
+    except ConfigError as error:
+        parser.print_usage(sys.stderr)
+        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+        return 2
+
+    logdir = pathlib.Path(args.logdir) if args.logdir else default_logdir(experiment.name)
+    context = RunContext(logdir, data_dir=args.data_dir, seed=args.seed)
+    seed_everything(args.seed)
+    write_json_atomically(logdir / "config.json", {
+        "experiment": experiment.name, "config": config, "seed": args.seed,
+        "data_dir": args.data_dir, "xmodal_tf_version": __version__,
+        "command": [PROGRAM, *(argv if argv is not None else sys.argv[1:])],
+    })
+    context.progress(f"{experiment.name}: logging to {logdir}")
+    try:
+        metrics = experiment.run(config, context)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        if args.traceback:
+            traceback.print_exc()
+        print(f"{PROGRAM}: error in experiment {experiment.name!r}: {error}", file=sys.stderr)
+        return 1
+    finally:
+        context.close()
+    write_json_atomically(logdir / "metrics.json", metrics)
+    print_summary(experiment, metrics, logdir)
+    return 0
+
+
+def print_summary(experiment, metrics: dict, logdir: pathlib.Path) -> None:
+    lines = experiment.summarize(metrics) if experiment.summarize else [
+        f"{key}: {value}" for key, value in metrics.items() if isinstance(value, (int, float))]
+    print("\n".join(["", *lines,
+                     f"run directory: {logdir} (config.json, metrics.json, TensorBoard events)",
+                     f"view it with: tensorboard --logdir {logdir.parent}"]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

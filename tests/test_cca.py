@@ -176,9 +176,14 @@ def test_partial_fit_waits_for_enough_samples():
     model = CCA(3).partial_fit(X[:3], Y[:3])  # 3 samples: n_components must be <= 2
     with pytest.raises(NotFittedError, match="n_components=3"):
         model.transform(X, Y)
+    assert not hasattr(model, "x_weights_")  # no stale or partial solution is exposed
     model.partial_fit(X[3:], Y[3:])
     np.testing.assert_allclose(model.canonical_correlations_,
                                CCA(3).fit(X, Y).canonical_correlations_, atol=1e-10)
+    model.partial_fit(np.full((2, 12), np.pi), np.full((2, 9), np.e))  # keeps accumulating
+    assert model.n_samples_seen_ == 102
+    fresh = CCA(3).partial_fit(X[:3], Y[:3]).fit(X, Y)  # fit starts over
+    np.testing.assert_allclose(fresh.x_weights_, CCA(3).fit(X, Y).x_weights_)
 
 
 def test_partial_fit_rejects_changed_feature_count():

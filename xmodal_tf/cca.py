@@ -330,6 +330,7 @@ class _MultiViewCCABase(BaseEstimator):
     def _fit_views(self, views) -> None:
         """One-shot fit. Fast path: products of the raw data, no centred copy."""
         arrays = self._check_input(views, reset=True)
+        self._reset_accumulation()
         names = self._view_names(len(arrays))
         ones = np.ones(arrays[0].shape[0], dtype=self._dtype)
         sums = [ones @ array for array in arrays]  # gemv: faster than a reduction here
@@ -410,9 +411,15 @@ class _MultiViewCCABase(BaseEstimator):
         """Turn one argument (or batch) into a list of views (hook for subclasses)."""
         raise NotImplementedError
 
+    def _forget_solution(self) -> None:
+        """Drop every fitted attribute (public names ending in "_") and the unsolved reason."""
+        for name in [name for name in vars(self) if name.endswith("_") and name[0] != "_"]:
+            delattr(self, name)
+        self.__dict__.pop("_unsolved_reason", None)
+
     def _reset_accumulation(self) -> None:
-        for name in ("_accumulator", "_unsolved_reason", "weights_"):
-            self.__dict__.pop(name, None)
+        self._forget_solution()
+        self.__dict__.pop("_accumulator", None)
 
     def _partial_fit_and_solve(self, views):
         """Accumulate a chunk, then solve if the data seen so far allow it.
@@ -425,8 +432,8 @@ class _MultiViewCCABase(BaseEstimator):
         try:
             self._solve()
         except ValueError as error:
+            self._forget_solution()
             self._unsolved_reason = str(error)
-            self.__dict__.pop("weights_", None)
             return self
         self.__dict__.pop("_unsolved_reason", None)
         return self._publish()

@@ -22,8 +22,9 @@ from xmodal_tf.experiments.base import write_json_atomically
 from xmodal_tf.experiments.config import (ConfigError, load_config_file, parse_overrides,
                                           resolve_config)
 
-# TensorFlow's C++ start-up chatter (CUDA probing on CPU machines) hides the summary.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ start-up chatter (a CUDA probe that logs an error on CPU-only
+# machines) buries the summary; Python exceptions are unaffected. Override by setting it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 DEFAULT_LOG_ROOT = pathlib.Path("tensorboard_logs")
 PROGRAM = "python -m xmodal_tf.train"

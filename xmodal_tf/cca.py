@@ -157,9 +157,8 @@ class _CovarianceAccumulator:
         self.sums = [np.zeros(dim, dtype=dtype) for dim in self.dims]
         self.products: dict[tuple[int, int], np.ndarray] = {}
 
-    def add(self, views: list[np.ndarray]) -> None:
-        """Add one chunk of paired rows, shifted by the first chunk's mean."""
-        sums = [view.sum(axis=0) for view in views]
+    def add(self, views: list[np.ndarray], sums: list[np.ndarray]) -> None:
+        """Add one chunk of paired rows (with its column sums), shifted by the first chunk's mean."""
         if self.shifts is None:
             self.shifts = [total / view.shape[0] for total, view in zip(sums, views)]
         shifted = [view - shift for view, shift in zip(views, self.shifts)]
@@ -346,7 +345,7 @@ class _MultiViewCCABase(BaseEstimator):
                 _raise_not_finite(array, name)
         if accumulator.cancellation_error() > _CANCELLATION_TOLERANCE:
             accumulator = _CovarianceAccumulator(accumulator.dims, self._dtype)
-            accumulator.add(arrays)
+            accumulator.add(arrays, sums)
         self._accumulator = accumulator
         self._solve()
 
@@ -354,12 +353,13 @@ class _MultiViewCCABase(BaseEstimator):
         first = not hasattr(self, "_accumulator")
         arrays = self._check_input(views, reset=first)
         names = self._view_names(len(arrays))
-        for array, name in zip(arrays, names):
-            if not np.isfinite(array.sum()):
+        sums = [array.sum(axis=0) for array in arrays]
+        for total, array, name in zip(sums, arrays, names):
+            if not np.all(np.isfinite(total)):
                 _raise_not_finite(array, name)
         if first:
             self._accumulator = _CovarianceAccumulator([a.shape[1] for a in arrays], self._dtype)
-        self._accumulator.add(arrays)
+        self._accumulator.add(arrays, sums)
 
     def _solve(self) -> None:
         """Compute weights, means and correlations from the accumulated sums."""
@@ -557,17 +557,7 @@ class CCA(_MultiViewCCABase):
     def transform(self, X, Y=None):
         """Canonical variates: (n x k) for X alone, or the pair (X_c, Y_c) when Y is given."""
         if Y is None:
-            self._check_fitted()
-            array = _as_view(X, "X", self._dtype)
-            if array.shape[1] != self.x_weights_.shape[0]:
-                raise ValueError(
-                    f"X has {array.shape[1]} features, but this model was fitted on "
-                    f"{self.x_weights_.shape[0]}."
-                )
-            projected = _project(array, self.x_weights_, self.x_mean_)
-            if not np.isfinite(projected).all():
-                _raise_not_finite(array, "X")
-            return projected
+            return self._transform_views([X])[0]
         x_variates, y_variates = self._transform_views([X, Y])
         return x_variates, y_variates
 

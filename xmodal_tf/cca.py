@@ -156,6 +156,7 @@ class _CovarianceAccumulator:
         self.shifts = None
         self.sums = [np.zeros(dim, dtype=dtype) for dim in self.dims]
         self.products: dict[tuple[int, int], np.ndarray] = {}
+        self._covariances: dict[tuple[int, int], np.ndarray] = {}  # cleared by every add
 
     def add(self, views: list[np.ndarray], sums: list[np.ndarray]) -> None:
         """Add one chunk of paired rows (with its column sums), shifted by the first chunk's mean."""
@@ -182,16 +183,19 @@ class _CovarianceAccumulator:
                     self.products[i, j] = block
         self.sums = [total + chunk_total for total, chunk_total in zip(self.sums, sums)]
         self.n_samples += views[0].shape[0]
+        self._covariances.clear()
 
     def means(self) -> list[np.ndarray]:
         return [shift + total / self.n_samples for shift, total in zip(self.shifts, self.sums)]
 
     def covariance(self, i: int, j: int) -> np.ndarray:
-        """The (p_i x p_j) covariance block between views i and j."""
+        """The (p_i x p_j) covariance block between views i and j (computed once per state)."""
         if i > j:
             return self.covariance(j, i).T
-        centred = self.products[i, j] - np.outer(self.sums[i], self.sums[j]) / self.n_samples
-        return centred / (self.n_samples - 1)
+        if (i, j) not in self._covariances:
+            centred = self.products[i, j] - np.outer(self.sums[i], self.sums[j]) / self.n_samples
+            self._covariances[i, j] = centred / (self.n_samples - 1)
+        return self._covariances[i, j]
 
     def diagonal_products(self) -> list[np.ndarray]:
         return [np.diag(self.products[i, i]) for i in range(len(self.dims))]

@@ -89,14 +89,14 @@ def prepare(args: argparse.Namespace):
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and Keras/TensorFlow (experiments import TensorFlow lazily, so
+    seeding only an already-imported TensorFlow would miss it)."""
+    import keras
     import numpy as np
 
     random.seed(seed)
     np.random.seed(seed)
-    if "tensorflow" in sys.modules or "keras" in sys.modules:
-        import keras
-
-        keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed)
 
 
 def main(argv=None) -> int:

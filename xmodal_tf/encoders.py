@@ -1,0 +1,444 @@
+"""Encoder builders: each returns a named functional ``keras.Model`` from one
+modality's input to an embedding vector of shape (batch, embedding_dim).
+
+    >>> from xmodal_tf import encoders
+    >>> image_net = encoders.cnn_encoder((28, 14, 1), embedding_dim=50)        # images
+    >>> text_net = encoders.rnn_encoder(vocab_size=5000, embedding_dim=50)      # token ids
+    >>> audio_net = encoders.attention_encoder(input_dim=13, max_length=200)    # MFCC frames
+    >>> vector_net = encoders.mlp_encoder(392, embedding_dim=50)                # DeepCCA nets
+    >>> photo_net = encoders.backbone_encoder("mobilenet_v3_small", embedding_dim=128)
+
+Inputs by builder:
+
+* ``cnn_encoder``       images (batch, H, W, C), any size down to 1x1.
+* ``rnn_encoder`` and ``attention_encoder``: either integer token ids (batch, time),
+  where id 0 is padding, or float frames (batch, time, input_dim), where an all-zero
+  frame is padding. Padding is masked: adding trailing padding does not change a
+  sequence's embedding.
+* ``mlp_encoder``       vectors (batch, input_dim).
+* ``backbone_encoder``  0..255 RGB images (batch, H, W, 3); the backbone's own input
+  scaling is part of the model.
+
+Layers get stable names derived from the model name (``f"{name}_conv0"``,
+``f"{name}_embedding"`` ...), because weight transfer matches layers by name.
+Every model reloads with ``keras.models.load_model`` (custom layers live in
+``xmodal_tf.layers`` and are registered).
+"""
+from __future__ import annotations
+
+import numbers
+import os
+from typing import NamedTuple
+
+import keras
+
+from xmodal_tf.data.datasets import _network_reachable
+from xmodal_tf.layers import ImageNetPreprocessing, MaskedMeanPooling, PositionalEmbedding, TransformerEncoderBlock
+
+__all__ = [
+    "BACKBONE_ARCHITECTURES",
+    "attention_encoder",
+    "backbone_encoder",
+    "cnn_encoder",
+    "mlp_encoder",
+    "rnn_encoder",
+]
+
+POOLING_CHOICES = ("max", "avg", None)
+GLOBAL_POOLING_CHOICES = ("avg", "max", "flatten")
+RNN_CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
+BACKBONE_POOLING_CHOICES = ("avg", "max")
+# keras.applications downloads ImageNet weights from here.
+KERAS_WEIGHTS_HOST = "storage.googleapis.com"
+
+
+# ----------------------------------------------------------------------------- validation
+
+def _check_int(value, what: str, minimum: int = 1) -> int:
+    """value as int; TypeError unless an integer, ValueError if below minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{what} must be an integer >= {minimum}, got {value!r} ({type(value).__name__}).")
+    if value < minimum:
+        raise ValueError(f"{what} must be an integer >= {minimum}, got {value}.")
+    return int(value)
+
+
+def _check_int_sequence(values, what: str, example: str) -> tuple[int, ...]:
+    """A non-empty sequence of positive ints (a single int is accepted as one entry)."""
+    if isinstance(values, numbers.Integral) and not isinstance(values, bool):
+        values = (values,)
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{what} must be a sequence of positive integers such as {example}, got {values!r}.")
+    values = tuple(values)
+    if not values:
+        raise ValueError(f"{what} must not be empty; pass e.g. {example}.")
+    return tuple(_check_int(value, f"each entry of {what}") for value in values)
+
+
+def _check_dropout(rate, what: str = "dropout") -> float:
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= rate < 1.0:
+        raise ValueError(f"{what} must be a rate in [0, 1), got {rate!r}.")
+    return float(rate)
+
+
+def _check_choice(value, choices, what: str):
+    if value not in choices:
+        raise ValueError(f"Unknown {what} {value!r}; choose one of {tuple(choices)}.")
+    return value
+
+
+def _check_image_shape(input_shape, builder: str) -> tuple:
+    """(H, W, C) with positive ints (H and W may be None for variable size)."""
+    shape = tuple(input_shape) if hasattr(input_shape, "__iter__") else (input_shape,)
+    if len(shape) != 3:
+        raise ValueError(
+            f"{builder} input_shape must be (height, width, channels), rank 3; got {input_shape!r}. "
+            f"For grayscale images add a channel axis, e.g. (28, 14, 1).")
+    height, width, channels = shape
+    for size, axis in ((height, "height"), (width, "width")):
+        if size is not None:
+            _check_int(size, f"{builder} input_shape {axis}")
+    _check_int(channels, f"{builder} input_shape channels")
+    return shape
+
+
+def _sequence_source(vocab_size, input_dim, builder: str) -> str:
+    """'tokens' or 'frames'; exactly one of vocab_size / input_dim must be given."""
+    if (vocab_size is None) == (input_dim is None):
+        raise ValueError(
+            f"{builder} needs exactly one of vocab_size (integer token ids, id 0 = padding) or "
+            f"input_dim (float feature frames, all-zero frame = padding); "
+            f"got vocab_size={vocab_size!r}, input_dim={input_dim!r}.")
+    if vocab_size is not None:
+        _check_int(vocab_size, "vocab_size", minimum=2)
+        return "tokens"
+    _check_int(input_dim, "input_dim")
+    return "frames"
+
+
+# ----------------------------------------------------------------------------- shared parts
+
+def _sequence_input(source: str, max_length, input_dim, name: str) -> keras.KerasTensor:
+    if source == "tokens":
+        return keras.Input(shape=(max_length,), dtype="int32", name=f"{name}_tokens")
+    return keras.Input(shape=(max_length, input_dim), dtype="float32", name=f"{name}_frames")
+
+
+def _embed_sequence(inputs, source: str, vocab_size, feature_dim: int, name: str):
+    """Token ids -> Embedding(mask_zero); frames -> Masking(0.0). Both carry a padding mask."""
+    if source == "tokens":
+        return keras.layers.Embedding(vocab_size, feature_dim, mask_zero=True,
+                                      name=f"{name}_token_embedding")(inputs)
+    return keras.layers.Masking(mask_value=0.0, name=f"{name}_masking")(inputs)
+
+
+def _pooled_size(size):
+    """Spatial size after a 2x pool with padding='same' (never below 1)."""
+    return None if size is None else -(-size // 2)
+
+
+# ----------------------------------------------------------------------------- CNN
+
+def cnn_encoder(input_shape, embedding_dim=64, *, filters=(32, 64), kernel_size=3, pooling="max",
+                batch_norm=True, dropout=0.0, global_pooling="avg", activation="relu",
+                name="cnn_encoder") -> keras.Model:
+    """Convolutional image encoder: (batch, H, W, C) -> (batch, embedding_dim).
+
+    One block per entry of ``filters``: Conv2D(padding="same") -> optional BatchNorm ->
+    activation -> optional 2x pooling ("max", "avg" or None). A side of size 1 is never
+    pooled, so tiny inputs such as 8x4x1 or 28x14x1 halves work with any number of
+    blocks. Then global pooling ("avg", "max" or "flatten"; flatten needs a fixed H and
+    W), optional dropout and a linear Dense to ``embedding_dim``.
+
+    Layer names: f"{name}_conv{i}", f"{name}_bn{i}", f"{name}_act{i}", f"{name}_pool{i}",
+    f"{name}_global_pool", f"{name}_dropout", f"{name}_embedding".
+    """
+    height, width, channels = _check_image_shape(input_shape, "cnn_encoder")
+    embedding_dim = _check_int(embedding_dim, "embedding_dim")
+    filters = _check_int_sequence(filters, "filters", "(32, 64)")
+    _check_choice(pooling, POOLING_CHOICES, "pooling")
+    _check_choice(global_pooling, GLOBAL_POOLING_CHOICES, "global_pooling")
+    dropout = _check_dropout(dropout)
+    if global_pooling == "flatten" and (height is None or width is None):
+        raise ValueError("global_pooling='flatten' needs a fixed height and width; use 'avg' or 'max' "
+                         f"for variable-size images (input_shape={input_shape!r}).")
+
+    inputs = keras.Input(shape=(height, width, channels), name=f"{name}_images")
+    x = inputs
+    for i, num_filters in enumerate(filters):
+        x = keras.layers.Conv2D(num_filters, kernel_size, padding="same", use_bias=not batch_norm,
+                                name=f"{name}_conv{i}")(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+        x = keras.layers.Activation(activation, name=f"{name}_act{i}")(x)
+        if pooling is not None:
+            x, height, width = _pool_block(x, pooling, height, width, f"{name}_pool{i}")
+    x = _global_pool(x, global_pooling, f"{name}_global_pool")
+    if dropout:
+        x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    outputs = keras.layers.Dense(embedding_dim, name=f"{name}_embedding")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _pool_block(x, pooling: str, height, width, layer_name: str):
+    # Pool a side only if it is at least 2 (or unknown): a 1-pixel side stays 1.
+    pool_size = tuple(1 if size is not None and size < 2 else 2 for size in (height, width))
+    if pool_size == (1, 1):
+        return x, height, width
+    pool_layer = keras.layers.MaxPooling2D if pooling == "max" else keras.layers.AveragePooling2D
+    x = pool_layer(pool_size, padding="same", name=layer_name)(x)
+    new_height = _pooled_size(height) if pool_size[0] == 2 else height
+    new_width = _pooled_size(width) if pool_size[1] == 2 else width
+    return x, new_height, new_width
+
+
+def _global_pool(x, global_pooling: str, layer_name: str):
+    if global_pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name=layer_name)(x)
+    if global_pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name=layer_name)(x)
+    return keras.layers.Flatten(name=layer_name)(x)
+
+
+# ----------------------------------------------------------------------------- RNN
+
+def rnn_encoder(*, vocab_size=None, input_dim=None, max_length=None, embedding_dim=64,
+                token_embedding_dim=64, units=(64,), cell="lstm", bidirectional=False, dropout=0.0,
+                name="rnn_encoder") -> keras.Model:
+    """Recurrent sequence encoder -> (batch, embedding_dim).
+
+    Give exactly one of:
+      vocab_size: inputs are int32 token ids (batch, time); Embedding(vocab_size,
+                  token_embedding_dim, mask_zero=True), so id 0 is padding.
+      input_dim:  inputs are float frames (batch, time, input_dim), e.g. MFCCs;
+                  all-zero frames are padding (Masking(0.0)), so a real frame must
+                  not be exactly all zeros.
+    max_length: fixed time length, or None for variable length.
+
+    One recurrent layer per entry of ``units`` ("lstm" or "gru", optionally
+    Bidirectional; every layer but the last returns sequences), then a linear Dense to
+    ``embedding_dim``. ``dropout`` is the input dropout of every recurrent layer.
+    Padding is masked: extra trailing padding does not change the embedding.
+
+    Layer names: f"{name}_token_embedding" or f"{name}_masking", f"{name}_{cell}{i}",
+    f"{name}_embedding".
+    """
+    source = _sequence_source(vocab_size, input_dim, "rnn_encoder")
+    embedding_dim = _check_int(embedding_dim, "embedding_dim")
+    if max_length is not None:
+        max_length = _check_int(max_length, "max_length")
+    units = _check_int_sequence(units, "units", "(64,)")
+    recurrent_layer = RNN_CELLS[_check_choice(cell, RNN_CELLS, "cell")]
+    dropout = _check_dropout(dropout)
+    if source == "tokens":
+        token_embedding_dim = _check_int(token_embedding_dim, "token_embedding_dim")
+
+    inputs = _sequence_input(source, max_length, input_dim, name)
+    x = _embed_sequence(inputs, source, vocab_size, token_embedding_dim, name)
+    for i, layer_units in enumerate(units):
+        layer_name = f"{name}_{cell}{i}"
+        layer = recurrent_layer(layer_units, return_sequences=i < len(units) - 1, dropout=dropout,
+                                name=layer_name)
+        if bidirectional:
+            layer = keras.layers.Bidirectional(layer, name=f"{name}_bidirectional_{cell}{i}")
+        x = layer(x)
+    outputs = keras.layers.Dense(embedding_dim, name=f"{name}_embedding")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+# ----------------------------------------------------------------------------- Transformer
+
+def attention_encoder(*, vocab_size=None, input_dim=None, max_length=None, embedding_dim=64,
+                      model_dim=64, num_heads=4, num_layers=2, ff_dim=128, dropout=0.0,
+                      name="attention_encoder") -> keras.Model:
+    """Transformer sequence encoder -> (batch, embedding_dim).
+
+    Inputs as in ``rnn_encoder`` (token ids with id 0 = padding, or float frames with
+    all-zero = padding), of any length up to ``max_length`` (required: it sizes the
+    learned positional embeddings).
+
+    Tokens -> Embedding(model_dim) / frames -> Dense(model_dim); + learned positions;
+    ``num_layers`` TransformerEncoderBlocks (self-attention that ignores padded keys,
+    residual + LayerNorm, feed-forward of width ``ff_dim``); mean over the real time
+    steps; linear Dense to ``embedding_dim``. Extra trailing padding does not change
+    the embedding.
+
+    Layer names: f"{name}_token_embedding" or f"{name}_masking" + f"{name}_frame_projection",
+    f"{name}_position_embedding", f"{name}_block{i}", f"{name}_pooling", f"{name}_embedding".
+    """
+    source = _sequence_source(vocab_size, input_dim, "attention_encoder")
+    if max_length is None:
+        raise ValueError("attention_encoder needs max_length (the longest sequence it will see): "
+                         "it sizes the learned positional embeddings, e.g. max_length=128.")
+    max_length = _check_int(max_length, "max_length")
+    embedding_dim = _check_int(embedding_dim, "embedding_dim")
+    model_dim = _check_int(model_dim, "model_dim")
+    num_heads = _check_int(num_heads, "num_heads")
+    num_layers = _check_int(num_layers, "num_layers", minimum=0)
+    ff_dim = _check_int(ff_dim, "ff_dim")
+    dropout = _check_dropout(dropout)
+    if model_dim % num_heads:
+        raise ValueError(f"model_dim ({model_dim}) must be divisible by num_heads ({num_heads}), "
+                         f"e.g. model_dim={num_heads * max(1, round(model_dim / num_heads))}.")
+
+    # Variable time axis: sequences may be shorter than max_length.
+    inputs = _sequence_input(source, None, input_dim, name)
+    x = _embed_sequence(inputs, source, vocab_size, model_dim, name)
+    if source == "frames":
+        x = keras.layers.Dense(model_dim, name=f"{name}_frame_projection")(x)
+    x = PositionalEmbedding(max_length, name=f"{name}_position_embedding")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    for i in range(num_layers):
+        x = TransformerEncoderBlock(model_dim, num_heads, ff_dim, dropout=dropout, name=f"{name}_block{i}")(x)
+    x = MaskedMeanPooling(name=f"{name}_pooling")(x)
+    outputs = keras.layers.Dense(embedding_dim, name=f"{name}_embedding")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+# ----------------------------------------------------------------------------- MLP
+
+def mlp_encoder(input_dim, embedding_dim=50, *, hidden_units=(1024, 1024), activation="sigmoid",
+                batch_norm=False, dropout=0.0, output_activation=None, name="mlp_encoder") -> keras.Model:
+    """Fully connected encoder: (batch, input_dim) -> (batch, embedding_dim).
+
+    The defaults give the DeepCCA nets of Andrew et al. 2013 (392-1024-1024-50, sigmoid).
+    Each hidden layer: Dense -> optional BatchNorm -> activation -> optional dropout.
+    ``hidden_units=()`` gives a single linear (or ``output_activation``) layer.
+    ``input_dim`` is an int or a 1-tuple such as (392,).
+
+    Layer names: f"{name}_dense{i}", f"{name}_bn{i}", f"{name}_act{i}", f"{name}_dropout{i}",
+    f"{name}_embedding".
+    """
+    if isinstance(input_dim, (tuple, list)):
+        if len(input_dim) != 1:
+            raise ValueError(f"mlp_encoder input_dim must be a positive int or a 1-tuple such as (392,); "
+                             f"got shape {tuple(input_dim)!r}. Flatten images first, or use cnn_encoder.")
+        (input_dim,) = input_dim
+    input_dim = _check_int(input_dim, "mlp_encoder input_dim")
+    embedding_dim = _check_int(embedding_dim, "embedding_dim")
+    hidden_units = () if not hidden_units else _check_int_sequence(hidden_units, "hidden_units", "(1024, 1024)")
+    dropout = _check_dropout(dropout)
+
+    inputs = keras.Input(shape=(input_dim,), name=f"{name}_inputs")
+    x = inputs
+    for i, layer_units in enumerate(hidden_units):
+        if batch_norm:
+            x = keras.layers.Dense(layer_units, use_bias=False, name=f"{name}_dense{i}")(x)
+            x = keras.layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+            x = keras.layers.Activation(activation, name=f"{name}_act{i}")(x)
+        else:
+            x = keras.layers.Dense(layer_units, activation=activation, name=f"{name}_dense{i}")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"{name}_dropout{i}")(x)
+    outputs = keras.layers.Dense(embedding_dim, activation=output_activation, name=f"{name}_embedding")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+# ----------------------------------------------------------------------------- pretrained backbones
+
+class _Backbone(NamedTuple):
+    application: str            # constructor name in keras.applications
+    preprocessing: str | None   # ImageNetPreprocessing mode, None if the application scales itself
+    options: dict               # extra constructor arguments
+
+
+BACKBONE_ARCHITECTURES = {
+    "resnet50": _Backbone("ResNet50", "caffe", {}),
+    "mobilenet_v2": _Backbone("MobileNetV2", "tf", {}),
+    "mobilenet_v3_small": _Backbone("MobileNetV3Small", None, {"include_preprocessing": True}),
+    "mobilenet_v3_large": _Backbone("MobileNetV3Large", None, {"include_preprocessing": True}),
+    "efficientnet_b0": _Backbone("EfficientNetB0", None, {}),  # rescales and normalises inside
+}
+
+
+def backbone_encoder(architecture="mobilenet_v3_small", *, input_shape=(224, 224, 3), embedding_dim=None,
+                     weights=None, trainable=False, pooling="avg", name=None) -> keras.Model:
+    """A ``keras.applications`` image model as an encoder: (batch, H, W, 3) -> (batch, dim).
+
+    Inputs are 0..255 RGB images (uint8 range, float dtype); the scaling the backbone was
+    trained with is inside the model ("caffe" mean subtraction for resnet50, [-1, 1] for
+    mobilenet_v2, the applications' own rescaling for mobilenet_v3_* and efficientnet_b0).
+    Output: globally pooled features ("avg" or "max"), then, if ``embedding_dim`` is given,
+    a linear Dense f"{name}_embedding" to that size.
+
+    architecture: one of BACKBONE_ARCHITECTURES.
+    weights:      None (random init), "imagenet" (downloaded by Keras, needs internet), or
+                  the path of a local weights file (.h5 / .weights.h5) for the backbone
+                  without its top, e.g. a downloaded ``..._notop.h5`` or a file written by
+                  ``model.get_layer(f"{name}_backbone").save_weights(...)``.
+    trainable:    whether the backbone's weights train (the projection always does).
+    name:         model name, default f"{architecture}_encoder"; the wrapped application
+                  is the layer f"{name}_backbone".
+    """
+    if architecture not in BACKBONE_ARCHITECTURES:
+        raise ValueError(f"Unknown backbone architecture {architecture!r}; "
+                         f"choose one of {tuple(BACKBONE_ARCHITECTURES)}.")
+    spec = BACKBONE_ARCHITECTURES[architecture]
+    input_shape = _check_image_shape(input_shape, "backbone_encoder")
+    if embedding_dim is not None:
+        embedding_dim = _check_int(embedding_dim, "embedding_dim")
+    _check_choice(pooling, BACKBONE_POOLING_CHOICES, "pooling")
+    weights_path = _check_backbone_weights(weights)
+    name = name or f"{architecture}_encoder"
+
+    backbone = _build_application(spec, input_shape, pooling, imagenet=weights == "imagenet",
+                                  name=f"{name}_backbone")
+    if weights_path is not None:
+        _load_backbone_weights(backbone, weights_path, architecture)
+    backbone.trainable = trainable
+
+    inputs = keras.Input(shape=input_shape, name=f"{name}_images")
+    x = inputs
+    if spec.preprocessing is not None:
+        x = ImageNetPreprocessing(spec.preprocessing, name=f"{name}_preprocessing")(x)
+    x = backbone(x)
+    if embedding_dim is not None:
+        x = keras.layers.Dense(embedding_dim, name=f"{name}_embedding")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def _check_backbone_weights(weights) -> str | None:
+    """The local weights path to load, or None for weights=None / "imagenet"."""
+    if weights is None:
+        return None
+    if weights == "imagenet":
+        if not _network_reachable(KERAS_WEIGHTS_HOST):
+            raise RuntimeError(
+                f"weights='imagenet' needs internet access to download the weights from "
+                f"{KERAS_WEIGHTS_HOST}, which is unreachable (offline?). Download the '..._notop.h5' "
+                "weights file elsewhere and pass its local path instead, e.g. weights='/path/to/file.h5', "
+                "or use weights=None for random initialisation.")
+        return None
+    if not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(f"weights must be None, 'imagenet' or a path to a local .h5 / .weights.h5 file, "
+                        f"got {weights!r}.")
+    path = os.fspath(weights)
+    if not path.endswith(".h5"):
+        raise ValueError(f"weights must be None, 'imagenet' or a path to a .h5 / .weights.h5 file, got {path!r}.")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Backbone weights file not found: {path!r}. Pass an existing .h5 / .weights.h5 "
+                                "file, weights='imagenet' (needs internet) or weights=None.")
+    return path
+
+
+def _build_application(spec: _Backbone, input_shape, pooling: str, *, imagenet: bool, name: str) -> keras.Model:
+    constructor = getattr(keras.applications, spec.application)
+    try:
+        return constructor(include_top=False, weights="imagenet" if imagenet else None,
+                           input_shape=input_shape, pooling=pooling, name=name, **spec.options)
+    except (ValueError, TypeError):
+        raise
+    except Exception as error:  # keras.utils.get_file raises a bare Exception on download failure
+        if not imagenet:
+            raise
+        raise RuntimeError(f"Downloading the ImageNet weights for {spec.application} failed ({error}). "
+                           "Pass the path of a local weights file instead, e.g. weights='/path/to/file.h5'.") from error
+
+
+def _load_backbone_weights(backbone: keras.Model, path: str, architecture: str) -> None:
+    try:
+        backbone.load_weights(path)
+    except (ValueError, KeyError) as error:
+        raise ValueError(f"Could not load {path!r} into the {architecture} backbone (include_top=False, "
+                         f"input_shape={backbone.input_shape[1:]}): {error}") from error

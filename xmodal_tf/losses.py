@@ -1,0 +1,442 @@
+"""TensorFlow losses for cross-modal models: the Deep CCA objective.
+
+Deep CCA (Andrew et al., 2013) trains two networks f1, f2 so that their outputs
+H1 = f1(X1) (m x d1) and H2 = f2(X2) (m x d2) on a batch of m paired samples are as
+correlated as possible, measured by the total canonical correlation of the batch.
+
+Definitions (the same conventions as ``xmodal_tf.CCA``)
+-------------------------------------------------------
+Each view is centred on the batch mean, and with r1, r2 the ridges (``reg``)::
+
+    S11 = H1c^T H1c / (m - 1) + r1 I      (d1 x d1)
+    S22 = H2c^T H2c / (m - 1) + r2 I      (d2 x d2)
+    S12 = H1c^T H2c / (m - 1)             (d1 x d2)
+    T   = S11^-1/2 S12 S22^-1/2
+
+The singular values of T, sorted in descending order, are the (regularised) canonical
+correlations of the batch; each lies in [0, 1]. ``deep_cca_loss`` returns minus their
+sum over the top k (``objective="trace"``; the trace norm of T when k = min(d1, d2)) or
+minus the sum of their squares (``objective="squared"``; ||T||_F^2 for all components).
+A loss of -20 with ``n_components=50`` means that the top 50 correlations of this batch
+sum to 20; the best possible value is -k (k perfectly correlated directions).
+
+How it is computed, and why it is stable
+----------------------------------------
+* Whitening by Cholesky factors instead of symmetric inverse square roots:
+  S11 = L1 L1^T, S22 = L2 L2^T and T = L1^-1 S12 L2^-T, computed with triangular
+  solves. This T differs from S11^-1/2 S12 S22^-1/2 by orthogonal factors on either
+  side, so it has the same singular values, and no eigen-decomposition (whose gradient
+  divides by differences of eigenvalues) is needed to whiten.
+* The singular values of T come from one SVD on the forward pass, with a custom
+  gradient: d s_i / dT = u_i v_i^T. Unlike the built-in gradient of ``tf.linalg.svd``
+  with singular vectors (which divides by s_i^2 - s_j^2), this never divides, so it
+  stays finite when singular values repeat (identical views give all correlations
+  equal; dead units give zeros). For the trace objective with all components this is
+  the polar factor U V^T, the gradient of the trace norm.
+* Ties: singular values that agree to within sqrt(eps) * s_max are treated as one tied
+  group, and every member receives the group's mean upstream gradient. That is exact
+  for any function symmetric in the tied values (sums of all of them, or of all the
+  top k), and it makes the gradient independent of the arbitrary basis an SVD picks
+  inside a repeated singular value. At the top-k boundary (s_k tied with s_k+1, where
+  the top-k sum is not differentiable) it gives the subgradient that splits the
+  weight evenly: with j of the m tied values inside the top k, each gets j/m.
+* Zero singular values (up to max(d1, d2) * eps * s_max, for example one per dead
+  output unit) get a zero gradient: the sum of singular values has a kink there and
+  zero is its smallest subgradient.
+* ``objective="squared"`` with all components is ||T||_F^2, computed without any SVD.
+* Everything after the network (centring, covariances, Cholesky, solves, SVD) runs
+  in float64 by default, also for float32 or mixed-precision networks
+  (``compute_dtype``); the result is cast back to float32 (float64 for float64 inputs).
+  In float32, rounding in a covariance of entries ~1e4 is ~1e-3, which swamps a ridge
+  of 1e-4 and can leave nearly dependent output units with a covariance that is not
+  positive definite; in float64 it is harmless. The cost is O(m d^2 + d^3), small next
+  to the networks. Pass ``compute_dtype=None`` to compute in the output dtype (for
+  accelerators without float64).
+
+XLA: ``tf.linalg.svd`` and eigen-decompositions are not trusted under XLA (see
+DESIGN.md), so only ``objective="squared"`` with all components (no SVD) may run
+inside ``tf.function(jit_compile=True)``; everything else must run with
+``jit_compile=False`` (a Keras model using it needs ``compile(jit_compile=False)``,
+because ``jit_compile="auto"`` turns XLA on when a GPU is present). Under XLA the
+run-time checks below are dropped.
+
+Small batches and bad input
+---------------------------
+* Shapes: both views must be rank 2 with known feature sizes. Different static batch
+  sizes, a static batch of fewer than 2 samples, ``n_components`` outside
+  [1, min(d1, d2)], an unknown objective and a negative ridge raise ValueError when the
+  function is called (or traced); dynamic batch sizes are checked when it runs
+  (``tf.errors.InvalidArgumentError``).
+* A batch with m <= d_i samples makes view i's covariance singular. With ``reg=0`` for
+  that view this raises ValueError (static batch size) or InvalidArgumentError (dynamic
+  batch size). With a positive ridge it is allowed and regularised; but whenever
+  m - 1 <= max(d1, d2) a warning is issued: one view then spans every centred sample
+  direction, so min(m - 1, d1, d2) correlations are 1 without the ridge whatever the
+  data, and the loss says little about the networks (use batches larger than the
+  output dimension, as Wang et al. 2015 do).
+* A covariance that is not numerically positive definite (``reg=0`` with constant or
+  linearly dependent output units, or a ridge that is negligible at the dtype's
+  precision) raises InvalidArgumentError with advice, instead of returning NaN.
+
+Relation to ``xmodal_tf.CCA``: for ``reg=0`` the correlations equal
+``CCA(n_components=k, reg=0).fit(H1, H2).canonical_correlations_``. With a ridge,
+``CCA`` reports the correlations of its training variates, which are larger than the
+singular values of the regularised T: s_i = rho_i / sqrt((1 + r1 |w1_i|^2)(1 + r2 |w2_i|^2))
+with w1_i, w2_i its unit-variance weights.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["DeepCCALoss", "cca_correlations", "deep_cca_loss"]
+
+OBJECTIVES = ("trace", "squared")
+# With reg=0, a Cholesky pivot below this fraction of the largest variance (times the
+# number of features) marks the covariance as singular, as in xmodal_tf.cca.
+_SINGULAR_PIVOT_FACTOR = 100.0
+
+
+# ----------------------------------------------------------------------------- checks
+def _check_regs(reg) -> tuple[float, float]:
+    """Expand ``reg`` (a float, or one float per view) to a pair of floats >= 0."""
+    values = list(reg) if isinstance(reg, (list, tuple, np.ndarray)) else [reg, reg]
+    if len(values) != 2:
+        raise ValueError(f"reg must be one float or a pair (one per view); got {reg!r}.")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"reg must be a float >= 0 or a pair of them; got {reg!r}.")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"reg must be finite and >= 0; got {reg!r}.")
+    return float(values[0]), float(values[1])
+
+
+def _check_objective(objective) -> str:
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}; got {objective!r}.")
+    return objective
+
+
+def _check_n_components_type(n_components):
+    if n_components is None:
+        return None
+    if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral):
+        raise TypeError(f"n_components must be None or a positive int; got {n_components!r}.")
+    if n_components < 1:
+        raise ValueError(f"n_components must be >= 1 (or None for all); got {n_components}.")
+    return int(n_components)
+
+
+def _check_compute_dtype(compute_dtype):
+    """Return a float tf.DType, or None (meaning: the output dtype)."""
+    if compute_dtype is None:
+        return None
+    try:
+        dtype = tf.as_dtype(compute_dtype)
+    except TypeError as error:
+        raise TypeError(
+            f"compute_dtype must be 'float64', 'float32' or None; got {compute_dtype!r}."
+        ) from error
+    if dtype not in (tf.float32, tf.float64):
+        raise ValueError(f"compute_dtype must be 'float64', 'float32' or None; got {dtype.name}.")
+    return dtype
+
+
+def _as_view(h, name: str) -> tf.Tensor:
+    h = tf.convert_to_tensor(h)
+    if not h.dtype.is_floating:
+        h = tf.cast(h, tf.float32)
+    rank = h.shape.rank
+    if rank is None:
+        raise ValueError(f"{name} must be a rank-2 (batch, features) tensor; its rank is unknown.")
+    if rank != 2:
+        raise ValueError(
+            f"{name} must be a rank-2 (batch, features) tensor; got rank {rank}, shape {h.shape}. "
+            "Flatten or pool the network output to (batch, features) first."
+        )
+    if h.shape[1] is None:
+        raise ValueError(f"{name} must have a known number of features; got shape {h.shape}.")
+    if h.shape[1] == 0:
+        raise ValueError(f"{name} has no features: shape {h.shape}.")
+    return h
+
+
+def _common_float_dtype(h1: tf.Tensor, h2: tf.Tensor) -> tf.DType:
+    """Output dtype: the wider of the two inputs', and at least float32."""
+    widths = {tf.float16: 0, tf.bfloat16: 0, tf.float32: 1, tf.float64: 2}
+    widest = max(widths.get(h1.dtype, 1), widths.get(h2.dtype, 1))
+    return tf.float64 if widest == 2 else tf.float32
+
+
+def _validate(h1, h2, n_components, reg, compute_dtype):
+    """Check inputs and parameters; return tensors, ridges, k and the run-time checks."""
+    regs = _check_regs(reg)
+    k = _check_n_components_type(n_components)
+    compute = _check_compute_dtype(compute_dtype)
+    h1, h2 = _as_view(h1, "h1"), _as_view(h2, "h2")
+    dims = (int(h1.shape[1]), int(h2.shape[1]))
+    rank_limit = min(dims)
+    if k is None:
+        k = rank_limit
+    elif k > rank_limit:
+        raise ValueError(
+            f"n_components={k} is larger than min(d1, d2) = {rank_limit} (h1 has {dims[0]} "
+            f"features, h2 has {dims[1]}); use n_components <= {rank_limit} or None for all."
+        )
+    batches = (h1.shape[0], h2.shape[0])
+    if None not in batches and batches[0] != batches[1]:
+        raise ValueError(
+            f"h1 and h2 must have the same batch size (one row per paired sample); got "
+            f"{batches[0]} and {batches[1]}."
+        )
+    static_batch = next((b for b in batches if b is not None), None)
+    checks = []
+    if None in batches:
+        checks.append(tf.debugging.assert_equal(
+            tf.shape(h1)[0], tf.shape(h2)[0],
+            message="h1 and h2 must have the same batch size (one row per paired sample)"))
+    if static_batch is not None:
+        if static_batch < 2:
+            raise ValueError(
+                f"A batch needs at least 2 samples for a covariance; got {static_batch}.")
+        for name, dim, ridge in zip(("h1", "h2"), dims, regs):
+            if ridge == 0 and static_batch <= dim:
+                raise ValueError(
+                    f"With reg=0 the covariance of {name} is singular: the batch has "
+                    f"{static_batch} samples and {name} has {dim} features (it needs more "
+                    f"samples than features). Use a batch of more than {dim} samples, or a "
+                    "positive reg such as 1e-4."
+                )
+        if static_batch - 1 <= max(dims):
+            warnings.warn(
+                f"Deep CCA batch of {static_batch} samples for outputs of {dims[0]} and "
+                f"{dims[1]} features: with batch - 1 <= max(d1, d2), "
+                f"{min(static_batch - 1, *dims)} correlations are 1 without the ridge "
+                "whatever the data, so the loss carries little signal. Use batches larger "
+                "than the output dimension.",
+                stacklevel=3,
+            )
+    else:
+        m1 = tf.shape(h1)[0]
+        checks.append(tf.debugging.assert_greater_equal(
+            m1, 2, message="A batch needs at least 2 samples for a covariance"))
+        for name, dim, ridge in zip(("h1", "h2"), dims, regs):
+            if ridge == 0:
+                checks.append(tf.debugging.assert_greater(
+                    m1, dim, message=(
+                        f"With reg=0 the covariance of {name} ({dim} features) is singular "
+                        f"unless the batch has more than {dim} samples; use larger batches or "
+                        "a positive reg such as 1e-4")))
+    return h1, h2, regs, k, compute, checks
+
+
+# ------------------------------------------------------------------------ algebra
+def _checked_cholesky(covariance: tf.Tensor, ridge: float, name: str) -> tf.Tensor:
+    """Lower Cholesky factor, with a run-time error (not NaN) when it does not exist.
+
+    TensorFlow returns NaN for a matrix that is not positive definite. NaN pivots fail
+    the comparison below, and with reg=0 so do pivots too small to trust.
+    """
+    factor = tf.linalg.cholesky(covariance)
+    pivots = tf.linalg.diag_part(factor)
+    if ridge == 0:
+        eps = np.finfo(covariance.dtype.as_numpy_dtype).eps
+        largest = tf.reduce_max(tf.linalg.diag_part(covariance))
+        floor = _SINGULAR_PIVOT_FACTOR * covariance.shape[0] * eps * largest
+        advice = "set reg to a small positive value such as 1e-4, or remove those output units"
+    else:
+        floor = tf.zeros([], covariance.dtype)
+        advice = (f"increase reg (now {ridge}), rescale the outputs, or keep "
+                  "compute_dtype='float64'")
+    check = tf.debugging.assert_greater(
+        tf.square(pivots), floor,
+        message=(
+            f"Deep CCA: the covariance of {name} (+ reg I, reg={ridge}) is not numerically "
+            "positive definite; typical causes are constant or linearly dependent output "
+            f"units, batches not larger than the output dimension, or non-finite outputs. "
+            f"To fix it, {advice}."
+        ),
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(factor)
+
+
+def _whitened_cross_covariance(h1, h2, regs, compute, checks):
+    """T = L1^-1 S12 L2^-T (d1 x d2) in the compute dtype, and the dtype to return in."""
+    output_dtype = _common_float_dtype(h1, h2)
+    compute = compute or output_dtype
+    # tf.identity: a cast to the same dtype creates no op to hang the checks on.
+    with tf.control_dependencies(checks):
+        h1 = tf.identity(tf.cast(h1, compute))
+        h2 = tf.identity(tf.cast(h2, compute))
+    degrees = tf.cast(tf.shape(h1)[0] - 1, compute)
+    centred1 = h1 - tf.reduce_mean(h1, axis=0, keepdims=True)
+    centred2 = h2 - tf.reduce_mean(h2, axis=0, keepdims=True)
+    factors = []
+    for centred, ridge, name in zip((centred1, centred2), regs, ("h1", "h2")):
+        covariance = tf.matmul(centred, centred, transpose_a=True) / degrees
+        regularised = covariance + ridge * tf.eye(covariance.shape[0], dtype=compute)
+        factors.append(_checked_cholesky(regularised, ridge, name))
+    s12 = tf.matmul(centred1, centred2, transpose_a=True) / degrees
+    left = tf.linalg.triangular_solve(factors[0], s12, lower=True)  # L1^-1 S12
+    whitened = tf.linalg.triangular_solve(factors[1], tf.transpose(left), lower=True)
+    return tf.transpose(whitened), output_dtype
+
+
+def _singular_values(matrix: tf.Tensor) -> tf.Tensor:
+    """All min(p, q) singular values of a (p x q) matrix, descending, with a stable gradient.
+
+    The gradient is U diag(g) V^T, where g is the upstream gradient averaged over each
+    group of tied singular values and set to zero for zero singular values (see the
+    module docstring).
+    """
+    p, q = matrix.shape
+    eps = float(np.finfo(matrix.dtype.as_numpy_dtype).eps)
+
+    @tf.custom_gradient
+    def singular_values(t):
+        values, left, right = tf.linalg.svd(t, full_matrices=False, compute_uv=True)
+
+        def gradient(upstream):
+            largest = values[0]
+            gaps = values[:-1] - values[1:]
+            starts_group = tf.cast(gaps > math.sqrt(eps) * largest, tf.int32)
+            group = tf.concat([tf.zeros([1], tf.int32), tf.cumsum(starts_group)], axis=0)
+            group_mean = tf.math.unsorted_segment_mean(upstream, group, num_segments=min(p, q))
+            weights = tf.gather(group_mean, group)
+            nonzero = values > max(p, q) * eps * largest
+            weights = tf.where(nonzero, weights, tf.zeros_like(weights))
+            return tf.matmul(left * weights[tf.newaxis, :], right, adjoint_b=True)
+
+        return values, gradient
+
+    return singular_values(matrix)
+
+
+# ----------------------------------------------------------------------------- API
+def cca_correlations(h1, h2, *, n_components=None, reg=1e-4, compute_dtype="float64"):
+    """Canonical correlations of a batch of paired outputs, largest first.
+
+    Args:
+        h1: (m, d1) tensor, one view's outputs for m paired samples.
+        h2: (m, d2) tensor, the other view's outputs for the same samples.
+        n_components: k, how many correlations to return; None for all min(d1, d2).
+        reg: ridge r added to each view's covariance (C + r I, with C divided by m - 1),
+            a float >= 0 or a pair (r1, r2). 0 is exact CCA and needs m > d1, d2 and
+            non-singular covariances.
+        compute_dtype: dtype of the covariances and the algebra: "float64" (default),
+            "float32", or None for the output dtype.
+
+    Returns:
+        A (k,) tensor, float32 (float64 for float64 inputs): the singular values of
+        T = S11^-1/2 S12 S22^-1/2, each in [0, 1] (smaller than the unregularised
+        correlations by the ridge's shrinkage). Differentiable with a gradient that is
+        finite for repeated and zero correlations. Uses an SVD: do not XLA-compile.
+
+    Raises:
+        ValueError / TypeError for bad shapes or parameters (see the module docstring);
+        tf.errors.InvalidArgumentError at run time for dynamic-shape mismatches and
+        covariances that are not positive definite.
+    """
+    h1, h2, regs, k, compute, checks = _validate(h1, h2, n_components, reg, compute_dtype)
+    whitened, output_dtype = _whitened_cross_covariance(h1, h2, regs, compute, checks)
+    return tf.cast(_singular_values(whitened)[:k], output_dtype)
+
+
+def deep_cca_loss(h1, h2, *, n_components=None, reg=1e-4, objective="trace",
+                  compute_dtype="float64"):
+    """The Deep CCA loss of a batch: minus the total (or squared) canonical correlation.
+
+    Args:
+        h1: (m, d1) tensor, the first network's outputs for m paired samples.
+        h2: (m, d2) tensor, the second network's outputs for the same samples.
+        n_components: k, the number of top correlations counted; None for all
+            min(d1, d2).
+        reg: ridge r added to each view's covariance (C + r I, with C divided by m - 1),
+            a float >= 0 or a pair (r1, r2).
+        objective: "trace" for minus the sum of the top-k correlations (the trace norm
+            of T when k is all), or "squared" for minus the sum of their squares
+            (||T||_F^2 when k is all, computed without an SVD).
+        compute_dtype: dtype of the covariances and the algebra: "float64" (default),
+            "float32", or None for the output dtype.
+
+    Returns:
+        A scalar tensor in [-k, 0], float32 (float64 for float64 inputs). For example
+        -20 with k=50 and objective="trace" means that the top 50 correlations of this
+        batch sum to 20. Gradients with respect to h1 and h2 stay finite for dead
+        (constant) units, identical views and repeated correlations.
+
+    Only objective="squared" with all components may be XLA-compiled
+    (``tf.function(jit_compile=True)``); the others use an SVD and need
+    ``jit_compile=False``.
+    """
+    objective = _check_objective(objective)
+    h1, h2, regs, k, compute, checks = _validate(h1, h2, n_components, reg, compute_dtype)
+    whitened, output_dtype = _whitened_cross_covariance(h1, h2, regs, compute, checks)
+    if objective == "squared" and k == min(whitened.shape):
+        total = tf.reduce_sum(tf.square(whitened))
+    else:
+        values = _singular_values(whitened)[:k]
+        total = tf.reduce_sum(values if objective == "trace" else tf.square(values))
+    return tf.cast(-total, output_dtype)
+
+
+@keras.saving.register_keras_serializable(package="xmodal_tf")
+class DeepCCALoss:
+    """The Deep CCA loss as a serializable callable: ``loss = DeepCCALoss(...)(h1, h2)``.
+
+    It takes the two views' outputs, not (y_true, y_pred), so it is not a
+    ``keras.losses.Loss`` and is not passed to ``model.compile(loss=...)``: call it in a
+    custom ``train_step`` or training loop, for example::
+
+        loss_fn = DeepCCALoss(n_components=10, reg=1e-4)
+        with tf.GradientTape() as tape:
+            h1, h2 = encoder1(x1, training=True), encoder2(x2, training=True)
+            loss = loss_fn(h1, h2)          # scalar in [-10, 0]
+
+    Store it in a model's ``get_config`` with ``keras.saving.serialize_keras_object``
+    and restore it with ``keras.saving.deserialize_keras_object``.
+
+    Args: ``n_components``, ``reg``, ``objective``, ``compute_dtype`` as in
+    ``deep_cca_loss`` (they are validated here, the shapes on each call); ``name``.
+    Under a distribution strategy the value is a per-replica batch statistic: average
+    it over replicas (do not scale it by the global batch size).
+    """
+
+    def __init__(self, n_components=None, reg=1e-4, objective="trace", compute_dtype="float64",
+                 name="deep_cca_loss"):
+        self.n_components = _check_n_components_type(n_components)
+        regs = _check_regs(reg)
+        self.reg = regs if isinstance(reg, (list, tuple, np.ndarray)) else regs[0]
+        self.objective = _check_objective(objective)
+        compute = _check_compute_dtype(compute_dtype)
+        self.compute_dtype = None if compute is None else compute.name
+        self.name = name
+
+    def __call__(self, h1, h2):
+        """Return the scalar loss for outputs h1 (m, d1) and h2 (m, d2)."""
+        return deep_cca_loss(h1, h2, n_components=self.n_components, reg=self.reg,
+                             objective=self.objective, compute_dtype=self.compute_dtype)
+
+    def correlations(self, h1, h2):
+        """The (k,) correlations behind the loss, largest first (see ``cca_correlations``)."""
+        return cca_correlations(h1, h2, n_components=self.n_components, reg=self.reg,
+                                compute_dtype=self.compute_dtype)
+
+    def get_config(self) -> dict:
+        reg = list(self.reg) if isinstance(self.reg, tuple) else self.reg
+        return {"n_components": self.n_components, "reg": reg, "objective": self.objective,
+                "compute_dtype": self.compute_dtype, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "DeepCCALoss":
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        arguments = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
+        return f"{type(self).__name__}({arguments})"

@@ -85,6 +85,8 @@ def prepare(args: argparse.Namespace):
     experiment = get_experiment(args.experiment or named_in_file or DEFAULT_EXPERIMENT)
     config = resolve_config(experiment.defaults, file_values, parse_overrides(args.overrides),
                             choices=experiment.choices)
+    if experiment.validate is not None:
+        experiment.validate(config)
     return experiment, config
 
 

@@ -18,6 +18,7 @@ __all__ = ["DEFAULT_EXPERIMENT", "EXPERIMENT_MODULES", "Experiment", "RunContext
 # name -> module under xmodal_tf.experiments
 EXPERIMENT_MODULES = {
     "cca": "cca",
+    "transfer": "transfer",
 }
 DEFAULT_EXPERIMENT = "cca"
 

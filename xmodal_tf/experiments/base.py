@@ -27,6 +27,8 @@ class Experiment:
     run:         ``run(config, context) -> metrics dict``.
     choices:     allowed values of some settings, by dotted key.
     summarize:   ``summarize(metrics) -> lines`` for the human-readable summary.
+    validate:    ``validate(config)`` raises ConfigError on values the types and choices
+                 cannot catch (ranges, consistency); runs before anything is written.
     """
 
     name: str
@@ -35,6 +37,7 @@ class Experiment:
     run: Callable[[dict, "RunContext"], dict]
     choices: dict = dataclasses.field(default_factory=dict)
     summarize: Callable[[dict], list] | None = None
+    validate: Callable[[dict], None] | None = None
 
 
 def write_json_atomically(path: pathlib.Path, payload) -> None:

@@ -5,9 +5,11 @@
 1. build a CNN classifier from ``xmodal_tf.encoders`` and pretrain it on the left view;
 2. build the same classifier for the right view and copy the weights in with
    ``transfer_weights`` (it reports what was copied, missing or mismatched);
-3. fine-tune it on 5% of the right view's labels with ``model.fit``: first only the
-   head (``freeze``), then the whole network at a lower learning rate (``unfreeze``);
-4. compare with the same network trained from scratch on the same 5%.
+3. teach the copied encoder the new view from unlabelled pairs: it learns to output
+   the pretrained encoder's embedding of each right half's left half (``model.fit``);
+4. fine-tune on 5 labels per class with ``model.fit``: first with the head frozen
+   (``freeze``), then everything at a lower learning rate (``unfreeze``);
+5. compare with the same network trained from scratch on the same 50 labels.
 """
 import pathlib
 import tempfile
@@ -55,13 +57,18 @@ target = classifier("right_classifier")
 report = xm.transfer.transfer_weights(source, target, match="name", strict=True)
 print(report.summary())
 
-# 3. Stage 1: train only the head; stage 2: everything, at a lower learning rate.
-xm.transfer.freeze(target, pattern="conv")
+# 3. Pairs need no labels: match the left view's embeddings from the right halves.
+teacher, student = source.get_layer("image_encoder"), target.get_layer("image_encoder")
+student.compile(keras.optimizers.Adam(1e-3), loss="mse")
+student.fit(right, teacher.predict(left, verbose=0), batch_size=32, epochs=10, verbose=0)
+
+# 4. Few labels: train the body with the shared head frozen, then everything, gently.
+xm.transfer.freeze(target, pattern="embedding|classifier")
 compile_and_fit(target, right[few], labels[few], 1e-3, epochs=30)
 xm.transfer.unfreeze(target)
-compile_and_fit(target, right[few], labels[few], 3e-4, epochs=30)
+compile_and_fit(target, right[few], labels[few], 1e-4, epochs=30)
 
-# 4. The same network from scratch on the same 50 labels.
+# 5. The same network from scratch on the same 50 labels.
 scratch = classifier("scratch_classifier")
 compile_and_fit(scratch, right[few], labels[few], 1e-3, epochs=60)
 print(f"right halves, 50 labels: transferred {test_accuracy(target):.3f}, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import logging
 import os
 import pathlib
 import random
@@ -25,6 +26,9 @@ from xmodal_tf.experiments.config import (ConfigError, load_config_file, parse_o
 # TensorFlow's C++ start-up chatter (a CUDA probe that logs an error on CPU-only
 # machines) buries the summary; Python exceptions are unaffected. Override by setting it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# TensorFlow's Python logger warns about retracing whenever an experiment builds many
+# small models (each has its own predict function): expected here, and not actionable.
+logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 DEFAULT_LOG_ROOT = pathlib.Path("tensorboard_logs")
 PROGRAM = "python -m xmodal_tf.train"

@@ -22,15 +22,15 @@ def read_scalars(logdir: pathlib.Path, tag: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def default_run(tmp_path_factory):
-    """One run of the default experiment (as `python -m xmodal_tf.train` would do)."""
-    logdir = tmp_path_factory.mktemp("runs") / "default"
-    code = train.main(["--logdir", str(logdir), "--seed", "3"])
+def cca_run(tmp_path_factory):
+    """One run of the cca experiment with its defaults."""
+    logdir = tmp_path_factory.mktemp("runs") / "cca"
+    code = train.main(["cca", "--logdir", str(logdir), "--seed", "3"])
     return code, logdir
 
 
-def test_default_run_writes_config_metrics_and_tensorboard(default_run):
-    code, logdir = default_run
+def test_cca_run_writes_config_metrics_and_tensorboard(cca_run):
+    code, logdir = cca_run
     assert code == 0
     config = json.loads((logdir / "config.json").read_text())
     assert config["experiment"] == "cca" and config["seed"] == 3
@@ -130,8 +130,8 @@ def test_help_lists_experiments_in_a_subprocess():
     result = subprocess.run([sys.executable, "-m", "xmodal_tf.train", "--help"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
-    assert "experiments (default: cca)" in result.stdout
-    assert "cca " in result.stdout and "--set KEY=VALUE" in result.stdout
+    assert "experiments (default: deepcca)" in result.stdout
+    assert "cca " in result.stdout and "transfer " in result.stdout and "--set KEY=VALUE" in result.stdout
 
 
 def test_seed_reaches_keras():

@@ -10,7 +10,8 @@ from xmodal_tf.cca import CCA, MCCA
 
 __version__ = "0.1.0"
 
-_LAZY_SUBMODULES = ("cca", "data", "encoders", "experiments", "layers", "losses", "transfer")
+_LAZY_SUBMODULES = ("cca", "data", "encoders", "experiments", "layers", "losses", "models",
+                    "training", "transfer")
 
 __all__ = ["CCA", "MCCA", "__version__", *_LAZY_SUBMODULES]
 

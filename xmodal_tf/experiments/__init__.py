@@ -17,10 +17,11 @@ __all__ = ["DEFAULT_EXPERIMENT", "EXPERIMENT_MODULES", "Experiment", "RunContext
 
 # name -> module under xmodal_tf.experiments
 EXPERIMENT_MODULES = {
+    "deepcca": "deepcca",
     "cca": "cca",
     "transfer": "transfer",
 }
-DEFAULT_EXPERIMENT = "cca"
+DEFAULT_EXPERIMENT = "deepcca"
 
 
 def get_experiment(name: str) -> Experiment:

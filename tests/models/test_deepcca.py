@@ -1,0 +1,360 @@
+"""DeepCCA (keras.Model): training with fit, the loss, save/load, DCCAE, distribution, bad input."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from xmodal_tf.encoders import mlp_encoder
+from xmodal_tf.losses import deep_cca_loss
+from xmodal_tf.models import DeepCCA
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def two_view_data(n=600, seed=0):
+    """Two 20-dim views that share a planted 2-dim latent, mixed nonlinearly."""
+    rng = np.random.default_rng(seed)
+    shared = rng.normal(size=(n, 2))
+    views = []
+    for _ in range(2):
+        private = rng.normal(size=(n, 18))
+        mixing = rng.normal(size=(20, 20)) / np.sqrt(20)
+        views.append(np.tanh(np.concatenate([shared, private], axis=1) @ mixing).astype("float32"))
+    return views
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, y = two_view_data()
+    return {"x_train": x[:400], "y_train": y[:400], "x_test": x[400:], "y_test": y[400:]}
+
+
+def build_model(n_components=2, seed=0, **kwargs):
+    keras.utils.set_random_seed(seed)
+    return DeepCCA(mlp_encoder(20, 4, hidden_units=(16,), name="encoder_x"),
+                   mlp_encoder(20, 4, hidden_units=(16,), name="encoder_y"),
+                   n_components=n_components, **kwargs)
+
+
+def pairs(x, y, batch_size=100):
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+
+
+# ----------------------------------------------------------------------------- training
+def test_fit_increases_held_out_correlation_and_score(data):
+    model = build_model()
+    before_held_out = model.held_out_correlations(data["x_test"], data["y_test"]).sum()
+    before_score = model.fit_linear_cca(data["x_train"], data["y_train"]).score(data["x_test"], data["y_test"])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    assert model.jit_compile is False
+    history = model.fit(pairs(data["x_train"], data["y_train"]).shuffle(4, seed=0), epochs=25, verbose=0,
+                        validation_data=pairs(data["x_test"], data["y_test"]))
+    assert model.optimizer.iterations.numpy() == 100
+    val = history.history["val_total_correlation"]
+    assert val[-1] > val[0] + 0.2
+    assert set(history.history) >= {"loss", "total_correlation", "skipped_batches", "val_loss"}
+    assert np.allclose(history.history["loss"], -np.asarray(history.history["total_correlation"]))
+    after_held_out = model.held_out_correlations(data["x_test"], data["y_test"]).sum()
+    assert after_held_out > before_held_out + 0.3
+    after_score = model.fit_linear_cca(data["x_train"], data["y_train"]).score(data["x_test"], data["y_test"])
+    assert after_score > before_score + 0.3
+    assert 0 < after_score <= 2
+    x_variates, y_variates = model.transform(data["x_test"], data["y_test"])
+    assert x_variates.shape == y_variates.shape == (200, 2) and x_variates.dtype == np.float64
+    np.testing.assert_allclose(model.canonical_correlations_, model.linear_cca_.canonical_correlations_)
+
+
+@pytest.mark.parametrize("objective,n_components", [("trace", 2), ("trace", None), ("squared", 3)])
+def test_batch_loss_equals_deep_cca_loss(data, objective, n_components):
+    model = build_model(n_components=n_components, objective=objective, reg=1e-3)
+    x, y = data["x_train"][:100], data["y_train"][:100]
+    h_x, h_y = model((x, y))
+    expected = deep_cca_loss(h_x, h_y, n_components=n_components, reg=1e-3, objective=objective)
+    results = model.batch_loss(x, y)
+    np.testing.assert_allclose(results["loss"].numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(results["total_correlation"].numpy(), results["correlations"].numpy().sum(), rtol=1e-6)
+    # evaluate on one batch reports the same value through the metric trackers.
+    model.compile(optimizer="sgd")
+    logs = model.evaluate(pairs(x, y), verbose=0, return_dict=True)
+    np.testing.assert_allclose(logs["loss"], expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_input_formats_dict_and_labels(data):
+    x, y = data["x_train"][:200], data["y_train"][:200]
+    labels = np.zeros(200, dtype="int32")
+    model = build_model()
+    model.compile(optimizer="sgd")
+    model.fit(tf.data.Dataset.from_tensor_slices(((x, y), labels)).batch(100), verbose=0)
+    model.fit(x, y, batch_size=100, verbose=0)  # NumPy pair, as Keras passes (x, y)
+    assert model.optimizer.iterations.numpy() == 4
+    from_dict = model({"x": x[:5], "y": y[:5]})
+    np.testing.assert_array_equal(from_dict[1].numpy(), model((x[:5], y[:5]))[1].numpy())
+    h_x, h_y = model.predict(pairs(x, y), verbose=0)
+    assert h_x.shape == h_y.shape == (200, 4)
+    encoded = model.encode(tf.data.Dataset.from_tensor_slices(((x, y), labels)).batch(64))
+    np.testing.assert_allclose(encoded[0], h_x, rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- saving
+def test_keras_round_trip_keeps_outputs_linear_cca_and_training(data, tmp_path):
+    model = build_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    dataset = pairs(data["x_train"], data["y_train"])
+    model.fit(dataset, epochs=2, verbose=0)
+    model.fit_linear_cca(data["x_train"], data["y_train"])
+    path = tmp_path / "deep_cca.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, DeepCCA)
+    scalars = {key: value for key, value in model.get_config().items() if not key.startswith(("encoder", "decoder"))}
+    assert scalars == {key: loaded.get_config()[key] for key in scalars}
+    assert (loaded.encoder_x.name, loaded.encoder_y.name) == ("encoder_x", "encoder_y")
+    for a, b in zip(model.predict(dataset, verbose=0), loaded.predict(dataset, verbose=0)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(model.transform(data["x_test"], data["y_test"]), loaded.transform(data["x_test"], data["y_test"])):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.score(data["x_test"], data["y_test"]) == model.score(data["x_test"], data["y_test"])
+    # The optimizer state came back too: training continues where it stopped.
+    assert loaded.optimizer.iterations.numpy() == 8
+    assert loaded.jit_compile is False
+    history = loaded.fit(dataset, epochs=1, verbose=0)
+    assert loaded.optimizer.iterations.numpy() == 12
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_from_config_round_trip_without_fitting():
+    model = build_model(n_components=3, reg=(1e-3, 1e-2), objective="squared")
+    clone = DeepCCA.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+    assert clone.k == 3 and clone.reg == (1e-3, 1e-2)
+    assert not clone.linear_cca_fitted
+
+
+# ----------------------------------------------------------------------------- DCCAE
+def test_dccae_reconstruction_metrics_appear_and_decrease(data, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = DeepCCA(mlp_encoder(20, 4, hidden_units=(16,), name="encoder_x"),
+                    mlp_encoder(20, 4, hidden_units=(16,), name="encoder_y"), n_components=2,
+                    decoder_x=mlp_encoder(4, 20, hidden_units=(16,), name="decoder_x"),
+                    decoder_y=mlp_encoder(4, 20, hidden_units=(16,), name="decoder_y"),
+                    reconstruction_weight=1.0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = model.fit(pairs(data["x_train"], data["y_train"]), epochs=10, verbose=0).history
+    for key in ("reconstruction_x", "reconstruction_y"):
+        assert history[key][-1] < 0.9 * history[key][0]
+    np.testing.assert_allclose(
+        history["loss"], -np.asarray(history["total_correlation"])
+        + np.asarray(history["reconstruction_x"]) + np.asarray(history["reconstruction_y"]), rtol=1e-4)
+    model.save(tmp_path / "dccae.keras")
+    loaded = keras.models.load_model(tmp_path / "dccae.keras")
+    x, y = data["x_test"][:50], data["y_test"][:50]
+    for key in ("loss", "reconstruction_x", "reconstruction_y"):
+        assert loaded.batch_loss(x, y)[key].numpy() == model.batch_loss(x, y)[key].numpy()
+
+
+def test_reconstruction_weight_needs_a_decoder():
+    with pytest.raises(ValueError, match="decoder"):
+        build_model(reconstruction_weight=0.5)
+
+
+def test_decoder_with_wrong_output_shape(data):
+    keras.utils.set_random_seed(0)
+    model = DeepCCA(mlp_encoder(20, 4, hidden_units=(), name="ex"), mlp_encoder(20, 4, hidden_units=(), name="ey"),
+                    decoder_x=mlp_encoder(4, 7, hidden_units=(), name="dx"), reconstruction_weight=1.0)
+    with pytest.raises(ValueError, match="reconstruct"):
+        model.batch_loss(data["x_train"][:50], data["y_train"][:50])
+
+
+# ----------------------------------------------------------------------------- distribution
+STRATEGY_SCRIPT = textwrap.dedent("""
+    import json
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    import numpy as np
+    from xmodal_tf.encoders import mlp_encoder
+    from xmodal_tf.models import DeepCCA
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 20)).astype("float32")
+    y = (x[:, :10] @ rng.normal(size=(10, 12)) + rng.normal(size=(96, 12))).astype("float32")
+
+    def build():
+        keras.utils.set_random_seed(1)
+        return DeepCCA(mlp_encoder(20, 4, hidden_units=(16,), name="ex"),
+                       mlp_encoder(12, 4, hidden_units=(16,), name="ey"))
+
+    # Reference on one device: the update with 2 replicas must be lr times the MEAN of
+    # the gradients of the CCA losses of the two half batches (one per replica).
+    learning_rate = 0.1
+    reference = build()
+    initial = [w.numpy() for w in reference.trainable_weights]
+    for start in range(0, 96, 32):
+        gradients = []
+        for half in (slice(start, start + 16), slice(start + 16, start + 32)):
+            with tf.GradientTape() as tape:
+                loss = reference.batch_loss(x[half], y[half], training=True)["loss"]
+            gradients.append(tape.gradient(loss, reference.trainable_weights))
+        for variable, first, second in zip(reference.trainable_weights, *gradients):
+            variable.assign(variable - learning_rate * (first + second) / 2)
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        model = build()
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate))
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32, drop_remainder=True)
+    history = model.fit(dataset, epochs=1, verbose=0).history
+    difference = max(float(np.abs(a.numpy() - b.numpy()).max())
+                     for a, b in zip(model.trainable_weights, reference.trainable_weights))
+    moved = max(float(np.abs(a - b.numpy()).max()) for a, b in zip(initial, reference.trainable_weights))
+
+    # A NaN in one replica's share skips the whole global step on both replicas.
+    bad_x = x.copy()
+    bad_x[40] = np.nan
+    before = [w.numpy() for w in model.trainable_weights]
+    iterations = int(model.optimizer.iterations.numpy())
+    bad = tf.data.Dataset.from_tensor_slices((bad_x[32:64], y[32:64])).batch(32, drop_remainder=True)
+    skipped = model.fit(bad, epochs=1, verbose=0).history["skipped_batches"][0]
+    unchanged = all(np.array_equal(a, b.numpy()) for a, b in zip(before, model.trainable_weights))
+    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "difference": difference, "moved": moved,
+                      "loss": history["loss"][0], "skipped": skipped, "unchanged": unchanged,
+                      "iterations": int(model.optimizer.iterations.numpy()) - iterations}))
+""")
+
+
+def run_script(script):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT,
+                               env=env, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_mirrored_strategy_fit_equals_mean_of_replica_gradients():
+    result = run_script(STRATEGY_SCRIPT)
+    assert result["replicas"] == 2
+    assert result["moved"] > 1e-2  # the comparison is not vacuous
+    assert result["difference"] < 1e-5
+    assert np.isfinite(result["loss"])
+    assert result["skipped"] == 1.0 and result["unchanged"] and result["iterations"] == 0
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_views_with_different_batch_sizes(data):
+    model = build_model()
+    x, y = data["x_train"], data["y_train"]
+    with pytest.raises(ValueError, match="8 rows for x and 6 for y"):
+        model.batch_loss(x[:8], y[:6])
+    model.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match="8 rows for x and 6 for y"):
+        model.fit(tf.data.Dataset.from_tensors((x[:8], y[:6])), verbose=0)
+    # Dynamic batch sizes are checked when the step runs.
+    mismatched = tf.data.Dataset.zip((tf.data.Dataset.from_tensor_slices(x[:16]).batch(8),
+                                      tf.data.Dataset.from_tensor_slices(y[:12]).batch(6)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="same batch size"):
+        model.fit(mismatched, verbose=0)
+    with pytest.raises(ValueError, match="x has 10 rows and y has 9"):
+        model.fit_linear_cca(x[:10], y[:9])
+    model.fit_linear_cca(x, y)
+    with pytest.raises(ValueError, match="x has 10 rows and y has 9"):
+        model.transform(x[:10], y[:9])
+
+
+def test_encoder_output_must_be_2d():
+    inputs = keras.Input((20,))
+    outputs = keras.layers.Reshape((4, 5))(keras.layers.Dense(20)(inputs))
+    with pytest.raises(ValueError, match="2-D"):
+        DeepCCA(keras.Model(inputs, outputs), mlp_encoder(20, 4, hidden_units=()))
+
+
+def test_n_components_larger_than_an_output():
+    with pytest.raises(ValueError, match="n_components=5 is larger than encoder_x's output dimension"):
+        build_model(n_components=5)
+    with pytest.raises(ValueError, match="n_components must be >= 1"):
+        build_model(n_components=0)
+
+
+def test_nan_batch_is_skipped_and_counted_without_touching_the_optimizer(data):
+    x, y = data["x_train"][:300].copy(), data["y_train"][:300]
+    x[150, 3] = np.nan  # in batch 1 of 3
+    model = build_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.optimizer.build(model.trainable_variables)
+    weights = [w.numpy() for w in model.weights]
+    optimizer_state = [v.numpy() for v in model.optimizer.variables]
+    # An epoch of only the NaN batch changes nothing: no update, no Adam moment, no step.
+    history = model.fit(pairs(x[100:200], y[100:200]), verbose=0).history
+    assert history["skipped_batches"] == [1.0]
+    for a, b in zip(weights + optimizer_state, model.weights + model.optimizer.variables):
+        np.testing.assert_array_equal(a, b.numpy())
+    # Among good batches it is counted, and the epoch's averages stay finite.
+    history = model.fit(pairs(x, y), verbose=0).history
+    assert history["skipped_batches"] == [1.0]
+    assert np.isfinite(history["loss"][0]) and np.isfinite(history["total_correlation"][0])
+    assert model.optimizer.iterations.numpy() == 2
+    assert all(np.isfinite(w.numpy()).all() for w in model.weights)
+    assert model.evaluate(pairs(x, y), verbose=0, return_dict=True)["skipped_batches"] == 1.0
+
+
+def test_linear_cca_errors(data):
+    model = build_model()
+    for method in (model.transform, model.score):
+        with pytest.raises(ValueError, match="fit_linear_cca"):
+            method(data["x_test"], data["y_test"])
+    bad = data["x_train"].copy()
+    bad[7, 0] = np.nan
+    with pytest.raises(ValueError, match="view x is not finite.*row 7"):
+        model.fit_linear_cca(bad, data["y_train"])
+    model.fit_linear_cca(data["x_train"], data["y_train"])
+    with pytest.raises(ValueError, match="not finite"):
+        model.transform(bad, data["y_train"])
+
+
+def test_compile_rejects_a_loss_and_warns_about_xla():
+    model = build_model()
+    with pytest.raises(ValueError, match="own loss"):
+        model.compile(optimizer="sgd", loss="mse")
+    with pytest.warns(UserWarning, match="XLA"):
+        model.compile(optimizer="sgd", jit_compile=True)
+    assert model.jit_compile is True  # an explicit choice is respected
+
+
+@keras.saving.register_keras_serializable(package="xmodal_tf_tests")
+class SubclassedEncoder(keras.Model):
+    """An encoder whose output size is unknown until it is called."""
+
+    def __init__(self, units=4, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.hidden = keras.layers.Dense(8, activation="tanh")
+        self.embedding = keras.layers.Dense(units)
+
+    def call(self, inputs):
+        return self.embedding(self.hidden(inputs))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_subclassed_encoders_build_on_first_batch_and_reload(data, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = DeepCCA(SubclassedEncoder(name="sub_x"), SubclassedEncoder(name="sub_y"), n_components=2)
+    assert not model.built
+    model.compile(optimizer="adam")
+    model.fit(data["x_train"], data["y_train"], batch_size=100, verbose=0)
+    assert model.built and model.k == 2 and model.optimizer.iterations.numpy() == 4
+    model.fit_linear_cca(data["x_train"], data["y_train"])
+    model.save(tmp_path / "subclassed.keras")
+    loaded = keras.models.load_model(tmp_path / "subclassed.keras")
+    for a, b in zip(model.transform(data["x_test"], data["y_test"]), loaded.transform(data["x_test"], data["y_test"])):
+        np.testing.assert_array_equal(a, b)
+    too_many = DeepCCA(SubclassedEncoder(), SubclassedEncoder(), n_components=5)
+    with pytest.raises(ValueError, match="n_components=5"):
+        too_many((data["x_test"], data["y_test"]))

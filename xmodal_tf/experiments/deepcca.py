@@ -1,0 +1,242 @@
+"""Experiment ``deepcca``: linear CCA vs DeepCCA vs DCCAE on two views, side by side.
+
+The protocol of Andrew et al. (2013): train the two encoders on the training split,
+fit a linear CCA on their training outputs (its ridge picked on the validation
+split), and report the total correlation of the top k canonical directions on each
+split. Linear CCA on the raw views is the baseline; DCCAE (Wang et al. 2015) adds
+decoders that reconstruct each view from its encoding.
+
+DeepCCA trains with ``xmodal_tf.training.DeepCCATrainer`` (``trainer="custom"``, the
+default) or ``model.fit`` (``trainer="fit"``). With the custom trainer every epoch is
+checkpointed under the run directory, so a killed run started again with the same
+``--logdir`` resumes from its last completed epoch.
+"""
+from __future__ import annotations
+
+import time
+
+from xmodal_tf.experiments.base import Experiment, RunContext
+from xmodal_tf.experiments.config import ConfigError
+
+DATA_SETS = ("two_view_digits", "split_mnist")
+MODELS = ("linear_cca", "deepcca", "dccae")
+
+DEFAULTS = {
+    "data": "two_view_digits",
+    "models": None,  # None: all three on two_view_digits; linear_cca and deepcca on split_mnist
+    "n_components": None,  # None: 10 for two_view_digits, 50 for split_mnist (the paper's k)
+    "hidden_units": None,  # None: [256, 256] for two_view_digits, [1024, 1024] for split_mnist
+    "activation": "relu",
+    "batch_norm": True,
+    "dropout": 0.0,
+    "epochs": None,  # None: 100 for two_view_digits, 20 for split_mnist
+    "batch_size": None,  # None: 256 for two_view_digits, 800 for split_mnist
+    "learning_rate": 1e-3,
+    "schedule": "cosine",  # or "constant"
+    "weight_decay": 0.0,  # AdamW's decoupled weight decay; 0 is plain Adam
+    "reg": 1e-4,  # ridge on the output covariances inside the objective
+    "objective": "trace",  # or "squared"
+    "reconstruction_weight": 1.0,  # DCCAE: weight of the decoders' mean squared errors
+    "final_reg": [1e-6, 1e-4, 1e-2],  # linear CCA ridges after training, picked on validation
+    "trainer": "custom",  # "custom" (DeepCCATrainer) or "fit" (model.fit)
+    "checkpoints": True,  # custom trainer: checkpoint each epoch, resume a killed run
+}
+PER_DATA_DEFAULTS = {
+    "two_view_digits": {"models": ["linear_cca", "deepcca", "dccae"], "n_components": 10,
+                        "hidden_units": [256, 256], "epochs": 100, "batch_size": 256},
+    "split_mnist": {"models": ["linear_cca", "deepcca"], "n_components": 50,
+                    "hidden_units": [1024, 1024], "epochs": 20, "batch_size": 800},
+}
+
+
+def validate(config: dict) -> None:
+    for key in ("models",):
+        if config[key] is not None:
+            unknown = [m for m in config[key] if m not in MODELS]
+            if unknown or not config[key]:
+                raise ConfigError(f"models must be a non-empty list drawn from {list(MODELS)}; "
+                                  f"got {config[key]!r}.")
+    for key in ("n_components", "epochs", "batch_size"):
+        if config[key] is not None and (not isinstance(config[key], int) or config[key] < 1):
+            raise ConfigError(f"{key} must be a positive int (or null for the default); "
+                              f"got {config[key]!r}.")
+    if config["hidden_units"] is not None and any(
+            not isinstance(u, int) or u < 1 for u in config["hidden_units"]):
+        raise ConfigError(f"hidden_units must be a list of positive ints; got {config['hidden_units']!r}.")
+    for key in ("learning_rate",):
+        if not config[key] > 0:
+            raise ConfigError(f"{key} must be > 0; got {config[key]!r}.")
+    for key in ("dropout",):
+        if not 0 <= config[key] < 1:
+            raise ConfigError(f"{key} must be in [0, 1); got {config[key]!r}.")
+    for key in ("weight_decay", "reg", "reconstruction_weight"):
+        if config[key] < 0:
+            raise ConfigError(f"{key} must be >= 0; got {config[key]!r}.")
+    if not config["final_reg"] or any(r < 0 for r in config["final_reg"]):
+        raise ConfigError(f"final_reg must be a non-empty list of ridges >= 0; got {config['final_reg']!r}.")
+
+
+def resolved(config: dict) -> dict:
+    """``config`` with every None replaced by the data set's default."""
+    filled = dict(config)
+    for key, value in PER_DATA_DEFAULTS[config["data"]].items():
+        if filled[key] is None:
+            filled[key] = value
+    return filled
+
+
+def load_data(name: str, data_dir):
+    from xmodal_tf import data
+
+    if name == "split_mnist":
+        return data.load_split_mnist(data_dir)
+    return data.load_two_view_digits()
+
+
+def build_model(dataset, config: dict, with_decoders: bool):
+    """A DeepCCA (or DCCAE) model of two ``mlp_encoder`` networks."""
+    from xmodal_tf.encoders import mlp_encoder
+    from xmodal_tf.models import DeepCCA
+
+    dims = [int(shape[0]) if len(shape) == 1 else int(shape[0] * shape[1] * shape[2])
+            for shape in dataset.view_shapes]
+    k = config["n_components"]
+
+    def encoder(dim, name):
+        return mlp_encoder(dim, k, hidden_units=tuple(config["hidden_units"]),
+                           activation=config["activation"], batch_norm=config["batch_norm"],
+                           dropout=config["dropout"], name=name)
+
+    def decoder(dim, name):
+        # The mirror image of the encoder, from the k-dim code back to the view.
+        return mlp_encoder(k, dim, hidden_units=tuple(reversed(config["hidden_units"])),
+                           activation=config["activation"], batch_norm=config["batch_norm"],
+                           dropout=config["dropout"], output_activation="sigmoid", name=name)
+
+    decoders = ({"decoder_x": decoder(dims[0], "decoder_x"), "decoder_y": decoder(dims[1], "decoder_y"),
+                 "reconstruction_weight": config["reconstruction_weight"]} if with_decoders else {})
+    return DeepCCA(encoder(dims[0], "encoder_x"), encoder(dims[1], "encoder_y"), n_components=k,
+                   reg=config["reg"], objective=config["objective"], **decoders)
+
+
+def make_optimizer(config: dict, steps: int):
+    import keras
+
+    rate = config["learning_rate"]
+    if config["schedule"] == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=max(1, steps), alpha=0.01)
+    if config["weight_decay"] > 0:
+        return keras.optimizers.AdamW(rate, weight_decay=config["weight_decay"])
+    return keras.optimizers.Adam(rate)
+
+
+def train_deep_model(name: str, dataset, config: dict, context: RunContext) -> dict:
+    """Train one DeepCCA / DCCAE model, then fit and score the final linear CCA."""
+    from xmodal_tf.data import make_dataset
+
+    model = build_model(dataset, config, with_decoders=(name == "dccae"))
+    x, y, _ = dataset.train
+    batch_size = min(config["batch_size"], len(x))
+    steps_per_epoch = len(x) // batch_size
+    train = make_dataset((x, y), batch_size=batch_size, seed=context.seed, drop_remainder=True)
+    validation = dataset.validation[:2]
+    optimizer = make_optimizer(config, steps_per_epoch * config["epochs"])
+    context.progress(f"{name}: {config['epochs']} epochs of {steps_per_epoch} steps "
+                     f"(batch {batch_size}), trainer={config['trainer']} ...")
+    started = time.perf_counter()
+    if config["trainer"] == "custom":
+        from xmodal_tf.training import DeepCCATrainer
+
+        checkpoint_dir = context.logdir / "checkpoints" / name if config["checkpoints"] else None
+        trainer = DeepCCATrainer(model, optimizer, checkpoint_dir=checkpoint_dir,
+                                 logdir=context.logdir / name, eval_every=max(1, config["epochs"] // 10),
+                                 progress=True)
+        resumed_after = trainer.epoch
+        if trainer.restored_from:
+            context.progress(f"{name}: resuming after epoch {resumed_after} ({trainer.restored_from})")
+        history = trainer.fit(train, config["epochs"], validation_data=validation)
+    else:
+        resumed_after = 0
+        model.compile(optimizer=optimizer)
+        history = model.fit(train, epochs=config["epochs"], shuffle=False, verbose=2).history
+    train_seconds = time.perf_counter() - started
+    return {**score_model(model, dataset, config, context, name),
+            "train_seconds": train_seconds, "epochs": config["epochs"],
+            "resumed_after_epoch": resumed_after,
+            "final_train_loss": float(history["loss"][-1]) if history.get("loss") else None}
+
+
+def score_model(model, dataset, config: dict, context: RunContext, name: str) -> dict:
+    """Fit the final linear CCA on training outputs for each ridge in ``final_reg``, keep
+    the best on validation, and report the top-k total correlation on every split."""
+    best = None
+    for ridge in config["final_reg"]:
+        model.fit_linear_cca(*dataset.train[:2], reg=float(ridge))
+        value = model.score(*dataset.validation[:2])
+        if best is None or value > best[1]:
+            best = (float(ridge), value)
+    model.fit_linear_cca(*dataset.train[:2], reg=best[0])
+    result = {"final_reg": best[0]}
+    for split in ("train", "validation", "test"):
+        result[f"{split}_total_correlation"] = float(model.score(*getattr(dataset, split)[:2]))
+        context.log_scalar(f"{name}/{split}_total_correlation", result[f"{split}_total_correlation"])
+    context.progress(f"{name}: test total correlation {result['test_total_correlation']:.3f} "
+                     f"(final CCA reg {best[0]:g})")
+    return result
+
+
+def linear_cca(dataset, config: dict, context: RunContext) -> dict:
+    from xmodal_tf.experiments.cca import select_ridge
+
+    started = time.perf_counter()
+    model, _ = select_ridge(dataset, config["n_components"], [1e-5, 1e-4, 1e-3, 1e-2],
+                            "float64", context)
+    result = {"final_reg": model.reg, "train_seconds": time.perf_counter() - started}
+    for split in ("train", "validation", "test"):
+        result[f"{split}_total_correlation"] = float(
+            model.correlations(*getattr(dataset, split)[:2]).sum())
+        context.log_scalar(f"linear_cca/{split}_total_correlation", result[f"{split}_total_correlation"])
+    return result
+
+
+def run(config: dict, context: RunContext) -> dict:
+    config = resolved(config)
+    context.progress(f"loading {config['data']} ...")
+    dataset = load_data(config["data"], context.data_dir)
+    context.progress(f"{dataset!r}")
+    results = {}
+    for name in config["models"]:
+        if name == "linear_cca":
+            results[name] = linear_cca(dataset, config, context)
+        else:
+            results[name] = train_deep_model(name, dataset, config, context)
+    return {"data": dataset.name, "n_components": config["n_components"], "results": results,
+            "recipe": {key: config[key] for key in (
+                "hidden_units", "activation", "batch_norm", "dropout", "epochs", "batch_size",
+                "learning_rate", "schedule", "weight_decay", "reg", "objective", "trainer")}}
+
+
+def summarize(metrics: dict) -> list[str]:
+    k = metrics["n_components"]
+    lines = [f"total correlation of the top {k} canonical directions on {metrics['data']} "
+             f"(final linear CCA fitted on training outputs)",
+             f"{'model':<12} {'train':>8} {'valid':>8} {'test':>8} {'seconds':>8}"]
+    for name, result in metrics["results"].items():
+        lines.append(f"{name:<12} {result['train_total_correlation']:8.3f} "
+                     f"{result['validation_total_correlation']:8.3f} "
+                     f"{result['test_total_correlation']:8.3f} {result['train_seconds']:8.1f}")
+    return lines
+
+
+EXPERIMENT = Experiment(
+    name="deepcca",
+    description="linear CCA vs DeepCCA vs DCCAE (two_view_digits offline; "
+                "split_mnist with --data-dir)",
+    defaults=DEFAULTS,
+    run=run,
+    choices={"data": DATA_SETS, "activation": ("relu", "sigmoid", "gelu", "tanh", "elu"),
+             "schedule": ("cosine", "constant"), "objective": ("trace", "squared"),
+             "trainer": ("custom", "fit")},
+    summarize=summarize,
+    validate=validate,
+)

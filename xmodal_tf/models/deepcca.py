@@ -1,0 +1,656 @@
+"""Deep CCA and DCCAE as a subclassed ``keras.Model`` that trains with ``model.fit``.
+
+Deep CCA (Andrew et al., 2013) trains two encoders so that their outputs on paired
+samples are maximally correlated: the loss of a batch is minus the total canonical
+correlation of the two views' outputs (``xmodal_tf.losses``). DCCAE (Wang et al., 2015)
+adds a decoder per view and penalises reconstruction error::
+
+    loss = -sum(top-k batch correlations)
+           + reconstruction_weight * (MSE(x, dec_x(enc_x(x))) + MSE(y, dec_y(enc_y(y))))
+
+After training, a linear CCA is fitted on the encoders' outputs (``fit_linear_cca``, as
+in the paper); ``transform`` gives canonical variates and ``score`` the total
+correlation of the top ``n_components`` canonical directions on any (held-out) data,
+the metric of Andrew et al.
+
+    >>> from xmodal_tf.encoders import mlp_encoder
+    >>> from xmodal_tf.models import DeepCCA
+    >>> model = DeepCCA(mlp_encoder(392, 50, name="left"), mlp_encoder(392, 50, name="right"))
+    >>> model.compile(optimizer="adam")              # jit_compile=False by default
+    >>> model.fit(train_dataset, epochs=10)          # batches of (x, y) or ((x, y), labels)
+    >>> model.fit_linear_cca(x_train, y_train).score(x_test, y_test)   # e.g. 39.7 of 50
+
+Conventions and decisions
+-------------------------
+* Data: every batch is a pair ``(x, y)``, a dict ``{"x": ..., "y": ...}`` or a pair
+  with labels ``((x, y), labels)`` (labels are ignored). ``call`` returns the pair of
+  encoder outputs, so ``predict`` gives ``(h_x, h_y)``.
+* Metrics (``model.metrics``, reset every epoch): ``loss``; ``total_correlation``, the
+  sum of the top-k (ridge-shrunk) canonical correlations of each batch, averaged over
+  batches; ``reconstruction_x`` / ``reconstruction_y`` (mean squared errors) when the
+  decoder exists; ``skipped_batches``, the number of batches skipped this epoch.
+  These are batch-level statistics: a Deep CCA loss is not a mean over examples, so
+  the per-batch values are averaged with equal weight per batch.
+* Non-finite batches: a training batch whose encoder outputs, loss or gradients are
+  not finite (NaN or inf in the data, a diverged network), or that has fewer than two
+  samples (no covariance), is SKIPPED: the optimizer is not applied at all (so neither
+  the weights nor the optimizer's moments nor ``optimizer.iterations`` change), its
+  values do not enter the loss/correlation averages, and it is counted in
+  ``skipped_batches``. Under a distribution strategy a batch that is bad on any replica
+  skips the whole global step on every replica. ``evaluate`` skips such batches the
+  same way. ``fit_linear_cca``, ``transform``, ``score`` and ``encode`` instead raise
+  ValueError on non-finite data.
+* Distribution strategies: gradients are summed across replicas, so each replica
+  divides its loss by ``num_replicas_in_sync`` before differentiating; the update is
+  then the mean of the replicas' batch-level gradients (the CCA loss of a replica's
+  local batch is a statistic of that batch, not a per-example mean, so this is the
+  right scaling, not a division by the global batch size). Metrics record the
+  unscaled replica values; Keras' on-read metric variables then average them over
+  replicas and batches.
+* No XLA: the objective uses an SVD, which is not trusted under XLA, so ``compile``
+  defaults to ``jit_compile=False`` (Keras' default "auto" turns XLA on with a GPU).
+* Saving: ``get_config`` serializes the sub-models; ``model.save("m.keras")`` and
+  ``keras.models.load_model`` restore the encoders, decoders, optimizer state and the
+  fitted linear CCA, which lives in non-trainable float64 weights
+  (``linear_cca_x_weights``, ``linear_cca_x_mean``, ``linear_cca_y_weights``,
+  ``linear_cca_y_mean``, ``linear_cca_correlations``, ``linear_cca_fitted``), so
+  ``transform`` and ``score`` work after reloading without refitting. The same weights
+  are part of any ``tf.train.Checkpoint`` of the model. An encoder used for both views
+  (a shared, siamese encoder) is saved as two copies.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from xmodal_tf.cca import CCA, column_correlations
+from xmodal_tf.losses import DeepCCALoss
+
+__all__ = ["DeepCCA"]
+
+_SUBMODEL_KEYS = ("encoder_x", "encoder_y", "decoder_x", "decoder_y")
+
+
+# ----------------------------------------------------------------------------- helpers
+def _static_output_shape(model, name: str):
+    """The encoder's output shape as a tuple, or None when it is not known yet.
+
+    Raises ValueError for several outputs or an output that is not (batch, features).
+    """
+    try:
+        outputs = model.outputs  # functional and built Sequential models
+    except (AttributeError, ValueError):
+        return None
+    if not outputs:
+        return None
+    if len(outputs) != 1:
+        raise ValueError(
+            f"{name} must have a single output of shape (batch, features); it has "
+            f"{len(outputs)} outputs.")
+    shape = tuple(outputs[0].shape)
+    _check_output_shape(shape, name)
+    return shape
+
+
+def _check_output_shape(shape, name: str) -> None:
+    if len(shape) != 2:
+        raise ValueError(
+            f"{name} must output a 2-D (batch, features) tensor; its output has shape "
+            f"{tuple(shape)} (rank {len(shape)}). Flatten or pool it to (batch, features), "
+            "e.g. with keras.layers.Flatten() or GlobalAveragePooling.")
+    if shape[1] is None:
+        raise ValueError(f"{name} must output a known number of features; got shape {tuple(shape)}.")
+
+
+def _check_submodel(model, name: str, required: bool):
+    if model is None:
+        if required:
+            raise TypeError(f"{name} is required: pass a keras.Model (e.g. from xmodal_tf.encoders).")
+        return None
+    if not isinstance(model, keras.layers.Layer):
+        raise TypeError(f"{name} must be a keras.Model or keras.layers.Layer; got {type(model).__name__}.")
+    return model
+
+
+def _split_views(data, where: str):
+    """(x, y) from a batch: (x, y), {"x": x, "y": y}, or those followed by labels."""
+    if isinstance(data, dict):
+        return _views_from_dict(data, where)
+    if isinstance(data, (tuple, list)) and data:
+        first = data[0]
+        if isinstance(first, dict):
+            return _views_from_dict(first, where)
+        if isinstance(first, (tuple, list)):  # ((x, y), labels[, sample_weight])
+            if len(first) == 2:
+                return first[0], first[1]
+        elif len(data) == 2:
+            return data[0], data[1]
+    raise ValueError(
+        f"DeepCCA.{where} expects paired views: a pair (x, y), a dict {{'x': x, 'y': y}}, "
+        f"or ((x, y), labels); got {_describe(data)}.")
+
+
+def _views_from_dict(data: dict, where: str):
+    if "x" not in data or "y" not in data:
+        raise ValueError(
+            f"DeepCCA.{where}: a dict of views needs the keys 'x' and 'y'; got keys "
+            f"{sorted(map(str, data))}.")
+    return data["x"], data["y"]
+
+
+def _describe(data) -> str:
+    if isinstance(data, (tuple, list)):
+        return f"a {type(data).__name__} of {len(data)} ({', '.join(_describe(d) for d in data)})"
+    shape = getattr(data, "shape", None)
+    return f"a {type(data).__name__} of shape {tuple(shape)}" if shape is not None else type(data).__name__
+
+
+def _first_row_not_finite(values: np.ndarray) -> int:
+    return int(np.nonzero(~np.isfinite(values).all(axis=tuple(range(1, values.ndim))))[0][0])
+
+
+def _as_input_tensor(array) -> tf.Tensor:
+    """A batch as a tensor; float64 NumPy data becomes float32 (as in make_dataset)."""
+    if isinstance(array, np.ndarray) and array.dtype == np.float64:
+        array = array.astype(np.float32)
+    return tf.convert_to_tensor(array)
+
+
+def _num_rows(array) -> int:
+    shape = getattr(array, "shape", None)
+    if shape is not None and len(shape):
+        return int(shape[0])
+    return len(array)
+
+
+# ----------------------------------------------------------------------------- model
+@keras.saving.register_keras_serializable(package="xmodal_tf")
+class DeepCCA(keras.Model):
+    """Deep CCA (or DCCAE with decoders) between two views.
+
+    Args:
+        encoder_x, encoder_y: Keras models mapping each view to (batch, d_x) and
+            (batch, d_y) outputs, e.g. ``xmodal_tf.encoders.mlp_encoder``.
+        n_components: k, the number of top canonical correlations maximised (and kept
+            by the linear CCA); None for all min(d_x, d_y).
+        reg: ridge added to each view's output covariance (a float, or one per view).
+        objective: "trace" (sum of the top-k correlations) or "squared" (sum of squares).
+        decoder_x, decoder_y: optional models mapping the encoder outputs back to each
+            view's input shape (DCCAE).
+        reconstruction_weight: weight of the decoders' mean squared errors (>= 0).
+        compute_dtype: dtype of the CCA algebra, "float64" (default) or "float32"
+            (see ``xmodal_tf.losses``).
+        **kwargs: ``name``, ``trainable``... for ``keras.Model``.
+    """
+
+    def __init__(self, encoder_x, encoder_y, n_components=None, reg=1e-4, objective="trace",
+                 decoder_x=None, decoder_y=None, reconstruction_weight=0.0,
+                 compute_dtype="float64", **kwargs):
+        kwargs.setdefault("name", "deep_cca")
+        super().__init__(**kwargs)
+        self.encoder_x = _check_submodel(encoder_x, "encoder_x", required=True)
+        self.encoder_y = _check_submodel(encoder_y, "encoder_y", required=True)
+        self.decoder_x = _check_submodel(decoder_x, "decoder_x", required=False)
+        self.decoder_y = _check_submodel(decoder_y, "decoder_y", required=False)
+        # Validates n_components' type, reg, objective and compute_dtype.
+        self.objective_fn = DeepCCALoss(n_components=n_components, reg=reg, objective=objective,
+                                        compute_dtype=compute_dtype)
+        self.n_components = self.objective_fn.n_components
+        self.reg = self.objective_fn.reg
+        self.objective = objective
+        self.compute_dtype_name = self.objective_fn.compute_dtype
+        if (isinstance(reconstruction_weight, bool)
+                or not isinstance(reconstruction_weight, numbers.Real)
+                or not math.isfinite(reconstruction_weight) or reconstruction_weight < 0):
+            raise ValueError(f"reconstruction_weight must be a finite float >= 0; got {reconstruction_weight!r}.")
+        self.reconstruction_weight = float(reconstruction_weight)
+        if self.reconstruction_weight > 0 and decoder_x is None and decoder_y is None:
+            raise ValueError("reconstruction_weight > 0 needs decoder_x and/or decoder_y (DCCAE).")
+
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.correlation_tracker = keras.metrics.Mean(name="total_correlation")
+        self.reconstruction_x_tracker = (
+            keras.metrics.Mean(name="reconstruction_x") if decoder_x is not None else None)
+        self.reconstruction_y_tracker = (
+            keras.metrics.Mean(name="reconstruction_y") if decoder_y is not None else None)
+        self.skipped_tracker = keras.metrics.Sum(name="skipped_batches")
+        self.linear_cca_ = None
+        self._encode_function = None
+        self._output_dims = None
+
+        shape_x = _static_output_shape(self.encoder_x, "encoder_x")
+        shape_y = _static_output_shape(self.encoder_y, "encoder_y")
+        if shape_x is not None and shape_y is not None:
+            self._create_state(shape_x[1], shape_y[1])
+            # Functional sub-models are built: the model needs no symbolic build in fit.
+            if all(getattr(m, "built", True) for m in (self.encoder_x, self.encoder_y,
+                                                      self.decoder_x, self.decoder_y) if m is not None):
+                self.built = True
+
+    # ------------------------------------------------------------------ state
+    @property
+    def k(self) -> int | None:
+        """The number of canonical components (n_components, or min(d_x, d_y) for None)."""
+        if self._output_dims is None:
+            return self.n_components
+        return self.n_components or min(self._output_dims)
+
+    def _check_dims(self, dim_x: int, dim_y: int) -> None:
+        if self.n_components is not None:
+            for name, dim in (("encoder_x", dim_x), ("encoder_y", dim_y)):
+                if self.n_components > dim:
+                    raise ValueError(
+                        f"n_components={self.n_components} is larger than {name}'s output "
+                        f"dimension ({dim} units); use n_components <= min(d_x, d_y) = "
+                        f"{min(dim_x, dim_y)} or None for all.")
+
+    def _create_state(self, dim_x: int, dim_y: int) -> None:
+        """Validate the output sizes and create the linear CCA's (non-trainable) weights."""
+        dim_x, dim_y = int(dim_x), int(dim_y)
+        self._check_dims(dim_x, dim_y)
+        self._output_dims = (dim_x, dim_y)
+        k = self.k
+        self._cca_weights = []
+        for name, shape in (("linear_cca_x_weights", (dim_x, k)), ("linear_cca_x_mean", (dim_x,)),
+                            ("linear_cca_y_weights", (dim_y, k)), ("linear_cca_y_mean", (dim_y,)),
+                            ("linear_cca_correlations", (k,))):
+            self._cca_weights.append(self.add_weight(
+                shape=shape, initializer="zeros", dtype="float64", trainable=False, name=name))
+        self._cca_fitted = self.add_weight(shape=(), initializer="zeros", dtype="int32",
+                                           trainable=False, name="linear_cca_fitted")
+
+    def build(self, input_shape):
+        """Build unbuilt sub-models from the pair of input shapes ((None, ...), (None, ...))."""
+        if isinstance(input_shape, dict):
+            shapes = (input_shape["x"], input_shape["y"])
+        else:
+            shapes = tuple(input_shape)
+        self._build_sub_models(shapes, (keras.backend.floatx(),) * 2)
+
+    def _build_sub_models(self, shapes, dtypes) -> None:
+        """Build the sub-models by calling them symbolically (no computation), check the
+        encoders' outputs and create the linear CCA weights."""
+        outputs = []
+        for model, shape, dtype, name in zip((self.encoder_x, self.encoder_y), shapes, dtypes,
+                                             ("encoder_x", "encoder_y")):
+            output = model(keras.KerasTensor((None, *tuple(shape)[1:]), dtype=dtype))
+            if isinstance(output, (tuple, list, dict)):
+                raise ValueError(f"{name} must have a single output of shape (batch, features).")
+            _check_output_shape(tuple(output.shape), name)
+            outputs.append(output)
+        for decoder, output in zip((self.decoder_x, self.decoder_y), outputs):
+            if decoder is not None and not decoder.built:
+                decoder(output)
+        if self._output_dims is None:
+            self._create_state(outputs[0].shape[1], outputs[1].shape[1])
+        self._input_specs = [[[None, *list(shape)[1:]], str(dtype)] for shape, dtype in zip(shapes, dtypes)]
+        self.built = True
+
+    def get_build_config(self):
+        """Input shapes and dtypes when the model was built from data (subclassed encoders)."""
+        specs = getattr(self, "_input_specs", None)
+        return None if specs is None else {"input_specs": specs}
+
+    def build_from_config(self, config):
+        if config and "input_specs" in config:
+            shapes = [tuple(None if d is None else int(d) for d in shape) for shape, _ in config["input_specs"]]
+            self._build_sub_models(shapes, [dtype for _, dtype in config["input_specs"]])
+
+    def _build_from_batch(self, x, y) -> None:
+        """Build unbuilt (subclassed) encoders from the first batch, before the optimizer."""
+        if not self.built:
+            x, y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+            self._build_sub_models((tuple(x.shape), tuple(y.shape)), (x.dtype.name, y.dtype.name))
+
+    # ------------------------------------------------------------------ forward
+    def call(self, inputs, training=None):
+        """Encode a pair of views; returns ``(h_x, h_y)``."""
+        if not isinstance(inputs, (tuple, list, dict)):
+            raise ValueError(
+                f"DeepCCA.call expects a pair of views (x, y) or a dict {{'x': x, 'y': y}}; got "
+                f"{_describe(inputs)}. (Under a distribution strategy, model.fit builds an unbuilt "
+                "model with the first view alone: build it first by calling it once, "
+                "model((x_batch, y_batch)).)")
+        x, y = _split_views(inputs, "call")
+        return self.encoder_x(x, training=training), self.encoder_y(y, training=training)
+
+    @property
+    def metrics(self):
+        trackers = [self.loss_tracker, self.correlation_tracker]
+        trackers += [t for t in (self.reconstruction_x_tracker, self.reconstruction_y_tracker) if t is not None]
+        return trackers + [self.skipped_tracker]
+
+    def _metric_results(self) -> dict:
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def batch_loss(self, x, y, training=False) -> dict:
+        """The loss of one batch and its parts, as a dict of tensors.
+
+        Keys: ``loss`` (scalar), ``correlations`` ((k,), the batch's top-k ridge-shrunk
+        canonical correlations, largest first), ``total_correlation`` (their sum), and
+        ``reconstruction_x`` / ``reconstruction_y`` when the decoders exist. A batch
+        whose encoder outputs are not finite, or that has fewer than two samples, gets
+        NaN correlations (the CCA algebra is not run on it), hence a NaN loss.
+        """
+        x_size, y_size = x.shape[0] if hasattr(x, "shape") else None, y.shape[0] if hasattr(y, "shape") else None
+        if x_size is not None and y_size is not None and x_size != y_size:
+            raise ValueError(
+                f"DeepCCA: the two views must have the same batch size (one row per paired "
+                f"sample); got {x_size} rows for x and {y_size} for y.")
+        h_x = self.encoder_x(x, training=training)
+        h_y = self.encoder_y(y, training=training)
+        for h, name in ((h_x, "encoder_x"), (h_y, "encoder_y")):
+            _check_output_shape(tuple(h.shape), name)
+        if self._output_dims is None:  # subclassed encoders built by this call
+            self._check_dims(h_x.shape[1], h_y.shape[1])
+        else:
+            self._check_dims(*self._output_dims)
+        k = self.n_components or min(h_x.shape[1], h_y.shape[1])
+        output_dtype = tf.float64 if tf.float64 in (h_x.dtype, h_y.dtype) else tf.float32
+        usable = tf.logical_and(
+            tf.logical_and(tf.reduce_all(tf.math.is_finite(h_x)), tf.reduce_all(tf.math.is_finite(h_y))),
+            tf.shape(h_x)[0] >= 2)
+        # The CCA algebra raises (rather than returning NaN) on non-finite outputs, so it
+        # only runs on usable batches; the others get NaN and are skipped by the caller.
+        correlations = tf.cond(
+            usable,
+            lambda: tf.cast(self.objective_fn.correlations(h_x, h_y), output_dtype),
+            lambda: tf.fill([k], tf.constant(np.nan, output_dtype)))
+        total_correlation = tf.reduce_sum(correlations)
+        if self.objective == "trace":
+            loss = -total_correlation
+        else:
+            loss = -tf.reduce_sum(tf.square(correlations))
+        results = {"correlations": correlations, "total_correlation": total_correlation}
+        for view, h, decoder, key in ((x, h_x, self.decoder_x, "reconstruction_x"),
+                                      (y, h_y, self.decoder_y, "reconstruction_y")):
+            if decoder is None:
+                continue
+            reconstruction = decoder(h, training=training)
+            view = tf.convert_to_tensor(view)
+            if tuple(reconstruction.shape[1:]) != tuple(view.shape[1:]):
+                raise ValueError(
+                    f"DeepCCA: {key.replace('reconstruction', 'decoder')} outputs shape "
+                    f"{tuple(reconstruction.shape)}, but its view has shape {tuple(view.shape)}; "
+                    "a decoder must reconstruct its view's input.")
+            # In float32 at least, also for mixed-precision decoders.
+            error_dtype = tf.float64 if reconstruction.dtype == tf.float64 else tf.float32
+            error = tf.reduce_mean(tf.square(tf.cast(view, error_dtype) - tf.cast(reconstruction, error_dtype)))
+            results[key] = tf.cast(error, output_dtype)
+            if self.reconstruction_weight > 0:
+                loss = loss + self.reconstruction_weight * results[key]
+        results["loss"] = loss
+        return results
+
+    # ------------------------------------------------------------------ training
+    def compile(self, optimizer="rmsprop", *, jit_compile=False, **kwargs):
+        """``keras.Model.compile`` with ``jit_compile=False`` by default (no XLA).
+
+        The loss is built in; passing ``loss`` or ``metrics`` is an error.
+        """
+        for key in ("loss", "metrics", "weighted_metrics", "loss_weights"):
+            if kwargs.get(key) is not None:
+                raise ValueError(
+                    f"DeepCCA computes its own loss and metrics; do not pass {key}= to compile.")
+        if jit_compile is not False:
+            warnings.warn(
+                f"DeepCCA.compile(jit_compile={jit_compile!r}): the Deep CCA objective uses an "
+                "SVD, whose XLA implementation has returned wrong results; keep "
+                "jit_compile=False.", stacklevel=2)
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+        if self.built and self.optimizer is not None and not self.optimizer.built:
+            # Building now, not while fit traces the step, saves creating variables in
+            # the trace (which makes tf.function trace the step a second time).
+            self.optimizer.build(self.trainable_variables)
+
+    def compile_from_config(self, config):
+        """Recompile on ``load_model`` (Keras skips models with a custom ``compile``)."""
+        # compile also builds the optimizer, so that its saved state can be loaded.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+
+    def compute_and_apply_gradients(self, data, optimizer) -> None:
+        """One training step on a batch (in a replica context): the core of ``train_step``
+        and of ``xmodal_tf.training.DeepCCATrainer``. Updates the metric trackers."""
+        x, y = _split_views(data, "train_step")
+        self._build_from_batch(x, y)
+        if not optimizer.built:
+            optimizer.build(self.trainable_variables)
+        strategy = tf.distribute.get_strategy()
+        replicas = strategy.num_replicas_in_sync
+        variables = self.trainable_variables
+        with tf.GradientTape() as tape:
+            results = self.batch_loss(x, y, training=True)
+            loss = results["loss"]
+            # Gradients are summed over replicas: scale so the update is their mean.
+            scaled = loss / replicas if replicas > 1 else loss
+            scaled = optimizer.scale_loss(scaled)
+        gradients = tape.gradient(scaled, variables)
+        finite = tf.math.is_finite(loss)
+        for gradient in gradients:
+            if gradient is not None:
+                finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(gradient)))
+        if replicas > 1:
+            context = tf.distribute.get_replica_context()
+            bad = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(tf.logical_not(finite), tf.float32))
+            finite = tf.equal(bad, 0.0)
+        _apply_if(optimizer, gradients, variables, finite)
+        self._update_trackers(results, finite, count_skip=_is_first_replica())
+
+    def _update_trackers(self, results: dict, finite, count_skip) -> None:
+        weight = tf.cast(finite, tf.float32)
+        for key, tracker in (("loss", self.loss_tracker), ("total_correlation", self.correlation_tracker),
+                             ("reconstruction_x", self.reconstruction_x_tracker),
+                             ("reconstruction_y", self.reconstruction_y_tracker)):
+            if tracker is not None:
+                value = results[key]
+                tracker.update_state(tf.where(finite, value, tf.zeros_like(value)), sample_weight=weight)
+        self.skipped_tracker.update_state((1.0 - weight) * tf.cast(count_skip, tf.float32))
+
+    def train_step(self, data):
+        self.compute_and_apply_gradients(data, self.optimizer)
+        return self._metric_results()
+
+    def test_step(self, data):
+        x, y = _split_views(data, "test_step")
+        self._build_from_batch(x, y)
+        results = self.batch_loss(x, y, training=False)
+        finite = tf.math.is_finite(results["loss"])
+        self._update_trackers(results, finite, count_skip=True)
+        return self._metric_results()
+
+    def predict_step(self, data):
+        return self(_split_views(data, "predict_step"), training=False)
+
+    # ------------------------------------------------------------------ evaluation
+    def _batches(self, x, y, batch_size: int, method: str):
+        """Yield (x, y) batches from arrays, a pair, a dict, or a tf.data.Dataset."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
+        if isinstance(x, tf.data.Dataset):
+            if y is not None:
+                raise TypeError(f"DeepCCA.{method}: y must be None when x is a tf.data.Dataset of pairs.")
+            for index, element in enumerate(x):
+                batch_x, batch_y = _split_views(element, method)
+                rows_x, rows_y = int(tf.shape(batch_x)[0]), int(tf.shape(batch_y)[0])
+                if rows_x != rows_y:
+                    raise ValueError(
+                        f"DeepCCA.{method}: batch {index} has {rows_x} rows for x and {rows_y} "
+                        "for y; the views must be paired row by row.")
+                yield batch_x, batch_y
+            return
+        if y is None:
+            x, y = _split_views(x, method)
+        rows_x, rows_y = _num_rows(x), _num_rows(y)
+        if rows_x != rows_y:
+            raise ValueError(
+                f"DeepCCA.{method}: x has {rows_x} rows and y has {rows_y}; the views must be "
+                "paired row by row (same number of samples).")
+        if rows_x == 0:
+            raise ValueError(f"DeepCCA.{method}: the views have no rows.")
+        for start in range(0, rows_x, batch_size):
+            yield x[start:start + batch_size], y[start:start + batch_size]
+
+    def _encode_batch(self, x, y):
+        x, y = _as_input_tensor(x), _as_input_tensor(y)
+        # One trace per input dtype / feature shape, whatever the batch sizes.
+        key = (x.dtype, tuple(x.shape[1:]), y.dtype, tuple(y.shape[1:]))
+        if self._encode_function is None:
+            self._encode_function = {}
+        if key not in self._encode_function:
+            def encode(x, y):
+                return self.encoder_x(x, training=False), self.encoder_y(y, training=False)
+            signature = [tf.TensorSpec((None, *t.shape[1:]), t.dtype) for t in (x, y)]
+            self._encode_function[key] = tf.function(encode, jit_compile=False, input_signature=signature)
+        return self._encode_function[key](x, y)
+
+    def encode(self, x, y=None, *, batch_size: int = 1024):
+        """Encoder outputs ``(h_x, h_y)`` as float NumPy arrays (inference mode).
+
+        ``x, y``: paired arrays; or ``x`` alone as a pair / dict / ``tf.data.Dataset``
+        yielding (x, y) or ((x, y), labels) batches. Raises ValueError when the views
+        have different numbers of rows or an output is not finite (NaN/inf input).
+        """
+        parts_x, parts_y = [], []
+        rows_seen = 0
+        for batch_x, batch_y in self._batches(x, y, batch_size, "encode"):
+            h_x, h_y = self._encode_batch(batch_x, batch_y)
+            for h, name in ((h_x, "x"), (h_y, "y")):
+                h = h.numpy()
+                if not np.isfinite(h).all():
+                    raise ValueError(
+                        f"DeepCCA: the encoder output of view {name} is not finite (NaN or inf) "
+                        f"at row {rows_seen + _first_row_not_finite(h)}; check that view's input "
+                        "for NaN/inf (impute or drop those rows) or the model for diverged weights.")
+                (parts_x if name == "x" else parts_y).append(h)
+            rows_seen += parts_x[-1].shape[0]
+        if not parts_x:
+            raise ValueError("DeepCCA.encode: the dataset yielded no batches.")
+        return np.concatenate(parts_x), np.concatenate(parts_y)
+
+    def held_out_correlations(self, x, y=None, *, batch_size: int = 1024) -> np.ndarray:
+        """Top-k ridge-shrunk canonical correlations of the encoders' outputs on the
+        given data, computed on all of it at once (the training objective evaluated on
+        the whole set, with the same ``reg``); a NumPy (k,) array, largest first.
+
+        The CCA directions are those of this data set itself, so the values are
+        slightly optimistic for small sets; see ``fit_linear_cca`` + ``score`` for the
+        paper's protocol (directions fitted on training outputs).
+        """
+        h_x, h_y = self.encode(x, y, batch_size=batch_size)
+        correlations = self.objective_fn.correlations(tf.constant(h_x, tf.float64), tf.constant(h_y, tf.float64))
+        return correlations.numpy()
+
+    def fit_linear_cca(self, x, y=None, *, batch_size: int = 1024, reg=None) -> "DeepCCA":
+        """Fit a linear CCA (``xmodal_tf.CCA``, float64) on the encoders' outputs.
+
+        ``reg``: the linear CCA's ridge; None (default) uses the model's ``reg``. The
+        projection is stored in the model's non-trainable weights (kept by save/load and
+        checkpoints) and as ``linear_cca_``. Returns self.
+        """
+        h_x, h_y = self.encode(x, y, batch_size=batch_size)
+        cca = CCA(n_components=self.k, reg=self.reg if reg is None else reg, dtype="float64")
+        cca.fit(h_x, h_y)
+        if self._output_dims is None:
+            self._create_state(h_x.shape[1], h_y.shape[1])
+        arrays = (cca.x_weights_, cca.x_mean_, cca.y_weights_, cca.y_mean_, cca.canonical_correlations_)
+        for variable, array in zip(self._cca_weights, arrays):
+            variable.assign(np.asarray(array, dtype=np.float64))
+        self._cca_fitted.assign(1)
+        self.linear_cca_ = cca
+        return self
+
+    @property
+    def linear_cca_fitted(self) -> bool:
+        return self._output_dims is not None and bool(int(self._cca_fitted.numpy()))
+
+    @property
+    def canonical_correlations_(self) -> np.ndarray:
+        """Training correlations of the fitted linear CCA's variates, (k,)."""
+        self._check_linear_cca("canonical_correlations_")
+        return self._cca_weights[4].numpy()
+
+    def _check_linear_cca(self, method: str) -> None:
+        if not self.linear_cca_fitted:
+            raise ValueError(
+                f"DeepCCA.{method} needs the linear CCA on the encoder outputs: call "
+                "model.fit_linear_cca(x_train, y_train) after training first.")
+
+    def transform(self, x, y=None, *, batch_size: int = 1024):
+        """Canonical variates ``(x_c, y_c)``, each (n, k) float64, through the fitted
+        linear CCA (``fit_linear_cca`` first)."""
+        self._check_linear_cca("transform")
+        h_x, h_y = self.encode(x, y, batch_size=batch_size)
+        w_x, m_x, w_y, m_y = (v.numpy() for v in self._cca_weights[:4])
+        return (h_x.astype(np.float64) - m_x) @ w_x, (h_y.astype(np.float64) - m_y) @ w_y
+
+    def correlations(self, x, y=None, *, batch_size: int = 1024) -> np.ndarray:
+        """(k,) correlation of each pair of canonical variates on the given data."""
+        return column_correlations(*self.transform(x, y, batch_size=batch_size))
+
+    def score(self, x, y=None, *, batch_size: int = 1024) -> float:
+        """Total correlation of the top ``k`` canonical directions on the given data: the
+        sum of the correlations of the transformed pairs (Andrew et al.'s metric; the
+        maximum is k). Unlike ``xmodal_tf.CCA.score`` (a mean), this is a sum."""
+        return float(np.sum(self.correlations(x, y, batch_size=batch_size)))
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> dict:
+        reg = list(self.reg) if isinstance(self.reg, tuple) else self.reg
+        config = {"name": self.name, "trainable": self.trainable}
+        for key in _SUBMODEL_KEYS:
+            model = getattr(self, key)
+            config[key] = None if model is None else keras.saving.serialize_keras_object(model)
+        config.update({
+            "n_components": self.n_components, "reg": reg, "objective": self.objective,
+            "reconstruction_weight": self.reconstruction_weight,
+            "compute_dtype": self.compute_dtype_name,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        for key in _SUBMODEL_KEYS:
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects=custom_objects)
+        return cls(**config)
+
+
+# ----------------------------------------------------------------------------- distribution
+def _is_first_replica():
+    """True on replica 0 (so a per-step count summed over replicas counts once)."""
+    if not tf.distribute.has_strategy():
+        return tf.constant(True)
+    replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
+    return tf.equal(replica_id, 0)
+
+
+def _apply_if(optimizer, gradients, variables, condition) -> None:
+    """``optimizer.apply(gradients, variables)`` only where ``condition`` holds.
+
+    ``condition`` must be the same on every replica. Under a strategy the optimizer
+    synchronises replicas (merge_call), which may not happen inside a ``tf.cond`` in a
+    replica context; so, as Keras' LossScaleOptimizer does, the cond runs in the
+    cross-replica context and re-enters the replicas to apply.
+    """
+    if not tf.distribute.has_strategy():
+        def apply():
+            optimizer.apply(gradients, variables)
+            return tf.constant(True)
+        tf.cond(condition, apply, lambda: tf.constant(False))
+        return
+
+    def cross_replica(distribution, gradients, condition):
+        flag = distribution.experimental_local_results(condition)[0]
+
+        def apply():
+            distribution.extended.call_for_each_replica(optimizer.apply, args=(gradients, variables))
+            return tf.constant(True)
+        tf.cond(flag, apply, lambda: tf.constant(False))
+
+    tf.distribute.get_replica_context().merge_call(cross_replica, args=(gradients, condition))

@@ -7,6 +7,7 @@ owns the run directory: ``config.json``, ``metrics.json`` and the TensorBoard ev
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -70,7 +71,8 @@ class RunContext:
     seed:     the run's random seed.
     """
 
-    def __init__(self, logdir, data_dir=None, seed: int = 0, echo: Callable[[str], None] = print):
+    def __init__(self, logdir, data_dir=None, seed: int = 0,
+                 echo: Callable[[str], None] = functools.partial(print, flush=True)):
         self.logdir = pathlib.Path(logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir

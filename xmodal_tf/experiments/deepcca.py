@@ -28,8 +28,8 @@ DEFAULTS = {
     "hidden_units": None,  # None: [256, 256] for two_view_digits, [1024, 1024] for split_mnist
     "activation": "relu",
     "batch_norm": True,
-    "dropout": 0.0,
-    "epochs": None,  # None: 100 for two_view_digits, 20 for split_mnist
+    "dropout": None,  # None: 0.0 for two_view_digits, 0.1 for split_mnist
+    "epochs": None,  # None: 100 for two_view_digits, 50 for split_mnist
     "batch_size": None,  # None: 256 for two_view_digits, 800 for split_mnist
     "learning_rate": 1e-3,
     "schedule": "cosine",  # or "constant"
@@ -43,9 +43,11 @@ DEFAULTS = {
 }
 PER_DATA_DEFAULTS = {
     "two_view_digits": {"models": ["linear_cca", "deepcca", "dccae"], "n_components": 10,
-                        "hidden_units": [256, 256], "epochs": 100, "batch_size": 256},
+                        "hidden_units": [256, 256], "epochs": 100, "batch_size": 256,
+                        "dropout": 0.0},
     "split_mnist": {"models": ["linear_cca", "deepcca"], "n_components": 50,
-                    "hidden_units": [1024, 1024], "epochs": 20, "batch_size": 800},
+                    "hidden_units": [1024, 1024], "epochs": 50, "batch_size": 800,
+                    "dropout": 0.1},
 }
 
 
@@ -67,7 +69,7 @@ def validate(config: dict) -> None:
         if not config[key] > 0:
             raise ConfigError(f"{key} must be > 0; got {config[key]!r}.")
     for key in ("dropout",):
-        if not 0 <= config[key] < 1:
+        if config[key] is not None and not 0 <= config[key] < 1:
             raise ConfigError(f"{key} must be in [0, 1); got {config[key]!r}.")
     for key in ("weight_decay", "reg", "reconstruction_weight"):
         if config[key] < 0:

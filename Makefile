@@ -20,7 +20,7 @@ train: $(STAMP)
 
 ## make test [ARGS="-k cca"]: the whole test suite
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests $(ARGS)
+	$(BIN)/python -m pytest -q -n auto tests $(ARGS)
 
 ## make bench: the CCA speed benchmark
 bench: $(STAMP)

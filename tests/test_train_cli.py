@@ -89,7 +89,8 @@ def test_split_mnist_through_data_dir(tmp_path):
     (["ccaa"], "unknown experiment 'ccaa'. Did you mean 'cca'?"),
     (["--set", "n_components"], "--set expects key=value"),
     (["--set", "regg=0.1"], "unknown setting 'regg'. Did you mean 'reg'?"),
-    (["--set", "probe=perhaps"], "probe must be true or false"),
+    (["cca", "--set", "probe=perhaps"], "probe must be true or false"),
+    (["--set", "batch_norm=perhaps"], "batch_norm must be true or false"),
     (["--set", "data=imagenet"], "data='imagenet' is not one of: two_view_digits, split_mnist"),
 ])
 def test_bad_command_lines_exit_2_with_a_message(argv, message, tmp_path, capsys):

@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from xmodal_tf.encoders import mlp_encoder
 from xmodal_tf.models import DeepCCA
 from xmodal_tf.training import DeepCCATrainer
+from two_replica_setup import PREAMBLE
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -171,25 +172,7 @@ def test_bad_arguments(data):
         DeepCCATrainer(inside, keras.optimizers.SGD(), strategy=strategy)
 
 
-STRATEGY_SCRIPT = textwrap.dedent("""
-    import json
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras
-    import numpy as np
-    from xmodal_tf.encoders import mlp_encoder
-    from xmodal_tf.models import DeepCCA
-    from xmodal_tf.training import DeepCCATrainer
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(96, 20)).astype("float32")
-    y = (x[:, :10] @ rng.normal(size=(10, 12)) + rng.normal(size=(96, 12))).astype("float32")
-
-    def build():
-        keras.utils.set_random_seed(1)
-        return DeepCCA(mlp_encoder(20, 4, hidden_units=(16,), name="ex"),
-                       mlp_encoder(12, 4, hidden_units=(16,), name="ey"))
+STRATEGY_SCRIPT = PREAMBLE + textwrap.dedent("""
 
     # One device: SGD with the MEAN of the gradients of the two half batches' CCA losses,
     # which is what the 2-replica step must apply (each replica sees one half).

@@ -13,6 +13,7 @@ import tensorflow as tf
 from xmodal_tf.encoders import mlp_encoder
 from xmodal_tf.losses import deep_cca_loss
 from xmodal_tf.models import DeepCCA
+from two_replica_setup import PREAMBLE
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -172,24 +173,7 @@ def test_decoder_with_wrong_output_shape(data):
 
 
 # ----------------------------------------------------------------------------- distribution
-STRATEGY_SCRIPT = textwrap.dedent("""
-    import json
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras
-    import numpy as np
-    from xmodal_tf.encoders import mlp_encoder
-    from xmodal_tf.models import DeepCCA
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(96, 20)).astype("float32")
-    y = (x[:, :10] @ rng.normal(size=(10, 12)) + rng.normal(size=(96, 12))).astype("float32")
-
-    def build():
-        keras.utils.set_random_seed(1)
-        return DeepCCA(mlp_encoder(20, 4, hidden_units=(16,), name="ex"),
-                       mlp_encoder(12, 4, hidden_units=(16,), name="ey"))
+STRATEGY_SCRIPT = PREAMBLE + textwrap.dedent("""
 
     # Reference on one device: the update with 2 replicas must be lr times the MEAN of
     # the gradients of the CCA losses of the two half batches (one per replica).

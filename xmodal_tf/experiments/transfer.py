@@ -196,14 +196,14 @@ def train_target(dataset, config, source_model, variant, rows, seed):
     steps = config["target_steps"]
     if variant != "scratch" and config["recipe"] == "two_stage":
         # Stage 1 adapts the head with the body frozen, stage 2 trains all at a lower rate.
-        result = transfer.fine_tune(
-            model, (images, subset_labels), head_layers=2, unfreeze_top=len(model.layers),
+        transfer.fine_tune(
+            # unfreeze_top counts weight-carrying layers; more weights than layers means all.
+            model, (images, subset_labels), head_layers=2, unfreeze_top=len(model.weights),
             head_epochs=_epochs_for(steps // 2, len(rows), config["batch_size"]),
             fine_tune_epochs=_epochs_for(steps - steps // 2, len(rows), config["batch_size"]),
             head_learning_rate=config["learning_rate"],
             fine_tune_learning_rate=config["learning_rate"] / 10,
             batch_size=min(config["batch_size"], len(rows)))
-        del result
     else:
         train_steps(model, images, subset_labels, steps, config["batch_size"], seed)
     _, test_target, test_labels = views_of(dataset.test, config["source_view"])

@@ -11,7 +11,7 @@ from xmodal_tf.cca import CCA, MCCA
 __version__ = "0.1.0"
 
 _LAZY_SUBMODULES = ("cca", "data", "encoders", "experiments", "layers", "losses", "models",
-                    "training", "transfer")
+                    "optimizers", "training", "transfer")
 
 __all__ = ["CCA", "MCCA", "__version__", *_LAZY_SUBMODULES]
 

@@ -29,6 +29,7 @@ DEFAULTS = {
     "activation": "relu",
     "batch_norm": True,
     "dropout": None,  # None: 0.0 for two_view_digits, 0.15 for split_mnist
+    "input_dropout": 0.0,  # dropout on the input features of each view
     "epochs": None,  # None: 100 for two_view_digits, 65 for split_mnist
     "batch_size": None,  # None: 256 for two_view_digits, 800 for split_mnist
     "learning_rate": 1e-3,
@@ -68,7 +69,7 @@ def validate(config: dict) -> None:
     for key in ("learning_rate",):
         if not config[key] > 0:
             raise ConfigError(f"{key} must be > 0; got {config[key]!r}.")
-    for key in ("dropout",):
+    for key in ("dropout", "input_dropout"):
         if config[key] is not None and not 0 <= config[key] < 1:
             raise ConfigError(f"{key} must be in [0, 1); got {config[key]!r}.")
     for key in ("weight_decay", "reg", "reconstruction_weight"):
@@ -97,6 +98,8 @@ def load_data(name: str, data_dir):
 
 def build_model(dataset, config: dict, with_decoders: bool):
     """A DeepCCA (or DCCAE) model of two ``mlp_encoder`` networks."""
+    import keras
+
     from xmodal_tf.encoders import mlp_encoder
     from xmodal_tf.models import DeepCCA
 
@@ -105,9 +108,16 @@ def build_model(dataset, config: dict, with_decoders: bool):
     k = config["n_components"]
 
     def encoder(dim, name):
-        return mlp_encoder(dim, k, hidden_units=tuple(config["hidden_units"]),
-                           activation=config["activation"], batch_norm=config["batch_norm"],
-                           dropout=config["dropout"], name=name)
+        network = mlp_encoder(dim, k, hidden_units=tuple(config["hidden_units"]),
+                              activation=config["activation"], batch_norm=config["batch_norm"],
+                              dropout=config["dropout"],
+                              name=f"{name}_mlp" if config["input_dropout"] else name)
+        if not config["input_dropout"]:
+            return network
+        # Dropping input features (pixels) during training: noise the two views do not share.
+        inputs = keras.Input((dim,), name=f"{name}_input")
+        dropped = keras.layers.Dropout(config["input_dropout"], name=f"{name}_input_dropout")(inputs)
+        return keras.Model(inputs, network(dropped), name=name)
 
     def decoder(dim, name):
         # The mirror image of the encoder, from the k-dim code back to the view.
@@ -129,7 +139,9 @@ def make_optimizer(config: dict, steps: int):
         rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=max(1, steps), alpha=0.01)
     if config["weight_decay"] > 0:
         return keras.optimizers.AdamW(rate, weight_decay=config["weight_decay"])
-    return keras.optimizers.Adam(rate)
+    from xmodal_tf.optimizers import FusedAdam
+
+    return FusedAdam(rate)
 
 
 def train_deep_model(name: str, dataset, config: dict, context: RunContext) -> dict:

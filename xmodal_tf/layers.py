@@ -21,8 +21,18 @@ from keras import ops
 _PACKAGE = "xmodal_tf"
 
 
+class _ShapeAndMaskPreserving:
+    """For layers whose output has the input's shape and keeps the input's padding mask."""
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class PositionalEmbedding(keras.layers.Layer):
+class PositionalEmbedding(_ShapeAndMaskPreserving, keras.layers.Layer):
     """Adds a learned position vector to each time step.
 
     Input (batch, time, features) with time <= max_length; output has the same shape.
@@ -57,12 +67,6 @@ class PositionalEmbedding(keras.layers.Layer):
             raise ValueError(f"Sequence length {length} exceeds max_length={self.max_length} of "
                              f"{self.name}; truncate the inputs or build the encoder with a larger max_length.")
 
-    def compute_mask(self, inputs, mask=None):
-        return mask
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
         config = super().get_config()
         config.update({
@@ -73,7 +77,7 @@ class PositionalEmbedding(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class TransformerEncoderBlock(keras.layers.Layer):
+class TransformerEncoderBlock(_ShapeAndMaskPreserving, keras.layers.Layer):
     """One post-LayerNorm Transformer encoder block.
 
     x = LayerNorm(x + Dropout(SelfAttention(x)))
@@ -124,12 +128,6 @@ class TransformerEncoderBlock(keras.layers.Layer):
         x = self.attention_norm(inputs + self.attention_dropout(attended, training=training))
         hidden = self.feed_forward_output(self.feed_forward_hidden(x))
         return self.feed_forward_norm(x + self.feed_forward_dropout(hidden, training=training))
-
-    def compute_mask(self, inputs, mask=None):
-        return mask
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def get_config(self):
         config = super().get_config()

@@ -53,12 +53,10 @@ PER_DATA_DEFAULTS = {
 
 
 def validate(config: dict) -> None:
-    for key in ("models",):
-        if config[key] is not None:
-            unknown = [m for m in config[key] if m not in MODELS]
-            if unknown or not config[key]:
-                raise ConfigError(f"models must be a non-empty list drawn from {list(MODELS)}; "
-                                  f"got {config[key]!r}.")
+    models = config["models"]
+    if models is not None and (not models or any(m not in MODELS for m in models)):
+        raise ConfigError(f"models must be a non-empty list drawn from {list(MODELS)}; "
+                          f"got {models!r}.")
     for key in ("n_components", "epochs", "batch_size"):
         if config[key] is not None and (not isinstance(config[key], int) or config[key] < 1):
             raise ConfigError(f"{key} must be a positive int (or null for the default); "
@@ -66,9 +64,8 @@ def validate(config: dict) -> None:
     if config["hidden_units"] is not None and any(
             not isinstance(u, int) or u < 1 for u in config["hidden_units"]):
         raise ConfigError(f"hidden_units must be a list of positive ints; got {config['hidden_units']!r}.")
-    for key in ("learning_rate",):
-        if not config[key] > 0:
-            raise ConfigError(f"{key} must be > 0; got {config[key]!r}.")
+    if not config["learning_rate"] > 0:
+        raise ConfigError(f"learning_rate must be > 0; got {config['learning_rate']!r}.")
     for key in ("dropout", "input_dropout"):
         if config[key] is not None and not 0 <= config[key] < 1:
             raise ConfigError(f"{key} must be in [0, 1); got {config[key]!r}.")

@@ -18,14 +18,32 @@ from xmodal_tf.data.datasets import (
     resolve_data_dir,
     split_image_halves,
 )
+from xmodal_tf.data.multimodal import (
+    EmojiDataset,
+    EmojiSplit,
+    MultimodalDataset,
+    MultimodalSplit,
+    load_av_mnist,
+    load_multimodal_digits,
+    load_openmoji,
+    load_spoken_digits,
+)
 from xmodal_tf.data.pipeline import make_dataset
 
 __all__ = [
     "DATA_DIR_ENV_VAR",
+    "EmojiDataset",
+    "EmojiSplit",
     "MNIST_URL",
+    "MultimodalDataset",
+    "MultimodalSplit",
     "TwoViewDataset",
     "TwoViewSplit",
+    "load_av_mnist",
+    "load_multimodal_digits",
+    "load_openmoji",
     "load_split_mnist",
+    "load_spoken_digits",
     "load_two_view_digits",
     "make_dataset",
     "resolve_data_dir",

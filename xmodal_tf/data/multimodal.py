@@ -1,0 +1,274 @@
+"""Multimodal data sets: digits as image halves, spoken digits, AV-MNIST, emoji + names.
+
+Each loader returns a ``MultimodalDataset`` whose splits hold a dict of arrays, one per
+modality, and the labels:
+
+    >>> from xmodal_tf.data import load_multimodal_digits, load_av_mnist
+    >>> digits = load_multimodal_digits(("left", "right"))        # offline
+    >>> digits.train.inputs["left"].shape                          # (1078, 8, 4, 1)
+    >>> av = load_av_mnist("../shared/data")                       # mnist.npz + fsdd_mfcc.npz
+    >>> av.test.inputs["image"].shape, av.test.inputs["audio"].shape   # (10000, 28, 28, 1), (10000, 92, 13)
+
+AV-MNIST here is the usual image + audio pairing: every MNIST image is paired with a
+random recording of the same spoken digit from the Free Spoken Digit Dataset. The
+recordings are split first (stratified by digit); training and validation images are
+paired with training recordings only and test images with held-out recordings only,
+so a test score measures recordings never heard in training.
+
+Audio is 13 MFCC coefficients per frame, standardised with the training recordings'
+per-coefficient mean and standard deviation, and zero-padded at the end to the
+longest recording (92 frames): an all-zero frame is padding, which
+``xmodal_tf.encoders.rnn_encoder`` / ``attention_encoder`` mask.
+"""
+from __future__ import annotations
+
+import pathlib
+from typing import NamedTuple
+
+import numpy as np
+
+from xmodal_tf.data.datasets import (
+    DATA_DIR_ENV_VAR,
+    _read_mnist_npz,
+    load_two_view_digits,
+    resolve_data_dir,
+)
+
+__all__ = [
+    "DIGIT_MODALITIES",
+    "EmojiDataset",
+    "EmojiSplit",
+    "MultimodalDataset",
+    "MultimodalSplit",
+    "load_av_mnist",
+    "load_multimodal_digits",
+    "load_openmoji",
+    "load_spoken_digits",
+]
+
+FSDD_FILENAME = "fsdd_mfcc.npz"
+OPENMOJI_FILENAME = "openmoji64.npz"
+MNIST_FILENAME = "mnist.npz"
+DIGIT_MODALITIES = ("image", "left", "right")
+_MNIST_TRAIN_SIZE = 50000
+
+
+class MultimodalSplit(NamedTuple):
+    """One split: ``inputs`` maps a modality name to an array whose first axis is the
+    example; ``labels`` (n,) int64 class of each example."""
+
+    inputs: dict
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, rows) -> "MultimodalSplit":
+        """The examples at ``rows`` (indices or a boolean mask), every modality alike."""
+        return MultimodalSplit({name: array[rows] for name, array in self.inputs.items()},
+                               self.labels[rows])
+
+
+class MultimodalDataset(NamedTuple):
+    """Splits of a multimodal data set (``validation`` may be None)."""
+
+    train: MultimodalSplit
+    validation: MultimodalSplit | None
+    test: MultimodalSplit
+    modalities: tuple
+    description: str
+    num_classes: int = 10
+
+
+class EmojiSplit(NamedTuple):
+    """Emoji images (n, 64, 64, 3) uint8 RGB, their CLDR ``names`` (n,) str and
+    ``base_names`` (n,) str, the name before its first ':' (shared by skin-tone variants)."""
+
+    images: np.ndarray
+    names: np.ndarray
+    base_names: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+class EmojiDataset(NamedTuple):
+    train: EmojiSplit
+    test: EmojiSplit
+    description: str
+
+
+# ---------------------------------------------------------------------- digits (offline)
+
+def load_multimodal_digits(modalities=("left", "right"), *, seed: int = 0) -> MultimodalDataset:
+    """scikit-learn's 8x8 digits as modalities, offline.
+
+    modalities: any of "image" (n, 8, 8, 1), "left" and "right" (n, 8, 4, 1) halves;
+                float32 in [0, 1].
+    seed:       accepted for a uniform loader signature; the split is fixed
+                (1078 train / 359 validation / 360 test, as ``load_two_view_digits``).
+    """
+    modalities = _check_modalities(modalities, DIGIT_MODALITIES, "load_multimodal_digits")
+    del seed
+    halves = load_two_view_digits(flatten=False)
+
+    def split(part) -> MultimodalSplit:
+        arrays = {"left": part.view1, "right": part.view2,
+                  "image": np.concatenate([part.view1, part.view2], axis=2)}
+        return MultimodalSplit({name: arrays[name].astype(np.float32) for name in modalities},
+                               part.labels)
+
+    return MultimodalDataset(split(halves.train), split(halves.validation), split(halves.test),
+                             modalities, "scikit-learn digits 8x8 (offline)")
+
+
+def _check_modalities(modalities, known, where: str) -> tuple:
+    if isinstance(modalities, str):
+        modalities = (modalities,)
+    modalities = tuple(modalities)
+    unknown = [name for name in modalities if name not in known]
+    if not modalities or unknown or len(set(modalities)) != len(modalities):
+        raise ValueError(f"{where}: modalities must be distinct names from {known}, "
+                         f"got {modalities!r}.")
+    return modalities
+
+
+# ---------------------------------------------------------------------- files in the data folder
+
+def _data_file(data_dir, filename: str, what: str) -> pathlib.Path:
+    folder = resolve_data_dir(data_dir)
+    if folder is not None and (folder / filename).is_file():
+        return folder / filename
+    where = f"in {folder}" if folder is not None else "(no data folder given)"
+    raise FileNotFoundError(
+        f"{filename} ({what}) not found {where}. Put the file in a folder and pass it as "
+        f"data_dir= / --data-dir, or set ${DATA_DIR_ENV_VAR} to that folder.")
+
+
+def _check_fraction(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ValueError(f"{name} must be a number strictly between 0 and 1, got {value!r}.")
+    return float(value)
+
+
+def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int):
+    """(train_rows, test_rows): per class, a seeded random test_fraction is held out."""
+    rng = np.random.default_rng(seed)
+    train_rows, test_rows = [], []
+    for label in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        held_out = max(1, int(round(test_fraction * len(rows))))
+        test_rows.append(rows[:held_out])
+        train_rows.append(rows[held_out:])
+    return np.sort(np.concatenate(train_rows)), np.sort(np.concatenate(test_rows))
+
+
+# ---------------------------------------------------------------------- spoken digits
+
+class _Recordings(NamedTuple):
+    frames: np.ndarray   # (n, max_frames, 13) float32, standardised, zero-padded
+    labels: np.ndarray   # (n,) int64
+    train_rows: np.ndarray
+    test_rows: np.ndarray
+
+
+def _read_recordings(data_dir, test_fraction: float, seed: int) -> _Recordings:
+    path = _data_file(data_dir, FSDD_FILENAME, "Free Spoken Digit Dataset MFCCs")
+    with np.load(path) as archive:
+        missing = {"X", "lengths", "y"} - set(archive.files)
+        if missing:
+            raise ValueError(f"{path} lacks the arrays {sorted(missing)}; expected X, lengths, y.")
+        frames, lengths, labels = archive["X"], archive["lengths"], archive["y"].astype(np.int64)
+    if lengths.sum() != len(frames) or len(lengths) != len(labels):
+        raise ValueError(f"{path}: lengths must sum to len(X) and match len(y).")
+    train_rows, test_rows = _stratified_split(labels, test_fraction, seed)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    train_frames = np.concatenate([frames[offsets[i]:offsets[i] + lengths[i]] for i in train_rows])
+    mean, std = train_frames.mean(axis=0), train_frames.std(axis=0) + 1e-6
+    padded = np.zeros((len(labels), int(lengths.max()), frames.shape[1]), dtype=np.float32)
+    for i, (start, length) in enumerate(zip(offsets, lengths)):
+        padded[i, :length] = (frames[start:start + length] - mean) / std
+    return _Recordings(padded, labels, train_rows, test_rows)
+
+
+def load_spoken_digits(data_dir=None, *, test_fraction: float = 0.2, seed: int = 0) -> MultimodalDataset:
+    """The 3000 FSDD recordings as modality "audio": (n, 92, 13) float32 frames.
+
+    Split stratified by digit (``test_fraction`` held out, fixed by ``seed``); no
+    validation split. Needs ``fsdd_mfcc.npz`` in ``data_dir`` or $XMODAL_DATA_DIR.
+    """
+    recordings = _read_recordings(data_dir, _check_fraction(test_fraction, "test_fraction"), seed)
+
+    def split(rows) -> MultimodalSplit:
+        return MultimodalSplit({"audio": recordings.frames[rows]}, recordings.labels[rows])
+
+    return MultimodalDataset(split(recordings.train_rows), None, split(recordings.test_rows),
+                             ("audio",), "Free Spoken Digit Dataset, 13 MFCCs per frame")
+
+
+# ---------------------------------------------------------------------- AV-MNIST
+
+def load_av_mnist(data_dir=None, *, audio_test_fraction: float = 0.2, seed: int = 0,
+                  train_size: int | None = None) -> MultimodalDataset:
+    """MNIST images paired by digit with spoken-digit recordings.
+
+    Modalities "image" (n, 28, 28, 1) float32 in [0, 1] and "audio" (n, 92, 13).
+    train: the first 50000 MNIST training images; validation: the last 10000;
+    test: the 10000 MNIST test images. Each image gets a random recording of its digit
+    (seeded): train and validation draw from the training recordings, test from the
+    ``audio_test_fraction`` of recordings held out. ``train_size`` keeps the first n
+    training pairs. Needs ``mnist.npz`` and ``fsdd_mfcc.npz`` in the data folder.
+    """
+    fraction = _check_fraction(audio_test_fraction, "audio_test_fraction")
+    if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int)
+                                   or not 1 <= train_size <= _MNIST_TRAIN_SIZE):
+        raise ValueError(f"train_size must be None or an int in [1, {_MNIST_TRAIN_SIZE}], "
+                         f"got {train_size!r}.")
+    mnist = _read_mnist_npz(_data_file(data_dir, MNIST_FILENAME, "MNIST, Keras layout"))
+    recordings = _read_recordings(data_dir, fraction, seed)
+    rng = np.random.default_rng(seed + 1)
+
+    def paired(images, labels, recording_rows) -> MultimodalSplit:
+        labels = labels.astype(np.int64)
+        chosen = np.empty(len(labels), dtype=np.int64)
+        for digit in np.unique(labels):
+            where = np.flatnonzero(labels == digit)
+            pool = recording_rows[recordings.labels[recording_rows] == digit]
+            chosen[where] = rng.choice(pool, size=len(where))
+        image = (images.astype(np.float32) / 255.0)[..., None]
+        return MultimodalSplit({"image": image, "audio": recordings.frames[chosen]}, labels)
+
+    end = train_size or _MNIST_TRAIN_SIZE
+    x, y = mnist["x_train"], mnist["y_train"]
+    return MultimodalDataset(
+        train=paired(x[:end], y[:end], recordings.train_rows),
+        validation=paired(x[_MNIST_TRAIN_SIZE:], y[_MNIST_TRAIN_SIZE:], recordings.train_rows),
+        test=paired(mnist["x_test"], mnist["y_test"], recordings.test_rows),
+        modalities=("image", "audio"),
+        description="AV-MNIST: MNIST images paired by digit with FSDD recordings (13 MFCCs)")
+
+
+# ---------------------------------------------------------------------- OpenMoji
+
+def load_openmoji(data_dir=None, *, test_fraction: float = 0.2, seed: int = 0) -> EmojiDataset:
+    """OpenMoji images with their CLDR names, split by base name.
+
+    The base name is the name before its first ':' ("waving hand: medium skin tone" ->
+    "waving hand"); a seeded ``test_fraction`` of base names is held out, so skin-tone
+    variants of one emoji never straddle train and test. Needs ``openmoji64.npz``.
+    """
+    fraction = _check_fraction(test_fraction, "test_fraction")
+    path = _data_file(data_dir, OPENMOJI_FILENAME, "OpenMoji images and names")
+    with np.load(path, allow_pickle=False) as archive:
+        images, names = archive["images"], archive["names"].astype(str)
+    base_names = np.array([name.split(":")[0].strip() for name in names])
+    unique = np.unique(base_names)
+    rng = np.random.default_rng(seed)
+    held_out = set(rng.choice(unique, size=max(1, int(round(fraction * len(unique)))), replace=False))
+    test_mask = np.array([base in held_out for base in base_names])
+
+    def split(mask) -> EmojiSplit:
+        return EmojiSplit(images[mask], names[mask], base_names[mask])
+
+    return EmojiDataset(split(~test_mask), split(test_mask),
+                        "OpenMoji 17 images (64x64 RGB) with Unicode CLDR names")

@@ -10,8 +10,8 @@ from xmodal_tf.cca import CCA, MCCA
 
 __version__ = "0.1.0"
 
-_LAZY_SUBMODULES = ("cca", "data", "encoders", "experiments", "layers", "losses", "models",
-                    "optimizers", "training", "transfer")
+_LAZY_SUBMODULES = ("cca", "data", "encoders", "experiments", "layers", "losses", "metrics",
+                    "models", "optimizers", "training", "transfer")
 
 __all__ = ["CCA", "MCCA", "__version__", *_LAZY_SUBMODULES]
 

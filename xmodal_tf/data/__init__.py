@@ -8,6 +8,7 @@
 Importing this package loads NumPy only; scikit-learn, TensorFlow and
 tensorflow_datasets are imported by the functions that need them.
 """
+from xmodal_tf.data.balance import balanced_dataset, class_weights
 from xmodal_tf.data.datasets import (
     DATA_DIR_ENV_VAR,
     MNIST_URL,
@@ -39,6 +40,8 @@ __all__ = [
     "MultimodalSplit",
     "TwoViewDataset",
     "TwoViewSplit",
+    "balanced_dataset",
+    "class_weights",
     "load_av_mnist",
     "load_multimodal_digits",
     "load_openmoji",

@@ -1,0 +1,755 @@
+"""Evaluation toolkit: classification reports, confusion-matrix images, retrieval, probes, k-fold.
+
+    >>> from xmodal_tf import metrics
+    >>> metrics.classification_report(y_test, model.predict(x_test))   # labels or scores
+    {'accuracy': 0.93, 'macro_precision': ..., 'macro_f1': ..., 'f1_per_class': [...], ...}
+    >>> metrics.retrieval_metrics(image_embeddings @ audio_embeddings.T, np.arange(n))
+    {'recall@1': 0.41, 'recall@5': ..., 'median_rank': 2.0, 'chance_recall@1': 0.001, ...}
+    >>> metrics.linear_probe(train_codes, y_train, test_codes, y_test)      # frozen features
+    >>> metrics.cross_validate(build_model, {"image": x, "audio": a}, y, n_splits=5)
+    >>> model.fit(..., callbacks=[metrics.ConfusionMatrixCallback(logdir, (x_val, y_val))])
+
+NumPy arrays (or anything ``np.asarray`` takes, TF tensors included) go in; plain
+Python floats, lists and NumPy arrays come out, so the dicts go straight into JSON.
+
+Conventions and decisions
+-------------------------
+* Labels are class indices ``0 .. num_classes - 1`` (1-D). Predictions are either labels
+  (1-D) or a (n, num_classes) matrix of probabilities or logits, reduced by argmax (ties:
+  the lowest class index). A single-column matrix (a sigmoid output) is refused: threshold
+  it yourself. ``num_classes`` defaults to the matrix's column count, else to the largest
+  label + 1; labels outside it raise ValueError.
+* Zero division: a class never predicted has precision 0; a class with no true examples
+  has recall 0; F1 is 0 when precision + recall is 0 (scikit-learn's ``zero_division=0``).
+* Macro averages run over the classes that occur in ``y_true`` or in the predictions
+  (scikit-learn's default): a class absent from both says nothing about the classifier
+  and would only pull the average towards 0. The per-class lists cover all
+  ``num_classes`` (such a class shows 0 with support 0).
+* Retrieval ranks are 1-based and ties are broken pessimistically: a non-relevant
+  gallery item scoring exactly as high as the best relevant one is ranked above it, so a
+  constant similarity gets the worst rank, never a lucky one.
+* ``cross_validate`` reports ``np.std`` over folds (ddof=0) and calls
+  ``keras.utils.set_random_seed(seed + fold)`` before building each fold's model, which
+  resets Python's, NumPy's and TensorFlow's global seeds.
+* Importing this module loads NumPy only; TensorFlow / Keras load when
+  ``ConfusionMatrixCallback`` or ``cross_validate`` is first used, scikit-learn in
+  ``linear_probe``.
+"""
+from __future__ import annotations
+
+import numbers
+import os
+import warnings
+
+import numpy as np
+
+from xmodal_tf.data.balance import CLASS_WEIGHT_METHODS, as_class_labels, class_weights
+
+__all__ = [
+    "ConfusionMatrixCallback",
+    "accuracy",
+    "classification_report",
+    "confusion_matrix",
+    "confusion_matrix_image",
+    "cross_validate",
+    "linear_probe",
+    "macro_f1",
+    "macro_precision",
+    "macro_recall",
+    "retrieval_metrics",
+    "retrieval_ranks",
+    "stratified_folds",
+]
+
+
+# ------------------------------------------------------------------ classification
+def _check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive int; got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int; got {value}")
+    return int(value)
+
+
+def _predicted_labels(y_pred) -> tuple[np.ndarray, int | None]:
+    """(labels, number of score columns or None) from labels or a score matrix."""
+    array = np.asarray(y_pred)
+    if array.ndim == 1:
+        return as_class_labels(array, name="y_pred"), None
+    if array.ndim != 2:
+        raise ValueError(f"y_pred must be (n,) labels or an (n, num_classes) matrix of "
+                         f"probabilities/logits; got shape {array.shape}")
+    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
+        raise TypeError(f"y_pred scores must be numeric; got dtype {array.dtype}")
+    if array.shape[1] == 1:
+        raise ValueError("y_pred has a single column (a sigmoid output?): argmax over one column "
+                         "is always class 0; threshold it, e.g. (y_pred[:, 0] > 0.5).astype(int), "
+                         "or output one column per class")
+    if len(array) == 0:
+        raise ValueError("y_pred is empty: give at least one example")
+    nan_rows = np.flatnonzero(np.isnan(array).any(axis=1))
+    if nan_rows.size:
+        raise ValueError(f"y_pred has NaN scores in {nan_rows.size} rows (first: row {nan_rows[0]}); "
+                         "did the model diverge?")
+    return np.argmax(array, axis=1).astype(np.int64), array.shape[1]
+
+
+def _labels_and_predictions(y_true, y_pred, num_classes):
+    """Checked (true labels, predicted labels, num_classes)."""
+    y_true = as_class_labels(y_true, name="y_true")
+    predicted, columns = _predicted_labels(y_pred)
+    if len(predicted) != len(y_true):
+        raise ValueError(f"y_true has {len(y_true)} examples but y_pred has {len(predicted)}")
+    if num_classes is not None:
+        num_classes = _check_positive_int(num_classes, "num_classes")
+        if columns is not None and columns != num_classes:
+            raise ValueError(f"y_pred has {columns} score columns but num_classes={num_classes}")
+    else:
+        num_classes = columns or int(max(y_true.max(), predicted.max())) + 1
+    for name, labels in (("y_true", y_true), ("y_pred", predicted)):
+        if labels.max() >= num_classes:
+            raise ValueError(f"{name} has label {labels.max()}, out of range for num_classes="
+                             f"{num_classes} (labels must be 0..{num_classes - 1})")
+    return y_true, predicted, num_classes
+
+
+def _counts_matrix(y_true: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    flat = np.bincount(y_true * num_classes + predicted, minlength=num_classes * num_classes)
+    return flat.reshape(num_classes, num_classes)
+
+
+def confusion_matrix(y_true, y_pred, *, num_classes: int | None = None) -> np.ndarray:
+    """(num_classes, num_classes) int64 counts: row = true class, column = predicted class."""
+    return _counts_matrix(*_labels_and_predictions(y_true, y_pred, num_classes))
+
+
+def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, 0 where the denominator is 0 (the zero-division rule)."""
+    return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=denominator > 0)
+
+
+def _report_from_matrix(matrix: np.ndarray) -> dict:
+    true_positives = np.diag(matrix).astype(np.float64)
+    support, predicted_counts = matrix.sum(axis=1), matrix.sum(axis=0)
+    precision = _safe_divide(true_positives, predicted_counts)
+    recall = _safe_divide(true_positives, support)
+    f1 = _safe_divide(2 * precision * recall, precision + recall)
+    occurring = (support > 0) | (predicted_counts > 0)
+    return {
+        "accuracy": float(true_positives.sum() / matrix.sum()),
+        "macro_precision": float(precision[occurring].mean()),
+        "macro_recall": float(recall[occurring].mean()),
+        "macro_f1": float(f1[occurring].mean()),
+        "precision_per_class": precision.tolist(),
+        "recall_per_class": recall.tolist(),
+        "f1_per_class": f1.tolist(),
+        "support_per_class": support.tolist(),
+        "num_classes": int(len(matrix)),
+        "num_examples": int(matrix.sum()),
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def classification_report(y_true, y_pred, *, num_classes: int | None = None) -> dict:
+    """Accuracy, macro precision / recall / F1, per-class values and the confusion matrix.
+
+    Args:
+        y_true: (n,) true class indices.
+        y_pred: (n,) predicted class indices, or (n, num_classes) probabilities / logits.
+        num_classes: the number of classes; by default the score columns, else the
+            largest label + 1.
+
+    Returns:
+        ``accuracy``, ``macro_precision``, ``macro_recall``, ``macro_f1`` (floats);
+        ``precision_per_class``, ``recall_per_class``, ``f1_per_class`` (lists of
+        num_classes floats), ``support_per_class`` (true examples per class, ints),
+        ``num_classes``, ``num_examples`` and ``confusion_matrix`` (nested lists, rows
+        = true class). See the module docstring for the zero-division and averaging rules.
+    """
+    return _report_from_matrix(confusion_matrix(y_true, y_pred, num_classes=num_classes))
+
+
+def accuracy(y_true, y_pred, *, num_classes: int | None = None) -> float:
+    """Share of examples whose predicted class is the true class."""
+    return classification_report(y_true, y_pred, num_classes=num_classes)["accuracy"]
+
+
+def macro_precision(y_true, y_pred, *, num_classes: int | None = None) -> float:
+    """Unweighted mean over occurring classes of TP / predicted (0 for a never-predicted class)."""
+    return classification_report(y_true, y_pred, num_classes=num_classes)["macro_precision"]
+
+
+def macro_recall(y_true, y_pred, *, num_classes: int | None = None) -> float:
+    """Unweighted mean over occurring classes of TP / support (balanced accuracy when every
+    class occurs in y_true)."""
+    return classification_report(y_true, y_pred, num_classes=num_classes)["macro_recall"]
+
+
+def macro_f1(y_true, y_pred, *, num_classes: int | None = None) -> float:
+    """Unweighted mean over occurring classes of the per-class F1."""
+    return classification_report(y_true, y_pred, num_classes=num_classes)["macro_f1"]
+
+
+# ------------------------------------------------------------ confusion-matrix image
+# A 3x5 pixel font (rows top to bottom, "#" = ink) for cell counts and axis labels.
+_GLYPH_ROWS = {
+    "0": "### #.# #.# #.# ###", "1": ".#. ##. .#. .#. ###", "2": "### ..# ### #.. ###",
+    "3": "### ..# .## ..# ###", "4": "#.# #.# ### ..# ..#", "5": "### #.. ### ..# ###",
+    "6": "### #.. ### #.# ###", "7": "### ..# ..# .#. .#.", "8": "### #.# ### #.# ###",
+    "9": "### #.# ### ..# ###", "A": ".#. #.# ### #.# #.#", "B": "##. #.# ##. #.# ##.",
+    "C": ".## #.. #.. #.. .##", "D": "##. #.# #.# #.# ##.", "E": "### #.. ##. #.. ###",
+    "F": "### #.. ##. #.. #..", "G": ".## #.. #.# #.# .##", "H": "#.# #.# ### #.# #.#",
+    "I": "### .#. .#. .#. ###", "J": "..# ..# ..# #.# .#.", "K": "#.# #.# ##. #.# #.#",
+    "L": "#.. #.. #.. #.. ###", "M": "#.# ### ### #.# #.#", "N": "##. #.# #.# #.# #.#",
+    "O": ".#. #.# #.# #.# .#.", "P": "##. #.# ##. #.. #..", "Q": ".#. #.# #.# ##. .##",
+    "R": "##. #.# ##. #.# #.#", "S": ".## #.. .#. ..# ##.", "T": "### .#. .#. .#. .#.",
+    "U": "#.# #.# #.# #.# ###", "V": "#.# #.# #.# #.# .#.", "W": "#.# #.# ### ### #.#",
+    "X": "#.# #.# .#. #.# #.#", "Y": "#.# #.# .#. .#. .#.", "Z": "### ..# .#. #.. ###",
+    "-": "... ... ### ... ...", "_": "... ... ... ... ###", ".": "... ... ... ... .#.",
+    " ": "... ... ... ... ...", "?": "### ..# .#. ... .#.",
+}
+_GLYPHS = {char: np.array([[pixel == "#" for pixel in row] for row in rows.split()])
+           for char, rows in _GLYPH_ROWS.items()}
+_EMPTY_COLOR = np.array([247, 251, 255])   # a row share of 0
+_FULL_COLOR = np.array([8, 48, 107])       # a row share of 1
+_GRID_COLOR = (200, 200, 200)
+_PADDING = 3            # pixels around the labels
+_MAX_LABEL_CHARS = 10
+_IMAGE_SIDE = 480       # the grid's target size in pixels; cells are 1 to 40 pixels
+
+
+def _text_bitmap(text: str) -> np.ndarray:
+    """(5, 4 * len(text) - 1) bool pixels of ``text`` in the 3x5 font (unknown chars: "?")."""
+    glyphs = [_GLYPHS.get(char, _GLYPHS["?"]) for char in text.upper()]
+    if not glyphs:
+        return np.zeros((5, 0), dtype=bool)
+    spaced = [part for glyph in glyphs for part in (glyph, np.zeros((5, 1), dtype=bool))]
+    return np.concatenate(spaced[:-1], axis=1)
+
+
+def _stamp(image: np.ndarray, bitmap: np.ndarray, top: int, left: int, scale: int, color) -> None:
+    """Paint the ink pixels of ``bitmap``, magnified ``scale`` times, at (top, left)."""
+    pixels = np.kron(bitmap, np.ones((scale, scale), dtype=bool))
+    height, width = pixels.shape
+    image[top:top + height, left:left + width][pixels] = color
+
+
+def _number_scale(digits: int, cell: int) -> int:
+    """The largest font magnification (<= 3) at which a number fits a cell; 0 if none."""
+    fitting = [scale for scale in (3, 2, 1)
+               if (4 * digits - 1) * scale <= cell - 2 and 5 * scale <= cell - 2]
+    return fitting[0] if fitting else 0
+
+
+def _check_confusion_matrix(matrix) -> np.ndarray:
+    array = np.asarray(matrix)
+    if array.ndim != 2 or array.shape[0] != array.shape[1] or array.shape[0] == 0:
+        raise ValueError(f"matrix must be a square (num_classes, num_classes) confusion matrix; "
+                         f"got shape {array.shape}")
+    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
+        raise TypeError(f"matrix must hold numbers (counts); got dtype {array.dtype}")
+    if not np.all(np.isfinite(array)) or array.min() < 0:
+        raise ValueError("matrix must hold finite, non-negative counts")
+    return array.astype(np.float64)
+
+
+def _class_names(num_classes: int, class_names) -> list[str]:
+    if class_names is None:
+        return [str(index) for index in range(num_classes)]
+    if isinstance(class_names, str) or len(class_names) != num_classes:
+        raise ValueError(f"class_names must be a sequence of {num_classes} names, one per class; "
+                         f"got {class_names!r}")
+    return [str(name) for name in class_names]
+
+
+def confusion_matrix_image(matrix, class_names=None) -> np.ndarray:
+    """A confusion matrix drawn as an RGB image, ready for ``tf.summary.image``.
+
+    Rows are true classes, columns predicted classes (read bottom to top above the
+    grid). Each cell is shaded by its row-normalised count (the share of the true class
+    predicted as that column): near-white 0 to dark blue 1. Integer counts are printed in
+    the cells when they fit; labels are the class names (upper-cased, at most 10
+    characters, characters outside A-Z 0-9 - _ . shown as "?") or the class indices.
+    Drawn with NumPy alone, in a 3x5 pixel font.
+
+    Args:
+        matrix: (C, C) non-negative counts, e.g. from ``confusion_matrix``.
+        class_names: optional C names.
+
+    Returns:
+        (1, H, W, 3) uint8 image, H = W, about 480 pixels plus label margins for C <= 480.
+    """
+    counts = _check_confusion_matrix(matrix)
+    num_classes = len(counts)
+    names = _class_names(num_classes, class_names)
+    cell = int(np.clip(_IMAGE_SIDE // num_classes, 1, 40))
+    label_scale = 2 if cell >= 14 else 1
+    labels = [_text_bitmap(name[:_MAX_LABEL_CHARS]) for name in names] if cell >= 6 else []
+    margin = (max(label.shape[1] for label in labels) * label_scale + 2 * _PADDING) if labels else 0
+    grid = num_classes * cell
+    side = margin + grid + _PADDING
+    image = np.full((side, side, 3), 255, dtype=np.uint8)
+
+    row_totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, row_totals, out=np.zeros_like(counts), where=row_totals > 0)
+    colors = _EMPTY_COLOR + shares[..., None] * (_FULL_COLOR - _EMPTY_COLOR)
+    cells = np.repeat(np.repeat(np.round(colors).astype(np.uint8), cell, axis=0), cell, axis=1)
+    image[margin:margin + grid, margin:margin + grid] = cells
+    if cell >= 8:
+        for line in margin + cell * np.arange(num_classes + 1):
+            image[line, margin:margin + grid + 1] = _GRID_COLOR
+            image[margin:margin + grid + 1, line] = _GRID_COLOR
+
+    if _number_scale(1, cell) and np.all(counts == np.round(counts)):
+        for (row, column), count in np.ndenumerate(counts.astype(np.int64)):
+            text = _text_bitmap(str(count))
+            scale = _number_scale(len(str(count)), cell)
+            if scale:
+                top = margin + row * cell + (cell - 5 * scale) // 2
+                left = margin + column * cell + (cell - text.shape[1] * scale) // 2
+                color = (255, 255, 255) if shares[row, column] > 0.5 else (0, 0, 0)
+                _stamp(image, text, top, left, scale, color)
+    for index, label in enumerate(labels):
+        width = label.shape[1] * label_scale
+        offset = margin + index * cell + (cell - 5 * label_scale) // 2  # centred on the cell
+        _stamp(image, label, offset, margin - _PADDING - width, label_scale, (0, 0, 0))
+        _stamp(image, np.rot90(label), margin - _PADDING - width, offset, label_scale, (0, 0, 0))
+    return image[None]
+
+
+def _check_validation_data(validation_data):
+    """(inputs, checked labels), or a tf.data.Dataset as it is."""
+    import tensorflow as tf
+
+    if isinstance(validation_data, tf.data.Dataset):
+        return validation_data
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise TypeError("validation_data must be (inputs, labels) or a tf.data.Dataset of "
+                        f"(inputs, labels) batches; got {type(validation_data).__name__}")
+    inputs, labels = validation_data
+    labels = as_class_labels(labels, name="validation labels")
+    _check_rows(inputs, len(labels), "validation inputs")
+    return inputs, labels
+
+
+def _single_output(outputs) -> np.ndarray:
+    if isinstance(outputs, (dict, list, tuple)):
+        raise TypeError("ConfusionMatrixCallback needs a model with one (batch, num_classes) "
+                        f"output; this model returns a {type(outputs).__name__}")
+    return np.asarray(outputs)
+
+
+def _define_confusion_matrix_callback():
+    """Build the Keras callback class (Keras is imported only when it is first asked for)."""
+    import keras
+    import tensorflow as tf
+
+    class ConfusionMatrixCallback(keras.callbacks.Callback):
+        """Writes the validation confusion matrix to TensorBoard as an image every few epochs.
+
+        Args:
+            logdir: the folder of the events file, e.g. ``os.path.join(run_dir, "validation")``
+                to sit beside the validation scalars of Keras' TensorBoard callback.
+            validation_data: ``(inputs, labels)`` with inputs an array or a dict of arrays
+                and labels (n,) class indices, or a ``tf.data.Dataset`` of
+                ``(inputs, labels[, sample_weights])`` batches.
+            class_names: optional names, one per model output column.
+            every: write after every ``every``-th epoch (epochs every, 2 * every, ...).
+            tag: the image's TensorBoard tag.
+            batch_size: prediction batch size for array inputs.
+
+        The model must output (batch, num_classes) probabilities or logits. The image
+        (see ``confusion_matrix_image``) is logged at step = epoch index (0-based, like
+        Keras' TensorBoard callback); ``last_matrix`` holds the latest counts.
+        """
+
+        def __init__(self, logdir, validation_data, class_names=None, every: int = 1, *,
+                     tag: str = "confusion_matrix", batch_size: int = 256):
+            super().__init__()
+            self.logdir = os.fspath(logdir)
+            self.validation_data = _check_validation_data(validation_data)
+            self.class_names = None if class_names is None else list(class_names)
+            self.every = _check_positive_int(every, "every")
+            self.batch_size = _check_positive_int(batch_size, "batch_size")
+            self.tag = tag
+            self.last_matrix = None
+            self._writer = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            if (epoch + 1) % self.every:
+                return
+            labels, scores = self._labels_and_scores()
+            self.last_matrix = confusion_matrix(labels, scores, num_classes=scores.shape[1])
+            image = confusion_matrix_image(self.last_matrix, self.class_names)
+            if self._writer is None:
+                self._writer = tf.summary.create_file_writer(self.logdir)
+            with self._writer.as_default():
+                tf.summary.image(self.tag, image, step=epoch, description=self._description())
+            self._writer.flush()
+
+        def on_train_end(self, logs=None):
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+
+        def _labels_and_scores(self):
+            if isinstance(self.validation_data, tf.data.Dataset):
+                labels, scores = [], []
+                for batch in self.validation_data:
+                    labels.append(np.asarray(batch[1]))
+                    scores.append(_single_output(self.model.predict_on_batch(batch[0])))
+                return np.concatenate(labels), np.concatenate(scores)
+            inputs, labels = self.validation_data
+            outputs = self.model.predict(inputs, batch_size=self.batch_size, verbose=0)
+            return labels, _single_output(outputs)
+
+        def _description(self) -> str:
+            names = self.class_names or []
+            legend = ", ".join(f"{index} = {name}" for index, name in enumerate(names))
+            return ("Rows: true class; columns: predicted class. Shade: share of the row; "
+                    "numbers: counts." + (f" Classes: {legend}." if legend else ""))
+
+    ConfusionMatrixCallback.__qualname__ = "ConfusionMatrixCallback"
+    return ConfusionMatrixCallback
+
+
+def __getattr__(name):
+    # The callback subclasses keras.callbacks.Callback; defining it on first use keeps
+    # `import xmodal_tf.metrics` free of TensorFlow for NumPy-only evaluation.
+    if name == "ConfusionMatrixCallback":
+        globals()[name] = _define_confusion_matrix_callback()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ------------------------------------------------------------------------ retrieval
+_QUERY_CHUNK = 1024   # queries ranked at a time, bounding the (chunk, n_gallery) temporaries
+
+
+def _check_similarity(similarity) -> np.ndarray:
+    array = np.asarray(similarity)
+    if array.ndim != 2 or 0 in array.shape:
+        raise ValueError(f"similarity must be a non-empty (n_queries, n_gallery) matrix; "
+                         f"got shape {array.shape}")
+    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
+        raise TypeError(f"similarity must be numeric; got dtype {array.dtype}")
+    if np.isnan(array).any():
+        row, column = np.argwhere(np.isnan(array))[0]
+        raise ValueError(f"similarity has NaN (first at query {row}, gallery item {column}); "
+                         "check the embeddings for NaN")
+    return array
+
+
+def _check_relevant(relevant, shape: tuple) -> np.ndarray:
+    """(n_queries,) int64 indices, or an (n_queries, n_gallery) bool matrix."""
+    num_queries, num_gallery = shape
+    array = np.asarray(relevant)
+    if array.ndim == 1:
+        indices = as_class_labels(array, name="relevant")
+        if len(indices) != num_queries:
+            raise ValueError(f"relevant has {len(indices)} entries but similarity has "
+                             f"{num_queries} queries (rows)")
+        if indices.max() >= num_gallery:
+            raise ValueError(f"relevant index {indices.max()} is out of range for a gallery of "
+                             f"{num_gallery} items (similarity columns)")
+        return indices
+    if array.shape != shape:
+        raise ValueError(f"relevant must be (n_queries,) indices or a boolean matrix of the "
+                         f"similarity's shape {shape}; got shape {array.shape}")
+    if array.dtype != bool:
+        if not np.issubdtype(array.dtype, np.number) or not np.isin(array, (0, 1)).all():
+            raise TypeError("a relevance matrix must be boolean (or hold only 0 and 1)")
+        array = array.astype(bool)
+    empty = np.flatnonzero(~array.any(axis=1))
+    if empty.size:
+        raise ValueError(f"{empty.size} queries have no relevant gallery item (first: query "
+                         f"{empty[0]}); their rank is undefined: drop them or fix the relevance")
+    return array
+
+
+def _check_ks(ks, num_gallery: int) -> list[int]:
+    ks = [ks] if isinstance(ks, numbers.Integral) else list(ks)
+    ks = [_check_positive_int(k, "each k in ks") for k in ks]
+    too_large = [k for k in ks if k > num_gallery]
+    if too_large:
+        raise ValueError(f"k={too_large[0]} is larger than the gallery ({num_gallery} items): "
+                         "recall@k would be 1 by construction; choose k <= n_gallery")
+    return ks
+
+
+def retrieval_ranks(similarity, relevant) -> np.ndarray:
+    """(n_queries,) int64 1-based rank of each query's best-ranked relevant gallery item.
+
+    Args:
+        similarity: (n_queries, n_gallery) scores, higher = more similar (e.g. cosine).
+        relevant: (n_queries,) index of each query's one correct gallery item, or an
+            (n_queries, n_gallery) boolean matrix (several correct items per query).
+
+    Ties are pessimistic: rank = 1 + the number of non-relevant items scoring at least
+    as high as the best relevant item.
+    """
+    similarity = _check_similarity(similarity)
+    return _ranks(similarity, _check_relevant(relevant, similarity.shape))
+
+
+def _ranks(similarity: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+    """retrieval_ranks on checked arguments, a chunk of queries at a time."""
+    ranks = np.empty(len(similarity), dtype=np.int64)
+    for start in range(0, len(similarity), _QUERY_CHUNK):
+        rows = slice(start, start + _QUERY_CHUNK)
+        scores = similarity[rows]
+        if relevant.ndim == 1:
+            best = scores[np.arange(len(scores)), relevant[rows]]
+            # The relevant item itself is among the ">= best" items, hence no + 1.
+            ranks[rows] = np.sum(scores >= best[:, None], axis=1)
+        else:
+            best = np.where(relevant[rows], scores, -np.inf).max(axis=1)
+            ranks[rows] = 1 + np.sum((scores >= best[:, None]) & ~relevant[rows], axis=1)
+    return ranks
+
+
+def _chance_recall(num_relevant: np.ndarray, num_gallery: int, k: int) -> float:
+    """Mean over queries of P(a random ordering puts a relevant item in the top k)
+    = 1 - C(n - r, k) / C(n, k)."""
+    steps = np.arange(k)
+    none_in_top_k = np.clip((num_gallery - num_relevant[:, None] - steps) / (num_gallery - steps),
+                            0.0, None).prod(axis=1)
+    return float(np.mean(1.0 - none_in_top_k))
+
+
+def retrieval_metrics(similarity, relevant, ks=(1, 5, 10)) -> dict:
+    """Recall@k, median / mean rank and chance levels of a cross-modal retrieval.
+
+    Args:
+        similarity: (n_queries, n_gallery) scores, higher = more similar.
+        relevant: (n_queries,) int index of each query's one correct gallery item, or an
+            (n_queries, n_gallery) boolean matrix of correct items (at least one per query).
+        ks: the cut-offs k (each 1 <= k <= n_gallery).
+
+    Returns:
+        ``recall@k`` (share of queries with a relevant item in the top k) for each k,
+        ``median_rank`` and ``mean_rank`` (1-based rank of the first relevant item, ties
+        pessimistic), ``mean_reciprocal_rank``, ``chance_recall@k`` (the expected
+        recall@k of a random ordering, given each query's number of relevant items),
+        ``num_queries`` and ``num_gallery``.
+    """
+    similarity = _check_similarity(similarity)
+    relevant = _check_relevant(relevant, similarity.shape)
+    ks = _check_ks(ks, similarity.shape[1])
+    ranks = _ranks(similarity, relevant)
+    num_relevant = np.ones(len(ranks)) if relevant.ndim == 1 else relevant.sum(axis=1)
+    result = {f"recall@{k}": float(np.mean(ranks <= k)) for k in ks}
+    result.update({
+        "median_rank": float(np.median(ranks)),
+        "mean_rank": float(np.mean(ranks)),
+        "mean_reciprocal_rank": float(np.mean(1.0 / ranks)),
+    })
+    result.update({f"chance_recall@{k}": _chance_recall(num_relevant, similarity.shape[1], k)
+                   for k in ks})
+    result.update({"num_queries": int(similarity.shape[0]), "num_gallery": int(similarity.shape[1])})
+    return result
+
+
+# --------------------------------------------------------------------------- probes
+def _check_features(features, name: str) -> np.ndarray:
+    array = np.asarray(features)
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be an (n, num_features) matrix; got shape {array.shape} "
+                         "(flatten with .reshape(len(x), -1))")
+    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
+        raise TypeError(f"{name} must be numeric; got dtype {array.dtype}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return array
+
+
+def linear_probe(train_features, train_labels, test_features, test_labels, *, C: float = 1.0,
+                 max_iter: int = 1000) -> dict:
+    """How linearly decodable the classes are from frozen features.
+
+    Fits scikit-learn's ``LogisticRegression(C=C)`` (L2, lbfgs, multinomial) on the
+    training features standardised with the training mean and standard deviation, and
+    scores the test features.
+
+    Returns:
+        ``accuracy`` and ``macro_f1`` on the test set, ``train_accuracy``.
+    """
+    train_features = _check_features(train_features, "train_features")
+    test_features = _check_features(test_features, "test_features")
+    train_labels = as_class_labels(train_labels, name="train_labels")
+    test_labels = as_class_labels(test_labels, name="test_labels")
+    for name, features, labels in (("train", train_features, train_labels),
+                                   ("test", test_features, test_labels)):
+        if len(features) != len(labels):
+            raise ValueError(f"{name}_features has {len(features)} rows but {name}_labels has "
+                             f"{len(labels)}")
+    if train_features.shape[1] != test_features.shape[1]:
+        raise ValueError(f"train_features has {train_features.shape[1]} features but "
+                         f"test_features has {test_features.shape[1]}")
+    if len(np.unique(train_labels)) < 2:
+        raise ValueError("train_labels hold a single class: a classifier needs at least two")
+    if isinstance(C, bool) or not isinstance(C, numbers.Real) or not C > 0:
+        raise ValueError(f"C (inverse regularisation strength) must be a positive number; "
+                         f"got {C!r}")
+    max_iter = _check_positive_int(max_iter, "max_iter")
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=float(C), max_iter=max_iter))
+    probe.fit(train_features, train_labels)
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    report = classification_report(test_labels, probe.predict(test_features), num_classes=num_classes)
+    return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
+            "train_accuracy": float(probe.score(train_features, train_labels))}
+
+
+# ------------------------------------------------------------------ cross-validation
+def stratified_folds(labels, n_splits: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified k-fold split: [(train_indices, test_indices)] * n_splits.
+
+    Each class's examples are shuffled (by ``seed``) and dealt to the folds in turn, so
+    every fold holds each class's count to within one, fold sizes differ by at most one,
+    and the test folds are disjoint and cover every example once. Index arrays are
+    sorted int64. A class with fewer than ``n_splits`` examples is missing from some
+    test folds (a warning says which).
+    """
+    labels = as_class_labels(labels)
+    n_splits = _check_positive_int(n_splits, "n_splits")
+    if n_splits < 2 or n_splits > len(labels):
+        raise ValueError(f"n_splits must be between 2 and the number of examples ({len(labels)}); "
+                         f"got {n_splits}")
+    classes, counts = np.unique(labels, return_counts=True)
+    if counts.min() < n_splits:
+        warnings.warn(f"class {classes[np.argmin(counts)]} has only {counts.min()} examples, fewer "
+                      f"than n_splits={n_splits}: some test folds will not contain it", stacklevel=2)
+    rng = np.random.default_rng(seed)
+    dealing_order = np.concatenate([rng.permutation(np.flatnonzero(labels == label))
+                                    for label in classes])
+    fold_of = np.empty(len(labels), dtype=np.int64)
+    fold_of[dealing_order] = np.arange(len(labels)) % n_splits
+    return [(np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold))
+            for fold in range(n_splits)]
+
+
+def _check_rows(inputs, num_rows: int, name: str) -> None:
+    """inputs is an array or a dict of arrays, each with num_rows rows."""
+    named = ({f"{name}[{key!r}]": value for key, value in inputs.items()}
+             if isinstance(inputs, dict) else {name: inputs})
+    for array_name, array in named.items():
+        if not hasattr(array, "shape") or np.ndim(array) == 0:
+            raise TypeError(f"{array_name} must be an array with one row per label; "
+                            f"got {type(array).__name__}")
+        if len(array) != num_rows:
+            raise ValueError(f"{array_name} has {len(array)} rows but there are {num_rows} labels")
+
+
+def _take(inputs, indices: np.ndarray):
+    if isinstance(inputs, dict):
+        return {name: np.asarray(array)[indices] for name, array in inputs.items()}
+    return np.asarray(inputs)[indices]
+
+
+_RESERVED_FIT_KEYS = {"x": "inputs", "y": "labels", "class_weight": "class_weight=",
+                      "sample_weight": "class_weight= (sample weights are not split by fold)"}
+_FOLD_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+
+
+def _check_fit_kwargs(fit_kwargs) -> dict:
+    if fit_kwargs is None:
+        return {"verbose": 0}
+    if not isinstance(fit_kwargs, dict):
+        raise TypeError(f"fit_kwargs must be a dict of model.fit arguments; got {fit_kwargs!r}")
+    for key, instead in _RESERVED_FIT_KEYS.items():
+        if key in fit_kwargs:
+            raise ValueError(f"fit_kwargs must not contain {key!r}: cross_validate sets it per fold "
+                             f"(use {instead})")
+    return {"verbose": 0, **fit_kwargs}
+
+
+def _check_class_weight(class_weight):
+    if class_weight is None or isinstance(class_weight, dict):
+        return class_weight
+    if class_weight not in CLASS_WEIGHT_METHODS:
+        raise ValueError(f"class_weight must be None, a dict {{class: weight}} or one of "
+                         f"{CLASS_WEIGHT_METHODS} (computed on each fold's training labels); "
+                         f"got {class_weight!r}")
+    return class_weight
+
+
+def _fit_and_score_fold(build_model, inputs, labels, train, test, fit_kwargs, class_weight) -> dict:
+    import keras
+
+    model = build_model()
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"build_model must return a fresh, compiled keras.Model; got "
+                        f"{type(model).__name__}")
+    if not getattr(model, "compiled", False):
+        raise ValueError("build_model returned an uncompiled model: call model.compile(...) "
+                         "inside build_model")
+    if isinstance(class_weight, str):
+        class_weight = class_weights(labels[train], method=class_weight)
+    history = model.fit(_take(inputs, train), labels[train], class_weight=class_weight, **fit_kwargs)
+    scores = model.predict(_take(inputs, test), verbose=0)
+    if isinstance(scores, (dict, list, tuple)):
+        raise TypeError("cross_validate needs a model with one (batch, num_classes) output; this "
+                        f"model returns a {type(scores).__name__}")
+    num_classes = None if np.ndim(scores) == 2 else int(labels.max()) + 1
+    report = classification_report(labels[test], scores, num_classes=num_classes)
+    fold = {name: report[name] for name in _FOLD_METRICS}
+    fold.update({"train_size": int(len(train)), "test_size": int(len(test)),
+                 "epochs": len(history.history.get("loss", []))})
+    return fold
+
+
+def cross_validate(build_model, inputs, labels, *, n_splits: int = 5, seed: int = 0,
+                   fit_kwargs: dict | None = None, class_weight=None) -> dict:
+    """Stratified k-fold cross-validation of a Keras classifier.
+
+    Args:
+        build_model: a callable returning a fresh, compiled ``keras.Model`` whose output
+            is (batch, num_classes) probabilities or logits (or (batch,) labels).
+        inputs: an array (n, ...) or a dict name -> array (n, ...).
+        labels: (n,) class indices.
+        n_splits: number of folds (see ``stratified_folds``).
+        seed: the fold assignment's seed; fold i's model is built after
+            ``keras.utils.set_random_seed(seed + i)``.
+        fit_kwargs: extra ``model.fit`` arguments (epochs, batch_size, callbacks,
+            validation_split, ...); ``verbose`` defaults to 0.
+        class_weight: None, a dict {class: weight}, or ``"balanced"`` /
+            ``"sqrt_balanced"`` to compute ``class_weights`` on each fold's training labels.
+
+    Returns:
+        ``folds``: per fold ``accuracy``, ``macro_precision``, ``macro_recall``,
+        ``macro_f1``, ``train_size``, ``test_size``, ``epochs``; ``mean`` and ``std``
+        (ddof=0) of the four metrics over folds; ``n_splits``; ``seed``.
+    """
+    if not callable(build_model) or hasattr(build_model, "fit"):
+        raise TypeError("build_model must be a function that builds and compiles a fresh "
+                        f"keras.Model (not a model: each fold needs new weights); "
+                        f"got {type(build_model).__name__}")
+    labels = as_class_labels(labels)
+    if not (isinstance(inputs, dict) or hasattr(inputs, "shape")):
+        raise TypeError(f"inputs must be an array or a dict name -> array; got {type(inputs).__name__}")
+    _check_rows(inputs, len(labels), "inputs")
+    fit_kwargs = _check_fit_kwargs(fit_kwargs)
+    class_weight = _check_class_weight(class_weight)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int; got {seed!r}")
+    folds = stratified_folds(labels, n_splits, seed)
+
+    import keras
+
+    results = []
+    for index, (train, test) in enumerate(folds):
+        keras.utils.set_random_seed(seed + index)
+        results.append(_fit_and_score_fold(build_model, inputs, labels, train, test,
+                                           fit_kwargs, class_weight))
+    return {
+        "folds": results,
+        "mean": {name: float(np.mean([fold[name] for fold in results])) for name in _FOLD_METRICS},
+        "std": {name: float(np.std([fold[name] for fold in results])) for name in _FOLD_METRICS},
+        "n_splits": len(folds),
+        "seed": seed,
+    }

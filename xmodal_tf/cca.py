@@ -25,6 +25,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
+from xmodal_tf._lapack import solve_triangular, top_eigh
+
 __all__ = ["CCA", "MCCA", "column_correlations"]
 
 # Above this relative rounding error, covariances computed from uncentred products
@@ -236,24 +238,11 @@ def _cholesky(covariance: np.ndarray, name: str, reg: float, n_samples: int) -> 
     return factor
 
 
-def _triangular_inverse(lower: np.ndarray) -> np.ndarray:
-    """Inverse of a lower-triangular matrix by recursive 2x2 blocking.
-
-    [[A, 0], [C, D]]^-1 = [[A^-1, 0], [-D^-1 C A^-1, D^-1]]. Everything runs on
-    NumPy's BLAS: mixing in SciPy's (a second OpenBLAS with its own spinning thread
-    pool) slowed the whole fit by a third on two cores.
-    """
-    size = lower.shape[0]
-    if size <= 64:
-        return np.linalg.inv(lower)
-    half = size // 2
-    top = _triangular_inverse(lower[:half, :half])
-    bottom = _triangular_inverse(lower[half:, half:])
-    inverse = np.zeros_like(lower)
-    inverse[:half, :half] = top
-    inverse[half:, half:] = bottom
-    inverse[half:, :half] = -(bottom @ (lower[half:, :half] @ top))
-    return inverse
+def _whiten_cross_covariance(acc, factors, i: int, j: int) -> np.ndarray:
+    """L_i^-1 C_ij L_j^-T by two triangular solves (cheaper and more accurate than
+    forming the inverses)."""
+    left_solved = solve_triangular(factors[i], acc.covariance(i, j))
+    return solve_triangular(factors[j], left_solved, side="right", transpose=True)
 
 
 def _top_singular_triplets(matrix: np.ndarray, k: int):
@@ -265,8 +254,7 @@ def _top_singular_triplets(matrix: np.ndarray, k: int):
     """
     transpose = matrix.shape[0] > matrix.shape[1]
     work = matrix.T if transpose else matrix
-    values, left = np.linalg.eigh(work @ work.T)
-    values, left = values[::-1][:k], left[:, ::-1][:, :k]
+    values, left = top_eigh(work @ work.T, k)
     singular = np.sqrt(np.clip(values, 0, None))
     if singular[-1] <= np.sqrt(np.finfo(matrix.dtype).eps) * max(singular[0], 1.0):
         u, s, vt = np.linalg.svd(work, full_matrices=False)
@@ -380,15 +368,12 @@ class _MultiViewCCABase(BaseEstimator):
             )
         regs = _check_regs(self.reg, len(acc.dims))
         view_covariances = [acc.covariance(i, i) for i in range(len(acc.dims))]
-        # whiteners[i] = L_i^-1 where L_i L_i^T = C_ii + r_i I
-        whiteners = [
-            _triangular_inverse(
-                _cholesky(c + r * np.eye(c.shape[0], dtype=c.dtype), name, r, acc.n_samples))
-            for c, r, name in zip(view_covariances, regs, names)
-        ]
-        directions = self._whitened_directions(acc, whiteners, k)
-        weights = [_unit_variance(w.T @ d, c)
-                   for w, d, c in zip(whiteners, directions, view_covariances)]
+        # factors[i] = L_i where L_i L_i^T = C_ii + r_i I
+        factors = [_cholesky(c + r * np.eye(c.shape[0], dtype=c.dtype), name, r, acc.n_samples)
+                   for c, r, name in zip(view_covariances, regs, names)]
+        directions = self._whitened_directions(acc, factors, k)
+        weights = [_unit_variance(solve_triangular(factor, d, transpose=True), c)
+                   for factor, d, c in zip(factors, directions, view_covariances)]
         weights = _fix_signs(weights)
         self.weights_ = weights
         self.means_ = acc.means()
@@ -403,8 +388,9 @@ class _MultiViewCCABase(BaseEstimator):
                     for i, j in pairs)
         return total / len(pairs)
 
-    def _whitened_directions(self, acc, whiteners, k) -> list[np.ndarray]:
-        """Whitened canonical directions, one (p_i x k) array per view."""
+    def _whitened_directions(self, acc, factors, k) -> list[np.ndarray]:
+        """Whitened canonical directions, one (p_i x k) array per view, given each
+        view's Cholesky factor L_i."""
         raise NotImplementedError
 
     def _publish(self):
@@ -538,9 +524,9 @@ class CCA(_MultiViewCCABase):
         self.n_features_in_ = self.x_weights_.shape[0]
         return self
 
-    def _whitened_directions(self, acc, whiteners, k):
+    def _whitened_directions(self, acc, factors, k):
         """Top-k singular vectors of T = Lx^-1 Cxy Ly^-T."""
-        whitened = whiteners[0] @ acc.covariance(0, 1) @ whiteners[1].T
+        whitened = _whiten_cross_covariance(acc, factors, 0, 1)
         _, left, right = _top_singular_triplets(whitened, k)
         return [left, right]
 
@@ -606,18 +592,16 @@ class MCCA(_MultiViewCCABase):
             raise ValueError(f"MCCA needs at least two views; got {len(views)}.")
         return list(views)
 
-    def _whitened_directions(self, acc, whiteners, k):
+    def _whitened_directions(self, acc, factors, k):
         """Top-k eigenvectors of the whitened block covariance (identity diagonal blocks)."""
         offsets = np.concatenate([[0], np.cumsum(acc.dims)])
         blocks = [slice(start, stop) for start, stop in zip(offsets[:-1], offsets[1:])]
         whitened = np.eye(offsets[-1], dtype=acc.dtype)
         for i, j in itertools.combinations(range(len(blocks)), 2):
-            cross = whiteners[i] @ acc.covariance(i, j) @ whiteners[j].T
+            cross = _whiten_cross_covariance(acc, factors, i, j)
             whitened[blocks[i], blocks[j]] = cross
             whitened[blocks[j], blocks[i]] = cross.T
-        values, vectors = np.linalg.eigh(whitened)
-        self.eigenvalues_ = values[::-1][:k]
-        vectors = vectors[:, ::-1][:, :k]
+        self.eigenvalues_, vectors = top_eigh(whitened, k)
         return [vectors[block] for block in blocks]
 
     def fit(self, views, y=None) -> "MCCA":

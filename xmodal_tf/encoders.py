@@ -7,6 +7,7 @@ modality's input to an embedding vector of shape (batch, embedding_dim).
     >>> audio_net = encoders.attention_encoder(input_dim=13, max_length=200)    # MFCC frames
     >>> vector_net = encoders.mlp_encoder(392, embedding_dim=50)                # DeepCCA nets
     >>> photo_net = encoders.backbone_encoder("mobilenet_v3_small", embedding_dim=128)
+    >>> name_net = encoders.text_encoder(["red apple", "grinning face"], embedding_dim=50)  # raw strings
 
 Inputs by builder:
 
@@ -18,6 +19,8 @@ Inputs by builder:
 * ``mlp_encoder``       vectors (batch, input_dim).
 * ``backbone_encoder``  0..255 RGB images (batch, H, W, 3); the backbone's own input
   scaling is part of the model.
+* ``text_encoder``      raw strings (batch,); the tokenizer (a ``TextVectorization``
+  layer with its vocabulary) is part of the model, so a saved model takes raw text.
 
 Layers get stable names derived from the model name (``f"{name}_conv0"``,
 ``f"{name}_embedding"`` ...), because weight transfer matches layers by name.
@@ -31,6 +34,8 @@ import os
 from typing import NamedTuple
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 from xmodal_tf.data.datasets import _network_reachable
 from xmodal_tf.layers import ImageNetPreprocessing, MaskedMeanPooling, PositionalEmbedding, TransformerEncoderBlock
@@ -42,12 +47,15 @@ __all__ = [
     "cnn_encoder",
     "mlp_encoder",
     "rnn_encoder",
+    "normalize_text",
+    "text_encoder",
 ]
 
 POOLING_CHOICES = ("max", "avg", None)
 GLOBAL_POOLING_CHOICES = ("avg", "max", "flatten")
 RNN_CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 BACKBONE_POOLING_CHOICES = ("avg", "max")
+TEXT_TOKENS = ("char_ngrams", "words")
 # keras.applications downloads ImageNet weights from here.
 KERAS_WEIGHTS_HOST = "storage.googleapis.com"
 
@@ -333,6 +341,116 @@ def mlp_encoder(input_dim, embedding_dim=50, *, hidden_units=(1024, 1024), activ
             x = keras.layers.Dropout(dropout, name=f"{name}_dropout{i}")(x)
     outputs = keras.layers.Dense(embedding_dim, activation=output_activation, name=f"{name}_embedding")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+# ----------------------------------------------------------------------------- text
+
+@keras.saving.register_keras_serializable(package="xmodal_tf")
+def normalize_text(texts):
+    """Lower-case, every run of characters other than letters and digits becomes one
+    space, and one space is added at each end: "Man-Woman: Kiss" -> " man woman kiss ".
+
+    The end spaces mark word boundaries for character n-grams (" ma", "an " differ
+    from "man"). A ``tf.string`` tensor in, the same shape out; registered, so a
+    saved ``TextVectorization`` that uses it reloads.
+    """
+    texts = tf.strings.lower(texts, encoding="utf-8")
+    texts = tf.strings.regex_replace(texts, r"[^\pL\pN]+", " ")
+    texts = tf.strings.strip(texts)
+    return tf.strings.join([" ", texts, " "])
+
+
+def text_encoder(texts=None, *, vocabulary=None, tokens="char_ngrams", ngram_sizes=None, max_tokens=20000,
+                 sequence_length=None, token_embedding_dim=64, hidden_units=(), embedding_dim=64,
+                 dropout=0.0, name="text_encoder") -> keras.Model:
+    """Bag-of-n-grams encoder of raw strings: (batch,) tf.string -> (batch, embedding_dim).
+
+    The tokenizer is a ``TextVectorization`` layer inside the model, so the model (and a
+    ``.keras`` file of it) takes raw text such as ``np.array(["red apple"])``. Give
+    exactly one of:
+      texts:      strings to learn the vocabulary from (the training texts), or
+      vocabulary: the token list itself (e.g. ``other.get_layer(...).get_vocabulary()``
+                  without its first two entries, "" and "[UNK]").
+    tokens:
+      "char_ngrams" (default): character n-grams of the normalised text
+          (``normalize_text``: lower case, letters and digits, word boundaries marked by
+          spaces), ``ngram_sizes`` default (3,). An unseen word still shares most of its
+          n-grams with known words ("apples" with "apple"), which matters for
+          zero-shot use on new names.
+      "words": whitespace words of the normalised text, ``ngram_sizes`` default (1,)
+          (add 2 for word pairs). An unseen word is the single out-of-vocabulary token.
+    max_tokens: vocabulary cap (most frequent first), including "" and "[UNK]".
+    sequence_length: tokens kept per text, default 128 for "char_ngrams" (about 125
+        characters with trigrams) and 32 for "words"; longer texts are truncated.
+
+    Model: token ids (0 = padding, 1 = out of vocabulary) -> Embedding(mask_zero) ->
+    mean over the real tokens -> Dense + ReLU per entry of ``hidden_units`` (each
+    followed by ``dropout``) -> linear Dense to ``embedding_dim``. Padding is masked: the
+    embedding does not depend on ``sequence_length`` for texts that fit.
+
+    Layer names: f"{name}_vectorizer", f"{name}_token_embedding", f"{name}_pooling",
+    f"{name}_dense{i}", f"{name}_dropout{i}", f"{name}_embedding". The input is a
+    string tensor f"{name}_text" of shape (batch,): numbers are rejected by
+    ``DualEncoder`` with a TypeError, and by Keras (a cast error) when called directly.
+    """
+    _check_choice(tokens, TEXT_TOKENS, "tokens")
+    default_sizes, default_length = ((3,), 128) if tokens == "char_ngrams" else ((1,), 32)
+    ngram_sizes = default_sizes if ngram_sizes is None else _check_int_sequence(ngram_sizes, "ngram_sizes", "(3,)")
+    sequence_length = _check_int(default_length if sequence_length is None else sequence_length, "sequence_length")
+    max_tokens = _check_int(max_tokens, "max_tokens", minimum=3)
+    token_embedding_dim = _check_int(token_embedding_dim, "token_embedding_dim")
+    embedding_dim = _check_int(embedding_dim, "embedding_dim")
+    hidden_units = () if not hidden_units else _check_int_sequence(hidden_units, "hidden_units", "(128,)")
+    dropout = _check_dropout(dropout)
+
+    vectorizer = keras.layers.TextVectorization(
+        max_tokens=max_tokens, standardize=normalize_text,
+        split="character" if tokens == "char_ngrams" else "whitespace", ngrams=ngram_sizes,
+        output_mode="int", output_sequence_length=sequence_length, name=f"{name}_vectorizer")
+    _set_text_vocabulary(vectorizer, texts, vocabulary)
+    vocabulary_size = vectorizer.vocabulary_size()
+
+    inputs = keras.Input(shape=(), dtype="string", name=f"{name}_text")
+    x = vectorizer(inputs)
+    x = keras.layers.Embedding(vocabulary_size, token_embedding_dim, mask_zero=True,
+                               name=f"{name}_token_embedding")(x)
+    x = MaskedMeanPooling(name=f"{name}_pooling")(x)
+    for i, units in enumerate(hidden_units):
+        x = keras.layers.Dense(units, activation="relu", name=f"{name}_dense{i}")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"{name}_dropout{i}")(x)
+    outputs = keras.layers.Dense(embedding_dim, name=f"{name}_embedding")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _as_string_array(values, what: str) -> np.ndarray:
+    """A 1-D NumPy array of str from a list, array or tensor of strings; TypeError otherwise."""
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"{what} must be a sequence of strings, not a single string; wrap it in a list.")
+    if isinstance(values, tf.Tensor):
+        values = values.numpy()
+    array = np.asarray(values, dtype=object).reshape(-1) if not isinstance(values, np.ndarray) else values.reshape(-1)
+    for value in array:
+        if not isinstance(value, (str, bytes, np.str_, np.bytes_)):
+            raise TypeError(f"{what} must contain strings; found {value!r} ({type(value).__name__}).")
+    return np.array([v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in array])
+
+
+def _set_text_vocabulary(vectorizer, texts, vocabulary) -> None:
+    if (texts is None) == (vocabulary is None):
+        raise ValueError("text_encoder needs exactly one of texts (strings to learn the vocabulary from) or "
+                         f"vocabulary (a list of tokens); got texts={'None' if texts is None else '...'}, "
+                         f"vocabulary={'None' if vocabulary is None else '...'}.")
+    if texts is not None:
+        texts = _as_string_array(texts, "texts")
+        if texts.size == 0:
+            raise ValueError("texts is empty: pass the training texts to learn the vocabulary from.")
+        vectorizer.adapt(tf.constant(texts))
+    else:
+        vocabulary = _as_string_array(vocabulary, "vocabulary")
+        if vocabulary.size == 0:
+            raise ValueError("vocabulary is empty: pass at least one token.")
+        vectorizer.set_vocabulary([str(token) for token in vocabulary])
 
 
 # ----------------------------------------------------------------------------- pretrained backbones

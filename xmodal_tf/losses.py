@@ -1,4 +1,5 @@
-"""TensorFlow losses for cross-modal models: the Deep CCA objective.
+"""TensorFlow losses for cross-modal models: the Deep CCA objective and the symmetric
+contrastive (InfoNCE / CLIP) loss, whose section is at the end of this module.
 
 Deep CCA (Andrew et al., 2013) trains two networks f1, f2 so that their outputs
 H1 = f1(X1) (m x d1) and H2 = f2(X2) (m x d2) on a batch of m paired samples are as
@@ -94,7 +95,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["DeepCCALoss", "cca_correlations", "deep_cca_loss"]
+__all__ = ["ContrastiveLoss", "DeepCCALoss", "cca_correlations", "contrastive_loss",
+           "contrastive_loss_from_logits", "deep_cca_loss"]
 
 OBJECTIVES = ("trace", "squared")
 # With reg=0, a Cholesky pivot below this fraction of the largest variance (times the
@@ -440,3 +442,185 @@ class DeepCCALoss:
     def __repr__(self) -> str:
         arguments = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
         return f"{type(self).__name__}({arguments})"
+
+
+# ======================================================================== contrastive
+# The symmetric InfoNCE loss of CLIP (Radford et al., 2021) for a batch of n paired
+# embeddings (a_i, b_i): each a_i must pick out its own b_i among the n b's of the
+# batch, and each b_j its own a_j among the a's:
+#
+#     logits[i, j] = <a_i, b_j> / temperature            (n x n)
+#     loss = mean_i( 1/2 [ logsumexp_j logits[i, j] - logits[i, i] ]
+#                  + 1/2 [ logsumexp_j logits[j, i] - logits[i, i] ] )
+#
+# i.e. the mean of the two cross-entropies (rows: a -> b, columns: b -> a) with the
+# matched pair on the diagonal as the label. The other n - 1 items of the batch are
+# the negatives, so the value depends on the batch size: log(n) for embeddings that
+# carry no information, 0 for a perfect match at a small temperature.
+
+def contrastive_loss_from_logits(logits) -> tf.Tensor:
+    """The symmetric InfoNCE loss of an (n, n) logits matrix, pairs on the diagonal.
+
+    Args:
+        logits: (n, n) float tensor, ``logits[i, j]`` the scaled similarity of a_i
+            and b_j (already divided by the temperature).
+
+    Returns:
+        A scalar, the mean over the n pairs of the average of the row (a -> b) and
+        column (b -> a) cross-entropies; float32 (float64 for float64 logits). The
+        log-sum-exp runs in at least float32 with the maximum subtracted, so logits of
+        any size (e.g. 100 for CLIP's smallest temperature) give a finite value.
+    """
+    logits = _as_contrastive_logits(logits)
+    matched = tf.linalg.diag_part(logits)
+    rows = tf.reduce_logsumexp(logits, axis=1) - matched
+    columns = tf.reduce_logsumexp(logits, axis=0) - matched
+    return tf.reduce_mean(0.5 * (rows + columns))
+
+
+def contrastive_loss(embeddings_a, embeddings_b, temperature=0.07, *, normalize=True) -> tf.Tensor:
+    """The symmetric InfoNCE (CLIP) loss of a batch of n paired embeddings.
+
+    Args:
+        embeddings_a: (n, d) float tensor; row i is paired with row i of ``embeddings_b``.
+        embeddings_b: (n, d) float tensor.
+        temperature: a positive float or scalar tensor (e.g. a learned one); the
+            cosine similarities are divided by it. CLIP starts at 0.07.
+        normalize: L2-normalise the rows first (cosine similarity). Pass False for
+            embeddings that are normalised already (or to use raw dot products).
+
+    Returns:
+        A scalar tensor (see ``contrastive_loss_from_logits``): log(n) for
+        uninformative embeddings, near 0 when every pair is far closer than any
+        mismatched pair. The in-batch negatives make it depend on n.
+
+    Raises:
+        ValueError for tensors that are not (n, d), different static batch sizes or
+        widths, an empty batch, or a non-positive temperature; TypeError for
+        non-float embeddings. A dynamic batch mismatch raises InvalidArgumentError
+        when the graph runs.
+    """
+    a, b, checks = _check_paired_embeddings(embeddings_a, embeddings_b)
+    temperature = _check_temperature(temperature, a.dtype)
+    with tf.control_dependencies(checks):
+        a, b = tf.identity(a), tf.identity(b)
+    if normalize:
+        a, b = tf.math.l2_normalize(a, axis=1), tf.math.l2_normalize(b, axis=1)
+    logits = tf.matmul(a, b, transpose_b=True) / temperature
+    return contrastive_loss_from_logits(logits)
+
+
+@keras.saving.register_keras_serializable(package="xmodal_tf")
+class ContrastiveLoss:
+    """The symmetric InfoNCE loss as a serializable callable with a fixed temperature.
+
+    Like ``DeepCCALoss`` it takes the two modalities' embeddings, not
+    (y_true, y_pred), so it is called in a custom ``train_step``::
+
+        loss_fn = ContrastiveLoss(temperature=0.1)
+        loss = loss_fn(image_embeddings, text_embeddings)    # scalar, log(n) at chance
+
+    ``temperature`` in the call overrides the stored one (for a learned temperature,
+    see ``xmodal_tf.models.DualEncoder``). The value is a mean over the batch's pairs:
+    under a distribution strategy each replica contrasts its own pairs, and its loss
+    must be divided by ``num_replicas_in_sync`` before differentiating.
+    """
+
+    def __init__(self, temperature=0.07, normalize=True, name="contrastive_loss"):
+        self.temperature = float(_check_temperature(temperature, tf.float32))
+        if not isinstance(normalize, bool):
+            raise TypeError(f"normalize must be True or False; got {normalize!r}.")
+        self.normalize = normalize
+        self.name = name
+
+    def __call__(self, embeddings_a, embeddings_b, temperature=None):
+        """Return the scalar loss for paired embeddings (n, d) and (n, d)."""
+        return contrastive_loss(embeddings_a, embeddings_b,
+                                self.temperature if temperature is None else temperature,
+                                normalize=self.normalize)
+
+    def get_config(self) -> dict:
+        return {"temperature": self.temperature, "normalize": self.normalize, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "ContrastiveLoss":
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        arguments = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
+        return f"{type(self).__name__}({arguments})"
+
+
+def _contrastive_dtype(dtype: tf.DType) -> tf.DType:
+    """float64 stays; every other float (float16, bfloat16) is computed in float32."""
+    return tf.float64 if dtype == tf.float64 else tf.float32
+
+
+def _as_float_matrix(value, name: str) -> tf.Tensor:
+    value = tf.convert_to_tensor(value)
+    if not value.dtype.is_floating:
+        raise TypeError(
+            f"{name} must be a float tensor of embeddings; got dtype {value.dtype.name}. "
+            "Cast it to float32 first.")
+    if value.shape.rank != 2:
+        raise ValueError(
+            f"{name} must be a rank-2 (batch, features) tensor; got shape {value.shape}.")
+    return tf.cast(value, _contrastive_dtype(value.dtype))
+
+
+def _as_contrastive_logits(logits) -> tf.Tensor:
+    logits = _as_float_matrix(logits, "logits")
+    rows, columns = logits.shape
+    if rows is not None and columns is not None and rows != columns:
+        raise ValueError(
+            f"Contrastive logits must be square (n, n), one row and one column per pair; "
+            f"got shape {logits.shape}.")
+    if rows == 0 or columns == 0:
+        raise ValueError("The contrastive loss needs at least one pair; the batch is empty.")
+    return logits
+
+
+def _check_paired_embeddings(embeddings_a, embeddings_b):
+    """Both as (n, d) float tensors of one dtype, and run-time checks of the batch size."""
+    a = _as_float_matrix(embeddings_a, "embeddings_a")
+    b = _as_float_matrix(embeddings_b, "embeddings_b")
+    if a.dtype != b.dtype:
+        a, b = tf.cast(a, tf.float64), tf.cast(b, tf.float64)
+    if a.shape[1] is not None and b.shape[1] is not None and a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"Paired embeddings must have the same width to be compared; got {a.shape[1]} "
+            f"features for embeddings_a and {b.shape[1]} for embeddings_b. Project both to "
+            "one size (e.g. DualEncoder's projection_dim).")
+    batches = (a.shape[0], b.shape[0])
+    if None not in batches and batches[0] != batches[1]:
+        raise ValueError(
+            f"embeddings_a and embeddings_b must have the same batch size (row i of one is "
+            f"paired with row i of the other); got {batches[0]} and {batches[1]}.")
+    if 0 in batches:
+        raise ValueError("The contrastive loss needs at least one pair; the batch is empty.")
+    checks = []
+    if None in batches:
+        checks.append(tf.debugging.assert_equal(
+            tf.shape(a)[0], tf.shape(b)[0],
+            message="embeddings_a and embeddings_b must have the same batch size (paired rows)"))
+    return a, b, checks
+
+
+def _check_temperature(temperature, dtype: tf.DType):
+    """A Python temperature must be a finite float > 0; a tensor is cast to ``dtype``."""
+    if isinstance(temperature, bool):
+        raise TypeError(f"temperature must be a float > 0 or a scalar tensor; got {temperature!r}.")
+    if isinstance(temperature, numbers.Real):
+        if not math.isfinite(temperature) or temperature <= 0:
+            raise ValueError(
+                f"temperature must be finite and > 0 (CLIP starts at 0.07); got {temperature!r}.")
+        return float(temperature)
+    try:
+        tensor = tf.convert_to_tensor(temperature)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"temperature must be a float > 0 or a scalar tensor; got {temperature!r}.") from error
+    if tensor.shape.rank not in (None, 0) or not (tensor.dtype.is_floating or tensor.dtype.is_integer):
+        raise TypeError(
+            f"temperature must be a scalar number; got shape {tensor.shape}, dtype {tensor.dtype.name}.")
+    return tf.cast(tensor, dtype)

@@ -23,6 +23,7 @@ longest recording (92 frames): an all-zero frame is padding, which
 from __future__ import annotations
 
 import pathlib
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -44,6 +45,7 @@ __all__ = [
     "load_multimodal_digits",
     "load_openmoji",
     "load_spoken_digits",
+    "emoji_base_name",
 ]
 
 FSDD_FILENAME = "fsdd_mfcc.npz"
@@ -51,6 +53,7 @@ OPENMOJI_FILENAME = "openmoji64.npz"
 MNIST_FILENAME = "mnist.npz"
 DIGIT_MODALITIES = ("image", "left", "right")
 _MNIST_TRAIN_SIZE = 50000
+_SKIN_TONE = re.compile(r"[\s:,]*\b(?:medium-light|medium-dark|light|medium|dark) skin tone\b")
 
 
 class MultimodalSplit(NamedTuple):
@@ -82,7 +85,7 @@ class MultimodalDataset(NamedTuple):
 
 class EmojiSplit(NamedTuple):
     """Emoji images (n, 64, 64, 3) uint8 RGB, their CLDR ``names`` (n,) str and
-    ``base_names`` (n,) str, the name before its first ':' (shared by skin-tone variants)."""
+    ``base_names`` (n,) str, the name without skin-tone qualifiers (``emoji_base_name``)."""
 
     images: np.ndarray
     names: np.ndarray
@@ -250,22 +253,34 @@ def load_av_mnist(data_dir=None, *, audio_test_fraction: float = 0.2, seed: int 
 
 # ---------------------------------------------------------------------- OpenMoji
 
-def load_openmoji(data_dir=None, *, test_fraction: float = 0.2, seed: int = 0) -> EmojiDataset:
-    """OpenMoji images with their CLDR names, split by base name.
+def emoji_base_name(name: str) -> str:
+    """The emoji a name belongs to: the text before any ':' without skin-tone words.
 
-    The base name is the name before its first ':' ("waving hand: medium skin tone" ->
-    "waving hand"); a seeded ``test_fraction`` of base names is held out, so skin-tone
-    variants of one emoji never straddle train and test. Needs ``openmoji64.npz``.
+    "Santa Claus medium-dark skin tone" -> "Santa Claus"; "waving hand: light skin tone"
+    -> "waving hand"; "couple with heart woman man light skin tone dark skin tone" ->
+    "couple with heart woman man"; "dark sunglasses" stays.
+    """
+    return _SKIN_TONE.sub("", str(name).split(":")[0]).strip(" ,")
+
+
+def load_openmoji(data_dir=None, *, test_fraction: float = 0.2, seed: int = 0) -> EmojiDataset:
+    """OpenMoji images with their CLDR names, split by base emoji.
+
+    A seeded ``test_fraction`` of the base names (``emoji_base_name``) is held out whole,
+    so the skin-tone variants of one emoji never straddle train and test. Needs
+    ``openmoji64.npz`` in ``data_dir`` or $XMODAL_DATA_DIR.
     """
     fraction = _check_fraction(test_fraction, "test_fraction")
     path = _data_file(data_dir, OPENMOJI_FILENAME, "OpenMoji images and names")
     with np.load(path, allow_pickle=False) as archive:
         images, names = archive["images"], archive["names"].astype(str)
-    base_names = np.array([name.split(":")[0].strip() for name in names])
+    base_names = np.array([emoji_base_name(name) for name in names])
     unique = np.unique(base_names)
-    rng = np.random.default_rng(seed)
-    held_out = set(rng.choice(unique, size=max(1, int(round(fraction * len(unique)))), replace=False))
-    test_mask = np.array([base in held_out for base in base_names])
+    if len(unique) < 2:
+        raise ValueError(f"{path}: {len(unique)} base emoji cannot be split into train and test.")
+    count = min(len(unique) - 1, max(1, int(round(fraction * len(unique)))))
+    held_out = np.random.default_rng(seed).choice(unique, size=count, replace=False)
+    test_mask = np.isin(base_names, held_out)
 
     def split(mask) -> EmojiSplit:
         return EmojiSplit(images[mask], names[mask], base_names[mask])

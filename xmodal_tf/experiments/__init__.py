@@ -20,6 +20,7 @@ EXPERIMENT_MODULES = {
     "deepcca": "deepcca",
     "cca": "cca",
     "transfer": "transfer",
+    "retrieval": "retrieval",
 }
 DEFAULT_EXPERIMENT = "deepcca"
 

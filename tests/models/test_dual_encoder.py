@@ -1,0 +1,291 @@
+"""DualEncoder (keras.Model): contrastive fit, retrieval, siamese mode, save/load, strategy, bad input."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from xmodal_tf.encoders import mlp_encoder, text_encoder
+from xmodal_tf.losses import contrastive_loss
+from xmodal_tf.models.dual_encoder import DualEncoder
+from two_replica_setup import PREAMBLE
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
+
+def paired_vectors(n=256, seed=0):
+    """Two 12-dim views of a shared 6-dim latent, mixed nonlinearly; every pair unique."""
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n, 6))
+    views = []
+    for width in (12, 10):
+        mixing = rng.normal(size=(6, width))
+        views.append(np.tanh(latent @ mixing + 0.1 * rng.normal(size=(n, width))).astype("float32"))
+    return views
+
+
+def vector_model(seed=0, **kwargs):
+    keras.utils.set_random_seed(seed)
+    return DualEncoder(mlp_encoder(12, 16, hidden_units=(32,), activation="relu", name="encoder_a"),
+                       mlp_encoder(10, 16, hidden_units=(32,), activation="relu", name="encoder_b"),
+                       projection_dim=8, **kwargs)
+
+
+def number_words(n=60, seed=0):
+    """Noisy one-hot digits paired with a phrase naming them."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    vectors = (np.eye(10)[labels] + 0.2 * rng.normal(size=(n, 10))).astype("float32")
+    texts = np.array([f"the number {WORDS[label]}" for label in labels])
+    return vectors, texts
+
+
+def text_model(texts, seed=0):
+    keras.utils.set_random_seed(seed)
+    return DualEncoder(mlp_encoder(10, 8, hidden_units=(), name="numbers"),
+                       text_encoder(texts, embedding_dim=8, name="words"), projection_dim=4)
+
+
+# ----------------------------------------------------------------------------- training
+def test_fit_lowers_the_loss_and_raises_in_batch_accuracy():
+    a, b = paired_vectors()
+    model = vector_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    before = model.evaluate(a, b, batch_size=64, verbose=0, return_dict=True)
+    history = model.fit(a, b, batch_size=64, epochs=12, verbose=0).history
+    after = model.evaluate(a, b, batch_size=64, verbose=0, return_dict=True)
+    assert set(history) == {"loss", "temperature", "in_batch_accuracy"}
+    assert after["loss"] < before["loss"] - 1.0
+    assert before["in_batch_accuracy"] < 0.2 and after["in_batch_accuracy"] > 0.6   # chance 1/64
+    assert history["temperature"][-1] != pytest.approx(0.07)   # the temperature is learned
+    # The logged loss is the contrastive loss of the model's own embeddings.
+    z_a, z_b = model((a[:64], b[:64]))
+    expected = contrastive_loss(z_a, z_b, model.temperature, normalize=False)
+    np.testing.assert_allclose(model.batch_loss(a[:64], b[:64])["loss"].numpy(), expected.numpy(), rtol=1e-5)
+
+
+def test_embeddings_are_unit_vectors_and_predict_gives_both():
+    a, b = paired_vectors(n=40)
+    model = vector_model()
+    z_a, z_b = model.predict((a, b), batch_size=16, verbose=0)
+    assert z_a.shape == z_b.shape == (40, 8)
+    np.testing.assert_allclose(np.linalg.norm(z_a, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(model.encode_a(a, batch_size=7), z_a, rtol=1e-5, atol=1e-6)
+    from_dict = model({"a": a[:3], "b": b[:3]})
+    np.testing.assert_allclose(from_dict[1].numpy(), z_b[:3], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.similarity(a[:5], b[:7]), z_a[:5] @ z_b[:7].T, rtol=1e-5, atol=1e-6)
+
+
+def test_temperature_is_clipped_as_in_clip_and_can_be_frozen():
+    a, b = paired_vectors(n=64)
+    model = vector_model(temperature=0.02, max_logit_scale=100.0)
+    model.compile(optimizer=keras.optimizers.SGD(100.0))  # a huge step pushes log(1/T) past its cap
+    model.fit(a, b, batch_size=64, epochs=1, verbose=0)
+    # The constraint puts log(1/T) back on a bound of [0, log(100)], i.e. T = 1 or 0.01.
+    assert min(abs(model.logit_scale.numpy() - bound) for bound in (0.0, np.log(100.0))) < 1e-6
+    model.logit_scale.assign(10.0)  # set from outside: the forward pass clips it too
+    assert model.temperature == pytest.approx(0.01, rel=1e-5)
+    frozen = vector_model(learn_temperature=False, temperature=0.1)
+    assert all(variable is not frozen.logit_scale for variable in frozen.trainable_variables)
+    frozen.compile(optimizer=keras.optimizers.Adam(1e-2))
+    frozen.fit(a, b, batch_size=32, epochs=1, verbose=0)
+    assert frozen.temperature == pytest.approx(0.1, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- retrieval
+def identity_model():
+    """Encoders that are the identity on R^3 and no projection: similarity = cosine."""
+    model = DualEncoder(mlp_encoder(3, 3, hidden_units=(), name="left"),
+                        mlp_encoder(3, 3, hidden_units=(), name="right"), projection_dim=None)
+    for encoder in (model.encoder_a, model.encoder_b):
+        encoder.set_weights([np.eye(3, dtype="float32"), np.zeros(3, "float32")])
+    return model
+
+
+def test_retrieve_finds_the_known_nearest_items_both_ways():
+    model = identity_model()
+    gallery = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]], "float32")
+    queries = np.array([[0, 0, 5], [2, 1.9, 0], [3, 0.1, 0]], "float32")
+    indices, scores = model.retrieve(queries, gallery, k=2)
+    np.testing.assert_array_equal(indices, [[2, 0], [3, 0], [0, 3]])
+    assert indices.dtype == np.int64 and scores.dtype == np.float32
+    np.testing.assert_allclose(scores[:, 0], [1.0, 0.99966, 0.99944], atol=1e-4)
+    assert np.all(np.diff(scores, axis=1) <= 0)  # best first
+    # b -> a: the queries come from modality b, the gallery from a.
+    reverse, _ = model.retrieve(gallery, queries, k=1, direction="b_to_a")
+    np.testing.assert_array_equal(reverse[:, 0], [2, 1, 0, 1])
+    # Ties: the lower gallery index comes first, also with k = the whole gallery.
+    tied, _ = model.retrieve(np.array([[0, 0, 1.0]], "float32"), gallery, k=4)
+    np.testing.assert_array_equal(tied, [[2, 0, 1, 3]])
+
+
+# ----------------------------------------------------------------------------- siamese
+def test_siamese_mode_shares_the_encoder_and_projection(tmp_path):
+    keras.utils.set_random_seed(0)
+    encoder = mlp_encoder(12, 16, hidden_units=(32,), name="tower")
+    model = DualEncoder(encoder, projection_dim=8)
+    assert model.shared and model.encoder_b is model.encoder_a and model.projection_b is model.projection_a
+    assert len(model.trainable_variables) == len(encoder.trainable_variables) + 2  # + projection + logit_scale
+    a, _ = paired_vectors(n=64)
+    view_1, view_2 = a + 0.05 * np.float32(1.0), a - 0.05
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.fit(view_1, view_2, batch_size=32, epochs=2, verbose=0)
+    np.testing.assert_array_equal(model.encode_a(a), model.encode_b(a))
+    same = DualEncoder(encoder, encoder, projection_dim=4)
+    assert same.shared
+    model.save(tmp_path / "siamese.keras")
+    loaded = keras.models.load_model(tmp_path / "siamese.keras")
+    assert loaded.shared and loaded.get_config()["encoder_b"] is None
+    np.testing.assert_array_equal(loaded.encode_b(a), model.encode_b(a))
+    with pytest.raises(ValueError, match="shared=True uses encoder_a"):
+        DualEncoder(encoder, mlp_encoder(12, 16, hidden_units=(), name="other"), shared=True)
+
+
+# ----------------------------------------------------------------------------- saving
+def test_keras_round_trip_with_raw_string_input(tmp_path):
+    vectors, texts = number_words()
+    model = text_model(texts)
+    assert model.input_kinds == ("numeric", "string")
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.fit(vectors, texts, batch_size=20, epochs=2, verbose=0)
+    path = tmp_path / "dual.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, DualEncoder) and loaded.optimizer.iterations.numpy() == 6
+    unseen = np.array(["the number eleven", "nine", "ZERO!"])
+    np.testing.assert_array_equal(loaded.encode_b(unseen), model.encode_b(unseen))
+    np.testing.assert_array_equal(loaded.encode_b(list(unseen)), model.encode_b(unseen))
+    np.testing.assert_array_equal(loaded.encode_a(vectors), model.encode_a(vectors))
+    assert loaded.temperature == model.temperature
+    scalars = {k: v for k, v in model.get_config().items() if not k.startswith("encoder")}
+    assert scalars == {k: loaded.get_config()[k] for k in scalars}
+    history = loaded.fit(vectors, texts, batch_size=20, epochs=1, verbose=0).history
+    assert loaded.optimizer.iterations.numpy() == 9 and np.isfinite(history["loss"][0])
+
+
+def test_from_config_without_training():
+    model = vector_model(temperature=0.2, learn_temperature=False, max_logit_scale=50.0)
+    clone = DualEncoder.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+    assert clone.temperature == pytest.approx(0.2)
+
+
+# ----------------------------------------------------------------------------- distribution
+STRATEGY_SCRIPT = PREAMBLE + textwrap.dedent("""
+    from xmodal_tf.models.dual_encoder import DualEncoder
+
+    def build_dual():
+        keras.utils.set_random_seed(1)
+        return DualEncoder(mlp_encoder(20, 6, hidden_units=(8,), name="ea"),
+                           mlp_encoder(12, 6, hidden_units=(8,), name="eb"), projection_dim=4)
+
+    # One device: the 2-replica update must be lr times the MEAN of the two half-batch gradients.
+    learning_rate = 0.5
+    reference = build_dual()
+    initial = [w.numpy() for w in reference.trainable_weights]
+    for start in range(0, 96, 32):
+        gradients = []
+        for half in (slice(start, start + 16), slice(start + 16, start + 32)):
+            with tf.GradientTape() as tape:
+                loss = reference.batch_loss(x[half], y[half], training=True)["loss"]
+            gradients.append(tape.gradient(loss, reference.trainable_weights))
+        for variable, first, second in zip(reference.trainable_weights, *gradients):
+            variable.assign(variable - learning_rate * (first + second) / 2)
+            if variable.constraint is not None:  # the temperature's clip, as the optimizer does
+                variable.assign(variable.constraint(variable))
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        model = build_dual()
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate))
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32, drop_remainder=True)
+    history = model.fit(dataset, epochs=1, verbose=0).history
+    difference = max(float(np.abs(a.numpy() - b.numpy()).max())
+                     for a, b in zip(model.trainable_weights, reference.trainable_weights))
+    moved = max(float(np.abs(a - b.numpy()).max()) for a, b in zip(initial, reference.trainable_weights))
+    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "difference": difference, "moved": moved,
+                      "loss": history["loss"][0]}))
+""")
+
+
+def test_mirrored_strategy_update_is_the_mean_of_replica_gradients():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    completed = subprocess.run([sys.executable, "-c", STRATEGY_SCRIPT], capture_output=True, text=True,
+                               cwd=REPO_ROOT, env=env, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    assert result["moved"] > 1e-2  # the comparison is not vacuous
+    assert result["difference"] < 1e-5
+    assert np.isfinite(result["loss"])
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_k_and_direction_are_checked():
+    model = identity_model()
+    gallery = np.eye(3, dtype="float32")
+    with pytest.raises(ValueError, match=r"k=4 is larger than the gallery \(3 items\); use k <= 3"):
+        model.retrieve(gallery, gallery, k=4)
+    with pytest.raises(ValueError, match="k must be a positive int"):
+        model.retrieve(gallery, gallery, k=0)
+    with pytest.raises(ValueError, match="direction must be one of"):
+        model.retrieve(gallery, gallery, k=1, direction="text_to_image")
+
+
+def test_paired_batches_of_different_sizes():
+    a, b = paired_vectors(n=20)
+    model = vector_model()
+    with pytest.raises(ValueError, match="same batch size.*8 rows for a and 6 for b"):
+        model.batch_loss(a[:8], b[:6])
+    model.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match="8 rows for a and 6 for b"):
+        model.fit(tf.data.Dataset.from_tensors((a[:8], b[:6])), shuffle=False, verbose=0)
+    mismatched = tf.data.Dataset.zip((tf.data.Dataset.from_tensor_slices(a[:16]).batch(8),
+                                      tf.data.Dataset.from_tensor_slices(b[:12]).batch(6)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="same batch size"):
+        model.fit(mismatched, shuffle=False, verbose=0)
+
+
+def test_numbers_to_a_string_encoder_and_strings_to_a_numeric_one():
+    vectors, texts = number_words(n=20)
+    model = text_model(texts)
+    with pytest.raises(TypeError, match="encoder_b takes raw text.*holds numbers"):
+        model.encode_b(np.arange(5.0))
+    with pytest.raises(TypeError, match="encoder_b takes raw text"):
+        model((vectors, vectors))
+    with pytest.raises(TypeError, match="encoder_a takes numeric arrays, but input a holds strings"):
+        model.encode_a(texts)
+    with pytest.raises(TypeError, match="not a single string"):
+        model.encode_b("nine")
+    model.compile(optimizer="sgd")
+    with pytest.raises(TypeError, match="encoder_b takes raw text"):
+        model.fit(vectors, vectors, batch_size=10, verbose=0)
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    ({"temperature": 0.001}, ValueError, r"temperature must be a float in \[1 / max_logit_scale, 1\]"),
+    ({"temperature": 2.0}, ValueError, "temperature must be a float in"),
+    ({"max_logit_scale": 1.0}, ValueError, "max_logit_scale"),
+    ({"projection_dim": 0}, ValueError, "projection_dim must be a positive int"),
+    ({"projection_dim": None}, ValueError, "same width.*16 features and encoder_b 12"),
+    ({"learn_temperature": "yes"}, TypeError, "learn_temperature"),
+])
+def test_bad_constructor_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        DualEncoder(mlp_encoder(4, 16, hidden_units=(), name="ea"), mlp_encoder(4, 12, hidden_units=(), name="eb"),
+                    **kwargs)
+    with pytest.raises(TypeError, match="encoder_a must be a keras.Model"):
+        DualEncoder("cnn")
+
+
+def test_compile_rejects_a_loss():
+    with pytest.raises(ValueError, match="own loss"):
+        vector_model().compile(optimizer="sgd", loss="mse")

@@ -1,0 +1,332 @@
+"""Experiment ``retrieval``: a contrastive image-text dual encoder, scored on held-out pairs.
+
+A ``DualEncoder`` (``xmodal_tf.models``) joins a small CNN on images and a
+character-n-gram text encoder on their names (raw strings, tokenised inside the
+model), trained with the symmetric InfoNCE loss at a learned temperature. Then, on
+held-out data:
+
+* image -> text and text -> image retrieval: recall@1/5/10 and the median rank of the
+  correct item (``xmodal_tf.metrics.retrieval_metrics``), beside the chance level of a
+  random ranking (k / gallery size for one relevant item);
+* zero-shot classification: each held-out image gets the class whose name (a prompt)
+  is nearest to it; accuracy beside chance (1 / number of classes).
+
+Data (``data``):
+
+* ``digits_text`` (default, offline, about a minute on 2 cores): scikit-learn's 8x8
+  digits (``load_multimodal_digits``, 1078 training / 360 test images) paired with a
+  phrase naming the digit, one of four templates ("seven", "the digit seven",
+  "a handwritten seven", "number seven") drawn per training image. The test text
+  gallery is all 40 phrases; an image's relevant texts are the four of its digit (so
+  chance recall@1 is 0.1). Zero-shot uses a template never seen in training ("a
+  picture of a seven"), so it tests the text side on new phrasing; the ten classes
+  themselves were seen. A smoke test of the pipeline, not a benchmark.
+* ``openmoji`` (``--data-dir`` with ``openmoji64.npz``): OpenMoji images and their
+  Unicode names. The experiment groups names by their base emoji, the name without
+  skin-tone qualifiers ("Santa Claus medium skin tone" -> "Santa Claus"; the shipped
+  names carry no ":" separator), and holds out a seeded ``test_fraction`` of the base
+  emoji, so no skin-tone variant of a test emoji is seen in training. Retrieval runs
+  over every held-out image and its full name; zero-shot classifies held-out images
+  among the base names of the held-out emoji: classes never seen in training.
+"""
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from xmodal_tf.experiments.base import Experiment, RunContext
+from xmodal_tf.experiments.config import ConfigError
+
+DATA_SETS = ("digits_text", "openmoji")
+TOKENS = ("char_ngrams", "words")
+
+DEFAULTS = {
+    "data": "digits_text",
+    "image_size": None,  # None: 8 for digits_text (native), 32 for openmoji (64x64 downsampled)
+    "filters": None,  # CNN blocks; None: [32, 64] for digits_text, [16, 32, 64] for openmoji
+    # BatchNorm's moving variance starts at 1 and decays by 0.99 a step: a few hundred
+    # steps (digits_text) leave it far above the real variance, and inference-mode image
+    # embeddings then collapse onto one direction. None: off for digits_text, on for openmoji.
+    "batch_norm": None,
+    "dropout": 0.0,  # image encoder: dropout before its embedding layer
+    "embedding_dim": 128,  # each encoder's output, before the projection
+    "projection_dim": 64,  # the shared space
+    "tokens": "char_ngrams",  # or "words" (unseen words are then a single unknown token)
+    "ngram_sizes": [3],  # character (or word) n-gram lengths of the text encoder
+    "text_hidden_units": [],  # hidden Dense layers of the text encoder after pooling
+    "temperature": 0.07,  # initial temperature (learned unless learn_temperature is false)
+    "learn_temperature": True,
+    "epochs": None,  # None: 30 for digits_text, 40 for openmoji
+    "batch_size": 128,
+    "learning_rate": 2e-3,
+    "weight_decay": 0.0,  # AdamW's decoupled weight decay; 0 is plain Adam
+    "ks": [1, 5, 10],  # recall@k cut-offs
+    "test_fraction": 0.2,  # openmoji: share of base emoji held out
+}
+PER_DATA_DEFAULTS = {
+    "digits_text": {"image_size": 8, "filters": [32, 64], "epochs": 30, "batch_norm": False},
+    "openmoji": {"image_size": 32, "filters": [16, 32, 64], "epochs": 40, "batch_norm": True},
+}
+
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+DIGIT_TEMPLATES = ("{}", "the digit {}", "a handwritten {}", "number {}")
+DIGIT_ZERO_SHOT_TEMPLATE = "a picture of a {}"  # never used in training
+
+
+class RetrievalData(NamedTuple):
+    """Paired images and texts for training, and the held-out evaluation sets.
+
+    train_images (n, H, W, C) float32 in [0, 1] and train_texts (n,) str: the pairs.
+    test_images (m, H, W, C); test_texts (g,) str, the text gallery; relevant (m, g)
+    bool, which texts describe which image. class_prompts (c,) str and test_classes
+    (m,) int: the zero-shot classes and each test image's class.
+    """
+
+    train_images: np.ndarray
+    train_texts: np.ndarray
+    test_images: np.ndarray
+    test_texts: np.ndarray
+    relevant: np.ndarray
+    class_prompts: np.ndarray
+    test_classes: np.ndarray
+    description: str
+
+
+# ----------------------------------------------------------------------------- data
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (0..255) or float ([0, 1]) images -> float32 in [0, 1], size x size (area averaging)."""
+    images = np.asarray(images)
+    images = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+    if images.shape[1:3] == (size, size):
+        return images
+    import tensorflow as tf
+
+    return tf.image.resize(images, (size, size), method="area").numpy().astype(np.float32)
+
+
+def load_digits_text(config: dict, seed: int) -> RetrievalData:
+    from xmodal_tf.data import load_multimodal_digits
+
+    dataset = load_multimodal_digits(("image",))
+    rng = np.random.default_rng(seed)
+    train_labels = dataset.train.labels
+    templates = rng.integers(0, len(DIGIT_TEMPLATES), len(train_labels))
+    train_texts = np.array([DIGIT_TEMPLATES[t].format(DIGIT_WORDS[label])
+                            for t, label in zip(templates, train_labels)])
+    gallery = [(template.format(word), digit) for digit, word in enumerate(DIGIT_WORDS)
+               for template in DIGIT_TEMPLATES]
+    gallery_texts = np.array([text for text, _ in gallery])
+    gallery_digits = np.array([digit for _, digit in gallery])
+    test_labels = dataset.test.labels
+    return RetrievalData(
+        resize_images(dataset.train.inputs["image"], config["image_size"]), train_texts,
+        resize_images(dataset.test.inputs["image"], config["image_size"]), gallery_texts,
+        test_labels[:, None] == gallery_digits[None, :],
+        np.array([DIGIT_ZERO_SHOT_TEMPLATE.format(word) for word in DIGIT_WORDS]),
+        test_labels.astype(np.int64),
+        "scikit-learn 8x8 digits paired with number phrases (4 templates), 360 test images")
+
+
+def load_openmoji_pairs(config: dict, data_dir, seed: int) -> RetrievalData:
+    from xmodal_tf.data import load_openmoji
+
+    dataset = load_openmoji(data_dir, test_fraction=config["test_fraction"], seed=seed)
+    train, test = dataset.train, dataset.test
+    class_prompts, test_classes = np.unique(test.base_names, return_inverse=True)
+    return RetrievalData(
+        resize_images(train.images, config["image_size"]), train.names,
+        resize_images(test.images, config["image_size"]), test.names,
+        test.names[:, None] == test.names[None, :],
+        class_prompts, test_classes.astype(np.int64),
+        f"{dataset.description}; {len(test)} test images of {len(class_prompts)} held-out "
+        f"base emoji, {len(train)} training pairs")
+
+
+def load_data(config: dict, context: RunContext) -> RetrievalData:
+    if config["data"] == "openmoji":
+        return load_openmoji_pairs(config, context.data_dir, context.seed)
+    return load_digits_text(config, context.seed)
+
+
+# ----------------------------------------------------------------------------- model
+def build_model(data: RetrievalData, config: dict):
+    """DualEncoder(cnn_encoder on images, text_encoder on raw strings)."""
+    from xmodal_tf.encoders import cnn_encoder, text_encoder
+    from xmodal_tf.models.dual_encoder import DualEncoder
+
+    image_encoder = cnn_encoder(data.train_images.shape[1:], config["embedding_dim"],
+                                filters=tuple(config["filters"]), batch_norm=config["batch_norm"],
+                                dropout=config["dropout"], name="image_encoder")
+    names_encoder = text_encoder(data.train_texts, tokens=config["tokens"],
+                                 ngram_sizes=tuple(config["ngram_sizes"]),
+                                 hidden_units=tuple(config["text_hidden_units"]),
+                                 embedding_dim=config["embedding_dim"], name="text_encoder")
+    return DualEncoder(image_encoder, names_encoder, projection_dim=config["projection_dim"],
+                       temperature=config["temperature"],
+                       learn_temperature=config["learn_temperature"])
+
+
+def progress_callback(context: RunContext, epochs: int):
+    """A Keras callback: a progress line and TensorBoard scalars per epoch."""
+    import keras
+
+    class EpochReport(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = dict(logs or {})
+            context.log_scalars({key: float(value) for key, value in logs.items()}, step=epoch + 1,
+                                prefix="train/")
+            context.progress(f"epoch {epoch + 1}/{epochs}: loss {logs.get('loss', float('nan')):.3f}, "
+                             f"in-batch accuracy {logs.get('in_batch_accuracy', float('nan')):.3f}, "
+                             f"temperature {logs.get('temperature', float('nan')):.4f}")
+
+    return EpochReport()
+
+
+def train(model, data: RetrievalData, config: dict, context: RunContext):
+    import keras
+
+    if config["weight_decay"] > 0:
+        optimizer = keras.optimizers.AdamW(config["learning_rate"], weight_decay=config["weight_decay"])
+        # As in CLIP: no decay of the temperature, biases and normalisation gains.
+        optimizer.exclude_from_weight_decay(var_names=["logit_scale", "bias", "gamma", "beta"])
+    else:
+        optimizer = keras.optimizers.Adam(config["learning_rate"])
+    model.compile(optimizer=optimizer)
+    context.progress(f"training: {len(data.train_texts)} pairs, {config['epochs']} epochs, "
+                     f"batch {config['batch_size']} ...")
+    history = model.fit(data.train_images, data.train_texts, batch_size=config["batch_size"],
+                        epochs=config["epochs"], shuffle=True, verbose=0,
+                        callbacks=[progress_callback(context, config["epochs"])])
+    return history.history
+
+
+# ----------------------------------------------------------------------------- evaluation
+def evaluate(model, data: RetrievalData, ks) -> dict:
+    """Retrieval both ways and zero-shot classification on the held-out data."""
+    from xmodal_tf.metrics import retrieval_metrics
+
+    image_embeddings = model.encode_a(data.test_images)
+    similarity = image_embeddings @ model.encode_b(data.test_texts).T
+    results = {}
+    for direction, scores, relevant in (("image_to_text", similarity, data.relevant),
+                                        ("text_to_image", similarity.T, data.relevant.T)):
+        usable = [k for k in ks if k <= scores.shape[1]]
+        results[direction] = retrieval_metrics(scores, relevant, ks=usable)
+    class_scores = image_embeddings @ model.encode_b(data.class_prompts).T
+    predicted = np.argmax(class_scores, axis=1)
+    results["zero_shot"] = {
+        "accuracy": float(np.mean(predicted == data.test_classes)),
+        "chance": 1.0 / len(data.class_prompts),
+        "num_classes": int(len(data.class_prompts)),
+        "num_images": int(len(data.test_classes)),
+    }
+    return results
+
+
+def run(config: dict, context: RunContext) -> dict:
+    config = resolved(config)
+    context.progress(f"loading {config['data']} ...")
+    data = load_data(config, context)
+    context.progress(data.description)
+    model = build_model(data, config)
+    started = time.perf_counter()
+    history = train(model, data, config, context)
+    train_seconds = time.perf_counter() - started
+    results = evaluate(model, data, config["ks"])
+    for direction in ("image_to_text", "text_to_image"):
+        context.log_scalars({key: value for key, value in results[direction].items()
+                             if key.startswith(("recall@", "median_rank"))}, prefix=f"{direction}/")
+    context.log_scalar("zero_shot/accuracy", results["zero_shot"]["accuracy"])
+    context.progress(f"median rank image -> text {results['image_to_text']['median_rank']:g}, "
+                     f"text -> image {results['text_to_image']['median_rank']:g}; zero-shot accuracy "
+                     f"{results['zero_shot']['accuracy']:.3f} (chance {results['zero_shot']['chance']:.3f})")
+    return {
+        "data": config["data"], "description": data.description,
+        "num_train_pairs": int(len(data.train_texts)), "num_test_images": int(len(data.test_images)),
+        "num_test_texts": int(len(data.test_texts)), **results,
+        "temperature": model.temperature, "final_train_loss": float(history["loss"][-1]),
+        "final_in_batch_accuracy": float(history["in_batch_accuracy"][-1]),
+        "train_seconds": train_seconds,
+        "recipe": {key: config[key] for key in (
+            "image_size", "filters", "batch_norm", "embedding_dim", "projection_dim", "tokens", "ngram_sizes",
+            "text_hidden_units", "dropout", "temperature", "learn_temperature", "epochs",
+            "batch_size", "learning_rate", "weight_decay")},
+    }
+
+
+# ----------------------------------------------------------------------------- config
+def resolved(config: dict) -> dict:
+    """``config`` with every None replaced by the data set's default."""
+    filled = dict(config)
+    for key, value in PER_DATA_DEFAULTS[config["data"]].items():
+        if filled[key] is None:
+            filled[key] = value
+    return filled
+
+
+def _positive_ints(values, key: str, allow_empty: bool = False) -> None:
+    if (not values and not allow_empty) or any(
+            isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+        raise ConfigError(f"{key} must be a {'' if allow_empty else 'non-empty '}list of positive ints; "
+                          f"got {values!r}.")
+
+
+def _check_positive_int(value, key: str, note: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key} must be a positive int{note}; got {value!r}.")
+
+
+def validate(config: dict) -> None:
+    for key in ("embedding_dim", "projection_dim", "batch_size"):
+        _check_positive_int(config[key], key)
+    for key in ("image_size", "epochs"):
+        if config[key] is not None:
+            _check_positive_int(config[key], key, " (or null for the data set's default)")
+    if config["filters"] is not None:
+        _positive_ints(config["filters"], "filters")
+    _positive_ints(config["ngram_sizes"], "ngram_sizes")
+    _positive_ints(config["text_hidden_units"], "text_hidden_units", allow_empty=True)
+    _positive_ints(config["ks"], "ks")
+    if not 0.01 <= config["temperature"] <= 1.0:
+        raise ConfigError(f"temperature must be in [0.01, 1] (CLIP starts at 0.07); got {config['temperature']!r}.")
+    if not config["learning_rate"] > 0:
+        raise ConfigError(f"learning_rate must be > 0; got {config['learning_rate']!r}.")
+    if not config["weight_decay"] >= 0:
+        raise ConfigError(f"weight_decay must be >= 0; got {config['weight_decay']!r}.")
+    if not 0.0 <= config["dropout"] < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1); got {config['dropout']!r}.")
+    if not 0.0 < config["test_fraction"] < 1.0:
+        raise ConfigError(f"test_fraction must be in (0, 1); got {config['test_fraction']!r}.")
+
+
+def summarize(metrics: dict) -> list[str]:
+    lines = [f"retrieval on {metrics['data']}: {metrics['num_train_pairs']} training pairs; held out "
+             f"{metrics['num_test_images']} images and {metrics['num_test_texts']} texts; "
+             f"learned temperature {metrics['temperature']:.4f}"]
+    ks = sorted(int(key.split("@")[1]) for key in metrics["image_to_text"] if key.startswith("recall@"))
+    lines.append(f"{'direction':<15}" + "".join(f"{f'R@{k}':>8}{'chance':>8}" for k in ks)
+                 + f"{'median rank':>13}{'gallery':>9}")
+    for direction, label in (("image_to_text", "image -> text"), ("text_to_image", "text -> image")):
+        result = metrics[direction]
+        lines.append(f"{label:<15}" + "".join(
+            f"{result.get(f'recall@{k}', float('nan')):8.3f}{result.get(f'chance_recall@{k}', float('nan')):8.3f}"
+            for k in ks) + f"{result['median_rank']:13.1f}{result['num_gallery']:9d}")
+    zero_shot = metrics["zero_shot"]
+    lines.append(f"zero-shot classification of {zero_shot['num_images']} held-out images among "
+                 f"{zero_shot['num_classes']} class names: accuracy {zero_shot['accuracy']:.3f} "
+                 f"(chance {zero_shot['chance']:.3f})")
+    return lines
+
+
+EXPERIMENT = Experiment(
+    name="retrieval",
+    description="contrastive image-text dual encoder: retrieval both ways and zero-shot "
+                "classification (digits_text offline; openmoji with --data-dir)",
+    defaults=DEFAULTS,
+    run=run,
+    choices={"data": DATA_SETS, "tokens": TOKENS},
+    summarize=summarize,
+    validate=validate,
+)

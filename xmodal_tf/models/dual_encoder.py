@@ -1,0 +1,589 @@
+"""A contrastive dual encoder (CLIP-style) as a subclassed ``keras.Model``.
+
+Two encoders, one per modality (say images ``a`` and their captions ``b``), are each
+followed by a linear projection to ``projection_dim`` and an L2 normalisation, so both
+land on one unit sphere. Training pulls each pair (a_i, b_i) together and pushes the
+other items of the batch apart with the symmetric InfoNCE loss of CLIP
+(``xmodal_tf.losses.contrastive_loss_from_logits``) at a learned temperature. After
+training, the cosine similarity ranks a gallery of one modality for a query from the
+other: cross-modal retrieval and zero-shot classification by class names.
+
+    >>> from xmodal_tf.encoders import cnn_encoder, text_encoder
+    >>> from xmodal_tf.models import DualEncoder
+    >>> model = DualEncoder(cnn_encoder((64, 64, 3), 128, name="image"),
+    ...                     text_encoder(train_names, name="text"), projection_dim=64)
+    >>> model.compile(optimizer="adam")
+    >>> model.fit(images, names, batch_size=128, epochs=20)      # NumPy str array for names
+    >>> indices, scores = model.retrieve(query_images, gallery_names, k=5)   # image -> text
+    >>> model.save("clip.keras")                                  # takes raw strings when reloaded
+
+Conventions and decisions
+-------------------------
+* Data: every batch is a pair ``(a, b)``, a dict ``{"a": ..., "b": ...}`` or
+  ``((a, b), labels)`` (labels ignored); ``model.fit(a_array, b_array)`` works.
+  ``call`` returns the pair of normalised embeddings, so ``predict`` gives
+  ``(z_a, z_b)``. Text goes in as raw strings (a NumPy array of ``str`` or a
+  ``tf.string`` tensor) when its encoder starts with a ``TextVectorization`` layer
+  (``xmodal_tf.encoders.text_encoder``).
+* Siamese mode: ``encoder_b=None`` (or ``shared=True``, or the same object twice)
+  uses one encoder AND one projection for both inputs, so both must have the same
+  type and shape (two views of an image, two sentences). It is saved once.
+* Temperature: learned as a log-scale parameter, ``logit_scale = log(1 / T)``,
+  initialised from ``temperature`` (CLIP: 0.07) and kept in ``[0, log(max_logit_scale)]``
+  (CLIP: 100, i.e. T in [0.01, 1]) by a constraint applied after every optimizer step
+  and by clipping in the forward pass. ``learn_temperature=False`` freezes it.
+* Metrics (reset every epoch): ``loss``; ``temperature``; ``in_batch_accuracy``, the
+  fraction of the batch's pairs whose partner is the nearest item of the other
+  modality in the batch, averaged over both directions. Chance is 1 / batch size,
+  so it depends on the batch size (as does the loss: log(batch size) at chance).
+* Distribution strategies: each replica contrasts its own share of the global batch
+  (its negatives are the other pairs on that replica; embeddings are not gathered
+  across replicas). Gradients are summed over replicas, so each replica divides its
+  loss, a mean over its pairs, by ``num_replicas_in_sync``: the update equals that of
+  one device averaging the losses of the per-replica sub-batches.
+* BatchNorm inside an encoder: inference uses its moving statistics, whose variance
+  starts at 1 and moves 1% a step; after a few hundred steps on small-valued inputs it
+  is still far too large and inference-mode embeddings of one modality collapse onto
+  one direction (retrieval at chance while ``in_batch_accuracy`` is high). Train
+  longer, or build such short-run encoders without BatchNorm.
+* XLA: ``compile`` keeps Keras' ``jit_compile="auto"``; a ``TextVectorization``
+  layer (string ops) makes Keras turn XLA off by itself.
+* Bad input fails up front with ValueError / TypeError: numbers given to a string
+  encoder (or strings to a numeric one), paired batches of different sizes, ``k``
+  larger than the gallery, an unknown retrieval direction.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from xmodal_tf.losses import contrastive_loss_from_logits
+
+__all__ = ["DualEncoder", "RETRIEVAL_DIRECTIONS"]
+
+RETRIEVAL_DIRECTIONS = ("a_to_b", "b_to_a")
+
+
+# ----------------------------------------------------------------------------- helpers
+class _ClipLogitScale(keras.constraints.Constraint):
+    """Keeps the log-scale in [0, log(max_logit_scale)] after each optimizer step."""
+
+    def __init__(self, maximum: float):
+        self.maximum = float(maximum)
+
+    def __call__(self, value):
+        return keras.ops.clip(value, 0.0, self.maximum)
+
+    def get_config(self):
+        return {"maximum": self.maximum}
+
+
+def _check_encoder(model, name: str):
+    if not isinstance(model, keras.layers.Layer):
+        raise TypeError(f"{name} must be a keras.Model or keras.layers.Layer (e.g. from "
+                        f"xmodal_tf.encoders); got {type(model).__name__}.")
+    return model
+
+
+def _input_kind(encoder) -> str | None:
+    """'string' or 'numeric' for a model with a known single input dtype, else None."""
+    try:
+        inputs = encoder.inputs
+    except (AttributeError, ValueError):
+        return None
+    if not inputs or len(inputs) != 1:
+        return None
+    return "string" if str(inputs[0].dtype) == "string" else "numeric"
+
+
+def _output_width(encoder, name: str) -> int | None:
+    """The encoder's static output width, None when not known before a call."""
+    try:
+        outputs = encoder.outputs
+    except (AttributeError, ValueError):
+        return None
+    if not outputs:
+        return None
+    if len(outputs) != 1:
+        raise ValueError(f"{name} must have one output of shape (batch, features); it has {len(outputs)}.")
+    return _check_output_shape(tuple(outputs[0].shape), name)
+
+
+def _check_output_shape(shape, name: str) -> int:
+    if len(shape) != 2 or shape[1] is None:
+        raise ValueError(
+            f"{name} must output a 2-D (batch, features) tensor with a known number of features; "
+            f"its output has shape {shape}. Pool or flatten it first.")
+    return int(shape[1])
+
+
+def _value_kind(values) -> str:
+    """'string' for text (str / bytes arrays and lists, tf.string tensors), else 'numeric'."""
+    dtype = getattr(values, "dtype", None)
+    if dtype is None:
+        values = np.asarray(values)
+        dtype = values.dtype
+    if isinstance(dtype, np.dtype):
+        if dtype.kind == "O":
+            return "string" if _is_text_array(np.asarray(values)) else "numeric"
+        return "string" if dtype.kind in "US" else "numeric"
+    name = dtype.name if isinstance(dtype, tf.DType) else str(dtype)  # KerasTensor: a str
+    return "string" if name == "string" else "numeric"
+
+
+def _split_pair(data, where: str):
+    """(a, b) from a batch: (a, b), {"a": a, "b": b}, or those followed by labels."""
+    if isinstance(data, dict):
+        return _pair_from_dict(data, where)
+    if isinstance(data, (tuple, list)) and data:
+        first = data[0]
+        if isinstance(first, dict):
+            return _pair_from_dict(first, where)
+        if isinstance(first, (tuple, list)) and len(first) == 2:  # ((a, b), labels...)
+            return first[0], first[1]
+        if not isinstance(first, (tuple, list)) and len(data) == 2:
+            return data[0], data[1]
+    raise ValueError(
+        f"DualEncoder.{where} expects paired inputs: a pair (a, b), a dict {{'a': a, 'b': b}} "
+        f"or ((a, b), labels); got a {type(data).__name__}"
+        f"{f' of {len(data)} items' if isinstance(data, (tuple, list)) else ''}.")
+
+
+def _pair_from_dict(data: dict, where: str):
+    if "a" not in data or "b" not in data:
+        raise ValueError(f"DualEncoder.{where}: a dict of inputs needs the keys 'a' and 'b'; got keys "
+                         f"{sorted(map(str, data))}.")
+    return data["a"], data["b"]
+
+
+def _num_rows(values) -> int:
+    shape = getattr(values, "shape", None)
+    if shape is not None and len(shape):
+        return int(shape[0])
+    return len(values)
+
+
+def _is_text_array(item) -> bool:
+    """A NumPy array of str / bytes (an object array is judged by its first element)."""
+    if not isinstance(item, np.ndarray):
+        return False
+    if item.dtype.kind in "US":
+        return True
+    return item.dtype.kind == "O" and item.size > 0 and isinstance(item.flat[0], (str, bytes))
+
+
+def _text_arrays_as_tensors(data):
+    """NumPy str/bytes arrays anywhere in ``data`` become tf.string tensors (Keras' array
+    adapter rejects them); everything else is left as it is."""
+    if data is None or isinstance(data, (tf.data.Dataset, keras.utils.PyDataset)):
+        return data
+    return keras.tree.map_structure(
+        lambda item: tf.constant(item, dtype=tf.string) if _is_text_array(item) else item, data)
+
+
+def _static_rows(values):
+    """The batch size if known before running (None for a dynamic tensor dimension)."""
+    shape = getattr(values, "shape", None)
+    if shape is None:
+        return len(values) if isinstance(values, (list, tuple)) else None
+    return shape[0] if len(shape) else None
+
+
+def _as_batch_tensor(values) -> tf.Tensor:
+    """A batch as a tensor: str/bytes arrays and lists become tf.string, float64 float32."""
+    if isinstance(values, (tf.Tensor, tf.Variable)):
+        return tf.convert_to_tensor(values)
+    array = np.asarray(values)
+    if array.dtype.kind in "USO":
+        return tf.constant(array, dtype=tf.string)
+    if array.dtype == np.float64:
+        array = array.astype(np.float32)
+    return tf.convert_to_tensor(array)
+
+
+def _slice_rows(values, start: int, stop: int):
+    if isinstance(values, (list, tuple)):
+        return np.asarray(values[start:stop])
+    return values[start:stop]
+
+
+def _check_positive_int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{what} must be a positive int; got {value!r}.")
+    return int(value)
+
+
+def _top_k(similarity: np.ndarray, k: int):
+    """Indices and scores of the k largest entries per row, best first (ties: lower index)."""
+    if k < similarity.shape[1]:
+        candidates = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+    else:
+        candidates = np.tile(np.arange(similarity.shape[1]), (similarity.shape[0], 1))
+    candidate_scores = np.take_along_axis(similarity, candidates, axis=1)
+    order = np.lexsort((candidates, -candidate_scores), axis=1)
+    indices = np.take_along_axis(candidates, order, axis=1)
+    return indices.astype(np.int64), np.take_along_axis(similarity, indices, axis=1)
+
+
+# ----------------------------------------------------------------------------- model
+@keras.saving.register_keras_serializable(package="xmodal_tf")
+class DualEncoder(keras.Model):
+    """Two encoders projected into one L2-normalised space, trained contrastively.
+
+    Args:
+        encoder_a: Keras model for the first modality, (batch, ...) -> (batch, d_a).
+        encoder_b: Keras model for the second modality, or None to share ``encoder_a``
+            (Siamese: one encoder and one projection for both inputs).
+        projection_dim: width of the shared space (a bias-free Dense per modality), or
+            None for no projection (then d_a must equal d_b).
+        shared: True to share ``encoder_a`` for both inputs (``encoder_b`` must then be
+            None or ``encoder_a`` itself).
+        temperature: initial softmax temperature T, in [1 / max_logit_scale, 1].
+        learn_temperature: train log(1 / T) with the encoders (CLIP) or keep it fixed.
+        max_logit_scale: the largest 1 / T allowed (CLIP: 100, so T >= 0.01).
+        **kwargs: ``name``, ``trainable`` ... for ``keras.Model``.
+    """
+
+    def __init__(self, encoder_a, encoder_b=None, *, projection_dim=64, shared=False, temperature=0.07,
+                 learn_temperature=True, max_logit_scale=100.0, **kwargs):
+        kwargs.setdefault("name", "dual_encoder")
+        super().__init__(**kwargs)
+        self.shared = self._check_shared(encoder_a, encoder_b, shared)
+        self.encoder_a = _check_encoder(encoder_a, "encoder_a")
+        if not self.shared:
+            self._encoder_b = _check_encoder(encoder_b, "encoder_b")
+        self.projection_dim = None if projection_dim is None else _check_positive_int(projection_dim, "projection_dim")
+        self.max_logit_scale = self._check_max_logit_scale(max_logit_scale)
+        self.initial_temperature = self._check_temperature(temperature)
+        if not isinstance(learn_temperature, bool):
+            raise TypeError(f"learn_temperature must be True or False; got {learn_temperature!r}.")
+        self.learn_temperature = learn_temperature
+        self.input_kinds = (_input_kind(self.encoder_a), _input_kind(self.encoder_b))
+
+        if self.projection_dim is not None:
+            self.projection_a = keras.layers.Dense(self.projection_dim, use_bias=False, name="projection_a")
+            if not self.shared:
+                self._projection_b = keras.layers.Dense(self.projection_dim, use_bias=False, name="projection_b")
+        self.logit_scale = self.add_weight(
+            shape=(), name="logit_scale", trainable=learn_temperature,
+            initializer=keras.initializers.Constant(math.log(1.0 / self.initial_temperature)),
+            constraint=_ClipLogitScale(math.log(self.max_logit_scale)))
+
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.temperature_tracker = keras.metrics.Mean(name="temperature")
+        self.accuracy_tracker = keras.metrics.Mean(name="in_batch_accuracy")
+        self._encode_functions = {}
+
+        widths = (_output_width(self.encoder_a, "encoder_a"), _output_width(self.encoder_b, "encoder_b"))
+        if None not in widths:
+            self._build_projections(*widths)
+
+    # ------------------------------------------------------------------ checks
+    @staticmethod
+    def _check_shared(encoder_a, encoder_b, shared) -> bool:
+        if not isinstance(shared, bool):
+            raise TypeError(f"shared must be True or False; got {shared!r}.")
+        if shared and encoder_b is not None and encoder_b is not encoder_a:
+            raise ValueError("shared=True uses encoder_a for both inputs; pass encoder_b=None (or the same "
+                             "encoder), or shared=False for two separate encoders.")
+        return shared or encoder_b is None or encoder_b is encoder_a
+
+    @staticmethod
+    def _check_max_logit_scale(value) -> float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 1:
+            raise ValueError(f"max_logit_scale must be a finite float > 1 (CLIP uses 100); got {value!r}.")
+        return float(value)
+
+    def _check_temperature(self, value) -> float:
+        lowest = 1.0 / self.max_logit_scale
+        if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+                or not lowest <= value <= 1.0):
+            raise ValueError(f"temperature must be a float in [1 / max_logit_scale, 1] = [{lowest:g}, 1] "
+                             f"(CLIP starts at 0.07); got {value!r}.")
+        return float(value)
+
+    def _check_inputs(self, a, b, where: str) -> None:
+        """Types per modality and equal static batch sizes, before any encoder runs."""
+        for values, kind, side in ((a, self.input_kinds[0], "a"), (b, self.input_kinds[1], "b")):
+            self._check_kind(values, kind, side, where)
+        rows = tuple(_static_rows(values) for values in (a, b))
+        if None not in rows and rows[0] != rows[1]:
+            raise ValueError(
+                f"DualEncoder.{where}: the paired inputs must have the same batch size (row i of a "
+                f"goes with row i of b); got {rows[0]} rows for a and {rows[1]} for b.")
+
+    def _check_kind(self, values, expected, side: str, where: str) -> None:
+        if expected is None:
+            return
+        got = _value_kind(values)
+        if got == expected:
+            return
+        encoder = f"encoder_{side}" if not self.shared else "the shared encoder"
+        if expected == "string":
+            raise TypeError(
+                f"DualEncoder.{where}: {encoder} takes raw text (a string tensor or an array of str), "
+                f"but input {side} holds numbers ({getattr(values, 'dtype', type(values).__name__)}). "
+                "Pass the texts themselves, e.g. np.array(['red apple', ...]).")
+        raise TypeError(
+            f"DualEncoder.{where}: {encoder} takes numeric arrays, but input {side} holds strings. "
+            "Give that modality a string encoder such as xmodal_tf.encoders.text_encoder.")
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def encoder_b(self):
+        """The second encoder (``encoder_a`` itself in Siamese mode)."""
+        return self.encoder_a if self.shared else self._encoder_b
+
+    @property
+    def projection_b(self):
+        return self.projection_a if self.shared else self._projection_b
+
+    def _build_projections(self, width_a: int, width_b: int) -> None:
+        if self.projection_dim is None:
+            if width_a != width_b:
+                raise ValueError(
+                    f"Without a projection the two encoders must output the same width; encoder_a gives "
+                    f"{width_a} features and encoder_b {width_b}. Set projection_dim (e.g. 64).")
+        else:
+            self.projection_a.build((None, width_a))
+            if not self.shared:
+                self.projection_b.build((None, width_b))
+        self.built = True
+
+    def build(self, input_shape):
+        """Build from the pair of input shapes (for encoders whose output size is not known yet)."""
+        shapes = (input_shape["a"], input_shape["b"]) if isinstance(input_shape, dict) else tuple(input_shape)
+        self._build_from_specs(shapes, [("string" if kind == "string" else keras.backend.floatx())
+                                        for kind in self.input_kinds])
+
+    def _build_from_specs(self, shapes, dtypes) -> None:
+        widths = []
+        for encoder, shape, dtype, name in zip((self.encoder_a, self.encoder_b), shapes, dtypes,
+                                               ("encoder_a", "encoder_b")):
+            output = encoder(keras.KerasTensor((None, *tuple(shape)[1:]), dtype=dtype))
+            widths.append(_check_output_shape(tuple(output.shape), name))
+        self._input_specs = [[[None, *list(shape)[1:]], str(dtype)] for shape, dtype in zip(shapes, dtypes)]
+        self._build_projections(*widths)
+
+    def _build_from_batch(self, a, b) -> None:
+        if not self.built:
+            a, b = tf.convert_to_tensor(a), tf.convert_to_tensor(b)
+            self._build_from_specs((tuple(a.shape), tuple(b.shape)), (a.dtype.name, b.dtype.name))
+
+    def get_build_config(self):
+        specs = getattr(self, "_input_specs", None)
+        return None if specs is None else {"input_specs": specs}
+
+    def build_from_config(self, config):
+        if config and "input_specs" in config:
+            shapes = [tuple(None if d is None else int(d) for d in shape) for shape, _ in config["input_specs"]]
+            self._build_from_specs(shapes, [dtype for _, dtype in config["input_specs"]])
+
+    # ------------------------------------------------------------------ forward
+    def _embed(self, values, encoder, projection, training):
+        features = encoder(values, training=training)
+        if projection is not None:
+            features = projection(features)
+        # Normalise in float32 also for mixed-precision networks.
+        return tf.math.l2_normalize(tf.cast(features, tf.float32), axis=1)
+
+    def embed_a(self, a, training=False):
+        """Normalised embeddings (batch, dim) of modality a, as a tensor (no batching)."""
+        return self._embed(a, self.encoder_a, self.projection_a if self.projection_dim else None, training)
+
+    def embed_b(self, b, training=False):
+        """Normalised embeddings (batch, dim) of modality b, as a tensor (no batching)."""
+        return self._embed(b, self.encoder_b, self.projection_b if self.projection_dim else None, training)
+
+    def call(self, inputs, training=None):
+        """Embed a pair of inputs; returns ``(z_a, z_b)``, rows of unit length."""
+        a, b = _split_pair(inputs, "call")
+        self._check_inputs(a, b, "call")
+        return self.embed_a(a, training=training), self.embed_b(b, training=training)
+
+    def current_logit_scale(self):
+        """1 / T as a float32 scalar tensor, clipped to [1, max_logit_scale]."""
+        return tf.exp(tf.clip_by_value(tf.cast(self.logit_scale, tf.float32), 0.0,
+                                       math.log(self.max_logit_scale)))
+
+    @property
+    def temperature(self) -> float:
+        """The current temperature T (the learned one when ``learn_temperature``)."""
+        return float(1.0 / self.current_logit_scale().numpy())
+
+    def batch_loss(self, a, b, training=False) -> dict:
+        """Loss and metrics of one batch of n pairs, as a dict of scalar tensors.
+
+        Keys: ``loss`` (symmetric InfoNCE over the batch, plus any regularisation losses
+        of the encoders), ``temperature``, ``in_batch_accuracy`` (fraction of the 2n
+        queries, a -> b and b -> a, whose partner scores highest in the batch).
+        """
+        self._check_inputs(a, b, "batch_loss")
+        z_a, z_b = self.embed_a(a, training=training), self.embed_b(b, training=training)
+        check = tf.debugging.assert_equal(
+            tf.shape(z_a)[0], tf.shape(z_b)[0],
+            message="DualEncoder: the paired inputs a and b must have the same batch size")
+        with tf.control_dependencies([check]):
+            scale = self.current_logit_scale()
+            logits = scale * tf.matmul(z_a, z_b, transpose_b=True)
+        loss = contrastive_loss_from_logits(logits)
+        if self.losses:
+            loss = loss + tf.add_n([tf.cast(extra, loss.dtype) for extra in self.losses])
+        targets = tf.range(tf.shape(logits)[0], dtype=tf.int64)
+        correct_rows = tf.equal(tf.argmax(logits, axis=1), targets)
+        correct_columns = tf.equal(tf.argmax(logits, axis=0), targets)
+        accuracy = 0.5 * (tf.reduce_mean(tf.cast(correct_rows, tf.float32))
+                          + tf.reduce_mean(tf.cast(correct_columns, tf.float32)))
+        return {"loss": loss, "temperature": 1.0 / scale, "in_batch_accuracy": accuracy}
+
+    # ------------------------------------------------------------------ training
+    def compile(self, optimizer="rmsprop", **kwargs):
+        """``keras.Model.compile``; the contrastive loss and metrics are built in."""
+        for key in ("loss", "metrics", "weighted_metrics", "loss_weights"):
+            if kwargs.get(key) is not None:
+                raise ValueError(f"DualEncoder computes its own loss and metrics; do not pass {key}= to compile.")
+        super().compile(optimizer=optimizer, **kwargs)
+        if self.built and self.optimizer is not None and not self.optimizer.built:
+            # Building now, not while fit traces the step, avoids creating variables in
+            # the trace (which makes tf.function trace the step twice).
+            self.optimizer.build(self.trainable_variables)
+
+    def compile_from_config(self, config):
+        """Recompile on ``load_model`` (Keras skips models with a custom ``compile``);
+        the optimizer is built, so its saved state loads."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+
+    def fit(self, x=None, y=None, *args, validation_data=None, **kwargs):
+        """``keras.Model.fit``; NumPy arrays of str are accepted for a text modality."""
+        return super().fit(_text_arrays_as_tensors(x), _text_arrays_as_tensors(y), *args,
+                           validation_data=_text_arrays_as_tensors(validation_data), **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """``keras.Model.evaluate``; NumPy arrays of str are accepted for a text modality."""
+        return super().evaluate(_text_arrays_as_tensors(x), _text_arrays_as_tensors(y), *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """``keras.Model.predict`` of ``(z_a, z_b)``; NumPy arrays of str are accepted."""
+        return super().predict(_text_arrays_as_tensors(x), *args, **kwargs)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.temperature_tracker, self.accuracy_tracker]
+
+    def _record(self, results: dict) -> dict:
+        self.loss_tracker.update_state(results["loss"])
+        self.temperature_tracker.update_state(results["temperature"])
+        self.accuracy_tracker.update_state(results["in_batch_accuracy"])
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def train_step(self, data):
+        a, b = _split_pair(data, "train_step")
+        self._check_inputs(a, b, "train_step")
+        self._build_from_batch(a, b)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        variables = self.trainable_variables
+        with tf.GradientTape() as tape:
+            results = self.batch_loss(a, b, training=True)
+            # Gradients are summed over replicas: scale so the update is their mean.
+            scaled = results["loss"] / replicas if replicas > 1 else results["loss"]
+            scaled = self.optimizer.scale_loss(scaled)
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply(gradients, variables)
+        return self._record(results)
+
+    def test_step(self, data):
+        a, b = _split_pair(data, "test_step")
+        self._build_from_batch(a, b)
+        return self._record(self.batch_loss(a, b, training=False))
+
+    def predict_step(self, data):
+        return self(_split_pair(data, "predict_step"), training=False)
+
+    # ------------------------------------------------------------------ inference
+    def _encode(self, values, side: str, batch_size: int) -> np.ndarray:
+        batch_size = _check_positive_int(batch_size, "batch_size")
+        if isinstance(values, (str, bytes)):
+            raise TypeError(f"DualEncoder.encode_{side} takes a batch of inputs, not a single string; "
+                            "wrap it in a list.")
+        self._check_kind(values, self.input_kinds[0 if side == "a" else 1], side, f"encode_{side}")
+        rows = _num_rows(values)
+        if rows == 0:
+            raise ValueError(f"DualEncoder.encode_{side}: no inputs (0 rows).")
+        parts = [self._encode_batch(_as_batch_tensor(_slice_rows(values, start, start + batch_size)), side)
+                 for start in range(0, rows, batch_size)]
+        return np.concatenate(parts)
+
+    def _encode_batch(self, batch: tf.Tensor, side: str) -> np.ndarray:
+        # One trace per side, input dtype and feature shape, whatever the batch size.
+        key = (side, batch.dtype, tuple(batch.shape[1:]))
+        if key not in self._encode_functions:
+            embed = self.embed_a if side == "a" else self.embed_b
+            signature = [tf.TensorSpec((None, *batch.shape[1:]), batch.dtype)]
+            self._encode_functions[key] = tf.function(lambda x: embed(x, training=False),
+                                                      input_signature=signature)
+        return self._encode_functions[key](batch).numpy()
+
+    def encode_a(self, a, *, batch_size: int = 256) -> np.ndarray:
+        """Normalised embeddings of modality a, a float32 NumPy (n, dim) array (inference mode)."""
+        return self._encode(a, "a", batch_size)
+
+    def encode_b(self, b, *, batch_size: int = 256) -> np.ndarray:
+        """Normalised embeddings of modality b, a float32 NumPy (n, dim) array (inference mode)."""
+        return self._encode(b, "b", batch_size)
+
+    def similarity(self, a, b, *, batch_size: int = 256) -> np.ndarray:
+        """Cosine similarities (n_a, n_b) between every a and every b, in [-1, 1].
+
+        Not divided by the temperature: rankings are the same, and these are the scores
+        that ``xmodal_tf.metrics`` retrieval metrics take.
+        """
+        return self.encode_a(a, batch_size=batch_size) @ self.encode_b(b, batch_size=batch_size).T
+
+    def retrieve(self, queries, gallery, k: int = 5, *, direction: str = "a_to_b", batch_size: int = 256):
+        """The top-k gallery items for each query, by cosine similarity.
+
+        Args:
+            queries: inputs of one modality (modality a for ``direction="a_to_b"``).
+            gallery: inputs of the other modality (b for ``"a_to_b"``), searched for each query.
+            k: how many items to return per query, 1 <= k <= len(gallery).
+            direction: "a_to_b" (queries are a, e.g. image -> text) or "b_to_a".
+
+        Returns:
+            ``(indices, scores)``: int64 (n_queries, k) gallery indices, best first (ties
+            broken by the lower index), and their float32 cosine similarities.
+        """
+        if direction not in RETRIEVAL_DIRECTIONS:
+            raise ValueError(f"direction must be one of {RETRIEVAL_DIRECTIONS}; got {direction!r}.")
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"k must be a positive int; got {k!r}.")
+        gallery_size = _num_rows(gallery)
+        if k > gallery_size:
+            raise ValueError(f"k={k} is larger than the gallery ({gallery_size} items); use k <= {gallery_size}.")
+        if direction == "a_to_b":
+            similarity = self.similarity(queries, gallery, batch_size=batch_size)
+        else:
+            similarity = self.similarity(gallery, queries, batch_size=batch_size).T
+        return _top_k(similarity, int(k))
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> dict:
+        return {
+            "name": self.name, "trainable": self.trainable,
+            "encoder_a": keras.saving.serialize_keras_object(self.encoder_a),
+            "encoder_b": None if self.shared else keras.saving.serialize_keras_object(self.encoder_b),
+            "projection_dim": self.projection_dim, "shared": self.shared,
+            "temperature": self.initial_temperature, "learn_temperature": self.learn_temperature,
+            "max_logit_scale": self.max_logit_scale,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        for key in ("encoder_a", "encoder_b"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects=custom_objects)
+        return cls(**config)

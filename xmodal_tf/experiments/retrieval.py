@@ -22,10 +22,9 @@ Data (``data``):
   picture of a seven"), so it tests the text side on new phrasing; the ten classes
   themselves were seen. A smoke test of the pipeline, not a benchmark.
 * ``openmoji`` (``--data-dir`` with ``openmoji64.npz``): OpenMoji images and their
-  Unicode names. The experiment groups names by their base emoji, the name without
-  skin-tone qualifiers ("Santa Claus medium skin tone" -> "Santa Claus"; the shipped
-  names carry no ":" separator), and holds out a seeded ``test_fraction`` of the base
-  emoji, so no skin-tone variant of a test emoji is seen in training. Retrieval runs
+  Unicode names. ``load_openmoji`` groups names by their base emoji, the name without
+  skin-tone qualifiers (``emoji_base_name``: "Santa Claus medium skin tone" -> "Santa
+  Claus"), and holds out a seeded ``test_fraction`` of the base emoji, so no skin-tone variant of a test emoji is seen in training. Retrieval runs
   over every held-out image and its full name; zero-shot classifies held-out images
   among the base names of the held-out emoji: classes never seen in training.
 """

@@ -21,6 +21,7 @@ EXPERIMENT_MODULES = {
     "cca": "cca",
     "transfer": "transfer",
     "retrieval": "retrieval",
+    "mae": "mae",
 }
 DEFAULT_EXPERIMENT = "deepcca"
 

@@ -1,5 +1,6 @@
 """Subclassed ``keras.Model``s of xmodal_tf (one file per model)."""
 from xmodal_tf.models.deepcca import DeepCCA
 from xmodal_tf.models.dual_encoder import DualEncoder
+from xmodal_tf.models.mae import MultimodalAutoencoder, dense_decoder, image_decoder
 
-__all__ = ["DeepCCA", "DualEncoder"]
+__all__ = ["DeepCCA", "DualEncoder", "MultimodalAutoencoder", "dense_decoder", "image_decoder"]

@@ -1,0 +1,316 @@
+"""Experiment ``mae``: a multimodal autoencoder with and without modality dropout.
+
+Two ``MultimodalAutoencoder``s (Ngiam et al., 2011) with the same architecture, data
+and seed train side by side: one with modality dropout (the recipe: a share of every
+batch keeps only one modality but must reconstruct both), one without. Data: offline,
+the left and right halves of scikit-learn's 8x8 digits (``load_multimodal_digits``);
+with ``--set data=av_mnist --data-dir DIR``, MNIST images paired with spoken digits
+(MFCC sequences; a CNN encoder for the image, a GRU or Transformer encoder for the
+audio). Both models are then judged on their shared codes, with frozen weights:
+
+* cross-modal transfer: a linear classifier (``xmodal_tf.metrics.linear_probe``,
+  logistic regression) trained on training codes computed from modality A ALONE and
+  tested on test codes from modality B alone (and the reverse). Only a shared space
+  where A and B of one example land together can transfer; chance is 10 %.
+* the same probe within one modality (A -> A, B -> B, both -> both), for reference;
+* robustness: the both-modality probe tested on codes where one modality is replaced
+  by noise (Gaussian with that modality's training mean and std, clipped to its range);
+* reconstruction MSE on the test split from all modalities, and translation MSE
+  (decode B from A alone, and the reverse).
+
+TensorBoard, under the run directory: per model ``<model>/`` holds image grids of
+originals vs reconstructions and cross-modal translations (every few epochs),
+``<model>/train`` and ``<model>/validation`` the Keras loss curves, and
+``<model>/projector`` the test codes from each modality alone and from both, for the
+embedding projector (colour by ``label`` or ``present``).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from xmodal_tf.experiments.base import Experiment, RunContext
+from xmodal_tf.experiments.config import ConfigError
+
+DATA_SETS = ("digits", "av_mnist")
+MODALITIES = {"digits": ("left", "right"), "av_mnist": ("image", "audio")}
+MODELS = ("dropout", "no_dropout")
+AUDIO_ENCODERS = ("rnn", "attention")
+CHANCE = 0.1  # ten balanced digit classes
+
+DEFAULTS = {
+    "data": "digits",
+    "modality_dropout": 0.5,  # share of each training batch that keeps one modality only (the dropout model)
+    "code_dim": None,  # shared code size; None: per data set
+    "embedding_dim": None,  # each encoder's output size; None: per data set
+    "filters": None,  # CNN encoder filters per block (the decoders mirror them); None: per data set
+    "batch_norm": True,  # BatchNormalization in the CNN encoders
+    "audio_encoder": "rnn",  # av_mnist: "rnn" (GRU) or "attention" (Transformer)
+    "decoder_hidden_units": None,  # dense decoders' hidden layers; None: per data set
+    "epochs": None,  # None: per data set
+    "batch_size": None,  # None: per data set
+    "learning_rate": 1e-3,
+    "train_size": None,  # training pairs used (first n); None: per data set (all for digits)
+    "validation_size": 2000,  # validation pairs for the Keras loss curves (at most)
+    "probe_size": None,  # training codes the linear probes fit on; None: per data set
+    "images_every": None,  # epochs between image grids; None: epochs // 5
+}
+DATA_DEFAULTS = {
+    "digits": {"code_dim": 32, "embedding_dim": 32, "filters": [32], "decoder_hidden_units": [64],
+               "epochs": 40, "batch_size": 64, "train_size": None, "probe_size": None},
+    "av_mnist": {"code_dim": 64, "embedding_dim": 64, "filters": [16, 32], "decoder_hidden_units": [256],
+                 "epochs": 6, "batch_size": 128, "train_size": 10000, "probe_size": 10000},
+}
+INFERENCE_BATCH = 512
+
+
+# ----------------------------------------------------------------------------- configuration
+def validate(config: dict) -> None:
+    dropout = config["modality_dropout"]
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 < dropout <= 1:
+        raise ConfigError(f"modality_dropout must be a share in (0, 1] (the other model has none); "
+                          f"got {dropout!r}.")
+    for key in ("code_dim", "embedding_dim", "epochs", "batch_size", "train_size", "probe_size",
+                "images_every", "validation_size"):
+        value = config[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{key} must be a positive int (or null for the default); got {value!r}.")
+    for key in ("filters", "decoder_hidden_units"):
+        value = config[key]
+        if value is not None and (not isinstance(value, list) or not value or any(
+                isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
+            raise ConfigError(f"{key} must be a non-empty list of positive ints; got {value!r}.")
+    if not config["learning_rate"] > 0:
+        raise ConfigError(f"learning_rate must be > 0; got {config['learning_rate']!r}.")
+
+
+def settings_for(config: dict) -> dict:
+    """The configuration with every None per-data-set setting filled in."""
+    defaults = DATA_DEFAULTS[config["data"]]
+    settings = {key: (defaults[key] if key in defaults and value is None else value)
+                for key, value in config.items()}
+    if settings["images_every"] is None:
+        settings["images_every"] = max(1, settings["epochs"] // 5)
+    return settings
+
+
+def load_data(settings: dict, data_dir):
+    from xmodal_tf import data
+
+    if settings["data"] == "av_mnist":
+        return data.load_av_mnist(data_dir, train_size=settings["train_size"])
+    dataset = data.load_multimodal_digits(MODALITIES["digits"])
+    if settings["train_size"] is not None:
+        dataset = dataset._replace(train=dataset.train.subset(slice(0, settings["train_size"])))
+    return dataset
+
+
+# ----------------------------------------------------------------------------- model
+def build_model(shapes: dict, settings: dict, modality_dropout: float, seed: int):
+    """A MultimodalAutoencoder for ``shapes`` {modality: example shape}: CNN encoders for
+    images, a GRU/Transformer for (frames, 13) sequences; mirrored decoders."""
+    import keras
+
+    from xmodal_tf.encoders import attention_encoder, cnn_encoder, rnn_encoder
+    from xmodal_tf.models.mae import MultimodalAutoencoder, dense_decoder, image_decoder
+
+    keras.utils.set_random_seed(seed)  # the same initial weights for both models
+    code_dim, embedding_dim, filters = settings["code_dim"], settings["embedding_dim"], tuple(settings["filters"])
+    encoders, decoders = {}, {}
+    for name, shape in shapes.items():
+        if len(shape) == 3:
+            # Flatten, not global pooling: a reconstruction needs to know where things are.
+            encoders[name] = cnn_encoder(shape, embedding_dim, filters=filters, global_pooling="flatten",
+                                         batch_norm=settings["batch_norm"], name=f"{name}_encoder")
+            decoders[name] = image_decoder(code_dim, shape, filters=tuple(reversed(filters)),
+                                           name=f"{name}_decoder")
+        else:
+            frames, features = shape
+            if settings["audio_encoder"] == "attention":
+                encoders[name] = attention_encoder(input_dim=features, max_length=frames, embedding_dim=embedding_dim,
+                                                   model_dim=64, num_heads=4, num_layers=1, ff_dim=128,
+                                                   name=f"{name}_encoder")
+            else:
+                encoders[name] = rnn_encoder(input_dim=features, max_length=frames, embedding_dim=embedding_dim,
+                                             units=(64,), cell="gru", name=f"{name}_encoder")
+            # Standardised MFCCs: a linear output.
+            decoders[name] = dense_decoder(code_dim, shape, hidden_units=tuple(settings["decoder_hidden_units"]),
+                                           name=f"{name}_decoder")
+    model = MultimodalAutoencoder(encoders, decoders, code_dim=code_dim, modality_dropout=modality_dropout,
+                                  seed=seed, name="multimodal_autoencoder")
+    model.compile(optimizer=keras.optimizers.Adam(settings["learning_rate"]))
+    return model
+
+
+def train(name: str, model, dataset, settings: dict, context: RunContext) -> float:
+    """Fit with the TensorBoard callbacks; returns the training time in seconds."""
+    import keras
+    import tensorflow as tf
+
+    from xmodal_tf.training.callbacks import EmbeddingProjectorCallback, ReconstructionImagesCallback
+
+    inputs = dataset.train.inputs
+    batches = (tf.data.Dataset.from_tensor_slices(inputs)
+               .shuffle(len(dataset.train), seed=context.seed, reshuffle_each_iteration=True)
+               .batch(settings["batch_size"]).prefetch(tf.data.AUTOTUNE))
+    validation = None
+    if dataset.validation is not None:
+        rows = slice(0, settings["validation_size"])
+        validation = tf.data.Dataset.from_tensor_slices(
+            {key: value[rows] for key, value in dataset.validation.inputs.items()}).batch(INFERENCE_BATCH)
+    folder = context.logdir / name
+    test = dataset.test
+    modalities = dataset.modalities
+    callbacks = [
+        keras.callbacks.TensorBoard(str(folder), write_graph=False),
+        ReconstructionImagesCallback(folder, {key: value[:8] for key, value in test.inputs.items()},
+                                     every=settings["images_every"]),
+        EmbeddingProjectorCallback(folder / "projector", _head(test.inputs, 2000), test.labels[:2000],
+                                   present=[[m] for m in modalities] + [list(modalities)],
+                                   every=settings["epochs"]),
+        progress_callback(name, settings["epochs"], context),
+    ]
+    started = time.perf_counter()
+    model.fit(batches, epochs=settings["epochs"], validation_data=validation, callbacks=callbacks, shuffle=False,
+              verbose=0)
+    return time.perf_counter() - started
+
+
+def _head(inputs: dict, count: int) -> dict:
+    return {key: value[:count] for key, value in inputs.items()}
+
+
+def progress_callback(name: str, epochs: int, context: RunContext):
+    """A Keras callback printing one progress line every ~10 % of the epochs."""
+    import keras
+
+    every = max(1, epochs // 10)
+
+    class Progress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if (epoch + 1) % every == 0 or epoch + 1 == epochs:
+                values = ", ".join(f"{key} {value:.4f}" for key, value in (logs or {}).items())
+                context.progress(f"{name}: epoch {epoch + 1}/{epochs}: {values}")
+
+    return Progress()
+
+
+# ----------------------------------------------------------------------------- evaluation
+def noisy(array: np.ndarray, reference: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise shaped like ``array`` with ``reference``'s mean and std, clipped to
+    its range."""
+    noise = rng.normal(reference.mean(), reference.std(), size=array.shape)
+    return np.clip(noise, reference.min(), reference.max()).astype(array.dtype)
+
+
+def evaluate(name: str, model, dataset, settings: dict, context: RunContext) -> dict:
+    """Probe accuracies, reconstruction and translation errors of one trained model."""
+    from xmodal_tf.metrics import linear_probe
+
+    a, b = dataset.modalities
+    probe_rows = slice(0, settings["probe_size"])
+    train_inputs = _head(dataset.train.inputs, settings["probe_size"] or len(dataset.train))
+    train_labels = dataset.train.labels[probe_rows]
+    test_inputs, test_labels = dataset.test.inputs, dataset.test.labels
+
+    def codes(inputs, present):
+        return model.encode(inputs, present=present, batch_size=INFERENCE_BATCH)
+
+    train_codes = {key: codes(train_inputs, present) for key, present in ((a, [a]), (b, [b]), ("both", [a, b]))}
+    test_codes = {key: codes(test_inputs, present) for key, present in ((a, [a]), (b, [b]), ("both", [a, b]))}
+    rng = np.random.default_rng(context.seed)
+    for modality in (a, b):
+        replaced = dict(test_inputs)
+        replaced[modality] = noisy(test_inputs[modality], dataset.train.inputs[modality], rng)
+        test_codes[f"both_{modality}_noise"] = codes(replaced, [a, b])
+
+    probes = {}
+    for key, train_key, test_key in ((f"{a}_to_{b}", a, b), (f"{b}_to_{a}", b, a), (f"{a}_to_{a}", a, a),
+                                     (f"{b}_to_{b}", b, b), ("both_to_both", "both", "both"),
+                                     (f"both_{a}_noise", "both", f"both_{a}_noise"),
+                                     (f"both_{b}_noise", "both", f"both_{b}_noise")):
+        probes[key] = linear_probe(train_codes[train_key], train_labels, test_codes[test_key], test_labels)["accuracy"]
+
+    logs = model.evaluate(_dataset_of(test_inputs), verbose=0, return_dict=True)
+    reconstruction = {modality: float(logs[f"reconstruction_{modality}"]) for modality in (a, b)}
+    translation = {}
+    for source, target in ((a, b), (b, a)):
+        translated = model.translate(test_inputs, source=source, target=target, batch_size=INFERENCE_BATCH)
+        translation[f"{source}_to_{target}"] = float(np.mean((translated - test_inputs[target]) ** 2))
+    for group, values in (("probe_accuracy", probes), ("test_reconstruction_mse", reconstruction),
+                          ("test_translation_mse", translation)):
+        context.log_scalars(values, prefix=f"{name}/{group}/")
+    context.progress(f"{name}: cross-modal probe {a}->{b} {probes[f'{a}_to_{b}']:.3f}, "
+                     f"{b}->{a} {probes[f'{b}_to_{a}']:.3f} (chance {CHANCE:.2f})")
+    return {"probe_accuracy": probes, "test_reconstruction_mse": reconstruction,
+            "test_translation_mse": translation}
+
+
+def _dataset_of(inputs: dict):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices(inputs).batch(INFERENCE_BATCH)
+
+
+# ----------------------------------------------------------------------------- run and report
+def run(config: dict, context: RunContext) -> dict:
+    settings = settings_for(config)
+    context.progress(f"loading {settings['data']} ...")
+    dataset = load_data(settings, context.data_dir)
+    shapes = {name: dataset.train.inputs[name].shape[1:] for name in dataset.modalities}
+    context.progress(f"{dataset.description}: modalities {shapes}, {len(dataset.train)} training / "
+                     f"{len(dataset.test)} test pairs")
+    results = {}
+    for name, dropout in (("dropout", settings["modality_dropout"]), ("no_dropout", 0.0)):
+        model = build_model(shapes, settings, dropout, context.seed)
+        context.progress(f"{name}: modality_dropout={dropout:g}, {settings['epochs']} epochs of batch "
+                         f"{settings['batch_size']} ...")
+        seconds = train(name, model, dataset, settings, context)
+        results[name] = {**evaluate(name, model, dataset, settings, context), "modality_dropout": dropout,
+                         "train_seconds": seconds}
+    return {"data": settings["data"], "modalities": list(dataset.modalities), "chance_accuracy": CHANCE,
+            "num_train": len(dataset.train), "num_test": len(dataset.test), "results": results,
+            "recipe": {key: settings[key] for key in (
+                "modality_dropout", "code_dim", "embedding_dim", "filters", "batch_norm", "audio_encoder",
+                "decoder_hidden_units", "epochs", "batch_size", "learning_rate", "train_size", "probe_size")}}
+
+
+def summarize(metrics: dict) -> list[str]:
+    a, b = metrics["modalities"]
+    results = metrics["results"]
+    chance = f"{metrics['chance_accuracy']:8.3f}"
+    lines = [f"multimodal autoencoder on {metrics['data']} ({a} + {b}), {metrics['num_train']} training "
+             f"pairs; linear probes on frozen shared codes, test accuracy",
+             f"{'':44} {'dropout':>10} {'no_dropout':>10} {'chance':>8}"]
+
+    def row(label, group, key, chance_text="", fmt="10.3f"):
+        values = " ".join(format(results[name][group][key], fmt) for name in MODELS)
+        lines.append(f"  {label:<42} {values} {chance_text}")
+
+    row(f"train on {a} codes, test on {b} codes", "probe_accuracy", f"{a}_to_{b}", chance)
+    row(f"train on {b} codes, test on {a} codes", "probe_accuracy", f"{b}_to_{a}", chance)
+    row(f"{a} codes -> {a} codes", "probe_accuracy", f"{a}_to_{a}", chance)
+    row(f"{b} codes -> {b} codes", "probe_accuracy", f"{b}_to_{b}", chance)
+    row("both -> both", "probe_accuracy", "both_to_both", chance)
+    row(f"both -> both with {a} replaced by noise", "probe_accuracy", f"both_{a}_noise", chance)
+    row(f"both -> both with {b} replaced by noise", "probe_accuracy", f"both_{b}_noise", chance)
+    lines.append("test reconstruction MSE (from both) and translation MSE")
+    for modality in (a, b):
+        row(f"reconstruct {modality}", "test_reconstruction_mse", modality, fmt="10.4f")
+    for source, target in ((a, b), (b, a)):
+        row(f"translate {source} -> {target}", "test_translation_mse", f"{source}_to_{target}", fmt="10.4f")
+    lines.append(f"  {'training seconds':<42} " + " ".join(f"{results[n]['train_seconds']:10.1f}" for n in MODELS))
+    return lines
+
+
+EXPERIMENT = Experiment(
+    name="mae",
+    description="multimodal autoencoder with vs without modality dropout: cross-modal probes "
+                "(digits halves offline; av_mnist with --data-dir)",
+    defaults=DEFAULTS,
+    run=run,
+    choices={"data": DATA_SETS, "audio_encoder": AUDIO_ENCODERS},
+    summarize=summarize,
+    validate=validate,
+)

@@ -1,0 +1,748 @@
+"""Multimodal autoencoder (Ngiam et al., 2011) as a subclassed ``keras.Model``.
+
+Each modality has an encoder (its input -> (batch, d_m)) and a decoder (the shared code
+(batch, code_dim) -> that modality's shape). The encodings of the modalities that are
+PRESENT are fused into one shared code, and every decoder reconstructs its modality
+from that code::
+
+    h_m    = encoders[m](x_m)                                  (batch, d_m)
+    p_m    = Dense(fusion_units, name=f"{m}_projection")(h_m)  (batch, fusion_units)
+    fused  = fusion_activation(mean of p_m over the present m) (batch, fusion_units)
+    code   = Dense(code_dim, name="code")(fused)               (batch, code_dim), linear
+    x'_m   = decoders[m](code)                                 every modality, always
+
+The mean (not a sum) keeps the fused vector on the same scale whether one or all
+modalities are present, so one decoder serves every subset.
+
+Modality dropout (the paper's training recipe): in every training batch a share of the
+examples keeps ONE modality only. Their other modalities are zeroed and masked out of
+the fusion, but the loss still asks for ALL modalities, so the network learns to
+infer a missing modality from the present one. That is what makes ``translate``
+(encode from one modality, decode another) work.
+
+    >>> from xmodal_tf.encoders import cnn_encoder, rnn_encoder
+    >>> model = MultimodalAutoencoder(
+    ...     encoders={"image": cnn_encoder((28, 28, 1), 64, global_pooling="flatten", name="image_encoder"),
+    ...               "audio": rnn_encoder(input_dim=13, max_length=92, cell="gru", name="audio_encoder")},
+    ...     decoders={"image": image_decoder(64, (28, 28, 1)),            # code -> (28, 28, 1)
+    ...               "audio": dense_decoder(64, (92, 13))},              # code -> (92, 13)
+    ...     code_dim=64, modality_dropout=0.5, seed=0)
+    >>> model.compile(optimizer="adam")
+    >>> model.fit({"image": images, "audio": mfccs}, epochs=10, batch_size=128)
+    >>> model.translate(mfccs, source="audio", target="image")             # (n, 28, 28, 1)
+    >>> model.encode({"image": images})                                   # (n, 64) shared codes
+
+``dense_decoder`` and ``image_decoder`` (below) build simple decoders; any Keras model
+from (batch, code_dim) to the modality's shape works.
+
+Conventions and decisions
+-------------------------
+* Modalities are named by the keys of ``encoders`` (their order is the model's order,
+  ``model.modalities``); names are identifiers such as ``"image"`` or ``"audio_mfcc"``
+  (they appear in layer and metric names). ``decoders`` must have exactly the same
+  keys. At least two modalities.
+* ``modality_dropout``: a float ``s`` in [0, 1] is the share of examples that keep only
+  one modality, split evenly: with two modalities and ``s = 0.5`` a quarter keep only
+  the first, a quarter only the second and half keep both (Ngiam et al. used thirds:
+  ``s = 2/3``). A dict ``{modality: share}`` sets each modality's "kept alone" share
+  (missing modalities 0; shares in [0, 1] summing to at most 1). Every example draws
+  independently (so the shares hold in expectation), from the model's seeded
+  ``keras.random.SeedGenerator``; ``draw_modality_mask`` returns such a draw.
+  ``evaluate``/``test_step`` never drop modalities.
+* Absent modalities are zeroed before their encoder (for token-id inputs that is the
+  padding id, for MFCC frames the all-zero padding frame) AND masked out of the
+  fusion mean, so the code depends only on the present modalities. Encoders still run
+  on the whole batch (static shapes, GPU friendly), so a BatchNormalization layer's
+  training statistics include the zeroed examples.
+* Loss: ``sum_m loss_weights[m] * reconstruction_m`` (+ any regularisation losses of
+  the sub-models), where ``reconstruction_m`` is the batch mean of the per-example
+  reconstruction loss of modality m ("mse" by default; "mae", "binary_crossentropy" or a
+  callable ``fn(y_true, y_pred)`` returning per-example or element-wise values, which are
+  averaged over all non-batch axes). Logs: ``loss`` and ``reconstruction_<modality>``,
+  example-weighted means over the epoch.
+* Data: ``fit(x={modality: array})``, a ``tf.data.Dataset`` of such dicts, or of
+  ``(dict, labels)`` pairs (labels and sample weights are ignored). Training and
+  evaluation need every modality; ``encode``/``reconstruct``/``translate``/``call``
+  take any non-empty subset.
+* ``call(inputs)`` (and ``predict``): ``inputs`` is a dict holding a non-empty subset of
+  the modalities; returns a dict with the reconstruction of EVERY modality from the
+  code of the given ones.
+* Distribution strategies: gradients are summed across replicas, so each replica
+  divides its (batch-mean) loss by ``num_replicas_in_sync``, like Keras' own
+  ``compute_loss``; with equal replica batches the update equals the one-device update
+  on the global batch. Each replica draws its own modality mask.
+* Saving: ``get_config`` serializes the sub-models; ``model.save("m.keras")`` +
+  ``keras.models.load_model`` restore weights, the seed generator's state and the
+  optimizer state (training continues identically). A callable reconstruction loss
+  survives saving only if it is registered with
+  ``keras.saving.register_keras_serializable``.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections.abc import Mapping
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["MultimodalAutoencoder", "RECONSTRUCTION_LOSSES", "dense_decoder", "image_decoder"]
+
+_MODALITY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_SEED_STATE_KEY = "modality_dropout_seed_state"
+
+
+def _squared_error(y_true, y_pred):
+    return tf.square(y_true - y_pred)
+
+
+def _absolute_error(y_true, y_pred):
+    return tf.abs(y_true - y_pred)
+
+
+def _binary_crossentropy(y_true, y_pred):
+    # Element-wise, on probabilities (a sigmoid decoder), clipped away from 0 and 1.
+    epsilon = 1e-7
+    y_pred = tf.clip_by_value(y_pred, epsilon, 1.0 - epsilon)
+    return -(y_true * tf.math.log(y_pred) + (1.0 - y_true) * tf.math.log(1.0 - y_pred))
+
+
+RECONSTRUCTION_LOSSES = {"mse": _squared_error, "mae": _absolute_error,
+                         "binary_crossentropy": _binary_crossentropy}
+
+
+# ----------------------------------------------------------------------------- validation
+def _describe(value) -> str:
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"a {type(value).__name__} of shape {tuple(shape)}"
+    return type(value).__name__
+
+
+def _check_submodels(models, what: str) -> dict:
+    if not isinstance(models, Mapping):
+        raise TypeError(f"{what} must be a dict {{modality name: keras.Model}}; got {_describe(models)}.")
+    checked = {}
+    for name, model in models.items():
+        if not isinstance(name, str) or not _MODALITY_NAME.match(name):
+            raise ValueError(
+                f"{what}: modality names must be identifiers (a letter, then letters, digits or "
+                f"'_'), such as 'image' or 'audio_mfcc'; got {name!r}.")
+        if not isinstance(model, keras.layers.Layer):
+            raise TypeError(f"{what}[{name!r}] must be a keras.Model or keras.layers.Layer; "
+                            f"got {type(model).__name__}.")
+        checked[name] = model
+    return checked
+
+
+def _check_same_modalities(encoders: dict, decoders: dict) -> None:
+    missing = [name for name in encoders if name not in decoders]
+    extra = [name for name in decoders if name not in encoders]
+    if missing:
+        raise ValueError(
+            f"decoders has no entry for modality {missing[0]!r} (modalities, from encoders: "
+            f"{list(encoders)}); every modality needs a decoder from the shared code back to it.")
+    if extra:
+        raise ValueError(
+            f"decoders has an entry for {extra[0]!r}, which is not a modality of encoders "
+            f"({list(encoders)}); encoders and decoders must have the same keys.")
+
+
+def _check_share(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{what} must be a share in [0, 1]; got {value!r}.")
+    return float(value)
+
+
+def _dropout_shares(modality_dropout, modalities: tuple) -> tuple:
+    """Per-modality "kept alone" shares, in model order."""
+    if isinstance(modality_dropout, Mapping):
+        _check_known_keys(modality_dropout, modalities, "modality_dropout")
+        shares = tuple(_check_share(modality_dropout.get(name, 0.0), f"modality_dropout[{name!r}]")
+                       for name in modalities)
+        if sum(shares) > 1.0 + 1e-9:
+            raise ValueError(
+                f"modality_dropout shares must sum to at most 1 (the rest of each batch keeps every "
+                f"modality); got {dict(zip(modalities, shares))}, summing to {sum(shares):g}.")
+        return shares
+    total = _check_share(modality_dropout, "modality_dropout (the share of examples that keep only "
+                                           "one modality), or a dict of per-modality shares,")
+    return (total / len(modalities),) * len(modalities)
+
+
+def _check_known_keys(mapping: Mapping, modalities: tuple, what: str) -> None:
+    for key in mapping:
+        if key not in modalities:
+            raise ValueError(f"{what} names an unknown modality {key!r}; the modalities are "
+                             f"{list(modalities)}.")
+
+
+def _per_modality(value, modalities: tuple, what: str, default) -> dict:
+    """A dict modality -> value from one value for all or a (partial) dict."""
+    if isinstance(value, Mapping):
+        _check_known_keys(value, modalities, what)
+        return {name: value.get(name, default) for name in modalities}
+    return {name: default if value is None else value for name in modalities}
+
+
+def _resolve_loss(spec, name: str):
+    if isinstance(spec, str):
+        if spec not in RECONSTRUCTION_LOSSES:
+            raise ValueError(f"reconstruction_losses[{name!r}]: unknown loss {spec!r}; use one of "
+                             f"{list(RECONSTRUCTION_LOSSES)} or a callable fn(y_true, y_pred).")
+        return RECONSTRUCTION_LOSSES[spec]
+    if not callable(spec):
+        raise TypeError(f"reconstruction_losses[{name!r}] must be a loss name or a callable "
+                        f"fn(y_true, y_pred); got {type(spec).__name__}.")
+    return spec
+
+
+def _check_weight(value, name: str) -> float:
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+            or value < 0):
+        raise ValueError(f"loss_weights[{name!r}] must be a finite float >= 0; got {value!r}.")
+    return float(value)
+
+
+def _check_positive_int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{what} must be a positive int; got {value!r}.")
+    return int(value)
+
+
+def _shape_text(shape) -> str:
+    return "(batch, " + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+
+
+def _as_input_tensor(array):
+    """A batch as a tensor; float64 NumPy data becomes float32 (as Keras' fit does)."""
+    if isinstance(array, np.ndarray) and array.dtype == np.float64:
+        array = array.astype(np.float32)
+    return tf.convert_to_tensor(array)
+
+
+# ----------------------------------------------------------------------------- decoders
+def dense_decoder(code_dim, output_shape, *, hidden_units=(128,), activation="relu", output_activation=None,
+                  name="dense_decoder") -> keras.Model:
+    """Code (batch, code_dim) -> (batch, *output_shape): Dense hidden layers, a Dense to
+    prod(output_shape) units with ``output_activation`` ("sigmoid" for [0, 1] data, None
+    for standardised features such as MFCCs), then Reshape.
+
+    Layer names: f"{name}_dense{i}", f"{name}_output", f"{name}_reshape".
+    """
+    code_dim = _check_positive_int(code_dim, "code_dim")
+    output_shape = tuple(_check_positive_int(size, "each output_shape entry") for size in output_shape)
+    inputs = keras.Input((code_dim,), name=f"{name}_code")
+    x = inputs
+    for index, units in enumerate(hidden_units or ()):
+        x = keras.layers.Dense(_check_positive_int(units, "hidden_units entries"), activation=activation,
+                               name=f"{name}_dense{index}")(x)
+    x = keras.layers.Dense(int(np.prod(output_shape)), activation=output_activation, name=f"{name}_output")(x)
+    return keras.Model(inputs, keras.layers.Reshape(output_shape, name=f"{name}_reshape")(x), name=name)
+
+
+def image_decoder(code_dim, image_shape, *, filters=(64, 32), activation="relu", output_activation="sigmoid",
+                  name="image_decoder") -> keras.Model:
+    """Code (batch, code_dim) -> images (batch, H, W, C), the mirror of ``cnn_encoder``:
+    Dense to an (H / 2^k, W / 2^k, filters[0]) grid, k = len(filters), then a stride-2
+    Conv2DTranspose per entry of ``filters[1:]`` and a last one to C channels with
+    ``output_activation`` ("sigmoid" for [0, 1] images). H and W must be divisible by 2^k.
+
+    Layer names: f"{name}_dense", f"{name}_reshape", f"{name}_deconv{i}", f"{name}_output".
+    """
+    code_dim = _check_positive_int(code_dim, "code_dim")
+    if len(image_shape) != 3:
+        raise ValueError(f"image_decoder image_shape must be (height, width, channels); got {image_shape!r}.")
+    height, width, channels = (_check_positive_int(size, "image_shape entries") for size in image_shape)
+    filters = tuple(_check_positive_int(f, "filters entries") for f in filters)
+    if not filters:
+        raise ValueError("image_decoder needs at least one entry in filters (one upsampling each).")
+    scale = 2 ** len(filters)
+    if height % scale or width % scale:
+        raise ValueError(f"image_decoder: {len(filters)} upsamplings need height and width divisible by {scale}; "
+                         f"got {height}x{width}. Use fewer filters, or dense_decoder.")
+    inputs = keras.Input((code_dim,), name=f"{name}_code")
+    grid = (height // scale, width // scale, filters[0])
+    x = keras.layers.Dense(int(np.prod(grid)), activation=activation, name=f"{name}_dense")(inputs)
+    x = keras.layers.Reshape(grid, name=f"{name}_reshape")(x)
+    for index, count in enumerate(filters[1:]):
+        x = keras.layers.Conv2DTranspose(count, 3, strides=2, padding="same", activation=activation,
+                                         name=f"{name}_deconv{index}")(x)
+    outputs = keras.layers.Conv2DTranspose(channels, 3, strides=2, padding="same", activation=output_activation,
+                                           name=f"{name}_output")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+# ----------------------------------------------------------------------------- model
+@keras.saving.register_keras_serializable(package="xmodal_tf")
+class MultimodalAutoencoder(keras.Model):
+    """Multimodal autoencoder with a shared code and modality dropout.
+
+    Args:
+        encoders: dict modality name -> Keras model mapping that modality's batch to
+            (batch, d_m), e.g. from ``xmodal_tf.encoders``. The dict order is the model's
+            modality order.
+        decoders: dict with the same keys -> Keras model mapping (batch, code_dim) to
+            that modality's shape (batch, *shape), e.g. Dense + Reshape, or Dense +
+            Reshape + Conv2DTranspose for images.
+        code_dim: size of the shared code.
+        fusion_units: width of the per-modality projections that are averaged
+            (default ``code_dim``).
+        fusion_activation: applied to the masked mean of the projections ("relu").
+        modality_dropout: share of training examples that keep only one modality
+            (split evenly between modalities), or a dict of per-modality shares.
+        reconstruction_losses: "mse" (default), "mae", "binary_crossentropy" or a
+            callable, for every modality or as a dict per modality.
+        loss_weights: dict modality -> weight >= 0 (missing ones 1.0).
+        seed: seed of the modality-dropout draws (``keras.random.SeedGenerator``).
+        **kwargs: ``name``, ``trainable``... for ``keras.Model``.
+    """
+
+    def __init__(self, encoders, decoders, code_dim=64, *, fusion_units=None, fusion_activation="relu",
+                 modality_dropout=0.5, reconstruction_losses="mse", loss_weights=None, seed=None,
+                 **kwargs):
+        kwargs.setdefault("name", "multimodal_autoencoder")
+        super().__init__(**kwargs)
+        encoders = _check_submodels(encoders, "encoders")
+        decoders = _check_submodels(decoders, "decoders")
+        if len(encoders) < 2:
+            raise ValueError(f"A multimodal autoencoder needs at least two modalities; encoders has "
+                             f"{list(encoders)}. For one modality use a plain autoencoder.")
+        _check_same_modalities(encoders, decoders)
+        self.modalities = tuple(encoders)
+        self.encoders = encoders
+        self.decoders = {name: decoders[name] for name in self.modalities}
+        self.code_dim = _check_positive_int(code_dim, "code_dim")
+        self.fusion_units = _check_positive_int(code_dim if fusion_units is None else fusion_units, "fusion_units")
+        self.fusion_activation = keras.activations.get(fusion_activation)
+        self.modality_dropout = (dict(modality_dropout) if isinstance(modality_dropout, Mapping)
+                                 else modality_dropout)
+        self.dropout_shares = _dropout_shares(modality_dropout, self.modalities)
+        self.reconstruction_losses = _per_modality(reconstruction_losses, self.modalities,
+                                                   "reconstruction_losses", "mse")
+        self._loss_functions = {name: _resolve_loss(spec, name)
+                                for name, spec in self.reconstruction_losses.items()}
+        self.loss_weights = {name: _check_weight(weight, name) for name, weight in
+                             _per_modality(loss_weights, self.modalities, "loss_weights", 1.0).items()}
+        if not any(self.loss_weights.values()):
+            raise ValueError(f"loss_weights are all 0 ({self.loss_weights}); at least one modality "
+                             "must be reconstructed.")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(f"seed must be an int or None; got {seed!r}.")
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed, name="modality_dropout_seed")
+
+        self.projections = {name: keras.layers.Dense(self.fusion_units, name=f"{name}_projection")
+                            for name in self.modalities}
+        self.code_layer = keras.layers.Dense(self.code_dim, name="code")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconstruction_trackers = {name: keras.metrics.Mean(name=f"reconstruction_{name}")
+                                        for name in self.modalities}
+        self._input_specs = None
+        self._inference_functions = {}
+
+        specs = self._functional_input_specs()
+        if specs is not None:
+            # Functional sub-models know their shapes: build now, not inside fit's trace.
+            self._build_from_specs(specs)
+
+    # ------------------------------------------------------------------ building
+    def _functional_input_specs(self):
+        """{modality: (shape without batch, dtype)} when every encoder declares its input."""
+        specs = {}
+        for name, encoder in self.encoders.items():
+            try:
+                inputs = encoder.inputs  # functional and built Sequential models
+            except (AttributeError, ValueError):
+                return None
+            if not inputs:
+                return None
+            if len(inputs) != 1:
+                raise ValueError(f"encoders[{name!r}] has {len(inputs)} inputs; each modality's "
+                                 "encoder must take one tensor.")
+            specs[name] = (tuple(inputs[0].shape[1:]), inputs[0].dtype)
+        return specs
+
+    def _build_from_specs(self, specs: dict) -> None:
+        """Build every sub-layer symbolically from {modality: (shape, dtype)} and check that
+        encoders output (batch, d) and decoders reproduce their modality's shape."""
+        code = keras.KerasTensor((None, self.code_dim))
+        for name in self.modalities:
+            shape, dtype = specs[name]
+            embedding = self.encoders[name](keras.KerasTensor((None, *shape), dtype=dtype))
+            if isinstance(embedding, (tuple, list, dict)) or len(embedding.shape) != 2 \
+                    or embedding.shape[1] is None:
+                raise ValueError(
+                    f"encoders[{name!r}] must output one (batch, features) tensor with a known "
+                    f"number of features; it outputs {getattr(embedding, 'shape', embedding)}. "
+                    "Flatten or pool it, e.g. keras.layers.GlobalAveragePooling2D().")
+            if not self.projections[name].built:
+                self.projections[name].build(embedding.shape)
+            try:
+                reconstruction = self.decoders[name](code)
+            except ValueError as error:
+                raise ValueError(f"decoders[{name!r}] must take the shared code (batch, {self.code_dim}) "
+                                 f"(code_dim={self.code_dim}); calling it on that failed: {error}") from None
+            self._check_decoder_output(name, shape, reconstruction)
+        if not self.code_layer.built:
+            self.code_layer.build((None, self.fusion_units))
+        self._input_specs = {name: (tuple(shape), keras.backend.standardize_dtype(dtype))
+                             for name, (shape, dtype) in specs.items()}
+        self.built = True
+
+    def _check_decoder_output(self, name: str, shape: tuple, reconstruction) -> None:
+        output_shape = tuple(getattr(reconstruction, "shape", ()))[1:]
+        matches = len(output_shape) == len(shape) and all(
+            a is None or b is None or a == b for a, b in zip(output_shape, shape))
+        if isinstance(reconstruction, (tuple, list, dict)) or not matches:
+            raise ValueError(
+                f"decoders[{name!r}] maps the code (batch, {self.code_dim}) to "
+                f"{_shape_text(output_shape)}, but modality {name!r} has shape {_shape_text(shape)} "
+                f"(encoders[{name!r}]'s input); a decoder must reconstruct its modality's shape "
+                "(add e.g. keras.layers.Reshape).")
+
+    def build(self, input_shape):
+        """Build from a dict {modality: (batch, ...) shape} holding every modality."""
+        if not isinstance(input_shape, Mapping):
+            raise ValueError(f"{type(self).__name__}.build expects a dict {{modality: shape}}; "
+                             f"got {input_shape!r}.")
+        self._check_can_build(input_shape)
+        self._build_from_specs({name: (tuple(input_shape[name])[1:], keras.backend.floatx())
+                                for name in self.modalities})
+
+    def _check_can_build(self, inputs: Mapping) -> None:
+        missing = [name for name in self.modalities if name not in inputs]
+        if missing:
+            raise ValueError(
+                f"{type(self).__name__} is not built yet (its encoders do not declare input shapes), "
+                f"and the inputs lack {missing}: call it once on a batch holding every modality "
+                f"{list(self.modalities)} (or fit it), or model.build({{modality: shape}}), first.")
+
+    def _build_from_inputs(self, inputs: dict) -> None:
+        if not self.built:
+            self._check_can_build(inputs)
+            tensors = {name: tf.convert_to_tensor(inputs[name]) for name in self.modalities}
+            self._build_from_specs({name: (tuple(t.shape[1:]), t.dtype.name) for name, t in tensors.items()})
+
+    def get_build_config(self):
+        if self._input_specs is None:
+            return None
+        return {"input_specs": {name: [list(shape), dtype] for name, (shape, dtype) in self._input_specs.items()}}
+
+    def build_from_config(self, config):
+        if config and "input_specs" in config and not self.built:
+            self._build_from_specs({name: (tuple(shape), dtype)
+                                    for name, (shape, dtype) in config["input_specs"].items()})
+
+    # ------------------------------------------------------------------ input checks
+    def _check_inputs(self, inputs, where: str, require_all: bool) -> dict:
+        """The dict of modality batches; clear errors for unknown names, missing modalities
+        (when ``require_all``) and batches whose shape does not match the modality."""
+        if not isinstance(inputs, Mapping):
+            raise TypeError(
+                f"{type(self).__name__}.{where} expects a dict {{modality: batch}} with modalities "
+                f"{list(self.modalities)}; got {_describe(inputs)}.")
+        _check_known_keys(inputs, self.modalities, f"{type(self).__name__}.{where}: the inputs")
+        present = [name for name in self.modalities if name in inputs]
+        if require_all and len(present) < len(self.modalities):
+            missing = [name for name in self.modalities if name not in inputs]
+            raise ValueError(
+                f"{type(self).__name__}.{where} needs every modality {list(self.modalities)} (the "
+                f"loss reconstructs all of them); the inputs lack {missing}.")
+        if not present:
+            raise ValueError(f"{type(self).__name__}.{where}: the inputs hold no modality; give at "
+                             f"least one of {list(self.modalities)}.")
+        for name in present:
+            self._check_shape(name, inputs[name], where)
+        return {name: inputs[name] for name in present}
+
+    def _check_shape(self, name: str, batch, where: str) -> None:
+        if self._input_specs is None:
+            return
+        expected = self._input_specs[name][0]
+        shape = tuple(getattr(batch, "shape", np.shape(batch)))
+        actual = shape[1:]
+        if len(actual) != len(expected) or any(
+                e is not None and a is not None and int(a) != e for a, e in zip(actual, expected)):
+            raise ValueError(
+                f"{type(self).__name__}.{where}: modality {name!r} expects batches of shape "
+                f"{_shape_text(expected)}; got shape {tuple(shape)} (rank {len(shape)}, expected rank "
+                f"{len(expected) + 1}).")
+
+    def _unpack(self, data, where: str) -> dict:
+        """The inputs dict of a batch: a dict, or (dict, labels[, sample_weight])."""
+        if isinstance(data, (tuple, list)):
+            data = keras.utils.unpack_x_y_sample_weight(tuple(data))[0]
+        return self._check_inputs(data, where, require_all=True)
+
+    # ------------------------------------------------------------------ forward
+    def draw_modality_mask(self, batch_size):
+        """Which modalities each example keeps in a training step: a (batch_size,
+        n_modalities) float32 tensor of 0/1 (columns in ``model.modalities`` order; a row is
+        all ones or a single one). Advances the model's seed generator; under a
+        distribution strategy each replica draws differently."""
+        columns = len(self.modalities)
+        if not any(self.dropout_shares):
+            return tf.ones((batch_size, columns), tf.float32)
+        seed = tf.cast(self.seed_generator.next(), tf.int64)
+        context = tf.distribute.get_replica_context()
+        replica = 0 if context is None else context.replica_id_in_sync_group
+        seed = seed + tf.stack([tf.zeros((), tf.int64), tf.cast(replica, tf.int64)])
+        uniform = tf.random.stateless_uniform(tf.reshape(batch_size, (1,)), seed=seed)
+        bounds = np.cumsum((0.0,) + self.dropout_shares)
+        kept_alone = [(uniform >= low) & (uniform < high) for low, high in zip(bounds[:-1], bounds[1:])]
+        anyone_alone = uniform < bounds[-1]
+        mask = [tf.where(anyone_alone, alone, True) for alone in kept_alone]
+        return tf.cast(tf.stack(mask, axis=1), tf.float32)
+
+    def _shared_code(self, inputs: dict, training=None, mask=None):
+        """The code (batch, code_dim) from the modalities in ``inputs``; ``mask``
+        (batch, n_modalities) additionally drops modalities per example (zeroed input,
+        left out of the fusion mean)."""
+        projections, weights = [], []
+        for index, name in enumerate(self.modalities):
+            if name not in inputs:
+                continue
+            batch = inputs[name]
+            if mask is None:
+                weight = None
+            else:
+                weight = mask[:, index]
+                keep = tf.reshape(tf.cast(weight, batch.dtype), [-1] + [1] * (len(batch.shape) - 1))
+                batch = batch * keep
+            projection = self.projections[name](self.encoders[name](batch, training=training))
+            projections.append(projection)
+            weights.append(weight)
+        if mask is None:
+            fused = tf.add_n(projections) / float(len(projections))
+        else:
+            stacked = tf.stack(projections, axis=1)                  # (batch, present, units)
+            kept = tf.cast(tf.stack(weights, axis=1), stacked.dtype)  # (batch, present)
+            total = tf.reduce_sum(stacked * kept[:, :, None], axis=1)
+            fused = total / tf.maximum(tf.reduce_sum(kept, axis=1, keepdims=True), 1.0)
+        return self.code_layer(self.fusion_activation(fused))
+
+    def _decode(self, code, training=None) -> dict:
+        return {name: self.decoders[name](code, training=training) for name in self.modalities}
+
+    def call(self, inputs, training=None):
+        """Reconstruct every modality from the modalities in ``inputs`` (a dict holding a
+        non-empty subset); returns a dict {modality: (batch, *shape)}."""
+        inputs = self._check_inputs(inputs, "call", require_all=False)
+        return self._decode(self._shared_code(inputs, training=training), training=training)
+
+    # ------------------------------------------------------------------ loss and steps
+    def compute_reconstruction_losses(self, inputs: dict, reconstructions: dict) -> dict:
+        """{modality: batch mean of the per-example reconstruction loss} in float32."""
+        losses = {}
+        for name in self.modalities:
+            target = tf.cast(inputs[name], tf.float32)
+            values = tf.cast(self._loss_functions[name](target, tf.cast(reconstructions[name], tf.float32)),
+                             tf.float32)
+            losses[name] = tf.reduce_mean(values)  # per-example means are equal-sized: one mean
+        return losses
+
+    def _total_loss(self, losses: dict):
+        total = tf.add_n([self.loss_weights[name] * losses[name] for name in self.modalities])
+        if self.losses:  # regularisation losses of the sub-models
+            total = total + tf.add_n([tf.cast(loss, tf.float32) for loss in self.losses])
+        return total
+
+    def _update_trackers(self, loss, losses: dict, batch_size) -> None:
+        weight = tf.cast(batch_size, tf.float32)
+        self.loss_tracker.update_state(loss, sample_weight=weight)
+        for name, tracker in self.reconstruction_trackers.items():
+            tracker.update_state(losses[name], sample_weight=weight)
+
+    def train_step(self, data):
+        inputs = self._unpack(data, "train_step")
+        self._build_from_inputs(inputs)
+        if not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+        batch_size = tf.shape(inputs[self.modalities[0]])[0]
+        mask = self.draw_modality_mask(batch_size)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            reconstructions = self._decode(self._shared_code(inputs, training=True, mask=mask), training=True)
+            losses = self.compute_reconstruction_losses(inputs, reconstructions)
+            loss = self._total_loss(losses)
+            # Gradients are summed over replicas: scale so the update is their mean.
+            scaled = self.optimizer.scale_loss(loss / replicas if replicas > 1 else loss)
+        gradients = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        self._update_trackers(loss, losses, batch_size)
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def test_step(self, data):
+        inputs = self._unpack(data, "test_step")
+        self._build_from_inputs(inputs)
+        reconstructions = self._decode(self._shared_code(inputs, training=False), training=False)
+        losses = self.compute_reconstruction_losses(inputs, reconstructions)
+        self._update_trackers(self._total_loss(losses), losses, tf.shape(inputs[self.modalities[0]])[0])
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def predict_step(self, data):
+        if isinstance(data, (tuple, list)):
+            data = keras.utils.unpack_x_y_sample_weight(tuple(data))[0]
+        return self(data, training=False)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, *self.reconstruction_trackers.values()]
+
+    def compile(self, optimizer="rmsprop", **kwargs):
+        """``keras.Model.compile``; the loss is built in (set ``reconstruction_losses`` and
+        ``loss_weights`` in the constructor), so ``loss``/``metrics`` are errors."""
+        for key in ("loss", "metrics", "weighted_metrics", "loss_weights"):
+            if kwargs.get(key) is not None:
+                raise ValueError(
+                    f"{type(self).__name__} computes its own loss and metrics; do not pass {key}= to "
+                    "compile (choose reconstruction_losses= and loss_weights= in the constructor).")
+        super().compile(optimizer=optimizer, **kwargs)
+        if self.built and self.optimizer is not None and not self.optimizer.built:
+            # Building now, not while fit traces the step, saves a second trace.
+            self.optimizer.build(self.trainable_variables)
+
+    def compile_from_config(self, config):
+        """Recompile on ``load_model`` (Keras skips models with a custom ``compile``)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+
+    # ------------------------------------------------------------------ inference
+    def _present(self, present, inputs: Mapping, method: str) -> tuple:
+        """The present modalities in model order: ``present`` (a name or names) or, for
+        None, the modalities found in ``inputs``."""
+        if present is None:
+            names = [name for name in self.modalities if name in inputs]
+        else:
+            names = [present] if isinstance(present, str) else list(present)
+            if not names:
+                raise ValueError(f"{type(self).__name__}.{method}: present is empty; name at least one "
+                                 f"of the modalities {list(self.modalities)}.")
+            _check_known_keys(dict.fromkeys(names), self.modalities, f"{type(self).__name__}.{method}: present")
+            absent = [name for name in names if name not in inputs]
+            if absent:
+                raise ValueError(f"{type(self).__name__}.{method}: present includes {absent} but the "
+                                 f"inputs have no such entry (they have {sorted(map(str, inputs))}).")
+        _check_known_keys(inputs, self.modalities, f"{type(self).__name__}.{method}: the inputs")
+        if not names:
+            raise ValueError(f"{type(self).__name__}.{method}: the inputs hold no modality; give at "
+                             f"least one of {list(self.modalities)}.")
+        return tuple(name for name in self.modalities if name in names)
+
+    def _inference_function(self, present: tuple, targets: tuple):
+        """A tf.function inputs -> (code, {target: reconstruction}) for one subset of present
+        modalities and of decoded ones (none: the code alone), traced once for any batch size."""
+        key = (present, targets)
+        if key not in self._inference_functions:
+            def infer(inputs):
+                code = self._shared_code(inputs, training=False)
+                return code, {name: self.decoders[name](code, training=False) for name in targets}
+            signature = {name: tf.TensorSpec((None, *self._input_specs[name][0]), self._input_specs[name][1])
+                         for name in present}
+            # No tensor-dependent Python control flow inside: autograph would only slow tracing.
+            self._inference_functions[key] = tf.function(infer, input_signature=[signature], autograph=False)
+        return self._inference_functions[key]
+
+    def _infer(self, inputs, present, targets: tuple, method: str, batch_size: int):
+        """(codes, {target: reconstructions}) as NumPy arrays over all rows, in batches."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
+        if not isinstance(inputs, Mapping):
+            raise TypeError(f"{type(self).__name__}.{method} expects a dict {{modality: array}}; got "
+                            f"{_describe(inputs)}.")
+        present = self._present(present, inputs, method)
+        arrays = self._check_inputs({name: inputs[name] for name in present}, method, require_all=False)
+        if not self.built:
+            self._build_from_inputs(arrays)  # explains what is missing when it cannot
+        rows = {name: int(np.shape(array)[0]) for name, array in arrays.items()}
+        if len(set(rows.values())) != 1:
+            raise ValueError(f"{type(self).__name__}.{method}: the modalities have different numbers "
+                             f"of rows {rows}; they must be paired row by row.")
+        count = next(iter(rows.values()))
+        if count == 0:
+            raise ValueError(f"{type(self).__name__}.{method}: the inputs have no rows.")
+        targets = tuple(name for name in self.modalities if name in targets)
+        function = self._inference_function(present, targets)
+        codes, reconstructions = [], {name: [] for name in targets}
+        for start in range(0, count, batch_size):
+            batch = {name: tf.cast(_as_input_tensor(array[start:start + batch_size]), self._input_specs[name][1])
+                     for name, array in arrays.items()}
+            code, decoded = function(batch)
+            codes.append(code.numpy())
+            for name in targets:
+                reconstructions[name].append(decoded[name].numpy())
+        return np.concatenate(codes), {name: np.concatenate(parts) for name, parts in reconstructions.items()}
+
+    def encode(self, inputs, present=None, *, batch_size: int = 256) -> np.ndarray:
+        """Shared codes (n, code_dim) of ``inputs`` (a dict of arrays with n rows) from the
+        ``present`` modalities (a name or names; default: every modality in ``inputs``;
+        inputs may omit the absent ones). Inference mode."""
+        return self._infer(inputs, present, (), "encode", batch_size)[0]
+
+    def reconstruct(self, inputs, present=None, *, batch_size: int = 256) -> dict:
+        """{modality: (n, *shape) array} for EVERY modality, decoded from the code of the
+        ``present`` modalities (as in ``encode``)."""
+        return self._infer(inputs, present, self.modalities, "reconstruct", batch_size)[1]
+
+    def translate(self, inputs, source, target, *, batch_size: int = 256):
+        """Encode from ``source`` only (a name or names) and decode ``target``: one name
+        gives an (n, *shape) array, several names a dict. ``inputs`` may be the source's
+        array itself when the source is a single modality."""
+        sources = [source] if isinstance(source, str) else list(source)
+        if not isinstance(inputs, Mapping):
+            if len(sources) != 1:
+                raise TypeError(f"{type(self).__name__}.translate: with several sources {sources}, "
+                                "inputs must be a dict {modality: array}.")
+            inputs = {sources[0]: inputs}
+        targets = [target] if isinstance(target, str) else list(target)
+        if not targets:
+            raise ValueError(f"{type(self).__name__}.translate: target is empty; name one of "
+                             f"{list(self.modalities)}.")
+        _check_known_keys(dict.fromkeys(targets), self.modalities, f"{type(self).__name__}.translate: target")
+        reconstructions = self._infer(inputs, sources, tuple(targets), "translate", batch_size)[1]
+        if isinstance(target, str):
+            return reconstructions[target]
+        return {name: reconstructions[name] for name in targets}
+
+    # ------------------------------------------------------------------ config
+    def save_own_variables(self, store):
+        # Keras does not save seed generators; keeping the state makes a reloaded model
+        # draw the same modality masks as the model that was saved.
+        super().save_own_variables(store)
+        store[_SEED_STATE_KEY] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        if _SEED_STATE_KEY in keys:
+            self.seed_generator.state.assign(store[_SEED_STATE_KEY])
+        super().load_own_variables({key: store[key] for key in keys if key != _SEED_STATE_KEY})
+
+    def get_config(self) -> dict:
+        losses = {name: spec if isinstance(spec, str) else keras.saving.serialize_keras_object(spec)
+                  for name, spec in self.reconstruction_losses.items()}
+        return {
+            "name": self.name, "trainable": self.trainable,
+            "encoders": {name: keras.saving.serialize_keras_object(model) for name, model in self.encoders.items()},
+            "decoders": {name: keras.saving.serialize_keras_object(model) for name, model in self.decoders.items()},
+            "code_dim": self.code_dim, "fusion_units": self.fusion_units,
+            "fusion_activation": keras.activations.serialize(self.fusion_activation),
+            "modality_dropout": (dict(self.modality_dropout) if isinstance(self.modality_dropout, Mapping)
+                                 else self.modality_dropout),
+            "reconstruction_losses": losses,
+            "loss_weights": dict(self.loss_weights), "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        for key in ("encoders", "decoders"):
+            config[key] = {name: keras.saving.deserialize_keras_object(model, custom_objects=custom_objects)
+                           for name, model in config[key].items()}
+        config["reconstruction_losses"] = {
+            name: spec if isinstance(spec, str) else keras.saving.deserialize_keras_object(
+                spec, custom_objects=custom_objects)
+            for name, spec in config["reconstruction_losses"].items()}
+        config["fusion_activation"] = keras.activations.deserialize(config["fusion_activation"])
+        return cls(**config)

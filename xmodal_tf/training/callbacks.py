@@ -1,0 +1,343 @@
+"""Keras callbacks that show a model's progress in TensorBoard, every few epochs.
+
+* ``GeneratedImagesCallback``       a conditional generator's samples: one image grid, a row
+  per condition (``model.generate(conditions, n=...)``, e.g. ``ConditionalGAN``).
+* ``ReconstructionImagesCallback``  a ``MultimodalAutoencoder``'s originals beside its
+  reconstructions from all modalities and from each modality alone (cross-modal).
+* ``EmbeddingProjectorCallback``    shared codes for TensorBoard's embedding projector, with
+  labels as metadata.
+
+    >>> callbacks = [ReconstructionImagesCallback("tensorboard_logs/run", inputs=few_examples),
+    ...              EmbeddingProjectorCallback("tensorboard_logs/run", test_inputs, test_labels)]
+    >>> model.fit(data, epochs=20, callbacks=callbacks)
+    >>> # tensorboard --logdir tensorboard_logs   (IMAGES and PROJECTOR tabs)
+
+Epochs are counted from 1 in the decision "every ``every`` epochs" (epochs every,
+2 * every, ...), and the summaries' step is Keras' 0-based epoch index. Each callback
+writes its own events file into ``logdir``; files are flushed after every write, so
+TensorBoard (and tests) see them at once.
+
+Images: a modality whose examples are (H, W, C) with C in 1, 3 or 4 is drawn as an image;
+other shapes (MFCC sequences (T, F), vectors (D,)) are drawn as heat maps with time
+(the first axis) running left to right. Values are scaled with the range of the
+original examples (so reconstructions and originals share one scale) and clipped.
+"""
+from __future__ import annotations
+
+import numbers
+import os
+import pathlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["EmbeddingProjectorCallback", "GeneratedImagesCallback", "ReconstructionImagesCallback",
+           "heat_map", "image_grid", "to_pictures"]
+
+# Anchors of the viridis colour map (dark blue -> green -> yellow), at 0, 0.25 ... 1.
+_VIRIDIS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]],
+                    dtype=np.float32) / 255.0
+_MIN_HEAT_MAP_HEIGHT = 24  # pixels: a 13-coefficient MFCC map is drawn 2x taller
+
+
+# ----------------------------------------------------------------------------- drawing
+def image_grid(images, rows: int, padding: int = 1) -> np.ndarray:
+    """Tile ``images`` (rows * columns, H, W, C), row by row, into one (height, width, C)
+    image with ``padding`` pixels of white between tiles. Values in [0, 1]."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4 or images.shape[0] % rows:
+        raise ValueError(f"image_grid needs (rows * columns, H, W, C) images, rows={rows}; got shape "
+                         f"{images.shape}.")
+    columns = images.shape[0] // rows
+    _, height, width, channels = images.shape
+    grid = np.ones((rows * (height + padding) - padding, columns * (width + padding) - padding, channels),
+                   dtype=np.float32)
+    for index, image in enumerate(images):
+        top, left = (index // columns) * (height + padding), (index % columns) * (width + padding)
+        grid[top:top + height, left:left + width] = image
+    return grid
+
+
+def heat_map(values) -> np.ndarray:
+    """Values in [0, 1] of shape (n, time, features) as (n, features, time, 3) viridis
+    images: time runs left to right, the first feature is at the bottom; small maps are
+    enlarged by repeating rows."""
+    values = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)
+    maps = np.flip(np.swapaxes(values, 1, 2), axis=1)
+    positions = maps * (len(_VIRIDIS) - 1)
+    low = np.clip(np.floor(positions).astype(int), 0, len(_VIRIDIS) - 2)
+    fraction = (positions - low)[..., None]
+    colours = _VIRIDIS[low] * (1.0 - fraction) + _VIRIDIS[low + 1] * fraction
+    repeat = max(1, -(-_MIN_HEAT_MAP_HEIGHT // maps.shape[1]))
+    return np.repeat(colours, repeat, axis=1)
+
+
+def _scaled(values, value_range) -> np.ndarray:
+    low, high = value_range
+    return np.clip((np.asarray(values, dtype=np.float32) - low) / (high - low), 0.0, 1.0)
+
+
+def _data_range(values) -> tuple:
+    values = np.asarray(values, dtype=np.float32)
+    low, high = float(np.min(values)), float(np.max(values))
+    return (low, high) if high > low else (low, low + 1.0)
+
+
+def _is_image(example_shape) -> bool:
+    return len(example_shape) == 3 and example_shape[-1] in (1, 3, 4)
+
+
+def to_pictures(values, value_range) -> np.ndarray:
+    """A batch of one modality as pictures (n, H, W, C) in [0, 1]: images as they are,
+    anything else as heat maps (see the module notes)."""
+    values = np.asarray(values, dtype=np.float32)
+    scaled = _scaled(values, value_range)
+    if _is_image(values.shape[1:]):
+        return scaled
+    if values.ndim == 2:          # vectors: one strip each
+        scaled = scaled[:, :, None]
+    elif values.ndim > 3:         # e.g. (H, W, 2): first axis as time, the rest flattened
+        scaled = scaled.reshape(scaled.shape[0], scaled.shape[1], -1)
+    return heat_map(scaled)
+
+
+# ----------------------------------------------------------------------------- base
+def _check_every(every) -> int:
+    if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
+        raise ValueError(f"every must be a positive int (write every `every` epochs); got {every!r}.")
+    return int(every)
+
+
+class _TensorBoardCallback(keras.callbacks.Callback):
+    """Writes to ``logdir`` every ``every`` epochs through its own summary writer."""
+
+    def __init__(self, logdir, every: int = 1, name: str = "images"):
+        super().__init__()
+        if not isinstance(logdir, (str, os.PathLike)):
+            raise TypeError(f"logdir must be a folder path; got {type(logdir).__name__}.")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string (the TensorBoard tag); got {name!r}.")
+        self.logdir = pathlib.Path(logdir)
+        self.every = _check_every(every)
+        self.name = name
+        self._writer = None
+
+    def _writer_for(self):
+        if self._writer is None:
+            self.logdir.mkdir(parents=True, exist_ok=True)
+            self._writer = tf.summary.create_file_writer(str(self.logdir))
+        return self._writer
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every == 0:
+            self.write(epoch)
+
+    def write(self, step: int) -> None:
+        """Write this callback's summaries now, at TensorBoard step ``step``."""
+        with self._writer_for().as_default():
+            self._summarise(int(step))
+        self._writer.flush()
+
+    def _summarise(self, step: int) -> None:
+        raise NotImplementedError
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+# ----------------------------------------------------------------------------- generated images
+class GeneratedImagesCallback(_TensorBoardCallback):
+    """Samples of a conditional generator as one image grid per epoch, a row per condition.
+
+    Calls ``model.generate(conditions, n=n_per_condition, seed=seed)``
+    (``xmodal_tf.models.ConditionalGAN``'s signature), which must return
+    (len(conditions) * n_per_condition, H, W, C) images grouped by condition (all
+    samples of the first condition, then the second...), C in 1, 3 or 4 (or (..., H, W)
+    grayscale). ``conditions``: class labels (m,), condition vectors (m, d) or one label.
+    ``seed``: the same noise every epoch, so the grid shows the generator changing,
+    not the noise (None: fresh noise, and ``generate`` is called without ``seed``).
+    ``value_range``: the generator's output range, (0, 1) or (-1, 1), or None to pick
+    (-1, 1) when a value is negative and (0, 1) otherwise. Written as the image
+    summary ``name``.
+    """
+
+    def __init__(self, logdir, conditions, n_per_condition: int = 8, every: int = 1,
+                 name: str = "generated_images", value_range=None, seed: int | None = 0):
+        super().__init__(logdir, every, name)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(f"seed must be an int or None; got {seed!r}.")
+        self.seed = seed
+        if isinstance(n_per_condition, bool) or not isinstance(n_per_condition, numbers.Integral) \
+                or n_per_condition < 1:
+            raise ValueError(f"n_per_condition must be a positive int; got {n_per_condition!r}.")
+        if value_range is not None:
+            value_range = tuple(float(v) for v in value_range)
+            if len(value_range) != 2 or not value_range[0] < value_range[1]:
+                raise ValueError(f"value_range must be (low, high) with low < high, e.g. (-1, 1); got "
+                                 f"{value_range!r}.")
+        self.conditions = conditions
+        self.rows = 1 if np.ndim(conditions) == 0 else len(conditions)
+        if self.rows < 1:
+            raise ValueError("conditions must hold at least one condition (one grid row each).")
+        self.n_per_condition = int(n_per_condition)
+        self.value_range = value_range
+
+    def _summarise(self, step: int) -> None:
+        if not hasattr(self.model, "generate"):
+            raise TypeError(f"GeneratedImagesCallback needs a model with generate(conditions, n=...); "
+                            f"{type(self.model).__name__} has none.")
+        seed = {} if self.seed is None else {"seed": self.seed}
+        images = np.asarray(self.model.generate(self.conditions, n=self.n_per_condition, **seed), dtype=np.float32)
+        if images.ndim == 3:
+            images = images[..., None]
+        expected = self.rows * self.n_per_condition
+        if images.ndim != 4 or images.shape[0] != expected or images.shape[-1] not in (1, 3, 4):
+            raise ValueError(
+                f"model.generate(conditions, n={self.n_per_condition}) returned shape {images.shape}; "
+                f"expected ({self.rows} conditions * {self.n_per_condition} = {expected}, H, W, C) "
+                "with C in 1, 3 or 4.")
+        value_range = self.value_range or ((-1.0, 1.0) if images.min() < 0 else (0.0, 1.0))
+        grid = image_grid(_scaled(images, value_range), rows=self.rows)
+        tf.summary.image(self.name, grid[None], step=step,
+                         description=f"{self.rows} conditions (rows) x {self.n_per_condition} samples")
+
+
+# ----------------------------------------------------------------------------- reconstructions
+class ReconstructionImagesCallback(_TensorBoardCallback):
+    """Originals vs reconstructions of a ``MultimodalAutoencoder``, one grid per modality.
+
+    ``inputs``: a dict {modality: (n, ...) array} of a few examples (say 8), every
+    modality. For each target modality t the grid ``f"{name}/{t}"`` has one column per
+    example and the rows: the original; the reconstruction from all modalities; then
+    the reconstruction from each modality alone (``model.translate``; for t itself the
+    unimodal reconstruction, for the others the cross-modal translation).
+    """
+
+    def __init__(self, logdir, inputs, every: int = 1, name: str = "reconstructions"):
+        super().__init__(logdir, every, name)
+        if not isinstance(inputs, dict) or not inputs:
+            raise TypeError("inputs must be a non-empty dict {modality: (n, ...) array}.")
+        self.inputs = {key: np.asarray(value) for key, value in inputs.items()}
+        rows = {key: len(value) for key, value in self.inputs.items()}
+        if len(set(rows.values())) != 1 or not next(iter(rows.values())):
+            raise ValueError(f"every modality in inputs needs the same number (> 0) of examples; got {rows}.")
+
+    def _summarise(self, step: int) -> None:
+        model = self.model
+        if not all(hasattr(model, attr) for attr in ("reconstruct", "translate", "modalities")):
+            raise TypeError(f"ReconstructionImagesCallback needs a MultimodalAutoencoder (reconstruct, "
+                            f"translate); got {type(model).__name__}.")
+        modalities = list(model.modalities)
+        missing = [m for m in modalities if m not in self.inputs]
+        if missing:
+            raise ValueError(f"ReconstructionImagesCallback: inputs lack the modalities {missing}.")
+        from_all = model.reconstruct(self.inputs)
+        alone = {source: model.translate(self.inputs, source=source, target=modalities) for source in modalities}
+        for target in modalities:
+            original = self.inputs[target]
+            value_range = _data_range(original)
+            rows = [original, from_all[target], *(alone[source][target] for source in modalities)]
+            pictures = np.concatenate([to_pictures(row, value_range) for row in rows])
+            grid = image_grid(pictures, rows=len(rows))
+            tf.summary.image(f"{self.name}/{target}", grid[None], step=step, description=(
+                f"columns: {len(original)} examples; rows: original {target}, reconstructed from all "
+                f"modalities, then from {', then from '.join(m + ' alone' for m in modalities)}"))
+
+
+# ----------------------------------------------------------------------------- projector
+def _subsets(present) -> list | None:
+    """None (all modalities), or a list of subsets (tuples of names)."""
+    if present is None:
+        return None
+    if isinstance(present, str):
+        return [(present,)]
+    present = list(present)
+    if not present:
+        raise ValueError("present must name at least one modality (or be None for all).")
+    if all(isinstance(item, str) for item in present):
+        return [tuple(present)]
+    if all(not isinstance(item, str) and len(item) for item in present):
+        return [(item,) if isinstance(item, str) else tuple(item) for item in present]
+    raise ValueError(f"present must be a modality name, a list of names (one subset) or a list of "
+                     f"non-empty subsets; got {present!r}.")
+
+
+def _metadata_text(value) -> str:
+    return str(value).replace("\t", " ").replace("\n", " ") or " "
+
+
+class EmbeddingProjectorCallback(_TensorBoardCallback):
+    """Shared codes of a ``MultimodalAutoencoder`` for TensorBoard's embedding projector.
+
+    Every ``every`` epochs ``model.encode(inputs, present=...)`` is written to a
+    checkpoint in ``logdir`` (the variable ``name``), with ``metadata.tsv`` (the labels)
+    and ``projector_config.pbtxt`` beside it, plus a short text summary, because the
+    projector only looks at run folders that hold an events file.
+
+    ``present``: None (codes from all modalities in ``inputs``), a name or list of names
+    (one subset), or a list of subsets such as ``[["image"], ["audio"]]``: the codes of
+    each subset are stacked into one embedding, and the metadata gets a header and a
+    second column ``present`` (e.g. "image"), so the projector can colour points by
+    label or by the modality they were encoded from.
+    One projector callback per ``logdir`` (the projector reads one config per run folder).
+    """
+
+    def __init__(self, logdir, inputs, labels, present=None, every: int = 1, name: str = "shared_code"):
+        super().__init__(logdir, every, name)
+        if not isinstance(inputs, dict) or not inputs:
+            raise TypeError("inputs must be a non-empty dict {modality: (n, ...) array}.")
+        self.inputs = inputs
+        rows = {key: len(value) for key, value in inputs.items()}
+        if len(set(rows.values())) != 1:
+            raise ValueError(f"every modality in inputs needs the same number of examples; got {rows}.")
+        self.labels = np.asarray(labels)
+        if self.labels.ndim != 1 or len(self.labels) != next(iter(rows.values())):
+            raise ValueError(f"labels must be one label per example, shape ({next(iter(rows.values()))},); "
+                             f"got shape {self.labels.shape}.")
+        self.subsets = _subsets(present)
+        self._embedding = None
+        self._manager = None
+
+    @property
+    def tensor_name(self) -> str:
+        """The embedding's name in the checkpoint (as the projector config names it)."""
+        return f"{self.name}/.ATTRIBUTES/VARIABLE_VALUE"
+
+    def _codes(self) -> tuple:
+        if self.subsets is None:
+            return self.model.encode(self.inputs), None
+        codes = [self.model.encode(self.inputs, present=list(subset)) for subset in self.subsets]
+        return np.concatenate(codes), ["+".join(subset) for subset in self.subsets]
+
+    def _summarise(self, step: int) -> None:
+        from tensorboard.plugins import projector
+
+        codes, subset_names = self._codes()
+        if self._embedding is None:
+            self._embedding = tf.Variable(codes, trainable=False, name=self.name)
+            checkpoint = tf.train.Checkpoint(**{self.name: self._embedding})
+            self._manager = tf.train.CheckpointManager(checkpoint, str(self.logdir), max_to_keep=1,
+                                                       checkpoint_name=f"{self.name}.ckpt")
+            self._write_metadata(subset_names)
+            config = projector.ProjectorConfig()
+            embedding = config.embeddings.add()
+            embedding.tensor_name = self.tensor_name
+            embedding.metadata_path = "metadata.tsv"
+            projector.visualize_embeddings(str(self.logdir), config)
+        else:
+            self._embedding.assign(codes)
+        self._manager.save(checkpoint_number=step)
+        described = "all modalities" if subset_names is None else ", ".join(subset_names)
+        tf.summary.text(f"{self.name}/projector", f"{len(codes)} shared codes of size {codes.shape[1]} "
+                        f"(encoded from {described}) at epoch {step + 1}; see the PROJECTOR tab.", step=step)
+
+    def _write_metadata(self, subset_names) -> None:
+        if subset_names is None:  # one column: the projector expects no header
+            lines = [_metadata_text(label) for label in self.labels]
+        else:
+            lines = ["label\tpresent"] + [f"{_metadata_text(label)}\t{subset}"
+                                          for subset in subset_names for label in self.labels]
+        (self.logdir / "metadata.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -189,7 +189,7 @@ def test_keras_round_trip_restores_outputs_seed_and_optimizer(data, tmp_path):
 
 
 @keras.saving.register_keras_serializable(package="xmodal_tf_tests")
-class SubclassedEncoder(keras.Model):
+class SubclassedModalityEncoder(keras.Model):
     """An encoder whose input shape is unknown until it is called."""
 
     def __init__(self, units=6, **kwargs):
@@ -206,7 +206,7 @@ class SubclassedEncoder(keras.Model):
 
 def test_subclassed_encoders_build_on_the_first_batch_and_reload(data, tmp_path):
     keras.utils.set_random_seed(0)
-    model = MultimodalAutoencoder({"a": SubclassedEncoder(name="sa"), "b": SubclassedEncoder(name="sb")},
+    model = MultimodalAutoencoder({"a": SubclassedModalityEncoder(name="sa"), "b": SubclassedModalityEncoder(name="sb")},
                                   {"a": decoder(3, 12, "da"), "b": decoder(3, 10, "db")}, code_dim=3, seed=0)
     assert not model.built
     with pytest.raises(ValueError, match="every modality"):

@@ -1,7 +1,10 @@
-"""Small reusable Keras layers used by the encoders.
+"""Small reusable Keras layers: sequence/image helpers for the encoders, and fusion layers.
 
 Every layer is registered under the ``xmodal_tf`` package, so models that use
 them reload with plain ``keras.models.load_model(path)``.
+
+Encoder helpers (masks follow the Keras convention: a boolean tensor (batch, time),
+True where the step holds data and False where it is padding):
 
 * ``PositionalEmbedding``     -- adds a learned vector per time step; passes the mask on.
 * ``TransformerEncoderBlock`` -- self-attention + feed-forward, each with residual and
@@ -10,10 +13,34 @@ them reload with plain ``keras.models.load_model(path)``.
 * ``ImageNetPreprocessing``   -- the input scaling an ImageNet backbone was trained with
   ("caffe", "tf" or "torch" mode), for images given as 0..255 RGB.
 
-Masks follow the Keras convention: a boolean tensor (batch, time), True where the
-step holds data and False where it is padding.
+Fusion layers combine per-modality embeddings, given as a list ``[e_1, ..., e_n]`` or a
+dict ``{name: e_i}`` of (batch, d_i) tensors, into one (batch, d) tensor:
+
+* ``AverageFusion``    -- mean of the present embeddings (equal sizes).
+* ``WeightedFusion``   -- learned, softmax-normalised weight per modality (equal sizes).
+* ``ConcatFusion``     -- concatenation (+ presence indicators), then an MLP: the "fusion network".
+* ``GatedFusion``      -- per-example gates, softmax over the modalities (any sizes).
+* ``AttentionFusion``  -- self-attention across one token per modality, then a mean (any sizes).
+* ``TensorFusion``     -- outer product of the embeddings each with a 1 appended (Zadeh et
+  al. 2017), optionally followed by an MLP (any sizes).
+* ``LateFusion``       -- mean of per-modality classifier probabilities (equal sizes).
+* ``ModalityDropout``  -- training-time augmentation of the presence mask.
+
+Presence mask: every fusion layer takes ``mask``, a (batch, n_modalities) tensor whose
+column i says whether modality i is present in that example (True / nonzero =
+present; columns follow the list order, or for a dict the layer's ``modalities`` order,
+sorted keys by default). Only present modalities are fused: an absent modality's
+embedding is replaced by zeros with ``where`` (so even NaN or inf values cannot leak)
+before anything else, and it gets weight 0 in means, softmaxes and attention.
+Concatenation-based layers (``ConcatFusion``, ``TensorFusion``, ``GatedFusion``'s gate
+network) also receive the mask itself as 0/1 indicator features, so the network can
+tell "absent" from "present with a zero embedding". ``mask=None`` means all present.
+An example with NO modality present fuses to zeros (``LateFusion``: the uniform
+distribution), never NaN.
 """
 from __future__ import annotations
+
+import numbers
 
 import keras
 from keras import ops
@@ -209,4 +236,560 @@ class ImageNetPreprocessing(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"mode": self.mode})
+        return config
+
+
+# ----------------------------------------------------------------------------- fusion
+# Products of (d_i + 1) sizes above this are refused: the next Dense would need
+# millions of weights per unit. Project the embeddings to fewer dimensions first.
+MAX_TENSOR_FUSION_FEATURES = 2 ** 20
+
+
+def _check_positive_int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{what} must be a positive integer; got {value!r}.")
+    return int(value)
+
+
+def _check_hidden_units(hidden_units, what: str) -> tuple[int, ...]:
+    """A (possibly empty) tuple of positive ints; a single int is one layer."""
+    if hidden_units is None:
+        return ()
+    if isinstance(hidden_units, numbers.Integral) and not isinstance(hidden_units, bool):
+        hidden_units = (hidden_units,)
+    if isinstance(hidden_units, (str, bytes)) or not hasattr(hidden_units, "__iter__"):
+        raise TypeError(f"{what} must be a sequence of positive integers such as (64,) or (); "
+                        f"got {hidden_units!r}.")
+    return tuple(_check_positive_int(units, f"each entry of {what}") for units in hidden_units)
+
+
+def _check_dropout_rate(rate, what: str) -> float:
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= rate < 1.0:
+        raise ValueError(f"{what} must be a rate in [0, 1); got {rate!r}.")
+    return float(rate)
+
+
+def _check_modality_names(modalities, layer: str) -> tuple[str, ...]:
+    if isinstance(modalities, str) or not hasattr(modalities, "__iter__"):
+        raise TypeError(f"{layer}: modalities must be a sequence of names such as ('image', 'audio'); "
+                        f"got {modalities!r}.")
+    names = tuple(modalities)
+    if not names or not all(isinstance(name, str) for name in names) or len(set(names)) != len(names):
+        raise ValueError(f"{layer}: modalities must be distinct, non-empty strings; got {names!r}.")
+    return names
+
+
+def _masked_softmax(logits, present):
+    """Softmax over the last axis using only the entries where ``present`` is True.
+
+    Absent entries get weight exactly 0; a row with nothing present gets all zeros.
+    Every intermediate value is finite, so no NaN reaches the gradients either.
+    """
+    if present is None:
+        return ops.softmax(logits, axis=-1)
+    any_present = ops.any(present, axis=-1, keepdims=True)
+    lowest = ops.full_like(logits, -1e9)
+    row_max = ops.max(ops.where(present, logits, lowest), axis=-1, keepdims=True)
+    row_max = ops.stop_gradient(ops.where(any_present, row_max, ops.zeros_like(row_max)))
+    exps = ops.exp(ops.where(present, logits - row_max, ops.zeros_like(logits)))
+    exps = exps * ops.cast(present, logits.dtype)
+    # A row with something present sums to >= 1 (its maximum contributes exp(0)).
+    return exps / ops.maximum(ops.sum(exps, axis=-1, keepdims=True), 1.0)
+
+
+def _dense_stack(hidden_units, activation, dropout, prefix: str):
+    """[(Dense, Dropout or None), ...] for an MLP."""
+    return [(keras.layers.Dense(units, activation=activation, name=f"{prefix}_dense{i}"),
+             keras.layers.Dropout(dropout, name=f"{prefix}_dropout{i}") if dropout else None)
+            for i, units in enumerate(hidden_units)]
+
+
+def _build_dense_stack(stack, input_dim: int) -> int:
+    for dense, _ in stack:
+        dense.build((None, input_dim))
+        input_dim = dense.units
+    return input_dim
+
+
+def _run_dense_stack(stack, x, training):
+    for dense, dropout in stack:
+        x = dense(x)
+        if dropout is not None:
+            x = dropout(x, training=training)
+    return x
+
+
+class _ModalityFusion(keras.layers.Layer):
+    """Shared machinery of the fusion layers.
+
+    Inputs: a list of n (batch, d_i) embeddings, or a dict read in ``modalities`` order
+    (sorted keys when ``modalities`` is None). ``mask``: optional (batch, n) presence
+    mask (bool, or numbers where nonzero = present), columns in the same order.
+    """
+
+    requires_equal_sizes = False
+
+    def __init__(self, modalities=None, **kwargs):
+        super().__init__(**kwargs)
+        self.modalities = None if modalities is None else _check_modality_names(modalities, self.name)
+        # Lets Keras hand our (batch, n) presence mask to `call` without a "mask
+        # destroyed" warning; compute_mask stops it from propagating downstream.
+        self.supports_masking = True
+        self.embedding_dims = None
+
+    # ------------------------------------------------------------------ inputs
+    def _ordered(self, inputs) -> list:
+        kind = type(self).__name__
+        if isinstance(inputs, dict):
+            names = self.modalities or tuple(sorted(inputs))
+            if set(names) != set(inputs):
+                raise ValueError(f"{self.name} ({kind}) expects the modalities {list(names)}; got a dict "
+                                 f"with keys {sorted(map(str, inputs))}.")
+            return [inputs[name] for name in names]
+        if isinstance(inputs, (list, tuple)) and inputs and not isinstance(inputs[0], (int, type(None))):
+            if self.modalities is not None and len(inputs) != len(self.modalities):
+                raise ValueError(f"{self.name} ({kind}) was configured for {len(self.modalities)} modalities "
+                                 f"{list(self.modalities)}; got {len(inputs)} embeddings.")
+            return list(inputs)
+        raise TypeError(f"{self.name} ({kind}) expects a list or dict of (batch, features) embeddings, "
+                        f"one per modality; got {type(inputs).__name__} {inputs!r:.80}. "
+                        "Wrap a single embedding in a list: layer([embedding]).")
+
+    def _label(self, index: int) -> str:
+        return repr(self.modalities[index]) if self.modalities else f"#{index}"
+
+    def _presence(self, mask, count: int):
+        """The (batch, n) boolean presence mask, or None when every modality is present."""
+        if mask is None:
+            return None
+        if isinstance(mask, (list, tuple, dict)):
+            values = mask.values() if isinstance(mask, dict) else mask
+            if all(value is None for value in values):
+                return None  # Keras' automatic per-tensor (padding) masks: none set
+            raise TypeError(f"{self.name}: mask must be ONE (batch, {count}) tensor saying which modalities "
+                            f"are present; got a {type(mask).__name__}. Stack per-modality masks along axis 1.")
+        mask = ops.convert_to_tensor(mask)
+        if len(mask.shape) != 2 or (mask.shape[1] is not None and mask.shape[1] != count):
+            raise ValueError(f"{self.name} ({type(self).__name__}): mask must have shape (batch, {count}), one "
+                             f"column per modality; got shape {tuple(mask.shape)}.")
+        if mask.dtype == "bool":
+            return mask
+        return ops.not_equal(mask, ops.zeros_like(mask))
+
+    @staticmethod
+    def _masked(embeddings, present) -> list:
+        """Absent embeddings replaced by zeros (``where``: NaN or inf there cannot leak)."""
+        if present is None:
+            return list(embeddings)
+        return [ops.where(present[:, i:i + 1], embedding, ops.zeros_like(embedding))
+                for i, embedding in enumerate(embeddings)]
+
+    @staticmethod
+    def _indicators(present, embeddings):
+        """(batch, n) 0/1 presence features in the embeddings' dtype (all ones without a mask)."""
+        reference = embeddings[0]
+        if present is None:
+            return ops.ones((ops.shape(reference)[0], len(embeddings)), dtype=reference.dtype)
+        return ops.cast(present, reference.dtype)
+
+    # ------------------------------------------------------------------ shapes
+    def build(self, input_shape):
+        dims = []
+        for index, shape in enumerate(self._ordered(input_shape)):
+            shape = tuple(shape)
+            if len(shape) != 2 or shape[-1] is None:
+                raise ValueError(
+                    f"{self.name} ({type(self).__name__}): the embedding of modality {self._label(index)} must "
+                    f"be (batch, features) with a known size; got shape {shape}. Flatten or pool it first.")
+            dims.append(int(shape[-1]))
+        if self.requires_equal_sizes and len(set(dims)) > 1:
+            sizes = ", ".join(f"{self._label(i)}: {d}" for i, d in enumerate(dims))
+            raise ValueError(
+                f"{self.name} ({type(self).__name__}) needs embeddings of one size, got sizes {{{sizes}}}. "
+                "Project them to a common size first (a Dense layer per modality, or "
+                "build_fusion_classifier(..., projection_dim=...)), or use a strategy that accepts "
+                "different sizes: concat, gated, attention or tensor.")
+        self.embedding_dims = tuple(dims)
+        self._build_fusion(dims)
+        super().build(input_shape)
+
+    def _build_fusion(self, dims) -> None:
+        """Create the weights for embeddings of sizes ``dims``."""
+
+    def compute_mask(self, inputs, mask=None):
+        return None  # the presence mask is consumed here
+
+    def compute_output_shape(self, input_shape):
+        shapes = self._ordered(input_shape)
+        return (tuple(shapes[0])[0], self._output_dim([int(tuple(s)[-1]) for s in shapes]))
+
+    def _output_dim(self, dims) -> int:
+        return dims[0]
+
+    def get_config(self):
+        config = super().get_config()
+        config["modalities"] = None if self.modalities is None else list(self.modalities)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class AverageFusion(_ModalityFusion):
+    """Mean of the present modalities' embeddings: n x (batch, d) -> (batch, d)."""
+
+    requires_equal_sizes = True
+
+    def call(self, inputs, mask=None):
+        embeddings = self._ordered(inputs)
+        present = self._presence(mask, len(embeddings))
+        stacked = ops.stack(self._masked(embeddings, present), axis=1)     # (batch, n, d)
+        if present is None:
+            return ops.mean(stacked, axis=1)
+        count = ops.sum(ops.cast(present, stacked.dtype), axis=1, keepdims=True)
+        return ops.sum(stacked, axis=1) / ops.maximum(count, 1.0)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class WeightedFusion(_ModalityFusion):
+    """Weighted sum with one learned weight per modality: n x (batch, d) -> (batch, d).
+
+    The weights are ``softmax(modality_logits)`` over the present modalities of each
+    example (zero-initialised logits: the plain average at the start of training).
+    """
+
+    requires_equal_sizes = True
+
+    def _build_fusion(self, dims):
+        self.modality_logits = self.add_weight(name="modality_logits", shape=(len(dims),), initializer="zeros")
+
+    @property
+    def modality_weights(self):
+        """The learned weights with every modality present, a NumPy (n,) array summing to 1."""
+        return keras.ops.convert_to_numpy(ops.softmax(self.modality_logits))
+
+    def call(self, inputs, mask=None):
+        embeddings = self._ordered(inputs)
+        present = self._presence(mask, len(embeddings))
+        stacked = ops.stack(self._masked(embeddings, present), axis=1)     # (batch, n, d)
+        logits = ops.cast(self.modality_logits, stacked.dtype)
+        logits = ops.broadcast_to(logits, (ops.shape(stacked)[0], len(embeddings)))
+        weights = _masked_softmax(logits, present)
+        return ops.sum(stacked * ops.expand_dims(weights, -1), axis=1)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ConcatFusion(_ModalityFusion):
+    """Concatenation followed by an MLP (the "fusion network").
+
+    n x (batch, d_i) -> concat(e_1, ..., e_n, presence indicators) (batch, sum d_i + n)
+    -> Dense(hidden_units[k], activation) [-> Dropout] ... -> (batch, hidden_units[-1]).
+    ``hidden_units=()`` returns the concatenation itself. Absent embeddings are zeros,
+    and the n indicator columns (1 = present) tell the network which ones are absent.
+    """
+
+    def __init__(self, hidden_units=(64,), activation="relu", dropout=0.0, modalities=None, **kwargs):
+        super().__init__(modalities=modalities, **kwargs)
+        self.hidden_units = _check_hidden_units(hidden_units, "ConcatFusion hidden_units")
+        self.activation = keras.activations.get(activation)
+        self.dropout = _check_dropout_rate(dropout, "ConcatFusion dropout")
+        self.network = _dense_stack(self.hidden_units, self.activation, self.dropout, "fusion")
+
+    def _build_fusion(self, dims):
+        _build_dense_stack(self.network, sum(dims) + len(dims))
+
+    def _output_dim(self, dims):
+        return self.hidden_units[-1] if self.hidden_units else sum(dims) + len(dims)
+
+    def call(self, inputs, mask=None, training=None):
+        embeddings = self._ordered(inputs)
+        present = self._presence(mask, len(embeddings))
+        features = ops.concatenate(self._masked(embeddings, present) + [self._indicators(present, embeddings)],
+                                   axis=-1)
+        return _run_dense_stack(self.network, features, training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"hidden_units": list(self.hidden_units), "dropout": self.dropout,
+                       "activation": keras.activations.serialize(self.activation)})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class GatedFusion(_ModalityFusion):
+    """Gated fusion with per-example gates (a gated multimodal unit, Arevalo et al. 2017).
+
+    h_i = activation(Dense_i(e_i))                         (batch, units) per modality
+    g   = softmax over present modalities of Dense(concat(e_1..e_n, presence))   (batch, n)
+    out = sum_i g_i h_i                                    (batch, units)
+
+    The gates see every present embedding, so each example chooses how much to trust
+    each modality. Embedding sizes may differ.
+    """
+
+    def __init__(self, units, activation="tanh", modalities=None, **kwargs):
+        super().__init__(modalities=modalities, **kwargs)
+        self.units = _check_positive_int(units, "GatedFusion units")
+        self.activation = keras.activations.get(activation)
+        self.projections = []
+        self.gate = None
+
+    def _build_fusion(self, dims):
+        self.projections = [keras.layers.Dense(self.units, activation=self.activation, name=f"projection{i}")
+                            for i in range(len(dims))]
+        for projection, dim in zip(self.projections, dims):
+            projection.build((None, dim))
+        self.gate = keras.layers.Dense(len(dims), name="gate")
+        self.gate.build((None, sum(dims) + len(dims)))
+
+    def _output_dim(self, dims):
+        return self.units
+
+    def gates(self, inputs, mask=None):
+        """The per-example gates (batch, n): each row sums to 1 over the present modalities."""
+        embeddings = self._ordered(inputs)
+        present = self._presence(mask, len(embeddings))
+        masked = self._masked(embeddings, present)
+        logits = self.gate(ops.concatenate(masked + [self._indicators(present, embeddings)], axis=-1))
+        return _masked_softmax(logits, present)
+
+    def call(self, inputs, mask=None):
+        embeddings = self._ordered(inputs)
+        present = self._presence(mask, len(embeddings))
+        masked = self._masked(embeddings, present)
+        gates = self.gates(masked, present)
+        projected = ops.stack([projection(e) for projection, e in zip(self.projections, masked)], axis=1)
+        return ops.sum(projected * ops.expand_dims(ops.cast(gates, projected.dtype), -1), axis=1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"units": self.units, "activation": keras.activations.serialize(self.activation)})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class AttentionFusion(_ModalityFusion):
+    """Self-attention across modality tokens, then the mean of the present tokens.
+
+    token_i = Dense_i(e_i) + modality_embedding_i            (batch, n, units)
+    x       = LayerNorm(tokens + MultiHeadAttention(tokens, tokens))
+    out     = mean of x over the present modalities          (batch, units)
+
+    Absent modalities are removed from the keys (never attended to) and from the mean.
+    Embedding sizes may differ; ``units`` must be divisible by ``num_heads``.
+    """
+
+    def __init__(self, units, num_heads=1, dropout=0.0, modalities=None, **kwargs):
+        super().__init__(modalities=modalities, **kwargs)
+        self.units = _check_positive_int(units, "AttentionFusion units")
+        self.num_heads = _check_positive_int(num_heads, "AttentionFusion num_heads")
+        if self.units % self.num_heads:
+            raise ValueError(f"AttentionFusion units ({self.units}) must be divisible by num_heads "
+                             f"({self.num_heads}).")
+        self.dropout = _check_dropout_rate(dropout, "AttentionFusion dropout")
+        self.projections = []
+        self.attention = keras.layers.MultiHeadAttention(
+            num_heads=self.num_heads, key_dim=self.units // self.num_heads, dropout=self.dropout,
+            name="attention")
+        self.norm = keras.layers.LayerNormalization(epsilon=1e-6, name="norm")
+
+    def _build_fusion(self, dims):
+        self.projections = [keras.layers.Dense(self.units, name=f"projection{i}") for i in range(len(dims))]
+        for projection, dim in zip(self.projections, dims):
+            projection.build((None, dim))
+        self.modality_embeddings = self.add_weight(
+            name="modality_embeddings", shape=(len(dims), self.units), initializer="glorot_uniform")
+        token_shape = (None, len(dims), self.units)
+        self.attention.build(token_shape, token_shape)
+        self.norm.build(token_shape)
+
+    def _output_dim(self, dims):
+        return self.units
+
+    def call(self, inputs, mask=None, training=None):
+        embeddings = self._ordered(inputs)
+        present = self._presence(mask, len(embeddings))
+        masked = self._masked(embeddings, present)
+        tokens = ops.stack([projection(e) for projection, e in zip(self.projections, masked)], axis=1)
+        tokens = tokens + ops.cast(self.modality_embeddings, tokens.dtype)
+        attention_mask = None
+        if present is not None:
+            # (batch, 1, keys). A row with nothing present may attend to everything,
+            # which keeps its softmax finite; that row is discarded by the mean below.
+            any_present = ops.any(present, axis=-1, keepdims=True)
+            attention_mask = ops.expand_dims(ops.logical_or(present, ops.logical_not(any_present)), axis=1)
+        attended = self.attention(tokens, tokens, attention_mask=attention_mask, training=training)
+        x = self.norm(tokens + attended)
+        if present is None:
+            return ops.mean(x, axis=1)
+        weights = ops.expand_dims(ops.cast(present, x.dtype), -1)
+        x = ops.where(ops.expand_dims(present, -1), x, ops.zeros_like(x))
+        return ops.sum(x, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"units": self.units, "num_heads": self.num_heads, "dropout": self.dropout})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TensorFusion(_ModalityFusion):
+    """Tensor fusion (Zadeh et al. 2017): the outer product of [e_1, 1] x ... x [e_n, 1].
+
+    n x (batch, d_i) -> flattened product (batch, prod(d_i + 1)) concatenated with the n
+    presence indicators, then the optional MLP ``hidden_units``. The appended 1s keep
+    every unimodal and lower-order term in the product. An absent modality's embedding
+    is zero, so the product reduces to that of the present modalities, and the
+    indicator columns tell the network which modalities those are.
+    Products above ``MAX_TENSOR_FUSION_FEATURES`` features are refused.
+    """
+
+    def __init__(self, hidden_units=(), activation="relu", dropout=0.0, modalities=None, **kwargs):
+        super().__init__(modalities=modalities, **kwargs)
+        self.hidden_units = _check_hidden_units(hidden_units, "TensorFusion hidden_units")
+        self.activation = keras.activations.get(activation)
+        self.dropout = _check_dropout_rate(dropout, "TensorFusion dropout")
+        self.network = _dense_stack(self.hidden_units, self.activation, self.dropout, "fusion")
+
+    @staticmethod
+    def _product_size(dims) -> int:
+        size = 1
+        for dim in dims:
+            size *= dim + 1
+        return size
+
+    def _build_fusion(self, dims):
+        size = self._product_size(dims)
+        if size > MAX_TENSOR_FUSION_FEATURES:
+            raise ValueError(
+                f"{self.name} (TensorFusion): embeddings of sizes {list(dims)} give an outer product of "
+                f"{size} features (limit {MAX_TENSOR_FUSION_FEATURES}). Project the embeddings to fewer "
+                "dimensions first, e.g. build_fusion_classifier(..., projection_dim=16).")
+        _build_dense_stack(self.network, size + len(dims))
+
+    def _output_dim(self, dims):
+        return self.hidden_units[-1] if self.hidden_units else self._product_size(dims) + len(dims)
+
+    def call(self, inputs, mask=None, training=None):
+        embeddings = self._ordered(inputs)
+        present = self._presence(mask, len(embeddings))
+        masked = self._masked(embeddings, present)
+        batch = ops.shape(masked[0])[0]
+        ones = ops.ones((batch, 1), dtype=masked[0].dtype)
+        product = ops.concatenate([masked[0], ones], axis=-1)
+        for embedding in masked[1:]:
+            extended = ops.concatenate([embedding, ones], axis=-1)
+            outer = ops.expand_dims(product, 2) * ops.expand_dims(extended, 1)
+            product = ops.reshape(outer, (batch, product.shape[-1] * extended.shape[-1]))
+        features = ops.concatenate([product, self._indicators(present, embeddings)], axis=-1)
+        return _run_dense_stack(self.network, features, training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"hidden_units": list(self.hidden_units), "dropout": self.dropout,
+                       "activation": keras.activations.serialize(self.activation)})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LateFusion(_ModalityFusion):
+    """Late fusion: the mean of per-modality classifier outputs over the present modalities.
+
+    n x (batch, num_classes) class probabilities -> (batch, num_classes). An example with
+    no modality present gets the uniform distribution (no evidence for any class).
+    """
+
+    requires_equal_sizes = True
+
+    def call(self, inputs, mask=None):
+        outputs = self._ordered(inputs)
+        present = self._presence(mask, len(outputs))
+        stacked = ops.stack(self._masked(outputs, present), axis=1)        # (batch, n, classes)
+        if present is None:
+            return ops.mean(stacked, axis=1)
+        count = ops.sum(ops.cast(present, stacked.dtype), axis=1, keepdims=True)
+        mean = ops.sum(stacked, axis=1) / ops.maximum(count, 1.0)
+        uniform = ops.full_like(mean, 1.0 / stacked.shape[-1])
+        return ops.where(count > 0, mean, uniform)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ModalityDropout(keras.layers.Layer):
+    """Training-time dropout of whole modalities by editing the presence mask.
+
+    Input and output: the (batch, n) presence mask (bool or 0/1 numbers; the output has
+    the input's dtype). In training each example loses modality i with probability
+    ``rates[i]``; at inference (and with all rates 0) the mask passes unchanged.
+
+    An example never loses all its modalities. To keep that AND the configured rates
+    exactly, the drops of one example are coupled: its modalities get consecutive arcs
+    of lengths rates[i] on a circle of circumference 1, in a random order, and those
+    whose arc covers one uniform point are dropped. Each modality is then dropped with
+    probability exactly ``rates[i]``, and at most n - 1 are dropped when the rates sum
+    to at most n - 1 (required; with two modalities, "image missing" and "audio
+    missing" become exclusive events). Rates apply to examples with every modality
+    present; if an example's input mask already lacks some modality and the draw would
+    remove all of the rest, that example keeps its input mask.
+
+    Args:
+        rates: one rate in [0, 1] for every modality, or a sequence with one per modality.
+        seed: optional int for reproducible draws.
+    """
+
+    def __init__(self, rates=0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rates = self._check_rates(rates)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self._rates_per_modality = None
+
+    @staticmethod
+    def _check_rates(rates):
+        values = [rates] if isinstance(rates, numbers.Real) and not isinstance(rates, bool) else rates
+        if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+            raise TypeError(f"ModalityDropout rates must be a number or a sequence of numbers (one per "
+                            f"modality); got {rates!r}.")
+        values = list(values)
+        for value in values:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"ModalityDropout rates must lie in [0, 1]; got {rates!r}.")
+        return float(values[0]) if isinstance(rates, numbers.Real) else [float(v) for v in values]
+
+    def build(self, input_shape):
+        if len(input_shape) != 2 or input_shape[-1] is None:
+            raise ValueError(f"{self.name} (ModalityDropout) expects a (batch, n_modalities) presence mask; "
+                             f"got shape {tuple(input_shape)}.")
+        count = int(input_shape[-1])
+        rates = [self.rates] * count if isinstance(self.rates, float) else list(self.rates)
+        if len(rates) != count:
+            raise ValueError(f"{self.name} (ModalityDropout) has {len(rates)} rates {rates} for a mask of "
+                             f"{count} modalities; give one rate per modality, or one rate for all.")
+        if sum(rates) > count - 1 + 1e-6:
+            raise ValueError(
+                f"{self.name} (ModalityDropout): the rates {rates} sum to {sum(rates):g}, but with {count} "
+                f"modalities they may sum to at most {count - 1}, since an example never loses all of "
+                "its modalities. Lower the rates.")
+        self._rates_per_modality = tuple(rates)
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        if not training or not any(self._rates_per_modality):
+            return inputs
+        present = inputs if inputs.dtype == "bool" else ops.not_equal(inputs, ops.zeros_like(inputs))
+        batch, count = ops.shape(present)[0], len(self._rates_per_modality)
+        rates = ops.convert_to_tensor(self._rates_per_modality, dtype="float32")
+        order = keras.random.uniform((batch, count), seed=self.seed_generator)
+        point = keras.random.uniform((batch, 1), seed=self.seed_generator)
+        # start[b, i]: total length of the arcs placed before modality i in example b's order.
+        placed_before = ops.cast(ops.expand_dims(order, 1) < ops.expand_dims(order, 2), "float32")
+        start = ops.sum(placed_before * rates, axis=-1)
+        dropped = ops.mod(point - start, 1.0) < rates
+        kept = ops.logical_and(present, ops.logical_not(dropped))
+        kept = ops.where(ops.any(kept, axis=-1, keepdims=True), kept, present)
+        return kept if inputs.dtype == "bool" else ops.cast(kept, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"rates": self.rates, "seed": self.seed})
         return config

@@ -22,6 +22,7 @@ EXPERIMENT_MODULES = {
     "transfer": "transfer",
     "retrieval": "retrieval",
     "mae": "mae",
+    "fusion": "fusion",
 }
 DEFAULT_EXPERIMENT = "deepcca"
 

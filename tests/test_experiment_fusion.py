@@ -1,0 +1,125 @@
+"""The `fusion` experiment: a tiny run end to end, its report, its helpers and config checks."""
+import json
+
+import numpy as np
+import pytest
+
+from xmodal_tf import train
+from xmodal_tf.experiments import fusion as fusion_experiment
+
+
+def test_strategies_match_the_library():
+    from xmodal_tf.models.fusion import FUSION_STRATEGIES
+
+    assert fusion_experiment.STRATEGIES == FUSION_STRATEGIES
+
+
+def test_degradations():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(50, 8, 4, 1)).astype("float32")
+    noisy = fusion_experiment.degrade(images, "noise", 0.5, rng)
+    assert noisy.dtype == np.float32 and noisy.min() >= images.min() and noisy.max() <= images.max()
+    assert 0.2 < np.abs(noisy - images).mean() < 0.5
+    occluded = fusion_experiment.degrade(images, "occlusion", 0.5, rng)
+    changed = occluded != images
+    assert (occluded[changed] == 0).all()
+    # One 2x2 square (half of the shorter side, 4) per image.
+    np.testing.assert_array_equal(changed.reshape(50, -1).sum(axis=1), 4)
+    assert fusion_experiment.degrade(images, "none", 0.5, rng) is images
+
+
+def test_missing_conditions_are_nested_per_modality():
+    conditions = fusion_experiment.test_conditions(("image", "audio"), [0.25, 1.0], 40, np.random.default_rng(0))
+    assert list(conditions) == ["complete", "image_missing_25%", "image_missing_100%",
+                                "audio_missing_25%", "audio_missing_100%"]
+    assert conditions["complete"].all()
+    quarter = conditions["image_missing_25%"]
+    assert (~quarter[:, 0]).sum() == 10 and quarter[:, 1].all()
+    assert not conditions["audio_missing_100%"][:, 1].any() and conditions["audio_missing_100%"][:, 0].all()
+    assert (conditions["image_missing_100%"] <= quarter).all()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("runs") / "fusion"
+    code = train.main(["fusion", "--logdir", str(logdir), "--seed", "1",
+                       "--set", "seeds=2", "--set", 'strategies=["concat", "late"]',
+                       "--set", "epochs=10", "--set", "batch_size=64",
+                       "--set", "encoder_hidden_units=[16]", "--set", "embedding_dim=8",
+                       "--set", "hidden_units=[16]", "--set", "missing_fractions=[0.5, 1.0]"])
+    return code, logdir
+
+
+def test_tiny_run_reports_every_classifier_and_condition(tiny_run, capsys):
+    code, logdir = tiny_run
+    assert code == 0
+    metrics = json.loads((logdir / "metrics.json").read_text())
+    # (metrics.json is written with sorted keys)
+    assert set(metrics["results"]) == {"left_only", "right_only", "concat", "concat_dropout", "late", "late_dropout"}
+    assert metrics["conditions"] == ["complete", "left_missing_50%", "left_missing_100%",
+                                     "right_missing_50%", "right_missing_100%"]
+    for by_condition in metrics["results"].values():
+        for scores in by_condition.values():
+            for metric in ("accuracy", "macro_f1"):
+                per_seed = scores[metric]["per_seed"]
+                assert len(per_seed) == 2 and all(0.0 <= value <= 1.0 for value in per_seed)
+                assert scores[metric]["mean"] == pytest.approx(np.mean(per_seed))
+                assert scores[metric]["std"] == pytest.approx(np.std(per_seed))
+    results = metrics["results"]
+    # Every classifier learned something (chance is 0.1).
+    for name in results:
+        assert results[name]["complete"]["accuracy"]["mean"] > 0.35, name
+    # A single-modality classifier ignores the other modality, and without its own
+    # modality it returns one fixed prediction (at most the largest class share).
+    assert results["left_only"]["right_missing_100%"] == results["left_only"]["complete"]
+    assert results["left_only"]["left_missing_100%"]["accuracy"]["mean"] <= 0.12
+    # Fusion with one modality entirely absent still predicts from the other.
+    assert results["concat_dropout"]["left_missing_100%"]["accuracy"]["mean"] > 0.3
+    report = metrics["targets"]
+    assert report["best_fusion_beats_best_single"] == (report["best_fusion_accuracy"] > report["best_single_accuracy"])
+    assert report["best_dropout_with_weaker_absent"] in ("concat_dropout", "late_dropout")
+    assert metrics["degraded"] == {"degrade_modality": "left", "degradation": "noise", "degradation_strength": 0.3,
+                                   "other_modality_noise": 0.0}
+
+
+def test_tiny_run_logs_tensorboard_scalars(tiny_run):
+    from test_train_cli import read_scalars
+
+    _, logdir = tiny_run
+    metrics = json.loads((logdir / "metrics.json").read_text())
+    logged = read_scalars(logdir, "test_accuracy/left_missing_50%/late_dropout")
+    per_seed = metrics["results"]["late_dropout"]["left_missing_50%"]["accuracy"]["per_seed"]
+    np.testing.assert_allclose([logged[0], logged[1]], per_seed, rtol=1e-6)
+    assert len(read_scalars(logdir, "train_loss/seed1/concat")) == 10
+
+
+def test_summary_table():
+    metrics = {"data": "digits", "modalities": ["left", "right"], "seeds": 2, "modality_dropout": 0.3,
+               "degraded": {"degrade_modality": "left", "degradation": "noise", "degradation_strength": 0.5,
+                            "other_modality_noise": 0.0},
+               "conditions": ["complete", "left_missing_100%"],
+               "results": {name: {condition: {"accuracy": {"mean": 0.5, "std": 0.01}}
+                                  for condition in ("complete", "left_missing_100%")}
+                           for name in ("left_only", "right_only", "late", "late_dropout")},
+               "targets": {"best_fusion": "late", "best_fusion_accuracy": 0.9, "best_single": "right_only",
+                           "best_single_accuracy": 0.8, "best_fusion_beats_best_single": True,
+                           "weaker_modality": "left", "best_dropout_with_weaker_absent": "late_dropout",
+                           "best_dropout_with_weaker_absent_accuracy": 0.7, "dropout_keeps_better_single": False}}
+    lines = fusion_experiment.summarize(metrics)
+    assert "left -100%" in lines[1]
+    assert lines[2].startswith("left_only") and "0.500 ± 0.010" in lines[2]
+    assert "beats it" in lines[-2] and "LOWER" in lines[-1]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("modality_dropout=0.7", "modality_dropout"),
+    ('strategies=["mean"]', "strategies"),
+    ('degrade_modality="image"', "degrade_modality"),
+    ("train_size=100", "train_size"),
+    ("other_modality_noise=-1", "other_modality_noise"),
+    ('degradation="blur"', "degradation"),
+])
+def test_bad_settings_are_config_errors(tmp_path, capsys, override, message):
+    code = train.main(["fusion", "--logdir", str(tmp_path / "run"), "--set", override])
+    assert code == 2
+    assert message in capsys.readouterr().err

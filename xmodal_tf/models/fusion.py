@@ -1,0 +1,348 @@
+"""Multimodal fusion classifiers: one encoder per modality, a fusion layer, a classifier head.
+
+    >>> from xmodal_tf.encoders import cnn_encoder, rnn_encoder
+    >>> from xmodal_tf.models.fusion import build_fusion_classifier
+    >>> model = build_fusion_classifier(
+    ...     {"image": cnn_encoder((28, 28, 1), 64, name="image_encoder"),
+    ...      "audio": rnn_encoder(input_dim=13, embedding_dim=64, name="audio_encoder")},
+    ...     fusion="gated", num_classes=10, modality_dropout=0.3)
+    >>> model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    >>> model.fit({"image": images, "audio": mfccs}, labels, epochs=5)
+    >>> model.predict({"image": images})                        # audio absent for every example
+    >>> model.predict({"image": images, "audio": mfccs,
+    ...                "modality_mask": [[1, 0], [1, 1], ...]})  # per-example presence
+
+Conventions and decisions
+-------------------------
+* Graph: ``inputs[m] -> encoders[m] -> [Dense(projection_dim)] -> fusion(embeddings,
+  mask) -> head -> softmax``. The model is functional (a ``keras.Model`` subclass that
+  builds its graph in ``__init__``, as keras-hub models do), so ``summary``, ``fit``,
+  ``predict``, transfer by layer name and ``.keras`` saving work as usual. The output is
+  class PROBABILITIES (batch, num_classes): compile with
+  ``sparse_categorical_crossentropy`` (not ``from_logits=True``).
+* Inputs: a dict with one entry per modality (the keys of ``encoders``; an input layer
+  of that name and of the encoder's input shape) plus the presence mask
+  ``"modality_mask"``, (batch, n_modalities), columns in the order of ``encoders``,
+  nonzero/True = present. Both are optional when CALLING the model (directly, or in
+  ``fit``/``evaluate``/``predict``): a missing mask means "every given modality is
+  present", and a missing (or None) modality is absent for all examples (the model
+  feeds its encoder zeros and zeroes its mask column). A given mask is combined with
+  the given modalities (a column is present only where both say so).
+* Why not ``keras.Input(optional=True)``: Keras 3.15 supports optional inputs, but a
+  dict passed to a functional model must still CONTAIN the key (``{"modality_mask":
+  None}``, else "Missing data for input"), and the layers behind it then receive None.
+  So the model overrides ``__call__`` to fill in what is missing before the functional
+  graph runs; the graph itself always sees a complete dict.
+* Strategies (``FUSION_STRATEGIES``): ``average``, ``weighted`` (equal embedding sizes,
+  or pass ``projection_dim``), ``concat`` (the fusion network), ``gated``, ``attention``
+  (``units`` = ``projection_dim`` or the largest embedding size), ``tensor``, and
+  ``late`` (each modality gets its own head ``hidden_units -> softmax``; their
+  probabilities are averaged over the present modalities), or any fusion layer instance
+  whose ``call(embeddings, mask=None)`` takes the list of embeddings and the mask.
+  ``hidden_units`` is the MLP between the fused vector and the softmax; for ``concat``
+  and ``tensor`` it is the fusion layer's own network (the same computation).
+* Absent modalities have no influence on the output (see ``xmodal_tf.layers``). An
+  example with NO modality present is allowed and gets a fixed output: the head
+  applied to the fusion of nothing (zeros, with all-zero presence indicators), or the
+  uniform distribution for ``late``.
+* ``modality_dropout``: a rate for every modality, a sequence in ``encoders`` order, or
+  a dict ``{modality: rate}`` (others 0); ``ModalityDropout`` edits the mask in training
+  only, never removing all modalities of an example.
+* Saving: ``get_config`` holds the constructor arguments with the encoders (and a custom
+  fusion layer) serialized; loading rebuilds the same graph and restores the weights.
+  An encoder shared by several modalities stays shared after loading.
+"""
+from __future__ import annotations
+
+import inspect
+import numbers
+
+import keras
+from keras import ops
+
+from xmodal_tf.layers import (AttentionFusion, AverageFusion, ConcatFusion, GatedFusion, LateFusion,
+                              ModalityDropout, TensorFusion, WeightedFusion, _check_dropout_rate,
+                              _check_hidden_units, _check_positive_int)
+
+__all__ = ["FUSION_STRATEGIES", "MASK_INPUT", "FusionClassifier", "build_fusion_classifier"]
+
+FUSION_STRATEGIES = ("average", "weighted", "concat", "gated", "attention", "tensor", "late")
+MASK_INPUT = "modality_mask"
+
+
+# ----------------------------------------------------------------------------- validation
+def _check_encoders(encoders) -> dict:
+    if not isinstance(encoders, dict) or not encoders:
+        raise TypeError("encoders must be a non-empty dict {modality name: keras.Model}, e.g. "
+                        f"{{'image': cnn_encoder(...), 'audio': rnn_encoder(...)}}; got {type(encoders).__name__}.")
+    owners = {}
+    for modality, encoder in encoders.items():
+        if not isinstance(modality, str) or not modality or modality == MASK_INPUT:
+            raise ValueError(f"Modality names must be non-empty strings other than {MASK_INPUT!r}; "
+                             f"got {modality!r}.")
+        if not isinstance(encoder, keras.Model):
+            raise TypeError(f"encoders[{modality!r}] must be a keras.Model (e.g. from xmodal_tf.encoders); "
+                            f"got {type(encoder).__name__}.")
+        _encoder_input(encoder, modality)
+        _encoder_output_dim(encoder, modality)
+        if encoder.name in encoders:
+            raise ValueError(f"encoders[{modality!r}] is named {encoder.name!r}, which is also a modality name "
+                             "(the name of an input layer); build the encoder with another name, e.g. "
+                             f"name='{encoder.name}_encoder'.")
+        other = owners.setdefault(encoder.name, (modality, encoder))
+        if other[1] is not encoder:
+            raise ValueError(f"encoders[{other[0]!r}] and encoders[{modality!r}] are different models with the "
+                             f"same name {encoder.name!r}; layer names must be unique, so build them with "
+                             "distinct names (or pass the same model twice to share it).")
+    return dict(encoders)
+
+
+def _encoder_input(encoder, modality: str):
+    try:
+        inputs = encoder.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if not inputs or len(inputs) != 1:
+        raise ValueError(f"encoders[{modality!r}] must be a built model with exactly one input (a functional "
+                         f"model such as those of xmodal_tf.encoders); it has {len(inputs or [])} inputs.")
+    return inputs[0]
+
+
+def _encoder_output_dim(encoder, modality: str) -> int:
+    outputs = encoder.outputs
+    shape = tuple(outputs[0].shape) if len(outputs) == 1 else None
+    if shape is None or len(shape) != 2 or shape[1] is None:
+        raise ValueError(f"encoders[{modality!r}] must have one (batch, features) output with a known size; "
+                         f"got {[tuple(o.shape) for o in outputs]}. Pool or flatten its output.")
+    return int(shape[1])
+
+
+def _check_num_classes(num_classes) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}.")
+    return int(num_classes)
+
+
+def _dropout_rates(modality_dropout, modalities) -> list[float]:
+    """One rate per modality, in ``modalities`` order (ModalityDropout checks the values)."""
+    if isinstance(modality_dropout, dict):
+        unknown = sorted(set(modality_dropout) - set(modalities))
+        if unknown:
+            raise ValueError(f"modality_dropout names unknown modalities {unknown}; the modalities are "
+                             f"{list(modalities)}.")
+        return [modality_dropout.get(modality, 0.0) for modality in modalities]
+    if isinstance(modality_dropout, numbers.Real) and not isinstance(modality_dropout, bool):
+        return [modality_dropout] * len(modalities)
+    if isinstance(modality_dropout, (list, tuple)):
+        if len(modality_dropout) != len(modalities):
+            raise ValueError(f"modality_dropout has {len(modality_dropout)} rates for {len(modalities)} "
+                             f"modalities {list(modalities)}; give one per modality, one for all, or a dict.")
+        return list(modality_dropout)
+    raise TypeError(f"modality_dropout must be a rate, a sequence of rates or a dict {{modality: rate}}; "
+                    f"got {modality_dropout!r}.")
+
+
+def _is_tensor(value) -> bool:
+    return ops.is_tensor(value) or keras.backend.is_keras_tensor(value)
+
+
+# ----------------------------------------------------------------------------- graph pieces
+def _dense_head(x, hidden_units, dropout, prefix: str):
+    for i, units in enumerate(hidden_units):
+        x = keras.layers.Dense(units, activation="relu", name=f"{prefix}_dense{i}")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"{prefix}_dropout{i}")(x)
+    return x
+
+
+def _fusion_layer(fusion, dims, modalities, hidden_units, dropout, projection_dim):
+    """(fusion layer, hidden units still to add in the head) for a strategy name or a layer."""
+    if isinstance(fusion, keras.layers.Layer):
+        if "mask" not in inspect.signature(fusion.call).parameters:
+            raise TypeError(f"The fusion layer {fusion.name!r} ({type(fusion).__name__}) must accept the presence "
+                            "mask: call(self, embeddings, mask=None), mask of shape (batch, n_modalities).")
+        return fusion, hidden_units
+    if not isinstance(fusion, str) or fusion not in FUSION_STRATEGIES:
+        raise ValueError(f"Unknown fusion strategy {fusion!r}; choose one of {FUSION_STRATEGIES} or pass a "
+                         "fusion layer instance (e.g. xmodal_tf.layers.GatedFusion(units=32)).")
+    units = projection_dim or max(dims)
+    name = f"{fusion}_fusion"
+    if fusion == "concat":
+        return ConcatFusion(hidden_units, dropout=dropout, modalities=modalities, name=name), ()
+    if fusion == "tensor":
+        return TensorFusion(hidden_units, dropout=dropout, modalities=modalities, name=name), ()
+    layers = {"average": lambda: AverageFusion(modalities=modalities, name=name),
+              "weighted": lambda: WeightedFusion(modalities=modalities, name=name),
+              "gated": lambda: GatedFusion(units, modalities=modalities, name=name),
+              "attention": lambda: AttentionFusion(units, modalities=modalities, name=name),
+              "late": lambda: LateFusion(modalities=modalities, name=name)}
+    return layers[fusion](), hidden_units
+
+
+# ----------------------------------------------------------------------------- model
+@keras.saving.register_keras_serializable(package="xmodal_tf")
+class FusionClassifier(keras.Model):
+    """A functional fusion classifier; build it with ``build_fusion_classifier``.
+
+    Args: see ``build_fusion_classifier``. Attributes: ``modalities`` (tuple, the mask's
+    column order), ``encoders`` (dict), ``fusion_layer``.
+    """
+
+    def __init__(self, encoders, fusion="concat", num_classes=None, *, modality_dropout=0.0,
+                 hidden_units=(64,), projection_dim=None, dropout=0.0, seed=None,
+                 name="fusion_classifier", **kwargs):
+        encoders = _check_encoders(encoders)
+        num_classes = _check_num_classes(num_classes)
+        hidden_units = _check_hidden_units(hidden_units, "hidden_units")
+        if projection_dim is not None:
+            projection_dim = _check_positive_int(projection_dim, "projection_dim")
+        dropout = _check_dropout_rate(dropout, "dropout")
+        modalities = tuple(encoders)
+        rates = _dropout_rates(modality_dropout, modalities)
+
+        inputs = {}
+        for modality, encoder in encoders.items():
+            spec = _encoder_input(encoder, modality)
+            inputs[modality] = keras.Input(shape=tuple(spec.shape[1:]), dtype=spec.dtype, name=modality)
+        inputs[MASK_INPUT] = keras.Input(shape=(len(modalities),), name=MASK_INPUT)
+        mask = inputs[MASK_INPUT]
+        if any(rates):
+            mask = ModalityDropout(rates, seed=seed, name="modality_dropout")(mask)
+
+        embeddings = [encoders[modality](inputs[modality]) for modality in modalities]
+        if projection_dim:
+            embeddings = [keras.layers.Dense(projection_dim, name=f"{modality}_projection")(embedding)
+                          for modality, embedding in zip(modalities, embeddings)]
+        dims = [int(embedding.shape[-1]) for embedding in embeddings]
+        layer, head_units = _fusion_layer(fusion, dims, modalities, hidden_units, dropout, projection_dim)
+        if fusion == "late":
+            per_modality = [
+                keras.layers.Dense(num_classes, activation="softmax", name=f"{modality}_classifier")(
+                    _dense_head(embedding, head_units, dropout, f"{modality}_head"))
+                for modality, embedding in zip(modalities, embeddings)]
+            outputs = layer(per_modality, mask=mask)
+        else:
+            fused = _dense_head(layer(embeddings, mask=mask), head_units, dropout, "head")
+            outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(fused)
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+
+        self.modalities = modalities
+        self.num_classes = num_classes
+        self._fusion_argument = fusion if isinstance(fusion, str) else None
+        self._fusion_layer_name = layer.name
+        self._encoder_names = tuple(encoder.name for encoder in encoders.values())
+        self._settings = {"num_classes": num_classes, "modality_dropout": modality_dropout,
+                          "hidden_units": list(hidden_units), "projection_dim": projection_dim,
+                          "dropout": float(dropout), "seed": seed}
+
+    # ------------------------------------------------------------------ access
+    @property
+    def encoders(self) -> dict:
+        return {modality: self.get_layer(name) for modality, name in zip(self.modalities, self._encoder_names)}
+
+    @property
+    def fusion_layer(self) -> keras.layers.Layer:
+        return self.get_layer(self._fusion_layer_name)
+
+    # ------------------------------------------------------------------ inputs
+    def __call__(self, inputs, *args, **kwargs):
+        if isinstance(inputs, dict):
+            inputs = self.complete_inputs(inputs)
+        return super().__call__(inputs, *args, **kwargs)
+
+    def complete_inputs(self, inputs: dict) -> dict:
+        """The full input dict: absent modalities filled with zeros and the presence mask
+        (float 0/1, (batch, n)) made from the given mask and the given modalities."""
+        unknown = sorted(set(map(str, inputs)) - set(self.modalities) - {MASK_INPUT})
+        if unknown:
+            raise ValueError(f"{self.name}: unknown input(s) {unknown}; the inputs are the modalities "
+                             f"{list(self.modalities)} and optionally {MASK_INPUT!r}.")
+        # Keras refuses dicts that mix NumPy arrays and tensors, and the mask below is a tensor.
+        inputs = {key: value if value is None or _is_tensor(value) else ops.convert_to_tensor(value)
+                  for key, value in inputs.items()}
+        given = [modality for modality in self.modalities if inputs.get(modality) is not None]
+        if not given:
+            raise ValueError(f"{self.name}: pass at least one modality of {list(self.modalities)}; to mark a "
+                             f"modality absent for some examples use {MASK_INPUT!r}.")
+        reference = ops.cast(inputs[given[0]], "float32")
+        # (batch,) ones built from the data, so this works for eager, graph and symbolic tensors.
+        ones = ops.ones_like(ops.sum(reference, axis=tuple(range(1, len(reference.shape)))))
+        completed, columns = {}, []
+        for modality in self.modalities:
+            if inputs.get(modality) is None:
+                completed[modality] = self._zeros_for(modality, ones)
+                columns.append(ops.zeros_like(ones))
+            else:
+                completed[modality] = inputs[modality]
+                columns.append(ones)
+        presence = ops.stack(columns, axis=1)
+        mask = inputs.get(MASK_INPUT)
+        if mask is not None:
+            mask = ops.cast(mask, "float32")
+            if len(mask.shape) != 2 or mask.shape[1] not in (None, len(self.modalities)):
+                raise ValueError(f"{self.name}: {MASK_INPUT} must have shape (batch, {len(self.modalities)}), one "
+                                 f"column per modality in the order {list(self.modalities)}; got shape "
+                                 f"{tuple(mask.shape)}.")
+            presence = presence * ops.cast(ops.not_equal(mask, 0.0), "float32")
+        completed[MASK_INPUT] = presence
+        return completed
+
+    def _zeros_for(self, modality: str, ones):
+        """Zeros of the modality's input shape for every example (unknown sizes become 1)."""
+        spec = self.input[modality]
+        shape = tuple(1 if size is None else size for size in spec.shape[1:])
+        column = ops.reshape(ops.zeros_like(ones), (-1,) + (1,) * len(shape))
+        return ops.cast(column + ops.zeros(shape), spec.dtype)
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> dict:
+        encoders, first_owner = [], {}
+        for modality, encoder in self.encoders.items():
+            if id(encoder) in first_owner:
+                encoders.append([modality, {"shared_with": first_owner[id(encoder)]}])
+            else:
+                first_owner[id(encoder)] = modality
+                encoders.append([modality, keras.saving.serialize_keras_object(encoder)])
+        fusion = self._fusion_argument
+        if fusion is None:
+            fusion = keras.saving.serialize_keras_object(self.fusion_layer)
+        return {"name": self.name, "trainable": self.trainable, "encoders": encoders, "fusion": fusion,
+                **self._settings}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        encoders = {}
+        for modality, encoder in config.pop("encoders"):
+            if "shared_with" in encoder:
+                encoders[modality] = encoders[encoder["shared_with"]]
+            else:
+                encoders[modality] = keras.saving.deserialize_keras_object(encoder, custom_objects=custom_objects)
+        if isinstance(config["fusion"], dict):
+            config["fusion"] = keras.saving.deserialize_keras_object(config["fusion"], custom_objects=custom_objects)
+        return cls(encoders, **config)
+
+
+def build_fusion_classifier(encoders, fusion="concat", num_classes=None, *, modality_dropout=0.0,
+                            hidden_units=(64,), projection_dim=None, dropout=0.0, seed=None,
+                            name="fusion_classifier") -> FusionClassifier:
+    """A fusion classifier over named modalities (see the module docstring for the conventions).
+
+    Args:
+        encoders: dict {modality name: keras.Model}, each from that modality's input to a
+            (batch, d) embedding (e.g. ``xmodal_tf.encoders``); the dict order is the
+            order of the presence mask's columns.
+        fusion: a name in ``FUSION_STRATEGIES`` or a fusion layer instance.
+        num_classes: number of classes (>= 2); the output is (batch, num_classes) probabilities.
+        modality_dropout: training-time rate of dropping each modality (a number, a
+            sequence in ``encoders`` order or a dict {modality: rate}).
+        hidden_units: MLP between the fused vector and the softmax (per modality for "late").
+        projection_dim: if set, each embedding first goes through its own Dense(projection_dim)
+            (needed for average/weighted fusion of embeddings of different sizes).
+        dropout: dropout rate after each hidden layer.
+        seed: seed of the modality dropout draws.
+        name: the model name.
+    """
+    return FusionClassifier(encoders, fusion, num_classes, modality_dropout=modality_dropout,
+                            hidden_units=hidden_units, projection_dim=projection_dim, dropout=dropout,
+                            seed=seed, name=name)

@@ -23,6 +23,7 @@ EXPERIMENT_MODULES = {
     "retrieval": "retrieval",
     "mae": "mae",
     "fusion": "fusion",
+    "cgan": "cgan",
 }
 DEFAULT_EXPERIMENT = "deepcca"
 

@@ -1,7 +1,15 @@
 """Subclassed ``keras.Model``s of xmodal_tf (one file per model)."""
+from xmodal_tf.models.cgan import (
+    ConditionalGAN,
+    build_dense_discriminator,
+    build_dense_generator,
+    build_discriminator,
+    build_generator,
+)
 from xmodal_tf.models.deepcca import DeepCCA
 from xmodal_tf.models.dual_encoder import DualEncoder
 from xmodal_tf.models.fusion import FUSION_STRATEGIES, MASK_INPUT, FusionClassifier, build_fusion_classifier
 from xmodal_tf.models.mae import MultimodalAutoencoder, dense_decoder, image_decoder
 
-__all__ = ["FUSION_STRATEGIES", "MASK_INPUT", "DeepCCA", "DualEncoder", "FusionClassifier", "build_fusion_classifier", "MultimodalAutoencoder", "dense_decoder", "image_decoder"]
+__all__ = ["ConditionalGAN", "build_dense_discriminator", "build_dense_generator", "build_discriminator",
+           "build_generator", "FUSION_STRATEGIES", "MASK_INPUT", "DeepCCA", "DualEncoder", "FusionClassifier", "build_fusion_classifier", "MultimodalAutoencoder", "dense_decoder", "image_decoder"]

@@ -1,0 +1,900 @@
+"""Conditional GAN (Mirza & Osindero, 2014) as a subclassed ``keras.Model`` trained with ``fit``.
+
+A generator G(z, c) maps noise z and a condition c to an image; a discriminator
+D(x, c) scores how real an image looks *for that condition*. The condition is either a
+class label (``num_classes=``, integer labels) or a vector (``condition_dim=``, e.g.
+the embedding of a spoken digit from a trained audio encoder)::
+
+    >>> from xmodal_tf.models.cgan import ConditionalGAN, build_generator, build_discriminator
+    >>> gan = ConditionalGAN(build_generator((28, 28, 1), 64, num_classes=10),
+    ...                      build_discriminator((28, 28, 1), num_classes=10), num_classes=10,
+    ...                      seed=0, ema_decay=0.999)
+    >>> gan.compile(g_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5),
+    ...             d_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5))  # non-saturating + R1
+    >>> gan.fit(images, labels, batch_size=64, epochs=3)    # images in [0, 1], labels (n,) int
+    >>> samples = gan.generate([0, 1, 2], n=8)              # (24, 28, 28, 1) in [0, 1]
+
+The default recipe
+------------------
+* Generator (``build_generator``): small DCGAN-style transposed convolutions; the
+  condition is concatenated with z AND modulates every layer through conditional
+  batch norm (per-condition scale and shift).
+* Discriminator (``build_discriminator``): two strided convolutions and a *projection*
+  head (Miyato & Koyama, 2018), ``logit = w . phi(x) + <V c, phi(x)>``: the class
+  evidence is a direct term of the score instead of an input concatenated to pixels.
+* Loss: non-saturating (``loss="non_saturating"``) with the R1 penalty on real images
+  (``r1_weight=1.0``, Mescheder et al., 2018), which keeps the discriminator from
+  overpowering the generator without spectral normalisation or tuning.
+* Adam(1e-3, beta_1=0.5) for both networks, batches of 64.
+* Samples from an exponential moving average of the generator's weights
+  (``ConditionalGAN(..., ema_decay=0.999)``), which smooths out the last steps' noise.
+
+Measured on MNIST (28x28, an independent CNN labelling 1000 samples, 2 CPU cores; the
+share labelled as the requested class): this recipe 0.92 after 500 steps and 0.98
+after 1000 (the raw generator, without the average: 0.90 and 0.97; 0.98 after 2000).
+With Adam(2e-4, beta_1=0) it learns 3x slower (0.68 after 750);
+without conditional batch norm (condition only concatenated with z) 0.89 after 1500;
+hinge loss + ``keras.layers.SpectralNormalization`` on every discriminator layer
+(``spectral_normalization=True``) plateaued at 0.70-0.72 after 1000-1750 steps (0.92
+at step 500 with two time-scale learning rates, then falling). ``benchmarks/bench_cgan.py``
+compares the recipe with the textbook dense cGAN (one-hot labels concatenated, BCE).
+
+Conventions and decisions
+-------------------------
+* Data: ``fit(images, conditions)`` or a ``tf.data.Dataset`` of ``(images, conditions)``
+  pairs (or dicts ``{"images": ..., "conditions": ...}``). Images are float (batch,
+  H, W, C) in the generator's output range: [0, 1] for ``build_generator`` /
+  ``build_dense_generator`` (sigmoid outputs), matching the ``xmodal_tf.data`` loaders.
+  Labels are integers of shape (batch,) or (batch, 1) in [0, num_classes); condition
+  vectors are float (batch, condition_dim).
+* Sub-model interfaces: ``generator([z, c])`` -> (batch, H, W, C) with z (batch,
+  latent_dim); ``discriminator([x, c])`` -> (batch, 1) or (batch,) raw logits (no
+  sigmoid). Labels are given to a sub-model as (batch,) or (batch, 1), whichever its
+  condition input declares.
+* Training step: one discriminator update on real images and fresh fakes, then one
+  generator update with new noise, both on the batch's conditions. Each network has
+  its own optimizer (``compile(g_optimizer=, d_optimizer=)``); the model's own
+  ``optimizer`` is None.
+* Logs (``model.metrics``, averaged over the epoch's batches): ``d_loss``, ``g_loss``,
+  ``real_score`` and ``fake_score`` (mean discriminator logit on real images and on the
+  fakes of the discriminator step), and ``r1_penalty`` when ``r1_weight > 0``.
+  ``evaluate`` reports the same quantities without updating anything.
+* Noise: z ~ N(0, I), drawn from a ``keras.random.SeedGenerator`` attached to the model
+  (``seed=``). Its state is saved with the model (Keras does not save seed generators;
+  this model does), so ``generate(..., seed=None)`` and training continue the same
+  noise stream after ``load_model``. Under a distribution strategy each replica folds
+  its replica id into the seed, so replicas draw different noise.
+* Batch norm: ``generate`` and ``predict`` run the generator in inference mode (moving
+  statistics); during training, batch statistics are per replica under a strategy.
+* Distribution strategies: gradients are summed across replicas, so losses are
+  per-example losses averaged over the GLOBAL batch (``tf.nn.compute_average_loss``);
+  the update equals the single-device update on the whole batch (exactly so for
+  networks without batch statistics).
+* Saving: ``model.save("gan.keras")`` stores both sub-models (and the averaged
+  generator), both optimizers with their state (moments, iteration counts), the loss
+  settings and the noise stream;
+  ``keras.models.load_model`` restores them, and ``fit`` continues exactly where it
+  stopped.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+__all__ = [
+    "ConditionalGAN",
+    "GAN_LOSSES",
+    "build_dense_discriminator",
+    "build_dense_generator",
+    "build_discriminator",
+    "build_generator",
+    "discriminator_loss",
+    "generator_loss",
+]
+
+GAN_LOSSES = ("hinge", "non_saturating", "least_squares")
+_NOISE_STATE_KEY = "noise_seed_state"
+
+
+# ----------------------------------------------------------------------------- losses
+def discriminator_loss(real_logits, fake_logits, loss="hinge", label_smoothing=0.0):
+    """Per-example discriminator loss, shape (batch,), from raw logits of shape (batch,).
+
+    * ``hinge``:          relu(1 - D(x)) + relu(1 + D(G(z)))
+    * ``non_saturating``: binary cross-entropy with real target 1 - label_smoothing
+      (one-sided smoothing) and fake target 0
+    * ``least_squares``:  ((D(x) - 1)^2 + D(G(z))^2) / 2
+    """
+    _check_loss(loss)
+    real_logits, fake_logits = tf.cast(real_logits, tf.float32), tf.cast(fake_logits, tf.float32)
+    if loss == "hinge":
+        return tf.nn.relu(1.0 - real_logits) + tf.nn.relu(1.0 + fake_logits)
+    if loss == "non_saturating":
+        target = 1.0 - float(label_smoothing)
+        real = target * tf.nn.softplus(-real_logits) + (1.0 - target) * tf.nn.softplus(real_logits)
+        return real + tf.nn.softplus(fake_logits)
+    return 0.5 * (tf.square(real_logits - 1.0) + tf.square(fake_logits))
+
+
+def generator_loss(fake_logits, loss="hinge"):
+    """Per-example generator loss, shape (batch,): ``-D(G(z))`` (hinge),
+    ``-log sigmoid(D(G(z)))`` (non_saturating) or ``(D(G(z)) - 1)^2 / 2`` (least_squares)."""
+    _check_loss(loss)
+    fake_logits = tf.cast(fake_logits, tf.float32)
+    if loss == "hinge":
+        return -fake_logits
+    if loss == "non_saturating":
+        return tf.nn.softplus(-fake_logits)
+    return 0.5 * tf.square(fake_logits - 1.0)
+
+
+def _check_loss(loss) -> str:
+    if loss not in GAN_LOSSES:
+        raise ValueError(f"Unknown GAN loss {loss!r}; choose one of {GAN_LOSSES}.")
+    return loss
+
+
+# ----------------------------------------------------------------------------- checks
+def _check_positive_int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{what} must be a positive integer; got {value!r} ({type(value).__name__}).")
+    if value < 1:
+        raise ValueError(f"{what} must be a positive integer; got {value}.")
+    return int(value)
+
+
+def _check_non_negative_float(value, what: str, upper=math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < upper:
+        bound = "" if upper == math.inf else f" and < {upper}"
+        raise ValueError(f"{what} must be a float >= 0{bound}; got {value!r}.")
+    return float(value)
+
+
+def _check_condition_kind(num_classes, condition_dim) -> None:
+    if (num_classes is None) == (condition_dim is None):
+        raise ValueError(
+            "Give exactly one of num_classes= (conditions are integer class labels) or "
+            f"condition_dim= (conditions are float vectors); got num_classes={num_classes!r}, "
+            f"condition_dim={condition_dim!r}.")
+    if num_classes is not None:
+        _check_positive_int(num_classes, "num_classes")
+    else:
+        _check_positive_int(condition_dim, "condition_dim")
+
+
+def _check_image_shape(image_shape, builder: str) -> tuple:
+    shape = tuple(image_shape) if hasattr(image_shape, "__iter__") else (image_shape,)
+    if len(shape) != 3:
+        raise ValueError(f"{builder}: image_shape must be (height, width, channels); got {image_shape!r}. "
+                         "For grayscale images add a channel axis, e.g. (28, 28, 1).")
+    return tuple(_check_positive_int(size, f"{builder} image_shape entry") for size in shape)
+
+
+def _check_submodel(model, name: str):
+    if not isinstance(model, keras.layers.Layer):
+        raise TypeError(f"{name} must be a keras.Model taking [{'z' if name == 'generator' else 'images'}, "
+                        f"conditions]; got {type(model).__name__}.")
+    return model
+
+
+def _declared_inputs(model):
+    """The model's declared input tensors (functional models), or None."""
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        return None
+    return list(inputs) if inputs else None
+
+
+def _describe(data) -> str:
+    if isinstance(data, (tuple, list)):
+        return f"a {type(data).__name__} of {len(data)} ({', '.join(_describe(d) for d in data)})"
+    if isinstance(data, dict):
+        return f"a dict with keys {sorted(map(str, data))}"
+    shape = getattr(data, "shape", None)
+    return f"a {type(data).__name__} of shape {tuple(shape)}" if shape is not None else type(data).__name__
+
+
+def _split_batch(data, where: str):
+    """(images, conditions) from a batch: a pair, a dict, or either wrapped in a 1-tuple."""
+    if isinstance(data, dict):
+        if "images" in data and "conditions" in data:
+            return data["images"], data["conditions"]
+    elif isinstance(data, (tuple, list)):
+        if len(data) == 1 and isinstance(data[0], (tuple, list, dict)):
+            return _split_batch(data[0], where)
+        if len(data) == 2 and not isinstance(data[0], (tuple, list, dict)):
+            return data[0], data[1]
+        if len(data) == 3 and data[2] is None:  # (x, y, sample_weight=None)
+            return data[0], data[1]
+    raise ValueError(
+        f"ConditionalGAN.{where} expects (images, conditions) pairs, e.g. fit(images, labels) or a "
+        f"dataset of (images, conditions), or dicts {{'images': ..., 'conditions': ...}}; got "
+        f"{_describe(data)}.")
+
+
+# ----------------------------------------------------------------------------- model
+@keras.saving.register_keras_serializable(package="xmodal_tf")
+class ConditionalGAN(keras.Model):
+    """A conditional GAN: ``generator([z, c])`` trained against ``discriminator([x, c])``.
+
+    Args:
+        generator: Keras model [z (batch, latent_dim), conditions] -> images (batch, H, W, C),
+            e.g. ``build_generator``.
+        discriminator: Keras model [images, conditions] -> logits (batch, 1) or (batch,),
+            e.g. ``build_discriminator``.
+        num_classes: the number of classes when conditions are integer labels.
+        condition_dim: the length of condition vectors when conditions are float vectors.
+            Exactly one of ``num_classes`` and ``condition_dim`` is given.
+        latent_dim: the length of z; inferred from a functional generator's first input
+            (required for subclassed generators).
+        seed: integer seed of the model's noise stream (None: random).
+        ema_decay: if given (e.g. 0.999), keep an exponential moving average of the
+            generator's weights (``generator_ema``; decay min(ema_decay, (1 + t) / (10 + t))
+            at generator step t, so early weights fade fast) and sample from it in
+            ``generate``, ``predict`` and ``call``. None: sample from the generator itself.
+        **kwargs: ``name``, ``trainable`` ... for ``keras.Model``.
+
+    Attributes: ``image_shape`` (H, W, C), ``latent_dim``, ``seed_generator``,
+    ``sampling_generator`` (``generator_ema`` or ``generator``); after
+    ``compile``: ``g_optimizer``, ``d_optimizer``, ``gan_loss``, ``r1_weight``,
+    ``label_smoothing``.
+    """
+
+    def __init__(self, generator, discriminator, *, num_classes=None, condition_dim=None,
+                 latent_dim=None, seed=None, ema_decay=None, **kwargs):
+        kwargs.setdefault("name", "conditional_gan")
+        super().__init__(**kwargs)
+        self.generator = _check_submodel(generator, "generator")
+        self.discriminator = _check_submodel(discriminator, "discriminator")
+        _check_condition_kind(num_classes, condition_dim)
+        self.num_classes = None if num_classes is None else int(num_classes)
+        self.condition_dim = None if condition_dim is None else int(condition_dim)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(f"seed must be an int or None; got {seed!r}.")
+        self.seed = None if seed is None else int(seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed, name="noise_seed")
+        self.latent_dim = self._infer_latent_dim(latent_dim)
+        self._generator_label_shape = self._label_shape(self.generator, "generator")
+        self._discriminator_label_shape = self._label_shape(self.discriminator, "discriminator")
+        self.image_shape = self._build_sub_models()
+        self.ema_decay = _check_ema_decay(ema_decay)
+        self.generator_ema = None if self.ema_decay is None else _averaged_copy(self.generator)
+
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.real_score_tracker = keras.metrics.Mean(name="real_score")
+        self.fake_score_tracker = keras.metrics.Mean(name="fake_score")
+        self.r1_penalty_tracker = keras.metrics.Mean(name="r1_penalty")
+        self.g_optimizer = None
+        self.d_optimizer = None
+        self.gan_loss = None
+        self.r1_weight = 0.0
+        self.label_smoothing = 0.0
+        self._gan_compile_arguments = None
+        self._generate_functions = {}
+        self.built = True
+
+    # ------------------------------------------------------------------ construction
+    def _infer_latent_dim(self, latent_dim) -> int:
+        inputs = _declared_inputs(self.generator)
+        declared = None
+        if inputs is not None:
+            if len(inputs) != 2:
+                raise ValueError(
+                    f"The generator must take two inputs [z, conditions]; it declares {len(inputs)}.")
+            z_shape = tuple(inputs[0].shape)
+            if len(z_shape) != 2 or z_shape[1] is None:
+                raise ValueError(f"The generator's first input must be the noise z, shape (batch, latent_dim); "
+                                 f"it is {z_shape}.")
+            declared = int(z_shape[1])
+        if latent_dim is None:
+            if declared is None:
+                raise ValueError("latent_dim is required when the generator does not declare its inputs "
+                                 "(a subclassed model): pass latent_dim=<length of z>.")
+            return declared
+        latent_dim = _check_positive_int(latent_dim, "latent_dim")
+        if declared is not None and declared != latent_dim:
+            raise ValueError(f"latent_dim={latent_dim} but the generator's z input has {declared} units; "
+                             "leave latent_dim=None to use the generator's.")
+        return latent_dim
+
+    def _label_shape(self, model, name: str) -> tuple:
+        """The per-example shape of ``model``'s condition input: () or (1,) for labels,
+        (condition_dim,) for vectors; checked against the model's declared input."""
+        inputs = _declared_inputs(model)
+        if inputs is not None and len(inputs) != 2:
+            what = "z" if name == "generator" else "images"
+            raise ValueError(f"The {name} must take two inputs [{what}, conditions]; it declares {len(inputs)}.")
+        declared = None if inputs is None else tuple(inputs[1].shape[1:])
+        if self.condition_dim is not None:
+            if declared is not None and declared != (self.condition_dim,):
+                raise ValueError(
+                    f"condition_dim={self.condition_dim} but the {name}'s condition input has shape "
+                    f"(batch, {', '.join(map(str, declared))}); they must agree.")
+            return (self.condition_dim,)
+        if declared is None or declared == ():
+            return ()
+        if declared == (1,):
+            dtype = keras.backend.standardize_dtype(inputs[1].dtype)
+            if "int" in dtype:
+                return (1,)
+        raise ValueError(
+            f"num_classes is set, so conditions are integer labels, but the {name}'s condition input has "
+            f"shape (batch, {', '.join(map(str, declared))}) and dtype {inputs[1].dtype}; give it an integer "
+            f"input of shape () or (1,), or build the GAN with condition_dim={declared[-1]} for vectors.")
+
+    def _condition_spec(self, label_shape) -> keras.KerasTensor:
+        dtype = "int32" if self.num_classes is not None else keras.backend.floatx()
+        return keras.KerasTensor((None, *label_shape), dtype=dtype)
+
+    def _build_sub_models(self) -> tuple:
+        """Call both sub-models symbolically (no computation): builds subclassed ones and
+        checks that the generator's images fit the discriminator. Returns (H, W, C)."""
+        z = keras.KerasTensor((None, self.latent_dim))
+        fakes = self.generator([z, self._condition_spec(self._generator_label_shape)])
+        if isinstance(fakes, (tuple, list, dict)) or len(fakes.shape) < 2 or None in fakes.shape[1:]:
+            raise ValueError(f"The generator must output one image tensor (batch, H, W, C) of known size; "
+                             f"got {_describe(fakes)}.")
+        image_shape = tuple(int(size) for size in fakes.shape[1:])
+        inputs = _declared_inputs(self.discriminator)
+        if inputs is not None and tuple(inputs[0].shape[1:]) != image_shape:
+            raise ValueError(f"The generator outputs images of shape {image_shape} but the discriminator "
+                             f"expects {tuple(inputs[0].shape[1:])}; build both for the same image shape.")
+        images = keras.KerasTensor((None, *image_shape), dtype=fakes.dtype)
+        logits = self.discriminator([images, self._condition_spec(self._discriminator_label_shape)])
+        if isinstance(logits, (tuple, list, dict)) or tuple(logits.shape[1:]) not in ((), (1,)):
+            raise ValueError(f"The discriminator must output one raw logit per image, shape (batch, 1) or "
+                             f"(batch,); got {_describe(logits)}.")
+        return image_shape
+
+    # ------------------------------------------------------------------ compile
+    def compile(self, g_optimizer=None, d_optimizer=None, *, loss="non_saturating", r1_weight=1.0,
+                label_smoothing=0.0, jit_compile="auto", **kwargs):
+        """Configure training: one optimizer per network and the GAN loss.
+
+        Args:
+            g_optimizer, d_optimizer: optimizers (instances or names such as "adam") for the
+                generator and the discriminator; both required and distinct.
+            loss: one of ``GAN_LOSSES``: "non_saturating" (default), "hinge", "least_squares".
+            r1_weight: gamma of the R1 penalty gamma/2 * ||grad_x D(x, c)||^2 on real images
+                (Mescheder et al., 2018); default 1.0; 0 disables it (it costs a second
+                backward pass through D on the real images).
+            label_smoothing: one-sided smoothing of the real target, for "non_saturating" only.
+            jit_compile: as in ``keras.Model.compile``.
+            **kwargs: other ``keras.Model.compile`` settings (``run_eagerly``,
+                ``steps_per_execution`` ...).
+        """
+        for key in ("optimizer", "metrics", "weighted_metrics", "loss_weights"):
+            if kwargs.get(key) is not None:
+                hint = " pass g_optimizer= and d_optimizer= instead" if key == "optimizer" else ""
+                raise ValueError(f"ConditionalGAN computes its own losses and metrics; do not pass {key}= "
+                                 f"to compile;{hint or ' they are built in'}.")
+            kwargs.pop(key, None)
+        if g_optimizer is None or d_optimizer is None:
+            missing = " and ".join(name for name, value in (("g_optimizer", g_optimizer),
+                                                             ("d_optimizer", d_optimizer)) if value is None)
+            raise ValueError(
+                f"ConditionalGAN.compile needs {missing}: one optimizer per network, e.g. "
+                "compile(g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.0, beta_2=0.9), "
+                "d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.0, beta_2=0.9)).")
+        g_optimizer, d_optimizer = keras.optimizers.get(g_optimizer), keras.optimizers.get(d_optimizer)
+        if g_optimizer is d_optimizer:
+            raise ValueError("g_optimizer and d_optimizer must be two different optimizer instances: an "
+                             "optimizer is bound to the variables of the network it was built for.")
+        _check_loss(loss)
+        r1_weight = _check_non_negative_float(r1_weight, "r1_weight")
+        label_smoothing = _check_non_negative_float(label_smoothing, "label_smoothing", upper=1.0)
+        if label_smoothing and loss != "non_saturating":
+            raise ValueError(f"label_smoothing applies to loss='non_saturating' only; got loss={loss!r}.")
+        super().compile(optimizer=None, jit_compile=jit_compile, **kwargs)
+        self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
+        self.gan_loss, self.r1_weight, self.label_smoothing = loss, r1_weight, label_smoothing
+        # Saved with the model (get_compile_config), so load_model compiles the same way.
+        self._gan_compile_arguments = {"loss": loss, "r1_weight": r1_weight, "label_smoothing": label_smoothing,
+                                       "jit_compile": jit_compile, **kwargs}
+        # Build now, so that load_model can restore the optimizers' saved state and fit
+        # does not create variables while tracing the step.
+        self._build_optimizer(self.g_optimizer, self.generator)
+        self._build_optimizer(self.d_optimizer, self.discriminator)
+
+    @staticmethod
+    def _build_optimizer(optimizer, network) -> None:
+        if not optimizer.built:
+            optimizer.build(network.trainable_variables)
+
+    def get_compile_config(self):
+        if self._gan_compile_arguments is None:
+            return None
+        return {"g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
+                "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
+                **self._gan_compile_arguments}
+
+    def compile_from_config(self, config):
+        """Recompile on ``load_model`` (Keras does not call a custom ``compile`` itself);
+        the optimizers are built here, so their saved state is loaded into them."""
+        config = dict(config)
+        for key in ("g_optimizer", "d_optimizer"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        self.compile(**config)
+
+    def _check_compiled(self, where: str) -> None:
+        if self.g_optimizer is None:
+            raise RuntimeError(f"ConditionalGAN.{where}: call compile(g_optimizer=..., d_optimizer=...) first.")
+
+    @property
+    def metrics(self):
+        trackers = [self.d_loss_tracker, self.g_loss_tracker, self.real_score_tracker, self.fake_score_tracker]
+        return trackers + ([self.r1_penalty_tracker] if self.r1_weight > 0 else [])
+
+    # ------------------------------------------------------------------ inputs
+    def _prepare_images(self, images, where: str):
+        images = tf.convert_to_tensor(images)
+        if not images.dtype.is_floating:
+            raise TypeError(f"ConditionalGAN.{where}: images must be floats in the generator's output range "
+                            f"([0, 1] for the builders); got dtype {images.dtype.name}. Scale them first, "
+                            "e.g. images.astype('float32') / 255.")
+        if tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(f"ConditionalGAN.{where}: images must have shape (batch, "
+                             f"{', '.join(map(str, self.image_shape))}) like the generator's output; got "
+                             f"{tuple(images.shape)}.")
+        return tf.cast(images, keras.backend.floatx())
+
+    def _prepare_conditions(self, conditions, where: str):
+        """Conditions as a tensor: labels (batch,) int32, or vectors (batch, condition_dim)."""
+        conditions = tf.convert_to_tensor(conditions)
+        shape = tuple(conditions.shape)
+        if self.num_classes is not None:
+            if not conditions.dtype.is_integer:
+                raise TypeError(f"ConditionalGAN.{where}: conditions must be integer class labels (num_classes="
+                                f"{self.num_classes}); got dtype {conditions.dtype.name}. Convert with "
+                                "labels.astype('int32') (one-hot rows: labels.argmax(-1)).")
+            if len(shape) == 2 and shape[1] == 1:
+                conditions = tf.reshape(conditions, [-1])
+            elif len(shape) != 1:
+                raise ValueError(f"ConditionalGAN.{where}: class labels must have shape (batch,) or (batch, 1); "
+                                 f"got {shape}.")
+            conditions = tf.cast(conditions, tf.int32)
+            check = tf.debugging.assert_less(
+                conditions, self.num_classes,
+                message=f"ConditionalGAN: a class label is >= num_classes={self.num_classes}")
+            check_negative = tf.debugging.assert_non_negative(
+                conditions, message="ConditionalGAN: a class label is negative")
+            with tf.control_dependencies([check, check_negative]):
+                return tf.identity(conditions)
+        if not conditions.dtype.is_floating:
+            raise TypeError(f"ConditionalGAN.{where}: condition vectors must be floats (condition_dim="
+                            f"{self.condition_dim}); got dtype {conditions.dtype.name}.")
+        if len(shape) != 2 or shape[1] != self.condition_dim:
+            raise ValueError(f"ConditionalGAN.{where}: condition vectors must have shape (batch, "
+                             f"{self.condition_dim}); got {shape}.")
+        return tf.cast(conditions, keras.backend.floatx())
+
+    def _prepare_batch(self, data, where: str):
+        images, conditions = _split_batch(data, where)
+        images = self._prepare_images(images, where)
+        conditions = self._prepare_conditions(conditions, where)
+        if images.shape[0] is not None and conditions.shape[0] is not None:
+            if images.shape[0] != conditions.shape[0]:
+                raise ValueError(f"ConditionalGAN.{where}: {images.shape[0]} images but {conditions.shape[0]} "
+                                 "conditions; give one condition per image.")
+        else:
+            check = tf.debugging.assert_equal(
+                tf.shape(images)[0], tf.shape(conditions)[0],
+                message="ConditionalGAN: the numbers of images and conditions differ; give one condition per image")
+            with tf.control_dependencies([check]):
+                images = tf.identity(images)
+        return images, conditions
+
+    def _for_network(self, conditions, label_shape):
+        if label_shape == (1,):
+            return tf.expand_dims(conditions, -1)
+        return conditions
+
+    def check_conditions(self, conditions, where: str = "generate") -> np.ndarray:
+        """Conditions as a NumPy array after eager checks: labels (m,) int32 within
+        [0, num_classes), or vectors (m, condition_dim) float32. Raises ValueError /
+        TypeError naming the problem."""
+        array = np.asarray(conditions)
+        if self.num_classes is not None:
+            if array.ndim == 0:
+                array = array.reshape(1)
+            if array.ndim == 2 and array.shape[1] == 1:
+                array = array[:, 0]
+            if array.ndim != 1:
+                raise ValueError(f"ConditionalGAN.{where}: class labels must have shape (m,) or (m, 1); got "
+                                 f"{array.shape}.")
+            if array.size and not np.issubdtype(array.dtype, np.integer):
+                raise TypeError(f"ConditionalGAN.{where}: conditions must be integer class labels; got dtype "
+                                f"{array.dtype}. Convert with labels.astype('int32').")
+            if array.size and (array.min() < 0 or array.max() >= self.num_classes):
+                bad = array[(array < 0) | (array >= self.num_classes)][0]
+                raise ValueError(f"ConditionalGAN.{where}: class label {bad} is out of range; labels must be "
+                                 f"in [0, {self.num_classes}) (num_classes={self.num_classes}).")
+            return array.astype(np.int32)
+        if array.ndim == 1 and array.shape[0] == self.condition_dim:
+            raise ValueError(f"ConditionalGAN.{where}: condition vectors must have shape (m, "
+                             f"{self.condition_dim}); for one vector use vector[None, :].")
+        if array.ndim != 2 or array.shape[1] != self.condition_dim:
+            raise ValueError(f"ConditionalGAN.{where}: condition vectors must have shape (m, {self.condition_dim}); "
+                             f"got {array.shape}.")
+        if not np.issubdtype(array.dtype, np.floating) or not np.isfinite(array).all():
+            raise ValueError(f"ConditionalGAN.{where}: condition vectors must be finite floats.")
+        return array.astype(np.float32)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """``keras.Model.fit`` on ``(images, conditions)``; NumPy conditions are checked
+        up front (a label out of range raises ValueError before training starts)."""
+        self._check_compiled("fit")
+        if isinstance(y, (np.ndarray, list)):
+            self.check_conditions(y, "fit")
+        return super().fit(x, y, *args, **kwargs)
+
+    # ------------------------------------------------------------------ forward
+    def sample_latent(self, batch_size, seed=None):
+        """z ~ N(0, I) of shape (batch_size, latent_dim), from the model's noise stream
+        (``seed=None``) or from a fixed integer ``seed``. Inside a replica of a
+        distribution strategy the replica id is folded into the seed."""
+        if seed is None:
+            seed = self.seed_generator.next()
+        else:
+            seed = tf.constant([int(seed), 0], tf.int64)
+        if tf.distribute.has_strategy() and tf.distribute.in_cross_replica_context() is False:
+            replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
+            seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica_id, tf.int32))
+        seed = tf.cast(tf.math.floormod(tf.cast(seed, tf.int64), tf.int32.max - 1), tf.int32)
+        return tf.random.stateless_normal([batch_size, self.latent_dim], seed=seed)
+
+    @property
+    def sampling_generator(self):
+        """The network that draws samples: the weight average when ``ema_decay`` is set."""
+        return self.generator if self.generator_ema is None else self.generator_ema
+
+    def call(self, inputs, training=None):
+        """Images from ``(z, conditions)`` (a pair or a dict with keys "z", "conditions"),
+        by ``sampling_generator``."""
+        if isinstance(inputs, dict) and {"z", "conditions"} <= set(inputs):
+            z, conditions = inputs["z"], inputs["conditions"]
+        elif isinstance(inputs, (tuple, list)) and len(inputs) == 2:
+            z, conditions = inputs
+        else:
+            raise ValueError(f"ConditionalGAN.call expects (z, conditions); got {_describe(inputs)}. "
+                             "To sample z, use generate(conditions) or predict(conditions).")
+        conditions = self._prepare_conditions(conditions, "call")
+        return self.sampling_generator([z, self._for_network(conditions, self._generator_label_shape)],
+                                       training=training)
+
+    def _logits(self, images, conditions, training):
+        logits = self.discriminator([images, self._for_network(conditions, self._discriminator_label_shape)],
+                                    training=training)
+        return tf.reshape(tf.cast(logits, tf.float32), [-1])
+
+    def _fakes(self, conditions, training, generator=None):
+        z = self.sample_latent(tf.shape(conditions)[0])
+        generator = generator or self.generator
+        return generator([z, self._for_network(conditions, self._generator_label_shape)], training=training)
+
+    # ------------------------------------------------------------------ training
+    def _discriminator_losses(self, images, conditions, fakes, training: bool):
+        """Per-example D losses (batch,), the logits, and the per-example R1 penalty or None."""
+        r1_penalty = None
+        if training and self.r1_weight > 0:
+            with tf.GradientTape() as penalty_tape:
+                penalty_tape.watch(images)
+                real_logits = self._logits(images, conditions, training)
+                total = tf.reduce_sum(real_logits)
+            gradients = tf.cast(penalty_tape.gradient(total, images), tf.float32)
+            r1_penalty = tf.reduce_sum(tf.square(gradients), axis=list(range(1, len(images.shape))))
+        else:
+            real_logits = self._logits(images, conditions, training)
+        fake_logits = self._logits(fakes, conditions, training)
+        losses = discriminator_loss(real_logits, fake_logits, self.gan_loss, self.label_smoothing)
+        if r1_penalty is not None:
+            losses = losses + 0.5 * self.r1_weight * r1_penalty
+        return losses, real_logits, fake_logits, r1_penalty
+
+    def train_step(self, data):
+        self._check_compiled("train_step")
+        images, conditions = self._prepare_batch(data, "train_step")
+        fakes = self._fakes(conditions, training=True)
+        with tf.GradientTape() as d_tape:
+            d_losses, real_logits, fake_logits, r1_penalty = self._discriminator_losses(
+                images, conditions, fakes, training=True)
+            d_loss = self.d_optimizer.scale_loss(tf.nn.compute_average_loss(d_losses))
+        d_variables = self.discriminator.trainable_variables
+        self.d_optimizer.apply(d_tape.gradient(d_loss, d_variables), d_variables)
+
+        with tf.GradientTape() as g_tape:
+            g_logits = self._logits(self._fakes(conditions, training=True), conditions, training=True)
+            g_losses = generator_loss(g_logits, self.gan_loss)
+            g_loss = self.g_optimizer.scale_loss(tf.nn.compute_average_loss(g_losses))
+        g_variables = self.generator.trainable_variables
+        self.g_optimizer.apply(g_tape.gradient(g_loss, g_variables), g_variables)
+        if self.generator_ema is not None:
+            self._update_generator_average()
+        return self._update_trackers(d_losses, g_losses, real_logits, fake_logits, r1_penalty)
+
+    def _update_generator_average(self) -> None:
+        """generator_ema <- decay * generator_ema + (1 - decay) * generator, for every
+        weight (batch-norm moving statistics too, so they follow the averaged weights)."""
+        steps = tf.cast(self.g_optimizer.iterations, tf.float32)
+        decay = tf.minimum(self.ema_decay, (1.0 + steps) / (10.0 + steps))
+        for average, weight in zip(self.generator_ema.weights, self.generator.weights):
+            value = tf.cast(weight, average.dtype)
+            average.assign(value + tf.cast(decay, average.dtype) * (average - value))
+
+    def _update_trackers(self, d_losses, g_losses, real_logits, fake_logits, r1_penalty):
+        self.d_loss_tracker.update_state(tf.reduce_mean(d_losses))
+        self.g_loss_tracker.update_state(tf.reduce_mean(g_losses))
+        self.real_score_tracker.update_state(tf.reduce_mean(real_logits))
+        self.fake_score_tracker.update_state(tf.reduce_mean(fake_logits))
+        if r1_penalty is not None:
+            self.r1_penalty_tracker.update_state(tf.reduce_mean(r1_penalty))
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def test_step(self, data):
+        """The losses and scores of a batch without updates; the R1 penalty (a training
+        regulariser) is left out of ``d_loss`` and not reported."""
+        self._check_compiled("test_step")
+        images, conditions = self._prepare_batch(data, "test_step")
+        fakes = self._fakes(conditions, training=False)
+        d_losses, real_logits, fake_logits, _ = self._discriminator_losses(images, conditions, fakes, training=False)
+        g_losses = generator_loss(fake_logits, self.gan_loss)
+        logs = self._update_trackers(d_losses, g_losses, real_logits, fake_logits, None)
+        logs.pop(self.r1_penalty_tracker.name, None)
+        return logs
+
+    def predict_step(self, data):
+        """``predict(conditions)`` samples z from the noise stream; ``predict((z, conditions))``
+        uses the given z."""
+        inputs, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if isinstance(inputs, (tuple, list, dict)):
+            return self(inputs, training=False)
+        conditions = self._prepare_conditions(inputs, "predict")
+        return self._fakes(conditions, training=False, generator=self.sampling_generator)
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, conditions, n=1, seed=None, *, batch_size=512):
+        """Sample ``n`` images per condition, as a NumPy array (len(conditions) * n, H, W, C).
+
+        Rows ``i*n .. (i+1)*n - 1`` belong to ``conditions[i]``. The values are in the
+        generator's output range: [0, 1] for ``build_generator`` / ``build_dense_generator``.
+        The generator runs in inference mode (batch-norm moving statistics).
+
+        Args:
+            conditions: class labels (m,) (or one int), or condition vectors (m, condition_dim).
+            n: images per condition.
+            seed: None draws z from the model's noise stream (advancing it); an int gives
+                the same z, hence the same images, on every call.
+            batch_size: images per generator call (memory bound only).
+        """
+        n = _check_positive_int(n, "n")
+        batch_size = _check_positive_int(batch_size, "batch_size")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(f"seed must be an int or None; got {seed!r}.")
+        conditions = np.repeat(self.check_conditions(conditions, "generate"), n, axis=0)
+        if len(conditions) == 0:
+            return np.zeros((0, *self.image_shape), dtype=keras.backend.floatx())
+        z = self.sample_latent(len(conditions), seed=seed)
+        function = self._generate_function(conditions.dtype)
+        parts = [function(z[start:start + batch_size], tf.constant(conditions[start:start + batch_size])).numpy()
+                 for start in range(0, len(conditions), batch_size)]
+        return np.concatenate(parts)
+
+    def _generate_function(self, dtype):
+        if dtype not in self._generate_functions:
+            signature = [tf.TensorSpec((None, self.latent_dim), tf.float32),
+                         tf.TensorSpec((None, *self._condition_tail()), dtype)]
+            self._generate_functions[dtype] = tf.function(
+                lambda z, conditions: self((z, conditions), training=False), input_signature=signature)
+        return self._generate_functions[dtype]
+
+    def _condition_tail(self) -> tuple:
+        return () if self.num_classes is not None else (self.condition_dim,)
+
+    # ------------------------------------------------------------------ config
+    def save_own_variables(self, store):
+        """Also save the noise stream's state (Keras does not save SeedGenerator states)."""
+        super().save_own_variables(store)
+        store[_NOISE_STATE_KEY] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        own_variables = self._trainable_variables + self._non_trainable_variables
+        for index, variable in enumerate(own_variables):
+            variable.assign(store[f"{index}"])
+        if _NOISE_STATE_KEY in store.keys():
+            self.seed_generator.state.assign(np.asarray(store[_NOISE_STATE_KEY]))
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable,
+                "generator": keras.saving.serialize_keras_object(self.generator),
+                "discriminator": keras.saving.serialize_keras_object(self.discriminator),
+                "num_classes": self.num_classes, "condition_dim": self.condition_dim,
+                "latent_dim": self.latent_dim, "seed": self.seed, "ema_decay": self.ema_decay}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        for key in ("generator", "discriminator"):
+            config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects=custom_objects)
+        return cls(**config)
+
+
+def _check_ema_decay(ema_decay):
+    if ema_decay is None:
+        return None
+    if isinstance(ema_decay, bool) or not isinstance(ema_decay, numbers.Real) or not 0 < ema_decay < 1:
+        raise ValueError(f"ema_decay must be None or a float in (0, 1), e.g. 0.999; got {ema_decay!r}.")
+    return float(ema_decay)
+
+
+def _averaged_copy(generator) -> keras.Model:
+    """A copy of the generator (same architecture and weights) to hold the weight average."""
+    def renamed(layer):  # distinct variable paths, e.g. "generator_project_ema/kernel"
+        return layer.__class__.from_config({**layer.get_config(), "name": f"{layer.name}_ema"})
+
+    try:
+        copy = keras.models.clone_model(generator, clone_function=renamed)
+    except Exception as error:  # clone_model raises various errors for unclonable models
+        raise ValueError(f"ema_decay needs a copy of the generator, but keras.models.clone_model failed "
+                         f"({error}); give the generator a get_config, or use ema_decay=None.") from error
+    copy.set_weights(generator.get_weights())
+    return copy
+
+
+# ----------------------------------------------------------------------------- builders
+def _upsampling_steps(height: int, width: int, most: int = 2) -> int:
+    """How many times both sides can be halved exactly (at most ``most``)."""
+    steps = 0
+    while steps < most and height % 2 == 0 and width % 2 == 0:
+        height, width, steps = height // 2, width // 2, steps + 1
+    return steps
+
+
+def _condition_input(num_classes, condition_dim, name):
+    _check_condition_kind(num_classes, condition_dim)
+    if num_classes is not None:
+        return keras.Input(shape=(), dtype="int32", name=f"{name}_labels")
+    return keras.Input(shape=(condition_dim,), name=f"{name}_conditions")
+
+
+def _condition_code(condition, num_classes, name):
+    """The condition as a float vector: one-hot labels, or the condition vector itself."""
+    if num_classes is None:
+        return condition
+    return keras.layers.CategoryEncoding(num_classes, output_mode="one_hot", name=f"{name}_one_hot")(condition)
+
+
+def _conditional_batch_norm(x, code, name):
+    """Batch norm whose scale and shift are linear functions of the condition code
+    (class-conditional batch norm for one-hot codes); starts as plain batch norm."""
+    channels = x.shape[-1]
+    broadcast = (1,) * (len(x.shape) - 2) + (channels,)
+    x = keras.layers.BatchNormalization(center=False, scale=False, name=f"{name}_bn")(x)
+    gamma = keras.layers.Dense(channels, kernel_initializer="zeros", bias_initializer="ones",
+                               name=f"{name}_gamma")(code)
+    beta = keras.layers.Dense(channels, kernel_initializer="zeros", name=f"{name}_beta")(code)
+    gamma = keras.layers.Reshape(broadcast, name=f"{name}_gamma_grid")(gamma)
+    beta = keras.layers.Reshape(broadcast, name=f"{name}_beta_grid")(beta)
+    x = keras.layers.Multiply(name=f"{name}_scale")([x, gamma])
+    return keras.layers.Add(name=f"{name}_shift")([x, beta])
+
+
+def build_generator(image_shape, latent_dim=64, *, num_classes=None, condition_dim=None, base_filters=16,
+                    name="generator") -> keras.Model:
+    """A small DCGAN-style conv generator: [z (batch, latent_dim), condition] -> (batch, H, W, C)
+    in [0, 1] (sigmoid).
+
+    The condition enters twice: concatenated with z (as its one-hot code for labels), and
+    through conditional batch norm after every layer (per-condition scale and shift,
+    as in projection-discriminator cGANs). A Dense layer maps [z, code] to a (H/4, W/4,
+    4*base_filters) grid (fewer halvings when H or W is not divisible by 4); each
+    stride-2 4x4 transposed convolution doubles the size and halves the filters (then
+    conditional batch norm + ReLU); a 3x3 sigmoid convolution gives the C channels.
+    Works from 8x8 (2x2 start) to 28x28 (7x7 start) and beyond.
+    Layer names: f"{name}_project", f"{name}_up{i}", f"{name}_image" ...
+    """
+    height, width, channels = _check_image_shape(image_shape, "build_generator")
+    latent_dim = _check_positive_int(latent_dim, "latent_dim")
+    base_filters = _check_positive_int(base_filters, "base_filters")
+    steps = _upsampling_steps(height, width)
+    start_h, start_w, start_filters = height >> steps, width >> steps, base_filters * 2 ** steps
+
+    z = keras.Input(shape=(latent_dim,), name=f"{name}_z")
+    condition = _condition_input(num_classes, condition_dim, name)
+    code = _condition_code(condition, num_classes, name)
+    x = keras.layers.Concatenate(name=f"{name}_concat")([z, code])
+    x = keras.layers.Dense(start_h * start_w * start_filters, use_bias=False, name=f"{name}_project")(x)
+    x = _conditional_batch_norm(x, code, f"{name}_project")
+    x = keras.layers.ReLU(name=f"{name}_project_relu")(x)
+    x = keras.layers.Reshape((start_h, start_w, start_filters), name=f"{name}_grid")(x)
+    filters = start_filters
+    for i in range(steps):
+        filters = max(filters // 2, 1)
+        x = keras.layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False,
+                                         name=f"{name}_up{i}")(x)
+        x = _conditional_batch_norm(x, code, f"{name}_up{i}")
+        x = keras.layers.ReLU(name=f"{name}_up{i}_relu")(x)
+    images = keras.layers.Conv2D(channels, 3, padding="same", activation="sigmoid", name=f"{name}_image")(x)
+    return keras.Model([z, condition], images, name=name)
+
+
+def build_discriminator(image_shape, *, num_classes=None, condition_dim=None, base_filters=32,
+                        spectral_normalization=False, name="discriminator") -> keras.Model:
+    """A small projection discriminator: [images (batch, H, W, C), condition] -> logits (batch, 1).
+
+    Two stride-2 4x4 convolutions (base_filters, 2*base_filters; LeakyReLU 0.2) give
+    features phi(x) (flattened); the logit is ``Dense(1)(phi) + <V c, phi>``, where V c
+    is a learned embedding of the label (a bias-free Dense on its one-hot code) or a
+    linear map of the condition vector. With ``spectral_normalization=True`` every layer
+    with a kernel is wrapped in ``keras.layers.SpectralNormalization`` (for hinge-loss
+    recipes; the default recipe uses the R1 penalty instead).
+    Layer names: f"{name}_conv{i}", f"{name}_score", f"{name}_projection" ...
+    """
+    height, width, channels = _check_image_shape(image_shape, "build_discriminator")
+    base_filters = _check_positive_int(base_filters, "base_filters")
+
+    def normalized(layer):
+        if not spectral_normalization:
+            return layer
+        return keras.layers.SpectralNormalization(layer, name=f"{layer.name}_sn")
+
+    images = keras.Input(shape=(height, width, channels), name=f"{name}_images")
+    condition = _condition_input(num_classes, condition_dim, name)
+    x = images
+    for i, filters in enumerate((base_filters, 2 * base_filters)):
+        x = normalized(keras.layers.Conv2D(filters, 4, strides=2, padding="same", name=f"{name}_conv{i}"))(x)
+        x = keras.layers.LeakyReLU(0.2, name=f"{name}_conv{i}_lrelu")(x)
+    features = keras.layers.Flatten(name=f"{name}_features")(x)
+    # One-hot codes through a bias-free Dense = a class embedding (Keras'
+    # SpectralNormalization casts an Embedding's output to the integer input dtype).
+    code = _condition_code(condition, num_classes, name)
+    embedded = normalized(keras.layers.Dense(features.shape[-1], use_bias=False, name=f"{name}_projection"))(code)
+    projection = keras.layers.Dot(axes=1, name=f"{name}_projection_dot")([features, embedded])
+    score = normalized(keras.layers.Dense(1, name=f"{name}_score"))(features)
+    logits = keras.layers.Add(name=f"{name}_logits")([score, projection])
+    return keras.Model([images, condition], logits, name=name)
+
+
+def build_dense_generator(image_shape, latent_dim=64, *, num_classes, hidden_units=(256, 512, 1024),
+                          batch_norm=True, name="dense_generator") -> keras.Model:
+    """The textbook conditional generator (Mirza & Osindero; the Keras GAN examples):
+    [z, label] -> concat(z, one_hot(label)) -> Dense (+ batch norm) + LeakyReLU layers ->
+    sigmoid pixels reshaped to ``image_shape`` (values in [0, 1])."""
+    shape = _check_image_shape(image_shape, "build_dense_generator")
+    latent_dim = _check_positive_int(latent_dim, "latent_dim")
+    z = keras.Input(shape=(latent_dim,), name=f"{name}_z")
+    labels = _condition_input(num_classes, None, name)
+    one_hot = keras.layers.CategoryEncoding(num_classes, output_mode="one_hot", name=f"{name}_one_hot")(labels)
+    x = keras.layers.Concatenate(name=f"{name}_concat")([z, one_hot])
+    for i, units in enumerate(hidden_units):
+        x = keras.layers.Dense(_check_positive_int(units, "hidden_units entry"), name=f"{name}_dense{i}")(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization(momentum=0.8, name=f"{name}_dense{i}_bn")(x)
+        x = keras.layers.LeakyReLU(0.2, name=f"{name}_dense{i}_lrelu")(x)
+    x = keras.layers.Dense(int(np.prod(shape)), activation="sigmoid", name=f"{name}_pixels")(x)
+    images = keras.layers.Reshape(shape, name=f"{name}_image")(x)
+    return keras.Model([z, labels], images, name=name)
+
+
+def build_dense_discriminator(image_shape, *, num_classes, hidden_units=(512, 256), dropout=0.3,
+                              name="dense_discriminator") -> keras.Model:
+    """The textbook conditional discriminator: [images, label] -> concat(flat images,
+    one_hot(label)) -> Dense+LeakyReLU(+Dropout) layers -> one logit (batch, 1)."""
+    shape = _check_image_shape(image_shape, "build_dense_discriminator")
+    dropout = _check_non_negative_float(dropout, "dropout", upper=1.0)
+    images = keras.Input(shape=shape, name=f"{name}_images")
+    labels = _condition_input(num_classes, None, name)
+    one_hot = keras.layers.CategoryEncoding(num_classes, output_mode="one_hot", name=f"{name}_one_hot")(labels)
+    x = keras.layers.Concatenate(name=f"{name}_concat")([keras.layers.Flatten(name=f"{name}_flat")(images), one_hot])
+    for i, units in enumerate(hidden_units):
+        x = keras.layers.Dense(_check_positive_int(units, "hidden_units entry"), name=f"{name}_dense{i}")(x)
+        x = keras.layers.LeakyReLU(0.2, name=f"{name}_dense{i}_lrelu")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"{name}_dense{i}_dropout")(x)
+    logits = keras.layers.Dense(1, name=f"{name}_logit")(x)
+    return keras.Model([images, labels], logits, name=name)

@@ -26,3 +26,24 @@ PREAMBLE = textwrap.dedent("""
         return DeepCCA(mlp_encoder(20, 4, hidden_units=(16,), name="ex"),
                        mlp_encoder(12, 4, hidden_units=(16,), name="ey"))
 """)
+
+
+def run_replica_comparison(script: str) -> dict:
+    """Run a two-replica comparison script in a fresh interpreter and return the JSON it
+    prints last, after the checks every comparison shares: two replicas, weights that
+    really moved (so the comparison is not vacuous), and replicas equal to one device."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                               cwd=repo_root, env=env, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    assert result["moved"] > 1e-2
+    assert result["difference"] < 1e-5
+    return result

@@ -1,8 +1,4 @@
 """DualEncoder (keras.Model): contrastive fit, retrieval, siamese mode, save/load, strategy, bad input."""
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -14,8 +10,8 @@ from xmodal_tf.encoders import mlp_encoder, text_encoder
 from xmodal_tf.losses import contrastive_loss
 from xmodal_tf.models.dual_encoder import DualEncoder
 from two_replica_setup import PREAMBLE
+from two_replica_setup import run_replica_comparison
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -217,14 +213,7 @@ STRATEGY_SCRIPT = PREAMBLE + textwrap.dedent("""
 
 
 def test_mirrored_strategy_update_is_the_mean_of_replica_gradients():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    completed = subprocess.run([sys.executable, "-c", STRATEGY_SCRIPT], capture_output=True, text=True,
-                               cwd=REPO_ROOT, env=env, timeout=300)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert result["replicas"] == 2
-    assert result["moved"] > 1e-2  # the comparison is not vacuous
-    assert result["difference"] < 1e-5
+    result = run_replica_comparison(STRATEGY_SCRIPT)
     assert np.isfinite(result["loss"])
 
 

@@ -1,9 +1,5 @@
 """MultimodalAutoencoder: fit/evaluate/predict, modality dropout, encode/translate, save/load,
 distribution, bad input."""
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -13,8 +9,8 @@ import tensorflow as tf
 
 from xmodal_tf.encoders import mlp_encoder
 from xmodal_tf.models.mae import MultimodalAutoencoder
+from two_replica_setup import run_replica_comparison
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIZES = {"a": 12, "b": 10}
 
 
@@ -264,14 +260,7 @@ STRATEGY_SCRIPT = textwrap.dedent("""
 
 
 def test_mirrored_strategy_update_equals_one_device_update():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    completed = subprocess.run([sys.executable, "-c", STRATEGY_SCRIPT], capture_output=True, text=True,
-                               cwd=REPO_ROOT, env=env, timeout=300)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert result["replicas"] == 2
-    assert result["moved"] > 1e-2  # the comparison is not vacuous
-    assert result["difference"] < 1e-5
+    result = run_replica_comparison(STRATEGY_SCRIPT)
     np.testing.assert_allclose(result["loss"], result["reference_loss"], rtol=1e-5)
     assert result["seed_state"] == [0, 3]  # one draw per global step
 

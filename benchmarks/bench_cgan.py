@@ -90,7 +90,7 @@ def score(gan, classifier, features, real_features):
 def main():
     args = parse_args()
     started = time.perf_counter()
-    x_train, y_train, x_test, y_test = recipe._load_mnist(args.data_dir)
+    x_train, y_train, x_test, y_test = recipe.load_mnist(args.data_dir)
     print(f"MNIST: {len(x_train)} training / {len(x_test)} test images; {os.cpu_count()} CPU cores; "
           f"{args.steps} GAN steps of {BATCH_SIZE}", flush=True)
 

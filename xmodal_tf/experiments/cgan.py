@@ -47,7 +47,7 @@ NUM_CLASSES = 10
 DEFAULTS = {
     "data": "digits",
     "condition": "label",
-    "steps": None,                 # GAN training steps; None: 2000 (digits) / 3000 (mnist)
+    "steps": 2000,                 # GAN training steps
     "steps_per_epoch": None,       # steps between logs and image grids; None: steps // 10
     "batch_size": 64,
     "latent_dim": None,            # None: 32 (digits) / 64 (mnist)
@@ -66,7 +66,6 @@ DEFAULTS = {
     "audio_embedding_dim": 32,
     "audio_epochs": 15,
 }
-DEFAULT_STEPS = {"digits": 2000, "mnist": 3000}
 DEFAULT_LATENT_DIM = {"digits": 32, "mnist": 64}
 DEFAULT_CLASSIFIER_EPOCHS = {"digits": 30, "mnist": 3}
 AUDIO_SAMPLES_CAP = 4  # images per held-out recording are capped: hundreds of recordings
@@ -84,7 +83,7 @@ def load_images(config: dict, data_dir):
         arrays = (train.inputs["image"], train.labels, test.inputs["image"], test.labels)
         description = digits.description
     else:
-        arrays = _load_mnist(data_dir)
+        arrays = load_mnist(data_dir)
         description = "MNIST 28x28 (mnist.npz)"
     train_images, train_labels, test_images, test_labels = arrays
     if config["train_size"] is not None:
@@ -92,7 +91,9 @@ def load_images(config: dict, data_dir):
     return train_images, train_labels.astype(np.int64), test_images, test_labels.astype(np.int64), description
 
 
-def _load_mnist(data_dir):
+def load_mnist(data_dir):
+    """MNIST from mnist.npz (Keras layout) in the data folder: (x_train, y_train, x_test,
+    y_test), images float32 (n, 28, 28, 1) in [0, 1]."""
     from xmodal_tf.data import DATA_DIR_ENV_VAR, resolve_data_dir
 
     folder = resolve_data_dir(data_dir)
@@ -235,14 +236,14 @@ def train_gan(gan, images, conditions, config: dict, context: RunContext, grid_c
     """Fit for ``steps`` steps, in "epochs" of ``steps_per_epoch`` steps (logs + image grid)."""
     import tensorflow as tf
 
-    steps = config["steps"] or DEFAULT_STEPS[config["data"]]
+    steps = config["steps"]
     per_epoch = min(steps, config["steps_per_epoch"] or max(1, steps // 10))
     epochs = -(-steps // per_epoch)
     batch_size = min(config["batch_size"], len(images))
     dataset = (tf.data.Dataset.from_tensor_slices((images, conditions))
                .shuffle(len(images), seed=context.seed, reshuffle_each_iteration=True)
                .repeat().batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
-    callbacks = [_ProgressCallback(context, per_epoch)]
+    callbacks = [_progress_callback(context, per_epoch)]
     callbacks += _image_callbacks(context, grid_conditions)
     started = time.perf_counter()
     history = gan.fit(dataset, steps_per_epoch=per_epoch, epochs=epochs, callbacks=callbacks, verbose=0).history
@@ -258,27 +259,17 @@ def _image_callbacks(context: RunContext, grid_conditions) -> list:
     return [GeneratedImagesCallback(str(context.logdir), grid_conditions, n_per_condition=8, seed=0)]
 
 
-def _progress_callback_class():
+def _progress_callback(context: RunContext, steps_per_epoch: int):
+    """Progress lines and TensorBoard scalars (``gan/<log>``) after every epoch of steps."""
     import keras
 
-    class ProgressCallback(keras.callbacks.Callback):
-        """Progress lines and TensorBoard scalars (``gan/<log>``) every epoch of steps."""
+    def report(epoch, logs):
+        step = (epoch + 1) * steps_per_epoch
+        values = {key: float(value) for key, value in (logs or {}).items()}
+        context.log_scalars(values, step=step, prefix="gan/")
+        context.progress(f"GAN step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(values.items())))
 
-        def __init__(self, context: RunContext, steps_per_epoch: int):
-            super().__init__()
-            self.context, self.steps_per_epoch = context, steps_per_epoch
-
-        def on_epoch_end(self, epoch, logs=None):
-            step = (epoch + 1) * self.steps_per_epoch
-            logs = {key: float(value) for key, value in (logs or {}).items()}
-            self.context.log_scalars(logs, step=step, prefix="gan/")
-            self.context.progress(f"GAN step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(logs.items())))
-
-    return ProgressCallback
-
-
-def _ProgressCallback(context, steps_per_epoch):  # noqa: N802 - a class built lazily (keras import)
-    return _progress_callback_class()(context, steps_per_epoch)
+    return keras.callbacks.LambdaCallback(on_epoch_end=report)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -376,11 +367,11 @@ def validate(config: dict) -> None:
     for key in ("batch_size",):
         if config[key] < 2:
             raise ConfigError(f"{key} must be at least 2; got {config[key]!r}.")
-    for key in ("generator_filters", "discriminator_filters", "samples_per_condition", "audio_embedding_dim",
-                "audio_epochs"):
+    for key in ("steps", "generator_filters", "discriminator_filters", "samples_per_condition",
+                "audio_embedding_dim", "audio_epochs"):
         if config[key] < 1:
             raise ConfigError(f"{key} must be at least 1; got {config[key]!r}.")
-    for key in ("steps", "steps_per_epoch", "latent_dim", "classifier_epochs", "train_size"):
+    for key in ("steps_per_epoch", "latent_dim", "classifier_epochs", "train_size"):
         if config[key] is not None and (not isinstance(config[key], int) or isinstance(config[key], bool)
                                         or config[key] < 1):
             raise ConfigError(f"{key} must be a positive integer or null; got {config[key]!r}.")

@@ -37,7 +37,10 @@ without conditional batch norm (condition only concatenated with z) 0.89 after 1
 hinge loss + ``keras.layers.SpectralNormalization`` on every discriminator layer
 (``spectral_normalization=True``) plateaued at 0.70-0.72 after 1000-1750 steps (0.92
 at step 500 with two time-scale learning rates, then falling). ``benchmarks/bench_cgan.py``
-compares the recipe with the textbook dense cGAN (one-hot labels concatenated, BCE).
+compares the recipe with the textbook dense cGAN (one-hot labels concatenated, BCE):
+after 2000 steps 0.976 vs 0.416 of the generated images labelled as requested, Frechet
+distance to the test images in the classifier's features 1.24 vs 96.8 (real training
+images: 0.44).
 
 Conventions and decisions
 -------------------------
@@ -101,7 +104,7 @@ _NOISE_STATE_KEY = "noise_seed_state"
 
 
 # ----------------------------------------------------------------------------- losses
-def discriminator_loss(real_logits, fake_logits, loss="hinge", label_smoothing=0.0):
+def discriminator_loss(real_logits, fake_logits, loss="non_saturating", label_smoothing=0.0):
     """Per-example discriminator loss, shape (batch,), from raw logits of shape (batch,).
 
     * ``hinge``:          relu(1 - D(x)) + relu(1 + D(G(z)))
@@ -120,7 +123,7 @@ def discriminator_loss(real_logits, fake_logits, loss="hinge", label_smoothing=0
     return 0.5 * (tf.square(real_logits - 1.0) + tf.square(fake_logits))
 
 
-def generator_loss(fake_logits, loss="hinge"):
+def generator_loss(fake_logits, loss="non_saturating"):
     """Per-example generator loss, shape (batch,): ``-D(G(z))`` (hinge),
     ``-log sigmoid(D(G(z)))`` (non_saturating) or ``(D(G(z)) - 1)^2 / 2`` (least_squares)."""
     _check_loss(loss)
@@ -380,8 +383,8 @@ class ConditionalGAN(keras.Model):
                                                              ("d_optimizer", d_optimizer)) if value is None)
             raise ValueError(
                 f"ConditionalGAN.compile needs {missing}: one optimizer per network, e.g. "
-                "compile(g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.0, beta_2=0.9), "
-                "d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.0, beta_2=0.9)).")
+                "compile(g_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5), "
+                "d_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5)).")
         g_optimizer, d_optimizer = keras.optimizers.get(g_optimizer), keras.optimizers.get(d_optimizer)
         if g_optimizer is d_optimizer:
             raise ValueError("g_optimizer and d_optimizer must be two different optimizer instances: an "

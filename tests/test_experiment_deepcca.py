@@ -52,12 +52,23 @@ def test_model_fit_trainer(tmp_path):
     assert result["test_total_correlation"] > 1.5
 
 
+def test_shift_augmentation_trains_and_is_recorded(tmp_path):
+    code = train.main(["deepcca", "--logdir", str(tmp_path / "run"), *TINY,
+                       "--set", 'models=["deepcca"]', "--set", "shift=1", "--set", "checkpoints=false"])
+    assert code == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["recipe"]["shift"] == 1
+    assert metrics["results"]["deepcca"]["test_total_correlation"] > 1.5
+
+
 @pytest.mark.parametrize("override, message", [
     ('models=["kcca"]', "models"),
     ("epochs=0", "epochs"),
     ("dropout=1.0", "dropout"),
     ("hidden_units=[0]", "hidden_units"),
     ('trainer="keras"', "trainer"),
+    ("shift=-1", "shift"),
+    ("shift=9", "shift"),
 ])
 def test_bad_settings_exit_2(tmp_path, capsys, override, message):
     assert train.main(["deepcca", "--logdir", str(tmp_path / "run"), "--set", override]) == 2

@@ -30,6 +30,7 @@ DEFAULTS = {
     "batch_norm": True,
     "dropout": None,  # None: 0.0 for two_view_digits, 0.15 for split_mnist
     "input_dropout": 0.0,  # dropout on the input features of each view
+    "shift": None,  # None: 0 for two_view_digits, 1 for split_mnist; random whole-image shifts (pixels)
     "epochs": None,  # None: 100 for two_view_digits, 65 for split_mnist
     "batch_size": None,  # None: 256 for two_view_digits, 800 for split_mnist
     "learning_rate": 1e-3,
@@ -45,10 +46,10 @@ DEFAULTS = {
 PER_DATA_DEFAULTS = {
     "two_view_digits": {"models": ["linear_cca", "deepcca", "dccae"], "n_components": 10,
                         "hidden_units": [256, 256], "epochs": 100, "batch_size": 256,
-                        "dropout": 0.0},
+                        "dropout": 0.0, "shift": 0},
     "split_mnist": {"models": ["linear_cca", "deepcca"], "n_components": 50,
                     "hidden_units": [1024, 1024], "epochs": 65, "batch_size": 800,
-                    "dropout": 0.15},
+                    "dropout": 0.15, "shift": 1},
 }
 
 
@@ -57,6 +58,9 @@ def validate(config: dict) -> None:
     if models is not None and (not models or any(m not in MODELS for m in models)):
         raise ConfigError(f"models must be a non-empty list drawn from {list(MODELS)}; "
                           f"got {models!r}.")
+    if config["shift"] is not None and (not isinstance(config["shift"], int) or not 0 <= config["shift"] <= 4):
+        raise ConfigError(f"shift must be an int from 0 to 4 pixels (or null for the default); "
+                          f"got {config['shift']!r}.")
     for key in ("n_components", "epochs", "batch_size"):
         if config[key] is not None and (not isinstance(config[key], int) or config[key] < 1):
             raise ConfigError(f"{key} must be a positive int (or null for the default); "
@@ -150,6 +154,13 @@ def train_deep_model(name: str, dataset, config: dict, context: RunContext) -> d
     batch_size = min(config["batch_size"], len(x))
     steps_per_epoch = len(x) // batch_size
     train = make_dataset((x, y), batch_size=batch_size, seed=context.seed, drop_remainder=True)
+    if config["shift"]:
+        import tensorflow as tf
+
+        from xmodal_tf.data.augment import random_shift_pairs
+
+        shift = random_shift_pairs(dataset.view_shapes, config["shift"], seed=context.seed)
+        train = train.map(shift, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     validation = dataset.validation[:2]
     optimizer = make_optimizer(config, steps_per_epoch * config["epochs"])
     context.progress(f"{name}: {config['epochs']} epochs of {steps_per_epoch} steps "
@@ -223,7 +234,7 @@ def run(config: dict, context: RunContext) -> dict:
             results[name] = train_deep_model(name, dataset, config, context)
     return {"data": dataset.name, "n_components": config["n_components"], "results": results,
             "recipe": {key: config[key] for key in (
-                "hidden_units", "activation", "batch_norm", "dropout", "epochs", "batch_size",
+                "hidden_units", "activation", "batch_norm", "dropout", "shift", "epochs", "batch_size",
                 "learning_rate", "schedule", "weight_decay", "reg", "objective", "trainer")}}
 
 

@@ -64,10 +64,12 @@ def test_fit_beats_chance_with_both_and_with_one_modality(data, fusion):
 
 
 # ----------------------------------------------------------------------------- absent modalities
+@pytest.mark.parametrize("unimodal_loss_weight", [0.0, 0.5], ids=["plain", "unimodal_losses"])
 @pytest.mark.parametrize("fusion", FUSION_STRATEGIES)
-def test_absent_modalities_and_keras_round_trip(data, fusion, tmp_path):
+def test_absent_modalities_and_keras_round_trip(data, fusion, unimodal_loss_weight, tmp_path):
     inputs, _ = data
-    model = build(fusion, modality_dropout=0.2, projection_dim=6 if fusion == "tensor" else None)
+    model = build(fusion, modality_dropout=0.2, projection_dim=6 if fusion == "tensor" else None,
+                  unimodal_loss_weight=unimodal_loss_weight)
     batch = {key: value[:12] for key, value in inputs.items()}
     mask = np.array([[1, 1], [1, 0], [0, 1], [0, 0]] * 3, dtype=bool)
     output = model({**batch, MASK_INPUT: mask}).numpy()
@@ -94,6 +96,12 @@ def test_absent_modalities_and_keras_round_trip(data, fusion, tmp_path):
     assert json.dumps(loaded.get_config(), sort_keys=True) == json.dumps(model.get_config(), sort_keys=True)
     np.testing.assert_array_equal(loaded({**batch, MASK_INPUT: mask}).numpy(), output)
     np.testing.assert_array_equal(loaded({"a": batch["a"]}).numpy(), only_a)
+    if unimodal_loss_weight:
+        assert loaded.unimodal_loss_weight == unimodal_loss_weight
+        for modality, probabilities in model.unimodal_network(batch).items():
+            np.testing.assert_array_equal(loaded.unimodal_network(batch)[modality].numpy(), probabilities.numpy())
+    else:
+        assert loaded.unimodal_network is None
 
 
 def test_modality_dropout_only_in_training(data):
@@ -126,6 +134,88 @@ def test_custom_fusion_layer_and_shared_encoder_round_trip(data, tmp_path):
     assert loaded.encoders["left"] is loaded.encoders["right"]
     assert isinstance(loaded.fusion_layer, GatedFusion) and loaded.fusion_layer.units == 3
     np.testing.assert_array_equal(loaded(batch).numpy(), model(batch).numpy())
+
+
+# ----------------------------------------------------------------------------- auxiliary unimodal losses
+@pytest.mark.parametrize("fusion", ["concat", "late"])
+def test_unimodal_losses_train_every_head_and_are_reported(data, fusion):
+    inputs, labels = data
+    model = build(fusion, modality_dropout=0.3, unimodal_loss_weight=0.5, seed=1)
+    heads = {"concat": ["a_unimodal_classifier", "b_unimodal_classifier"], "late": ["a_classifier", "b_classifier"]}
+    assert [layer.name for layer in model.unimodal_network.layers[-2:]] == heads[fusion]
+    head_kernels = [model.unimodal_network.get_layer(name).kernel for name in heads[fusion]]
+    # Trained, and saved, with the model.
+    assert all(any(kernel is variable for variable in model.trainable_variables) for kernel in head_kernels)
+    model.compile(keras.optimizers.Adam(2e-2), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    batch = {key: value[:60] for key, value in inputs.items()}
+    # The training loss is the compiled loss plus the weighted unimodal loss ...
+    probabilities = model(batch)
+    compiled = keras.losses.sparse_categorical_crossentropy(labels[:60], probabilities).numpy().mean()
+    unimodal = float(model.unimodal_loss(batch, labels[:60]))
+    total = float(model.compute_loss(batch, labels[:60], probabilities, training=False))
+    assert total == pytest.approx(compiled + 0.5 * unimodal, rel=1e-5)
+    expected = sum(keras.losses.sparse_categorical_crossentropy(labels[:60], p).numpy().mean()
+                   for p in model.unimodal_network(batch).values())
+    assert unimodal == pytest.approx(expected, rel=1e-5)
+    # ... whose gradient reaches each modality's head and encoder.
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(batch, labels[:60], model(batch, training=True), training=True)
+    encoder_kernels = [model.encoders[name].trainable_variables[0] for name in model.modalities]
+    gradients = tape.gradient(loss, head_kernels + encoder_kernels)
+    assert all(gradient is not None and float(tf.reduce_max(tf.abs(gradient))) > 0 for gradient in gradients)
+    # fit reports the unimodal loss, and it falls.
+    before = [kernel.numpy().copy() for kernel in head_kernels]
+    history = model.fit(inputs, labels, epochs=3, batch_size=60, verbose=0)
+    assert history.history["unimodal_loss"][-1] < history.history["unimodal_loss"][0]
+    assert all(not np.allclose(kernel.numpy(), old) for kernel, old in zip(head_kernels, before))
+    logs = model.evaluate(inputs, labels, verbose=0, return_dict=True)
+    assert logs["unimodal_loss"] == pytest.approx(float(model.unimodal_loss(inputs, labels)), rel=1e-4)
+    # Each trained head alone beats chance (1/3) clearly.
+    for modality, p in model.unimodal_network(inputs).items():
+        assert np.mean(p.numpy().argmax(axis=1) == labels) > 0.6, modality
+
+
+def test_unimodal_heads_leave_inference_unchanged(data):
+    inputs, _ = data
+    batch = {key: value[:20] for key, value in inputs.items()}
+    plain, with_heads = build("gated", seed=3), build("gated", seed=3, unimodal_loss_weight=1.0)
+    assert plain.unimodal_network is None
+    # Same seed, same main weights (the heads are built last): the same predictions.
+    np.testing.assert_allclose(with_heads(batch).numpy(), plain(batch).numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="no unimodal heads.*unimodal_loss_weight > 0"):
+        plain.unimodal_loss(batch, np.zeros(20))
+
+
+def test_unimodal_loss_skips_absent_modalities(data):
+    inputs, labels = data
+    model = build("average", unimodal_loss_weight=1.0)
+    batch, y = {key: value[:40] for key, value in inputs.items()}, labels[:40]
+    per_modality = {modality: keras.losses.sparse_categorical_crossentropy(y, p).numpy()
+                    for modality, p in model.unimodal_network(batch).items()}
+    mask = np.ones((40, 2), dtype="float32")
+    mask[:10, 0] = 0.0                        # a absent from 10 rows
+    mask[30:, 1] = 0.0                        # b absent from 10 others
+    expected = (per_modality["a"] * mask[:, 0]).sum() / 40 + (per_modality["b"] * mask[:, 1]).sum() / 40
+    garbage = {"a": np.where(mask[:, :1] > 0, batch["a"], np.nan), "b": np.where(mask[:, 1:] > 0, batch["b"], 1e6)}
+    assert float(model.unimodal_loss({**garbage, MASK_INPUT: mask}, y)) == pytest.approx(expected, rel=1e-5)
+    # A missing key is "absent everywhere": only the other modality counts.
+    assert float(model.unimodal_loss({"b": batch["b"]}, y)) == pytest.approx(per_modality["b"].mean(), rel=1e-5)
+    # Sample weights scale each example's terms.
+    weights = np.linspace(0.0, 2.0, 40).astype("float32")
+    expected = ((per_modality["a"] + per_modality["b"]) * weights).sum() / 40
+    assert float(model.unimodal_loss(batch, y, sample_weight=weights)) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("weight, error, message", [
+    (-0.1, ValueError, "must be a finite number >= 0"),
+    (float("inf"), ValueError, "must be a finite number >= 0"),
+    (float("nan"), ValueError, "must be a finite number >= 0"),
+    ("0.5", TypeError, "must be a number >= 0"),
+    (True, TypeError, "must be a number >= 0"),
+])
+def test_bad_unimodal_loss_weight_is_rejected(weight, error, message):
+    with pytest.raises(error, match=f"unimodal_loss_weight {message}"):
+        build("concat", unimodal_loss_weight=weight)
 
 
 # ----------------------------------------------------------------------------- bad input

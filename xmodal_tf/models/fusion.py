@@ -48,6 +48,18 @@ Conventions and decisions
 * ``modality_dropout``: a rate for every modality, a sequence in ``encoders`` order, or
   a dict ``{modality: rate}`` (others 0); ``ModalityDropout`` edits the mask in training
   only, never removing all modalities of an example.
+* ``unimodal_loss_weight`` (auxiliary unimodal losses, "deep supervision" as in
+  Gradient-Blending-style multimodal training): each modality's (projected) embedding
+  also feeds its own softmax head ``<modality>_unimodal_classifier`` (for ``late``, the
+  per-modality classifiers it already has), and ``compute_loss`` adds the weight times
+  the sum over modalities of their cross-entropies with the labels (``unimodal_loss``;
+  rows whose input lacks the modality count 0 in that term). So plain ``model.fit``
+  trains every encoder to classify on its own, which is what the classifier has to do
+  when the other modality is absent; fit and evaluate report it as ``unimodal_loss``.
+  The heads are not on the inference graph (except ``late``'s own): predictions do not
+  change shape or meaning, ``unimodal_network`` (a functional model sharing the
+  encoders) reaches them, and they are saved with the model. In training the encoders
+  run a second time for this loss (a separate pass: nothing is cached between calls).
 * Saving: ``get_config`` holds the constructor arguments with the encoders (and a custom
   fusion layer) serialized; loading rebuilds the same graph and restores the weights.
   An encoder shared by several modalities stays shared after loading.
@@ -142,6 +154,16 @@ def _dropout_rates(modality_dropout, modalities) -> list[float]:
                     f"got {modality_dropout!r}.")
 
 
+def _check_loss_weight(weight) -> float:
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
+        raise TypeError(f"unimodal_loss_weight must be a number >= 0 (0 turns the auxiliary losses off); "
+                        f"got {weight!r}.")
+    if not 0.0 <= float(weight) < float("inf"):
+        raise ValueError(f"unimodal_loss_weight must be a finite number >= 0 (0 turns the auxiliary losses "
+                         f"off); got {weight!r}.")
+    return float(weight)
+
+
 def _is_tensor(value) -> bool:
     return ops.is_tensor(value) or keras.backend.is_keras_tensor(value)
 
@@ -185,13 +207,16 @@ class FusionClassifier(keras.Model):
     """A functional fusion classifier; build it with ``build_fusion_classifier``.
 
     Args: see ``build_fusion_classifier``. Attributes: ``modalities`` (tuple, the mask's
-    column order), ``encoders`` (dict), ``fusion_layer``.
+    column order), ``encoders`` (dict), ``fusion_layer``, ``unimodal_loss_weight`` and
+    ``unimodal_network`` (inputs -> {modality: its own head's probabilities}; None when
+    the weight is 0).
     """
 
     def __init__(self, encoders, fusion="concat", num_classes=None, *, modality_dropout=0.0,
-                 hidden_units=(64,), projection_dim=None, dropout=0.0, seed=None,
+                 hidden_units=(64,), projection_dim=None, dropout=0.0, unimodal_loss_weight=0.0, seed=None,
                  name="fusion_classifier", **kwargs):
         encoders = _check_encoders(encoders)
+        unimodal_loss_weight = _check_loss_weight(unimodal_loss_weight)
         num_classes = _check_num_classes(num_classes)
         hidden_units = _check_hidden_units(hidden_units, "hidden_units")
         if projection_dim is not None:
@@ -221,10 +246,22 @@ class FusionClassifier(keras.Model):
                     _dense_head(embedding, head_units, dropout, f"{modality}_head"))
                 for modality, embedding in zip(modalities, embeddings)]
             outputs = layer(per_modality, mask=mask)
+            unimodal = dict(zip(modalities, per_modality))
         else:
             fused = _dense_head(layer(embeddings, mask=mask), head_units, dropout, "head")
             outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(fused)
+            unimodal = {modality: keras.layers.Dense(num_classes, activation="softmax",
+                                                     name=f"{modality}_unimodal_classifier")(embedding)
+                        for modality, embedding in zip(modalities, embeddings)} if unimodal_loss_weight else {}
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+
+        self.unimodal_loss_weight = unimodal_loss_weight
+        # The auxiliary heads are off the inference graph (except late fusion's own heads):
+        # a second functional model over the same layers reaches them, and as an attribute
+        # it is tracked, trained and saved with the classifier.
+        self.unimodal_network = keras.Model({modality: inputs[modality] for modality in modalities}, unimodal,
+                                            name=f"{name}_unimodal") if unimodal_loss_weight else None
+        self._unimodal_loss_tracker = keras.metrics.Mean(name="unimodal_loss") if unimodal_loss_weight else None
 
         self.modalities = modalities
         self.num_classes = num_classes
@@ -233,7 +270,7 @@ class FusionClassifier(keras.Model):
         self._encoder_names = tuple(encoder.name for encoder in encoders.values())
         self._settings = {"num_classes": num_classes, "modality_dropout": modality_dropout,
                           "hidden_units": list(hidden_units), "projection_dim": projection_dim,
-                          "dropout": float(dropout), "seed": seed}
+                          "dropout": float(dropout), "unimodal_loss_weight": unimodal_loss_weight, "seed": seed}
 
     # ------------------------------------------------------------------ access
     @property
@@ -294,6 +331,45 @@ class FusionClassifier(keras.Model):
         column = ops.reshape(ops.zeros_like(ones), (-1,) + (1,) * len(shape))
         return ops.cast(column + ops.zeros(shape), spec.dtype)
 
+    # ------------------------------------------------------------------ auxiliary losses
+    def unimodal_loss(self, inputs: dict, labels, sample_weight=None, training=False):
+        """The auxiliary loss: the sum over modalities of the sparse cross-entropy of that
+        modality's own head (on its embedding alone) with ``labels``, averaged over the
+        batch; examples whose input lacks the modality (missing key or mask 0; modality
+        dropout does not count) add nothing to that modality's term. Raises ValueError if
+        the classifier was built with ``unimodal_loss_weight=0`` (it has no such heads)."""
+        if self.unimodal_network is None:
+            raise ValueError(f"{self.name} has no unimodal heads: build it with unimodal_loss_weight > 0.")
+        completed = self.complete_inputs(inputs)
+        probabilities = self.unimodal_network({modality: completed[modality] for modality in self.modalities},
+                                              training=training)
+        present = completed[MASK_INPUT]
+        if sample_weight is not None:
+            present = present * ops.reshape(ops.cast(sample_weight, present.dtype), (-1, 1))
+        cross_entropy = keras.losses.SparseCategoricalCrossentropy(reduction="sum_over_batch_size")
+        terms = []
+        for index, modality in enumerate(self.modalities):
+            weight = present[:, index]
+            # Absent rows get weight 0, and (``where``) a finite stand-in for whatever their
+            # head made of the filler or garbage input, so NaN there cannot leak into the loss.
+            uniform = ops.full_like(probabilities[modality], 1.0 / self.num_classes)
+            given = ops.where(ops.expand_dims(weight, 1) > 0, probabilities[modality], uniform)
+            terms.append(cross_entropy(labels, given, sample_weight=weight))
+        return ops.sum(ops.stack(terms))
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled loss plus ``unimodal_loss_weight`` x ``unimodal_loss`` (in training
+        and in evaluation, like a regularization loss); the latter is also reported as
+        the metric ``unimodal_loss``."""
+        loss = super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        if self.unimodal_network is None or y is None or not isinstance(x, dict):
+            return loss
+        unimodal = self.unimodal_loss(x, y, sample_weight, training=training)
+        self._unimodal_loss_tracker.update_state(unimodal)
+        # The compiled loss is already divided by the number of replicas; the auxiliary
+        # one is too (SparseCategoricalCrossentropy's call scales it the same way).
+        return loss + ops.cast(self.unimodal_loss_weight, loss.dtype) * unimodal
+
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict:
         encoders, first_owner = [], {}
@@ -324,8 +400,8 @@ class FusionClassifier(keras.Model):
 
 
 def build_fusion_classifier(encoders, fusion="concat", num_classes=None, *, modality_dropout=0.0,
-                            hidden_units=(64,), projection_dim=None, dropout=0.0, seed=None,
-                            name="fusion_classifier") -> FusionClassifier:
+                            hidden_units=(64,), projection_dim=None, dropout=0.0, unimodal_loss_weight=0.0,
+                            seed=None, name="fusion_classifier") -> FusionClassifier:
     """A fusion classifier over named modalities (see the module docstring for the conventions).
 
     Args:
@@ -340,9 +416,13 @@ def build_fusion_classifier(encoders, fusion="concat", num_classes=None, *, moda
         projection_dim: if set, each embedding first goes through its own Dense(projection_dim)
             (needed for average/weighted fusion of embeddings of different sizes).
         dropout: dropout rate after each hidden layer.
+        unimodal_loss_weight: weight (>= 0) of the auxiliary unimodal losses added in
+            training: each modality's embedding also feeds its own softmax head (for
+            "late", its existing per-modality classifier), trained on the labels with
+            that weight. 0 (the default): no auxiliary heads.
         seed: seed of the modality dropout draws.
         name: the model name.
     """
     return FusionClassifier(encoders, fusion, num_classes, modality_dropout=modality_dropout,
                             hidden_units=hidden_units, projection_dim=projection_dim, dropout=dropout,
-                            seed=seed, name=name)
+                            unimodal_loss_weight=unimodal_loss_weight, seed=seed, name=name)

@@ -69,7 +69,7 @@ def test_fit_beats_chance_with_both_and_with_one_modality(data, fusion):
 def test_absent_modalities_and_keras_round_trip(data, fusion, unimodal_loss_weight, tmp_path):
     inputs, _ = data
     model = build(fusion, modality_dropout=0.2, projection_dim=6 if fusion == "tensor" else None,
-                  unimodal_loss_weight=unimodal_loss_weight)
+                  unimodal_loss_weight=unimodal_loss_weight, unimodal_distillation=unimodal_loss_weight)
     batch = {key: value[:12] for key, value in inputs.items()}
     mask = np.array([[1, 1], [1, 0], [0, 1], [0, 0]] * 3, dtype=bool)
     output = model({**batch, MASK_INPUT: mask}).numpy()
@@ -97,7 +97,7 @@ def test_absent_modalities_and_keras_round_trip(data, fusion, unimodal_loss_weig
     np.testing.assert_array_equal(loaded({**batch, MASK_INPUT: mask}).numpy(), output)
     np.testing.assert_array_equal(loaded({"a": batch["a"]}).numpy(), only_a)
     if unimodal_loss_weight:
-        assert loaded.unimodal_loss_weight == unimodal_loss_weight
+        assert loaded.unimodal_loss_weight == unimodal_loss_weight == loaded.unimodal_distillation
         for modality, probabilities in model.unimodal_network(batch).items():
             np.testing.assert_array_equal(loaded.unimodal_network(batch)[modality].numpy(), probabilities.numpy())
     else:
@@ -175,6 +175,34 @@ def test_unimodal_losses_train_every_head_and_are_reported(data, fusion):
         assert np.mean(p.numpy().argmax(axis=1) == labels) > 0.6, modality
 
 
+@pytest.mark.parametrize("fusion", ["attention", "late"])
+def test_unimodal_distillation_targets_the_fused_prediction_without_moving_it(data, fusion):
+    inputs, labels = data
+    model = build(fusion, unimodal_loss_weight=1.5, unimodal_distillation=0.25, seed=2)
+    batch, y = {key: value[:50] for key, value in inputs.items()}, labels[:50]
+    fused = model(batch).numpy()
+    target = 0.75 * np.eye(NUM_CLASSES)[y] + 0.25 * fused
+    expected = sum(keras.losses.categorical_crossentropy(target, p).numpy().mean()
+                   for p in model.unimodal_network(batch).values())
+    assert float(model.unimodal_loss(batch, y)) == pytest.approx(expected, rel=1e-5)
+    assert float(model.unimodal_loss(batch, y, predictions=fused)) == pytest.approx(expected, rel=1e-5)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    compiled = keras.losses.sparse_categorical_crossentropy(y, fused).numpy().mean()
+    total = float(model.compute_loss(batch, y, model(batch), training=False))
+    assert total == pytest.approx(compiled + 1.5 * expected, rel=1e-5)
+    # The fused prediction is a fixed target: the auxiliary loss moves the unimodal
+    # pathways only, never the fusion layer or the head after it.
+    with tf.GradientTape() as tape:
+        loss = model.unimodal_loss(batch, y, predictions=model(batch, training=True), training=True)
+    fused_only = model.fusion_layer.trainable_variables + (
+        [] if fusion == "late" else model.get_layer("classifier").trainable_variables)
+    for variable, gradient in zip(fused_only, tape.gradient(loss, fused_only)):
+        assert gradient is None or not np.any(gradient.numpy()), variable.path
+    # Pure distillation (share 1) ignores the labels.
+    pure = build(fusion, unimodal_loss_weight=1.0, unimodal_distillation=1.0, seed=2)
+    assert float(pure.unimodal_loss(batch, y)) == pytest.approx(float(pure.unimodal_loss(batch, (y + 1) % 3)))
+
+
 def test_unimodal_heads_leave_inference_unchanged(data):
     inputs, _ = data
     batch = {key: value[:20] for key, value in inputs.items()}
@@ -216,6 +244,13 @@ def test_unimodal_loss_skips_absent_modalities(data):
 def test_bad_unimodal_loss_weight_is_rejected(weight, error, message):
     with pytest.raises(error, match=f"unimodal_loss_weight {message}"):
         build("concat", unimodal_loss_weight=weight)
+
+
+@pytest.mark.parametrize("share, error", [(-0.5, ValueError), (1.5, ValueError), (float("nan"), ValueError),
+                                          (None, TypeError), (False, TypeError)])
+def test_bad_unimodal_distillation_is_rejected(share, error):
+    with pytest.raises(error, match=r"unimodal_distillation must be (a number )?in \[0, 1\]"):
+        build("concat", unimodal_loss_weight=1.0, unimodal_distillation=share)
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -164,6 +164,15 @@ def _check_loss_weight(weight) -> float:
     return float(weight)
 
 
+def _check_distillation(share) -> float:
+    if isinstance(share, bool) or not isinstance(share, numbers.Real):
+        raise TypeError(f"unimodal_distillation must be a number in [0, 1]; got {share!r}.")
+    if not 0.0 <= float(share) <= 1.0:
+        raise ValueError(f"unimodal_distillation must be in [0, 1] (the share of the fused prediction in the "
+                         f"unimodal heads' target); got {share!r}.")
+    return float(share)
+
+
 def _is_tensor(value) -> bool:
     return ops.is_tensor(value) or keras.backend.is_keras_tensor(value)
 
@@ -213,10 +222,11 @@ class FusionClassifier(keras.Model):
     """
 
     def __init__(self, encoders, fusion="concat", num_classes=None, *, modality_dropout=0.0,
-                 hidden_units=(64,), projection_dim=None, dropout=0.0, unimodal_loss_weight=0.0, seed=None,
-                 name="fusion_classifier", **kwargs):
+                 hidden_units=(64,), projection_dim=None, dropout=0.0, unimodal_loss_weight=0.0,
+                 unimodal_distillation=0.0, seed=None, name="fusion_classifier", **kwargs):
         encoders = _check_encoders(encoders)
         unimodal_loss_weight = _check_loss_weight(unimodal_loss_weight)
+        unimodal_distillation = _check_distillation(unimodal_distillation)
         num_classes = _check_num_classes(num_classes)
         hidden_units = _check_hidden_units(hidden_units, "hidden_units")
         if projection_dim is not None:
@@ -256,6 +266,7 @@ class FusionClassifier(keras.Model):
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
         self.unimodal_loss_weight = unimodal_loss_weight
+        self.unimodal_distillation = unimodal_distillation
         # The auxiliary heads are off the inference graph (except late fusion's own heads):
         # a second functional model over the same layers reaches them, and as an attribute
         # it is tracked, trained and saved with the classifier.
@@ -270,7 +281,8 @@ class FusionClassifier(keras.Model):
         self._encoder_names = tuple(encoder.name for encoder in encoders.values())
         self._settings = {"num_classes": num_classes, "modality_dropout": modality_dropout,
                           "hidden_units": list(hidden_units), "projection_dim": projection_dim,
-                          "dropout": float(dropout), "unimodal_loss_weight": unimodal_loss_weight, "seed": seed}
+                          "dropout": float(dropout), "unimodal_loss_weight": unimodal_loss_weight,
+                          "unimodal_distillation": unimodal_distillation, "seed": seed}
 
     # ------------------------------------------------------------------ access
     @property
@@ -332,12 +344,15 @@ class FusionClassifier(keras.Model):
         return ops.cast(column + ops.zeros(shape), spec.dtype)
 
     # ------------------------------------------------------------------ auxiliary losses
-    def unimodal_loss(self, inputs: dict, labels, sample_weight=None, training=False):
-        """The auxiliary loss: the sum over modalities of the sparse cross-entropy of that
-        modality's own head (on its embedding alone) with ``labels``, averaged over the
-        batch; examples whose input lacks the modality (missing key or mask 0; modality
-        dropout does not count) add nothing to that modality's term. Raises ValueError if
-        the classifier was built with ``unimodal_loss_weight=0`` (it has no such heads)."""
+    def unimodal_loss(self, inputs: dict, labels, sample_weight=None, training=False, predictions=None):
+        """The auxiliary loss: the sum over modalities of the cross-entropy of that
+        modality's own head (on its embedding alone), averaged over the batch. The target
+        is the labels, or with ``unimodal_distillation`` = a > 0 the mixture
+        (1 - a) one_hot(labels) + a stop_gradient(predictions), the fused classifier's own
+        probabilities (``predictions``; computed with ``training`` if not given).
+        Examples whose input lacks the modality (missing key or mask 0; modality dropout
+        does not count) add nothing to that modality's term. Raises ValueError if the
+        classifier was built with ``unimodal_loss_weight=0`` (it has no such heads)."""
         if self.unimodal_network is None:
             raise ValueError(f"{self.name} has no unimodal heads: build it with unimodal_loss_weight > 0.")
         completed = self.complete_inputs(inputs)
@@ -346,7 +361,13 @@ class FusionClassifier(keras.Model):
         present = completed[MASK_INPUT]
         if sample_weight is not None:
             present = present * ops.reshape(ops.cast(sample_weight, present.dtype), (-1, 1))
-        cross_entropy = keras.losses.SparseCategoricalCrossentropy(reduction="sum_over_batch_size")
+        targets = ops.one_hot(ops.reshape(ops.cast(labels, "int32"), (-1,)), self.num_classes)
+        if self.unimodal_distillation:
+            if predictions is None:
+                predictions = self(completed, training=training)
+            share = self.unimodal_distillation
+            targets = (1.0 - share) * targets + share * ops.stop_gradient(ops.cast(predictions, targets.dtype))
+        cross_entropy = keras.losses.CategoricalCrossentropy(reduction="sum_over_batch_size")
         terms = []
         for index, modality in enumerate(self.modalities):
             weight = present[:, index]
@@ -354,20 +375,20 @@ class FusionClassifier(keras.Model):
             # head made of the filler or garbage input, so NaN there cannot leak into the loss.
             uniform = ops.full_like(probabilities[modality], 1.0 / self.num_classes)
             given = ops.where(ops.expand_dims(weight, 1) > 0, probabilities[modality], uniform)
-            terms.append(cross_entropy(labels, given, sample_weight=weight))
+            terms.append(cross_entropy(targets, given, sample_weight=weight))
         return ops.sum(ops.stack(terms))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The compiled loss plus ``unimodal_loss_weight`` x ``unimodal_loss`` (in training
-        and in evaluation, like a regularization loss); the latter is also reported as
-        the metric ``unimodal_loss``."""
+        and in evaluation, like a regularization loss; ``y_pred`` is the distillation
+        target); the latter is also reported as the metric ``unimodal_loss``."""
         loss = super().compute_loss(x, y, y_pred, sample_weight, training=training)
         if self.unimodal_network is None or y is None or not isinstance(x, dict):
             return loss
-        unimodal = self.unimodal_loss(x, y, sample_weight, training=training)
+        unimodal = self.unimodal_loss(x, y, sample_weight, training=training, predictions=y_pred)
         self._unimodal_loss_tracker.update_state(unimodal)
         # The compiled loss is already divided by the number of replicas; the auxiliary
-        # one is too (SparseCategoricalCrossentropy's call scales it the same way).
+        # one is too (CategoricalCrossentropy's call scales it the same way).
         return loss + ops.cast(self.unimodal_loss_weight, loss.dtype) * unimodal
 
     # ------------------------------------------------------------------ config
@@ -401,7 +422,7 @@ class FusionClassifier(keras.Model):
 
 def build_fusion_classifier(encoders, fusion="concat", num_classes=None, *, modality_dropout=0.0,
                             hidden_units=(64,), projection_dim=None, dropout=0.0, unimodal_loss_weight=0.0,
-                            seed=None, name="fusion_classifier") -> FusionClassifier:
+                            unimodal_distillation=0.0, seed=None, name="fusion_classifier") -> FusionClassifier:
     """A fusion classifier over named modalities (see the module docstring for the conventions).
 
     Args:
@@ -420,9 +441,13 @@ def build_fusion_classifier(encoders, fusion="concat", num_classes=None, *, moda
             training: each modality's embedding also feeds its own softmax head (for
             "late", its existing per-modality classifier), trained on the labels with
             that weight. 0 (the default): no auxiliary heads.
+        unimodal_distillation: share in [0, 1] of the fused prediction (stop-gradient) in
+            the unimodal heads' target, the rest being the labels: online distillation
+            from the fused classifier into each modality's pathway. 0: labels only.
         seed: seed of the modality dropout draws.
         name: the model name.
     """
     return FusionClassifier(encoders, fusion, num_classes, modality_dropout=modality_dropout,
                             hidden_units=hidden_units, projection_dim=projection_dim, dropout=dropout,
-                            unimodal_loss_weight=unimodal_loss_weight, seed=seed, name=name)
+                            unimodal_loss_weight=unimodal_loss_weight, unimodal_distillation=unimodal_distillation,
+                            seed=seed, name=name)

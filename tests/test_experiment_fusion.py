@@ -39,6 +39,46 @@ def test_missing_conditions_are_nested_per_modality():
     assert (conditions["image_missing_100%"] <= quarter).all()
 
 
+def test_joint_training_is_exact_with_unimodal_losses():
+    """Each classifier of the joint model ends with the weights that model.fit of that
+    classifier alone gives on the same batches (auxiliary unimodal losses and their
+    distillation from the classifier's own prediction included)."""
+    import keras
+
+    from xmodal_tf.models.fusion import build_fusion_classifier
+    from xmodal_tf.optimizers import FusedAdam
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 96)
+    inputs = {"left": (rng.normal(size=(96, 4)) + np.eye(3, 4)[labels]).astype("float32"),
+              "right": (rng.normal(size=(96, 5)) + np.eye(3, 5)[labels]).astype("float32")}
+    settings = {"learning_rate": 1e-2, "batch_size": 32, "epochs": 2, "embedding_dim": 4,
+                "encoder": "mlp", "encoder_hidden_units": [6]}
+
+    def classifiers():
+        keras.utils.set_random_seed(0)
+        return {name: build_fusion_classifier(
+            {modality: fusion_experiment.build_encoder(inputs[modality].shape[1:], settings, f"{modality}_encoder")
+             for modality in inputs}, fusion, 3, hidden_units=(5,), unimodal_loss_weight=weight,
+            unimodal_distillation=share, name=name)
+            for name, fusion, weight, share in (("concat", "concat", 0.0, 0.0), ("concat_aux", "concat", 0.7, 0.0),
+                                                ("late_aux", "late", 0.4, 0.5))}
+
+    joint = fusion_experiment.JointTraining(classifiers(), inputs, settings)
+    history = joint.fit(inputs, labels, seed=5)
+    assert {"concat_aux_unimodal_loss", "late_aux_unimodal_loss"} <= set(history.history)
+    assert "concat_unimodal_loss" not in history.history
+    from xmodal_tf.data import make_dataset
+
+    for name, alone in classifiers().items():
+        alone.compile(optimizer=FusedAdam(settings["learning_rate"]), loss="sparse_categorical_crossentropy")
+        alone.fit(make_dataset(inputs, labels, batch_size=32, seed=5), epochs=2, shuffle=False, verbose=0)
+        trained = joint.classifiers[name]
+        assert len(alone.weights) == len(trained.weights)
+        for expected, actual in zip(alone.weights, trained.weights):
+            np.testing.assert_allclose(actual.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("runs") / "fusion"
@@ -46,7 +86,8 @@ def tiny_run(tmp_path_factory):
                        "--set", "seeds=2", "--set", 'strategies=["concat", "late"]',
                        "--set", "epochs=10", "--set", "batch_size=64",
                        "--set", "encoder_hidden_units=[16]", "--set", "embedding_dim=8",
-                       "--set", "hidden_units=[16]", "--set", "missing_fractions=[0.5, 1.0]"])
+                       "--set", "hidden_units=[16]", "--set", "missing_fractions=[0.5, 1.0]",
+                       "--set", "unimodal_loss_weight=0.5", "--set", "unimodal_distillation=0.5"])
     return code, logdir
 
 
@@ -91,6 +132,11 @@ def test_tiny_run_logs_tensorboard_scalars(tiny_run):
     per_seed = metrics["results"]["late_dropout"]["left_missing_50%"]["accuracy"]["per_seed"]
     np.testing.assert_allclose([logged[0], logged[1]], per_seed, rtol=1e-6)
     assert len(read_scalars(logdir, "train_loss/seed1/concat")) == 10
+    unimodal = read_scalars(logdir, "train_unimodal_loss/seed1/concat_dropout")
+    assert len(unimodal) == 10 and unimodal[10] < unimodal[1]
+    with pytest.raises(KeyError):                # no auxiliary losses without modality dropout
+        read_scalars(logdir, "train_unimodal_loss/seed1/concat")
+    assert metrics["unimodal_loss_weight"] == 0.5 == metrics["unimodal_distillation"]
 
 
 def test_summary_table():
@@ -109,6 +155,10 @@ def test_summary_table():
     assert "left -100%" in lines[1]
     assert lines[2].startswith("left_only") and "0.500 ± 0.010" in lines[2]
     assert "beats it" in lines[-2] and "LOWER" in lines[-1]
+    assert lines[0].endswith("*_dropout: modality dropout 0.3")
+    metrics.update(unimodal_loss_weight=1.0, unimodal_distillation=0.5)
+    assert fusion_experiment.summarize(metrics)[0].endswith(
+        "modality dropout 0.3 and unimodal losses of weight 1 (target: 0.5 label + 0.5 fused prediction)")
 
 
 @pytest.mark.parametrize("override, message", [
@@ -117,6 +167,9 @@ def test_summary_table():
     ('degrade_modality="image"', "degrade_modality"),
     ("train_size=100", "train_size"),
     ("other_modality_noise=-1", "other_modality_noise"),
+    ("unimodal_loss_weight=-0.5", "unimodal_loss_weight"),
+    ('unimodal_loss_weight="high"', "unimodal_loss_weight"),
+    ("unimodal_distillation=2", "unimodal_distillation"),
     ('degradation="blur"', "degradation"),
 ])
 def test_bad_settings_are_config_errors(tmp_path, capsys, override, message):

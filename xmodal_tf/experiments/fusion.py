@@ -12,7 +12,11 @@ an MLP or CNN encoder per modality):
 * ``<modality>_only``: one encoder and the head, for each modality;
 * ``<strategy>``: each fusion strategy (average, weighted, concat, gated, attention,
   tensor, late), trained on complete data;
-* ``<strategy>_dropout``: the same with ``ModalityDropout`` at ``modality_dropout``.
+* ``<strategy>_dropout``: the same with ``ModalityDropout`` at ``modality_dropout`` and
+  auxiliary unimodal losses (``unimodal_loss_weight``; their target mixes the labels
+  with the classifier's own fused prediction, ``unimodal_distillation``): each
+  modality's pathway is also trained to classify alone, as it must when the other
+  modality is absent.
 
 Each is scored (accuracy and macro F1, ``xmodal_tf.metrics``) on the complete test
 split and with 25 / 50 / 100 % of the test examples missing one modality (each
@@ -30,7 +34,8 @@ the issue's two targets:
 Speed: all classifiers of a seed train together, as the outputs of ONE Keras model
 with one loss per output. No weights are shared and Adam's update of a weight depends
 only on that weight's gradient, so each classifier gets exactly the updates it would
-get alone on the same batches. Tracing the training step of 16 models costs more
+get alone on the same batches (its auxiliary unimodal loss, which depends on its own
+weights only, is added by the joint model's ``compute_loss``). Tracing the training step of 16 models costs more
 than training them on small data, so it is traced once: each later seed loads its
 freshly initialised weights into the same model and clears the optimizer state.
 """
@@ -55,6 +60,8 @@ DEFAULTS = {
     "strategies": list(STRATEGIES),
     "seeds": 3,  # repetitions (seed, seed + 1, ...): initialisation, batches, degradation, missing rows
     "modality_dropout": 0.3,  # rate per modality of the *_dropout classifiers, in (0, 0.5]
+    "unimodal_loss_weight": 1.0,  # *_dropout classifiers: weight of the per-modality auxiliary losses (>= 0)
+    "unimodal_distillation": 0.5,  # *_dropout classifiers: share of the fused prediction in their target, [0, 1]
     "missing_fractions": [0.25, 0.5, 1.0],  # share of test examples missing one modality
     "degradation": "noise",  # of degrade_modality, train and test: noise, occlusion or none
     "degrade_modality": None,  # None: left (digits) / image (av_mnist)
@@ -148,10 +155,12 @@ def build_classifiers(inputs: dict, num_classes: int, settings: dict) -> dict:
     for strategy in settings["strategies"]:
         # Tensor fusion multiplies the embedding sizes: project them to 16 first.
         projection = 16 if strategy == "tensor" else None
-        for name, rate in ((strategy, 0.0), (f"{strategy}_dropout", settings["modality_dropout"])):
+        for name, rate, weight, share in ((strategy, 0.0, 0.0, 0.0),
+                                          (f"{strategy}_dropout", settings["modality_dropout"],
+                                           settings["unimodal_loss_weight"], settings["unimodal_distillation"])):
             classifiers[name] = build_fusion_classifier(
                 encoders(modalities), strategy, modality_dropout=rate, projection_dim=projection,
-                name=name, **common)
+                unimodal_loss_weight=weight, unimodal_distillation=share, name=name, **common)
     return classifiers
 
 
@@ -189,7 +198,7 @@ class JointTraining:
         model_inputs = {name: keras.Input(array.shape[1:], name=name) for name, array in inputs.items()}
         outputs = {name: classifier({modality: model_inputs[modality] for modality in classifier.modalities})
                    for name, classifier in classifiers.items()}
-        self.model = keras.Model(model_inputs, outputs, name="all_classifiers")
+        self.model = _all_classifiers_model(model_inputs, outputs, classifiers)
         # FusedAdam: one update op per weight instead of about ten, which shortens the
         # trace of 16 models; built now so that fit does not trace its step twice.
         self.model.compile(optimizer=FusedAdam(settings["learning_rate"]),
@@ -209,6 +218,31 @@ class JointTraining:
         targets = {name: labels for name in self.classifiers}
         dataset = make_dataset(inputs, targets, batch_size=self.settings["batch_size"], seed=seed)
         return self.model.fit(dataset, epochs=self.settings["epochs"], shuffle=False, verbose=0)
+
+
+def _all_classifiers_model(inputs: dict, outputs: dict, classifiers: dict):
+    """The joint model: one compiled loss per output, plus each classifier's own auxiliary
+    unimodal loss (``FusionClassifier.unimodal_loss``, weighted as in its ``compute_loss``),
+    which depends on that classifier's weights only; logged as ``<name>_unimodal_loss``."""
+    import keras
+
+    class AllClassifiers(keras.Model):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.with_unimodal = [name for name, classifier in classifiers.items() if classifier.unimodal_loss_weight]
+            self.unimodal_trackers = [keras.metrics.Mean(name=f"{name}_unimodal_loss") for name in self.with_unimodal]
+
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            loss = super().compute_loss(x, y, y_pred, sample_weight, training=training)
+            for name, tracker in zip(self.with_unimodal, self.unimodal_trackers):
+                classifier = classifiers[name]
+                unimodal = classifier.unimodal_loss({modality: x[modality] for modality in classifier.modalities},
+                                                    y[name], training=training, predictions=y_pred[name])
+                tracker.update_state(unimodal)
+                loss = loss + classifier.unimodal_loss_weight * unimodal
+            return loss
+
+    return AllClassifiers(inputs, outputs, name="all_classifiers")
 
 
 def predict(classifier, inputs: dict, present: np.ndarray, modalities) -> np.ndarray:
@@ -294,6 +328,8 @@ def run_seed(dataset, settings: dict, seed: int, joint: JointTraining | None, co
     for name in classifiers:
         for epoch, value in enumerate(history.history.get(f"{name}_loss", [])):
             context.log_scalar(f"train_loss/seed{seed}/{name}", value, step=epoch + 1)
+        for epoch, value in enumerate(history.history.get(f"{name}_unimodal_loss", [])):
+            context.log_scalar(f"train_unimodal_loss/seed{seed}/{name}", value, step=epoch + 1)
     final_losses = [history.history[f"{name}_loss"][-1] for name in classifiers if f"{name}_loss" in history.history]
     context.progress(f"seed {seed}: trained (mean final training loss {np.mean(final_losses):.3f}); "
                      f"scoring on {len(dataset.test)} test examples ...")
@@ -332,7 +368,9 @@ def run(config: dict, context: RunContext) -> dict:
     return {"data": settings["data"], "modalities": list(modalities), "seeds": settings["seeds"],
             "degraded": {key: settings[key] for key in ("degrade_modality", "degradation", "degradation_strength",
                                                         "other_modality_noise")},
-            "modality_dropout": settings["modality_dropout"], "strategies": list(settings["strategies"]),
+            "modality_dropout": settings["modality_dropout"],
+            "unimodal_loss_weight": settings["unimodal_loss_weight"],
+            "unimodal_distillation": settings["unimodal_distillation"], "strategies": list(settings["strategies"]),
             "conditions": list(next(iter(results.values()))), "results": results,
             "targets": targets(results, single, settings["strategies"]),
             "train_seconds": time.perf_counter() - started}
@@ -384,6 +422,12 @@ def validate(config: dict) -> None:
     if not 0 < settings["modality_dropout"] <= 0.5:
         raise ConfigError(f"modality_dropout must be in (0, 0.5] (two modalities, never both dropped); "
                           f"got {settings['modality_dropout']!r}.")
+    weight = settings["unimodal_loss_weight"]
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
+        raise ConfigError(f"unimodal_loss_weight must be a number >= 0 (0: no auxiliary losses); got {weight!r}.")
+    share = settings["unimodal_distillation"]
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+        raise ConfigError(f"unimodal_distillation must be a number in [0, 1]; got {share!r}.")
     if settings["encoder"] not in ENCODERS:
         raise ConfigError(f"encoder must be one of {ENCODERS} (or null for the data set's default); "
                           f"got {settings['encoder']!r}.")
@@ -423,7 +467,7 @@ def summarize(metrics: dict) -> list[str]:
              f"degraded: {degraded['degradation']} {degraded['degradation_strength']}, other modality: noise "
              f"{degraded['other_modality_noise']}); test accuracy, "
              f"mean ± std over {metrics['seeds']} seed(s); *_dropout: modality dropout "
-             f"{metrics['modality_dropout']}",
+             f"{metrics['modality_dropout']}" + _unimodal_note(metrics),
              f"{'classifier':<18}" + "".join(f"  {_short(condition):>13}" for condition in conditions)]
     for name, by_condition in metrics["results"].items():
         lines.append(f"{name:<18}" + "".join(
@@ -439,6 +483,14 @@ def summarize(metrics: dict) -> list[str]:
                      f"{report['best_single_accuracy']:.3f}: "
                      f"{'at least as high' if report['dropout_keeps_better_single'] else 'LOWER'}")
     return lines
+
+
+def _unimodal_note(metrics: dict) -> str:
+    weight, share = metrics.get("unimodal_loss_weight"), metrics.get("unimodal_distillation")
+    if not weight:
+        return ""
+    target = f"{1 - share:g} label + {share:g} fused prediction" if share else "the label"
+    return f" and unimodal losses of weight {weight:g} (target: {target})"
 
 
 def _short(condition: str) -> str:

@@ -3,7 +3,10 @@
     python examples/fusion_fit.py
 
 Each modality gets its own CNN encoder; a gated fusion layer weighs the two embeddings
-per example, and modality dropout teaches the model to cope when one is missing. At
+per example, and modality dropout teaches the model to cope when one is missing. The
+auxiliary unimodal losses (``unimodal_loss_weight``) also train each encoder, through a
+small head of its own, to classify alone, towards a target that mixes the labels with
+the model's own fused prediction (``unimodal_distillation``). At
 test time a modality can be left out entirely (omit its key) or per example (the
 ``modality_mask`` input). The model saves and reloads like any Keras model.
 """
@@ -26,9 +29,12 @@ keras.utils.set_random_seed(0)
 encoders = {name: xm.encoders.cnn_encoder((8, 4, 1), 32, filters=(16,), global_pooling="flatten",
                                           name=f"{name}_encoder")
             for name in ("left", "right")}
-model = build_fusion_classifier(encoders, fusion="gated", num_classes=10, modality_dropout=0.3)
+model = build_fusion_classifier(encoders, fusion="gated", num_classes=10, modality_dropout=0.3,
+                                unimodal_loss_weight=1.0, unimodal_distillation=0.5)
 model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-model.fit(train, data.train.labels, epochs=25, batch_size=64, verbose=0)
+history = model.fit(train, data.train.labels, epochs=25, batch_size=64, verbose=0)
+print(f"final training loss {history.history['loss'][-1]:.3f}, including the unimodal loss "
+      f"{history.history['unimodal_loss'][-1]:.3f} x weight {model.unimodal_loss_weight}")
 
 
 def accuracy(inputs) -> float:

@@ -1,6 +1,7 @@
 """The `deepcca` experiment (the CLI's default): a tiny run end to end, resume, errors."""
 import json
 
+import numpy as np
 import pytest
 
 from xmodal_tf import train
@@ -52,13 +53,33 @@ def test_model_fit_trainer(tmp_path):
     assert result["test_total_correlation"] > 1.5
 
 
-def test_shift_augmentation_trains_and_is_recorded(tmp_path):
-    code = train.main(["deepcca", "--logdir", str(tmp_path / "run"), *TINY,
-                       "--set", 'models=["deepcca"]', "--set", "shift=1", "--set", "checkpoints=false"])
+@pytest.mark.parametrize("trainer", ["custom", "fit"])
+def test_shift_augmentation_then_unshifted_final_epochs(tmp_path, capsys, trainer):
+    code = train.main(["deepcca", "--logdir", str(tmp_path / "run"), *TINY, "--set", 'models=["deepcca"]',
+                       "--set", "shift=1", "--set", "unshifted_final_epochs=1",
+                       "--set", f'trainer="{trainer}"'])
     assert code == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["recipe"]["shift"] == 1
+    assert metrics["recipe"]["shift"] == 1 and metrics["recipe"]["unshifted_final_epochs"] == 1
     assert metrics["results"]["deepcca"]["test_total_correlation"] > 1.5
+    output = capsys.readouterr().out
+    if trainer == "custom":  # two shifted epochs, then the last one on the plain pairs
+        assert "Epoch 2/2" in output and "Epoch 3/3" in output
+
+
+def test_training_phases():
+    from xmodal_tf.data import load_two_view_digits
+    from xmodal_tf.experiments.deepcca import resolved, training_phases, DEFAULTS
+
+    digits = load_two_view_digits()
+    config = resolved(dict(DEFAULTS, epochs=5, shift=1, unshifted_final_epochs=2))
+    phases = training_phases(digits, digits.train[:2], 64, config, seed=0)
+    assert [until for _, until in phases] == [3, 5]
+    shifted, plain = (next(iter(data)) for data, _ in phases)
+    assert not np.array_equal(shifted[0].numpy(), plain[0].numpy())  # same seed: same order, shifted
+    assert [until for _, until in training_phases(digits, digits.train[:2], 64, dict(config, shift=0), 0)] == [5]
+    everything_plain = dict(config, unshifted_final_epochs=9)
+    assert [until for _, until in training_phases(digits, digits.train[:2], 64, everything_plain, 0)] == [5]
 
 
 @pytest.mark.parametrize("override, message", [
@@ -69,6 +90,7 @@ def test_shift_augmentation_trains_and_is_recorded(tmp_path):
     ('trainer="keras"', "trainer"),
     ("shift=-1", "shift"),
     ("shift=9", "shift"),
+    ("unshifted_final_epochs=-1", "unshifted_final_epochs"),
 ])
 def test_bad_settings_exit_2(tmp_path, capsys, override, message):
     assert train.main(["deepcca", "--logdir", str(tmp_path / "run"), "--set", override]) == 2

@@ -31,6 +31,7 @@ DEFAULTS = {
     "dropout": None,  # None: 0.0 for two_view_digits, 0.15 for split_mnist
     "input_dropout": 0.0,  # dropout on the input features of each view
     "shift": None,  # None: 0 for two_view_digits, 1 for split_mnist; random whole-image shifts (pixels)
+    "unshifted_final_epochs": None,  # None: 0 / 10; the last epochs train on unshifted data
     "epochs": None,  # None: 100 for two_view_digits, 65 for split_mnist
     "batch_size": None,  # None: 256 for two_view_digits, 800 for split_mnist
     "learning_rate": 1e-3,
@@ -46,10 +47,10 @@ DEFAULTS = {
 PER_DATA_DEFAULTS = {
     "two_view_digits": {"models": ["linear_cca", "deepcca", "dccae"], "n_components": 10,
                         "hidden_units": [256, 256], "epochs": 100, "batch_size": 256,
-                        "dropout": 0.0, "shift": 0},
+                        "dropout": 0.0, "shift": 0, "unshifted_final_epochs": 0},
     "split_mnist": {"models": ["linear_cca", "deepcca"], "n_components": 50,
                     "hidden_units": [1024, 1024], "epochs": 65, "batch_size": 800,
-                    "dropout": 0.15, "shift": 1},
+                    "dropout": 0.15, "shift": 1, "unshifted_final_epochs": 10},
 }
 
 
@@ -61,6 +62,9 @@ def validate(config: dict) -> None:
     if config["shift"] is not None and (not isinstance(config["shift"], int) or not 0 <= config["shift"] <= 4):
         raise ConfigError(f"shift must be an int from 0 to 4 pixels (or null for the default); "
                           f"got {config['shift']!r}.")
+    final = config["unshifted_final_epochs"]
+    if final is not None and (not isinstance(final, int) or final < 0):
+        raise ConfigError(f"unshifted_final_epochs must be an int >= 0 (or null for the default); got {final!r}.")
     for key in ("n_components", "epochs", "batch_size"):
         if config[key] is not None and (not isinstance(config[key], int) or config[key] < 1):
             raise ConfigError(f"{key} must be a positive int (or null for the default); "
@@ -147,20 +151,11 @@ def make_optimizer(config: dict, steps: int):
 
 def train_deep_model(name: str, dataset, config: dict, context: RunContext) -> dict:
     """Train one DeepCCA / DCCAE model, then fit and score the final linear CCA."""
-    from xmodal_tf.data import make_dataset
-
     model = build_model(dataset, config, with_decoders=(name == "dccae"))
     x, y, _ = dataset.train
     batch_size = min(config["batch_size"], len(x))
     steps_per_epoch = len(x) // batch_size
-    train = make_dataset((x, y), batch_size=batch_size, seed=context.seed, drop_remainder=True)
-    if config["shift"]:
-        import tensorflow as tf
-
-        from xmodal_tf.data.augment import random_shift_pairs
-
-        shift = random_shift_pairs(dataset.view_shapes, config["shift"], seed=context.seed)
-        train = train.map(shift, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    phases = training_phases(dataset, (x, y), batch_size, config, context.seed)
     validation = dataset.validation[:2]
     optimizer = make_optimizer(config, steps_per_epoch * config["epochs"])
     context.progress(f"{name}: {config['epochs']} epochs of {steps_per_epoch} steps "
@@ -176,16 +171,44 @@ def train_deep_model(name: str, dataset, config: dict, context: RunContext) -> d
         resumed_after = trainer.epoch
         if trainer.restored_from:
             context.progress(f"{name}: resuming after epoch {resumed_after} ({trainer.restored_from})")
-        history = trainer.fit(train, config["epochs"], validation_data=validation)
+        history = {}
+        for train, until in phases:
+            for key, values in trainer.fit(train, until, validation_data=validation).items():
+                history.setdefault(key, []).extend(values)
     else:
         resumed_after = 0
         model.compile(optimizer=optimizer)
-        history = model.fit(train, epochs=config["epochs"], shuffle=False, verbose=2).history
+        history, start = {}, 0
+        for train, until in phases:
+            part = model.fit(train, epochs=until, initial_epoch=start, shuffle=False, verbose=2).history
+            for key, values in part.items():
+                history.setdefault(key, []).extend(values)
+            start = until
     train_seconds = time.perf_counter() - started
     return {**score_model(model, dataset, config, context, name),
             "train_seconds": train_seconds, "epochs": config["epochs"],
             "resumed_after_epoch": resumed_after,
             "final_train_loss": float(history["loss"][-1]) if history.get("loss") else None}
+
+
+def training_phases(dataset, views, batch_size: int, config: dict, seed: int) -> list:
+    """[(tf.data.Dataset, last epoch of the phase), ...]: batches of randomly shifted
+    images first (``shift`` pixels), then ``unshifted_final_epochs`` epochs of the plain
+    training pairs, so that the networks end on the distribution they are tested on."""
+    from xmodal_tf.data import make_dataset
+
+    plain = make_dataset(views, batch_size=batch_size, seed=seed, drop_remainder=True)
+    if not config["shift"]:
+        return [(plain, config["epochs"])]
+    import tensorflow as tf
+
+    from xmodal_tf.data.augment import random_shift_pairs
+
+    shift = random_shift_pairs(dataset.view_shapes, config["shift"], seed=seed)
+    shifted = plain.map(shift, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    final = min(config["unshifted_final_epochs"], config["epochs"])
+    phases = [(shifted, config["epochs"] - final), (plain, config["epochs"])]
+    return [(data, until) for data, until in phases if until > 0]
 
 
 def score_model(model, dataset, config: dict, context: RunContext, name: str) -> dict:
@@ -234,7 +257,8 @@ def run(config: dict, context: RunContext) -> dict:
             results[name] = train_deep_model(name, dataset, config, context)
     return {"data": dataset.name, "n_components": config["n_components"], "results": results,
             "recipe": {key: config[key] for key in (
-                "hidden_units", "activation", "batch_norm", "dropout", "shift", "epochs", "batch_size",
+                "hidden_units", "activation", "batch_norm", "dropout", "shift", "unshifted_final_epochs",
+                "epochs", "batch_size",
                 "learning_rate", "schedule", "weight_decay", "reg", "objective", "trainer")}}
 
 

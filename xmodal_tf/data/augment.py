@@ -35,7 +35,8 @@ def random_shift_pairs(view_shapes, max_shift: int = 1, seed: int | None = None)
             ``((28, 14, 1), (28, 14, 1))`` (``TwoViewDataset.view_shapes``).
         max_shift: each example moves by dy, dx drawn uniformly from
             {-max_shift, ..., max_shift} pixels; pixels shifted in are 0.
-        seed: seeds the shift draws (a stateless draw per batch from a counter).
+        seed: seeds the shift draws (a ``tf.random.Generator``); with a sequential
+            ``dataset.map`` the same batches get the same shifts in every run.
 
     Returns:
         ``augment(*views)`` for ``dataset.map`` over batches of view tuples (such as

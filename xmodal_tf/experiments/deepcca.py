@@ -205,7 +205,9 @@ def training_phases(dataset, views, batch_size: int, config: dict, seed: int) ->
     from xmodal_tf.data.augment import random_shift_pairs
 
     shift = random_shift_pairs(dataset.view_shapes, config["shift"], seed=seed)
-    shifted = plain.map(shift, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    # Sequential map: the seeded generator then draws the same shifts for the same
+    # batches in every run (a parallel map would hand the draws out in any order).
+    shifted = plain.map(shift).prefetch(tf.data.AUTOTUNE)
     final = min(config["unshifted_final_epochs"], config["epochs"])
     phases = [(shifted, config["epochs"] - final), (plain, config["epochs"])]
     return [(data, until) for data, until in phases if until > 0]

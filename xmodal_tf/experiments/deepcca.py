@@ -173,22 +173,26 @@ def train_deep_model(name: str, dataset, config: dict, context: RunContext) -> d
             context.progress(f"{name}: resuming after epoch {resumed_after} ({trainer.restored_from})")
         history = {}
         for train, until in phases:
-            for key, values in trainer.fit(train, until, validation_data=validation).items():
-                history.setdefault(key, []).extend(values)
+            _extend_history(history, trainer.fit(train, until, validation_data=validation))
     else:
         resumed_after = 0
         model.compile(optimizer=optimizer)
         history, start = {}, 0
         for train, until in phases:
-            part = model.fit(train, epochs=until, initial_epoch=start, shuffle=False, verbose=2).history
-            for key, values in part.items():
-                history.setdefault(key, []).extend(values)
+            _extend_history(history, model.fit(train, epochs=until, initial_epoch=start, shuffle=False,
+                                               verbose=2).history)
             start = until
     train_seconds = time.perf_counter() - started
     return {**score_model(model, dataset, config, context, name),
             "train_seconds": train_seconds, "epochs": config["epochs"],
             "resumed_after_epoch": resumed_after,
             "final_train_loss": float(history["loss"][-1]) if history.get("loss") else None}
+
+
+def _extend_history(history: dict, part: dict) -> None:
+    """Append one training phase's per-epoch history lists to ``history``."""
+    for key, values in part.items():
+        history.setdefault(key, []).extend(values)
 
 
 def training_phases(dataset, views, batch_size: int, config: dict, seed: int) -> list:

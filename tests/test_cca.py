@@ -114,6 +114,21 @@ def test_training_variates_are_standardised_and_uncorrelated():
     np.testing.assert_allclose(cross, np.diag(model.canonical_correlations_), atol=1e-10)
 
 
+@pytest.mark.parametrize("reg", [1e-2, 1e3])
+def test_ridge_variates_have_unit_variance_and_reported_correlations(reg):
+    """With a ridge the unit-variance scale comes from |d|^2 - reg |w|^2, or, where the
+    ridge dominates (reg=1e3 here), from the covariance itself; either way the training
+    variates have variance 1 and the reported correlations are theirs."""
+    X, Y = planted_views()
+    model = CCA(4, reg=reg).fit(X, Y)
+    x_variates, y_variates = model.transform(X, Y)
+    joint = np.cov(x_variates, y_variates, rowvar=False)
+    np.testing.assert_allclose(np.diag(joint), 1, atol=1e-10)
+    np.testing.assert_allclose(np.diag(joint[:4, 4:]), model.canonical_correlations_, atol=1e-10)
+    np.testing.assert_allclose(model.canonical_correlations_,
+                               column_correlations(x_variates, y_variates), atol=1e-10)
+
+
 def test_transform_x_alone_and_fit_transform_are_consistent():
     X, Y = planted_views()
     model = CCA(3).fit(X, Y)

@@ -52,3 +52,44 @@ def test_fallback_path_gives_the_same_models(monkeypatch):
     np.testing.assert_allclose(fast_mcca.eigenvalues_, slow_mcca.eigenvalues_, rtol=1e-10)
     for fast, slow in zip(fast_mcca.weights_, slow_mcca.weights_):
         np.testing.assert_allclose(np.abs(fast), np.abs(slow), rtol=1e-8, atol=1e-10)
+
+
+def test_top_eigh_overwrite_gives_the_same_result():
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(30, 30))
+    symmetric = base @ base.T
+    values, vectors = _lapack.top_eigh(symmetric, 5)
+    work = symmetric.copy()
+    overwritten_values, overwritten_vectors = _lapack.top_eigh(work, 5, overwrite=True)
+    np.testing.assert_allclose(overwritten_values, values, rtol=1e-12)
+    np.testing.assert_allclose(np.abs(overwritten_vectors), np.abs(vectors), atol=1e-10)
+
+
+def test_top_eigh_survives_a_tridiagonal_solver_failure(monkeypatch):
+    """Should ?stemr not converge, a dense eigh of the tridiagonal matrix takes over."""
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=(25, 25))
+    symmetric = base @ base.T
+    expected_values, expected_vectors = _lapack.top_eigh(symmetric, 4)
+    monkeypatch.setitem(_lapack._ROUTINES.stemr, np.dtype(np.float64), lambda *args: 1)
+    values, vectors = _lapack.top_eigh(symmetric, 4, overwrite=True)
+    np.testing.assert_allclose(values, expected_values, rtol=1e-10)
+    np.testing.assert_allclose(np.abs(np.sum(vectors * expected_vectors, axis=0)), 1, atol=1e-10)
+
+
+def test_one_thread_restores_the_thread_count():
+    before = _lapack._ROUTINES.get_threads()
+    with _lapack.one_thread():
+        assert _lapack._ROUTINES.get_threads() == 1
+    assert _lapack._ROUTINES.get_threads() == before
+
+
+@pytest.mark.parametrize("rows", [1, 7, 8, 13, 1000])
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_column_sums_match_numpy(rows, layout):
+    from xmodal_tf.cca import _column_sums
+
+    rng = np.random.default_rng(rows)
+    array = rng.normal(size=(rows, 10))
+    array = {"C": array, "F": np.asfortranarray(array), "strided": array[:, ::2]}[layout]
+    np.testing.assert_allclose(_column_sums(array), array.sum(axis=0), rtol=1e-12, atol=1e-12)

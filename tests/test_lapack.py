@@ -84,6 +84,36 @@ def test_one_thread_restores_the_thread_count():
     assert _lapack._ROUTINES.get_threads() == before
 
 
+def test_one_thread_blocks_overlapping_in_two_threads_restore_the_count():
+    """Interleaved blocks (A enters, B enters, A leaves, B leaves) must not leave one thread."""
+    import threading
+
+    before = _lapack._ROUTINES.get_threads()
+    a_entered, b_entered, a_left = threading.Event(), threading.Event(), threading.Event()
+    seen_by_second = []
+
+    def first():
+        with _lapack.one_thread():
+            a_entered.set()
+            b_entered.wait(5)
+        a_left.set()
+
+    def second():
+        a_entered.wait(5)
+        with _lapack.one_thread():
+            b_entered.set()
+            a_left.wait(5)
+            seen_by_second.append(_lapack._ROUTINES.get_threads())  # A has left, B is inside
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert seen_by_second == [1]
+    assert _lapack._ROUTINES.get_threads() == before
+
+
 @pytest.mark.parametrize("rows", [1, 7, 8, 13, 1000])
 @pytest.mark.parametrize("layout", ["C", "F", "strided"])
 def test_column_sums_match_numpy(rows, layout):

@@ -16,6 +16,7 @@ import contextlib
 import ctypes
 import glob
 import os
+import threading
 
 import numpy as np
 
@@ -36,6 +37,9 @@ class _Routines:
 
     def __init__(self, library: ctypes.CDLL):
         self.trsm, self.sytrd, self.stemr, self.ormtr = {}, {}, {}, {}
+        self._single_thread_lock = threading.Lock()
+        self._single_thread_depth = 0  # blocks inside one_thread, over all Python threads
+        self._threads_before = 1
         for dtype, letter in _PREFIX.items():
             real = ctypes.c_double if letter == "d" else ctypes.c_float
             self.trsm[dtype] = self._bind(
@@ -66,13 +70,20 @@ class _Routines:
 
     @contextlib.contextmanager
     def one_thread(self):
-        """Run OpenBLAS on one thread inside the block (restoring the previous count)."""
-        previous = self.get_threads()
-        self.set_threads(1)
+        """Run OpenBLAS on one thread inside the block, restoring the previous count
+        when the last such block (in any Python thread) ends; the count is global."""
+        with self._single_thread_lock:
+            if self._single_thread_depth == 0:
+                self._threads_before = self.get_threads()
+                self.set_threads(1)
+            self._single_thread_depth += 1
         try:
             yield
         finally:
-            self.set_threads(previous)
+            with self._single_thread_lock:
+                self._single_thread_depth -= 1
+                if self._single_thread_depth == 0:
+                    self.set_threads(self._threads_before)
 
 
 def _load():

@@ -148,6 +148,16 @@ def _column_sums(array: np.ndarray) -> np.ndarray:
     return sums
 
 
+def _checked_column_sums(arrays, names) -> list[np.ndarray]:
+    """Column sums of each view; a non-finite sum (any NaN or inf in the view, or an
+    overflow) raises the ValueError of ``_raise_not_finite`` for that view."""
+    sums = [_column_sums(array) for array in arrays]
+    for total, array, name in zip(sums, arrays, names):
+        if not np.all(np.isfinite(total)):
+            _raise_not_finite(array, name)
+    return sums
+
+
 def column_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pearson correlation of each column of ``a`` (n x k) with the same column of ``b``.
 
@@ -367,10 +377,7 @@ class _MultiViewCCABase(BaseEstimator):
         arrays = self._check_input(views, reset=True)
         self._reset_accumulation()
         names = self._view_names(len(arrays))
-        sums = [_column_sums(array) for array in arrays]
-        for total, array, name in zip(sums, arrays, names):
-            if not np.all(np.isfinite(total)):
-                _raise_not_finite(array, name)
+        sums = _checked_column_sums(arrays, names)
         accumulator = _CovarianceAccumulator([a.shape[1] for a in arrays], self._dtype)
         with np.errstate(over="ignore", invalid="ignore"):  # reported just below, by name
             accumulator.add_unshifted(arrays, sums)
@@ -388,10 +395,7 @@ class _MultiViewCCABase(BaseEstimator):
         first = not hasattr(self, "_accumulator")
         arrays = self._check_input(views, reset=first)
         names = self._view_names(len(arrays))
-        sums = [_column_sums(array) for array in arrays]
-        for total, array, name in zip(sums, arrays, names):
-            if not np.all(np.isfinite(total)):
-                _raise_not_finite(array, name)
+        sums = _checked_column_sums(arrays, names)
         if first:
             self._accumulator = _CovarianceAccumulator([a.shape[1] for a in arrays], self._dtype)
         self._accumulator.add(arrays, sums)

@@ -343,3 +343,63 @@ def test_backbone_encoder_missing_weights_file(tmp_path):
 def test_backbone_encoder_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         backbone_encoder(**kwargs)
+
+
+# ----------------------------------------------------------------------------- tf.distribute readiness
+# The 2-replica behaviour itself (masks, synchronised statistics) is in test_replica_randomness.py.
+
+def batch_norm_layers(model):
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+@pytest.mark.parametrize("build", [
+    lambda **kw: cnn_encoder((8, 4, 1), 4, filters=(4, 4), name="net", **kw),
+    lambda **kw: mlp_encoder(6, 3, hidden_units=(8, 8), batch_norm=True, name="net", **kw),
+])
+def test_sync_batch_norm_creates_synchronized_layers_with_unchanged_names(build):
+    default, synced = build(), build(sync_batch_norm=True)
+    assert [layer.name for layer in batch_norm_layers(synced)] == ["net_bn0", "net_bn1"]
+    assert [layer.name for layer in synced.layers] == [layer.name for layer in default.layers]
+    assert all(layer.synchronized for layer in batch_norm_layers(synced))
+    assert not any(layer.synchronized for layer in batch_norm_layers(default))
+
+
+@pytest.mark.parametrize("build, names", [
+    (lambda: cnn_encoder((8, 4, 1), 4, filters=(4,), dropout=0.2, name="net"), ["net_dropout"]),
+    (lambda: mlp_encoder(6, 3, hidden_units=(8, 8), dropout=0.2, name="net"), ["net_dropout0", "net_dropout1"]),
+    (lambda: attention_encoder(vocab_size=20, max_length=8, model_dim=8, num_heads=2, num_layers=1, ff_dim=8,
+                               dropout=0.2, name="net"), ["net_dropout"]),
+    (lambda: encoders.text_encoder(vocabulary=["a", "b"], tokens="words", hidden_units=(4,), dropout=0.2,
+                                   name="net"), ["net_dropout0"]),
+])
+def test_builders_use_replica_dropout(build, names):
+    model = build()
+    dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert [layer.name for layer in dropouts] == names
+    assert all(type(layer) is layers.ReplicaDropout and layer.rate == 0.2 for layer in dropouts)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: cnn_encoder((8, 4, 1), 4, sync_batch_norm="yes"),
+    lambda: mlp_encoder(6, 3, batch_norm=True, sync_batch_norm=1),
+    lambda: mlp_encoder(6, 3, sync_batch_norm=None),
+])
+def test_sync_batch_norm_must_be_a_bool(build):
+    with pytest.raises(TypeError, match="sync_batch_norm must be True or False"):
+        build()
+
+
+@pytest.mark.parametrize("build, shape", [
+    (lambda: mlp_encoder(6, 3, hidden_units=(8,), batch_norm=True, sync_batch_norm=True, dropout=0.3), (BATCH, 6)),
+    (lambda: cnn_encoder((8, 4, 1), 4, filters=(4,), sync_batch_norm=True, dropout=0.3), (BATCH, 8, 4, 1)),
+])
+def test_replica_dropout_and_sync_batch_norm_round_trip(rng, tmp_path, build, shape):
+    model = build()
+    inputs = rng.random(shape).astype("float32")
+    model(inputs, training=True)  # moves the BatchNorm statistics away from their initial values
+    path = tmp_path / "m.keras"
+    model.save(path)
+    restored = keras.models.load_model(path)
+    assert any(isinstance(layer, layers.ReplicaDropout) for layer in restored.layers)
+    assert all(layer.synchronized for layer in batch_norm_layers(restored))
+    np.testing.assert_array_equal(restored(inputs, training=False).numpy(), model(inputs, training=False).numpy())

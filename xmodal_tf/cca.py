@@ -14,7 +14,10 @@ matrix of whitened cross-covariances, with identity diagonal blocks, is
 eigen-decomposed (for two views its top eigenvalues are 1 + rho_i and it gives CCA).
 
 The covariance sums are accumulated chunk by chunk (``partial_fit`` and
-``fit_batches``), so data that does not fit in memory can be fitted exactly.
+``fit_batches``), so data that does not fit in memory can be fitted exactly. They are
+public as ``CovarianceStatistics``: statistics computed apart add exactly (``a + b``),
+estimators solve from them (``fit_statistics``) or pool their data (``merge``), and
+``fit_batches(..., strategy=)`` all-reduces them across ``tf.distribute`` workers.
 """
 from __future__ import annotations
 
@@ -22,12 +25,12 @@ import itertools
 import numbers
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 
 from xmodal_tf._lapack import one_thread, solve_triangular, top_eigh
 
-__all__ = ["CCA", "MCCA", "column_correlations"]
+__all__ = ["CCA", "CovarianceStatistics", "MCCA", "column_correlations"]
 
 # Above this relative rounding error, covariances computed from uncentred products
 # (X^T X - n m m^T) lose too many digits and the data are centred explicitly instead.
@@ -171,26 +174,314 @@ def column_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------- accumulation
-class _CovarianceAccumulator:
-    """Running sums for the covariance blocks of several paired views.
+def _check_dims(dims) -> list[int]:
+    if isinstance(dims, (str, bytes)) or not isinstance(dims, (list, tuple, np.ndarray)):
+        raise TypeError(f"dims must be a list of feature counts, one per view; got {dims!r}.")
+    checked = []
+    for dim in dims:
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
+            raise ValueError(
+                f"dims must hold positive ints (features per view); got {list(dims)!r}.")
+        checked.append(int(dim))
+    if not checked:
+        raise ValueError("dims is empty; statistics need at least one view.")
+    return checked
 
-    For views V_i shifted by c_i, keeps n, the sums S_i = sum(V_i - c_i) over rows and
-    the products M_ij = (V_i - c_i)^T (V_j - c_j) for i <= j, so that the mean is
-    c_i + S_i / n and the covariance block C_ij = (M_ij - S_i S_j^T / n) / (n - 1).
-    Shifting by a value near the mean keeps that subtraction well conditioned.
+
+def _check_shifts(shifts, dims: list[int], dtype: np.dtype) -> list[np.ndarray] | None:
+    """``shifts`` as one (p_i,) array of ``dtype`` per view; None stays None."""
+    if shifts is None:
+        return None
+    if isinstance(shifts, numbers.Real) and not isinstance(shifts, bool):
+        shifts = [shifts] * len(dims)
+    if isinstance(shifts, np.ndarray) or not isinstance(shifts, (list, tuple)):
+        raise TypeError(
+            "shift must be None, a number, or a list with one (p_i,) array (or number) per "
+            f"view; got {type(shifts).__name__}."
+        )
+    if len(shifts) != len(dims):
+        raise ValueError(f"shift has {len(shifts)} entries, but there are {len(dims)} views; "
+                         "give one (p_i,) array (or number) per view.")
+    checked = []
+    for index, (shift, dim) in enumerate(zip(shifts, dims)):
+        array = np.asarray(shift, dtype=dtype)
+        if array.ndim == 0:
+            array = np.full(dim, array, dtype=dtype)
+        if array.shape != (dim,):
+            raise ValueError(f"The shift of view {index} has shape {array.shape}; it must be a "
+                             f"number or have shape ({dim},), one value per feature.")
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"The shift of view {index} is not finite; use finite values "
+                             "(for example the column means of a first batch).")
+        checked.append(array)
+    return checked
+
+
+def _pairs_with_self(n_views: int) -> list[tuple[int, int]]:
+    """(i, j) for i <= j in row order: the keys of ``CovarianceStatistics.products``."""
+    return [(i, j) for i in range(n_views) for j in range(i, n_views)]
+
+
+class CovarianceStatistics:
+    """Sufficient statistics of the covariance blocks of m paired views, around a shift.
+
+    For views V_i (n x p_i) and shifts c_i (p_i,) it holds
+
+    ``n_samples``  n, the number of paired rows;
+    ``shifts``     [c_i], one (p_i,) array per view;
+    ``sums``       [S_i = sum over rows of (V_i - c_i)], (p_i,) each;
+    ``products``   {(i, j): M_ij = (V_i - c_i)^T (V_j - c_j)} for i <= j, (p_i, p_j) each
+                   (empty while n is 0);
+
+    from which mean_i = c_i + S_i / n and the covariance C_ij = (M_ij - S_i S_j^T / n) / (n - 1)
+    (``means``, ``covariance``). All arrays are in the data's units (products and
+    covariances in squared units) and of one ``dtype``, float64 or float32. The subtraction
+    loses about eps * (1 + (mean - c)^2 / variance) in relative terms, so a shift near the
+    mean (a first batch's mean is plenty) keeps the covariances accurate.
+
+    Combining. ``a + b`` (and ``sum([a, b, ...])``) are the statistics of the rows of both,
+    exact up to rounding. With equal shifts the counts, sums and products add. Otherwise
+    both are re-centred on the pooled mean m = m_a + (m_b - m_a) n_b / n (Chan, Golub and
+    LeVeque's pairwise update): the result has shift m, zero sums and products
+    (M_a - S_a S_a^T / n_a) + (M_b - S_b S_b^T / n_b) + (n_a n_b / n) d d^T with d = m_b - m_a,
+    which stays accurate however far apart the two shifts or means are.
+
+    All-reduce. ``to_array`` flattens the count, sums and products (not the shifts) into one
+    vector and ``from_array`` rebuilds the statistics from it. Statistics that share one
+    shift, agreed on by all workers beforehand, combine by plain summation of these vectors,
+    which is what a collective all-reduce computes; statistics around different shifts must
+    be combined with ``+`` instead. ``CCA.fit_batches(..., strategy=...)`` does this for you.
+
+    Construct from data with ``from_views``; ``CovarianceStatistics(dims, dtype)`` makes empty
+    statistics (n = 0), the neutral element of ``+``. Estimators accept them through
+    ``CCA.fit_statistics`` / ``MCCA.fit_statistics`` and expose theirs as
+    ``covariance_statistics_``. No public method modifies statistics in place (``add`` and
+    ``add_unshifted`` are the estimators' internal accumulation).
+
+    Parameters
+    ----------
+    dims : list of int
+        Features per view, [p_1, ..., p_m].
+    dtype : "float64" (default) or "float32"
+    shifts : None or list of (p_i,) arrays
+        None lets the first chunk added set them (to its column means).
     """
 
-    def __init__(self, dims: list[int], dtype: np.dtype):
-        self.dims = list(dims)
-        self.dtype = dtype
+    def __init__(self, dims, dtype="float64", shifts=None):
+        self.dims = _check_dims(dims)
+        self.dtype = _resolve_dtype(dtype)
         self.n_samples = 0
-        self.shifts = None
-        self.sums = [np.zeros(dim, dtype=dtype) for dim in self.dims]
+        self.shifts = _check_shifts(shifts, self.dims, self.dtype)
+        self.sums = [np.zeros(dim, dtype=self.dtype) for dim in self.dims]
         self.products: dict[tuple[int, int], np.ndarray] = {}
         self._covariances: dict[tuple[int, int], np.ndarray] = {}  # cleared by every add
 
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_views(cls, views, shift=None, dtype="float64") -> "CovarianceStatistics":
+        """Statistics of paired views.
+
+        Parameters
+        ----------
+        views : list of (n, p_i) arrays
+            Paired rows: row r of every view belongs to the same sample.
+        shift : None, a number, or a list with one number or (p_i,) array per view
+            None (default) shifts by the views' own column means. Workers whose statistics
+            are to be summed as arrays (``to_array``) must all use one and the same shift.
+        dtype : "float64" (default) or "float32"
+
+        Raises
+        ------
+        TypeError
+            ``views`` is not a list of arrays, a view is not numeric, or the dtype is unsupported.
+        ValueError
+            A view is not 2-D, empty or not finite, the views have different numbers of
+            rows, or the shift does not match the views' feature counts.
+        """
+        if isinstance(views, np.ndarray) or not isinstance(views, (list, tuple)):
+            raise TypeError("views must be a list of (n, p_i) arrays, one per view; got "
+                            f"{type(views).__name__}.")
+        if not views:
+            raise ValueError("views is empty; give at least one (n, p) array.")
+        dtype = _resolve_dtype(dtype)
+        names = [f"view {index}" for index in range(len(views))]
+        arrays = [_as_view(view, name, dtype) for view, name in zip(views, names)]
+        _check_same_rows(arrays, names)
+        sums = _checked_column_sums(arrays, names)
+        dims = [array.shape[1] for array in arrays]
+        statistics = cls(dims, dtype, shifts=_check_shifts(shift, dims, dtype))
+        statistics.add(arrays, sums)
+        return statistics
+
+    @staticmethod
+    def array_size(dims) -> int:
+        """Length of ``to_array``'s vector for views of ``dims`` features:
+        1 + sum(p_i) + sum over i <= j of p_i p_j."""
+        dims = _check_dims(dims)
+        return 1 + sum(dims) + sum(dims[i] * dims[j] for i, j in _pairs_with_self(len(dims)))
+
+    def to_array(self, dtype=None) -> np.ndarray:
+        """The count, sums and products as one 1-D array (the shifts are not included).
+
+        Layout: [n_samples, S_1, ..., S_m, M_11, M_12, ..., M_1m, M_22, ..., M_mm], each
+        block M_ij (i <= j) flattened row by row; length ``array_size(dims)``. ``dtype``
+        defaults to the statistics' own; all-reduce in float64 (it keeps counts exact up
+        to 2^53 and the products' digits).
+        """
+        dtype = self.dtype if dtype is None else _resolve_dtype(dtype)
+        parts = [np.array([self.n_samples], dtype=dtype)]
+        parts += [np.asarray(total, dtype=dtype) for total in self.sums]
+        for i, j in _pairs_with_self(len(self.dims)):
+            block = self.products.get((i, j))
+            parts.append(np.zeros(self.dims[i] * self.dims[j], dtype=dtype) if block is None
+                         else np.asarray(block, dtype=dtype).ravel())
+        return np.concatenate(parts)
+
+    @classmethod
+    def from_array(cls, array, shifts, dtype=None) -> "CovarianceStatistics":
+        """Rebuild statistics from ``to_array``'s vector (or a sum of such vectors).
+
+        Parameters
+        ----------
+        array : (array_size(dims),) float array
+        shifts : list of (p_i,) arrays
+            The shift every summed vector was computed around; it also gives the dims.
+        dtype : None (the array's dtype), "float64" or "float32"
+        """
+        array = np.asarray(array)
+        if array.ndim != 1:
+            raise ValueError(f"array must be 1-D (to_array's layout); got shape {array.shape}.")
+        if array.dtype.kind != "f" and dtype is None:
+            raise TypeError(f"array must be float64 or float32; got {array.dtype}.")
+        dtype = _resolve_dtype(array.dtype if dtype is None else dtype)
+        if isinstance(shifts, np.ndarray) or not isinstance(shifts, (list, tuple)):
+            raise TypeError("shifts must be a list with one (p_i,) array per view; got "
+                            f"{type(shifts).__name__}.")
+        dims = [int(np.size(shift)) for shift in shifts]
+        statistics = cls(dims, dtype, shifts=[np.ravel(shift) for shift in shifts])
+        expected = cls.array_size(dims)
+        if array.size != expected:
+            raise ValueError(
+                f"array has {array.size} values, but statistics of views with {dims} features "
+                f"take {expected}; the shifts must be those the array was computed around."
+            )
+        count = float(array[0])
+        if not (count >= 0 and count.is_integer()):
+            raise ValueError(f"array[0] must be the sample count, an integer >= 0; got {count}.")
+        statistics.n_samples = int(count)
+        offset = 1
+        for index, dim in enumerate(dims):
+            statistics.sums[index] = array[offset:offset + dim].astype(dtype)
+            offset += dim
+        if statistics.n_samples:
+            for i, j in _pairs_with_self(len(dims)):
+                size = dims[i] * dims[j]
+                block = array[offset:offset + size].reshape(dims[i], dims[j])
+                statistics.products[i, j] = block.astype(dtype)
+                offset += size
+        return statistics
+
+    def copy(self) -> "CovarianceStatistics":
+        """An independent copy."""
+        return self.astype(self.dtype)
+
+    def astype(self, dtype) -> "CovarianceStatistics":
+        """A copy with every array converted to ``dtype`` ("float64" or "float32")."""
+        dtype = _resolve_dtype(dtype)
+        result = CovarianceStatistics(self.dims, dtype)
+        result.n_samples = self.n_samples
+        result.shifts = None if self.shifts is None else [s.astype(dtype) for s in self.shifts]
+        result.sums = [total.astype(dtype) for total in self.sums]
+        result.products = {key: block.astype(dtype) for key, block in self.products.items()}
+        return result
+
+    @property
+    def n_views(self) -> int:
+        return len(self.dims)
+
+    def __repr__(self) -> str:
+        return (f"CovarianceStatistics(n_samples={self.n_samples}, dims={self.dims}, "
+                f"dtype={self.dtype.name})")
+
+    # ------------------------------------------------------------------- combination
+    def __add__(self, other) -> "CovarianceStatistics":
+        if isinstance(other, numbers.Number) and not isinstance(other, bool) and other == 0:
+            return self  # sum() starts from 0
+        if not isinstance(other, CovarianceStatistics):
+            raise TypeError("CovarianceStatistics can only be added to CovarianceStatistics "
+                            f"(or to 0, as sum() does); got {type(other).__name__}.")
+        self._check_compatible(other)
+        if other.n_samples == 0:
+            return self.copy()
+        if self.n_samples == 0:
+            return other.copy()
+        if all(np.array_equal(a, b) for a, b in zip(self.shifts, other.shifts)):
+            result = self.copy()
+            result.n_samples += other.n_samples
+            result.sums = [a + b for a, b in zip(result.sums, other.sums)]
+            for key, block in other.products.items():
+                result.products[key] += block
+            return result
+        return self._pooled(other)
+
+    def __radd__(self, other) -> "CovarianceStatistics":
+        return self.__add__(other)
+
+    def _check_compatible(self, other: "CovarianceStatistics") -> None:
+        if other.n_views != self.n_views:
+            raise ValueError(f"Cannot add statistics of {self.n_views} views and of "
+                             f"{other.n_views} views; both must describe the same views.")
+        if other.dims != self.dims:
+            raise ValueError(f"Cannot add statistics of views with {self.dims} and {other.dims} "
+                             "features; both must describe the same views.")
+        if other.dtype != self.dtype:
+            raise TypeError(f"Cannot add {self.dtype.name} and {other.dtype.name} statistics; "
+                            f"convert one first, e.g. b.astype('{self.dtype.name}').")
+
+    def _pooled(self, other: "CovarianceStatistics") -> "CovarianceStatistics":
+        """Both re-centred on the pooled mean (Chan et al.'s pairwise update)."""
+        n_a, n_b = self.n_samples, other.n_samples
+        total = n_a + n_b
+        means_a, means_b = self.means(), other.means()
+        deltas = [b - a for a, b in zip(means_a, means_b)]
+        result = CovarianceStatistics(
+            self.dims, self.dtype, shifts=[a + d * (n_b / total) for a, d in zip(means_a, deltas)])
+        result.n_samples = total
+        weight = n_a * n_b / total
+        for i, j in _pairs_with_self(len(self.dims)):
+            block = self._scatter(i, j) + other._scatter(i, j)
+            block += np.outer(deltas[i] * weight, deltas[j])
+            result.products[i, j] = block
+        return result
+
+    # -------------------------------------------------------------------- read-out
+    def _scatter(self, i: int, j: int) -> np.ndarray:
+        """M_ij - S_i S_j^T / n: the products of the rows centred on their mean."""
+        return self.products[i, j] - np.outer(self.sums[i], self.sums[j] / self.n_samples)
+
+    def means(self) -> list[np.ndarray]:
+        """Column means, one (p_i,) array per view."""
+        if self.n_samples == 0:
+            raise ValueError("These statistics hold no samples, so they have no mean.")
+        return [shift + total / self.n_samples for shift, total in zip(self.shifts, self.sums)]
+
+    def covariance(self, i: int, j: int) -> np.ndarray:
+        """The (p_i x p_j) sample covariance block (divisor n - 1) between views i and j."""
+        if i > j:
+            return self.covariance(j, i).T
+        if (i, j) not in self._covariances:
+            if self.n_samples < 2:
+                raise ValueError(f"A covariance needs at least 2 samples; these statistics hold "
+                                 f"{self.n_samples}.")
+            centred = self._scatter(i, j)
+            centred /= self.n_samples - 1
+            self._covariances[i, j] = centred
+        return self._covariances[i, j]
+
+    # ---------------------------------------------------------- in-place (internal)
     def add(self, views: list[np.ndarray], sums: list[np.ndarray]) -> None:
-        """Add one chunk of paired rows (with its column sums), shifted by the first chunk's mean."""
+        """Add one chunk of paired rows (checked arrays and their column sums), shifted by
+        ``shifts`` (the first chunk's mean when unset). Internal: it modifies in place."""
         if self.shifts is None:
             self.shifts = [total / view.shape[0] for total, view in zip(sums, views)]
         shifted = [view - shift for view, shift in zip(views, self.shifts)]
@@ -216,19 +507,6 @@ class _CovarianceAccumulator:
         self.n_samples += views[0].shape[0]
         self._covariances.clear()
 
-    def means(self) -> list[np.ndarray]:
-        return [shift + total / self.n_samples for shift, total in zip(self.shifts, self.sums)]
-
-    def covariance(self, i: int, j: int) -> np.ndarray:
-        """The (p_i x p_j) covariance block between views i and j (computed once per state)."""
-        if i > j:
-            return self.covariance(j, i).T
-        if (i, j) not in self._covariances:
-            centred = self.products[i, j] - np.outer(self.sums[i], self.sums[j] / self.n_samples)
-            centred /= self.n_samples - 1
-            self._covariances[i, j] = centred
-        return self._covariances[i, j]
-
     def diagonal_products(self) -> list[np.ndarray]:
         return [np.diag(self.products[i, i]) for i in range(len(self.dims))]
 
@@ -239,6 +517,11 @@ class _CovarianceAccumulator:
         lost = np.where(variance > 0, second_moment / np.where(variance > 0, variance, 1), np.inf)
         lost = np.where(second_moment > 0, lost, 1.0)
         return float(np.finfo(self.dtype).eps * lost.max())
+
+
+# The estimators' running sums are CovarianceStatistics; benchmarks/bench_cca.py times them
+# by this name.
+_CovarianceAccumulator = CovarianceStatistics
 
 
 # ------------------------------------------------------------------------- solving
@@ -347,6 +630,90 @@ def _fix_signs(weights: list[np.ndarray]) -> list[np.ndarray]:
     return [w * signs for w in weights]
 
 
+# -------------------------------------------------------------------- distribution
+class _StrategySum:
+    """Sums float64 vectors over the workers of a ``tf.distribute.Strategy``.
+
+    ``all_reduce(values)`` returns, on every worker, the sum of the vectors all workers
+    passed (each worker must call it, in the same order, with vectors of one length).
+    Only the first local replica of each worker contributes its vector, the others
+    zeros, so a worker with several devices is not counted twice. TensorFlow is
+    imported here, not with the module: the estimators themselves need only NumPy.
+    """
+
+    def __init__(self, strategy):
+        import tensorflow as tf  # only when a strategy is used
+
+        if not isinstance(strategy, (tf.distribute.Strategy, tf.compat.v1.distribute.Strategy)):
+            raise TypeError(
+                "strategy must be a tf.distribute.Strategy (for example "
+                "tf.distribute.MultiWorkerMirroredStrategy()) or None; got "
+                f"{type(strategy).__name__}."
+            )
+        if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
+            raise ValueError("ParameterServerStrategy has no all-reduce between workers; use "
+                             "tf.distribute.MultiWorkerMirroredStrategy for fit_batches.")
+        self._tf = tf
+        self._strategy = strategy
+        try:
+            self._local_replicas = len(strategy.extended.worker_devices)
+        except RuntimeError:  # the default strategy lists no devices; it has one replica
+            self._local_replicas = 1
+
+    def __call__(self, values) -> np.ndarray:
+        tf = self._tf
+        contribution = np.asarray(values, dtype=np.float64)
+        nothing = np.zeros_like(contribution)
+
+        def replica_value(context):
+            first = context.replica_id_in_sync_group % self._local_replicas == 0
+            return tf.constant(contribution if first else nothing, dtype=tf.float64)
+
+        per_replica = self._strategy.experimental_distribute_values_from_function(replica_value)
+        total = self._strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        total = np.asarray(total.numpy())
+        if total.dtype != np.float64 or total.shape != contribution.shape:
+            raise RuntimeError(f"The all-reduce returned {total.dtype} {total.shape} for float64 "
+                               f"{contribution.shape}; the statistics would lose digits.")
+        return total
+
+
+def _local_batch(batch):
+    """``batch`` itself, or a TypeError if it came from a distributed dataset."""
+    import tensorflow as tf
+
+    parts = batch if isinstance(batch, (tuple, list)) else [batch]
+    if any(isinstance(part, tf.distribute.DistributedValues) for part in parts):
+        raise TypeError(
+            "fit_batches(..., strategy=) needs this worker's own batches (arrays, or a plain "
+            "tf.data.Dataset such as dataset.shard(num_workers, worker_index)), not "
+            "per-replica values from strategy.experimental_distribute_dataset."
+        )
+    return batch
+
+
+def _raise_if_any_failed(failures: float, error: Exception | None) -> None:
+    """Raise this worker's own error, or report that another worker failed."""
+    if error is not None:
+        raise error
+    if failures > 0:
+        raise RuntimeError(
+            f"fit_batches failed on {int(failures)} other worker(s); their own error messages "
+            "name the problem."
+        )
+
+
+def _agreed(sums: np.ndarray, squares: np.ndarray, workers: int, what: str) -> np.ndarray:
+    """The value every worker with data contributed, given the sums over those workers of
+    the values and of their squares (equal values iff workers * sum(v^2) == sum(v)^2)."""
+    if np.any(workers * squares != np.square(sums)):
+        raise ValueError(
+            f"The workers' batches disagree on {what} (mean {(sums / workers).tolist()} over "
+            f"{workers} workers); every worker must pass batches of the same views."
+        )
+    return sums / workers
+
+
 # ---------------------------------------------------------------------- estimators
 class _MultiViewCCABase(BaseEstimator):
     """Shared machinery: validation, covariance accumulation, transform and scoring."""
@@ -354,12 +721,15 @@ class _MultiViewCCABase(BaseEstimator):
     def _view_names(self, n_views: int) -> list[str]:
         return [f"view {i}" for i in range(n_views)]
 
+    def _check_parameters(self, n_views: int) -> None:
+        self._dtype = _resolve_dtype(self.dtype)
+        _check_n_components(self.n_components)
+        _check_regs(self.reg, n_views)
+
     def _check_input(self, views, reset: bool) -> list[np.ndarray]:
         """Validate a list of views; with ``reset`` also validate the parameters."""
         if reset:
-            self._dtype = _resolve_dtype(self.dtype)
-            _check_n_components(self.n_components)
-            _check_regs(self.reg, len(views))
+            self._check_parameters(len(views))
         names = self._view_names(len(views))
         arrays = [_as_view(view, name, self._dtype) for view, name in zip(views, names)]
         _check_same_rows(arrays, names)
@@ -378,7 +748,7 @@ class _MultiViewCCABase(BaseEstimator):
         self._reset_accumulation()
         names = self._view_names(len(arrays))
         sums = _checked_column_sums(arrays, names)
-        accumulator = _CovarianceAccumulator([a.shape[1] for a in arrays], self._dtype)
+        accumulator = CovarianceStatistics([a.shape[1] for a in arrays], self._dtype)
         with np.errstate(over="ignore", invalid="ignore"):  # reported just below, by name
             accumulator.add_unshifted(arrays, sums)
         # |M_ij| <= sqrt(M_ii M_jj): finite diagonals mean finite products.
@@ -386,7 +756,7 @@ class _MultiViewCCABase(BaseEstimator):
             for array, name in zip(arrays, names):
                 _raise_not_finite(array, name)
         if accumulator.cancellation_error() > _CANCELLATION_TOLERANCE:
-            accumulator = _CovarianceAccumulator(accumulator.dims, self._dtype)
+            accumulator = CovarianceStatistics(accumulator.dims, self._dtype)
             accumulator.add(arrays, sums)
         self._accumulator = accumulator
         self._solve()
@@ -397,7 +767,7 @@ class _MultiViewCCABase(BaseEstimator):
         names = self._view_names(len(arrays))
         sums = _checked_column_sums(arrays, names)
         if first:
-            self._accumulator = _CovarianceAccumulator([a.shape[1] for a in arrays], self._dtype)
+            self._accumulator = CovarianceStatistics([a.shape[1] for a in arrays], self._dtype)
         self._accumulator.add(arrays, sums)
 
     def _solve(self) -> None:
@@ -460,13 +830,17 @@ class _MultiViewCCABase(BaseEstimator):
         self.__dict__.pop("_accumulator", None)
 
     def _partial_fit_and_solve(self, views):
-        """Accumulate a chunk, then solve if the data seen so far allow it.
+        """Accumulate a chunk, then solve if the data seen so far allow it."""
+        self._partial_fit_views(views)
+        return self._solve_when_possible()
+
+    def _solve_when_possible(self):
+        """Solve if the statistics allow it.
 
         Until enough samples are seen (n_samples > n_components, non-singular
         covariances) the estimator only accumulates and stays unfitted; the reason is
         reported by transform/score.
         """
-        self._partial_fit_views(views)
         try:
             self._solve()
         except ValueError as error:
@@ -476,10 +850,38 @@ class _MultiViewCCABase(BaseEstimator):
         self.__dict__.pop("_unsolved_reason", None)
         return self._publish()
 
-    def fit_batches(self, batches):
-        """Fit on an iterable of chunks (a generator, or a tf.data.Dataset yielding tuples
-        of tensors), accumulating covariance sums and solving once at the end; equals
-        ``fit`` on all rows stacked."""
+    def fit_batches(self, batches, strategy=None):
+        """Fit on an iterable of chunks, accumulating covariance sums and solving once at
+        the end; equals ``fit`` on all rows stacked. Returns self.
+
+        Parameters
+        ----------
+        batches : iterable
+            Chunks of paired rows: (X (b, p), Y (b, q)) pairs for ``CCA``, lists of views
+            for ``MCCA``; a generator, a list, or a ``tf.data.Dataset`` yielding tuples of
+            tensors. The chunks may differ in their number of rows.
+        strategy : None or tf.distribute.Strategy
+            None fits on ``batches`` alone. With a strategy (``MultiWorkerMirroredStrategy``
+            in practice) every worker calls ``fit_batches`` at the same point of its program
+            with its OWN shard of the data (for example ``dataset.shard(num_workers,
+            worker_index)``, not ``strategy.experimental_distribute_dataset``). The workers
+            first agree on a common shift, the pooled column means of their first chunks
+            (one all-reduce of counts and sums), accumulate their shards around it, then
+            all-reduce their ``CovarianceStatistics.to_array`` vectors in float64. Every
+            worker ends with the same estimator, equal to ``fit`` on all workers' rows
+            stacked. A worker may have no rows; an error on one worker (a bad chunk) is
+            raised on every worker instead of leaving the others waiting. A single-worker
+            strategy gives the same result as ``strategy=None``, bit for bit.
+
+        Raises
+        ------
+        TypeError
+            ``strategy`` is not a ``tf.distribute.Strategy``, or a chunk has the wrong form.
+        ValueError
+            No chunk at all (on any worker), bad data, or a problem that cannot be solved.
+        """
+        if strategy is not None:
+            return self._fit_batches_across_workers(batches, _StrategySum(strategy))
         self._reset_accumulation()
         for index, batch in enumerate(batches):
             self._partial_fit_views(self._views_of(batch, f"fit_batches (batch {index})"))
@@ -487,6 +889,139 @@ class _MultiViewCCABase(BaseEstimator):
             raise ValueError("fit_batches got no batches; the iterable was empty.")
         self._solve()
         return self._publish()
+
+    def _fit_batches_across_workers(self, batches, all_reduce: "_StrategySum"):
+        """``fit_batches`` with statistics summed over workers by ``all_reduce``.
+
+        Every worker makes the same all-reduce calls in the same order, whatever happens
+        locally: (1) failure flag, workers with data, view count; (2) feature counts;
+        (3) the first chunks' counts and sums, which give the shift; (4) failure flag and
+        the statistics. A local error is held until the next call and then raised on
+        every worker (a ValueError or TypeError where it happened, a RuntimeError on the
+        others), so all workers stop at the same call and none waits for the rest.
+        """
+        self._reset_accumulation()
+        error, arrays, sums = None, None, None
+        try:
+            iterator = iter(batches)
+            batch = next(iterator, None)
+            if batch is not None:
+                views = self._views_of(_local_batch(batch), "fit_batches (batch 0)")
+                arrays = self._check_input(views, reset=True)
+                sums = _checked_column_sums(arrays, self._view_names(len(arrays)))
+        except Exception as caught:  # noqa: BLE001 - raised below, on every worker
+            error = caught
+        n_views = 0 if arrays is None else len(arrays)
+        header = all_reduce([error is not None, arrays is not None, n_views, n_views ** 2])
+        _raise_if_any_failed(header[0], error)
+        workers_with_data = int(header[1])
+        if workers_with_data == 0:
+            raise ValueError("fit_batches got no batches on any worker; every worker's iterable "
+                             "was empty. Give at least one worker its shard of the data.")
+        n_views = int(_agreed(header[2:3], header[3:4], workers_with_data,
+                              "the number of views per batch")[0])
+        dims = [0] * n_views if arrays is None else [array.shape[1] for array in arrays]
+        totals = all_reduce(np.concatenate([dims, np.square(dims)]))
+        dims = [int(dim) for dim in _agreed(totals[:n_views], totals[n_views:], workers_with_data,
+                                            "the number of features of each view")]
+        self._check_parameters(n_views)
+        # The shift: the pooled column means of the workers' first chunks.
+        if arrays is None:
+            firsts = all_reduce(np.zeros(1 + sum(dims)))
+        else:
+            firsts = all_reduce(np.concatenate([[arrays[0].shape[0]], *sums]))
+        shifts = [np.asarray(mean, dtype=self._dtype)
+                  for mean in np.split(firsts[1:] / firsts[0], np.cumsum(dims)[:-1])]
+        self._accumulator = CovarianceStatistics(dims, self._dtype, shifts=shifts)
+        if arrays is not None:
+            try:
+                self._accumulator.add(arrays, sums)
+                for index, batch in enumerate(iterator, start=1):
+                    self._partial_fit_views(
+                        self._views_of(_local_batch(batch), f"fit_batches (batch {index})"))
+            except Exception as caught:  # noqa: BLE001 - raised below, on every worker
+                error = caught
+        if error is None:
+            local = np.concatenate([[0.0], self._accumulator.to_array(np.float64)])
+        else:
+            local = np.zeros(1 + CovarianceStatistics.array_size(dims))
+            local[0] = 1.0
+        total = all_reduce(local)
+        _raise_if_any_failed(total[0], error)
+        self._accumulator = CovarianceStatistics.from_array(total[1:], shifts, dtype=self._dtype)
+        self._solve()
+        return self._publish()
+
+    def fit_statistics(self, statistics: CovarianceStatistics):
+        """Fit from covariance statistics (``CovarianceStatistics``) instead of data.
+
+        Equals ``fit`` on the rows the statistics describe (up to rounding). The
+        statistics are copied; ``partial_fit`` may continue from them. Returns self.
+
+        Raises
+        ------
+        TypeError
+            ``statistics`` is not a ``CovarianceStatistics``, or its dtype differs from the
+            estimator's ``dtype``.
+        ValueError
+            Wrong number of views, no samples, or a problem that cannot be solved.
+        """
+        if not isinstance(statistics, CovarianceStatistics):
+            raise TypeError("fit_statistics expects CovarianceStatistics (for example "
+                            "CovarianceStatistics.from_views([X, Y])); got "
+                            f"{type(statistics).__name__}.")
+        self._check_view_count(statistics.n_views, "fit_statistics")
+        self._check_parameters(statistics.n_views)
+        if statistics.dtype != self._dtype:
+            raise TypeError(
+                f"The statistics are {statistics.dtype.name} but this estimator computes in "
+                f"{self._dtype.name}; pass statistics.astype('{self._dtype.name}') or set "
+                f"dtype='{statistics.dtype.name}'."
+            )
+        if statistics.n_samples == 0:
+            raise ValueError("The statistics hold no samples; there is nothing to fit.")
+        self._reset_accumulation()
+        self._accumulator = statistics.copy()
+        self._solve()
+        return self._publish()
+
+    def merge(self, other):
+        """A new estimator fitted on the data of both ``self`` and ``other``.
+
+        Both must have accumulated statistics of the same views (with ``fit``,
+        ``partial_fit``, ``fit_batches``, ``fit_statistics`` or ``merge``); their
+        statistics are combined with ``CovarianceStatistics.__add__`` (exact: re-centred
+        on the pooled mean when their shifts differ). The result takes ``self``'s
+        parameters and can go on with ``partial_fit``; like ``partial_fit`` it stays
+        unfitted, with the reason, while the pooled data cannot be solved yet. Neither
+        ``self`` nor ``other`` is changed.
+        """
+        if not isinstance(other, type(self)):
+            raise TypeError(f"{type(self).__name__}.merge expects another {type(self).__name__}; "
+                            f"got {type(other).__name__}.")
+        for role, estimator in (("self", self), ("other", other)):
+            if not hasattr(estimator, "_accumulator"):
+                raise NotFittedError(
+                    f"merge needs two estimators that have seen data, but {role} has none; call "
+                    "fit, partial_fit or fit_batches on it first."
+                )
+        merged = clone(self)
+        merged._check_parameters(self._accumulator.n_views)
+        merged._accumulator = self._accumulator + other._accumulator
+        return merged._solve_when_possible()
+
+    @property
+    def covariance_statistics_(self) -> CovarianceStatistics:
+        """A copy of the accumulated ``CovarianceStatistics`` (after any fit)."""
+        if not hasattr(self, "_accumulator"):
+            raise AttributeError(f"This {type(self).__name__} has no covariance statistics yet; "
+                                 "call fit (or partial_fit) first.")
+        return self._accumulator.copy()
+
+    def _check_view_count(self, n_views: int, method: str) -> None:
+        if n_views < 2:
+            raise ValueError(
+                f"{type(self).__name__}.{method} needs at least two views; got {n_views}.")
 
     def _check_fitted(self) -> None:
         if hasattr(self, "weights_"):
@@ -541,6 +1076,13 @@ class CCA(_MultiViewCCABase):
         Correlation of each pair of training variates, largest first (the canonical
         correlations when reg=0).
     n_features_in_ : int (p); n_samples_seen_ : int
+    covariance_statistics_ : CovarianceStatistics
+        A copy of the accumulated count, sums and products of (X, Y).
+
+    Fitting: ``fit(X, Y)``; ``partial_fit`` chunk by chunk; ``fit_batches(batches,
+    strategy=None)`` for a stream, on one machine or across the workers of a
+    ``tf.distribute`` strategy; ``fit_statistics(CovarianceStatistics)``; and
+    ``a.merge(b)``, a new estimator fitted on the data of both.
     """
 
     def __init__(self, n_components: int = 2, reg=0.0, dtype="float64"):
@@ -560,6 +1102,11 @@ class CCA(_MultiViewCCABase):
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
             raise TypeError(f"CCA.{method} expects an (X, Y) pair; got {type(batch).__name__}.")
         return list(batch)
+
+    def _check_view_count(self, n_views: int, method: str) -> None:
+        if n_views != 2:
+            raise ValueError(f"CCA.{method} needs statistics of exactly two views (X, Y); got "
+                             f"{n_views}. Use MCCA for three or more views.")
 
     def _pair(self, X, Y, method: str) -> list:
         if Y is None:
@@ -631,7 +1178,9 @@ class MCCA(_MultiViewCCABase):
     Parameters: ``n_components``, ``reg`` (a float, or one per view), ``dtype``.
     Attributes: ``weights_`` (list of (p_i, k)), ``means_`` (list of (p_i,)),
     ``canonical_correlations_`` ((k,), the mean pairwise training correlation of each
-    component), ``eigenvalues_`` ((k,)), ``n_samples_seen_``.
+    component), ``eigenvalues_`` ((k,)), ``n_samples_seen_``, ``covariance_statistics_``.
+    Fitting methods as for ``CCA``: ``fit``, ``partial_fit``, ``fit_batches`` (with
+    ``strategy=``), ``fit_statistics`` and ``merge``.
     """
 
     def __init__(self, n_components: int = 2, reg=0.0, dtype="float64"):

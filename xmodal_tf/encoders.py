@@ -26,6 +26,10 @@ Layers get stable names derived from the model name (``f"{name}_conv0"``,
 ``f"{name}_embedding"`` ...), because weight transfer matches layers by name.
 Every model reloads with ``keras.models.load_model`` (custom layers live in
 ``xmodal_tf.layers`` and are registered).
+
+Under ``tf.distribute`` strategies: dropout layers are ``ReplicaDropout`` (masks drawn for
+the global batch, so replicas differ and N replicas drop what one device drops), and
+``sync_batch_norm=True`` makes BatchNormalization use the global batch's statistics.
 """
 from __future__ import annotations
 
@@ -38,7 +42,8 @@ import numpy as np
 import tensorflow as tf
 
 from xmodal_tf.data.datasets import _network_reachable
-from xmodal_tf.layers import ImageNetPreprocessing, MaskedMeanPooling, PositionalEmbedding, TransformerEncoderBlock
+from xmodal_tf.layers import (ImageNetPreprocessing, MaskedMeanPooling, PositionalEmbedding, ReplicaDropout,
+                              TransformerEncoderBlock)
 
 __all__ = [
     "BACKBONE_ARCHITECTURES",
@@ -87,6 +92,17 @@ def _check_dropout(rate, what: str = "dropout") -> float:
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= rate < 1.0:
         raise ValueError(f"{what} must be a rate in [0, 1), got {rate!r}.")
     return float(rate)
+
+
+def _check_bool(value, what: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{what} must be True or False, got {value!r} ({type(value).__name__}).")
+    return bool(value)
+
+
+def _batch_norm(sync_batch_norm: bool, name: str) -> keras.layers.BatchNormalization:
+    # synchronized=True all-reduces the batch moments over replicas (a no-op on one device).
+    return keras.layers.BatchNormalization(synchronized=sync_batch_norm, name=name)
 
 
 def _check_choice(value, choices, what: str):
@@ -148,7 +164,7 @@ def _pooled_size(size):
 # ----------------------------------------------------------------------------- CNN
 
 def cnn_encoder(input_shape, embedding_dim=64, *, filters=(32, 64), kernel_size=3, pooling="max",
-                batch_norm=True, dropout=0.0, global_pooling="avg", activation="relu",
+                batch_norm=True, sync_batch_norm=False, dropout=0.0, global_pooling="avg", activation="relu",
                 name="cnn_encoder") -> keras.Model:
     """Convolutional image encoder: (batch, H, W, C) -> (batch, embedding_dim).
 
@@ -157,6 +173,7 @@ def cnn_encoder(input_shape, embedding_dim=64, *, filters=(32, 64), kernel_size=
     pooled, so tiny inputs such as 8x4x1 or 28x14x1 halves work with any number of
     blocks. Then global pooling ("avg", "max" or "flatten"; flatten needs a fixed H and
     W), optional dropout and a linear Dense to ``embedding_dim``.
+    ``sync_batch_norm=True``: under a tf.distribute strategy, BatchNorm uses the global batch's statistics.
 
     Layer names: f"{name}_conv{i}", f"{name}_bn{i}", f"{name}_act{i}", f"{name}_pool{i}",
     f"{name}_global_pool", f"{name}_dropout", f"{name}_embedding".
@@ -167,6 +184,7 @@ def cnn_encoder(input_shape, embedding_dim=64, *, filters=(32, 64), kernel_size=
     _check_choice(pooling, POOLING_CHOICES, "pooling")
     _check_choice(global_pooling, GLOBAL_POOLING_CHOICES, "global_pooling")
     dropout = _check_dropout(dropout)
+    sync_batch_norm = _check_bool(sync_batch_norm, "cnn_encoder sync_batch_norm")
     if global_pooling == "flatten" and (height is None or width is None):
         raise ValueError("global_pooling='flatten' needs a fixed height and width; use 'avg' or 'max' "
                          f"for variable-size images (input_shape={input_shape!r}).")
@@ -177,13 +195,13 @@ def cnn_encoder(input_shape, embedding_dim=64, *, filters=(32, 64), kernel_size=
         x = keras.layers.Conv2D(num_filters, kernel_size, padding="same", use_bias=not batch_norm,
                                 name=f"{name}_conv{i}")(x)
         if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+            x = _batch_norm(sync_batch_norm, f"{name}_bn{i}")(x)
         x = keras.layers.Activation(activation, name=f"{name}_act{i}")(x)
         if pooling is not None:
             x, height, width = _pool_block(x, pooling, height, width, f"{name}_pool{i}")
     x = _global_pool(x, global_pooling, f"{name}_global_pool")
     if dropout:
-        x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
+        x = ReplicaDropout(dropout, name=f"{name}_dropout")(x)
     outputs = keras.layers.Dense(embedding_dim, name=f"{name}_embedding")(x)
     return keras.Model(inputs, outputs, name=name)
 
@@ -296,7 +314,7 @@ def attention_encoder(*, vocab_size=None, input_dim=None, max_length=None, embed
         x = keras.layers.Dense(model_dim, name=f"{name}_frame_projection")(x)
     x = PositionalEmbedding(max_length, name=f"{name}_position_embedding")(x)
     if dropout:
-        x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
+        x = ReplicaDropout(dropout, name=f"{name}_dropout")(x)
     for i in range(num_layers):
         x = TransformerEncoderBlock(model_dim, num_heads, ff_dim, dropout=dropout, name=f"{name}_block{i}")(x)
     x = MaskedMeanPooling(name=f"{name}_pooling")(x)
@@ -307,13 +325,15 @@ def attention_encoder(*, vocab_size=None, input_dim=None, max_length=None, embed
 # ----------------------------------------------------------------------------- MLP
 
 def mlp_encoder(input_dim, embedding_dim=50, *, hidden_units=(1024, 1024), activation="sigmoid",
-                batch_norm=False, dropout=0.0, output_activation=None, name="mlp_encoder") -> keras.Model:
+                batch_norm=False, sync_batch_norm=False, dropout=0.0, output_activation=None,
+                name="mlp_encoder") -> keras.Model:
     """Fully connected encoder: (batch, input_dim) -> (batch, embedding_dim).
 
     The defaults give the DeepCCA nets of Andrew et al. 2013 (392-1024-1024-50, sigmoid).
     Each hidden layer: Dense -> optional BatchNorm -> activation -> optional dropout.
     ``hidden_units=()`` gives a single linear (or ``output_activation``) layer.
     ``input_dim`` is an int or a 1-tuple such as (392,).
+    ``sync_batch_norm=True``: under a tf.distribute strategy, BatchNorm uses the global batch's statistics.
 
     Layer names: f"{name}_dense{i}", f"{name}_bn{i}", f"{name}_act{i}", f"{name}_dropout{i}",
     f"{name}_embedding".
@@ -327,18 +347,19 @@ def mlp_encoder(input_dim, embedding_dim=50, *, hidden_units=(1024, 1024), activ
     embedding_dim = _check_int(embedding_dim, "embedding_dim")
     hidden_units = () if not hidden_units else _check_int_sequence(hidden_units, "hidden_units", "(1024, 1024)")
     dropout = _check_dropout(dropout)
+    sync_batch_norm = _check_bool(sync_batch_norm, "mlp_encoder sync_batch_norm")
 
     inputs = keras.Input(shape=(input_dim,), name=f"{name}_inputs")
     x = inputs
     for i, layer_units in enumerate(hidden_units):
         if batch_norm:
             x = keras.layers.Dense(layer_units, use_bias=False, name=f"{name}_dense{i}")(x)
-            x = keras.layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+            x = _batch_norm(sync_batch_norm, f"{name}_bn{i}")(x)
             x = keras.layers.Activation(activation, name=f"{name}_act{i}")(x)
         else:
             x = keras.layers.Dense(layer_units, activation=activation, name=f"{name}_dense{i}")(x)
         if dropout:
-            x = keras.layers.Dropout(dropout, name=f"{name}_dropout{i}")(x)
+            x = ReplicaDropout(dropout, name=f"{name}_dropout{i}")(x)
     outputs = keras.layers.Dense(embedding_dim, activation=output_activation, name=f"{name}_embedding")(x)
     return keras.Model(inputs, outputs, name=name)
 
@@ -418,7 +439,7 @@ def text_encoder(texts=None, *, vocabulary=None, tokens="char_ngrams", ngram_siz
     for i, units in enumerate(hidden_units):
         x = keras.layers.Dense(units, activation="relu", name=f"{name}_dense{i}")(x)
         if dropout:
-            x = keras.layers.Dropout(dropout, name=f"{name}_dropout{i}")(x)
+            x = ReplicaDropout(dropout, name=f"{name}_dropout{i}")(x)
     outputs = keras.layers.Dense(embedding_dim, name=f"{name}_embedding")(x)
     return keras.Model(inputs, outputs, name=name)
 

@@ -26,6 +26,12 @@ dict ``{name: e_i}`` of (batch, d_i) tensors, into one (batch, d) tensor:
 * ``LateFusion``       -- mean of per-modality classifier probabilities (equal sizes).
 * ``ModalityDropout``  -- training-time augmentation of the presence mask.
 
+``ReplicaDropout`` is ``keras.layers.Dropout`` with masks that differ between
+``tf.distribute`` replicas (every builder of xmodal_tf uses it). Random draws of
+``ModalityDropout`` and ``ReplicaDropout`` are made for the global batch and sliced
+(``xmodal_tf._replicas.draw_rows``), so a step on N replicas draws what one device
+draws for the same global batch.
+
 Presence mask: every fusion layer takes ``mask``, a (batch, n_modalities) tensor whose
 column i says whether modality i is present in that example (True / nonzero =
 present; columns follow the list order, or for a dict the layer's ``modalities`` order,
@@ -43,7 +49,10 @@ from __future__ import annotations
 import numbers
 
 import keras
+import tensorflow as tf
 from keras import ops
+
+from xmodal_tf._replicas import draw_rows
 
 _PACKAGE = "xmodal_tf"
 
@@ -128,12 +137,12 @@ class TransformerEncoderBlock(_ShapeAndMaskPreserving, keras.layers.Layer):
         self.attention = keras.layers.MultiHeadAttention(
             num_heads=self.num_heads, key_dim=self.model_dim // self.num_heads,
             dropout=self.dropout, name="self_attention")
-        self.attention_dropout = keras.layers.Dropout(self.dropout, name="attention_dropout")
+        self.attention_dropout = ReplicaDropout(self.dropout, name="attention_dropout")
         self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="attention_norm")
         self.feed_forward_hidden = keras.layers.Dense(
             self.ff_dim, activation=self.activation, name="feed_forward_hidden")
         self.feed_forward_output = keras.layers.Dense(self.model_dim, name="feed_forward_output")
-        self.feed_forward_dropout = keras.layers.Dropout(self.dropout, name="feed_forward_dropout")
+        self.feed_forward_dropout = ReplicaDropout(self.dropout, name="feed_forward_dropout")
         self.feed_forward_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="feed_forward_norm")
 
     def build(self, input_shape):
@@ -300,7 +309,7 @@ def _masked_softmax(logits, present):
 def _dense_stack(hidden_units, activation, dropout, prefix: str):
     """[(Dense, Dropout or None), ...] for an MLP."""
     return [(keras.layers.Dense(units, activation=activation, name=f"{prefix}_dense{i}"),
-             keras.layers.Dropout(dropout, name=f"{prefix}_dropout{i}") if dropout else None)
+             ReplicaDropout(dropout, name=f"{prefix}_dropout{i}") if dropout else None)
             for i, units in enumerate(hidden_units)]
 
 
@@ -729,6 +738,9 @@ class ModalityDropout(keras.layers.Layer):
     present; if an example's input mask already lacks some modality and the draw would
     remove all of the rest, that example keeps its input mask.
 
+    Under a ``tf.distribute`` strategy the draws are made for the global batch and each
+    replica keeps its own rows: replicas drop differently, as one device would.
+
     Args:
         rates: one rate in [0, 1] for every modality, or a sequence with one per modality.
         seed: optional int for reproducible draws.
@@ -776,8 +788,9 @@ class ModalityDropout(keras.layers.Layer):
         present = inputs if inputs.dtype == "bool" else ops.not_equal(inputs, ops.zeros_like(inputs))
         batch, count = ops.shape(present)[0], len(self._rates_per_modality)
         rates = ops.convert_to_tensor(self._rates_per_modality, dtype="float32")
-        order = keras.random.uniform((batch, count), seed=self.seed_generator)
-        point = keras.random.uniform((batch, 1), seed=self.seed_generator)
+        # One draw of (order, point) per example, made for the global batch under a strategy.
+        draws = draw_rows(lambda rows: keras.random.uniform((rows, count + 1), seed=self.seed_generator), batch)
+        order, point = draws[:, :count], draws[:, count:]
         # start[b, i]: total length of the arcs placed before modality i in example b's order.
         placed_before = ops.cast(ops.expand_dims(order, 1) < ops.expand_dims(order, 2), "float32")
         start = ops.sum(placed_before * rates, axis=-1)
@@ -793,3 +806,37 @@ class ModalityDropout(keras.layers.Layer):
         config = super().get_config()
         config.update({"rates": self.rates, "seed": self.seed})
         return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ReplicaDropout(keras.layers.Dropout):
+    """``keras.layers.Dropout`` whose masks differ between ``tf.distribute`` replicas.
+
+    Keras' ``Dropout`` draws from a seed that every replica shares, so under a strategy
+    each replica drops the same units of its rows. This layer draws the mask for the
+    global batch and keeps this replica's rows (``xmodal_tf._replicas.draw_rows``):
+    replicas drop differently, and N replicas drop exactly what one device drops on the
+    same global batch. Arguments, inference behaviour and scaling (kept units are
+    divided by 1 - rate) are those of ``keras.layers.Dropout``.
+    """
+
+    def call(self, inputs, training=False):
+        if not training or self.rate <= 0:
+            return inputs
+        noise_shape = self.noise_shape
+        shape = tf.shape(inputs)
+        if noise_shape is not None:  # None entries take the input's size
+            shape = tf.stack([shape[i] if size is None else size for i, size in enumerate(noise_shape)])
+        tail = shape[1:]
+
+        def draw(rows):
+            return keras.random.uniform(tf.concat([tf.reshape(rows, [1]), tail], axis=0),
+                                        seed=self.seed_generator)
+
+        if noise_shape is not None and noise_shape[0] == 1:
+            uniform = draw(1)  # one mask shared by the whole batch, by request
+        else:
+            uniform = draw_rows(draw, shape[0])
+        keep = uniform >= self.rate
+        scaled = inputs / ops.cast(1.0 - self.rate, inputs.dtype)
+        return ops.where(keep, scaled, ops.zeros_like(inputs))

@@ -95,8 +95,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["ContrastiveLoss", "DeepCCALoss", "cca_correlations", "contrastive_loss",
-           "contrastive_loss_from_logits", "deep_cca_loss"]
+from xmodal_tf._replicas import all_gather_rows, all_reduce_sum, in_replica_context
+
+__all__ = ["ContrastiveLoss", "DeepCCALoss", "batch_statistics", "cca_correlations",
+           "contrastive_loss", "contrastive_loss_from_logits", "correlations_from_statistics",
+           "deep_cca_loss", "replica_contrastive_loss"]
 
 OBJECTIVES = ("trace", "squared")
 # With reg=0, a Cholesky pivot below this fraction of the largest variance (times the
@@ -175,8 +178,12 @@ def _common_float_dtype(h1: tf.Tensor, h2: tf.Tensor) -> tf.DType:
     return tf.float64 if widest == 2 else tf.float32
 
 
-def _validate(h1, h2, n_components, reg, compute_dtype):
-    """Check inputs and parameters; return tensors, ridges, k and the run-time checks."""
+def _validate(h1, h2, n_components, reg, compute_dtype, global_batch=False):
+    """Check inputs and parameters; return tensors, ridges, k and the run-time checks.
+
+    With ``global_batch`` inside several replicas, the sample-count checks are left to
+    the Cholesky check: the replica's share alone says nothing about the global batch.
+    """
     regs = _check_regs(reg)
     k = _check_n_components_type(n_components)
     compute = _check_compute_dtype(compute_dtype)
@@ -202,6 +209,8 @@ def _validate(h1, h2, n_components, reg, compute_dtype):
         checks.append(tf.debugging.assert_equal(
             tf.shape(h1)[0], tf.shape(h2)[0],
             message="h1 and h2 must have the same batch size (one row per paired sample)"))
+    if global_batch and in_replica_context():
+        return h1, h2, regs, k, compute, checks
     if static_batch is not None:
         if static_batch < 2:
             raise ValueError(
@@ -268,26 +277,61 @@ def _checked_cholesky(covariance: tf.Tensor, ridge: float, name: str) -> tf.Tens
         return tf.identity(factor)
 
 
-def _whitened_cross_covariance(h1, h2, regs, compute, checks):
+def batch_statistics(h1, h2, compute, checks=(), global_batch=False):
+    """The sufficient statistics of a batch for Deep CCA, in the compute dtype.
+
+    Returns ``(count, c11, c22, c12)``: the number of rows m (a scalar), and the
+    centred cross-products H1c^T H1c (d1 x d1), H2c^T H2c (d2 x d2) and H1c^T H2c
+    (d1 x d2), not yet divided by m - 1. With ``global_batch`` inside a
+    ``tf.distribute`` replica, they are those of the GLOBAL batch: the sums and counts
+    are all-reduced first (so every replica centres on the global mean), then the
+    cross-products, both with gradients. Outside a strategy it is the batch itself.
+    Call it outside ``tf.cond`` branches (collectives cannot run inside them).
+    """
+    # tf.identity: a cast to the same dtype creates no op to hang the checks on.
+    with tf.control_dependencies(list(checks)):
+        h1 = tf.identity(tf.cast(h1, compute))
+        h2 = tf.identity(tf.cast(h2, compute))
+    reduce = all_reduce_sum if global_batch else (lambda values: values)
+    count = tf.cast(tf.shape(h1)[0], compute)
+    count, sum1, sum2 = reduce((count, tf.reduce_sum(h1, axis=0), tf.reduce_sum(h2, axis=0)))
+    centred1 = h1 - sum1 / count
+    centred2 = h2 - sum2 / count
+    products = (tf.matmul(centred1, centred1, transpose_a=True),
+                tf.matmul(centred2, centred2, transpose_a=True),
+                tf.matmul(centred1, centred2, transpose_a=True))
+    return (count, *reduce(products))
+
+
+def _whitened_from_statistics(statistics, regs):
+    """T = L1^-1 S12 L2^-T (d1 x d2) from ``batch_statistics``, with S = products / (m - 1)."""
+    count, c11, c22, c12 = statistics
+    degrees = count - 1.0
+    factors = []
+    for product, ridge, name in zip((c11, c22), regs, ("h1", "h2")):
+        covariance = product / degrees
+        regularised = covariance + ridge * tf.eye(covariance.shape[0], dtype=covariance.dtype)
+        factors.append(_checked_cholesky(regularised, ridge, name))
+    left = tf.linalg.triangular_solve(factors[0], c12 / degrees, lower=True)  # L1^-1 S12
+    whitened = tf.linalg.triangular_solve(factors[1], tf.transpose(left), lower=True)
+    return tf.transpose(whitened)
+
+
+def correlations_from_statistics(statistics, *, n_components=None, reg=1e-4):
+    """The top-k ridge-shrunk canonical correlations from ``batch_statistics``, (k,) in
+    the statistics' dtype, largest first (see ``cca_correlations``)."""
+    regs = _check_regs(reg)
+    whitened = _whitened_from_statistics(statistics, regs)
+    k = min(whitened.shape) if n_components is None else _check_n_components_type(n_components)
+    return _singular_values(whitened)[:k]
+
+
+def _whitened_cross_covariance(h1, h2, regs, compute, checks, global_batch=False):
     """T = L1^-1 S12 L2^-T (d1 x d2) in the compute dtype, and the dtype to return in."""
     output_dtype = _common_float_dtype(h1, h2)
     compute = compute or output_dtype
-    # tf.identity: a cast to the same dtype creates no op to hang the checks on.
-    with tf.control_dependencies(checks):
-        h1 = tf.identity(tf.cast(h1, compute))
-        h2 = tf.identity(tf.cast(h2, compute))
-    degrees = tf.cast(tf.shape(h1)[0] - 1, compute)
-    centred1 = h1 - tf.reduce_mean(h1, axis=0, keepdims=True)
-    centred2 = h2 - tf.reduce_mean(h2, axis=0, keepdims=True)
-    factors = []
-    for centred, ridge, name in zip((centred1, centred2), regs, ("h1", "h2")):
-        covariance = tf.matmul(centred, centred, transpose_a=True) / degrees
-        regularised = covariance + ridge * tf.eye(covariance.shape[0], dtype=compute)
-        factors.append(_checked_cholesky(regularised, ridge, name))
-    s12 = tf.matmul(centred1, centred2, transpose_a=True) / degrees
-    left = tf.linalg.triangular_solve(factors[0], s12, lower=True)  # L1^-1 S12
-    whitened = tf.linalg.triangular_solve(factors[1], tf.transpose(left), lower=True)
-    return tf.transpose(whitened), output_dtype
+    statistics = batch_statistics(h1, h2, compute, checks, global_batch=global_batch)
+    return _whitened_from_statistics(statistics, regs), output_dtype
 
 
 def _singular_values(matrix: tf.Tensor) -> tf.Tensor:
@@ -321,7 +365,7 @@ def _singular_values(matrix: tf.Tensor) -> tf.Tensor:
 
 
 # ----------------------------------------------------------------------------- API
-def cca_correlations(h1, h2, *, n_components=None, reg=1e-4, compute_dtype="float64"):
+def cca_correlations(h1, h2, *, n_components=None, reg=1e-4, compute_dtype="float64", global_batch=False):
     """Canonical correlations of a batch of paired outputs, largest first.
 
     Args:
@@ -333,6 +377,10 @@ def cca_correlations(h1, h2, *, n_components=None, reg=1e-4, compute_dtype="floa
             non-singular covariances.
         compute_dtype: dtype of the covariances and the algebra: "float64" (default),
             "float32", or None for the output dtype.
+        global_batch: inside a ``tf.distribute`` replica, compute the correlations of
+            the global batch (statistics all-reduced across replicas, gradients
+            through the all-reduce) instead of this replica's share. No effect
+            outside a strategy.
 
     Returns:
         A (k,) tensor, float32 (float64 for float64 inputs): the singular values of
@@ -345,13 +393,13 @@ def cca_correlations(h1, h2, *, n_components=None, reg=1e-4, compute_dtype="floa
         tf.errors.InvalidArgumentError at run time for dynamic-shape mismatches and
         covariances that are not positive definite.
     """
-    h1, h2, regs, k, compute, checks = _validate(h1, h2, n_components, reg, compute_dtype)
-    whitened, output_dtype = _whitened_cross_covariance(h1, h2, regs, compute, checks)
+    h1, h2, regs, k, compute, checks = _validate(h1, h2, n_components, reg, compute_dtype, global_batch)
+    whitened, output_dtype = _whitened_cross_covariance(h1, h2, regs, compute, checks, global_batch)
     return tf.cast(_singular_values(whitened)[:k], output_dtype)
 
 
 def deep_cca_loss(h1, h2, *, n_components=None, reg=1e-4, objective="trace",
-                  compute_dtype="float64"):
+                  compute_dtype="float64", global_batch=False):
     """The Deep CCA loss of a batch: minus the total (or squared) canonical correlation.
 
     Args:
@@ -366,6 +414,8 @@ def deep_cca_loss(h1, h2, *, n_components=None, reg=1e-4, objective="trace",
             (||T||_F^2 when k is all, computed without an SVD).
         compute_dtype: dtype of the covariances and the algebra: "float64" (default),
             "float32", or None for the output dtype.
+        global_batch: inside a ``tf.distribute`` replica, the loss of the global batch
+            (identical on every replica; see ``cca_correlations``).
 
     Returns:
         A scalar tensor in [-k, 0], float32 (float64 for float64 inputs). For example
@@ -378,8 +428,8 @@ def deep_cca_loss(h1, h2, *, n_components=None, reg=1e-4, objective="trace",
     ``jit_compile=False``.
     """
     objective = _check_objective(objective)
-    h1, h2, regs, k, compute, checks = _validate(h1, h2, n_components, reg, compute_dtype)
-    whitened, output_dtype = _whitened_cross_covariance(h1, h2, regs, compute, checks)
+    h1, h2, regs, k, compute, checks = _validate(h1, h2, n_components, reg, compute_dtype, global_batch)
+    whitened, output_dtype = _whitened_cross_covariance(h1, h2, regs, compute, checks, global_batch)
     if objective == "squared" and k == min(whitened.shape):
         total = tf.reduce_sum(tf.square(whitened))
     else:
@@ -404,36 +454,58 @@ class DeepCCALoss:
     Store it in a model's ``get_config`` with ``keras.saving.serialize_keras_object``
     and restore it with ``keras.saving.deserialize_keras_object``.
 
-    Args: ``n_components``, ``reg``, ``objective``, ``compute_dtype`` as in
-    ``deep_cca_loss`` (they are validated here, the shapes on each call); ``name``.
-    Under a distribution strategy the value is a per-replica batch statistic: average
-    it over replicas (do not scale it by the global batch size).
+    Args: ``n_components``, ``reg``, ``objective``, ``compute_dtype``, ``global_batch``
+    as in ``deep_cca_loss`` (they are validated here, the shapes on each call); ``name``.
+    Under a distribution strategy with ``global_batch=False`` the value is a per-replica
+    batch statistic: average it over replicas (do not scale it by the global batch
+    size). With ``global_batch=True`` every replica gets the global batch's value.
     """
 
     def __init__(self, n_components=None, reg=1e-4, objective="trace", compute_dtype="float64",
-                 name="deep_cca_loss"):
+                 global_batch=False, name="deep_cca_loss"):
         self.n_components = _check_n_components_type(n_components)
         regs = _check_regs(reg)
         self.reg = regs if isinstance(reg, (list, tuple, np.ndarray)) else regs[0]
         self.objective = _check_objective(objective)
         compute = _check_compute_dtype(compute_dtype)
         self.compute_dtype = None if compute is None else compute.name
+        if not isinstance(global_batch, bool):
+            raise TypeError(f"global_batch must be True or False; got {global_batch!r}.")
+        self.global_batch = global_batch
         self.name = name
 
     def __call__(self, h1, h2):
         """Return the scalar loss for outputs h1 (m, d1) and h2 (m, d2)."""
         return deep_cca_loss(h1, h2, n_components=self.n_components, reg=self.reg,
-                             objective=self.objective, compute_dtype=self.compute_dtype)
+                             objective=self.objective, compute_dtype=self.compute_dtype,
+                             global_batch=self.global_batch)
 
     def correlations(self, h1, h2):
         """The (k,) correlations behind the loss, largest first (see ``cca_correlations``)."""
         return cca_correlations(h1, h2, n_components=self.n_components, reg=self.reg,
-                                compute_dtype=self.compute_dtype)
+                                compute_dtype=self.compute_dtype, global_batch=self.global_batch)
+
+    def statistics(self, h1, h2, runtime_checks=True):
+        """``batch_statistics`` of the outputs after the same checks as the loss (all-reduced
+        over replicas when ``global_batch``); ``correlations_from`` finishes the job.
+        ``runtime_checks=False`` drops the run-time sample-count assertions (a caller that
+        skips unusable batches itself); the shape checks still raise at trace time."""
+        h1, h2, _, _, compute, checks = _validate(h1, h2, self.n_components, self.reg, self.compute_dtype,
+                                                  self.global_batch)
+        if not runtime_checks:
+            checks = [tf.debugging.assert_equal(
+                tf.shape(h1)[0], tf.shape(h2)[0],
+                message="h1 and h2 must have the same batch size (one row per paired sample)")]
+        return batch_statistics(h1, h2, compute or _common_float_dtype(h1, h2), checks, self.global_batch)
+
+    def correlations_from(self, statistics):
+        """The (k,) correlations from ``statistics``, in their dtype."""
+        return correlations_from_statistics(statistics, n_components=self.n_components, reg=self.reg)
 
     def get_config(self) -> dict:
         reg = list(self.reg) if isinstance(self.reg, tuple) else self.reg
         return {"n_components": self.n_components, "reg": reg, "objective": self.objective,
-                "compute_dtype": self.compute_dtype, "name": self.name}
+                "compute_dtype": self.compute_dtype, "global_batch": self.global_batch, "name": self.name}
 
     @classmethod
     def from_config(cls, config: dict) -> "DeepCCALoss":
@@ -476,6 +548,44 @@ def contrastive_loss_from_logits(logits) -> tf.Tensor:
     rows = tf.reduce_logsumexp(logits, axis=1) - matched
     columns = tf.reduce_logsumexp(logits, axis=0) - matched
     return tf.reduce_mean(0.5 * (rows + columns))
+
+
+def replica_contrastive_loss(embeddings_a, embeddings_b, logit_scale, *, global_batch=True):
+    """The symmetric InfoNCE loss of this replica's pairs, and their in-batch accuracy.
+
+    Args:
+        embeddings_a, embeddings_b: (n, d) paired embeddings of this replica's rows
+            (normalised already; the logits are ``logit_scale * <a_i, b_j>``).
+        logit_scale: 1 / temperature, a scalar.
+        global_batch: inside a ``tf.distribute`` replica, score the rows against the
+            embeddings of every replica (all-gathered, with gradients), so the
+            negatives are the global batch's (CLIP's distributed loss). Outside a
+            strategy, or with False, the negatives are this replica's rows.
+
+    Returns:
+        ``(loss, accuracy)``: the mean over this replica's n pairs of the average of the
+        a -> b and b -> a cross-entropies, and the fraction of the 2n queries whose
+        partner scores highest. Averaged over equal replica shares, both equal one
+        device's values on the global batch (``contrastive_loss_from_logits``).
+    """
+    a, b, checks = _check_paired_embeddings(embeddings_a, embeddings_b)
+    with tf.control_dependencies(checks):
+        a, b = tf.identity(a), tf.identity(b)
+    all_a, all_b, offset = a, b, tf.constant(0, tf.int32)
+    if global_batch:
+        all_a, offset = all_gather_rows(a)
+        all_b, _ = all_gather_rows(b)
+    scale = tf.cast(logit_scale, a.dtype)
+    a_to_b = scale * tf.matmul(a, all_b, transpose_b=True)   # (n, N): this replica's a against every b
+    b_to_a = scale * tf.matmul(b, all_a, transpose_b=True)
+    targets = offset + tf.range(tf.shape(a)[0])
+    matched = tf.gather(a_to_b, targets, axis=1, batch_dims=1)
+    rows = tf.reduce_logsumexp(a_to_b, axis=1) - matched
+    columns = tf.reduce_logsumexp(b_to_a, axis=1) - matched
+    loss = tf.reduce_mean(0.5 * (rows + columns))
+    hits = [tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), targets), tf.float32)
+            for logits in (a_to_b, b_to_a)]
+    return loss, 0.5 * (tf.reduce_mean(hits[0]) + tf.reduce_mean(hits[1]))
 
 
 def contrastive_loss(embeddings_a, embeddings_b, temperature=0.07, *, normalize=True) -> tf.Tensor:

@@ -175,29 +175,48 @@ def test_decoder_with_wrong_output_shape(data):
 # ----------------------------------------------------------------------------- distribution
 STRATEGY_SCRIPT = PREAMBLE + textwrap.dedent("""
 
-    # Reference on one device: the update with 2 replicas must be lr times the MEAN of
-    # the gradients of the CCA losses of the two half batches (one per replica).
+    # References on one device, plain SGD, batches of 32:
+    #   global_batch=True  -> the gradient of the CCA loss of the whole batch of 32;
+    #   global_batch=False -> the MEAN of the gradients of the two half batches' losses
+    #                         (one half per replica).
     learning_rate = 0.1
-    reference = build()
-    initial = [w.numpy() for w in reference.trainable_weights]
-    for start in range(0, 96, 32):
-        gradients = []
-        for half in (slice(start, start + 16), slice(start + 16, start + 32)):
-            with tf.GradientTape() as tape:
-                loss = reference.batch_loss(x[half], y[half], training=True)["loss"]
-            gradients.append(tape.gradient(loss, reference.trainable_weights))
-        for variable, first, second in zip(reference.trainable_weights, *gradients):
-            variable.assign(variable - learning_rate * (first + second) / 2)
+
+    def reference(whole_batch):
+        model = build()
+        initial = [w.numpy() for w in model.trainable_weights]
+        losses = []
+        for start in range(0, 96, 32):
+            parts = [slice(start, start + 32)] if whole_batch else [slice(start, start + 16),
+                                                                   slice(start + 16, start + 32)]
+            gradients = []
+            for part in parts:
+                with tf.GradientTape() as tape:
+                    loss = model.batch_loss(x[part], y[part], training=True)["loss"]
+                gradients.append(tape.gradient(loss, model.trainable_weights))
+                losses.append(float(loss))
+            for variable, *parts_gradients in zip(model.trainable_weights, *gradients):
+                variable.assign(variable - learning_rate * sum(parts_gradients) / len(parts_gradients))
+        moved = max(float(np.abs(a - b.numpy()).max()) for a, b in zip(initial, model.trainable_weights))
+        return model, moved, float(np.mean(losses))
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    with strategy.scope():
-        model = build()
-        model.compile(optimizer=keras.optimizers.SGD(learning_rate))
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32, drop_remainder=True)
-    history = model.fit(dataset, epochs=1, verbose=0).history
-    difference = max(float(np.abs(a.numpy() - b.numpy()).max())
-                     for a, b in zip(model.trainable_weights, reference.trainable_weights))
-    moved = max(float(np.abs(a - b.numpy()).max()) for a, b in zip(initial, reference.trainable_weights))
+    results = {"replicas": strategy.num_replicas_in_sync}
+    for global_batch in (True, False):
+        expected, moved, expected_loss = reference(global_batch)
+        with strategy.scope():
+            model = build()
+            if not global_batch:
+                model = DeepCCA.from_config({**model.get_config(), "global_batch": False})
+                model.set_weights(build().get_weights())
+            model.compile(optimizer=keras.optimizers.SGD(learning_rate))
+        history = model.fit(dataset, epochs=1, verbose=0).history
+        results[f"difference_{global_batch}"] = max(
+            float(np.abs(a.numpy() - b.numpy()).max()) for a, b in zip(model.trainable_weights,
+                                                                         expected.trainable_weights))
+        results[f"moved_{global_batch}"] = moved
+        results[f"loss_{global_batch}"] = history["loss"][0]
+        results[f"expected_loss_{global_batch}"] = expected_loss
 
     # A NaN in one replica's share skips the whole global step on both replicas.
     bad_x = x.copy()
@@ -205,11 +224,20 @@ STRATEGY_SCRIPT = PREAMBLE + textwrap.dedent("""
     before = [w.numpy() for w in model.trainable_weights]
     iterations = int(model.optimizer.iterations.numpy())
     bad = tf.data.Dataset.from_tensor_slices((bad_x[32:64], y[32:64])).batch(32, drop_remainder=True)
-    skipped = model.fit(bad, epochs=1, verbose=0).history["skipped_batches"][0]
-    unchanged = all(np.array_equal(a, b.numpy()) for a, b in zip(before, model.trainable_weights))
-    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "difference": difference, "moved": moved,
-                      "loss": history["loss"][0], "skipped": skipped, "unchanged": unchanged,
-                      "iterations": int(model.optimizer.iterations.numpy()) - iterations}))
+    results["skipped"] = model.fit(bad, epochs=1, verbose=0).history["skipped_batches"][0]
+    results["unchanged"] = all(np.array_equal(a, b.numpy()) for a, b in zip(before, model.trainable_weights))
+    results["iterations"] = int(model.optimizer.iterations.numpy()) - iterations
+
+    # global_batch=False with replica shares of at most n_components rows is refused.
+    with strategy.scope():
+        small = DeepCCA.from_config({**build().get_config(), "global_batch": False})
+        small.compile(optimizer="sgd")
+    try:
+        small.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8, drop_remainder=True), verbose=0)
+        results["share_error"] = ""
+    except ValueError as error:
+        results["share_error"] = str(error)
+    print(json.dumps(results))
 """)
 
 
@@ -221,13 +249,18 @@ def run_script(script):
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def test_mirrored_strategy_fit_equals_mean_of_replica_gradients():
+def test_mirrored_strategy_fit_equals_one_device_on_the_global_batch():
     result = run_script(STRATEGY_SCRIPT)
     assert result["replicas"] == 2
-    assert result["moved"] > 1e-2  # the comparison is not vacuous
-    assert result["difference"] < 1e-5
-    assert np.isfinite(result["loss"])
+    for global_batch in ("True", "False"):
+        assert result[f"moved_{global_batch}"] > 1e-2  # the comparison is not vacuous
+        assert result[f"difference_{global_batch}"] < 1e-5, global_batch
+        np.testing.assert_allclose(result[f"loss_{global_batch}"], result[f"expected_loss_{global_batch}"],
+                                   rtol=1e-5)
+    # The objectives really differ: the global batch's loss is not the halves' mean.
+    assert abs(result["loss_True"] - result["loss_False"]) > 1e-3
     assert result["skipped"] == 1.0 and result["unchanged"] and result["iterations"] == 0
+    assert "global_batch=False" in result["share_error"] and "n_components=4" in result["share_error"]
 
 
 # ----------------------------------------------------------------------------- bad input

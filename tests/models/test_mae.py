@@ -232,12 +232,12 @@ STRATEGY_SCRIPT = textwrap.dedent("""
     views = {"a": rng.normal(size=(96, 6)).astype("float32"), "b": rng.normal(size=(96, 5)).astype("float32")}
 
     def build():
-        # Every example keeps only "a": the mask is drawn (seed generator, replica ids) on
-        # every step, yet it is the same on one device and on two replicas.
+        # Modality dropout 0.5: the masks are drawn for the global batch from the shared
+        # seed and each replica keeps its rows, so two replicas draw what one device draws.
         keras.utils.set_random_seed(1)
         encoders = {k: mlp_encoder(v.shape[1], 4, hidden_units=(8,), name=f"e{k}") for k, v in views.items()}
         decoders = {k: mlp_encoder(3, v.shape[1], hidden_units=(8,), name=f"d{k}") for k, v in views.items()}
-        model = MultimodalAutoencoder(encoders, decoders, code_dim=3, modality_dropout={"a": 1.0}, seed=0)
+        model = MultimodalAutoencoder(encoders, decoders, code_dim=3, modality_dropout=0.5, seed=0)
         model.compile(optimizer=keras.optimizers.SGD(0.5))
         return model
 

@@ -65,8 +65,9 @@ Conventions and decisions
 * Noise: z ~ N(0, I), drawn from a ``keras.random.SeedGenerator`` attached to the model
   (``seed=``). Its state is saved with the model (Keras does not save seed generators;
   this model does), so ``generate(..., seed=None)`` and training continue the same
-  noise stream after ``load_model``. Under a distribution strategy each replica folds
-  its replica id into the seed, so replicas draw different noise.
+  noise stream after ``load_model``. Under a distribution strategy the noise is drawn
+  for the global batch and each replica keeps its rows: replicas draw different noise,
+  and N replicas draw what one device draws for the same global batch.
 * Batch norm: ``generate`` and ``predict`` run the generator in inference mode (moving
   statistics); during training, batch statistics are per replica under a strategy.
 * Distribution strategies: gradients are summed across replicas, so losses are
@@ -87,6 +88,10 @@ import numbers
 import keras
 import numpy as np
 import tensorflow as tf
+
+from xmodal_tf._replicas import draw_rows
+from xmodal_tf.layers import ReplicaDropout
+from xmodal_tf.models.base import CrossModalModel
 
 __all__ = [
     "ConditionalGAN",
@@ -157,6 +162,12 @@ def _check_non_negative_float(value, what: str, upper=math.inf) -> float:
     return float(value)
 
 
+def _check_bool(value, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{what} must be True or False; got {value!r}.")
+    return value
+
+
 def _check_condition_kind(num_classes, condition_dim) -> None:
     if (num_classes is None) == (condition_dim is None):
         raise ValueError(
@@ -222,7 +233,7 @@ def _split_batch(data, where: str):
 
 # ----------------------------------------------------------------------------- model
 @keras.saving.register_keras_serializable(package="xmodal_tf")
-class ConditionalGAN(keras.Model):
+class ConditionalGAN(CrossModalModel):
     """A conditional GAN: ``generator([z, c])`` trained against ``discriminator([x, c])``.
 
     Args:
@@ -248,6 +259,9 @@ class ConditionalGAN(keras.Model):
     ``label_smoothing``.
     """
 
+    seed_state_key = _NOISE_STATE_KEY
+    default_monitor = ("val_g_loss", "min")
+
     def __init__(self, generator, discriminator, *, num_classes=None, condition_dim=None,
                  latent_dim=None, seed=None, ema_decay=None, **kwargs):
         kwargs.setdefault("name", "conditional_gan")
@@ -268,11 +282,7 @@ class ConditionalGAN(keras.Model):
         self.ema_decay = _check_ema_decay(ema_decay)
         self.generator_ema = None if self.ema_decay is None else _averaged_copy(self.generator)
 
-        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
-        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
-        self.real_score_tracker = keras.metrics.Mean(name="real_score")
-        self.fake_score_tracker = keras.metrics.Mean(name="fake_score")
-        self.r1_penalty_tracker = keras.metrics.Mean(name="r1_penalty")
+        self.create_trackers(("d_loss", "g_loss", "real_score", "fake_score", "r1_penalty"))
         self.g_optimizer = None
         self.d_optimizer = None
         self.gan_loss = None
@@ -431,8 +441,16 @@ class ConditionalGAN(keras.Model):
 
     @property
     def metrics(self):
-        trackers = [self.d_loss_tracker, self.g_loss_tracker, self.real_score_tracker, self.fake_score_tracker]
-        return trackers + ([self.r1_penalty_tracker] if self.r1_weight > 0 else [])
+        return [tracker for name, tracker in self._trackers.items() if name != "r1_penalty" or self.r1_weight > 0]
+
+    @property
+    def training_optimizers(self) -> dict:
+        return {"g_optimizer": self.g_optimizer, "d_optimizer": self.d_optimizer}
+
+    @property
+    def gan_compile_arguments(self):
+        """The loss settings given to ``compile`` (without the optimizers), or None."""
+        return None if self._gan_compile_arguments is None else dict(self._gan_compile_arguments)
 
     # ------------------------------------------------------------------ inputs
     def _prepare_images(self, images, where: str):
@@ -541,16 +559,14 @@ class ConditionalGAN(keras.Model):
     def sample_latent(self, batch_size, seed=None):
         """z ~ N(0, I) of shape (batch_size, latent_dim), from the model's noise stream
         (``seed=None``) or from a fixed integer ``seed``. Inside a replica of a
-        distribution strategy the replica id is folded into the seed."""
+        distribution strategy, this replica's rows of the global batch's draw."""
         if seed is None:
             seed = self.seed_generator.next()
         else:
             seed = tf.constant([int(seed), 0], tf.int64)
-        if tf.distribute.has_strategy() and tf.distribute.in_cross_replica_context() is False:
-            replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
-            seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica_id, tf.int32))
         seed = tf.cast(tf.math.floormod(tf.cast(seed, tf.int64), tf.int32.max - 1), tf.int32)
-        return tf.random.stateless_normal([batch_size, self.latent_dim], seed=seed)
+        return draw_rows(lambda rows: tf.random.stateless_normal(tf.stack([rows, self.latent_dim]), seed=seed),
+                         tf.cast(batch_size, tf.int32))
 
     @property
     def sampling_generator(self):
@@ -619,7 +635,8 @@ class ConditionalGAN(keras.Model):
         self.g_optimizer.apply(g_tape.gradient(g_loss, g_variables), g_variables)
         if self.generator_ema is not None:
             self._update_generator_average()
-        return self._update_trackers(d_losses, g_losses, real_logits, fake_logits, r1_penalty)
+        return self.keras_reducible_logs(self._update_trackers(d_losses, g_losses, real_logits, fake_logits,
+                                                               r1_penalty))
 
     def _update_generator_average(self) -> None:
         """generator_ema <- decay * generator_ema + (1 - decay) * generator, for every
@@ -631,13 +648,12 @@ class ConditionalGAN(keras.Model):
             average.assign(value + tf.cast(decay, average.dtype) * (average - value))
 
     def _update_trackers(self, d_losses, g_losses, real_logits, fake_logits, r1_penalty):
-        self.d_loss_tracker.update_state(tf.reduce_mean(d_losses))
-        self.g_loss_tracker.update_state(tf.reduce_mean(g_losses))
-        self.real_score_tracker.update_state(tf.reduce_mean(real_logits))
-        self.fake_score_tracker.update_state(tf.reduce_mean(fake_logits))
-        if r1_penalty is not None:
-            self.r1_penalty_tracker.update_state(tf.reduce_mean(r1_penalty))
-        return {metric.name: metric.result() for metric in self.metrics}
+        values = {"d_loss": d_losses, "g_loss": g_losses, "real_score": real_logits, "fake_score": fake_logits,
+                  "r1_penalty": r1_penalty}
+        for name, value in values.items():
+            if value is not None:
+                self._trackers[name].update_state(tf.reduce_mean(value))
+        return self.metric_results()
 
     def test_step(self, data):
         """The losses and scores of a batch without updates; the R1 penalty (a training
@@ -648,8 +664,8 @@ class ConditionalGAN(keras.Model):
         d_losses, real_logits, fake_logits, _ = self._discriminator_losses(images, conditions, fakes, training=False)
         g_losses = generator_loss(fake_logits, self.gan_loss)
         logs = self._update_trackers(d_losses, g_losses, real_logits, fake_logits, None)
-        logs.pop(self.r1_penalty_tracker.name, None)
-        return logs
+        logs.pop("r1_penalty", None)
+        return self.keras_reducible_logs(logs)
 
     def predict_step(self, data):
         """``predict(conditions)`` samples z from the noise stream; ``predict((z, conditions))``
@@ -700,18 +716,6 @@ class ConditionalGAN(keras.Model):
         return () if self.num_classes is not None else (self.condition_dim,)
 
     # ------------------------------------------------------------------ config
-    def save_own_variables(self, store):
-        """Also save the noise stream's state (Keras does not save SeedGenerator states)."""
-        super().save_own_variables(store)
-        store[_NOISE_STATE_KEY] = self.seed_generator.state
-
-    def load_own_variables(self, store):
-        own_variables = self._trainable_variables + self._non_trainable_variables
-        for index, variable in enumerate(own_variables):
-            variable.assign(store[f"{index}"])
-        if _NOISE_STATE_KEY in store.keys():
-            self.seed_generator.state.assign(np.asarray(store[_NOISE_STATE_KEY]))
-
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable,
                 "generator": keras.saving.serialize_keras_object(self.generator),
@@ -772,12 +776,12 @@ def _condition_code(condition, num_classes, name):
     return keras.layers.CategoryEncoding(num_classes, output_mode="one_hot", name=f"{name}_one_hot")(condition)
 
 
-def _conditional_batch_norm(x, code, name):
+def _conditional_batch_norm(x, code, name, synchronized=False):
     """Batch norm whose scale and shift are linear functions of the condition code
     (class-conditional batch norm for one-hot codes); starts as plain batch norm."""
     channels = x.shape[-1]
     broadcast = (1,) * (len(x.shape) - 2) + (channels,)
-    x = keras.layers.BatchNormalization(center=False, scale=False, name=f"{name}_bn")(x)
+    x = keras.layers.BatchNormalization(center=False, scale=False, synchronized=synchronized, name=f"{name}_bn")(x)
     gamma = keras.layers.Dense(channels, kernel_initializer="zeros", bias_initializer="ones",
                                name=f"{name}_gamma")(code)
     beta = keras.layers.Dense(channels, kernel_initializer="zeros", name=f"{name}_beta")(code)
@@ -788,7 +792,7 @@ def _conditional_batch_norm(x, code, name):
 
 
 def build_generator(image_shape, latent_dim=64, *, num_classes=None, condition_dim=None, base_filters=16,
-                    name="generator") -> keras.Model:
+                    sync_batch_norm=False, name="generator") -> keras.Model:
     """A small DCGAN-style conv generator: [z (batch, latent_dim), condition] -> (batch, H, W, C)
     in [0, 1] (sigmoid).
 
@@ -798,10 +802,12 @@ def build_generator(image_shape, latent_dim=64, *, num_classes=None, condition_d
     4*base_filters) grid (fewer halvings when H or W is not divisible by 4); each
     stride-2 4x4 transposed convolution doubles the size and halves the filters (then
     conditional batch norm + ReLU); a 3x3 sigmoid convolution gives the C channels.
-    Works from 8x8 (2x2 start) to 28x28 (7x7 start) and beyond.
+    Works from 8x8 (2x2 start) to 28x28 (7x7 start) and beyond. ``sync_batch_norm=True``
+    computes the batch statistics over the global batch under a ``tf.distribute`` strategy.
     Layer names: f"{name}_project", f"{name}_up{i}", f"{name}_image" ...
     """
     height, width, channels = _check_image_shape(image_shape, "build_generator")
+    sync_batch_norm = _check_bool(sync_batch_norm, "sync_batch_norm")
     latent_dim = _check_positive_int(latent_dim, "latent_dim")
     base_filters = _check_positive_int(base_filters, "base_filters")
     steps = _upsampling_steps(height, width)
@@ -812,7 +818,7 @@ def build_generator(image_shape, latent_dim=64, *, num_classes=None, condition_d
     code = _condition_code(condition, num_classes, name)
     x = keras.layers.Concatenate(name=f"{name}_concat")([z, code])
     x = keras.layers.Dense(start_h * start_w * start_filters, use_bias=False, name=f"{name}_project")(x)
-    x = _conditional_batch_norm(x, code, f"{name}_project")
+    x = _conditional_batch_norm(x, code, f"{name}_project", sync_batch_norm)
     x = keras.layers.ReLU(name=f"{name}_project_relu")(x)
     x = keras.layers.Reshape((start_h, start_w, start_filters), name=f"{name}_grid")(x)
     filters = start_filters
@@ -820,7 +826,7 @@ def build_generator(image_shape, latent_dim=64, *, num_classes=None, condition_d
         filters = max(filters // 2, 1)
         x = keras.layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False,
                                          name=f"{name}_up{i}")(x)
-        x = _conditional_batch_norm(x, code, f"{name}_up{i}")
+        x = _conditional_batch_norm(x, code, f"{name}_up{i}", sync_batch_norm)
         x = keras.layers.ReLU(name=f"{name}_up{i}_relu")(x)
     images = keras.layers.Conv2D(channels, 3, padding="same", activation="sigmoid", name=f"{name}_image")(x)
     return keras.Model([z, condition], images, name=name)
@@ -864,11 +870,13 @@ def build_discriminator(image_shape, *, num_classes=None, condition_dim=None, ba
 
 
 def build_dense_generator(image_shape, latent_dim=64, *, num_classes, hidden_units=(256, 512, 1024),
-                          batch_norm=True, name="dense_generator") -> keras.Model:
+                          batch_norm=True, sync_batch_norm=False, name="dense_generator") -> keras.Model:
     """The textbook conditional generator (Mirza & Osindero; the Keras GAN examples):
     [z, label] -> concat(z, one_hot(label)) -> Dense (+ batch norm) + LeakyReLU layers ->
-    sigmoid pixels reshaped to ``image_shape`` (values in [0, 1])."""
+    sigmoid pixels reshaped to ``image_shape`` (values in [0, 1]). ``sync_batch_norm``:
+    batch statistics over the global batch under a ``tf.distribute`` strategy."""
     shape = _check_image_shape(image_shape, "build_dense_generator")
+    sync_batch_norm = _check_bool(sync_batch_norm, "sync_batch_norm")
     latent_dim = _check_positive_int(latent_dim, "latent_dim")
     z = keras.Input(shape=(latent_dim,), name=f"{name}_z")
     labels = _condition_input(num_classes, None, name)
@@ -877,7 +885,8 @@ def build_dense_generator(image_shape, latent_dim=64, *, num_classes, hidden_uni
     for i, units in enumerate(hidden_units):
         x = keras.layers.Dense(_check_positive_int(units, "hidden_units entry"), name=f"{name}_dense{i}")(x)
         if batch_norm:
-            x = keras.layers.BatchNormalization(momentum=0.8, name=f"{name}_dense{i}_bn")(x)
+            x = keras.layers.BatchNormalization(momentum=0.8, synchronized=sync_batch_norm,
+                                                name=f"{name}_dense{i}_bn")(x)
         x = keras.layers.LeakyReLU(0.2, name=f"{name}_dense{i}_lrelu")(x)
     x = keras.layers.Dense(int(np.prod(shape)), activation="sigmoid", name=f"{name}_pixels")(x)
     images = keras.layers.Reshape(shape, name=f"{name}_image")(x)
@@ -898,6 +907,6 @@ def build_dense_discriminator(image_shape, *, num_classes, hidden_units=(512, 25
         x = keras.layers.Dense(_check_positive_int(units, "hidden_units entry"), name=f"{name}_dense{i}")(x)
         x = keras.layers.LeakyReLU(0.2, name=f"{name}_dense{i}_lrelu")(x)
         if dropout:
-            x = keras.layers.Dropout(dropout, name=f"{name}_dense{i}_dropout")(x)
+            x = ReplicaDropout(dropout, name=f"{name}_dense{i}_dropout")(x)
     logits = keras.layers.Dense(1, name=f"{name}_logit")(x)
     return keras.Model([images, labels], logits, name=name)

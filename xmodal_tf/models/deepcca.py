@@ -40,13 +40,16 @@ Conventions and decisions
   skips the whole global step on every replica. ``evaluate`` skips such batches the
   same way. ``fit_linear_cca``, ``transform``, ``score`` and ``encode`` instead raise
   ValueError on non-finite data.
-* Distribution strategies: gradients are summed across replicas, so each replica
-  divides its loss by ``num_replicas_in_sync`` before differentiating; the update is
-  then the mean of the replicas' batch-level gradients (the CCA loss of a replica's
-  local batch is a statistic of that batch, not a per-example mean, so this is the
-  right scaling, not a division by the global batch size). Metrics record the
-  unscaled replica values; Keras' on-read metric variables then average them over
-  replicas and batches.
+* Distribution strategies (``global_batch=True``, the default): the objective is that
+  of the GLOBAL batch. Each replica computes its outputs' sums and centred
+  cross-products, they are all-reduced (with gradients through the all-reduce), and
+  every replica whitens the global covariances, so the loss and the update equal one
+  device's on the same global batch (the CCA objective needs batches well above
+  ``n_components``, which per-replica shares would shrink). Gradients are summed over
+  replicas, so each replica divides its loss by ``num_replicas_in_sync``. With
+  ``global_batch=False`` each replica uses its own share (the update is then the mean
+  of the replicas' share-level gradients), and a share of at most ``n_components``
+  rows is refused. DCCAE's reconstruction error is a mean over each replica's rows.
 * No XLA: the objective uses an SVD, which is not trusted under XLA, so ``compile``
   defaults to ``jit_compile=False`` (Keras' default "auto" turns XLA on with a GPU).
 * Saving: ``get_config`` serializes the sub-models; ``model.save("m.keras")`` and
@@ -68,8 +71,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from xmodal_tf._replicas import in_replica_context
 from xmodal_tf.cca import CCA, column_correlations
 from xmodal_tf.losses import DeepCCALoss
+from xmodal_tf.models.base import CrossModalModel
 
 __all__ = ["DeepCCA"]
 
@@ -170,7 +175,7 @@ def _num_rows(array) -> int:
 
 # ----------------------------------------------------------------------------- model
 @keras.saving.register_keras_serializable(package="xmodal_tf")
-class DeepCCA(keras.Model):
+class DeepCCA(CrossModalModel):
     """Deep CCA (or DCCAE with decoders) between two views.
 
     Args:
@@ -185,12 +190,18 @@ class DeepCCA(keras.Model):
         reconstruction_weight: weight of the decoders' mean squared errors (>= 0).
         compute_dtype: dtype of the CCA algebra, "float64" (default) or "float32"
             (see ``xmodal_tf.losses``).
+        global_batch: under a ``tf.distribute`` strategy, compute the objective on the
+            global batch (True, default) or on each replica's share (False).
         **kwargs: ``name``, ``trainable``... for ``keras.Model``.
     """
 
+    skip_non_finite_batches = True
+    default_jit_compile = False
+    default_monitor = ("val_total_correlation", "max")
+
     def __init__(self, encoder_x, encoder_y, n_components=None, reg=1e-4, objective="trace",
                  decoder_x=None, decoder_y=None, reconstruction_weight=0.0,
-                 compute_dtype="float64", **kwargs):
+                 compute_dtype="float64", global_batch=True, **kwargs):
         kwargs.setdefault("name", "deep_cca")
         super().__init__(**kwargs)
         self.encoder_x = _check_submodel(encoder_x, "encoder_x", required=True)
@@ -199,7 +210,8 @@ class DeepCCA(keras.Model):
         self.decoder_y = _check_submodel(decoder_y, "decoder_y", required=False)
         # Validates n_components' type, reg, objective and compute_dtype.
         self.objective_fn = DeepCCALoss(n_components=n_components, reg=reg, objective=objective,
-                                        compute_dtype=compute_dtype)
+                                        compute_dtype=compute_dtype, global_batch=global_batch)
+        self.global_batch = global_batch
         self.n_components = self.objective_fn.n_components
         self.reg = self.objective_fn.reg
         self.objective = objective
@@ -212,13 +224,9 @@ class DeepCCA(keras.Model):
         if self.reconstruction_weight > 0 and decoder_x is None and decoder_y is None:
             raise ValueError("reconstruction_weight > 0 needs decoder_x and/or decoder_y (DCCAE).")
 
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.correlation_tracker = keras.metrics.Mean(name="total_correlation")
-        self.reconstruction_x_tracker = (
-            keras.metrics.Mean(name="reconstruction_x") if decoder_x is not None else None)
-        self.reconstruction_y_tracker = (
-            keras.metrics.Mean(name="reconstruction_y") if decoder_y is not None else None)
-        self.skipped_tracker = keras.metrics.Sum(name="skipped_batches")
+        self.create_trackers(["loss", "total_correlation"]
+                             + [f"reconstruction_{view}" for view, decoder in (("x", decoder_x), ("y", decoder_y))
+                                if decoder is not None])
         self.linear_cca_ = None
         self._encode_function = None
         self._output_dims = None
@@ -291,17 +299,11 @@ class DeepCCA(keras.Model):
         self._input_specs = [[[None, *list(shape)[1:]], str(dtype)] for shape, dtype in zip(shapes, dtypes)]
         self.built = True
 
-    def get_build_config(self):
-        """Input shapes and dtypes when the model was built from data (subclassed encoders)."""
-        specs = getattr(self, "_input_specs", None)
-        return None if specs is None else {"input_specs": specs}
+    def _build_from_input_specs(self, specs) -> None:
+        shapes = [tuple(None if d is None else int(d) for d in shape) for shape, _ in specs]
+        self._build_sub_models(shapes, [dtype for _, dtype in specs])
 
-    def build_from_config(self, config):
-        if config and "input_specs" in config:
-            shapes = [tuple(None if d is None else int(d) for d in shape) for shape, _ in config["input_specs"]]
-            self._build_sub_models(shapes, [dtype for _, dtype in config["input_specs"]])
-
-    def _build_from_batch(self, x, y) -> None:
+    def build_from_batch(self, x, y) -> None:
         """Build unbuilt (subclassed) encoders from the first batch, before the optimizer."""
         if not self.built:
             x, y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
@@ -319,14 +321,8 @@ class DeepCCA(keras.Model):
         x, y = _split_views(inputs, "call")
         return self.encoder_x(x, training=training), self.encoder_y(y, training=training)
 
-    @property
-    def metrics(self):
-        trackers = [self.loss_tracker, self.correlation_tracker]
-        trackers += [t for t in (self.reconstruction_x_tracker, self.reconstruction_y_tracker) if t is not None]
-        return trackers + [self.skipped_tracker]
-
-    def _metric_results(self) -> dict:
-        return {metric.name: metric.result() for metric in self.metrics}
+    def unpack_batch(self, data, where: str):
+        return _split_views(data, where)
 
     def batch_loss(self, x, y, training=False) -> dict:
         """The loss of one batch and its parts, as a dict of tensors.
@@ -351,15 +347,18 @@ class DeepCCA(keras.Model):
         else:
             self._check_dims(*self._output_dims)
         k = self.n_components or min(h_x.shape[1], h_y.shape[1])
+        self._check_replica_share(h_x, k)
         output_dtype = tf.float64 if tf.float64 in (h_x.dtype, h_y.dtype) else tf.float32
-        usable = tf.logical_and(
-            tf.logical_and(tf.reduce_all(tf.math.is_finite(h_x)), tf.reduce_all(tf.math.is_finite(h_y))),
-            tf.shape(h_x)[0] >= 2)
+        # Statistics first, outside any tf.cond: with global_batch they are all-reduced
+        # over replicas, and collectives cannot run inside a cond branch.
+        statistics = self.objective_fn.statistics(h_x, h_y, runtime_checks=False)
+        usable = tf.logical_and(tf.reduce_all([tf.reduce_all(tf.math.is_finite(s)) for s in statistics]),
+                                statistics[0] >= 2)
         # The CCA algebra raises (rather than returning NaN) on non-finite outputs, so it
         # only runs on usable batches; the others get NaN and are skipped by the caller.
         correlations = tf.cond(
             usable,
-            lambda: tf.cast(self.objective_fn.correlations(h_x, h_y), output_dtype),
+            lambda: tf.cast(self.objective_fn.correlations_from(statistics), output_dtype),
             lambda: tf.fill([k], tf.constant(np.nan, output_dtype)))
         total_correlation = tf.reduce_sum(correlations)
         if self.objective == "trace":
@@ -387,81 +386,30 @@ class DeepCCA(keras.Model):
         results["loss"] = loss
         return results
 
+    def _check_replica_share(self, h_x, k: int) -> None:
+        """With global_batch=False under several replicas, each share must exceed k rows."""
+        if self.global_batch or not in_replica_context():
+            return
+        rows = h_x.shape[0]
+        if rows is not None and rows <= k:
+            raise ValueError(
+                f"DeepCCA(global_batch=False): each replica's share of the batch has {rows} rows, at or "
+                f"below n_components={k}, so its covariance carries no signal. Use global_batch=True "
+                "(the objective of the whole global batch) or a global batch larger than "
+                f"{k} x the number of replicas.")
+
     # ------------------------------------------------------------------ training
     def compile(self, optimizer="rmsprop", *, jit_compile=False, **kwargs):
         """``keras.Model.compile`` with ``jit_compile=False`` by default (no XLA).
 
         The loss is built in; passing ``loss`` or ``metrics`` is an error.
         """
-        for key in ("loss", "metrics", "weighted_metrics", "loss_weights"):
-            if kwargs.get(key) is not None:
-                raise ValueError(
-                    f"DeepCCA computes its own loss and metrics; do not pass {key}= to compile.")
         if jit_compile is not False:
             warnings.warn(
                 f"DeepCCA.compile(jit_compile={jit_compile!r}): the Deep CCA objective uses an "
                 "SVD, whose XLA implementation has returned wrong results; keep "
                 "jit_compile=False.", stacklevel=2)
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
-        if self.built and self.optimizer is not None and not self.optimizer.built:
-            # Building now, not while fit traces the step, saves creating variables in
-            # the trace (which makes tf.function trace the step a second time).
-            self.optimizer.build(self.trainable_variables)
-
-    def compile_from_config(self, config):
-        """Recompile on ``load_model`` (Keras skips models with a custom ``compile``)."""
-        # compile also builds the optimizer, so that its saved state can be loaded.
-        self.compile(**keras.saving.deserialize_keras_object(config))
-
-    def compute_and_apply_gradients(self, data, optimizer) -> None:
-        """One training step on a batch (in a replica context): the core of ``train_step``
-        and of ``xmodal_tf.training.DeepCCATrainer``. Updates the metric trackers."""
-        x, y = _split_views(data, "train_step")
-        self._build_from_batch(x, y)
-        if not optimizer.built:
-            optimizer.build(self.trainable_variables)
-        strategy = tf.distribute.get_strategy()
-        replicas = strategy.num_replicas_in_sync
-        variables = self.trainable_variables
-        with tf.GradientTape() as tape:
-            results = self.batch_loss(x, y, training=True)
-            loss = results["loss"]
-            # Gradients are summed over replicas: scale so the update is their mean.
-            scaled = loss / replicas if replicas > 1 else loss
-            scaled = optimizer.scale_loss(scaled)
-        gradients = tape.gradient(scaled, variables)
-        finite = tf.math.is_finite(loss)
-        for gradient in gradients:
-            if gradient is not None:
-                finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(gradient)))
-        if replicas > 1:
-            context = tf.distribute.get_replica_context()
-            bad = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(tf.logical_not(finite), tf.float32))
-            finite = tf.equal(bad, 0.0)
-        _apply_if(optimizer, gradients, variables, finite)
-        self._update_trackers(results, finite, count_skip=_is_first_replica())
-
-    def _update_trackers(self, results: dict, finite, count_skip) -> None:
-        weight = tf.cast(finite, tf.float32)
-        for key, tracker in (("loss", self.loss_tracker), ("total_correlation", self.correlation_tracker),
-                             ("reconstruction_x", self.reconstruction_x_tracker),
-                             ("reconstruction_y", self.reconstruction_y_tracker)):
-            if tracker is not None:
-                value = results[key]
-                tracker.update_state(tf.where(finite, value, tf.zeros_like(value)), sample_weight=weight)
-        self.skipped_tracker.update_state((1.0 - weight) * tf.cast(count_skip, tf.float32))
-
-    def train_step(self, data):
-        self.compute_and_apply_gradients(data, self.optimizer)
-        return self._metric_results()
-
-    def test_step(self, data):
-        x, y = _split_views(data, "test_step")
-        self._build_from_batch(x, y)
-        results = self.batch_loss(x, y, training=False)
-        finite = tf.math.is_finite(results["loss"])
-        self._update_trackers(results, finite, count_skip=True)
-        return self._metric_results()
 
     def predict_step(self, data):
         return self(_split_views(data, "predict_step"), training=False)
@@ -545,6 +493,16 @@ class DeepCCA(keras.Model):
         correlations = self.objective_fn.correlations(tf.constant(h_x, tf.float64), tf.constant(h_y, tf.float64))
         return correlations.numpy()
 
+    def held_out_logs(self, data, *, batch_size: int = 1024) -> dict:
+        """``{"val_total_correlation": float, "val_correlations": [k floats]}`` of
+        ``held_out_correlations(data)``: what ``xmodal_tf.training.Trainer`` reports and
+        early-stops on. ``data=None`` gives the placeholders (NaN, None) of an epoch
+        without evaluation."""
+        if data is None:
+            return {"val_total_correlation": float("nan"), "val_correlations": None}
+        correlations = self.held_out_correlations(data, batch_size=batch_size)
+        return {"val_total_correlation": float(np.sum(correlations)), "val_correlations": correlations.tolist()}
+
     def fit_linear_cca(self, x, y=None, *, batch_size: int = 1024, reg=None) -> "DeepCCA":
         """Fit a linear CCA (``xmodal_tf.CCA``, float64) on the encoders' outputs.
 
@@ -608,7 +566,7 @@ class DeepCCA(keras.Model):
         config.update({
             "n_components": self.n_components, "reg": reg, "objective": self.objective,
             "reconstruction_weight": self.reconstruction_weight,
-            "compute_dtype": self.compute_dtype_name,
+            "compute_dtype": self.compute_dtype_name, "global_batch": self.global_batch,
         })
         return config
 
@@ -619,38 +577,3 @@ class DeepCCA(keras.Model):
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects=custom_objects)
         return cls(**config)
-
-
-# ----------------------------------------------------------------------------- distribution
-def _is_first_replica():
-    """True on replica 0 (so a per-step count summed over replicas counts once)."""
-    if not tf.distribute.has_strategy():
-        return tf.constant(True)
-    replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
-    return tf.equal(replica_id, 0)
-
-
-def _apply_if(optimizer, gradients, variables, condition) -> None:
-    """``optimizer.apply(gradients, variables)`` only where ``condition`` holds.
-
-    ``condition`` must be the same on every replica. Under a strategy the optimizer
-    synchronises replicas (merge_call), which may not happen inside a ``tf.cond`` in a
-    replica context; so, as Keras' LossScaleOptimizer does, the cond runs in the
-    cross-replica context and re-enters the replicas to apply.
-    """
-    if not tf.distribute.has_strategy():
-        def apply():
-            optimizer.apply(gradients, variables)
-            return tf.constant(True)
-        tf.cond(condition, apply, lambda: tf.constant(False))
-        return
-
-    def cross_replica(distribution, gradients, condition):
-        flag = distribution.experimental_local_results(condition)[0]
-
-        def apply():
-            distribution.extended.call_for_each_replica(optimizer.apply, args=(gradients, variables))
-            return tf.constant(True)
-        tf.cond(flag, apply, lambda: tf.constant(False))
-
-    tf.distribute.get_replica_context().merge_call(cross_replica, args=(gradients, condition))

@@ -36,11 +36,13 @@ Conventions and decisions
   fraction of the batch's pairs whose partner is the nearest item of the other
   modality in the batch, averaged over both directions. Chance is 1 / batch size,
   so it depends on the batch size (as does the loss: log(batch size) at chance).
-* Distribution strategies: each replica contrasts its own share of the global batch
-  (its negatives are the other pairs on that replica; embeddings are not gathered
-  across replicas). Gradients are summed over replicas, so each replica divides its
-  loss, a mean over its pairs, by ``num_replicas_in_sync``: the update equals that of
-  one device averaging the losses of the per-replica sub-batches.
+* Distribution strategies (``global_batch=True``, the default): every replica scores
+  its own pairs against the embeddings of the WHOLE global batch, all-gathered from
+  every replica with gradients (CLIP's distributed loss), so each item has the global
+  batch's negatives and the loss and update equal one device's on the global batch.
+  Gradients are summed over replicas, so each replica divides its loss (a mean over its
+  rows) by ``num_replicas_in_sync``. ``global_batch=False``: each replica contrasts its
+  own share only (fewer negatives; no communication).
 * BatchNorm inside an encoder: inference uses its moving statistics, whose variance
   starts at 1 and moves 1% a step; after a few hundred steps on small-valued inputs it
   is still far too large and inference-mode embeddings of one modality collapse onto
@@ -61,7 +63,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from xmodal_tf.losses import contrastive_loss_from_logits
+from xmodal_tf.losses import replica_contrastive_loss
+from xmodal_tf.models.base import CrossModalModel
 
 __all__ = ["DualEncoder", "RETRIEVAL_DIRECTIONS"]
 
@@ -231,7 +234,7 @@ def _top_k(similarity: np.ndarray, k: int):
 
 # ----------------------------------------------------------------------------- model
 @keras.saving.register_keras_serializable(package="xmodal_tf")
-class DualEncoder(keras.Model):
+class DualEncoder(CrossModalModel):
     """Two encoders projected into one L2-normalised space, trained contrastively.
 
     Args:
@@ -245,11 +248,13 @@ class DualEncoder(keras.Model):
         temperature: initial softmax temperature T, in [1 / max_logit_scale, 1].
         learn_temperature: train log(1 / T) with the encoders (CLIP) or keep it fixed.
         max_logit_scale: the largest 1 / T allowed (CLIP: 100, so T >= 0.01).
+        global_batch: under a ``tf.distribute`` strategy, contrast against the global
+            batch (True) or each replica's share (False).
         **kwargs: ``name``, ``trainable`` ... for ``keras.Model``.
     """
 
     def __init__(self, encoder_a, encoder_b=None, *, projection_dim=64, shared=False, temperature=0.07,
-                 learn_temperature=True, max_logit_scale=100.0, **kwargs):
+                 learn_temperature=True, max_logit_scale=100.0, global_batch=True, **kwargs):
         kwargs.setdefault("name", "dual_encoder")
         super().__init__(**kwargs)
         self.shared = self._check_shared(encoder_a, encoder_b, shared)
@@ -262,6 +267,9 @@ class DualEncoder(keras.Model):
         if not isinstance(learn_temperature, bool):
             raise TypeError(f"learn_temperature must be True or False; got {learn_temperature!r}.")
         self.learn_temperature = learn_temperature
+        if not isinstance(global_batch, bool):
+            raise TypeError(f"global_batch must be True or False; got {global_batch!r}.")
+        self.global_batch = global_batch
         self.input_kinds = (_input_kind(self.encoder_a), _input_kind(self.encoder_b))
 
         if self.projection_dim is not None:
@@ -273,9 +281,7 @@ class DualEncoder(keras.Model):
             initializer=keras.initializers.Constant(math.log(1.0 / self.initial_temperature)),
             constraint=_ClipLogitScale(math.log(self.max_logit_scale)))
 
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.temperature_tracker = keras.metrics.Mean(name="temperature")
-        self.accuracy_tracker = keras.metrics.Mean(name="in_batch_accuracy")
+        self.create_trackers(("loss", "temperature", "in_batch_accuracy"))
         self._encode_functions = {}
 
         widths = (_output_width(self.encoder_a, "encoder_a"), _output_width(self.encoder_b, "encoder_b"))
@@ -369,19 +375,14 @@ class DualEncoder(keras.Model):
         self._input_specs = [[[None, *list(shape)[1:]], str(dtype)] for shape, dtype in zip(shapes, dtypes)]
         self._build_projections(*widths)
 
-    def _build_from_batch(self, a, b) -> None:
+    def build_from_batch(self, a, b) -> None:
         if not self.built:
             a, b = tf.convert_to_tensor(a), tf.convert_to_tensor(b)
             self._build_from_specs((tuple(a.shape), tuple(b.shape)), (a.dtype.name, b.dtype.name))
 
-    def get_build_config(self):
-        specs = getattr(self, "_input_specs", None)
-        return None if specs is None else {"input_specs": specs}
-
-    def build_from_config(self, config):
-        if config and "input_specs" in config:
-            shapes = [tuple(None if d is None else int(d) for d in shape) for shape, _ in config["input_specs"]]
-            self._build_from_specs(shapes, [dtype for _, dtype in config["input_specs"]])
+    def _build_from_input_specs(self, specs) -> None:
+        shapes = [tuple(None if d is None else int(d) for d in shape) for shape, _ in specs]
+        self._build_from_specs(shapes, [dtype for _, dtype in specs])
 
     # ------------------------------------------------------------------ forward
     def _embed(self, values, encoder, projection, training):
@@ -429,34 +430,12 @@ class DualEncoder(keras.Model):
             message="DualEncoder: the paired inputs a and b must have the same batch size")
         with tf.control_dependencies([check]):
             scale = self.current_logit_scale()
-            logits = scale * tf.matmul(z_a, z_b, transpose_b=True)
-        loss = contrastive_loss_from_logits(logits)
+        loss, accuracy = replica_contrastive_loss(z_a, z_b, scale, global_batch=self.global_batch)
         if self.losses:
             loss = loss + tf.add_n([tf.cast(extra, loss.dtype) for extra in self.losses])
-        targets = tf.range(tf.shape(logits)[0], dtype=tf.int64)
-        correct_rows = tf.equal(tf.argmax(logits, axis=1), targets)
-        correct_columns = tf.equal(tf.argmax(logits, axis=0), targets)
-        accuracy = 0.5 * (tf.reduce_mean(tf.cast(correct_rows, tf.float32))
-                          + tf.reduce_mean(tf.cast(correct_columns, tf.float32)))
         return {"loss": loss, "temperature": 1.0 / scale, "in_batch_accuracy": accuracy}
 
     # ------------------------------------------------------------------ training
-    def compile(self, optimizer="rmsprop", **kwargs):
-        """``keras.Model.compile``; the contrastive loss and metrics are built in."""
-        for key in ("loss", "metrics", "weighted_metrics", "loss_weights"):
-            if kwargs.get(key) is not None:
-                raise ValueError(f"DualEncoder computes its own loss and metrics; do not pass {key}= to compile.")
-        super().compile(optimizer=optimizer, **kwargs)
-        if self.built and self.optimizer is not None and not self.optimizer.built:
-            # Building now, not while fit traces the step, avoids creating variables in
-            # the trace (which makes tf.function trace the step twice).
-            self.optimizer.build(self.trainable_variables)
-
-    def compile_from_config(self, config):
-        """Recompile on ``load_model`` (Keras skips models with a custom ``compile``);
-        the optimizer is built, so its saved state loads."""
-        self.compile(**keras.saving.deserialize_keras_object(config))
-
     def fit(self, x=None, y=None, *args, validation_data=None, **kwargs):
         """``keras.Model.fit``; NumPy arrays of str are accepted for a text modality."""
         return super().fit(_text_arrays_as_tensors(x), _text_arrays_as_tensors(y), *args,
@@ -470,35 +449,10 @@ class DualEncoder(keras.Model):
         """``keras.Model.predict`` of ``(z_a, z_b)``; NumPy arrays of str are accepted."""
         return super().predict(_text_arrays_as_tensors(x), *args, **kwargs)
 
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.temperature_tracker, self.accuracy_tracker]
-
-    def _record(self, results: dict) -> dict:
-        self.loss_tracker.update_state(results["loss"])
-        self.temperature_tracker.update_state(results["temperature"])
-        self.accuracy_tracker.update_state(results["in_batch_accuracy"])
-        return {metric.name: metric.result() for metric in self.metrics}
-
-    def train_step(self, data):
-        a, b = _split_pair(data, "train_step")
-        self._check_inputs(a, b, "train_step")
-        self._build_from_batch(a, b)
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        variables = self.trainable_variables
-        with tf.GradientTape() as tape:
-            results = self.batch_loss(a, b, training=True)
-            # Gradients are summed over replicas: scale so the update is their mean.
-            scaled = results["loss"] / replicas if replicas > 1 else results["loss"]
-            scaled = self.optimizer.scale_loss(scaled)
-        gradients = tape.gradient(scaled, variables)
-        self.optimizer.apply(gradients, variables)
-        return self._record(results)
-
-    def test_step(self, data):
-        a, b = _split_pair(data, "test_step")
-        self._build_from_batch(a, b)
-        return self._record(self.batch_loss(a, b, training=False))
+    def unpack_batch(self, data, where: str):
+        a, b = _split_pair(data, where)
+        self._check_inputs(a, b, where)
+        return a, b
 
     def predict_step(self, data):
         return self(_split_pair(data, "predict_step"), training=False)
@@ -577,7 +531,7 @@ class DualEncoder(keras.Model):
             "encoder_b": None if self.shared else keras.saving.serialize_keras_object(self.encoder_b),
             "projection_dim": self.projection_dim, "shared": self.shared,
             "temperature": self.initial_temperature, "learn_temperature": self.learn_temperature,
-            "max_logit_scale": self.max_logit_scale,
+            "max_logit_scale": self.max_logit_scale, "global_batch": self.global_batch,
         }
 
     @classmethod

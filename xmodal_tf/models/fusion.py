@@ -65,6 +65,13 @@ Conventions and decisions
   change shape or meaning, ``unimodal_network`` (a functional model sharing the
   encoders) reaches them, and they are saved with the model. In training the encoders
   run a second time for this loss (a separate pass: nothing is cached between calls).
+* Distribution strategies: the loss is Keras' compiled loss (a mean over each
+  replica's rows, scaled by Keras for the replicas), ``ModalityDropout`` and the
+  head's dropout draw for the global batch and keep each replica's rows, so two
+  replicas train like one device on the same global batch (with
+  ``sync_batch_norm=True`` encoders when they have BatchNorm). ``model.fit`` also works
+  under ``MultiWorkerMirroredStrategy`` (``xmodal_tf.models.base.MultiWorkerFitMixin``),
+  as does ``xmodal_tf.training.Trainer`` with the compiled model.
 * Saving: ``get_config`` holds the constructor arguments with the encoders (and a custom
   fusion layer) serialized; loading rebuilds the same graph and restores the weights.
   An encoder shared by several modalities stays shared after loading.
@@ -78,8 +85,9 @@ import keras
 from keras import ops
 
 from xmodal_tf.layers import (AttentionFusion, AverageFusion, ConcatFusion, GatedFusion, LateFusion,
-                              ModalityDropout, TensorFusion, WeightedFusion, _check_dropout_rate,
+                              ModalityDropout, ReplicaDropout, TensorFusion, WeightedFusion, _check_dropout_rate,
                               _check_hidden_units, _check_positive_int)
+from xmodal_tf.models.base import MultiWorkerFitMixin
 
 __all__ = ["FUSION_STRATEGIES", "MASK_INPUT", "FusionClassifier", "build_fusion_classifier"]
 
@@ -187,7 +195,7 @@ def _dense_head(x, hidden_units, dropout, prefix: str):
     for i, units in enumerate(hidden_units):
         x = keras.layers.Dense(units, activation="relu", name=f"{prefix}_dense{i}")(x)
         if dropout:
-            x = keras.layers.Dropout(dropout, name=f"{prefix}_dropout{i}")(x)
+            x = ReplicaDropout(dropout, name=f"{prefix}_dropout{i}")(x)
     return x
 
 
@@ -217,7 +225,7 @@ def _fusion_layer(fusion, dims, modalities, hidden_units, dropout, projection_di
 
 # ----------------------------------------------------------------------------- model
 @keras.saving.register_keras_serializable(package="xmodal_tf")
-class FusionClassifier(keras.Model):
+class FusionClassifier(MultiWorkerFitMixin, keras.Model):
     """A functional fusion classifier; build it with ``build_fusion_classifier``.
 
     Args: see ``build_fusion_classifier``. Attributes: ``modalities`` (tuple, the mask's

@@ -70,7 +70,9 @@ Conventions and decisions
 * Distribution strategies: gradients are summed across replicas, so each replica
   divides its (batch-mean) loss by ``num_replicas_in_sync``, like Keras' own
   ``compute_loss``; with equal replica batches the update equals the one-device update
-  on the global batch. Each replica draws its own modality mask.
+  on the global batch. The modality masks are drawn for the global batch and each
+  replica keeps its rows, so replicas draw differently and N replicas draw what one
+  device draws.
 * Saving: ``get_config`` serializes the sub-models; ``model.save("m.keras")`` +
   ``keras.models.load_model`` restore weights, the seed generator's state and the
   optimizer state (training continues identically). A callable reconstruction loss
@@ -87,6 +89,9 @@ from collections.abc import Mapping
 import keras
 import numpy as np
 import tensorflow as tf
+
+from xmodal_tf._replicas import draw_rows
+from xmodal_tf.models.base import CrossModalModel
 
 __all__ = ["MultimodalAutoencoder", "RECONSTRUCTION_LOSSES", "dense_decoder", "image_decoder"]
 
@@ -277,7 +282,7 @@ def image_decoder(code_dim, image_shape, *, filters=(64, 32), activation="relu",
 
 # ----------------------------------------------------------------------------- model
 @keras.saving.register_keras_serializable(package="xmodal_tf")
-class MultimodalAutoencoder(keras.Model):
+class MultimodalAutoencoder(CrossModalModel):
     """Multimodal autoencoder with a shared code and modality dropout.
 
     Args:
@@ -299,6 +304,8 @@ class MultimodalAutoencoder(keras.Model):
         seed: seed of the modality-dropout draws (``keras.random.SeedGenerator``).
         **kwargs: ``name``, ``trainable``... for ``keras.Model``.
     """
+
+    seed_state_key = "modality_dropout_seed_state"
 
     def __init__(self, encoders, decoders, code_dim=64, *, fusion_units=None, fusion_activation="relu",
                  modality_dropout=0.5, reconstruction_losses="mse", loss_weights=None, seed=None,
@@ -337,9 +344,7 @@ class MultimodalAutoencoder(keras.Model):
         self.projections = {name: keras.layers.Dense(self.fusion_units, name=f"{name}_projection")
                             for name in self.modalities}
         self.code_layer = keras.layers.Dense(self.code_dim, name="code")
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.reconstruction_trackers = {name: keras.metrics.Mean(name=f"reconstruction_{name}")
-                                        for name in self.modalities}
+        self.create_trackers(["loss"] + [f"reconstruction_{name}" for name in self.modalities])
         self._input_specs = None
         self._inference_functions = {}
 
@@ -431,10 +436,8 @@ class MultimodalAutoencoder(keras.Model):
             return None
         return {"input_specs": {name: [list(shape), dtype] for name, (shape, dtype) in self._input_specs.items()}}
 
-    def build_from_config(self, config):
-        if config and "input_specs" in config and not self.built:
-            self._build_from_specs({name: (tuple(shape), dtype)
-                                    for name, (shape, dtype) in config["input_specs"].items()})
+    def _build_from_input_specs(self, specs) -> None:
+        self._build_from_specs({name: (tuple(shape), dtype) for name, (shape, dtype) in specs.items()})
 
     # ------------------------------------------------------------------ input checks
     def _check_inputs(self, inputs, where: str, require_all: bool) -> dict:
@@ -482,15 +485,14 @@ class MultimodalAutoencoder(keras.Model):
         """Which modalities each example keeps in a training step: a (batch_size,
         n_modalities) float32 tensor of 0/1 (columns in ``model.modalities`` order; a row is
         all ones or a single one). Advances the model's seed generator; under a
-        distribution strategy each replica draws differently."""
+        distribution strategy the draw is made for the global batch and each replica
+        keeps its own rows."""
         columns = len(self.modalities)
         if not any(self.dropout_shares):
             return tf.ones((batch_size, columns), tf.float32)
         seed = tf.cast(self.seed_generator.next(), tf.int64)
-        context = tf.distribute.get_replica_context()
-        replica = 0 if context is None else context.replica_id_in_sync_group
-        seed = seed + tf.stack([tf.zeros((), tf.int64), tf.cast(replica, tf.int64)])
-        uniform = tf.random.stateless_uniform(tf.reshape(batch_size, (1,)), seed=seed)
+        uniform = draw_rows(lambda rows: tf.random.stateless_uniform(tf.reshape(rows, (1,)), seed=seed),
+                            batch_size)
         bounds = np.cumsum((0.0,) + self.dropout_shares)
         kept_alone = [(uniform >= low) & (uniform < high) for low, high in zip(bounds[:-1], bounds[1:])]
         anyone_alone = uniform < bounds[-1]
@@ -550,64 +552,27 @@ class MultimodalAutoencoder(keras.Model):
             total = total + tf.add_n([tf.cast(loss, tf.float32) for loss in self.losses])
         return total
 
-    def _update_trackers(self, loss, losses: dict, batch_size) -> None:
-        weight = tf.cast(batch_size, tf.float32)
-        self.loss_tracker.update_state(loss, sample_weight=weight)
-        for name, tracker in self.reconstruction_trackers.items():
-            tracker.update_state(losses[name], sample_weight=weight)
+    def unpack_batch(self, data, where: str):
+        return (self._unpack(data, where),)
 
-    def train_step(self, data):
-        inputs = self._unpack(data, "train_step")
+    def build_from_batch(self, inputs) -> None:
         self._build_from_inputs(inputs)
-        if not self.optimizer.built:
-            self.optimizer.build(self.trainable_variables)
-        batch_size = tf.shape(inputs[self.modalities[0]])[0]
-        mask = self.draw_modality_mask(batch_size)
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            reconstructions = self._decode(self._shared_code(inputs, training=True, mask=mask), training=True)
-            losses = self.compute_reconstruction_losses(inputs, reconstructions)
-            loss = self._total_loss(losses)
-            # Gradients are summed over replicas: scale so the update is their mean.
-            scaled = self.optimizer.scale_loss(loss / replicas if replicas > 1 else loss)
-        gradients = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(gradients, self.trainable_variables)
-        self._update_trackers(loss, losses, batch_size)
-        return {metric.name: metric.result() for metric in self.metrics}
 
-    def test_step(self, data):
-        inputs = self._unpack(data, "test_step")
-        self._build_from_inputs(inputs)
-        reconstructions = self._decode(self._shared_code(inputs, training=False), training=False)
+    def tracker_weight(self, inputs):
+        return tf.shape(inputs[self.modalities[0]])[0]  # example-weighted epoch means
+
+    def batch_loss(self, inputs, training=False) -> dict:
+        """``{"loss": ..., "reconstruction_<modality>": ...}`` of a batch holding every
+        modality; in training, with modality dropout (``draw_modality_mask``)."""
+        mask = self.draw_modality_mask(tf.shape(inputs[self.modalities[0]])[0]) if training else None
+        reconstructions = self._decode(self._shared_code(inputs, training=training, mask=mask), training=training)
         losses = self.compute_reconstruction_losses(inputs, reconstructions)
-        self._update_trackers(self._total_loss(losses), losses, tf.shape(inputs[self.modalities[0]])[0])
-        return {metric.name: metric.result() for metric in self.metrics}
+        return {"loss": self._total_loss(losses), **{f"reconstruction_{name}": losses[name] for name in self.modalities}}
 
     def predict_step(self, data):
         if isinstance(data, (tuple, list)):
             data = keras.utils.unpack_x_y_sample_weight(tuple(data))[0]
         return self(data, training=False)
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker, *self.reconstruction_trackers.values()]
-
-    def compile(self, optimizer="rmsprop", **kwargs):
-        """``keras.Model.compile``; the loss is built in (set ``reconstruction_losses`` and
-        ``loss_weights`` in the constructor), so ``loss``/``metrics`` are errors."""
-        for key in ("loss", "metrics", "weighted_metrics", "loss_weights"):
-            if kwargs.get(key) is not None:
-                raise ValueError(
-                    f"{type(self).__name__} computes its own loss and metrics; do not pass {key}= to "
-                    "compile (choose reconstruction_losses= and loss_weights= in the constructor).")
-        super().compile(optimizer=optimizer, **kwargs)
-        if self.built and self.optimizer is not None and not self.optimizer.built:
-            # Building now, not while fit traces the step, saves a second trace.
-            self.optimizer.build(self.trainable_variables)
-
-    def compile_from_config(self, config):
-        """Recompile on ``load_model`` (Keras skips models with a custom ``compile``)."""
-        self.compile(**keras.saving.deserialize_keras_object(config))
 
     # ------------------------------------------------------------------ inference
     def _present(self, present, inputs: Mapping, method: str) -> tuple:
@@ -707,18 +672,6 @@ class MultimodalAutoencoder(keras.Model):
         return {name: reconstructions[name] for name in targets}
 
     # ------------------------------------------------------------------ config
-    def save_own_variables(self, store):
-        # Keras does not save seed generators; keeping the state makes a reloaded model
-        # draw the same modality masks as the model that was saved.
-        super().save_own_variables(store)
-        store[_SEED_STATE_KEY] = self.seed_generator.state
-
-    def load_own_variables(self, store):
-        keys = list(store.keys())
-        if _SEED_STATE_KEY in keys:
-            self.seed_generator.state.assign(store[_SEED_STATE_KEY])
-        super().load_own_variables({key: store[key] for key in keys if key != _SEED_STATE_KEY})
-
     def get_config(self) -> dict:
         losses = {name: spec if isinstance(spec, str) else keras.saving.serialize_keras_object(spec)
                   for name, spec in self.reconstruction_losses.items()}

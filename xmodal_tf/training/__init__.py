@@ -1,4 +1,5 @@
-"""Custom training loops (``tf.function`` steps, distribution strategies, checkpoints)
+"""Training: the explicit ``tf.function`` loop for every model (``Trainer``, and
+``DeepCCATrainer`` for Deep CCA), strategies by name (``make_strategy``, ``is_chief``),
 and TensorBoard callbacks (image grids of generated samples and reconstructions, the
 embedding projector)."""
 from xmodal_tf.training.callbacks import (
@@ -7,6 +8,9 @@ from xmodal_tf.training.callbacks import (
     ReconstructionImagesCallback,
 )
 from xmodal_tf.training.deepcca_trainer import DeepCCATrainer
+from xmodal_tf.training.strategies import STRATEGIES, describe_strategy, is_chief, make_strategy
+from xmodal_tf.training.trainer import Trainer
 
 __all__ = ["DeepCCATrainer", "EmbeddingProjectorCallback", "GeneratedImagesCallback",
-           "ReconstructionImagesCallback"]
+           "ReconstructionImagesCallback", "STRATEGIES", "Trainer", "describe_strategy", "is_chief",
+           "make_strategy"]

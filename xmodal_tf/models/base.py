@@ -1,0 +1,298 @@
+"""The base of xmodal_tf's models: one training step, under any ``tf.distribute`` strategy.
+
+A model declares what a batch is and what it costs; the base does the rest::
+
+    class MyModel(CrossModalModel):
+        def __init__(self, ...):
+            super().__init__(name=...)
+            ...
+            self.create_trackers(("loss", "term_a"))       # the keys batch_loss reports
+        def unpack_batch(self, data, where):              # -> tuple of inputs
+            return data["a"], data["b"]
+        def batch_loss(self, a, b, training=False):       # -> {"loss": scalar, "term_a": scalar}
+            ...
+
+The base owns:
+
+* ``train_step`` / ``test_step`` / ``compute_and_apply_gradients(data, optimizer)``: the
+  step that ``model.fit`` and ``xmodal_tf.training.Trainer`` both run. Gradients are
+  summed over replicas, so every replica divides its loss by ``num_replicas_in_sync``:
+  a per-example mean over the replica's rows then averages to the global mean, and a
+  global-batch objective (identical on every replica, computed from all-reduced
+  statistics) gets exactly its single-device gradient.
+* Metric trackers built from the names ``batch_loss`` reports (``metrics``).
+* ``skip_non_finite_batches``: a step whose loss or gradients are not finite on ANY
+  replica is skipped on every replica and counted in ``skipped_batches``. With a
+  ``keras.optimizers.LossScaleOptimizer`` the step goes to the optimizer anyway: it
+  skips it itself and lowers its loss scale (skipping before it sees the step would
+  freeze the scale).
+* The compile guard (the loss is built in: ``loss=`` and ``metrics=`` are errors),
+  ``jit_compile`` default (``default_jit_compile``), optimizer pre-build, and the
+  ``compile_from_config`` that ``load_model`` needs.
+* Build-config plumbing: a subclass stores JSON-able ``_input_specs`` when it builds
+  from data and implements ``_build_from_input_specs``; reloading rebuilds it.
+* The state of ``self.seed_generator`` (if any) is saved with the weights under
+  ``seed_state_key`` (Keras does not save seed generators), so a reloaded model draws
+  the same random stream.
+
+``MultiWorkerFitMixin`` makes ``model.fit`` / ``evaluate`` work under
+``MultiWorkerMirroredStrategy``, which Keras 3.15 breaks for every model
+(keras-team/keras#20585): it overrides the two failing steps for our models only (no
+global patching); ``SUPPORTED_KERAS`` is the range where those steps were checked.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from xmodal_tf._replicas import all_reduce_sum
+
+__all__ = ["CrossModalModel", "MultiWorkerFitMixin", "SUPPORTED_KERAS", "is_multi_worker"]
+
+# [lowest, highest) Keras versions whose trainer internals MultiWorkerFitMixin overrides.
+SUPPORTED_KERAS = ((3, 15), (3, 16))
+
+
+def is_multi_worker(strategy) -> bool:
+    """True for a ``MultiWorkerMirroredStrategy`` that really spans several workers."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    in_multi_worker_mode = getattr(strategy.extended, "_in_multi_worker_mode", None)
+    return bool(in_multi_worker_mode()) if in_multi_worker_mode is not None else True
+
+
+def _first_local_value(value):
+    if isinstance(value, tf.distribute.DistributedValues):
+        return value.values[0]
+    return value
+
+
+class MultiWorkerFitMixin:
+    """``model.fit`` and ``evaluate`` under ``MultiWorkerMirroredStrategy``.
+
+    Keras 3.15's TensorFlow trainer fails there twice: ``_maybe_symbolic_build``
+    all-reduces the first (per-replica) input batch only to learn its shapes, and
+    ``reduce_per_replica`` reduces the scalar logs along an axis 0 they do not have.
+    The mixin builds from this worker's local batch instead, and hands Keras logs of
+    shape (1,), which that reduction averages over replicas to scalars. Elsewhere
+    (one worker, MirroredStrategy, no strategy) Keras' own code runs unchanged.
+    """
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = getattr(self, "_distribute_strategy", None)
+        if strategy is None or not is_multi_worker(strategy):
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        if iterator is not None:
+            for _, _, batches in iterator:  # as Keras does: the first batch gives the shapes
+                data_batch = keras.tree.map_structure(_first_local_value, next(batches))
+                break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    def keras_reducible_logs(self, logs: dict) -> dict:
+        """``logs`` as Keras' multi-worker reduction needs them (shape (1,) per value)."""
+        if not is_multi_worker(tf.distribute.get_strategy()):
+            return logs
+        return {key: tf.reshape(value, [1]) for key, value in logs.items()}
+
+    def train_step(self, data):
+        return self.keras_reducible_logs(super().train_step(data))
+
+    def test_step(self, data):
+        return self.keras_reducible_logs(super().test_step(data))
+
+
+class CrossModalModel(MultiWorkerFitMixin, keras.Model):
+    """Base class of xmodal_tf's models with a built-in loss (see the module docstring).
+
+    Subclasses implement ``unpack_batch(data, where) -> tuple`` and
+    ``batch_loss(*inputs, training=False) -> dict`` (``"loss"`` plus named scalar
+    terms), call ``create_trackers(names)`` in ``__init__``, and may override
+    ``build_from_batch(*inputs)``, ``tracker_weight(*inputs)`` and the class settings
+    below.
+    """
+
+    #: Skip (and count) steps whose loss or gradients are not finite.
+    skip_non_finite_batches = False
+    #: ``compile``'s default for ``jit_compile``.
+    default_jit_compile = "auto"
+    #: The log an early-stopping Trainer watches by default, and whether larger is better.
+    default_monitor = ("val_loss", "min")
+    #: Key under which ``self.seed_generator``'s state is saved with the weights.
+    seed_state_key = None
+
+    # ------------------------------------------------------------------ trackers
+    def create_trackers(self, names) -> None:
+        """One ``keras.metrics.Mean`` per name reported by ``batch_loss`` (plus
+        ``skipped_batches``, a Sum, when non-finite batches are skipped)."""
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        if self.skip_non_finite_batches:
+            self._trackers["skipped_batches"] = keras.metrics.Sum(name="skipped_batches")
+
+    @property
+    def metrics(self):
+        return list(getattr(self, "_trackers", {}).values())
+
+    def metric_results(self) -> dict:
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def tracker_weight(self, *inputs):
+        """The weight of one batch in the epoch averages (default: 1 per batch)."""
+        return tf.constant(1.0)
+
+    def update_trackers(self, results: dict, inputs, finite=None, count_skip=True) -> None:
+        weight = tf.cast(self.tracker_weight(*inputs), tf.float32)
+        if finite is not None:
+            weight = weight * tf.cast(finite, tf.float32)
+        for name, tracker in self._trackers.items():
+            if name == "skipped_batches":
+                skipped = 0.0 if finite is None else 1.0 - tf.cast(finite, tf.float32)
+                tracker.update_state(skipped * tf.cast(count_skip, tf.float32))
+            elif name in results:
+                value = tf.cast(results[name], tf.float32)
+                if finite is not None:
+                    value = tf.where(finite, value, tf.zeros_like(value))
+                tracker.update_state(value, sample_weight=weight)
+
+    # ------------------------------------------------------------------ hooks
+    def unpack_batch(self, data, where: str) -> tuple:
+        raise NotImplementedError(f"{type(self).__name__} must implement unpack_batch(data, where).")
+
+    def batch_loss(self, *inputs, training=False) -> dict:
+        raise NotImplementedError(f"{type(self).__name__} must implement batch_loss(*inputs, training).")
+
+    def build_from_batch(self, *inputs) -> None:
+        """Build sub-models that are not built yet from a batch (default: nothing)."""
+
+    # ------------------------------------------------------------------ steps
+    def compute_and_apply_gradients(self, data, optimizer) -> None:
+        """One training step on a batch (in a replica context): the core of
+        ``train_step`` and of ``xmodal_tf.training.Trainer``. Updates the trackers."""
+        inputs = self.unpack_batch(data, "train_step")
+        self.build_from_batch(*inputs)
+        if not optimizer.built:
+            optimizer.build(self.trainable_variables)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        variables = self.trainable_variables
+        with tf.GradientTape() as tape:
+            results = self.batch_loss(*inputs, training=True)
+            loss = results["loss"]
+            # Gradients are summed over replicas: scale so their sum is the mean.
+            scaled = optimizer.scale_loss(loss / replicas if replicas > 1 else loss)
+        gradients = tape.gradient(scaled, variables)
+        if not self.skip_non_finite_batches:
+            optimizer.apply(gradients, variables)
+            self.update_trackers(results, inputs)
+            return
+        finite = _all_finite(loss, gradients)
+        if replicas > 1:
+            bad = all_reduce_sum(tf.cast(tf.logical_not(finite), tf.float32))
+            finite = tf.equal(bad, 0.0)
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            optimizer.apply(gradients, variables)  # it skips non-finite steps and lowers its scale
+        else:
+            _apply_if(optimizer, gradients, variables, finite)
+        self.update_trackers(results, inputs, finite, count_skip=_is_first_replica())
+
+    def train_step(self, data):
+        self.compute_and_apply_gradients(data, self.optimizer)
+        return self.keras_reducible_logs(self.metric_results())
+
+    def test_step(self, data):
+        inputs = self.unpack_batch(data, "test_step")
+        self.build_from_batch(*inputs)
+        results = self.batch_loss(*inputs, training=False)
+        finite = tf.math.is_finite(results["loss"]) if self.skip_non_finite_batches else None
+        self.update_trackers(results, inputs, finite)
+        return self.keras_reducible_logs(self.metric_results())
+
+    # ------------------------------------------------------------------ compile
+    def compile(self, optimizer="rmsprop", **kwargs):
+        """``keras.Model.compile``; the loss and metrics are built in, so ``loss=`` and
+        ``metrics=`` are errors. The optimizer is built at once when the model is."""
+        for key in ("loss", "metrics", "weighted_metrics", "loss_weights"):
+            if kwargs.get(key) is not None:
+                raise ValueError(f"{type(self).__name__} computes its own loss and metrics; do not pass "
+                                 f"{key}= to compile.")
+        kwargs.setdefault("jit_compile", self.default_jit_compile)
+        super().compile(optimizer=optimizer, **kwargs)
+        if self.built and self.optimizer is not None and not self.optimizer.built:
+            # Building now, not while fit traces the step, saves creating variables in the
+            # trace (which makes tf.function trace the step a second time).
+            self.optimizer.build(self.trainable_variables)
+
+    def compile_from_config(self, config):
+        """Recompile on ``load_model`` (Keras skips models with a custom ``compile``); the
+        optimizer is built, so its saved state loads."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+
+    @property
+    def training_optimizers(self) -> dict:
+        """{name: optimizer} that a Trainer checkpoints (one, ``optimizer``, by default)."""
+        return {"optimizer": self.optimizer}
+
+    # ------------------------------------------------------------------ saving
+    def get_build_config(self):
+        specs = getattr(self, "_input_specs", None)
+        return None if specs is None else {"input_specs": specs}
+
+    def build_from_config(self, config):
+        if config and "input_specs" in config and not self.built:
+            self._build_from_input_specs(config["input_specs"])
+
+    def _build_from_input_specs(self, specs) -> None:
+        raise NotImplementedError
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        if self.seed_state_key is not None:
+            store[self.seed_state_key] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        if self.seed_state_key is not None and self.seed_state_key in keys:
+            self.seed_generator.state.assign(store[self.seed_state_key])
+        super().load_own_variables({key: store[key] for key in keys if key != self.seed_state_key})
+
+
+# ----------------------------------------------------------------------------- helpers
+def _all_finite(loss, gradients):
+    finite = tf.reduce_all(tf.math.is_finite(loss))
+    for gradient in gradients:
+        if gradient is not None:
+            values = gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
+            finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(values)))
+    return finite
+
+
+def _is_first_replica():
+    """True on replica 0 (so a per-step count summed over replicas counts once)."""
+    if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
+        return tf.constant(True)
+    return tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group, 0)
+
+
+def _apply_if(optimizer, gradients, variables, condition) -> None:
+    """``optimizer.apply(gradients, variables)`` only where ``condition`` holds.
+
+    ``condition`` must be the same on every replica. Under a strategy the optimizer
+    synchronises replicas (merge_call), which may not happen inside a ``tf.cond`` in a
+    replica context; so, as Keras' LossScaleOptimizer does, the cond runs in the
+    cross-replica context and re-enters the replicas to apply.
+    """
+    if not tf.distribute.has_strategy():
+        def apply():
+            optimizer.apply(gradients, variables)
+            return tf.constant(True)
+        tf.cond(condition, apply, lambda: tf.constant(False))
+        return
+
+    def cross_replica(distribution, gradients, condition):
+        flag = distribution.experimental_local_results(condition)[0]
+
+        def apply():
+            distribution.extended.call_for_each_replica(optimizer.apply, args=(gradients, variables))
+            return tf.constant(True)
+        tf.cond(flag, apply, lambda: tf.constant(False))
+
+    tf.distribute.get_replica_context().merge_call(cross_replica, args=(gradients, condition))

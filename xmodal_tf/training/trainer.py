@@ -1,0 +1,464 @@
+"""``Trainer``: one explicit ``tf.function`` training loop for every xmodal_tf model.
+
+    >>> strategy = xmodal_tf.training.make_strategy("auto")
+    >>> with strategy.scope():
+    ...     model = xm.models.DualEncoder(image_encoder, text_encoder)
+    ...     trainer = xm.training.Trainer(model, keras.optimizers.Adam(1e-3), strategy=strategy,
+    ...                                   checkpoint_dir="ckpt", logdir="tensorboard_logs/clip")
+    >>> history = trainer.fit(train_dataset, epochs=20, validation_data=val_dataset)
+
+It drives any model whose ``train_step`` / ``test_step`` are Keras' contract: the
+models of ``xmodal_tf.models`` (all built on ``CrossModalModel``, whose loss is built in),
+the ``ConditionalGAN`` (``optimizer=(g_optimizer, d_optimizer)``), and compiled Keras
+models such as the fusion classifiers (``optimizer=None`` keeps the compiled one).
+
+Decisions
+---------
+* The step: one ``tf.function(jit_compile=False)`` per epoch, a ``tf.while_loop`` over the
+  distributed dataset's iterator calling ``strategy.run(model.train_step)``; traced
+  once, no Python work and no host transfer per step. Metrics accumulate in the
+  model's trackers and are read once per epoch.
+* Strategies: create the model (and any optimizer you pass) in ``strategy.scope()``.
+  The dataset yields GLOBAL batches; ``strategy.experimental_distribute_dataset`` splits
+  each across replicas (and workers). A static batch size that does not divide evenly
+  over the replicas is refused. The models compute their objectives on the global
+  batch (``xmodal_tf.models.base``), so N replicas train like one device.
+* Under ``MultiWorkerMirroredStrategy`` every worker runs the same loop; only the chief
+  (``strategies.is_chief``) writes checkpoints and TensorBoard events and prints
+  progress. The others restore from the chief's checkpoint directory (a shared file
+  system) and save into a temporary directory removed at the end of ``fit``: saving is
+  a collective step every worker must take, as tf.distribute's multi-worker guide
+  prescribes.
+* Checkpoints (``checkpoint_dir``): at the end of every epoch, the model, its
+  optimizer(s), the completed epochs and the early-stopping state. A new Trainer on the
+  same directory restores the latest and ``fit`` continues from there.
+* Validation (``validation_data``, every ``eval_every`` epochs and after the last one):
+  the model's own ``held_out_logs(data)`` when it has one (DeepCCA: the held-out
+  canonical correlations), else its ``test_step`` over the dataset (``val_`` + each
+  metric). Early stopping (``early_stopping_patience``) watches ``monitor``, by default
+  the model's ``default_monitor``, and restores the best weights at the end.
+* TensorBoard (``logdir``): ``train/`` gets every metric per epoch; ``validation/`` every
+  ``val_`` value without the prefix (a list such as ``val_correlations`` as
+  ``correlations/01`` ... for its first ten entries). The step is the epoch number.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import shutil
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from xmodal_tf.training.strategies import is_chief
+
+__all__ = ["Trainer"]
+
+_MAX_LIST_SCALARS = 10
+
+
+def _check_positive_int(value, name: str, allow_none: bool = False, minimum: int = 1):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}{' or None' if allow_none else ''}; got {value!r}.")
+    return int(value)
+
+
+def _local_value(value):
+    return value.values[0] if isinstance(value, tf.distribute.DistributedValues) else value
+
+
+class Trainer:
+    """The explicit training loop (see the module docstring).
+
+    Args:
+        model: an xmodal_tf model, or a compiled ``keras.Model``.
+        optimizer: a Keras optimizer or its name (compiles the model with it); for a
+            ``ConditionalGAN`` a pair ``(g_optimizer, d_optimizer)`` or a dict with
+            those keys; None to keep the optimizer(s) the model was compiled with.
+        strategy: a ``tf.distribute.Strategy``; None for the current one.
+        checkpoint_dir: where to save a checkpoint after every epoch and resume from.
+        logdir: TensorBoard log directory (``train`` and ``validation`` runs inside).
+        max_to_keep: how many epoch checkpoints to keep.
+        early_stopping_patience: stop after this many evaluations without improvement of
+            ``monitor``, then restore the best weights; None: no early stopping.
+        monitor: ``(log name, "min" | "max")`` or a log name (mode "min", or "max" for
+            names containing "correlation" or "accuracy"); None: the model's default.
+        eval_every: evaluate on ``validation_data`` every this many epochs (and after
+            the last).
+        progress: print one line per epoch (chief only).
+    """
+
+    def __init__(self, model, optimizer=None, *, strategy=None, checkpoint_dir=None, logdir=None,
+                 max_to_keep=3, early_stopping_patience=None, monitor=None, eval_every=1, progress=True):
+        self._explicit_strategy = strategy is not None
+        self.strategy = strategy if strategy is not None else tf.distribute.get_strategy()
+        if not isinstance(self.strategy, tf.distribute.Strategy):
+            raise TypeError(f"strategy must be a tf.distribute.Strategy or None; got {type(strategy).__name__}.")
+        self.is_chief = is_chief(self.strategy)
+        with self.strategy.scope():
+            self.model = self._as_model(model)
+            self._compile(optimizer)
+            for optimizer_ in self.optimizers.values():
+                if not optimizer_.built:  # before restoring, and before tracing
+                    optimizer_.build(self._variables_of(optimizer_))
+        self.max_to_keep = _check_positive_int(max_to_keep, "max_to_keep")
+        self.early_stopping_patience = _check_positive_int(
+            early_stopping_patience, "early_stopping_patience", allow_none=True)
+        self.monitor, self.monitor_mode = self._check_monitor(monitor)
+        self.eval_every = _check_positive_int(eval_every, "eval_every")
+        self.progress = bool(progress) and self.is_chief
+        self.logdir = None if logdir is None or not self.is_chief else os.fspath(logdir)
+        self.checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
+        self._scratch_dir = None  # a non-chief worker's checkpoints go here
+
+        # Loop state checkpointed next to the model and the optimizers.
+        sign = 1.0 if self.monitor_mode == "max" else -1.0
+        self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self._best = tf.Variable(-np.inf, dtype=tf.float64, trainable=False, name="best_signed_monitor")
+        self._sign = sign
+        self._wait = tf.Variable(0, dtype=tf.int64, trainable=False, name="evaluations_without_improvement")
+        self._best_weights = None
+        self._writers = None
+        self._validation_keys = None
+        self.checkpoint = tf.train.Checkpoint(model=self.model, epoch=self._epoch, best=self._best,
+                                              evaluations_without_improvement=self._wait, **self.optimizers)
+        self.checkpoint_manager = self._best_manager = None
+        self.restored_from = None
+        if self.checkpoint_dir is not None:
+            self._open_checkpoints()
+        self._train_epoch = tf.function(self._train_epoch_loop, jit_compile=False)
+        self._test_epoch = tf.function(self._test_epoch_loop, jit_compile=False)
+
+    # ------------------------------------------------------------------ setup
+    def _as_model(self, model):
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"model must be a keras.Model (an xmodal_tf model or a compiled Keras model); "
+                            f"got {type(model).__name__}.")
+        if not model.built:
+            raise ValueError(f"The model {model.name!r} is not built (the sizes of its sub-models are unknown); "
+                             "call it once on a batch before creating the Trainer.")
+        if self._explicit_strategy:
+            outside = [v.path for v in model.trainable_variables
+                       if not self.strategy.extended.variable_created_in_scope(v.value)]
+            if outside:
+                raise ValueError(f"The model's variables (e.g. {outside[0]}) were not created under the strategy: "
+                                 "build the model inside `with strategy.scope():`.")
+        return model
+
+    def _compile(self, optimizer) -> None:
+        model = self.model
+        if optimizer is None:
+            if not self.optimizers or any(o is None for o in self.optimizers.values()):
+                raise ValueError(f"The model {model.name!r} is not compiled: pass optimizer= to the Trainer "
+                                 "(or compile the model first).")
+        elif hasattr(model, "g_optimizer"):  # the conditional GAN: one optimizer per network
+            g_optimizer, d_optimizer = self._gan_optimizers(optimizer)
+            model.compile(g_optimizer=g_optimizer, d_optimizer=d_optimizer,
+                          **(getattr(model, "gan_compile_arguments", None) or {}))
+        elif _has_builtin_loss(model):
+            model.compile(optimizer=self._checked_optimizer(optimizer))
+        elif model.compiled:
+            config = keras.saving.deserialize_keras_object(model.get_compile_config())
+            config["optimizer"] = self._checked_optimizer(optimizer)
+            model.compile(**config)
+        else:
+            raise ValueError(f"The model {model.name!r} has no built-in loss and is not compiled: compile it with "
+                             "its loss first, e.g. model.compile(optimizer, loss=...), then pass optimizer=None.")
+        for optimizer_ in self.optimizers.values():
+            self._checked_optimizer(optimizer_)
+
+    def _gan_optimizers(self, optimizer):
+        if isinstance(optimizer, dict):
+            unknown = sorted(set(optimizer) - {"g_optimizer", "d_optimizer"})
+            if unknown or len(optimizer) != 2:
+                raise ValueError("For a ConditionalGAN pass optimizer={'g_optimizer': ..., 'd_optimizer': ...}; "
+                                 f"got keys {sorted(optimizer)}.")
+            return optimizer["g_optimizer"], optimizer["d_optimizer"]
+        if isinstance(optimizer, (tuple, list)) and len(optimizer) == 2:
+            return tuple(optimizer)
+        raise ValueError("A ConditionalGAN trains with two optimizers: pass optimizer=(g_optimizer, d_optimizer).")
+
+    def _checked_optimizer(self, optimizer):
+        if isinstance(optimizer, (str, dict)):
+            return keras.optimizers.get(optimizer)
+        if not isinstance(optimizer, keras.optimizers.Optimizer):
+            raise TypeError(f"optimizer must be a keras optimizer or its name; got {type(optimizer).__name__}.")
+        owner = getattr(optimizer, "_distribution_strategy", None)
+        if owner is not None and owner is not self.strategy:
+            raise ValueError("The optimizer was created outside this trainer's strategy; create it inside "
+                             "`with strategy.scope():` (or pass its name, e.g. 'adam').")
+        return optimizer
+
+    @property
+    def optimizers(self) -> dict:
+        """{checkpoint name: optimizer} of the model (``optimizer``, or the GAN's two)."""
+        optimizers = getattr(self.model, "training_optimizers", None)
+        if optimizers is None:
+            optimizers = {"optimizer": getattr(self.model, "optimizer", None)}
+        return {name: value for name, value in optimizers.items()} if optimizers else {}
+
+    @property
+    def optimizer(self):
+        """The model's optimizer (the generator's for a GAN)."""
+        optimizers = self.optimizers
+        return optimizers.get("optimizer", optimizers.get("g_optimizer"))
+
+    def _variables_of(self, optimizer):
+        for network in ("generator", "discriminator"):
+            if getattr(self.model, f"{network[0]}_optimizer", None) is optimizer:
+                return getattr(self.model, network).trainable_variables
+        return self.model.trainable_variables
+
+    def _check_monitor(self, monitor):
+        if monitor is None:
+            monitor = getattr(self.model, "default_monitor", ("val_loss", "min"))
+        if isinstance(monitor, str):
+            larger = any(word in monitor for word in ("correlation", "accuracy", "recall"))
+            monitor = (monitor, "max" if larger else "min")
+        if (not isinstance(monitor, (tuple, list)) or len(monitor) != 2 or not isinstance(monitor[0], str)
+                or monitor[1] not in ("min", "max")):
+            raise ValueError(f"monitor must be a log name or (name, 'min' | 'max'); got {monitor!r}.")
+        return monitor[0], monitor[1]
+
+    def _open_checkpoints(self) -> None:
+        write_dir = self.checkpoint_dir
+        if not self.is_chief:
+            self._scratch_dir = tempfile.mkdtemp(prefix="xmodal_tf_worker_checkpoints_")
+            write_dir = self._scratch_dir
+        self.checkpoint_manager = tf.train.CheckpointManager(self.checkpoint, write_dir, max_to_keep=self.max_to_keep,
+                                                             checkpoint_name="epoch")
+        self._best_manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=self.model),
+                                                        os.path.join(write_dir, "best"), max_to_keep=1,
+                                                        checkpoint_name="best")
+        latest = tf.train.latest_checkpoint(self.checkpoint_dir)  # every worker resumes the chief's state
+        if latest is not None:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            self.restored_from = latest
+
+    # ------------------------------------------------------------------ the loops
+    def _train_epoch_loop(self, iterator):
+        """All the steps of one epoch, in graph; returns the number of batches run."""
+        def body(steps, optional):
+            self.strategy.run(self.model.train_step, args=(optional.get_value(),))
+            return steps + 1, iterator.get_next_as_optional()
+
+        steps, _ = tf.while_loop(lambda steps, optional: optional.has_value(), body,
+                                 (tf.constant(0, tf.int64), iterator.get_next_as_optional()))
+        return steps
+
+    def _test_epoch_loop(self, iterator):
+        def body(steps, optional):
+            self.strategy.run(self.model.test_step, args=(optional.get_value(),))
+            return steps + 1, iterator.get_next_as_optional()
+
+        steps, _ = tf.while_loop(lambda steps, optional: optional.has_value(), body,
+                                 (tf.constant(0, tf.int64), iterator.get_next_as_optional()))
+        return steps
+
+    @property
+    def epoch(self) -> int:
+        """Number of completed epochs (restored from a checkpoint when resuming)."""
+        return int(self._epoch.numpy())
+
+    @property
+    def iterations(self) -> int:
+        """Number of optimizer updates applied (skipped batches are not counted)."""
+        return int(self.optimizer.iterations.numpy())
+
+    def fit(self, train_dataset, epochs, validation_data=None, initial_epoch=None) -> dict:
+        """Train until ``epochs`` epochs are completed in total; returns a history dict.
+
+        Args:
+            train_dataset: a ``tf.data.Dataset`` of global batches, in the form the
+                model's ``train_step`` takes.
+            epochs: the epoch to stop at (as in Keras: the total, counting resumed epochs).
+            validation_data: held-out data for ``val_`` logs and early stopping: a
+                dataset like ``train_dataset`` (or whatever the model's
+                ``held_out_logs`` takes, e.g. an (x, y) pair for DeepCCA).
+            initial_epoch: epoch to start from; None continues from the completed epochs.
+
+        Returns:
+            {"epoch": [...], one list per metric, "steps": [...], "seconds": [...],
+            and the ``val_`` logs}: one entry per epoch run by this call (NaN / None for
+            epochs without evaluation).
+        """
+        if not isinstance(train_dataset, tf.data.Dataset):
+            raise TypeError("train_dataset must be a tf.data.Dataset of batches, e.g. from "
+                            f"xmodal_tf.data.make_dataset(...); got {type(train_dataset).__name__}.")
+        epochs = _check_positive_int(epochs, "epochs", minimum=0)
+        start = self.epoch if initial_epoch is None else _check_positive_int(initial_epoch, "initial_epoch", minimum=0)
+        if self.early_stopping_patience is not None and validation_data is None:
+            raise ValueError("early_stopping_patience needs validation_data (the monitored value is held out).")
+        self._check_global_batch(train_dataset, "train_dataset")
+        self._build_compiled_state(train_dataset)
+        distributed = self.strategy.experimental_distribute_dataset(train_dataset)
+        history = {"epoch": []}
+        try:
+            for epoch in range(start, epochs):
+                logs, stop = self._run_epoch(distributed, epoch, epochs, validation_data)
+                history["epoch"].append(epoch)
+                for key, value in logs.items():
+                    history.setdefault(key, []).append(value)
+                if stop:
+                    if self.progress:
+                        print(f"Early stopping: no better {self.monitor} for {self.early_stopping_patience} "
+                              f"evaluations (best {self._sign * float(self._best.numpy()):.4f}).", flush=True)
+                    break
+            if self.early_stopping_patience is not None:
+                self._restore_best_weights()
+        finally:
+            self._finish()
+        return history
+
+    def _run_epoch(self, distributed, epoch: int, epochs: int, validation_data):
+        began = time.perf_counter()
+        self.model.reset_metrics()
+        steps = int(self._train_epoch(iter(distributed)))
+        logs = {name: _as_python(value) for name, value in self.model.get_metrics_result().items()}
+        logs["steps"] = steps
+        stop = False
+        if validation_data is not None:
+            evaluate = (epoch + 1) % self.eval_every == 0 or epoch + 1 == epochs
+            held_out = self.evaluate(validation_data) if evaluate else None
+            logs.update(held_out if evaluate else self._empty_held_out_logs())
+            if evaluate and self.early_stopping_patience is not None:
+                stop = self._early_stopping_update(logs)
+        self._epoch.assign(epoch + 1)
+        logs["seconds"] = time.perf_counter() - began
+        self._write_summaries(epoch + 1, logs)
+        if self.checkpoint_manager is not None:
+            self.checkpoint_manager.save(checkpoint_number=epoch + 1)
+        if self.progress:
+            self._print_progress(epoch, epochs, logs)
+        return logs, stop
+
+    def evaluate(self, validation_data) -> dict:
+        """The ``val_`` logs of ``validation_data`` (see the module docstring)."""
+        held_out = getattr(self.model, "held_out_logs", None)
+        if held_out is not None:
+            return held_out(validation_data)
+        if not isinstance(validation_data, tf.data.Dataset):
+            raise TypeError("validation_data must be a tf.data.Dataset of batches like train_dataset; got "
+                            f"{type(validation_data).__name__}.")
+        self._check_global_batch(validation_data, "validation_data")
+        self.model.reset_metrics()
+        self._test_epoch(iter(self.strategy.experimental_distribute_dataset(validation_data)))
+        logs = {f"val_{name}": _as_python(value) for name, value in self.model.get_metrics_result().items()}
+        self.model.reset_metrics()
+        self._validation_keys = list(logs)
+        return logs
+
+    def _empty_held_out_logs(self) -> dict:
+        """Placeholders for an epoch without evaluation: NaN (None for list values)."""
+        held_out = getattr(self.model, "held_out_logs", None)
+        if held_out is not None:
+            return held_out(None)
+        return {key: float("nan") for key in self._validation_keys or [self.monitor]}
+
+    def _check_global_batch(self, dataset, what: str) -> None:
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas <= 1 or not isinstance(dataset, tf.data.Dataset):
+            return
+        leaves = tf.nest.flatten(dataset.element_spec)
+        rows = leaves[0].shape[0] if leaves and leaves[0].shape.rank else None
+        if rows is not None and rows % replicas:
+            lower = max(replicas, rows - rows % replicas)
+            raise ValueError(f"{what}: a global batch of {rows} rows does not split evenly over {replicas} replicas; "
+                             f"use a multiple of {replicas} (e.g. {lower}) with drop_remainder=True.")
+
+    def _build_compiled_state(self, dataset) -> None:
+        """Build a compiled Keras model's loss and metric containers from one batch,
+        outside the traced loop (variables must not be created inside it)."""
+        if _has_builtin_loss(self.model) or getattr(self.model, "_compile_loss", None) is None:
+            return
+        if self.model._compile_loss.built:
+            return
+        batch = next(iter(dataset))
+        with self.strategy.scope():
+            self.model._symbolic_build(data_batch=keras.tree.map_structure(_local_value, batch))
+
+    # ------------------------------------------------------------------ early stopping
+    def _early_stopping_update(self, logs: dict) -> bool:
+        """Record an evaluation; True when training should stop."""
+        if self.monitor not in logs:
+            raise ValueError(f"monitor {self.monitor!r} is not among the held-out logs {sorted(logs)}; pass "
+                             "monitor= with one of them.")
+        value = self._sign * float(logs[self.monitor])
+        if math.isfinite(value) and value > float(self._best.numpy()):
+            self._best.assign(value)
+            self._wait.assign(0)
+            self._best_weights = [v.numpy().copy() for v in self.model.weights]
+            if self._best_manager is not None:
+                self._best_manager.save()
+            return False
+        self._wait.assign_add(1)
+        return int(self._wait.numpy()) >= self.early_stopping_patience
+
+    def _restore_best_weights(self) -> None:
+        if self._best_weights is not None:
+            for variable, value in zip(self.model.weights, self._best_weights):
+                variable.assign(value)
+            return
+        best_dir = None if self.checkpoint_dir is None else os.path.join(self.checkpoint_dir, "best")
+        latest = None if best_dir is None else tf.train.latest_checkpoint(best_dir)
+        if latest is not None:  # a resumed run whose best epoch came before the restart
+            tf.train.Checkpoint(model=self.model).restore(latest).expect_partial()
+
+    def _finish(self) -> None:
+        if self._writers is not None:
+            for writer in self._writers.values():
+                writer.flush()
+        if self._scratch_dir is not None:
+            shutil.rmtree(self._scratch_dir, ignore_errors=True)
+            self._scratch_dir = None
+            self.checkpoint_manager = self._best_manager = None
+
+    # ------------------------------------------------------------------ reporting
+    def _write_summaries(self, step: int, logs: dict) -> None:
+        if self.logdir is None:
+            return
+        if self._writers is None:
+            self._writers = {run: tf.summary.create_file_writer(os.path.join(self.logdir, run))
+                             for run in ("train", "validation")}
+        with self._writers["train"].as_default(step=step):
+            for name, value in logs.items():
+                if not name.startswith("val_") and name not in ("steps", "seconds") and _is_number(value):
+                    tf.summary.scalar(name, value)
+        with self._writers["validation"].as_default(step=step):
+            for name, value in logs.items():
+                if not name.startswith("val_"):
+                    continue
+                if isinstance(value, (list, tuple)):
+                    for index, item in enumerate(value[:_MAX_LIST_SCALARS]):
+                        tf.summary.scalar(f"{name[4:]}/{index + 1:02d}", item)
+                elif _is_number(value) and math.isfinite(value):
+                    tf.summary.scalar(name[4:], value)
+
+    def _print_progress(self, epoch: int, epochs: int, logs: dict) -> None:
+        parts = [f"Epoch {epoch + 1}/{epochs}", f"{logs['steps']} steps", f"{logs['seconds']:.1f}s"]
+        for name, value in logs.items():
+            if name in ("steps", "seconds") or not _is_number(value) or not math.isfinite(value):
+                continue
+            parts.append(f"{name} {value:.{0 if name == 'skipped_batches' else 4}f}")
+        print(" - ".join(parts), flush=True)
+
+
+def _has_builtin_loss(model) -> bool:
+    from xmodal_tf.models.base import CrossModalModel
+
+    return isinstance(model, CrossModalModel) and not hasattr(model, "g_optimizer")
+
+
+def _as_python(value):
+    value = np.asarray(value)
+    return float(value) if value.size == 1 else value.tolist()
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)

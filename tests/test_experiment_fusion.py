@@ -40,13 +40,14 @@ def test_missing_conditions_are_nested_per_modality():
 
 
 def test_joint_training_is_exact_with_unimodal_losses():
-    """Each classifier of the joint model ends with the weights that model.fit of that
-    classifier alone gives on the same batches (auxiliary unimodal losses and their
-    distillation from the classifier's own prediction included)."""
+    """Each classifier of the joint model ends with the weights that training that
+    classifier alone (the same Trainer loop) gives on the same batches (auxiliary unimodal
+    losses and their distillation from the classifier's own prediction included)."""
     import keras
 
     from xmodal_tf.models.fusion import build_fusion_classifier
     from xmodal_tf.optimizers import FusedAdam
+    from xmodal_tf.training import Trainer
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 96)
@@ -66,13 +67,13 @@ def test_joint_training_is_exact_with_unimodal_losses():
 
     joint = fusion_experiment.JointTraining(classifiers(), inputs, settings)
     history = joint.fit(inputs, labels, seed=5)
-    assert {"concat_aux_unimodal_loss", "late_aux_unimodal_loss"} <= set(history.history)
-    assert "concat_unimodal_loss" not in history.history
+    assert {"concat_aux_unimodal_loss", "late_aux_unimodal_loss"} <= set(history)
+    assert "concat_unimodal_loss" not in history and len(history["concat_loss"]) == 2
     from xmodal_tf.data import make_dataset
 
     for name, alone in classifiers().items():
         alone.compile(optimizer=FusedAdam(settings["learning_rate"]), loss="sparse_categorical_crossentropy")
-        alone.fit(make_dataset(inputs, labels, batch_size=32, seed=5), epochs=2, shuffle=False, verbose=0)
+        Trainer(alone, None, progress=False).fit(make_dataset(inputs, labels, batch_size=32, seed=5), 2)
         trained = joint.classifiers[name]
         assert len(alone.weights) == len(trained.weights)
         for expected, actual in zip(alone.weights, trained.weights):
@@ -176,3 +177,27 @@ def test_bad_settings_are_config_errors(tmp_path, capsys, override, message):
     code = train.main(["fusion", "--logdir", str(tmp_path / "run"), "--set", override])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_runs_on_a_mirrored_strategy_through_the_trainer(tmp_path):
+    """--strategy mirrored (one CPU replica here): the joint model trains in the Trainer."""
+    logdir = tmp_path / "mirrored"
+    code = train.main(["fusion", "--logdir", str(logdir), "--strategy", "mirrored",
+                       "--set", "seeds=2", "--set", 'strategies=["concat"]', "--set", "epochs=2",
+                       "--set", "batch_size=64", "--set", "encoder_hidden_units=[8]", "--set", "embedding_dim=4",
+                       "--set", "hidden_units=[8]", "--set", "missing_fractions=[1.0]"])
+    assert code == 0
+    config = json.loads((logdir / "config.json").read_text())
+    assert config["distribution"] == {"strategy": "mirrored", "replicas": 1, "workers": 1, "task": None}
+    metrics = json.loads((logdir / "metrics.json").read_text())
+    assert set(metrics["results"]) == {"left_only", "right_only", "concat", "concat_dropout"}
+    assert metrics["results"]["concat"]["complete"]["accuracy"]["mean"] > 0.2  # chance is 0.1
+    from test_train_cli import read_scalars
+
+    assert len(read_scalars(logdir, "train_loss/seed1/concat_dropout")) == 2
+
+
+def test_global_batch_must_split_over_the_replicas():
+    assert fusion_experiment.global_batch_size(128, 4) == 128
+    with pytest.raises(ValueError, match=r"batch_size=130 does not split evenly over 4 replicas.*e.g. 128"):
+        fusion_experiment.global_batch_size(130, 4)

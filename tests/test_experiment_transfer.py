@@ -75,3 +75,35 @@ def test_bad_settings_are_config_errors(tmp_path, capsys, override, message):
     code = train.main(["transfer", "--logdir", str(tmp_path / "run"), "--set", override])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_two_stage_runs_on_a_mirrored_strategy_through_the_trainer(tmp_path):
+    """--strategy mirrored (one CPU replica here): pretraining, distillation, the target
+    models and transfer.fine_tune's two stages all train in the Trainer."""
+    logdir = tmp_path / "mirrored"
+    code = train.main(["transfer", "--logdir", str(logdir), "--strategy", "mirrored",
+                       "--set", "label_fractions=[0.05]", "--set", "seeds=1", "--set", "pretrain_epochs=2",
+                       "--set", "target_steps=6", "--set", "distill_steps=4", "--set", 'recipe="two_stage"',
+                       "--set", "filters=[4, 8]", "--set", "embedding_dim=8"])
+    assert code == 0
+    config = json.loads((logdir / "config.json").read_text())
+    assert config["distribution"] == {"strategy": "mirrored", "replicas": 1, "workers": 1, "task": None}
+    metrics = json.loads((logdir / "metrics.json").read_text())
+    assert metrics["recipe"] == "two_stage" and set(metrics["results"]) == {"5%"}
+    for variant in ("scratch", "transfer", "paired_transfer"):
+        assert 0.0 <= metrics["results"]["5%"][variant]["mean"] <= 1.0
+    from test_train_cli import read_scalars
+
+    assert len(read_scalars(logdir, "pretrain/train_accuracy")) == 2
+
+
+def test_batch_sizes_split_over_the_replicas():
+    assert transfer_experiment.subset_batch_size(32, 1078, 4) == 32
+    assert transfer_experiment.subset_batch_size(32, 10, 4) == 8    # capped at the rows, then a multiple of 4
+    assert transfer_experiment.subset_batch_size(32, 10, 1) == 10
+    assert transfer_experiment.subset_batch_size(32, 3, 4) == 4     # one example per replica at least
+    with pytest.raises(ValueError, match=r"batch_size=30 does not split evenly over 4 replicas"):
+        transfer_experiment.subset_batch_size(30, 1078, 4)
+    # The two-stage recipe's epochs give the requested steps, with or without a dropped remainder.
+    assert transfer_experiment._epochs_for(150, 51, 32) == 75
+    assert transfer_experiment._epochs_for(150, 51, 32, drop_remainder=True) == 150

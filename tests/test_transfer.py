@@ -561,6 +561,62 @@ def test_fine_tune_with_datasets_and_nested_body():
     assert enc.get_layer("proj").trainable and not enc.get_layer("conv").trainable
 
 
+def test_fine_tune_on_a_strategy_trains_like_fit_through_the_trainer():
+    """With strategy=, both stages run in xmodal_tf.training.Trainer: on the same batches
+    it gives the weights model.fit gives, and Keras-style histories."""
+    import tensorflow as tf
+
+    x, y = easy_task(n=96)
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)  # unshuffled: the same batches
+    kwargs = dict(unfreeze_top=1, head_epochs=2, fine_tune_epochs=2, head_learning_rate=3e-2,
+                  fine_tune_learning_rate=1e-2)
+    expected = body_and_head()
+    initial = expected.get_weights()
+    fine_tune(expected, train, train, **kwargs)
+
+    class Epochs(keras.callbacks.Callback):
+        seen = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seen.append((epoch, sorted(logs)))
+
+    strategy = tf.distribute.get_strategy()
+    with strategy.scope():
+        model = body_and_head()
+    model.set_weights(initial)
+    head_history, fine_tune_history = fine_tune(model, train, train, strategy=strategy, callbacks=[Epochs()],
+                                                **kwargs)
+    assert isinstance(head_history, keras.callbacks.History)
+    assert head_history.epoch == [0, 1] and fine_tune_history.epoch == [2, 3]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(fine_tune_history.history)
+    assert len(head_history.history["loss"]) == 2 and "steps" not in head_history.history
+    assert [epoch for epoch, _ in Epochs.seen] == [0, 1, 2, 3] and "val_accuracy" in Epochs.seen[-1][1]
+    for want, got in zip(expected.weights, model.weights):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5, err_msg=got.path)
+    assert model.get_layer("body_2").trainable and not model.get_layer("body_1").trainable
+
+
+def test_fine_tune_on_a_mirrored_strategy_with_arrays():
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    x, y = easy_task()
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        model = body_and_head()
+    frozen_before = snapshot(model.get_layer("body_1")) + snapshot(model.get_layer("body_bn"))
+    head_history, fine_tune_history = fine_tune(
+        model, (x, y), (x[:64], y[:64]), unfreeze_top=1, head_epochs=3, fine_tune_epochs=2,
+        head_learning_rate=3e-2, fine_tune_learning_rate=1e-2, batch_size=32, strategy=strategy)
+    assert head_history.epoch == [0, 1, 2] and len(fine_tune_history.history["val_loss"]) == 2
+    assert same(snapshot(model.get_layer("body_1")) + snapshot(model.get_layer("body_bn")), frozen_before)
+    assert np.mean(value(model(x, training=False)).argmax(axis=1) == y) > 0.7  # chance is 1/3
+    with pytest.raises(TypeError, match="strategy must be a tf.distribute.Strategy"):
+        fine_tune(model, (x, y), strategy="mirrored")
+    with pytest.raises(TypeError, match="tf.data.Dataset or an"):
+        fine_tune(model, x, strategy=strategy)
+
+
 def test_fine_tune_argument_errors():
     model = body_and_head()
     data = easy_task(n=8)

@@ -23,6 +23,8 @@ from xmodal_tf.experiments.base import write_json_atomically
 from xmodal_tf.experiments.config import (ConfigError, load_config_file, parse_overrides,
                                           resolve_config)
 
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")  # as xmodal_tf.training.strategies
+
 # TensorFlow's C++ start-up chatter (a CUDA probe that logs an error on CPU-only
 # machines) buries the summary; Python exceptions are unaffected. Override by setting it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -62,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--logdir", metavar="DIR",
                         help="run directory (default: tensorboard_logs/<experiment>-<timestamp>)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                        help="tf.distribute strategy: auto (mirrored over several GPUs, else default), "
+                             "default (one device), mirrored (all local GPUs), multiworker (the cluster "
+                             "in TF_CONFIG; run the same command on every worker) (default: auto)")
+    parser.add_argument("--worker-timeout", type=float, default=300.0, metavar="SECONDS",
+                        help="multiworker: how long to wait for every worker to start (default: 300)")
     parser.add_argument("--traceback", action="store_true",
                         help="show the full traceback of an error")
     parser.add_argument("--version", action="version", version=f"xmodal_tf {__version__}")
@@ -105,25 +113,46 @@ def seed_everything(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
+def check_strategy_arguments(args: argparse.Namespace) -> None:
+    """ConfigError for a bad --worker-timeout or (multiworker) a bad TF_CONFIG, before
+    TensorFlow starts."""
+    if not args.worker_timeout > 0:
+        raise ConfigError(f"--worker-timeout must be > 0 seconds; got {args.worker_timeout:g}.")
+    if args.strategy == "multiworker":
+        from xmodal_tf.training.strategies import parse_tf_config
+
+        try:
+            parse_tf_config()
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         experiment, config = prepare(args)
+        check_strategy_arguments(args)
     except ConfigError as error:
         parser.print_usage(sys.stderr)
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
         return 2
 
+    from xmodal_tf.training.strategies import make_strategy
+
+    # First of all TensorFlow calls: a multi-worker strategy must start before any other.
+    strategy = make_strategy(args.strategy, connect_timeout=args.worker_timeout)
     logdir = pathlib.Path(args.logdir) if args.logdir else default_logdir(experiment.name)
-    context = RunContext(logdir, data_dir=args.data_dir, seed=args.seed)
+    context = RunContext(logdir, data_dir=args.data_dir, seed=args.seed, strategy=strategy)
     seed_everything(args.seed)
-    write_json_atomically(logdir / "config.json", {
-        "experiment": experiment.name, "config": config, "seed": args.seed,
-        "data_dir": args.data_dir, "xmodal_tf_version": __version__,
-        "command": [PROGRAM, *(argv if argv is not None else sys.argv[1:])],
-    })
-    context.progress(f"{experiment.name}: logging to {logdir}")
+    if context.is_chief:
+        write_json_atomically(logdir / "config.json", {
+            "experiment": experiment.name, "config": config, "seed": args.seed,
+            "data_dir": args.data_dir, "xmodal_tf_version": __version__,
+            "distribution": context.describe_strategy(),
+            "command": [PROGRAM, *(argv if argv is not None else sys.argv[1:])],
+        })
+    context.progress(f"{experiment.name}: logging to {logdir} ({_strategy_line(context)})")
     try:
         metrics = experiment.run(config, context)
     except (ValueError, TypeError, FileNotFoundError) as error:
@@ -133,9 +162,19 @@ def main(argv=None) -> int:
         return 1
     finally:
         context.close()
+    if not context.is_chief:
+        task = context.describe_strategy()["task"]
+        print(f"{PROGRAM}: {task} finished; the chief writes the run directory {logdir}.")
+        return 0
     write_json_atomically(logdir / "metrics.json", metrics)
     print_summary(experiment, metrics, logdir)
     return 0
+
+
+def _strategy_line(context: RunContext) -> str:
+    described = context.describe_strategy()
+    workers = f", {described['workers']} workers" if described["workers"] > 1 else ""
+    return f"strategy {described['strategy']}, {described['replicas']} replica(s){workers}"
 
 
 def print_summary(experiment, metrics: dict, logdir: pathlib.Path) -> None:

@@ -12,7 +12,10 @@ Keras 3 leaves several gaps that this module fills:
   (it uses and keeps its moving statistics). :func:`unfreeze` keeps BatchNorm
   layers frozen by default, the usual fine-tuning advice.
 * :func:`fine_tune` packages the two-stage recipe: train a new head on a frozen
-  body, then unfreeze the top of the body and continue with a small learning rate.
+  body, then unfreeze the top of the body and continue with a small learning rate;
+  with ``strategy=`` each stage trains through ``xmodal_tf.training.Trainer`` on that
+  ``tf.distribute`` strategy instead of ``model.fit`` (which fails for functional models
+  under ``MultiWorkerMirroredStrategy``, keras-team/keras#20585).
 
 How layers are named
 --------------------
@@ -671,7 +674,7 @@ def fine_tune(model, train_data, val_data=None, *, head_layers: int = 1, unfreez
               head_epochs: int = 5, fine_tune_epochs: int = 5, head_learning_rate: float = 1e-3,
               fine_tune_learning_rate: float = 1e-4, loss="sparse_categorical_crossentropy",
               metrics=("accuracy",), callbacks=None, batch_size: int = 32,
-              verbose=0) -> FineTuneResult:
+              verbose=0, strategy=None) -> FineTuneResult:
     """The two-stage transfer-learning recipe, in place on ``model``.
 
     1. Freeze everything except the last ``head_layers`` weight-owning layers (the
@@ -689,9 +692,19 @@ def fine_tune(model, train_data, val_data=None, *, head_layers: int = 1, unfreez
             batches, or an ``(x, y)`` tuple of arrays batched with ``batch_size``.
         loss, metrics, callbacks: passed to ``compile`` / both ``fit`` calls.
         verbose: ``fit``'s verbosity.
+        strategy: None (the default) trains with ``model.fit``. A
+            ``tf.distribute.Strategy`` trains both stages with
+            ``xmodal_tf.training.Trainer`` on it instead: build the model inside
+            ``strategy.scope()`` (the optimizers are created there). The data must then
+            be a ``tf.data.Dataset`` of global batches or an ``(x, y)`` tuple, batched
+            with ``batch_size`` as the global batch and shuffled every epoch; with several
+            replicas ``batch_size`` must divide by their number and an epoch's last
+            partial batch is dropped. ``callbacks`` get the epoch-level hooks only, and
+            ``verbose`` > 0 prints one line per epoch.
 
     Returns:
-        :class:`FineTuneResult` (``head_history``, ``fine_tune_history``).
+        :class:`FineTuneResult` (``head_history``, ``fine_tune_history``); with a
+        ``strategy`` too, ``keras.callbacks.History`` objects (``.epoch``, ``.history``).
     """
     _check_model(model, "model")
     _check_built(model, "model")
@@ -706,29 +719,82 @@ def fine_tune(model, train_data, val_data=None, *, head_layers: int = 1, unfreez
         raise ValueError(f"fine_tune: head_layers={head_layers} but the model has only "
                          f"{len(leaves)} layers with weights")
     head, body = leaves[-head_layers:], leaves[:-head_layers]
-    fit_kwargs = _fit_inputs(train_data, batch_size, "train_data")
-    if val_data is not None:
-        validation = _fit_inputs(val_data, batch_size, "val_data")
-        fit_kwargs["validation_data"] = (validation["x"] if "y" not in validation
-                                         else (validation["x"], validation["y"]))
     metrics = list(metrics) if metrics is not None else None
     callbacks = list(callbacks) if callbacks else None
+    if strategy is None:
+        fit_kwargs = _fit_inputs(train_data, batch_size, "train_data")
+        if val_data is not None:
+            validation = _fit_inputs(val_data, batch_size, "val_data")
+            fit_kwargs["validation_data"] = (validation["x"] if "y" not in validation
+                                             else (validation["x"], validation["y"]))
+
+        def train(learning_rate, initial_epoch, epochs):
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
+            return model.fit(initial_epoch=initial_epoch, epochs=epochs, callbacks=callbacks,
+                             verbose=verbose, **fit_kwargs)
+    else:
+        train = _trainer_stages(model, strategy, train_data, val_data, batch_size, loss, metrics,
+                                callbacks, verbose)
 
     # Stage 1: only the head learns.
     head_ids = {id(n.layer) for n in head}
     _apply_trainable(model, nodes, {id(n.layer): id(n.layer) in head_ids for n in leaves})
-    model.compile(optimizer=keras.optimizers.Adam(head_learning_rate), loss=loss,
-                  metrics=metrics)
-    head_history = model.fit(epochs=head_epochs, callbacks=callbacks, verbose=verbose,
-                             **fit_kwargs)
+    head_history = train(head_learning_rate, 0, head_epochs)
 
     # Stage 2: the top of the body joins in, BatchNorm kept in inference mode.
     body_candidates = [n for n in body if not _is_batchnorm(n.layer)]
     chosen = body_candidates[len(body_candidates) - unfreeze_top:] if unfreeze_top else []
     _apply_trainable(model, nodes, {id(n.layer): True for n in chosen})
-    model.compile(optimizer=keras.optimizers.Adam(fine_tune_learning_rate), loss=loss,
-                  metrics=metrics)
-    fine_tune_history = model.fit(initial_epoch=head_epochs,
-                                  epochs=head_epochs + fine_tune_epochs,
-                                  callbacks=callbacks, verbose=verbose, **fit_kwargs)
+    fine_tune_history = train(fine_tune_learning_rate, head_epochs, head_epochs + fine_tune_epochs)
     return FineTuneResult(head_history, fine_tune_history)
+
+
+def _trainer_stages(model, strategy, train_data, val_data, batch_size, loss, metrics, callbacks, verbose):
+    """``train(learning_rate, initial_epoch, epochs) -> History`` for :func:`fine_tune`
+    with a strategy: compile under it, train with ``xmodal_tf.training.Trainer``."""
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.Strategy):
+        raise TypeError(f"fine_tune: strategy must be a tf.distribute.Strategy or None; got "
+                        f"{type(strategy).__name__}: {_short_repr(strategy)}")
+    replicas = int(strategy.num_replicas_in_sync)
+    if replicas > 1 and batch_size % replicas:
+        raise ValueError(f"fine_tune: batch_size={batch_size} (the global batch) does not split evenly "
+                         f"over the strategy's {replicas} replicas; use a multiple of {replicas}")
+    train_dataset = _trainer_dataset(train_data, batch_size, replicas, "train_data", shuffle=True)
+    validation = None if val_data is None else _trainer_dataset(val_data, batch_size, replicas, "val_data",
+                                                                shuffle=False)
+
+    def train(learning_rate, initial_epoch, epochs):
+        from xmodal_tf.training import Trainer
+
+        with strategy.scope():
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
+        trainer = Trainer(model, None, strategy=strategy, progress=bool(verbose))
+        logs = trainer.fit(train_dataset, epochs, validation_data=validation, initial_epoch=initial_epoch,
+                           callbacks=callbacks)
+        history = keras.callbacks.History()
+        history.set_model(model)
+        history.epoch = list(logs.pop("epoch"))
+        history.history = {key: values for key, values in logs.items() if key not in ("steps", "seconds")}
+        history.params = {"epochs": epochs, "verbose": verbose}
+        return history
+
+    return train
+
+
+def _trainer_dataset(data, batch_size, replicas, role, shuffle):
+    """A ``tf.data.Dataset`` of global batches for the Trainer (fine_tune with a strategy)."""
+    import tensorflow as tf
+
+    if isinstance(data, tf.data.Dataset):
+        return data
+    if isinstance(data, (tuple, list)):
+        if len(data) != 2:
+            raise ValueError(f"{role} as a tuple must be (x, y); got {len(data)} items")
+        from xmodal_tf.data import make_dataset
+
+        return make_dataset(data[0], data[1], batch_size=batch_size, shuffle=shuffle,
+                            drop_remainder=replicas > 1)
+    raise TypeError(f"{role} must be a tf.data.Dataset or an (x, y) tuple when fine_tune trains on a "
+                    f"strategy; got {type(data).__name__}")

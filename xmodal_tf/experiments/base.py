@@ -2,15 +2,21 @@
 
 An ``Experiment`` is a recipe: data -> model -> train -> evaluate. It receives the
 resolved configuration and a ``RunContext`` and returns a dict of metrics. The context
-owns the run directory: ``config.json``, ``metrics.json`` and the TensorBoard events.
+owns the run directory (``config.json``, ``metrics.json``, the TensorBoard events) and
+the ``tf.distribute`` strategy: experiments build their models in ``context.scope()``
+and train them with ``context.trainer(...)`` (``xmodal_tf.training.Trainer``). Under a
+multi-worker strategy only the chief writes the run directory and prints progress; the
+other workers get a temporary directory, removed by ``close()``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import os
 import pathlib
+import shutil
 import tempfile
 import time
 from typing import Callable
@@ -64,26 +70,75 @@ def _json_default(value):
 
 
 class RunContext:
-    """The run directory and reporting channels of one experiment run.
+    """The run directory, strategy and reporting channels of one experiment run.
 
-    logdir:   the run directory (created); TensorBoard reads it.
+    logdir:   the run directory (created); TensorBoard reads it. On a worker that is
+              not the chief: a temporary directory, removed by ``close()``.
     data_dir: the ``--data-dir`` folder or None (loaders also read $XMODAL_DATA_DIR).
     seed:     the run's random seed.
+    strategy: the ``tf.distribute.Strategy`` (None: TensorFlow's default strategy).
     """
 
     def __init__(self, logdir, data_dir=None, seed: int = 0,
-                 echo: Callable[[str], None] = functools.partial(print, flush=True)):
-        self.logdir = pathlib.Path(logdir)
-        self.logdir.mkdir(parents=True, exist_ok=True)
+                 echo: Callable[[str], None] = functools.partial(print, flush=True), strategy=None):
+        self._strategy = strategy
+        self.is_chief = True
+        if strategy is not None:  # (xmodal_tf.training loads TensorFlow: only when needed)
+            from xmodal_tf.training.strategies import is_chief
+
+            self.is_chief = is_chief(strategy)
+        self.run_directory = pathlib.Path(logdir)
+        self._scratch = None
+        if self.is_chief:
+            self.logdir = self.run_directory
+            self.logdir.mkdir(parents=True, exist_ok=True)
+        else:
+            self._scratch = pathlib.Path(tempfile.mkdtemp(prefix="xmodal_tf_worker_run_"))
+            self.logdir = self._scratch
         self.data_dir = data_dir
         self.seed = seed
         self._echo = echo
         self._writer = None
         self._started = time.perf_counter()
 
+    # ------------------------------------------------------------------ strategy
+    @property
+    def strategy(self):
+        """The run's ``tf.distribute.Strategy`` (TensorFlow's default one if none was given)."""
+        if self._strategy is None:
+            import tensorflow as tf
+
+            self._strategy = tf.distribute.get_strategy()
+        return self._strategy
+
+    @property
+    def replicas(self) -> int:
+        return int(self.strategy.num_replicas_in_sync)
+
+    def scope(self):
+        """``with context.scope():`` creates models and optimizers under the strategy."""
+        if self._strategy is None:
+            return contextlib.nullcontext()
+        return self._strategy.scope()
+
+    def trainer(self, model, optimizer=None, **kwargs):
+        """A ``xmodal_tf.training.Trainer`` on the run's strategy (``progress`` off on
+        workers other than the chief)."""
+        from xmodal_tf.training import Trainer
+
+        return Trainer(model, optimizer, strategy=self.strategy, **kwargs)
+
+    def describe_strategy(self) -> dict:
+        """{"strategy", "replicas", "workers", "task"} for config.json."""
+        from xmodal_tf.training.strategies import describe_strategy
+
+        return describe_strategy(self.strategy)
+
+    # ------------------------------------------------------------------ reporting
     def progress(self, message: str) -> None:
-        """Print a progress line prefixed with the elapsed time."""
-        self._echo(f"[{time.perf_counter() - self._started:7.1f}s] {message}")
+        """Print a progress line prefixed with the elapsed time (the chief only)."""
+        if self.is_chief:
+            self._echo(f"[{time.perf_counter() - self._started:7.1f}s] {message}")
 
     def log_scalar(self, tag: str, value: float, step: int = 0) -> None:
         """Write one TensorBoard scalar to the run directory."""
@@ -103,3 +158,6 @@ class RunContext:
             self._writer.flush()
             self._writer.close()
             self._writer = None
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None

@@ -28,9 +28,16 @@ Data: ``data=digits`` (default; scikit-learn's 8x8 digits, offline, about a minu
 ``data=mnist`` (28x28, ``mnist.npz`` from ``--data-dir``); ``condition=audio`` also needs
 ``fsdd_mfcc.npz`` there. TensorBoard: the GAN's logs every ``steps_per_epoch`` steps
 (``gan/d_loss`` ...), a grid of samples (a row per condition) and the final scores.
+
+Every network (the GAN and both classifiers) is built in ``context.scope()`` and trained
+through ``xmodal_tf.training.Trainer`` on the run's strategy (``--strategy``), on global
+batches. With several replicas ``batch_size`` must divide evenly over them, partial
+batches are dropped, and the classifiers' fixed batches (128 images, 64 recordings) are
+rounded down to a multiple of the replica count.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -147,13 +154,64 @@ def build_image_classifier(image_shape, num_classes: int = NUM_CLASSES, *, seed:
     return classifier, keras.Model(images, features, name="image_features")
 
 
-def train_image_classifier(images, labels, epochs: int, *, seed: int = 0, batch_size: int = 128):
-    """Train the independent classifier on real images; returns (classifier, feature_model)."""
+def train_image_classifier(images, labels, epochs: int, *, seed: int = 0, batch_size: int = 128,
+                           context: RunContext | None = None):
+    """Train the independent classifier on real images (through the Trainer, on the
+    strategy of ``context``; None: TensorFlow's current one); returns (classifier,
+    feature_model)."""
     from xmodal_tf.data import make_dataset
 
-    classifier, features = build_image_classifier(images.shape[1:], seed=seed)
-    classifier.fit(make_dataset(images, labels, batch_size=batch_size, seed=seed), epochs=epochs, verbose=0)
+    replicas = _replicas(context)
+    with _scope(context):
+        classifier, features = build_image_classifier(images.shape[1:], seed=seed)
+    batches = make_dataset(images, labels, batch_size=_fixed_batch(batch_size, replicas, len(images)), seed=seed,
+                           drop_remainder=replicas > 1)
+    fit_compiled(classifier, batches, epochs, context)
     return classifier, features
+
+
+def _scope(context: RunContext | None):
+    return contextlib.nullcontext() if context is None else context.scope()
+
+
+def _replicas(context: RunContext | None) -> int:
+    if context is not None:
+        return context.replicas
+    import tensorflow as tf
+
+    return int(tf.distribute.get_strategy().num_replicas_in_sync)
+
+
+def _fixed_batch(batch_size: int, replicas: int, rows: int) -> int:
+    """A built-in (not configurable) global batch size, rounded down to a multiple of the
+    replicas so that every replica gets an equal share, and at most ``rows``."""
+    batch_size = min(batch_size, rows)
+    if replicas > 1:
+        batch_size -= batch_size % replicas
+        if batch_size < 1:
+            raise ValueError(f"cgan: {rows} training examples cannot fill one batch for each of {replicas} replicas.")
+    return batch_size
+
+
+def check_batch_size(batch_size: int, replicas: int) -> None:
+    """ValueError unless the GAN's ``batch_size`` splits evenly over the replicas."""
+    if batch_size % replicas:
+        lower = max(replicas, batch_size - batch_size % replicas)
+        raise ValueError(f"cgan: batch_size={batch_size} does not split evenly over the {replicas} replicas of the "
+                         f"strategy; set batch_size to a multiple of {replicas} (e.g. --set batch_size={lower}).")
+
+
+def fit_compiled(model, batches, epochs: int, context: RunContext | None = None, **fit_arguments) -> dict:
+    """Train a compiled model (its optimizer(s) and loss) with ``xmodal_tf.training.Trainer``
+    on the run's strategy; returns the trainer's history. No progress lines: the callers
+    print their own."""
+    if context is not None:
+        trainer = context.trainer(model, None, progress=False)
+    else:
+        from xmodal_tf.training import Trainer
+
+        trainer = Trainer(model, None, progress=False)
+    return trainer.fit(batches, epochs, **fit_arguments)
 
 
 def predict_classes(model, inputs, batch_size: int = 1000) -> np.ndarray:
@@ -176,9 +234,10 @@ def frechet_distance(features_a, features_b) -> float:
     return float(np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2.0 * cross)
 
 
-def train_audio_classifier(frames, labels, config: dict, seed: int):
-    """An ``rnn_encoder`` / ``attention_encoder`` + softmax classifier of recordings;
-    returns (classifier, encoder)."""
+def train_audio_classifier(frames, labels, config: dict, seed: int, context: RunContext | None = None):
+    """An ``rnn_encoder`` / ``attention_encoder`` + softmax classifier of recordings,
+    trained through the Trainer on the strategy of ``context``; returns (classifier,
+    encoder)."""
     import keras
 
     from xmodal_tf.data import make_dataset
@@ -186,19 +245,23 @@ def train_audio_classifier(frames, labels, config: dict, seed: int):
 
     keras.utils.set_random_seed(seed)
     input_dim, max_length = frames.shape[2], frames.shape[1]
-    if config["audio_encoder"] == "rnn":
-        encoder = rnn_encoder(input_dim=input_dim, embedding_dim=config["audio_embedding_dim"], units=(64,),
-                              cell="gru", name="audio_encoder")
-    else:
-        encoder = attention_encoder(input_dim=input_dim, max_length=max_length,
-                                    embedding_dim=config["audio_embedding_dim"], model_dim=64, num_heads=4,
-                                    num_layers=2, ff_dim=128, name="audio_encoder")
-    inputs = keras.Input(frames.shape[1:], name="audio")
-    classifier = keras.Model(inputs, keras.layers.Dense(NUM_CLASSES, activation="softmax", name="classes")(
-        encoder(inputs)), name="audio_classifier")
-    classifier.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                       metrics=["accuracy"])
-    classifier.fit(make_dataset(frames, labels, batch_size=64, seed=seed), epochs=config["audio_epochs"], verbose=0)
+    with _scope(context):
+        if config["audio_encoder"] == "rnn":
+            encoder = rnn_encoder(input_dim=input_dim, embedding_dim=config["audio_embedding_dim"], units=(64,),
+                                  cell="gru", name="audio_encoder")
+        else:
+            encoder = attention_encoder(input_dim=input_dim, max_length=max_length,
+                                        embedding_dim=config["audio_embedding_dim"], model_dim=64, num_heads=4,
+                                        num_layers=2, ff_dim=128, name="audio_encoder")
+        inputs = keras.Input(frames.shape[1:], name="audio")
+        classifier = keras.Model(inputs, keras.layers.Dense(NUM_CLASSES, activation="softmax", name="classes")(
+            encoder(inputs)), name="audio_classifier")
+        classifier.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                           metrics=["accuracy"])
+    replicas = _replicas(context)
+    batches = make_dataset(frames, labels, batch_size=_fixed_batch(64, replicas, len(frames)), seed=seed,
+                           drop_remainder=replicas > 1)
+    fit_compiled(classifier, batches, config["audio_epochs"], context)
     classifier.trainable = False
     return classifier, encoder
 
@@ -212,7 +275,8 @@ def audio_codes(classifier, encoder, frames, audio_code: str) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- GAN
 def build_gan(image_shape, config: dict, *, num_classes=None, condition_dim=None, seed: int = 0):
-    """The default recipe of ``xmodal_tf.models.cgan``, compiled."""
+    """The default recipe of ``xmodal_tf.models.cgan``, compiled (call it in
+    ``context.scope()``: it creates the networks and their optimizers)."""
     import keras
 
     from xmodal_tf.models.cgan import ConditionalGAN, build_discriminator, build_generator
@@ -239,16 +303,23 @@ def train_gan(gan, images, conditions, config: dict, context: RunContext, grid_c
     steps = config["steps"]
     per_epoch = min(steps, config["steps_per_epoch"] or max(1, steps // 10))
     epochs = -(-steps // per_epoch)
-    batch_size = min(config["batch_size"], len(images))
+    check_batch_size(config["batch_size"], context.replicas)
+    batch_size = _fixed_batch(config["batch_size"], context.replicas, len(images))
+    # One iterator runs on across the "epochs" of per_epoch steps (the Trainer's steps_per_epoch).
     dataset = (tf.data.Dataset.from_tensor_slices((images, conditions))
                .shuffle(len(images), seed=context.seed, reshuffle_each_iteration=True)
                .repeat().batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
     callbacks = [_progress_callback(context, per_epoch)]
     callbacks += _image_callbacks(context, grid_conditions)
+    # The GAN comes compiled (optimizers, loss, R1 weight): optimizer=None keeps that.
+    trainer = context.trainer(gan, None, progress=False)
     started = time.perf_counter()
-    history = gan.fit(dataset, steps_per_epoch=per_epoch, epochs=epochs, callbacks=callbacks, verbose=0).history
+    history = trainer.fit(dataset, epochs, steps_per_epoch=per_epoch, callbacks=callbacks)
     return {"steps": per_epoch * epochs, "batch_size": batch_size, "train_seconds": time.perf_counter() - started,
-            **{f"final_{key}": float(values[-1]) for key, values in history.items()}}
+            **{f"final_{key}": float(values[-1]) for key, values in history.items() if key not in _TRAINER_LOGS}}
+
+
+_TRAINER_LOGS = ("epoch", "steps", "seconds")  # the Trainer's own entries beside the model's logs
 
 
 def _image_callbacks(context: RunContext, grid_conditions) -> list:
@@ -265,7 +336,7 @@ def _progress_callback(context: RunContext, steps_per_epoch: int):
 
     def report(epoch, logs):
         step = (epoch + 1) * steps_per_epoch
-        values = {key: float(value) for key, value in (logs or {}).items()}
+        values = {key: float(value) for key, value in (logs or {}).items() if key not in _TRAINER_LOGS}
         context.log_scalars(values, step=step, prefix="gan/")
         context.progress(f"GAN step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(values.items())))
 
@@ -298,6 +369,7 @@ def score_audio_gan(gan, classifier, codes, spoken_digits, samples: int) -> dict
 
 # ----------------------------------------------------------------------------- run
 def run(config: dict, context: RunContext) -> dict:
+    check_batch_size(config["batch_size"], context.replicas)  # before loading anything
     context.progress(f"loading {config['data']} images ...")
     train_images, train_labels, test_images, test_labels, description = load_images(config, context.data_dir)
     context.progress(f"{description}: {len(train_images)} training / {len(test_images)} test images "
@@ -306,12 +378,14 @@ def run(config: dict, context: RunContext) -> dict:
 
     epochs = config["classifier_epochs"] or DEFAULT_CLASSIFIER_EPOCHS[config["data"]]
     context.progress(f"training the independent image classifier ({epochs} epochs) ...")
-    classifier, features = train_image_classifier(train_images, train_labels, epochs, seed=context.seed)
+    classifier, features = train_image_classifier(train_images, train_labels, epochs, seed=context.seed,
+                                                  context=context)
     metrics["classifier_test_accuracy"] = float(np.mean(predict_classes(classifier, test_images) == test_labels))
     context.progress(f"image classifier test accuracy {metrics['classifier_test_accuracy']:.4f}")
 
     if config["condition"] == "label":
-        gan = build_gan(train_images.shape[1:], config, num_classes=NUM_CLASSES, seed=context.seed)
+        with context.scope():
+            gan = build_gan(train_images.shape[1:], config, num_classes=NUM_CLASSES, seed=context.seed)
         metrics.update(train_gan(gan, train_images, train_labels, config, context, np.arange(NUM_CLASSES)))
         metrics.update(score_label_gan(gan, classifier, features, test_images, config["samples_per_condition"]))
         headline = ("generated_accuracy", metrics["generated_accuracy"])
@@ -334,7 +408,7 @@ def _run_audio(config, context, train_images, train_labels, image_classifier) ->
     frames, labels = speech.train.inputs["audio"], speech.train.labels
     context.progress(f"training the {config['audio_encoder']} audio classifier on {len(labels)} recordings "
                      f"({config['audio_epochs']} epochs) ...")
-    audio_classifier, encoder = train_audio_classifier(frames, labels, config, context.seed)
+    audio_classifier, encoder = train_audio_classifier(frames, labels, config, context.seed, context)
     test_frames, test_digits = speech.test.inputs["audio"], speech.test.labels
     results = {"audio_test_accuracy": float(np.mean(predict_classes(audio_classifier, test_frames) == test_digits))}
     context.progress(f"audio classifier accuracy on {len(test_digits)} held-out recordings "
@@ -351,7 +425,8 @@ def _run_audio(config, context, train_images, train_labels, image_classifier) ->
     conditions = audio_codes(audio_classifier, encoder, paired_frames, config["audio_code"])
     test_codes = audio_codes(audio_classifier, encoder, test_frames, config["audio_code"])
     first_per_digit = [int(np.flatnonzero(test_digits == digit)[0]) for digit in range(NUM_CLASSES)]
-    gan = build_gan(train_images.shape[1:], config, condition_dim=conditions.shape[1], seed=context.seed)
+    with context.scope():
+        gan = build_gan(train_images.shape[1:], config, condition_dim=conditions.shape[1], seed=context.seed)
     context.progress(f"conditioning the GAN on the audio {config['audio_code']} ({conditions.shape[1]} values)")
     results.update(train_gan(gan, train_images, conditions, config, context, test_codes[first_per_digit]))
     samples = min(config["samples_per_condition"], AUDIO_SAMPLES_CAP)

@@ -7,9 +7,11 @@ split. Linear CCA on the raw views is the baseline; DCCAE (Wang et al. 2015) add
 decoders that reconstruct each view from its encoding.
 
 DeepCCA trains with ``xmodal_tf.training.DeepCCATrainer`` (``trainer="custom"``, the
-default) or ``model.fit`` (``trainer="fit"``). With the custom trainer every epoch is
-checkpointed under the run directory, so a killed run started again with the same
-``--logdir`` resumes from its last completed epoch.
+default) or ``model.fit`` (``trainer="fit"``), on the run's strategy (``--strategy``):
+``batch_size`` is the global batch, split over the replicas, and the objective is that
+of the global batch. With the custom trainer every epoch is checkpointed under the run
+directory, so a killed run started again with the same ``--logdir`` resumes from its
+last completed epoch.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ DEFAULTS = {
     "hidden_units": None,  # None: [256, 256] for two_view_digits, [1024, 1024] for split_mnist
     "activation": "relu",
     "batch_norm": True,
+    "sync_batch_norm": True,  # BatchNorm statistics of the global batch under a multi-replica strategy
     "dropout": None,  # None: 0.0 for two_view_digits, 0.05 for split_mnist
     "input_dropout": 0.0,  # dropout on the input features of each view
     "shift": None,  # None: 0 for two_view_digits, 1 for split_mnist; random whole-image shifts (pixels)
@@ -115,20 +118,23 @@ def build_model(dataset, config: dict, with_decoders: bool):
     def encoder(dim, name):
         network = mlp_encoder(dim, k, hidden_units=tuple(config["hidden_units"]),
                               activation=config["activation"], batch_norm=config["batch_norm"],
-                              dropout=config["dropout"],
+                              sync_batch_norm=config["sync_batch_norm"], dropout=config["dropout"],
                               name=f"{name}_mlp" if config["input_dropout"] else name)
         if not config["input_dropout"]:
             return network
         # Dropping input features (pixels) during training: noise the two views do not share.
+        from xmodal_tf.layers import ReplicaDropout
+
         inputs = keras.Input((dim,), name=f"{name}_input")
-        dropped = keras.layers.Dropout(config["input_dropout"], name=f"{name}_input_dropout")(inputs)
+        dropped = ReplicaDropout(config["input_dropout"], name=f"{name}_input_dropout")(inputs)
         return keras.Model(inputs, network(dropped), name=name)
 
     def decoder(dim, name):
         # The mirror image of the encoder, from the k-dim code back to the view.
         return mlp_encoder(k, dim, hidden_units=tuple(reversed(config["hidden_units"])),
                            activation=config["activation"], batch_norm=config["batch_norm"],
-                           dropout=config["dropout"], output_activation="sigmoid", name=name)
+                           sync_batch_norm=config["sync_batch_norm"], dropout=config["dropout"],
+                           output_activation="sigmoid", name=name)
 
     decoders = ({"decoder_x": decoder(dims[0], "decoder_x"), "decoder_y": decoder(dims[1], "decoder_y"),
                  "reconstruction_weight": config["reconstruction_weight"]} if with_decoders else {})
@@ -149,23 +155,36 @@ def make_optimizer(config: dict, steps: int):
     return FusedAdam(rate)
 
 
+def global_batch_size(config: dict, rows: int, replicas: int) -> int:
+    """The global batch: ``batch_size`` (at most the training rows), split evenly over
+    the replicas (each replica computes its share; the objective stays global)."""
+    batch_size = min(config["batch_size"], rows)
+    if batch_size % replicas:
+        raise ValueError(f"batch_size={batch_size} does not split evenly over {replicas} replicas; set "
+                         f"--set batch_size= to a multiple of {replicas} (e.g. {batch_size - batch_size % replicas}).")
+    return batch_size
+
+
 def train_deep_model(name: str, dataset, config: dict, context: RunContext) -> dict:
     """Train one DeepCCA / DCCAE model, then fit and score the final linear CCA."""
-    model = build_model(dataset, config, with_decoders=(name == "dccae"))
     x, y, _ = dataset.train
-    batch_size = min(config["batch_size"], len(x))
+    batch_size = global_batch_size(config, len(x), context.replicas)
     steps_per_epoch = len(x) // batch_size
     phases = training_phases(dataset, (x, y), batch_size, config, context.seed)
     validation = dataset.validation[:2]
-    optimizer = make_optimizer(config, steps_per_epoch * config["epochs"])
+    with context.scope():
+        model = build_model(dataset, config, with_decoders=(name == "dccae"))
+        optimizer = make_optimizer(config, steps_per_epoch * config["epochs"])
     context.progress(f"{name}: {config['epochs']} epochs of {steps_per_epoch} steps "
-                     f"(batch {batch_size}), trainer={config['trainer']} ...")
+                     f"(global batch {batch_size} over {context.replicas} replica(s)), "
+                     f"trainer={config['trainer']} ...")
     started = time.perf_counter()
     if config["trainer"] == "custom":
         from xmodal_tf.training import DeepCCATrainer
 
-        checkpoint_dir = context.logdir / "checkpoints" / name if config["checkpoints"] else None
-        trainer = DeepCCATrainer(model, optimizer, checkpoint_dir=checkpoint_dir,
+        # The chief's directory: every worker resumes from it (the others write elsewhere).
+        checkpoint_dir = context.run_directory / "checkpoints" / name if config["checkpoints"] else None
+        trainer = DeepCCATrainer(model, optimizer, strategy=context.strategy, checkpoint_dir=checkpoint_dir,
                                  logdir=context.logdir / name, eval_every=max(1, config["epochs"] // 10),
                                  progress=True)
         resumed_after = trainer.epoch
@@ -176,11 +195,12 @@ def train_deep_model(name: str, dataset, config: dict, context: RunContext) -> d
             _extend_history(history, trainer.fit(train, until, validation_data=validation))
     else:
         resumed_after = 0
-        model.compile(optimizer=optimizer)
+        with context.scope():
+            model.compile(optimizer=optimizer)
         history, start = {}, 0
         for train, until in phases:
             _extend_history(history, model.fit(train, epochs=until, initial_epoch=start, shuffle=False,
-                                               verbose=2).history)
+                                               verbose=2 if context.is_chief else 0).history)
             start = until
     train_seconds = time.perf_counter() - started
     return {**score_model(model, dataset, config, context, name),
@@ -263,7 +283,7 @@ def run(config: dict, context: RunContext) -> dict:
             results[name] = train_deep_model(name, dataset, config, context)
     return {"data": dataset.name, "n_components": config["n_components"], "results": results,
             "recipe": {key: config[key] for key in (
-                "hidden_units", "activation", "batch_norm", "dropout", "shift", "unshifted_final_epochs",
+                "hidden_units", "activation", "batch_norm", "sync_batch_norm", "dropout", "shift", "unshifted_final_epochs",
                 "epochs", "batch_size",
                 "learning_rate", "schedule", "weight_decay", "reg", "objective", "trainer")}}
 

@@ -38,6 +38,11 @@ get alone on the same batches (its auxiliary unimodal loss, which depends on its
 weights only, is added by the joint model's ``compute_loss``). Tracing the training step of 16 models costs more
 than training them on small data, so it is traced once: each later seed loads its
 freshly initialised weights into the same model and clears the optimizer state.
+
+Distribution: the joint model trains through ``xmodal_tf.training.Trainer`` on the run's
+strategy (``--strategy``; ``model.fit`` fails under ``MultiWorkerMirroredStrategy``).
+``batch_size`` is the global batch; with several replicas it must divide by their
+number and the last partial batch of an epoch is dropped. Scoring runs on every worker.
 """
 from __future__ import annotations
 
@@ -186,25 +191,36 @@ class JointTraining:
     The first seed's classifiers become the model; ``restart`` loads another seed's
     freshly initialised weights into it and clears the optimizer state, so every seed
     reuses the one traced training step.
+
+    Training runs through ``xmodal_tf.training.Trainer`` (``context.trainer`` when a run
+    context is given, else on the current strategy). Create the object, like the
+    classifiers, inside ``with context.scope():``.
     """
 
-    def __init__(self, classifiers: dict, inputs: dict, settings: dict):
+    def __init__(self, classifiers: dict, inputs: dict, settings: dict, context: RunContext | None = None):
         import keras
 
         from xmodal_tf.optimizers import FusedAdam
 
         self.classifiers = classifiers
         self.settings = settings
+        self.replicas = 1 if context is None else context.replicas
         model_inputs = {name: keras.Input(array.shape[1:], name=name) for name, array in inputs.items()}
         outputs = {name: classifier({modality: model_inputs[modality] for modality in classifier.modalities})
                    for name, classifier in classifiers.items()}
         self.model = _all_classifiers_model(model_inputs, outputs, classifiers)
         # FusedAdam: one update op per weight instead of about ten, which shortens the
-        # trace of 16 models; built now so that fit does not trace its step twice.
+        # trace of 16 models; built now so that the trainer does not trace its step twice.
         self.model.compile(optimizer=FusedAdam(settings["learning_rate"]),
                            loss={name: "sparse_categorical_crossentropy" for name in classifiers})
         self.model.optimizer.build(self.model.trainable_variables)
         self._initial_optimizer_state = [variable.numpy() for variable in self.model.optimizer.variables]
+        if context is None:
+            from xmodal_tf.training import Trainer
+
+            self.trainer = Trainer(self.model, None, progress=False)
+        else:
+            self.trainer = context.trainer(self.model, None, progress=False)
 
     def restart(self, fresh_classifiers: dict) -> None:
         for name, classifier in self.classifiers.items():
@@ -212,12 +228,25 @@ class JointTraining:
         for variable, value in zip(self.model.optimizer.variables, self._initial_optimizer_state):
             variable.assign(value)
 
-    def fit(self, inputs: dict, labels: np.ndarray, seed: int):
+    def fit(self, inputs: dict, labels: np.ndarray, seed: int) -> dict:
+        """Train ``epochs`` epochs from epoch 0; returns the trainer's history dict (one
+        list per metric: ``<name>_loss``, ``<name>_unimodal_loss``, ...)."""
         from xmodal_tf.data import make_dataset
 
+        batch_size = global_batch_size(self.settings["batch_size"], self.replicas)
         targets = {name: labels for name in self.classifiers}
-        dataset = make_dataset(inputs, targets, batch_size=self.settings["batch_size"], seed=seed)
-        return self.model.fit(dataset, epochs=self.settings["epochs"], shuffle=False, verbose=0)
+        dataset = make_dataset(inputs, targets, batch_size=batch_size, seed=seed,
+                               drop_remainder=self.replicas > 1)
+        return self.trainer.fit(dataset, self.settings["epochs"], initial_epoch=0)
+
+
+def global_batch_size(batch_size: int, replicas: int) -> int:
+    """``batch_size`` (the global batch), checked to split evenly over the replicas."""
+    if batch_size % replicas:
+        lower = max(replicas, batch_size - batch_size % replicas)
+        raise ValueError(f"batch_size={batch_size} does not split evenly over {replicas} replicas; set "
+                         f"--set batch_size= to a multiple of {replicas} (e.g. {lower}).")
+    return batch_size
 
 
 def _all_classifiers_model(inputs: dict, outputs: dict, classifiers: dict):
@@ -225,6 +254,7 @@ def _all_classifiers_model(inputs: dict, outputs: dict, classifiers: dict):
     unimodal loss (``FusionClassifier.unimodal_loss``, weighted as in its ``compute_loss``),
     which depends on that classifier's weights only; logged as ``<name>_unimodal_loss``."""
     import keras
+    import tensorflow as tf
 
     class AllClassifiers(keras.Model):
         def __init__(self, *args, **kwargs):
@@ -238,7 +268,9 @@ def _all_classifiers_model(inputs: dict, outputs: dict, classifiers: dict):
                 classifier = classifiers[name]
                 unimodal = classifier.unimodal_loss({modality: x[modality] for modality in classifier.modalities},
                                                     y[name], training=training, predictions=y_pred[name])
-                tracker.update_state(unimodal)
+                # Like the compiled losses, ``unimodal`` is divided by the number of
+                # replicas (Keras' loss call); the metric records the undivided mean.
+                tracker.update_state(unimodal * tf.distribute.get_strategy().num_replicas_in_sync)
                 loss = loss + classifier.unimodal_loss_weight * unimodal
             return loss
 
@@ -317,20 +349,21 @@ def run_seed(dataset, settings: dict, seed: int, joint: JointTraining | None, co
     modalities = tuple(dataset.modalities)
     train_inputs = degraded_inputs(dataset.train, settings, rng)
     test_inputs = degraded_inputs(dataset.test, settings, rng)
-    classifiers = build_classifiers(train_inputs, dataset.num_classes, settings)
-    if joint is None:
-        joint = JointTraining(classifiers, train_inputs, settings)
-    else:
+    with context.scope():
+        classifiers = build_classifiers(train_inputs, dataset.num_classes, settings)
+        if joint is None:
+            joint = JointTraining(classifiers, train_inputs, settings, context)
+    if joint.classifiers is not classifiers:
         joint.restart(classifiers)
     context.progress(f"seed {seed}: training {len(classifiers)} classifiers together, "
                      f"{settings['epochs']} epochs on {len(dataset.train)} examples ...")
     history = joint.fit(train_inputs, dataset.train.labels, seed)
     for name in classifiers:
-        for epoch, value in enumerate(history.history.get(f"{name}_loss", [])):
+        for epoch, value in enumerate(history.get(f"{name}_loss", [])):
             context.log_scalar(f"train_loss/seed{seed}/{name}", value, step=epoch + 1)
-        for epoch, value in enumerate(history.history.get(f"{name}_unimodal_loss", [])):
+        for epoch, value in enumerate(history.get(f"{name}_unimodal_loss", [])):
             context.log_scalar(f"train_unimodal_loss/seed{seed}/{name}", value, step=epoch + 1)
-    final_losses = [history.history[f"{name}_loss"][-1] for name in classifiers if f"{name}_loss" in history.history]
+    final_losses = [history[f"{name}_loss"][-1] for name in classifiers if f"{name}_loss" in history]
     context.progress(f"seed {seed}: trained (mean final training loss {np.mean(final_losses):.3f}); "
                      f"scoring on {len(dataset.test)} test examples ...")
     conditions = test_conditions(modalities, settings["missing_fractions"], len(dataset.test), rng)
@@ -350,6 +383,7 @@ def run(config: dict, context: RunContext) -> dict:
     context.progress(f"loading {settings['data']} ...")
     dataset = load_data(settings, context.data_dir)
     modalities = tuple(dataset.modalities)
+    global_batch_size(settings["batch_size"], context.replicas)  # before any training
     context.progress(f"{dataset.description}: {len(dataset.train)} training / {len(dataset.test)} test examples; "
                      f"{settings['degrade_modality']} degraded ({settings['degradation']}, "
                      f"strength {settings['degradation_strength']}), other modality noise "

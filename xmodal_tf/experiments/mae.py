@@ -20,9 +20,14 @@ audio). Both models are then judged on their shared codes, with frozen weights:
 
 TensorBoard, under the run directory: per model ``<model>/`` holds image grids of
 originals vs reconstructions and cross-modal translations (every few epochs),
-``<model>/train`` and ``<model>/validation`` the Keras loss curves, and
+``<model>/train`` and ``<model>/validation`` the loss curves per epoch, and
 ``<model>/projector`` the test codes from each modality alone and from both, for the
 embedding projector (colour by ``label`` or ``present``).
+
+Training runs through ``xmodal_tf.training.Trainer`` on the run's strategy
+(``--strategy``): the models are built in ``context.scope()`` and every batch is a
+global batch; with several replicas ``batch_size`` must divide evenly over them and
+the last partial batch of an epoch is dropped.
 """
 from __future__ import annotations
 
@@ -137,33 +142,62 @@ def build_model(shapes: dict, settings: dict, modality_dropout: float, seed: int
             # Standardised MFCCs: a linear output.
             decoders[name] = dense_decoder(code_dim, shape, hidden_units=tuple(settings["decoder_hidden_units"]),
                                            name=f"{name}_decoder")
-    model = MultimodalAutoencoder(encoders, decoders, code_dim=code_dim, modality_dropout=modality_dropout,
-                                  seed=seed, name="multimodal_autoencoder")
-    model.compile(optimizer=keras.optimizers.Adam(settings["learning_rate"]))
-    return model
+    return MultimodalAutoencoder(encoders, decoders, code_dim=code_dim, modality_dropout=modality_dropout,
+                                 seed=seed, name="multimodal_autoencoder")
 
 
-def train(name: str, model, dataset, settings: dict, context: RunContext) -> float:
-    """Fit with the TensorBoard callbacks; returns the training time in seconds."""
-    import keras
+def check_batch_size(settings: dict, replicas: int, num_train: int | None = None) -> None:
+    """ValueError unless ``batch_size`` splits evenly over the replicas (and, with
+    several replicas, leaves at least one full batch of the training pairs)."""
+    batch_size = settings["batch_size"]
+    if batch_size % replicas:
+        lower = max(replicas, batch_size - batch_size % replicas)
+        raise ValueError(f"mae: batch_size={batch_size} does not split evenly over the {replicas} replicas of "
+                         f"the strategy; set batch_size to a multiple of {replicas} (e.g. --set batch_size={lower}).")
+    if replicas > 1 and num_train is not None and num_train < batch_size:
+        raise ValueError(f"mae: batch_size={batch_size} is larger than the {num_train} training pairs; with "
+                         f"{replicas} replicas partial batches are dropped, so no batch would remain. Lower "
+                         "batch_size.")
+
+
+def global_batches(inputs: dict, batch_size: int, replicas: int, *, seed=None, shuffle: bool = False):
+    """A dataset of global batches of ``inputs``; with several replicas the last partial
+    batch is dropped (every replica gets an equal share of every batch)."""
     import tensorflow as tf
 
+    dataset = tf.data.Dataset.from_tensor_slices(inputs)
+    if shuffle:
+        rows = len(next(iter(inputs.values())))
+        dataset = dataset.shuffle(rows, seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size, drop_remainder=replicas > 1).prefetch(tf.data.AUTOTUNE)
+
+
+def validation_batches(dataset, settings: dict, replicas: int):
+    """The first ``validation_size`` validation pairs in global batches (None: none)."""
+    if dataset.validation is None:
+        return None
+    rows = min(settings["validation_size"], len(dataset.validation))
+    batch_size = min(INFERENCE_BATCH, rows) if replicas > 1 else INFERENCE_BATCH
+    batch_size -= batch_size % replicas  # whole batches only, split evenly
+    if batch_size < 1:
+        return None
+    return global_batches({key: value[:rows] for key, value in dataset.validation.inputs.items()},
+                          batch_size, replicas)
+
+
+def train(name: str, model, optimizer, dataset, settings: dict, context: RunContext) -> float:
+    """Train through ``context.trainer`` with the TensorBoard callbacks; returns the
+    training time in seconds."""
     from xmodal_tf.training.callbacks import EmbeddingProjectorCallback, ReconstructionImagesCallback
 
-    inputs = dataset.train.inputs
-    batches = (tf.data.Dataset.from_tensor_slices(inputs)
-               .shuffle(len(dataset.train), seed=context.seed, reshuffle_each_iteration=True)
-               .batch(settings["batch_size"]).prefetch(tf.data.AUTOTUNE))
-    validation = None
-    if dataset.validation is not None:
-        rows = slice(0, settings["validation_size"])
-        validation = tf.data.Dataset.from_tensor_slices(
-            {key: value[rows] for key, value in dataset.validation.inputs.items()}).batch(INFERENCE_BATCH)
+    replicas = context.replicas
+    batches = global_batches(dataset.train.inputs, settings["batch_size"], replicas, seed=context.seed,
+                             shuffle=True)
+    validation = validation_batches(dataset, settings, replicas)
     folder = context.logdir / name
     test = dataset.test
     modalities = dataset.modalities
     callbacks = [
-        keras.callbacks.TensorBoard(str(folder), write_graph=False),
         ReconstructionImagesCallback(folder, {key: value[:8] for key, value in test.inputs.items()},
                                      every=settings["images_every"]),
         EmbeddingProjectorCallback(folder / "projector", _head(test.inputs, 2000), test.labels[:2000],
@@ -171,10 +205,15 @@ def train(name: str, model, dataset, settings: dict, context: RunContext) -> flo
                                    every=settings["epochs"]),
         progress_callback(name, settings["epochs"], context),
     ]
+    # The trainer writes the loss curves (<model>/train, <model>/validation); progress
+    # lines come from progress_callback, every ~10 % of the epochs.
+    trainer = context.trainer(model, optimizer, logdir=folder, progress=False)
     started = time.perf_counter()
-    model.fit(batches, epochs=settings["epochs"], validation_data=validation, callbacks=callbacks, shuffle=False,
-              verbose=0)
+    trainer.fit(batches, settings["epochs"], validation_data=validation, callbacks=callbacks)
     return time.perf_counter() - started
+
+
+_TRAINER_LOGS = ("steps", "seconds")  # the trainer's own entries in an epoch's logs
 
 
 def _head(inputs: dict, count: int) -> dict:
@@ -190,7 +229,8 @@ def progress_callback(name: str, epochs: int, context: RunContext):
     class Progress(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if (epoch + 1) % every == 0 or epoch + 1 == epochs:
-                values = ", ".join(f"{key} {value:.4f}" for key, value in (logs or {}).items())
+                values = ", ".join(f"{key} {value:.4f}" for key, value in (logs or {}).items()
+                                   if key not in _TRAINER_LOGS)
                 context.progress(f"{name}: epoch {epoch + 1}/{epochs}: {values}")
 
     return Progress()
@@ -255,18 +295,24 @@ def _dataset_of(inputs: dict):
 
 # ----------------------------------------------------------------------------- run and report
 def run(config: dict, context: RunContext) -> dict:
+    import keras
+
     settings = settings_for(config)
+    check_batch_size(settings, context.replicas)  # before loading anything
     context.progress(f"loading {settings['data']} ...")
     dataset = load_data(settings, context.data_dir)
     shapes = {name: dataset.train.inputs[name].shape[1:] for name in dataset.modalities}
     context.progress(f"{dataset.description}: modalities {shapes}, {len(dataset.train)} training / "
                      f"{len(dataset.test)} test pairs")
+    check_batch_size(settings, context.replicas, len(dataset.train))
     results = {}
     for name, dropout in (("dropout", settings["modality_dropout"]), ("no_dropout", 0.0)):
-        model = build_model(shapes, settings, dropout, context.seed)
+        with context.scope():
+            model = build_model(shapes, settings, dropout, context.seed)
+            optimizer = keras.optimizers.Adam(settings["learning_rate"])
         context.progress(f"{name}: modality_dropout={dropout:g}, {settings['epochs']} epochs of batch "
                          f"{settings['batch_size']} ...")
-        seconds = train(name, model, dataset, settings, context)
+        seconds = train(name, model, optimizer, dataset, settings, context)
         results[name] = {**evaluate(name, model, dataset, settings, context), "modality_dropout": dropout,
                          "train_seconds": seconds}
     return {"data": settings["data"], "modalities": list(dataset.modalities), "chance_accuracy": CHANCE,

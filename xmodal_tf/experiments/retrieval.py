@@ -27,6 +27,11 @@ Data (``data``):
   Claus"), and holds out a seeded ``test_fraction`` of the base emoji, so no skin-tone variant of a test emoji is seen in training. Retrieval runs
   over every held-out image and its full name; zero-shot classifies held-out images
   among the base names of the held-out emoji: classes never seen in training.
+
+Training runs through ``xmodal_tf.training.Trainer`` on the run's strategy
+(``--strategy``); the contrastive loss sees the global batch on every replica. With
+several replicas ``batch_size`` must divide evenly over them and the last partial batch
+of an epoch is dropped.
 """
 from __future__ import annotations
 
@@ -173,7 +178,7 @@ def progress_callback(context: RunContext, epochs: int):
 
     class EpochReport(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            logs = dict(logs or {})
+            logs = {key: value for key, value in (logs or {}).items() if key not in ("steps", "seconds")}
             context.log_scalars({key: float(value) for key, value in logs.items()}, step=epoch + 1,
                                 prefix="train/")
             context.progress(f"epoch {epoch + 1}/{epochs}: loss {logs.get('loss', float('nan')):.3f}, "
@@ -183,22 +188,51 @@ def progress_callback(context: RunContext, epochs: int):
     return EpochReport()
 
 
-def train(model, data: RetrievalData, config: dict, context: RunContext):
+def make_optimizer(config: dict):
+    """Adam, or AdamW when ``weight_decay`` > 0 (create it in ``context.scope()``)."""
     import keras
 
     if config["weight_decay"] > 0:
         optimizer = keras.optimizers.AdamW(config["learning_rate"], weight_decay=config["weight_decay"])
         # As in CLIP: no decay of the temperature, biases and normalisation gains.
         optimizer.exclude_from_weight_decay(var_names=["logit_scale", "bias", "gamma", "beta"])
-    else:
-        optimizer = keras.optimizers.Adam(config["learning_rate"])
-    model.compile(optimizer=optimizer)
+        return optimizer
+    return keras.optimizers.Adam(config["learning_rate"])
+
+
+def check_batch_size(batch_size: int, replicas: int, num_pairs: int | None = None) -> None:
+    """ValueError unless ``batch_size`` splits evenly over the replicas (and, with
+    several replicas, leaves at least one full batch of the training pairs)."""
+    if batch_size % replicas:
+        lower = max(replicas, batch_size - batch_size % replicas)
+        raise ValueError(f"retrieval: batch_size={batch_size} does not split evenly over the {replicas} replicas "
+                         f"of the strategy; set batch_size to a multiple of {replicas} (e.g. --set "
+                         f"batch_size={lower}).")
+    if replicas > 1 and num_pairs is not None and num_pairs < batch_size:
+        raise ValueError(f"retrieval: batch_size={batch_size} is larger than the {num_pairs} training pairs; with "
+                         f"{replicas} replicas partial batches are dropped, so no batch would remain. Lower "
+                         "batch_size.")
+
+
+def training_batches(data: RetrievalData, batch_size: int, replicas: int, seed: int):
+    """Global batches of (images, texts), reshuffled every epoch; with several replicas
+    the last partial batch is dropped."""
+    import tensorflow as tf
+
+    pairs = tf.data.Dataset.from_tensor_slices((data.train_images, data.train_texts.astype(str)))
+    return (pairs.shuffle(len(data.train_texts), seed=seed, reshuffle_each_iteration=True)
+            .batch(batch_size, drop_remainder=replicas > 1).prefetch(tf.data.AUTOTUNE))
+
+
+def train(model, optimizer, data: RetrievalData, config: dict, context: RunContext) -> dict:
+    """Train through ``context.trainer``; returns its history (one entry per epoch)."""
+    check_batch_size(config["batch_size"], context.replicas, len(data.train_texts))
+    batches = training_batches(data, config["batch_size"], context.replicas, context.seed)
     context.progress(f"training: {len(data.train_texts)} pairs, {config['epochs']} epochs, "
                      f"batch {config['batch_size']} ...")
-    history = model.fit(data.train_images, data.train_texts, batch_size=config["batch_size"],
-                        epochs=config["epochs"], shuffle=True, verbose=0,
-                        callbacks=[progress_callback(context, config["epochs"])])
-    return history.history
+    # progress_callback prints the epoch lines and logs train/... scalars to the run directory.
+    trainer = context.trainer(model, optimizer, progress=False)
+    return trainer.fit(batches, config["epochs"], callbacks=[progress_callback(context, config["epochs"])])
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -226,12 +260,15 @@ def evaluate(model, data: RetrievalData, ks) -> dict:
 
 def run(config: dict, context: RunContext) -> dict:
     config = resolved(config)
+    check_batch_size(config["batch_size"], context.replicas)  # before loading anything
     context.progress(f"loading {config['data']} ...")
     data = load_data(config, context)
     context.progress(data.description)
-    model = build_model(data, config)
+    with context.scope():
+        model = build_model(data, config)
+        optimizer = make_optimizer(config)
     started = time.perf_counter()
-    history = train(model, data, config, context)
+    history = train(model, optimizer, data, config, context)
     train_seconds = time.perf_counter() - started
     results = evaluate(model, data, config["ks"])
     for direction in ("image_to_text", "text_to_image"):

@@ -21,6 +21,13 @@ Every variant takes the same number of supervised gradient steps and is scored o
 the target view's test split. Each fraction is repeated for several seeds (the
 subset and the initialisation change with the seed); the mean and spread of the
 test accuracy are reported.
+
+Every model trains through ``xmodal_tf.training.Trainer`` on the run's strategy
+(``--strategy``; ``model.fit`` fails for functional models under
+``MultiWorkerMirroredStrategy``), ``two_stage`` through ``transfer.fine_tune(...,
+strategy=)``. ``batch_size`` is the global batch; with several replicas it must divide
+by their number, a batch capped at a small labelled subset is rounded down to a multiple
+of it, and an epoch's last partial batch is dropped. Scoring runs on every worker.
 """
 from __future__ import annotations
 
@@ -86,10 +93,27 @@ def build_classifier(input_shape, num_classes: int, config: dict, name: str):
 
 
 def compile_classifier(model, learning_rate: float) -> None:
+    """Compile with a new Adam (call it inside ``context.scope()``)."""
     import keras
 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+def check_batch_size(batch_size: int, replicas: int) -> None:
+    """ValueError unless the global ``batch_size`` splits evenly over the replicas."""
+    if batch_size % replicas:
+        lower = max(replicas, batch_size - batch_size % replicas)
+        raise ValueError(f"batch_size={batch_size} does not split evenly over {replicas} replicas; set "
+                         f"--set batch_size= to a multiple of {replicas} (e.g. {lower}).")
+
+
+def subset_batch_size(batch_size: int, rows: int, replicas: int) -> int:
+    """The global batch for ``rows`` labelled examples: ``batch_size`` capped at ``rows``,
+    rounded down to a multiple of the replicas (at least one example per replica)."""
+    check_batch_size(batch_size, replicas)
+    capped = min(batch_size, rows)
+    return max(replicas, capped - capped % replicas)
 
 
 def label_subset(labels: np.ndarray, fraction: float, num_classes: int, seed: int) -> np.ndarray:
@@ -105,17 +129,19 @@ def label_subset(labels: np.ndarray, fraction: float, num_classes: int, seed: in
     return np.sort(np.concatenate(chosen))
 
 
-def train_steps(model, images, labels, steps: int, batch_size: int, seed: int):
-    """Train ``model`` for exactly ``steps`` gradient steps on (images, labels).
+def train_steps(model, images, labels, steps: int, batch_size: int, seed: int, context: RunContext) -> dict:
+    """Train the compiled ``model`` for exactly ``steps`` gradient steps on (images, labels),
+    with ``context.trainer``; returns its history.
 
     One long "epoch" over a repeated pipeline: with ten labelled examples an
-    epoch is one step, and Keras' per-epoch overhead would dominate.
+    epoch is one step, and the per-epoch overhead would dominate.
     """
     from xmodal_tf.data import make_dataset
 
-    dataset = make_dataset(images, labels, batch_size=min(batch_size, len(labels)), seed=seed,
-                           repeat=True)
-    return model.fit(dataset, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0)
+    replicas = context.replicas
+    dataset = make_dataset(images, labels, batch_size=subset_batch_size(batch_size, len(labels), replicas),
+                           seed=seed, repeat=True, drop_remainder=replicas > 1)
+    return context.trainer(model, None, progress=False).fit(dataset, 1, steps_per_epoch=steps)
 
 
 def views_of(split, source_view: str):
@@ -127,16 +153,18 @@ def views_of(split, source_view: str):
 def pretrain(dataset, config: dict, context: RunContext):
     """The source-view classifier, trained on all of the source view's training labels."""
     source, _, labels = views_of(dataset.train, config["source_view"])
-    model = build_classifier(source.shape[1:], dataset.num_classes, config, "source_classifier")
-    compile_classifier(model, config["learning_rate"])
+    with context.scope():
+        model = build_classifier(source.shape[1:], dataset.num_classes, config, "source_classifier")
+        compile_classifier(model, config["learning_rate"])
     epochs = config["pretrain_epochs"] or DEFAULT_PRETRAIN_EPOCHS[dataset.name]
     context.progress(f"pretraining on the {config['source_view']} view: {len(labels)} labels, "
                      f"{epochs} epochs ...")
     from xmodal_tf.data import make_dataset
 
-    history = model.fit(make_dataset(source, labels, batch_size=config["batch_size"],
-                                     seed=context.seed), epochs=epochs, shuffle=False, verbose=0)
-    for epoch, value in enumerate(history.history["accuracy"]):
+    train = make_dataset(source, labels, batch_size=config["batch_size"], seed=context.seed,
+                         drop_remainder=context.replicas > 1)
+    history = context.trainer(model, None, progress=False).fit(train, epochs)
+    for epoch, value in enumerate(history["accuracy"]):
         context.log_scalar("pretrain/train_accuracy", value, step=epoch + 1)
     test_source, test_target, test_labels = views_of(dataset.test, config["source_view"])
     accuracy = {
@@ -154,7 +182,7 @@ def evaluate(model, images, labels) -> float:
     return float(np.mean(predicted == labels))
 
 
-def target_model(dataset, config: dict, source_model, variant: str, seed: int):
+def target_model(dataset, config: dict, source_model, variant: str, seed: int, context: RunContext):
     """A compiled target-view classifier for one of ``VARIANTS`` (see the module doc)."""
     import keras
 
@@ -162,18 +190,20 @@ def target_model(dataset, config: dict, source_model, variant: str, seed: int):
 
     keras.utils.set_random_seed(seed)
     _, target, _ = views_of(dataset.train, config["source_view"])
-    model = build_classifier(target.shape[1:], dataset.num_classes, config, f"{variant}_classifier")
+    with context.scope():
+        model = build_classifier(target.shape[1:], dataset.num_classes, config, f"{variant}_classifier")
     if variant != "scratch":
         transfer.transfer_weights(source_model, model, match="name", strict=True)
     if variant == "paired_transfer":
-        distill_encoder(dataset, config, source_model, model, seed)
+        distill_encoder(dataset, config, source_model, model, seed, context)
     if variant != "scratch" and config["recipe"] == "freeze_head":
         transfer.freeze(model, pattern="|".join(HEAD_LAYERS))
-    compile_classifier(model, config["learning_rate"])
+    with context.scope():
+        compile_classifier(model, config["learning_rate"])
     return model
 
 
-def distill_encoder(dataset, config: dict, source_model, model, seed: int) -> None:
+def distill_encoder(dataset, config: dict, source_model, model, seed: int, context: RunContext) -> None:
     """Train ``model``'s encoder on the target view of every training pair to output the
     source encoder's embedding of the paired source view (mean squared error); no labels."""
     import keras
@@ -182,42 +212,49 @@ def distill_encoder(dataset, config: dict, source_model, model, seed: int) -> No
     teacher = source_model.get_layer(ENCODER_NAME)
     student = model.get_layer(ENCODER_NAME)
     embeddings = teacher.predict(source, batch_size=1024, verbose=0)
-    student.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]), loss="mse")
-    train_steps(student, target, embeddings, config["distill_steps"], config["batch_size"], seed)
+    with context.scope():
+        student.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]), loss="mse")
+    train_steps(student, target, embeddings, config["distill_steps"], config["batch_size"], seed, context)
 
 
-def train_target(dataset, config, source_model, variant, rows, seed):
+def train_target(dataset, config, source_model, variant, rows, seed, context: RunContext):
     """Train one target model on the chosen rows; return its test accuracy."""
     from xmodal_tf import transfer
 
     _, target, labels = views_of(dataset.train, config["source_view"])
     images, subset_labels = target[rows], labels[rows]
-    model = target_model(dataset, config, source_model, variant, seed)
+    model = target_model(dataset, config, source_model, variant, seed, context)
     steps = config["target_steps"]
     if variant != "scratch" and config["recipe"] == "two_stage":
         # Stage 1 adapts the head with the body frozen, stage 2 trains all at a lower rate.
+        batch_size = subset_batch_size(config["batch_size"], len(rows), context.replicas)
+        drop_remainder = context.replicas > 1  # fine_tune's batching of arrays on a strategy
         transfer.fine_tune(
             # unfreeze_top counts weight-carrying layers; more weights than layers means all.
             model, (images, subset_labels), head_layers=2, unfreeze_top=len(model.weights),
-            head_epochs=_epochs_for(steps // 2, len(rows), config["batch_size"]),
-            fine_tune_epochs=_epochs_for(steps - steps // 2, len(rows), config["batch_size"]),
+            head_epochs=_epochs_for(steps // 2, len(rows), batch_size, drop_remainder),
+            fine_tune_epochs=_epochs_for(steps - steps // 2, len(rows), batch_size, drop_remainder),
             head_learning_rate=config["learning_rate"],
             fine_tune_learning_rate=config["learning_rate"] / 10,
-            batch_size=min(config["batch_size"], len(rows)))
+            batch_size=batch_size, strategy=context.strategy)
     else:
-        train_steps(model, images, subset_labels, steps, config["batch_size"], seed)
+        train_steps(model, images, subset_labels, steps, config["batch_size"], seed, context)
     _, test_target, test_labels = views_of(dataset.test, config["source_view"])
     return evaluate(model, test_target, test_labels)
 
 
-def _epochs_for(steps: int, rows: int, batch_size: int) -> int:
-    return max(1, int(np.ceil(steps / np.ceil(rows / min(batch_size, rows)))))
+def _epochs_for(steps: int, rows: int, batch_size: int, drop_remainder: bool = False) -> int:
+    """Epochs of ``rows`` examples in batches of ``batch_size`` that give about ``steps`` steps."""
+    batch_size = min(batch_size, rows)
+    per_epoch = rows // batch_size if drop_remainder else int(np.ceil(rows / batch_size))
+    return max(1, int(np.ceil(steps / per_epoch)))
 
 
 def run(config: dict, context: RunContext) -> dict:
     context.progress(f"loading {config['data']} ...")
     dataset = load_data(config["data"], context.data_dir)
     context.progress(f"{dataset!r}")
+    check_batch_size(config["batch_size"], context.replicas)  # before any training
     started = time.perf_counter()
     source_model, source_metrics = pretrain(dataset, config, context)
     _, _, train_labels = views_of(dataset.train, config["source_view"])
@@ -230,7 +267,7 @@ def run(config: dict, context: RunContext) -> dict:
             rows = label_subset(train_labels, fraction, dataset.num_classes, seed)
             for variant in accuracies:
                 accuracies[variant].append(
-                    train_target(dataset, config, source_model, variant, rows, seed))
+                    train_target(dataset, config, source_model, variant, rows, seed, context))
         results[_fraction_key(fraction)] = _summarise_fraction(fraction, len(rows), accuracies)
         _log_fraction(context, fraction, results[_fraction_key(fraction)])
     metrics = {"data": dataset.name, "source_view": config["source_view"],

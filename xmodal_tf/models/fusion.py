@@ -87,6 +87,7 @@ from keras import ops
 from xmodal_tf.layers import (AttentionFusion, AverageFusion, ConcatFusion, GatedFusion, LateFusion,
                               ModalityDropout, ReplicaDropout, TensorFusion, WeightedFusion, _check_dropout_rate,
                               _check_hidden_units, _check_positive_int)
+from xmodal_tf._replicas import in_replica_context, num_replicas
 from xmodal_tf.models.base import MultiWorkerFitMixin
 
 __all__ = ["FUSION_STRATEGIES", "MASK_INPUT", "FusionClassifier", "build_fusion_classifier"]
@@ -399,9 +400,11 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         if self.unimodal_network is None or y is None or not isinstance(x, dict):
             return loss
         unimodal = self.unimodal_loss(x, y, sample_weight, training=training, predictions=y_pred)
-        self._unimodal_loss_tracker.update_state(unimodal)
         # The compiled loss is already divided by the number of replicas; the auxiliary
-        # one is too (CategoricalCrossentropy's call scales it the same way).
+        # one is too (CategoricalCrossentropy's call scales it the same way). The metric
+        # reports it unscaled, like Keras' own loss metric.
+        replicas = num_replicas() if in_replica_context() else 1
+        self._unimodal_loss_tracker.update_state(unimodal * replicas)
         return loss + ops.cast(self.unimodal_loss_weight, loss.dtype) * unimodal
 
     # ------------------------------------------------------------------ config

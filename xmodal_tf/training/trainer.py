@@ -133,6 +133,7 @@ class Trainer:
         if self.checkpoint_dir is not None:
             self._open_checkpoints()
         self._train_epoch = tf.function(self._train_epoch_loop, jit_compile=False)
+        self._train_steps = tf.function(self._train_steps_loop, jit_compile=False)
         self._test_epoch = tf.function(self._test_epoch_loop, jit_compile=False)
 
     # ------------------------------------------------------------------ setup
@@ -252,6 +253,13 @@ class Trainer:
                                  (tf.constant(0, tf.int64), iterator.get_next_as_optional()))
         return steps
 
+    def _train_steps_loop(self, iterator, steps):
+        """``steps`` steps from an iterator that runs on across epochs, in graph. Only the
+        batches used are fetched, so none is lost between epochs."""
+        for _ in tf.range(steps):
+            self.strategy.run(self.model.train_step, args=(next(iterator),))
+        return steps
+
     def _test_epoch_loop(self, iterator):
         def body(steps, optional):
             self.strategy.run(self.model.test_step, args=(optional.get_value(),))
@@ -271,7 +279,8 @@ class Trainer:
         """Number of optimizer updates applied (skipped batches are not counted)."""
         return int(self.optimizer.iterations.numpy())
 
-    def fit(self, train_dataset, epochs, validation_data=None, initial_epoch=None) -> dict:
+    def fit(self, train_dataset, epochs, validation_data=None, initial_epoch=None, *, steps_per_epoch=None,
+            callbacks=None) -> dict:
         """Train until ``epochs`` epochs are completed in total; returns a history dict.
 
         Args:
@@ -282,6 +291,12 @@ class Trainer:
                 dataset like ``train_dataset`` (or whatever the model's
                 ``held_out_logs`` takes, e.g. an (x, y) pair for DeepCCA).
             initial_epoch: epoch to start from; None continues from the completed epochs.
+            steps_per_epoch: None: an epoch is one pass over ``train_dataset``. An int:
+                an epoch is that many batches of ONE iterator that runs on across epochs
+                (as in Keras; for a repeated dataset), ending early if it runs out.
+            callbacks: Keras callbacks; they get ``on_train_begin`` / ``on_epoch_begin``
+                / ``on_epoch_end`` (with this epoch's logs) / ``on_train_end``, on the
+                chief only (batch-level hooks are not called: the epoch runs in graph).
 
         Returns:
             {"epoch": [...], one list per metric, "steps": [...], "seconds": [...],
@@ -295,31 +310,46 @@ class Trainer:
         start = self.epoch if initial_epoch is None else _check_positive_int(initial_epoch, "initial_epoch", minimum=0)
         if self.early_stopping_patience is not None and validation_data is None:
             raise ValueError("early_stopping_patience needs validation_data (the monitored value is held out).")
+        steps_per_epoch = _check_positive_int(steps_per_epoch, "steps_per_epoch", allow_none=True)
         self._check_global_batch(train_dataset, "train_dataset")
         self._build_compiled_state(train_dataset)
         distributed = self.strategy.experimental_distribute_dataset(train_dataset)
+        batches = None if steps_per_epoch is None else iter(distributed)
+        callbacks = keras.callbacks.CallbackList(callbacks if self.is_chief else None, model=self.model)
         history = {"epoch": []}
+        callbacks.on_train_begin()
         try:
             for epoch in range(start, epochs):
-                logs, stop = self._run_epoch(distributed, epoch, epochs, validation_data)
+                callbacks.on_epoch_begin(epoch)
+                iterator = iter(distributed) if batches is None else batches
+                logs, stop = self._run_epoch(iterator, steps_per_epoch, epoch, epochs, validation_data)
+                callbacks.on_epoch_end(epoch, logs)
                 history["epoch"].append(epoch)
                 for key, value in logs.items():
                     history.setdefault(key, []).append(value)
-                if stop:
+                if stop or getattr(self.model, "stop_training", False):
                     if self.progress:
                         print(f"Early stopping: no better {self.monitor} for {self.early_stopping_patience} "
                               f"evaluations (best {self._sign * float(self._best.numpy()):.4f}).", flush=True)
                     break
             if self.early_stopping_patience is not None:
                 self._restore_best_weights()
+            callbacks.on_train_end(history)
         finally:
             self._finish()
         return history
 
-    def _run_epoch(self, distributed, epoch: int, epochs: int, validation_data):
+    def _run_epoch(self, iterator, steps_per_epoch, epoch: int, epochs: int, validation_data):
         began = time.perf_counter()
         self.model.reset_metrics()
-        steps = int(self._train_epoch(iter(distributed)))
+        try:
+            if steps_per_epoch is None:
+                steps = int(self._train_epoch(iterator))
+            else:
+                steps = int(self._train_steps(iterator, tf.constant(steps_per_epoch, tf.int64)))
+        except tf.errors.OutOfRangeError:
+            raise ValueError(f"train_dataset ran out of batches within an epoch of steps_per_epoch={steps_per_epoch}; "
+                             "repeat it (dataset.repeat()) or leave steps_per_epoch=None.") from None
         logs = {name: _as_python(value) for name, value in self.model.get_metrics_result().items()}
         logs["steps"] = steps
         stop = False

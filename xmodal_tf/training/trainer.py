@@ -30,8 +30,11 @@ Decisions
   a collective step every worker must take, as tf.distribute's multi-worker guide
   prescribes.
 * Checkpoints (``checkpoint_dir``): at the end of every epoch, the model, its
-  optimizer(s), the completed epochs and the early-stopping state. A new Trainer on the
-  same directory restores the latest and ``fit`` continues from there.
+  optimizer(s), the state of every random seed generator in the model (dropout,
+  modality dropout, GAN noise: Keras keeps them out of ``model.weights``), the
+  completed epochs and the early-stopping state. A new Trainer on the same directory
+  restores the latest and ``fit`` continues from there; with an unshuffled (or
+  seeded, deterministic) dataset the resumed run is the uninterrupted one.
 * Validation (``validation_data``, every ``eval_every`` epochs and after the last one):
   the model's own ``held_out_logs(data)`` when it has one (DeepCCA: the held-out
   canonical correlations), else its ``test_step`` over the dataset (``val_`` + each
@@ -127,7 +130,8 @@ class Trainer:
         self._writers = None
         self._validation_keys = None
         self.checkpoint = tf.train.Checkpoint(model=self.model, epoch=self._epoch, best=self._best,
-                                              evaluations_without_improvement=self._wait, **self.optimizers)
+                                              evaluations_without_improvement=self._wait,
+                                              random_states=_seed_states(self.model), **self.optimizers)
         self.checkpoint_manager = self._best_manager = None
         self.restored_from = None
         if self.checkpoint_dir is not None:
@@ -477,6 +481,16 @@ class Trainer:
                 continue
             parts.append(f"{name} {value:.{0 if name == 'skipped_batches' else 4}f}")
         print(" - ".join(parts), flush=True)
+
+
+def _seed_states(model) -> dict:
+    """{key: state variable} of every ``keras.random.SeedGenerator`` in the model, keyed
+    by the layer's position and name (stable for one architecture)."""
+    states = {}
+    for index, layer in enumerate(model._flatten_layers(include_self=True, recursive=True)):
+        for number, generator in enumerate(getattr(layer, "_seed_generators", [])):
+            states[f"{index}_{layer.name}_{number}"] = generator.state.value
+    return states
 
 
 def _has_builtin_loss(model) -> bool:

@@ -1,6 +1,7 @@
 """The `cgan` experiment: tiny runs end to end (labels offline, audio on a fake FSDD file),
 the Frechet distance, and config checks."""
 import json
+import types
 
 import numpy as np
 import pytest
@@ -54,9 +55,14 @@ def test_tiny_label_run_reports_scores_and_logs(label_run):
     assert metrics["classifier_test_accuracy"] > 0.5  # an independent classifier that works
     assert np.isfinite(metrics["frechet_distance"]) and metrics["frechet_distance"] >= 0
     assert np.isfinite(metrics["final_d_loss"]) and np.isfinite(metrics["final_g_loss"])
+    # The GAN's own logs only, not the trainer's bookkeeping (epoch, steps, seconds).
+    assert {key for key in metrics if key.startswith("final_")} == {
+        "final_d_loss", "final_g_loss", "final_real_score", "final_fake_score", "final_r1_penalty"}
     d_loss = read_scalars(logdir, "gan/d_loss")
     assert sorted(d_loss) == [10, 20]
     assert d_loss[20] == pytest.approx(metrics["final_d_loss"], rel=1e-5)
+    with pytest.raises(KeyError):  # the trainer's bookkeeping (steps, seconds) is not logged
+        read_scalars(logdir, "gan/steps")
     assert read_scalars(logdir, "scores/generated_accuracy")[0] == pytest.approx(metrics["generated_accuracy"])
 
 
@@ -107,3 +113,27 @@ def test_bad_settings_are_config_errors(tmp_path, capsys, override, message):
     code = train.main(["cgan", "--logdir", str(tmp_path / "run"), "--set", override])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_mirrored_strategy_run_completes_and_records_the_distribution(tmp_path, capsys):
+    logdir = tmp_path / "mirrored"
+    code = train.main(["cgan", "--logdir", str(logdir), "--strategy", "mirrored", *TINY,
+                       "--set", "steps=4", "--set", "steps_per_epoch=2", "--set", "classifier_epochs=1",
+                       "--set", "train_size=256"])
+    assert code == 0
+    distribution = json.loads((logdir / "config.json").read_text())["distribution"]
+    assert distribution["strategy"] == "mirrored" and distribution["replicas"] == 1
+    metrics = json.loads((logdir / "metrics.json").read_text())
+    assert metrics["steps"] == 4 and metrics["batch_size"] == 32 and np.isfinite(metrics["final_g_loss"])
+    out = capsys.readouterr().out
+    assert "GAN step 4: d_loss" in out and "Epoch 2/2" not in out
+
+
+def test_batch_size_must_split_over_the_replicas():
+    context = types.SimpleNamespace(replicas=3, seed=0, data_dir=None, progress=lambda message: None)
+    with pytest.raises(ValueError, match=r"batch_size=64 .*3 replicas.*batch_size=63"):
+        cgan_experiment.run(dict(cgan_experiment.DEFAULTS), context)
+    cgan_experiment.check_batch_size(63, 3)
+    # The classifiers' built-in batches are rounded down to a multiple of the replicas.
+    assert cgan_experiment._fixed_batch(128, 3, 1000) == 126
+    assert cgan_experiment._fixed_batch(128, 1, 100) == 100

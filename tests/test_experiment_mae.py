@@ -1,6 +1,7 @@
 """The `mae` experiment through the CLI: tiny runs end to end, metrics.json, TensorBoard files, errors."""
 import glob
 import json
+import types
 
 import numpy as np
 import pytest
@@ -8,8 +9,9 @@ import pytest
 from xmodal_tf import train
 from xmodal_tf.experiments import mae
 
-TINY = ["--set", "epochs=2", "--set", "train_size=300", "--set", "code_dim=8", "--set", "embedding_dim=8",
-        "--set", "filters=[8]", "--set", "decoder_hidden_units=[16]", "--set", "batch_size=100"]
+SMALL_NETWORKS = ["--set", "code_dim=8", "--set", "embedding_dim=8", "--set", "filters=[8]",
+                  "--set", "decoder_hidden_units=[16]"]
+TINY = ["--set", "epochs=2", "--set", "train_size=300", *SMALL_NETWORKS, "--set", "batch_size=100"]
 PROBES = {"left_to_right", "right_to_left", "left_to_left", "right_to_right", "both_to_both",
           "both_left_noise", "both_right_noise"}
 
@@ -42,10 +44,14 @@ def test_digits_run_reports_both_models(digits_run):
 
 
 def test_digits_run_writes_tensorboard_images_and_projector(digits_run):
+    from test_train_cli import read_scalars
+
     _, logdir = digits_run
     for name in ("dropout", "no_dropout"):
         assert glob.glob(str(logdir / name / "events.out.tfevents.*"))  # reconstruction grids
-        assert glob.glob(str(logdir / name / "train" / "events.out.tfevents.*"))  # Keras loss curves
+        # The trainer's loss curves: one point per epoch (steps 1, 2), held out too.
+        assert sorted(read_scalars(logdir / name / "train", "loss")) == [1, 2]
+        assert sorted(read_scalars(logdir / name / "validation", "reconstruction_left")) == [1, 2]
         projector = logdir / name / "projector"
         assert "shared_code" in (projector / "projector_config.pbtxt").read_text()
         metadata = (projector / "metadata.tsv").read_text().splitlines()
@@ -84,3 +90,27 @@ def test_av_mnist_without_data_files_fails_clearly(tmp_path, capsys):
 def test_bad_settings_exit_2(tmp_path, capsys, override, message):
     assert train.main(["mae", "--logdir", str(tmp_path / "run"), "--set", override]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_mirrored_strategy_run_completes_and_records_the_distribution(tmp_path, capsys):
+    logdir = tmp_path / "mirrored"
+    code = train.main(["mae", "--logdir", str(logdir), "--strategy", "mirrored", "--set", "epochs=1",
+                       "--set", "train_size=100", "--set", "probe_size=100", "--set", "validation_size=50",
+                       *SMALL_NETWORKS, "--set", "batch_size=50"])
+    assert code == 0
+    distribution = json.loads((logdir / "config.json").read_text())["distribution"]
+    assert distribution["strategy"] == "mirrored" and distribution["replicas"] == 1
+    metrics = json.loads((logdir / "metrics.json").read_text())
+    assert set(metrics["results"]) == {"dropout", "no_dropout"} and metrics["num_train"] == 100
+    # The experiment's progress lines, not the trainer's own per-epoch line as well.
+    out = capsys.readouterr().out
+    assert "dropout: epoch 1/1: loss" in out and "Epoch 1/1" not in out
+
+
+def test_batch_size_must_split_over_the_replicas():
+    context = types.SimpleNamespace(replicas=3, seed=0, data_dir=None, progress=lambda message: None)
+    with pytest.raises(ValueError, match=r"batch_size=64 .*3 replicas.*batch_size=63"):
+        mae.run(dict(mae.DEFAULTS), context)
+    mae.check_batch_size({"batch_size": 66}, 3)  # a multiple is fine
+    with pytest.raises(ValueError, match="larger than the 50 training pairs"):
+        mae.check_batch_size({"batch_size": 66}, 3, num_train=50)

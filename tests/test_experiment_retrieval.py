@@ -1,5 +1,6 @@
 """The `retrieval` experiment: a tiny offline run end to end, the emoji split, config checks."""
 import json
+import types
 
 import numpy as np
 import pytest
@@ -44,6 +45,8 @@ def test_tiny_run_logs_per_epoch_scalars(tiny_run):
 
     _, logdir = tiny_run
     assert sorted(read_scalars(logdir, "train/loss")) == list(range(1, 13))
+    with pytest.raises(KeyError):  # the trainer's bookkeeping (steps, seconds) is not logged
+        read_scalars(logdir, "train/steps")
     metrics = json.loads((logdir / "metrics.json").read_text())
     logged = read_scalars(logdir, "image_to_text/recall@5")
     assert logged[0] == pytest.approx(metrics["image_to_text"]["recall@5"], rel=1e-6)
@@ -96,3 +99,26 @@ def test_bad_settings_are_config_errors(tmp_path, capsys, override, message):
     code = train.main(["retrieval", "--logdir", str(tmp_path / "run"), "--set", override])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_mirrored_strategy_run_completes_and_records_the_distribution(tmp_path, capsys):
+    logdir = tmp_path / "mirrored"
+    code = train.main(["retrieval", "--logdir", str(logdir), "--strategy", "mirrored", "--set", "epochs=2",
+                       "--set", "batch_size=256", *TINY])
+    assert code == 0
+    distribution = json.loads((logdir / "config.json").read_text())["distribution"]
+    assert distribution["strategy"] == "mirrored" and distribution["replicas"] == 1
+    metrics = json.loads((logdir / "metrics.json").read_text())
+    assert metrics["num_train_pairs"] == 1078 and np.isfinite(metrics["final_train_loss"])
+    assert 0 <= metrics["image_to_text"]["recall@1"] <= 1
+    out = capsys.readouterr().out
+    assert "epoch 2/2: loss" in out and "Epoch 2/2" not in out  # one progress line per epoch, ours
+
+
+def test_batch_size_must_split_over_the_replicas():
+    context = types.SimpleNamespace(replicas=3, seed=0, data_dir=None, progress=lambda message: None)
+    with pytest.raises(ValueError, match=r"batch_size=128 .*3 replicas.*batch_size=126"):
+        retrieval.run(dict(retrieval.DEFAULTS), context)
+    retrieval.check_batch_size(126, 3)
+    with pytest.raises(ValueError, match="larger than the 27 training pairs"):
+        retrieval.check_batch_size(126, 3, num_pairs=27)

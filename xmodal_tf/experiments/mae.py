@@ -26,8 +26,9 @@ embedding projector (colour by ``label`` or ``present``).
 
 Training runs through ``xmodal_tf.training.Trainer`` on the run's strategy
 (``--strategy``): the models are built in ``context.scope()`` and every batch is a
-global batch; with several replicas ``batch_size`` must divide evenly over them and
-the last partial batch of an epoch is dropped.
+global batch; with several replicas ``batch_size`` must divide evenly over them, the
+last partial batch of an epoch is dropped, and the CNN encoders' BatchNorm uses the
+global batch's statistics (so N replicas train like one device).
 """
 from __future__ import annotations
 
@@ -112,9 +113,10 @@ def load_data(settings: dict, data_dir):
 
 
 # ----------------------------------------------------------------------------- model
-def build_model(shapes: dict, settings: dict, modality_dropout: float, seed: int):
+def build_model(shapes: dict, settings: dict, modality_dropout: float, seed: int, *, sync_batch_norm: bool = False):
     """A MultimodalAutoencoder for ``shapes`` {modality: example shape}: CNN encoders for
-    images, a GRU/Transformer for (frames, 13) sequences; mirrored decoders."""
+    images, a GRU/Transformer for (frames, 13) sequences; mirrored decoders.
+    ``sync_batch_norm``: BatchNorm statistics of the global batch (several replicas)."""
     import keras
 
     from xmodal_tf.encoders import attention_encoder, cnn_encoder, rnn_encoder
@@ -127,7 +129,8 @@ def build_model(shapes: dict, settings: dict, modality_dropout: float, seed: int
         if len(shape) == 3:
             # Flatten, not global pooling: a reconstruction needs to know where things are.
             encoders[name] = cnn_encoder(shape, embedding_dim, filters=filters, global_pooling="flatten",
-                                         batch_norm=settings["batch_norm"], name=f"{name}_encoder")
+                                         batch_norm=settings["batch_norm"], sync_batch_norm=sync_batch_norm,
+                                         name=f"{name}_encoder")
             decoders[name] = image_decoder(code_dim, shape, filters=tuple(reversed(filters)),
                                            name=f"{name}_decoder")
         else:
@@ -308,7 +311,8 @@ def run(config: dict, context: RunContext) -> dict:
     results = {}
     for name, dropout in (("dropout", settings["modality_dropout"]), ("no_dropout", 0.0)):
         with context.scope():
-            model = build_model(shapes, settings, dropout, context.seed)
+            # Several replicas: BatchNorm on the global batch's statistics, as on one device.
+            model = build_model(shapes, settings, dropout, context.seed, sync_batch_norm=context.replicas > 1)
             optimizer = keras.optimizers.Adam(settings["learning_rate"])
         context.progress(f"{name}: modality_dropout={dropout:g}, {settings['epochs']} epochs of batch "
                          f"{settings['batch_size']} ...")

@@ -30,8 +30,9 @@ Data (``data``):
 
 Training runs through ``xmodal_tf.training.Trainer`` on the run's strategy
 (``--strategy``); the contrastive loss sees the global batch on every replica. With
-several replicas ``batch_size`` must divide evenly over them and the last partial batch
-of an epoch is dropped.
+several replicas ``batch_size`` must divide evenly over them, the last partial batch
+of an epoch is dropped, and the image encoder's BatchNorm (openmoji) uses the global
+batch's statistics.
 """
 from __future__ import annotations
 
@@ -155,14 +156,15 @@ def load_data(config: dict, context: RunContext) -> RetrievalData:
 
 
 # ----------------------------------------------------------------------------- model
-def build_model(data: RetrievalData, config: dict):
-    """DualEncoder(cnn_encoder on images, text_encoder on raw strings)."""
+def build_model(data: RetrievalData, config: dict, *, sync_batch_norm: bool = False):
+    """DualEncoder(cnn_encoder on images, text_encoder on raw strings); ``sync_batch_norm``:
+    the image encoder's BatchNorm uses the global batch's statistics (several replicas)."""
     from xmodal_tf.encoders import cnn_encoder, text_encoder
     from xmodal_tf.models.dual_encoder import DualEncoder
 
     image_encoder = cnn_encoder(data.train_images.shape[1:], config["embedding_dim"],
                                 filters=tuple(config["filters"]), batch_norm=config["batch_norm"],
-                                dropout=config["dropout"], name="image_encoder")
+                                sync_batch_norm=sync_batch_norm, dropout=config["dropout"], name="image_encoder")
     names_encoder = text_encoder(data.train_texts, tokens=config["tokens"],
                                  ngram_sizes=tuple(config["ngram_sizes"]),
                                  hidden_units=tuple(config["text_hidden_units"]),
@@ -265,7 +267,8 @@ def run(config: dict, context: RunContext) -> dict:
     data = load_data(config, context)
     context.progress(data.description)
     with context.scope():
-        model = build_model(data, config)
+        # Several replicas: BatchNorm on the global batch's statistics, as on one device.
+        model = build_model(data, config, sync_batch_norm=context.replicas > 1)
         optimizer = make_optimizer(config)
     started = time.perf_counter()
     history = train(model, optimizer, data, config, context)

@@ -72,8 +72,12 @@ def _check_positive_int(value, name: str, allow_none: bool = False, minimum: int
     return int(value)
 
 
-def _local_value(value):
-    return value.values[0] if isinstance(value, tf.distribute.DistributedValues) else value
+def _placeholder(spec):
+    """A zero (or empty-string) tensor of ``spec``'s dtype and shape, unknown sizes as 1."""
+    shape = [1 if size is None else size for size in spec.shape]
+    if spec.dtype == tf.string:
+        return tf.fill(shape, "")
+    return tf.zeros(shape, spec.dtype)
 
 
 class Trainer:
@@ -413,9 +417,11 @@ class Trainer:
             return
         if self.model._compile_loss.built:
             return
-        batch = next(iter(dataset))
+        # A placeholder batch of the dataset's structure: no element is drawn, so the
+        # data's shuffle order and pipeline are untouched.
+        batch = keras.tree.map_structure(_placeholder, dataset.element_spec)
         with self.strategy.scope():
-            self.model._symbolic_build(data_batch=keras.tree.map_structure(_local_value, batch))
+            self.model._symbolic_build(data_batch=batch)
 
     # ------------------------------------------------------------------ early stopping
     def _early_stopping_update(self, logs: dict) -> bool:

@@ -77,19 +77,19 @@ def test_bad_settings_are_config_errors(tmp_path, capsys, override, message):
     assert message in capsys.readouterr().err
 
 
-def test_two_stage_runs_on_a_mirrored_strategy_through_the_trainer(tmp_path):
-    """--strategy mirrored (one CPU replica here): pretraining, distillation, the target
-    models and transfer.fine_tune's two stages all train in the Trainer."""
+def test_runs_on_a_mirrored_strategy_through_the_trainer(tmp_path):
+    """--strategy mirrored (one CPU replica here): pretraining, distillation and the target
+    models all train in the Trainer (fine_tune's strategy path: tests/test_transfer.py)."""
     logdir = tmp_path / "mirrored"
     code = train.main(["transfer", "--logdir", str(logdir), "--strategy", "mirrored",
                        "--set", "label_fractions=[0.05]", "--set", "seeds=1", "--set", "pretrain_epochs=2",
-                       "--set", "target_steps=6", "--set", "distill_steps=4", "--set", 'recipe="two_stage"',
+                       "--set", "target_steps=4", "--set", "distill_steps=2",
                        "--set", "filters=[4, 8]", "--set", "embedding_dim=8"])
     assert code == 0
     config = json.loads((logdir / "config.json").read_text())
     assert config["distribution"] == {"strategy": "mirrored", "replicas": 1, "workers": 1, "task": None}
     metrics = json.loads((logdir / "metrics.json").read_text())
-    assert metrics["recipe"] == "two_stage" and set(metrics["results"]) == {"5%"}
+    assert metrics["recipe"] == "full" and set(metrics["results"]) == {"5%"}
     for variant in ("scratch", "transfer", "paired_transfer"):
         assert 0.0 <= metrics["results"]["5%"][variant]["mean"] <= 1.0
     from test_train_cli import read_scalars
@@ -107,3 +107,26 @@ def test_batch_sizes_split_over_the_replicas():
     # The two-stage recipe's epochs give the requested steps, with or without a dropped remainder.
     assert transfer_experiment._epochs_for(150, 51, 32) == 75
     assert transfer_experiment._epochs_for(150, 51, 32, drop_remainder=True) == 150
+
+
+@pytest.mark.multiworker
+def test_runs_on_two_workers_through_the_trainer(tmp_path):
+    """--strategy multiworker, two workers on 127.0.0.1 (where model.fit fails,
+    keras-team/keras#20585): the chief writes the report, the other worker finishes."""
+    import sys
+
+    from multiworker import start_workers, wait_for
+
+    logdir = tmp_path / "workers"
+    command = [sys.executable, "-m", "xmodal_tf.train", "transfer", "--strategy", "multiworker",
+               "--logdir", str(logdir), "--set", "label_fractions=[0.05]", "--set", "seeds=1",
+               "--set", "pretrain_epochs=1", "--set", "target_steps=4", "--set", "distill_steps=2",
+               "--set", "filters=[4, 8]", "--set", "embedding_dim=8"]
+    results = wait_for(start_workers(command, count=2), timeout=240)
+    for index, (code, _, stderr) in enumerate(results):
+        assert code == 0, f"worker {index} exited with {code}:\n{stderr[-4000:]}"
+    assert "worker 1 finished" in results[1][1]
+    config = json.loads((logdir / "config.json").read_text())
+    assert config["distribution"] == {"strategy": "multiworker", "replicas": 2, "workers": 2, "task": "worker 0"}
+    metrics = json.loads((logdir / "metrics.json").read_text())
+    assert set(metrics["results"]) == {"5%"} and len(metrics["results"]["5%"]["scratch"]["per_seed"]) == 1

@@ -204,7 +204,6 @@ class JointTraining:
 
         self.classifiers = classifiers
         self.settings = settings
-        self.replicas = 1 if context is None else context.replicas
         model_inputs = {name: keras.Input(array.shape[1:], name=name) for name, array in inputs.items()}
         outputs = {name: classifier({modality: model_inputs[modality] for modality in classifier.modalities})
                    for name, classifier in classifiers.items()}
@@ -221,6 +220,7 @@ class JointTraining:
             self.trainer = Trainer(self.model, None, progress=False)
         else:
             self.trainer = context.trainer(self.model, None, progress=False)
+        self.replicas = int(self.trainer.strategy.num_replicas_in_sync)
 
     def restart(self, fresh_classifiers: dict) -> None:
         for name, classifier in self.classifiers.items():
@@ -254,7 +254,8 @@ def _all_classifiers_model(inputs: dict, outputs: dict, classifiers: dict):
     unimodal loss (``FusionClassifier.unimodal_loss``, weighted as in its ``compute_loss``),
     which depends on that classifier's weights only; logged as ``<name>_unimodal_loss``."""
     import keras
-    import tensorflow as tf
+
+    from xmodal_tf._replicas import in_replica_context, num_replicas
 
     class AllClassifiers(keras.Model):
         def __init__(self, *args, **kwargs):
@@ -269,8 +270,9 @@ def _all_classifiers_model(inputs: dict, outputs: dict, classifiers: dict):
                 unimodal = classifier.unimodal_loss({modality: x[modality] for modality in classifier.modalities},
                                                     y[name], training=training, predictions=y_pred[name])
                 # Like the compiled losses, ``unimodal`` is divided by the number of
-                # replicas (Keras' loss call); the metric records the undivided mean.
-                tracker.update_state(unimodal * tf.distribute.get_strategy().num_replicas_in_sync)
+                # replicas (Keras' loss call); the metric records it undivided, as
+                # FusionClassifier.compute_loss does.
+                tracker.update_state(unimodal * (num_replicas() if in_replica_context() else 1))
                 loss = loss + classifier.unimodal_loss_weight * unimodal
             return loss
 

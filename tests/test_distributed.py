@@ -24,7 +24,7 @@ import time
 import numpy as np
 import pytest
 
-from multiworker import REPO_ROOT, run_workers, start_workers, tf_config, wait_for
+from multiworker import REPO_ROOT, start_workers, tf_config, wait_for
 
 # The models under test, built identically by every process from fixed seeds.
 MODELS = textwrap.dedent("""
@@ -122,6 +122,9 @@ MIRRORED_SCRIPT = textwrap.dedent("""
                               for a, b in zip(model.weights, reference.weights)),
             "moved": max(float(np.abs(a - b.numpy()).max()) for a, b in zip(initial, reference.weights)),
             "steps": history["steps"][0],
+            # The model's own random stream advanced once per global step, as on one device.
+            "seed_state": [np.asarray(m.seed_generator.state.numpy()).tolist() if hasattr(m, "seed_generator")
+                           else None for m in (model, reference)],
             "logs": {key: [history[key][0], expected[key][0]] for key in history
                      if key not in ("epoch", "seconds", "steps")},
         }
@@ -164,6 +167,7 @@ def test_two_replicas_train_every_model_like_one_device():
         assert outcome["steps"] == 3, kind
         assert outcome["moved"] > 1e-2, kind  # the comparison is not vacuous
         assert outcome["difference"] < 1e-5, (kind, outcome["difference"])
+        assert outcome["seed_state"][0] == outcome["seed_state"][1], kind
         for key, (replicas, one_device) in outcome["logs"].items():
             np.testing.assert_allclose(replicas, one_device, rtol=1e-4, atol=1e-5, err_msg=f"{kind} {key}")
     assert result["noise_differs"] and result["masks_differ"]

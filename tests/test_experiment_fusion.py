@@ -201,26 +201,3 @@ def test_global_batch_must_split_over_the_replicas():
     assert fusion_experiment.global_batch_size(128, 4) == 128
     with pytest.raises(ValueError, match=r"batch_size=130 does not split evenly over 4 replicas.*e.g. 128"):
         fusion_experiment.global_batch_size(130, 4)
-
-
-@pytest.mark.multiworker
-def test_runs_on_two_workers_through_the_trainer(tmp_path):
-    """--strategy multiworker, two workers on 127.0.0.1 (where model.fit fails,
-    keras-team/keras#20585): the chief writes the report, the other worker finishes."""
-    import sys
-
-    from multiworker import start_workers, wait_for
-
-    logdir = tmp_path / "workers"
-    command = [sys.executable, "-m", "xmodal_tf.train", "fusion", "--strategy", "multiworker", "--logdir", str(logdir),
-               "--set", "seeds=1", "--set", 'strategies=["concat"]', "--set", "epochs=2", "--set", "batch_size=64",
-               "--set", "encoder_hidden_units=[8]", "--set", "embedding_dim=4", "--set", "hidden_units=[8]",
-               "--set", "missing_fractions=[1.0]"]
-    results = wait_for(start_workers(command, count=2), timeout=240)
-    for index, (code, _, stderr) in enumerate(results):
-        assert code == 0, f"worker {index} exited with {code}:\n{stderr[-4000:]}"
-    assert "worker 1 finished" in results[1][1]
-    config = json.loads((logdir / "config.json").read_text())
-    assert config["distribution"] == {"strategy": "multiworker", "replicas": 2, "workers": 2, "task": "worker 0"}
-    metrics = json.loads((logdir / "metrics.json").read_text())
-    assert set(metrics["results"]) == {"left_only", "right_only", "concat", "concat_dropout"}

@@ -107,26 +107,3 @@ def test_batch_sizes_split_over_the_replicas():
     # The two-stage recipe's epochs give the requested steps, with or without a dropped remainder.
     assert transfer_experiment._epochs_for(150, 51, 32) == 75
     assert transfer_experiment._epochs_for(150, 51, 32, drop_remainder=True) == 150
-
-
-@pytest.mark.multiworker
-def test_runs_on_two_workers_through_the_trainer(tmp_path):
-    """--strategy multiworker, two workers on 127.0.0.1 (where model.fit fails,
-    keras-team/keras#20585): the chief writes the report, the other worker finishes."""
-    import sys
-
-    from multiworker import start_workers, wait_for
-
-    logdir = tmp_path / "workers"
-    command = [sys.executable, "-m", "xmodal_tf.train", "transfer", "--strategy", "multiworker",
-               "--logdir", str(logdir), "--set", "label_fractions=[0.05]", "--set", "seeds=1",
-               "--set", "pretrain_epochs=1", "--set", "target_steps=4", "--set", "distill_steps=2",
-               "--set", "filters=[4, 8]", "--set", "embedding_dim=8"]
-    results = wait_for(start_workers(command, count=2), timeout=240)
-    for index, (code, _, stderr) in enumerate(results):
-        assert code == 0, f"worker {index} exited with {code}:\n{stderr[-4000:]}"
-    assert "worker 1 finished" in results[1][1]
-    config = json.loads((logdir / "config.json").read_text())
-    assert config["distribution"] == {"strategy": "multiworker", "replicas": 2, "workers": 2, "task": "worker 0"}
-    metrics = json.loads((logdir / "metrics.json").read_text())
-    assert set(metrics["results"]) == {"5%"} and len(metrics["results"]["5%"]["scratch"]["per_seed"]) == 1

@@ -1,13 +1,11 @@
 """ConditionalGAN (keras.Model): training with fit, generate, save/load with both optimizers,
 distribution, learning a toy conditional distribution, bad input."""
-import textwrap
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from two_replica_setup import run_replica_comparison
 from xmodal_tf.models.cgan import (
     ConditionalGAN,
     build_dense_discriminator,
@@ -273,64 +271,6 @@ def test_tiny_gan_learns_a_conditional_mixture():
 
 
 # ----------------------------------------------------------------------------- distribution
-STRATEGY_SCRIPT = textwrap.dedent("""
-    import json
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras
-    import numpy as np
-    from xmodal_tf.models.cgan import ConditionalGAN, build_discriminator
-
-    rng = np.random.default_rng(0)
-    images = rng.uniform(size=(64, 4, 4, 1)).astype("float32")
-    labels = (np.arange(64) % 3).astype("int32")
-
-    def build():
-        # z reaches the images through frozen zero weights, so the fakes do not depend
-        # on the noise and the 2-replica update can be compared with one device's.
-        keras.utils.set_random_seed(1)
-        z, c = keras.Input((2,)), keras.Input((), dtype="int32")
-        noise = keras.layers.Dense(16, kernel_initializer="zeros", use_bias=False, trainable=False, name="noise")(z)
-        one_hot = keras.layers.CategoryEncoding(3, output_mode="one_hot", name="one_hot")(c)
-        code = keras.layers.Dense(16, activation="sigmoid", name="code")(one_hot)
-        pixels = keras.layers.Add(name="add")([noise, code])
-        generator = keras.Model([z, c], keras.layers.Reshape((4, 4, 1), name="image")(pixels))
-        discriminator = build_discriminator((4, 4, 1), num_classes=3, base_filters=4, spectral_normalization=True)
-        gan = ConditionalGAN(generator, discriminator, num_classes=3, seed=0, ema_decay=0.9)
-        gan.compile(g_optimizer=keras.optimizers.SGD(0.5), d_optimizer=keras.optimizers.SGD(0.5),
-                    run_eagerly=not tf.distribute.has_strategy())  # the reference runs eagerly: no tracing
-        return gan
-
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(32, drop_remainder=True)
-    reference = build()
-    initial = {w.path: w.numpy() for w in reference.weights}
-    reference_history = reference.fit(dataset, verbose=0).history
-
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    with strategy.scope():
-        model = build()
-    history = model.fit(dataset, verbose=0).history
-    reference_weights = {w.path: w.numpy() for w in reference.weights}
-    assert sorted(reference_weights) == sorted(w.path for w in model.weights)
-    difference = max(float(np.abs(w.numpy() - reference_weights[w.path]).max()) for w in model.weights)
-    moved = max(float(np.abs(initial[w.path] - w.numpy()).max()) for w in reference.weights)
-
-    # Each replica draws its own noise.
-    noise = strategy.run(tf.function(lambda: model.sample_latent(3)))
-    local = [t.numpy() for t in strategy.experimental_local_results(noise)]
-    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "difference": difference, "moved": moved,
-                      "d_loss": [history["d_loss"][0], reference_history["d_loss"][0]],
-                      "same_noise": bool(np.allclose(local[0], local[1]))}))
-""")
-
-
-def test_mirrored_strategy_update_equals_single_device_update():
-    result = run_replica_comparison(STRATEGY_SCRIPT)
-    np.testing.assert_allclose(*result["d_loss"], rtol=1e-5)
-    assert not result["same_noise"]
-
-
 # ----------------------------------------------------------------------------- bad input
 def test_constructor_errors():
     generator = build_generator(IMAGE_SHAPE, 8, num_classes=3, base_filters=4)

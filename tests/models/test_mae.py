@@ -1,6 +1,5 @@
 """MultimodalAutoencoder: fit/evaluate/predict, modality dropout, encode/translate, save/load,
 distribution, bad input."""
-import textwrap
 
 import keras
 import numpy as np
@@ -9,7 +8,6 @@ import tensorflow as tf
 
 from xmodal_tf.encoders import mlp_encoder
 from xmodal_tf.models.mae import MultimodalAutoencoder
-from two_replica_setup import run_replica_comparison
 
 SIZES = {"a": 12, "b": 10}
 
@@ -218,53 +216,6 @@ def test_subclassed_encoders_build_on_the_first_batch_and_reload(data, tmp_path)
 
 
 # ----------------------------------------------------------------------------- distribution
-STRATEGY_SCRIPT = textwrap.dedent("""
-    import json
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras
-    import numpy as np
-    from xmodal_tf.encoders import mlp_encoder
-    from xmodal_tf.models.mae import MultimodalAutoencoder
-
-    rng = np.random.default_rng(0)
-    views = {"a": rng.normal(size=(96, 6)).astype("float32"), "b": rng.normal(size=(96, 5)).astype("float32")}
-
-    def build():
-        # Modality dropout 0.5: the masks are drawn for the global batch from the shared
-        # seed and each replica keeps its rows, so two replicas draw what one device draws.
-        keras.utils.set_random_seed(1)
-        encoders = {k: mlp_encoder(v.shape[1], 4, hidden_units=(8,), name=f"e{k}") for k, v in views.items()}
-        decoders = {k: mlp_encoder(3, v.shape[1], hidden_units=(8,), name=f"d{k}") for k, v in views.items()}
-        model = MultimodalAutoencoder(encoders, decoders, code_dim=3, modality_dropout=0.5, seed=0)
-        model.compile(optimizer=keras.optimizers.SGD(0.5))
-        return model
-
-    batches = tf.data.Dataset.from_tensor_slices(views).batch(32, drop_remainder=True)
-    reference = build()  # one device, global batches of 32
-    initial = [w.numpy() for w in reference.trainable_weights]
-    reference_loss = reference.fit(batches, epochs=1, verbose=0).history["loss"][0]
-
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    with strategy.scope():
-        model = build()
-    loss = model.fit(batches, epochs=1, verbose=0).history["loss"][0]
-    difference = max(float(np.abs(a.numpy() - b.numpy()).max())
-                     for a, b in zip(model.trainable_weights, reference.trainable_weights))
-    moved = max(float(np.abs(a - b.numpy()).max()) for a, b in zip(initial, reference.trainable_weights))
-    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "difference": difference, "moved": moved,
-                      "loss": loss, "reference_loss": reference_loss,
-                      "seed_state": [int(v) for v in model.seed_generator.state.numpy()]}))
-""")
-
-
-def test_mirrored_strategy_update_equals_one_device_update():
-    result = run_replica_comparison(STRATEGY_SCRIPT)
-    np.testing.assert_allclose(result["loss"], result["reference_loss"], rtol=1e-5)
-    assert result["seed_state"] == [0, 3]  # one draw per global step
-
-
 # ----------------------------------------------------------------------------- bad input
 def test_constructor_errors():
     encoders = {name: mlp_encoder(size, 4, hidden_units=(), name=f"e{name}") for name, size in SIZES.items()}

@@ -1,4 +1,6 @@
-"""Subclassed ``keras.Model``s of xmodal_tf (one file per model)."""
+"""Subclassed ``keras.Model``s of xmodal_tf (one file per model), on the shared base
+``CrossModalModel`` (``base.py``)."""
+from xmodal_tf.models.base import CrossModalModel, MultiWorkerFitMixin
 from xmodal_tf.models.cgan import (
     ConditionalGAN,
     build_dense_discriminator,
@@ -11,5 +13,7 @@ from xmodal_tf.models.dual_encoder import DualEncoder
 from xmodal_tf.models.fusion import FUSION_STRATEGIES, MASK_INPUT, FusionClassifier, build_fusion_classifier
 from xmodal_tf.models.mae import MultimodalAutoencoder, dense_decoder, image_decoder
 
-__all__ = ["ConditionalGAN", "build_dense_discriminator", "build_dense_generator", "build_discriminator",
-           "build_generator", "FUSION_STRATEGIES", "MASK_INPUT", "DeepCCA", "DualEncoder", "FusionClassifier", "build_fusion_classifier", "MultimodalAutoencoder", "dense_decoder", "image_decoder"]
+__all__ = ["FUSION_STRATEGIES", "MASK_INPUT", "ConditionalGAN", "CrossModalModel", "DeepCCA", "DualEncoder",
+           "FusionClassifier", "MultimodalAutoencoder", "MultiWorkerFitMixin", "build_dense_discriminator",
+           "build_dense_generator", "build_discriminator", "build_fusion_classifier", "build_generator",
+           "dense_decoder", "image_decoder"]

@@ -46,6 +46,7 @@ Decisions
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
@@ -140,9 +141,9 @@ class Trainer:
         self.restored_from = None
         if self.checkpoint_dir is not None:
             self._open_checkpoints()
-        self._train_epoch = tf.function(self._train_epoch_loop, jit_compile=False)
+        self._train_epoch = tf.function(functools.partial(self._epoch_loop, self.model.train_step), jit_compile=False)
         self._train_steps = tf.function(self._train_steps_loop, jit_compile=False)
-        self._test_epoch = tf.function(self._test_epoch_loop, jit_compile=False)
+        self._test_epoch = tf.function(functools.partial(self._epoch_loop, self.model.test_step), jit_compile=False)
 
     # ------------------------------------------------------------------ setup
     def _as_model(self, model):
@@ -251,10 +252,11 @@ class Trainer:
             self.restored_from = latest
 
     # ------------------------------------------------------------------ the loops
-    def _train_epoch_loop(self, iterator):
-        """All the steps of one epoch, in graph; returns the number of batches run."""
+    def _epoch_loop(self, step, iterator):
+        """``step`` (the model's train or test step) on every batch of ``iterator``, in
+        graph; returns the number of batches run."""
         def body(steps, optional):
-            self.strategy.run(self.model.train_step, args=(optional.get_value(),))
+            self.strategy.run(step, args=(optional.get_value(),))
             return steps + 1, iterator.get_next_as_optional()
 
         steps, _ = tf.while_loop(lambda steps, optional: optional.has_value(), body,
@@ -266,15 +268,6 @@ class Trainer:
         batches used are fetched, so none is lost between epochs."""
         for _ in tf.range(steps):
             self.strategy.run(self.model.train_step, args=(next(iterator),))
-        return steps
-
-    def _test_epoch_loop(self, iterator):
-        def body(steps, optional):
-            self.strategy.run(self.model.test_step, args=(optional.get_value(),))
-            return steps + 1, iterator.get_next_as_optional()
-
-        steps, _ = tf.while_loop(lambda steps, optional: optional.has_value(), body,
-                                 (tf.constant(0, tf.int64), iterator.get_next_as_optional()))
         return steps
 
     @property

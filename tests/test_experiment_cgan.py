@@ -8,6 +8,7 @@ import pytest
 
 from xmodal_tf import train
 from xmodal_tf.experiments import cgan as cgan_experiment
+from xmodal_tf.experiments.base import check_global_batch
 
 TINY = ["--set", "steps=20", "--set", "steps_per_epoch=10", "--set", "batch_size=32",
         "--set", "classifier_epochs=10", "--set", "samples_per_condition=4",
@@ -133,7 +134,7 @@ def test_batch_size_must_split_over_the_replicas():
     context = types.SimpleNamespace(replicas=3, seed=0, data_dir=None, progress=lambda message: None)
     with pytest.raises(ValueError, match=r"batch_size=64 .*3 replicas.*batch_size=63"):
         cgan_experiment.run(dict(cgan_experiment.DEFAULTS), context)
-    cgan_experiment.check_batch_size(63, 3)
+    check_global_batch(63, 3, "cgan")
     # The classifiers' built-in batches are rounded down to a multiple of the replicas.
     assert cgan_experiment._fixed_batch(128, 3, 1000) == 126
     assert cgan_experiment._fixed_batch(128, 1, 100) == 100

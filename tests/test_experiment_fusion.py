@@ -6,6 +6,7 @@ import pytest
 
 from xmodal_tf import train
 from xmodal_tf.experiments import fusion as fusion_experiment
+from xmodal_tf.experiments.base import check_global_batch
 
 
 def test_strategies_match_the_library():
@@ -198,6 +199,6 @@ def test_runs_on_a_mirrored_strategy_through_the_trainer(tmp_path):
 
 
 def test_global_batch_must_split_over_the_replicas():
-    assert fusion_experiment.global_batch_size(128, 4) == 128
+    assert check_global_batch(128, 4, "fusion") == 128
     with pytest.raises(ValueError, match=r"batch_size=130 does not split evenly over 4 replicas.*e.g. 128"):
-        fusion_experiment.global_batch_size(130, 4)
+        check_global_batch(130, 4, "fusion")

@@ -8,6 +8,7 @@ import pytest
 
 from xmodal_tf import train
 from xmodal_tf.experiments import mae
+from xmodal_tf.experiments.base import check_global_batch
 
 SMALL_NETWORKS = ["--set", "code_dim=8", "--set", "embedding_dim=8", "--set", "filters=[8]",
                   "--set", "decoder_hidden_units=[16]"]
@@ -111,6 +112,6 @@ def test_batch_size_must_split_over_the_replicas():
     context = types.SimpleNamespace(replicas=3, seed=0, data_dir=None, progress=lambda message: None)
     with pytest.raises(ValueError, match=r"batch_size=64 .*3 replicas.*batch_size=63"):
         mae.run(dict(mae.DEFAULTS), context)
-    mae.check_batch_size({"batch_size": 66}, 3)  # a multiple is fine
+    check_global_batch(66, 3, "mae")  # a multiple is fine
     with pytest.raises(ValueError, match="larger than the 50 training pairs"):
-        mae.check_batch_size({"batch_size": 66}, 3, num_train=50)
+        check_global_batch(66, 3, "mae", rows=50)

@@ -7,6 +7,7 @@ import pytest
 
 from xmodal_tf import train
 from xmodal_tf.experiments import retrieval
+from xmodal_tf.experiments.base import check_global_batch
 
 TINY = ["--set", "filters=[16]", "--set", "embedding_dim=32", "--set", "projection_dim=16"]
 
@@ -119,6 +120,6 @@ def test_batch_size_must_split_over_the_replicas():
     context = types.SimpleNamespace(replicas=3, seed=0, data_dir=None, progress=lambda message: None)
     with pytest.raises(ValueError, match=r"batch_size=128 .*3 replicas.*batch_size=126"):
         retrieval.run(dict(retrieval.DEFAULTS), context)
-    retrieval.check_batch_size(126, 3)
+    check_global_batch(126, 3, "retrieval")
     with pytest.raises(ValueError, match="larger than the 27 training pairs"):
-        retrieval.check_batch_size(126, 3, num_pairs=27)
+        check_global_batch(126, 3, "retrieval", rows=27)

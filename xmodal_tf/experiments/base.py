@@ -21,7 +21,7 @@ import tempfile
 import time
 from typing import Callable
 
-__all__ = ["Experiment", "RunContext", "write_json_atomically"]
+__all__ = ["Experiment", "RunContext", "check_global_batch", "write_json_atomically"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +60,21 @@ def write_json_atomically(path: pathlib.Path, payload) -> None:
     except BaseException:
         pathlib.Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def check_global_batch(batch_size: int, replicas: int, experiment: str, rows: int | None = None) -> int:
+    """``batch_size`` (the global batch) after two checks, each a ValueError naming the fix:
+    it splits evenly over the strategy's replicas, and with several replicas (partial
+    batches are then dropped) ``rows`` training pairs, if given, fill at least one batch."""
+    if batch_size % replicas:
+        lower = max(replicas, batch_size - batch_size % replicas)
+        raise ValueError(f"{experiment}: batch_size={batch_size} does not split evenly over {replicas} replicas of "
+                         f"the strategy; set batch_size to a multiple of {replicas}, e.g. {lower} "
+                         f"(--set batch_size={lower}).")
+    if replicas > 1 and rows is not None and rows < batch_size:
+        raise ValueError(f"{experiment}: batch_size={batch_size} is larger than the {rows} training pairs; with "
+                         f"{replicas} replicas partial batches are dropped, so no batch would remain. Lower batch_size.")
+    return batch_size
 
 
 def _json_default(value):

@@ -42,7 +42,7 @@ import time
 
 import numpy as np
 
-from xmodal_tf.experiments.base import Experiment, RunContext
+from xmodal_tf.experiments.base import Experiment, RunContext, check_global_batch
 
 DATA_SETS = ("digits", "mnist")
 CONDITIONS = ("label", "audio")
@@ -193,14 +193,6 @@ def _fixed_batch(batch_size: int, replicas: int, rows: int) -> int:
     return batch_size
 
 
-def check_batch_size(batch_size: int, replicas: int) -> None:
-    """ValueError unless the GAN's ``batch_size`` splits evenly over the replicas."""
-    if batch_size % replicas:
-        lower = max(replicas, batch_size - batch_size % replicas)
-        raise ValueError(f"cgan: batch_size={batch_size} does not split evenly over the {replicas} replicas of the "
-                         f"strategy; set batch_size to a multiple of {replicas} (e.g. --set batch_size={lower}).")
-
-
 def fit_compiled(model, batches, epochs: int, context: RunContext | None = None, **fit_arguments) -> dict:
     """Train a compiled model (its optimizer(s) and loss) with ``xmodal_tf.training.Trainer``
     on the run's strategy; returns the trainer's history. No progress lines: the callers
@@ -303,7 +295,7 @@ def train_gan(gan, images, conditions, config: dict, context: RunContext, grid_c
     steps = config["steps"]
     per_epoch = min(steps, config["steps_per_epoch"] or max(1, steps // 10))
     epochs = -(-steps // per_epoch)
-    check_batch_size(config["batch_size"], context.replicas)
+    check_global_batch(config["batch_size"], context.replicas, "cgan")
     batch_size = _fixed_batch(config["batch_size"], context.replicas, len(images))
     # One iterator runs on across the "epochs" of per_epoch steps (the Trainer's steps_per_epoch).
     dataset = (tf.data.Dataset.from_tensor_slices((images, conditions))
@@ -369,7 +361,7 @@ def score_audio_gan(gan, classifier, codes, spoken_digits, samples: int) -> dict
 
 # ----------------------------------------------------------------------------- run
 def run(config: dict, context: RunContext) -> dict:
-    check_batch_size(config["batch_size"], context.replicas)  # before loading anything
+    check_global_batch(config["batch_size"], context.replicas, "cgan")  # before loading anything
     context.progress(f"loading {config['data']} images ...")
     train_images, train_labels, test_images, test_labels, description = load_images(config, context.data_dir)
     context.progress(f"{description}: {len(train_images)} training / {len(test_images)} test images "

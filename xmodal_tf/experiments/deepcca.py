@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 
-from xmodal_tf.experiments.base import Experiment, RunContext
+from xmodal_tf.experiments.base import Experiment, RunContext, check_global_batch
 from xmodal_tf.experiments.config import ConfigError
 
 DATA_SETS = ("two_view_digits", "split_mnist")
@@ -155,20 +155,11 @@ def make_optimizer(config: dict, steps: int):
     return FusedAdam(rate)
 
 
-def global_batch_size(config: dict, rows: int, replicas: int) -> int:
-    """The global batch: ``batch_size`` (at most the training rows), split evenly over
-    the replicas (each replica computes its share; the objective stays global)."""
-    batch_size = min(config["batch_size"], rows)
-    if batch_size % replicas:
-        raise ValueError(f"batch_size={batch_size} does not split evenly over {replicas} replicas; set "
-                         f"--set batch_size= to a multiple of {replicas} (e.g. {batch_size - batch_size % replicas}).")
-    return batch_size
-
-
 def train_deep_model(name: str, dataset, config: dict, context: RunContext) -> dict:
     """Train one DeepCCA / DCCAE model, then fit and score the final linear CCA."""
     x, y, _ = dataset.train
-    batch_size = global_batch_size(config, len(x), context.replicas)
+    # The global batch, split over the replicas (the objective stays the global batch's).
+    batch_size = check_global_batch(min(config["batch_size"], len(x)), context.replicas, "deepcca")
     steps_per_epoch = len(x) // batch_size
     phases = training_phases(dataset, (x, y), batch_size, config, context.seed)
     validation = dataset.validation[:2]

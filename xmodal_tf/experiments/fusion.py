@@ -50,7 +50,7 @@ import time
 
 import numpy as np
 
-from xmodal_tf.experiments.base import Experiment, RunContext
+from xmodal_tf.experiments.base import Experiment, RunContext, check_global_batch
 
 DATA_SETS = ("digits", "av_mnist")
 MODALITIES = {"digits": ("left", "right"), "av_mnist": ("image", "audio")}
@@ -233,20 +233,11 @@ class JointTraining:
         list per metric: ``<name>_loss``, ``<name>_unimodal_loss``, ...)."""
         from xmodal_tf.data import make_dataset
 
-        batch_size = global_batch_size(self.settings["batch_size"], self.replicas)
+        batch_size = check_global_batch(self.settings["batch_size"], self.replicas, "fusion")
         targets = {name: labels for name in self.classifiers}
         dataset = make_dataset(inputs, targets, batch_size=batch_size, seed=seed,
                                drop_remainder=self.replicas > 1)
         return self.trainer.fit(dataset, self.settings["epochs"], initial_epoch=0)
-
-
-def global_batch_size(batch_size: int, replicas: int) -> int:
-    """``batch_size`` (the global batch), checked to split evenly over the replicas."""
-    if batch_size % replicas:
-        lower = max(replicas, batch_size - batch_size % replicas)
-        raise ValueError(f"batch_size={batch_size} does not split evenly over {replicas} replicas; set "
-                         f"--set batch_size= to a multiple of {replicas} (e.g. {lower}).")
-    return batch_size
 
 
 def _all_classifiers_model(inputs: dict, outputs: dict, classifiers: dict):
@@ -385,7 +376,7 @@ def run(config: dict, context: RunContext) -> dict:
     context.progress(f"loading {settings['data']} ...")
     dataset = load_data(settings, context.data_dir)
     modalities = tuple(dataset.modalities)
-    global_batch_size(settings["batch_size"], context.replicas)  # before any training
+    check_global_batch(settings["batch_size"], context.replicas, "fusion")  # before any training
     context.progress(f"{dataset.description}: {len(dataset.train)} training / {len(dataset.test)} test examples; "
                      f"{settings['degrade_modality']} degraded ({settings['degradation']}, "
                      f"strength {settings['degradation_strength']}), other modality noise "

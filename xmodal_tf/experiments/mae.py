@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from xmodal_tf.experiments.base import Experiment, RunContext
+from xmodal_tf.experiments.base import Experiment, RunContext, check_global_batch
 from xmodal_tf.experiments.config import ConfigError
 
 DATA_SETS = ("digits", "av_mnist")
@@ -147,20 +147,6 @@ def build_model(shapes: dict, settings: dict, modality_dropout: float, seed: int
                                            name=f"{name}_decoder")
     return MultimodalAutoencoder(encoders, decoders, code_dim=code_dim, modality_dropout=modality_dropout,
                                  seed=seed, name="multimodal_autoencoder")
-
-
-def check_batch_size(settings: dict, replicas: int, num_train: int | None = None) -> None:
-    """ValueError unless ``batch_size`` splits evenly over the replicas (and, with
-    several replicas, leaves at least one full batch of the training pairs)."""
-    batch_size = settings["batch_size"]
-    if batch_size % replicas:
-        lower = max(replicas, batch_size - batch_size % replicas)
-        raise ValueError(f"mae: batch_size={batch_size} does not split evenly over the {replicas} replicas of "
-                         f"the strategy; set batch_size to a multiple of {replicas} (e.g. --set batch_size={lower}).")
-    if replicas > 1 and num_train is not None and num_train < batch_size:
-        raise ValueError(f"mae: batch_size={batch_size} is larger than the {num_train} training pairs; with "
-                         f"{replicas} replicas partial batches are dropped, so no batch would remain. Lower "
-                         "batch_size.")
 
 
 def global_batches(inputs: dict, batch_size: int, replicas: int, *, seed=None, shuffle: bool = False):
@@ -301,13 +287,13 @@ def run(config: dict, context: RunContext) -> dict:
     import keras
 
     settings = settings_for(config)
-    check_batch_size(settings, context.replicas)  # before loading anything
+    check_global_batch(settings["batch_size"], context.replicas, "mae")  # before loading anything
     context.progress(f"loading {settings['data']} ...")
     dataset = load_data(settings, context.data_dir)
     shapes = {name: dataset.train.inputs[name].shape[1:] for name in dataset.modalities}
     context.progress(f"{dataset.description}: modalities {shapes}, {len(dataset.train)} training / "
                      f"{len(dataset.test)} test pairs")
-    check_batch_size(settings, context.replicas, len(dataset.train))
+    check_global_batch(settings["batch_size"], context.replicas, "mae", rows=len(dataset.train))
     results = {}
     for name, dropout in (("dropout", settings["modality_dropout"]), ("no_dropout", 0.0)):
         with context.scope():

@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from xmodal_tf.experiments.base import Experiment, RunContext
+from xmodal_tf.experiments.base import Experiment, RunContext, check_global_batch
 from xmodal_tf.experiments.config import ConfigError
 
 DATA_SETS = ("digits_text", "openmoji")
@@ -202,20 +202,6 @@ def make_optimizer(config: dict):
     return keras.optimizers.Adam(config["learning_rate"])
 
 
-def check_batch_size(batch_size: int, replicas: int, num_pairs: int | None = None) -> None:
-    """ValueError unless ``batch_size`` splits evenly over the replicas (and, with
-    several replicas, leaves at least one full batch of the training pairs)."""
-    if batch_size % replicas:
-        lower = max(replicas, batch_size - batch_size % replicas)
-        raise ValueError(f"retrieval: batch_size={batch_size} does not split evenly over the {replicas} replicas "
-                         f"of the strategy; set batch_size to a multiple of {replicas} (e.g. --set "
-                         f"batch_size={lower}).")
-    if replicas > 1 and num_pairs is not None and num_pairs < batch_size:
-        raise ValueError(f"retrieval: batch_size={batch_size} is larger than the {num_pairs} training pairs; with "
-                         f"{replicas} replicas partial batches are dropped, so no batch would remain. Lower "
-                         "batch_size.")
-
-
 def training_batches(data: RetrievalData, batch_size: int, replicas: int, seed: int):
     """Global batches of (images, texts), reshuffled every epoch; with several replicas
     the last partial batch is dropped."""
@@ -228,7 +214,7 @@ def training_batches(data: RetrievalData, batch_size: int, replicas: int, seed: 
 
 def train(model, optimizer, data: RetrievalData, config: dict, context: RunContext) -> dict:
     """Train through ``context.trainer``; returns its history (one entry per epoch)."""
-    check_batch_size(config["batch_size"], context.replicas, len(data.train_texts))
+    check_global_batch(config["batch_size"], context.replicas, "retrieval", rows=len(data.train_texts))
     batches = training_batches(data, config["batch_size"], context.replicas, context.seed)
     context.progress(f"training: {len(data.train_texts)} pairs, {config['epochs']} epochs, "
                      f"batch {config['batch_size']} ...")
@@ -262,7 +248,7 @@ def evaluate(model, data: RetrievalData, ks) -> dict:
 
 def run(config: dict, context: RunContext) -> dict:
     config = resolved(config)
-    check_batch_size(config["batch_size"], context.replicas)  # before loading anything
+    check_global_batch(config["batch_size"], context.replicas, "retrieval")  # before loading anything
     context.progress(f"loading {config['data']} ...")
     data = load_data(config, context)
     context.progress(data.description)

@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from xmodal_tf.experiments.base import Experiment, RunContext
+from xmodal_tf.experiments.base import Experiment, RunContext, check_global_batch
 
 DATA_SETS = ("two_view_digits", "split_mnist")
 VIEWS = ("left", "right")
@@ -100,18 +100,10 @@ def compile_classifier(model, learning_rate: float) -> None:
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
-def check_batch_size(batch_size: int, replicas: int) -> None:
-    """ValueError unless the global ``batch_size`` splits evenly over the replicas."""
-    if batch_size % replicas:
-        lower = max(replicas, batch_size - batch_size % replicas)
-        raise ValueError(f"batch_size={batch_size} does not split evenly over {replicas} replicas; set "
-                         f"--set batch_size= to a multiple of {replicas} (e.g. {lower}).")
-
-
 def subset_batch_size(batch_size: int, rows: int, replicas: int) -> int:
     """The global batch for ``rows`` labelled examples: ``batch_size`` capped at ``rows``,
     rounded down to a multiple of the replicas (at least one example per replica)."""
-    check_batch_size(batch_size, replicas)
+    check_global_batch(batch_size, replicas, "transfer")
     capped = min(batch_size, rows)
     return max(replicas, capped - capped % replicas)
 
@@ -254,7 +246,7 @@ def run(config: dict, context: RunContext) -> dict:
     context.progress(f"loading {config['data']} ...")
     dataset = load_data(config["data"], context.data_dir)
     context.progress(f"{dataset!r}")
-    check_batch_size(config["batch_size"], context.replicas)  # before any training
+    check_global_batch(config["batch_size"], context.replicas, "transfer")  # before any training
     started = time.perf_counter()
     source_model, source_metrics = pretrain(dataset, config, context)
     _, _, train_labels = views_of(dataset.train, config["source_view"])

@@ -175,48 +175,7 @@ def test_decoder_with_wrong_output_shape(data):
 # ----------------------------------------------------------------------------- distribution
 STRATEGY_SCRIPT = PREAMBLE + textwrap.dedent("""
 
-    # References on one device, plain SGD, batches of 32:
-    #   global_batch=True  -> the gradient of the CCA loss of the whole batch of 32;
-    #   global_batch=False -> the MEAN of the gradients of the two half batches' losses
-    #                         (one half per replica).
-    learning_rate = 0.1
-
-    def reference(whole_batch):
-        model = build()
-        initial = [w.numpy() for w in model.trainable_weights]
-        losses = []
-        for start in range(0, 96, 32):
-            parts = [slice(start, start + 32)] if whole_batch else [slice(start, start + 16),
-                                                                   slice(start + 16, start + 32)]
-            gradients = []
-            for part in parts:
-                with tf.GradientTape() as tape:
-                    loss = model.batch_loss(x[part], y[part], training=True)["loss"]
-                gradients.append(tape.gradient(loss, model.trainable_weights))
-                losses.append(float(loss))
-            for variable, *parts_gradients in zip(model.trainable_weights, *gradients):
-                variable.assign(variable - learning_rate * sum(parts_gradients) / len(parts_gradients))
-        moved = max(float(np.abs(a - b.numpy()).max()) for a, b in zip(initial, model.trainable_weights))
-        return model, moved, float(np.mean(losses))
-
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32, drop_remainder=True)
-    results = {"replicas": strategy.num_replicas_in_sync}
-    for global_batch in (True, False):
-        expected, moved, expected_loss = reference(global_batch)
-        with strategy.scope():
-            model = build()
-            if not global_batch:
-                model = DeepCCA.from_config({**model.get_config(), "global_batch": False})
-                model.set_weights(build().get_weights())
-            model.compile(optimizer=keras.optimizers.SGD(learning_rate))
-        history = model.fit(dataset, epochs=1, verbose=0).history
-        results[f"difference_{global_batch}"] = max(
-            float(np.abs(a.numpy() - b.numpy()).max()) for a, b in zip(model.trainable_weights,
-                                                                         expected.trainable_weights))
-        results[f"moved_{global_batch}"] = moved
-        results[f"loss_{global_batch}"] = history["loss"][0]
-        results[f"expected_loss_{global_batch}"] = expected_loss
+    results, model, strategy = compare_with_one_device(build, learning_rate=0.1)
 
     # A NaN in one replica's share skips the whole global step on both replicas.
     bad_x = x.copy()

@@ -183,47 +183,9 @@ STRATEGY_SCRIPT = PREAMBLE + textwrap.dedent("""
         return DualEncoder(mlp_encoder(20, 6, hidden_units=(8,), name="ea"),
                            mlp_encoder(12, 6, hidden_units=(8,), name="eb"), projection_dim=4)
 
-    # One device, SGD on batches of 32: with global_batch=True the 2-replica update is the
-    # whole batch's gradient (every item has the global batch's negatives); with False it
-    # is the MEAN of the two half batches' gradients (each replica contrasts its half).
-    learning_rate = 0.5
-
-    def reference(whole_batch):
-        model = build_dual()
-        initial = [w.numpy() for w in model.trainable_weights]
-        for start in range(0, 96, 32):
-            parts = ([slice(start, start + 32)] if whole_batch
-                     else [slice(start, start + 16), slice(start + 16, start + 32)])
-            gradients = []
-            for part in parts:
-                with tf.GradientTape() as tape:
-                    loss = model.batch_loss(x[part], y[part], training=True)["loss"]
-                gradients.append(tape.gradient(loss, model.trainable_weights))
-            for variable, *part_gradients in zip(model.trainable_weights, *gradients):
-                variable.assign(variable - learning_rate * sum(part_gradients) / len(part_gradients))
-                if variable.constraint is not None:  # the temperature's clip, as the optimizer does
-                    variable.assign(variable.constraint(variable))
-        moved = max(float(np.abs(a - b.numpy()).max()) for a, b in zip(initial, model.trainable_weights))
-        return model, moved
-
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32, drop_remainder=True)
-    results = {"replicas": strategy.num_replicas_in_sync}
-    for global_batch in (True, False):
-        expected, moved = reference(global_batch)
-        with strategy.scope():
-            model = build_dual()
-            if not global_batch:
-                model = DualEncoder.from_config({**model.get_config(), "global_batch": False})
-                model.set_weights(build_dual().get_weights())
-            model.compile(optimizer=keras.optimizers.SGD(learning_rate))
-        history = model.fit(dataset, epochs=1, verbose=0).history
-        results[f"difference_{global_batch}"] = max(
-            float(np.abs(a.numpy() - b.numpy()).max()) for a, b in zip(model.trainable_weights,
-                                                                         expected.trainable_weights))
-        results[f"moved_{global_batch}"] = moved
-        results[f"loss_{global_batch}"] = history["loss"][0]
-    results.update(difference=results["difference_True"], moved=results["moved_True"])
+    # With global_batch=True every item has the global batch's negatives; with False
+    # each replica contrasts its own half.
+    results, _, _ = compare_with_one_device(build_dual, learning_rate=0.5)
     print(json.dumps(results))
 """)
 

@@ -113,8 +113,10 @@ class Trainer:
             self.model = self._as_model(model)
             self._compile(optimizer)
             for optimizer_ in self.optimizers.values():
-                if not optimizer_.built:  # before restoring, and before tracing
-                    optimizer_.build(self._variables_of(optimizer_))
+                # Before restoring, and before tracing. (The GAN's compile builds its two
+                # optimizers itself, each on its own network.)
+                if not optimizer_.built:
+                    optimizer_.build(self.model.trainable_variables)
         self.max_to_keep = _check_positive_int(max_to_keep, "max_to_keep")
         self.early_stopping_patience = _check_positive_int(
             early_stopping_patience, "early_stopping_patience", allow_none=True)
@@ -211,19 +213,13 @@ class Trainer:
         optimizers = getattr(self.model, "training_optimizers", None)
         if optimizers is None:
             optimizers = {"optimizer": getattr(self.model, "optimizer", None)}
-        return {name: value for name, value in optimizers.items()} if optimizers else {}
+        return dict(optimizers)
 
     @property
     def optimizer(self):
         """The model's optimizer (the generator's for a GAN)."""
         optimizers = self.optimizers
         return optimizers.get("optimizer", optimizers.get("g_optimizer"))
-
-    def _variables_of(self, optimizer):
-        for network in ("generator", "discriminator"):
-            if getattr(self.model, f"{network[0]}_optimizer", None) is optimizer:
-                return getattr(self.model, network).trainable_variables
-        return self.model.trainable_variables
 
     def _check_monitor(self, monitor):
         if monitor is None:

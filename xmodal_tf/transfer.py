@@ -757,10 +757,7 @@ def _trainer_stages(model, strategy, train_data, val_data, batch_size, loss, met
     if not isinstance(strategy, tf.distribute.Strategy):
         raise TypeError(f"fine_tune: strategy must be a tf.distribute.Strategy or None; got "
                         f"{type(strategy).__name__}: {_short_repr(strategy)}")
-    replicas = int(strategy.num_replicas_in_sync)
-    if replicas > 1 and batch_size % replicas:
-        raise ValueError(f"fine_tune: batch_size={batch_size} (the global batch) does not split evenly "
-                         f"over the strategy's {replicas} replicas; use a multiple of {replicas}")
+    replicas = int(strategy.num_replicas_in_sync)  # (the Trainer refuses a batch_size they do not divide)
     train_dataset = _trainer_dataset(train_data, batch_size, replicas, "train_data", shuffle=True)
     validation = None if val_data is None else _trainer_dataset(val_data, batch_size, replicas, "val_data",
                                                                 shuffle=False)

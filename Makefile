@@ -22,9 +22,9 @@ train: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto tests $(ARGS)
 
-## make bench: the CCA speed benchmark
+## make bench [ARGS="--quick --only models"]: every benchmark; a Markdown table in benchmarks/results.md
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_cca.py $(ARGS)
+	$(BIN)/python -m benchmarks $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

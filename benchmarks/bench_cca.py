@@ -11,6 +11,11 @@ speed of a shared machine, which the first (two separate minima) does not.
     python benchmarks/bench_cca.py --with-sklearn       # adds sklearn's CCA (about a minute)
     python benchmarks/bench_cca.py --data-dir ../shared/data   # real split-MNIST halves
     python benchmarks/bench_cca.py --stages             # also the time of each stage
+    python -m benchmarks --only cca                     # rows(): the suite's table
+
+``rows()`` gives the suite's two rows: ours against the covariance floor (best of the
+interleaved repeats), and ours against scikit-learn's CCA (one run of sklearn, NIPALS;
+a ratio below 1 means ours is faster).
 """
 from __future__ import annotations
 
@@ -96,6 +101,44 @@ def _quartiles(values) -> str:
     return f"{low:.2f}-{high:.2f}"
 
 
+def time_against_floor(X, Y, k: int, reg: float, repeats: int) -> tuple[list[float], list[float]]:
+    """(floor seconds, ours seconds), interleaved, after a warm-up of each."""
+    def floor():
+        return X.T @ X, Y.T @ Y, X.T @ Y
+
+    def ours():
+        return CCA(k, reg=reg).fit(X, Y).transform(X, Y)
+
+    ours()  # warm-up: first BLAS calls start their thread pools
+    floor()
+    floor_times, our_times = [], []
+    for _ in range(repeats):
+        floor_times.append(time_once(floor))
+        our_times.append(time_once(ours))
+    return floor_times, our_times
+
+
+def rows(*, quick: bool = False, precisions=None) -> list[dict]:
+    """The suite's rows: CCA fit + transform against the covariance products and against
+    scikit-learn's CCA (synthetic planted views, float64; ``precisions`` does not apply
+    to this NumPy code). ``quick``: 2000 x 50 + 50 features, k=5."""
+    from sklearn.cross_decomposition import CCA as SklearnCCA
+
+    n, features, k, repeats = (2000, 50, 5, 9) if quick else (10000, 392, 50, 15)
+    X, Y = planted_views(n, features)
+    floor_times, our_times = time_against_floor(X, Y, k, 0.0, repeats)
+    best_floor, best_ours = min(floor_times), min(our_times)
+    sklearn_time = time_once(lambda: SklearnCCA(k, max_iter=500).fit(X, Y).transform(X, Y))
+    what = f"fit+transform, n={n}, {features}+{features} features, k={k}"
+    return [{"benchmark": "linear CCA", "what": what, "precision": "float64",
+             "floor": "X^T X, Y^T Y, X^T Y (NumPy)", "floor_ms": best_floor * 1e3, "step_ms": best_ours * 1e3,
+             "ratio": best_ours / best_floor,
+             "paired_ratio": statistics.median(o / f for f, o in zip(floor_times, our_times))},
+            {"benchmark": "linear CCA", "what": what, "precision": "float64",
+             "floor": "scikit-learn CCA (NIPALS), 1 run", "floor_ms": sklearn_time * 1e3, "step_ms": best_ours * 1e3,
+             "ratio": best_ours / sklearn_time}]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=10000)
@@ -122,20 +165,7 @@ def main() -> None:
     k = args.components
     print(f"data: {source}; X {X.shape}, Y {Y.shape}, float64, k={k}, reg={reg}")
 
-    def floor():
-        return X.T @ X, Y.T @ Y, X.T @ Y
-
-    def ours():
-        model = CCA(k, reg=reg).fit(X, Y)
-        return model.transform(X, Y)
-
-    ours()  # warm-up: first BLAS calls start their thread pools
-    floor()
-    floor_times, our_times = [], []
-    for _ in range(args.repeats):
-        floor_times.append(time_once(floor))
-        our_times.append(time_once(ours))
-
+    floor_times, our_times = time_against_floor(X, Y, k, reg, args.repeats)
     best_floor, best_ours = min(floor_times), min(our_times)
     print(f"{'covariance products (floor)':32s} best {best_floor * 1e3:8.1f} ms   "
           f"median {statistics.median(floor_times) * 1e3:8.1f} ms")

@@ -19,7 +19,13 @@ import numbers
 
 import numpy as np
 
-from xmodal_tf.data.pipeline import _check_batch_size, _common_num_rows, _to_arrays
+from xmodal_tf.data.pipeline import (
+    _check_batch_size,
+    _common_num_rows,
+    _to_arrays,
+    gather_rows,
+    in_memory_tensors,
+)
 
 __all__ = ["as_class_labels", "balanced_dataset", "class_weights"]
 
@@ -97,6 +103,10 @@ def balanced_dataset(inputs, labels, *, batch_size: int, seed: int | None = None
     equal; a batch varies around it). Examples are gathered from the arrays batch by
     batch, so the arrays are held once, not once per class.
 
+    Pipeline: the arrays are held as CPU tensors (the in-memory cache); the batches of
+    drawn indices go through a parallel, order-keeping gather and ``prefetch(AUTOTUNE)``.
+    Nothing after the draws is cached: every batch is a new random draw.
+
     Args:
         inputs: an array (n, ...) or a dict name -> array (n, ...) (a multimodal input).
         labels: (n,) class indices.
@@ -134,15 +144,10 @@ def balanced_dataset(inputs, labels, *, batch_size: int, seed: int | None = None
     ]
     indices = tf.data.Dataset.sample_from_datasets(
         per_class, weights=[1.0 / len(per_class)] * len(per_class), seed=class_seeds[0])
-    input_tensors = tf.nest.map_structure(tf.convert_to_tensor, inputs)
-    label_tensor = tf.convert_to_tensor(labels)
-
-    def gather(batch_indices):
-        batch_inputs = tf.nest.map_structure(lambda tensor: tf.gather(tensor, batch_indices),
-                                             input_tensors)
-        return batch_inputs, tf.gather(label_tensor, batch_indices)
-
-    batches = indices.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    tensors = in_memory_tensors((inputs, labels))
+    batches = indices.batch(batch_size).map(
+        lambda batch_indices: gather_rows(tensors, batch_indices),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return batches.prefetch(tf.data.AUTOTUNE)
 
 

@@ -1,4 +1,10 @@
-"""tf.data input pipelines for paired views (TensorFlow is imported on first use)."""
+"""tf.data input pipelines for paired views (TensorFlow is imported on first use).
+
+Shaped to keep an accelerator fed: the arrays sit once in host memory, each batch is
+one parallel, order-keeping gather of shuffled indices, unshuffled batches are cached
+after the first pass, and every pipeline ends in ``prefetch(tf.data.AUTOTUNE)``.
+``benchmarks/bench_pipeline.py`` times them against the same batches as tensors.
+"""
 from __future__ import annotations
 
 import numbers
@@ -10,7 +16,7 @@ from xmodal_tf.data.datasets import TwoViewSplit
 
 def make_dataset(views, labels=None, *, batch_size: int = 256, shuffle: bool = True,
                  seed: int | None = None, drop_remainder: bool = False,
-                 repeat: bool = False):
+                 repeat: bool = False, cache: bool = True):
     """A batched, optionally shuffled ``tf.data.Dataset`` over paired arrays.
 
     Args:
@@ -25,10 +31,21 @@ def make_dataset(views, labels=None, *, batch_size: int = 256, shuffle: bool = T
         seed: makes the shuffle order reproducible.
         drop_remainder: drop the last batch if it has fewer than batch_size examples.
         repeat: repeat forever (batches then run across epoch boundaries).
+        cache: keep the batches of the first pass in memory and replay them on later
+            passes. Only an unshuffled pipeline caches (its batches are the same on
+            every pass), and with ``repeat`` only when batch_size divides n (else
+            batches straddle epochs and differ). Costs one more copy of the arrays;
+            a pass stopped early (``take``) fills nothing. False: gather every pass.
 
     Returns:
-        A prefetched ``tf.data.Dataset``. float64 arrays are cast to float32;
-        other dtypes are kept.
+        A ``tf.data.Dataset`` ending in ``prefetch(AUTOTUNE)``. float64 arrays are
+        cast to float32; other dtypes are kept.
+
+    Pipeline: the arrays are held once as CPU tensors; example indices (0..n-1) are
+    shuffled and batched, and a parallel, order-keeping map gathers each batch's rows.
+    The shuffle buffer holds n indices, not a copy of the examples, and the elements
+    (their order under a seed included) equal those of slicing, shuffling and
+    batching the arrays themselves.
 
     Raises:
         ValueError: row counts differ, no examples, batch_size not positive, or
@@ -40,6 +57,10 @@ def make_dataset(views, labels=None, *, batch_size: int = 256, shuffle: bool = T
             raise TypeError("labels must be None when views is a TwoViewSplit: its labels are used")
         views, labels = (views.view1, views.view2), views.labels
     _check_batch_size(batch_size)
+    for name, flag in (("shuffle", shuffle), ("drop_remainder", drop_remainder),
+                       ("repeat", repeat), ("cache", cache)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False; got {flag!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
         raise TypeError(f"seed must be an int or None; got {seed!r}")
     named_arrays = []
@@ -55,13 +76,39 @@ def make_dataset(views, labels=None, *, batch_size: int = 256, shuffle: bool = T
     import tensorflow as tf
 
     elements = views if labels is None else (views, labels)
-    dataset = tf.data.Dataset.from_tensor_slices(elements)
+    tensors = in_memory_tensors(elements)
+    # Shuffling indices instead of examples gives the same order under a seed: the
+    # permutation depends on the seed, the buffer size and n, not on the elements.
+    indices = tf.data.Dataset.range(num_examples)
     if shuffle:
-        dataset = dataset.shuffle(num_examples, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+        indices = indices.shuffle(num_examples, seed=seed, reshuffle_each_iteration=True)
+    cache_batches = cache and not shuffle and (not repeat or num_examples % batch_size == 0)
+    if repeat and not cache_batches:
+        indices = indices.repeat()
+    dataset = indices.batch(batch_size, drop_remainder=drop_remainder).map(
+        lambda batch_indices: gather_rows(tensors, batch_indices),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if cache_batches:
+        dataset = dataset.cache()
+        if repeat:
+            dataset = dataset.repeat()
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def in_memory_tensors(structure):
+    """``structure`` with its NumPy leaves as tensors in host memory: tf.data runs on
+    the CPU, so a pipeline that gathers from them never copies back from a GPU."""
+    import tensorflow as tf
+
+    with tf.device("/CPU:0"):
+        return tf.nest.map_structure(tf.convert_to_tensor, structure)
+
+
+def gather_rows(tensors, rows):
+    """The ``rows`` (a 1-D index tensor) of every tensor in the structure ``tensors``."""
+    import tensorflow as tf
+
+    return tf.nest.map_structure(lambda tensor: tf.gather(tensor, rows), tensors)
 
 
 def _check_batch_size(batch_size) -> None:

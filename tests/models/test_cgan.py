@@ -350,3 +350,78 @@ def test_bad_images_and_conditions(toy_images):
         vector_gan.generate(np.zeros(4, "float32"))
     with pytest.raises(ValueError, match="finite"):
         vector_gan.generate(np.full((1, 4), np.nan, "float32"))
+
+
+# ----------------------------------------------------------------------------- mixed float16
+@pytest.fixture
+def mixed_float16():
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
+def test_mixed_float16_loss_scales_both_optimizers_and_lowers_the_scale_on_overflow(
+        toy_images, mixed_float16, tmp_path):
+    images, labels = toy_images
+    gan = build_gan()
+    assert gan.generator.layers[-1].compute_dtype == "float16"
+    gan.compile(g_optimizer=adam(), d_optimizer=adam())
+    optimizers = (gan.g_optimizer, gan.d_optimizer)
+    assert all(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in optimizers)
+    assert gan.g_optimizer.inner_optimizer is not gan.d_optimizer.inner_optimizer
+    initial = [float(o.dynamic_scale.numpy()) for o in optimizers]
+
+    # A given LossScaleOptimizer is kept, not wrapped twice.
+    wrapped = keras.optimizers.LossScaleOptimizer(adam())
+    other = build_gan()
+    other.compile(g_optimizer=wrapped, d_optimizer=adam())
+    assert other.g_optimizer is wrapped and isinstance(other.d_optimizer, keras.optimizers.LossScaleOptimizer)
+
+    history = gan.fit(images, labels, batch_size=16, epochs=2, verbose=0).history
+    assert np.isfinite(history["d_loss"]).all() and np.isfinite(history["g_loss"]).all()
+    assert all(np.isfinite(w.numpy()).all() for w in gan.weights)
+    for optimizer, before in zip(optimizers, initial):
+        scale = float(optimizer.dynamic_scale.numpy())
+        assert np.isfinite(scale) and 1.0 <= scale <= before
+        assert optimizer.iterations.numpy() == 4
+
+    # Images beyond float16's range overflow the discriminator: its step is skipped and its
+    # scale halved (the generator's step, on fakes only, goes on).
+    d_scale, g_scale = (float(o.dynamic_scale.numpy()) for o in (gan.d_optimizer, gan.g_optimizer))
+    d_before = [w.numpy() for w in gan.discriminator.trainable_weights]
+    gan.fit(np.full_like(images[:16], 1e5), labels[:16], batch_size=16, verbose=0)
+    assert float(gan.d_optimizer.dynamic_scale.numpy()) == d_scale / 2
+    assert float(gan.g_optimizer.dynamic_scale.numpy()) == g_scale
+    assert gan.d_optimizer.iterations.numpy() == 4 and gan.g_optimizer.iterations.numpy() == 5
+    for before, variable in zip(d_before, gan.discriminator.trainable_weights):
+        np.testing.assert_array_equal(before, variable.numpy())
+
+    # .keras round trip: both come back loss-scaled (not wrapped twice), with their state.
+    path = tmp_path / "cgan16.keras"
+    gan.save(path)
+    loaded = keras.models.load_model(path)
+    for original, restored in ((gan.g_optimizer, loaded.g_optimizer), (gan.d_optimizer, loaded.d_optimizer)):
+        assert isinstance(restored, keras.optimizers.LossScaleOptimizer)
+        assert not isinstance(restored.inner_optimizer, keras.optimizers.LossScaleOptimizer)
+        assert float(restored.dynamic_scale.numpy()) == float(original.dynamic_scale.numpy())
+        assert restored.iterations.numpy() == original.iterations.numpy()
+        for a, b in zip(original.variables, restored.variables):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_mixed_float16_trainer_checkpoint_holds_both_optimizers(toy_images, mixed_float16, tmp_path):
+    from xmodal_tf.training import Trainer
+
+    images, labels = toy_images
+    gan = build_gan()
+    gan.compile(g_optimizer=adam(), d_optimizer=adam())
+    trainer = Trainer(gan, optimizer=None, checkpoint_dir=tmp_path, progress=False)
+    trainer.fit(tf.data.Dataset.from_tensor_slices((images, labels)).batch(16), epochs=1)
+    assert all(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in (gan.g_optimizer, gan.d_optimizer))
+    assert all(np.isfinite(w.numpy()).all() for w in gan.weights)
+    names = [name for name, _ in tf.train.list_variables(tf.train.latest_checkpoint(tmp_path))]
+    for key in ("g_optimizer", "d_optimizer"):
+        # The Adam moments of each network (iterations and per-variable slots) are saved.
+        assert sum(name.startswith(f"{key}/") for name in names) > len(gan.generator.trainable_weights), key

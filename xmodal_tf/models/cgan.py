@@ -68,6 +68,11 @@ Conventions and decisions
   noise stream after ``load_model``. Under a distribution strategy the noise is drawn
   for the global batch and each replica keeps its rows: replicas draw different noise,
   and N replicas draw what one device draws for the same global batch.
+* Mixed precision: under ``mixed_float16`` (the global policy when the model is built,
+  or float16 layers in either network) ``compile`` wraps each optimizer in its own
+  ``keras.optimizers.LossScaleOptimizer`` (one given already wrapped is kept): each
+  step's loss is scaled, and a step with non-finite gradients is skipped by that
+  network's optimizer, which lowers its scale. ``mixed_bfloat16`` needs no scaling.
 * Batch norm: ``generate`` and ``predict`` run the generator in inference mode (moving
   statistics); during training, batch statistics are per replica under a strategy.
 * Distribution strategies: gradients are summed across replicas, so losses are
@@ -372,7 +377,8 @@ class ConditionalGAN(CrossModalModel):
 
         Args:
             g_optimizer, d_optimizer: optimizers (instances or names such as "adam") for the
-                generator and the discriminator; both required and distinct.
+                generator and the discriminator; both required and distinct. Under
+                ``mixed_float16`` each is wrapped in a ``LossScaleOptimizer`` (unless it is one).
             loss: one of ``GAN_LOSSES``: "non_saturating" (default), "hinge", "least_squares".
             r1_weight: gamma of the R1 penalty gamma/2 * ||grad_x D(x, c)||^2 on real images
                 (Mescheder et al., 2018); default 1.0; 0 disables it (it costs a second
@@ -396,7 +402,7 @@ class ConditionalGAN(CrossModalModel):
                 "compile(g_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5), "
                 "d_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5)).")
         g_optimizer, d_optimizer = keras.optimizers.get(g_optimizer), keras.optimizers.get(d_optimizer)
-        if g_optimizer is d_optimizer:
+        if _inner_optimizer(g_optimizer) is _inner_optimizer(d_optimizer):
             raise ValueError("g_optimizer and d_optimizer must be two different optimizer instances: an "
                              "optimizer is bound to the variables of the network it was built for.")
         _check_loss(loss)
@@ -405,6 +411,10 @@ class ConditionalGAN(CrossModalModel):
         if label_smoothing and loss != "non_saturating":
             raise ValueError(f"label_smoothing applies to loss='non_saturating' only; got loss={loss!r}.")
         super().compile(optimizer=None, jit_compile=jit_compile, **kwargs)
+        if self._computes_in_float16():
+            # As keras.Model.compile does for its one optimizer: float16 gradients need a
+            # dynamic loss scale, and each network its own (a non-finite step lowers it).
+            g_optimizer, d_optimizer = _loss_scaled(g_optimizer), _loss_scaled(d_optimizer)
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
         self.gan_loss, self.r1_weight, self.label_smoothing = loss, r1_weight, label_smoothing
         # Saved with the model (get_compile_config), so load_model compiles the same way.
@@ -414,6 +424,14 @@ class ConditionalGAN(CrossModalModel):
         # does not create variables while tracing the step.
         self._build_optimizer(self.g_optimizer, self.generator)
         self._build_optimizer(self.d_optimizer, self.discriminator)
+
+    def _computes_in_float16(self) -> bool:
+        """True under a ``mixed_float16`` policy (the model's, or any layer's of the networks)."""
+        if self.dtype_policy.compute_dtype == "float16":
+            return True
+        return any(layer.dtype_policy.compute_dtype == "float16"
+                   for network in (self.generator, self.discriminator)
+                   for layer in network._flatten_layers(include_self=True, recursive=True))
 
     @staticmethod
     def _build_optimizer(optimizer, network) -> None:
@@ -729,6 +747,17 @@ class ConditionalGAN(CrossModalModel):
         for key in ("generator", "discriminator"):
             config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects=custom_objects)
         return cls(**config)
+
+
+def _inner_optimizer(optimizer):
+    return optimizer.inner_optimizer if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else optimizer
+
+
+def _loss_scaled(optimizer):
+    """``optimizer`` in a dynamic ``LossScaleOptimizer`` (unless it already is one)."""
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return optimizer
+    return keras.optimizers.LossScaleOptimizer(optimizer)
 
 
 def _check_ema_decay(ema_decay):

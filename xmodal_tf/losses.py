@@ -45,14 +45,19 @@ How it is computed, and why it is stable
   output unit) get a zero gradient: the sum of singular values has a kink there and
   zero is its smallest subgradient.
 * ``objective="squared"`` with all components is ||T||_F^2, computed without any SVD.
-* Everything after the network (centring, covariances, Cholesky, solves, SVD) runs
-  in float64 by default, also for float32 or mixed-precision networks
-  (``compute_dtype``); the result is cast back to float32 (float64 for float64 inputs).
-  In float32, rounding in a covariance of entries ~1e4 is ~1e-3, which swamps a ridge
-  of 1e-4 and can leave nearly dependent output units with a covariance that is not
-  positive definite; in float64 it is harmless. The cost is O(m d^2 + d^3), small next
-  to the networks. Pass ``compute_dtype=None`` to compute in the output dtype (for
-  accelerators without float64).
+* Precision (``compute_dtype``): everything after the network (centring, covariances,
+  Cholesky, solves, SVD) runs in one dtype, and the result is cast back to float32
+  (float64 for float64 inputs). The default ``"auto"`` picks it by where the outputs
+  live: float64 on a CPU (or for float64 outputs), float32 on a GPU or TPU, where
+  float64 runs at 1/2 to 1/64 of the float32 speed. Measured on split MNIST through
+  the 392-1024-1024-50 networks (``benchmarks/bench_covariance_precision.py``),
+  float32 algebra with the default ridge 1e-4 changes the loss by < 1e-4 relative
+  and the weight gradient's direction by a cosine > 0.9999, far below the
+  batch-to-batch noise of SGD; on a CPU float64 costs ~1 ms a step more, and keeps
+  the margin for badly scaled outputs: in float32, rounding in a covariance of
+  entries ~1e4 is ~1e-3, which swamps a ridge of 1e-4 and can leave nearly dependent
+  output units with a covariance that is not positive definite. Explicit "float64",
+  "float32", or None (the output dtype) override the choice.
 
 XLA: ``tf.linalg.svd`` and eigen-decompositions are not trusted under XLA (see
 DESIGN.md), so only ``objective="squared"`` with all components (no SVD) may run
@@ -99,9 +104,11 @@ from xmodal_tf._replicas import all_gather_rows, all_reduce_sum, in_replica_cont
 
 __all__ = ["ContrastiveLoss", "DeepCCALoss", "batch_statistics", "cca_correlations",
            "contrastive_loss", "contrastive_loss_from_logits", "correlations_from_statistics",
-           "deep_cca_loss", "replica_contrastive_loss"]
+           "deep_cca_loss", "replica_contrastive_loss", "resolve_compute_dtype"]
 
 OBJECTIVES = ("trace", "squared")
+#: ``compute_dtype`` that picks float64 on a CPU and float32 on an accelerator.
+AUTO = "auto"
 # With reg=0, a Cholesky pivot below this fraction of the largest variance (times the
 # number of features) marks the covariance as singular, as in xmodal_tf.cca.
 _SINGULAR_PIVOT_FACTOR = 100.0
@@ -137,19 +144,84 @@ def _check_n_components_type(n_components):
     return int(n_components)
 
 
+_COMPUTE_DTYPE_CHOICES = "'auto', 'float64', 'float32' or None"
+
+
 def _check_compute_dtype(compute_dtype):
-    """Return a float tf.DType, or None (meaning: the output dtype)."""
+    """Return a float tf.DType, "auto", or None (meaning: the output dtype)."""
     if compute_dtype is None:
         return None
+    if isinstance(compute_dtype, str) and compute_dtype == AUTO:
+        return AUTO
     try:
         dtype = tf.as_dtype(compute_dtype)
     except TypeError as error:
         raise TypeError(
-            f"compute_dtype must be 'float64', 'float32' or None; got {compute_dtype!r}."
+            f"compute_dtype must be {_COMPUTE_DTYPE_CHOICES}; got {compute_dtype!r}."
         ) from error
     if dtype not in (tf.float32, tf.float64):
-        raise ValueError(f"compute_dtype must be 'float64', 'float32' or None; got {dtype.name}.")
+        raise ValueError(f"compute_dtype must be {_COMPUTE_DTYPE_CHOICES}; got {dtype.name}. "
+                         "Use 'auto' to pick float64 on a CPU and float32 on a GPU.")
     return dtype
+
+
+def _covariance_dtype_for(device_type) -> tf.DType:
+    """The ``"auto"`` choice of covariance dtype for a device type ("CPU", "GPU", "TPU").
+
+    float64 on a CPU, where it costs about 1 ms a step for 50 x 50 covariances and keeps a
+    margin for badly scaled outputs; float32 on an accelerator, where float64 runs at
+    1/2 to 1/64 of the float32 speed and float32 changes the loss and its gradient by far
+    less than the minibatch noise (``benchmarks/bench_covariance_precision.py``). An
+    unknown or empty device type is treated as a CPU.
+    """
+    if not isinstance(device_type, str):
+        raise TypeError(f"device_type must be a string such as 'CPU' or 'GPU'; got {device_type!r}.")
+    return tf.float64 if device_type.upper() in ("", "CPU") else tf.float32
+
+
+def _device_type_of(tensor) -> str:
+    """The device type ("CPU", "GPU", ...) a tensor is placed on, or "" when unknown
+    (a graph tensor created outside any ``tf.device`` scope)."""
+    try:
+        name = tensor.device or ""
+    except (AttributeError, ValueError):  # a symbolic tensor without a device
+        return ""
+    if not name:
+        return ""
+    return (tf.DeviceSpec.from_string(name).device_type or "").upper()
+
+
+def _current_device_type() -> str:
+    """Where TensorFlow will run the next op: the enclosing ``tf.device`` scope (inside a
+    ``tf.function``, e.g. a ``tf.distribute`` replica), else a GPU when one is visible
+    (the placer prefers it), else the CPU."""
+    if not tf.executing_eagerly():
+        scoped = _device_type_of(tf.constant(0.0, name="device_probe"))
+        if scoped:
+            return scoped
+    for kind in ("GPU", "TPU"):
+        if tf.config.list_logical_devices(kind):
+            return kind
+    return "CPU"
+
+
+def resolve_compute_dtype(compute_dtype, h1, h2) -> tf.DType:
+    """The dtype the covariance algebra of outputs ``h1``, ``h2`` runs in.
+
+    ``"auto"``: float64 for float64 outputs; otherwise ``_covariance_dtype_for`` the
+    device of ``h1`` / ``h2`` (their placement, else the enclosing device scope, else
+    the visible devices). None: the wider of the outputs' dtypes, at least float32.
+    A dtype: itself. Works eagerly and while a ``tf.function`` traces.
+    """
+    compute = _check_compute_dtype(compute_dtype)
+    if compute is None:
+        return _common_float_dtype(h1, h2)
+    if compute != AUTO:
+        return compute
+    if _common_float_dtype(h1, h2) == tf.float64:
+        return tf.float64
+    device = _device_type_of(h1) or _device_type_of(h2) or _current_device_type()
+    return _covariance_dtype_for(device)
 
 
 def _as_view(h, name: str) -> tf.Tensor:
@@ -186,8 +258,9 @@ def _validate(h1, h2, n_components, reg, compute_dtype, global_batch=False):
     """
     regs = _check_regs(reg)
     k = _check_n_components_type(n_components)
-    compute = _check_compute_dtype(compute_dtype)
+    _check_compute_dtype(compute_dtype)
     h1, h2 = _as_view(h1, "h1"), _as_view(h2, "h2")
+    compute = resolve_compute_dtype(compute_dtype, h1, h2)
     dims = (int(h1.shape[1]), int(h2.shape[1]))
     rank_limit = min(dims)
     if k is None:
@@ -263,7 +336,7 @@ def _checked_cholesky(covariance: tf.Tensor, ridge: float, name: str) -> tf.Tens
     else:
         floor = tf.zeros([], covariance.dtype)
         advice = (f"increase reg (now {ridge}), rescale the outputs, or keep "
-                  "compute_dtype='float64'")
+                  "compute_dtype='float64' (the 'auto' default uses float32 on a GPU)")
     check = tf.debugging.assert_greater(
         tf.square(pivots), floor,
         message=(
@@ -280,6 +353,9 @@ def _checked_cholesky(covariance: tf.Tensor, ridge: float, name: str) -> tf.Tens
 def batch_statistics(h1, h2, compute, checks=(), global_batch=False):
     """The sufficient statistics of a batch for Deep CCA, in the compute dtype.
 
+    ``compute``: a float dtype, or a ``compute_dtype`` setting ("auto", "float64",
+    "float32", None) resolved by ``resolve_compute_dtype``.
+
     Returns ``(count, c11, c22, c12)``: the number of rows m (a scalar), and the
     centred cross-products H1c^T H1c (d1 x d1), H2c^T H2c (d2 x d2) and H1c^T H2c
     (d1 x d2), not yet divided by m - 1. With ``global_batch`` inside a
@@ -288,6 +364,9 @@ def batch_statistics(h1, h2, compute, checks=(), global_batch=False):
     cross-products, both with gradients. Outside a strategy it is the batch itself.
     Call it outside ``tf.cond`` branches (collectives cannot run inside them).
     """
+    if not isinstance(compute, tf.DType):
+        h1, h2 = tf.convert_to_tensor(h1), tf.convert_to_tensor(h2)
+        compute = resolve_compute_dtype(compute, h1, h2)
     # tf.identity: a cast to the same dtype creates no op to hang the checks on.
     with tf.control_dependencies(list(checks)):
         h1 = tf.identity(tf.cast(h1, compute))
@@ -365,7 +444,7 @@ def _singular_values(matrix: tf.Tensor) -> tf.Tensor:
 
 
 # ----------------------------------------------------------------------------- API
-def cca_correlations(h1, h2, *, n_components=None, reg=1e-4, compute_dtype="float64", global_batch=False):
+def cca_correlations(h1, h2, *, n_components=None, reg=1e-4, compute_dtype="auto", global_batch=False):
     """Canonical correlations of a batch of paired outputs, largest first.
 
     Args:
@@ -375,8 +454,9 @@ def cca_correlations(h1, h2, *, n_components=None, reg=1e-4, compute_dtype="floa
         reg: ridge r added to each view's covariance (C + r I, with C divided by m - 1),
             a float >= 0 or a pair (r1, r2). 0 is exact CCA and needs m > d1, d2 and
             non-singular covariances.
-        compute_dtype: dtype of the covariances and the algebra: "float64" (default),
-            "float32", or None for the output dtype.
+        compute_dtype: dtype of the covariances and the algebra: "auto" (default:
+            float64 on a CPU or for float64 outputs, float32 on a GPU/TPU; see
+            ``resolve_compute_dtype``), "float64", "float32", or None for the output dtype.
         global_batch: inside a ``tf.distribute`` replica, compute the correlations of
             the global batch (statistics all-reduced across replicas, gradients
             through the all-reduce) instead of this replica's share. No effect
@@ -399,7 +479,7 @@ def cca_correlations(h1, h2, *, n_components=None, reg=1e-4, compute_dtype="floa
 
 
 def deep_cca_loss(h1, h2, *, n_components=None, reg=1e-4, objective="trace",
-                  compute_dtype="float64", global_batch=False):
+                  compute_dtype="auto", global_batch=False):
     """The Deep CCA loss of a batch: minus the total (or squared) canonical correlation.
 
     Args:
@@ -412,8 +492,9 @@ def deep_cca_loss(h1, h2, *, n_components=None, reg=1e-4, objective="trace",
         objective: "trace" for minus the sum of the top-k correlations (the trace norm
             of T when k is all), or "squared" for minus the sum of their squares
             (||T||_F^2 when k is all, computed without an SVD).
-        compute_dtype: dtype of the covariances and the algebra: "float64" (default),
-            "float32", or None for the output dtype.
+        compute_dtype: dtype of the covariances and the algebra: "auto" (default:
+            float64 on a CPU or for float64 outputs, float32 on a GPU/TPU; see
+            ``resolve_compute_dtype``), "float64", "float32", or None for the output dtype.
         global_batch: inside a ``tf.distribute`` replica, the loss of the global batch
             (identical on every replica; see ``cca_correlations``).
 
@@ -461,14 +542,15 @@ class DeepCCALoss:
     size). With ``global_batch=True`` every replica gets the global batch's value.
     """
 
-    def __init__(self, n_components=None, reg=1e-4, objective="trace", compute_dtype="float64",
+    def __init__(self, n_components=None, reg=1e-4, objective="trace", compute_dtype="auto",
                  global_batch=False, name="deep_cca_loss"):
         self.n_components = _check_n_components_type(n_components)
         regs = _check_regs(reg)
         self.reg = regs if isinstance(reg, (list, tuple, np.ndarray)) else regs[0]
         self.objective = _check_objective(objective)
         compute = _check_compute_dtype(compute_dtype)
-        self.compute_dtype = None if compute is None else compute.name
+        # "auto" is stored as such and resolved on each call (where the outputs live).
+        self.compute_dtype = compute if compute in (None, AUTO) else compute.name
         if not isinstance(global_batch, bool):
             raise TypeError(f"global_batch must be True or False; got {global_batch!r}.")
         self.global_batch = global_batch

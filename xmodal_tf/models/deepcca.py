@@ -188,8 +188,10 @@ class DeepCCA(CrossModalModel):
         decoder_x, decoder_y: optional models mapping the encoder outputs back to each
             view's input shape (DCCAE).
         reconstruction_weight: weight of the decoders' mean squared errors (>= 0).
-        compute_dtype: dtype of the CCA algebra, "float64" (default) or "float32"
-            (see ``xmodal_tf.losses``).
+        compute_dtype: dtype of the CCA algebra (covariances, Cholesky, SVD): "auto"
+            (default: float64 where the encoder outputs live on a CPU, float32 on a
+            GPU/TPU; see ``xmodal_tf.losses.resolve_compute_dtype``), "float64",
+            "float32", or None (the outputs' dtype, at least float32).
         global_batch: under a ``tf.distribute`` strategy, compute the objective on the
             global batch (True, default) or on each replica's share (False).
         **kwargs: ``name``, ``trainable``... for ``keras.Model``.
@@ -199,9 +201,13 @@ class DeepCCA(CrossModalModel):
     default_jit_compile = False
     default_monitor = ("val_total_correlation", "max")
 
+    def xla_unsupported_reason(self):
+        return ("the Deep CCA objective's SVD and decompositions are kept out of XLA (XLA's eigen-"
+                "decompositions have returned wrong results; see xmodal_tf.losses)")
+
     def __init__(self, encoder_x, encoder_y, n_components=None, reg=1e-4, objective="trace",
                  decoder_x=None, decoder_y=None, reconstruction_weight=0.0,
-                 compute_dtype="float64", global_batch=True, **kwargs):
+                 compute_dtype="auto", global_batch=True, **kwargs):
         kwargs.setdefault("name", "deep_cca")
         super().__init__(**kwargs)
         self.encoder_x = _check_submodel(encoder_x, "encoder_x", required=True)
@@ -352,14 +358,7 @@ class DeepCCA(CrossModalModel):
         # Statistics first, outside any tf.cond: with global_batch they are all-reduced
         # over replicas, and collectives cannot run inside a cond branch.
         statistics = self.objective_fn.statistics(h_x, h_y, runtime_checks=False)
-        usable = tf.logical_and(tf.reduce_all([tf.reduce_all(tf.math.is_finite(s)) for s in statistics]),
-                                statistics[0] >= 2)
-        # The CCA algebra raises (rather than returning NaN) on non-finite outputs, so it
-        # only runs on usable batches; the others get NaN and are skipped by the caller.
-        correlations = tf.cond(
-            usable,
-            lambda: tf.cast(self.objective_fn.correlations_from(statistics), output_dtype),
-            lambda: tf.fill([k], tf.constant(np.nan, output_dtype)))
+        correlations = self.correlations_from_statistics(statistics, output_dtype)
         total_correlation = tf.reduce_sum(correlations)
         if self.objective == "trace":
             loss = -total_correlation
@@ -385,6 +384,20 @@ class DeepCCA(CrossModalModel):
                 loss = loss + self.reconstruction_weight * results[key]
         results["loss"] = loss
         return results
+
+    def correlations_from_statistics(self, statistics, output_dtype):
+        """The batch's top-k correlations ((k,), ``output_dtype``) from the objective's
+        ``statistics``; NaN for a batch whose statistics are not finite or that has fewer
+        than two samples (the CCA algebra is not run on it)."""
+        k = self.n_components or min(statistics[3].shape)
+        usable = tf.logical_and(tf.reduce_all([tf.reduce_all(tf.math.is_finite(s)) for s in statistics]),
+                                statistics[0] >= 2)
+        # The CCA algebra raises (rather than returning NaN) on non-finite outputs, so it
+        # only runs on usable batches; the others get NaN and are skipped by the caller.
+        return tf.cond(
+            usable,
+            lambda: tf.cast(self.objective_fn.correlations_from(statistics), output_dtype),
+            lambda: tf.fill([k], tf.constant(np.nan, output_dtype)))
 
     def _check_replica_share(self, h_x, k: int) -> None:
         """With global_batch=False under several replicas, each share must exceed k rows."""

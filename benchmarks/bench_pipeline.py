@@ -33,6 +33,7 @@ from xmodal_tf.data import (  # noqa: E402
     load_split_mnist,
     load_two_view_digits,
     make_dataset,
+    map_random_shifts,
     random_shift_pairs,
     resolve_data_dir,
 )
@@ -77,7 +78,6 @@ def pipelines(data_dir=None, *, quick: bool = False) -> list[tuple[str, tf.data.
     digits = load_two_view_digits().train
     left, right, labels, mnist_source = _split_mnist_halves(data_dir, quick)
     av_inputs, av_labels, av_source = _av_mnist(data_dir, quick)
-    shift = random_shift_pairs(((28, 14, 1), (28, 14, 1)), max_shift=2, seed=0)
     # A class-imbalanced subset for balanced_dataset: class c keeps 1 / (c + 1) of its rows.
     keep = np.random.default_rng(2).random(len(av_labels)) < 1.0 / (av_labels + 1)
     imbalanced = ({name: array[keep] for name, array in av_inputs.items()}, av_labels[keep])
@@ -87,9 +87,14 @@ def pipelines(data_dir=None, *, quick: bool = False) -> list[tuple[str, tf.data.
          make_dataset(digits, batch_size=128, seed=0, repeat=True, drop_remainder=True)),
         (f"make_dataset split-MNIST ({mnist_source}) {len(labels)} x (392 + 392), batch 256",
          make_dataset((left, right), labels, batch_size=256, seed=0, repeat=True, drop_remainder=True)),
-        (f"make_dataset + random_shift_pairs (sequential map, as deepcca), batch 256",
+        ("make_dataset + random_shift_pairs, sequential map (as deepcca), batch 256",
          make_dataset((left, right), batch_size=256, seed=0, repeat=True, drop_remainder=True)
-         .map(shift).prefetch(tf.data.AUTOTUNE)),
+         .map(random_shift_pairs(((28, 14, 1), (28, 14, 1)), max_shift=2, seed=0))
+         .prefetch(tf.data.AUTOTUNE)),
+        ("make_dataset + map_random_shifts (same shifts, parallel pixels), batch 256",
+         map_random_shifts(make_dataset((left, right), batch_size=256, seed=0, repeat=True,
+                                        drop_remainder=True),
+                           random_shift_pairs(((28, 14, 1), (28, 14, 1)), max_shift=2, seed=0))),
         (f"make_dataset unshuffled, cached, split-MNIST {unshuffled_rows} rows, batch 256",
          make_dataset((left[:unshuffled_rows], right[:unshuffled_rows]), labels[:unshuffled_rows],
                       batch_size=256, shuffle=False, repeat=True)),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from xmodal_tf.data import balanced_dataset, make_dataset
+from xmodal_tf.data import balanced_dataset, make_dataset, map_random_shifts, random_shift_pairs
 from xmodal_tf.data.pipeline import in_memory_tensors
 
 AUTOTUNE = -1
@@ -160,3 +160,61 @@ def test_the_arrays_are_held_in_host_memory():
 def test_flags_must_be_booleans(flag):
     with pytest.raises(TypeError, match=rf"{flag} must be True or False"):
         make_dataset(np.zeros((4, 2)), batch_size=2, **{flag: "yes"})
+
+
+# ------------------------------------------------------------ random shifts in parallel
+
+SHIFT_SHAPES = ((5, 3, 1), (5, 4, 1))
+
+
+def shift_halves(n=40):
+    images = np.random.default_rng(0).uniform(1, 2, size=(n, 5, 7)).astype(np.float32)
+    return images[:, :, :3].reshape(n, -1), images[:, :, 3:].reshape(n, -1)
+
+
+def test_map_random_shifts_gives_the_shifts_of_a_sequential_map_on_every_pass():
+    left, right = shift_halves()
+    plain = make_dataset((left, right), batch_size=8, seed=1)
+    reference = plain.map(random_shift_pairs(SHIFT_SHAPES, 2, seed=5))
+    ours = map_random_shifts(make_dataset((left, right), batch_size=8, seed=1),
+                             random_shift_pairs(SHIFT_SHAPES, 2, seed=5))
+    passes = {"ours": [], "reference": []}
+    for _ in range(2):
+        for name, dataset in (("ours", ours), ("reference", reference)):
+            passes[name].append(np.concatenate([np.concatenate([a.numpy(), b.numpy()], axis=1)
+                                                for a, b in dataset]))
+    for got, want in zip(passes["ours"], passes["reference"]):
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(passes["ours"][0], passes["ours"][1])  # new draws each pass
+    unshifted = np.sort(np.concatenate([left, right], axis=1), axis=0)
+    assert not np.array_equal(np.sort(passes["ours"][0], axis=0), unshifted)
+
+
+def test_map_random_shifts_draws_sequentially_moves_pixels_in_parallel_and_prefetches():
+    left, right = shift_halves()
+    dataset = map_random_shifts(make_dataset((left, right), batch_size=8, shuffle=False),
+                                random_shift_pairs(SHIFT_SHAPES, 1, seed=0))
+    chain, nodes = graph_chain(dataset)
+    assert [node.op for node in chain[:3]] == ["PrefetchDataset", "ParallelMapDatasetV2", "MapDataset"]
+    assert constant(nodes, chain[0].input[1]) == AUTOTUNE
+    assert constant(nodes, chain[1].input[-1]) == AUTOTUNE
+    assert chain[1].attr["deterministic"].s == b"true"
+    assert "CacheDatasetV2" in [node.op for node in chain[3:]]  # cached before the random map
+
+
+def test_map_random_shifts_with_zero_shift_is_the_identity():
+    left, right = shift_halves(8)
+    dataset = map_random_shifts(make_dataset((left, right), batch_size=8, shuffle=False),
+                                random_shift_pairs(SHIFT_SHAPES, 0))
+    got_left, got_right = next(iter(dataset))
+    np.testing.assert_array_equal(got_left.numpy(), left)
+    np.testing.assert_array_equal(got_right.numpy(), right)
+
+
+def test_map_random_shifts_bad_arguments_are_named():
+    left, right = shift_halves(8)
+    dataset = make_dataset((left, right), batch_size=4)
+    with pytest.raises(TypeError, match="random_shift_pairs"):
+        map_random_shifts(dataset, lambda a, b: (a, b))
+    with pytest.raises(TypeError, match="tf.data.Dataset"):
+        map_random_shifts((left, right), random_shift_pairs(SHIFT_SHAPES, 1))

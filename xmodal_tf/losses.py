@@ -400,9 +400,51 @@ def correlations_from_statistics(statistics, *, n_components=None, reg=1e-4):
     """The top-k ridge-shrunk canonical correlations from ``batch_statistics``, (k,) in
     the statistics' dtype, largest first (see ``cca_correlations``)."""
     regs = _check_regs(reg)
-    whitened = _whitened_from_statistics(statistics, regs)
-    k = min(whitened.shape) if n_components is None else _check_n_components_type(n_components)
-    return _singular_values(whitened)[:k]
+    k = min(statistics[3].shape) if n_components is None else _check_n_components_type(n_components)
+    return _correlations_of_statistics(statistics, regs)[:k]
+
+
+def _correlations_of_statistics(statistics, regs):
+    """All min(d1, d2) singular values of T from ``batch_statistics``, descending, with
+    their gradient with respect to the cross-products in closed form.
+
+    With S11 = L1 L1^T, S22 = L2 L2^T, T = L1^-1 S12 L2^-T = U diag(s) V^T and g the
+    upstream gradient on s (tie-averaged as in ``_singular_values``), A = L1^-T U and
+    B = L2^-T V (two triangular solves)::
+
+        d/dS12 = A diag(g) B^T      d/dS11 = -1/2 A diag(g s) A^T      d/dS22 = -1/2 B diag(g s) B^T
+
+    (Andrew et al.'s gradient, with Cholesky factors in place of the symmetric inverse
+    square roots: they differ by the orthogonal factors that U and V absorb). It equals
+    what automatic differentiation through the Cholesky factors, the solves and the SVD
+    gives, in fewer and smaller operations (no Cholesky gradient).
+    """
+    count, c11, c22, c12 = statistics
+    p, q = c12.shape
+    eps = float(np.finfo(c12.dtype.as_numpy_dtype).eps)
+    degrees = count - 1.0
+
+    @tf.custom_gradient
+    def values_of(c11, c22, c12):
+        factors = []
+        for product, ridge, name in zip((c11, c22), regs, ("h1", "h2")):
+            regularised = product / degrees + ridge * tf.eye(product.shape[0], dtype=product.dtype)
+            factors.append(_checked_cholesky(regularised, ridge, name))
+        left = tf.linalg.triangular_solve(factors[0], c12 / degrees, lower=True)  # L1^-1 S12
+        whitened = tf.transpose(tf.linalg.triangular_solve(factors[1], tf.transpose(left), lower=True))
+        values, u, v = tf.linalg.svd(whitened, full_matrices=False, compute_uv=True)
+
+        def gradient(upstream):
+            weights = _tie_averaged(upstream, values, eps, p, q) / degrees
+            a = tf.linalg.triangular_solve(factors[0], u, lower=True, adjoint=True)  # L1^-T U
+            b = tf.linalg.triangular_solve(factors[1], v, lower=True, adjoint=True)  # L2^-T V
+            shrink = -0.5 * weights * values
+            return (tf.matmul(a * shrink, a, transpose_b=True), tf.matmul(b * shrink, b, transpose_b=True),
+                    tf.matmul(a * weights, b, transpose_b=True))
+
+        return values, gradient
+
+    return values_of(c11, c22, c12)
 
 
 def _whitened_cross_covariance(h1, h2, regs, compute, checks, global_batch=False):
@@ -413,34 +455,18 @@ def _whitened_cross_covariance(h1, h2, regs, compute, checks, global_batch=False
     return _whitened_from_statistics(statistics, regs), output_dtype
 
 
-def _singular_values(matrix: tf.Tensor) -> tf.Tensor:
-    """All min(p, q) singular values of a (p x q) matrix, descending, with a stable gradient.
-
-    The gradient is U diag(g) V^T, where g is the upstream gradient averaged over each
-    group of tied singular values and set to zero for zero singular values (see the
-    module docstring).
-    """
-    p, q = matrix.shape
-    eps = float(np.finfo(matrix.dtype.as_numpy_dtype).eps)
-
-    @tf.custom_gradient
-    def singular_values(t):
-        values, left, right = tf.linalg.svd(t, full_matrices=False, compute_uv=True)
-
-        def gradient(upstream):
-            largest = values[0]
-            gaps = values[:-1] - values[1:]
-            starts_group = tf.cast(gaps > math.sqrt(eps) * largest, tf.int32)
-            group = tf.concat([tf.zeros([1], tf.int32), tf.cumsum(starts_group)], axis=0)
-            group_mean = tf.math.unsorted_segment_mean(upstream, group, num_segments=min(p, q))
-            weights = tf.gather(group_mean, group)
-            nonzero = values > max(p, q) * eps * largest
-            weights = tf.where(nonzero, weights, tf.zeros_like(weights))
-            return tf.matmul(left * weights[tf.newaxis, :], right, adjoint_b=True)
-
-        return values, gradient
-
-    return singular_values(matrix)
+def _tie_averaged(upstream, values, eps: float, p: int, q: int):
+    """The upstream gradient on descending singular ``values`` of a (p x q) matrix,
+    averaged over each group of values tied within sqrt(eps) * s_max, and zero for
+    values below max(p, q) * eps * s_max (see the module docstring)."""
+    largest = values[0]
+    gaps = values[:-1] - values[1:]
+    starts_group = tf.cast(gaps > math.sqrt(eps) * largest, tf.int32)
+    group = tf.concat([tf.zeros([1], tf.int32), tf.cumsum(starts_group)], axis=0)
+    group_mean = tf.math.unsorted_segment_mean(upstream, group, num_segments=min(p, q))
+    weights = tf.gather(group_mean, group)
+    nonzero = values > max(p, q) * eps * largest
+    return tf.where(nonzero, weights, tf.zeros_like(weights))
 
 
 # ----------------------------------------------------------------------------- API
@@ -474,8 +500,9 @@ def cca_correlations(h1, h2, *, n_components=None, reg=1e-4, compute_dtype="auto
         covariances that are not positive definite.
     """
     h1, h2, regs, k, compute, checks = _validate(h1, h2, n_components, reg, compute_dtype, global_batch)
-    whitened, output_dtype = _whitened_cross_covariance(h1, h2, regs, compute, checks, global_batch)
-    return tf.cast(_singular_values(whitened)[:k], output_dtype)
+    output_dtype = _common_float_dtype(h1, h2)
+    statistics = batch_statistics(h1, h2, compute, checks, global_batch=global_batch)
+    return tf.cast(_correlations_of_statistics(statistics, regs)[:k], output_dtype)
 
 
 def deep_cca_loss(h1, h2, *, n_components=None, reg=1e-4, objective="trace",
@@ -510,11 +537,13 @@ def deep_cca_loss(h1, h2, *, n_components=None, reg=1e-4, objective="trace",
     """
     objective = _check_objective(objective)
     h1, h2, regs, k, compute, checks = _validate(h1, h2, n_components, reg, compute_dtype, global_batch)
-    whitened, output_dtype = _whitened_cross_covariance(h1, h2, regs, compute, checks, global_batch)
-    if objective == "squared" and k == min(whitened.shape):
+    if objective == "squared" and k == min(h1.shape[1], h2.shape[1]):
+        whitened, output_dtype = _whitened_cross_covariance(h1, h2, regs, compute, checks, global_batch)
         total = tf.reduce_sum(tf.square(whitened))
     else:
-        values = _singular_values(whitened)[:k]
+        output_dtype = _common_float_dtype(h1, h2)
+        statistics = batch_statistics(h1, h2, compute, checks, global_batch=global_batch)
+        values = _correlations_of_statistics(statistics, regs)[:k]
         total = tf.reduce_sum(values if objective == "trace" else tf.square(values))
     return tf.cast(-total, output_dtype)
 

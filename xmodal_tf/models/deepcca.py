@@ -389,15 +389,19 @@ class DeepCCA(CrossModalModel):
         """The batch's top-k correlations ((k,), ``output_dtype``) from the objective's
         ``statistics``; NaN for a batch whose statistics are not finite or that has fewer
         than two samples (the CCA algebra is not run on it)."""
-        k = self.n_components or min(statistics[3].shape)
+        count, c11, c22, c12 = statistics
         usable = tf.logical_and(tf.reduce_all([tf.reduce_all(tf.math.is_finite(s)) for s in statistics]),
-                                statistics[0] >= 2)
-        # The CCA algebra raises (rather than returning NaN) on non-finite outputs, so it
-        # only runs on usable batches; the others get NaN and are skipped by the caller.
-        return tf.cond(
-            usable,
-            lambda: tf.cast(self.objective_fn.correlations_from(statistics), output_dtype),
-            lambda: tf.fill([k], tf.constant(np.nan, output_dtype)))
+                                count >= 2)
+        # The CCA algebra raises (rather than returning NaN) on non-finite outputs, so an
+        # unusable batch's statistics are swapped for harmless ones (two samples, identity
+        # covariances, no cross-covariance) and its correlations for NaN. Branch-free: a
+        # tf.cond would make a GPU copy its predicate to the host and wait, every step.
+        safe = (tf.where(usable, count, tf.constant(2.0, count.dtype)),
+                tf.where(usable, c11, tf.eye(c11.shape[0], dtype=c11.dtype)),
+                tf.where(usable, c22, tf.eye(c22.shape[0], dtype=c22.dtype)),
+                tf.where(usable, c12, tf.zeros_like(c12)))
+        correlations = tf.cast(self.objective_fn.correlations_from(safe), output_dtype)
+        return tf.where(usable, correlations, tf.constant(np.nan, output_dtype))
 
     def _check_replica_share(self, h_x, k: int) -> None:
         """With global_batch=False under several replicas, each share must exceed k rows."""

@@ -27,7 +27,7 @@ def make_dataset(views, labels=None, *, batch_size: int = 256, shuffle: bool = T
             gives elements ((view1, view2), labels).
         labels: optional (n, ...) array-like; elements become (views, labels).
         batch_size: examples per batch, a positive int.
-        shuffle: shuffle with a buffer of all n examples, in a new order each epoch.
+        shuffle: shuffle all n examples (a buffer of n indices), in a new order each epoch.
         seed: makes the shuffle order reproducible.
         drop_remainder: drop the last batch if it has fewer than batch_size examples.
         repeat: repeat forever (batches then run across epoch boundaries).

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from xmodal_tf.data import balanced_dataset, make_dataset, map_random_shifts, random_shift_pairs
+from xmodal_tf.data import (
+    balanced_dataset,
+    make_dataset,
+    map_random_shifts,
+    random_shift_pairs,
+)
 from xmodal_tf.data.pipeline import in_memory_tensors
 
 AUTOTUNE = -1

@@ -129,13 +129,14 @@ def fit_runner(batch_size, steps):
     return lambda: model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
 
 
-def interleaved(runners: dict, repeats: int, steps: int) -> dict:
-    """{name: [seconds per step, one per repeat]}, after two warm-up runs of each."""
+def interleaved(runners: dict, repeats: int, steps: int, warmups: int = 2) -> dict:
+    """{name: [seconds per step, one per repeat]}, after ``warmups`` runs of each (the
+    first traces)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # fit's "shuffle=True ... ignored"
         for runner in runners.values():
-            runner()  # trace
-            runner()  # and warm up
+            for _ in range(warmups):
+                runner()
         times = {name: [] for name in runners}
         for _ in range(repeats):
             for name, runner in runners.items():
@@ -145,7 +146,7 @@ def interleaved(runners: dict, repeats: int, steps: int) -> dict:
     return times
 
 
-def measure(policy: str, batch_size: int, steps: int, repeats: int) -> dict:
+def measure(policy: str, batch_size: int, steps: int, repeats: int, warmups: int = 2) -> dict:
     """Seconds per step of the floors and the two loops (interleaved) under ``policy``."""
     keras.backend.clear_session()  # also resets the dtype policy: set it after
     keras.config.set_dtype_policy(policy)
@@ -155,7 +156,7 @@ def measure(policy: str, batch_size: int, steps: int, repeats: int) -> dict:
                    "floor + update": floor_runner(batch_size, steps, update=True),
                    "DeepCCATrainer step": trainer_runner(batch_size, steps),
                    "model.fit step": fit_runner(batch_size, steps)}
-        return interleaved(runners, repeats, steps)
+        return interleaved(runners, repeats, steps, warmups)
     finally:
         keras.config.set_dtype_policy("float32")
 
@@ -166,12 +167,13 @@ def rows(*, quick: bool = False, precisions=PRECISIONS, batch_size: int = 800, s
     (``DeepCCATrainer`` step, ``model.fit`` step), one row against the forward + backward
     floor and one against the floor with the optimizer update. ``ratio`` is the best
     step time over the best floor time; ``paired_ratio`` the median over rounds of each
-    round's step / floor. ``quick``: 6 steps x 3 rounds (about 30 s for both precisions)."""
-    steps = steps or (6 if quick else 30)
+    round's step / floor. ``quick``: 5 steps x 3 rounds after one warm-up (mostly tracing:
+    about 25 s for both precisions on 2 idle cores)."""
+    steps = steps or (5 if quick else 30)
     repeats = repeats or (3 if quick else 5)
     results = []
     for precision in precisions:
-        times = measure(precision, batch_size, steps, repeats)
+        times = measure(precision, batch_size, steps, repeats, warmups=1 if quick else 2)
         for what in ("DeepCCATrainer step", "model.fit step"):
             for floor_key, floor_text in (("floor", FLOOR), ("floor + update", FLOOR_UPDATE)):
                 floor_ms = min(times[floor_key]) * 1e3
@@ -320,10 +322,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-bfloat16", action="store_true", help="skip mixed_bfloat16")
     parser.add_argument("--stages", action="store_true", help="time the parts of a step instead")
-    parser.add_argument("--quick", action="store_true", help="6 steps x 3 rounds")
+    parser.add_argument("--quick", action="store_true", help="5 steps x 3 rounds")
     args = parser.parse_args()
     if args.quick:
-        args.steps, args.repeats = 6, 3
+        args.steps, args.repeats = 5, 3
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
           f"{os.cpu_count()} CPU cores, target: both loops within {TARGET}x of the floor")
     precisions = ("float32",) if args.no_bfloat16 else PRECISIONS

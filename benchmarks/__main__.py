@@ -98,6 +98,21 @@ def markdown_table(rows) -> str:
     return "\n".join(lines)
 
 
+def cross_check_table(rows) -> str:
+    """The rows that carry ``paired_ratio`` / ``cpu_ratio`` (cross-checks of the ratio on a
+    shared machine) as a Markdown table; "" when none does."""
+    checked = [row for row in rows if "paired_ratio" in row or "cpu_ratio" in row]
+    if not checked:
+        return ""
+    lines = ["| benchmark | what | precision | ratio | paired median ratio | CPU-time ratio |",
+             "|---|---|---|---:|---:|---:|"]
+    for row in checked:
+        values = [row.get(key) for key in ("ratio", "paired_ratio", "cpu_ratio")]
+        lines.append("| " + " | ".join([_cell(row["benchmark"]), _cell(row["what"]), _cell(row["precision"])]
+                                       + ["n/a" if value is None else f"{value:.2f}x" for value in values]) + " |")
+    return "\n".join(lines)
+
+
 def report(rows, *, machine: str, device: str, package_versions: dict, date: str, command: str,
            notes=()) -> str:
     """The whole Markdown report: header lines, the table, then notes."""
@@ -107,6 +122,11 @@ def report(rows, *, machine: str, device: str, package_versions: dict, date: str
              f"- Date: {date}", f"- Command: `{command}`",
              f"- Ratio: step time / floor time (best of interleaved repeats); target <= {TARGET:g}x.", "",
              markdown_table(rows)]
+    checks = cross_check_table(rows)
+    if checks:
+        parts += ["", "Cross-checks (paired: median over rounds of step run / floor run of the same round; "
+                  "CPU time: best process CPU time per step over the floor's, blind to other processes):", "",
+                  checks]
     if notes:
         parts += ["", "Notes:", ""] + [f"- {note}" for note in notes]
     return "\n".join(parts) + "\n"
@@ -132,9 +152,15 @@ def call_rows(function, *, quick: bool, precisions) -> list[dict]:
     """``function(quick=..., precisions=...)``, leaving out what it does not accept."""
     parameters = inspect.signature(function).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    kwargs = {key: value for key, value in (("quick", quick), ("precisions", tuple(precisions)))
-              if accepts_any or key in parameters}
+    kwargs = {key: value for key, value in (("quick", quick), ("precisions", tuple(precisions)),
+                                            ("progress", _print_progress))
+              if key in parameters or (accepts_any and key != "progress")}
     return list(function(**kwargs))
+
+
+def _print_progress(row) -> None:
+    print(f"  {row['benchmark']} | {row['what']} | {row['precision']}: {row['step_ms']:.2f} ms, "
+          f"{row['ratio']:.2f}x its floor", flush=True)
 
 
 def _names(only) -> list[str]:

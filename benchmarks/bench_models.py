@@ -28,7 +28,10 @@ What the floor leaves out is what the model's step adds: its loss (masks, contra
 logits, GAN losses), input checks, metric trackers, and the loop's own work. Each
 runner is warmed up (traced) first, then the three are run in turn ``repeats`` times
 (interleaved, so a noisy neighbour hits all alike) and the best time of each is kept:
-``ratio = best step / best floor``; target <= 1.15.
+``ratio = best step / best floor``; target <= 1.15. Two cross-checks for a shared
+machine come with each row: ``paired_ratio``, the median over rounds of the step's run
+over the floor's run of the same round, and ``cpu_ratio``, the ratio of the best CPU
+times of this process (time other processes take from it does not count).
 """
 from __future__ import annotations
 
@@ -245,30 +248,46 @@ def time_case(name: str, precision: str, *, batch_size: int, steps: int, repeats
                 runner()  # trace
                 runner()  # and warm up
             times = {key: [] for key in runners}
+            cpu_times = {key: [] for key in runners}
             for _ in range(repeats):
                 for key, runner in runners.items():
-                    started = time.perf_counter()
+                    started, cpu_started = time.perf_counter(), time.process_time()
                     runner()
                     times[key].append((time.perf_counter() - started) / steps)
+                    cpu_times[key].append((time.process_time() - cpu_started) / steps)
     finally:
         keras.config.set_dtype_policy("float32")
     floor_ms = min(times["floor"]) * 1e3
     return [{"benchmark": name, "what": what, "precision": precision, "floor": floor_text,
              "floor_ms": floor_ms, "step_ms": min(times[what]) * 1e3, "ratio": min(times[what]) * 1e3 / floor_ms,
-             # Each run over the floor run of the same round: cancels slow drifts of a shared machine.
-             "paired_ratio": statistics.median(t / f for t, f in zip(times[what], times["floor"]))}
+             # Two cross-checks for a shared machine: each run over the floor run of the
+             # same round (cancels slow drifts), and the ratio of the best CPU times of
+             # this process (what other processes take from it does not count).
+             "paired_ratio": statistics.median(t / f for t, f in zip(times[what], times["floor"])),
+             "cpu_ratio": min(cpu_times[what]) / min(cpu_times["floor"])}
             for what in ("Trainer step", "model.fit step")]
 
 
-def rows(*, quick: bool = False, precisions=PRECISIONS, models=MODELS) -> list[dict]:
+def rows(*, quick: bool = False, precisions=PRECISIONS, models=MODELS, progress=None) -> list[dict]:
     """One row per (model, loop, precision): the Trainer's and model.fit's step time
-    against the floor. ``quick``: fewer steps and repeats (about a minute in all)."""
-    settings = dict(batch_size=64, steps=6, repeats=2) if quick else dict(batch_size=128, steps=20, repeats=5)
+    against the floor. ``quick``: fewer steps and repeats (about a minute per precision);
+    ``progress``: called with each row as soon as it is measured."""
+    settings = dict(batch_size=64, steps=5, repeats=3) if quick else dict(batch_size=128, steps=10, repeats=10)
     results = []
     for precision in precisions:
         for name in models:
             results.extend(time_case(name, precision, **settings))
+            if progress is not None:
+                for row in results[-2:]:
+                    progress(row)
     return results
+
+
+def print_row(row) -> None:
+    flag = "" if row["ratio"] <= TARGET else "   above target"
+    print(f"{row['benchmark']:22s} {row['what']:15s} {row['precision']:15s} floor {row['floor_ms']:7.2f} ms  "
+          f"step {row['step_ms']:7.2f} ms  ratio {row['ratio']:.3f}x (paired median {row['paired_ratio']:.3f}x, "
+          f"CPU time {row['cpu_ratio']:.3f}x){flag}", flush=True)
 
 
 def main() -> None:
@@ -277,11 +296,7 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS))
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     args = parser.parse_args()
-    for row in rows(quick=args.quick, precisions=tuple(args.precisions), models=tuple(args.models)):
-        flag = "" if row["ratio"] <= TARGET else "   above target"
-        print(f"{row['benchmark']:22s} {row['what']:15s} {row['precision']:15s} floor {row['floor_ms']:7.2f} ms  "
-              f"step {row['step_ms']:7.2f} ms  ratio {row['ratio']:.3f}x (paired median {row['paired_ratio']:.3f}x)"
-              f"{flag}", flush=True)
+    rows(quick=args.quick, precisions=tuple(args.precisions), models=tuple(args.models), progress=print_row)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,11 @@ def fake_rows():
 
 
 def table_lines(text):
-    return [line for line in text.splitlines() if line.startswith("|")]
+    """The lines of the first Markdown table in ``text``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return lines[start:end]
 
 
 def cells(line):
@@ -155,3 +159,16 @@ def test_each_benchmark_with_rows_has_the_documented_signature(name):
     required = [p for p in parameters.values() if p.default is inspect.Parameter.empty
                 and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
     assert not required  # rows() runs with the defaults
+
+
+def test_cross_checks_get_their_own_table_only_when_rows_carry_them():
+    text = suite.report(fake_rows(), machine="m", device="d", package_versions={}, date="t", command="c")
+    tables = [line for line in text.splitlines() if line.startswith("| benchmark")]
+    assert len(tables) == 2
+    checks = suite.cross_check_table(fake_rows()).splitlines()
+    assert len(checks) == 3  # header, separator, the one row with paired_ratio
+    assert cells(checks[2]) == ["model A", "Trainer step", "float32", "1.10x", "1.12x", "n/a"]
+    plain = [{key: value for key, value in row.items() if key != "paired_ratio"} for row in fake_rows()]
+    assert suite.cross_check_table(plain) == ""
+    assert "Cross-checks" not in suite.report(plain, machine="m", device="d", package_versions={}, date="t",
+                                              command="c")

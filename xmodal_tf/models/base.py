@@ -161,6 +161,11 @@ class CrossModalModel(MultiWorkerFitMixin, keras.Model):
     def batch_loss(self, *inputs, training=False) -> dict:
         raise NotImplementedError(f"{type(self).__name__} must implement batch_loss(*inputs, training).")
 
+    def xla_unsupported_reason(self) -> str | None:
+        """Why this model's step cannot be compiled with XLA, or None (it can); see
+        ``xmodal_tf.precision``."""
+        return None
+
     def build_from_batch(self, *inputs) -> None:
         """Build sub-models that are not built yet from a batch (default: nothing)."""
 

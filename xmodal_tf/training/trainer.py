@@ -58,6 +58,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from xmodal_tf.precision import (
+    apply_precision,
+    avoid_slow_cpu_float16,
+    check_jit,
+    check_mixed_precision,
+    inner_optimizer,
+    loss_scaled,
+    model_precision,
+    resolve_jit,
+)
 from xmodal_tf.training.strategies import is_chief
 
 __all__ = ["Trainer"]
@@ -100,10 +110,21 @@ class Trainer:
         eval_every: evaluate on ``validation_data`` every this many epochs (and after
             the last).
         progress: print one line per epoch (chief only).
+        mixed_precision: "off", "float16" or "bfloat16" (``xmodal_tf.precision``): the
+            model is switched to that compute precision (variables stay float32) and,
+            for float16, its optimizer(s) wrapped in a ``LossScaleOptimizer``; None keeps
+            the precision the model was built in.
+        jit: "auto" (XLA with a GPU, one replica and a model that supports it), "on"
+            (XLA, or a ValueError naming why not) or "off". The choice is the model's
+            ``jit_compile`` too, so ``model.fit`` does the same.
     """
 
     def __init__(self, model, optimizer=None, *, strategy=None, checkpoint_dir=None, logdir=None,
-                 max_to_keep=3, early_stopping_patience=None, monitor=None, eval_every=1, progress=True):
+                 max_to_keep=3, early_stopping_patience=None, monitor=None, eval_every=1, progress=True,
+                 mixed_precision=None, jit="auto"):
+        if mixed_precision is not None:
+            check_mixed_precision(mixed_precision)
+        self.jit = check_jit(jit)
         self._explicit_strategy = strategy is not None
         self.strategy = strategy if strategy is not None else tf.distribute.get_strategy()
         if not isinstance(self.strategy, tf.distribute.Strategy):
@@ -111,6 +132,12 @@ class Trainer:
         self.is_chief = is_chief(self.strategy)
         with self.strategy.scope():
             self.model = self._as_model(model)
+            if mixed_precision is not None:
+                apply_precision(self.model, mixed_precision)
+            self.mixed_precision = model_precision(self.model)
+            if self.mixed_precision == "float16":
+                avoid_slow_cpu_float16()
+            self.jit_compile = resolve_jit(self.jit, self.model, self.strategy.num_replicas_in_sync)
             self._compile(optimizer)
             for optimizer_ in self.optimizers.values():
                 # Before restoring, and before tracing. (The GAN's compile builds its two
@@ -136,16 +163,21 @@ class Trainer:
         self._best_weights = None
         self._writers = None
         self._validation_keys = None
-        self.checkpoint = tf.train.Checkpoint(model=self.model, epoch=self._epoch, best=self._best,
-                                              evaluations_without_improvement=self._wait,
-                                              random_states=_seed_states(self.model), **self.optimizers)
+        self._checkpointed = dict(model=_WithoutOptimizers(self.model), epoch=self._epoch, best=self._best,
+                                  evaluations_without_improvement=self._wait, random_states=_seed_states(self.model),
+                                  **self._optimizer_state())
+        self.checkpoint = tf.train.Checkpoint(**self._checkpointed)
         self.checkpoint_manager = self._best_manager = None
         self.restored_from = None
         if self.checkpoint_dir is not None:
             self._open_checkpoints()
-        self._train_epoch = tf.function(functools.partial(self._epoch_loop, self.model.train_step), jit_compile=False)
+        self._train_step, self._test_step = self.model.train_step, self.model.test_step
+        if self.jit_compile:  # XLA compiles the step; the loop around it stays a plain graph
+            self._train_step = tf.function(self._train_step, jit_compile=True, reduce_retracing=True)
+            self._test_step = tf.function(self._test_step, jit_compile=True, reduce_retracing=True)
+        self._train_epoch = tf.function(functools.partial(self._epoch_loop, self._train_step), jit_compile=False)
         self._train_steps = tf.function(self._train_steps_loop, jit_compile=False)
-        self._test_epoch = tf.function(functools.partial(self._epoch_loop, self.model.test_step), jit_compile=False)
+        self._test_epoch = tf.function(functools.partial(self._epoch_loop, self._test_step), jit_compile=False)
 
     # ------------------------------------------------------------------ setup
     def _as_model(self, model):
@@ -164,26 +196,41 @@ class Trainer:
         return model
 
     def _compile(self, optimizer) -> None:
+        """Compile the model with ``optimizer`` (or its own), loss-scaled for float16 and
+        with the Trainer's ``jit_compile``."""
         model = self.model
-        if optimizer is None:
+        keep = optimizer is None
+        if keep:
             if not self.optimizers or any(o is None for o in self.optimizers.values()):
                 raise ValueError(f"The model {model.name!r} is not compiled: pass optimizer= to the Trainer "
                                  "(or compile the model first).")
-        elif hasattr(model, "g_optimizer"):  # the conditional GAN: one optimizer per network
+            optimizer = self.optimizers.get("optimizer", self.optimizers)
+        if hasattr(model, "g_optimizer"):  # the conditional GAN: one optimizer per network
             g_optimizer, d_optimizer = self._gan_optimizers(optimizer)
-            model.compile(g_optimizer=g_optimizer, d_optimizer=d_optimizer,
-                          **(getattr(model, "gan_compile_arguments", None) or {}))
+            arguments = {**(getattr(model, "gan_compile_arguments", None) or {}), "jit_compile": self.jit_compile}
+            model.compile(g_optimizer=self._prepared(g_optimizer), d_optimizer=self._prepared(d_optimizer),
+                          **arguments)
+        elif keep:  # the model's own optimizer and compile settings
+            config = keras.saving.deserialize_keras_object(model.get_compile_config() or {})
+            config.update(optimizer=self._prepared(optimizer), jit_compile=self.jit_compile)
+            model.compile(**config)
         elif _has_builtin_loss(model):
-            model.compile(optimizer=self._checked_optimizer(optimizer))
+            model.compile(optimizer=self._prepared(optimizer), jit_compile=self.jit_compile)
         elif model.compiled:
             config = keras.saving.deserialize_keras_object(model.get_compile_config())
-            config["optimizer"] = self._checked_optimizer(optimizer)
+            config.update(optimizer=self._prepared(optimizer), jit_compile=self.jit_compile)
             model.compile(**config)
         else:
             raise ValueError(f"The model {model.name!r} has no built-in loss and is not compiled: compile it with "
                              "its loss first, e.g. model.compile(optimizer, loss=...), then pass optimizer=None.")
         for optimizer_ in self.optimizers.values():
             self._checked_optimizer(optimizer_)
+
+    def _prepared(self, optimizer):
+        """A checked optimizer, wrapped in (or freed from) a LossScaleOptimizer as the
+        model's precision needs."""
+        optimizer = self._checked_optimizer(optimizer)
+        return optimizer if self.mixed_precision == "mixed" else loss_scaled(optimizer, self.mixed_precision)
 
     def _gan_optimizers(self, optimizer):
         if isinstance(optimizer, dict):
@@ -215,6 +262,18 @@ class Trainer:
             optimizers = {"optimizer": getattr(self.model, "optimizer", None)}
         return dict(optimizers)
 
+    def _optimizer_state(self) -> dict:
+        """What a checkpoint holds of the optimizers: each inner optimizer under its
+        name (the same in every precision, so checkpoints load across precisions) and,
+        for a LossScaleOptimizer, its scale and step counter under ``<name>_loss_scale``."""
+        state = {}
+        for name, optimizer in self.optimizers.items():
+            state[name] = inner_optimizer(optimizer)
+            if optimizer is not state[name]:
+                state[f"{name}_loss_scale"] = tf.train.Checkpoint(scale=optimizer.dynamic_scale.value,
+                                                                  steps=optimizer.step_counter.value)
+        return state
+
     @property
     def optimizer(self):
         """The model's optimizer (the generator's for a GAN)."""
@@ -244,8 +303,16 @@ class Trainer:
                                                         checkpoint_name="best")
         latest = tf.train.latest_checkpoint(self.checkpoint_dir)  # every worker resumes the chief's state
         if latest is not None:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            self._restore(latest)
             self.restored_from = latest
+
+    def _restore(self, path: str) -> None:
+        """Restore the checkpoint at ``path``; one saved without loss scaling (another
+        precision) leaves this run's loss scale at its initial value."""
+        saved = {key.split("/")[0] for key in tf.train.load_checkpoint(path).get_variable_to_shape_map()}
+        parts = {name: part for name, part in self._checkpointed.items()
+                 if not name.endswith("_loss_scale") or name in saved}
+        tf.train.Checkpoint(**parts).restore(path).assert_existing_objects_matched()
 
     # ------------------------------------------------------------------ the loops
     def _epoch_loop(self, step, iterator):
@@ -263,7 +330,7 @@ class Trainer:
         """``steps`` steps from an iterator that runs on across epochs, in graph. Only the
         batches used are fetched, so none is lost between epochs."""
         for _ in tf.range(steps):
-            self.strategy.run(self.model.train_step, args=(next(iterator),))
+            self.strategy.run(self._train_step, args=(next(iterator),))
         return steps
 
     @property
@@ -476,6 +543,25 @@ class Trainer:
                 continue
             parts.append(f"{name} {value:.{0 if name == 'skipped_batches' else 4}f}")
         print(" - ".join(parts), flush=True)
+
+
+class _WithoutOptimizers(tf.__internal__.tracking.Trackable):
+    """A model as a checkpoint sees it, minus its optimizer(s).
+
+    The Trainer checkpoints the optimizers itself, each unwrapped from any
+    LossScaleOptimizer (``Trainer._optimizer_state``). Through the model they would be
+    checkpointed wrapped in float16 runs and bare otherwise, and a checkpoint would not
+    load across precisions (worse: a bare optimizer could read the wrapper's learning
+    rate, which is 0). The object paths of everything else stay the model's own.
+    """
+
+    def __init__(self, model):
+        self._model = model
+
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        children = self._model._trackable_children(save_type, **kwargs)
+        return {name: child for name, child in children.items()
+                if not isinstance(child, keras.optimizers.Optimizer)}
 
 
 def _seed_states(model) -> dict:

@@ -425,11 +425,9 @@ class DualEncoder(CrossModalModel):
         """
         self._check_inputs(a, b, "batch_loss")
         z_a, z_b = self.embed_a(a, training=training), self.embed_b(b, training=training)
-        check = tf.debugging.assert_equal(
-            tf.shape(z_a)[0], tf.shape(z_b)[0],
-            message="DualEncoder: the paired inputs a and b must have the same batch size")
-        with tf.control_dependencies([check]):
-            scale = self.current_logit_scale()
+        scale = self.current_logit_scale()
+        # Batch sizes: _check_inputs compares the static ones; the loss asserts equal
+        # dynamic ones only when a static size is unknown (no run-time check otherwise).
         loss, accuracy = replica_contrastive_loss(z_a, z_b, scale, global_batch=self.global_batch)
         if self.losses:
             loss = loss + tf.add_n([tf.cast(extra, loss.dtype) for extra in self.losses])

@@ -68,7 +68,7 @@ def versions() -> dict:
                           ("scikit-learn", "sklearn"), ("xmodal_tf", "xmodal_tf")):
         try:
             found[label] = importlib.import_module(module).__version__
-        except Exception:  # a missing package is reported, not fatal
+        except Exception:  # noqa: BLE001 (a missing or broken package is reported, not fatal)
             found[label] = "not installed"
     return found
 
@@ -124,9 +124,9 @@ def report(rows, *, machine: str, device: str, package_versions: dict, date: str
              markdown_table(rows)]
     checks = cross_check_table(rows)
     if checks:
-        parts += ["", "Cross-checks (paired: median over rounds of step run / floor run of the same round; "
-                  "CPU time: best process CPU time per step over the floor's, blind to other processes):", "",
-                  checks]
+        parts += ["", ("Cross-checks (paired: median over rounds of step run / floor run of the same round; "
+                       "CPU time: best process CPU time per step over the floor's, blind to other processes):"),
+                  "", checks]
     if notes:
         parts += ["", "Notes:", ""] + [f"- {note}" for note in notes]
     return "\n".join(parts) + "\n"
@@ -200,7 +200,7 @@ def main(argv=None) -> int:
         print(f"bench_{name}: running ...", flush=True)
         try:
             rows = call_rows(function, quick=args.quick, precisions=args.precisions)
-        except Exception:  # one broken benchmark does not lose the others' rows
+        except Exception:  # noqa: BLE001 (one broken benchmark does not lose the others' rows)
             traceback.print_exc()
             notes.append(f"bench_{name}: failed ({traceback.format_exc().strip().splitlines()[-1]})")
             continue

@@ -43,15 +43,20 @@ import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-from xmodal_tf.encoders import cnn_encoder, mlp_encoder  # noqa: E402
-from xmodal_tf.models import ConditionalGAN, DualEncoder, MultimodalAutoencoder, build_fusion_classifier  # noqa: E402
-from xmodal_tf.models.cgan import build_discriminator, build_generator  # noqa: E402
-from xmodal_tf.models.mae import dense_decoder, image_decoder  # noqa: E402
-from xmodal_tf.training import Trainer  # noqa: E402
+from xmodal_tf.encoders import cnn_encoder, mlp_encoder
+from xmodal_tf.models import (
+    ConditionalGAN,
+    DualEncoder,
+    MultimodalAutoencoder,
+    build_fusion_classifier,
+)
+from xmodal_tf.models.cgan import build_discriminator, build_generator
+from xmodal_tf.models.mae import dense_decoder, image_decoder
+from xmodal_tf.training import Trainer
 
 IMAGE_SHAPE = (28, 28, 1)
 FEATURES = 128
@@ -182,7 +187,7 @@ def compiled(model):
     if isinstance(model, ConditionalGAN):
         model.compile(g_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5),
                       d_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5))
-    elif isinstance(model, MultimodalAutoencoder) or isinstance(model, DualEncoder):
+    elif isinstance(model, (MultimodalAutoencoder, DualEncoder)):
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
     else:
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
@@ -272,7 +277,8 @@ def rows(*, quick: bool = False, precisions=PRECISIONS, models=MODELS, progress=
     """One row per (model, loop, precision): the Trainer's and model.fit's step time
     against the floor. ``quick``: fewer steps and repeats (about a minute per precision);
     ``progress``: called with each row as soon as it is measured."""
-    settings = dict(batch_size=64, steps=5, repeats=3) if quick else dict(batch_size=128, steps=10, repeats=10)
+    settings = ({"batch_size": 64, "steps": 5, "repeats": 3} if quick
+                else {"batch_size": 128, "steps": 10, "repeats": 10})
     results = []
     for precision in precisions:
         for name in models:

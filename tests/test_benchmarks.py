@@ -10,8 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # benchmarks/ is a folder of the repository, not an installed package
     sys.path.insert(0, str(ROOT))
 
-import benchmarks  # noqa: E402
-from benchmarks import __main__ as suite  # noqa: E402
+import benchmarks
+from benchmarks import __main__ as suite
 
 
 def fake_rows():

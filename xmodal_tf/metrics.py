@@ -63,6 +63,15 @@ __all__ = [
 
 
 # ------------------------------------------------------------------ classification
+def _as_array(values) -> np.ndarray:
+    """``np.asarray(values)``, with float16 and bfloat16 (outputs of mixed-precision
+    models) as float32."""
+    array = np.asarray(values)
+    if array.dtype == np.float16 or array.dtype.name == "bfloat16":
+        return array.astype(np.float32)
+    return array
+
+
 def _check_positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be a positive int; got {value!r}")
@@ -73,7 +82,7 @@ def _check_positive_int(value, name: str) -> int:
 
 def _predicted_labels(y_pred) -> tuple[np.ndarray, int | None]:
     """(labels, number of score columns or None) from labels or a score matrix."""
-    array = np.asarray(y_pred)
+    array = _as_array(y_pred)
     if array.ndim == 1:
         return as_class_labels(array, name="y_pred"), None
     if array.ndim != 2:
@@ -242,7 +251,7 @@ def _number_scale(digits: int, cell: int) -> int:
 
 
 def _check_confusion_matrix(matrix) -> np.ndarray:
-    array = np.asarray(matrix)
+    array = _as_array(matrix)
     if array.ndim != 2 or array.shape[0] != array.shape[1] or array.shape[0] == 0:
         raise ValueError(f"matrix must be a square (num_classes, num_classes) confusion matrix; "
                          f"got shape {array.shape}")
@@ -427,7 +436,7 @@ _QUERY_CHUNK = 1024   # queries ranked at a time, bounding the (chunk, n_gallery
 
 
 def _check_similarity(similarity) -> np.ndarray:
-    array = np.asarray(similarity)
+    array = _as_array(similarity)
     if array.ndim != 2 or 0 in array.shape:
         raise ValueError(f"similarity must be a non-empty (n_queries, n_gallery) matrix; "
                          f"got shape {array.shape}")
@@ -552,7 +561,7 @@ def retrieval_metrics(similarity, relevant, ks=(1, 5, 10)) -> dict:
 
 # --------------------------------------------------------------------------- probes
 def _check_features(features, name: str) -> np.ndarray:
-    array = np.asarray(features)
+    array = _as_array(features)
     if array.ndim != 2:
         raise ValueError(f"{name} must be an (n, num_features) matrix; got shape {array.shape} "
                          "(flatten with .reshape(len(x), -1))")

@@ -43,11 +43,12 @@ global patching); ``SUPPORTED_KERAS`` is the range where those steps were checke
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from xmodal_tf._replicas import all_reduce_sum
 
-__all__ = ["CrossModalModel", "MultiWorkerFitMixin", "SUPPORTED_KERAS", "is_multi_worker"]
+__all__ = ["CrossModalModel", "MultiWorkerFitMixin", "SUPPORTED_KERAS", "is_multi_worker", "to_numpy"]
 
 # [lowest, highest) Keras versions whose trainer internals MultiWorkerFitMixin overrides.
 SUPPORTED_KERAS = ((3, 15), (3, 16))
@@ -59,6 +60,15 @@ def is_multi_worker(strategy) -> bool:
         return False
     in_multi_worker_mode = getattr(strategy.extended, "_in_multi_worker_mode", None)
     return bool(in_multi_worker_mode()) if in_multi_worker_mode is not None else True
+
+
+def to_numpy(tensor) -> np.ndarray:
+    """A model output as NumPy; float16 and bfloat16 (mixed precision) become float32,
+    which NumPy, SciPy and scikit-learn compute in."""
+    array = np.asarray(tensor)
+    if array.dtype == np.float16 or array.dtype.name == "bfloat16":
+        return array.astype(np.float32)
+    return array
 
 
 def _first_local_value(value):

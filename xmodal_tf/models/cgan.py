@@ -96,7 +96,7 @@ import tensorflow as tf
 
 from xmodal_tf._replicas import draw_rows
 from xmodal_tf.layers import ReplicaDropout
-from xmodal_tf.models.base import CrossModalModel
+from xmodal_tf.models.base import CrossModalModel, to_numpy
 
 __all__ = [
     "ConditionalGAN",
@@ -718,7 +718,7 @@ class ConditionalGAN(CrossModalModel):
             return np.zeros((0, *self.image_shape), dtype=keras.backend.floatx())
         z = self.sample_latent(len(conditions), seed=seed)
         function = self._generate_function(conditions.dtype)
-        parts = [function(z[start:start + batch_size], tf.constant(conditions[start:start + batch_size])).numpy()
+        parts = [to_numpy(function(z[start:start + batch_size], tf.constant(conditions[start:start + batch_size])))
                  for start in range(0, len(conditions), batch_size)]
         return np.concatenate(parts)
 

@@ -74,7 +74,7 @@ import tensorflow as tf
 from xmodal_tf._replicas import in_replica_context
 from xmodal_tf.cca import CCA, column_correlations
 from xmodal_tf.losses import DeepCCALoss
-from xmodal_tf.models.base import CrossModalModel
+from xmodal_tf.models.base import CrossModalModel, to_numpy
 
 __all__ = ["DeepCCA"]
 
@@ -485,7 +485,7 @@ class DeepCCA(CrossModalModel):
         for batch_x, batch_y in self._batches(x, y, batch_size, "encode"):
             h_x, h_y = self._encode_batch(batch_x, batch_y)
             for h, name in ((h_x, "x"), (h_y, "y")):
-                h = h.numpy()
+                h = to_numpy(h)
                 if not np.isfinite(h).all():
                     raise ValueError(
                         f"DeepCCA: the encoder output of view {name} is not finite (NaN or inf) "

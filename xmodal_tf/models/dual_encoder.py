@@ -64,7 +64,7 @@ import numpy as np
 import tensorflow as tf
 
 from xmodal_tf.losses import replica_contrastive_loss
-from xmodal_tf.models.base import CrossModalModel
+from xmodal_tf.models.base import CrossModalModel, to_numpy
 
 __all__ = ["DualEncoder", "RETRIEVAL_DIRECTIONS"]
 
@@ -477,7 +477,7 @@ class DualEncoder(CrossModalModel):
             signature = [tf.TensorSpec((None, *batch.shape[1:]), batch.dtype)]
             self._encode_functions[key] = tf.function(lambda x: embed(x, training=False),
                                                       input_signature=signature)
-        return self._encode_functions[key](batch).numpy()
+        return to_numpy(self._encode_functions[key](batch))
 
     def encode_a(self, a, *, batch_size: int = 256) -> np.ndarray:
         """Normalised embeddings of modality a, a float32 NumPy (n, dim) array (inference mode)."""

@@ -91,7 +91,7 @@ import numpy as np
 import tensorflow as tf
 
 from xmodal_tf._replicas import draw_rows
-from xmodal_tf.models.base import CrossModalModel
+from xmodal_tf.models.base import CrossModalModel, to_numpy
 
 __all__ = ["MultimodalAutoencoder", "RECONSTRUCTION_LOSSES", "dense_decoder", "image_decoder"]
 
@@ -635,9 +635,9 @@ class MultimodalAutoencoder(CrossModalModel):
             batch = {name: tf.cast(_as_input_tensor(array[start:start + batch_size]), self._input_specs[name][1])
                      for name, array in arrays.items()}
             code, decoded = function(batch)
-            codes.append(code.numpy())
+            codes.append(to_numpy(code))
             for name in targets:
-                reconstructions[name].append(decoded[name].numpy())
+                reconstructions[name].append(to_numpy(decoded[name]))
         return np.concatenate(codes), {name: np.concatenate(parts) for name, parts in reconstructions.items()}
 
     def encode(self, inputs, present=None, *, batch_size: int = 256) -> np.ndarray:

@@ -144,3 +144,42 @@ def test_seed_reaches_keras():
     draws = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120).stdout.strip().splitlines()[-1] for _ in range(2)]
     assert draws[0] == draws[1] and draws[0].startswith("[")
+
+
+def test_mixed_precision_and_jit_reach_the_config_and_the_models(tmp_path):
+    # The mae experiment trains two autoencoders through the Trainer; both must run in
+    # bfloat16 with XLA (on the CPU, XLA stands in for the GPU).
+    logdir = tmp_path / "run"
+    code = train.main(["mae", "--logdir", str(logdir), "--mixed-precision", "bfloat16", "--jit", "on",
+                       "--set", "epochs=1", "--set", "train_size=200", "--set", "batch_size=100",
+                       "--set", "code_dim=8", "--set", "embedding_dim=8", "--set", "filters=[8]",
+                       "--set", "decoder_hidden_units=[16]"])
+    assert code == 0
+    config = json.loads((logdir / "config.json").read_text())["config"]
+    assert config["mixed_precision"] == "bfloat16" and config["jit"] == "on"
+    trained = json.loads((logdir / "metrics.json").read_text())["trained_models"]
+    assert len(trained) >= 2
+    assert all(entry["mixed_precision"] == "bfloat16" and entry["jit_compile"] for entry in trained)
+
+
+def test_precision_settings_are_checked_and_refused_where_nothing_trains(tmp_path, capsys):
+    assert train.main(["cca", "--mixed-precision", "bfloat16", "--logdir", str(tmp_path / "a")]) == 2
+    assert "experiment 'cca' trains no network" in capsys.readouterr().err
+    assert train.main(["mae", "--set", "mixed_precision=half", "--logdir", str(tmp_path / "b")]) == 2
+    assert "mixed_precision='half' is not one of: off, float16, bfloat16" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.main(["mae", "--jit", "maybe"])
+    assert "invalid choice: 'maybe'" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_training_settings_match_xmodal_tf_precision():
+    from xmodal_tf import precision
+    from xmodal_tf.experiments import list_experiments
+    from xmodal_tf.experiments.base import TRAINING_CHOICES, TRAINING_SETTINGS
+
+    assert TRAINING_CHOICES == {"mixed_precision": precision.MIXED_PRECISION, "jit": precision.JIT}
+    assert TRAINING_SETTINGS == {"mixed_precision": "off", "jit": "auto"}
+    for experiment in list_experiments():
+        if experiment.name != "cca":
+            assert {key: experiment.defaults[key] for key in TRAINING_SETTINGS} == TRAINING_SETTINGS, experiment.name

@@ -19,7 +19,7 @@ import traceback
 from xmodal_tf import __version__
 from xmodal_tf.experiments import (DEFAULT_EXPERIMENT, RunContext, get_experiment,
                                    list_experiments)
-from xmodal_tf.experiments.base import write_json_atomically
+from xmodal_tf.experiments.base import TRAINING_CHOICES, write_json_atomically
 from xmodal_tf.experiments.config import (ConfigError, load_config_file, parse_overrides,
                                           resolve_config)
 
@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "in TF_CONFIG; run the same command on every worker) (default: auto)")
     parser.add_argument("--worker-timeout", type=float, default=300.0, metavar="SECONDS",
                         help="multiworker: how long to wait for every worker to start (default: 300)")
+    parser.add_argument("--mixed-precision", choices=TRAINING_CHOICES["mixed_precision"], default=None,
+                        help="compute precision of the networks: off (float32), float16 (with loss scaling; "
+                             "for GPUs) or bfloat16 (GPUs and CPUs with AVX512-BF16/AMX); variables stay float32 "
+                             "(default: the experiment's mixed_precision setting, off)")
+    parser.add_argument("--jit", choices=TRAINING_CHOICES["jit"], default=None,
+                        help="XLA compilation of the training step: auto (with a GPU, where the model supports "
+                             "it), on, off (default: the experiment's jit setting, auto)")
     parser.add_argument("--traceback", action="store_true",
                         help="show the full traceback of an error")
     parser.add_argument("--version", action="version", version=f"xmodal_tf {__version__}")
@@ -96,10 +103,22 @@ def prepare(args: argparse.Namespace):
                           f"{DEFAULT_EXPERIMENT!r}.")
     experiment = get_experiment(args.experiment or named_in_file or DEFAULT_EXPERIMENT)
     config = resolve_config(experiment.defaults, file_values, parse_overrides(args.overrides),
-                            choices=experiment.choices)
+                            _training_overrides(args, experiment), choices=experiment.choices)
     if experiment.validate is not None:
         experiment.validate(config)
     return experiment, config
+
+
+def _training_overrides(args: argparse.Namespace, experiment) -> dict:
+    """--mixed-precision and --jit as settings (ConfigError where the experiment trains
+    no network)."""
+    given = {key: value for key, value in (("mixed_precision", args.mixed_precision), ("jit", args.jit))
+             if value is not None}
+    if given and "mixed_precision" not in experiment.defaults:
+        options = " and ".join("--" + key.replace("_", "-") for key in given)
+        raise ConfigError(f"experiment {experiment.name!r} trains no network (it is NumPy/SciPy); {options} "
+                          "do not apply to it.")
+    return given
 
 
 def seed_everything(seed: int) -> None:
@@ -143,7 +162,8 @@ def main(argv=None) -> int:
     # First of all TensorFlow calls: a multi-worker strategy must start before any other.
     strategy = make_strategy(args.strategy, connect_timeout=args.worker_timeout)
     logdir = pathlib.Path(args.logdir) if args.logdir else default_logdir(experiment.name)
-    context = RunContext(logdir, data_dir=args.data_dir, seed=args.seed, strategy=strategy)
+    context = RunContext(logdir, data_dir=args.data_dir, seed=args.seed, strategy=strategy,
+                         **{key: config[key] for key in TRAINING_CHOICES if key in config})
     seed_everything(args.seed)
     if context.is_chief:
         write_json_atomically(logdir / "config.json", {
@@ -166,6 +186,8 @@ def main(argv=None) -> int:
         task = context.describe_strategy()["task"]
         print(f"{PROGRAM}: {task} finished; the chief writes the run directory {logdir}.")
         return 0
+    if context.trained_models:
+        metrics = {**metrics, "trained_models": context.trained_models}
     write_json_atomically(logdir / "metrics.json", metrics)
     print_summary(experiment, metrics, logdir)
     return 0
@@ -174,7 +196,8 @@ def main(argv=None) -> int:
 def _strategy_line(context: RunContext) -> str:
     described = context.describe_strategy()
     workers = f", {described['workers']} workers" if described["workers"] > 1 else ""
-    return f"strategy {described['strategy']}, {described['replicas']} replica(s){workers}"
+    precision = f", mixed precision {context.mixed_precision}" if context.mixed_precision != "off" else ""
+    return f"strategy {described['strategy']}, {described['replicas']} replica(s){workers}{precision}"
 
 
 def print_summary(experiment, metrics: dict, logdir: pathlib.Path) -> None:

@@ -7,6 +7,13 @@ the ``tf.distribute`` strategy: experiments build their models in ``context.scop
 and train them with ``context.trainer(...)`` (``xmodal_tf.training.Trainer``). Under a
 multi-worker strategy only the chief writes the run directory and prints progress; the
 other workers get a temporary directory, removed by ``close()``.
+
+Every experiment that trains a network has the settings ``TRAINING_SETTINGS``
+(``mixed_precision`` and ``jit``, as in ``xmodal_tf.precision``; the CLI's
+``--mixed-precision`` and ``--jit`` set them). The CLI hands them to the ``RunContext``:
+``context.scope()`` builds under the precision's Keras policy, and ``context.trainer``
+passes both to the Trainer and records what each trained model really runs in
+(``context.trained_models``, written to ``metrics.json``).
 """
 from __future__ import annotations
 
@@ -21,7 +28,13 @@ import tempfile
 import time
 from typing import Callable
 
-__all__ = ["Experiment", "RunContext", "check_global_batch", "write_json_atomically"]
+__all__ = ["TRAINING_CHOICES", "TRAINING_SETTINGS", "Experiment", "RunContext", "check_global_batch",
+           "write_json_atomically"]
+
+# The settings and choices of xmodal_tf.precision (MIXED_PRECISION, JIT), written out
+# here so that listing the experiments does not import Keras; a test keeps them equal.
+TRAINING_SETTINGS = {"mixed_precision": "off", "jit": "auto"}
+TRAINING_CHOICES = {"mixed_precision": ("off", "float16", "bfloat16"), "jit": ("auto", "on", "off")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,10 +105,17 @@ class RunContext:
     data_dir: the ``--data-dir`` folder or None (loaders also read $XMODAL_DATA_DIR).
     seed:     the run's random seed.
     strategy: the ``tf.distribute.Strategy`` (None: TensorFlow's default strategy).
+    mixed_precision, jit: as in ``xmodal_tf.precision`` (the run's settings of those names).
     """
 
     def __init__(self, logdir, data_dir=None, seed: int = 0,
-                 echo: Callable[[str], None] = functools.partial(print, flush=True), strategy=None):
+                 echo: Callable[[str], None] = functools.partial(print, flush=True), strategy=None,
+                 mixed_precision: str = "off", jit: str = "auto"):
+        if mixed_precision not in TRAINING_CHOICES["mixed_precision"] or jit not in TRAINING_CHOICES["jit"]:
+            raise ValueError(f"mixed_precision must be one of {TRAINING_CHOICES['mixed_precision']} and jit one of "
+                             f"{TRAINING_CHOICES['jit']}; got {mixed_precision!r} and {jit!r}.")
+        self.mixed_precision, self.jit = mixed_precision, jit
+        self.trained_models = []
         self._strategy = strategy
         self.is_chief = True
         if strategy is not None:  # (xmodal_tf.training loads TensorFlow: only when needed)
@@ -130,18 +150,35 @@ class RunContext:
     def replicas(self) -> int:
         return int(self.strategy.num_replicas_in_sync)
 
+    @contextlib.contextmanager
     def scope(self):
-        """``with context.scope():`` creates models and optimizers under the strategy."""
-        if self._strategy is None:
-            return contextlib.nullcontext()
-        return self._strategy.scope()
+        """``with context.scope():`` creates models and optimizers under the strategy and
+        the run's precision policy."""
+        from xmodal_tf.precision import precision_scope
 
-    def trainer(self, model, optimizer=None, **kwargs):
-        """A ``xmodal_tf.training.Trainer`` on the run's strategy (``progress`` off on
-        workers other than the chief)."""
+        strategy = contextlib.nullcontext() if self._strategy is None else self._strategy.scope()
+        with strategy, precision_scope(self.mixed_precision):
+            yield
+
+    def trainer(self, model, optimizer=None, trainer_class=None, **kwargs):
+        """A ``xmodal_tf.training.Trainer`` (or ``trainer_class``) on the run's strategy,
+        precision and XLA choice; what the model runs in is recorded in ``trained_models``."""
         from xmodal_tf.training import Trainer
 
-        return Trainer(model, optimizer, strategy=self.strategy, **kwargs)
+        kwargs.setdefault("mixed_precision", self.mixed_precision)
+        kwargs.setdefault("jit", self.jit)
+        trainer = (trainer_class or Trainer)(model, optimizer, strategy=self.strategy, **kwargs)
+        self.record_trained(trainer.model)
+        return trainer
+
+    def record_trained(self, model) -> None:
+        """Note in ``trained_models`` the precision, XLA use and variable devices of a
+        model this run trains (``trainer`` does it; call it for a model trained by ``fit``)."""
+        from xmodal_tf.precision import model_precision
+
+        devices = {v.value.device.rsplit("device:", 1)[-1] for v in model.weights}
+        self.trained_models.append({"model": model.name, "mixed_precision": model_precision(model),
+                                    "jit_compile": bool(model.jit_compile), "variable_devices": sorted(devices)})
 
     def describe_strategy(self) -> dict:
         """{"strategy", "replicas", "workers", "task"} for config.json."""

@@ -42,7 +42,7 @@ import time
 
 import numpy as np
 
-from xmodal_tf.experiments.base import Experiment, RunContext, check_global_batch
+from xmodal_tf.experiments.base import TRAINING_CHOICES, TRAINING_SETTINGS, Experiment, RunContext, check_global_batch
 
 DATA_SETS = ("digits", "mnist")
 CONDITIONS = ("label", "audio")
@@ -72,6 +72,7 @@ DEFAULTS = {
     "audio_code": "probabilities", # or "embedding" (the audio encoder's output)
     "audio_embedding_dim": 32,
     "audio_epochs": 15,
+    **TRAINING_SETTINGS,  # mixed_precision, jit (xmodal_tf.precision)
 }
 DEFAULT_LATENT_DIM = {"digits": 32, "mnist": 64}
 DEFAULT_CLASSIFIER_EPOCHS = {"digits": 30, "mnist": 3}
@@ -470,7 +471,7 @@ EXPERIMENT = Experiment(
                 "classifier (8x8 digits offline; mnist / audio with --data-dir)",
     defaults=DEFAULTS,
     run=run,
-    choices={"data": DATA_SETS, "condition": CONDITIONS, "audio_encoder": AUDIO_ENCODERS,
+    choices={**TRAINING_CHOICES, "data": DATA_SETS, "condition": CONDITIONS, "audio_encoder": AUDIO_ENCODERS,
              "audio_code": AUDIO_CODES, "loss": GAN_LOSS_CHOICES},
     summarize=summarize,
     validate=validate,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 
-from xmodal_tf.experiments.base import Experiment, RunContext, check_global_batch
+from xmodal_tf.experiments.base import TRAINING_CHOICES, TRAINING_SETTINGS, Experiment, RunContext, check_global_batch
 from xmodal_tf.experiments.config import ConfigError
 
 DATA_SETS = ("two_view_digits", "split_mnist")
@@ -46,6 +46,7 @@ DEFAULTS = {
     "final_reg": [1e-6, 1e-4, 1e-2],  # linear CCA ridges after training, picked on validation
     "trainer": "custom",  # "custom" (DeepCCATrainer) or "fit" (model.fit)
     "checkpoints": True,  # custom trainer: checkpoint each epoch, resume a killed run
+    **TRAINING_SETTINGS,  # mixed_precision, jit (xmodal_tf.precision)
 }
 PER_DATA_DEFAULTS = {
     "two_view_digits": {"models": ["linear_cca", "deepcca", "dccae"], "n_components": 10,
@@ -175,9 +176,9 @@ def train_deep_model(name: str, dataset, config: dict, context: RunContext) -> d
 
         # The chief's directory: every worker resumes from it (the others write elsewhere).
         checkpoint_dir = context.run_directory / "checkpoints" / name if config["checkpoints"] else None
-        trainer = DeepCCATrainer(model, optimizer, strategy=context.strategy, checkpoint_dir=checkpoint_dir,
-                                 logdir=context.logdir / name, eval_every=max(1, config["epochs"] // 10),
-                                 progress=True)
+        trainer = context.trainer(model, optimizer, trainer_class=DeepCCATrainer, checkpoint_dir=checkpoint_dir,
+                                  logdir=context.logdir / name, eval_every=max(1, config["epochs"] // 10),
+                                  progress=True)
         resumed_after = trainer.epoch
         if trainer.restored_from:
             context.progress(f"{name}: resuming after epoch {resumed_after} ({trainer.restored_from})")
@@ -188,6 +189,7 @@ def train_deep_model(name: str, dataset, config: dict, context: RunContext) -> d
         resumed_after = 0
         with context.scope():
             model.compile(optimizer=optimizer)
+        context.record_trained(model)
         history, start = {}, 0
         for train, until in phases:
             _extend_history(history, model.fit(train, epochs=until, initial_epoch=start, shuffle=False,
@@ -297,7 +299,7 @@ EXPERIMENT = Experiment(
                 "split_mnist with --data-dir)",
     defaults=DEFAULTS,
     run=run,
-    choices={"data": DATA_SETS, "activation": ("relu", "sigmoid", "gelu", "tanh", "elu"),
+    choices={**TRAINING_CHOICES, "data": DATA_SETS, "activation": ("relu", "sigmoid", "gelu", "tanh", "elu"),
              "schedule": ("cosine", "constant"), "objective": ("trace", "squared"),
              "trainer": ("custom", "fit")},
     summarize=summarize,

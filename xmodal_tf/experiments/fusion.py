@@ -50,7 +50,7 @@ import time
 
 import numpy as np
 
-from xmodal_tf.experiments.base import Experiment, RunContext, check_global_batch
+from xmodal_tf.experiments.base import TRAINING_CHOICES, TRAINING_SETTINGS, Experiment, RunContext, check_global_batch
 
 DATA_SETS = ("digits", "av_mnist")
 MODALITIES = {"digits": ("left", "right"), "av_mnist": ("image", "audio")}
@@ -81,6 +81,7 @@ DEFAULTS = {
     "batch_size": None,  # None: per data set
     "learning_rate": 3e-3,
     "train_size": None,  # av_mnist: training pairs used (of 50000); None: per data set
+    **TRAINING_SETTINGS,  # mixed_precision, jit (xmodal_tf.precision)
 }
 DATA_DEFAULTS = {
     "digits": {"degrade_modality": "left", "degradation_strength": {"noise": 0.3, "occlusion": 0.5, "none": 0.0},
@@ -531,7 +532,7 @@ EXPERIMENT = Experiment(
                 "(digits halves offline; av_mnist with --data-dir)",
     defaults=DEFAULTS,
     run=run,
-    choices={"data": DATA_SETS, "degradation": DEGRADATIONS},
+    choices={**TRAINING_CHOICES, "data": DATA_SETS, "degradation": DEGRADATIONS},
     summarize=summarize,
     validate=validate,
 )

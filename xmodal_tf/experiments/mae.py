@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from xmodal_tf.experiments.base import Experiment, RunContext, check_global_batch
+from xmodal_tf.experiments.base import TRAINING_CHOICES, TRAINING_SETTINGS, Experiment, RunContext, check_global_batch
 from xmodal_tf.experiments.config import ConfigError
 
 DATA_SETS = ("digits", "av_mnist")
@@ -61,6 +61,7 @@ DEFAULTS = {
     "validation_size": 2000,  # validation pairs for the Keras loss curves (at most)
     "probe_size": None,  # training codes the linear probes fit on; None: per data set
     "images_every": None,  # epochs between image grids; None: epochs // 5
+    **TRAINING_SETTINGS,  # mixed_precision, jit (xmodal_tf.precision)
 }
 DATA_DEFAULTS = {
     "digits": {"code_dim": 32, "embedding_dim": 32, "filters": [32], "decoder_hidden_units": [64],
@@ -346,7 +347,7 @@ EXPERIMENT = Experiment(
                 "(digits halves offline; av_mnist with --data-dir)",
     defaults=DEFAULTS,
     run=run,
-    choices={"data": DATA_SETS, "audio_encoder": AUDIO_ENCODERS},
+    choices={**TRAINING_CHOICES, "data": DATA_SETS, "audio_encoder": AUDIO_ENCODERS},
     summarize=summarize,
     validate=validate,
 )

@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from xmodal_tf.experiments.base import Experiment, RunContext, check_global_batch
+from xmodal_tf.experiments.base import TRAINING_CHOICES, TRAINING_SETTINGS, Experiment, RunContext, check_global_batch
 from xmodal_tf.experiments.config import ConfigError
 
 DATA_SETS = ("digits_text", "openmoji")
@@ -69,6 +69,7 @@ DEFAULTS = {
     "weight_decay": 0.0,  # AdamW's decoupled weight decay; 0 is plain Adam
     "ks": [1, 5, 10],  # recall@k cut-offs
     "test_fraction": 0.2,  # openmoji: share of base emoji held out
+    **TRAINING_SETTINGS,  # mixed_precision, jit (xmodal_tf.precision)
 }
 PER_DATA_DEFAULTS = {
     "digits_text": {"image_size": 8, "filters": [32, 64], "epochs": 30, "batch_norm": False},
@@ -351,7 +352,7 @@ EXPERIMENT = Experiment(
                 "classification (digits_text offline; openmoji with --data-dir)",
     defaults=DEFAULTS,
     run=run,
-    choices={"data": DATA_SETS, "tokens": TOKENS},
+    choices={**TRAINING_CHOICES, "data": DATA_SETS, "tokens": TOKENS},
     summarize=summarize,
     validate=validate,
 )

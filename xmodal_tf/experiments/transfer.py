@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from xmodal_tf.experiments.base import Experiment, RunContext, check_global_batch
+from xmodal_tf.experiments.base import TRAINING_CHOICES, TRAINING_SETTINGS, Experiment, RunContext, check_global_batch
 
 DATA_SETS = ("two_view_digits", "split_mnist")
 VIEWS = ("left", "right")
@@ -59,6 +59,7 @@ DEFAULTS = {
     "learning_rate": 1e-3,
     "batch_norm": False,  # BatchNorm statistics from ten examples make scratch models fail
     "recipe": "full",  # how the transferred model is fine-tuned (see RECIPES)
+    **TRAINING_SETTINGS,  # mixed_precision, jit (xmodal_tf.precision)
 }
 DEFAULT_PRETRAIN_EPOCHS = {"two_view_digits": 40, "split_mnist": 3}
 HEAD_LAYERS = ("embedding", "classifier")
@@ -329,7 +330,7 @@ EXPERIMENT = Experiment(
                 "(two_view_digits offline; split_mnist with --data-dir)",
     defaults=DEFAULTS,
     run=run,
-    choices={"data": DATA_SETS, "source_view": VIEWS, "recipe": RECIPES},
+    choices={**TRAINING_CHOICES, "data": DATA_SETS, "source_view": VIEWS, "recipe": RECIPES},
     summarize=summarize,
     validate=validate,
 )

@@ -205,3 +205,13 @@ def test_xla_is_refused_with_several_replicas():
     with pytest.raises(ValueError, match="trains on 2 replicas, whose variables live on different devices"):
         precision.resolve_jit("on", model, replicas=2)
     assert precision.resolve_jit("on", model, replicas=1) is True
+
+
+@pytest.mark.parametrize("name", ["autoencoder", "dual_encoder", "fusion", "gan"])
+def test_every_model_but_deepcca_trains_under_xla_in_bfloat16(name):
+    model, data, key = built(name)
+    trainer = Trainer(model, optimizer_for(name), mixed_precision="bfloat16", jit="on", progress=False)
+    assert trainer.jit_compile and precision.xla_unsupported_reason(model) is None
+    history = trainer.fit(data, epochs=4)
+    assert history[key][-1] < history[key][0], history[key]
+    assert all(np.isfinite(w).all() for w in float_weights(model))

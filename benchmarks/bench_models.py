@@ -194,7 +194,9 @@ def compiled(model):
     return model
 
 
-def floor_runner(build, floor_step, dataset, steps: int):
+def floor_runner(build, floor_step, dataset, steps: int, jit_compile: bool = False):
+    """The floor loop; with ``jit_compile`` each step is compiled with XLA (as the
+    Trainer compiles the model's step when its ``jit`` resolves to XLA, e.g. on a GPU)."""
     copy = build()
     if isinstance(copy, ConditionalGAN):
         optimizers = (keras.optimizers.Adam(1e-3, beta_1=0.5), keras.optimizers.Adam(1e-3, beta_1=0.5))
@@ -216,6 +218,9 @@ def floor_runner(build, floor_step, dataset, steps: int):
             pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
             optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
 
+    if jit_compile:
+        step = tf.function(step, jit_compile=True)
+
     @tf.function(jit_compile=False)
     def run(iterator):
         for _ in tf.range(steps):
@@ -226,9 +231,10 @@ def floor_runner(build, floor_step, dataset, steps: int):
 
 
 def trainer_runner(build, dataset, steps: int):
+    """(runner, whether the Trainer compiles the step with XLA)."""
     trainer = Trainer(compiled(build()), optimizer=None, progress=False)
     one_epoch = dataset.take(steps)
-    return lambda: trainer.fit(one_epoch, epochs=trainer.epoch + 1)
+    return (lambda: trainer.fit(one_epoch, epochs=trainer.epoch + 1)), bool(getattr(trainer, "jit_compile", False))
 
 
 def fit_runner(build, dataset, steps: int):
@@ -243,9 +249,11 @@ def time_case(name: str, precision: str, *, batch_size: int, steps: int, repeats
     try:
         keras.utils.set_random_seed(0)
         build, floor_step, dataset, floor_text = CASES[name](batch_size, steps)
-        runners = {"floor": floor_runner(build, floor_step, dataset, steps),
-                   "Trainer step": trainer_runner(build, dataset, steps),
-                   "model.fit step": fit_runner(build, dataset, steps)}
+        trainer, xla = trainer_runner(build, dataset, steps)
+        runners = {"floor": floor_runner(build, floor_step, dataset, steps, jit_compile=xla),
+                   "Trainer step": trainer, "model.fit step": fit_runner(build, dataset, steps)}
+        if xla:
+            floor_text += ", XLA"
         with warnings.catch_warnings():
             # fit's "shuffle=True ... ignored" for datasets: expected here.
             warnings.simplefilter("ignore", UserWarning)

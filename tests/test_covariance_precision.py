@@ -60,6 +60,15 @@ def test_auto_resolves_to_float64_on_cpu_eagerly_and_in_tf_function():
     assert seen == [tf.float64, tf.float64]
 
 
+def test_auto_resolves_to_float32_for_mixed_precision_outputs_on_cpu():
+    h1, h2 = (tf.constant(v) for v in well_conditioned_views())
+    for half in (tf.bfloat16, tf.float16):
+        assert resolve_compute_dtype("auto", tf.cast(h1, half), tf.cast(h2, half)) == tf.float32
+    # One float32 view keeps float64: the half-precision rule needs both.
+    assert resolve_compute_dtype("auto", tf.cast(h1, tf.bfloat16), h2) == tf.float64
+    assert resolve_compute_dtype("float64", tf.cast(h1, tf.bfloat16), tf.cast(h2, tf.bfloat16)) == tf.float64
+
+
 def test_auto_resolves_to_float32_under_a_gpu_device_scope():
     """Traced only (no GPU needed): the graph tensors carry the scope's device."""
     seen = []

@@ -208,10 +208,14 @@ def _current_device_type() -> str:
 def resolve_compute_dtype(compute_dtype, h1, h2) -> tf.DType:
     """The dtype the covariance algebra of outputs ``h1``, ``h2`` runs in.
 
-    ``"auto"``: float64 for float64 outputs; otherwise ``_covariance_dtype_for`` the
-    device of ``h1`` / ``h2`` (their placement, else the enclosing device scope, else
-    the visible devices). None: the wider of the outputs' dtypes, at least float32.
-    A dtype: itself. Works eagerly and while a ``tf.function`` traces.
+    ``"auto"``: float64 for float64 outputs; float32 for half-precision outputs (both
+    float16 or bfloat16, i.e. mixed precision: their own rounding, about 4e-3 relative
+    for bfloat16, dwarfs float32's 6e-8, so float64 algebra buys nothing; measured in
+    ``benchmarks/bench_covariance_precision.py --bfloat16``); otherwise
+    ``_covariance_dtype_for`` the device of ``h1`` / ``h2`` (their placement, else the
+    enclosing device scope, else the visible devices). None: the wider of the outputs'
+    dtypes, at least float32. A dtype: itself. Works eagerly and while a ``tf.function``
+    traces.
     """
     compute = _check_compute_dtype(compute_dtype)
     if compute is None:
@@ -220,6 +224,9 @@ def resolve_compute_dtype(compute_dtype, h1, h2) -> tf.DType:
         return compute
     if _common_float_dtype(h1, h2) == tf.float64:
         return tf.float64
+    half = (tf.float16, tf.bfloat16)
+    if tf.as_dtype(h1.dtype) in half and tf.as_dtype(h2.dtype) in half:
+        return tf.float32
     device = _device_type_of(h1) or _device_type_of(h2) or _current_device_type()
     return _covariance_dtype_for(device)
 

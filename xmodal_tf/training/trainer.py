@@ -17,7 +17,12 @@ Decisions
 * The step: one ``tf.function(jit_compile=False)`` per epoch, a ``tf.while_loop`` over the
   distributed dataset's iterator calling ``strategy.run(model.train_step)``; traced
   once, no Python work and no host transfer per step. Metrics accumulate in the
-  model's trackers and are read once per epoch.
+  model's trackers and are read once per epoch. With XLA (``jit``) the step itself is
+  a ``tf.function(jit_compile=True)`` inside that loop.
+* Precision (``mixed_precision``): the model is switched to the compute dtype, its
+  optimizer(s) loss-scaled for float16 (``xmodal_tf.precision``). The checkpoint holds
+  the model without its optimizers, each optimizer unwrapped from its
+  ``LossScaleOptimizer`` and the loss scale apart, so it loads across precisions.
 * Strategies: create the model (and any optimizer you pass) in ``strategy.scope()``.
   The dataset yields GLOBAL batches; ``strategy.experimental_distribute_dataset`` splits
   each across replicas (and workers). A static batch size that does not divide evenly

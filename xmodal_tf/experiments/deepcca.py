@@ -217,14 +217,12 @@ def training_phases(dataset, views, batch_size: int, config: dict, seed: int) ->
     plain = make_dataset(views, batch_size=batch_size, seed=seed, drop_remainder=True)
     if not config["shift"]:
         return [(plain, config["epochs"])]
-    import tensorflow as tf
-
-    from xmodal_tf.data.augment import random_shift_pairs
+    from xmodal_tf.data.augment import map_random_shifts, random_shift_pairs
 
     shift = random_shift_pairs(dataset.view_shapes, config["shift"], seed=seed)
-    # Sequential map: the seeded generator then draws the same shifts for the same
-    # batches in every run (a parallel map would hand the draws out in any order).
-    shifted = plain.map(shift).prefetch(tf.data.AUTOTUNE)
+    # The draws stay sequential (the same shifts for the same batches in every run);
+    # the pixels move in a parallel map.
+    shifted = map_random_shifts(plain, shift)
     final = min(config["unshifted_final_epochs"], config["epochs"])
     phases = [(shifted, config["epochs"] - final), (plain, config["epochs"])]
     return [(data, until) for data, until in phases if until > 0]

@@ -215,3 +215,14 @@ def test_every_model_but_deepcca_trains_under_xla_in_bfloat16(name):
     history = trainer.fit(data, epochs=4)
     assert history[key][-1] < history[key][0], history[key]
     assert all(np.isfinite(w).all() for w in float_weights(model))
+
+
+def test_a_compiled_model_keeps_its_unregistered_loss_and_gets_loss_scaling():
+    # optimizer=None keeps what the model was compiled with, even a loss Keras could not
+    # serialise (a lambda); float16 still wraps its optimizer.
+    model, data, key = built("fusion")
+    model.compile(keras.optimizers.Adam(1e-2), loss=lambda y, p: keras.losses.sparse_categorical_crossentropy(y, p))
+    trainer = Trainer(model, None, mixed_precision="float16", progress=False)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) and trainer.optimizer is model.optimizer
+    history = trainer.fit(data, epochs=4)
+    assert history[key][-1] < history[key][0]

@@ -215,10 +215,12 @@ class Trainer:
             arguments = {**(getattr(model, "gan_compile_arguments", None) or {}), "jit_compile": self.jit_compile}
             model.compile(g_optimizer=self._prepared(g_optimizer), d_optimizer=self._prepared(d_optimizer),
                           **arguments)
-        elif keep:  # the model's own optimizer and compile settings
-            config = keras.saving.deserialize_keras_object(model.get_compile_config() or {})
-            config.update(optimizer=self._prepared(optimizer), jit_compile=self.jit_compile)
-            model.compile(**config)
+        elif keep:  # the model's own compile settings (its loss may not be serialisable)
+            prepared = self._prepared(optimizer)
+            if prepared is not optimizer:
+                model.optimizer = prepared  # as Keras' compile itself wraps for mixed_float16
+            model.jit_compile = self.jit_compile
+            model.train_function = model.test_function = model.predict_function = None
         elif _has_builtin_loss(model):
             model.compile(optimizer=self._prepared(optimizer), jit_compile=self.jit_compile)
         elif model.compiled:

@@ -169,3 +169,13 @@ def test_clear_errors():
     with pytest.raises(TypeError, match="validation_data must be a tf.data.Dataset"):
         Trainer(dual, "adam", progress=False).fit(tf.data.Dataset.from_tensor_slices((X, Y)).batch(32), 1,
                                                   validation_data=(X, Y))
+
+
+def test_held_out_logs_are_the_mean_of_the_batch_losses():
+    keras.utils.set_random_seed(0)
+    model = DualEncoder(mlp_encoder(8, 4, hidden_units=(), name="ea"), mlp_encoder(6, 4, hidden_units=(), name="eb"))
+    data = tf.data.Dataset.from_tensor_slices((X, Y)).batch(32)
+    trainer = Trainer(model, "adam", progress=False)
+    logs = trainer.evaluate(data)
+    per_batch = [model.batch_loss(*model.unpack_batch(batch, "test_step"))["loss"].numpy() for batch in data]
+    np.testing.assert_allclose(logs["val_loss"], np.mean(per_batch), rtol=1e-6)

@@ -1,5 +1,6 @@
 """The benchmark suite's plumbing (``python -m benchmarks``), on fake rows: no timing runs."""
 import inspect
+import json
 import sys
 import types
 from pathlib import Path
@@ -122,13 +123,35 @@ def test_main_writes_the_report_and_notes_skipped_benchmarks(tmp_path, monkeypat
     monkeypatch.setattr(suite, "load_rows_function", loader)
     monkeypatch.setattr(suite, "device_description", lambda: "CPU only")
     output = tmp_path / "sub" / "results.md"
-    assert suite.main(["--quick", "--only", "cca,models", "--precisions", "float32", "--output", str(output)]) == 0
+    assert suite.main(["--quick", "--only", "cca,models", "--precisions", "float32", "--output", str(output),
+                       "--in-process"]) == 0
     assert calls == [("cca", True, ("float32",))]
     text = output.read_text()
     assert len(table_lines(text)) == 2 + len(fake_rows())
     assert "bench_models: skipped (no rows() yet)" in text
     assert "`python -m benchmarks --quick --only cca,models --precisions float32 --output" in text
     assert text in capsys.readouterr().out
+
+
+def test_a_child_process_hands_its_rows_back_through_a_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(suite, "load_rows_function", lambda name: (lambda *, quick=False: fake_rows(), None))
+    rows_file = tmp_path / "rows.json"
+    assert suite.main(["--child", "cca", str(rows_file), "--quick"]) == 0
+    assert json.loads(rows_file.read_text()) == {"rows": fake_rows(), "note": None}
+
+
+def test_each_benchmark_runs_in_its_own_process_and_a_failed_one_leaves_a_note(monkeypatch):
+    commands = []
+
+    def fake_run(command, check):
+        commands.append(command)
+        return types.SimpleNamespace(returncode=1)
+
+    monkeypatch.setattr(suite.subprocess, "run", fake_run)
+    rows, note = suite.run_in_subprocess("models", True, ["float32"])
+    assert rows == [] and note == "bench_models: failed (its process exited with status 1)"
+    assert commands[0][1:4] == ["-m", "benchmarks", "--child"] and commands[0][4] == "models"
+    assert commands[0][-3:] == ["--precisions", "float32", "--quick"]
 
 
 def test_unknown_only_name_is_refused():

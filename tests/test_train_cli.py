@@ -183,3 +183,47 @@ def test_training_settings_match_xmodal_tf_precision():
     for experiment in list_experiments():
         if experiment.name != "cca":
             assert {key: experiment.defaults[key] for key in TRAINING_SETTINGS} == TRAINING_SETTINGS, experiment.name
+
+
+def test_a_config_file_that_is_not_utf8_is_a_one_line_error(tmp_path, capsys):
+    config_file = tmp_path / "bad.toml"
+    config_file.write_bytes(b"n_components = 3\n# caf\xe9\n")
+    assert train.main(["cca", "--config", str(config_file), "--logdir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"config file {config_file} is not UTF-8 text" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unwritable_logdir_is_a_one_line_error(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert train.main(["cca", "--logdir", str(blocker / "run"), "--set", "probe=false"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write the run directory {blocker / 'run'}" in err and "--logdir" in err
+    assert "Traceback" not in err
+
+
+def test_run_files_are_readable_by_others_as_plain_files_are(tmp_path):
+    import os
+
+    logdir = tmp_path / "run"
+    assert train.main(["cca", "--logdir", str(logdir), "--set", "probe=false"]) == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("config.json", "metrics.json"):
+        assert (logdir / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    from xmodal_tf.experiments import get_experiment
+
+    def interrupted(config, context):
+        raise KeyboardInterrupt
+
+    cca = dataclasses.replace(get_experiment("cca"), run=interrupted)
+    monkeypatch.setattr(train, "get_experiment", lambda name: cca)
+    assert train.main(["cca", "--logdir", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted. The same command with --logdir" in err and "resumes" in err and "Traceback" not in err

@@ -162,16 +162,23 @@ def main(argv=None) -> int:
     # First of all TensorFlow calls: a multi-worker strategy must start before any other.
     strategy = make_strategy(args.strategy, connect_timeout=args.worker_timeout)
     logdir = pathlib.Path(args.logdir) if args.logdir else default_logdir(experiment.name)
-    context = RunContext(logdir, data_dir=args.data_dir, seed=args.seed, strategy=strategy,
-                         **{key: config[key] for key in TRAINING_CHOICES if key in config})
+    try:
+        context = RunContext(logdir, data_dir=args.data_dir, seed=args.seed, strategy=strategy,
+                             **{key: config[key] for key in TRAINING_CHOICES if key in config})
+        if context.is_chief:
+            write_json_atomically(logdir / "config.json", {
+                "experiment": experiment.name, "config": config, "seed": args.seed,
+                "data_dir": args.data_dir, "xmodal_tf_version": __version__,
+                "distribution": context.describe_strategy(),
+                "command": [PROGRAM, *(argv if argv is not None else sys.argv[1:])],
+            })
+    except OSError as error:
+        if args.traceback:
+            traceback.print_exc()
+        print(f"{PROGRAM}: error: cannot write the run directory {logdir}: {error.strerror or error}; "
+              "pick a writable folder with --logdir.", file=sys.stderr)
+        return 2
     seed_everything(args.seed)
-    if context.is_chief:
-        write_json_atomically(logdir / "config.json", {
-            "experiment": experiment.name, "config": config, "seed": args.seed,
-            "data_dir": args.data_dir, "xmodal_tf_version": __version__,
-            "distribution": context.describe_strategy(),
-            "command": [PROGRAM, *(argv if argv is not None else sys.argv[1:])],
-        })
     context.progress(f"{experiment.name}: logging to {logdir} ({_strategy_line(context)})")
     try:
         metrics = experiment.run(config, context)
@@ -180,6 +187,12 @@ def main(argv=None) -> int:
             traceback.print_exc()
         print(f"{PROGRAM}: error in experiment {experiment.name!r}: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        if args.traceback:
+            traceback.print_exc()
+        print(f"\n{PROGRAM}: interrupted. The same command with --logdir {logdir} resumes from the last epoch "
+              "checkpoint where the experiment keeps them (deepcca); the others start over.", file=sys.stderr)
+        return 130
     finally:
         context.close()
     if not context.is_chief:

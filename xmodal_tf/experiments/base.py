@@ -66,6 +66,7 @@ def write_json_atomically(path: pathlib.Path, payload) -> None:
     path = pathlib.Path(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it 0600; a plain file is 0644
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             json.dump(payload, stream, indent=2, sort_keys=True, default=_json_default)
             stream.write("\n")
@@ -73,6 +74,12 @@ def write_json_atomically(path: pathlib.Path, payload) -> None:
     except BaseException:
         pathlib.Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def check_global_batch(batch_size: int, replicas: int, experiment: str, rows: int | None = None) -> int:

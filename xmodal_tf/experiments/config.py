@@ -31,7 +31,13 @@ def load_config_file(path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist.")
     suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {error.start} cannot be decoded); "
+                          "save it as UTF-8.") from None
+    except OSError as error:
+        raise ConfigError(f"config file {path} cannot be read: {error.strerror}.") from None
     try:
         if suffix == ".toml":
             values = tomllib.loads(text)

@@ -163,3 +163,18 @@ def test_bad_arguments(data):
         inside = build_model()
     with pytest.raises(ValueError, match="strategy.scope"):
         DeepCCATrainer(inside, keras.optimizers.SGD(), strategy=strategy)
+
+
+def test_batches_at_or_below_n_components_are_refused():
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 6)).astype("float32"), rng.normal(size=(64, 5)).astype("float32")
+    model = DeepCCA(mlp_encoder(6, 4, hidden_units=(), name="ex"), mlp_encoder(5, 4, hidden_units=(), name="ey"))
+    model((x[:8], y[:8]))
+    trainer = DeepCCATrainer(model, "adam", progress=False)
+    small = tf.data.Dataset.from_tensor_slices((x, y)).batch(4, drop_remainder=True)
+    with pytest.raises(ValueError, match=r"batches of 4 rows are at or below n_components=4.*batch_size=100"):
+        trainer.fit(small, epochs=1)
+    assert trainer.epoch == 0
+    history = trainer.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(16, drop_remainder=True), epochs=1)
+    assert history["steps"] == [4]

@@ -41,6 +41,27 @@ class DeepCCATrainer(Trainer):
     def __init__(self, model, optimizer, **kwargs):
         super().__init__(model, optimizer, **kwargs)
 
+    def fit(self, train_dataset, epochs, validation_data=None, initial_epoch=None, **kwargs) -> dict:
+        """``Trainer.fit``, refusing batches whose size is known and at or below the
+        number of canonical components (their covariances cannot carry k correlations:
+        min(m - 1, d) of them come out 1 whatever the data)."""
+        self._check_batch_exceeds_components(train_dataset)
+        return super().fit(train_dataset, epochs, validation_data, initial_epoch, **kwargs)
+
+    def _check_batch_exceeds_components(self, dataset) -> None:
+        import tensorflow as tf
+
+        if not isinstance(dataset, tf.data.Dataset):
+            return
+        leaves = tf.nest.flatten(dataset.element_spec)
+        rows = leaves[0].shape[0] if leaves and leaves[0].shape.rank else None
+        k = self.model.k
+        if rows is not None and k is not None and rows <= k:
+            raise ValueError(f"DeepCCATrainer: batches of {rows} rows are at or below n_components={k}, so each "
+                             "batch's canonical correlations are degenerate (near 1 whatever the data) and the "
+                             f"networks learn nothing useful; use batches well above {k} rows (e.g. "
+                             f"batch_size={max(4 * k, 100)}) or fewer components.")
+
     def _as_model(self, model):
         if isinstance(model, (tuple, list)):
             if len(model) != 2:

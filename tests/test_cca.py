@@ -337,3 +337,16 @@ def test_unfitted_and_missing_view_errors():
         MCCA(2).fit(X_GOOD)
     with pytest.raises(ValueError, match="at least two views"):
         MCCA(2).fit([X_GOOD])
+
+
+def test_fit_warns_when_the_samples_do_not_exceed_a_views_features():
+    import warnings
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(20, 30)), rng.normal(size=(20, 5))
+    with pytest.warns(UserWarning, match=r"20 samples for views of 30 and 5 features.*overfit"):
+        fitted = CCA(n_components=3, reg=1e-3).fit(x, y)
+    assert fitted.canonical_correlations_[0] > 0.99  # pure noise, yet near 1: what the warning is about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        CCA(n_components=3, reg=1e-3).fit(rng.normal(size=(200, 30)), rng.normal(size=(200, 5)))

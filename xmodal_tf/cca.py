@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import numbers
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
@@ -1134,8 +1135,20 @@ class CCA(_MultiViewCCABase):
         return strengths * scales[0] * scales[1]
 
     def fit(self, X, Y=None) -> "CCA":
-        """Fit on paired views X (n x p) and Y (n x q). Returns self."""
-        self._fit_views(self._pair(X, Y, "fit"))
+        """Fit on paired views X (n x p) and Y (n x q). Returns self.
+
+        Warns (UserWarning) when n <= max(p, q): a view then spans every centred sample
+        direction, and the training canonical correlations come out near 1 whatever
+        the data (overfit); judge such a fit on held-out rows.
+        """
+        views = self._pair(X, Y, "fit")
+        self._fit_views(views)  # validates the views first
+        shapes = [np.shape(view) for view in views]
+        if shapes[0][0] <= max(shape[1] for shape in shapes):
+            warnings.warn(f"CCA.fit: {shapes[0][0]} samples for views of {shapes[0][1]} and {shapes[1][1]} features: "
+                          "with no more samples than a view's features the training canonical correlations are "
+                          "overfit (near 1 for any data). Judge the fit on held-out rows (score(X_test, Y_test)), "
+                          "or reduce the features.", UserWarning, stacklevel=2)
         return self._publish()
 
     def partial_fit(self, X, Y=None) -> "CCA":

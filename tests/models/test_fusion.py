@@ -284,3 +284,29 @@ def test_bad_call_inputs_are_rejected_with_clear_messages(data):
         model({MASK_INPUT: np.ones((4, 2))})
     with pytest.raises(ValueError, match=r"modality_mask must have shape \(batch, 2\).*\(4, 3\)"):
         model({**batch, MASK_INPUT: np.ones((4, 3))})
+
+
+def test_bad_predict_inputs_get_one_clear_error_not_a_keras_trace_or_uniform_probabilities(data):
+    inputs, _ = data
+    model = build("concat")
+    batch = {key: value[:6].copy() for key, value in inputs.items()}
+    assert model.predict(batch, verbose=0).shape == (6, NUM_CLASSES)
+    with pytest.raises(ValueError, match=r"predict: the input dict is empty"):
+        model.predict({}, verbose=0)
+    with pytest.raises(ValueError, match=r"different numbers of rows \{'a': 6, 'b': 5\}"):
+        model.predict({"a": batch["a"], "b": batch["b"][:5]}, verbose=0)
+    with pytest.raises(ValueError, match=r"modality 'b' takes rows of shape \(6,\); got an array of shape \(6, 7\)"):
+        model.predict({"a": batch["a"], "b": np.zeros((6, 7), "float32")}, verbose=0)
+    with pytest.raises(TypeError, match=r"'a' must be a numeric array"):
+        model.predict({"a": np.array(["x"] * 6), "b": batch["b"]}, verbose=0)
+    nan = batch["a"].copy()
+    nan[2, 0] = np.nan
+    with pytest.raises(ValueError, match=r"modality 'a' has NaN or inf in 1 row\(s\) \(2\).*modality_mask"):
+        model.predict({"a": nan, "b": batch["b"]}, verbose=0)
+    # The remedy the message gives works: zeros in place, the modality marked absent.
+    fixed = nan.copy()
+    fixed[2] = 0.0
+    mask = np.ones((6, 2), "float32")
+    mask[2, 0] = 0.0
+    probabilities = model.predict({"a": fixed, "b": batch["b"], MASK_INPUT: mask}, verbose=0)
+    assert np.isfinite(probabilities).all()

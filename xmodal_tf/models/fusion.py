@@ -82,6 +82,7 @@ import inspect
 import numbers
 
 import keras
+import numpy as np
 from keras import ops
 
 from xmodal_tf.layers import (AttentionFusion, AverageFusion, ConcatFusion, GatedFusion, LateFusion,
@@ -308,6 +309,54 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         return self.get_layer(self._fusion_layer_name)
 
     # ------------------------------------------------------------------ inputs
+    def predict(self, x, *args, **kwargs):
+        """``keras.Model.predict``; a dict of arrays is checked first (one ValueError or
+        TypeError naming the modality, instead of an error from deep inside Keras or,
+        for NaN or inf values, probabilities that look valid)."""
+        if isinstance(x, dict):
+            self.check_prediction_inputs(x)
+        return super().predict(x, *args, **kwargs)
+
+    def check_prediction_inputs(self, inputs: dict) -> None:
+        """Check a dict of NumPy arrays or tensors for ``predict``: not empty, known keys,
+        one row per example in every entry, each modality's feature shape, finite values."""
+        where = f"{self.name}.predict"
+        if not inputs or all(value is None for value in inputs.values()):
+            raise ValueError(f"{where}: the input dict is empty; pass at least one modality of "
+                             f"{list(self.modalities)} as an array of shape (n, ...).")
+        unknown = sorted(set(map(str, inputs)) - set(self.modalities) - {MASK_INPUT})
+        if unknown:
+            raise ValueError(f"{where}: unknown input(s) {unknown}; the inputs are the modalities "
+                             f"{list(self.modalities)} and optionally {MASK_INPUT!r}.")
+        rows = {}
+        for key, value in inputs.items():
+            if value is None:
+                continue
+            array = np.asarray(value)
+            if array.dtype.kind not in "biuf":
+                raise TypeError(f"{where}: {key!r} must be a numeric array; got {type(value).__name__} of dtype "
+                                f"{array.dtype}.")
+            if array.ndim == 0:
+                raise ValueError(f"{where}: {key!r} must have one row per example; got a scalar.")
+            rows[key] = array.shape[0]
+            if key == MASK_INPUT:
+                continue
+            expected = tuple(self.input[key].shape[1:])
+            if len(expected) != array.ndim - 1 or any(e is not None and e != g for e, g in zip(expected,
+                                                                                                 array.shape[1:])):
+                raise ValueError(f"{where}: modality {key!r} takes rows of shape {expected}; got an array of "
+                                 f"shape {array.shape}.")
+            if array.dtype.kind == "f":
+                bad = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
+                if bad.size:
+                    shown = ", ".join(map(str, bad[:5])) + (", ..." if bad.size > 5 else "")
+                    raise ValueError(f"{where}: modality {key!r} has NaN or inf in {bad.size} row(s) ({shown}); "
+                                     "replace them (e.g. with zeros) and mark the modality absent for those rows "
+                                     f"in {MASK_INPUT!r}, or drop the rows.")
+        if len(set(rows.values())) > 1:
+            raise ValueError(f"{where}: the inputs have different numbers of rows {rows}; give one row per "
+                             "example in every modality (and in the mask).")
+
     def __call__(self, inputs, *args, **kwargs):
         if isinstance(inputs, dict):
             inputs = self.complete_inputs(inputs)

@@ -133,3 +133,23 @@ def test_missing_files_say_where_to_put_them(tmp_path, monkeypatch):
 def test_av_mnist_rejects_bad_settings(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         load_av_mnist(tmp_path, **kwargs)
+
+
+@pytest.mark.parametrize("filename, loader", [("openmoji64.npz", "load_openmoji"),
+                                              ("fsdd_mfcc.npz", "load_spoken_digits"),
+                                              ("mnist.npz", "load_split_mnist")])
+def test_wrong_truncated_or_random_archives_are_named_with_the_fix(tmp_path, filename, loader):
+    import xmodal_tf.data as data
+
+    load = getattr(data, loader)
+    path = tmp_path / filename
+    np.savez(path, something=np.zeros(3))  # a valid archive with the wrong arrays
+    with pytest.raises(ValueError, match=rf"{filename} lacks the arrays \[.*\] \(it has \['something'\]\)"):
+        load(data_dir=tmp_path)
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 2])  # truncated
+    with pytest.raises(ValueError, match=rf"{filename} is damaged or truncated .*Replace it"):
+        load(data_dir=tmp_path)
+    path.write_bytes(np.random.default_rng(0).bytes(4096))  # random bytes, not "pickled data"
+    with pytest.raises(ValueError, match=rf"{filename} is not an .npz archive \(not a zip archive\)"):
+        load(data_dir=tmp_path)

@@ -225,22 +225,34 @@ def _tfds_dir_candidates(folder: pathlib.Path | None) -> list[pathlib.Path]:
     return candidates + [_default_tfds_dir()]
 
 
-def _read_mnist_npz(path: pathlib.Path) -> dict:
-    """The four arrays of a Keras-layout mnist.npz, or ValueError naming the file."""
+def read_npz_arrays(path, names, *, fix: str) -> dict:
+    """{name: array} of ``names`` from the .npz archive at ``path``; ValueError naming the
+    file, what is wrong with it and ``fix`` (how to get a good copy) when it is not a
+    readable .npz (checked from its first bytes, so random bytes are not mistaken for
+    pickled data) or lacks an array. Never unpickles."""
+    path = pathlib.Path(path)
+    with open(path, "rb") as stream:
+        head = stream.read(4)
+    if head != b"PK\x03\x04":
+        kind = "an empty file" if not head else ("a single .npy array" if head == b"\x93NUM" else "not a zip archive")
+        raise ValueError(f"{path} is not an .npz archive ({kind}). {fix}")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            found_names = list(npz.files)
-            arrays = {name: npz[name] for name in _MNIST_ARRAY_NAMES if name in found_names}
-    except (OSError, EOFError, TypeError, AttributeError, ValueError, zipfile.BadZipFile) as error:
-        # TypeError (AttributeError before Python 3.11): a bare .npy array is no
-        # context manager. ValueError: pickled or corrupt data.
-        raise ValueError(f"could not read {path} as an .npz archive ({error}). "
-                         f"Replace it with {MNIST_URL}.") from error
-    missing = [name for name in _MNIST_ARRAY_NAMES if name not in arrays]
-    if missing:
-        raise ValueError(f"{path} is not a Keras-layout MNIST file: it lacks the arrays "
-                         f"{missing} (it has {found_names}). Replace it with {MNIST_URL}.")
-    return arrays
+            found = list(npz.files)
+            missing = [name for name in names if name not in found]
+            if missing:
+                raise ValueError(f"{path} lacks the arrays {missing} (it has {found}). {fix}")
+            return {name: npz[name] for name in names}
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as error:
+        if str(path) in str(error):
+            raise
+        reason = "it holds pickled objects" if "pickle" in str(error) else f"{type(error).__name__}: {error}"
+        raise ValueError(f"{path} is damaged or truncated ({reason}). {fix}") from None
+
+
+def _read_mnist_npz(path: pathlib.Path) -> dict:
+    """The four arrays of a Keras-layout mnist.npz, or ValueError naming the file."""
+    return read_npz_arrays(path, _MNIST_ARRAY_NAMES, fix=f"Replace it with {MNIST_URL}.")
 
 
 def _check_mnist_arrays(arrays: dict, where: str) -> None:

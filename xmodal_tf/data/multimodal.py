@@ -32,6 +32,7 @@ from xmodal_tf.data.datasets import (
     DATA_DIR_ENV_VAR,
     _read_mnist_npz,
     load_two_view_digits,
+    read_npz_arrays,
     resolve_data_dir,
 )
 
@@ -138,6 +139,9 @@ def _check_modalities(modalities, known, where: str) -> tuple:
 
 # ---------------------------------------------------------------------- files in the data folder
 
+_DATA_FIX = "Replace it with a good copy (the README's Data section says where each file comes from)."
+
+
 def _data_file(data_dir, filename: str, what: str) -> pathlib.Path:
     folder = resolve_data_dir(data_dir)
     if folder is not None and (folder / filename).is_file():
@@ -177,11 +181,11 @@ class _Recordings(NamedTuple):
 
 def _read_recordings(data_dir, test_fraction: float, seed: int) -> _Recordings:
     path = _data_file(data_dir, FSDD_FILENAME, "Free Spoken Digit Dataset MFCCs")
-    with np.load(path) as archive:
-        missing = {"X", "lengths", "y"} - set(archive.files)
-        if missing:
-            raise ValueError(f"{path} lacks the arrays {sorted(missing)}; expected X, lengths, y.")
-        frames, lengths, labels = archive["X"], archive["lengths"], archive["y"].astype(np.int64)
+    arrays = read_npz_arrays(path, ("X", "lengths", "y"), fix=_DATA_FIX)
+    frames, lengths, labels = arrays["X"], arrays["lengths"], arrays["y"].astype(np.int64)
+    if frames.ndim != 2 or lengths.ndim != 1 or labels.ndim != 1 or frames.dtype.kind != "f":
+        raise ValueError(f"{path}: expected X float (frames, 13), lengths (n,) and y (n,); got shapes "
+                         f"{frames.shape} {frames.dtype}, {lengths.shape}, {labels.shape}. {_DATA_FIX}")
     if lengths.sum() != len(frames) or len(lengths) != len(labels):
         raise ValueError(f"{path}: lengths must sum to len(X) and match len(y).")
     train_rows, test_rows = _stratified_split(labels, test_fraction, seed)
@@ -272,8 +276,11 @@ def load_openmoji(data_dir=None, *, test_fraction: float = 0.2, seed: int = 0) -
     """
     fraction = _check_fraction(test_fraction, "test_fraction")
     path = _data_file(data_dir, OPENMOJI_FILENAME, "OpenMoji images and names")
-    with np.load(path, allow_pickle=False) as archive:
-        images, names = archive["images"], archive["names"].astype(str)
+    arrays = read_npz_arrays(path, ("images", "names"), fix=_DATA_FIX)
+    images, names = arrays["images"], arrays["names"].astype(str)
+    if images.ndim != 4 or len(images) != len(names):
+        raise ValueError(f"{path}: expected images (n, height, width, channels) and n names; got shapes "
+                         f"{images.shape} and {names.shape}. {_DATA_FIX}")
     base_names = np.array([emoji_base_name(name) for name in names])
     unique = np.unique(base_names)
     if len(unique) < 2:

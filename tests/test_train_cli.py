@@ -227,3 +227,13 @@ def test_ctrl_c_says_how_to_resume(tmp_path, capsys, monkeypatch):
     assert train.main(["cca", "--logdir", str(tmp_path / "run")]) == 130
     err = capsys.readouterr().err
     assert "interrupted. The same command with --logdir" in err and "resumes" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("override, message", [
+    ("n_components=-1", "n_components must be a positive int"),
+    ("reg=[-1]", "reg must be a non-empty list of ridges >= 0"),
+])
+def test_cca_settings_are_validated_before_anything_is_written(tmp_path, capsys, override, message):
+    assert train.main(["cca", "--set", override, "--logdir", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

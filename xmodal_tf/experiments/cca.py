@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from xmodal_tf.experiments.base import Experiment, RunContext
+from xmodal_tf.experiments.config import ConfigError
 
 DATA_SETS = ("two_view_digits", "split_mnist")
 # The protocol's number of directions: 50 for split MNIST (Andrew et al. 2013).
@@ -155,6 +156,19 @@ def summarize(metrics: dict) -> list[str]:
     return lines
 
 
+def validate(config: dict) -> None:
+    """ConfigError for values the types cannot catch, before anything is written."""
+    components = config["n_components"]
+    if components is not None and (isinstance(components, bool) or not isinstance(components, int)
+                                   or components < 1):
+        raise ConfigError(f"n_components must be a positive int (or null for the data set's default); "
+                          f"got {components!r}.")
+    ridges = config["reg"]
+    if (not isinstance(ridges, list) or not ridges
+            or any(isinstance(r, bool) or not isinstance(r, (int, float)) or r < 0 for r in ridges)):
+        raise ConfigError(f"reg must be a non-empty list of ridges >= 0 to try, e.g. [1e-4, 1e-3]; got {ridges!r}.")
+
+
 EXPERIMENT = Experiment(
     name="cca",
     description="linear CCA between two views (two_view_digits offline; split_mnist with --data-dir)",
@@ -162,4 +176,5 @@ EXPERIMENT = Experiment(
     run=run,
     choices={"data": DATA_SETS, "dtype": ("float64", "float32")},
     summarize=summarize,
+    validate=validate,
 )

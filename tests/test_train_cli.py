@@ -1,5 +1,6 @@
 """The command line `python -m xmodal_tf.train`: runs, run directories, errors."""
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -204,8 +205,6 @@ def test_an_unwritable_logdir_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_run_files_are_readable_by_others_as_plain_files_are(tmp_path):
-    import os
-
     logdir = tmp_path / "run"
     assert train.main(["cca", "--logdir", str(logdir), "--set", "probe=false"]) == 0
     mask = os.umask(0)
@@ -237,3 +236,13 @@ def test_cca_settings_are_validated_before_anything_is_written(tmp_path, capsys,
     assert train.main(["cca", "--set", override, "--logdir", str(tmp_path / "run")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_tensorflow_start_up_lines_are_held_back_in_a_fresh_process(tmp_path):
+    environment = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    completed = subprocess.run([sys.executable, "-m", "xmodal_tf.train", "cca", "--set", "probe=false",
+                                "--logdir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300,
+                               env=environment)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "absl::InitializeLog" not in completed.stderr and "oneDNN custom operations" not in completed.stderr
+    assert "total correlation" in completed.stdout or "canonical" in completed.stdout

@@ -14,6 +14,7 @@ import os
 import pathlib
 import random
 import sys
+import tempfile
 import traceback
 
 from xmodal_tf import __version__
@@ -157,6 +158,7 @@ def main(argv=None) -> int:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
         return 2
 
+    _import_tensorflow_quietly()
     from xmodal_tf.training.strategies import make_strategy
 
     # First of all TensorFlow calls: a multi-worker strategy must start before any other.
@@ -204,6 +206,33 @@ def main(argv=None) -> int:
     write_json_atomically(logdir / "metrics.json", metrics)
     print_summary(experiment, metrics, logdir)
     return 0
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its native start-up lines held back.
+
+    TensorFlow 2.21 prints them (oneDNN, CUDA probe) twice, from C++ before its logging
+    is set up, so TF_CPP_MIN_LOG_LEVEL cannot silence them; they are captured from the
+    process's stderr during the import and shown only if the import fails. With
+    TF_CPP_MIN_LOG_LEVEL set below 3 nothing is held back.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
+        import tensorflow  # noqa: F401
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _strategy_line(context: RunContext) -> str:

@@ -215,10 +215,11 @@ def stage_runners(batch_size: int, steps: int) -> dict:
     h_x, h_y = encoder_x(x, training=False), encoder_y(y, training=False)  # the policy's output dtype
     frozen = [tf.identity(v.value) for v in variables]                    # gradient-sized tensors
 
-    def floor(update):
+    def backward(loss_of_batch, update):
+        """Forward + backward of ``loss_of_batch()``, then the update or a use of every gradient."""
         def body():
             with tf.GradientTape() as tape:
-                loss = _square_sum(encoder_x(x, training=True), encoder_y(y, training=True))
+                loss = loss_of_batch()
             gradients = tape.gradient(loss, variables)
             if update:
                 optimizer.apply(gradients, variables)
@@ -226,16 +227,11 @@ def stage_runners(batch_size: int, steps: int) -> dict:
             return _consume(gradients)
         return body
 
+    def floor(update):
+        return backward(lambda: _square_sum(encoder_x(x, training=True), encoder_y(y, training=True)), update)
+
     def deepcca(update):
-        def body():
-            with tf.GradientTape() as tape:
-                loss = model.batch_loss(x, y, training=True)["loss"]
-            gradients = tape.gradient(loss, variables)
-            if update:
-                optimizer.apply(gradients, variables)
-                return loss
-            return _consume(gradients)
-        return body
+        return backward(lambda: model.batch_loss(x, y, training=True)["loss"], update)
 
     def full_step():
         model.compute_and_apply_gradients((x, y), optimizer)

@@ -3,10 +3,15 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_losses import loss_and_gradients as loss_and_view_gradients
 
 from xmodal_tf.encoders import mlp_encoder
-from xmodal_tf.losses import (DeepCCALoss, _covariance_dtype_for, cca_correlations, deep_cca_loss,
-                              resolve_compute_dtype)
+from xmodal_tf.losses import (
+    DeepCCALoss,
+    _covariance_dtype_for,
+    cca_correlations,
+    resolve_compute_dtype,
+)
 from xmodal_tf.models import DeepCCA
 
 
@@ -20,12 +25,9 @@ def well_conditioned_views(m=64, d1=6, d2=5, seed=0):
 
 
 def loss_and_gradients(h1, h2, **kwargs):
-    h1, h2 = tf.constant(h1), tf.constant(h2)
-    with tf.GradientTape() as tape:
-        tape.watch([h1, h2])
-        loss = deep_cca_loss(h1, h2, **kwargs)
-    g1, g2 = tape.gradient(loss, [h1, h2])
-    return loss.numpy(), np.concatenate([g1.numpy().ravel(), g2.numpy().ravel()])
+    """(loss, the gradients w.r.t. both views flattened into one vector)."""
+    loss, g1, g2 = loss_and_view_gradients(h1, h2, **kwargs)
+    return loss, np.concatenate([g1.ravel(), g2.ravel()])
 
 
 # ------------------------------------------------------------------ the device rule

@@ -97,6 +97,7 @@ import tensorflow as tf
 from xmodal_tf._replicas import draw_rows
 from xmodal_tf.layers import ReplicaDropout
 from xmodal_tf.models.base import CrossModalModel, to_numpy
+from xmodal_tf.precision import inner_optimizer, loss_scaled
 
 __all__ = [
     "ConditionalGAN",
@@ -402,7 +403,7 @@ class ConditionalGAN(CrossModalModel):
                 "compile(g_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5), "
                 "d_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5)).")
         g_optimizer, d_optimizer = keras.optimizers.get(g_optimizer), keras.optimizers.get(d_optimizer)
-        if _inner_optimizer(g_optimizer) is _inner_optimizer(d_optimizer):
+        if inner_optimizer(g_optimizer) is inner_optimizer(d_optimizer):
             raise ValueError("g_optimizer and d_optimizer must be two different optimizer instances: an "
                              "optimizer is bound to the variables of the network it was built for.")
         _check_loss(loss)
@@ -414,7 +415,7 @@ class ConditionalGAN(CrossModalModel):
         if self._computes_in_float16():
             # As keras.Model.compile does for its one optimizer: float16 gradients need a
             # dynamic loss scale, and each network its own (a non-finite step lowers it).
-            g_optimizer, d_optimizer = _loss_scaled(g_optimizer), _loss_scaled(d_optimizer)
+            g_optimizer, d_optimizer = loss_scaled(g_optimizer, "float16"), loss_scaled(d_optimizer, "float16")
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
         self.gan_loss, self.r1_weight, self.label_smoothing = loss, r1_weight, label_smoothing
         # Saved with the model (get_compile_config), so load_model compiles the same way.
@@ -747,17 +748,6 @@ class ConditionalGAN(CrossModalModel):
         for key in ("generator", "discriminator"):
             config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects=custom_objects)
         return cls(**config)
-
-
-def _inner_optimizer(optimizer):
-    return optimizer.inner_optimizer if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else optimizer
-
-
-def _loss_scaled(optimizer):
-    """``optimizer`` in a dynamic ``LossScaleOptimizer`` (unless it already is one)."""
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        return optimizer
-    return keras.optimizers.LossScaleOptimizer(optimizer)
 
 
 def _check_ema_decay(ema_decay):

@@ -281,8 +281,11 @@ X_GOOD, Y_GOOD = planted_views(n_samples=50)
 
 @pytest.mark.parametrize("X, Y, error, message", [
     (X_GOOD[:40], Y_GOOD, ValueError, "same number of rows.*X: 40, Y: 50"),
-    (np.where(np.arange(12) == 3, np.nan, X_GOOD), Y_GOOD, ValueError, r"X contains 50 NaN.*row 0, column 3"),
-    (X_GOOD, np.where(np.arange(9) == 0, np.inf, Y_GOOD), ValueError, "Y contains 50 NaN or infinite"),
+    (np.where(np.arange(12) == 3, np.nan, X_GOOD), Y_GOOD, ValueError,
+     r"^X has non-finite values \(NaN or inf\) in 50 row\(s\) \[0, 1, 2, 3, 4, \.\.\.\]; impute or drop them before "
+     r"fitting\.$"),
+    (X_GOOD, np.where(np.arange(9) == 0, np.inf, Y_GOOD), ValueError, "Y has non-finite values .* in 50 row"),
+    (X_GOOD.astype(complex), Y_GOOD, TypeError, r"X must hold real numbers; got dtype complex128"),
     (X_GOOD[:, 0], Y_GOOD, ValueError, r"X must be 2-D.*reshape\(-1, 1\)"),
     (np.empty((0, 3)), np.empty((0, 3)), ValueError, "X is empty"),
     (X_GOOD, np.empty((50, 0)), ValueError, "Y is empty"),
@@ -331,7 +334,7 @@ def test_unfitted_and_missing_view_errors():
     model = CCA(2).fit(X_GOOD, Y_GOOD)
     with pytest.raises(ValueError, match="Y has 3 features, but this model was fitted on 9"):
         model.transform(X_GOOD, Y_GOOD[:, :3])
-    with pytest.raises(ValueError, match="X contains"):
+    with pytest.raises(ValueError, match="X has non-finite"):
         model.transform(np.full_like(X_GOOD, np.nan))
     with pytest.raises(TypeError, match="list of views"):
         MCCA(2).fit(X_GOOD)
@@ -350,3 +353,28 @@ def test_fit_warns_when_the_samples_do_not_exceed_a_views_features():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         CCA(n_components=3, reg=1e-3).fit(rng.normal(size=(200, 30)), rng.normal(size=(200, 5)))
+
+
+def test_transform_and_score_name_the_non_finite_rows():
+    model = CCA(2).fit(X_GOOD, Y_GOOD)
+    bad = X_GOOD.copy()
+    bad[[7, 9], 1] = [np.nan, -np.inf]
+    with pytest.raises(ValueError, match=r"^CCA.transform: X has non-finite values \(NaN or inf\) in 2 row\(s\) "
+                                         r"\[7, 9\]; remove or impute those rows first\.$"):
+        model.transform(bad)
+    with pytest.raises(ValueError, match=r"^CCA.score: X has non-finite .* \[7, 9\]"):
+        model.score(bad, Y_GOOD)
+    with pytest.raises(ValueError, match=r"^CCA.correlations: Y has non-finite .* \[0\]"):
+        model.correlations(X_GOOD, np.where(np.arange(50)[:, None] == 0, np.inf, Y_GOOD))
+    mcca = MCCA(2).fit([X_GOOD, Y_GOOD, X_GOOD[:, :5]])
+    with pytest.raises(ValueError, match=r"^MCCA.transform: view 1 has non-finite .* \[49\]"):
+        mcca.transform([X_GOOD, np.where(np.arange(50)[:, None] == 49, np.nan, Y_GOOD), X_GOOD[:, :5]])
+    with pytest.raises(ValueError, match=r"^MCCA.score: view 0 has non-finite .* \[7, 9\]"):
+        mcca.score([bad, Y_GOOD, X_GOOD[:, :5]])
+
+
+def test_float32_overflow_is_named_as_such():
+    model = CCA(2, dtype="float32").fit(X_GOOD, Y_GOOD)
+    with np.errstate(over="ignore"), pytest.raises(
+            ValueError, match=r"X has non-finite .* \[3\]; .*beyond float32's range"):
+        model.transform(np.where(np.arange(50)[:, None] == 3, 1e300, X_GOOD))

@@ -30,6 +30,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 
 from xmodal_tf._lapack import one_thread, solve_triangular, top_eigh
+from xmodal_tf._validation import check_finite_rows
 
 __all__ = ["CCA", "CovarianceStatistics", "MCCA", "column_correlations"]
 
@@ -67,6 +68,9 @@ def _as_view(data, name: str, dtype: np.dtype) -> np.ndarray:
         array = np.asarray(data)
     except (TypeError, ValueError) as error:
         raise TypeError(f"{name} could not be converted to a numeric array: {error}") from error
+    if array.dtype.kind == "c":
+        raise TypeError(f"{name} must hold real numbers; got dtype {array.dtype}. Split complex data into "
+                        "real and imaginary columns (np.hstack([Z.real, Z.imag])).")
     if array.dtype.kind not in "biuf":
         try:
             array = array.astype(dtype)
@@ -85,19 +89,17 @@ def _as_view(data, name: str, dtype: np.dtype) -> np.ndarray:
     return np.asarray(array, dtype=dtype)
 
 
-def _raise_not_finite(view: np.ndarray, name: str) -> None:
-    """Raise a ValueError describing the non-finite entries of ``view`` (or an overflow)."""
-    bad = ~np.isfinite(view)
-    if not bad.any():
-        raise ValueError(
-            f"{name} has values so large that its sums overflow {view.dtype}; rescale it "
-            "(for example with sklearn.preprocessing.StandardScaler)."
-        )
-    rows, cols = np.nonzero(bad)
-    kind = "NaN" if np.isnan(view[rows[0], cols[0]]) else "inf"
+def _raise_not_finite(view: np.ndarray, name: str, where: str | None = None,
+                      fix: str = "impute or drop them before fitting") -> None:
+    """Raise a ValueError naming the rows of ``view`` that hold NaN or inf (the shared
+    ``check_finite_rows``), or, if there are none, the overflow of its sums."""
+    range_note = " (values beyond float32's range, 3.4e38, become inf in dtype float32)" \
+        if view.dtype == np.float32 else ""
+    check_finite_rows(view, name, where=where, fix=fix + range_note)
+    prefix = f"{where}: " if where else ""
     raise ValueError(
-        f"{name} contains {bad.sum()} NaN or infinite value(s), the first ({kind}) at row "
-        f"{rows[0]}, column {cols[0]}. Impute or drop them before fitting."
+        f"{prefix}{name} has values so large that its sums overflow {view.dtype}; rescale it "
+        "(for example with sklearn.preprocessing.StandardScaler)."
     )
 
 
@@ -1036,16 +1038,18 @@ class _MultiViewCCABase(BaseEstimator):
             f"This {type(self).__name__} is not fitted yet; call fit (or partial_fit) first."
         )
 
-    def _transform_views(self, views) -> list[np.ndarray]:
+    def _transform_views(self, views, method: str = "transform") -> list[np.ndarray]:
         self._check_fitted()
         arrays = self._check_input(views, reset=False)
         names = self._view_names(len(arrays))
         variates = []
         for array, weights, mean, name in zip(arrays, self.weights_, self.means_, names):
             # Non-finite input shows up in the result, and so in its sum, the cheapest check.
-            projected = _project(array, weights, mean)
+            with np.errstate(over="ignore", invalid="ignore"):  # reported just below, by row
+                projected = _project(array, weights, mean)
             if not np.isfinite(np.sum(projected)) and not np.isfinite(projected).all():
-                _raise_not_finite(array, name)
+                _raise_not_finite(array, name, where=f"{type(self).__name__}.{method}",
+                                  fix="remove or impute those rows first")
             variates.append(projected)
         return variates
 
@@ -1173,12 +1177,15 @@ class CCA(_MultiViewCCABase):
 
     def correlations(self, X, Y=None) -> np.ndarray:
         """(k,) correlations of the canonical variates of the given data, per component."""
-        x_variates, y_variates = self._transform_views(self._pair(X, Y, "correlations"))
+        return self._correlations(X, Y, "correlations")
+
+    def _correlations(self, X, Y, method: str) -> np.ndarray:
+        x_variates, y_variates = self._transform_views(self._pair(X, Y, method), method)
         return column_correlations(x_variates, y_variates)
 
     def score(self, X, Y=None) -> float:
         """Mean canonical correlation of the projected data (higher is better)."""
-        return float(np.mean(self.correlations(X, Y)))
+        return float(np.mean(self._correlations(X, Y, "score")))
 
 
 class MCCA(_MultiViewCCABase):
@@ -1245,4 +1252,4 @@ class MCCA(_MultiViewCCABase):
 
     def score(self, views, y=None) -> float:
         """Mean over components and view pairs of the variates' correlation."""
-        return self._score_variates(self.transform(views))
+        return self._score_variates(self._transform_views(self._views_of(views, "score"), "score"))

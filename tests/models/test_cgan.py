@@ -348,8 +348,16 @@ def test_bad_images_and_conditions(toy_images):
         vector_gan.fit(images, np.zeros((32, 3), "float32"), verbose=0)
     with pytest.raises(ValueError, match=r"shape \(m, 4\); for one vector use vector\[None, :\]"):
         vector_gan.generate(np.zeros(4, "float32"))
-    with pytest.raises(ValueError, match="finite"):
-        vector_gan.generate(np.full((1, 4), np.nan, "float32"))
+    conditions = np.zeros((5, 4), "float32")
+    conditions[[1, 3], 2] = [np.nan, -np.inf]
+    with pytest.raises(ValueError, match=r"^ConditionalGAN.generate: conditions has non-finite values \(NaN or inf\) "
+                                         r"in 2 row\(s\) \[1, 3\]; give finite condition vectors"):
+        vector_gan.generate(conditions)
+    with pytest.raises(ValueError, match=r"conditions has non-finite .* \[0\]; values beyond float32's range"):
+        vector_gan.generate(np.full((1, 4), 1e300))  # finite in float64, inf in float32
+    with pytest.raises(TypeError, match=r"condition vectors must be numbers \(float32\); got dtype <U1"):
+        vector_gan.generate(np.full((1, 4), "a"))
+    assert vector_gan.generate(np.zeros((2, 4), "int64")).shape == (2, *IMAGE_SHAPE)
 
 
 # ----------------------------------------------------------------------------- mixed float16

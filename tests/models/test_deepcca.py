@@ -286,11 +286,27 @@ def test_linear_cca_errors(data):
             method(data["x_test"], data["y_test"])
     bad = data["x_train"].copy()
     bad[7, 0] = np.nan
-    with pytest.raises(ValueError, match="view x is not finite.*row 7"):
+    with pytest.raises(ValueError, match=r"^DeepCCA.fit_linear_cca: x has non-finite values \(NaN or inf\) in 1 "
+                                         r"row\(s\) \[7\]; remove or impute those rows first\.$"):
         model.fit_linear_cca(bad, data["y_train"])
     model.fit_linear_cca(data["x_train"], data["y_train"])
-    with pytest.raises(ValueError, match="not finite"):
+    with pytest.raises(ValueError, match=r"DeepCCA.transform: x has non-finite .* \[7\]"):
         model.transform(bad, data["y_train"])
+
+
+def test_non_finite_inputs_name_the_view_and_rows_of_the_whole_input(data):
+    model = build_model()
+    x, y = data["x_test"].copy(), data["y_test"].copy()
+    x[[5, 150], 3] = np.inf
+    with pytest.raises(ValueError, match=r"^DeepCCA.encode: x has non-finite values \(NaN or inf\) in 2 row\(s\) "
+                                         r"\[5, 150\]; remove or impute those rows first\.$"):
+        model.encode(x, y, batch_size=64)
+    y[130, 0] = np.nan
+    # From a dataset the rows are counted over the batches (the first bad batch is reported).
+    with pytest.raises(ValueError, match=r"^DeepCCA.encode: y has non-finite .* \[130\]"):
+        model.encode(pairs(data["x_test"], y, batch_size=64))
+    with pytest.raises(ValueError, match=r"^DeepCCA.encode: x has non-finite .* \[5, 150\]"):
+        model.encode({"x": x, "y": data["y_test"]})
 
 
 def test_compile_rejects_a_loss_and_warns_about_xla():

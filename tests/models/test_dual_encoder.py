@@ -259,3 +259,33 @@ def test_bad_constructor_arguments(kwargs, error, message):
 def test_compile_rejects_a_loss():
     with pytest.raises(ValueError, match="own loss"):
         vector_model().compile(optimizer="sgd", loss="mse")
+
+
+def test_non_finite_inputs_name_the_argument_and_rows():
+    model = identity_model()
+    gallery = np.eye(3, dtype="float32")
+    queries = np.ones((6, 3), "float32")
+    queries[4, 1] = np.nan
+    with pytest.raises(ValueError, match=r"^DualEncoder.encode_a: a has non-finite values \(NaN or inf\) in 1 "
+                                         r"row\(s\) \[4\]; remove or impute those rows before encoding\.$"):
+        model.encode_a(queries, batch_size=2)
+    with pytest.raises(ValueError, match=r"^DualEncoder.encode_b: b has non-finite .* \[4\]"):
+        model.encode_b(queries)
+    with pytest.raises(ValueError, match=r"^DualEncoder.retrieve: queries has non-finite .* \[4\]"):
+        model.retrieve(queries, gallery, k=1)
+    with pytest.raises(ValueError, match=r"^DualEncoder.retrieve: queries has non-finite .* \[4\]"):
+        model.retrieve(queries, gallery, k=1, direction="b_to_a")
+    with pytest.raises(ValueError, match=r"^DualEncoder.retrieve: gallery has non-finite .* \[0, 1, 2\]"):
+        model.retrieve(gallery, np.full((3, 3), np.inf, "float32"), k=1)
+    with pytest.raises(ValueError, match=r"^DualEncoder.similarity: b has non-finite"):
+        model.similarity(gallery, queries)
+    queries[4] = 0.0
+    assert model.retrieve(queries, gallery, k=1)[0].shape == (6, 1)
+
+
+def test_text_inputs_are_not_checked_for_finiteness():
+    vectors, texts = number_words()
+    model = text_model(texts)
+    assert np.isfinite(model.encode_b(texts)).all()
+    with pytest.raises(ValueError, match=r"encode_a: a has non-finite .* \[0\]"):
+        model.encode_a(np.where(np.arange(vectors.size).reshape(vectors.shape) == 0, np.nan, vectors))

@@ -293,16 +293,29 @@ def test_bad_predict_inputs_get_one_clear_error_not_a_keras_trace_or_uniform_pro
     assert model.predict(batch, verbose=0).shape == (6, NUM_CLASSES)
     with pytest.raises(ValueError, match=r"predict: the input dict is empty"):
         model.predict({}, verbose=0)
-    with pytest.raises(ValueError, match=r"different numbers of rows \{'a': 6, 'b': 5\}"):
+    with pytest.raises(ValueError, match=r"different numbers of rows \('a': \(6, 5\), 'b': \(5, 6\)\)"):
         model.predict({"a": batch["a"], "b": batch["b"][:5]}, verbose=0)
+    with pytest.raises(ValueError, match=r"rows \('a': \(6, 5\), 'b': \(6, 6\), 'modality_mask': \(4, 2\)\)"):
+        model.predict({**batch, MASK_INPUT: np.ones((4, 2))}, verbose=0)
     with pytest.raises(ValueError, match=r"modality 'b' takes rows of shape \(6,\); got an array of shape \(6, 7\)"):
         model.predict({"a": batch["a"], "b": np.zeros((6, 7), "float32")}, verbose=0)
     with pytest.raises(TypeError, match=r"'a' must be a numeric array"):
         model.predict({"a": np.array(["x"] * 6), "b": batch["b"]}, verbose=0)
     nan = batch["a"].copy()
     nan[2, 0] = np.nan
-    with pytest.raises(ValueError, match=r"modality 'a' has NaN or inf in 1 row\(s\) \(2\).*modality_mask"):
+    with pytest.raises(ValueError, match=r"^fusion_classifier.predict: modality 'a' has non-finite values \(NaN or "
+                                         r"inf\) in 1 row\(s\) \[2\]; replace them .*modality_mask"):
         model.predict({"a": nan, "b": batch["b"]}, verbose=0)
+    # The mask's shape is the user's (6 rows), not that of a predict batch (batch_size=4).
+    with pytest.raises(ValueError, match=r"'modality_mask' must have shape \(n, 2\).*got shape \(6, 3\)\.$"):
+        model.predict({**batch, MASK_INPUT: np.ones((6, 3))}, batch_size=4, verbose=0)
+    with pytest.raises(ValueError, match=r"'modality_mask' must have shape \(n, 2\).*got shape \(6,\)\.$"):
+        model.predict({**batch, MASK_INPUT: np.ones(6)}, batch_size=4, verbose=0)
+    with pytest.raises(ValueError, match=r"'modality_mask' has non-finite values .* \[1\]; use 1 \(present\) or 0"):
+        model.predict({**batch, MASK_INPUT: np.where(np.arange(12).reshape(6, 2) == 3, np.nan, 1.0)}, verbose=0)
+    # A wrong feature count names the user's array, not a batch slice of it.
+    with pytest.raises(ValueError, match=r"modality 'a' takes rows of shape \(5,\); got an array of shape \(6, 4\)"):
+        model.predict({"a": batch["a"][:, :4], "b": batch["b"]}, batch_size=4, verbose=0)
     # The remedy the message gives works: zeros in place, the modality marked absent.
     fixed = nan.copy()
     fixed[2] = 0.0

@@ -274,3 +274,21 @@ def test_input_errors_name_the_problem(data):
         model.predict(data["test"]["a"], verbose=0)
     with pytest.raises(ValueError, match="own loss"):
         model.compile(optimizer="sgd", loss="mse")
+
+
+def test_non_finite_inputs_name_the_rows_in_encode_reconstruct_and_translate(data):
+    model = build_model()
+    model.encode(data["test"])  # builds
+    bad = data["test"]["b"].copy()
+    bad[[3, 17], 0] = [np.nan, np.inf]
+    inputs = {"a": data["test"]["a"], "b": bad}
+    message = (r"^MultimodalAutoencoder.{}: inputs\['b'\] has non-finite values \(NaN or inf\) in 2 row\(s\) "
+               r"\[3, 17\]; remove or impute those rows first, or leave that modality out \(present=\.\.\.\)")
+    with pytest.raises(ValueError, match=message.format("encode")):
+        model.encode(inputs, batch_size=8)  # rows of the whole input, not of a batch
+    with pytest.raises(ValueError, match=message.format("reconstruct")):
+        model.reconstruct(inputs)
+    with pytest.raises(ValueError, match=message.format("translate")):
+        model.translate(bad, source="b", target="a")
+    # The fix the message offers works: encode from the finite modality alone.
+    assert np.isfinite(model.encode(inputs, present="a")).all()

@@ -47,8 +47,10 @@ import numpy as np
 import tensorflow as tf
 
 from xmodal_tf._replicas import all_reduce_sum
+from xmodal_tf._validation import check_finite_rows
 
-__all__ = ["CrossModalModel", "MultiWorkerFitMixin", "SUPPORTED_KERAS", "is_multi_worker", "to_numpy"]
+__all__ = ["CrossModalModel", "MultiWorkerFitMixin", "SUPPORTED_KERAS", "check_finite_rows", "is_multi_worker",
+           "to_numpy"]
 
 # [lowest, highest) Keras versions whose trainer internals MultiWorkerFitMixin overrides.
 SUPPORTED_KERAS = ((3, 15), (3, 16))

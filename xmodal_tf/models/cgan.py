@@ -96,7 +96,7 @@ import tensorflow as tf
 
 from xmodal_tf._replicas import draw_rows
 from xmodal_tf.layers import ReplicaDropout
-from xmodal_tf.models.base import CrossModalModel, to_numpy
+from xmodal_tf.models.base import CrossModalModel, check_finite_rows, to_numpy
 from xmodal_tf.precision import inner_optimizer, loss_scaled
 
 __all__ = [
@@ -562,9 +562,16 @@ class ConditionalGAN(CrossModalModel):
         if array.ndim != 2 or array.shape[1] != self.condition_dim:
             raise ValueError(f"ConditionalGAN.{where}: condition vectors must have shape (m, {self.condition_dim}); "
                              f"got {array.shape}.")
-        if not np.issubdtype(array.dtype, np.floating) or not np.isfinite(array).all():
-            raise ValueError(f"ConditionalGAN.{where}: condition vectors must be finite floats.")
-        return array.astype(np.float32)
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"ConditionalGAN.{where}: condition vectors must be numbers (float32); got dtype "
+                            f"{array.dtype}.")
+        check_finite_rows(array, "conditions", where=f"ConditionalGAN.{where}",
+                          fix="give finite condition vectors (remove or impute those rows)")
+        with np.errstate(over="ignore"):
+            vectors = array.astype(np.float32)
+        check_finite_rows(vectors, "conditions", where=f"ConditionalGAN.{where}",
+                          fix="values beyond float32's range (3.4e38) overflow; rescale the condition vectors")
+        return vectors
 
     def fit(self, x=None, y=None, *args, **kwargs):
         """``keras.Model.fit`` on ``(images, conditions)``; NumPy conditions are checked

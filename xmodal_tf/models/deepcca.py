@@ -74,7 +74,7 @@ import tensorflow as tf
 from xmodal_tf._replicas import in_replica_context
 from xmodal_tf.cca import CCA, column_correlations
 from xmodal_tf.losses import DeepCCALoss
-from xmodal_tf.models.base import CrossModalModel, to_numpy
+from xmodal_tf.models.base import CrossModalModel, check_finite_rows, to_numpy
 
 __all__ = ["DeepCCA"]
 
@@ -153,6 +153,9 @@ def _describe(data) -> str:
         return f"a {type(data).__name__} of {len(data)} ({', '.join(_describe(d) for d in data)})"
     shape = getattr(data, "shape", None)
     return f"a {type(data).__name__} of shape {tuple(shape)}" if shape is not None else type(data).__name__
+
+
+_NON_FINITE_FIX = "remove or impute those rows first"
 
 
 def _first_row_not_finite(values: np.ndarray) -> int:
@@ -439,6 +442,7 @@ class DeepCCA(CrossModalModel):
         if isinstance(x, tf.data.Dataset):
             if y is not None:
                 raise TypeError(f"DeepCCA.{method}: y must be None when x is a tf.data.Dataset of pairs.")
+            rows_seen = 0
             for index, element in enumerate(x):
                 batch_x, batch_y = _split_views(element, method)
                 rows_x, rows_y = int(tf.shape(batch_x)[0]), int(tf.shape(batch_y)[0])
@@ -446,6 +450,9 @@ class DeepCCA(CrossModalModel):
                     raise ValueError(
                         f"DeepCCA.{method}: batch {index} has {rows_x} rows for x and {rows_y} "
                         "for y; the views must be paired row by row.")
+                for name, view in (("x", batch_x), ("y", batch_y)):
+                    check_finite_rows(view, name, where=f"DeepCCA.{method}", fix=_NON_FINITE_FIX, offset=rows_seen)
+                rows_seen += rows_x
                 yield batch_x, batch_y
             return
         if y is None:
@@ -457,6 +464,8 @@ class DeepCCA(CrossModalModel):
                 "paired row by row (same number of samples).")
         if rows_x == 0:
             raise ValueError(f"DeepCCA.{method}: the views have no rows.")
+        for name, view in (("x", x), ("y", y)):  # NaN/inf rows would give plausible-looking variates
+            check_finite_rows(view, name, where=f"DeepCCA.{method}", fix=_NON_FINITE_FIX)
         for start in range(0, rows_x, batch_size):
             yield x[start:start + batch_size], y[start:start + batch_size]
 
@@ -478,23 +487,28 @@ class DeepCCA(CrossModalModel):
 
         ``x, y``: paired arrays; or ``x`` alone as a pair / dict / ``tf.data.Dataset``
         yielding (x, y) or ((x, y), labels) batches. Raises ValueError when the views
-        have different numbers of rows or an output is not finite (NaN/inf input).
+        have different numbers of rows, an input holds NaN or inf (naming the rows) or an
+        output is not finite (diverged weights).
         """
+        return self._encode(x, y, batch_size, "encode")
+
+    def _encode(self, x, y, batch_size: int, method: str):
         parts_x, parts_y = [], []
         rows_seen = 0
-        for batch_x, batch_y in self._batches(x, y, batch_size, "encode"):
+        for batch_x, batch_y in self._batches(x, y, batch_size, method):
             h_x, h_y = self._encode_batch(batch_x, batch_y)
             for h, name in ((h_x, "x"), (h_y, "y")):
                 h = to_numpy(h)
                 if not np.isfinite(h).all():
                     raise ValueError(
-                        f"DeepCCA: the encoder output of view {name} is not finite (NaN or inf) "
-                        f"at row {rows_seen + _first_row_not_finite(h)}; check that view's input "
-                        "for NaN/inf (impute or drop those rows) or the model for diverged weights.")
+                        f"DeepCCA.{method}: the encoder output of view {name} is not finite (NaN or inf) "
+                        f"at row {rows_seen + _first_row_not_finite(h)} although the input is: values beyond "
+                        "float32's range (3.4e38) overflow (rescale the input), or the model's weights have "
+                        "diverged (retrain with a lower learning rate or a larger reg).")
                 (parts_x if name == "x" else parts_y).append(h)
             rows_seen += parts_x[-1].shape[0]
         if not parts_x:
-            raise ValueError("DeepCCA.encode: the dataset yielded no batches.")
+            raise ValueError(f"DeepCCA.{method}: the dataset yielded no batches.")
         return np.concatenate(parts_x), np.concatenate(parts_y)
 
     def held_out_correlations(self, x, y=None, *, batch_size: int = 1024) -> np.ndarray:
@@ -506,7 +520,7 @@ class DeepCCA(CrossModalModel):
         slightly optimistic for small sets; see ``fit_linear_cca`` + ``score`` for the
         paper's protocol (directions fitted on training outputs).
         """
-        h_x, h_y = self.encode(x, y, batch_size=batch_size)
+        h_x, h_y = self._encode(x, y, batch_size, "held_out_correlations")
         correlations = self.objective_fn.correlations(tf.constant(h_x, tf.float64), tf.constant(h_y, tf.float64))
         return correlations.numpy()
 
@@ -527,7 +541,7 @@ class DeepCCA(CrossModalModel):
         projection is stored in the model's non-trainable weights (kept by save/load and
         checkpoints) and as ``linear_cca_``. Returns self.
         """
-        h_x, h_y = self.encode(x, y, batch_size=batch_size)
+        h_x, h_y = self._encode(x, y, batch_size, "fit_linear_cca")
         cca = CCA(n_components=self.k, reg=self.reg if reg is None else reg, dtype="float64")
         cca.fit(h_x, h_y)
         if self._output_dims is None:
@@ -559,7 +573,7 @@ class DeepCCA(CrossModalModel):
         """Canonical variates ``(x_c, y_c)``, each (n, k) float64, through the fitted
         linear CCA (``fit_linear_cca`` first)."""
         self._check_linear_cca("transform")
-        h_x, h_y = self.encode(x, y, batch_size=batch_size)
+        h_x, h_y = self._encode(x, y, batch_size, "transform")
         w_x, m_x, w_y, m_y = (v.numpy() for v in self._cca_weights[:4])
         return (h_x.astype(np.float64) - m_x) @ w_x, (h_y.astype(np.float64) - m_y) @ w_y
 

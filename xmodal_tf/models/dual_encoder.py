@@ -64,7 +64,7 @@ import numpy as np
 import tensorflow as tf
 
 from xmodal_tf.losses import replica_contrastive_loss
-from xmodal_tf.models.base import CrossModalModel, to_numpy
+from xmodal_tf.models.base import CrossModalModel, check_finite_rows, to_numpy
 
 __all__ = ["DualEncoder", "RETRIEVAL_DIRECTIONS"]
 
@@ -456,15 +456,22 @@ class DualEncoder(CrossModalModel):
         return self(_split_pair(data, "predict_step"), training=False)
 
     # ------------------------------------------------------------------ inference
-    def _encode(self, values, side: str, batch_size: int) -> np.ndarray:
+    def _encode(self, values, side: str, batch_size: int, argument: str | None = None,
+                method: str | None = None) -> np.ndarray:
+        """Embeddings of ``values`` (modality ``side``); ``argument`` and ``method`` name the
+        user's argument and call in messages (default ``side`` and ``encode_<side>``)."""
+        argument, method = argument or side, method or f"encode_{side}"
         batch_size = _check_positive_int(batch_size, "batch_size")
         if isinstance(values, (str, bytes)):
-            raise TypeError(f"DualEncoder.encode_{side} takes a batch of inputs, not a single string; "
+            raise TypeError(f"DualEncoder.{method} takes a batch of inputs, not a single string; "
                             "wrap it in a list.")
-        self._check_kind(values, self.input_kinds[0 if side == "a" else 1], side, f"encode_{side}")
+        self._check_kind(values, self.input_kinds[0 if side == "a" else 1], side, method)
         rows = _num_rows(values)
         if rows == 0:
-            raise ValueError(f"DualEncoder.encode_{side}: no inputs (0 rows).")
+            raise ValueError(f"DualEncoder.{method}: no inputs (0 rows) in {argument}.")
+        # NaN/inf rows would embed as NaN, or rank arbitrarily in retrieval; text is not checked.
+        check_finite_rows(values, argument, where=f"DualEncoder.{method}",
+                          fix="remove or impute those rows before encoding")
         parts = [self._encode_batch(_as_batch_tensor(_slice_rows(values, start, start + batch_size)), side)
                  for start in range(0, rows, batch_size)]
         return np.concatenate(parts)
@@ -493,7 +500,11 @@ class DualEncoder(CrossModalModel):
         Not divided by the temperature: rankings are the same, and these are the scores
         that ``xmodal_tf.metrics`` retrieval metrics take.
         """
-        return self.encode_a(a, batch_size=batch_size) @ self.encode_b(b, batch_size=batch_size).T
+        return self._similarity(a, b, batch_size, ("a", "b"), "similarity")
+
+    def _similarity(self, a, b, batch_size: int, arguments: tuple, method: str) -> np.ndarray:
+        return (self._encode(a, "a", batch_size, arguments[0], method)
+                @ self._encode(b, "b", batch_size, arguments[1], method).T)
 
     def retrieve(self, queries, gallery, k: int = 5, *, direction: str = "a_to_b", batch_size: int = 256):
         """The top-k gallery items for each query, by cosine similarity.
@@ -516,9 +527,9 @@ class DualEncoder(CrossModalModel):
         if k > gallery_size:
             raise ValueError(f"k={k} is larger than the gallery ({gallery_size} items); use k <= {gallery_size}.")
         if direction == "a_to_b":
-            similarity = self.similarity(queries, gallery, batch_size=batch_size)
+            similarity = self._similarity(queries, gallery, batch_size, ("queries", "gallery"), "retrieve")
         else:
-            similarity = self.similarity(gallery, queries, batch_size=batch_size).T
+            similarity = self._similarity(gallery, queries, batch_size, ("gallery", "queries"), "retrieve").T
         return _top_k(similarity, int(k))
 
     # ------------------------------------------------------------------ config

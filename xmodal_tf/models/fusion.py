@@ -89,7 +89,7 @@ from xmodal_tf.layers import (AttentionFusion, AverageFusion, ConcatFusion, Gate
                               ModalityDropout, ReplicaDropout, TensorFusion, WeightedFusion, _check_dropout_rate,
                               _check_hidden_units, _check_positive_int)
 from xmodal_tf._replicas import in_replica_context, num_replicas
-from xmodal_tf.models.base import MultiWorkerFitMixin
+from xmodal_tf.models.base import MultiWorkerFitMixin, check_finite_rows
 
 __all__ = ["FUSION_STRATEGIES", "MASK_INPUT", "FusionClassifier", "build_fusion_classifier"]
 
@@ -319,7 +319,9 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
 
     def check_prediction_inputs(self, inputs: dict) -> None:
         """Check a dict of NumPy arrays or tensors for ``predict``: not empty, known keys,
-        one row per example in every entry, each modality's feature shape, finite values."""
+        one row per example in every entry, each modality's feature shape, the mask's
+        shape (n, number of modalities), finite values (``check_finite_rows``). Messages
+        give the shapes of the whole arrays, not of a batch."""
         where = f"{self.name}.predict"
         if not inputs or all(value is None for value in inputs.values()):
             raise ValueError(f"{where}: the input dict is empty; pass at least one modality of "
@@ -328,7 +330,7 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         if unknown:
             raise ValueError(f"{where}: unknown input(s) {unknown}; the inputs are the modalities "
                              f"{list(self.modalities)} and optionally {MASK_INPUT!r}.")
-        rows = {}
+        shapes = {}
         for key, value in inputs.items():
             if value is None:
                 continue
@@ -338,23 +340,25 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
                                 f"{array.dtype}.")
             if array.ndim == 0:
                 raise ValueError(f"{where}: {key!r} must have one row per example; got a scalar.")
-            rows[key] = array.shape[0]
+            shapes[key] = tuple(array.shape)
             if key == MASK_INPUT:
+                columns = len(self.modalities)
+                if array.ndim != 2 or array.shape[1] != columns:
+                    raise ValueError(f"{where}: {MASK_INPUT!r} must have shape (n, {columns}), one column per "
+                                     f"modality in the order {list(self.modalities)}; got shape {array.shape}.")
+                check_finite_rows(array, repr(MASK_INPUT), where=where, fix="use 1 (present) or 0 (absent)")
                 continue
             expected = tuple(self.input[key].shape[1:])
             if len(expected) != array.ndim - 1 or any(e is not None and e != g for e, g in zip(expected,
                                                                                                  array.shape[1:])):
                 raise ValueError(f"{where}: modality {key!r} takes rows of shape {expected}; got an array of "
                                  f"shape {array.shape}.")
-            if array.dtype.kind == "f":
-                bad = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
-                if bad.size:
-                    shown = ", ".join(map(str, bad[:5])) + (", ..." if bad.size > 5 else "")
-                    raise ValueError(f"{where}: modality {key!r} has NaN or inf in {bad.size} row(s) ({shown}); "
-                                     "replace them (e.g. with zeros) and mark the modality absent for those rows "
-                                     f"in {MASK_INPUT!r}, or drop the rows.")
-        if len(set(rows.values())) > 1:
-            raise ValueError(f"{where}: the inputs have different numbers of rows {rows}; give one row per "
+            check_finite_rows(array, f"modality {key!r}", where=where,
+                              fix=f"replace them (e.g. with zeros) and mark the modality absent for those rows in "
+                                  f"{MASK_INPUT!r}, or drop the rows")
+        if len({shape[0] for shape in shapes.values()}) > 1:
+            listed = ", ".join(f"{key!r}: {shape}" for key, shape in shapes.items())
+            raise ValueError(f"{where}: the inputs have different numbers of rows ({listed}); give one row per "
                              "example in every modality (and in the mask).")
 
     def __call__(self, inputs, *args, **kwargs):

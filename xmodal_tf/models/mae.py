@@ -91,7 +91,7 @@ import numpy as np
 import tensorflow as tf
 
 from xmodal_tf._replicas import draw_rows
-from xmodal_tf.models.base import CrossModalModel, to_numpy
+from xmodal_tf.models.base import CrossModalModel, check_finite_rows, to_numpy
 
 __all__ = ["MultimodalAutoencoder", "RECONSTRUCTION_LOSSES", "dense_decoder", "image_decoder"]
 
@@ -628,6 +628,10 @@ class MultimodalAutoencoder(CrossModalModel):
         count = next(iter(rows.values()))
         if count == 0:
             raise ValueError(f"{type(self).__name__}.{method}: the inputs have no rows.")
+        for name, array in arrays.items():  # NaN/inf would flow into every code and reconstruction
+            check_finite_rows(array, f"inputs[{name!r}]", where=f"{type(self).__name__}.{method}",
+                              fix="remove or impute those rows first, or leave that modality out "
+                                  "(present=...) if it is the only one affected")
         targets = tuple(name for name in self.modalities if name in targets)
         function = self._inference_function(present, targets)
         codes, reconstructions = [], {name: [] for name in targets}

@@ -29,20 +29,19 @@ def test_default_experiment_reports_all_three_models(tiny_run):
         assert result["train_total_correlation"] >= result["test_total_correlation"] - 0.2, name
     for name in ("deepcca", "dccae"):
         assert metrics["results"][name]["epochs"] == 3
-        assert metrics["results"][name]["resumed_after_epoch"] == 0
         # Even three epochs of a 16-unit network find well-correlated directions.
         assert metrics["results"][name]["test_total_correlation"] > 1.5, name
 
 
-def test_run_is_checkpointed_and_resumes(tiny_run, tmp_path):
+def test_finished_run_keeps_only_its_last_checkpoint_and_its_history(tiny_run):
     _, logdir = tiny_run
-    assert any((logdir / "checkpoints" / "deepcca").glob("epoch-3*"))
-    # Asking the same run directory for more epochs continues after epoch 3.
-    code = train.main(["--logdir", str(logdir), "--seed", "0", *TINY, "--set", "epochs=4",
-                       "--set", 'models=["deepcca"]'])
-    assert code == 0
-    result = json.loads((logdir / "metrics.json").read_text())["results"]["deepcca"]
-    assert result["resumed_after_epoch"] == 3 and result["epochs"] == 4
+    folder = logdir / "checkpoints" / "deepcca"
+    assert sorted(path.name for path in folder.glob("epoch-*.index")) == ["epoch-3.index"]  # pruned from 3
+    history = json.loads((folder / "history.json").read_text())
+    assert [logs["epoch"] for logs in history["epochs"]] == [0, 1, 2]
+    assert history["calls"] == [{"first": 0, "until": 3}]
+    run = json.loads((logdir / "metrics.json").read_text())["run"]
+    assert run["segments"] == 1 and not run["resumed"] and run["wall_seconds"] > 0
 
 
 def test_model_fit_trainer(tmp_path):

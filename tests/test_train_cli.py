@@ -225,7 +225,8 @@ def test_ctrl_c_says_how_to_resume(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(train, "get_experiment", lambda name: cca)
     assert train.main(["cca", "--logdir", str(tmp_path / "run")]) == 130
     err = capsys.readouterr().err
-    assert "interrupted. The same command with --logdir" in err and "resumes" in err and "Traceback" not in err
+    assert f"interrupted; the same command (with --logdir {tmp_path / 'run'}) resumes" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("override, message", [

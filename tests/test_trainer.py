@@ -73,6 +73,26 @@ def test_resume_continues_like_an_uninterrupted_run(tmp_path):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
 
 
+def test_a_checkpoint_holds_every_weight_of_a_model_with_sub_models_in_dicts(tmp_path):
+    # The mae experiment's autoencoder keeps its encoders and decoders in dicts, which
+    # Keras 3 leaves out of the model's object graph: a checkpoint of the model itself
+    # held only its code layer, and a resumed run retrained from fresh weights.
+    from xmodal_tf.experiments import mae
+
+    settings = mae.settings_for(dict(mae.DEFAULTS, code_dim=4, embedding_dim=4, filters=[4],
+                                     decoder_hidden_units=[8]))
+    shapes = {"left": (8, 4, 1), "right": (8, 4, 1)}
+    inputs = {name: RNG.uniform(size=(64, *shape)).astype("float32") for name, shape in shapes.items()}
+    trained = mae.build_model(shapes, settings, 0.5, seed=0)
+    trainer = Trainer(trained, keras.optimizers.Adam(1e-2), checkpoint_dir=tmp_path, progress=False)
+    trainer.fit(tf.data.Dataset.from_tensor_slices(inputs).batch(32), epochs=2)
+    restored = mae.build_model(shapes, settings, 0.5, seed=1)  # other initial weights
+    Trainer(restored, keras.optimizers.Adam(1e-2), checkpoint_dir=tmp_path, progress=False)
+    assert len(restored.weights) == len(trained.weights) > 10
+    for a, b in zip(trained.weights, restored.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
 def test_gan_with_two_optimizers_checkpoints_both(tmp_path):
     images = RNG.uniform(size=(64, 4, 4, 1)).astype("float32")
     labels = RNG.integers(0, 3, size=64).astype("int32")

@@ -1,14 +1,22 @@
 """The command line: ``python -m xmodal_tf.train [EXPERIMENT] [options]``.
 
 Resolves the experiment's configuration (defaults <- --config file <- --set overrides
-<- --seed), creates the run directory (default ``tensorboard_logs/<experiment>-<time>``),
-writes ``config.json``, runs the experiment, writes ``metrics.json`` and the
-TensorBoard scalars there, and prints a short summary.
+<- --seed) and validates it, checks the run directory (default
+``tensorboard_logs/<experiment>-<time>``; see ``experiments.rundir``: a finished run is
+only summarised, an unfinished one resumes, a changed configuration is refused), loads
+and checks the data, and only then writes ``config.json``, runs the experiment, writes
+``metrics.json`` and the TensorBoard scalars, and prints a short summary.
+
+Every expected failure (bad settings, a missing or corrupt data file, an unwritable
+folder, a full disk, Ctrl-C) is one line on stderr naming what and how to fix it;
+``--traceback`` adds the trace. Exit status: 0 done, 1 failed, 2 bad command line or
+settings, 130 interrupted.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import errno
 import logging
 import os
 import pathlib
@@ -20,9 +28,10 @@ import traceback
 from xmodal_tf import __version__
 from xmodal_tf.experiments import (DEFAULT_EXPERIMENT, RunContext, get_experiment,
                                    list_experiments)
-from xmodal_tf.experiments.base import TRAINING_CHOICES, write_json_atomically
+from xmodal_tf.experiments.base import TRAINING_CHOICES
 from xmodal_tf.experiments.config import (ConfigError, load_config_file, parse_overrides,
                                           resolve_config)
+from xmodal_tf.experiments.rundir import RunDirectory
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")  # as xmodal_tf.training.strategies
 
@@ -78,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jit", choices=TRAINING_CHOICES["jit"], default=None,
                         help="XLA compilation of the training step: auto (with a GPU, where the model supports "
                              "it), on, off (default: the experiment's jit setting, auto)")
+    parser.add_argument("--checkpoint-every", type=int, default=1, metavar="EPOCHS",
+                        help="checkpoint every trainer every this many epochs (and at its end), so that the same "
+                             "command resumes a killed run; 0: no checkpoints (default: 1)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start over in an existing run directory (deleting its run) instead of resuming it")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="TensorFlow's deterministic ops (tf.config.experimental.enable_op_determinism): "
+                             "reruns and resumed runs reproduce an uninterrupted run's figures, a little slower")
     parser.add_argument("--traceback", action="store_true",
                         help="show the full traceback of an error")
     parser.add_argument("--version", action="version", version=f"xmodal_tf {__version__}")
@@ -153,59 +170,129 @@ def main(argv=None) -> int:
     try:
         experiment, config = prepare(args)
         check_strategy_arguments(args)
+        if args.checkpoint_every < 0:
+            raise ConfigError(f"--checkpoint-every must be >= 0 epochs (0: no checkpoints); got {args.checkpoint_every}.")
+        logdir = pathlib.Path(args.logdir) if args.logdir else default_logdir(experiment.name)
+        record = {"experiment": experiment.name, "config": config, "seed": args.seed, "data_dir": args.data_dir,
+                  "xmodal_tf_version": __version__,
+                  "command": [PROGRAM, *(argv if argv is not None else sys.argv[1:])]}
+        run_directory = RunDirectory(logdir)
+        status = run_directory.status(record, overwrite=args.overwrite)
+        if status == "finished":
+            print(f"{PROGRAM}: the run in {logdir} has finished; nothing was changed (add --overwrite to run it "
+                  "again).")
+            print_summary(experiment, run_directory.metrics(), logdir)
+            return 0
     except ConfigError as error:
         parser.print_usage(sys.stderr)
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        return _fail(args, _describe_os_error(error, logdir=None), 2)
 
     _import_tensorflow_quietly()
     from xmodal_tf.training.strategies import make_strategy
 
     # First of all TensorFlow calls: a multi-worker strategy must start before any other.
     strategy = make_strategy(args.strategy, connect_timeout=args.worker_timeout)
-    logdir = pathlib.Path(args.logdir) if args.logdir else default_logdir(experiment.name)
+    seed_everything(args.seed)
+    if args.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    context = None
     try:
+        data = None
+        if experiment.load_data is not None:
+            print(f"{experiment.name}: loading and checking the data ...", flush=True)
+            data = experiment.load_data(config, args.data_dir, args.seed)
         context = RunContext(logdir, data_dir=args.data_dir, seed=args.seed, strategy=strategy,
+                             checkpoint_every=args.checkpoint_every, data=data,
                              **{key: config[key] for key in TRAINING_CHOICES if key in config})
         if context.is_chief:
-            write_json_atomically(logdir / "config.json", {
-                "experiment": experiment.name, "config": config, "seed": args.seed,
-                "data_dir": args.data_dir, "xmodal_tf_version": __version__,
-                "distribution": context.describe_strategy(),
-                "command": [PROGRAM, *(argv if argv is not None else sys.argv[1:])],
-            })
-    except OSError as error:
-        if args.traceback:
-            traceback.print_exc()
-        print(f"{PROGRAM}: error: cannot write the run directory {logdir}: {error.strerror or error}; "
-              "pick a writable folder with --logdir.", file=sys.stderr)
-        return 2
-    seed_everything(args.seed)
-    context.progress(f"{experiment.name}: logging to {logdir} ({_strategy_line(context)})")
-    try:
+            if args.overwrite:
+                run_directory.clear()
+            run_directory.begin({**record, "distribution": context.describe_strategy()})
+        resuming = " (resuming)" if status == "resume" and not args.overwrite else ""
+        context.progress(f"{experiment.name}: logging to {logdir}{resuming} ({_strategy_line(context)})")
+        seed_everything(args.seed)  # after loading: the run's draws do not depend on the loader's
         metrics = experiment.run(config, context)
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        if args.traceback:
-            traceback.print_exc()
-        print(f"{PROGRAM}: error in experiment {experiment.name!r}: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        if args.traceback:
-            traceback.print_exc()
-        print(f"\n{PROGRAM}: interrupted. The same command with --logdir {logdir} resumes from the last epoch "
-              "checkpoint where the experiment keeps them (deepcca); the others start over.", file=sys.stderr)
-        return 130
-    finally:
         context.close()
+    except BaseException as error:  # noqa: BLE001 - the CLI's one error boundary
+        if context is not None:
+            context.close()
+        if context is not None and context.is_chief and run_directory.path.exists():
+            _end_quietly(run_directory, "interrupted" if isinstance(error, KeyboardInterrupt) else "failed")
+        message, status_code = _expected_failure(error, experiment.name, logdir)
+        if message is None:
+            raise
+        return _fail(args, message, status_code)
     if not context.is_chief:
         task = context.describe_strategy()["task"]
         print(f"{PROGRAM}: {task} finished; the chief writes the run directory {logdir}.")
         return 0
     if context.trained_models:
         metrics = {**metrics, "trained_models": context.trained_models}
-    write_json_atomically(logdir / "metrics.json", metrics)
+    metrics = {**metrics, "run": run_directory.end("finished")}
+    run_directory.finish(metrics)
     print_summary(experiment, metrics, logdir)
     return 0
+
+
+def _fail(args, message: str, status: int) -> int:
+    if args.traceback:
+        traceback.print_exc()
+    print(f"{PROGRAM}: error: {message}", file=sys.stderr)
+    return status
+
+
+def _end_quietly(run_directory, outcome: str) -> None:
+    try:
+        run_directory.end(outcome)
+    except OSError:  # the disk that failed the run may fail this too
+        pass
+
+
+def _expected_failure(error: BaseException, experiment: str, logdir: pathlib.Path):
+    """(one-line message, exit status) for an expected failure; (None, None) for a bug."""
+    resume = f"the same command (with --logdir {logdir}) resumes from the last checkpoint"
+    if isinstance(error, KeyboardInterrupt):
+        return f"interrupted; {resume}.", 130
+    if isinstance(error, ConfigError):
+        return str(error), 2
+    if isinstance(error, OSError):
+        full = error.errno == errno.ENOSPC
+        return _describe_os_error(error, logdir) + (f", then {resume}." if full else "."), 1
+    import tensorflow as tf
+
+    if isinstance(error, tf.errors.OpError):
+        text = error.message or str(error)
+        if "No space left" in text or ("disk" in text.lower() and "full" in text.lower()):
+            return f"the disk under {logdir} is full ({text.splitlines()[0]}); free some space, then {resume}.", 1
+        if isinstance(error, tf.errors.PermissionDeniedError):
+            return f"permission denied ({text.splitlines()[0]}); pick a writable --logdir.", 1
+        if isinstance(error, tf.errors.ResourceExhaustedError):
+            return (f"out of memory ({text.splitlines()[0][:200]}); lower batch_size (--set batch_size=...), "
+                    f"then {resume}.", 1)
+        return None, None
+    if isinstance(error, (ValueError, TypeError)):
+        return f"in experiment {experiment!r}: {error}", 1
+    return None, None
+
+
+def _describe_os_error(error: OSError, logdir) -> str:
+    """"cannot use FILE: reason; fix" for an OSError."""
+    if error.errno is None:  # raised with a message of its own (the data loaders')
+        return str(error).rstrip(".")
+    name = error.filename or logdir or "a file"
+    reason = error.strerror or str(error)
+    if error.errno == errno.ENOSPC:
+        return f"the disk is full while writing {name} ({reason}); free some space"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        return f"cannot write {name} ({reason}); pick a writable folder with --logdir"
+    if error.errno == errno.ENOENT:
+        return f"{name} does not exist ({reason}); check the path (--data-dir for data files)"
+    return f"cannot use {name} ({reason})"
 
 
 def _import_tensorflow_quietly() -> None:

@@ -49,6 +49,9 @@ class Experiment:
     summarize:   ``summarize(metrics) -> lines`` for the human-readable summary.
     validate:    ``validate(config)`` raises ConfigError on values the types and choices
                  cannot catch (ranges, consistency); runs before anything is written.
+    load_data:   ``load_data(config, data_dir, seed) -> data``: reads and checks every
+                 data file the run needs, before the run directory is created; ``run``
+                 then gets ``context.data``. None: ``run`` loads its own data.
     """
 
     name: str
@@ -58,6 +61,7 @@ class Experiment:
     choices: dict = dataclasses.field(default_factory=dict)
     summarize: Callable[[dict], list] | None = None
     validate: Callable[[dict], None] | None = None
+    load_data: Callable[[dict, object, int], object] | None = None
 
 
 def write_json_atomically(path: pathlib.Path, payload) -> None:
@@ -113,16 +117,25 @@ class RunContext:
     seed:     the run's random seed.
     strategy: the ``tf.distribute.Strategy`` (None: TensorFlow's default strategy).
     mixed_precision, jit: as in ``xmodal_tf.precision`` (the run's settings of those names).
+    checkpoint_every: ``trainer`` checkpoints every this many epochs, each trainer in
+              its own folder of ``<run directory>/checkpoints``, and resumes from it;
+              0 turns checkpoints off.
+    data:     what the experiment's ``load_data`` returned (None if it has none).
     """
 
     def __init__(self, logdir, data_dir=None, seed: int = 0,
                  echo: Callable[[str], None] = functools.partial(print, flush=True), strategy=None,
-                 mixed_precision: str = "off", jit: str = "auto"):
+                 mixed_precision: str = "off", jit: str = "auto", checkpoint_every: int = 1, data=None):
         if mixed_precision not in TRAINING_CHOICES["mixed_precision"] or jit not in TRAINING_CHOICES["jit"]:
             raise ValueError(f"mixed_precision must be one of {TRAINING_CHOICES['mixed_precision']} and jit one of "
                              f"{TRAINING_CHOICES['jit']}; got {mixed_precision!r} and {jit!r}.")
+        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be an int >= 0 (epochs; 0: no checkpoints); got {checkpoint_every!r}.")
         self.mixed_precision, self.jit = mixed_precision, jit
+        self.checkpoint_every = checkpoint_every
+        self.data = data
         self.trained_models = []
+        self._trainers = 0
         self._strategy = strategy
         self.is_chief = True
         if strategy is not None:  # (xmodal_tf.training loads TensorFlow: only when needed)
@@ -167,16 +180,33 @@ class RunContext:
         with strategy, precision_scope(self.mixed_precision):
             yield
 
-    def trainer(self, model, optimizer=None, trainer_class=None, **kwargs):
+    def trainer(self, model, optimizer=None, trainer_class=None, *, checkpoint_name=None, **kwargs):
         """A ``xmodal_tf.training.Trainer`` (or ``trainer_class``) on the run's strategy,
-        precision and XLA choice; what the model runs in is recorded in ``trained_models``."""
+        precision and XLA choice; what the model runs in is recorded in ``trained_models``.
+
+        It checkpoints into ``checkpoint_directory(checkpoint_name)`` (by default
+        ``NN-<model name>``, NN counting the run's trainers in order) and so resumes a
+        killed run; ``checkpoint_name=False`` (or ``checkpoint_every=0``) turns that off.
+        """
         from xmodal_tf.training import Trainer
 
         kwargs.setdefault("mixed_precision", self.mixed_precision)
         kwargs.setdefault("jit", self.jit)
+        self._trainers += 1
+        if "checkpoint_dir" not in kwargs and checkpoint_name is not False and self.checkpoint_every:
+            name = checkpoint_name or f"{self._trainers:02d}-{model.name}"
+            kwargs["checkpoint_dir"] = self.checkpoint_directory(name)
+        kwargs.setdefault("checkpoint_every", max(1, self.checkpoint_every))
         trainer = (trainer_class or Trainer)(model, optimizer, strategy=self.strategy, **kwargs)
         self.record_trained(trainer.model)
+        if trainer.restored_from:
+            self.progress(f"{trainer.model.name}: resuming after epoch {trainer.epoch} ({trainer.restored_from})")
         return trainer
+
+    def checkpoint_directory(self, name: str):
+        """``<run directory>/checkpoints/<name>`` (the chief's: every worker resumes from
+        it), or None when checkpoints are off."""
+        return self.run_directory / "checkpoints" / name if self.checkpoint_every else None
 
     def record_trained(self, model) -> None:
         """Note in ``trained_models`` the precision, XLA use and variable devices of a

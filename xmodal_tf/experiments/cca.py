@@ -108,9 +108,13 @@ def cross_view_probe(model, dataset, seed: int) -> dict:
     return accuracies
 
 
+def load(config: dict, data_dir, seed: int):
+    """The ``load_data`` hook: the data set, read and checked before the run starts."""
+    return load_data(config["data"], data_dir)
+
+
 def run(config: dict, context: RunContext) -> dict:
-    context.progress(f"loading {config['data']} ...")
-    dataset = load_data(config["data"], context.data_dir)
+    dataset = context.data if context.data is not None else load(config, context.data_dir, context.seed)
     k = config["n_components"] or DEFAULT_COMPONENTS[config["data"]]
     context.progress(f"{dataset!r}")
     started = time.perf_counter()
@@ -177,4 +181,5 @@ EXPERIMENT = Experiment(
     choices={"data": DATA_SETS, "dtype": ("float64", "float32")},
     summarize=summarize,
     validate=validate,
+    load_data=load,
 )

@@ -38,7 +38,6 @@ rounded down to a multiple of the replica count.
 from __future__ import annotations
 
 import contextlib
-import time
 
 import numpy as np
 
@@ -306,9 +305,8 @@ def train_gan(gan, images, conditions, config: dict, context: RunContext, grid_c
     callbacks += _image_callbacks(context, grid_conditions)
     # The GAN comes compiled (optimizers, loss, R1 weight): optimizer=None keeps that.
     trainer = context.trainer(gan, None, progress=False)
-    started = time.perf_counter()
     history = trainer.fit(dataset, epochs, steps_per_epoch=per_epoch, callbacks=callbacks)
-    return {"steps": per_epoch * epochs, "batch_size": batch_size, "train_seconds": time.perf_counter() - started,
+    return {"steps": per_epoch * epochs, "batch_size": batch_size, "train_seconds": trainer.train_seconds,
             **{f"final_{key}": float(values[-1]) for key, values in history.items() if key not in _TRAINER_LOGS}}
 
 
@@ -361,10 +359,25 @@ def score_audio_gan(gan, classifier, codes, spoken_digits, samples: int) -> dict
 
 
 # ----------------------------------------------------------------------------- run
+def load(config: dict, data_dir, seed: int) -> dict:
+    """The ``load_data`` hook, every data file the run reads, checked before it starts:
+    {"images": ``load_images``'s tuple, and for audio conditions "speech" (the spoken
+    digits) and, on MNIST, "av_mnist" (images paired with recordings of their digit:
+    the same recording split as "speech", from the same seed)}."""
+    data = {"images": load_images(config, data_dir)}
+    if config["condition"] != "label":
+        from xmodal_tf.data import load_av_mnist, load_spoken_digits
+
+        data["speech"] = load_spoken_digits(data_dir, seed=seed)
+        if config["data"] == "mnist":
+            data["av_mnist"] = load_av_mnist(data_dir, seed=seed, train_size=config["train_size"])
+    return data
+
+
 def run(config: dict, context: RunContext) -> dict:
     check_global_batch(config["batch_size"], context.replicas, "cgan")  # before loading anything
-    context.progress(f"loading {config['data']} images ...")
-    train_images, train_labels, test_images, test_labels, description = load_images(config, context.data_dir)
+    data = context.data if context.data is not None else load(config, context.data_dir, context.seed)
+    train_images, train_labels, test_images, test_labels, description = data["images"]
     context.progress(f"{description}: {len(train_images)} training / {len(test_images)} test images "
                      f"{train_images.shape[1:]}")
     metrics = {"data": config["data"], "condition": config["condition"], "image_shape": list(train_images.shape[1:])}
@@ -385,7 +398,7 @@ def run(config: dict, context: RunContext) -> dict:
         context.progress(f"generated images labelled as requested: {metrics['generated_accuracy']:.4f}; "
                          f"Frechet distance to the test images {metrics['frechet_distance']:.3f}")
     else:
-        metrics.update(_run_audio(config, context, train_images, train_labels, classifier))
+        metrics.update(_run_audio(config, context, data, train_images, train_labels, classifier))
         headline = ("generated_accuracy_vs_spoken_digit", metrics["generated_accuracy_vs_spoken_digit"])
     for key in ("classifier_test_accuracy", headline[0], "frechet_distance", "audio_test_accuracy"):
         if key in metrics:
@@ -393,11 +406,8 @@ def run(config: dict, context: RunContext) -> dict:
     return metrics
 
 
-def _run_audio(config, context, train_images, train_labels, image_classifier) -> dict:
-    from xmodal_tf.data import load_av_mnist, load_spoken_digits
-
-    context.progress("loading the spoken digits ...")
-    speech = load_spoken_digits(context.data_dir, seed=context.seed)
+def _run_audio(config, context, data: dict, train_images, train_labels, image_classifier) -> dict:
+    speech = data["speech"]
     frames, labels = speech.train.inputs["audio"], speech.train.labels
     context.progress(f"training the {config['audio_encoder']} audio classifier on {len(labels)} recordings "
                      f"({config['audio_epochs']} epochs) ...")
@@ -410,7 +420,7 @@ def _run_audio(config, context, train_images, train_labels, image_classifier) ->
     if config["data"] == "mnist":
         # load_av_mnist pairs each training image with a training recording of its digit
         # (the same recording split as load_spoken_digits with the same seed).
-        av = load_av_mnist(context.data_dir, seed=context.seed, train_size=config["train_size"])
+        av = data["av_mnist"]
         paired_frames = av.train.inputs["audio"]
         train_images, train_labels = av.train.inputs["image"], av.train.labels
     else:
@@ -475,4 +485,5 @@ EXPERIMENT = Experiment(
              "audio_code": AUDIO_CODES, "loss": GAN_LOSS_CHOICES},
     summarize=summarize,
     validate=validate,
+    load_data=load,
 )

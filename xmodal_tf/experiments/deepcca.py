@@ -9,13 +9,17 @@ decoders that reconstruct each view from its encoding.
 DeepCCA trains with ``xmodal_tf.training.DeepCCATrainer`` (``trainer="custom"``, the
 default) or ``model.fit`` (``trainer="fit"``), on the run's strategy (``--strategy``):
 ``batch_size`` is the global batch, split over the replicas, and the objective is that
-of the global batch. With the custom trainer every epoch is checkpointed under the run
-directory, so a killed run started again with the same ``--logdir`` resumes from its
-last completed epoch.
+of the global batch. With the custom trainer the run's checkpoints (``--checkpoint-every``)
+make a killed run, started again with the same ``--logdir``, resume from its last
+checkpoint into the batches and random shifts an uninterrupted run would have drawn
+(the shifted epochs' data is a function of the epoch number); with ``trainer="fit"``
+a killed run trains its networks again from the start.
 """
 from __future__ import annotations
 
 import time
+
+import numpy as np
 
 from xmodal_tf.experiments.base import TRAINING_CHOICES, TRAINING_SETTINGS, Experiment, RunContext, check_global_batch
 from xmodal_tf.experiments.config import ConfigError
@@ -44,8 +48,7 @@ DEFAULTS = {
     "objective": "trace",  # or "squared"
     "reconstruction_weight": 1.0,  # DCCAE: weight of the decoders' mean squared errors
     "final_reg": [1e-6, 1e-4, 1e-2],  # linear CCA ridges after training, picked on validation
-    "trainer": "custom",  # "custom" (DeepCCATrainer) or "fit" (model.fit)
-    "checkpoints": True,  # custom trainer: checkpoint each epoch, resume a killed run
+    "trainer": "custom",  # "custom" (DeepCCATrainer, resumable) or "fit" (model.fit)
     **TRAINING_SETTINGS,  # mixed_precision, jit (xmodal_tf.precision)
 }
 PER_DATA_DEFAULTS = {
@@ -162,7 +165,8 @@ def train_deep_model(name: str, dataset, config: dict, context: RunContext) -> d
     # The global batch, split over the replicas (the objective stays the global batch's).
     batch_size = check_global_batch(min(config["batch_size"], len(x)), context.replicas, "deepcca")
     steps_per_epoch = len(x) // batch_size
-    phases = training_phases(dataset, (x, y), batch_size, config, context.seed)
+    phases = training_phases(dataset, (x, y), batch_size, config, context.seed,
+                             per_epoch=config["trainer"] == "custom")
     validation = dataset.validation[:2]
     with context.scope():
         model = build_model(dataset, config, with_decoders=(name == "dccae"))
@@ -174,19 +178,13 @@ def train_deep_model(name: str, dataset, config: dict, context: RunContext) -> d
     if config["trainer"] == "custom":
         from xmodal_tf.training import DeepCCATrainer
 
-        # The chief's directory: every worker resumes from it (the others write elsewhere).
-        checkpoint_dir = context.run_directory / "checkpoints" / name if config["checkpoints"] else None
-        trainer = context.trainer(model, optimizer, trainer_class=DeepCCATrainer, checkpoint_dir=checkpoint_dir,
+        trainer = context.trainer(model, optimizer, trainer_class=DeepCCATrainer, checkpoint_name=name,
                                   logdir=context.logdir / name, eval_every=max(1, config["epochs"] // 10),
                                   progress=True)
-        resumed_after = trainer.epoch
-        if trainer.restored_from:
-            context.progress(f"{name}: resuming after epoch {resumed_after} ({trainer.restored_from})")
-        history = {}
         for train, until in phases:
-            _extend_history(history, trainer.fit(train, until, validation_data=validation))
+            trainer.fit(train, until, validation_data=validation)
+        history, train_seconds = trainer.history, trainer.train_seconds
     else:
-        resumed_after = 0
         with context.scope():
             model.compile(optimizer=optimizer)
         context.record_trained(model)
@@ -195,10 +193,9 @@ def train_deep_model(name: str, dataset, config: dict, context: RunContext) -> d
             _extend_history(history, model.fit(train, epochs=until, initial_epoch=start, shuffle=False,
                                                verbose=2 if context.is_chief else 0).history)
             start = until
-    train_seconds = time.perf_counter() - started
+        train_seconds = time.perf_counter() - started
     return {**score_model(model, dataset, config, context, name),
             "train_seconds": train_seconds, "epochs": config["epochs"],
-            "resumed_after_epoch": resumed_after,
             "final_train_loss": float(history["loss"][-1]) if history.get("loss") else None}
 
 
@@ -208,10 +205,15 @@ def _extend_history(history: dict, part: dict) -> None:
         history.setdefault(key, []).extend(values)
 
 
-def training_phases(dataset, views, batch_size: int, config: dict, seed: int) -> list:
+def training_phases(dataset, views, batch_size: int, config: dict, seed: int, per_epoch: bool = False) -> list:
     """[(tf.data.Dataset, last epoch of the phase), ...]: batches of randomly shifted
     images first (``shift`` pixels), then ``unshifted_final_epochs`` epochs of the plain
-    training pairs, so that the networks end on the distribution they are tested on."""
+    training pairs, so that the networks end on the distribution they are tested on.
+
+    ``per_epoch``: the shifted phase is a function ``epoch -> dataset`` (for the
+    Trainer), each epoch's order and shifts seeded by (seed, epoch), so that a resumed
+    run draws what the uninterrupted one did; else one dataset whose shift generator
+    runs on across its passes (for ``model.fit``)."""
     from xmodal_tf.data import make_dataset
 
     plain = make_dataset(views, batch_size=batch_size, seed=seed, drop_remainder=True)
@@ -219,10 +221,15 @@ def training_phases(dataset, views, batch_size: int, config: dict, seed: int) ->
         return [(plain, config["epochs"])]
     from xmodal_tf.data.augment import map_random_shifts, random_shift_pairs
 
-    shift = random_shift_pairs(dataset.view_shapes, config["shift"], seed=seed)
     # The draws stay sequential (the same shifts for the same batches in every run);
     # the pixels move in a parallel map.
-    shifted = map_random_shifts(plain, shift)
+    if per_epoch:
+        def shifted(epoch):
+            epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+            batches = make_dataset(views, batch_size=batch_size, seed=epoch_seed, drop_remainder=True)
+            return map_random_shifts(batches, random_shift_pairs(dataset.view_shapes, config["shift"], seed=epoch_seed))
+    else:
+        shifted = map_random_shifts(plain, random_shift_pairs(dataset.view_shapes, config["shift"], seed=seed))
     final = min(config["unshifted_final_epochs"], config["epochs"])
     phases = [(shifted, config["epochs"] - final), (plain, config["epochs"])]
     return [(data, until) for data, until in phases if until > 0]
@@ -261,10 +268,14 @@ def linear_cca(dataset, config: dict, context: RunContext) -> dict:
     return result
 
 
+def load(config: dict, data_dir, seed: int):
+    """The ``load_data`` hook: the data set, read and checked before the run starts."""
+    return load_data(resolved(config)["data"], data_dir)
+
+
 def run(config: dict, context: RunContext) -> dict:
     config = resolved(config)
-    context.progress(f"loading {config['data']} ...")
-    dataset = load_data(config["data"], context.data_dir)
+    dataset = context.data if context.data is not None else load(config, context.data_dir, context.seed)
     context.progress(f"{dataset!r}")
     results = {}
     for name in config["models"]:
@@ -302,4 +313,5 @@ EXPERIMENT = Experiment(
              "trainer": ("custom", "fit")},
     summarize=summarize,
     validate=validate,
+    load_data=load,
 )

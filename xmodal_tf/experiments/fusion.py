@@ -46,7 +46,6 @@ number and the last partial batch of an epoch is dropped. Scoring runs on every 
 """
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
@@ -205,6 +204,8 @@ class JointTraining:
 
         self.classifiers = classifiers
         self.settings = settings
+        self.context = context
+        self.train_seconds = 0.0  # over every seed's epochs, those before a restart included
         model_inputs = {name: keras.Input(array.shape[1:], name=name) for name, array in inputs.items()}
         outputs = {name: classifier({modality: model_inputs[modality] for modality in classifier.modalities})
                    for name, classifier in classifiers.items()}
@@ -220,7 +221,9 @@ class JointTraining:
 
             self.trainer = Trainer(self.model, None, progress=False)
         else:
-            self.trainer = context.trainer(self.model, None, progress=False)
+            # One trainer for every seed (its traced step is kept); each seed checkpoints
+            # in its own folder (``fit``).
+            self.trainer = context.trainer(self.model, None, progress=False, checkpoint_name=False)
         self.replicas = int(self.trainer.strategy.num_replicas_in_sync)
 
     def restart(self, fresh_classifiers: dict) -> None:
@@ -230,15 +233,43 @@ class JointTraining:
             variable.assign(value)
 
     def fit(self, inputs: dict, labels: np.ndarray, seed: int) -> dict:
-        """Train ``epochs`` epochs from epoch 0; returns the trainer's history dict (one
-        list per metric: ``<name>_loss``, ``<name>_unimodal_loss``, ...)."""
+        """Train ``epochs`` epochs from epoch 0, or resume this seed's checkpoint; returns
+        the trainer's history dict (one list per metric: ``<name>_loss``,
+        ``<name>_unimodal_loss``, ...)."""
         from xmodal_tf.data import make_dataset
 
         batch_size = check_global_batch(self.settings["batch_size"], self.replicas, "fusion")
         targets = {name: labels for name in self.classifiers}
         dataset = make_dataset(inputs, targets, batch_size=batch_size, seed=seed,
                                drop_remainder=self.replicas > 1)
-        return self.trainer.fit(dataset, self.settings["epochs"], initial_epoch=0)
+        context = self.context
+        self.trainer.restart(None if context is None else context.checkpoint_directory(f"seed{seed}"))
+        callbacks = []
+        if context is not None:
+            if self.trainer.restored_from:
+                context.progress(f"seed {seed}: resuming after epoch {self.trainer.epoch}")
+            callbacks.append(_progress_callback(context, seed, self.settings["epochs"], list(self.classifiers)))
+        history = self.trainer.fit(dataset, self.settings["epochs"], callbacks=callbacks)
+        self.train_seconds += self.trainer.train_seconds
+        return history
+
+
+def _progress_callback(context: RunContext, seed: int, epochs: int, names: list):
+    """A Keras callback printing the classifiers' mean training loss about every tenth of
+    the epochs (a run on AV-MNIST is otherwise silent for minutes)."""
+    import keras
+
+    every = max(1, epochs // 10)
+
+    class Progress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if (epoch + 1) % every and epoch + 1 != epochs:
+                return
+            losses = [logs[f"{name}_loss"] for name in names if f"{name}_loss" in (logs or {})]
+            mean = f", mean training loss {np.mean(losses):.3f}" if losses else ""
+            context.progress(f"seed {seed}: epoch {epoch + 1}/{epochs}{mean} ({logs.get('seconds', 0):.1f}s)")
+
+    return Progress()
 
 
 def _all_classifiers_model(inputs: dict, outputs: dict, classifiers: dict):
@@ -372,17 +403,20 @@ def run_seed(dataset, settings: dict, seed: int, joint: JointTraining | None, co
     return scores, joint
 
 
+def load(config: dict, data_dir, seed: int):
+    """The ``load_data`` hook: the data set, read and checked before the run starts."""
+    return load_data(settings_for(config), data_dir)
+
+
 def run(config: dict, context: RunContext) -> dict:
     settings = settings_for(config)
-    context.progress(f"loading {settings['data']} ...")
-    dataset = load_data(settings, context.data_dir)
+    dataset = context.data if context.data is not None else load(config, context.data_dir, context.seed)
     modalities = tuple(dataset.modalities)
     check_global_batch(settings["batch_size"], context.replicas, "fusion")  # before any training
     context.progress(f"{dataset.description}: {len(dataset.train)} training / {len(dataset.test)} test examples; "
                      f"{settings['degrade_modality']} degraded ({settings['degradation']}, "
                      f"strength {settings['degradation_strength']}), other modality noise "
                      f"{settings['other_modality_noise']}")
-    started = time.perf_counter()
     per_seed, joint = [], None
     for repeat in range(settings["seeds"]):
         scores, joint = run_seed(dataset, settings, context.seed + repeat, joint, context)
@@ -401,7 +435,7 @@ def run(config: dict, context: RunContext) -> dict:
             "unimodal_distillation": settings["unimodal_distillation"], "strategies": list(settings["strategies"]),
             "conditions": list(next(iter(results.values()))), "results": results,
             "targets": targets(results, single, settings["strategies"]),
-            "train_seconds": time.perf_counter() - started}
+            "train_seconds": joint.train_seconds}
 
 
 def summarise(per_seed: list) -> dict:
@@ -535,4 +569,5 @@ EXPERIMENT = Experiment(
     choices={**TRAINING_CHOICES, "data": DATA_SETS, "degradation": DEGRADATIONS},
     summarize=summarize,
     validate=validate,
+    load_data=load,
 )

@@ -32,7 +32,6 @@ global batch's statistics (so N replicas train like one device).
 """
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
@@ -177,7 +176,7 @@ def validation_batches(dataset, settings: dict, replicas: int):
 
 def train(name: str, model, optimizer, dataset, settings: dict, context: RunContext) -> float:
     """Train through ``context.trainer`` with the TensorBoard callbacks; returns the
-    training time in seconds."""
+    training time in seconds (over every segment of a resumed run)."""
     from xmodal_tf.training.callbacks import EmbeddingProjectorCallback, ReconstructionImagesCallback
 
     replicas = context.replicas
@@ -198,9 +197,8 @@ def train(name: str, model, optimizer, dataset, settings: dict, context: RunCont
     # The trainer writes the loss curves (<model>/train, <model>/validation); progress
     # lines come from progress_callback, every ~10 % of the epochs.
     trainer = context.trainer(model, optimizer, logdir=folder, progress=False)
-    started = time.perf_counter()
     trainer.fit(batches, settings["epochs"], validation_data=validation, callbacks=callbacks)
-    return time.perf_counter() - started
+    return trainer.train_seconds
 
 
 _TRAINER_LOGS = ("steps", "seconds")  # the trainer's own entries in an epoch's logs
@@ -284,13 +282,17 @@ def _dataset_of(inputs: dict):
 
 
 # ----------------------------------------------------------------------------- run and report
+def load(config: dict, data_dir, seed: int):
+    """The ``load_data`` hook: the data set, read and checked before the run starts."""
+    return load_data(settings_for(config), data_dir)
+
+
 def run(config: dict, context: RunContext) -> dict:
     import keras
 
     settings = settings_for(config)
     check_global_batch(settings["batch_size"], context.replicas, "mae")  # before loading anything
-    context.progress(f"loading {settings['data']} ...")
-    dataset = load_data(settings, context.data_dir)
+    dataset = context.data if context.data is not None else load(config, context.data_dir, context.seed)
     shapes = {name: dataset.train.inputs[name].shape[1:] for name in dataset.modalities}
     context.progress(f"{dataset.description}: modalities {shapes}, {len(dataset.train)} training / "
                      f"{len(dataset.test)} test pairs")
@@ -350,4 +352,5 @@ EXPERIMENT = Experiment(
     choices={**TRAINING_CHOICES, "data": DATA_SETS, "audio_encoder": AUDIO_ENCODERS},
     summarize=summarize,
     validate=validate,
+    load_data=load,
 )

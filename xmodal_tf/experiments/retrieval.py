@@ -36,7 +36,6 @@ batch's statistics.
 """
 from __future__ import annotations
 
-import time
 from typing import NamedTuple
 
 import numpy as np
@@ -150,10 +149,12 @@ def load_openmoji_pairs(config: dict, data_dir, seed: int) -> RetrievalData:
         f"base emoji, {len(train)} training pairs")
 
 
-def load_data(config: dict, context: RunContext) -> RetrievalData:
+def load(config: dict, data_dir, seed: int) -> RetrievalData:
+    """The ``load_data`` hook: the pairs, read and checked before the run starts."""
+    config = resolved(config)
     if config["data"] == "openmoji":
-        return load_openmoji_pairs(config, context.data_dir, context.seed)
-    return load_digits_text(config, context.seed)
+        return load_openmoji_pairs(config, data_dir, seed)
+    return load_digits_text(config, seed)
 
 
 # ----------------------------------------------------------------------------- model
@@ -214,14 +215,16 @@ def training_batches(data: RetrievalData, batch_size: int, replicas: int, seed: 
 
 
 def train(model, optimizer, data: RetrievalData, config: dict, context: RunContext) -> dict:
-    """Train through ``context.trainer``; returns its history (one entry per epoch)."""
+    """Train through ``context.trainer``; returns the trainer (its ``history`` has one
+    entry per epoch, its ``train_seconds`` the time over every segment of a resumed run)."""
     check_global_batch(config["batch_size"], context.replicas, "retrieval", rows=len(data.train_texts))
     batches = training_batches(data, config["batch_size"], context.replicas, context.seed)
     context.progress(f"training: {len(data.train_texts)} pairs, {config['epochs']} epochs, "
                      f"batch {config['batch_size']} ...")
     # progress_callback prints the epoch lines and logs train/... scalars to the run directory.
     trainer = context.trainer(model, optimizer, progress=False)
-    return trainer.fit(batches, config["epochs"], callbacks=[progress_callback(context, config["epochs"])])
+    trainer.fit(batches, config["epochs"], callbacks=[progress_callback(context, config["epochs"])])
+    return trainer
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -250,16 +253,14 @@ def evaluate(model, data: RetrievalData, ks) -> dict:
 def run(config: dict, context: RunContext) -> dict:
     config = resolved(config)
     check_global_batch(config["batch_size"], context.replicas, "retrieval")  # before loading anything
-    context.progress(f"loading {config['data']} ...")
-    data = load_data(config, context)
+    data = context.data if context.data is not None else load(config, context.data_dir, context.seed)
     context.progress(data.description)
     with context.scope():
         # Several replicas: BatchNorm on the global batch's statistics, as on one device.
         model = build_model(data, config, sync_batch_norm=context.replicas > 1)
         optimizer = make_optimizer(config)
-    started = time.perf_counter()
-    history = train(model, optimizer, data, config, context)
-    train_seconds = time.perf_counter() - started
+    trainer = train(model, optimizer, data, config, context)
+    history, train_seconds = trainer.history, trainer.train_seconds
     results = evaluate(model, data, config["ks"])
     for direction in ("image_to_text", "text_to_image"):
         context.log_scalars({key: value for key, value in results[direction].items()
@@ -355,4 +356,5 @@ EXPERIMENT = Experiment(
     choices={**TRAINING_CHOICES, "data": DATA_SETS, "tokens": TOKENS},
     summarize=summarize,
     validate=validate,
+    load_data=load,
 )

@@ -243,9 +243,13 @@ def _epochs_for(steps: int, rows: int, batch_size: int, drop_remainder: bool = F
     return max(1, int(np.ceil(steps / per_epoch)))
 
 
+def load(config: dict, data_dir, seed: int):
+    """The ``load_data`` hook: the data set, read and checked before the run starts."""
+    return load_data(config["data"], data_dir)
+
+
 def run(config: dict, context: RunContext) -> dict:
-    context.progress(f"loading {config['data']} ...")
-    dataset = load_data(config["data"], context.data_dir)
+    dataset = context.data if context.data is not None else load(config, context.data_dir, context.seed)
     context.progress(f"{dataset!r}")
     check_global_batch(config["batch_size"], context.replicas, "transfer")  # before any training
     started = time.perf_counter()
@@ -333,4 +337,5 @@ EXPERIMENT = Experiment(
     choices={**TRAINING_CHOICES, "data": DATA_SETS, "source_view": VIEWS, "recipe": RECIPES},
     summarize=summarize,
     validate=validate,
+    load_data=load,
 )

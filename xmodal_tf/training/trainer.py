@@ -34,12 +34,21 @@ Decisions
   system) and save into a temporary directory removed at the end of ``fit``: saving is
   a collective step every worker must take, as tf.distribute's multi-worker guide
   prescribes.
-* Checkpoints (``checkpoint_dir``): at the end of every epoch, the model, its
-  optimizer(s), the state of every random seed generator in the model (dropout,
-  modality dropout, GAN noise: Keras keeps them out of ``model.weights``), the
-  completed epochs and the early-stopping state. A new Trainer on the same directory
-  restores the latest and ``fit`` continues from there; with an unshuffled (or
-  seeded, deterministic) dataset the resumed run is the uninterrupted one.
+* Checkpoints (``checkpoint_dir``): every ``checkpoint_every`` epochs and at the end
+  of every ``fit``, the model, its optimizer(s), the state of every random seed
+  generator in the model (dropout, modality dropout, GAN noise: Keras keeps them out
+  of ``model.weights``), the completed epochs and the early-stopping state; beside
+  them ``history.json``, the logs of every epoch so far (``training.checkpoints``).
+  A new Trainer on the same directory restores the latest (``restart``
+  switches a Trainer to another directory) and ``fit`` continues from there,
+  returning the history an uninterrupted call would. The data position is restored
+  too: a dataset's shuffle order advances once per pass, so a resumed ``fit`` first
+  skips the passes (or, with ``steps_per_epoch``, the batches) that the completed
+  epochs of the same call used. A seeded, deterministic dataset given to one ``fit``
+  call, or a function ``epoch -> dataset``, therefore resumes into the uninterrupted
+  run's batches. (A pipeline that draws from its own stateful generator, such as
+  ``data.random_shift_pairs``, is not restored: build it per epoch with such a
+  function.) Temporary folders of an interrupted checkpoint write are removed.
 * Validation (``validation_data``, every ``eval_every`` epochs and after the last one):
   the model's own ``held_out_logs(data)`` when it has one (DeepCCA: the held-out
   canonical correlations), else its ``test_step`` over the dataset (``val_`` + each
@@ -73,6 +82,7 @@ from xmodal_tf.precision import (
     model_precision,
     resolve_jit,
 )
+from xmodal_tf.training.checkpoints import read_history, remove_temporary, write_history
 from xmodal_tf.training.strategies import is_chief
 
 __all__ = ["Trainer"]
@@ -105,7 +115,9 @@ class Trainer:
             ``ConditionalGAN`` a pair ``(g_optimizer, d_optimizer)`` or a dict with
             those keys; None to keep the optimizer(s) the model was compiled with.
         strategy: a ``tf.distribute.Strategy``; None for the current one.
-        checkpoint_dir: where to save a checkpoint after every epoch and resume from.
+        checkpoint_dir: where to save checkpoints and resume from.
+        checkpoint_every: save a checkpoint every this many epochs (and after the last
+            epoch of every ``fit``).
         logdir: TensorBoard log directory (``train`` and ``validation`` runs inside).
         max_to_keep: how many epoch checkpoints to keep.
         early_stopping_patience: stop after this many evaluations without improvement of
@@ -126,7 +138,7 @@ class Trainer:
 
     def __init__(self, model, optimizer=None, *, strategy=None, checkpoint_dir=None, logdir=None,
                  max_to_keep=3, early_stopping_patience=None, monitor=None, eval_every=1, progress=True,
-                 mixed_precision=None, jit="auto"):
+                 mixed_precision=None, jit="auto", checkpoint_every=1):
         if mixed_precision is not None:
             check_mixed_precision(mixed_precision)
         self.jit = check_jit(jit)
@@ -154,6 +166,7 @@ class Trainer:
             early_stopping_patience, "early_stopping_patience", allow_none=True)
         self.monitor, self.monitor_mode = self._check_monitor(monitor)
         self.eval_every = _check_positive_int(eval_every, "eval_every")
+        self.checkpoint_every = _check_positive_int(checkpoint_every, "checkpoint_every")
         self.progress = bool(progress) and self.is_chief
         self.logdir = None if logdir is None or not self.is_chief else os.fspath(logdir)
         self.checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
@@ -168,12 +181,16 @@ class Trainer:
         self._best_weights = None
         self._writers = None
         self._validation_keys = None
-        self._checkpointed = dict(model=_WithoutOptimizers(self.model), epoch=self._epoch, best=self._best,
+        # Every epoch's logs ({"epoch": e, ...}) and the fit calls ({"first", "until"}):
+        # kept in history.json beside the checkpoints.
+        self._epoch_logs, self._calls, self._call_index = [], [], 0
+        self._checkpointed = dict(model=_ModelWeights(self.model), epoch=self._epoch, best=self._best,
                                   evaluations_without_improvement=self._wait, random_states=_seed_states(self.model),
                                   **self._optimizer_state())
         self.checkpoint = tf.train.Checkpoint(**self._checkpointed)
         self.checkpoint_manager = self._best_manager = None
         self.restored_from = None
+        self._write_dir = None
         if self.checkpoint_dir is not None:
             self._open_checkpoints()
         self._train_step, self._test_step = self.model.train_step, self.model.test_step
@@ -298,20 +315,41 @@ class Trainer:
             raise ValueError(f"monitor must be a log name or (name, 'min' | 'max'); got {monitor!r}.")
         return monitor[0], monitor[1]
 
+    def restart(self, checkpoint_dir=None) -> None:
+        """Start over at epoch 0 (early-stopping state and history too), for one Trainer
+        reused for several runs of its model, after the caller re-initialised the
+        weights: the traced step is kept. With ``checkpoint_dir``, checkpoint there from
+        now on, first restoring its latest checkpoint if it has one."""
+        self._finish()
+        self._epoch.assign(0)
+        self._best.assign(-np.inf)
+        self._wait.assign(0)
+        self._best_weights = None
+        self._epoch_logs, self._calls, self._call_index = [], [], 0
+        self.restored_from = None
+        self.checkpoint_manager = self._best_manager = self._write_dir = None
+        self.checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
+        if self.checkpoint_dir is not None:
+            self._open_checkpoints()
+
     def _open_checkpoints(self) -> None:
         write_dir = self.checkpoint_dir
         if not self.is_chief:
             self._scratch_dir = tempfile.mkdtemp(prefix="xmodal_tf_worker_checkpoints_")
             write_dir = self._scratch_dir
+        else:
+            remove_temporary(write_dir)
+        self._write_dir = write_dir
         self.checkpoint_manager = tf.train.CheckpointManager(self.checkpoint, write_dir, max_to_keep=self.max_to_keep,
                                                              checkpoint_name="epoch")
-        self._best_manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=self.model),
+        self._best_manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=_ModelWeights(self.model)),
                                                         os.path.join(write_dir, "best"), max_to_keep=1,
                                                         checkpoint_name="best")
         latest = tf.train.latest_checkpoint(self.checkpoint_dir)  # every worker resumes the chief's state
         if latest is not None:
             self._restore(latest)
             self.restored_from = latest
+            self._calls, self._epoch_logs = read_history(self.checkpoint_dir, self.epoch)
 
     def _restore(self, path: str) -> None:
         """Restore the checkpoint at ``path``; one saved without loss scaling (another
@@ -346,6 +384,17 @@ class Trainer:
         return int(self._epoch.numpy())
 
     @property
+    def train_seconds(self) -> float:
+        """Seconds spent in the epochs trained so far, those before a restart included."""
+        return float(sum(logs.get("seconds", 0.0) for logs in self._epoch_logs))
+
+    @property
+    def history(self) -> dict:
+        """The logs of every epoch trained so far (before a restart too), as ``fit``
+        returns them."""
+        return _as_history(self._epoch_logs)
+
+    @property
     def iterations(self) -> int:
         """Number of optimizer updates applied (skipped batches are not counted)."""
         return int(self.optimizer.iterations.numpy())
@@ -356,7 +405,8 @@ class Trainer:
 
         Args:
             train_dataset: a ``tf.data.Dataset`` of global batches, in the form the
-                model's ``train_step`` takes.
+                model's ``train_step`` takes; or a function ``epoch -> tf.data.Dataset``
+                called for every epoch (exact resumption whatever the pipeline draws).
             epochs: the epoch to stop at (as in Keras: the total, counting resumed epochs).
             validation_data: held-out data for ``val_`` logs and early stopping: a
                 dataset like ``train_dataset`` (or whatever the model's
@@ -371,33 +421,33 @@ class Trainer:
 
         Returns:
             {"epoch": [...], one list per metric, "steps": [...], "seconds": [...],
-            and the ``val_`` logs}: one entry per epoch run by this call (NaN / None for
-            epochs without evaluation).
+            and the ``val_`` logs}: one entry per epoch of this call, those trained
+            before a restart included (NaN / None for epochs without evaluation).
         """
-        if not isinstance(train_dataset, tf.data.Dataset):
+        per_epoch = callable(train_dataset) and not isinstance(train_dataset, tf.data.Dataset)
+        if not per_epoch and not isinstance(train_dataset, tf.data.Dataset):
             raise TypeError("train_dataset must be a tf.data.Dataset of batches, e.g. from "
-                            f"xmodal_tf.data.make_dataset(...); got {type(train_dataset).__name__}.")
+                            f"xmodal_tf.data.make_dataset(...), or a function epoch -> dataset; got "
+                            f"{type(train_dataset).__name__}.")
         epochs = _check_positive_int(epochs, "epochs", minimum=0)
         start = self.epoch if initial_epoch is None else _check_positive_int(initial_epoch, "initial_epoch", minimum=0)
         if self.early_stopping_patience is not None and validation_data is None:
             raise ValueError("early_stopping_patience needs validation_data (the monitored value is held out).")
         steps_per_epoch = _check_positive_int(steps_per_epoch, "steps_per_epoch", allow_none=True)
-        self._check_global_batch(train_dataset, "train_dataset")
-        self._build_compiled_state(train_dataset)
-        distributed = self.strategy.experimental_distribute_dataset(train_dataset)
-        batches = None if steps_per_epoch is None else iter(distributed)
+        if per_epoch and steps_per_epoch is not None:
+            raise TypeError("steps_per_epoch runs one iterator across epochs: pass a tf.data.Dataset, not a "
+                            "function of the epoch.")
+        first = self._begin_call(start, epochs, explicit=initial_epoch is not None)
+        if self._stopped_early():
+            start = max(start, epochs)  # a resumed run that had stopped early: nothing to train
+        datasets = self._epoch_datasets(train_dataset, per_epoch, start, first, epochs, steps_per_epoch)
         callbacks = keras.callbacks.CallbackList(callbacks if self.is_chief else None, model=self.model)
-        history = {"epoch": []}
         callbacks.on_train_begin()
         try:
             for epoch in range(start, epochs):
                 callbacks.on_epoch_begin(epoch)
-                iterator = iter(distributed) if batches is None else batches
-                logs, stop = self._run_epoch(iterator, steps_per_epoch, epoch, epochs, validation_data)
+                logs, stop = self._run_epoch(datasets(epoch), steps_per_epoch, epoch, epochs, validation_data)
                 callbacks.on_epoch_end(epoch, logs)
-                history["epoch"].append(epoch)
-                for key, value in logs.items():
-                    history.setdefault(key, []).append(value)
                 if stop or getattr(self.model, "stop_training", False):
                     if self.progress:
                         print(f"Early stopping: no better {self.monitor} for {self.early_stopping_patience} "
@@ -405,10 +455,53 @@ class Trainer:
                     break
             if self.early_stopping_patience is not None:
                 self._restore_best_weights()
+            history = _as_history([logs for logs in self._epoch_logs if first <= logs["epoch"] < epochs])
             callbacks.on_train_end(history)
         finally:
             self._finish()
         return history
+
+    def _begin_call(self, start: int, epochs: int, explicit: bool) -> int:
+        """The first epoch of this ``fit`` call: that of the same call (the same place
+        among the Trainer's calls, the same ``epochs``) before a restart, else ``start``."""
+        index = self._call_index
+        self._call_index += 1
+        saved = self._calls[index] if index < len(self._calls) else None
+        if saved is not None and not explicit and saved["until"] == epochs and saved["first"] <= start:
+            return int(saved["first"])
+        del self._calls[index:]
+        self._calls.append({"first": start, "until": epochs})
+        return start
+
+    def _stopped_early(self) -> bool:
+        return (self.early_stopping_patience is not None
+                and int(self._wait.numpy()) >= self.early_stopping_patience)
+
+    def _epoch_datasets(self, train_dataset, per_epoch: bool, start: int, first: int, epochs: int,
+                        steps_per_epoch):
+        """``epoch -> iterator`` of distributed batches, positioned where the
+        uninterrupted call would be at ``start`` (see the module docstring)."""
+        if start >= epochs:
+            return None
+        dataset = train_dataset(start) if per_epoch else train_dataset
+        if not isinstance(dataset, tf.data.Dataset):
+            raise TypeError(f"train_dataset({start}) must return a tf.data.Dataset; got {type(dataset).__name__}.")
+        self._check_global_batch(dataset, "train_dataset")
+        self._build_compiled_state(dataset)
+        if per_epoch:
+            def for_epoch(epoch):
+                data = dataset if epoch == start else train_dataset(epoch)
+                return iter(self.strategy.experimental_distribute_dataset(data))
+            return for_epoch
+        if steps_per_epoch is not None:
+            if start > first:  # the batches the completed epochs of this call used
+                dataset = dataset.skip((start - first) * steps_per_epoch)
+            batches = iter(self.strategy.experimental_distribute_dataset(dataset))
+            return lambda epoch: batches
+        distributed = self.strategy.experimental_distribute_dataset(dataset)
+        for _ in range(start - first):  # each new iterator advances a seeded shuffle's order
+            iter(distributed)
+        return lambda epoch: iter(distributed)
 
     def _run_epoch(self, iterator, steps_per_epoch, epoch: int, epochs: int, validation_data):
         began = time.perf_counter()
@@ -433,7 +526,12 @@ class Trainer:
         self._epoch.assign(epoch + 1)
         logs["seconds"] = time.perf_counter() - began
         self._write_summaries(epoch + 1, logs)
-        if self.checkpoint_manager is not None:
+        self._epoch_logs = [entry for entry in self._epoch_logs if entry["epoch"] < epoch]
+        self._epoch_logs.append({"epoch": epoch, **logs})
+        if self.checkpoint_manager is not None and (
+                (epoch + 1) % self.checkpoint_every == 0 or epoch + 1 == epochs or stop):
+            # The history first: read back, it is cut to the epochs of the checkpoint.
+            write_history(self._write_dir, self._calls, self._epoch_logs)
             self.checkpoint_manager.save(checkpoint_number=epoch + 1)
         if self.progress:
             self._print_progress(epoch, epochs, logs)
@@ -511,7 +609,7 @@ class Trainer:
         best_dir = None if self.checkpoint_dir is None else os.path.join(self.checkpoint_dir, "best")
         latest = None if best_dir is None else tf.train.latest_checkpoint(best_dir)
         if latest is not None:  # a resumed run whose best epoch came before the restart
-            tf.train.Checkpoint(model=self.model).restore(latest).expect_partial()
+            tf.train.Checkpoint(model=_ModelWeights(self.model)).restore(latest).expect_partial()
 
     def _finish(self) -> None:
         if self._writers is not None:
@@ -552,23 +650,22 @@ class Trainer:
         print(" - ".join(parts), flush=True)
 
 
-class _WithoutOptimizers(tf.__internal__.tracking.Trackable):
-    """A model as a checkpoint sees it, minus its optimizer(s).
+class _ModelWeights(tf.__internal__.tracking.Trackable):
+    """A model's weights as a checkpoint sees them: every variable of ``model.weights``
+    (trainable or not), keyed by its position, which is stable for one architecture.
 
-    The Trainer checkpoints the optimizers itself, each unwrapped from any
-    LossScaleOptimizer (``Trainer._optimizer_state``). Through the model they would be
-    checkpointed wrapped in float16 runs and bare otherwise, and a checkpoint would not
-    load across precisions (worse: a bare optimizer could read the wrapper's learning
-    rate, which is 0). The object paths of everything else stay the model's own.
+    Not the model's own object graph: Keras 3 keeps sub-models held in dicts (the
+    autoencoder's encoders and decoders) out of it, so a checkpoint of the model held
+    only a few of its weights. Nor its optimizers: the Trainer checkpoints them itself,
+    each unwrapped from any LossScaleOptimizer (``Trainer._optimizer_state``), so that a
+    checkpoint loads across precisions.
     """
 
     def __init__(self, model):
         self._model = model
 
     def _trackable_children(self, save_type="checkpoint", **kwargs):
-        children = self._model._trackable_children(save_type, **kwargs)
-        return {name: child for name, child in children.items()
-                if not isinstance(child, keras.optimizers.Optimizer)}
+        return {f"{index:04d}": variable.value for index, variable in enumerate(self._model.weights)}
 
 
 def _seed_states(model) -> dict:
@@ -585,6 +682,15 @@ def _has_builtin_loss(model) -> bool:
     from xmodal_tf.models.base import CrossModalModel
 
     return isinstance(model, CrossModalModel) and not hasattr(model, "g_optimizer")
+
+
+def _as_history(epoch_logs: list) -> dict:
+    """[{"epoch": e, name: value, ...}, ...] as {"epoch": [...], name: [...], ...}; a name
+    missing from an epoch's logs is None there."""
+    names = ["epoch"]
+    for logs in epoch_logs:
+        names.extend(name for name in logs if name not in names)
+    return {name: [logs.get(name) for logs in epoch_logs] for name in names}
 
 
 def _as_python(value):

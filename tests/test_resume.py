@@ -1,0 +1,116 @@
+"""A run killed by SIGKILL resumes: the same command on the same --logdir completes with
+the metrics of an uninterrupted run (deterministic mode), leaving no temporary folder.
+
+Each experiment that trains runs three times in fresh processes: uninterrupted, then
+killed at a random moment after its first checkpoint, then the same command again.
+"""
+import json
+import os
+import pathlib
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+SHORT = {
+    "deepcca": ["--set", "hidden_units=[32]", "--set", "epochs=8", "--set", "batch_size=64",
+                "--set", "n_components=4", "--set", 'models=["deepcca"]', "--set", "shift=1",
+                "--set", "unshifted_final_epochs=3"],
+    "mae": ["--set", "epochs=6", "--set", "train_size=300", "--set", "code_dim=8", "--set", "embedding_dim=8",
+            "--set", "filters=[8]", "--set", "decoder_hidden_units=[16]", "--set", "batch_size=100"],
+    "fusion": ["--set", "seeds=2", "--set", 'strategies=["concat"]', "--set", "epochs=6",
+               "--set", "batch_size=64", "--set", "encoder_hidden_units=[8]", "--set", "embedding_dim=4",
+               "--set", "hidden_units=[8]", "--set", "missing_fractions=[1.0]"],
+    "cgan": ["--set", "steps=60", "--set", "steps_per_epoch=10", "--set", "batch_size=32",
+             "--set", "classifier_epochs=4", "--set", "samples_per_condition=4",
+             "--set", "generator_filters=4", "--set", "discriminator_filters=4"],
+    "retrieval": ["--set", "epochs=8", "--set", "filters=[16]", "--set", "embedding_dim=32",
+                  "--set", "projection_dim=16"],
+}
+TIMING = ("seconds",)  # keys holding wall times differ between runs
+
+
+def _command(experiment: str, logdir: pathlib.Path) -> list:
+    return [sys.executable, "-m", "xmodal_tf.train", experiment, "--logdir", str(logdir), "--deterministic",
+            *SHORT[experiment]]
+
+
+def _first_checkpoint(logdir: pathlib.Path) -> bool:
+    return any((logdir / "checkpoints").rglob("checkpoint")) if (logdir / "checkpoints").is_dir() else False
+
+
+def _run(command: list, kill_after=None, timeout: float = 400):
+    """Run ``command``; returns (exit code, seconds from the first checkpoint to the end).
+    ``kill_after(seconds)``: SIGKILL that many seconds after the first checkpoint."""
+    logdir = pathlib.Path(command[command.index("--logdir") + 1])
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               stdin=subprocess.DEVNULL)
+    started, checkpointed = time.monotonic(), None
+    while process.poll() is None and time.monotonic() - started < timeout:
+        if checkpointed is None and _first_checkpoint(logdir):
+            checkpointed = time.monotonic()
+        if checkpointed is not None and kill_after is not None and time.monotonic() - checkpointed >= kill_after:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    output = process.communicate(timeout=timeout)[0]
+    after = None if checkpointed is None else time.monotonic() - checkpointed
+    return process.returncode, after, output
+
+
+def _without_timings(value):
+    if isinstance(value, dict):
+        return {key: _without_timings(item) for key, item in value.items()
+                if key != "run" and not any(word in key for word in TIMING)}
+    if isinstance(value, list):
+        return [_without_timings(item) for item in value]
+    return value
+
+
+@pytest.mark.parametrize("experiment", sorted(SHORT))
+def test_a_killed_run_resumes_to_the_uninterrupted_metrics(experiment, tmp_path):
+    code, tail, output = _run(_command(experiment, tmp_path / "uninterrupted"))
+    assert code == 0, output
+    assert tail is not None, "the run wrote no checkpoint"
+    reference = json.loads((tmp_path / "uninterrupted" / "metrics.json").read_text())
+
+    seed = random.randrange(10**6)
+    delay = random.Random(seed).uniform(0.05, 0.6) * tail  # a random moment after the first checkpoint
+    resumed = tmp_path / "resumed"
+    code, _, output = _run(_command(experiment, resumed), kill_after=delay)
+    assert code == -signal.SIGKILL, f"not killed (seed {seed}, delay {delay:.1f}s):\n{output}"
+    assert not (resumed / "metrics.json").exists()
+
+    code, _, output = _run(_command(experiment, resumed))
+    assert code == 0, output
+    assert "(resuming)" in output
+    metrics = json.loads((resumed / "metrics.json").read_text())
+    assert _without_timings(metrics) == _without_timings(reference), f"seed {seed}, killed after {delay:.1f}s"
+    assert metrics["run"]["segments"] == 2 and metrics["run"]["resumed"]
+    state = json.loads((resumed / "run_state.json").read_text())["segments"]
+    assert [segment["ended"] for segment in state] == ["killed", "finished"]
+    assert not list(resumed.rglob("*_temp")), "temporary checkpoint folders were left behind"
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_a_loadable_run(tmp_path):
+    """What a kill in the middle of a write leaves (a half-merged next checkpoint and its
+    _temp folder, the state file still naming the previous one) resumes from the
+    previous checkpoint, and the temporary folder is gone afterwards."""
+    logdir = tmp_path / "run"
+    command = _command("retrieval", logdir)
+    code, tail, output = _run(command, kill_after=0.0)
+    assert code == -signal.SIGKILL, output
+    folder = next(path.parent for path in (logdir / "checkpoints").rglob("checkpoint"))
+    latest = max(int(path.name.split("-")[1].split(".")[0]) for path in folder.glob("epoch-*.index"))
+    partial = folder / f"epoch-{latest + 1}_temp"
+    partial.mkdir()
+    (partial / "part-00000-of-00001.data-00000-of-00001").write_bytes(os.urandom(4096))
+    (folder / f"epoch-{latest + 1}.index").write_bytes(b"half written")
+    code, _, output = _run(command)
+    assert code == 0, output
+    assert f"resuming after epoch {latest}" in output or "(resuming)" in output
+    assert not list(logdir.rglob("*_temp"))
+    assert json.loads((logdir / "metrics.json").read_text())["run"]["segments"] == 2

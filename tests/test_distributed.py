@@ -232,10 +232,12 @@ def test_cli_deepcca_on_two_workers_matches_one_process(tmp_path):
 
     config = json.loads((run_dir / "config.json").read_text())
     assert config["distribution"] == {"strategy": "multiworker", "replicas": 2, "workers": 2, "task": "worker 0"}
-    # One writer: one events file per TensorBoard run, one checkpoint series.
+    # One writer: one events file per TensorBoard run, one checkpoint series (pruned to
+    # its last checkpoint after success).
     assert len(list((run_dir / "deepcca" / "train").glob("events.out.tfevents.*"))) == 1
-    assert sorted(p.name for p in (run_dir / "checkpoints" / "deepcca").glob("epoch-*.index")) == \
-        ["epoch-1.index", "epoch-2.index", "epoch-3.index"]
+    history = json.loads((run_dir / "checkpoints" / "deepcca" / "history.json").read_text())
+    assert [logs["epoch"] for logs in history["epochs"]] == [0, 1, 2]
+    assert sorted(p.name for p in (run_dir / "checkpoints" / "deepcca").glob("epoch-*.index")) == ["epoch-3.index"]
 
     single_dir = tmp_path / "single"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)

@@ -89,6 +89,13 @@ def validate(config: dict) -> None:
             raise ConfigError(f"{key} must be >= 0; got {config[key]!r}.")
     if not config["final_reg"] or any(r < 0 for r in config["final_reg"]):
         raise ConfigError(f"final_reg must be a non-empty list of ridges >= 0; got {config['final_reg']!r}.")
+    filled = resolved(config)
+    if filled["batch_size"] <= filled["n_components"]:
+        k = filled["n_components"]
+        raise ConfigError(f"batch_size={filled['batch_size']} is at or below n_components={k}: each batch's canonical "
+                          "correlations would be degenerate (near 1 whatever the data) and the networks would learn "
+                          f"nothing useful; use batches well above {k} rows (e.g. --set batch_size={max(4 * k, 100)}) "
+                          "or fewer components.")
 
 
 def resolved(config: dict) -> dict:

@@ -157,3 +157,25 @@ def test_traceback_shows_the_trace(tmp_path, capsys):
                        "--logdir", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and "mnist.npz is not an .npz archive" in err
+
+
+def test_a_long_silent_training_prints_heartbeat_lines(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    from xmodal_tf.experiments.base import RunContext
+
+    lines = []
+    context = RunContext(tmp_path / "run", echo=lines.append)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)], name="tiny")
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    trainer = context.trainer(model, None)
+    assert type(trainer.callbacks[0]).__name__ == "Heartbeat"  # every trainer of a run gets one
+    assert (tmp_path / "run" / "checkpoints").exists() is False  # nothing before the first save
+    trainer.callbacks = [context.heartbeat("tiny", every=0.0)]  # as if every epoch took long
+    data = tf.data.Dataset.from_tensor_slices((np.ones((8, 3), "float32"), np.ones((8, 1), "float32"))).batch(4)
+    trainer.fit(data, 2)
+    assert [line.split("] ", 1)[1].split(", loss")[0] for line in lines] == ["tiny: epoch 1/2", "tiny: epoch 2/2"]
+    assert (tmp_path / "run" / "checkpoints" / "01-tiny" / "history.json").exists()
+    context.close()

@@ -34,6 +34,7 @@ __all__ = ["TRAINING_CHOICES", "TRAINING_SETTINGS", "Experiment", "RunContext", 
 # The settings and choices of xmodal_tf.precision (MIXED_PRECISION, JIT), written out
 # here so that listing the experiments does not import Keras; a test keeps them equal.
 TRAINING_SETTINGS = {"mixed_precision": "off", "jit": "auto"}
+HEARTBEAT_SECONDS = 10.0  # the longest a run stays silent between epochs
 TRAINING_CHOICES = {"mixed_precision": ("off", "float16", "bfloat16"), "jit": ("auto", "on", "off")}
 
 
@@ -154,7 +155,7 @@ class RunContext:
         self.seed = seed
         self._echo = echo
         self._writer = None
-        self._started = time.perf_counter()
+        self._started = self._last_line = time.perf_counter()
 
     # ------------------------------------------------------------------ strategy
     @property
@@ -197,6 +198,7 @@ class RunContext:
             name = checkpoint_name or f"{self._trainers:02d}-{model.name}"
             kwargs["checkpoint_dir"] = self.checkpoint_directory(name)
         kwargs.setdefault("checkpoint_every", max(1, self.checkpoint_every))
+        kwargs.setdefault("callbacks", [self.heartbeat(model.name)])
         trainer = (trainer_class or Trainer)(model, optimizer, strategy=self.strategy, **kwargs)
         self.record_trained(trainer.model)
         if trainer.restored_from:
@@ -227,7 +229,25 @@ class RunContext:
     def progress(self, message: str) -> None:
         """Print a progress line prefixed with the elapsed time (the chief only)."""
         if self.is_chief:
-            self._echo(f"[{time.perf_counter() - self._started:7.1f}s] {message}")
+            self._last_line = time.perf_counter()
+            self._echo(f"[{self._last_line - self._started:7.1f}s] {message}")
+
+    def heartbeat(self, name: str, every: float = HEARTBEAT_SECONDS):
+        """A Keras callback printing ``name: epoch e/E, <loss>`` after an epoch when no
+        progress line has been printed for ``every`` seconds (no run stays silent)."""
+        import keras
+
+        context = self
+
+        class Heartbeat(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if time.perf_counter() - context._last_line < every:
+                    return
+                loss = (logs or {}).get("loss")
+                loss = f", loss {loss:.4f}" if isinstance(loss, float) else ""
+                context.progress(f"{name}: epoch {epoch + 1}/{self.params.get('epochs', '?')}{loss}")
+
+        return Heartbeat()
 
     def log_scalar(self, tag: str, value: float, step: int = 0) -> None:
         """Write one TensorBoard scalar to the run directory."""

@@ -118,6 +118,7 @@ class Trainer:
         checkpoint_dir: where to save checkpoints and resume from.
         checkpoint_every: save a checkpoint every this many epochs (and after the last
             epoch of every ``fit``).
+        callbacks: Keras callbacks for every ``fit`` call, after its own.
         logdir: TensorBoard log directory (``train`` and ``validation`` runs inside).
         max_to_keep: how many epoch checkpoints to keep.
         early_stopping_patience: stop after this many evaluations without improvement of
@@ -138,7 +139,7 @@ class Trainer:
 
     def __init__(self, model, optimizer=None, *, strategy=None, checkpoint_dir=None, logdir=None,
                  max_to_keep=3, early_stopping_patience=None, monitor=None, eval_every=1, progress=True,
-                 mixed_precision=None, jit="auto", checkpoint_every=1):
+                 mixed_precision=None, jit="auto", checkpoint_every=1, callbacks=None):
         if mixed_precision is not None:
             check_mixed_precision(mixed_precision)
         self.jit = check_jit(jit)
@@ -167,6 +168,7 @@ class Trainer:
         self.monitor, self.monitor_mode = self._check_monitor(monitor)
         self.eval_every = _check_positive_int(eval_every, "eval_every")
         self.checkpoint_every = _check_positive_int(checkpoint_every, "checkpoint_every")
+        self.callbacks = list(callbacks or [])
         self.progress = bool(progress) and self.is_chief
         self.logdir = None if logdir is None or not self.is_chief else os.fspath(logdir)
         self.checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
@@ -441,7 +443,8 @@ class Trainer:
         if self._stopped_early():
             start = max(start, epochs)  # a resumed run that had stopped early: nothing to train
         datasets = self._epoch_datasets(train_dataset, per_epoch, start, first, epochs, steps_per_epoch)
-        callbacks = keras.callbacks.CallbackList(callbacks if self.is_chief else None, model=self.model)
+        callbacks = keras.callbacks.CallbackList([*(callbacks or []), *self.callbacks] if self.is_chief else None,
+                                                 model=self.model, epochs=epochs, steps=steps_per_epoch)
         callbacks.on_train_begin()
         try:
             for epoch in range(start, epochs):

@@ -114,3 +114,37 @@ def test_a_kill_during_a_checkpoint_write_leaves_a_loadable_run(tmp_path):
     assert f"resuming after epoch {latest}" in output or "(resuming)" in output
     assert not list(logdir.rglob("*_temp"))
     assert json.loads((logdir / "metrics.json").read_text())["run"]["segments"] == 2
+
+
+@pytest.mark.parametrize("argv", [
+    ["cca", "--set", "n_components=3"],
+    ["transfer", "--set", "label_fractions=[0.05]", "--set", "seeds=1", "--set", "pretrain_epochs=2",
+     "--set", "target_steps=10", "--set", "distill_steps=10", "--set", "filters=[8]", "--set", "embedding_dim=8"],
+])
+def test_same_seed_reruns_give_identical_metrics(tmp_path, argv):
+    """(The five experiments above show it too: their uninterrupted and resumed runs are
+    separate processes with the same seed.)"""
+    from xmodal_tf import train
+
+    metrics = []
+    for name in ("first", "second"):
+        assert train.main([*argv, "--seed", "4", "--deterministic", "--logdir", str(tmp_path / name)]) == 0
+        metrics.append(_without_timings(json.loads((tmp_path / name / "metrics.json").read_text())))
+    assert metrics[0] == metrics[1]
+
+
+def test_a_saved_model_with_a_lambda_layer_is_refused(tmp_path):
+    """No load path deserialises code: Keras' safe mode stays on."""
+    import keras
+
+    from xmodal_tf.transfer import transfer_weights
+
+    ran = []
+    inputs = keras.Input((3,))
+    unsafe = keras.Model(inputs, keras.layers.Lambda(lambda x: ran.append(1) or x * 2)(inputs))
+    unsafe.save(tmp_path / "unsafe.keras")
+    ran.clear()
+    target = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="Lambda"):
+        transfer_weights(tmp_path / "unsafe.keras", target)
+    assert not ran

@@ -179,3 +179,17 @@ def test_a_long_silent_training_prints_heartbeat_lines(tmp_path):
     assert [line.split("] ", 1)[1].split(", loss")[0] for line in lines] == ["tiny: epoch 1/2", "tiny: epoch 2/2"]
     assert (tmp_path / "run" / "checkpoints" / "01-tiny" / "history.json").exists()
     context.close()
+
+
+def test_a_read_only_parent_folder_is_one_line_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    import os
+
+    parent = tmp_path / "read_only"
+    parent.mkdir()
+    real_access = os.access
+    # (chmod 0o555 does not stop root, who runs some CI machines: the check is simulated.)
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(parent) else real_access(path, mode))
+    assert train.main([*CCA, "--logdir", str(parent / "run")]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert f"cannot write the run directory {parent / 'run'}: {parent} is not writable" in line
+    assert list(parent.iterdir()) == []

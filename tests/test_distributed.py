@@ -215,8 +215,10 @@ def test_two_workers_train_like_one_process():
 
 
 # ----------------------------------------------------------------------------- the CLI
+# Two phases (shifted epochs, then one plain epoch): two fit calls, each saving on every worker.
 DEEPCCA_SETTINGS = ["deepcca", "--set", "models=[\"deepcca\"]", "--set", "epochs=3", "--set", "hidden_units=[32]",
-                    "--set", "final_reg=[1e-4]", "--set", "batch_size=128"]
+                    "--set", "final_reg=[1e-4]", "--set", "batch_size=128", "--set", "shift=1",
+                    "--set", "unshifted_final_epochs=1"]
 
 
 @pytest.mark.multiworker
@@ -237,6 +239,7 @@ def test_cli_deepcca_on_two_workers_matches_one_process(tmp_path):
     assert len(list((run_dir / "deepcca" / "train").glob("events.out.tfevents.*"))) == 1
     history = json.loads((run_dir / "checkpoints" / "deepcca" / "history.json").read_text())
     assert [logs["epoch"] for logs in history["epochs"]] == [0, 1, 2]
+    assert history["calls"] == [{"first": 0, "until": 2}, {"first": 2, "until": 3}]
     assert sorted(p.name for p in (run_dir / "checkpoints" / "deepcca").glob("epoch-*.index")) == ["epoch-3.index"]
 
     single_dir = tmp_path / "single"

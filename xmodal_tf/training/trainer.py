@@ -31,7 +31,7 @@ Decisions
 * Under ``MultiWorkerMirroredStrategy`` every worker runs the same loop; only the chief
   (``strategies.is_chief``) writes checkpoints and TensorBoard events and prints
   progress. The others restore from the chief's checkpoint directory (a shared file
-  system) and save into a temporary directory removed at the end of ``fit``: saving is
+  system) and save into a temporary directory removed with the Trainer: saving is
   a collective step every worker must take, as tf.distribute's multi-worker guide
   prescribes.
 * Checkpoints (``checkpoint_dir``): every ``checkpoint_every`` epochs and at the end
@@ -67,6 +67,7 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 
 import keras
 import numpy as np
@@ -173,6 +174,7 @@ class Trainer:
         self.logdir = None if logdir is None or not self.is_chief else os.fspath(logdir)
         self.checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
         self._scratch_dir = None  # a non-chief worker's checkpoints go here
+        self._remove_scratch = lambda: None
 
         # Loop state checkpointed next to the model and the optimizers.
         sign = 1.0 if self.monitor_mode == "max" else -1.0
@@ -323,6 +325,7 @@ class Trainer:
         weights: the traced step is kept. With ``checkpoint_dir``, checkpoint there from
         now on, first restoring its latest checkpoint if it has one."""
         self._finish()
+        self._remove_scratch()
         self._epoch.assign(0)
         self._best.assign(-np.inf)
         self._wait.assign(0)
@@ -338,6 +341,8 @@ class Trainer:
         write_dir = self.checkpoint_dir
         if not self.is_chief:
             self._scratch_dir = tempfile.mkdtemp(prefix="xmodal_tf_worker_checkpoints_")
+            # Kept while the Trainer lives (every fit saves, with the chief), then removed.
+            self._remove_scratch = weakref.finalize(self, shutil.rmtree, self._scratch_dir, True)
             write_dir = self._scratch_dir
         else:
             remove_temporary(write_dir)
@@ -618,10 +623,6 @@ class Trainer:
         if self._writers is not None:
             for writer in self._writers.values():
                 writer.flush()
-        if self._scratch_dir is not None:
-            shutil.rmtree(self._scratch_dir, ignore_errors=True)
-            self._scratch_dir = None
-            self.checkpoint_manager = self._best_manager = None
 
     # ------------------------------------------------------------------ reporting
     def _write_summaries(self, step: int, logs: dict) -> None:

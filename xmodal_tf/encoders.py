@@ -66,6 +66,11 @@ KERAS_WEIGHTS_HOST = "storage.googleapis.com"
 
 
 # ----------------------------------------------------------------------------- validation
+#: Entries one weight tensor of a builder may have: 2**31 - 1 (8 GiB of float32). Larger
+#: sizes are almost surely a wrong argument (an unflattened image, a sample count for a
+#: feature count); refused before TensorFlow tries to allocate them.
+MAX_WEIGHT_ENTRIES = 2 ** 31 - 1
+
 
 def _check_int(value, what: str, minimum: int = 1) -> int:
     """value as int; TypeError unless an integer, ValueError if below minimum."""
@@ -103,6 +108,18 @@ def _check_bool(value, what: str) -> bool:
 def _batch_norm(sync_batch_norm: bool, name: str) -> keras.layers.BatchNormalization:
     # synchronized=True all-reduces the batch moments over replicas (a no-op on one device).
     return keras.layers.BatchNormalization(synchronized=sync_batch_norm, name=name)
+
+
+def _check_weight_size(shape, layer: str, builder: str) -> None:
+    """ValueError if a weight of ``shape`` would exceed MAX_WEIGHT_ENTRIES entries."""
+    entries = 1
+    for size in shape:
+        entries *= int(size)
+    if entries > MAX_WEIGHT_ENTRIES:
+        dims = " x ".join(str(int(size)) for size in shape)
+        raise ValueError(f"{builder}: layer {layer!r} would need a {dims} weight ({entries:.3g} entries, "
+                         f"{entries * 4 / 2 ** 30:.3g} GiB in float32), above the {MAX_WEIGHT_ENTRIES} entries one "
+                         "weight may have; check the sizes passed (input_dim, embedding_dim, hidden_units, filters).")
 
 
 def _check_choice(value, choices, what: str):
@@ -189,6 +206,8 @@ def cnn_encoder(input_shape, embedding_dim=64, *, filters=(32, 64), kernel_size=
         raise ValueError("global_pooling='flatten' needs a fixed height and width; use 'avg' or 'max' "
                          f"for variable-size images (input_shape={input_shape!r}).")
 
+    _check_cnn_weight_sizes((height, width, channels), embedding_dim, filters, kernel_size, pooling, global_pooling,
+                            name)
     inputs = keras.Input(shape=(height, width, channels), name=f"{name}_images")
     x = inputs
     for i, num_filters in enumerate(filters):
@@ -204,6 +223,25 @@ def cnn_encoder(input_shape, embedding_dim=64, *, filters=(32, 64), kernel_size=
         x = ReplicaDropout(dropout, name=f"{name}_dropout")(x)
     outputs = keras.layers.Dense(embedding_dim, name=f"{name}_embedding")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _check_cnn_weight_sizes(shape, embedding_dim, filters, kernel_size, pooling, global_pooling, name) -> None:
+    """``_check_weight_size`` for every conv kernel and the embedding layer (a kernel_size
+    that is not an int or a pair of ints is left to Keras to refuse)."""
+    sizes = (kernel_size, kernel_size) if isinstance(kernel_size, numbers.Integral) else kernel_size
+    if not (isinstance(sizes, (tuple, list)) and len(sizes) == 2
+            and all(isinstance(size, numbers.Integral) and size > 0 for size in sizes)):
+        return
+    height, width, channels = shape
+    for i, num_filters in enumerate(filters):
+        _check_weight_size((*sizes, channels, num_filters), f"{name}_conv{i}", "cnn_encoder")
+        channels = num_filters
+        if pooling is not None:
+            pool = [1 if size is not None and size < 2 else 2 for size in (height, width)]
+            height = _pooled_size(height) if pool[0] == 2 else height
+            width = _pooled_size(width) if pool[1] == 2 else width
+    features = channels * (height * width if global_pooling == "flatten" else 1)
+    _check_weight_size((features, embedding_dim), f"{name}_embedding", "cnn_encoder")
 
 
 def _pool_block(x, pooling: str, height, width, layer_name: str):
@@ -258,6 +296,7 @@ def rnn_encoder(*, vocab_size=None, input_dim=None, max_length=None, embedding_d
     dropout = _check_dropout(dropout)
     if source == "tokens":
         token_embedding_dim = _check_int(token_embedding_dim, "token_embedding_dim")
+        _check_weight_size((vocab_size, token_embedding_dim), f"{name}_token_embedding", "rnn_encoder")
 
     inputs = _sequence_input(source, max_length, input_dim, name)
     x = _embed_sequence(inputs, source, vocab_size, token_embedding_dim, name)
@@ -306,6 +345,9 @@ def attention_encoder(*, vocab_size=None, input_dim=None, max_length=None, embed
     if model_dim % num_heads:
         raise ValueError(f"model_dim ({model_dim}) must be divisible by num_heads ({num_heads}), "
                          f"e.g. model_dim={num_heads * max(1, round(model_dim / num_heads))}.")
+    if source == "tokens":
+        _check_weight_size((vocab_size, model_dim), f"{name}_token_embedding", "attention_encoder")
+    _check_weight_size((max_length, model_dim), f"{name}_position_embedding", "attention_encoder")
 
     # Variable time axis: sequences may be shorter than max_length.
     inputs = _sequence_input(source, None, input_dim, name)
@@ -349,6 +391,9 @@ def mlp_encoder(input_dim, embedding_dim=50, *, hidden_units=(1024, 1024), activ
     dropout = _check_dropout(dropout)
     sync_batch_norm = _check_bool(sync_batch_norm, "mlp_encoder sync_batch_norm")
 
+    for i, (rows, columns) in enumerate(zip((input_dim, *hidden_units), (*hidden_units, embedding_dim))):
+        _check_weight_size((rows, columns), f"{name}_dense{i}" if i < len(hidden_units) else f"{name}_embedding",
+                           "mlp_encoder")
     inputs = keras.Input(shape=(input_dim,), name=f"{name}_inputs")
     x = inputs
     for i, layer_units in enumerate(hidden_units):

@@ -298,7 +298,8 @@ def _masked_softmax(logits, present):
         return ops.softmax(logits, axis=-1)
     any_present = ops.any(present, axis=-1, keepdims=True)
     lowest = ops.full_like(logits, -1e9)
-    row_max = ops.max(ops.where(present, logits, lowest), axis=-1, keepdims=True)
+    # initial=: the same maximum, and no "empty tensor" error for a batch of 0 rows.
+    row_max = ops.max(ops.where(present, logits, lowest), axis=-1, keepdims=True, initial=-1e9)
     row_max = ops.stop_gradient(ops.where(any_present, row_max, ops.zeros_like(row_max)))
     exps = ops.exp(ops.where(present, logits - row_max, ops.zeros_like(logits)))
     exps = exps * ops.cast(present, logits.dtype)
@@ -363,6 +364,31 @@ class _ModalityFusion(keras.layers.Layer):
         raise TypeError(f"{self.name} ({kind}) expects a list or dict of (batch, features) embeddings, "
                         f"one per modality; got {type(inputs).__name__} {inputs!r:.80}. "
                         "Wrap a single embedding in a list: layer([embedding]).")
+
+    def _inputs(self, inputs, mask) -> tuple:
+        """(embeddings in order, (batch, n) boolean presence or None) for ``call``, with the
+        shapes checked against the built sizes and each other where they are known (always
+        when called eagerly): one ValueError naming the modality instead of an op error."""
+        embeddings = self._ordered(inputs)
+        kind = f"{self.name} ({type(self).__name__})"
+        if self.embedding_dims is not None and len(embeddings) != len(self.embedding_dims):
+            raise ValueError(f"{kind} was built for {len(self.embedding_dims)} embeddings; got {len(embeddings)}.")
+        rows = {}
+        for index, embedding in enumerate(embeddings):
+            shape = tuple(getattr(embedding, "shape", ()))
+            expected = None if self.embedding_dims is None else self.embedding_dims[index]
+            if len(shape) != 2 or (expected is not None and shape[1] is not None and shape[1] != expected):
+                features = "features" if expected is None else f"{expected} features"
+                raise ValueError(f"{kind}: the embedding of modality {self._label(index)} must be (batch, "
+                                 f"{features}); got shape {shape}.")
+            if shape[0] is not None:
+                rows[self._label(index)] = shape[0]
+        present = self._presence(mask, len(embeddings))
+        if present is not None and present.shape[0] is not None:
+            rows["mask"] = present.shape[0]
+        if len(set(rows.values())) > 1:
+            raise ValueError(f"{kind}: the embeddings and the mask must have one row per example; got rows {rows}.")
+        return embeddings, present
 
     def _label(self, index: int) -> str:
         return repr(self.modalities[index]) if self.modalities else f"#{index}"
@@ -448,8 +474,7 @@ class AverageFusion(_ModalityFusion):
     requires_equal_sizes = True
 
     def call(self, inputs, mask=None):
-        embeddings = self._ordered(inputs)
-        present = self._presence(mask, len(embeddings))
+        embeddings, present = self._inputs(inputs, mask)
         stacked = ops.stack(self._masked(embeddings, present), axis=1)     # (batch, n, d)
         if present is None:
             return ops.mean(stacked, axis=1)
@@ -476,8 +501,7 @@ class WeightedFusion(_ModalityFusion):
         return keras.ops.convert_to_numpy(ops.softmax(self.modality_logits))
 
     def call(self, inputs, mask=None):
-        embeddings = self._ordered(inputs)
-        present = self._presence(mask, len(embeddings))
+        embeddings, present = self._inputs(inputs, mask)
         stacked = ops.stack(self._masked(embeddings, present), axis=1)     # (batch, n, d)
         logits = ops.cast(self.modality_logits, stacked.dtype)
         logits = ops.broadcast_to(logits, (ops.shape(stacked)[0], len(embeddings)))
@@ -509,8 +533,7 @@ class ConcatFusion(_ModalityFusion):
         return self.hidden_units[-1] if self.hidden_units else sum(dims) + len(dims)
 
     def call(self, inputs, mask=None, training=None):
-        embeddings = self._ordered(inputs)
-        present = self._presence(mask, len(embeddings))
+        embeddings, present = self._inputs(inputs, mask)
         features = ops.concatenate(self._masked(embeddings, present) + [self._indicators(present, embeddings)],
                                    axis=-1)
         return _run_dense_stack(self.network, features, training)
@@ -554,15 +577,13 @@ class GatedFusion(_ModalityFusion):
 
     def gates(self, inputs, mask=None):
         """The per-example gates (batch, n): each row sums to 1 over the present modalities."""
-        embeddings = self._ordered(inputs)
-        present = self._presence(mask, len(embeddings))
+        embeddings, present = self._inputs(inputs, mask)
         masked = self._masked(embeddings, present)
         logits = self.gate(ops.concatenate(masked + [self._indicators(present, embeddings)], axis=-1))
         return _masked_softmax(logits, present)
 
     def call(self, inputs, mask=None):
-        embeddings = self._ordered(inputs)
-        present = self._presence(mask, len(embeddings))
+        embeddings, present = self._inputs(inputs, mask)
         masked = self._masked(embeddings, present)
         gates = self.gates(masked, present)
         projected = ops.stack([projection(e) for projection, e in zip(self.projections, masked)], axis=1)
@@ -614,8 +635,7 @@ class AttentionFusion(_ModalityFusion):
         return self.units
 
     def call(self, inputs, mask=None, training=None):
-        embeddings = self._ordered(inputs)
-        present = self._presence(mask, len(embeddings))
+        embeddings, present = self._inputs(inputs, mask)
         masked = self._masked(embeddings, present)
         tokens = ops.stack([projection(e) for projection, e in zip(self.projections, masked)], axis=1)
         tokens = tokens + ops.cast(self.modality_embeddings, tokens.dtype)
@@ -678,8 +698,7 @@ class TensorFusion(_ModalityFusion):
         return self.hidden_units[-1] if self.hidden_units else self._product_size(dims) + len(dims)
 
     def call(self, inputs, mask=None, training=None):
-        embeddings = self._ordered(inputs)
-        present = self._presence(mask, len(embeddings))
+        embeddings, present = self._inputs(inputs, mask)
         masked = self._masked(embeddings, present)
         batch = ops.shape(masked[0])[0]
         ones = ops.ones((batch, 1), dtype=masked[0].dtype)
@@ -709,8 +728,7 @@ class LateFusion(_ModalityFusion):
     requires_equal_sizes = True
 
     def call(self, inputs, mask=None):
-        outputs = self._ordered(inputs)
-        present = self._presence(mask, len(outputs))
+        outputs, present = self._inputs(inputs, mask)
         stacked = ops.stack(self._masked(outputs, present), axis=1)        # (batch, n, classes)
         if present is None:
             return ops.mean(stacked, axis=1)

@@ -313,9 +313,20 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         """``keras.Model.predict``; a dict of arrays is checked first (one ValueError or
         TypeError naming the modality, instead of an error from deep inside Keras or,
         for NaN or inf values, probabilities that look valid)."""
-        if isinstance(x, dict):
-            self.check_prediction_inputs(x)
-        return super().predict(x, *args, **kwargs)
+        if not isinstance(x, dict):
+            return super().predict(x, *args, **kwargs)
+        self.check_prediction_inputs(x)
+        # NaN weights (diverged training) give uniform probabilities in predict's graph, not NaN.
+        bad = [weight.path for weight in self.weights if not np.isfinite(np.asarray(weight.numpy())).all()]
+        if bad:
+            raise ValueError(f"{self.name}.predict: the weights {bad[:3]}{' ...' if len(bad) > 3 else ''} hold NaN or "
+                             "inf (training diverged); retrain (a lower learning rate) or load a good checkpoint.")
+        probabilities = super().predict(x, *args, **kwargs)
+        # Finite inputs can still overflow inside the network (values near 3e38): NaN
+        # probabilities are refused too, by row, where the backend lets NaN through.
+        check_finite_rows(probabilities, "the predicted probabilities", where=f"{self.name}.predict",
+                          fix="the inputs of those rows are too large for the network; rescale them as in training")
+        return probabilities
 
     def check_prediction_inputs(self, inputs: dict) -> None:
         """Check a dict of NumPy arrays or tensors for ``predict``: not empty, known keys,
@@ -353,13 +364,21 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
                                                                                                  array.shape[1:])):
                 raise ValueError(f"{where}: modality {key!r} takes rows of shape {expected}; got an array of "
                                  f"shape {array.shape}.")
-            check_finite_rows(array, f"modality {key!r}", where=where,
-                              fix=f"replace them (e.g. with zeros) and mark the modality absent for those rows in "
-                                  f"{MASK_INPUT!r}, or drop the rows")
+            fix = (f"replace them (e.g. with zeros) and mark the modality absent for those rows in {MASK_INPUT!r}, "
+                   "or drop the rows")
+            check_finite_rows(array, f"modality {key!r}", where=where, fix=fix)
+            target = np.dtype(self.input[key].dtype)
+            if array.dtype.kind == "f" and target.kind == "f" and np.finfo(array.dtype).max > np.finfo(target).max:
+                with np.errstate(over="ignore"):  # float64 values beyond float32's range become inf
+                    check_finite_rows(array.astype(target), f"modality {key!r}", where=where,
+                                      fix=f"its values exceed {target}'s range ({np.finfo(target).max:.3g}) there; "
+                                          "rescale them")
+        listed = ", ".join(f"{key!r}: {shape}" for key, shape in shapes.items())
         if len({shape[0] for shape in shapes.values()}) > 1:
-            listed = ", ".join(f"{key!r}: {shape}" for key, shape in shapes.items())
             raise ValueError(f"{where}: the inputs have different numbers of rows ({listed}); give one row per "
                              "example in every modality (and in the mask).")
+        if not next(iter(shapes.values()))[0]:
+            raise ValueError(f"{where}: the inputs have no rows ({listed}); give at least one example.")
 
     def __call__(self, inputs, *args, **kwargs):
         if isinstance(inputs, dict):

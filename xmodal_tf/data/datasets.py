@@ -278,8 +278,8 @@ def _split_mnist_from_arrays(arrays: dict, validation_size: int, flatten: bool,
                              source: str) -> TwoViewDataset:
     num_train_images = len(arrays["x_train"])
     if not 0 <= validation_size < num_train_images:
-        raise ValueError(f"validation_size must be in [0, {num_train_images}) for "
-                         f"{num_train_images} training images; got {validation_size}")
+        raise ValueError(f"validation_size must be in [0, {num_train_images}) for the "
+                         f"{num_train_images} training images of {source}; got {validation_size}")
     num_fit = num_train_images - validation_size
     x_train, y_train = arrays["x_train"], arrays["y_train"]
     splits = {

@@ -28,8 +28,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from xmodal_tf._validation import check_finite_rows
 from xmodal_tf.data.datasets import (
     DATA_DIR_ENV_VAR,
+    _check_mnist_arrays,
     _read_mnist_npz,
     load_two_view_digits,
     read_npz_arrays,
@@ -164,7 +166,8 @@ def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int):
     train_rows, test_rows = [], []
     for label in np.unique(labels):
         rows = rng.permutation(np.flatnonzero(labels == label))
-        held_out = max(1, int(round(test_fraction * len(rows))))
+        # At least one held out, and one kept for training whenever there are two.
+        held_out = min(max(1, int(round(test_fraction * len(rows)))), max(len(rows) - 1, 1))
         test_rows.append(rows[:held_out])
         train_rows.append(rows[held_out:])
     return np.sort(np.concatenate(train_rows)), np.sort(np.concatenate(test_rows))
@@ -179,15 +182,38 @@ class _Recordings(NamedTuple):
     test_rows: np.ndarray
 
 
+def _check_recordings(arrays: dict, path) -> tuple:
+    """(frames, lengths, labels) of an fsdd_mfcc.npz, or ValueError naming the file and
+    what is wrong: shapes, dtypes, counts, NaN/inf frames, digits without a recording
+    to train and one to test on."""
+    frames, lengths, labels = arrays["X"], arrays["lengths"], arrays["y"]
+    problems = []
+    if frames.ndim != 2 or frames.dtype.kind != "f" or 0 in frames.shape:
+        problems.append(f"X has shape {frames.shape} and dtype {frames.dtype}, expected floats (frames, 13)")
+    if lengths.ndim != 1 or lengths.dtype.kind not in "iu" or (lengths.size and lengths.min() < 1):
+        problems.append(f"lengths has shape {lengths.shape} and dtype {lengths.dtype}, expected (n,) integers >= 1 "
+                        "(frames per recording)")
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" or (labels.size and labels.min() < 0):
+        problems.append(f"y has shape {labels.shape} and dtype {labels.dtype}, expected (n,) integers >= 0 (digits)")
+    if problems:
+        raise ValueError(f"{path}: " + "; ".join(problems) + f". {_DATA_FIX}")
+    if not len(labels):
+        raise ValueError(f"{path} holds no recordings (y is empty). {_DATA_FIX}")
+    if lengths.sum() != len(frames) or len(lengths) != len(labels):
+        raise ValueError(f"{path}: lengths must sum to len(X) and match len(y); got {len(lengths)} lengths summing "
+                         f"to {int(lengths.sum())} for {len(frames)} frames and {len(labels)} labels. {_DATA_FIX}")
+    check_finite_rows(frames, "X (frames)", where=str(path), fix=_DATA_FIX)
+    digits, counts = np.unique(labels, return_counts=True)
+    if counts.min() < 2:
+        raise ValueError(f"{path}: digit(s) {digits[counts < 2].tolist()} have fewer than 2 recordings; every digit "
+                         f"needs one to train and one to test on. {_DATA_FIX}")
+    return frames, lengths.astype(np.int64), labels.astype(np.int64)
+
+
 def _read_recordings(data_dir, test_fraction: float, seed: int) -> _Recordings:
     path = _data_file(data_dir, FSDD_FILENAME, "Free Spoken Digit Dataset MFCCs")
     arrays = read_npz_arrays(path, ("X", "lengths", "y"), fix=_DATA_FIX)
-    frames, lengths, labels = arrays["X"], arrays["lengths"], arrays["y"].astype(np.int64)
-    if frames.ndim != 2 or lengths.ndim != 1 or labels.ndim != 1 or frames.dtype.kind != "f":
-        raise ValueError(f"{path}: expected X float (frames, 13), lengths (n,) and y (n,); got shapes "
-                         f"{frames.shape} {frames.dtype}, {lengths.shape}, {labels.shape}. {_DATA_FIX}")
-    if lengths.sum() != len(frames) or len(lengths) != len(labels):
-        raise ValueError(f"{path}: lengths must sum to len(X) and match len(y).")
+    frames, lengths, labels = _check_recordings(arrays, path)
     train_rows, test_rows = _stratified_split(labels, test_fraction, seed)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     train_frames = np.concatenate([frames[offsets[i]:offsets[i] + lengths[i]] for i in train_rows])
@@ -231,8 +257,18 @@ def load_av_mnist(data_dir=None, *, audio_test_fraction: float = 0.2, seed: int 
                                    or not 1 <= train_size <= _MNIST_TRAIN_SIZE):
         raise ValueError(f"train_size must be None or an int in [1, {_MNIST_TRAIN_SIZE}], "
                          f"got {train_size!r}.")
-    mnist = _read_mnist_npz(_data_file(data_dir, MNIST_FILENAME, "MNIST, Keras layout"))
+    mnist_path = _data_file(data_dir, MNIST_FILENAME, "MNIST, Keras layout")
+    mnist = _read_mnist_npz(mnist_path)
+    _check_mnist_arrays(mnist, where=str(mnist_path))
+    if len(mnist["x_train"]) <= _MNIST_TRAIN_SIZE:
+        raise ValueError(f"{mnist_path} has {len(mnist['x_train'])} training images; AV-MNIST needs the full "
+                         f"Keras layout (60000: the first {_MNIST_TRAIN_SIZE} train, the rest validate). {_DATA_FIX}")
     recordings = _read_recordings(data_dir, fraction, seed)
+    unheard = sorted(set(np.unique(np.concatenate([mnist["y_train"], mnist["y_test"]])).tolist())
+                     - set(recordings.labels.tolist()))
+    if unheard:
+        raise ValueError(f"{_data_file(data_dir, FSDD_FILENAME, 'FSDD')} has no recordings of the digit(s) {unheard} "
+                         f"that {mnist_path} holds images of. {_DATA_FIX}")
     rng = np.random.default_rng(seed + 1)
 
     def paired(images, labels, recording_rows) -> MultimodalSplit:
@@ -277,10 +313,13 @@ def load_openmoji(data_dir=None, *, test_fraction: float = 0.2, seed: int = 0) -
     fraction = _check_fraction(test_fraction, "test_fraction")
     path = _data_file(data_dir, OPENMOJI_FILENAME, "OpenMoji images and names")
     arrays = read_npz_arrays(path, ("images", "names"), fix=_DATA_FIX)
-    images, names = arrays["images"], arrays["names"].astype(str)
-    if images.ndim != 4 or len(images) != len(names):
-        raise ValueError(f"{path}: expected images (n, height, width, channels) and n names; got shapes "
-                         f"{images.shape} and {names.shape}. {_DATA_FIX}")
+    images, names = arrays["images"], arrays["names"]
+    if (images.ndim != 4 or 0 in images.shape[1:] or images.dtype.kind not in "uif" or names.ndim != 1
+            or names.dtype.kind not in "US" or len(images) != len(names)):
+        raise ValueError(f"{path}: expected images (n, height, width, channels) of numbers and n names (strings); "
+                         f"got {images.shape} {images.dtype} and {names.shape} {names.dtype}. {_DATA_FIX}")
+    check_finite_rows(images, "images", where=str(path), fix=_DATA_FIX)
+    names = names.astype(str)
     base_names = np.array([emoji_base_name(name) for name in names])
     unique = np.unique(base_names)
     if len(unique) < 2:

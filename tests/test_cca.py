@@ -282,8 +282,8 @@ X_GOOD, Y_GOOD = planted_views(n_samples=50)
 @pytest.mark.parametrize("X, Y, error, message", [
     (X_GOOD[:40], Y_GOOD, ValueError, "same number of rows.*X: 40, Y: 50"),
     (np.where(np.arange(12) == 3, np.nan, X_GOOD), Y_GOOD, ValueError,
-     r"^X has non-finite values \(NaN or inf\) in 50 row\(s\) \[0, 1, 2, 3, 4, \.\.\.\]; impute or drop them before "
-     r"fitting\.$"),
+     (r"^X has non-finite values \(NaN or inf\) in 50 row\(s\) \[0, 1, 2, 3, 4, \.\.\.\]; impute or drop them "
+      r"before fitting\.$")),
     (X_GOOD, np.where(np.arange(9) == 0, np.inf, Y_GOOD), ValueError, "Y has non-finite values .* in 50 row"),
     (X_GOOD.astype(complex), Y_GOOD, TypeError, r"X must hold real numbers; got dtype complex128"),
     (X_GOOD[:, 0], Y_GOOD, ValueError, r"X must be 2-D.*reshape\(-1, 1\)"),

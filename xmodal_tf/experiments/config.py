@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
 import pathlib
 import sys
 
@@ -50,6 +51,9 @@ def load_config_file(path) -> dict:
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
         kind = suffix[1:].upper()
         raise ConfigError(f"config file {path} is not valid {kind}: {error}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply; settings are plain values and short "
+                          "lists.") from None
     if not isinstance(values, dict):
         raise ConfigError(
             f"config file {path} must hold a table of settings (key = value), "
@@ -89,6 +93,9 @@ def _parse_value(raw: str):
         return json.loads(raw)
     except json.JSONDecodeError:
         return raw
+    except RecursionError:
+        raise ConfigError(f"--set value {raw[:20]}... is nested too deeply; settings are plain values and "
+                          "short lists.") from None
 
 
 def resolve_config(defaults: dict, *layers: dict, choices: dict | None = None) -> dict:
@@ -125,7 +132,21 @@ def _merge(target: dict, updates: dict, prefix: str) -> None:
                 raise ConfigError(f"{name} is a group of settings; set its keys, e.g. {name}.KEY=VALUE.")
             _merge(default, value, prefix=f"{name}.")
         else:
+            _check_finite(name, value)
             target[key] = _coerce(name, value, default)
+
+
+def _check_finite(name: str, value) -> None:
+    """ConfigError for NaN or an infinity (JSON's NaN / Infinity, TOML's nan / inf, or a
+    number too large for a float such as 1e400), anywhere in ``value``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number; got {value!r}.")
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_finite(f"{name}[{index}]", item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(f"{name}.{key}", item)
 
 
 def _unknown_key_message(name: str, known: dict, prefix: str) -> str:

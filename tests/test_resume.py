@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,27 +39,34 @@ def _command(experiment: str, logdir: pathlib.Path) -> list:
             *SHORT[experiment]]
 
 
-def _first_checkpoint(logdir: pathlib.Path) -> bool:
-    return any((logdir / "checkpoints").rglob("checkpoint")) if (logdir / "checkpoints").is_dir() else False
+def _epochs_checkpointed(logdir: pathlib.Path) -> int:
+    """Epochs saved so far by all the run's trainers (their history.json files)."""
+    total = 0
+    for folder, _, files in os.walk(logdir / "checkpoints"):  # (ignores folders removed meanwhile)
+        if "history.json" in files:
+            try:
+                total += len(json.loads(pathlib.Path(folder, "history.json").read_text())["epochs"])
+            except (OSError, ValueError):
+                pass
+    return total
 
 
-def _run(command: list, kill_after=None, timeout: float = 400):
-    """Run ``command``; returns (exit code, seconds from the first checkpoint to the end).
-    ``kill_after(seconds)``: SIGKILL that many seconds after the first checkpoint."""
+def _run(command: list, kill_at=None, timeout: float = 400):
+    """Run ``command``; returns (exit code, epochs checkpointed at the end, output).
+    ``kill_at=(epochs, seconds)``: SIGKILL ``seconds`` after that many epochs are saved."""
     logdir = pathlib.Path(command[command.index("--logdir") + 1])
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                stdin=subprocess.DEVNULL)
-    started, checkpointed = time.monotonic(), None
-    while process.poll() is None and time.monotonic() - started < timeout:
-        if checkpointed is None and _first_checkpoint(logdir):
-            checkpointed = time.monotonic()
-        if checkpointed is not None and kill_after is not None and time.monotonic() - checkpointed >= kill_after:
+    started, reached = time.monotonic(), None
+    while kill_at is not None and process.poll() is None and time.monotonic() - started < timeout:
+        if reached is None and _epochs_checkpointed(logdir) >= kill_at[0]:
+            reached = time.monotonic()
+        if reached is not None and time.monotonic() - reached >= kill_at[1]:
             process.send_signal(signal.SIGKILL)
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     output = process.communicate(timeout=timeout)[0]
-    after = None if checkpointed is None else time.monotonic() - checkpointed
-    return process.returncode, after, output
+    return process.returncode, _epochs_checkpointed(logdir), output
 
 
 def _without_timings(value):
@@ -72,23 +80,32 @@ def _without_timings(value):
 
 @pytest.mark.parametrize("experiment", sorted(SHORT))
 def test_a_killed_run_resumes_to_the_uninterrupted_metrics(experiment, tmp_path):
-    code, tail, output = _run(_command(experiment, tmp_path / "uninterrupted"))
+    code, epochs, output = _run(_command(experiment, tmp_path / "uninterrupted"))
     assert code == 0, output
-    assert tail is not None, "the run wrote no checkpoint"
+    assert epochs >= 2, f"the run saved {epochs} epochs: too few to kill it in between"
     reference = json.loads((tmp_path / "uninterrupted" / "metrics.json").read_text())
 
+    # A random moment after the first checkpoint: after a random number of saved epochs
+    # (not the last), plus a random part of a second. A run that finished first (its
+    # last steps can take less than that part) is drawn again, earlier.
     seed = random.randrange(10**6)
-    delay = random.Random(seed).uniform(0.05, 0.6) * tail  # a random moment after the first checkpoint
+    draw = random.Random(seed)
+    kill_at = (draw.randint(1, epochs - 1), draw.uniform(0.0, 0.3))
     resumed = tmp_path / "resumed"
-    code, _, output = _run(_command(experiment, resumed), kill_after=delay)
-    assert code == -signal.SIGKILL, f"not killed (seed {seed}, delay {delay:.1f}s):\n{output}"
-    assert not (resumed / "metrics.json").exists()
+    for _ in range(3):
+        code, _, output = _run(_command(experiment, resumed), kill_at=kill_at)
+        assert code == -signal.SIGKILL, f"not killed (seed {seed}, kill at {kill_at}):\n{output}"
+        if not (resumed / "metrics.json").exists():
+            break
+        shutil.rmtree(resumed)
+        kill_at = (max(1, kill_at[0] - 1), 0.0)
+    assert not (resumed / "metrics.json").exists(), f"finished before every kill (seed {seed})"
 
     code, _, output = _run(_command(experiment, resumed))
     assert code == 0, output
     assert "(resuming)" in output
     metrics = json.loads((resumed / "metrics.json").read_text())
-    assert _without_timings(metrics) == _without_timings(reference), f"seed {seed}, killed after {delay:.1f}s"
+    assert _without_timings(metrics) == _without_timings(reference), f"seed {seed}, killed at {kill_at}"
     assert metrics["run"]["segments"] == 2 and metrics["run"]["resumed"]
     state = json.loads((resumed / "run_state.json").read_text())["segments"]
     assert [segment["ended"] for segment in state] == ["killed", "finished"]
@@ -101,12 +118,14 @@ def test_a_kill_during_a_checkpoint_write_leaves_a_loadable_run(tmp_path):
     previous checkpoint, and the temporary folder is gone afterwards."""
     logdir = tmp_path / "run"
     command = _command("retrieval", logdir)
-    code, tail, output = _run(command, kill_after=0.0)
+    code, _, output = _run(command, kill_at=(2, 0.0))  # the first checkpoint is complete by then
     assert code == -signal.SIGKILL, output
+    import tensorflow as tf
+
     folder = next(path.parent for path in (logdir / "checkpoints").rglob("checkpoint"))
-    latest = max(int(path.name.split("-")[1].split(".")[0]) for path in folder.glob("epoch-*.index"))
-    partial = folder / f"epoch-{latest + 1}_temp"
-    partial.mkdir()
+    latest = int(tf.train.latest_checkpoint(str(folder)).rsplit("-", 1)[1])
+    partial = folder / f"epoch-{latest + 1}_temp"  # (the kill may have left it already)
+    partial.mkdir(exist_ok=True)
     (partial / "part-00000-of-00001.data-00000-of-00001").write_bytes(os.urandom(4096))
     (folder / f"epoch-{latest + 1}.index").write_bytes(b"half written")
     code, _, output = _run(command)

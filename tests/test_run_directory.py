@@ -11,7 +11,7 @@ from xmodal_tf.experiments.rundir import differences
 
 CCA = ["cca", "--set", "probe=false", "--set", "n_components=3"]
 DEEPCCA = ["deepcca", "--set", "hidden_units=[16]", "--set", "epochs=3", "--set", "batch_size=64",
-           "--set", "n_components=4", "--set", 'models=["deepcca"]']
+           "--set", "n_components=4", "--set", 'models=["deepcca"]', "--checkpoint-seconds", "0"]
 
 
 def snapshot(folder):
@@ -193,3 +193,14 @@ def test_a_read_only_parent_folder_is_one_line_before_anything_is_written(tmp_pa
     line = one_line(capsys.readouterr().err)
     assert f"cannot write the run directory {parent / 'run'}: {parent} is not writable" in line
     assert list(parent.iterdir()) == []
+
+
+def test_deterministic_refuses_xla_and_turns_auto_off(tmp_path, capsys):
+    assert train.main(["mae", "--deterministic", "--jit", "on", "--logdir", str(tmp_path / "run")]) == 2
+    assert "--deterministic needs --jit off" in one_line(capsys.readouterr().err)
+    assert not (tmp_path / "run").exists()
+    from xmodal_tf.train import _training_settings
+
+    assert _training_settings({"mixed_precision": "off", "jit": "auto"}, True) == {"mixed_precision": "off",
+                                                                                  "jit": "off"}
+    assert _training_settings({"mixed_precision": "off", "jit": "auto"}, False)["jit"] == "auto"

@@ -93,6 +93,18 @@ def test_a_checkpoint_holds_every_weight_of_a_model_with_sub_models_in_dicts(tmp
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
 
 
+def test_checkpoint_seconds_spaces_the_saves_and_the_end_of_fit_always_saves(tmp_path):
+    trainer = Trainer(autoencoder(), keras.optimizers.Adam(1e-2), checkpoint_dir=tmp_path, checkpoint_seconds=1e9,
+                      progress=False)
+    trainer.fit(pairs(), epochs=3)
+    assert sorted(path.name for path in tmp_path.glob("epoch-*.index")) == ["epoch-3.index"]
+    every = Trainer(autoencoder(), keras.optimizers.Adam(1e-2), checkpoint_dir=tmp_path / "every", progress=False)
+    every.fit(pairs(), epochs=3)
+    assert len(list((tmp_path / "every").glob("epoch-*.index"))) == 3
+    with pytest.raises(ValueError, match="checkpoint_seconds must be a number >= 0"):
+        Trainer(autoencoder(), keras.optimizers.Adam(1e-2), checkpoint_seconds=-1)
+
+
 def test_gan_with_two_optimizers_checkpoints_both(tmp_path):
     images = RNG.uniform(size=(64, 4, 4, 1)).astype("float32")
     labels = RNG.integers(0, 3, size=64).astype("int32")

@@ -90,11 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-every", type=int, default=1, metavar="EPOCHS",
                         help="checkpoint every trainer every this many epochs (and at its end), so that the same "
                              "command resumes a killed run; 0: no checkpoints (default: 1)")
+    parser.add_argument("--checkpoint-seconds", type=float, default=30.0, metavar="SECONDS",
+                        help="and at least this many seconds apart: a kill loses at most about this much "
+                             "training (default: 30; 0: at every --checkpoint-every epochs)")
     parser.add_argument("--overwrite", action="store_true",
                         help="start over in an existing run directory (deleting its run) instead of resuming it")
     parser.add_argument("--deterministic", action="store_true",
-                        help="TensorFlow's deterministic ops (tf.config.experimental.enable_op_determinism): "
-                             "reruns and resumed runs reproduce an uninterrupted run's figures, a little slower")
+                        help="TensorFlow's deterministic ops (tf.config.experimental.enable_op_determinism) and no "
+                             "XLA: reruns and resumed runs reproduce an uninterrupted run's figures, a little slower")
     parser.add_argument("--traceback", action="store_true",
                         help="show the full traceback of an error")
     parser.add_argument("--version", action="version", version=f"xmodal_tf {__version__}")
@@ -172,6 +175,11 @@ def main(argv=None) -> int:
         check_strategy_arguments(args)
         if args.checkpoint_every < 0:
             raise ConfigError(f"--checkpoint-every must be >= 0 epochs (0: no checkpoints); got {args.checkpoint_every}.")
+        if args.deterministic and config.get("jit") == "on":
+            raise ConfigError("--deterministic needs --jit off (or auto): XLA has no deterministic kernels for some "
+                              "gradients (MaxPool's among them).")
+        if not 0 <= args.checkpoint_seconds < float("inf"):
+            raise ConfigError(f"--checkpoint-seconds must be a number of seconds >= 0; got {args.checkpoint_seconds}.")
         logdir = pathlib.Path(args.logdir) if args.logdir else default_logdir(experiment.name)
         record = {"experiment": experiment.name, "config": config, "seed": args.seed, "data_dir": args.data_dir,
                   "xmodal_tf_version": __version__,
@@ -207,8 +215,9 @@ def main(argv=None) -> int:
             print(f"{experiment.name}: loading and checking the data ...", flush=True)
             data = experiment.load_data(config, args.data_dir, args.seed)
         context = RunContext(logdir, data_dir=args.data_dir, seed=args.seed, strategy=strategy,
-                             checkpoint_every=args.checkpoint_every, data=data,
-                             **{key: config[key] for key in TRAINING_CHOICES if key in config})
+                             checkpoint_every=args.checkpoint_every, checkpoint_seconds=args.checkpoint_seconds,
+                             data=data,
+                             **_training_settings(config, args.deterministic))
         if context.is_chief:
             if args.overwrite:
                 run_directory.clear()
@@ -237,6 +246,14 @@ def main(argv=None) -> int:
     run_directory.finish(metrics)
     print_summary(experiment, metrics, logdir)
     return 0
+
+
+def _training_settings(config: dict, deterministic: bool) -> dict:
+    """The run's mixed_precision and jit (jit off under --deterministic)."""
+    settings = {key: config[key] for key in TRAINING_CHOICES if key in config}
+    if deterministic and "jit" in settings:
+        settings["jit"] = "off"
+    return settings
 
 
 def _fail(args, message: str, status: int) -> int:

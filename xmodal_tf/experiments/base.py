@@ -121,19 +121,22 @@ class RunContext:
     checkpoint_every: ``trainer`` checkpoints every this many epochs, each trainer in
               its own folder of ``<run directory>/checkpoints``, and resumes from it;
               0 turns checkpoints off.
+    checkpoint_seconds: and at least this many seconds apart (each trainer also saves
+              at the end of every ``fit``).
     data:     what the experiment's ``load_data`` returned (None if it has none).
     """
 
     def __init__(self, logdir, data_dir=None, seed: int = 0,
                  echo: Callable[[str], None] = functools.partial(print, flush=True), strategy=None,
-                 mixed_precision: str = "off", jit: str = "auto", checkpoint_every: int = 1, data=None):
+                 mixed_precision: str = "off", jit: str = "auto", checkpoint_every: int = 1,
+                 checkpoint_seconds: float = 0.0, data=None):
         if mixed_precision not in TRAINING_CHOICES["mixed_precision"] or jit not in TRAINING_CHOICES["jit"]:
             raise ValueError(f"mixed_precision must be one of {TRAINING_CHOICES['mixed_precision']} and jit one of "
                              f"{TRAINING_CHOICES['jit']}; got {mixed_precision!r} and {jit!r}.")
         if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be an int >= 0 (epochs; 0: no checkpoints); got {checkpoint_every!r}.")
         self.mixed_precision, self.jit = mixed_precision, jit
-        self.checkpoint_every = checkpoint_every
+        self.checkpoint_every, self.checkpoint_seconds = checkpoint_every, checkpoint_seconds
         self.data = data
         self.trained_models = []
         self._trainers = 0
@@ -198,6 +201,7 @@ class RunContext:
             name = checkpoint_name or f"{self._trainers:02d}-{model.name}"
             kwargs["checkpoint_dir"] = self.checkpoint_directory(name)
         kwargs.setdefault("checkpoint_every", max(1, self.checkpoint_every))
+        kwargs.setdefault("checkpoint_seconds", self.checkpoint_seconds)
         kwargs.setdefault("callbacks", [self.heartbeat(model.name)])
         trainer = (trainer_class or Trainer)(model, optimizer, strategy=self.strategy, **kwargs)
         self.record_trained(trainer.model)

@@ -34,8 +34,8 @@ Decisions
   system) and save into a temporary directory removed with the Trainer: saving is
   a collective step every worker must take, as tf.distribute's multi-worker guide
   prescribes.
-* Checkpoints (``checkpoint_dir``): every ``checkpoint_every`` epochs and at the end
-  of every ``fit``, the model, its optimizer(s), the state of every random seed
+* Checkpoints (``checkpoint_dir``): every ``checkpoint_every`` epochs (at least
+  ``checkpoint_seconds`` apart) and at the end of every ``fit``, the model, its optimizer(s), the state of every random seed
   generator in the model (dropout, modality dropout, GAN noise: Keras keeps them out
   of ``model.weights``), the completed epochs and the early-stopping state; beside
   them ``history.json``, the logs of every epoch so far (``training.checkpoints``).
@@ -119,6 +119,9 @@ class Trainer:
         checkpoint_dir: where to save checkpoints and resume from.
         checkpoint_every: save a checkpoint every this many epochs (and after the last
             epoch of every ``fit``).
+        checkpoint_seconds: and only once this many seconds have passed since the last
+            save (a checkpoint of a small model takes about 50 ms, more than its epoch):
+            a kill loses at most about this much training.
         callbacks: Keras callbacks for every ``fit`` call, after its own.
         logdir: TensorBoard log directory (``train`` and ``validation`` runs inside).
         max_to_keep: how many epoch checkpoints to keep.
@@ -140,7 +143,7 @@ class Trainer:
 
     def __init__(self, model, optimizer=None, *, strategy=None, checkpoint_dir=None, logdir=None,
                  max_to_keep=3, early_stopping_patience=None, monitor=None, eval_every=1, progress=True,
-                 mixed_precision=None, jit="auto", checkpoint_every=1, callbacks=None):
+                 mixed_precision=None, jit="auto", checkpoint_every=1, checkpoint_seconds=0.0, callbacks=None):
         if mixed_precision is not None:
             check_mixed_precision(mixed_precision)
         self.jit = check_jit(jit)
@@ -169,6 +172,11 @@ class Trainer:
         self.monitor, self.monitor_mode = self._check_monitor(monitor)
         self.eval_every = _check_positive_int(eval_every, "eval_every")
         self.checkpoint_every = _check_positive_int(checkpoint_every, "checkpoint_every")
+        if isinstance(checkpoint_seconds, bool) or not isinstance(checkpoint_seconds, numbers.Real) \
+                or not checkpoint_seconds >= 0:
+            raise ValueError(f"checkpoint_seconds must be a number >= 0; got {checkpoint_seconds!r}.")
+        self.checkpoint_seconds = float(checkpoint_seconds)
+        self._last_save = time.perf_counter()
         self.callbacks = list(callbacks or [])
         self.progress = bool(progress) and self.is_chief
         self.logdir = None if logdir is None or not self.is_chief else os.fspath(logdir)
@@ -536,11 +544,13 @@ class Trainer:
         self._write_summaries(epoch + 1, logs)
         self._epoch_logs = [entry for entry in self._epoch_logs if entry["epoch"] < epoch]
         self._epoch_logs.append({"epoch": epoch, **logs})
-        if self.checkpoint_manager is not None and (
-                (epoch + 1) % self.checkpoint_every == 0 or epoch + 1 == epochs or stop):
+        due = ((epoch + 1) % self.checkpoint_every == 0
+               and time.perf_counter() - self._last_save >= self.checkpoint_seconds)
+        if self.checkpoint_manager is not None and (due or epoch + 1 == epochs or stop):
             # The history first: read back, it is cut to the epochs of the checkpoint.
             write_history(self._write_dir, self._calls, self._epoch_logs)
             self.checkpoint_manager.save(checkpoint_number=epoch + 1)
+            self._last_save = time.perf_counter()
         if self.progress:
             self._print_progress(epoch, epochs, logs)
         return logs, stop

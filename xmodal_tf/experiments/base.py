@@ -20,13 +20,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
-import os
 import pathlib
 import shutil
 import tempfile
 import time
 from typing import Callable
+
+from xmodal_tf._files import write_json_atomically
 
 __all__ = ["TRAINING_CHOICES", "TRAINING_SETTINGS", "Experiment", "RunContext", "check_global_batch",
            "write_json_atomically"]
@@ -65,28 +65,6 @@ class Experiment:
     load_data: Callable[[dict, object, int], object] | None = None
 
 
-def write_json_atomically(path: pathlib.Path, payload) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it into place, so a
-    killed run never leaves a half-written file."""
-    path = pathlib.Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it 0600; a plain file is 0644
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(payload, stream, indent=2, sort_keys=True, default=_json_default)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def check_global_batch(batch_size: int, replicas: int, experiment: str, rows: int | None = None) -> int:
     """``batch_size`` (the global batch) after two checks, each a ValueError naming the fix:
     it splits evenly over the strategy's replicas, and with several replicas (partial
@@ -100,13 +78,6 @@ def check_global_batch(batch_size: int, replicas: int, experiment: str, rows: in
         raise ValueError(f"{experiment}: batch_size={batch_size} is larger than the {rows} training pairs; with "
                          f"{replicas} replicas partial batches are dropped, so no batch would remain. Lower batch_size.")
     return batch_size
-
-
-def _json_default(value):
-    """JSON for NumPy scalars and arrays."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 class RunContext:

@@ -18,7 +18,8 @@ import json
 import os
 import pathlib
 import shutil
-import tempfile
+
+from xmodal_tf._files import write_json_atomically
 
 __all__ = ["HISTORY_FILE", "prune", "read_history", "remove_temporary", "write_history"]
 
@@ -61,20 +62,10 @@ def prune(directory, keep: int = 1) -> list[str]:
 
 def write_history(directory, calls: list, epochs: list) -> None:
     """Write ``{"calls": calls, "epochs": epochs}`` to ``directory/history.json``
-    atomically (a temporary file renamed into place, created 0644)."""
-    path = pathlib.Path(directory) / HISTORY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(temporary, 0o666 & ~mask)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump({"calls": calls, "epochs": epochs}, stream)
-        os.replace(temporary, path)
-    except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
-        raise
+    atomically (a temporary file renamed into place)."""
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(directory / HISTORY_FILE, {"calls": calls, "epochs": epochs})
 
 
 def read_history(directory, completed_epochs: int) -> tuple[list, list]:

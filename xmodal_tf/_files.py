@@ -1,0 +1,39 @@
+"""Small files written so that a kill never leaves half of one: a temporary file beside
+the target, renamed into place (``os.replace`` is atomic on POSIX and Windows)."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import tempfile
+
+__all__ = ["write_json_atomically"]
+
+
+def write_json_atomically(path: pathlib.Path, payload) -> None:
+    """Write JSON to a temporary file beside ``path`` and rename it into place, so a
+    killed run never leaves a half-written file."""
+    path = pathlib.Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it 0600; a plain file is 0644
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(payload, stream, indent=2, sort_keys=True, default=_json_default)
+            stream.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        pathlib.Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _json_default(value):
+    """JSON for NumPy scalars and arrays."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -173,7 +173,8 @@ class RunContext:
             kwargs["checkpoint_dir"] = self.checkpoint_directory(name)
         kwargs.setdefault("checkpoint_every", max(1, self.checkpoint_every))
         kwargs.setdefault("checkpoint_seconds", self.checkpoint_seconds)
-        kwargs.setdefault("callbacks", [self.heartbeat(model.name)])
+        if kwargs.get("progress") is False:  # (a trainer with progress prints every epoch itself)
+            kwargs.setdefault("callbacks", [self.heartbeat(model.name)])
         trainer = (trainer_class or Trainer)(model, optimizer, strategy=self.strategy, **kwargs)
         self.record_trained(trainer.model)
         if trainer.restored_from:

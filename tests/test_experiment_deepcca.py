@@ -90,7 +90,33 @@ def test_training_phases():
     ("shift=-1", "shift"),
     ("shift=9", "shift"),
     ("unshifted_final_epochs=-1", "unshifted_final_epochs"),
+    ("reconstruction_weight=-1", "reconstruction_weight"),
+    ('reconstruction_weight="big"', "reconstruction_weight"),
 ])
 def test_bad_settings_exit_2(tmp_path, capsys, override, message):
     assert train.main(["deepcca", "--logdir", str(tmp_path / "run"), "--set", override]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_reconstruction_weight_default_is_the_class_default(tiny_run):
+    """The CLI's DCCAE weight is DeepCCA's default (issue 16): one number, one place."""
+    from xmodal_tf.experiments.deepcca import DEFAULTS
+    from xmodal_tf.models.deepcca import DEFAULT_RECONSTRUCTION_WEIGHT
+
+    assert DEFAULTS["reconstruction_weight"] is None
+    _, logdir = tiny_run
+    metrics = json.loads((logdir / "metrics.json").read_text())
+    assert metrics["reconstruction_weight"] == DEFAULT_RECONSTRUCTION_WEIGHT
+
+
+@pytest.mark.parametrize("weight, decoders", [(None, True), (0.5, True), (0, False), (0.0, False)])
+def test_dccae_weight_zero_is_deepcca_without_decoders(weight, decoders):
+    from xmodal_tf.data import load_two_view_digits
+    from xmodal_tf.experiments.deepcca import DEFAULTS, build_model, resolved
+    from xmodal_tf.models.deepcca import DEFAULT_RECONSTRUCTION_WEIGHT
+
+    config = resolved(dict(DEFAULTS, hidden_units=[8], n_components=2, reconstruction_weight=weight))
+    model = build_model(load_two_view_digits(), config, with_decoders=True)
+    assert (model.decoder_x is not None) is decoders and (model.decoder_y is not None) is decoders
+    expected = {None: DEFAULT_RECONSTRUCTION_WEIGHT, 0.5: 0.5}.get(weight, 0.0)
+    assert model.reconstruction_weight == expected

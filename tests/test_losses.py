@@ -434,3 +434,23 @@ def test_training_two_linear_encoders_raises_the_correlation():
         last = step().numpy()
     best = -xm.CCA(n_components=2).fit(h1, h2).canonical_correlations_.sum()
     assert last < first - 0.1 and last > best - 1e-3, (first, last, best)
+
+
+# ----------------------------------------------------------------------------- DCCAE
+def test_reconstruction_error_sums_features_and_averages_examples():
+    from xmodal_tf.losses import reconstruction_error
+
+    rng = np.random.default_rng(0)
+    view = rng.normal(size=(5, 4, 3, 1)).astype("float32")  # image-shaped: every non-batch axis is a feature
+    reconstruction = rng.normal(size=(5, 4, 3, 1)).astype("float32")
+    value = reconstruction_error(view, reconstruction)
+    assert value.dtype == tf.float32 and value.shape == ()
+    expected = np.mean(np.sum((view - reconstruction).reshape(5, -1) ** 2, axis=1))
+    np.testing.assert_allclose(value.numpy(), expected, rtol=1e-6)
+    # 12 features: 12 times Keras' mean squared error over every entry.
+    mse = float(np.mean((view - reconstruction) ** 2))
+    np.testing.assert_allclose(value.numpy(), 12 * mse, rtol=1e-6)
+    assert reconstruction_error(view.astype("float64"), tf.constant(reconstruction, tf.float16)).dtype == tf.float64
+    assert reconstruction_error(view, tf.constant(reconstruction, tf.float16)).dtype == tf.float32
+    with pytest.raises(ValueError, match="reconstruction has shape"):
+        reconstruction_error(view, reconstruction[:, :2])

@@ -104,7 +104,7 @@ from xmodal_tf._replicas import all_gather_rows, all_reduce_sum, in_replica_cont
 
 __all__ = ["ContrastiveLoss", "DeepCCALoss", "batch_statistics", "cca_correlations",
            "contrastive_loss", "contrastive_loss_from_logits", "correlations_from_statistics",
-           "deep_cca_loss", "replica_contrastive_loss", "resolve_compute_dtype"]
+           "deep_cca_loss", "reconstruction_error", "replica_contrastive_loss", "resolve_compute_dtype"]
 
 OBJECTIVES = ("trace", "squared")
 #: ``compute_dtype`` that picks float64 on a CPU and float32 on an accelerator.
@@ -632,6 +632,28 @@ class DeepCCALoss:
     def __repr__(self) -> str:
         arguments = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
         return f"{type(self).__name__}({arguments})"
+
+
+# ======================================================================== DCCAE
+def reconstruction_error(view, reconstruction) -> tf.Tensor:
+    """DCCAE's reconstruction term: the squared error of each example summed over all
+    its features, averaged over the batch (Wang et al., 2015, eq. 4, where the weight
+    lambda multiplies exactly this). A scalar in float32 (float64 if either input is
+    float64, also for mixed-precision decoders).
+
+    Unlike a mean over every entry (``keras.losses.MeanSquaredError``), its size grows
+    with the number of features, as the total correlation grows with k: a 784-pixel view
+    gives 784 times the per-pixel mean, so a weight of 1 here is a per-pixel-MSE weight
+    of 784. Shapes must match (ValueError otherwise).
+    """
+    view, reconstruction = tf.convert_to_tensor(view), tf.convert_to_tensor(reconstruction)
+    if tuple(view.shape[1:]) != tuple(reconstruction.shape[1:]):
+        raise ValueError(f"reconstruction_error: the reconstruction has shape {tuple(reconstruction.shape)} "
+                         f"but the view has shape {tuple(view.shape)}.")
+    dtype = tf.float64 if tf.float64 in (view.dtype, reconstruction.dtype) else tf.float32
+    squared = tf.square(tf.cast(view, dtype) - tf.cast(reconstruction, dtype))
+    per_example = tf.reduce_sum(tf.reshape(squared, [tf.shape(squared)[0], -1]), axis=1)
+    return tf.reduce_mean(per_example)
 
 
 # ======================================================================== contrastive

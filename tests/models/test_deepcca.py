@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import keras
 import numpy as np
@@ -137,6 +138,56 @@ def test_from_config_round_trip_without_fitting():
     assert not clone.linear_cca_fitted
 
 
+# ----------------------------------------------------------------------------- single view
+@pytest.fixture(scope="module")
+def fitted(data):
+    model = build_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.fit(pairs(data["x_train"], data["y_train"]), epochs=3, verbose=0)
+    return model.fit_linear_cca(data["x_train"], data["y_train"])
+
+
+def test_single_view_transform_and_encode_match_the_paired_ones(fitted, data, tmp_path):
+    """As xm.CCA.transform(X): one view in, that view's canonical variates out."""
+    x, y = data["x_test"], data["y_test"]
+    x_c, y_c = fitted.transform(x, y)
+    np.testing.assert_allclose(fitted.transform(x), x_c, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fitted.transform(y=y), y_c, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fitted.transform(tf.constant(x[:7]), batch_size=3), x_c[:7], rtol=1e-6, atol=1e-9)
+    assert fitted.transform(x).shape == (200, 2) and fitted.transform(x).dtype == np.float64
+    h_x, h_y = fitted.encode(x, y)
+    np.testing.assert_allclose(fitted.encode(x), h_x, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(fitted.encode(y=y), h_y, rtol=1e-6, atol=1e-7)
+    # A new image alone, after a .keras round trip.
+    fitted.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded.transform(x[:1]), x_c[:1], rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", ["transform", "encode"])
+def test_single_view_errors_name_the_method_called(fitted, data, method):
+    call = getattr(fitted, method)
+    with pytest.raises(ValueError, match=rf"DeepCCA\.{method} needs data"):
+        call()
+    with pytest.raises(ValueError, match=rf"DeepCCA\.{method}\(y=\.\.\.\)"):
+        call(y=(data["x_test"], data["y_test"]))
+    bad = data["x_test"][:10].copy()
+    bad[3, 0] = np.nan
+    with pytest.raises(ValueError, match=rf"DeepCCA\.{method}: x has non-finite values .*\[3\]"):
+        call(bad)
+    with pytest.raises(ValueError, match=rf"DeepCCA\.{method}: y has non-finite values"):
+        call(y=bad)
+    with pytest.raises(ValueError, match=rf"DeepCCA\.{method}: view x has no rows"):
+        call(data["x_test"][:0])
+    with pytest.raises(ValueError, match=rf"DeepCCA\.{method} expects paired views"):
+        call((data["x_test"],))
+
+
+def test_single_view_transform_needs_the_linear_cca(data):
+    with pytest.raises(ValueError, match=r"DeepCCA\.transform needs the linear CCA"):
+        build_model().transform(data["x_test"])
+
+
 # ----------------------------------------------------------------------------- DCCAE
 def test_dccae_reconstruction_metrics_appear_and_decrease(data, tmp_path):
     keras.utils.set_random_seed(0)
@@ -157,6 +208,59 @@ def test_dccae_reconstruction_metrics_appear_and_decrease(data, tmp_path):
     x, y = data["x_test"][:50], data["y_test"][:50]
     for key in ("loss", "reconstruction_x", "reconstruction_y"):
         assert loaded.batch_loss(x, y)[key].numpy() == model.batch_loss(x, y)[key].numpy()
+
+
+def dccae(seed=0, **kwargs):
+    keras.utils.set_random_seed(seed)
+    return DeepCCA(mlp_encoder(20, 4, hidden_units=(16,), name="encoder_x"),
+                   mlp_encoder(20, 4, hidden_units=(16,), name="encoder_y"), n_components=2,
+                   decoder_x=mlp_encoder(4, 20, hidden_units=(16,), name="decoder_x"),
+                   decoder_y=mlp_encoder(4, 20, hidden_units=(16,), name="decoder_y"), **kwargs)
+
+
+def test_reconstruction_term_is_the_papers_per_example_sum(data):
+    """Wang et al.'s lambda multiplies the squared error summed over an example's features
+    and averaged over the batch (not a mean over every entry, 1/20 of it here)."""
+    model = dccae(reconstruction_weight=0.3)
+    x, y = data["x_train"][:64], data["y_train"][:64]
+    results = model.batch_loss(x, y)
+    h_x, h_y = model((x, y))
+    for view, h, decoder, key in ((x, h_x, model.decoder_x, "reconstruction_x"),
+                                  (y, h_y, model.decoder_y, "reconstruction_y")):
+        expected = np.mean(np.sum((view - decoder(h).numpy()) ** 2, axis=1))
+        np.testing.assert_allclose(results[key].numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        results["loss"].numpy(),
+        -results["total_correlation"].numpy() + 0.3 * (results["reconstruction_x"] + results["reconstruction_y"]).numpy(),
+        rtol=1e-5)
+
+
+def test_decoders_without_a_weight_get_the_default_and_train(data, tmp_path):
+    from xmodal_tf.models.deepcca import DEFAULT_RECONSTRUCTION_WEIGHT
+
+    assert DEFAULT_RECONSTRUCTION_WEIGHT > 0
+    model = dccae()
+    assert model.reconstruction_weight == DEFAULT_RECONSTRUCTION_WEIGHT
+    assert build_model().reconstruction_weight == 0.0  # no decoders: plain Deep CCA
+    before = [w.numpy().copy() for w in model.decoder_x.trainable_weights + model.decoder_y.trainable_weights]
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(pairs(data["x_train"], data["y_train"]), epochs=5, verbose=0).history
+    assert not [w for w in caught if "do not exist" in str(w.message)]  # Keras' "Gradients do not exist"
+    after = model.decoder_x.trainable_weights + model.decoder_y.trainable_weights
+    assert all(not np.array_equal(b, a.numpy()) for b, a in zip(before, after))
+    assert history["reconstruction_x"][-1] < 0.9 * history["reconstruction_x"][0]
+    model.save(tmp_path / "default.keras")
+    assert keras.models.load_model(tmp_path / "default.keras").reconstruction_weight == DEFAULT_RECONSTRUCTION_WEIGHT
+
+
+def test_decoders_with_weight_zero_are_refused():
+    with pytest.raises(ValueError, match="never train"):
+        dccae(reconstruction_weight=0.0)
+    for bad in (-1.0, float("nan"), True, "1"):
+        with pytest.raises(ValueError, match="reconstruction_weight"):
+            dccae(reconstruction_weight=bad)
 
 
 def test_reconstruction_weight_needs_a_decoder():

@@ -46,7 +46,10 @@ DEFAULTS = {
     "weight_decay": 0.0,  # AdamW's decoupled weight decay; 0 is plain Adam
     "reg": 1e-4,  # ridge on the output covariances inside the objective
     "objective": "trace",  # or "squared"
-    "reconstruction_weight": 1.0,  # DCCAE: weight of the decoders' mean squared errors
+    # DCCAE's lambda (Wang et al. 2015): weight of each decoder's squared error summed over
+    # features, averaged over examples. None: DeepCCA's default (DEFAULT_RECONSTRUCTION_WEIGHT);
+    # 0: no decoders, i.e. plain DeepCCA.
+    "reconstruction_weight": None,
     "final_reg": [1e-6, 1e-4, 1e-2],  # linear CCA ridges after training, picked on validation
     "trainer": "custom",  # "custom" (DeepCCATrainer, resumable) or "fit" (model.fit)
     **TRAINING_SETTINGS,  # mixed_precision, jit (xmodal_tf.precision)
@@ -84,8 +87,13 @@ def validate(config: dict) -> None:
     for key in ("dropout", "input_dropout"):
         if config[key] is not None and not 0 <= config[key] < 1:
             raise ConfigError(f"{key} must be in [0, 1); got {config[key]!r}.")
+    if config["reconstruction_weight"] is not None and (
+            isinstance(config["reconstruction_weight"], bool)
+            or not isinstance(config["reconstruction_weight"], (int, float))):
+        raise ConfigError(f"reconstruction_weight must be a number >= 0 (or null for the default); "
+                          f"got {config['reconstruction_weight']!r}.")
     for key in ("weight_decay", "reg", "reconstruction_weight"):
-        if config[key] < 0:
+        if config[key] is not None and config[key] < 0:
             raise ConfigError(f"{key} must be >= 0; got {config[key]!r}.")
     if not config["final_reg"] or any(r < 0 for r in config["final_reg"]):
         raise ConfigError(f"final_reg must be a non-empty list of ridges >= 0; got {config['final_reg']!r}.")
@@ -147,8 +155,10 @@ def build_model(dataset, config: dict, with_decoders: bool):
                            sync_batch_norm=config["sync_batch_norm"], dropout=config["dropout"],
                            output_activation="sigmoid", name=name)
 
+    weight = config.get("reconstruction_weight")
+    # Weight 0 is DCCAE's lambda = 0, plain Deep CCA: no decoders (they would not train).
     decoders = ({"decoder_x": decoder(dims[0], "decoder_x"), "decoder_y": decoder(dims[1], "decoder_y"),
-                 "reconstruction_weight": config["reconstruction_weight"]} if with_decoders else {})
+                 "reconstruction_weight": weight} if with_decoders and weight != 0 else {})
     return DeepCCA(encoder(dims[0], "encoder_x"), encoder(dims[1], "encoder_y"), n_components=k,
                    reg=config["reg"], objective=config["objective"], **decoders)
 
@@ -255,7 +265,7 @@ def score_model(model, dataset, config: dict, context: RunContext, name: str) ->
     result = {"final_reg": best[0]}
     for split in ("train", "validation", "test"):
         result[f"{split}_total_correlation"] = float(model.score(*getattr(dataset, split)[:2]))
-        context.log_scalar(f"{name}/{split}_total_correlation", result[f"{split}_total_correlation"])
+        context.log_scalar(f"{split}/{name}_total_correlation", result[f"{split}_total_correlation"])
     context.progress(f"{name}: test total correlation {result['test_total_correlation']:.3f} "
                      f"(final CCA reg {best[0]:g})")
     return result
@@ -271,7 +281,7 @@ def linear_cca(dataset, config: dict, context: RunContext) -> dict:
     for split in ("train", "validation", "test"):
         result[f"{split}_total_correlation"] = float(
             model.correlations(*getattr(dataset, split)[:2]).sum())
-        context.log_scalar(f"linear_cca/{split}_total_correlation", result[f"{split}_total_correlation"])
+        context.log_scalar(f"{split}/linear_cca_total_correlation", result[f"{split}_total_correlation"])
     return result
 
 
@@ -294,7 +304,17 @@ def run(config: dict, context: RunContext) -> dict:
             "recipe": {key: config[key] for key in (
                 "hidden_units", "activation", "batch_norm", "sync_batch_norm", "dropout", "shift", "unshifted_final_epochs",
                 "epochs", "batch_size",
-                "learning_rate", "schedule", "weight_decay", "reg", "objective", "trainer")}}
+                "learning_rate", "schedule", "weight_decay", "reg", "objective", "trainer")},
+            "reconstruction_weight": reconstruction_weight(config)}
+
+
+def reconstruction_weight(config: dict) -> float:
+    """DCCAE's weight in this run: the setting, or DeepCCA's default for None."""
+    if config["reconstruction_weight"] is not None:
+        return float(config["reconstruction_weight"])
+    from xmodal_tf.models.deepcca import DEFAULT_RECONSTRUCTION_WEIGHT
+
+    return DEFAULT_RECONSTRUCTION_WEIGHT
 
 
 def summarize(metrics: dict) -> list[str]:

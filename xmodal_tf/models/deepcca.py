@@ -6,10 +6,14 @@ correlation of the two views' outputs (``xmodal_tf.losses``). DCCAE (Wang et al.
 adds a decoder per view and penalises reconstruction error::
 
     loss = -sum(top-k batch correlations)
-           + reconstruction_weight * (MSE(x, dec_x(enc_x(x))) + MSE(y, dec_y(enc_y(y))))
+           + reconstruction_weight * (SE(x, dec_x(enc_x(x))) + SE(y, dec_y(enc_y(y))))
+
+where SE is an example's squared error summed over its features, averaged over the
+batch, so ``reconstruction_weight`` is the paper's lambda (default 0.01 when decoders
+are given; decoders with weight 0 are refused, since they would never train).
 
 After training, a linear CCA is fitted on the encoders' outputs (``fit_linear_cca``, as
-in the paper); ``transform`` gives canonical variates and ``score`` the total
+in the paper); ``transform`` gives canonical variates (of one view or both) and ``score`` the total
 correlation of the top ``n_components`` canonical directions on any (held-out) data,
 the metric of Andrew et al.
 
@@ -27,8 +31,8 @@ Conventions and decisions
   encoder outputs, so ``predict`` gives ``(h_x, h_y)``.
 * Metrics (``model.metrics``, reset every epoch): ``loss``; ``total_correlation``, the
   sum of the top-k (ridge-shrunk) canonical correlations of each batch, averaged over
-  batches; ``reconstruction_x`` / ``reconstruction_y`` (mean squared errors) when the
-  decoder exists; ``skipped_batches``, the number of batches skipped this epoch.
+  batches; ``reconstruction_x`` / ``reconstruction_y`` (per-example squared errors
+  summed over features) when the decoder exists; ``skipped_batches``, the number of batches skipped this epoch.
   These are batch-level statistics: a Deep CCA loss is not a mean over examples, so
   the per-batch values are averaged with equal weight per batch.
 * Non-finite batches: a training batch whose encoder outputs, loss or gradients are
@@ -73,12 +77,16 @@ import tensorflow as tf
 
 from xmodal_tf._replicas import in_replica_context
 from xmodal_tf.cca import CCA, column_correlations
-from xmodal_tf.losses import DeepCCALoss
+from xmodal_tf.losses import DeepCCALoss, reconstruction_error
 from xmodal_tf.models.base import CrossModalModel, check_finite_rows, to_numpy
 
 __all__ = ["DeepCCA"]
 
 _SUBMODEL_KEYS = ("encoder_x", "encoder_y", "decoder_x", "decoder_y")
+
+#: DCCAE's reconstruction weight (the paper's lambda) when decoders are given without
+#: one; chosen on validation splits (see the README's DCCAE sweep).
+DEFAULT_RECONSTRUCTION_WEIGHT = 0.01
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -190,7 +198,12 @@ class DeepCCA(CrossModalModel):
         objective: "trace" (sum of the top-k correlations) or "squared" (sum of squares).
         decoder_x, decoder_y: optional models mapping the encoder outputs back to each
             view's input shape (DCCAE).
-        reconstruction_weight: weight of the decoders' mean squared errors (>= 0).
+        reconstruction_weight: lambda of Wang et al. (2015), the weight of each
+            decoder's reconstruction error: the squared error of an example summed over
+            its features, averaged over the batch (``xmodal_tf.losses.reconstruction_error``).
+            None (default): ``DEFAULT_RECONSTRUCTION_WEIGHT`` with decoders, 0 without.
+            A weight > 0 needs a decoder; decoders with weight 0 are refused (they
+            would never train: drop them for plain Deep CCA).
         compute_dtype: dtype of the CCA algebra (covariances, Cholesky, SVD): "auto"
             (default: float64 where the encoder outputs live on a CPU, float32 on a
             GPU/TPU; see ``xmodal_tf.losses.resolve_compute_dtype``), "float64",
@@ -209,7 +222,7 @@ class DeepCCA(CrossModalModel):
                 "decompositions have returned wrong results; see xmodal_tf.losses)")
 
     def __init__(self, encoder_x, encoder_y, n_components=None, reg=1e-4, objective="trace",
-                 decoder_x=None, decoder_y=None, reconstruction_weight=0.0,
+                 decoder_x=None, decoder_y=None, reconstruction_weight=None,
                  compute_dtype="auto", global_batch=True, **kwargs):
         kwargs.setdefault("name", "deep_cca")
         super().__init__(**kwargs)
@@ -225,13 +238,22 @@ class DeepCCA(CrossModalModel):
         self.reg = self.objective_fn.reg
         self.objective = objective
         self.compute_dtype_name = self.objective_fn.compute_dtype
+        has_decoder = decoder_x is not None or decoder_y is not None
+        if reconstruction_weight is None:
+            reconstruction_weight = DEFAULT_RECONSTRUCTION_WEIGHT if has_decoder else 0.0
         if (isinstance(reconstruction_weight, bool)
                 or not isinstance(reconstruction_weight, numbers.Real)
                 or not math.isfinite(reconstruction_weight) or reconstruction_weight < 0):
-            raise ValueError(f"reconstruction_weight must be a finite float >= 0; got {reconstruction_weight!r}.")
+            raise ValueError(f"reconstruction_weight must be a finite float >= 0 (or None for the "
+                             f"default); got {reconstruction_weight!r}.")
         self.reconstruction_weight = float(reconstruction_weight)
-        if self.reconstruction_weight > 0 and decoder_x is None and decoder_y is None:
+        if self.reconstruction_weight > 0 and not has_decoder:
             raise ValueError("reconstruction_weight > 0 needs decoder_x and/or decoder_y (DCCAE).")
+        if self.reconstruction_weight == 0 and has_decoder:
+            raise ValueError(
+                "DeepCCA: decoders with reconstruction_weight=0 would never train (no loss reaches "
+                "them). Give a weight > 0 for DCCAE (None: the default "
+                f"{DEFAULT_RECONSTRUCTION_WEIGHT:g}), or drop decoder_x / decoder_y for plain Deep CCA.")
 
         self.create_trackers(["loss", "total_correlation"]
                              + [f"reconstruction_{view}" for view, decoder in (("x", decoder_x), ("y", decoder_y))
@@ -379,12 +401,10 @@ class DeepCCA(CrossModalModel):
                     f"DeepCCA: {key.replace('reconstruction', 'decoder')} outputs shape "
                     f"{tuple(reconstruction.shape)}, but its view has shape {tuple(view.shape)}; "
                     "a decoder must reconstruct its view's input.")
-            # In float32 at least, also for mixed-precision decoders.
-            error_dtype = tf.float64 if reconstruction.dtype == tf.float64 else tf.float32
-            error = tf.reduce_mean(tf.square(tf.cast(view, error_dtype) - tf.cast(reconstruction, error_dtype)))
-            results[key] = tf.cast(error, output_dtype)
-            if self.reconstruction_weight > 0:
-                loss = loss + self.reconstruction_weight * results[key]
+            # Summed over features, averaged over examples; float32 at least, also for
+            # mixed-precision decoders.
+            results[key] = tf.cast(reconstruction_error(view, reconstruction), output_dtype)
+            loss = loss + self.reconstruction_weight * results[key]
         results["loss"] = loss
         return results
 
@@ -482,15 +502,69 @@ class DeepCCA(CrossModalModel):
             self._encode_function[key] = tf.function(encode, jit_compile=False, input_signature=signature)
         return self._encode_function[key](x, y)
 
-    def encode(self, x, y=None, *, batch_size: int = 1024):
-        """Encoder outputs ``(h_x, h_y)`` as float NumPy arrays (inference mode).
+    def encode(self, x=None, y=None, *, batch_size: int = 1024):
+        """Encoder outputs as float NumPy arrays (inference mode).
 
-        ``x, y``: paired arrays; or ``x`` alone as a pair / dict / ``tf.data.Dataset``
-        yielding (x, y) or ((x, y), labels) batches. Raises ValueError when the views
-        have different numbers of rows, an input holds NaN or inf (naming the rows) or an
-        output is not finite (diverged weights).
+        * One view: ``encode(x_array)`` gives ``h_x`` and ``encode(y=y_array)`` gives
+          ``h_y`` (an array or tensor; no paired view needed, e.g. to embed a new image).
+        * Two views: ``encode(x, y)`` with paired arrays, or ``x`` alone as a pair /
+          dict / ``tf.data.Dataset`` yielding (x, y) or ((x, y), labels) batches, gives
+          ``(h_x, h_y)``.
+
+        Raises ValueError when the views have different numbers of rows, an input holds
+        NaN or inf (naming the rows) or an output is not finite (diverged weights).
         """
+        single = self._single_view(x, y, "encode")
+        if single is not None:
+            return self._encode_view(*single, batch_size, "encode")
         return self._encode(x, y, batch_size, "encode")
+
+    @staticmethod
+    def _single_view(x, y, method: str):
+        """("x", array) or ("y", array) for a call with one view's array; None for a pair."""
+        if x is None and y is None:
+            raise ValueError(f"DeepCCA.{method} needs data: x, y, or both (paired).")
+        if x is None:
+            if isinstance(y, (tuple, list, dict, tf.data.Dataset)):
+                raise ValueError(
+                    f"DeepCCA.{method}(y=...) with x=None takes the y view alone as one array or "
+                    f"tensor; got {_describe(y)}.")
+            return "y", y
+        if y is None and not isinstance(x, (tuple, list, dict, tf.data.Dataset)):
+            return "x", x
+        return None
+
+    def _encode_view(self, view: str, array, batch_size: int, method: str) -> np.ndarray:
+        """One view's encoder outputs, (n, d) float NumPy, in batches of ``batch_size``."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
+        if getattr(array, "shape", None) is None:
+            array = np.asarray(array)
+        rows = _num_rows(array)
+        if rows == 0:
+            raise ValueError(f"DeepCCA.{method}: view {view} has no rows.")
+        check_finite_rows(array, view, where=f"DeepCCA.{method}", fix=_NON_FINITE_FIX)
+        encoder = self.encoder_x if view == "x" else self.encoder_y
+        parts = []
+        for start in range(0, rows, batch_size):
+            batch = _as_input_tensor(array[start:start + batch_size])
+            key = (view, batch.dtype, tuple(batch.shape[1:]))
+            if self._encode_function is None:
+                self._encode_function = {}
+            if key not in self._encode_function:
+                def encode(inputs, encoder=encoder):
+                    return encoder(inputs, training=False)
+                signature = [tf.TensorSpec((None, *batch.shape[1:]), batch.dtype)]
+                self._encode_function[key] = tf.function(encode, jit_compile=False, input_signature=signature)
+            h = to_numpy(self._encode_function[key](batch))
+            if not np.isfinite(h).all():
+                raise ValueError(
+                    f"DeepCCA.{method}: the encoder output of view {view} is not finite (NaN or inf) at row "
+                    f"{start + _first_row_not_finite(h)} although the input is: values beyond float32's range "
+                    "(3.4e38) overflow (rescale the input), or the model's weights have diverged (retrain "
+                    "with a lower learning rate or a larger reg).")
+            parts.append(h)
+        return np.concatenate(parts)
 
     def _encode(self, x, y, batch_size: int, method: str):
         parts_x, parts_y = [], []
@@ -569,12 +643,23 @@ class DeepCCA(CrossModalModel):
                 f"DeepCCA.{method} needs the linear CCA on the encoder outputs: call "
                 "model.fit_linear_cca(x_train, y_train) after training first.")
 
-    def transform(self, x, y=None, *, batch_size: int = 1024):
-        """Canonical variates ``(x_c, y_c)``, each (n, k) float64, through the fitted
-        linear CCA (``fit_linear_cca`` first)."""
+    def transform(self, x=None, y=None, *, batch_size: int = 1024):
+        """Canonical variates through the fitted linear CCA (``fit_linear_cca`` first),
+        each (n, k) float64.
+
+        As ``xmodal_tf.CCA.transform``: ``transform(x_array)`` gives the x view's
+        variates alone and ``transform(y=y_array)`` the y view's (no paired view needed);
+        ``transform(x, y)`` (or a pair / dict / dataset, as in ``encode``) gives
+        ``(x_c, y_c)``.
+        """
         self._check_linear_cca("transform")
-        h_x, h_y = self._encode(x, y, batch_size, "transform")
         w_x, m_x, w_y, m_y = (v.numpy() for v in self._cca_weights[:4])
+        single = self._single_view(x, y, "transform")
+        if single is not None:
+            view, array = single
+            h = self._encode_view(view, array, batch_size, "transform").astype(np.float64)
+            return (h - m_x) @ w_x if view == "x" else (h - m_y) @ w_y
+        h_x, h_y = self._encode(x, y, batch_size, "transform")
         return (h_x.astype(np.float64) - m_x) @ w_x, (h_y.astype(np.float64) - m_y) @ w_y
 
     def correlations(self, x, y=None, *, batch_size: int = 1024) -> np.ndarray:

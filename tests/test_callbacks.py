@@ -58,7 +58,7 @@ def test_generated_images_grid_has_a_row_per_condition(tmp_path):
     model = fit_fake_generator(GeneratedImagesCallback(tmp_path, conditions=[0, 1, 2], n_per_condition=4), epochs=2)
     assert model.seeds == [0, 0]  # the same noise every epoch
     events = read_images(tmp_path)["generated_images"]
-    assert [step for step, _ in events] == [0, 1]
+    assert [step for step, _ in events] == [1, 2]
     grid = events[-1][1]
     assert grid.shape == (3 * 7 - 1, 4 * 6 - 1, 1)  # 3 rows of 6-pixel tiles, 4 columns of 5, 1-pixel gaps
     # value_range (-1, 1) was detected: rows are black, mid grey, white.
@@ -72,7 +72,7 @@ def test_generated_images_every_and_errors(tmp_path):
     model = fit_fake_generator(GeneratedImagesCallback(tmp_path / "every", conditions=[0, 1], every=2,
                                                        name="samples", value_range=(0, 1), seed=None), epochs=3)
     assert model.seeds == [None]
-    assert [step for step, _ in read_images(tmp_path / "every")["samples"]] == [1]
+    assert [step for step, _ in read_images(tmp_path / "every")["samples"]] == [2]
     with pytest.raises(ValueError, match=r"expected \(2 conditions \* 3 = 6, H, W, C\)"):
         generate_wrong_count(tmp_path)
     with pytest.raises(ValueError, match="every must be a positive int"):
@@ -123,7 +123,7 @@ def test_reconstruction_grids_for_an_image_and_a_sequence_modality(tmp_path, mae
     model.fit(inputs, batch_size=20, epochs=2, verbose=0, callbacks=[ReconstructionImagesCallback(tmp_path, few)])
     images = read_images(tmp_path)
     assert set(images) == {"reconstructions/image", "reconstructions/mfcc"}
-    assert [step for step, _ in images["reconstructions/image"]] == [0, 1]
+    assert [step for step, _ in images["reconstructions/image"]] == [1, 2]
     # Rows: original, from all, from image alone, from mfcc alone; a column per example.
     image_grid_png = images["reconstructions/image"][-1][1]
     assert image_grid_png.shape == (4 * 9 - 1, N * 5 - 1, 1)

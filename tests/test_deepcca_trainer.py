@@ -100,10 +100,10 @@ def test_tensorboard_scalars(data, tmp_path):
     trainer = DeepCCATrainer(build_model(), keras.optimizers.Adam(1e-2), logdir=tmp_path, progress=False)
     history = trainer.fit(data["train"], epochs=2, validation_data=data["validation"])
 
-    def scalars(run, tag):
-        accumulator = EventAccumulator(str(tmp_path / run), size_guidance={"tensors": 0})
+    def scalars(split, tag):
+        accumulator = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
         accumulator.Reload()
-        events = accumulator.Tensors(tag)
+        events = accumulator.Tensors(tag if split.endswith("_details") else f"{split}/{tag}")
         return [event.step for event in events], [float(tf.make_ndarray(event.tensor_proto)) for event in events]
 
     for tag in ("loss", "total_correlation", "skipped_batches"):
@@ -113,7 +113,7 @@ def test_tensorboard_scalars(data, tmp_path):
     steps, values = scalars("validation", "total_correlation")
     assert steps == [1, 2]
     np.testing.assert_allclose(values, history["val_total_correlation"], rtol=1e-6)
-    _, top = scalars("validation", "correlations/01")
+    _, top = scalars("validation_details", "validation_details/correlations_01")
     np.testing.assert_allclose(top, [c[0] for c in history["val_correlations"]], rtol=1e-6)
 
 

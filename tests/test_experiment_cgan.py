@@ -59,12 +59,12 @@ def test_tiny_label_run_reports_scores_and_logs(label_run):
     # The GAN's own logs only, not the trainer's bookkeeping (epoch, steps, seconds).
     assert {key for key in metrics if key.startswith("final_")} == {
         "final_d_loss", "final_g_loss", "final_real_score", "final_fake_score", "final_r1_penalty"}
-    d_loss = read_scalars(logdir, "gan/d_loss")
+    d_loss = read_scalars(logdir, "train/d_loss")
     assert sorted(d_loss) == [10, 20]
     assert d_loss[20] == pytest.approx(metrics["final_d_loss"], rel=1e-5)
     with pytest.raises(KeyError):  # the trainer's bookkeeping (steps, seconds) is not logged
-        read_scalars(logdir, "gan/steps")
-    assert read_scalars(logdir, "scores/generated_accuracy")[0] == pytest.approx(metrics["generated_accuracy"])
+        read_scalars(logdir, "train/steps")
+    assert read_scalars(logdir, "test/generated_accuracy")[1] == pytest.approx(metrics["generated_accuracy"])
 
 
 def write_fake_fsdd(folder, recordings_per_digit=10, seed=0):

@@ -130,14 +130,17 @@ def test_tiny_run_logs_tensorboard_scalars(tiny_run):
 
     _, logdir = tiny_run
     metrics = json.loads((logdir / "metrics.json").read_text())
-    logged = read_scalars(logdir, "test_accuracy/left_missing_50%/late_dropout")
+    logged = read_scalars(logdir, "test_details/accuracy_left_missing_50%/late_dropout")
     per_seed = metrics["results"]["late_dropout"]["left_missing_50%"]["accuracy"]["per_seed"]
-    np.testing.assert_allclose([logged[0], logged[1]], per_seed, rtol=1e-6)
-    assert len(read_scalars(logdir, "train_loss/seed1/concat")) == 10
-    unimodal = read_scalars(logdir, "train_unimodal_loss/seed1/concat_dropout")
+    np.testing.assert_allclose([logged[1], logged[2]], per_seed, rtol=1e-6)
+    complete = read_scalars(logdir, "test/accuracy_complete/late_dropout")
+    np.testing.assert_allclose([complete[1], complete[2]],
+                               metrics["results"]["late_dropout"]["complete"]["accuracy"]["per_seed"], rtol=1e-6)
+    assert len(read_scalars(logdir, "train_details/loss_seed1/concat")) == 10
+    unimodal = read_scalars(logdir, "train_details/unimodal_loss_seed1/concat_dropout")
     assert len(unimodal) == 10 and unimodal[10] < unimodal[1]
     with pytest.raises(KeyError):                # no auxiliary losses without modality dropout
-        read_scalars(logdir, "train_unimodal_loss/seed1/concat")
+        read_scalars(logdir, "train_details/unimodal_loss_seed1/concat")
     assert metrics["unimodal_loss_weight"] == 0.5 == metrics["unimodal_distillation"]
 
 
@@ -195,7 +198,7 @@ def test_runs_on_a_mirrored_strategy_through_the_trainer(tmp_path):
     assert metrics["results"]["concat"]["complete"]["accuracy"]["mean"] > 0.2  # chance is 0.1
     from test_train_cli import read_scalars
 
-    assert len(read_scalars(logdir, "train_loss/seed1/concat_dropout")) == 2
+    assert len(read_scalars(logdir, "train_details/loss_seed1/concat_dropout")) == 2
 
 
 def test_global_batch_must_split_over_the_replicas():

@@ -51,9 +51,9 @@ def test_digits_run_writes_tensorboard_images_and_projector(digits_run):
     for name in ("dropout", "no_dropout"):
         assert glob.glob(str(logdir / name / "events.out.tfevents.*"))  # reconstruction grids
         # The trainer's loss curves: one point per epoch (steps 1, 2), held out too.
-        assert sorted(read_scalars(logdir / name / "train", "loss")) == [1, 2]
-        assert sorted(read_scalars(logdir / name / "validation", "reconstruction_left")) == [1, 2]
-        projector = logdir / name / "projector"
+        assert sorted(read_scalars(logdir / name, "train/loss")) == [1, 2]
+        assert sorted(read_scalars(logdir / name, "validation/reconstruction_left")) == [1, 2]
+        projector = logdir / name  # the model's own run: no run without scalars
         assert "shared_code" in (projector / "projector_config.pbtxt").read_text()
         metadata = (projector / "metadata.tsv").read_text().splitlines()
         assert metadata[0] == "label\tpresent" and len(metadata) == 1 + 3 * 360

@@ -49,9 +49,9 @@ def test_tiny_run_logs_per_epoch_scalars(tiny_run):
     with pytest.raises(KeyError):  # the trainer's bookkeeping (steps, seconds) is not logged
         read_scalars(logdir, "train/steps")
     metrics = json.loads((logdir / "metrics.json").read_text())
-    logged = read_scalars(logdir, "image_to_text/recall@5")
-    assert logged[0] == pytest.approx(metrics["image_to_text"]["recall@5"], rel=1e-6)
-    assert read_scalars(logdir, "zero_shot/accuracy")[0] == pytest.approx(metrics["zero_shot"]["accuracy"])
+    logged = read_scalars(logdir, "test/image_to_text_recall@5")
+    assert logged[1] == pytest.approx(metrics["image_to_text"]["recall@5"], rel=1e-6)
+    assert read_scalars(logdir, "test/zero_shot_accuracy")[1] == pytest.approx(metrics["zero_shot"]["accuracy"])
 
 
 def fake_openmoji(folder, n_emoji=12):

@@ -59,10 +59,10 @@ def test_tiny_run_logs_tensorboard_scalars(tiny_run):
 
     _, logdir = tiny_run
     metrics = json.loads((logdir / "metrics.json").read_text())
-    logged = read_scalars(logdir, "target_test_accuracy/5%_labels/transfer")
-    np.testing.assert_allclose([logged[0], logged[1]],
+    logged = read_scalars(logdir, "test/accuracy_5%_labels/transfer")
+    np.testing.assert_allclose([logged[1], logged[2]],
                                metrics["results"]["5%"]["transfer"]["per_seed"], rtol=1e-6)
-    assert len(read_scalars(logdir, "pretrain/train_accuracy")) == 15
+    assert len(read_scalars(logdir, "train/pretrain_accuracy")) == 15
 
 
 @pytest.mark.parametrize("override, message", [
@@ -94,7 +94,7 @@ def test_runs_on_a_mirrored_strategy_through_the_trainer(tmp_path):
         assert 0.0 <= metrics["results"]["5%"][variant]["mean"] <= 1.0
     from test_train_cli import read_scalars
 
-    assert len(read_scalars(logdir, "pretrain/train_accuracy")) == 2
+    assert len(read_scalars(logdir, "train/pretrain_accuracy")) == 2
 
 
 def test_batch_sizes_split_over_the_replicas():

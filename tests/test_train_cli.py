@@ -45,10 +45,10 @@ def test_cca_run_writes_config_metrics_and_tensorboard(cca_run):
     assert 4.0 < metrics["test_total_correlation"] < metrics["train_total_correlation"] <= 10
     # Cross-view transfer through the shared space, far above chance (0.1).
     assert metrics["probe_accuracy_x_to_y"] > 0.5 and metrics["probe_accuracy_y_to_x"] > 0.5
-    curve = read_scalars(logdir, "test/canonical_correlation")
+    curve = read_scalars(logdir, "test_details/canonical_correlation")
     np.testing.assert_allclose([curve[step] for step in range(1, 11)],
                                metrics["test_correlations"], rtol=1e-6)
-    assert read_scalars(logdir, "test/total_correlation")[0] == pytest.approx(
+    assert read_scalars(logdir, "test/total_correlation")[1] == pytest.approx(
         metrics["test_total_correlation"], rel=1e-6)
 
 

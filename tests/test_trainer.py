@@ -143,9 +143,11 @@ def test_compiled_keras_model_validation_early_stopping_and_tensorboard(tmp_path
     assert len(losses) == best + 2
     restored = model.evaluate(validation, verbose=0, return_dict=True)["loss"]
     np.testing.assert_allclose(restored, losses[best], rtol=1e-5)
-    accumulator = EventAccumulator(str(tmp_path / "validation"), size_guidance={"tensors": 0})
+    accumulator = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
     accumulator.Reload()
-    assert len(accumulator.Tensors("loss")) == len(losses) and len(accumulator.Tensors("accuracy")) == len(losses)
+    assert len(accumulator.Tensors("validation/loss")) == len(losses)
+    assert len(accumulator.Tensors("validation/accuracy")) == len(losses)
+    assert [event.step for event in accumulator.Tensors("train/loss")] == list(range(1, len(losses) + 1))
 
 
 def test_steps_per_epoch_runs_one_iterator_on_and_callbacks_see_every_epoch():

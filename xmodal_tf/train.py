@@ -226,6 +226,8 @@ def main(argv=None) -> int:
         context.progress(f"{experiment.name}: logging to {logdir}{resuming} ({_strategy_line(context)})")
         seed_everything(args.seed)  # after loading: the run's draws do not depend on the loader's
         metrics = experiment.run(config, context)
+        if context.is_chief:
+            context.log_hparams({"experiment": experiment.name, "seed": args.seed, **config})
         context.close()
     except BaseException as error:  # noqa: BLE001 - the CLI's one error boundary
         if context is not None:

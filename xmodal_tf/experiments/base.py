@@ -35,6 +35,9 @@ __all__ = ["TRAINING_CHOICES", "TRAINING_SETTINGS", "Experiment", "RunContext", 
 # here so that listing the experiments does not import Keras; a test keeps them equal.
 TRAINING_SETTINGS = {"mixed_precision": "off", "jit": "auto"}
 HEARTBEAT_SECONDS = 10.0  # the longest a run stays silent between epochs
+# TensorBoard groups a tag's cards by its first part and sorts the groups by name:
+# the headline figures, then each split's details (per component, classifier, condition).
+TAG_GROUPS = ("train", "validation", "test", "train_details", "validation_details", "test_details")
 TRAINING_CHOICES = {"mixed_precision": ("off", "float16", "bfloat16"), "jit": ("auto", "on", "off")}
 
 
@@ -78,6 +81,22 @@ def check_global_batch(batch_size: int, replicas: int, experiment: str, rows: in
         raise ValueError(f"{experiment}: batch_size={batch_size} is larger than the {rows} training pairs; with "
                          f"{replicas} replicas partial batches are dropped, so no batch would remain. Lower batch_size.")
     return batch_size
+
+
+def _flat_settings(config: dict, prefix: str = "") -> dict:
+    """{dotted key: bool / int / float / str} of a nested configuration (lists and None
+    as their JSON text), as the HParams plugin takes them."""
+    import json
+
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flat_settings(value, f"{prefix}{key}."))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[f"{prefix}{key}"] = value
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value)
+    return flat
 
 
 class RunContext:
@@ -225,18 +244,37 @@ class RunContext:
 
         return Heartbeat()
 
-    def log_scalar(self, tag: str, value: float, step: int = 0) -> None:
-        """Write one TensorBoard scalar to the run directory."""
+    def log_scalar(self, tag: str, value: float, step: int = 1) -> None:
+        """Write one TensorBoard scalar to the run directory. Tags follow one scheme
+        (``TAG_GROUPS``): ``train/...``, ``validation/...``, ``test/...`` for the headline
+        figures, ``<split>_details/...`` for per component / classifier / condition ones;
+        steps count from 1 (epochs, or 1 for a final figure)."""
+        import tensorflow as tf
+
+        if tag.split("/", 1)[0] not in TAG_GROUPS or "/" not in tag:
+            raise ValueError(f"TensorBoard tag {tag!r} is outside the scheme: start it with one of "
+                             f"{', '.join(g + '/' for g in TAG_GROUPS)}.")
+        with self._summary_writer().as_default():
+            tf.summary.scalar(tag, float(value), step=int(step))
+
+    def log_scalars(self, values: dict, step: int = 1, prefix: str = "") -> None:
+        for tag, value in values.items():
+            self.log_scalar(f"{prefix}{tag}", value, step)
+
+    def log_hparams(self, config: dict) -> None:
+        """The run's settings for TensorBoard's HParams tab, whose table then lists them
+        beside the run's ``test/`` figures, run by run."""
+        from tensorboard.plugins.hparams import api as hparams
+
+        with self._summary_writer().as_default():
+            hparams.hparams(_flat_settings(config), trial_id=self.run_directory.name)
+
+    def _summary_writer(self):
         import tensorflow as tf
 
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(str(self.logdir))
-        with self._writer.as_default():
-            tf.summary.scalar(tag, float(value), step=int(step))
-
-    def log_scalars(self, values: dict, step: int = 0, prefix: str = "") -> None:
-        for tag, value in values.items():
-            self.log_scalar(f"{prefix}{tag}", value, step)
+        return self._writer
 
     def close(self) -> None:
         if self._writer is not None:

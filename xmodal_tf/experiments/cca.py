@@ -130,13 +130,13 @@ def run(config: dict, context: RunContext) -> dict:
         metrics[f"{split_name}_mean_correlation"] = float(correlations.mean())
         metrics[f"{split_name}_correlations"] = correlations.tolist()
         for index, value in enumerate(correlations):
-            context.log_scalar(f"{split_name}/canonical_correlation", value, step=index + 1)
+            context.log_scalar(f"{split_name}_details/canonical_correlation", value, step=index + 1)
         context.log_scalar(f"{split_name}/total_correlation", correlations.sum())
     if config["probe"]:
         context.progress("cross-view probe (logistic regression on canonical variates) ...")
         probe = cross_view_probe(model, dataset, context.seed)
         metrics.update({f"probe_accuracy_{name}": value for name, value in probe.items()})
-        context.log_scalars(probe, prefix="probe_accuracy/")
+        context.log_scalars(probe, prefix="test/probe_accuracy_")
     return metrics
 
 

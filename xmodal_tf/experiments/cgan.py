@@ -328,7 +328,7 @@ def _progress_callback(context: RunContext, steps_per_epoch: int):
     def report(epoch, logs):
         step = (epoch + 1) * steps_per_epoch
         values = {key: float(value) for key, value in (logs or {}).items() if key not in _TRAINER_LOGS}
-        context.log_scalars(values, step=step, prefix="gan/")
+        context.log_scalars(values, step=step, prefix="train/")
         context.progress(f"GAN step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(values.items())))
 
     return keras.callbacks.LambdaCallback(on_epoch_end=report)
@@ -402,7 +402,7 @@ def run(config: dict, context: RunContext) -> dict:
         headline = ("generated_accuracy_vs_spoken_digit", metrics["generated_accuracy_vs_spoken_digit"])
     for key in ("classifier_test_accuracy", headline[0], "frechet_distance", "audio_test_accuracy"):
         if key in metrics:
-            context.log_scalar(f"scores/{key}", metrics[key])
+            context.log_scalar(f"test/{key}", metrics[key])
     return metrics
 
 

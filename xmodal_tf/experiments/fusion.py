@@ -385,9 +385,9 @@ def run_seed(dataset, settings: dict, seed: int, joint: JointTraining | None, co
     history = joint.fit(train_inputs, dataset.train.labels, seed)
     for name in classifiers:
         for epoch, value in enumerate(history.get(f"{name}_loss", [])):
-            context.log_scalar(f"train_loss/seed{seed}/{name}", value, step=epoch + 1)
+            context.log_scalar(f"train_details/loss_seed{seed}/{name}", value, step=epoch + 1)
         for epoch, value in enumerate(history.get(f"{name}_unimodal_loss", [])):
-            context.log_scalar(f"train_unimodal_loss/seed{seed}/{name}", value, step=epoch + 1)
+            context.log_scalar(f"train_details/unimodal_loss_seed{seed}/{name}", value, step=epoch + 1)
     final_losses = [history[f"{name}_loss"][-1] for name in classifiers if f"{name}_loss" in history]
     context.progress(f"seed {seed}: trained (mean final training loss {np.mean(final_losses):.3f}); "
                      f"scoring on {len(dataset.test)} test examples ...")
@@ -425,7 +425,8 @@ def run(config: dict, context: RunContext) -> dict:
     for name, by_condition in results.items():
         for condition, summary in by_condition.items():
             for index, value in enumerate(summary["accuracy"]["per_seed"]):
-                context.log_scalar(f"test_accuracy/{condition}/{name}", value, step=index)
+                group = "test" if condition == "complete" else "test_details"
+                context.log_scalar(f"{group}/accuracy_{condition}/{name}", value, step=index + 1)
     single = {modality: results[f"{modality}_only"]["complete"]["accuracy"]["mean"] for modality in modalities}
     return {"data": settings["data"], "modalities": list(modalities), "seeds": settings["seeds"],
             "degraded": {key: settings[key] for key in ("degrade_modality", "degradation", "degradation_strength",

@@ -189,7 +189,7 @@ def train(name: str, model, optimizer, dataset, settings: dict, context: RunCont
     callbacks = [
         ReconstructionImagesCallback(folder, {key: value[:8] for key, value in test.inputs.items()},
                                      every=settings["images_every"]),
-        EmbeddingProjectorCallback(folder / "projector", _head(test.inputs, 2000), test.labels[:2000],
+        EmbeddingProjectorCallback(folder, _head(test.inputs, 2000), test.labels[:2000],
                                    present=[[m] for m in modalities] + [list(modalities)],
                                    every=settings["epochs"]),
         progress_callback(name, settings["epochs"], context),
@@ -268,7 +268,7 @@ def evaluate(name: str, model, dataset, settings: dict, context: RunContext) -> 
         translation[f"{source}_to_{target}"] = float(np.mean((translated - test_inputs[target]) ** 2))
     for group, values in (("probe_accuracy", probes), ("test_reconstruction_mse", reconstruction),
                           ("test_translation_mse", translation)):
-        context.log_scalars(values, prefix=f"{name}/{group}/")
+        context.log_scalars(values, prefix=f"test/{name}/{group}/")
     context.progress(f"{name}: cross-modal probe {a}->{b} {probes[f'{a}_to_{b}']:.3f}, "
                      f"{b}->{a} {probes[f'{b}_to_{a}']:.3f} (chance {CHANCE:.2f})")
     return {"probe_accuracy": probes, "test_reconstruction_mse": reconstruction,

@@ -264,8 +264,8 @@ def run(config: dict, context: RunContext) -> dict:
     results = evaluate(model, data, config["ks"])
     for direction in ("image_to_text", "text_to_image"):
         context.log_scalars({key: value for key, value in results[direction].items()
-                             if key.startswith(("recall@", "median_rank"))}, prefix=f"{direction}/")
-    context.log_scalar("zero_shot/accuracy", results["zero_shot"]["accuracy"])
+                             if key.startswith(("recall@", "median_rank"))}, prefix=f"test/{direction}_")
+    context.log_scalar("test/zero_shot_accuracy", results["zero_shot"]["accuracy"])
     context.progress(f"median rank image -> text {results['image_to_text']['median_rank']:g}, "
                      f"text -> image {results['text_to_image']['median_rank']:g}; zero-shot accuracy "
                      f"{results['zero_shot']['accuracy']:.3f} (chance {results['zero_shot']['chance']:.3f})")

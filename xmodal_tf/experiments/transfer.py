@@ -158,7 +158,7 @@ def pretrain(dataset, config: dict, context: RunContext):
                          drop_remainder=context.replicas > 1)
     history = context.trainer(model, None, progress=False).fit(train, epochs)
     for epoch, value in enumerate(history["accuracy"]):
-        context.log_scalar("pretrain/train_accuracy", value, step=epoch + 1)
+        context.log_scalar("train/pretrain_accuracy", value, step=epoch + 1)
     test_source, test_target, test_labels = views_of(dataset.test, config["source_view"])
     accuracy = {
         "source_test_accuracy": evaluate(model, test_source, test_labels),
@@ -309,7 +309,7 @@ def _log_fraction(context: RunContext, fraction: float, summary: dict) -> None:
     key = _fraction_key(fraction)
     for variant in VARIANTS:
         for index, value in enumerate(summary[variant]["per_seed"]):
-            context.log_scalar(f"target_test_accuracy/{key}_labels/{variant}", value, step=index)
+            context.log_scalar(f"test/accuracy_{key}_labels/{variant}", value, step=index + 1)
     scores = ", ".join(f"{variant} {summary[variant]['mean']:.3f} ± {summary[variant]['std']:.3f}"
                        for variant in VARIANTS)
     context.progress(f"{key} of labels ({summary['labels']} examples): {scores}")

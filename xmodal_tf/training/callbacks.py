@@ -131,7 +131,7 @@ class _TensorBoardCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every == 0:
-            self.write(epoch)
+            self.write(epoch + 1)  # steps from 1, as the Trainer's scalars
 
     def write(self, step: int) -> None:
         """Write this callback's summaries now, at TensorBoard step ``step``."""
@@ -332,7 +332,7 @@ class EmbeddingProjectorCallback(_TensorBoardCallback):
         self._manager.save(checkpoint_number=step)
         described = "all modalities" if subset_names is None else ", ".join(subset_names)
         tf.summary.text(f"{self.name}/projector", f"{len(codes)} shared codes of size {codes.shape[1]} "
-                        f"(encoded from {described}) at epoch {step + 1}; see the PROJECTOR tab.", step=step)
+                        f"(encoded from {described}) at epoch {step}; see the PROJECTOR tab.", step=step)
 
     def _write_metadata(self, subset_names) -> None:
         if subset_names is None:  # one column: the projector expects no header

@@ -54,9 +54,10 @@ Decisions
   canonical correlations), else its ``test_step`` over the dataset (``val_`` + each
   metric). Early stopping (``early_stopping_patience``) watches ``monitor``, by default
   the model's ``default_monitor``, and restores the best weights at the end.
-* TensorBoard (``logdir``): ``train/`` gets every metric per epoch; ``validation/`` every
-  ``val_`` value without the prefix (a list such as ``val_correlations`` as
-  ``correlations/01`` ... for its first ten entries). The step is the epoch number.
+* TensorBoard (``logdir``, one run): ``train/<metric>`` per epoch and ``validation/<name>``
+  for every ``val_`` value (a list such as ``val_correlations`` as
+  ``validation_details/correlations_01`` ... for its first ten entries, so that the
+  headline cards come first). The step is the epoch number, from 1.
 """
 from __future__ import annotations
 
@@ -123,7 +124,7 @@ class Trainer:
             save (a checkpoint of a small model takes about 50 ms, more than its epoch):
             a kill loses at most about this much training.
         callbacks: Keras callbacks for every ``fit`` call, after its own.
-        logdir: TensorBoard log directory (``train`` and ``validation`` runs inside).
+        logdir: TensorBoard run directory (``train/`` and ``validation/`` tags).
         max_to_keep: how many epoch checkpoints to keep.
         early_stopping_patience: stop after this many evaluations without improvement of
             ``monitor``, then restore the best weights; None: no early stopping.
@@ -191,7 +192,7 @@ class Trainer:
         self._sign = sign
         self._wait = tf.Variable(0, dtype=tf.int64, trainable=False, name="evaluations_without_improvement")
         self._best_weights = None
-        self._writers = None
+        self._writer = None
         self._validation_keys = None
         # Every epoch's logs ({"epoch": e, ...}) and the fit calls ({"first", "until"}):
         # kept in history.json beside the checkpoints.
@@ -630,30 +631,28 @@ class Trainer:
             tf.train.Checkpoint(model=_ModelWeights(self.model)).restore(latest).expect_partial()
 
     def _finish(self) -> None:
-        if self._writers is not None:
-            for writer in self._writers.values():
-                writer.flush()
+        if self._writer is not None:
+            self._writer.flush()
 
     # ------------------------------------------------------------------ reporting
     def _write_summaries(self, step: int, logs: dict) -> None:
+        """The epoch's logs as ``train/<name>`` and ``validation/<name>`` (a list such as
+        ``val_correlations`` as ``validation_details/correlations_01`` ...), at step
+        ``epoch + 1``, in one run: ``logdir``."""
         if self.logdir is None:
             return
-        if self._writers is None:
-            self._writers = {run: tf.summary.create_file_writer(os.path.join(self.logdir, run))
-                             for run in ("train", "validation")}
-        with self._writers["train"].as_default(step=step):
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.logdir)
+        with self._writer.as_default(step=step):
             for name, value in logs.items():
-                if not name.startswith("val_") and name not in ("steps", "seconds") and _is_number(value):
-                    tf.summary.scalar(name, value)
-        with self._writers["validation"].as_default(step=step):
-            for name, value in logs.items():
-                if not name.startswith("val_"):
+                if name in ("steps", "seconds"):
                     continue
+                split, key = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
                 if isinstance(value, (list, tuple)):
                     for index, item in enumerate(value[:_MAX_LIST_SCALARS]):
-                        tf.summary.scalar(f"{name[4:]}/{index + 1:02d}", item)
-                elif _is_number(value) and math.isfinite(value):
-                    tf.summary.scalar(name[4:], value)
+                        tf.summary.scalar(f"{split}_details/{key}_{index + 1:02d}", item)
+                elif _is_number(value) and (split == "train" or math.isfinite(value)):  # (NaN: not evaluated)
+                    tf.summary.scalar(f"{split}/{key}", value)
 
     def _print_progress(self, epoch: int, epochs: int, logs: dict) -> None:
         parts = [f"Epoch {epoch + 1}/{epochs}", f"{logs['steps']} steps", f"{logs['seconds']:.1f}s"]

@@ -70,19 +70,55 @@ def test_cnn_encoder_never_pools_a_side_below_one():
 
 
 def test_cnn_encoder_layer_names_are_stable():
-    names = [layer.name for layer in cnn_encoder((8, 4, 1), 5, filters=(4, 8), name="left").layers]
+    names = [layer.name for layer in cnn_encoder((8, 4, 1), 5, filters=(4, 8), batch_norm=True, name="left").layers]
     assert names == ["left_images", "left_conv0", "left_bn0", "left_act0", "left_pool0",
                      "left_conv1", "left_bn1", "left_act1", "left_pool1", "left_global_pool", "left_embedding"]
+    names = [layer.name for layer in cnn_encoder((8, 4, 1), 5, filters=(4, 8), name="left").layers]
+    assert names == ["left_images", "left_conv0", "left_act0", "left_pool0",
+                     "left_conv1", "left_act1", "left_pool1", "left_global_pool", "left_embedding"]
 
 
 def test_cnn_encoder_parameter_counts():
-    model = cnn_encoder((8, 4, 1), 5, filters=(4, 8))
+    model = cnn_encoder((8, 4, 1), 5, filters=(4, 8), global_pooling="avg", batch_norm=True)
     # conv kernels (no bias with BatchNorm) + BN gamma/beta + Dense.
     trainable = 3 * 3 * 1 * 4 + 2 * 4 + 3 * 3 * 4 * 8 + 2 * 8 + 8 * 5 + 5
     assert model.count_params() == trainable + 2 * 4 + 2 * 8  # + BN moving mean/variance
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == trainable
     model.trainable = False
     assert model.trainable_weights == []
+
+
+def test_cnn_encoder_default_flattens_fixed_size_images():
+    # Issue 16: global average pooling lost digits' positions (28% against 82% on noisy MNIST),
+    # so the default ("auto") flattens whenever the size is fixed; BatchNorm is off by default.
+    model = cnn_encoder((8, 4, 1), 5, filters=(4, 8))
+    assert isinstance(model.get_layer("cnn_encoder_global_pool"), keras.layers.Flatten)
+    assert batch_norm_layers(model) == []
+    assert model.get_layer("cnn_encoder_conv0").use_bias
+    # 8x4 -> 4x2 -> 2x1 after two pooled blocks: 2 * 1 * 8 features into the embedding.
+    assert model.get_layer("cnn_encoder_embedding").kernel.shape == (16, 5)
+    assert cnn_encoder((8, 4, 1), 5, filters=(4, 8), global_pooling="auto").count_params() == model.count_params()
+
+
+@pytest.mark.parametrize("global_pooling, layer", [
+    ("avg", keras.layers.GlobalAveragePooling2D), ("max", keras.layers.GlobalMaxPooling2D),
+    ("flatten", keras.layers.Flatten)])
+def test_cnn_encoder_global_pooling_still_chosen_by_name(global_pooling, layer):
+    model = cnn_encoder((8, 4, 1), 5, filters=(4,), global_pooling=global_pooling)
+    assert isinstance(model.get_layer("cnn_encoder_global_pool"), layer)
+
+
+def test_cnn_encoder_default_averages_variable_size_images():
+    model = cnn_encoder((None, None, 1), 6, filters=(4,))
+    assert isinstance(model.get_layer("cnn_encoder_global_pool"), keras.layers.GlobalAveragePooling2D)
+
+
+@pytest.mark.parametrize("side, layer", [(128, keras.layers.Flatten), (130, keras.layers.GlobalAveragePooling2D)])
+def test_cnn_encoder_default_averages_above_the_flatten_size_guard(side, layer):
+    # Default filters (32, 64), two pooled blocks: 128x128 -> 32 * 32 * 64 = 65536 features, the limit.
+    model = cnn_encoder((side, side, 1), 4)
+    assert isinstance(model.get_layer("cnn_encoder_global_pool"), layer)
+    assert encoders.AUTO_FLATTEN_MAX_FEATURES == 65536
 
 
 def test_cnn_encoder_variable_image_size(rng):
@@ -94,6 +130,45 @@ def test_cnn_encoder_variable_image_size(rng):
 def test_cnn_encoder_round_trip(rng, tmp_path):
     model = cnn_encoder((28, 14, 1), 6, filters=(4, 8), dropout=0.1)
     assert_round_trip(model, rng.random((BATCH, 28, 14, 1)).astype("float32"), tmp_path)
+
+
+# ----------------------------------------------------------------------------- decoder and generator defaults
+
+def test_image_decoder_default_output_is_linear(rng):
+    # Issue 16: a sigmoid default could not reconstruct standardised or noisy images.
+    from xmodal_tf.models.mae import image_decoder
+
+    decoder = image_decoder(6, (8, 4, 1), filters=(4,))
+    assert decoder.get_layer("image_decoder_output").activation is keras.activations.linear
+    dense = decoder.get_layer("image_decoder_dense")
+    dense.kernel.assign(10.0 * rng.normal(size=dense.kernel.shape).astype("float32"))
+    outputs = keras.ops.convert_to_numpy(decoder(rng.normal(size=(BATCH, 6)).astype("float32")))
+    assert outputs.min() < 0.0 or outputs.max() > 1.0  # not squashed into [0, 1]
+    sigmoid = image_decoder(6, (8, 4, 1), filters=(4,), output_activation="sigmoid")
+    assert sigmoid.get_layer("image_decoder_output").activation is keras.activations.sigmoid
+
+
+def test_dense_decoder_default_output_is_linear():
+    from xmodal_tf.models.mae import dense_decoder
+
+    decoder = dense_decoder(6, (5, 2))
+    assert decoder.get_layer("dense_decoder_output").activation is keras.activations.linear
+
+
+@pytest.mark.parametrize("builder", ["build_generator", "build_dense_generator"])
+def test_generators_default_to_unit_range_and_take_an_output_activation(rng, builder):
+    from xmodal_tf.models import cgan
+
+    build = getattr(cgan, builder)
+    last = "generator_image" if builder == "build_generator" else "dense_generator_pixels"
+    default = build((8, 8, 1), 4, num_classes=3, **({"hidden_units": (8,)} if "dense" in builder else {}))
+    assert default.get_layer(last).activation is keras.activations.sigmoid
+    linear = build((8, 8, 1), 4, num_classes=3, output_activation=None,
+                   **({"hidden_units": (8,)} if "dense" in builder else {}))
+    assert linear.get_layer(last).activation is keras.activations.linear
+    images = default([rng.normal(size=(BATCH, 4)).astype("float32"), np.array([0, 1, 2])])
+    assert images.shape == (BATCH, 8, 8, 1)
+    assert float(keras.ops.min(images)) >= 0.0 and float(keras.ops.max(images)) <= 1.0
 
 
 # ----------------------------------------------------------------------------- rnn_encoder
@@ -353,7 +428,7 @@ def batch_norm_layers(model):
 
 
 @pytest.mark.parametrize("build", [
-    lambda **kw: cnn_encoder((8, 4, 1), 4, filters=(4, 4), name="net", **kw),
+    lambda **kw: cnn_encoder((8, 4, 1), 4, filters=(4, 4), batch_norm=True, name="net", **kw),
     lambda **kw: mlp_encoder(6, 3, hidden_units=(8, 8), batch_norm=True, name="net", **kw),
 ])
 def test_sync_batch_norm_creates_synchronized_layers_with_unchanged_names(build):
@@ -391,7 +466,8 @@ def test_sync_batch_norm_must_be_a_bool(build):
 
 @pytest.mark.parametrize("build, shape", [
     (lambda: mlp_encoder(6, 3, hidden_units=(8,), batch_norm=True, sync_batch_norm=True, dropout=0.3), (BATCH, 6)),
-    (lambda: cnn_encoder((8, 4, 1), 4, filters=(4,), sync_batch_norm=True, dropout=0.3), (BATCH, 8, 4, 1)),
+    (lambda: cnn_encoder((8, 4, 1), 4, filters=(4,), batch_norm=True, sync_batch_norm=True, dropout=0.3),
+     (BATCH, 8, 4, 1)),
 ])
 def test_replica_dropout_and_sync_batch_norm_round_trip(rng, tmp_path, build, shape):
     model = build()

@@ -818,9 +818,14 @@ def _conditional_batch_norm(x, code, name, synchronized=False):
 
 
 def build_generator(image_shape, latent_dim=64, *, num_classes=None, condition_dim=None, base_filters=16,
-                    sync_batch_norm=False, name="generator") -> keras.Model:
-    """A small DCGAN-style conv generator: [z (batch, latent_dim), condition] -> (batch, H, W, C)
-    in [0, 1] (sigmoid).
+                    sync_batch_norm=False, output_activation="sigmoid", name="generator") -> keras.Model:
+    """A small DCGAN-style conv generator: [z (batch, latent_dim), condition] -> (batch, H, W, C).
+
+    Output range: ``output_activation="sigmoid"`` (default) gives images in [0, 1], the
+    range of the package's image loaders (pixels / 255) that ``ConditionalGAN`` expects;
+    scale real images to [0, 1], or pass "tanh" for [-1, 1] data or None for any range
+    (the discriminator sees real and generated images alike, so a range the generator
+    cannot reach lets it tell them apart trivially).
 
     The condition enters twice: concatenated with z (as its one-hot code for labels), and
     through conditional batch norm after every layer (per-condition scale and shift,
@@ -854,13 +859,17 @@ def build_generator(image_shape, latent_dim=64, *, num_classes=None, condition_d
                                          name=f"{name}_up{i}")(x)
         x = _conditional_batch_norm(x, code, f"{name}_up{i}", sync_batch_norm)
         x = keras.layers.ReLU(name=f"{name}_up{i}_relu")(x)
-    images = keras.layers.Conv2D(channels, 3, padding="same", activation="sigmoid", name=f"{name}_image")(x)
+    images = keras.layers.Conv2D(channels, 3, padding="same", activation=output_activation,
+                                 name=f"{name}_image")(x)
     return keras.Model([z, condition], images, name=name)
 
 
 def build_discriminator(image_shape, *, num_classes=None, condition_dim=None, base_filters=32,
                         spectral_normalization=False, name="discriminator") -> keras.Model:
     """A small projection discriminator: [images (batch, H, W, C), condition] -> logits (batch, 1).
+
+    Images in the generator's output range ([0, 1] for the default generators); the
+    layers themselves assume no range.
 
     Two stride-2 4x4 convolutions (base_filters, 2*base_filters; LeakyReLU 0.2) give
     features phi(x) (flattened); the logit is ``Dense(1)(phi) + <V c, phi>``, where V c
@@ -896,11 +905,14 @@ def build_discriminator(image_shape, *, num_classes=None, condition_dim=None, ba
 
 
 def build_dense_generator(image_shape, latent_dim=64, *, num_classes, hidden_units=(256, 512, 1024),
-                          batch_norm=True, sync_batch_norm=False, name="dense_generator") -> keras.Model:
+                          batch_norm=True, sync_batch_norm=False, output_activation="sigmoid",
+                          name="dense_generator") -> keras.Model:
     """The textbook conditional generator (Mirza & Osindero; the Keras GAN examples):
     [z, label] -> concat(z, one_hot(label)) -> Dense (+ batch norm) + LeakyReLU layers ->
-    sigmoid pixels reshaped to ``image_shape`` (values in [0, 1]). ``sync_batch_norm``:
-    batch statistics over the global batch under a ``tf.distribute`` strategy."""
+    pixels reshaped to ``image_shape``. ``output_activation="sigmoid"`` (default): values
+    in [0, 1], the range of the package's image loaders; "tanh" for [-1, 1] data, None
+    for any range. ``sync_batch_norm``: batch statistics over the global batch under a
+    ``tf.distribute`` strategy."""
     shape = _check_image_shape(image_shape, "build_dense_generator")
     sync_batch_norm = _check_bool(sync_batch_norm, "sync_batch_norm")
     latent_dim = _check_positive_int(latent_dim, "latent_dim")
@@ -914,7 +926,7 @@ def build_dense_generator(image_shape, latent_dim=64, *, num_classes, hidden_uni
             x = keras.layers.BatchNormalization(momentum=0.8, synchronized=sync_batch_norm,
                                                 name=f"{name}_dense{i}_bn")(x)
         x = keras.layers.LeakyReLU(0.2, name=f"{name}_dense{i}_lrelu")(x)
-    x = keras.layers.Dense(int(np.prod(shape)), activation="sigmoid", name=f"{name}_pixels")(x)
+    x = keras.layers.Dense(int(np.prod(shape)), activation=output_activation, name=f"{name}_pixels")(x)
     images = keras.layers.Reshape(shape, name=f"{name}_image")(x)
     return keras.Model([z, labels], images, name=name)
 
@@ -922,7 +934,8 @@ def build_dense_generator(image_shape, latent_dim=64, *, num_classes, hidden_uni
 def build_dense_discriminator(image_shape, *, num_classes, hidden_units=(512, 256), dropout=0.3,
                               name="dense_discriminator") -> keras.Model:
     """The textbook conditional discriminator: [images, label] -> concat(flat images,
-    one_hot(label)) -> Dense+LeakyReLU(+Dropout) layers -> one logit (batch, 1)."""
+    one_hot(label)) -> Dense+LeakyReLU(+Dropout) layers -> one logit (batch, 1). Images
+    in the generator's output range ([0, 1] for the default generators)."""
     shape = _check_image_shape(image_shape, "build_dense_discriminator")
     dropout = _check_non_negative_float(dropout, "dropout", upper=1.0)
     images = keras.Input(shape=shape, name=f"{name}_images")

@@ -4,6 +4,7 @@
     python benchmarks/bench_defaults.py --only digits8 spoken # a subset of the tasks
     python benchmarks/bench_defaults.py --quick               # a smoke run (1 epoch, tiny subsets)
     python benchmarks/bench_defaults.py --json out.json       # also write the rows as JSON
+    python benchmarks/bench_defaults.py --table out.json      # the Markdown table of a saved run
 
 Every encoder builder gets a linear classification head (Dense(classes), softmax
 cross-entropy) and is trained with Adam(1e-3), batch 64, a fixed number of epochs; the
@@ -276,6 +277,23 @@ def run_decoders(quick: bool, seed: int) -> list[dict]:
     return rows
 
 
+# ----------------------------------------------------------------------------- table
+def markdown_table(rows: list[dict]) -> str:
+    """Classification rows: validation / test accuracy; decoder rows: test MSE."""
+    lines = ["| data set | model | validation acc. | test acc. | params |", "|---|---|---|---|---|"]
+    for row in rows:
+        if "test" in row:
+            model = f"**{row['model']}** (default)" if row.get("default") else row["model"]
+            lines.append(f"| {row['data']}, {row['epochs']} epochs | {model} | {row['validation']:.3f} | "
+                         f"{row['test']:.3f} | {row['params']} |")
+    decoders = [row for row in rows if "test_mse" in row]
+    if decoders:
+        lines += ["", "| data set | decoder | test MSE | mean-image MSE |", "|---|---|---|---|"]
+        lines += [f"| {row['data']}, {row['epochs']} epochs | {row['model']} | {row['test_mse']:.4f} | "
+                  f"{row['mean_predictor_mse']:.4f} |" for row in decoders]
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -283,7 +301,13 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--quick", action="store_true", help="1 epoch on tiny subsets (a smoke run)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--table", metavar="JSON", help="print the Markdown table of a run saved with --json; no training")
     args = parser.parse_args(argv)
+    if args.table:
+        with open(args.table, encoding="utf-8") as file:
+            rows = json.load(file)
+        print(markdown_table(rows))
+        return rows
     # Import the builders once, before any training (a later edit of them does not mix into a run).
     import xmodal_tf.encoders
     import xmodal_tf.models.mae  # noqa: F401
@@ -307,6 +331,7 @@ def main(argv=None) -> list[dict]:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:
             json.dump(rows, file, indent=1)
+    print(markdown_table(rows))
     return rows
 
 

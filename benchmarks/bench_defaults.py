@@ -268,11 +268,11 @@ def run_decoders(quick: bool, seed: int) -> list[dict]:
             model.compile(keras.optimizers.Adam(1e-3), "mse")
             model.fit(train, train, batch_size=64, epochs=epochs, verbose=0)
             mse = float(model.evaluate(test, test, batch_size=256, verbose=0))
-            baseline = float(np.mean((test - train.mean()) ** 2))  # predicting the training mean
+            baseline = float(np.mean((test - train.mean()) ** 2))  # predicting the mean training pixel everywhere
             label = f"image_decoder output_activation={output!r}"
             rows.append({"task": "decoders", "data": f"MNIST {data_name}", "model": label, "epochs": epochs,
                          "test_mse": mse, "mean_predictor_mse": baseline})
-            print(f"decoders       {data_name:22s} {label:44s} test MSE {mse:.4f} (mean predictor {baseline:.4f})",
+            print(f"decoders       {data_name:22s} {label:44s} test MSE {mse:.4f} (mean pixel {baseline:.4f})",
                   flush=True)
     return rows
 
@@ -288,7 +288,7 @@ def markdown_table(rows: list[dict]) -> str:
                          f"{row['test']:.3f} | {row['params']} |")
     decoders = [row for row in rows if "test_mse" in row]
     if decoders:
-        lines += ["", "| data set | decoder | test MSE | mean-image MSE |", "|---|---|---|---|"]
+        lines += ["", "| data set | decoder | test MSE | MSE of the mean pixel |", "|---|---|---|---|"]
         lines += [f"| {row['data']}, {row['epochs']} epochs | {row['model']} | {row['test_mse']:.4f} | "
                   f"{row['mean_predictor_mse']:.4f} |" for row in decoders]
     return "\n".join(lines)

@@ -117,12 +117,7 @@ USER_OBJECTS = {
 }
 
 # Section title -> pytest.mark.xfail(strict=True) for a snippet known to fail as written.
-KNOWN_FAILURES = {
-    "## Scaling: several devices and several machines": pytest.mark.xfail(
-        strict=True, raises=NameError,
-        reason="README bug (Scaling section, not owned by this test's author): the snippet calls "
-               "`make_dataset(...)` unqualified; it is `xm.data.make_dataset`"),
-}
+KNOWN_FAILURES = {}  # {section title: pytest.mark.xfail(strict=True, ...)} for a README bug not fixed yet
 
 
 # ---------------------------------------------------------------------- what each section must produce

@@ -13,7 +13,7 @@ floor), ``floor_ms``, ``step_ms`` and ``ratio`` (``step_ms / floor_ms``; the tar
 """
 
 #: The benchmark modules, in the order the suite runs them (``benchmarks/bench_<name>.py``).
-BENCHMARKS = ("cca", "deepcca", "pipeline", "models")
+BENCHMARKS = ("cca", "deepcca", "pipeline", "models", "probe")
 #: Every step should be at most this many times its floor.
 TARGET = 1.15
 #: The keys every row has.

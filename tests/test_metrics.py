@@ -279,20 +279,97 @@ def test_retrieval_bad_input(similarity, relevant, ks, error, match):
 
 
 # --------------------------------------------------------------------------- probes
-def test_linear_probe_matches_sklearn_pipeline():
+def _sklearn_probe(x_train, y_train, x_test, y_test, C):
+    """The probe as it was before issue 16: scikit-learn's pipeline (lbfgs, multinomial)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    reference = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
+    reference.fit(x_train, y_train)
+    return reference, reference.predict(x_test)
+
+
+def _correlated_codes(n=1500, dim=16, num_classes=5, seed=0):
+    """Overlapping classes seen through nearly collinear features of very different scales,
+    the case that made scikit-learn's solver slow (issue 16)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, num_classes, n)
+    latent = rng.normal(size=(num_classes, 6))[labels] + rng.normal(size=(n, 6))
+    mixing = rng.normal(size=(6, dim)) + 0.05 * rng.normal(size=(6, dim))
+    features = np.maximum(latent @ mixing, 0) + 0.01 * rng.normal(size=(n, dim))
+    return (features * np.logspace(-2, 2, dim)).astype("float32"), labels
+
+
+def test_linear_probe_matches_sklearn_pipeline():
     x, y = _blobs(n=300, num_classes=4, dim=6, spread=2.0)
     x = x * np.array([1, 100, 0.01, 1, 5, 1], dtype="float32")  # scales standardisation must undo
     result = metrics.linear_probe(x[:200], y[:200], x[200:], y[200:], C=0.5)
-    reference = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=1000))
-    predicted = reference.fit(x[:200], y[:200]).predict(x[200:])
+    reference, predicted = _sklearn_probe(x[:200], y[:200], x[200:], y[200:], C=0.5)
     assert result["accuracy"] == pytest.approx(skm.accuracy_score(y[200:], predicted))
     assert result["macro_f1"] == pytest.approx(skm.f1_score(y[200:], predicted, average="macro"))
     assert result["train_accuracy"] == pytest.approx(reference.score(x[:200], y[:200]))
     assert 0.5 < result["accuracy"] < 1.0  # overlapping blobs: informative, not trivial
+
+
+@pytest.mark.parametrize("C", [0.01, 1.0, 100.0])
+def test_linear_probe_agrees_with_sklearn_within_half_a_point_on_correlated_codes(C):
+    x, y = _correlated_codes()
+    result = metrics.linear_probe(x[:1000], y[:1000], x[1000:], y[1000:], C=C)
+    reference, predicted = _sklearn_probe(x[:1000], y[:1000], x[1000:], y[1000:], C=C)
+    assert abs(result["accuracy"] - skm.accuracy_score(y[1000:], predicted)) <= 0.005
+    assert abs(result["train_accuracy"] - reference.score(x[:1000], y[:1000])) <= 0.005
+    assert 0.4 < result["accuracy"] < 0.99
+
+
+def test_linear_probe_minimises_sklearns_objective():
+    """Same C, same objective: the probe's minimum is scikit-learn's (tightly converged) minimum,
+    and on well-conditioned features the weights agree too."""
+    from sklearn.linear_model import LogisticRegression
+
+    def objective(weights, intercepts, features, index, C):  # scikit-learn's: C * sum CE + |W|^2 / 2
+        logits = features @ weights + intercepts
+        logits = logits - logits.max(1, keepdims=True)
+        cross_entropy = np.log(np.exp(logits).sum(1)) - logits[np.arange(len(index)), index]
+        return C * cross_entropy.sum() + 0.5 * np.sum(weights ** 2)
+
+    for features, labels, weights_agree in (_correlated_codes(n=800) + (False,),
+                                            _blobs(n=300, num_classes=4, dim=6, spread=2.0) + (True,)):
+        features = features.astype(np.float64)
+        standardised = (features - features.mean(0)) / features.std(0)
+        classes, index = np.unique(labels, return_inverse=True)
+        weights, intercepts, converged = metrics._softmax_probe_fit(standardised, index, len(classes), 2.0, 1000)
+        reference = LogisticRegression(C=2.0, tol=1e-10, max_iter=20000).fit(standardised, labels)
+        assert converged
+        ours = objective(weights, intercepts, standardised, index, 2.0)
+        theirs = objective(reference.coef_.T, reference.intercept_, standardised, index, 2.0)
+        assert ours == pytest.approx(theirs, rel=1e-6)  # our tolerance: gradient below 1e-5
+        if weights_agree:  # nearly collinear codes leave flat directions where weights may drift
+            np.testing.assert_allclose(weights.T, reference.coef_, atol=1e-3)
+
+
+def test_linear_probe_is_deterministic_and_ignores_label_gaps():
+    x, y = _correlated_codes(n=600)
+    first = metrics.linear_probe(x[:400], y[:400], x[400:], y[400:])
+    assert metrics.linear_probe(x[:400], y[:400], x[400:], y[400:]) == first
+    # Class indices 0, 2, 4, ... (absent classes in between) give the same predictions.
+    gapped = metrics.linear_probe(x[:400], 2 * y[:400], x[400:], 2 * y[400:])
+    assert gapped["accuracy"] == first["accuracy"]
+    assert gapped["train_accuracy"] == first["train_accuracy"]
+
+
+def test_linear_probe_handles_constant_and_duplicated_features():
+    x, y = _blobs(n=200, num_classes=3, dim=4, spread=1.0)
+    widened = np.concatenate([x, np.ones((200, 1), "float32"), x[:, :1]], axis=1)
+    plain = metrics.linear_probe(x[:150], y[:150], x[150:], y[150:])
+    result = metrics.linear_probe(widened[:150], y[:150], widened[150:], y[150:])
+    assert abs(result["accuracy"] - plain["accuracy"]) <= 0.04  # at most one of 50 test rows
+
+
+def test_linear_probe_warns_when_max_iter_is_too_small():
+    x, y = _correlated_codes(n=600)
+    with pytest.warns(RuntimeWarning, match="max_iter=2"):
+        metrics.linear_probe(x[:400], y[:400], x[400:], y[400:], max_iter=2)
 
 
 def test_linear_probe_bad_input():
@@ -307,6 +384,10 @@ def test_linear_probe_bad_input():
         metrics.linear_probe(np.full_like(x, np.nan), y, x, y)
     with pytest.raises(ValueError, match="C .* positive"):
         metrics.linear_probe(x, y, x, y, C=0)
+    with pytest.raises(ValueError, match="max_iter"):
+        metrics.linear_probe(x, y, x, y, max_iter=0)
+    with pytest.raises(ValueError, match="must be an \\(n, num_features\\) matrix"):
+        metrics.linear_probe(x[:, 0], y, x, y)
 
 
 # ------------------------------------------------------------------ cross-validation

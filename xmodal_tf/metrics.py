@@ -572,13 +572,99 @@ def _check_features(features, name: str) -> np.ndarray:
     return array
 
 
+#: Curvature per unit of feature variance that the probe's preconditioner assumes
+#: (a softmax's p(1 - p) is at most 0.25).
+_PROBE_CURVATURE = 0.25
+#: The probe stops when every partial derivative of its mean objective, in standardised
+#: coordinates, is below this: 10x tighter than scikit-learn's ``tol=1e-4``.
+_PROBE_TOLERANCE = 1e-5
+
+
+def _softmax_probe_fit(standardised: np.ndarray, class_index: np.ndarray, num_classes: int, C: float,
+                       max_iter: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Multinomial logistic regression by L-BFGS in whitened coordinates.
+
+    Minimises ``mean_i cross_entropy_i + ||W||^2 / (2 C n)`` (intercept not penalised): the
+    objective of scikit-learn's ``LogisticRegression(C=C)``, whose minimiser is therefore the
+    same. The features are rotated by the eigenvectors of their covariance and each direction
+    scaled by ``1 / sqrt(0.25 * variance + 1 / (C n))``, an estimate of the objective's
+    curvature along it, so that correlated or nearly collinear features (frozen codes often
+    are) do not slow the solver down; the weights are mapped back to the standardised
+    features at the end. Returns ``(weights (d, K), intercepts (K,), converged)``.
+    """
+    from scipy import optimize
+
+    n, d = standardised.shape
+    variances, rotation = np.linalg.eigh(standardised.T @ standardised / n)
+    regularisation = 1.0 / (C * n)
+    curvature = _PROBE_CURVATURE * np.clip(variances, 0.0, None) + regularisation
+    to_standardised = rotation / np.sqrt(curvature)  # W_standardised = to_standardised @ W_whitened
+    # Examples along the last axis: (num_classes, n) logits make the matrix products and the
+    # per-example reductions over classes several times faster than (n, num_classes) ones.
+    whitened = np.ascontiguousarray((standardised @ to_standardised).T)  # (d, n)
+    penalty = (regularisation / curvature)[:, None]  # ||to_standardised @ W||^2 = sum_j |W_j|^2 / curvature_j
+    examples = np.arange(n)
+    targets = np.zeros((num_classes, n))
+    targets[class_index, examples] = 1.0
+    last = {}
+
+    def objective(parameters):
+        weights, intercepts = parameters[:d * num_classes].reshape(d, num_classes), parameters[d * num_classes:]
+        logits = weights.T @ whitened + intercepts[:, None]
+        shift = logits.max(axis=0)
+        exponentials = np.exp(logits - shift)  # one exp per entry serves the loss and its gradient
+        sums = exponentials.sum(axis=0)
+        value = (float(np.sum(np.log(sums) + shift)) - float(logits[class_index, examples].sum())) / n \
+            + 0.5 * float(np.sum(penalty * weights * weights))
+        residual = (exponentials / sums - targets) / n
+        weight_gradient = whitened @ residual.T + penalty * weights
+        intercept_gradient = residual.sum(axis=1)
+        last.update(parameters=parameters.copy(), weight_gradient=weight_gradient,
+                    intercept_gradient=intercept_gradient)
+        return value, np.concatenate([weight_gradient.ravel(), intercept_gradient])
+
+    def small_gradient(parameters) -> bool:
+        if "parameters" not in last or not np.array_equal(parameters, last["parameters"]):
+            objective(parameters)
+        # The gradient with respect to the standardised features' weights: to_standardised^-T g.
+        standardised_gradient = rotation @ (np.sqrt(curvature)[:, None] * last["weight_gradient"])
+        return max(np.abs(standardised_gradient).max(), np.abs(last["intercept_gradient"]).max()) <= _PROBE_TOLERANCE
+
+    converged = [False]
+
+    def stop_when_converged(parameters):
+        if small_gradient(parameters):
+            converged[0] = True
+            raise StopIteration
+
+    start = np.zeros(d * num_classes + num_classes)
+    result = optimize.minimize(objective, start, jac=True, method="L-BFGS-B", callback=stop_when_converged,
+                               options={"maxiter": max_iter, "maxcor": 30, "gtol": 0.0, "ftol": 1e-15})
+    converged = converged[0] or result.nit < max_iter or small_gradient(result.x)
+    weights = to_standardised @ result.x[:d * num_classes].reshape(d, num_classes)
+    return weights, result.x[d * num_classes:], converged
+
+
 def linear_probe(train_features, train_labels, test_features, test_labels, *, C: float = 1.0,
                  max_iter: int = 1000) -> dict:
     """How linearly decodable the classes are from frozen features.
 
-    Fits scikit-learn's ``LogisticRegression(C=C)`` (L2, lbfgs, multinomial) on the
-    training features standardised with the training mean and standard deviation, and
-    scores the test features.
+    Multinomial logistic regression with an L2 penalty on the weights, fitted on the
+    training features standardised with the training mean and standard deviation, scored
+    on the test features. The objective is scikit-learn's ``LogisticRegression(C=C)``
+    (lbfgs, multinomial) inside ``make_pipeline(StandardScaler(), ...)``:
+    ``C * sum_i cross_entropy_i + ||W||^2 / 2``, intercepts not penalised; a larger ``C``
+    means less regularisation. It is minimised by L-BFGS in whitened coordinates (see
+    ``_softmax_probe_fit``), which on correlated features such as learned codes needs about
+    3x fewer iterations than scikit-learn's lbfgs, each of them cheaper: on 60k x 64 codes
+    (``benchmarks/bench_probe.py``) 16x less CPU time and 12-34x less wall-clock time on a
+    loaded 2-core machine, with the accuracy of the tighter optimum (+0.4 points there;
+    scikit-learn stops at its looser ``tol=1e-4``). It stops when the largest partial
+    derivative of the mean objective is below 1e-5, or after ``max_iter`` iterations with
+    a ``RuntimeWarning``.
+
+    Predictions are among the classes present in ``train_labels``; ties go to the
+    smallest class index. The result is deterministic for the same inputs.
 
     Returns:
         ``accuracy`` and ``macro_f1`` on the test set, ``train_accuracy``.
@@ -602,16 +688,27 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, C:
                          f"got {C!r}")
     max_iter = _check_positive_int(max_iter, "max_iter")
 
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    train = np.asarray(train_features, dtype=np.float64)
+    mean = train.mean(axis=0)
+    scale = train.std(axis=0)
+    scale[scale <= 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)] = 1.0  # constant features
+    classes, class_index = np.unique(train_labels, return_inverse=True)
+    weights, intercepts, converged = _softmax_probe_fit((train - mean) / scale, class_index, len(classes),
+                                                        float(C), max_iter)
+    if not converged:
+        warnings.warn(f"linear_probe: the solver did not converge in max_iter={max_iter} iterations; "
+                      "raise max_iter or lower C", RuntimeWarning, stacklevel=2)
+    # Back to the raw features: ((x - mean) / scale) @ W + b = x @ (W / scale) + (b - mean @ (W / scale)).
+    raw_weights = weights / scale[:, None]
+    raw_intercepts = intercepts - mean @ raw_weights
 
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=float(C), max_iter=max_iter))
-    probe.fit(train_features, train_labels)
+    def predict(features):
+        return classes[np.argmax(np.asarray(features, dtype=np.float64) @ raw_weights + raw_intercepts, axis=1)]
+
     num_classes = int(max(train_labels.max(), test_labels.max())) + 1
-    report = classification_report(test_labels, probe.predict(test_features), num_classes=num_classes)
+    report = classification_report(test_labels, predict(test_features), num_classes=num_classes)
     return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
-            "train_accuracy": float(probe.score(train_features, train_labels))}
+            "train_accuracy": float(np.mean(predict(train_features) == train_labels))}
 
 
 # ------------------------------------------------------------------ cross-validation

@@ -97,7 +97,7 @@ def autoencoder_case(batch_size: int, steps: int):
     def build():
         return MultimodalAutoencoder(
             {"image": _image_encoder("image_encoder"), "features": _vector_encoder("features_encoder")},
-            {"image": image_decoder(64, IMAGE_SHAPE, filters=(32, 16), name="image_decoder"),
+            {"image": image_decoder(64, IMAGE_SHAPE, filters=(32, 16), output_activation="sigmoid", name="image_decoder"),
              "features": dense_decoder(64, (FEATURES,), hidden_units=(256,), name="features_decoder")},
             code_dim=64, modality_dropout=0.5, seed=0)
 

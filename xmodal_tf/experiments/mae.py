@@ -131,8 +131,9 @@ def build_model(shapes: dict, settings: dict, modality_dropout: float, seed: int
             encoders[name] = cnn_encoder(shape, embedding_dim, filters=filters, global_pooling="flatten",
                                          batch_norm=settings["batch_norm"], sync_batch_norm=sync_batch_norm,
                                          name=f"{name}_encoder")
+            # Images in [0, 1]: the measured recipe's sigmoid output.
             decoders[name] = image_decoder(code_dim, shape, filters=tuple(reversed(filters)),
-                                           name=f"{name}_decoder")
+                                           output_activation="sigmoid", name=f"{name}_decoder")
         else:
             frames, features = shape
             if settings["audio_encoder"] == "attention":

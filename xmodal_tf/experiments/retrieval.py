@@ -166,7 +166,8 @@ def build_model(data: RetrievalData, config: dict, *, sync_batch_norm: bool = Fa
 
     image_encoder = cnn_encoder(data.train_images.shape[1:], config["embedding_dim"],
                                 filters=tuple(config["filters"]), batch_norm=config["batch_norm"],
-                                sync_batch_norm=sync_batch_norm, dropout=config["dropout"], name="image_encoder")
+                                sync_batch_norm=sync_batch_norm, dropout=config["dropout"],
+                                global_pooling="avg", name="image_encoder")  # the measured recipe
     names_encoder = text_encoder(data.train_texts, tokens=config["tokens"],
                                  ngram_sizes=tuple(config["ngram_sizes"]),
                                  hidden_units=tuple(config["text_hidden_units"]),

@@ -86,7 +86,8 @@ def build_classifier(input_shape, num_classes: int, config: dict, name: str):
 
     encoder = encoders.cnn_encoder(
         tuple(input_shape), config["embedding_dim"], filters=tuple(config["filters"]),
-        dropout=config["dropout"], batch_norm=config["batch_norm"], name=ENCODER_NAME)
+        dropout=config["dropout"], batch_norm=config["batch_norm"], global_pooling="avg",  # the measured recipe
+        name=ENCODER_NAME)
     inputs = keras.Input(tuple(input_shape), name="image")
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(
         encoder(inputs))

@@ -32,7 +32,7 @@ Conventions and decisions
   ``keras.utils.set_random_seed(seed + fold)`` before building each fold's model, which
   resets Python's, NumPy's and TensorFlow's global seeds.
 * Importing this module loads NumPy only; TensorFlow / Keras load when
-  ``ConfusionMatrixCallback`` or ``cross_validate`` is first used, scikit-learn in
+  ``ConfusionMatrixCallback`` or ``cross_validate`` is first used, SciPy's optimiser in
   ``linear_probe``.
 """
 from __future__ import annotations

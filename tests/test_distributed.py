@@ -236,7 +236,7 @@ def test_cli_deepcca_on_two_workers_matches_one_process(tmp_path):
     assert config["distribution"] == {"strategy": "multiworker", "replicas": 2, "workers": 2, "task": "worker 0"}
     # One writer: one events file per TensorBoard run, one checkpoint series (pruned to
     # its last checkpoint after success).
-    assert len(list((run_dir / "deepcca" / "train").glob("events.out.tfevents.*"))) == 1
+    assert len(list((run_dir / "deepcca").glob("events.out.tfevents.*"))) == 1
     history = json.loads((run_dir / "checkpoints" / "deepcca" / "history.json").read_text())
     assert [logs["epoch"] for logs in history["epochs"]] == [0, 1, 2]
     assert history["calls"] == [{"first": 0, "until": 2}, {"first": 2, "until": 3}]

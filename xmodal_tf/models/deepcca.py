@@ -78,6 +78,7 @@ import tensorflow as tf
 from xmodal_tf._replicas import in_replica_context
 from xmodal_tf.cca import CCA, column_correlations
 from xmodal_tf.losses import DeepCCALoss, reconstruction_error
+from xmodal_tf._validation import non_finite_rows
 from xmodal_tf.models.base import CrossModalModel, check_finite_rows, to_numpy
 
 __all__ = ["DeepCCA"]
@@ -170,8 +171,16 @@ def _describe(data) -> str:
 _NON_FINITE_FIX = "remove or impute those rows first"
 
 
-def _first_row_not_finite(values: np.ndarray) -> int:
-    return int(np.nonzero(~np.isfinite(values).all(axis=tuple(range(1, values.ndim))))[0][0])
+def _check_encoder_output(h: np.ndarray, view: str, method: str, offset: int) -> None:
+    """ValueError if an encoder's output ``h`` (a batch whose first row is ``offset``)
+    is not finite although its input was checked to be."""
+    bad = non_finite_rows(h)
+    if bad.size:
+        raise ValueError(
+            f"DeepCCA.{method}: the encoder output of view {view} is not finite (NaN or inf) at row "
+            f"{offset + int(bad[0])} although the input is: values beyond float32's range (3.4e38) overflow "
+            "(rescale the input), or the model's weights have diverged (retrain with a lower learning rate or "
+            "a larger reg).")
 
 
 def _as_input_tensor(array) -> tf.Tensor:
@@ -561,12 +570,7 @@ class DeepCCA(CrossModalModel):
                 signature = [tf.TensorSpec((None, *batch.shape[1:]), batch.dtype)]
                 self._encode_function[key] = tf.function(encode, jit_compile=False, input_signature=signature)
             h = to_numpy(self._encode_function[key](batch))
-            if not np.isfinite(h).all():
-                raise ValueError(
-                    f"DeepCCA.{method}: the encoder output of view {view} is not finite (NaN or inf) at row "
-                    f"{start + _first_row_not_finite(h)} although the input is: values beyond float32's range "
-                    "(3.4e38) overflow (rescale the input), or the model's weights have diverged (retrain "
-                    "with a lower learning rate or a larger reg).")
+            _check_encoder_output(h, view, method, offset=start)
             parts.append(h)
         return np.concatenate(parts)
 
@@ -577,12 +581,7 @@ class DeepCCA(CrossModalModel):
             h_x, h_y = self._encode_batch(batch_x, batch_y)
             for h, name in ((h_x, "x"), (h_y, "y")):
                 h = to_numpy(h)
-                if not np.isfinite(h).all():
-                    raise ValueError(
-                        f"DeepCCA.{method}: the encoder output of view {name} is not finite (NaN or inf) "
-                        f"at row {rows_seen + _first_row_not_finite(h)} although the input is: values beyond "
-                        "float32's range (3.4e38) overflow (rescale the input), or the model's weights have "
-                        "diverged (retrain with a lower learning rate or a larger reg).")
+                _check_encoder_output(h, name, method, offset=rows_seen)
                 (parts_x if name == "x" else parts_y).append(h)
             rows_seen += parts_x[-1].shape[0]
         if not parts_x:

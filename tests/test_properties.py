@@ -369,17 +369,23 @@ def _check_multimodal(dataset, modalities):
             assert len(split.inputs[modality]) == len(split.labels)
 
 
+def _load_from_folder(loader, filename: str, content: bytes):
+    """(data set, error) of ``loader(folder, test_fraction=0.5)`` on a folder holding
+    ``content`` as ``filename``; an error must name the file."""
+    with tempfile.TemporaryDirectory() as folder:
+        _write(pathlib.Path(folder), filename, content)
+        dataset, error = outcome(loader, folder, test_fraction=0.5)
+    assert error is None or filename in str(error), f"the message does not name the file: {error}"
+    return dataset, error
+
+
 @examples(40)
 @given(arrays=recordings(), data=st.data())
 def test_load_spoken_digits_on_random_archives(arrays, data):
-    content = data.draw(garbled_files(arrays))
-    with tempfile.TemporaryDirectory() as folder:
-        _write(pathlib.Path(folder), "fsdd_mfcc.npz", content)
-        dataset, error = outcome(load_spoken_digits, folder, test_fraction=0.5)
-        assert error is None or "fsdd_mfcc.npz" in str(error), f"the message does not name the file: {error}"
-        if error is None:
-            _check_multimodal(dataset, ("audio",))
-            assert dataset.train.inputs["audio"].shape[1:] == (int(arrays["lengths"].max()), 13)
+    dataset, error = _load_from_folder(load_spoken_digits, "fsdd_mfcc.npz", data.draw(garbled_files(arrays)))
+    if error is None:
+        _check_multimodal(dataset, ("audio",))
+        assert dataset.train.inputs["audio"].shape[1:] == (int(arrays["lengths"].max()), 13)
 
 
 def mnist_arrays(n_train: int, n_test: int, classes: int) -> dict:
@@ -443,16 +449,12 @@ def emoji_arrays(draw):
 @examples(30)
 @given(arrays=emoji_arrays(), data=st.data())
 def test_load_openmoji_on_random_archives(arrays, data):
-    content = data.draw(garbled_files(arrays))
-    with tempfile.TemporaryDirectory() as folder:
-        _write(pathlib.Path(folder), "openmoji64.npz", content)
-        dataset, error = outcome(load_openmoji, folder, test_fraction=0.5)
-        assert error is None or "openmoji64.npz" in str(error), f"the message does not name the file: {error}"
-        if error is None:
-            for split in (dataset.train, dataset.test):
-                assert split.images.ndim == 4 and len(split.images) == len(split.names) > 0
-                assert_finite(split.images.astype(np.float64))
-                assert split.names.dtype.kind == "U"
+    dataset, error = _load_from_folder(load_openmoji, "openmoji64.npz", data.draw(garbled_files(arrays)))
+    if error is None:
+        for split in (dataset.train, dataset.test):
+            assert split.images.ndim == 4 and len(split.images) == len(split.names) > 0
+            assert_finite(split.images.astype(np.float64))
+            assert split.names.dtype.kind == "U"
 
 
 # ----------------------------------------------------------------------------- encoder builders

@@ -35,9 +35,9 @@ Decisions
   a collective step every worker must take, as tf.distribute's multi-worker guide
   prescribes.
 * Checkpoints (``checkpoint_dir``): every ``checkpoint_every`` epochs (at least
-  ``checkpoint_seconds`` apart) and at the end of every ``fit``, the model, its optimizer(s), the state of every random seed
-  generator in the model (dropout, modality dropout, GAN noise: Keras keeps them out
-  of ``model.weights``), the completed epochs and the early-stopping state; beside
+  ``checkpoint_seconds`` apart) and at the end of every ``fit``, the model, its
+  optimizer(s), the state of every random seed generator in the model (dropout,
+  modality dropout, GAN noise: Keras keeps them out of ``model.weights``), the completed epochs and the early-stopping state; beside
   them ``history.json``, the logs of every epoch so far (``training.checkpoints``).
   A new Trainer on the same directory restores the latest (``restart``
   switches a Trainer to another directory) and ``fit`` continues from there,

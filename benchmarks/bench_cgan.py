@@ -2,9 +2,10 @@
 
     python benchmarks/bench_cgan.py --data-dir ../shared/data              # 2000 steps each
     python benchmarks/bench_cgan.py --data-dir ../shared/data --steps 1000
+    python benchmarks/bench_cgan.py --data digits                          # scikit-learn's 8x8 digits, offline
 
 1. An independent CNN classifier (``xmodal_tf.experiments.cgan.build_image_classifier``)
-   is trained on the 60000 MNIST training images; its test accuracy is printed (it
+   is trained on the training images (60000 for MNIST, 1078 for digits); its test accuracy is printed (it
    should be >= 99% for the scores below to mean much).
 2. Two conditional GANs are trained for the SAME number of steps on the same batches
    of 64 (images in [0, 1], labels):
@@ -39,16 +40,18 @@ import tensorflow as tf  # noqa: E402
 from xmodal_tf.experiments import cgan as recipe  # noqa: E402
 from xmodal_tf.models.cgan import ConditionalGAN, build_dense_discriminator, build_dense_generator  # noqa: E402
 
-IMAGE_SHAPE = (28, 28, 1)
 BATCH_SIZE = 64
 SAMPLES_PER_CLASS = 1000
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", choices=("mnist", "digits"), default="mnist",
+                        help="MNIST 28x28 (mnist.npz) or scikit-learn's 8x8 digits (offline)")
     parser.add_argument("--data-dir", default=None, help="folder holding mnist.npz (or $XMODAL_DATA_DIR)")
     parser.add_argument("--steps", type=int, default=2000, help="training steps of each GAN (default 2000)")
-    parser.add_argument("--classifier-epochs", type=int, default=3, help="epochs of the classifier (default 3)")
+    parser.add_argument("--classifier-epochs", type=int, default=None,
+                        help="epochs of the classifier (default: the cgan experiment's, 3 MNIST / 30 digits)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
 
@@ -58,15 +61,15 @@ def batches(images, labels, seed):
             .repeat().batch(BATCH_SIZE, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
 
 
-def our_gan(seed):
-    config = {**recipe.DEFAULTS, "data": "mnist"}
-    return recipe.build_gan(IMAGE_SHAPE, config, num_classes=10, seed=seed)
+def our_gan(image_shape, data, seed):
+    config = {**recipe.DEFAULTS, "data": data}
+    return recipe.build_gan(image_shape, config, num_classes=10, seed=seed)
 
 
-def baseline_gan(seed):
+def baseline_gan(image_shape, data, seed):
     keras.utils.set_random_seed(seed)
-    gan = ConditionalGAN(build_dense_generator(IMAGE_SHAPE, 64, num_classes=10),
-                         build_dense_discriminator(IMAGE_SHAPE, num_classes=10), num_classes=10, seed=seed)
+    gan = ConditionalGAN(build_dense_generator(image_shape, 64, num_classes=10),
+                         build_dense_discriminator(image_shape, num_classes=10), num_classes=10, seed=seed)
     gan.compile(g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
                 d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5), loss="non_saturating")
     return gan
@@ -90,22 +93,25 @@ def score(gan, classifier, features, real_features):
 def main():
     args = parse_args()
     started = time.perf_counter()
-    x_train, y_train, x_test, y_test = recipe.load_mnist(args.data_dir)
-    print(f"MNIST: {len(x_train)} training / {len(x_test)} test images; {os.cpu_count()} CPU cores; "
+    x_train, y_train, x_test, y_test, description = recipe.load_images(
+        {"data": args.data, "train_size": None}, args.data_dir)
+    image_shape = x_train.shape[1:]
+    epochs = args.classifier_epochs or recipe.DEFAULT_CLASSIFIER_EPOCHS[args.data]
+    print(f"{description}: {len(x_train)} training / {len(x_test)} test images; {os.cpu_count()} CPU cores; "
           f"{args.steps} GAN steps of {BATCH_SIZE}", flush=True)
 
     tick = time.perf_counter()
-    classifier, features = recipe.train_image_classifier(x_train, y_train, args.classifier_epochs, seed=args.seed)
+    classifier, features = recipe.train_image_classifier(x_train, y_train, epochs, seed=args.seed)
     classifier_accuracy = float(np.mean(recipe.predict_classes(classifier, x_test) == y_test))
     real_features = features.predict(x_test, batch_size=1000, verbose=0)
     floor = recipe.frechet_distance(features.predict(x_train[:10000], batch_size=1000, verbose=0), real_features)
-    print(f"independent classifier: test accuracy {classifier_accuracy:.4f} ({args.classifier_epochs} epochs, "
+    print(f"independent classifier: test accuracy {classifier_accuracy:.4f} ({epochs} epochs, "
           f"{time.perf_counter() - tick:.0f} s); Frechet distance train vs test images {floor:.3f}", flush=True)
 
     rows = []
     for name, build in (("ours (cond. BN, projection D, R1, EMA)", our_gan),
                         ("baseline (dense, one-hot concat, BCE)", baseline_gan)):
-        gan = build(args.seed)
+        gan = build(image_shape, args.data, args.seed)
         seconds = train(gan, batches(x_train, y_train, args.seed), args.steps)
         accuracy, distance = score(gan, classifier, features, real_features)
         rows.append((name, accuracy, distance, seconds))

@@ -170,13 +170,15 @@ def image_models(shape, num_classes):
 
     return {
         "cnn_encoder global_pooling='avg', batch_norm=True": lambda: with_head(
-            cnn_encoder(shape, 64, global_pooling="avg", batch_norm=True), num_classes),
+            cnn_encoder(shape, 64, global_pooling="avg", batch_norm=True, dropout=0.0), num_classes),
         "cnn_encoder global_pooling='max', batch_norm=True": lambda: with_head(
-            cnn_encoder(shape, 64, global_pooling="max", batch_norm=True), num_classes),
+            cnn_encoder(shape, 64, global_pooling="max", batch_norm=True, dropout=0.0), num_classes),
         "cnn_encoder global_pooling='flatten', batch_norm=True": lambda: with_head(
-            cnn_encoder(shape, 64, global_pooling="flatten", batch_norm=True), num_classes),
+            cnn_encoder(shape, 64, global_pooling="flatten", batch_norm=True, dropout=0.0), num_classes),
         "cnn_encoder global_pooling='flatten', batch_norm=False": lambda: with_head(
-            cnn_encoder(shape, 64, global_pooling="flatten", batch_norm=False), num_classes),
+            cnn_encoder(shape, 64, global_pooling="flatten", batch_norm=False, dropout=0.0), num_classes),
+        "cnn_encoder global_pooling='flatten', batch_norm=False, dropout=0.25": lambda: with_head(
+            cnn_encoder(shape, 64, global_pooling="flatten", batch_norm=False, dropout=0.25), num_classes),
         "plain two-layer CNN": lambda: plain_cnn(shape, num_classes),
     }
 
@@ -206,7 +208,9 @@ def current_defaults() -> dict:
     pooling, batch_norm = cnn["global_pooling"].default, cnn["batch_norm"].default
     pooling = "flatten" if pooling == "auto" else pooling  # "auto" flattens these small fixed-size images
     cell = inspect.signature(rnn_encoder).parameters["cell"].default
-    cnn_label = f"cnn_encoder global_pooling={pooling!r}, batch_norm={batch_norm!r}"
+    dropout = cnn["dropout"].default
+    cnn_label = f"cnn_encoder global_pooling={pooling!r}, batch_norm={batch_norm!r}" + (
+        f", dropout={dropout!r}" if dropout else "")
     return {cnn_label: True, f"rnn_encoder cell={cell!r}": True, "attention_encoder default": True}
 
 
@@ -263,7 +267,7 @@ def run_decoders(quick: bool, seed: int) -> list[dict]:
         for output in ("sigmoid", None):
             keras.utils.set_random_seed(seed)
             inputs = keras.Input((28, 28, 1))
-            code = cnn_encoder((28, 28, 1), 64, global_pooling="flatten")(inputs)
+            code = cnn_encoder((28, 28, 1), 64, global_pooling="flatten", dropout=0.0)(inputs)
             model = keras.Model(inputs, image_decoder(64, (28, 28, 1), output_activation=output)(code))
             model.compile(keras.optimizers.Adam(1e-3), "mse")
             model.fit(train, train, batch_size=64, epochs=epochs, verbose=0)

@@ -86,7 +86,7 @@ def _square_sum(*tensors):
 
 # ----------------------------------------------------------------------------- the four models
 def _image_encoder(name):
-    return cnn_encoder(IMAGE_SHAPE, 64, filters=(16, 32), global_pooling="flatten", name=name)
+    return cnn_encoder(IMAGE_SHAPE, 64, filters=(16, 32), global_pooling="flatten", dropout=0.0, name=name)
 
 
 def _vector_encoder(name):

@@ -51,7 +51,8 @@ EXPERIMENTS = {
     "cgan": ["--set", "steps=20", "--set", "steps_per_epoch=10", "--set", "batch_size=32",
              "--set", "classifier_epochs=2", "--set", "samples_per_condition=4", "--set", "generator_filters=4",
              "--set", "discriminator_filters=4"],
-    "transfer": ["--set", "label_fractions=[0.1]"],
+    "transfer": ["--set", "label_fractions=[0.1]", "--set", "seeds=1", "--set", "pretrain_epochs=3",
+                 "--set", "target_epochs=3", "--set", "distill_epochs=3"],
 }
 
 

@@ -72,10 +72,19 @@ def test_cnn_encoder_never_pools_a_side_below_one():
 def test_cnn_encoder_layer_names_are_stable():
     names = [layer.name for layer in cnn_encoder((8, 4, 1), 5, filters=(4, 8), batch_norm=True, name="left").layers]
     assert names == ["left_images", "left_conv0", "left_bn0", "left_act0", "left_pool0",
-                     "left_conv1", "left_bn1", "left_act1", "left_pool1", "left_global_pool", "left_embedding"]
-    names = [layer.name for layer in cnn_encoder((8, 4, 1), 5, filters=(4, 8), name="left").layers]
+                     "left_conv1", "left_bn1", "left_act1", "left_pool1", "left_global_pool", "left_dropout",
+                     "left_embedding"]
+    names = [layer.name for layer in cnn_encoder((8, 4, 1), 5, filters=(4, 8), dropout=0.0, name="left").layers]
     assert names == ["left_images", "left_conv0", "left_act0", "left_pool0",
                      "left_conv1", "left_act1", "left_pool1", "left_global_pool", "left_embedding"]
+
+
+def test_cnn_encoder_default_dropout_acts_in_training_only():
+    model = cnn_encoder((8, 4, 1), 5, filters=(4,))
+    assert model.get_layer("cnn_encoder_dropout").rate == 0.25
+    images = np.random.default_rng(0).random((16, 8, 4, 1)).astype("float32")
+    np.testing.assert_array_equal(model(images, training=False), model(images, training=False))
+    assert not np.allclose(model(images, training=True), model(images, training=False))
 
 
 def test_cnn_encoder_parameter_counts():

@@ -139,7 +139,7 @@ def test_a_kill_during_a_checkpoint_write_leaves_a_loadable_run(tmp_path):
 @pytest.mark.parametrize("argv", [
     ["cca", "--set", "n_components=3"],
     ["transfer", "--set", "label_fractions=[0.05]", "--set", "seeds=1", "--set", "pretrain_epochs=2",
-     "--set", "target_steps=10", "--set", "distill_steps=10", "--set", "filters=[8]", "--set", "embedding_dim=8"],
+     "--set", "target_epochs=3", "--set", "distill_epochs=3", "--set", "min_epoch_steps=3", "--set", "filters=[8]", "--set", "embedding_dim=8"],
 ])
 def test_same_seed_reruns_give_identical_metrics(tmp_path, argv):
     """(The five experiments above show it too: their uninterrupted and resumed runs are

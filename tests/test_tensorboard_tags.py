@@ -20,7 +20,7 @@ SHORT = {
              "--set", "samples_per_condition=2", "--set", "generator_filters=4", "--set", "discriminator_filters=4"],
     "retrieval": ["--set", "epochs=2", "--set", "filters=[8]", "--set", "embedding_dim=16", "--set", "projection_dim=8"],
     "transfer": ["--set", "label_fractions=[0.05]", "--set", "seeds=1", "--set", "pretrain_epochs=1",
-                 "--set", "target_steps=4", "--set", "distill_steps=4", "--set", "filters=[8]",
+                 "--set", "target_epochs=2", "--set", "distill_epochs=2", "--set", "min_epoch_steps=2", "--set", "filters=[8]",
                  "--set", "embedding_dim=8"],
 }
 HEADLINE = {  # one headline figure each run must show

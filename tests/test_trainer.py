@@ -213,3 +213,24 @@ def test_held_out_logs_are_the_mean_of_the_batch_losses():
     logs = trainer.evaluate(data)
     per_batch = [model.batch_loss(*model.unpack_batch(batch, "test_step"))["loss"].numpy() for batch in data]
     np.testing.assert_allclose(logs["val_loss"], np.mean(per_batch), rtol=1e-6)
+
+
+def test_early_stopping_min_delta_ignores_small_gains():
+    """A validation set equal to the training data: the loss keeps falling, by less and
+    less. With min_delta, gains below it count as none; the best weights are the last
+    epoch that improved by at least min_delta."""
+    validation = labelled()
+    histories = {}
+    for min_delta in (0.0, 0.05):
+        trainer = Trainer(fusion_classifier(), None, early_stopping_patience=2, early_stopping_min_delta=min_delta,
+                          monitor="val_loss", progress=False)
+        histories[min_delta] = trainer.fit(labelled(), epochs=25, validation_data=validation)["val_loss"]
+    assert len(histories[0.05]) < len(histories[0.0])
+    losses = histories[0.05]
+    best, kept = losses[0], [0]
+    for epoch, loss in enumerate(losses[1:], start=1):
+        if loss < best - 0.05:
+            best, kept = loss, kept + [epoch]
+    assert len(losses) == kept[-1] + 3  # stopped 2 evaluations after the last real gain
+    with pytest.raises(ValueError, match="early_stopping_min_delta must be a finite number >= 0"):
+        Trainer(fusion_classifier(), None, early_stopping_patience=2, early_stopping_min_delta=-1.0)

@@ -176,9 +176,9 @@ def build_encoder(input_shape, settings: dict, name: str):
     from xmodal_tf.encoders import cnn_encoder, mlp_encoder
 
     if settings["encoder"] == "cnn":
-        # The measured recipe (BatchNorm on: the builder's default before issue 16).
+        # The measured recipe (BatchNorm on, no dropout: the builder's defaults before issue 16).
         return cnn_encoder(tuple(input_shape), settings["embedding_dim"], filters=tuple(settings["filters"]),
-                           global_pooling="flatten", batch_norm=True, name=name)
+                           global_pooling="flatten", batch_norm=True, dropout=0.0, name=name)
     inputs = keras.Input(tuple(input_shape), name=f"{name}_inputs")
     flat = keras.layers.Flatten(name=f"{name}_flatten")(inputs)
     body = mlp_encoder(flat.shape[-1], settings["embedding_dim"], hidden_units=tuple(settings["encoder_hidden_units"]),

@@ -130,7 +130,7 @@ def build_model(shapes: dict, settings: dict, modality_dropout: float, seed: int
             # Flatten, not global pooling: a reconstruction needs to know where things are.
             encoders[name] = cnn_encoder(shape, embedding_dim, filters=filters, global_pooling="flatten",
                                          batch_norm=settings["batch_norm"], sync_batch_norm=sync_batch_norm,
-                                         name=f"{name}_encoder")
+                                         dropout=0.0, name=f"{name}_encoder")  # the measured recipe
             # Images in [0, 1]: the measured recipe's sigmoid output.
             decoders[name] = image_decoder(code_dim, shape, filters=tuple(reversed(filters)),
                                            output_activation="sigmoid", name=f"{name}_decoder")

@@ -7,78 +7,218 @@ a fraction of its labels, three ways:
 
 * ``scratch``: random initial weights, every layer trained on the labelled subset;
 * ``transfer``: every weight copied from the source model with ``transfer_weights``
-  (the label space, so the head, is shared between the views), then fine-tuned on
+  (the label space, so the head, is shared between the views; the encoder ends in
+  global average pooling, so its weights fit inputs of any size), then fine-tuned on
   the labelled subset; ``recipe`` picks how: ``full`` trains every layer,
   ``freeze_head`` keeps the embedding projection and classifier frozen, and
-  ``two_stage`` is ``transfer.fine_tune`` (head first, then everything);
+  ``two_stage`` trains the head first (body frozen), then everything at a tenth of
+  the learning rate;
 * ``paired_transfer``: as ``transfer``, but before fine-tuning, the target encoder
   learns to reproduce the source encoder's embedding of the *paired* source-view
   example (cross-modal distillation on the training pairs, which need no labels),
   so the transferred head reads the new view correctly. This is the usual
-  situation across modalities: pairs are plentiful, labels are not.
+  situation across modalities: pairs are plentiful, labels are not. The distilled
+  encoder depends on the seed only, so it is trained once per seed and shared by
+  the label fractions.
 
-Every variant takes the same number of supervised gradient steps and is scored on
-the target view's test split. Each fraction is repeated for several seeds (the
-subset and the initialisation change with the seed); the mean and spread of the
-test accuracy are reported.
+Data sets (``data``):
+
+* ``two_view_digits`` (offline) and ``split_mnist``: the left and right halves of
+  each image are the two views (``source_view`` left or right), paired row by row;
+* ``av_mnist``: across modalities, MNIST images (``image``) and spoken-digit MFCCs
+  (``audio``, (92 frames, 13 coefficients, 1)). The recordings are split by recording
+  into train / validation / test (the validation recordings are never trained on);
+  each training recording is paired with ``PAIRS_PER_RECORDING`` training images of
+  its digit (AV-MNIST pairs by digit), validation recordings with validation images.
+
+Budgets are epochs with early stopping: every model (source, distilled encoder,
+target) trains for at most its epoch budget and stops after ``patience`` epochs
+without a better validation score, keeping its best weights. Better means by more
+than ``ACCURACY_MIN_DELTA`` of accuracy, or for the distillation's mean squared
+error by more than ``DISTILL_MIN_GAIN`` of the teacher embeddings' variance.
+Validation is the data set's validation split, which the test split never sees; the target models are selected on the whole
+labelled validation split whatever their label fraction. An epoch is one pass over
+the training examples, or ``min_epoch_steps`` batches when that is more (ten
+labelled examples make a one-step pass). The test split is scored once per model.
+Each fraction is repeated for several seeds (the subset and the initialisation
+change with the seed); the mean and spread of the test accuracy are reported, with
+the epochs each model trained for.
 
 Every model trains through ``xmodal_tf.training.Trainer`` on the run's strategy
 (``--strategy``; ``model.fit`` fails for functional models under
-``MultiWorkerMirroredStrategy``), ``two_stage`` through ``transfer.fine_tune(...,
-strategy=)``. ``batch_size`` is the global batch; with several replicas it must divide
-by their number, a batch capped at a small labelled subset is rounded down to a multiple
-of it, and an epoch's last partial batch is dropped. Scoring runs on every worker.
+``MultiWorkerMirroredStrategy``). ``batch_size`` is the global batch; with several
+replicas it must divide by their number, a batch capped at a small labelled subset is
+rounded down to a multiple of it, and an epoch's last partial batch is dropped.
+Scoring runs on every worker.
 """
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import numpy as np
 
 from xmodal_tf.experiments.base import TRAINING_CHOICES, TRAINING_SETTINGS, Experiment, RunContext, check_global_batch
 
-DATA_SETS = ("two_view_digits", "split_mnist")
-VIEWS = ("left", "right")
+DATA_SETS = ("two_view_digits", "split_mnist", "av_mnist")
+VIEWS = {"two_view_digits": ("left", "right"), "split_mnist": ("left", "right"), "av_mnist": ("image", "audio")}
 # full: every layer fine-tuned; freeze_head: the embedding projection and classifier stay
-# frozen; two_stage: ``transfer.fine_tune`` (head first, then everything at a lower rate).
+# frozen; two_stage: the head first (body frozen), then everything at a tenth of the rate.
 RECIPES = ("full", "freeze_head", "two_stage")
 VARIANTS = ("scratch", "transfer", "paired_transfer")
 
 DEFAULTS = {
     "data": "two_view_digits",
-    "source_view": "left",  # pretrain on this view; the other view is the target
+    "source_view": None,  # pretrain on this view, the other is the target; None: left / image
     "label_fractions": [0.01, 0.05, 0.1, 1.0],  # share of the target's training labels
     "seeds": 3,  # repetitions per fraction (seed, seed + 1, ...)
     "embedding_dim": 64,
     "filters": [32, 64],
     "dropout": 0.1,
-    "batch_size": 32,
-    "pretrain_epochs": None,  # None: 40 for two_view_digits, 3 for split_mnist
-    "target_steps": 300,  # supervised gradient steps for each target model
-    "distill_steps": 300,  # paired_transfer: steps matching the source embeddings
+    "batch_size": None,  # None: 32 for two_view_digits, 128 for the MNIST-sized sets
+    "pretrain_epochs": 100,  # epoch budgets, each cut short by early stopping
+    "target_epochs": 200,
+    "distill_epochs": 300,  # paired_transfer: epochs matching the source embeddings
+    "patience": 10,  # epochs without a better validation score before stopping
+    "min_epoch_steps": 20,  # an epoch is a pass over the data or this many batches
     "learning_rate": 1e-3,
     "batch_norm": False,  # BatchNorm statistics from ten examples make scratch models fail
     "recipe": "full",  # how the transferred model is fine-tuned (see RECIPES)
     **TRAINING_SETTINGS,  # mixed_precision, jit (xmodal_tf.precision)
 }
-DEFAULT_PRETRAIN_EPOCHS = {"two_view_digits": 40, "split_mnist": 3}
+DEFAULT_BATCH_SIZE = {"two_view_digits": 32, "split_mnist": 128, "av_mnist": 128}
+PAIRS_PER_RECORDING = 10  # av_mnist: images paired with each recording
+AUDIO_VALIDATION_FRACTION = 0.2  # av_mnist: training recordings held out to validate
 HEAD_LAYERS = ("embedding", "classifier")
 ENCODER_NAME = "image_encoder"  # name suffixes of the transferred head
+EVALUATION_BATCH = 1024
+# The least gain that counts for early stopping: 0.1 accuracy points for the
+# classifiers; for the distillation, 1% of the teacher embeddings' variance (the
+# squared error of predicting their mean), so that slow creeping stops.
+ACCURACY_MIN_DELTA = 0.001
+DISTILL_MIN_GAIN = 0.01
 
 
-def load_data(name: str, data_dir):
+class Labelled(NamedTuple):
+    """One view's inputs (n, H, W, C) float32 and labels (n,) int of one split."""
+    inputs: np.ndarray
+    labels: np.ndarray
+
+
+class TransferData(NamedTuple):
+    """What the experiment trains on: each view's splits and the unlabelled pairs.
+
+    source, target: split name ("train", "validation", "test") -> ``Labelled``.
+    pairs:          split name ("train", "validation") -> (source inputs, target
+                    inputs), row i of one paired with row i of the other.
+    """
+    name: str
+    description: str
+    num_classes: int
+    source_view: str
+    target_view: str
+    source: dict
+    target: dict
+    pairs: dict
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{split} {len(self.source[split].labels)} / {len(self.target[split].labels)}"
+                          for split in ("train", "validation", "test"))
+        return (f"{self.description}: {self.source_view} -> {self.target_view}; examples (source / target): "
+                f"{sizes}; {len(self.pairs['train'][0])} training pairs")
+
+
+def source_view_of(config: dict) -> str:
+    return config["source_view"] or VIEWS[config["data"]][0]
+
+
+def target_view_of(config: dict) -> str:
+    views = VIEWS[config["data"]]
+    return views[1 - views.index(source_view_of(config))]
+
+
+def batch_size_of(config: dict) -> int:
+    return config["batch_size"] or DEFAULT_BATCH_SIZE[config["data"]]
+
+
+def load(config: dict, data_dir, seed: int) -> TransferData:
+    """The ``load_data`` hook: the data set, read and checked before the run starts.
+    The splits are the data set's own; they do not change with the run's seed."""
+    if config["data"] == "av_mnist":
+        views = _audio_visual_views(data_dir)
+    else:
+        views = _image_half_views(config["data"], data_dir)
+    source, target = source_view_of(config), target_view_of(config)
+    return TransferData(
+        name=config["data"], description=views["description"], num_classes=10, source_view=source,
+        target_view=target, source=views[source], target=views[target],
+        pairs={split: views["pairs"][split] if source == VIEWS[config["data"]][0]
+               else views["pairs"][split][::-1] for split in ("train", "validation")})
+
+
+def _image_half_views(name: str, data_dir) -> dict:
+    """Left and right image halves, paired row by row."""
     from xmodal_tf import data
 
-    if name == "split_mnist":
-        return data.load_split_mnist(data_dir, flatten=False)
-    return data.load_two_view_digits(flatten=False)
+    dataset = (data.load_split_mnist(data_dir, flatten=False) if name == "split_mnist"
+               else data.load_two_view_digits(flatten=False))
+    splits = {split: getattr(dataset, split) for split in ("train", "validation", "test")}
+    return {"description": f"{name} ({dataset.source})",
+            "left": {split: Labelled(part.view1, part.labels) for split, part in splits.items()},
+            "right": {split: Labelled(part.view2, part.labels) for split, part in splits.items()},
+            "pairs": {split: (splits[split].view1, splits[split].view2) for split in ("train", "validation")}}
+
+
+def _audio_visual_views(data_dir) -> dict:
+    """MNIST images and spoken-digit recordings, paired by digit.
+
+    Images: MNIST's 50000 / 10000 / 10000 split (split MNIST's halves put back
+    together). Audio: the spoken-digit recordings' stratified test split (20%); the rest
+    split again, ``AUDIO_VALIDATION_FRACTION`` held out for validation. Each training
+    (validation) recording is paired with ``PAIRS_PER_RECORDING`` training (validation)
+    images of its digit, each image used at most once.
+    """
+    from xmodal_tf import data
+    from xmodal_tf.data.multimodal import _stratified_split
+
+    mnist = data.load_split_mnist(data_dir, flatten=False)
+    spoken = data.load_spoken_digits(data_dir, test_fraction=0.2, seed=0)
+    image = {split: Labelled(np.concatenate([part.view1, part.view2], axis=2), part.labels)
+             for split, part in (("train", mnist.train), ("validation", mnist.validation), ("test", mnist.test))}
+    recordings = spoken.train.inputs["audio"][..., None]
+    train_rows, validation_rows = _stratified_split(spoken.train.labels, AUDIO_VALIDATION_FRACTION, seed=0)
+    audio = {"train": Labelled(recordings[train_rows], spoken.train.labels[train_rows]),
+             "validation": Labelled(recordings[validation_rows], spoken.train.labels[validation_rows]),
+             "test": Labelled(spoken.test.inputs["audio"][..., None], spoken.test.labels)}
+    rng = np.random.default_rng(0)
+    pairs = {split: _pairs_by_digit(image[split], audio[split], rng) for split in ("train", "validation")}
+    return {"description": "AV-MNIST (MNIST images, spoken-digit MFCCs; paired by digit)",
+            "image": image, "audio": audio, "pairs": pairs}
+
+
+def _pairs_by_digit(images: Labelled, recordings: Labelled, rng) -> tuple:
+    """(images, recordings): every recording ``PAIRS_PER_RECORDING`` times, each time
+    with a different image of its digit."""
+    image_rows, recording_rows = [], []
+    for digit in np.unique(recordings.labels):
+        heard = np.flatnonzero(recordings.labels == digit)
+        seen = np.flatnonzero(images.labels == digit)
+        wanted = len(heard) * PAIRS_PER_RECORDING
+        if len(seen) < wanted:
+            raise ValueError(f"av_mnist: {len(seen)} images of the digit {digit} cannot give each of its "
+                             f"{len(heard)} recordings {PAIRS_PER_RECORDING} different images.")
+        image_rows.append(rng.choice(seen, size=wanted, replace=False))
+        recording_rows.append(np.repeat(heard, PAIRS_PER_RECORDING))
+    image_rows, recording_rows = np.concatenate(image_rows), np.concatenate(recording_rows)
+    return images.inputs[image_rows], recordings.inputs[recording_rows]
 
 
 def build_classifier(input_shape, num_classes: int, config: dict, name: str):
     """cnn_encoder body + softmax head, as one functional model.
 
     Layer names are the same for every call (only the model name differs), so weights
-    move between models by name.
+    move between models by name, whatever the input shape (the encoder ends in global
+    average pooling).
     """
     import keras
 
@@ -86,7 +226,7 @@ def build_classifier(input_shape, num_classes: int, config: dict, name: str):
 
     encoder = encoders.cnn_encoder(
         tuple(input_shape), config["embedding_dim"], filters=tuple(config["filters"]),
-        dropout=config["dropout"], batch_norm=config["batch_norm"], global_pooling="avg",  # the measured recipe
+        dropout=config["dropout"], batch_norm=config["batch_norm"], global_pooling="avg",
         name=ENCODER_NAME)
     inputs = keras.Input(tuple(input_shape), name="image")
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(
@@ -123,156 +263,168 @@ def label_subset(labels: np.ndarray, fraction: float, num_classes: int, seed: in
     return np.sort(np.concatenate(chosen))
 
 
-def train_steps(model, images, labels, steps: int, batch_size: int, seed: int, context: RunContext) -> dict:
-    """Train the compiled ``model`` for exactly ``steps`` gradient steps on (images, labels),
-    with ``context.trainer``; returns its history.
+def epoch_steps(rows: int, batch_size: int, min_steps: int, drop_remainder: bool = False) -> int:
+    """Batches in one epoch: a pass over ``rows`` examples, or ``min_steps`` if more."""
+    per_pass = rows // batch_size if drop_remainder else -(-rows // batch_size)
+    return max(per_pass, min_steps)
 
-    One long "epoch" over a repeated pipeline: with ten labelled examples an
-    epoch is one step, and the per-epoch overhead would dominate.
-    """
+
+def train_early_stopped(model, train: tuple, validation: tuple, epochs: int, config: dict, seed: int,
+                        context: RunContext, monitor=("val_accuracy", "max"),
+                        min_delta: float = ACCURACY_MIN_DELTA) -> dict:
+    """Train the compiled ``model`` on ``train`` (inputs, targets) for at most ``epochs``
+    epochs, stopping after ``patience`` epochs without a ``monitor`` on ``validation``
+    better by ``min_delta``, and keeping the best weights; returns the Trainer's history."""
     from xmodal_tf.data import make_dataset
 
     replicas = context.replicas
-    dataset = make_dataset(images, labels, batch_size=subset_batch_size(batch_size, len(labels), replicas),
-                           seed=seed, repeat=True, drop_remainder=replicas > 1)
-    return context.trainer(model, None, progress=False).fit(dataset, 1, steps_per_epoch=steps)
+    batch_size = subset_batch_size(batch_size_of(config), len(train[0]), replicas)
+    drop_remainder = replicas > 1
+    dataset = make_dataset(*train, batch_size=batch_size, seed=seed, repeat=True, drop_remainder=drop_remainder)
+    held_out = make_dataset(*validation, batch_size=EVALUATION_BATCH, shuffle=False, drop_remainder=drop_remainder)
+    trainer = context.trainer(model, None, progress=False, early_stopping_patience=config["patience"],
+                              early_stopping_min_delta=min_delta, monitor=monitor)
+    steps = epoch_steps(len(train[0]), batch_size, config["min_epoch_steps"], drop_remainder)
+    return trainer.fit(dataset, epochs, validation_data=held_out, steps_per_epoch=steps)
 
 
-def views_of(split, source_view: str):
-    """(source images, target images, labels) of one split."""
-    left, right, labels = split
-    return (left, right, labels) if source_view == "left" else (right, left, labels)
+def best_epoch(history: dict, monitor=("val_accuracy", "max"), min_delta: float = ACCURACY_MIN_DELTA) -> int:
+    """The epoch (from 1) whose weights early stopping kept: the last one that beat the
+    best before it by more than ``min_delta``."""
+    sign = 1.0 if monitor[1] == "max" else -1.0
+    best, kept = -np.inf, 1
+    for epoch, value in enumerate(history[monitor[0]], start=1):
+        if sign * value > best + min_delta:
+            best, kept = sign * value, epoch
+    return kept
 
 
-def pretrain(dataset, config: dict, context: RunContext):
+def evaluate(model, split: Labelled) -> float:
+    predicted = np.argmax(model.predict(split.inputs, batch_size=EVALUATION_BATCH, verbose=0), axis=1)
+    return float(np.mean(predicted == split.labels))
+
+
+def pretrain(data: TransferData, config: dict, context: RunContext):
     """The source-view classifier, trained on all of the source view's training labels."""
-    source, _, labels = views_of(dataset.train, config["source_view"])
+    train = data.source["train"]
     with context.scope():
-        model = build_classifier(source.shape[1:], dataset.num_classes, config, "source_classifier")
+        model = build_classifier(train.inputs.shape[1:], data.num_classes, config, "source_classifier")
         compile_classifier(model, config["learning_rate"])
-    epochs = config["pretrain_epochs"] or DEFAULT_PRETRAIN_EPOCHS[dataset.name]
-    context.progress(f"pretraining on the {config['source_view']} view: {len(labels)} labels, "
-                     f"{epochs} epochs ...")
-    from xmodal_tf.data import make_dataset
-
-    train = make_dataset(source, labels, batch_size=config["batch_size"], seed=context.seed,
-                         drop_remainder=context.replicas > 1)
-    history = context.trainer(model, None, progress=False).fit(train, epochs)
+    context.progress(f"pretraining on the {data.source_view} view: {len(train.labels)} labels, "
+                     f"at most {config['pretrain_epochs']} epochs ...")
+    history = train_early_stopped(model, train, data.source["validation"], config["pretrain_epochs"], config,
+                                  context.seed, context)
     for epoch, value in enumerate(history["accuracy"]):
         context.log_scalar("train/pretrain_accuracy", value, step=epoch + 1)
-    test_source, test_target, test_labels = views_of(dataset.test, config["source_view"])
-    accuracy = {
-        "source_test_accuracy": evaluate(model, test_source, test_labels),
-        "source_model_on_target_test_accuracy": evaluate(model, test_target, test_labels),
-    }
-    context.progress("source model test accuracy: {source_test_accuracy:.3f} on its own view, "
-                     "{source_model_on_target_test_accuracy:.3f} on the other view "
-                     "(no training)".format(**accuracy))
-    return model, accuracy
+    metrics = {"source_test_accuracy": evaluate(model, data.source["test"]),
+               "source_epochs": len(history["accuracy"]), "source_best_epoch": best_epoch(history)}
+    message = (f"source model: test accuracy {metrics['source_test_accuracy']:.3f} on its own view "
+               f"(best epoch {metrics['source_best_epoch']} of {metrics['source_epochs']})"
+               + _budget_warning(metrics["source_best_epoch"], config["pretrain_epochs"], "pretrain_epochs"))
+    if data.source["test"].inputs.shape[1:] == data.target["test"].inputs.shape[1:]:
+        metrics["source_model_on_target_test_accuracy"] = evaluate(model, data.target["test"])
+        message += f", {metrics['source_model_on_target_test_accuracy']:.3f} on the other view (no training)"
+    context.progress(message)
+    return model, metrics
 
 
-def evaluate(model, images, labels) -> float:
-    predicted = np.argmax(model.predict(images, batch_size=1024, verbose=0), axis=1)
-    return float(np.mean(predicted == labels))
-
-
-def target_model(dataset, config: dict, source_model, variant: str, seed: int, context: RunContext):
-    """A compiled target-view classifier for one of ``VARIANTS`` (see the module doc)."""
+def distilled_weights(data: TransferData, config: dict, source_model, seed: int, context: RunContext) -> list:
+    """A target classifier's weights after ``paired_transfer``'s distillation: the
+    source model's weights, then the encoder trained on the target view of every
+    training pair to output the source encoder's embedding of the paired source view
+    (mean squared error, early stopped on the validation pairs); no labels."""
     import keras
 
     from xmodal_tf import transfer
 
     keras.utils.set_random_seed(seed)
-    _, target, _ = views_of(dataset.train, config["source_view"])
     with context.scope():
-        model = build_classifier(target.shape[1:], dataset.num_classes, config, f"{variant}_classifier")
-    if variant != "scratch":
+        model = build_classifier(data.target["train"].inputs.shape[1:], data.num_classes, config,
+                                 "distilled_classifier")
+    transfer.transfer_weights(source_model, model, match="name", strict=True)
+    teacher, student = source_model.get_layer(ENCODER_NAME), model.get_layer(ENCODER_NAME)
+    embedded = {split: (target, teacher.predict(source, batch_size=EVALUATION_BATCH, verbose=0))
+                for split, (source, target) in data.pairs.items()}
+    variance = float(np.mean(np.var(embedded["validation"][1], axis=0)))
+    with context.scope():
+        student.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]), loss="mse")
+    history = train_early_stopped(student, embedded["train"], embedded["validation"], config["distill_epochs"],
+                                  config, seed, context, monitor=("val_loss", "min"),
+                                  min_delta=DISTILL_MIN_GAIN * variance)
+    best = best_epoch(history, ("val_loss", "min"), DISTILL_MIN_GAIN * variance)
+    context.progress(f"seed {seed}: encoder distilled on {len(embedded['train'][0])} pairs, validation "
+                     f"MSE {history['val_loss'][best - 1]:.4f} against the embeddings' variance {variance:.4f} (best epoch {best} of {len(history['val_loss'])})"
+                     + _budget_warning(best, config["distill_epochs"], "distill_epochs"))
+    return model.get_weights()
+
+
+def target_model(data: TransferData, config: dict, source_model, variant: str, seed: int,
+                 distilled: list | None, context: RunContext):
+    """An uncompiled target-view classifier for one of ``VARIANTS`` (see the module doc)."""
+    import keras
+
+    from xmodal_tf import transfer
+
+    keras.utils.set_random_seed(seed)
+    with context.scope():
+        model = build_classifier(data.target["train"].inputs.shape[1:], data.num_classes, config,
+                                 f"{variant}_classifier")
+    if variant == "transfer":
         transfer.transfer_weights(source_model, model, match="name", strict=True)
-    if variant == "paired_transfer":
-        distill_encoder(dataset, config, source_model, model, seed, context)
-    if variant != "scratch" and config["recipe"] == "freeze_head":
-        transfer.freeze(model, pattern="|".join(HEAD_LAYERS))
-    with context.scope():
-        compile_classifier(model, config["learning_rate"])
+    elif variant == "paired_transfer":
+        model.set_weights(distilled)
     return model
 
 
-def distill_encoder(dataset, config: dict, source_model, model, seed: int, context: RunContext) -> None:
-    """Train ``model``'s encoder on the target view of every training pair to output the
-    source encoder's embedding of the paired source view (mean squared error); no labels."""
-    import keras
-
-    source, target, _ = views_of(dataset.train, config["source_view"])
-    teacher = source_model.get_layer(ENCODER_NAME)
-    student = model.get_layer(ENCODER_NAME)
-    embeddings = teacher.predict(source, batch_size=1024, verbose=0)
-    with context.scope():
-        student.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]), loss="mse")
-    train_steps(student, target, embeddings, config["distill_steps"], config["batch_size"], seed, context)
-
-
-def train_target(dataset, config, source_model, variant, rows, seed, context: RunContext):
-    """Train one target model on the chosen rows; return its test accuracy."""
+def train_target(data: TransferData, config: dict, model, variant: str, rows, seed: int,
+                 context: RunContext) -> dict:
+    """Train one target model on the chosen rows; return its test accuracy and epochs."""
     from xmodal_tf import transfer
 
-    _, target, labels = views_of(dataset.train, config["source_view"])
-    images, subset_labels = target[rows], labels[rows]
-    model = target_model(dataset, config, source_model, variant, seed, context)
-    steps = config["target_steps"]
+    train = Labelled(data.target["train"].inputs[rows], data.target["train"].labels[rows])
+    validation, epochs = data.target["validation"], config["target_epochs"]
+    stages = [(None, config["learning_rate"])]
     if variant != "scratch" and config["recipe"] == "two_stage":
-        # Stage 1 adapts the head with the body frozen, stage 2 trains all at a lower rate.
-        batch_size = subset_batch_size(config["batch_size"], len(rows), context.replicas)
-        drop_remainder = context.replicas > 1  # fine_tune's batching of arrays on a strategy
-        transfer.fine_tune(
-            # unfreeze_top counts weight-carrying layers; more weights than layers means all.
-            model, (images, subset_labels), head_layers=2, unfreeze_top=len(model.weights),
-            head_epochs=_epochs_for(steps // 2, len(rows), batch_size, drop_remainder),
-            fine_tune_epochs=_epochs_for(steps - steps // 2, len(rows), batch_size, drop_remainder),
-            head_learning_rate=config["learning_rate"],
-            fine_tune_learning_rate=config["learning_rate"] / 10,
-            batch_size=batch_size, strategy=context.strategy)
-    else:
-        train_steps(model, images, subset_labels, steps, config["batch_size"], seed, context)
-    _, test_target, test_labels = views_of(dataset.test, config["source_view"])
-    return evaluate(model, test_target, test_labels)
-
-
-def _epochs_for(steps: int, rows: int, batch_size: int, drop_remainder: bool = False) -> int:
-    """Epochs of ``rows`` examples in batches of ``batch_size`` that give about ``steps`` steps."""
-    batch_size = min(batch_size, rows)
-    per_epoch = rows // batch_size if drop_remainder else int(np.ceil(rows / batch_size))
-    return max(1, int(np.ceil(steps / per_epoch)))
-
-
-def load(config: dict, data_dir, seed: int):
-    """The ``load_data`` hook: the data set, read and checked before the run starts."""
-    return load_data(config["data"], data_dir)
+        stages = [("head", config["learning_rate"]), ("all", config["learning_rate"] / 10)]
+    elif variant != "scratch" and config["recipe"] == "freeze_head":
+        transfer.freeze(model, pattern="|".join(HEAD_LAYERS))
+    trained = []
+    for stage, learning_rate in stages:
+        if stage == "head":  # the body frozen
+            transfer.freeze(model)
+            transfer.unfreeze(model, pattern="|".join(HEAD_LAYERS))
+        elif stage == "all":
+            transfer.unfreeze(model)
+        with context.scope():
+            compile_classifier(model, learning_rate)
+        history = train_early_stopped(model, train, validation, epochs, config, seed, context)
+        trained.append((len(history["accuracy"]), best_epoch(history)))
+    return {"accuracy": evaluate(model, data.target["test"]), "epochs": sum(n for n, _ in trained),
+            "budget_used_up": any(n == epochs and best == n for n, best in trained)}
 
 
 def run(config: dict, context: RunContext) -> dict:
-    dataset = context.data if context.data is not None else load(config, context.data_dir, context.seed)
-    context.progress(f"{dataset!r}")
-    check_global_batch(config["batch_size"], context.replicas, "transfer")  # before any training
+    data = context.data if context.data is not None else load(config, context.data_dir, context.seed)
+    context.progress(f"{data!r}")
+    check_global_batch(batch_size_of(config), context.replicas, "transfer")  # before any training
     started = time.perf_counter()
-    source_model, source_metrics = pretrain(dataset, config, context)
-    _, _, train_labels = views_of(dataset.train, config["source_view"])
+    source_model, source_metrics = pretrain(data, config, context)
+    seeds = [context.seed + repeat for repeat in range(config["seeds"])]
+    distilled = {seed: distilled_weights(data, config, source_model, seed, context) for seed in seeds}
 
     results = {}
     for fraction in config["label_fractions"]:
-        accuracies = {variant: [] for variant in VARIANTS}
-        for repeat in range(config["seeds"]):
-            seed = context.seed + repeat
-            rows = label_subset(train_labels, fraction, dataset.num_classes, seed)
-            for variant in accuracies:
-                accuracies[variant].append(
-                    train_target(dataset, config, source_model, variant, rows, seed, context))
-        results[_fraction_key(fraction)] = _summarise_fraction(fraction, len(rows), accuracies)
+        outcomes = {variant: [] for variant in VARIANTS}
+        for seed in seeds:
+            rows = label_subset(data.target["train"].labels, fraction, data.num_classes, seed)
+            for variant in VARIANTS:
+                model = target_model(data, config, source_model, variant, seed, distilled[seed], context)
+                outcomes[variant].append(train_target(data, config, model, variant, rows, seed, context))
+        results[_fraction_key(fraction)] = _summarise_fraction(fraction, len(rows), outcomes)
         _log_fraction(context, fraction, results[_fraction_key(fraction)])
-    metrics = {"data": dataset.name, "source_view": config["source_view"],
-               "target_view": _other_view(config["source_view"]), "recipe": config["recipe"],
-               "seeds": config["seeds"], "results": results,
-               "train_seconds": time.perf_counter() - started, **source_metrics}
-    return metrics
+    return {"data": data.name, "source_view": data.source_view, "target_view": data.target_view,
+            "recipe": config["recipe"], "seeds": config["seeds"], "batch_size": batch_size_of(config),
+            "results": results, "train_seconds": time.perf_counter() - started, **source_metrics}
 
 
 def validate(config: dict) -> None:
@@ -281,26 +433,39 @@ def validate(config: dict) -> None:
     fractions = config["label_fractions"]
     if not fractions or any(not 0 < float(f) <= 1 for f in fractions):
         raise ConfigError(f"label_fractions must be numbers in (0, 1]; got {fractions!r}.")
-    for key in ("seeds", "target_steps", "batch_size", "embedding_dim"):
+    for key in ("seeds", "embedding_dim", "pretrain_epochs", "target_epochs", "distill_epochs", "patience",
+                "min_epoch_steps"):
         if config[key] < 1:
             raise ConfigError(f"{key} must be at least 1; got {config[key]!r}.")
-    if config["pretrain_epochs"] is not None and config["pretrain_epochs"] < 1:
-        raise ConfigError(f"pretrain_epochs must be at least 1 (or null); got {config['pretrain_epochs']!r}.")
+    batch_size = config["batch_size"]
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        raise ConfigError(f"batch_size must be a positive integer or null (the data set's default); "
+                          f"got {batch_size!r}.")
+    views = VIEWS[config["data"]]
+    if config["source_view"] is not None and config["source_view"] not in views:
+        raise ConfigError(f"source_view must be one of {list(views)} for data={config['data']!r} "
+                          f"(or null for {views[0]!r}); got {config['source_view']!r}.")
+
+
+def _budget_warning(best: int, budget: int, key: str) -> str:
+    """A note for a model whose last epoch was its best and its budget's last: it was
+    still improving when it stopped."""
+    return f"; warning: still improving at the end of its budget, raise {key}" if best == budget else ""
 
 
 def _fraction_key(fraction: float) -> str:
     return f"{100 * float(fraction):g}%"
 
 
-def _other_view(view: str) -> str:
-    return VIEWS[1 - VIEWS.index(view)]
-
-
-def _summarise_fraction(fraction, n_labels, accuracies) -> dict:
+def _summarise_fraction(fraction, n_labels, outcomes) -> dict:
     summary = {"fraction": float(fraction), "labels": int(n_labels)}
-    for variant, values in accuracies.items():
+    for variant, runs in outcomes.items():
+        values = [run["accuracy"] for run in runs]
         summary[variant] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
-                            "per_seed": [float(v) for v in values]}
+                            "per_seed": [float(v) for v in values],
+                            "epochs": [run["epochs"] for run in runs],
+                            "budget_used_up": sum(run["budget_used_up"] for run in runs)}
     for variant in VARIANTS[1:]:
         summary[f"{variant}_minus_scratch"] = summary[variant]["mean"] - summary["scratch"]["mean"]
     return summary
@@ -311,9 +476,17 @@ def _log_fraction(context: RunContext, fraction: float, summary: dict) -> None:
     for variant in VARIANTS:
         for index, value in enumerate(summary[variant]["per_seed"]):
             context.log_scalar(f"test/accuracy_{key}_labels/{variant}", value, step=index + 1)
-    scores = ", ".join(f"{variant} {summary[variant]['mean']:.3f} ± {summary[variant]['std']:.3f}"
-                       for variant in VARIANTS)
+    scores = ", ".join(f"{variant} {summary[variant]['mean']:.3f} ± {summary[variant]['std']:.3f} "
+                       f"({_epochs_text(summary[variant])})" for variant in VARIANTS)
     context.progress(f"{key} of labels ({summary['labels']} examples): {scores}")
+    unconverged = sum(summary[variant]["budget_used_up"] for variant in VARIANTS)
+    if unconverged:
+        context.progress(f"warning: {unconverged} model(s) at {key} were still improving when their epoch budget "
+                         "ran out; raise target_epochs for converged figures")
+
+
+def _epochs_text(variant_summary: dict) -> str:
+    return "epochs " + "/".join(str(n) for n in variant_summary["epochs"])
 
 
 def summarize(metrics: dict) -> list[str]:
@@ -332,10 +505,10 @@ def summarize(metrics: dict) -> list[str]:
 EXPERIMENT = Experiment(
     name="transfer",
     description="pretrain a CNN on one view, transfer it to the other view with few labels "
-                "(two_view_digits offline; split_mnist with --data-dir)",
+                "(two_view_digits offline; split_mnist and av_mnist with --data-dir)",
     defaults=DEFAULTS,
     run=run,
-    choices={**TRAINING_CHOICES, "data": DATA_SETS, "source_view": VIEWS, "recipe": RECIPES},
+    choices={**TRAINING_CHOICES, "data": DATA_SETS, "recipe": RECIPES},
     summarize=summarize,
     validate=validate,
     load_data=load,

@@ -100,6 +100,13 @@ def _check_positive_int(value, name: str, allow_none: bool = False, minimum: int
     return int(value)
 
 
+def _check_min_delta(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
+        raise ValueError(f"early_stopping_min_delta must be a finite number >= 0 (in the monitored value's "
+                         f"units); got {value!r}.")
+    return float(value)
+
+
 def _placeholder(spec):
     """A zero (or empty-string) tensor of ``spec``'s dtype and shape, unknown sizes as 1."""
     shape = [1 if size is None else size for size in spec.shape]
@@ -128,6 +135,10 @@ class Trainer:
         max_to_keep: how many epoch checkpoints to keep.
         early_stopping_patience: stop after this many evaluations without improvement of
             ``monitor``, then restore the best weights; None: no early stopping.
+        early_stopping_min_delta: an improvement must beat the best ``monitor`` so far by
+            more than this (in the monitor's units, >= 0), as in Keras'
+            ``EarlyStopping(min_delta=)``; smaller gains neither reset the patience nor
+            replace the best weights.
         monitor: ``(log name, "min" | "max")`` or a log name (mode "min", or "max" for
             names containing "correlation" or "accuracy"); None: the model's default.
         eval_every: evaluate on ``validation_data`` every this many epochs (and after
@@ -143,8 +154,8 @@ class Trainer:
     """
 
     def __init__(self, model, optimizer=None, *, strategy=None, checkpoint_dir=None, logdir=None,
-                 max_to_keep=3, early_stopping_patience=None, monitor=None, eval_every=1, progress=True,
-                 mixed_precision=None, jit="auto", checkpoint_every=1, checkpoint_seconds=0.0, callbacks=None):
+                 max_to_keep=3, early_stopping_patience=None, early_stopping_min_delta=0.0, monitor=None,
+                 eval_every=1, progress=True, mixed_precision=None, jit="auto", checkpoint_every=1, checkpoint_seconds=0.0, callbacks=None):
         if mixed_precision is not None:
             check_mixed_precision(mixed_precision)
         self.jit = check_jit(jit)
@@ -170,6 +181,7 @@ class Trainer:
         self.max_to_keep = _check_positive_int(max_to_keep, "max_to_keep")
         self.early_stopping_patience = _check_positive_int(
             early_stopping_patience, "early_stopping_patience", allow_none=True)
+        self.early_stopping_min_delta = _check_min_delta(early_stopping_min_delta)
         self.monitor, self.monitor_mode = self._check_monitor(monitor)
         self.eval_every = _check_positive_int(eval_every, "eval_every")
         self.checkpoint_every = _check_positive_int(checkpoint_every, "checkpoint_every")
@@ -610,7 +622,7 @@ class Trainer:
             raise ValueError(f"monitor {self.monitor!r} is not among the held-out logs {sorted(logs)}; pass "
                              "monitor= with one of them.")
         value = self._sign * float(logs[self.monitor])
-        if math.isfinite(value) and value > float(self._best.numpy()):
+        if math.isfinite(value) and value > float(self._best.numpy()) + self.early_stopping_min_delta:
             self._best.assign(value)
             self._wait.assign(0)
             self._best_weights = [v.numpy().copy() for v in self.model.weights]

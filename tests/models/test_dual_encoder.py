@@ -289,3 +289,39 @@ def test_text_inputs_are_not_checked_for_finiteness():
     assert np.isfinite(model.encode_b(texts)).all()
     with pytest.raises(ValueError, match=r"encode_a: a has non-finite .* \[0\]"):
         model.encode_a(np.where(np.arange(vectors.size).reshape(vectors.shape) == 0, np.nan, vectors))
+
+
+# ----------------------------------------------------------------------------- held-out retrieval
+def test_held_out_logs_score_retrieval_both_ways_with_equal_texts_relevant():
+    from xmodal_tf.metrics import retrieval_metrics
+
+    vectors, texts = number_words(40, seed=3)
+    model = text_model(texts)
+    logs = model.held_out_logs((vectors, texts))
+    similarity = model.similarity(vectors, texts)
+    relevant = texts[:, None] == texts[None, :]  # same phrase, same number
+    expected = retrieval_metrics(similarity, relevant)
+    assert logs["val_a_to_b_recall@5"] == expected["recall@5"]
+    assert logs["val_b_to_a_median_rank"] == retrieval_metrics(similarity.T, relevant)["median_rank"]
+    recalls = [value for key, value in logs.items() if "recall@" in key]
+    assert len(recalls) == 6 and logs["val_mean_recall"] == pytest.approx(np.mean(recalls))
+    # A dataset of batches (strings as bytes) gives the same logs as the arrays.
+    batches = tf.data.Dataset.from_tensor_slices((vectors, texts)).batch(16)
+    assert model.held_out_logs(batches) == logs
+    assert np.isnan(model.held_out_logs(None)["val_mean_recall"])
+
+
+def test_trainer_early_stops_a_dual_encoder_on_held_out_recall(tmp_path):
+    from xmodal_tf.training import Trainer
+
+    a, b = paired_vectors(320, seed=1)
+    model = vector_model()
+    train = tf.data.Dataset.from_tensor_slices((a[:256], b[:256])).shuffle(256, seed=0).batch(64)
+    trainer = Trainer(model, keras.optimizers.Adam(1e-2), early_stopping_patience=2, progress=False,
+                      checkpoint_dir=tmp_path)
+    history = trainer.fit(train, 40, validation_data=(a[256:], b[256:]))
+    assert trainer.monitor == "val_mean_recall"
+    recalls = history["val_mean_recall"]
+    assert recalls[0] < max(recalls)  # it learned
+    # The kept weights are those of the best epoch.
+    assert model.held_out_logs((a[256:], b[256:]))["val_mean_recall"] == pytest.approx(max(recalls))

@@ -18,10 +18,20 @@ an MLP or CNN encoder per modality):
   modality's pathway is also trained to classify alone, as it must when the other
   modality is absent.
 
+Validation: settings and epochs are chosen on a validation split the test split never
+sees (digits: ``load_multimodal_digits``' 359 validation examples; av_mnist: MNIST's
+last 10000 training images, each paired with a recording held out of training, see
+``load_av_mnist_held_out``). ``epochs`` is a budget: after every epoch each classifier
+is scored on the complete validation split, and it ends with the weights of its best
+epoch (``chosen_epoch`` in metrics.json, per seed; the earliest on ties).
+
 Each is scored (accuracy and macro F1, ``xmodal_tf.metrics``) on the complete test
 split and with 25 / 50 / 100 % of the test examples missing one modality (each
-modality in turn; the same rows for every classifier). A single-modality classifier
-whose modality is missing sees nothing and returns its fixed "no input" prediction.
+modality in turn; the same rows for every classifier), and likewise on the validation
+split (``validation_results``: choose settings on these, never on the test ``results``;
+``benchmarks/bench_fusion_selection.py`` sweeps the modality-dropout settings so). A
+single-modality classifier whose modality is missing sees nothing and returns its
+fixed "no input" prediction.
 The report is the mean and spread (std over seeds) per classifier and condition, plus
 the issue's two targets:
 
@@ -38,6 +48,9 @@ get alone on the same batches (its auxiliary unimodal loss, which depends on its
 weights only, is added by the joint model's ``compute_loss``). Tracing the training step of 16 models costs more
 than training them on small data, so it is traced once: each later seed loads its
 freshly initialised weights into the same model and clears the optimizer state.
+The best-epoch selection lives in the joint model too (its validation hook
+``held_out_logs`` and a non-trainable copy of each classifier's best weights): the
+Trainer's checkpoints hold it, so a killed run resumes with it.
 
 Distribution: the joint model trains through ``xmodal_tf.training.Trainer`` on the run's
 strategy (``--strategy``; ``model.fit`` fails under ``MultiWorkerMirroredStrategy``).
@@ -76,7 +89,7 @@ DEFAULTS = {
     "filters": [16, 32],  # cnn encoder: filters per conv block
     "encoder_hidden_units": [64],  # mlp encoder: hidden layers
     "hidden_units": [64],  # head between the fused vector and the softmax
-    "epochs": None,  # None: per data set
+    "epochs": None,  # the budget (each classifier keeps its best validation epoch); None: per data set
     "batch_size": None,  # None: per data set
     "learning_rate": 3e-3,
     "train_size": None,  # av_mnist: training pairs used (of 50000); None: per data set
@@ -92,6 +105,10 @@ DATA_DEFAULTS = {
                  "encoder": "mlp", "embedding_dim": 64, "epochs": 4, "batch_size": 128, "train_size": 20000},
 }
 PREDICT_BATCH = 2048
+AUDIO_TEST_FRACTION = 0.2  # av_mnist: recordings held out for test, per digit (load_av_mnist's split)
+AUDIO_VALIDATION_FRACTION = 0.2  # av_mnist: of the other recordings, held out for validation, per digit
+PAIRING_SEED = 0  # av_mnist: which recording of its digit each training / validation image gets
+VALIDATION_STREAM = 1  # the validation split's degradation and missing rows: rng (seed, this)
 
 
 # ----------------------------------------------------------------------------- data
@@ -104,16 +121,71 @@ def settings_for(config: dict) -> dict:
     return settings
 
 
-def load_data(settings: dict, data_dir):
+def load_data(settings: dict, data_dir, *, audio_validation_fraction: float = AUDIO_VALIDATION_FRACTION):
+    """The data set with train / validation / test splits, the test split never seen
+    before scoring. digits: ``load_multimodal_digits`` (1078 / 359 / 360). av_mnist:
+    ``load_av_mnist_held_out``, audio as (n, 92, 13, 1)."""
     from xmodal_tf import data
 
     if settings["data"] == "av_mnist":
-        dataset = data.load_av_mnist(data_dir, train_size=settings["train_size"])
+        dataset = load_av_mnist_held_out(data_dir, settings["train_size"], audio_validation_fraction)
         # The audio CNN reads the (frames, 13) MFCCs as a one-channel image.
-        for split in (dataset.train, dataset.test):
+        for split in (dataset.train, dataset.validation, dataset.test):
             split.inputs["audio"] = split.inputs["audio"][..., None]
         return dataset
     return data.load_multimodal_digits(MODALITIES["digits"])
+
+
+def load_av_mnist_held_out(data_dir, train_size, audio_validation_fraction: float = AUDIO_VALIDATION_FRACTION):
+    """AV-MNIST whose validation audio comes from recordings never trained on.
+
+    ``load_av_mnist``'s validation pairs reuse the training recordings; here the
+    recordings it trains on are split again, by recording and stratified by digit:
+    ``audio_validation_fraction`` of each digit's pair with the validation images
+    (MNIST's last 10000 training images), the rest with the training images (the first
+    ``train_size``), each image with a random recording of its digit (``PAIRING_SEED``).
+    The test split is ``load_av_mnist``'s, unchanged: MNIST's test images with the held-out
+    ``AUDIO_TEST_FRACTION`` of the recordings, MFCCs standardised as there (per
+    coefficient, over every non-test recording: validation ones included, so that the
+    test inputs stay the same).
+
+    Returns a ``MultimodalDataset``: "image" (n, 28, 28, 1) in [0, 1], "audio" (n, 92, 13).
+    """
+    from xmodal_tf import data
+    from xmodal_tf.data.multimodal import MultimodalDataset, _stratified_split
+
+    if isinstance(audio_validation_fraction, bool) or not isinstance(audio_validation_fraction, (int, float)) \
+            or not 0 < audio_validation_fraction < 1:
+        raise ValueError(f"audio_validation_fraction must be a number strictly between 0 and 1; "
+                         f"got {audio_validation_fraction!r}.")
+    dataset = data.load_av_mnist(data_dir, audio_test_fraction=AUDIO_TEST_FRACTION, seed=0, train_size=train_size)
+    # The same recordings as load_av_mnist's (same file, fraction and seed): its training ones.
+    heard = data.load_spoken_digits(data_dir, test_fraction=AUDIO_TEST_FRACTION, seed=0).train
+    train_rows, validation_rows = _stratified_split(heard.labels, float(audio_validation_fraction), seed=0)
+    rng = np.random.default_rng(PAIRING_SEED)
+    splits = {}
+    for name, rows in (("train", train_rows), ("validation", validation_rows)):
+        images = getattr(dataset, name)
+        splits[name] = _paired_by_digit(images.inputs["image"], images.labels, heard.subset(rows), rng, name)
+    return MultimodalDataset(splits["train"], splits["validation"], dataset.test, dataset.modalities,
+                             f"{dataset.description}; validation audio from {len(validation_rows)} recordings "
+                             f"held out of training")
+
+
+def _paired_by_digit(images: np.ndarray, labels: np.ndarray, recordings, rng: np.random.Generator, split: str):
+    """A ``MultimodalSplit``: each image (n, ...) with a random recording of its digit
+    from ``recordings`` (a ``MultimodalSplit`` with "audio")."""
+    from xmodal_tf.data.multimodal import MultimodalSplit
+
+    chosen = np.empty(len(labels), dtype=np.int64)
+    for digit in np.unique(labels):
+        pool = np.flatnonzero(recordings.labels == digit)
+        if not len(pool):
+            raise ValueError(f"av_mnist: no {split} recording of the digit {digit} (each digit needs at least 3 "
+                             f"recordings: test, validation and training); check fsdd_mfcc.npz.")
+        where = np.flatnonzero(labels == digit)
+        chosen[where] = rng.choice(pool, size=len(where))
+    return MultimodalSplit({"image": images, "audio": recordings.inputs["audio"][chosen]}, labels)
 
 
 def degrade(images: np.ndarray, kind: str, strength: float, rng: np.random.Generator) -> np.ndarray:
@@ -207,6 +279,8 @@ class JointTraining:
         self.settings = settings
         self.context = context
         self.train_seconds = 0.0  # over every seed's epochs, those before a restart included
+        # After a fit with validation: {classifier: (best epoch from 1, its validation accuracy)}.
+        self.chosen_epochs = {}
         model_inputs = {name: keras.Input(array.shape[1:], name=name) for name, array in inputs.items()}
         outputs = {name: classifier({modality: model_inputs[modality] for modality in classifier.modalities})
                    for name, classifier in classifiers.items()}
@@ -233,10 +307,15 @@ class JointTraining:
         for variable, value in zip(self.model.optimizer.variables, self._initial_optimizer_state):
             variable.assign(value)
 
-    def fit(self, inputs: dict, labels: np.ndarray, seed: int) -> dict:
+    def fit(self, inputs: dict, labels: np.ndarray, seed: int, validation: tuple | None = None) -> dict:
         """Train ``epochs`` epochs from epoch 0, or resume this seed's checkpoint; returns
         the trainer's history dict (one list per metric: ``<name>_loss``,
-        ``<name>_unimodal_loss``, ...)."""
+        ``<name>_unimodal_loss``, with ``validation`` also ``val_<name>_accuracy``, ...).
+
+        validation: (inputs {modality: (n, ...)}, labels (n,)) complete validation data,
+            or None. Given, every classifier ends with the weights of its best
+            validation epoch (``chosen_epochs``); else with those of the last epoch.
+        """
         from xmodal_tf.data import make_dataset
 
         batch_size = check_global_batch(self.settings["batch_size"], self.replicas, "fusion")
@@ -244,14 +323,16 @@ class JointTraining:
         dataset = make_dataset(inputs, targets, batch_size=batch_size, seed=seed,
                                drop_remainder=self.replicas > 1)
         context = self.context
+        self.model.reset_selection()  # (before the restart: a checkpoint restores its own)
         self.trainer.restart(None if context is None else context.checkpoint_directory(f"seed{seed}"))
         callbacks = []
         if context is not None:
             if self.trainer.restored_from:
                 context.progress(f"seed {seed}: resuming after epoch {self.trainer.epoch}")
             callbacks.append(_progress_callback(context, seed, self.settings["epochs"], list(self.classifiers)))
-        history = self.trainer.fit(dataset, self.settings["epochs"], callbacks=callbacks)
+        history = self.trainer.fit(dataset, self.settings["epochs"], validation_data=validation, callbacks=callbacks)
         self.train_seconds += self.trainer.train_seconds
+        self.chosen_epochs = self.model.restore_best() if validation is not None else {}
         return history
 
 
@@ -276,16 +357,103 @@ def _progress_callback(context: RunContext, seed: int, epochs: int, names: list)
 def _all_classifiers_model(inputs: dict, outputs: dict, classifiers: dict):
     """The joint model: one compiled loss per output, plus each classifier's own auxiliary
     unimodal loss (``FusionClassifier.unimodal_loss``, weighted as in its ``compute_loss``),
-    which depends on that classifier's weights only; logged as ``<name>_unimodal_loss``."""
+    which depends on that classifier's weights only; logged as ``<name>_unimodal_loss``.
+
+    It also selects each classifier's best epoch: the Trainer calls its ``held_out_logs``
+    with the validation split after every epoch (see there). The selection's state (a
+    copy of each classifier's weights at its best epoch, that accuracy and epoch, the
+    epochs evaluated) is non-trainable weights of this model, so the Trainer's
+    checkpoints hold it and a resumed run goes on with it."""
     import keras
 
+    from xmodal_tf import metrics
     from xmodal_tf._replicas import in_replica_context, num_replicas
+
+    names = list(classifiers)
 
     class AllClassifiers(keras.Model):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.with_unimodal = [name for name, classifier in classifiers.items() if classifier.unimodal_loss_weight]
             self.unimodal_trackers = [keras.metrics.Mean(name=f"{name}_unimodal_loss") for name in self.with_unimodal]
+            # One flat list (Keras tracks it): classifier after classifier, in their weights' order.
+            self.best_weight_copies = [
+                keras.Variable(np.zeros(variable.shape, variable.dtype), dtype=variable.dtype, trainable=False,
+                               name=f"{name}_best_{index}")
+                for name in names for index, variable in enumerate(classifiers[name].weights)]
+            self.best_accuracy = keras.Variable(np.full(len(names), -1.0, np.float64), dtype="float64", trainable=False,
+                                                name="best_validation_accuracy")
+            self.best_epoch = keras.Variable(np.zeros(len(names), np.int64), dtype="int64", trainable=False,
+                                             name="best_epoch")
+            self.evaluations = keras.Variable(np.int64(0), dtype="int64", trainable=False, name="epochs_evaluated")
+            self._forward = None
+
+        def _copies(self, name: str) -> list:
+            start = sum(len(classifiers[other].weights) for other in names[:names.index(name)])
+            return self.best_weight_copies[start:start + len(classifiers[name].weights)]
+
+        def reset_selection(self) -> None:
+            """Forget the best epochs (a new seed starts from epoch 0)."""
+            self.best_accuracy.assign(np.full(len(names), -1.0, np.float64))
+            self.best_epoch.assign(np.zeros(len(names), np.int64))
+            self.evaluations.assign(np.int64(0))
+
+        def held_out_logs(self, data) -> dict:
+            """The Trainer's validation hook, called after every epoch. ``data``: (inputs
+            {modality: (n, ...) array}, labels (n,) int), the complete validation split.
+
+            Scores every classifier (accuracy, complete data); one that beats its best so
+            far (strictly: the earliest epoch wins ties) gets its weights copied and the
+            epoch noted. Returns {"val_<name>_accuracy": accuracy}; NaN for every one
+            when ``data`` is None (an epoch without evaluation)."""
+            if data is None:
+                return {f"val_{name}_accuracy": float("nan") for name in names}
+            inputs, labels = data
+            probabilities = self.predict_every_classifier(inputs)
+            self.evaluations.assign_add(1)
+            epoch = int(self.evaluations.numpy())
+            best, best_epoch = self.best_accuracy.numpy(), self.best_epoch.numpy()
+            logs = {}
+            for index, name in enumerate(names):
+                accuracy = metrics.accuracy(labels, probabilities[name])
+                logs[f"val_{name}_accuracy"] = accuracy
+                if accuracy > best[index]:
+                    best[index], best_epoch[index] = accuracy, epoch
+                    for copy, variable in zip(self._copies(name), classifiers[name].weights):
+                        copy.assign(variable)
+            self.best_accuracy.assign(best)
+            self.best_epoch.assign(best_epoch)
+            return logs
+
+        def predict_every_classifier(self, inputs: dict) -> dict:
+            """{classifier: (n, classes) float32 probabilities} on complete inputs."""
+            import tensorflow as tf
+
+            if self._forward is None:  # traced once: 20x faster than eager calls of the 16 classifiers
+                self._forward = tf.function(lambda batch: self(batch, training=False), reduce_retracing=True)
+            num_examples = len(next(iter(inputs.values())))
+            parts = {name: [] for name in names}
+            for start in range(0, num_examples, PREDICT_BATCH):
+                outputs = self._forward({modality: tf.convert_to_tensor(array[start:start + PREDICT_BATCH])
+                                         for modality, array in inputs.items()})
+                for name in names:
+                    parts[name].append(np.asarray(keras.ops.cast(outputs[name], "float32")))
+            return {name: np.concatenate(parts[name]) for name in names}
+
+        def restore_best(self) -> dict:
+            """Give each evaluated classifier the weights of its best epoch; returns
+            {classifier: (chosen epoch from 1, its validation accuracy)}, (None, None)
+            for a classifier never evaluated (which keeps its weights)."""
+            chosen = {}
+            for index, name in enumerate(names):
+                epoch = int(self.best_epoch.numpy()[index])
+                if epoch < 1:
+                    chosen[name] = (None, None)
+                    continue
+                for variable, copy in zip(classifiers[name].weights, self._copies(name)):
+                    variable.assign(copy)
+                chosen[name] = (epoch, float(self.best_accuracy.numpy()[index]))
+            return chosen
 
         def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
             loss = super().compute_loss(x, y, y_pred, sample_weight, training=training)
@@ -361,47 +529,70 @@ def condition_name(modality: str, fraction: float) -> str:
 
 # ----------------------------------------------------------------------------- run
 def run_seed(dataset, settings: dict, seed: int, joint: JointTraining | None, context: RunContext):
-    """Train and score every classifier for one seed.
+    """Train every classifier for one seed, each keeping its best validation epoch, and
+    score it on the validation and the test split.
 
-    Returns ({classifier: {condition: {"accuracy": a, "macro_f1": f}}}, the joint trainer
-    to reuse for the next seed).
+    Returns ({"validation": scores, "test": scores, "chosen_epoch": {classifier: epoch
+    from 1}}, the joint trainer to reuse for the next seed); scores: {classifier:
+    {condition: {"accuracy": a, "macro_f1": f}}}.
     """
     import keras
-
-    from xmodal_tf import metrics
 
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     modalities = tuple(dataset.modalities)
     train_inputs = degraded_inputs(dataset.train, settings, rng)
     test_inputs = degraded_inputs(dataset.test, settings, rng)
+    # A stream of its own: the training and test inputs and missing rows stay as drawn without it.
+    validation_rng = np.random.default_rng([seed, VALIDATION_STREAM])
+    validation_inputs = degraded_inputs(dataset.validation, settings, validation_rng)
     with context.scope():
         classifiers = build_classifiers(train_inputs, dataset.num_classes, settings)
         if joint is None:
             joint = JointTraining(classifiers, train_inputs, settings, context)
     if joint.classifiers is not classifiers:
         joint.restart(classifiers)
-    context.progress(f"seed {seed}: training {len(classifiers)} classifiers together, "
-                     f"{settings['epochs']} epochs on {len(dataset.train)} examples ...")
-    history = joint.fit(train_inputs, dataset.train.labels, seed)
-    for name in classifiers:
-        for epoch, value in enumerate(history.get(f"{name}_loss", [])):
-            context.log_scalar(f"train_details/loss_seed{seed}/{name}", value, step=epoch + 1)
-        for epoch, value in enumerate(history.get(f"{name}_unimodal_loss", [])):
-            context.log_scalar(f"train_details/unimodal_loss_seed{seed}/{name}", value, step=epoch + 1)
+    context.progress(f"seed {seed}: training {len(classifiers)} classifiers together, up to {settings['epochs']} "
+                     f"epochs on {len(dataset.train)} examples (each keeps its best epoch on "
+                     f"{len(dataset.validation)} validation examples) ...")
+    history = joint.fit(train_inputs, dataset.train.labels, seed,
+                        validation=(validation_inputs, dataset.validation.labels))
+    _log_epochs(context, history, list(classifiers), seed)
+    chosen = {name: epoch for name, (epoch, _) in joint.chosen_epochs.items()}
     final_losses = [history[f"{name}_loss"][-1] for name in classifiers if f"{name}_loss" in history]
-    context.progress(f"seed {seed}: trained (mean final training loss {np.mean(final_losses):.3f}); "
-                     f"scoring on {len(dataset.test)} test examples ...")
-    conditions = test_conditions(modalities, settings["missing_fractions"], len(dataset.test), rng)
+    context.progress(f"seed {seed}: trained (mean final training loss {np.mean(final_losses):.3f}); best "
+                     f"validation epochs: " + ", ".join(f"{name} {epoch}" for name, epoch in chosen.items()))
+    results = {"chosen_epoch": chosen}
+    for split, inputs, split_rng in (("validation", validation_inputs, validation_rng), ("test", test_inputs, rng)):
+        labels = getattr(dataset, split).labels
+        conditions = test_conditions(modalities, settings["missing_fractions"], len(labels), split_rng)
+        results[split] = score(joint.classifiers, inputs, labels, conditions, modalities)
+        complete = ", ".join(f"{name} {results[split][name]['complete']['accuracy']:.3f}" for name in classifiers)
+        context.progress(f"seed {seed}: complete-data {split} accuracy: {complete}")
+    return results, joint
+
+
+def score(classifiers: dict, inputs: dict, labels: np.ndarray, conditions: dict, modalities) -> dict:
+    """{classifier: {condition: {"accuracy": a, "macro_f1": f}}} on one split."""
+    from xmodal_tf import metrics
+
     scores = {}
-    for name, classifier in joint.classifiers.items():
-        predictions = predictions_per_condition(classifier, test_inputs, conditions, modalities)
-        scores[name] = {condition: {"accuracy": metrics.accuracy(dataset.test.labels, probabilities),
-                                    "macro_f1": metrics.macro_f1(dataset.test.labels, probabilities)}
+    for name, classifier in classifiers.items():
+        predictions = predictions_per_condition(classifier, inputs, conditions, modalities)
+        scores[name] = {condition: {"accuracy": metrics.accuracy(labels, probabilities),
+                                    "macro_f1": metrics.macro_f1(labels, probabilities)}
                         for condition, probabilities in predictions.items()}
-    complete = ", ".join(f"{name} {scores[name]['complete']['accuracy']:.3f}" for name in classifiers)
-    context.progress(f"seed {seed}: complete-data test accuracy: {complete}")
-    return scores, joint
+    return scores
+
+
+def _log_epochs(context: RunContext, history: dict, names: list, seed: int) -> None:
+    """Per classifier and epoch: training loss, auxiliary unimodal loss and validation accuracy."""
+    for name in names:
+        for key, tag in ((f"{name}_loss", f"train_details/loss_seed{seed}/{name}"),
+                         (f"{name}_unimodal_loss", f"train_details/unimodal_loss_seed{seed}/{name}"),
+                         (f"val_{name}_accuracy", f"validation_details/accuracy_seed{seed}/{name}")):
+            for epoch, value in enumerate(history.get(key, [])):
+                context.log_scalar(tag, value, step=epoch + 1)
 
 
 def load(config: dict, data_dir, seed: int):
@@ -414,20 +605,23 @@ def run(config: dict, context: RunContext) -> dict:
     dataset = context.data if context.data is not None else load(config, context.data_dir, context.seed)
     modalities = tuple(dataset.modalities)
     check_global_batch(settings["batch_size"], context.replicas, "fusion")  # before any training
-    context.progress(f"{dataset.description}: {len(dataset.train)} training / {len(dataset.test)} test examples; "
+    context.progress(f"{dataset.description}: {len(dataset.train)} training / {len(dataset.validation)} validation / "
+                     f"{len(dataset.test)} test examples; "
                      f"{settings['degrade_modality']} degraded ({settings['degradation']}, "
                      f"strength {settings['degradation_strength']}), other modality noise "
                      f"{settings['other_modality_noise']}")
     per_seed, joint = [], None
     for repeat in range(settings["seeds"]):
-        scores, joint = run_seed(dataset, settings, context.seed + repeat, joint, context)
-        per_seed.append(scores)
-    results = summarise(per_seed)
-    for name, by_condition in results.items():
-        for condition, summary in by_condition.items():
-            for index, value in enumerate(summary["accuracy"]["per_seed"]):
-                group = "test" if condition == "complete" else "test_details"
-                context.log_scalar(f"{group}/accuracy_{condition}/{name}", value, step=index + 1)
+        seed_results, joint = run_seed(dataset, settings, context.seed + repeat, joint, context)
+        per_seed.append(seed_results)
+    results = summarise([seed_results["test"] for seed_results in per_seed])
+    validation_results = summarise([seed_results["validation"] for seed_results in per_seed])
+    for split, split_results in (("test", results), ("validation", validation_results)):
+        for name, by_condition in split_results.items():
+            for condition, summary in by_condition.items():
+                for index, value in enumerate(summary["accuracy"]["per_seed"]):
+                    group = split if condition == "complete" else f"{split}_details"
+                    context.log_scalar(f"{group}/accuracy_{condition}/{name}", value, step=index + 1)
     single = {modality: results[f"{modality}_only"]["complete"]["accuracy"]["mean"] for modality in modalities}
     return {"data": settings["data"], "modalities": list(modalities), "seeds": settings["seeds"],
             "degraded": {key: settings[key] for key in ("degrade_modality", "degradation", "degradation_strength",
@@ -436,6 +630,11 @@ def run(config: dict, context: RunContext) -> dict:
             "unimodal_loss_weight": settings["unimodal_loss_weight"],
             "unimodal_distillation": settings["unimodal_distillation"], "strategies": list(settings["strategies"]),
             "conditions": list(next(iter(results.values()))), "results": results,
+            "validation_results": validation_results,
+            "examples": {split: len(getattr(dataset, split)) for split in ("train", "validation", "test")},
+            "epoch_budget": settings["epochs"],
+            "chosen_epoch": {name: [seed_results["chosen_epoch"][name] for seed_results in per_seed]
+                             for name in results},
             "targets": targets(results, single, settings["strategies"]),
             "train_seconds": joint.train_seconds}
 
@@ -533,10 +732,13 @@ def summarize(metrics: dict) -> list[str]:
              f"mean ± std over {metrics['seeds']} seed(s); *_dropout: modality dropout "
              f"{metrics['modality_dropout']}" + _unimodal_note(metrics),
              f"{'classifier':<18}" + "".join(f"  {_short(condition):>13}" for condition in conditions)]
-    for name, by_condition in metrics["results"].items():
-        lines.append(f"{name:<18}" + "".join(
-            f"  {by_condition[c]['accuracy']['mean']:.3f} ± {by_condition[c]['accuracy']['std']:.3f}"
-            for c in conditions))
+    lines += _accuracy_rows(metrics["results"], conditions)
+    if "validation_results" in metrics:
+        lines.append(f"validation accuracy (choose settings on these, not on test); each classifier's chosen "
+                     f"epoch (of {metrics['epoch_budget']}) per seed in brackets")
+        chosen = metrics["chosen_epoch"]
+        lines += [f"{row}  [{', '.join(map(str, chosen[name]))}]" for name, row in
+                  zip(metrics["validation_results"], _accuracy_rows(metrics["validation_results"], conditions))]
     report = metrics["targets"]
     lines.append(f"best fusion {report['best_fusion']} {report['best_fusion_accuracy']:.3f} vs best single "
                  f"{report['best_single']} {report['best_single_accuracy']:.3f}: "
@@ -547,6 +749,13 @@ def summarize(metrics: dict) -> list[str]:
                      f"{report['best_single_accuracy']:.3f}: "
                      f"{'at least as high' if report['dropout_keeps_better_single'] else 'LOWER'}")
     return lines
+
+
+def _accuracy_rows(results: dict, conditions: list) -> list[str]:
+    """One line per classifier: mean ± std accuracy per condition."""
+    return [f"{name:<18}" + "".join(
+        f"  {by_condition[c]['accuracy']['mean']:.3f} ± {by_condition[c]['accuracy']['std']:.3f}" for c in conditions)
+        for name, by_condition in results.items()]
 
 
 def _unimodal_note(metrics: dict) -> str:

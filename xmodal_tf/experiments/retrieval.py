@@ -54,6 +54,7 @@ DEFAULTS = {
     # steps (digits_text) leave it far above the real variance, and inference-mode image
     # embeddings then collapse onto one direction. None: off for digits_text, on for openmoji.
     "batch_norm": None,
+    "global_pooling": "avg",  # image encoder: "avg", "max" or "flatten" (cnn_encoder's global_pooling)
     "dropout": 0.0,  # image encoder: dropout before its embedding layer
     "embedding_dim": 128,  # each encoder's output, before the projection
     "projection_dim": 64,  # the shared space
@@ -167,7 +168,7 @@ def build_model(data: RetrievalData, config: dict, *, sync_batch_norm: bool = Fa
     image_encoder = cnn_encoder(data.train_images.shape[1:], config["embedding_dim"],
                                 filters=tuple(config["filters"]), batch_norm=config["batch_norm"],
                                 sync_batch_norm=sync_batch_norm, dropout=config["dropout"],
-                                global_pooling="avg", name="image_encoder")  # the measured recipe
+                                global_pooling=config["global_pooling"], name="image_encoder")
     names_encoder = text_encoder(data.train_texts, tokens=config["tokens"],
                                  ngram_sizes=tuple(config["ngram_sizes"]),
                                  hidden_units=tuple(config["text_hidden_units"]),
@@ -278,7 +279,7 @@ def run(config: dict, context: RunContext) -> dict:
         "final_in_batch_accuracy": float(history["in_batch_accuracy"][-1]),
         "train_seconds": train_seconds,
         "recipe": {key: config[key] for key in (
-            "image_size", "filters", "batch_norm", "embedding_dim", "projection_dim", "tokens", "ngram_sizes",
+            "image_size", "filters", "batch_norm", "global_pooling", "embedding_dim", "projection_dim", "tokens", "ngram_sizes",
             "text_hidden_units", "dropout", "temperature", "learn_temperature", "epochs",
             "batch_size", "learning_rate", "weight_decay")},
     }
@@ -354,7 +355,7 @@ EXPERIMENT = Experiment(
                 "classification (digits_text offline; openmoji with --data-dir)",
     defaults=DEFAULTS,
     run=run,
-    choices={**TRAINING_CHOICES, "data": DATA_SETS, "tokens": TOKENS},
+    choices={**TRAINING_CHOICES, "data": DATA_SETS, "tokens": TOKENS, "global_pooling": ("avg", "max", "flatten")},
     summarize=summarize,
     validate=validate,
     load_data=load,

@@ -220,6 +220,35 @@ def _check_positive_int(value, what: str) -> int:
     return int(value)
 
 
+def _held_out_pairs(data) -> tuple:
+    """(a, b) NumPy arrays of held-out pairs given as a tuple or a dataset of batches;
+    text arrives from a dataset as bytes and leaves as str."""
+    if isinstance(data, tf.data.Dataset):
+        batches = list(data.as_numpy_iterator())
+        if not batches:
+            raise ValueError("DualEncoder.held_out_logs: the validation dataset yielded no batches.")
+        parts = [_split_pair(batch, "held_out_logs") for batch in batches]
+        data = tuple(np.concatenate([part[side] for part in parts]) for side in (0, 1))
+    return tuple(_decoded(values) for values in _split_pair(data, "held_out_logs"))
+
+
+def _decoded(values):
+    """UTF-8 bytes (a dataset's strings) as str; anything else unchanged."""
+    if isinstance(values, np.ndarray) and values.dtype.kind == "S":
+        return np.char.decode(values, "utf-8")
+    if isinstance(values, np.ndarray) and values.dtype.kind == "O" and values.size and isinstance(values.flat[0], bytes):
+        return np.array([value.decode("utf-8") for value in values.ravel()]).reshape(values.shape)
+    return values
+
+
+def _row_keys(values) -> np.ndarray:
+    """One hashable key per row: the string itself, or the row's bytes."""
+    values = np.asarray(values)
+    if values.dtype.kind in "US":
+        return values.astype(str)
+    return np.array([row.tobytes() for row in values.reshape(len(values), -1)])
+
+
 def _top_k(similarity: np.ndarray, k: int):
     """Indices and scores of the k largest entries per row, best first (ties: lower index)."""
     if k < similarity.shape[1]:
@@ -531,6 +560,40 @@ class DualEncoder(CrossModalModel):
         else:
             similarity = self._similarity(gallery, queries, batch_size, ("gallery", "queries"), "retrieve").T
         return _top_k(similarity, int(k))
+
+    # ------------------------------------------------------------------ held-out retrieval
+    default_monitor = ("val_mean_recall", "max")
+
+    def held_out_logs(self, data, *, ks=(1, 5, 10), batch_size: int = 256) -> dict:
+        """Retrieval both ways over held-out pairs: what ``xmodal_tf.training.Trainer``
+        reports and early-stops on for a dual encoder (``model.fit``'s validation keeps
+        Keras' in-batch ``val_loss``).
+
+        data: ``(a, b)`` arrays of n pairs, or a ``tf.data.Dataset`` of such batches;
+            None gives the placeholders (NaN) of an epoch without evaluation.
+        Each a_i queries the gallery of every b (and each b_i every a). Relevant items are
+        its partner and the partners of equal b values (duplicate texts name the same
+        thing), so several a may share one text.
+        Returns ``val_a_to_b_recall@k`` and ``val_b_to_a_recall@k`` (each k up to the
+        gallery size), ``val_a_to_b_median_rank``, ``val_b_to_a_median_rank`` and
+        ``val_mean_recall``, the mean of those recalls.
+        """
+        from xmodal_tf.metrics import retrieval_metrics
+
+        if data is None:
+            return {"val_mean_recall": float("nan")}
+        a, b = _held_out_pairs(data)
+        _, groups = np.unique(_row_keys(b), return_inverse=True)
+        relevant = groups[:, None] == groups[None, :]
+        similarity = self._similarity(a, b, batch_size, ("validation a", "validation b"), "held_out_logs")
+        usable = [k for k in ks if k <= len(groups)] or [1]
+        logs = {}
+        for direction, scores in (("a_to_b", similarity), ("b_to_a", similarity.T)):
+            result = retrieval_metrics(scores, relevant, ks=usable)
+            logs.update({f"val_{direction}_recall@{k}": result[f"recall@{k}"] for k in usable})
+            logs[f"val_{direction}_median_rank"] = result["median_rank"]
+        logs["val_mean_recall"] = float(np.mean([value for key, value in logs.items() if "recall@" in key]))
+        return logs
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict:

@@ -268,6 +268,14 @@ def test_tiny_run_reports_every_classifier_and_condition(tiny_run, capsys):
     report = metrics["targets"]
     assert report["best_fusion_beats_best_single"] == (report["best_fusion_accuracy"] > report["best_single_accuracy"])
     assert report["best_dropout_with_weaker_absent"] in ("concat_dropout", "late_dropout")
+    # Each choice is the best on validation; the figure reported is its test score.
+    validation = metrics["validation_results"]
+    for absent, entry in report["missing"].items():
+        condition = f"{absent}_missing_100%"
+        dropout_names = [name for name in results if name.endswith("_dropout")]
+        best = max(validation[name][condition]["accuracy"]["mean"] for name in dropout_names)
+        assert validation[entry["chosen"]][condition]["accuracy"]["mean"] == best
+        assert entry["accuracy"] == results[entry["chosen"]][condition]["accuracy"]["mean"]
     assert metrics["degraded"] == {"degrade_modality": "left", "degradation": "noise", "degradation_strength": 0.3,
                                    "other_modality_noise": 0.0}
 
@@ -327,11 +335,16 @@ def test_summary_table():
                "targets": {"best_fusion": "late", "best_fusion_accuracy": 0.9, "best_single": "right_only",
                            "best_single_accuracy": 0.8, "best_fusion_beats_best_single": True,
                            "weaker_modality": "left", "best_dropout_with_weaker_absent": "late_dropout",
-                           "best_dropout_with_weaker_absent_accuracy": 0.7, "dropout_keeps_better_single": False}}
+                           "best_dropout_with_weaker_absent_accuracy": 0.7, "dropout_keeps_better_single": False,
+                           "chosen_on": "validation",
+                           "missing": {"left": {"chosen": "late_dropout", "accuracy": 0.7, "right_only": 0.8,
+                                                "margin": -0.1}}}}
     lines = fusion_experiment.summarize(metrics)
     assert "left -100%" in lines[1]
     assert lines[2].startswith("left_only") and "0.500 ± 0.010" in lines[2]
-    assert "beats it" in lines[-2] and "LOWER" in lines[-1]
+    assert "beats it" in lines[-3]
+    assert lines[-2] == "left absent everywhere: late_dropout 0.700 vs right_only 0.800 (-10.0 points)"
+    assert "chosen on validation" in lines[-1]
     assert lines[0].endswith("*_dropout: modality dropout 0.3")
     metrics.update(unimodal_loss_weight=1.0, unimodal_distillation=0.5)
     assert fusion_experiment.summarize(metrics)[0].endswith(

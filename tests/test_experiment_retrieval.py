@@ -55,15 +55,40 @@ def test_tiny_run_logs_per_epoch_scalars(tiny_run):
 
 
 def fake_openmoji(folder, n_emoji=12):
-    """A tiny file in the layout of openmoji64.npz: colour blocks named by colour, with skin tones."""
+    """A tiny file in the layout of openmoji64.npz: colour blocks named by colour, with skin
+    tones; each has the aliases "block <index>|tile <index><tone>"."""
     rng = np.random.default_rng(0)
-    names, images = [], []
+    names, images, aliases = [], [], []
     for index in range(n_emoji):
         colour = rng.integers(0, 256, 3)
         for tone in ("", " light skin tone", " dark skin tone"):
             names.append(f"shape number {index}{tone}")
+            aliases.append(f"block {index}|tile {index}{tone}")
             images.append(np.broadcast_to(colour, (64, 64, 3)).astype(np.uint8))
-    np.savez(folder / "openmoji64.npz", images=np.stack(images), names=np.array(names))
+    np.savez(folder / "openmoji64.npz", images=np.stack(images), names=np.array(names), aliases=np.array(aliases))
+
+
+def test_held_out_emoji_and_their_aliases_never_reach_training(tmp_path):
+    fake_openmoji(tmp_path)
+    config = retrieval.resolved({**retrieval.DEFAULTS, "data": "openmoji", "image_size": 8, "test_fraction": 0.25})
+    data = retrieval.load(config, tmp_path, seed=3)
+    number = lambda text: text.split()[2] if text.startswith("shape") else text.split()[1]  # noqa: E731
+    train = {number(text) for text in data.train_texts}
+    validation, test = {number(t) for t in data.validation_texts}, {number(t) for t in data.test_texts}
+    # 12 emoji: 3 held out for test, 2 of the other 9 for validation, each with all its variants.
+    assert (len(train), len(validation), len(test)) == (7, 2, 3)
+    assert not train & validation and not train & test and not validation & test
+    assert (len(data.train_texts), len(data.validation_texts), len(data.test_texts)) == (21, 6, 9)
+    # Every alias a training pair can be given belongs to that pair's own emoji.
+    for text, aliases in zip(data.train_texts, data.train_aliases):
+        assert {number(alias) for alias in aliases.split("|")} == {number(text)}
+    # Each epoch draws every pair's text from its name and aliases, seeded.
+    rng = np.random.default_rng(0)
+    drawn = np.array([retrieval.epoch_texts(data.train_texts, data.train_aliases, rng) for _ in range(30)])
+    for column, (text, aliases) in enumerate(zip(data.train_texts, data.train_aliases)):
+        assert set(drawn[:, column]) == {text, *aliases.split("|")}
+    np.testing.assert_array_equal(retrieval.epoch_texts(data.train_texts, data.train_aliases, np.random.default_rng(5)),
+                                  retrieval.epoch_texts(data.train_texts, data.train_aliases, np.random.default_rng(5)))
 
 
 def test_openmoji_path_runs_on_a_local_file_with_unseen_classes(tmp_path):
@@ -74,8 +99,10 @@ def test_openmoji_path_runs_on_a_local_file_with_unseen_classes(tmp_path):
                        "--set", "test_fraction=0.25", "--set", "ks=[1, 5]", *TINY])
     assert code == 0
     metrics = json.loads((logdir / "metrics.json").read_text())
-    # 3 of 12 emoji held out whole: 9 test images (3 skin-tone variants each), 3 unseen classes.
-    assert metrics["num_test_images"] == 9 and metrics["num_train_pairs"] == 27
+    # 3 of 12 emoji held out whole: 9 test images (3 skin-tone variants each), 3 unseen
+    # classes; 2 of the other 9 for validation.
+    assert metrics["num_test_images"] == 9 and metrics["num_train_pairs"] == 21
+    assert metrics["num_validation_pairs"] == 6 and metrics["epochs_trained"] == 1
     assert metrics["zero_shot"]["num_classes"] == 3 and metrics["zero_shot"]["chance"] == pytest.approx(1 / 3)
     assert metrics["image_to_text"]["chance_recall@1"] == pytest.approx(1 / 9)
     assert set(metrics["image_to_text"]) >= {"recall@1", "recall@5", "median_rank"}
@@ -95,6 +122,9 @@ def test_openmoji_without_the_file_fails_with_a_clear_message(tmp_path, capsys):
     ("epochs=0", "epochs"),
     ("data=\"emoji\"", "data"),
     ("tokens=\"bytes\"", "tokens"),
+    ("validation_fraction=0.0", "validation_fraction"),
+    ("patience=0", "patience"),
+    ("aliases=true", "aliases=true needs data=openmoji"),
 ])
 def test_bad_settings_are_config_errors(tmp_path, capsys, override, message):
     code = train.main(["retrieval", "--logdir", str(tmp_path / "run"), "--set", override])

@@ -225,11 +225,12 @@ def _tfds_dir_candidates(folder: pathlib.Path | None) -> list[pathlib.Path]:
     return candidates + [_default_tfds_dir()]
 
 
-def read_npz_arrays(path, names, *, fix: str) -> dict:
-    """{name: array} of ``names`` from the .npz archive at ``path``; ValueError naming the
-    file, what is wrong with it and ``fix`` (how to get a good copy) when it is not a
-    readable .npz (checked from its first bytes, so random bytes are not mistaken for
-    pickled data) or lacks an array. Never unpickles."""
+def read_npz_arrays(path, names, *, fix: str, optional=()) -> dict:
+    """{name: array} of ``names`` from the .npz archive at ``path``, and of those of
+    ``optional`` that it holds; ValueError naming the file, what is wrong with it and
+    ``fix`` (how to get a good copy) when it is not a readable .npz (checked from its
+    first bytes, so random bytes are not mistaken for pickled data) or lacks an array of
+    ``names``. Never unpickles."""
     path = pathlib.Path(path)
     with open(path, "rb") as stream:
         head = stream.read(4)
@@ -242,7 +243,7 @@ def read_npz_arrays(path, names, *, fix: str) -> dict:
             missing = [name for name in names if name not in found]
             if missing:
                 raise ValueError(f"{path} lacks the arrays {missing} (it has {found}). {fix}")
-            return {name: npz[name] for name in names}
+            return {name: npz[name] for name in [*names, *[extra for extra in optional if extra in found]]}
     except (OSError, EOFError, zipfile.BadZipFile, ValueError) as error:
         if str(path) in str(error):
             raise

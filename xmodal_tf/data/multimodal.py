@@ -87,12 +87,14 @@ class MultimodalDataset(NamedTuple):
 
 
 class EmojiSplit(NamedTuple):
-    """Emoji images (n, 64, 64, 3) uint8 RGB, their CLDR ``names`` (n,) str and
-    ``base_names`` (n,) str, the name without skin-tone qualifiers (``emoji_base_name``)."""
+    """Emoji images (n, 64, 64, 3) uint8 RGB, their CLDR ``names`` (n,) str,
+    ``base_names`` (n,) str, the name without skin-tone qualifiers (``emoji_base_name``),
+    and ``aliases`` (n,) str: other names of each emoji, "|"-separated ("" for none)."""
 
     images: np.ndarray
     names: np.ndarray
     base_names: np.ndarray
+    aliases: np.ndarray
 
     def __len__(self) -> int:
         return len(self.names)
@@ -304,7 +306,7 @@ def emoji_base_name(name: str) -> str:
 
 
 def load_openmoji(data_dir=None, *, test_fraction: float = 0.2, seed: int = 0) -> EmojiDataset:
-    """OpenMoji images with their CLDR names, split by base emoji.
+    """OpenMoji images with their CLDR names and aliases, split by base emoji.
 
     A seeded ``test_fraction`` of the base names (``emoji_base_name``) is held out whole,
     so the skin-tone variants of one emoji never straddle train and test. Needs
@@ -312,8 +314,12 @@ def load_openmoji(data_dir=None, *, test_fraction: float = 0.2, seed: int = 0) -
     """
     fraction = _check_fraction(test_fraction, "test_fraction")
     path = _data_file(data_dir, OPENMOJI_FILENAME, "OpenMoji images and names")
-    arrays = read_npz_arrays(path, ("images", "names"), fix=_DATA_FIX)
+    arrays = read_npz_arrays(path, ("images", "names"), fix=_DATA_FIX, optional=("aliases",))
     images, names = arrays["images"], arrays["names"]
+    aliases = arrays.get("aliases", np.full(len(names), ""))
+    if aliases.shape != names.shape or aliases.dtype.kind not in "US":
+        raise ValueError(f"{path}: aliases must be one string per name; got {aliases.shape} {aliases.dtype} for "
+                         f"{names.shape} names. {_DATA_FIX}")
     if (images.ndim != 4 or 0 in images.shape[1:] or images.dtype.kind not in "uif" or names.ndim != 1
             or names.dtype.kind not in "US" or len(images) != len(names)):
         raise ValueError(f"{path}: expected images (n, height, width, channels) of numbers and n names (strings); "
@@ -329,7 +335,7 @@ def load_openmoji(data_dir=None, *, test_fraction: float = 0.2, seed: int = 0) -
     test_mask = np.isin(base_names, held_out)
 
     def split(mask) -> EmojiSplit:
-        return EmojiSplit(images[mask], names[mask], base_names[mask])
+        return EmojiSplit(images[mask], names[mask], base_names[mask], aliases[mask].astype(str))
 
     return EmojiDataset(split(~test_mask), split(test_mask),
                         "OpenMoji 17 images (64x64 RGB) with Unicode CLDR names")

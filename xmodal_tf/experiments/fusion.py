@@ -36,7 +36,7 @@ The report is the mean and spread (std over seeds) per classifier and condition,
 the issue's two targets:
 
 * ``best_fusion_beats_best_single``: the best fusion classifier on complete data beats
-  the best single-modality classifier;
+  the best single-modality classifier (each chosen on validation, compared on test);
 * ``dropout_keeps_better_single``: with the weaker modality absent from every test
   example, the best modality-dropout classifier is at least as accurate as the
   single-modality classifier of the better modality.
@@ -622,7 +622,6 @@ def run(config: dict, context: RunContext) -> dict:
                 for index, value in enumerate(summary["accuracy"]["per_seed"]):
                     group = split if condition == "complete" else f"{split}_details"
                     context.log_scalar(f"{group}/accuracy_{condition}/{name}", value, step=index + 1)
-    single = {modality: results[f"{modality}_only"]["complete"]["accuracy"]["mean"] for modality in modalities}
     return {"data": settings["data"], "modalities": list(modalities), "seeds": settings["seeds"],
             "degraded": {key: settings[key] for key in ("degrade_modality", "degradation", "degradation_strength",
                                                         "other_modality_noise")},
@@ -635,7 +634,7 @@ def run(config: dict, context: RunContext) -> dict:
             "epoch_budget": settings["epochs"],
             "chosen_epoch": {name: [seed_results["chosen_epoch"][name] for seed_results in per_seed]
                              for name in results},
-            "targets": targets(results, single, settings["strategies"]),
+            "targets": targets(results, validation_results, modalities, settings["strategies"]),
             "train_seconds": joint.train_seconds}
 
 
@@ -653,25 +652,44 @@ def summarise(per_seed: list) -> dict:
     return results
 
 
-def targets(results: dict, single: dict, strategies) -> dict:
-    """The issue's two targets (see the module doc), with the numbers behind them."""
-    def mean(name, condition):
+def targets(results: dict, validation: dict, modalities, strategies) -> dict:
+    """The targets (see the module doc), with the numbers behind them. Every choice (the
+    better single modality, the best fusion, the best dropout model with a modality
+    absent) is made on the validation split; the figures are the chosen classifiers'
+    test accuracies.
+
+    ``missing``: for each modality, absent from every test example, the dropout model
+    chosen on validation, its test accuracy, the remaining modality's own classifier's and
+    the margin between them (issue 17 asks for >= 0.005 both ways).
+    """
+    def test(name, condition):
         return results[name][condition]["accuracy"]["mean"]
 
-    better, weaker = sorted(single, key=single.get, reverse=True)
-    fusion_names = [name for strategy in strategies for name in (strategy, f"{strategy}_dropout")]
-    best_fusion = max(fusion_names, key=lambda name: mean(name, "complete"))
-    weaker_absent = condition_name(weaker, 1.0)
-    report = {"best_single": f"{better}_only", "best_single_accuracy": single[better],
-              "best_fusion": best_fusion, "best_fusion_accuracy": mean(best_fusion, "complete"),
-              "best_fusion_beats_best_single": mean(best_fusion, "complete") > single[better]}
-    if weaker_absent in results[best_fusion]:
-        dropout_names = [f"{strategy}_dropout" for strategy in strategies]
-        best_dropout = max(dropout_names, key=lambda name: mean(name, weaker_absent))
-        report.update({
-            "weaker_modality": weaker, "best_dropout_with_weaker_absent": best_dropout,
-            "best_dropout_with_weaker_absent_accuracy": mean(best_dropout, weaker_absent),
-            "dropout_keeps_better_single": mean(best_dropout, weaker_absent) >= single[better]})
+    def chosen(names, condition):
+        return max(names, key=lambda name: validation[name][condition]["accuracy"]["mean"])
+
+    better = chosen([f"{modality}_only" for modality in modalities], "complete").removesuffix("_only")
+    weaker = next(modality for modality in modalities if modality != better)
+    best_fusion = chosen([name for strategy in strategies for name in (strategy, f"{strategy}_dropout")], "complete")
+    report = {"best_single": f"{better}_only", "best_single_accuracy": test(f"{better}_only", "complete"),
+              "best_fusion": best_fusion, "best_fusion_accuracy": test(best_fusion, "complete"),
+              "best_fusion_beats_best_single": test(best_fusion, "complete") > test(f"{better}_only", "complete"),
+              "chosen_on": "validation", "missing": {}}
+    dropout_names = [f"{strategy}_dropout" for strategy in strategies]
+    for absent in modalities:
+        condition = condition_name(absent, 1.0)
+        if condition not in results[best_fusion]:
+            continue
+        remaining = next(modality for modality in modalities if modality != absent)
+        best = chosen(dropout_names, condition)
+        alone = test(f"{remaining}_only", "complete")
+        report["missing"][absent] = {"chosen": best, "accuracy": test(best, condition),
+                                     f"{remaining}_only": alone, "margin": test(best, condition) - alone}
+    if weaker in report["missing"]:
+        entry = report["missing"][weaker]
+        report.update({"weaker_modality": weaker, "best_dropout_with_weaker_absent": entry["chosen"],
+                       "best_dropout_with_weaker_absent_accuracy": entry["accuracy"],
+                       "dropout_keeps_better_single": entry["margin"] >= 0})
     return report
 
 
@@ -743,11 +761,12 @@ def summarize(metrics: dict) -> list[str]:
     lines.append(f"best fusion {report['best_fusion']} {report['best_fusion_accuracy']:.3f} vs best single "
                  f"{report['best_single']} {report['best_single_accuracy']:.3f}: "
                  f"{'beats it' if report['best_fusion_beats_best_single'] else 'does NOT beat it'}")
-    if "dropout_keeps_better_single" in report:
-        lines.append(f"{report['weaker_modality']} absent everywhere: {report['best_dropout_with_weaker_absent']} "
-                     f"{report['best_dropout_with_weaker_absent_accuracy']:.3f} vs {report['best_single']} "
-                     f"{report['best_single_accuracy']:.3f}: "
-                     f"{'at least as high' if report['dropout_keeps_better_single'] else 'LOWER'}")
+    for absent, entry in report.get("missing", {}).items():
+        remaining = next(key for key in entry if key.endswith("_only"))
+        lines.append(f"{absent} absent everywhere: {entry['chosen']} {entry['accuracy']:.3f} vs {remaining} "
+                     f"{entry[remaining]:.3f} ({100 * entry['margin']:+.1f} points)")
+    if report.get("chosen_on") == "validation":
+        lines.append("(each classifier above chosen on validation, scored on test)")
     return lines
 
 

@@ -11,6 +11,12 @@ held-out data:
 * zero-shot classification: each held-out image gets the class whose name (a prompt)
   is nearest to it; accuracy beside chance (1 / number of classes).
 
+Model selection: ``epochs`` is a budget. A validation split, held out of the training
+data the same way as the test split, is scored after every epoch by
+``DualEncoder.held_out_logs`` (mean recall@1/5/10 both ways, texts equal to a query's
+partner count as relevant); training stops after ``patience`` epochs without a better
+score and keeps the best epoch's weights. The test split is scored once, at the end.
+
 Data (``data``):
 
 * ``digits_text`` (default, offline, about a minute on 2 cores): scikit-learn's 8x8
@@ -20,13 +26,18 @@ Data (``data``):
   gallery is all 40 phrases; an image's relevant texts are the four of its digit (so
   chance recall@1 is 0.1). Zero-shot uses a template never seen in training ("a
   picture of a seven"), so it tests the text side on new phrasing; the ten classes
-  themselves were seen. A smoke test of the pipeline, not a benchmark.
+  themselves were seen. Validation: the 359 validation images, each with its digit's
+  word ("seven"). A smoke test of the pipeline, not a benchmark.
 * ``openmoji`` (``--data-dir`` with ``openmoji64.npz``): OpenMoji images and their
   Unicode names. ``load_openmoji`` groups names by their base emoji, the name without
   skin-tone qualifiers (``emoji_base_name``: "Santa Claus medium skin tone" -> "Santa
-  Claus"), and holds out a seeded ``test_fraction`` of the base emoji, so no skin-tone variant of a test emoji is seen in training. Retrieval runs
-  over every held-out image and its full name; zero-shot classifies held-out images
-  among the base names of the held-out emoji: classes never seen in training.
+  Claus"), and holds out a seeded ``test_fraction`` of the base emoji, so no skin-tone
+  variant of a test emoji is seen in training; ``validation_fraction`` of the other
+  base emoji are held out whole for validation the same way. Retrieval runs over every
+  held-out image and its full name; zero-shot classifies held-out images among the
+  base names of the held-out emoji: classes never seen in training. With ``aliases``,
+  each training image's text is drawn every epoch from its name and its aliases
+  (other names of the same emoji in the data file); the held-out galleries are names.
 
 Training runs through ``xmodal_tf.training.Trainer`` on the run's strategy
 (``--strategy``); the contrastive loss sees the global batch on every replica. With
@@ -63,17 +74,20 @@ DEFAULTS = {
     "text_hidden_units": [],  # hidden Dense layers of the text encoder after pooling
     "temperature": 0.07,  # initial temperature (learned unless learn_temperature is false)
     "learn_temperature": True,
-    "epochs": None,  # None: 30 for digits_text, 40 for openmoji
+    "epochs": None,  # the budget; None: 30 for digits_text, 150 for openmoji
+    "patience": 20,  # epochs without a better validation recall before stopping
     "batch_size": 128,
     "learning_rate": 2e-3,
     "weight_decay": 0.0,  # AdamW's decoupled weight decay; 0 is plain Adam
     "ks": [1, 5, 10],  # recall@k cut-offs
-    "test_fraction": 0.2,  # openmoji: share of base emoji held out
+    "test_fraction": 0.2,  # openmoji: share of base emoji held out for test
+    "validation_fraction": 0.2,  # openmoji: share of the other base emoji held out for validation
+    "aliases": None,  # openmoji: train on names and aliases; None: true for openmoji
     **TRAINING_SETTINGS,  # mixed_precision, jit (xmodal_tf.precision)
 }
 PER_DATA_DEFAULTS = {
-    "digits_text": {"image_size": 8, "filters": [32, 64], "epochs": 30, "batch_norm": False},
-    "openmoji": {"image_size": 32, "filters": [16, 32, 64], "epochs": 40, "batch_norm": True},
+    "digits_text": {"image_size": 8, "filters": [32, 64], "epochs": 30, "batch_norm": False, "aliases": False},
+    "openmoji": {"image_size": 32, "filters": [16, 32, 64], "epochs": 150, "batch_norm": False, "aliases": True},
 }
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -84,7 +98,9 @@ DIGIT_ZERO_SHOT_TEMPLATE = "a picture of a {}"  # never used in training
 class RetrievalData(NamedTuple):
     """Paired images and texts for training, and the held-out evaluation sets.
 
-    train_images (n, H, W, C) float32 in [0, 1] and train_texts (n,) str: the pairs.
+    train_images (n, H, W, C) float32 in [0, 1] and train_texts (n,) str: the pairs;
+    train_aliases (n,) str: other texts of each pair, "|"-separated ("" for none).
+    validation_images (v, H, W, C) and validation_texts (v,) str: held-out pairs.
     test_images (m, H, W, C); test_texts (g,) str, the text gallery; relevant (m, g)
     bool, which texts describe which image. class_prompts (c,) str and test_classes
     (m,) int: the zero-shot classes and each test image's class.
@@ -92,6 +108,9 @@ class RetrievalData(NamedTuple):
 
     train_images: np.ndarray
     train_texts: np.ndarray
+    train_aliases: np.ndarray
+    validation_images: np.ndarray
+    validation_texts: np.ndarray
     test_images: np.ndarray
     test_texts: np.ndarray
     relevant: np.ndarray
@@ -128,6 +147,9 @@ def load_digits_text(config: dict, seed: int) -> RetrievalData:
     test_labels = dataset.test.labels
     return RetrievalData(
         resize_images(dataset.train.inputs["image"], config["image_size"]), train_texts,
+        np.full(len(train_texts), ""),
+        resize_images(dataset.validation.inputs["image"], config["image_size"]),
+        np.array([DIGIT_WORDS[label] for label in dataset.validation.labels]),
         resize_images(dataset.test.inputs["image"], config["image_size"]), gallery_texts,
         test_labels[:, None] == gallery_digits[None, :],
         np.array([DIGIT_ZERO_SHOT_TEMPLATE.format(word) for word in DIGIT_WORDS]),
@@ -139,15 +161,42 @@ def load_openmoji_pairs(config: dict, data_dir, seed: int) -> RetrievalData:
     from xmodal_tf.data import load_openmoji
 
     dataset = load_openmoji(data_dir, test_fraction=config["test_fraction"], seed=seed)
-    train, test = dataset.train, dataset.test
+    test = dataset.test
+    train, validation = split_base_emoji(dataset.train, config["validation_fraction"], seed)
     class_prompts, test_classes = np.unique(test.base_names, return_inverse=True)
     return RetrievalData(
-        resize_images(train.images, config["image_size"]), train.names,
+        resize_images(train.images, config["image_size"]), train.names, train.aliases,
+        resize_images(validation.images, config["image_size"]), validation.names,
         resize_images(test.images, config["image_size"]), test.names,
         test.names[:, None] == test.names[None, :],
         class_prompts, test_classes.astype(np.int64),
         f"{dataset.description}; {len(test)} test images of {len(class_prompts)} held-out "
-        f"base emoji, {len(train)} training pairs")
+        f"base emoji, {len(validation)} validation images of {len(np.unique(validation.base_names))} "
+        f"others, {len(train)} training pairs")
+
+
+def split_base_emoji(split, fraction: float, seed: int) -> tuple:
+    """(rest, held out): a seeded ``fraction`` of ``split``'s base emoji held out whole
+    (at least one, and at least one kept), as two ``EmojiSplit``."""
+    from xmodal_tf.data.multimodal import EmojiSplit
+
+    unique = np.unique(split.base_names)
+    if len(unique) < 2:
+        raise ValueError(f"retrieval: {len(unique)} training base emoji cannot give a validation split; "
+                         "lower test_fraction or use a larger emoji file.")
+    count = min(len(unique) - 1, max(1, int(round(fraction * len(unique)))))
+    held = np.isin(split.base_names, np.random.default_rng([seed, 1]).choice(unique, size=count, replace=False))
+    return (EmojiSplit(*(array[~held] for array in split)), EmojiSplit(*(array[held] for array in split)))
+
+
+def epoch_texts(texts: np.ndarray, aliases: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each pair's text for one epoch: its text or one of its "|"-separated aliases,
+    uniformly."""
+    chosen = []
+    for text, alternatives in zip(texts, aliases):
+        options = [text] + [alias.strip() for alias in str(alternatives).split("|") if alias.strip()]
+        chosen.append(options[rng.integers(len(options))])
+    return np.array(chosen)
 
 
 def load(config: dict, data_dir, seed: int) -> RetrievalData:
@@ -185,11 +234,17 @@ def progress_callback(context: RunContext, epochs: int):
     class EpochReport(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             logs = {key: value for key, value in (logs or {}).items() if key not in ("steps", "seconds")}
-            context.log_scalars({key: float(value) for key, value in logs.items()}, step=epoch + 1,
-                                prefix="train/")
+            held_out = {key[4:]: float(value) for key, value in logs.items() if key.startswith("val_")}
+            context.log_scalars({key: float(value) for key, value in logs.items() if not key.startswith("val_")},
+                                step=epoch + 1, prefix="train/")
+            context.log_scalars({key: value for key, value in held_out.items() if key == "mean_recall"},
+                                step=epoch + 1, prefix="validation/")
+            context.log_scalars({key: value for key, value in held_out.items() if key != "mean_recall"},
+                                step=epoch + 1, prefix="validation_details/")
             context.progress(f"epoch {epoch + 1}/{epochs}: loss {logs.get('loss', float('nan')):.3f}, "
                              f"in-batch accuracy {logs.get('in_batch_accuracy', float('nan')):.3f}, "
-                             f"temperature {logs.get('temperature', float('nan')):.4f}")
+                             f"temperature {logs.get('temperature', float('nan')):.4f}, validation mean recall "
+                             f"{held_out.get('mean_recall', float('nan')):.3f}")
 
     return EpochReport()
 
@@ -206,26 +261,35 @@ def make_optimizer(config: dict):
     return keras.optimizers.Adam(config["learning_rate"])
 
 
-def training_batches(data: RetrievalData, batch_size: int, replicas: int, seed: int):
-    """Global batches of (images, texts), reshuffled every epoch; with several replicas
-    the last partial batch is dropped."""
+def training_batches(data: RetrievalData, batch_size: int, replicas: int, seed: int, aliases: bool):
+    """``epoch -> dataset`` of global batches of (images, texts): the pairs in a new order
+    every epoch, with ``aliases`` each text drawn from its name and aliases
+    (``epoch_texts``), both seeded by (seed, epoch) so that a resumed run sees the same
+    epochs. With several replicas the last partial batch is dropped."""
     import tensorflow as tf
 
-    pairs = tf.data.Dataset.from_tensor_slices((data.train_images, data.train_texts.astype(str)))
-    return (pairs.shuffle(len(data.train_texts), seed=seed, reshuffle_each_iteration=True)
-            .batch(batch_size, drop_remainder=replicas > 1).prefetch(tf.data.AUTOTUNE))
+    def for_epoch(epoch: int):
+        rng = np.random.default_rng([seed, epoch])
+        order = rng.permutation(len(data.train_texts))
+        texts = epoch_texts(data.train_texts, data.train_aliases, rng) if aliases else data.train_texts
+        pairs = tf.data.Dataset.from_tensor_slices((data.train_images[order], texts[order].astype(str)))
+        return pairs.batch(batch_size, drop_remainder=replicas > 1).prefetch(tf.data.AUTOTUNE)
+
+    return for_epoch
 
 
 def train(model, optimizer, data: RetrievalData, config: dict, context: RunContext) -> dict:
     """Train through ``context.trainer``; returns the trainer (its ``history`` has one
     entry per epoch, its ``train_seconds`` the time over every segment of a resumed run)."""
     check_global_batch(config["batch_size"], context.replicas, "retrieval", rows=len(data.train_texts))
-    batches = training_batches(data, config["batch_size"], context.replicas, context.seed)
-    context.progress(f"training: {len(data.train_texts)} pairs, {config['epochs']} epochs, "
-                     f"batch {config['batch_size']} ...")
+    batches = training_batches(data, config["batch_size"], context.replicas, context.seed, config["aliases"])
+    context.progress(f"training: {len(data.train_texts)} pairs{' (names and aliases)' if config['aliases'] else ''}, "
+                     f"at most {config['epochs']} epochs, batch {config['batch_size']}; early stopping on "
+                     f"{len(data.validation_texts)} validation pairs ...")
     # progress_callback prints the epoch lines and logs train/... scalars to the run directory.
-    trainer = context.trainer(model, optimizer, progress=False)
-    trainer.fit(batches, config["epochs"], callbacks=[progress_callback(context, config["epochs"])])
+    trainer = context.trainer(model, optimizer, progress=False, early_stopping_patience=config["patience"])
+    trainer.fit(batches, config["epochs"], validation_data=(data.validation_images, data.validation_texts),
+                callbacks=[progress_callback(context, config["epochs"])])
     return trainer
 
 
@@ -275,12 +339,15 @@ def run(config: dict, context: RunContext) -> dict:
         "data": config["data"], "description": data.description,
         "num_train_pairs": int(len(data.train_texts)), "num_test_images": int(len(data.test_images)),
         "num_test_texts": int(len(data.test_texts)), **results,
+        "num_validation_pairs": int(len(data.validation_texts)), "epochs_trained": len(history["loss"]),
+        "best_epoch": int(np.argmax(history["val_mean_recall"])) + 1,
+        "best_validation_mean_recall": float(np.max(history["val_mean_recall"])),
         "temperature": model.temperature, "final_train_loss": float(history["loss"][-1]),
         "final_in_batch_accuracy": float(history["in_batch_accuracy"][-1]),
         "train_seconds": train_seconds,
         "recipe": {key: config[key] for key in (
             "image_size", "filters", "batch_norm", "global_pooling", "embedding_dim", "projection_dim", "tokens", "ngram_sizes",
-            "text_hidden_units", "dropout", "temperature", "learn_temperature", "epochs",
+            "text_hidden_units", "dropout", "temperature", "learn_temperature", "epochs", "patience", "aliases",
             "batch_size", "learning_rate", "weight_decay")},
     }
 
@@ -308,7 +375,7 @@ def _check_positive_int(value, key: str, note: str = "") -> None:
 
 
 def validate(config: dict) -> None:
-    for key in ("embedding_dim", "projection_dim", "batch_size"):
+    for key in ("embedding_dim", "projection_dim", "batch_size", "patience"):
         _check_positive_int(config[key], key)
     for key in ("image_size", "epochs"):
         if config[key] is not None:
@@ -326,8 +393,13 @@ def validate(config: dict) -> None:
         raise ConfigError(f"weight_decay must be >= 0; got {config['weight_decay']!r}.")
     if not 0.0 <= config["dropout"] < 1.0:
         raise ConfigError(f"dropout must be in [0, 1); got {config['dropout']!r}.")
-    if not 0.0 < config["test_fraction"] < 1.0:
-        raise ConfigError(f"test_fraction must be in (0, 1); got {config['test_fraction']!r}.")
+    for key in ("test_fraction", "validation_fraction"):
+        if not 0.0 < config[key] < 1.0:
+            raise ConfigError(f"{key} must be in (0, 1); got {config[key]!r}.")
+    if config["aliases"] not in (None, True, False):
+        raise ConfigError(f"aliases must be true, false or null (the data set's default); got {config['aliases']!r}.")
+    if config["aliases"] and config["data"] != "openmoji":
+        raise ConfigError("aliases=true needs data=openmoji (the digit phrases have no aliases).")
 
 
 def summarize(metrics: dict) -> list[str]:

@@ -153,3 +153,16 @@ def test_batch_size_must_split_over_the_replicas():
     check_global_batch(126, 3, "retrieval")
     with pytest.raises(ValueError, match="larger than the 27 training pairs"):
         check_global_batch(126, 3, "retrieval", rows=27)
+
+
+def test_the_vocabulary_holds_the_aliases_when_they_are_trained_on(tmp_path):
+    fake_openmoji(tmp_path)
+    config = retrieval.resolved({**retrieval.DEFAULTS, "data": "openmoji", "image_size": 8, "test_fraction": 0.25})
+    data = retrieval.load(config, tmp_path, seed=3)
+    with_aliases = retrieval.vocabulary_texts(data, aliases=True)
+    assert set(data.train_texts) < set(with_aliases)
+    assert {"block 0", "tile 0 light skin tone"} & set(with_aliases) or not any(
+        text.startswith("shape number 0") for text in data.train_texts)
+    assert all(text.split()[1] in {t.split()[2] for t in data.train_texts}
+               for text in with_aliases if not text.startswith("shape"))  # only training emoji's aliases
+    np.testing.assert_array_equal(retrieval.vocabulary_texts(data, aliases=False), data.train_texts)

@@ -22,6 +22,8 @@ SHORT = {
     "transfer": ["--set", "label_fractions=[0.05]", "--set", "seeds=1", "--set", "pretrain_epochs=1",
                  "--set", "target_epochs=2", "--set", "distill_epochs=2", "--set", "min_epoch_steps=2", "--set", "filters=[8]",
                  "--set", "embedding_dim=8"],
+    "crossmodal": ["--set", "epochs=2", "--set", "train_size=200", "--set", "filters=[4]", "--set", "code_dim=8",
+                   "--set", "batch_size=64", "--set", "n_components=4", "--set", "probe_c=[1.0]"],
 }
 HEADLINE = {  # one headline figure each run must show
     "cca": "test/total_correlation",
@@ -31,6 +33,7 @@ HEADLINE = {  # one headline figure each run must show
     "cgan": "test/generated_accuracy",
     "retrieval": "test/image_to_text_recall@1",
     "transfer": "test/accuracy_5%_labels/transfer",
+    "crossmodal": "test/left_to_right_accuracy/linear_cca",
 }
 
 

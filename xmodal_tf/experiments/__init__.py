@@ -24,6 +24,7 @@ EXPERIMENT_MODULES = {
     "mae": "mae",
     "fusion": "fusion",
     "cgan": "cgan",
+    "crossmodal": "crossmodal",
 }
 DEFAULT_EXPERIMENT = "deepcca"
 

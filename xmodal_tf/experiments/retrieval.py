@@ -189,6 +189,15 @@ def split_base_emoji(split, fraction: float, seed: int) -> tuple:
     return (EmojiSplit(*(array[~held] for array in split)), EmojiSplit(*(array[held] for array in split)))
 
 
+def vocabulary_texts(data: RetrievalData, aliases: bool) -> np.ndarray:
+    """The training texts the text encoder's vocabulary is learned from: the names, and
+    with ``aliases`` every alias too (else alias n-grams would all be out of vocabulary)."""
+    if not aliases:
+        return data.train_texts
+    extra = [alias.strip() for joined in data.train_aliases for alias in str(joined).split("|") if alias.strip()]
+    return np.concatenate([data.train_texts, np.array(extra, dtype=str)])
+
+
 def epoch_texts(texts: np.ndarray, aliases: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Each pair's text for one epoch: its text or one of its "|"-separated aliases,
     uniformly."""
@@ -218,7 +227,7 @@ def build_model(data: RetrievalData, config: dict, *, sync_batch_norm: bool = Fa
                                 filters=tuple(config["filters"]), batch_norm=config["batch_norm"],
                                 sync_batch_norm=sync_batch_norm, dropout=config["dropout"],
                                 global_pooling=config["global_pooling"], name="image_encoder")
-    names_encoder = text_encoder(data.train_texts, tokens=config["tokens"],
+    names_encoder = text_encoder(vocabulary_texts(data, config["aliases"]), tokens=config["tokens"],
                                  ngram_sizes=tuple(config["ngram_sizes"]),
                                  hidden_units=tuple(config["text_hidden_units"]),
                                  embedding_dim=config["embedding_dim"], name="text_encoder")

@@ -1,0 +1,523 @@
+"""Experiment ``crossmodal``: "hearing to see", shared codes of two modalities compared.
+
+Methods that learn shared codes of two modalities from unlabelled pairs, trained on
+the same pairs and judged by the same probe. Data: offline, the left and right halves
+of scikit-learn's 8x8 digits (``load_multimodal_digits``); with ``--set data=av_mnist
+--data-dir DIR``, MNIST images paired with spoken digits (``fusion.load_av_mnist_held_out``:
+validation audio from recordings never trained on, test audio from others again).
+
+* ``linear_cca``: ``xmodal_tf.CCA`` on the flattened inputs, its ridge chosen on the
+  validation split's total correlation (deterministic: one fit serves every seed);
+* ``deepcca`` / ``dccae``: ``DeepCCA`` with a CNN encoder per modality (a CNN or GRU for
+  the audio), DCCAE with decoders too; then a linear CCA on the encoder outputs, its
+  ridge chosen on validation. The codes are the canonical variates;
+* ``mae_dropout_0.5`` / ``mae_dropout_1.0``: ``MultimodalAutoencoder`` with modality
+  dropout 0.5 / 1.0 (that share of each batch keeps one modality only); the codes are
+  the shared codes computed from one modality alone.
+
+"Hearing to see": a linear probe (``xmodal_tf.metrics.linear_probe``) trained on the
+training codes of one modality ALONE with their labels and tested on codes of the
+OTHER modality alone (``image_to_audio``: train on image codes, test on audio codes;
+``audio_to_image`` the reverse); within one modality (``image_to_image``,
+``audio_to_audio``) for reference. Only a space where both modalities of a digit land
+together transfers; chance is 10 %. Choices use validation only: epochs are budgets
+with early stopping on the validation split (DeepCCA: ``val_total_correlation``; the
+autoencoders: ``val_loss``, reconstruction from both), and the probe's C is chosen per
+direction on validation accuracy; the probe is trained on training codes and scored on
+validation codes (``validation``, where recipes are chosen) and, once, on test codes
+(``test``). TensorBoard: ``test/<direction>_accuracy/<method>`` (and ``validation/``),
+one step per seed; each trained model's curves under ``<method>/seed<seed>``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from xmodal_tf.experiments.base import TRAINING_CHOICES, TRAINING_SETTINGS, Experiment, RunContext, check_global_batch
+from xmodal_tf.experiments.config import ConfigError
+from xmodal_tf.experiments.fusion import AUDIO_VALIDATION_FRACTION, load_av_mnist_held_out
+from xmodal_tf.experiments.mae import global_batches
+
+DATA_SETS = ("digits", "av_mnist")
+MODALITIES = {"digits": ("left", "right"), "av_mnist": ("image", "audio")}
+METHODS = ("linear_cca", "deepcca", "dccae", "mae_dropout_0.5", "mae_dropout_1.0")
+MODALITY_DROPOUT = {"mae_dropout_0.5": 0.5, "mae_dropout_1.0": 1.0}
+AUDIO_ENCODERS = ("cnn", "rnn")
+CHANCE = 0.1  # ten balanced digit classes
+# Flattened size of the smaller modality: linear CCA keeps at most this many directions.
+SMALLEST_MODALITY = {"digits": 32, "av_mnist": 784}
+MAX_TRAIN_SIZE = {"digits": 1078, "av_mnist": 50000}
+
+DEFAULTS = {
+    "data": "digits",
+    "methods": list(METHODS),
+    "seeds": 1,  # repetitions (seed, seed + 1, ...) of every trained method: mean ± std over them
+    "n_components": 10,  # canonical directions of the CCA methods (their code size)
+    "linear_cca_reg": [1e-3, 1e-2, 1e-1, 1.0],  # linear_cca's ridges; the best on validation is kept
+    "final_reg": [1e-6, 1e-4, 1e-2],  # deepcca / dccae: ridges of the linear CCA after training, chosen alike
+    "reconstruction_weight": None,  # dccae's lambda; None: DeepCCA's default
+    "code_dim": None,  # the autoencoders' shared code size (and their encoders' output); None: per data set
+    "filters": None,  # CNN encoder filters per block (1 or 2 blocks; image decoders mirror them); None: per data set
+    "audio_encoder": "cnn",  # av_mnist: "cnn" on the (92, 13, 1) MFCCs or "rnn" (a GRU over the frames)
+    "decoder_hidden_units": None,  # the audio decoders' hidden layers; None: per data set
+    "epochs": None,  # the budget of each trained model (early stopping on validation); None: per data set
+    "early_stopping_patience": None,  # evaluations without improvement before stopping; None: per data set
+    "batch_size": None,  # the global batch; None: per data set
+    "learning_rate": 1e-3,
+    "train_size": None,  # training pairs used (the first n); None: per data set (all for digits)
+    "audio_validation_fraction": AUDIO_VALIDATION_FRACTION,  # av_mnist: recordings held out for validation
+    "probe_c": [0.001, 0.01, 0.1, 1.0],  # the probe's C (inverse L2 strength) to try; per direction, best on validation
+    "probe_size": None,  # training codes the probes fit on (the first n); None: all
+    **TRAINING_SETTINGS,  # mixed_precision, jit (xmodal_tf.precision)
+}
+DATA_DEFAULTS = {
+    "digits": {"code_dim": 32, "filters": [16], "decoder_hidden_units": [64], "epochs": 40,
+               "early_stopping_patience": 5, "batch_size": 128, "train_size": None},
+    "av_mnist": {"code_dim": 64, "filters": [16, 32], "decoder_hidden_units": [256], "epochs": 15,
+                 "early_stopping_patience": 3, "batch_size": 256, "train_size": 20000},
+}
+INFERENCE_BATCH = 512
+
+
+# ----------------------------------------------------------------------------- configuration
+def settings_for(config: dict) -> dict:
+    """The configuration with every None per-data-set setting filled in."""
+    defaults = DATA_DEFAULTS[config["data"]]
+    return {key: (defaults[key] if key in defaults and value is None else value) for key, value in config.items()}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def validate(config: dict) -> None:
+    """ConfigError for values the types and choices cannot catch, before anything is written."""
+    methods = config["methods"]
+    if (not isinstance(methods, list) or not methods or any(m not in METHODS for m in methods)
+            or len(set(methods)) != len(methods)):
+        unknown = [m for m in methods if m not in METHODS] if isinstance(methods, list) else methods
+        raise ConfigError(f"methods must be a non-empty list of distinct names from {list(METHODS)}; got {methods!r}"
+                          + (f" (unknown: {unknown})." if unknown else "."))
+    settings = settings_for(config)
+    for key in ("seeds", "n_components", "code_dim", "epochs", "early_stopping_patience", "batch_size"):
+        if not _is_int(settings[key]) or settings[key] < 1:
+            raise ConfigError(f"{key} must be a positive integer (or null for the default); got {settings[key]!r}.")
+    for key in ("train_size", "probe_size"):
+        value = settings[key]
+        if value is not None and (not _is_int(value) or value < 1):
+            raise ConfigError(f"{key} must be a positive integer (or null for the default); got {value!r}.")
+    data = settings["data"]
+    if settings["train_size"] is not None and settings["train_size"] > MAX_TRAIN_SIZE[data]:
+        raise ConfigError(f"train_size must be at most {MAX_TRAIN_SIZE[data]} for data={data} (its training "
+                          f"pairs); got {settings['train_size']}.")
+    k = settings["n_components"]
+    if k > SMALLEST_MODALITY[data]:
+        raise ConfigError(f"n_components={k} is more than the {SMALLEST_MODALITY[data]} features of the smaller "
+                          f"modality of {data}; use at most {SMALLEST_MODALITY[data]}.")
+    for key, strictly in (("linear_cca_reg", False), ("final_reg", False), ("probe_c", True)):
+        values = settings[key]
+        if (not isinstance(values, list) or not values
+                or any(not _is_number(v) or v < 0 or (strictly and v == 0) for v in values)):
+            bound = "> 0" if strictly else ">= 0"
+            raise ConfigError(f"{key} must be a non-empty list of numbers {bound} to try; got {values!r}.")
+    weight = settings["reconstruction_weight"]
+    if weight is not None and (not _is_number(weight) or not weight > 0):
+        raise ConfigError(f"reconstruction_weight must be a number > 0 (dccae's lambda; deepcca is the method "
+                          f"without decoders) or null for the default; got {weight!r}.")
+    filters = settings["filters"]
+    if (not isinstance(filters, list) or not 1 <= len(filters) <= 2
+            or any(not _is_int(f) or f < 1 for f in filters)):
+        raise ConfigError(f"filters must be a list of 1 or 2 positive integers (the image decoders mirror the "
+                          f"encoder's halvings: 28 and 8x4 images allow two); got {filters!r}.")
+    hidden = settings["decoder_hidden_units"]
+    if not isinstance(hidden, list) or any(not _is_int(u) or u < 1 for u in hidden):
+        raise ConfigError(f"decoder_hidden_units must be a list of positive integers; got {hidden!r}.")
+    if not _is_number(settings["learning_rate"]) or not settings["learning_rate"] > 0:
+        raise ConfigError(f"learning_rate must be a number > 0; got {settings['learning_rate']!r}.")
+    fraction = settings["audio_validation_fraction"]
+    if not _is_number(fraction) or not 0 < fraction < 1:
+        raise ConfigError(f"audio_validation_fraction must be a number strictly between 0 and 1; got {fraction!r}.")
+    if any(m in ("deepcca", "dccae") for m in methods) and settings["batch_size"] <= k:
+        raise ConfigError(f"batch_size={settings['batch_size']} is at or below n_components={k}: each batch's "
+                          f"canonical correlations would be degenerate and deepcca/dccae would learn nothing; use "
+                          f"batches well above {k} rows (e.g. --set batch_size={max(4 * k, 100)}).")
+
+
+# ----------------------------------------------------------------------------- data
+def load(config: dict, data_dir, seed: int):
+    """The ``load_data`` hook: train / validation / test splits, read and checked before
+    the run starts. av_mnist audio is (n, frames, 13, 1) for the CNN, (n, frames, 13)
+    for the GRU."""
+    from xmodal_tf import data
+
+    settings = settings_for(config)
+    if settings["data"] == "av_mnist":
+        dataset = load_av_mnist_held_out(data_dir, settings["train_size"], settings["audio_validation_fraction"])
+        if settings["audio_encoder"] == "cnn":  # the MFCCs read as a one-channel image
+            for split in (dataset.train, dataset.validation, dataset.test):
+                split.inputs["audio"] = split.inputs["audio"][..., None]
+        return dataset
+    dataset = data.load_multimodal_digits(MODALITIES["digits"])
+    if settings["train_size"] is not None:
+        dataset = dataset._replace(train=dataset.train.subset(slice(0, settings["train_size"])))
+    return dataset
+
+
+def _flat(array: np.ndarray) -> np.ndarray:
+    return np.asarray(array, dtype=np.float64).reshape(len(array), -1)
+
+
+# ----------------------------------------------------------------------------- networks
+def build_encoder(shape: tuple, output_dim: int, settings: dict, name: str):
+    """A CNN (flatten, no BatchNorm or dropout: the autoencoder's measured recipe) for an
+    image-like (H, W, C) input; a GRU for (frames, coefficients) sequences."""
+    from xmodal_tf.encoders import cnn_encoder, rnn_encoder
+
+    if len(shape) == 2:
+        return rnn_encoder(input_dim=shape[1], max_length=shape[0], embedding_dim=output_dim, units=(64,),
+                           cell="gru", name=name)
+    return cnn_encoder(shape, output_dim, filters=tuple(settings["filters"]), global_pooling="flatten",
+                       batch_norm=False, dropout=0.0, name=name)
+
+
+def build_decoder(modality: str, shape: tuple, input_dim: int, settings: dict, name: str):
+    """Images in [0, 1]: the mirror of the CNN with a sigmoid output; audio (standardised
+    MFCCs): dense layers with a linear output."""
+    from xmodal_tf.models.mae import dense_decoder, image_decoder
+
+    if modality != "audio":
+        return image_decoder(input_dim, shape, filters=tuple(reversed(settings["filters"])),
+                             output_activation="sigmoid", name=name)
+    return dense_decoder(input_dim, shape, hidden_units=tuple(settings["decoder_hidden_units"]), name=name)
+
+
+def build_deepcca(shapes: dict, settings: dict, with_decoders: bool):
+    """DeepCCA (DCCAE ``with_decoders``) between the two modalities of ``shapes``
+    {modality: example shape}, x the first; encoders output ``n_components`` units."""
+    from xmodal_tf.models import DeepCCA
+
+    (a, shape_a), (b, shape_b) = shapes.items()
+    k = settings["n_components"]
+    decoders = {}
+    if with_decoders:
+        decoders = {"decoder_x": build_decoder(a, shape_a, k, settings, f"{a}_decoder"),
+                    "decoder_y": build_decoder(b, shape_b, k, settings, f"{b}_decoder"),
+                    "reconstruction_weight": settings["reconstruction_weight"]}
+    return DeepCCA(build_encoder(shape_a, k, settings, f"{a}_encoder"),
+                   build_encoder(shape_b, k, settings, f"{b}_encoder"), n_components=k,
+                   name="dccae" if with_decoders else "deepcca", **decoders)
+
+
+def build_autoencoder(shapes: dict, settings: dict, modality_dropout: float, seed: int):
+    """A MultimodalAutoencoder with the same encoders (output ``code_dim``) and mirrored decoders."""
+    from xmodal_tf.models.mae import MultimodalAutoencoder
+
+    code_dim = settings["code_dim"]
+    encoders = {m: build_encoder(shape, code_dim, settings, f"{m}_encoder") for m, shape in shapes.items()}
+    decoders = {m: build_decoder(m, shape, code_dim, settings, f"{m}_decoder") for m, shape in shapes.items()}
+    return MultimodalAutoencoder(encoders, decoders, code_dim=code_dim, modality_dropout=modality_dropout, seed=seed,
+                                 name="multimodal_autoencoder")
+
+
+# ----------------------------------------------------------------------------- training
+_QUIET_LOGS = ("steps", "seconds")
+
+
+def _progress_callback(name: str, epochs: int, context: RunContext):
+    """A Keras callback printing the numeric logs about every tenth of the epochs."""
+    import math
+
+    import keras
+
+    every = max(1, epochs // 10)
+
+    class Progress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if (epoch + 1) % every and epoch + 1 != epochs:
+                return
+            values = ", ".join(f"{key} {value:.4f}" for key, value in (logs or {}).items()
+                               if key not in _QUIET_LOGS and _is_number(value) and math.isfinite(value))
+            context.progress(f"{name}: epoch {epoch + 1}/{epochs}: {values}")
+
+    return Progress()
+
+
+def _epochs(history: dict, monitor: str, mode: str) -> dict:
+    """{"epochs_trained", "best_epoch"} (from 1) of a trainer's history: the early-stopped
+    model keeps its best epoch's weights (the earliest on ties, as the Trainer)."""
+    epochs = [int(e) + 1 for e in history.get("epoch", [])]
+    values = np.asarray([np.nan if v is None else float(v) for v in history.get(monitor, [])], dtype=np.float64)
+    best = None
+    if len(values) and np.isfinite(values).any():
+        signed = np.where(np.isfinite(values), values if mode == "max" else -values, -np.inf)
+        best = epochs[int(np.argmax(signed))]
+    return {"epochs_trained": len(epochs), "best_epoch": best}
+
+
+def train_linear_cca(dataset, settings: dict, context: RunContext):
+    """``xmodal_tf.CCA`` on the flattened inputs, each ridge solved from one set of
+    covariance statistics; the best on validation total correlation is kept.
+    Returns (encode(modality, array) -> codes, details)."""
+    import time
+
+    from xmodal_tf import CCA
+
+    a, b = dataset.modalities
+    started = time.perf_counter()
+    x, y = _flat(dataset.train.inputs[a]), _flat(dataset.train.inputs[b])
+    validation = _flat(dataset.validation.inputs[a]), _flat(dataset.validation.inputs[b])
+    scores, models, statistics = {}, {}, None
+    for ridge in settings["linear_cca_reg"]:
+        model = CCA(settings["n_components"], reg=float(ridge), dtype="float64")
+        if statistics is None:
+            model.fit(x, y)
+            statistics = model.covariance_statistics_
+        else:
+            model.fit_statistics(statistics)
+        scores[float(ridge)] = float(model.correlations(*validation).sum())
+        models[float(ridge)] = model
+    best = max(scores, key=scores.get)  # (the first of equals: dict order)
+    model = models[best]
+    seconds = time.perf_counter() - started
+    context.progress(f"linear_cca: reg {best:g} (validation total correlation {scores[best]:.3f}), {seconds:.1f}s")
+
+    def encode(modality: str, array: np.ndarray) -> np.ndarray:
+        if modality == a:
+            return model.transform(_flat(array))
+        return (_flat(array) - model.y_mean_) @ model.y_weights_
+
+    return encode, {"train_seconds": seconds, "epochs_trained": None, "best_epoch": None, "reg": best,
+                    "validation_total_correlation": scores[best]}
+
+
+def train_deepcca(method: str, dataset, settings: dict, seed: int, context: RunContext):
+    """DeepCCA / DCCAE through ``context.trainer`` with early stopping on the validation
+    split's total correlation, then the final linear CCA (ridge chosen on validation).
+    Returns (encode(modality, array) -> canonical variates, details)."""
+    import keras
+
+    from xmodal_tf.data import make_dataset
+    from xmodal_tf.training import DeepCCATrainer
+
+    a, b = dataset.modalities
+    x, y = dataset.train.inputs[a], dataset.train.inputs[b]
+    validation = (dataset.validation.inputs[a], dataset.validation.inputs[b])
+    batch_size = check_global_batch(min(settings["batch_size"], len(x)), context.replicas, "crossmodal")
+    batches = make_dataset((x, y), batch_size=batch_size, seed=seed, drop_remainder=True)
+    shapes = {m: dataset.train.inputs[m].shape[1:] for m in (a, b)}
+    keras.utils.set_random_seed(seed)
+    with context.scope():
+        model = build_deepcca(shapes, settings, with_decoders=method == "dccae")
+        optimizer = keras.optimizers.Adam(settings["learning_rate"])
+    trainer = context.trainer(model, optimizer, trainer_class=DeepCCATrainer, checkpoint_name=f"{method}-seed{seed}",
+                              logdir=context.logdir / method / f"seed{seed}",
+                              early_stopping_patience=settings["early_stopping_patience"], progress=False)
+    history = trainer.fit(batches, settings["epochs"], validation_data=validation,
+                          callbacks=[_progress_callback(f"{method} seed {seed}", settings["epochs"], context)])
+    best = None
+    for ridge in settings["final_reg"]:
+        model.fit_linear_cca(x, y, reg=float(ridge))
+        value = model.score(*validation)
+        if best is None or value > best[1]:
+            best = (float(ridge), value)
+    model.fit_linear_cca(x, y, reg=best[0])
+
+    def encode(modality: str, array: np.ndarray) -> np.ndarray:
+        return model.transform(array) if modality == a else model.transform(y=array)
+
+    return encode, {"train_seconds": trainer.train_seconds, **_epochs(history, trainer.monitor, trainer.monitor_mode),
+                    "final_reg": best[0], "validation_total_correlation": float(best[1])}
+
+
+def train_autoencoder(method: str, dataset, settings: dict, seed: int, context: RunContext):
+    """A MultimodalAutoencoder with modality dropout through ``context.trainer``, early
+    stopping on the validation loss. Returns (encode(modality, array) -> shared codes
+    from that modality alone, details)."""
+    import keras
+
+    inputs = dataset.train.inputs
+    replicas = context.replicas
+    batch_size = check_global_batch(min(settings["batch_size"], len(dataset.train)), replicas, "crossmodal")
+    batches = global_batches(inputs, batch_size, replicas, seed=seed, shuffle=True)
+    rows = len(dataset.validation)
+    validation_batch = min(INFERENCE_BATCH, rows)
+    validation_batch -= validation_batch % replicas  # whole global batches, split evenly
+    validation = global_batches(dataset.validation.inputs, max(validation_batch, replicas), replicas)
+    shapes = {m: inputs[m].shape[1:] for m in dataset.modalities}
+    keras.utils.set_random_seed(seed)
+    with context.scope():
+        model = build_autoencoder(shapes, settings, MODALITY_DROPOUT[method], seed)
+        optimizer = keras.optimizers.Adam(settings["learning_rate"])
+    trainer = context.trainer(model, optimizer, checkpoint_name=f"{method}-seed{seed}",
+                              logdir=context.logdir / method / f"seed{seed}",
+                              early_stopping_patience=settings["early_stopping_patience"], progress=False)
+    history = trainer.fit(batches, settings["epochs"], validation_data=validation,
+                          callbacks=[_progress_callback(f"{method} seed {seed}", settings["epochs"], context)])
+
+    def encode(modality: str, array: np.ndarray) -> np.ndarray:
+        return model.encode({modality: array}, present=[modality], batch_size=INFERENCE_BATCH)
+
+    return encode, {"train_seconds": trainer.train_seconds, **_epochs(history, trainer.monitor, trainer.monitor_mode),
+                    "modality_dropout": MODALITY_DROPOUT[method]}
+
+
+def train_method(method: str, dataset, settings: dict, seed: int, context: RunContext):
+    """(encode(modality, array) -> codes of that modality alone, details) of one method."""
+    if method == "linear_cca":
+        return train_linear_cca(dataset, settings, context)
+    if method in ("deepcca", "dccae"):
+        return train_deepcca(method, dataset, settings, seed, context)
+    return train_autoencoder(method, dataset, settings, seed, context)
+
+
+# ----------------------------------------------------------------------------- scoring
+def directions(modalities) -> list:
+    """[(name, source, target)]: across the modalities first, then within each."""
+    a, b = modalities
+    return [(f"{s}_to_{t}", s, t) for s, t in ((a, b), (b, a), (a, a), (b, b))]
+
+
+def probe_scores(codes: dict, labels: dict, modalities, cs) -> dict:
+    """The probe protocol. ``codes``: {split: {modality: (n, d) codes of that modality
+    alone}} for "train", "validation" and "test"; ``labels``: {split: (n,)}.
+
+    For each direction source -> target and each C in ``cs``, a linear probe is trained
+    on the source's TRAINING codes and scored on the target's VALIDATION codes; the C
+    with the best validation accuracy (the first on ties) is kept, and that probe is
+    scored once on the target's TEST codes. Returns {"validation": {direction:
+    accuracy}, "test": {direction: accuracy}, "probe_c": {direction: C}}.
+    """
+    from xmodal_tf.metrics import linear_probe
+
+    result = {"validation": {}, "test": {}, "probe_c": {}}
+    for name, source, target in directions(modalities):
+        best = None
+        for c in cs:
+            accuracy = linear_probe(codes["train"][source], labels["train"], codes["validation"][target],
+                                    labels["validation"], C=float(c))["accuracy"]
+            if best is None or accuracy > best[1]:
+                best = (float(c), accuracy)
+        result["probe_c"][name], result["validation"][name] = best
+        result["test"][name] = linear_probe(codes["train"][source], labels["train"], codes["test"][target],
+                                            labels["test"], C=best[0])["accuracy"]
+    return result
+
+
+def score(encode, dataset, settings: dict) -> dict:
+    """``probe_scores`` of the codes ``encode(modality, array)`` gives on every split."""
+    rows = slice(0, settings["probe_size"])
+    splits = {"train": dataset.train.subset(rows), "validation": dataset.validation, "test": dataset.test}
+    codes = {split: {m: encode(m, data.inputs[m]) for m in dataset.modalities} for split, data in splits.items()}
+    labels = {split: data.labels for split, data in splits.items()}
+    return probe_scores(codes, labels, dataset.modalities, settings["probe_c"])
+
+
+def summarise(per_seed: list) -> dict:
+    """Mean, std (over seeds) and per-seed values of one method's scores, epochs and seconds."""
+    def spread(values):
+        if any(v is None for v in values):
+            return None
+        values = [float(v) for v in values]
+        return {"mean": float(np.mean(values)), "std": float(np.std(values)), "per_seed": values}
+
+    summary = {split: {name: spread([seed[split][name] for seed in per_seed]) for name in per_seed[0][split]}
+               for split in ("validation", "test")}
+    for key in ("epochs_trained", "train_seconds"):
+        summary[key] = spread([seed[key] for seed in per_seed])
+    summary["per_seed"] = per_seed
+    return summary
+
+
+# ----------------------------------------------------------------------------- run and report
+def run(config: dict, context: RunContext) -> dict:
+    settings = settings_for(config)
+    dataset = context.data if context.data is not None else load(config, context.data_dir, context.seed)
+    modalities = tuple(dataset.modalities)
+    check_global_batch(settings["batch_size"], context.replicas, "crossmodal")  # before any training
+    shapes = {m: dataset.train.inputs[m].shape[1:] for m in modalities}
+    context.progress(f"{dataset.description}: modalities {shapes}, {len(dataset.train)} training / "
+                     f"{len(dataset.validation)} validation / {len(dataset.test)} test pairs; methods "
+                     f"{', '.join(settings['methods'])}; {settings['seeds']} seed(s)")
+    a, b = modalities
+    per_seed = {method: [] for method in settings["methods"]}
+    for repeat in range(settings["seeds"]):
+        seed = context.seed + repeat
+        for method in settings["methods"]:
+            if method == "linear_cca" and per_seed[method]:  # deterministic: the first fit serves every seed
+                per_seed[method].append(per_seed[method][0])
+                continue
+            context.progress(f"seed {seed}: {method} ...")
+            encode, details = train_method(method, dataset, settings, seed, context)
+            context.progress(f"seed {seed}: {method}: linear probes on the codes of each modality alone ...")
+            result = {"seed": seed, **details, **score(encode, dataset, settings)}
+            per_seed[method].append(result)
+            context.progress(f"seed {seed}: {method}: test {a}->{b} {result['test'][f'{a}_to_{b}']:.3f}, "
+                             f"{b}->{a} {result['test'][f'{b}_to_{a}']:.3f} (validation "
+                             f"{result['validation'][f'{a}_to_{b}']:.3f}, {result['validation'][f'{b}_to_{a}']:.3f}; "
+                             f"chance {CHANCE:.2f})")
+    results = {method: summarise(values) for method, values in per_seed.items()}
+    for method, summary in results.items():
+        for split in ("validation", "test"):
+            for name, values in summary[split].items():
+                for index, value in enumerate(values["per_seed"]):
+                    context.log_scalar(f"{split}/{name}_accuracy/{method}", value, step=index + 1)
+        for key in ("epochs_trained", "train_seconds"):
+            if summary[key] is not None:
+                for index, value in enumerate(summary[key]["per_seed"]):
+                    context.log_scalar(f"train_details/{key}/{method}", value, step=index + 1)
+    return {"data": settings["data"], "modalities": list(modalities), "chance_accuracy": CHANCE,
+            "seeds": settings["seeds"], "directions": [name for name, _, _ in directions(modalities)],
+            "examples": {split: len(getattr(dataset, split)) for split in ("train", "validation", "test")},
+            "results": results,
+            "recipe": {key: settings[key] for key in (
+                "methods", "n_components", "linear_cca_reg", "final_reg", "reconstruction_weight", "code_dim",
+                "filters", "audio_encoder", "decoder_hidden_units", "epochs", "early_stopping_patience",
+                "batch_size", "learning_rate", "train_size", "audio_validation_fraction", "probe_c",
+                "probe_size")}}
+
+
+def _cell(values) -> str:
+    return f"{values['mean']:.3f} ± {values['std']:.3f}"
+
+
+def summarize(metrics: dict) -> list[str]:
+    a, b = metrics["modalities"]
+    names = metrics["directions"]
+    headers = [name.replace("_to_", "->") for name in names]
+    # (metrics.json keeps its keys sorted: the methods in the order they were asked for)
+    results = {method: metrics["results"][method] for method in metrics["recipe"]["methods"]}
+    lines = [f"hearing to see on {metrics['data']} ({a} + {b}): a linear probe trained on one modality's codes "
+             f"(training split), tested on the other's; accuracy, mean ± std over {metrics['seeds']} seed(s), "
+             f"chance {metrics['chance_accuracy']:.2f}"]
+    for split, title in (("test", "test"), ("validation", "validation (choose recipes on these, not on test)")):
+        lines.append(title)
+        lines.append(f"  {'method':<16}" + "".join(f" {header:>13}" for header in headers)
+                     + (f" {'epochs':>6} {'seconds':>8}" if split == "test" else ""))
+        for method, summary in results.items():
+            row = f"  {method:<16}" + "".join(f" {_cell(summary[split][name]):>13}" for name in names)
+            if split == "test":
+                epochs = summary["epochs_trained"]
+                row += f" {'-' if epochs is None else format(epochs['mean'], '.1f'):>6}"
+                row += f" {summary['train_seconds']['mean']:8.1f}"
+            lines.append(row)
+    lines.append(f"({a}->{b}: probe trained on {a} codes, tested on {b} codes; the probe's C and each model's "
+                 f"epoch chosen on validation; epochs: trained of the budget {metrics['recipe']['epochs']}; "
+                 f"linear_cca is deterministic: one fit serves every seed)")
+    return lines
+
+
+EXPERIMENT = Experiment(
+    name="crossmodal",
+    description="hearing to see: linear CCA, DeepCCA, DCCAE and multimodal autoencoders compared by a probe "
+                "trained on one modality's codes and tested on the other's (digits halves offline; av_mnist "
+                "with --data-dir)",
+    defaults=DEFAULTS,
+    run=run,
+    choices={**TRAINING_CHOICES, "data": DATA_SETS, "audio_encoder": AUDIO_ENCODERS},
+    summarize=summarize,
+    validate=validate,
+    load_data=load,
+)

@@ -96,13 +96,14 @@ def test_openmoji_path_runs_on_a_local_file_with_unseen_classes(tmp_path):
     logdir = tmp_path / "run"
     code = train.main(["retrieval", "--logdir", str(logdir), "--data-dir", str(tmp_path),
                        "--set", "data=\"openmoji\"", "--set", "epochs=1", "--set", "image_size=8",
-                       "--set", "test_fraction=0.25", "--set", "ks=[1, 5]", *TINY])
+                       "--set", "test_fraction=0.25", "--set", "ks=[1, 5]", "--set", "aliases=true", *TINY])
     assert code == 0
     metrics = json.loads((logdir / "metrics.json").read_text())
     # 3 of 12 emoji held out whole: 9 test images (3 skin-tone variants each), 3 unseen
     # classes; 2 of the other 9 for validation.
     assert metrics["num_test_images"] == 9 and metrics["num_train_pairs"] == 21
     assert metrics["num_validation_pairs"] == 6 and metrics["epochs_trained"] == 1
+    assert metrics["recipe"]["aliases"] is True and metrics["recipe"]["global_pooling"] == "flatten"
     assert metrics["zero_shot"]["num_classes"] == 3 and metrics["zero_shot"]["chance"] == pytest.approx(1 / 3)
     assert metrics["image_to_text"]["chance_recall@1"] == pytest.approx(1 / 9)
     assert set(metrics["image_to_text"]) >= {"recall@1", "recall@5", "median_rank"}

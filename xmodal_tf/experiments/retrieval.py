@@ -65,7 +65,7 @@ DEFAULTS = {
     # steps (digits_text) leave it far above the real variance, and inference-mode image
     # embeddings then collapse onto one direction. None: off for digits_text, on for openmoji.
     "batch_norm": None,
-    "global_pooling": "avg",  # image encoder: "avg", "max" or "flatten" (cnn_encoder's global_pooling)
+    "global_pooling": None,  # image encoder: "avg", "max" or "flatten"; None: avg digits_text / flatten openmoji
     "dropout": 0.0,  # image encoder: dropout before its embedding layer
     "embedding_dim": 128,  # each encoder's output, before the projection
     "projection_dim": 64,  # the shared space
@@ -82,12 +82,15 @@ DEFAULTS = {
     "ks": [1, 5, 10],  # recall@k cut-offs
     "test_fraction": 0.2,  # openmoji: share of base emoji held out for test
     "validation_fraction": 0.2,  # openmoji: share of the other base emoji held out for validation
-    "aliases": None,  # openmoji: train on names and aliases; None: true for openmoji
+    "aliases": False,  # openmoji: draw each training text from the name and its aliases
     **TRAINING_SETTINGS,  # mixed_precision, jit (xmodal_tf.precision)
 }
 PER_DATA_DEFAULTS = {
-    "digits_text": {"image_size": 8, "filters": [32, 64], "epochs": 30, "batch_norm": False, "aliases": False},
-    "openmoji": {"image_size": 32, "filters": [16, 32, 64], "epochs": 150, "batch_norm": False, "aliases": True},
+    "digits_text": {"image_size": 8, "filters": [32, 64], "epochs": 30, "batch_norm": False, "global_pooling": "avg"},
+    # Chosen on the validation split (seed 0, mean recall@1/5/10 both ways): flatten 0.362
+    # against avg 0.356; BatchNorm off; aliases drawn per epoch 0.346 (names only 0.362).
+    "openmoji": {"image_size": 32, "filters": [16, 32, 64], "epochs": 150, "batch_norm": False,
+                 "global_pooling": "flatten"},
 }
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -386,6 +389,9 @@ def _check_positive_int(value, key: str, note: str = "") -> None:
 def validate(config: dict) -> None:
     for key in ("embedding_dim", "projection_dim", "batch_size", "patience"):
         _check_positive_int(config[key], key)
+    if config["global_pooling"] not in (None, "avg", "max", "flatten"):
+        raise ConfigError(f"global_pooling must be avg, max, flatten or null (the data set's default); "
+                          f"got {config['global_pooling']!r}.")
     for key in ("image_size", "epochs"):
         if config[key] is not None:
             _check_positive_int(config[key], key, " (or null for the data set's default)")
@@ -405,8 +411,6 @@ def validate(config: dict) -> None:
     for key in ("test_fraction", "validation_fraction"):
         if not 0.0 < config[key] < 1.0:
             raise ConfigError(f"{key} must be in (0, 1); got {config[key]!r}.")
-    if config["aliases"] not in (None, True, False):
-        raise ConfigError(f"aliases must be true, false or null (the data set's default); got {config['aliases']!r}.")
     if config["aliases"] and config["data"] != "openmoji":
         raise ConfigError("aliases=true needs data=openmoji (the digit phrases have no aliases).")
 
@@ -436,7 +440,7 @@ EXPERIMENT = Experiment(
                 "classification (digits_text offline; openmoji with --data-dir)",
     defaults=DEFAULTS,
     run=run,
-    choices={**TRAINING_CHOICES, "data": DATA_SETS, "tokens": TOKENS, "global_pooling": ("avg", "max", "flatten")},
+    choices={**TRAINING_CHOICES, "data": DATA_SETS, "tokens": TOKENS},
     summarize=summarize,
     validate=validate,
     load_data=load,

@@ -496,7 +496,8 @@ def summarize(metrics: dict) -> list[str]:
         f"view, recipe {metrics['recipe']}; test accuracy, mean ± std over {metrics['seeds']} seed(s)",
         f"{'labels':>14}" + "".join(f"  {variant:>15}" for variant in VARIANTS),
     ]
-    for key, summary in metrics["results"].items():
+    # By fraction: metrics.json read back has its keys in text order ("10%" before "5%").
+    for key, summary in sorted(metrics["results"].items(), key=lambda item: item[1]["fraction"]):
         lines.append(f"{key:>6} ({summary['labels']:>5})" + "".join(
             f"  {summary[v]['mean']:.3f} ± {summary[v]['std']:.3f}" for v in VARIANTS))
     return lines

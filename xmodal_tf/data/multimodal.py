@@ -99,6 +99,19 @@ class EmojiSplit(NamedTuple):
     def __len__(self) -> int:
         return len(self.names)
 
+    def subset(self, rows) -> "EmojiSplit":
+        """The emoji at ``rows`` (indices or a boolean mask), every array alike."""
+        return EmojiSplit(*(array[rows] for array in self))
+
+
+def held_out_base_emoji(base_names: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """A (n,) bool mask of the rows whose base emoji are held out whole: ``fraction`` of
+    the distinct ``base_names`` (at least one, and at least one kept), drawn by ``rng``.
+    Needs at least two distinct base names."""
+    unique = np.unique(base_names)
+    count = min(len(unique) - 1, max(1, int(round(fraction * len(unique)))))
+    return np.isin(base_names, rng.choice(unique, size=count, replace=False))
+
 
 class EmojiDataset(NamedTuple):
     train: EmojiSplit
@@ -330,12 +343,7 @@ def load_openmoji(data_dir=None, *, test_fraction: float = 0.2, seed: int = 0) -
     unique = np.unique(base_names)
     if len(unique) < 2:
         raise ValueError(f"{path}: {len(unique)} base emoji cannot be split into train and test.")
-    count = min(len(unique) - 1, max(1, int(round(fraction * len(unique)))))
-    held_out = np.random.default_rng(seed).choice(unique, size=count, replace=False)
-    test_mask = np.isin(base_names, held_out)
-
-    def split(mask) -> EmojiSplit:
-        return EmojiSplit(images[mask], names[mask], base_names[mask], aliases[mask].astype(str))
-
-    return EmojiDataset(split(~test_mask), split(test_mask),
+    test_mask = held_out_base_emoji(base_names, fraction, np.random.default_rng(seed))
+    everything = EmojiSplit(images, names, base_names, aliases.astype(str))
+    return EmojiDataset(everything.subset(~test_mask), everything.subset(test_mask),
                         "OpenMoji 17 images (64x64 RGB) with Unicode CLDR names")

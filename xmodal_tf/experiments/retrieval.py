@@ -181,15 +181,14 @@ def load_openmoji_pairs(config: dict, data_dir, seed: int) -> RetrievalData:
 def split_base_emoji(split, fraction: float, seed: int) -> tuple:
     """(rest, held out): a seeded ``fraction`` of ``split``'s base emoji held out whole
     (at least one, and at least one kept), as two ``EmojiSplit``."""
-    from xmodal_tf.data.multimodal import EmojiSplit
+    from xmodal_tf.data.multimodal import held_out_base_emoji
 
     unique = np.unique(split.base_names)
     if len(unique) < 2:
         raise ValueError(f"retrieval: {len(unique)} training base emoji cannot give a validation split; "
                          "lower test_fraction or use a larger emoji file.")
-    count = min(len(unique) - 1, max(1, int(round(fraction * len(unique)))))
-    held = np.isin(split.base_names, np.random.default_rng([seed, 1]).choice(unique, size=count, replace=False))
-    return (EmojiSplit(*(array[~held] for array in split)), EmojiSplit(*(array[held] for array in split)))
+    held = held_out_base_emoji(split.base_names, fraction, np.random.default_rng([seed, 1]))
+    return split.subset(~held), split.subset(held)
 
 
 def vocabulary_texts(data: RetrievalData, aliases: bool) -> np.ndarray:

@@ -71,8 +71,33 @@ def test_keras_round_trip_takes_raw_strings(tmp_path):
             == model.get_layer("text_encoder_vectorizer").get_vocabulary())
 
 
+def test_words_and_char_ngrams_add_the_two_pooled_bags(tmp_path):
+    keras.utils.set_random_seed(3)
+    model = text_encoder(NAMES, tokens="words_and_char_ngrams", embedding_dim=3)
+    text = np.array(["red face"])
+    pooled = []
+    for vectorizer, table in (("vectorizer", "token_embedding"), ("word_vectorizer", "word_embedding")):
+        ids = model.get_layer(f"text_encoder_{vectorizer}")(tf.constant(text)).numpy()[0]
+        pooled.append(model.get_layer(f"text_encoder_{table}").get_weights()[0][ids[ids > 0]].mean(axis=0))
+    kernel, bias = model.get_layer("text_encoder_embedding").get_weights()
+    np.testing.assert_allclose(model(text).numpy()[0], (pooled[0] + pooled[1]) @ kernel + bias, rtol=1e-5, atol=1e-6)
+    # Word tokens are whole words; the character bag is trigrams.
+    assert "apple" in model.get_layer("text_encoder_word_vectorizer").get_vocabulary()
+    assert "a p p" in model.get_layer("text_encoder_vectorizer").get_vocabulary()  # joined by spaces
+    # Saved and reloaded; rebuilt from the pair of vocabularies.
+    model.save(tmp_path / "both.keras")
+    texts = np.array(NAMES + ["blue apples"])
+    np.testing.assert_array_equal(keras.models.load_model(tmp_path / "both.keras")(texts).numpy(), model(texts).numpy())
+    vocabularies = tuple(model.get_layer(f"text_encoder_{v}").get_vocabulary()[2:]
+                         for v in ("vectorizer", "word_vectorizer"))
+    rebuilt = text_encoder(vocabulary=vocabularies, tokens="words_and_char_ngrams", embedding_dim=3)
+    rebuilt.set_weights(model.get_weights())
+    np.testing.assert_allclose(rebuilt(texts).numpy(), model(texts).numpy(), rtol=1e-6)
+
+
 @pytest.mark.parametrize("kwargs,error,message", [
     ({}, ValueError, "exactly one of texts"),
+    ({"vocabulary": ["a", "b", "c"], "tokens": "words_and_char_ngrams"}, ValueError, "pair"),
     ({"texts": NAMES, "vocabulary": ["a"]}, ValueError, "exactly one of texts"),
     ({"texts": "red apple"}, TypeError, "not a single string"),
     ({"texts": [1.0, 2.0]}, TypeError, "must contain strings"),

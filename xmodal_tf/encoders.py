@@ -63,7 +63,7 @@ GLOBAL_POOLING_CHOICES = ("auto", "avg", "max", "flatten")
 AUTO_FLATTEN_MAX_FEATURES = 65536
 RNN_CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 BACKBONE_POOLING_CHOICES = ("avg", "max")
-TEXT_TOKENS = ("char_ngrams", "words")
+TEXT_TOKENS = ("char_ngrams", "words", "words_and_char_ngrams")
 # keras.applications downloads ImageNet weights from here.
 KERAS_WEIGHTS_HOST = "storage.googleapis.com"
 
@@ -490,6 +490,12 @@ def text_encoder(texts=None, *, vocabulary=None, tokens="char_ngrams", ngram_siz
           zero-shot use on new names.
       "words": whitespace words of the normalised text, ``ngram_sizes`` default (1,)
           (add 2 for word pairs). An unseen word is the single out-of-vocabulary token.
+      "words_and_char_ngrams": both bags, each embedded and mean-pooled on its own,
+          their pooled vectors added (``ngram_sizes`` are the character n-grams').
+          Whole words weigh as much as all of a text's character n-grams together, so a
+          short distinguishing word ("dark" against "medium dark") is not drowned,
+          while unseen words still share n-grams. ``vocabulary`` is then a pair
+          (character tokens, word tokens).
     max_tokens: vocabulary cap (most frequent first), including "" and "[UNK]".
     sequence_length: tokens kept per text, default 128 for "char_ngrams" (about 125
         characters with trigrams) and 32 for "words"; longer texts are truncated.
@@ -500,12 +506,14 @@ def text_encoder(texts=None, *, vocabulary=None, tokens="char_ngrams", ngram_siz
     embedding does not depend on ``sequence_length`` for texts that fit.
 
     Layer names: f"{name}_vectorizer", f"{name}_token_embedding", f"{name}_pooling",
-    f"{name}_dense{i}", f"{name}_dropout{i}", f"{name}_embedding". The input is a
+    f"{name}_dense{i}", f"{name}_dropout{i}", f"{name}_embedding"; with
+    "words_and_char_ngrams" also f"{name}_word_vectorizer", f"{name}_word_embedding",
+    f"{name}_word_pooling" and f"{name}_sum" (the first three names are the characters'). The input is a
     string tensor f"{name}_text" of shape (batch,): numbers are rejected by
     ``DualEncoder`` with a TypeError, and by Keras (a cast error) when called directly.
     """
     _check_choice(tokens, TEXT_TOKENS, "tokens")
-    default_sizes, default_length = ((3,), 128) if tokens == "char_ngrams" else ((1,), 32)
+    default_sizes, default_length = ((1,), 32) if tokens == "words" else ((3,), 128)
     ngram_sizes = default_sizes if ngram_sizes is None else _check_int_sequence(ngram_sizes, "ngram_sizes", "(3,)")
     sequence_length = _check_int(default_length if sequence_length is None else sequence_length, "sequence_length")
     max_tokens = _check_int(max_tokens, "max_tokens", minimum=3)
@@ -514,24 +522,38 @@ def text_encoder(texts=None, *, vocabulary=None, tokens="char_ngrams", ngram_siz
     hidden_units = () if not hidden_units else _check_int_sequence(hidden_units, "hidden_units", "(128,)")
     dropout = _check_dropout(dropout)
 
-    vectorizer = keras.layers.TextVectorization(
-        max_tokens=max_tokens, standardize=normalize_text,
-        split="character" if tokens == "char_ngrams" else "whitespace", ngrams=ngram_sizes,
-        output_mode="int", output_sequence_length=sequence_length, name=f"{name}_vectorizer")
-    _set_text_vocabulary(vectorizer, texts, vocabulary)
-    vocabulary_size = vectorizer.vocabulary_size()
-
+    both = tokens == "words_and_char_ngrams"
+    if both and vocabulary is not None and (isinstance(vocabulary, (str, bytes)) or len(vocabulary) != 2):
+        raise ValueError("tokens='words_and_char_ngrams' takes vocabulary as a pair (character tokens, word "
+                         "tokens), or texts to learn both from.")
     inputs = keras.Input(shape=(), dtype="string", name=f"{name}_text")
-    x = vectorizer(inputs)
-    x = keras.layers.Embedding(vocabulary_size, token_embedding_dim, mask_zero=True,
-                               name=f"{name}_token_embedding")(x)
-    x = MaskedMeanPooling(name=f"{name}_pooling")(x)
+    x = _pooled_tokens(inputs, "character" if tokens != "words" else "whitespace", ngram_sizes, max_tokens,
+                       sequence_length, token_embedding_dim, texts, vocabulary[0] if both and vocabulary is not None
+                       else vocabulary, (f"{name}_vectorizer", f"{name}_token_embedding", f"{name}_pooling"))
+    if both:
+        words = _pooled_tokens(inputs, "whitespace", (1,), max_tokens, 32, token_embedding_dim, texts,
+                               None if vocabulary is None else vocabulary[1],
+                               (f"{name}_word_vectorizer", f"{name}_word_embedding", f"{name}_word_pooling"))
+        x = keras.layers.Add(name=f"{name}_sum")([x, words])
     for i, units in enumerate(hidden_units):
         x = keras.layers.Dense(units, activation="relu", name=f"{name}_dense{i}")(x)
         if dropout:
             x = ReplicaDropout(dropout, name=f"{name}_dropout{i}")(x)
     outputs = keras.layers.Dense(embedding_dim, name=f"{name}_embedding")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _pooled_tokens(inputs, split, ngram_sizes, max_tokens, sequence_length, embedding_dim, texts, vocabulary,
+                   names):
+    """Raw strings -> tokens (``split``: "character" or "whitespace") -> Embedding ->
+    mean over the real tokens: (batch, embedding_dim). ``names``: the three layers'."""
+    vectorizer = keras.layers.TextVectorization(
+        max_tokens=max_tokens, standardize=normalize_text, split=split, ngrams=ngram_sizes,
+        output_mode="int", output_sequence_length=sequence_length, name=names[0])
+    _set_text_vocabulary(vectorizer, texts, vocabulary)
+    x = keras.layers.Embedding(vectorizer.vocabulary_size(), embedding_dim, mask_zero=True, name=names[1])(
+        vectorizer(inputs))
+    return MaskedMeanPooling(name=names[2])(x)
 
 
 def _as_string_array(values, what: str) -> np.ndarray:

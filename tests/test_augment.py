@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from xmodal_tf.data import make_dataset
-from xmodal_tf.data.augment import random_shift_pairs
+from xmodal_tf.data.augment import random_shift_pairs, random_translations
 
 SHAPES = ((5, 3, 1), (5, 4, 1))  # a 5 x 7 image split into 3 + 4 columns
 
@@ -88,3 +88,38 @@ def test_wrong_number_of_views_is_named():
     left, right = _halves(_images(2))
     with pytest.raises(ValueError, match="2 views"):
         random_shift_pairs(SHAPES, 1)(tf.constant(left))
+
+
+def test_random_translations_move_each_image_and_fill_with_the_background():
+    images = np.random.default_rng(0).uniform(0, 0.5, size=(40, 6, 5, 3)).astype(np.float32)
+    moved = random_translations(images, 2, np.random.default_rng(1), fill=1.0)
+    assert moved.shape == images.shape and moved.dtype == images.dtype
+    shifts = set()
+    for image, out in zip(images, moved):
+        # Exactly one shift in {-2..2}^2 explains each output; pixels from outside are the fill.
+        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                   if np.array_equal(out, _shift_rgb(image, dy, dx, 1.0))]
+        assert len(matches) == 1
+        shifts.add(matches[0])
+    assert len(shifts) > 10  # the draws vary across images
+    again = random_translations(images, 2, np.random.default_rng(1), fill=1.0)
+    np.testing.assert_array_equal(again, moved)  # seeded
+    assert random_translations(images, 0, np.random.default_rng(1)) is images
+
+
+def _shift_rgb(image, dy, dx, fill):
+    out = np.full_like(image, fill)
+    h, w = image.shape[:2]
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        image[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+@pytest.mark.parametrize("shape, max_shift, message", [
+    ((4, 6, 6), 1, "must be"),
+    ((4, 6, 6, 1), -1, "max_shift"),
+    ((4, 6, 6, 1), 6, "out of view"),
+])
+def test_random_translations_bad_arguments(shape, max_shift, message):
+    with pytest.raises(ValueError, match=message):
+        random_translations(np.zeros(shape), max_shift, np.random.default_rng(0))

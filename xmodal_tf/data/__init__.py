@@ -8,7 +8,7 @@
 Importing this package loads NumPy only; scikit-learn, TensorFlow and
 tensorflow_datasets are imported by the functions that need them.
 """
-from xmodal_tf.data.augment import map_random_shifts, random_shift_pairs
+from xmodal_tf.data.augment import map_random_shifts, random_shift_pairs, random_translations
 from xmodal_tf.data.balance import balanced_dataset, class_weights
 from xmodal_tf.data.datasets import (
     DATA_DIR_ENV_VAR,
@@ -54,6 +54,7 @@ __all__ = [
     "make_dataset",
     "map_random_shifts",
     "random_shift_pairs",
+    "random_translations",
     "resolve_data_dir",
     "split_image_halves",
 ]

@@ -7,6 +7,11 @@ column that leaves one view enters the other. This is the augmentation the ``dee
 experiment uses on split MNIST; it narrows the train/test gap of the correlation.
 ``map_random_shifts(dataset, augment)`` maps it with the pixel work in parallel (the
 same shifts as ``dataset.map(augment)``).
+
+``random_translations(images, max_shift, rng, fill)`` moves whole single-view images in
+NumPy (an epoch's copy), filling with the background colour: the ``retrieval``
+experiment's augmentation of emoji on white, which keeps what an emoji means (no
+flips: "left arrow"; no colour changes: "dark skin tone").
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["map_random_shifts", "random_shift_pairs"]
+__all__ = ["map_random_shifts", "random_shift_pairs", "random_translations"]
 
 
 def _check_shapes(view_shapes) -> tuple[int, list[int], int]:
@@ -139,3 +144,37 @@ def map_random_shifts(dataset, augment):
     shifted = drawn.map(lambda shift_ids, views: augment.apply_shifts(shift_ids, *views),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return shifted.prefetch(tf.data.AUTOTUNE)
+
+
+def random_translations(images: np.ndarray, max_shift: int, rng: np.random.Generator,
+                        fill: float = 0.0) -> np.ndarray:
+    """Each image moved by its own dy, dx, drawn uniformly from {-max_shift, ..., max_shift}.
+
+    Args:
+        images: (n, height, width, channels) array.
+        max_shift: pixels, an int >= 0 and below both sides; 0 returns ``images``.
+        rng: the draws (seed it per epoch, e.g. ``np.random.default_rng([seed, epoch])``,
+            for the same epochs after a resume).
+        fill: the value of pixels moved in from outside (1.0 for white on [0, 1] images).
+
+    Returns:
+        A new (n, height, width, channels) array of the same dtype.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise ValueError(f"images must be (n, height, width, channels); got shape {images.shape}.")
+    if isinstance(max_shift, bool) or not isinstance(max_shift, numbers.Integral) or max_shift < 0:
+        raise ValueError(f"max_shift must be an int >= 0 (pixels); got {max_shift!r}.")
+    height, width = images.shape[1:3]
+    if max_shift >= min(height, width):
+        raise ValueError(f"max_shift={max_shift} would move a whole {height}x{width} image out of view; "
+                         "use a few pixels.")
+    if max_shift == 0:
+        return images
+    padded = np.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)),
+                    constant_values=fill)
+    starts = rng.integers(0, 2 * max_shift + 1, size=(len(images), 2))
+    moved = np.empty_like(images)
+    for i, (top, left) in enumerate(starts):
+        moved[i] = padded[i, top:top + height, left:left + width]
+    return moved

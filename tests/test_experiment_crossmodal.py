@@ -57,6 +57,9 @@ def test_the_run_reports_every_method_on_every_direction(digits_run):
     assert any("left->right" in line and "right->left" in line for line in lines)
     for method in crossmodal.METHODS:
         assert sum(line.strip().startswith(method + " ") for line in lines) == 2, method  # test and validation rows
+    assert metrics["best_method"] == crossmodal.best_method(metrics["results"], ("left", "right"))
+    assert any(line.startswith(f"chosen on validation (mean across-modality accuracy): {metrics['best_method']}")
+               for line in lines)
 
 
 def test_the_run_writes_tensorboard_scalars(digits_run):
@@ -132,6 +135,16 @@ def test_summarise_gives_mean_and_std_over_seeds():
     assert summary["epochs_trained"]["mean"] == 4 and summary["train_seconds"]["std"] == 1.0
     assert summary["per_seed"] is per_seed
     assert crossmodal.summarise([{**per_seed[0], "epochs_trained": None}])["epochs_trained"] is None
+
+
+def test_the_best_method_is_chosen_on_validation_across_modalities_only():
+    def scores(across, within):
+        return {name: {"mean": value} for name, value in zip(DIRECTIONS, (across, across, within, within))}
+
+    results = {"a": {"validation": scores(0.6, 0.99), "test": scores(0.99, 0.99)},
+               "b": {"validation": scores(0.7, 0.5), "test": scores(0.1, 0.1)}}
+    # Highest validation accuracy across the modalities wins; test and within-modality scores do not count.
+    assert crossmodal.best_method(results, ("left", "right")) == "b"
 
 
 @pytest.mark.parametrize("method", ["linear_cca", "deepcca", "dccae", "mae_dropout_1.0"])

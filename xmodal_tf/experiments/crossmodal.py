@@ -431,6 +431,14 @@ def summarise(per_seed: list) -> dict:
     return summary
 
 
+def best_method(results: dict, modalities) -> str:
+    """The method whose mean VALIDATION accuracy across the modalities (both directions,
+    averaged over seeds) is highest: the experiment's recommended recipe, chosen
+    without reading test scores."""
+    across = [name for name, source, target in directions(modalities) if source != target]
+    return max(results, key=lambda method: np.mean([results[method]["validation"][name]["mean"] for name in across]))
+
+
 # ----------------------------------------------------------------------------- run and report
 def run(config: dict, context: RunContext) -> dict:
     settings = settings_for(config)
@@ -468,7 +476,11 @@ def run(config: dict, context: RunContext) -> dict:
             if summary[key] is not None:
                 for index, value in enumerate(summary[key]["per_seed"]):
                     context.log_scalar(f"train_details/{key}/{method}", value, step=index + 1)
+    chosen = best_method(results, modalities)
+    context.progress(f"chosen on validation: {chosen}: test {a}->{b} {results[chosen]['test'][f'{a}_to_{b}']['mean']:.3f}, "
+                     f"{b}->{a} {results[chosen]['test'][f'{b}_to_{a}']['mean']:.3f}")
     return {"data": settings["data"], "modalities": list(modalities), "chance_accuracy": CHANCE,
+            "best_method": chosen,
             "seeds": settings["seeds"], "directions": [name for name, _, _ in directions(modalities)],
             "examples": {split: len(getattr(dataset, split)) for split in ("train", "validation", "test")},
             "results": results,
@@ -503,6 +515,10 @@ def summarize(metrics: dict) -> list[str]:
                 row += f" {'-' if epochs is None else format(epochs['mean'], '.1f'):>6}"
                 row += f" {summary['train_seconds']['mean']:8.1f}"
             lines.append(row)
+    if "best_method" in metrics:
+        best = results[metrics["best_method"]]["test"]
+        lines.append(f"chosen on validation (mean across-modality accuracy): {metrics['best_method']}; its test "
+                     f"{a}->{b} {_cell(best[f'{a}_to_{b}'])}, {b}->{a} {_cell(best[f'{b}_to_{a}'])}")
     lines.append(f"({a}->{b}: probe trained on {a} codes, tested on {b} codes; the probe's C and each model's "
                  f"epoch chosen on validation; epochs: trained of the budget {metrics['recipe']['epochs']}; "
                  f"linear_cca is deterministic: one fit serves every seed)")

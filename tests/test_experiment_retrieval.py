@@ -103,7 +103,9 @@ def test_openmoji_path_runs_on_a_local_file_with_unseen_classes(tmp_path):
     # classes; 2 of the other 9 for validation.
     assert metrics["num_test_images"] == 9 and metrics["num_train_pairs"] == 21
     assert metrics["num_validation_pairs"] == 6 and metrics["epochs_trained"] == 1
-    assert metrics["recipe"]["aliases"] is True and metrics["recipe"]["global_pooling"] == "flatten"
+    recipe = metrics["recipe"]
+    assert recipe["aliases"] is True and recipe["global_pooling"] == "avg" and recipe["tokens"] == "words"
+    assert recipe["augment_shift"] == 0.125 and recipe["learning_rate"] == 1e-3  # the openmoji defaults
     assert metrics["zero_shot"]["num_classes"] == 3 and metrics["zero_shot"]["chance"] == pytest.approx(1 / 3)
     assert metrics["image_to_text"]["chance_recall@1"] == pytest.approx(1 / 9)
     assert set(metrics["image_to_text"]) >= {"recall@1", "recall@5", "median_rank"}
@@ -126,6 +128,9 @@ def test_openmoji_without_the_file_fails_with_a_clear_message(tmp_path, capsys):
     ("validation_fraction=0.0", "validation_fraction"),
     ("patience=0", "patience"),
     ("aliases=true", "aliases=true needs data=openmoji"),
+    ("augment_shift=0.5", "augment_shift"),
+    ("projection_dim=0", "projection_dim"),
+    ("group_variants=true", "group_variants=true needs data=openmoji"),
 ])
 def test_bad_settings_are_config_errors(tmp_path, capsys, override, message):
     code = train.main(["retrieval", "--logdir", str(tmp_path / "run"), "--set", override])
@@ -167,3 +172,60 @@ def test_the_vocabulary_holds_the_aliases_when_they_are_trained_on(tmp_path):
     assert all(text.split()[1] in {t.split()[2] for t in data.train_texts}
                for text in with_aliases if not text.startswith("shape"))  # only training emoji's aliases
     np.testing.assert_array_equal(retrieval.vocabulary_texts(data, aliases=False), data.train_texts)
+
+
+def test_training_batches_shift_images_per_epoch_and_keep_the_texts(tmp_path):
+    fake_openmoji(tmp_path)
+    config = retrieval.resolved({**retrieval.DEFAULTS, "data": "openmoji", "image_size": 8, "test_fraction": 0.25})
+    data = retrieval.load(config, tmp_path, seed=3)
+    plain = retrieval.training_batches(data, 64, 1, seed=0, aliases=False)
+    shifted = retrieval.training_batches(data, 64, 1, seed=0, aliases=False, augment_shift=0.25)
+
+    def epoch(batches, number):
+        images, texts = next(iter(batches(number)))
+        return images.numpy(), texts.numpy()
+
+    images, texts = epoch(plain, 0)
+    moved, moved_texts = epoch(shifted, 0)
+    np.testing.assert_array_equal(moved_texts, texts)  # the same order and texts
+    assert not np.array_equal(moved, images)
+    # Up to 2 of 8 pixels per side: white (1.0) comes in, the colour block stays.
+    assert np.isclose(moved, 1.0).any() and np.allclose(moved[:, 2:6, 2:6], images[:, 2:6, 2:6])
+    np.testing.assert_array_equal(epoch(shifted, 0)[0], moved)  # an epoch's draws are seeded
+    assert not np.array_equal(epoch(shifted, 1)[0], epoch(plain, 1)[0])
+
+
+@pytest.mark.parametrize("tokens, layer, token", [
+    ("words", "text_encoder_vectorizer", "number"),  # unigrams, not word trigrams
+    ("char_ngrams", "text_encoder_vectorizer", "s h a"),
+    ("words_and_char_ngrams", "text_encoder_word_vectorizer", "number"),
+])
+def test_default_ngram_sizes_follow_the_tokens(tmp_path, tokens, layer, token):
+    fake_openmoji(tmp_path)
+    config = retrieval.resolved({**retrieval.DEFAULTS, "data": "openmoji", "image_size": 8, "test_fraction": 0.25,
+                                 "tokens": tokens, "filters": [4], "embedding_dim": 4})
+    model = retrieval.build_model(retrieval.load(config, tmp_path, seed=3), config)
+    assert token in model.encoder_b.get_layer(layer).get_vocabulary()
+
+
+def test_epoch_order_keeps_each_groups_pairs_in_a_row():
+    groups = np.repeat(np.arange(7), [1, 5, 2, 3, 1, 4, 2])
+    rng = np.random.default_rng(0)
+    order = retrieval.epoch_order(groups, rng, together=True)
+    assert sorted(order) == list(range(len(groups)))
+    runs = [g for i, g in enumerate(groups[order]) if i == 0 or g != groups[order][i - 1]]
+    assert sorted(runs) == list(range(7))  # every group appears as one run
+    orders = {tuple(retrieval.epoch_order(groups, rng, together=True)) for _ in range(10)}
+    assert len(orders) == 10  # group order and order within groups change every epoch
+    loose = retrieval.epoch_order(groups, np.random.default_rng(0), together=False)
+    np.testing.assert_array_equal(loose, np.random.default_rng(0).permutation(len(groups)))
+
+
+def test_openmoji_groups_are_the_base_emoji(tmp_path):
+    fake_openmoji(tmp_path)
+    config = retrieval.resolved({**retrieval.DEFAULTS, "data": "openmoji", "image_size": 8, "test_fraction": 0.25})
+    data = retrieval.load(config, tmp_path, seed=3)
+    number = [text.split()[2] for text in data.train_texts]
+    for group in np.unique(data.train_groups):
+        assert len({number[i] for i in np.flatnonzero(data.train_groups == group)}) == 1
+    assert len(np.unique(data.train_groups)) == len(set(number)) == 7

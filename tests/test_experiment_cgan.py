@@ -58,7 +58,8 @@ def test_tiny_label_run_reports_scores_and_logs(label_run):
     assert np.isfinite(metrics["final_d_loss"]) and np.isfinite(metrics["final_g_loss"])
     # The GAN's own logs only, not the trainer's bookkeeping (epoch, steps, seconds).
     assert {key for key in metrics if key.startswith("final_")} == {
-        "final_d_loss", "final_g_loss", "final_real_score", "final_fake_score", "final_r1_penalty"}
+        "final_d_loss", "final_g_loss", "final_real_score", "final_fake_score", "final_r1_penalty",
+        "final_real_class_loss", "final_fake_class_loss"}  # the recipe's auxiliary classifier terms
     d_loss = read_scalars(logdir, "train/d_loss")
     assert sorted(d_loss) == [10, 20]
     assert d_loss[20] == pytest.approx(metrics["final_d_loss"], rel=1e-5)

@@ -2,9 +2,16 @@
 
 A ``ConditionalGAN`` (``xmodal_tf.models.cgan``: conv generator with conditional batch
 norm, projection discriminator, non-saturating loss + R1 penalty, samples from a moving
-average of the generator's weights) learns the training
-images given their condition. Then an independent CNN classifier, trained on the real
-training images only, labels generated images:
+average of the generator's weights; for label conditions also the auxiliary classifier
+terms with a margin, ``classifier_weight`` / ``classifier_margin``) learns the training
+images given their condition. Settings that default to None take the data set's value
+(``DATA_DEFAULTS``): on MNIST 5000 steps and a margin of 2.0, on the 8x8 digits 2000
+steps and a margin of 0.7; both with ``classifier_weight`` 1 for labels and 0 for audio
+conditions. They were chosen on held-out training images
+(``benchmarks/bench_cgan.py --validation``), never on the test split.
+
+Then an independent CNN classifier, trained on the real training images only, labels
+generated images:
 
 * ``condition=label``: the condition is the class; the score is the share of generated
   images the classifier labels as the requested class (``generated_accuracy``), with the
@@ -48,12 +55,13 @@ CONDITIONS = ("label", "audio")
 AUDIO_ENCODERS = ("rnn", "attention")
 AUDIO_CODES = ("probabilities", "embedding")
 GAN_LOSS_CHOICES = ("hinge", "non_saturating", "least_squares")
+LEARNING_RATE_SCHEDULES = ("constant", "linear", "cosine")
 NUM_CLASSES = 10
 
 DEFAULTS = {
     "data": "digits",
     "condition": "label",
-    "steps": 2000,                 # GAN training steps
+    "steps": None,                 # GAN training steps; None: 2000 digits / 5000 mnist
     "steps_per_epoch": None,       # steps between logs and image grids; None: steps // 10
     "batch_size": 64,
     "latent_dim": None,            # None: 32 (digits) / 64 (mnist)
@@ -62,8 +70,17 @@ DEFAULTS = {
     "loss": "non_saturating",
     "r1_weight": 1.0,
     "spectral_normalization": False,
+    "classifier_weight": None,     # auxiliary classifier (AC-GAN) terms: D's head on real images, G's fakes;
+                                   # None: 1 (0 for condition=audio)
+    "classifier_fake_weight": 0.0, # D's head on the fakes (AC-GAN's own term)
+    "classifier_margin": None,     # G's term max(0, cross-entropy - margin): typical-enough fakes are left
+                                   # alone; None: 0.7 digits / 2.0 mnist (0 for condition=audio)
     "learning_rate": 1e-3,         # Adam(beta_1=0.5) for both networks
+    "learning_rate_schedule": "constant",  # or "linear" / "cosine": decay to 0 over the steps
     "ema_decay": 0.999,            # samples come from this moving average of the generator's weights
+    "ema_warmup": 10.0,            # w of the average's warm-up decay (1 + t) / (w + t); 1 = none
+    "truncation": None,            # scale of z when sampling (the truncation trick), in (0, 1]; None: 1
+    "balanced_batches": False,     # batches drawn class-balanced (by the images' digits)
     "classifier_epochs": None,     # independent image classifier; None: 30 (digits) / 3 (mnist)
     "samples_per_condition": 100,  # label: images per class; audio: images per held-out recording
     "train_size": None,            # keep the first n training images (None: all)
@@ -76,6 +93,25 @@ DEFAULTS = {
 DEFAULT_LATENT_DIM = {"digits": 32, "mnist": 64}
 DEFAULT_CLASSIFIER_EPOCHS = {"digits": 30, "mnist": 3}
 AUDIO_SAMPLES_CAP = 4  # images per held-out recording are capped: hundreds of recordings
+# The recipe of each data set: these keys default to None in DEFAULTS, which means
+# "this data set's value" (chosen on held-out training images, see the module docs).
+DATA_DEFAULTS = {
+    "digits": {"steps": 2000, "latent_dim": DEFAULT_LATENT_DIM["digits"],
+               "classifier_epochs": DEFAULT_CLASSIFIER_EPOCHS["digits"], "classifier_weight": 1.0,
+               "classifier_margin": 0.7},
+    "mnist": {"steps": 5000, "latent_dim": DEFAULT_LATENT_DIM["mnist"],
+              "classifier_epochs": DEFAULT_CLASSIFIER_EPOCHS["mnist"], "classifier_weight": 1.0,
+              "classifier_margin": 2.0},
+}
+
+
+def resolve_data_defaults(config: dict) -> dict:
+    """``config`` with every None setting of ``DATA_DEFAULTS[config["data"]]`` replaced by
+    that data set's value (a copy; explicit values are kept)."""
+    defaults = DATA_DEFAULTS[config["data"]]
+    if config.get("condition", "label") != "label":  # the classifier terms need class labels
+        defaults = {**defaults, "classifier_weight": 0.0, "classifier_margin": 0.0}
+    return {**config, **{key: value for key, value in defaults.items() if config.get(key) is None}}
 
 
 # ----------------------------------------------------------------------------- data
@@ -275,32 +311,68 @@ def build_gan(image_shape, config: dict, *, num_classes=None, condition_dim=None
 
     keras.utils.set_random_seed(seed)
     kind = {"num_classes": num_classes, "condition_dim": condition_dim}
-    latent_dim = config["latent_dim"] or DEFAULT_LATENT_DIM[config["data"]]
+    config = resolve_data_defaults(config)
+    latent_dim = config["latent_dim"]
     generator = build_generator(image_shape, latent_dim, base_filters=config["generator_filters"], **kind)
+    classifies = num_classes is not None and (config["classifier_weight"] > 0 or config["classifier_fake_weight"] > 0)
     discriminator = build_discriminator(image_shape, base_filters=config["discriminator_filters"],
-                                        spectral_normalization=config["spectral_normalization"], **kind)
-    gan = ConditionalGAN(generator, discriminator, seed=seed, ema_decay=config["ema_decay"], **kind)
+                                        spectral_normalization=config["spectral_normalization"],
+                                        classifier_head=classifies, **kind)
+    gan = ConditionalGAN(generator, discriminator, seed=seed, ema_decay=config["ema_decay"],
+                         ema_warmup=config["ema_warmup"], truncation=config["truncation"], **kind)
 
     def adam():
-        return keras.optimizers.Adam(config["learning_rate"], beta_1=0.5)
+        return keras.optimizers.Adam(learning_rate_schedule(config), beta_1=0.5)
 
-    gan.compile(g_optimizer=adam(), d_optimizer=adam(), loss=config["loss"], r1_weight=config["r1_weight"])
+    classifier_weights = {key: config[key] for key in ("classifier_weight", "classifier_fake_weight",
+                                                       "classifier_margin")} if classifies else {}
+    gan.compile(g_optimizer=adam(), d_optimizer=adam(), loss=config["loss"], r1_weight=config["r1_weight"],
+                **classifier_weights)
     return gan
 
 
-def train_gan(gan, images, conditions, config: dict, context: RunContext, grid_conditions) -> dict:
-    """Fit for ``steps`` steps, in "epochs" of ``steps_per_epoch`` steps (logs + image grid)."""
+def learning_rate_schedule(config: dict):
+    """``learning_rate`` (constant), or a ``keras.optimizers.schedules`` object decaying
+    it to 0 over ``steps`` optimizer steps ("linear" or "cosine")."""
+    import keras
+
+    rate, kind = config["learning_rate"], config["learning_rate_schedule"]
+    if kind == "constant":
+        return rate
+    if kind == "linear":
+        return keras.optimizers.schedules.PolynomialDecay(rate, config["steps"], end_learning_rate=0.0, power=1.0)
+    return keras.optimizers.schedules.CosineDecay(rate, config["steps"], alpha=0.0)
+
+
+def gan_batches(images, conditions, config: dict, batch_size: int, seed: int, labels=None):
+    """The endless, shuffled ``tf.data.Dataset`` of (images, conditions) batches the GAN
+    trains on. ``balanced_batches`` (with ``labels``): each example is drawn from a class
+    chosen uniformly at random, so every class is requested equally often."""
     import tensorflow as tf
 
+    if not config["balanced_batches"] or labels is None:
+        dataset = (tf.data.Dataset.from_tensor_slices((images, conditions))
+                   .shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat())
+    else:
+        per_class = []
+        for k, label in enumerate(np.unique(labels)):
+            rows = np.flatnonzero(labels == label)
+            per_class.append(tf.data.Dataset.from_tensor_slices((images[rows], conditions[rows]))
+                             .shuffle(len(rows), seed=seed + k, reshuffle_each_iteration=True).repeat())
+        dataset = tf.data.Dataset.sample_from_datasets(per_class, seed=seed)
+    return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def train_gan(gan, images, conditions, config: dict, context: RunContext, grid_conditions, labels=None) -> dict:
+    """Fit for ``steps`` steps, in "epochs" of ``steps_per_epoch`` steps (logs + image grid).
+    ``labels``: the class of each image, for ``balanced_batches``."""
     steps = config["steps"]
     per_epoch = min(steps, config["steps_per_epoch"] or max(1, steps // 10))
     epochs = -(-steps // per_epoch)
     check_global_batch(config["batch_size"], context.replicas, "cgan")
     batch_size = _fixed_batch(config["batch_size"], context.replicas, len(images))
     # One iterator runs on across the "epochs" of per_epoch steps (the Trainer's steps_per_epoch).
-    dataset = (tf.data.Dataset.from_tensor_slices((images, conditions))
-               .shuffle(len(images), seed=context.seed, reshuffle_each_iteration=True)
-               .repeat().batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+    dataset = gan_batches(images, conditions, config, batch_size, context.seed, labels=labels)
     callbacks = [_progress_callback(context, per_epoch)]
     callbacks += _image_callbacks(context, grid_conditions)
     # The GAN comes compiled (optimizers, loss, R1 weight): optimizer=None keeps that.
@@ -375,6 +447,7 @@ def load(config: dict, data_dir, seed: int) -> dict:
 
 
 def run(config: dict, context: RunContext) -> dict:
+    config = resolve_data_defaults(config)
     check_global_batch(config["batch_size"], context.replicas, "cgan")  # before loading anything
     data = context.data if context.data is not None else load(config, context.data_dir, context.seed)
     train_images, train_labels, test_images, test_labels, description = data["images"]
@@ -382,7 +455,7 @@ def run(config: dict, context: RunContext) -> dict:
                      f"{train_images.shape[1:]}")
     metrics = {"data": config["data"], "condition": config["condition"], "image_shape": list(train_images.shape[1:])}
 
-    epochs = config["classifier_epochs"] or DEFAULT_CLASSIFIER_EPOCHS[config["data"]]
+    epochs = config["classifier_epochs"]
     context.progress(f"training the independent image classifier ({epochs} epochs) ...")
     classifier, features = train_image_classifier(train_images, train_labels, epochs, seed=context.seed,
                                                   context=context)
@@ -392,7 +465,8 @@ def run(config: dict, context: RunContext) -> dict:
     if config["condition"] == "label":
         with context.scope():
             gan = build_gan(train_images.shape[1:], config, num_classes=NUM_CLASSES, seed=context.seed)
-        metrics.update(train_gan(gan, train_images, train_labels, config, context, np.arange(NUM_CLASSES)))
+        metrics.update(train_gan(gan, train_images, train_labels, config, context, np.arange(NUM_CLASSES),
+                                 labels=train_labels))
         metrics.update(score_label_gan(gan, classifier, features, test_images, config["samples_per_condition"]))
         headline = ("generated_accuracy", metrics["generated_accuracy"])
         context.progress(f"generated images labelled as requested: {metrics['generated_accuracy']:.4f}; "
@@ -431,7 +505,8 @@ def _run_audio(config, context, data: dict, train_images, train_labels, image_cl
     with context.scope():
         gan = build_gan(train_images.shape[1:], config, condition_dim=conditions.shape[1], seed=context.seed)
     context.progress(f"conditioning the GAN on the audio {config['audio_code']} ({conditions.shape[1]} values)")
-    results.update(train_gan(gan, train_images, conditions, config, context, test_codes[first_per_digit]))
+    results.update(train_gan(gan, train_images, conditions, config, context, test_codes[first_per_digit],
+                             labels=train_labels))
     samples = min(config["samples_per_condition"], AUDIO_SAMPLES_CAP)
     results.update(score_audio_gan(gan, image_classifier, test_codes, test_digits, samples))
     context.progress(f"images generated from held-out recordings labelled as the spoken digit: "
@@ -442,14 +517,19 @@ def _run_audio(config, context, data: dict, train_images, train_labels, image_cl
 def validate(config: dict) -> None:
     from xmodal_tf.experiments.config import ConfigError
 
+    config = resolve_data_defaults(config)
+    for key in ("classifier_weight", "classifier_margin"):
+        if isinstance(config[key], bool) or not isinstance(config[key], (int, float)):
+            raise ConfigError(f"{key} must be a number >= 0 or null (the data set's); got {config[key]!r}.")
+
     for key in ("batch_size",):
         if config[key] < 2:
             raise ConfigError(f"{key} must be at least 2; got {config[key]!r}.")
-    for key in ("steps", "generator_filters", "discriminator_filters", "samples_per_condition",
+    for key in ("generator_filters", "discriminator_filters", "samples_per_condition",
                 "audio_embedding_dim", "audio_epochs"):
         if config[key] < 1:
             raise ConfigError(f"{key} must be at least 1; got {config[key]!r}.")
-    for key in ("steps_per_epoch", "latent_dim", "classifier_epochs", "train_size"):
+    for key in ("steps", "steps_per_epoch", "latent_dim", "classifier_epochs", "train_size"):
         if config[key] is not None and (not isinstance(config[key], int) or isinstance(config[key], bool)
                                         or config[key] < 1):
             raise ConfigError(f"{key} must be a positive integer or null; got {config[key]!r}.")
@@ -457,8 +537,22 @@ def validate(config: dict) -> None:
         raise ConfigError(f"learning_rate must be > 0; got {config['learning_rate']!r}.")
     if config["r1_weight"] < 0:
         raise ConfigError(f"r1_weight must be >= 0; got {config['r1_weight']!r}.")
-    if config["ema_decay"] is not None and not 0 < config["ema_decay"] < 1:
+    if config["ema_decay"] is not None and (not isinstance(config["ema_decay"], (int, float))
+                                            or isinstance(config["ema_decay"], bool)
+                                            or not 0 < config["ema_decay"] < 1):
         raise ConfigError(f"ema_decay must be in (0, 1) or null; got {config['ema_decay']!r}.")
+    for key in ("classifier_weight", "classifier_fake_weight", "classifier_margin"):
+        if config[key] < 0:
+            raise ConfigError(f"{key} must be >= 0; got {config[key]!r}.")
+    if (config["classifier_weight"] > 0 or config["classifier_fake_weight"] > 0) and config["condition"] != "label":
+        raise ConfigError("classifier_weight / classifier_fake_weight need class labels as the condition "
+                          f"(condition=label); got condition={config['condition']!r}. Set them to 0.")
+    if not config["ema_warmup"] >= 1:
+        raise ConfigError(f"ema_warmup must be >= 1 (1 = no warm-up); got {config['ema_warmup']!r}.")
+    truncation = config["truncation"]
+    if truncation is not None and (not isinstance(truncation, (int, float)) or isinstance(truncation, bool)
+                                   or not 0 < truncation <= 1):
+        raise ConfigError(f"truncation must be a number in (0, 1] or null; got {truncation!r}.")
 
 
 def summarize(metrics: dict) -> list[str]:
@@ -466,7 +560,10 @@ def summarize(metrics: dict) -> list[str]:
              f"{metrics['steps']} GAN steps of {metrics['batch_size']} in {metrics['train_seconds']:.0f} s",
              f"{'independent classifier, real test images':<58} {metrics['classifier_test_accuracy']:.4f}"]
     if metrics["condition"] == "label":
+        per_class = metrics["generated_accuracy_per_class"]
         lines += [f"{'generated images labelled as the requested class':<58} {metrics['generated_accuracy']:.4f}",
+                  f"{'  lowest class (digit ' + str(int(np.argmin(per_class))) + ')':<58} {min(per_class):.4f}",
+                  "  per class: " + " ".join(f"{k}:{value:.3f}" for k, value in enumerate(per_class)),
                   f"{'Frechet distance to test images (classifier features)':<58} {metrics['frechet_distance']:.3f}"]
     else:
         lines += [f"{'audio classifier, held-out recordings':<58} {metrics['audio_test_accuracy']:.4f}",
@@ -482,7 +579,8 @@ EXPERIMENT = Experiment(
     defaults=DEFAULTS,
     run=run,
     choices={**TRAINING_CHOICES, "data": DATA_SETS, "condition": CONDITIONS, "audio_encoder": AUDIO_ENCODERS,
-             "audio_code": AUDIO_CODES, "loss": GAN_LOSS_CHOICES},
+             "audio_code": AUDIO_CODES, "loss": GAN_LOSS_CHOICES,
+             "learning_rate_schedule": LEARNING_RATE_SCHEDULES},
     summarize=summarize,
     validate=validate,
     load_data=load,

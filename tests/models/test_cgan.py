@@ -23,11 +23,12 @@ def adam():
     return keras.optimizers.Adam(2e-4, beta_1=0.0, beta_2=0.9)
 
 
-def build_gan(seed=0, num_classes=3, condition_dim=None, **kwargs):
+def build_gan(seed=0, num_classes=3, condition_dim=None, classifier_head=False, **kwargs):
+    """A tiny ConditionalGAN on IMAGE_SHAPE (also used by test_cgan_recipe.py)."""
     keras.utils.set_random_seed(seed)
     kind = {"num_classes": num_classes} if condition_dim is None else {"condition_dim": condition_dim}
     generator = build_generator(IMAGE_SHAPE, 8, base_filters=4, **kind)
-    discriminator = build_discriminator(IMAGE_SHAPE, base_filters=4, **kind)
+    discriminator = build_discriminator(IMAGE_SHAPE, base_filters=4, classifier_head=classifier_head, **kind)
     return ConditionalGAN(generator, discriminator, seed=seed, **kind, **kwargs)
 
 

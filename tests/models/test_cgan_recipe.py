@@ -1,31 +1,22 @@
 """The pieces of the cGAN recipe: the auxiliary classifier terms (AC-GAN) beside the
 projection discriminator, the truncation trick, the EMA warm-up, class-balanced batches,
 the learning-rate schedule, and the config checks of the ``cgan`` experiment."""
+import functools
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from test_cgan import IMAGE_SHAPE, toy_images  # noqa: F401 (toy_images is a fixture)
+from test_cgan import build_gan as build_tiny_gan
 from xmodal_tf.experiments import cgan as cgan_experiment
 from xmodal_tf.experiments.config import ConfigError
-from xmodal_tf.models.cgan import ConditionalGAN, build_discriminator, build_generator
-
-IMAGE_SHAPE = (8, 8, 1)
+from xmodal_tf.models.cgan import build_discriminator
 
 
-def build_gan(seed=0, classifier_head=True, **kwargs):
-    keras.utils.set_random_seed(seed)
-    generator = build_generator(IMAGE_SHAPE, 8, base_filters=4, num_classes=3)
-    discriminator = build_discriminator(IMAGE_SHAPE, base_filters=4, num_classes=3, classifier_head=classifier_head)
-    return ConditionalGAN(generator, discriminator, num_classes=3, seed=seed, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def toy_images():
-    rng = np.random.default_rng(0)
-    labels = np.arange(32) % 3
-    images = np.clip(rng.uniform(0, 0.3, size=(32, *IMAGE_SHAPE)) + labels[:, None, None, None] * 0.3, 0, 1)
-    return images.astype("float32"), labels.astype("int64")
+# The ConditionalGAN of these tests: test_cgan's tiny one, with the class head on.
+build_gan = functools.partial(build_tiny_gan, classifier_head=True)
 
 
 def frozen_logs(images, labels, **compile_arguments):

@@ -513,7 +513,9 @@ def _all_classifiers_model(inputs: dict, outputs: dict, classifiers: dict, crite
 
             modalities = list(inputs)
             if self._forward_absent is None:
-                def forward(batch, present):
+                def forward(batch, absent_column):
+                    rows = tf.shape(next(iter(batch.values())))[0]
+                    present = tf.tile(1.0 - tf.one_hot(absent_column, len(modalities))[None], [rows, 1])
                     outputs = {}
                     for name in with_absent:
                         classifier = classifiers[name]
@@ -524,21 +526,9 @@ def _all_classifiers_model(inputs: dict, outputs: dict, classifiers: dict, crite
                     return outputs
 
                 self._forward_absent = tf.function(forward, reduce_retracing=True)
-            num_examples = len(next(iter(inputs.values())))
-            result = {}
-            for index, modality in enumerate(modalities):
-                parts = {name: [] for name in with_absent}
-                for start in range(0, num_examples, PREDICT_BATCH):
-                    batch = {key: tf.convert_to_tensor(array[start:start + PREDICT_BATCH])
-                             for key, array in inputs.items()}
-                    rows = len(next(iter(batch.values())))
-                    present = np.ones((rows, len(modalities)), np.float32)
-                    present[:, index] = 0.0
-                    outputs = self._forward_absent(batch, tf.convert_to_tensor(present))
-                    for name in with_absent:
-                        parts[name].append(np.asarray(keras.ops.cast(outputs[name], "float32")))
-                result[modality] = {name: np.concatenate(parts[name]) for name in with_absent}
-            return result
+            return {modality: predict_in_batches(lambda batch, index=index: self._forward_absent(batch, index),
+                                                 inputs, with_absent)
+                    for index, modality in enumerate(modalities)}
 
         def predict_every_classifier(self, inputs: dict) -> dict:
             """{classifier: (n, classes) float32 probabilities} on complete inputs."""
@@ -546,14 +536,7 @@ def _all_classifiers_model(inputs: dict, outputs: dict, classifiers: dict, crite
 
             if self._forward is None:  # traced once: 20x faster than eager calls of the 16 classifiers
                 self._forward = tf.function(lambda batch: self(batch, training=False), reduce_retracing=True)
-            num_examples = len(next(iter(inputs.values())))
-            parts = {name: [] for name in names}
-            for start in range(0, num_examples, PREDICT_BATCH):
-                outputs = self._forward({modality: tf.convert_to_tensor(array[start:start + PREDICT_BATCH])
-                                         for modality, array in inputs.items()})
-                for name in names:
-                    parts[name].append(np.asarray(keras.ops.cast(outputs[name], "float32")))
-            return {name: np.concatenate(parts[name]) for name in names}
+            return predict_in_batches(self._forward, inputs, names)
 
         def restore_best(self) -> dict:
             """Give each evaluated classifier the weights of its best epoch; returns
@@ -586,6 +569,23 @@ def _all_classifiers_model(inputs: dict, outputs: dict, classifiers: dict, crite
             return loss
 
     return AllClassifiers(inputs, outputs, name="all_classifiers")
+
+
+def predict_in_batches(forward, inputs: dict, keys) -> dict:
+    """{key: (n, ...) float32 array}: ``forward`` ({modality: batch tensor} -> {key:
+    tensor}) run over slices of PREDICT_BATCH rows of ``inputs`` ({modality: (n, ...)
+    array}), the slices' outputs concatenated."""
+    import keras
+    import tensorflow as tf
+
+    num_examples = len(next(iter(inputs.values())))
+    parts = {key: [] for key in keys}
+    for start in range(0, num_examples, PREDICT_BATCH):
+        outputs = forward({modality: tf.convert_to_tensor(array[start:start + PREDICT_BATCH])
+                           for modality, array in inputs.items()})
+        for key in keys:
+            parts[key].append(np.asarray(keras.ops.cast(outputs[key], "float32")))
+    return {key: np.concatenate(parts[key]) for key in keys}
 
 
 def predict(classifier, inputs: dict, present: np.ndarray, modalities) -> np.ndarray:

@@ -709,10 +709,14 @@ class ConditionalGAN(CrossModalModel):
     def _logits(self, images, conditions, training):
         return self._scores(images, conditions, training)[0]
 
-    def _fakes(self, conditions, training, generator=None, scale=None):
-        z = self.sample_latent(tf.shape(conditions)[0])
-        if scale is not None:
-            z = z * scale
+    def _sampling_latent(self, batch_size, seed=None):
+        """``sample_latent`` times ``truncation`` when it is set: the z that ``predict``
+        and ``generate`` sample images from (training always uses N(0, I))."""
+        z = self.sample_latent(batch_size, seed=seed)
+        return z if self.truncation is None else z * self.truncation
+
+    def _fakes(self, conditions, training, generator=None, z=None):
+        z = self.sample_latent(tf.shape(conditions)[0]) if z is None else z
         generator = generator or self.generator
         return generator([z, self._for_network(conditions, self._generator_label_shape)], training=training)
 
@@ -825,7 +829,8 @@ class ConditionalGAN(CrossModalModel):
         if isinstance(inputs, (tuple, list, dict)):
             return self(inputs, training=False)
         conditions = self._prepare_conditions(inputs, "predict")
-        return self._fakes(conditions, training=False, generator=self.sampling_generator, scale=self.truncation)
+        return self._fakes(conditions, training=False, generator=self.sampling_generator,
+                           z=self._sampling_latent(tf.shape(conditions)[0]))
 
     # ------------------------------------------------------------------ generation
     def generate(self, conditions, n=1, seed=None, *, batch_size=512):
@@ -850,9 +855,7 @@ class ConditionalGAN(CrossModalModel):
         conditions = np.repeat(self.check_conditions(conditions, "generate"), n, axis=0)
         if len(conditions) == 0:
             return np.zeros((0, *self.image_shape), dtype=keras.backend.floatx())
-        z = self.sample_latent(len(conditions), seed=seed)
-        if self.truncation is not None:
-            z = z * self.truncation
+        z = self._sampling_latent(len(conditions), seed=seed)
         function = self._generate_function(conditions.dtype)
         parts = [to_numpy(function(z[start:start + batch_size], tf.constant(conditions[start:start + batch_size])))
                  for start in range(0, len(conditions), batch_size)]

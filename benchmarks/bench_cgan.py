@@ -152,7 +152,7 @@ def main():
     baseline_steps = args.baseline_steps or steps
     x_train, y_train, x_reference, y_reference, description = split(args.data, args.data_dir, args.validation)
     image_shape = x_train.shape[1:]
-    epochs = args.classifier_epochs or recipe.DEFAULT_CLASSIFIER_EPOCHS[args.data]
+    epochs = args.classifier_epochs or recipe.DATA_DEFAULTS[args.data]["classifier_epochs"]
     budgets = {"ours": f"ours {steps} GAN steps of {config['batch_size']}",
                "baseline": "baseline " + (f"{args.baseline_seconds:.0f} s" if args.baseline_seconds
                                           else f"{baseline_steps} steps") + f" of {BATCH_SIZE}"}

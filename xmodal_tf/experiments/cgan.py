@@ -90,17 +90,13 @@ DEFAULTS = {
     "audio_epochs": 15,
     **TRAINING_SETTINGS,  # mixed_precision, jit (xmodal_tf.precision)
 }
-DEFAULT_LATENT_DIM = {"digits": 32, "mnist": 64}
-DEFAULT_CLASSIFIER_EPOCHS = {"digits": 30, "mnist": 3}
 AUDIO_SAMPLES_CAP = 4  # images per held-out recording are capped: hundreds of recordings
 # The recipe of each data set: these keys default to None in DEFAULTS, which means
 # "this data set's value" (chosen on held-out training images, see the module docs).
 DATA_DEFAULTS = {
-    "digits": {"steps": 2000, "latent_dim": DEFAULT_LATENT_DIM["digits"],
-               "classifier_epochs": DEFAULT_CLASSIFIER_EPOCHS["digits"], "classifier_weight": 1.0,
+    "digits": {"steps": 2000, "latent_dim": 32, "classifier_epochs": 30, "classifier_weight": 1.0,
                "classifier_margin": 0.7},
-    "mnist": {"steps": 5000, "latent_dim": DEFAULT_LATENT_DIM["mnist"],
-              "classifier_epochs": DEFAULT_CLASSIFIER_EPOCHS["mnist"], "classifier_weight": 1.0,
+    "mnist": {"steps": 5000, "latent_dim": 64, "classifier_epochs": 3, "classifier_weight": 1.0,
               "classifier_margin": 2.0},
 }
 

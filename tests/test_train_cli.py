@@ -247,3 +247,66 @@ def test_tensorflow_start_up_lines_are_held_back_in_a_fresh_process(tmp_path):
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "absl::InitializeLog" not in completed.stderr and "oneDNN custom operations" not in completed.stderr
     assert "total correlation" in completed.stdout or "canonical" in completed.stdout
+
+
+# --------------------------------------------------------------------- --seeds
+def test_seeds_run_each_seed_in_its_folder_and_aggregate(tmp_path, capsys):
+    logdir = tmp_path / "seeds"
+    command = ["cca", "--seeds", "2", "--seed", "3", "--logdir", str(logdir), "--set", "probe=false"]
+    assert train.main(command) == 0
+    runs = [logdir / "seed-3", logdir / "seed-4"]
+    assert [json.loads((run / "config.json").read_text())["seed"] for run in runs] == [3, 4]
+    summary = json.loads((logdir / "seeds.json").read_text())
+    assert summary["seeds"] == [3, 4] and summary["runs"] == [str(run) for run in runs]
+    each = [json.loads((run / "metrics.json").read_text())["test_total_correlation"] for run in runs]
+    assert summary["values"]["test_total_correlation"] == each
+    assert summary["mean"]["test_total_correlation"] == pytest.approx(np.mean(each))
+    assert summary["std"]["test_total_correlation"] == pytest.approx(np.std(each))
+    assert "run" not in summary["mean"] and "mean ± std" in capsys.readouterr().out
+    # The same command again trains nothing: each seed is summarised.
+    written = [(run / "metrics.json").stat().st_mtime_ns for run in runs]
+    assert train.main(command) == 0
+    assert [(run / "metrics.json").stat().st_mtime_ns for run in runs] == written
+    assert capsys.readouterr().out.count("has finished; nothing was changed") == 2
+
+
+def test_seeds_stop_at_a_failed_seed(tmp_path, capsys):
+    logdir = tmp_path / "seeds"
+    code = train.main(["cca", "--seeds", "2", "--logdir", str(logdir), "--set", "data=split_mnist",
+                       "--data-dir", str(tmp_path / "empty")])
+    assert code != 0
+    assert "stopped at seed 0" in capsys.readouterr().err
+    assert not (logdir / "seed-1").exists() and not (logdir / "seeds.json").exists()
+
+
+def test_seeds_become_the_setting_of_experiments_that_repeat_inside_a_run():
+    parser = train.build_parser()
+    experiment, config = train.prepare(parser.parse_args(["fusion", "--seeds", "2"]))
+    assert config["seeds"] == 2 and not train.repeats_runs(parser.parse_args(["fusion", "--seeds", "2"]), experiment)
+    experiment, config = train.prepare(parser.parse_args(["mae", "--seeds", "2"]))
+    assert "seeds" not in config and train.repeats_runs(parser.parse_args(["mae", "--seeds", "2"]), experiment)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["cca", "--seeds", "0"], "--seeds must be >= 1"),
+    (["fusion", "--seeds", "2", "--set", "seeds=3"], "disagree"),
+    (["cca", "--seeds", "2", "--strategy", "multiworker"], "one command per seed"),
+])
+def test_seeds_bad_options_are_refused(arguments, message, capsys, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                                                "task": {"type": "worker", "index": 0}}))
+    assert train.main(arguments) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_seeds_refuse_a_folder_they_did_not_write(tmp_path, capsys):
+    single = tmp_path / "single"
+    assert train.main(["cca", "--logdir", str(single), "--set", "probe=false"]) == 0
+    assert train.main(["cca", "--seeds", "2", "--logdir", str(single)]) == 2
+    assert "run directory of one seed" in capsys.readouterr().err
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert train.main(["cca", "--seeds", "2", "--logdir", str(other)]) == 2
+    assert "notes.txt" in capsys.readouterr().err
+    assert sorted(path.name for path in other.iterdir()) == ["notes.txt"]

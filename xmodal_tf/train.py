@@ -5,7 +5,9 @@ Resolves the experiment's configuration (defaults <- --config file <- --set over
 ``tensorboard_logs/<experiment>-<time>``; see ``experiments.rundir``: a finished run is
 only summarised, an unfinished one resumes, a changed configuration is refused), loads
 and checks the data, and only then writes ``config.json``, runs the experiment, writes
-``metrics.json`` and the TensorBoard scalars, and prints a short summary.
+``metrics.json`` and the TensorBoard scalars, and prints a short summary. ``--seeds N``
+runs N seeds, each in ``<logdir>/seed-<S>``, and writes the mean ± std of every figure to
+``<logdir>/seeds.json`` (``experiments.seeds``).
 
 Every expected failure (bad settings, a missing or corrupt data file, an unwritable
 folder, a full disk, Ctrl-C) is one line on stderr naming what and how to fix it;
@@ -26,6 +28,7 @@ import tempfile
 import traceback
 
 from xmodal_tf import __version__
+from xmodal_tf._files import write_json_atomically
 from xmodal_tf.experiments import (DEFAULT_EXPERIMENT, RunContext, get_experiment,
                                    list_experiments)
 from xmodal_tf.experiments.base import TRAINING_CHOICES
@@ -44,6 +47,7 @@ logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 DEFAULT_LOG_ROOT = pathlib.Path("tensorboard_logs")
 PROGRAM = "python -m xmodal_tf.train"
+SEEDS_FILE = "seeds.json"  # what --seeds writes beside the seeds' run directories
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--logdir", metavar="DIR",
                         help="run directory (default: tensorboard_logs/<experiment>-<timestamp>)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seeds", type=int, default=None, metavar="N",
+                        help="run N seeds (--seed, --seed + 1, ...), each in <logdir>/seed-<S>, and write the mean "
+                             "± std of every figure to <logdir>/seeds.json; experiments with a 'seeds' setting "
+                             "(fusion, transfer, crossmodal) repeat inside one run: --set seeds=N (default: 1)")
     parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
                         help="tf.distribute strategy: auto (mirrored over several GPUs, else default), "
                              "default (one device), mirrored (all local GPUs), multiworker (the cluster "
@@ -123,8 +131,10 @@ def prepare(args: argparse.Namespace):
         raise ConfigError(f"'experiment' in {args.config} must be a name such as "
                           f"{DEFAULT_EXPERIMENT!r}.")
     experiment = get_experiment(args.experiment or named_in_file or DEFAULT_EXPERIMENT)
-    config = resolve_config(experiment.defaults, file_values, parse_overrides(args.overrides),
-                            _training_overrides(args, experiment), choices=experiment.choices)
+    overrides = parse_overrides(args.overrides)
+    config = resolve_config(experiment.defaults, file_values, overrides,
+                            _training_overrides(args, experiment), _seeds_override(args, experiment, overrides),
+                            choices=experiment.choices)
     if experiment.validate is not None:
         experiment.validate(config)
     return experiment, config
@@ -140,6 +150,24 @@ def _training_overrides(args: argparse.Namespace, experiment) -> dict:
         raise ConfigError(f"experiment {experiment.name!r} trains no network (it is NumPy/SciPy); {options} "
                           "do not apply to it.")
     return given
+
+
+def _seeds_override(args: argparse.Namespace, experiment, overrides: dict) -> dict:
+    """--seeds as the experiment's own ``seeds`` setting, where it has one."""
+    if args.seeds is None:
+        return {}
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1 (the number of seeds to run); got {args.seeds}.")
+    if "seeds" not in experiment.defaults:
+        return {}
+    if "seeds" in overrides and overrides["seeds"] != args.seeds:
+        raise ConfigError(f"--seeds {args.seeds} and --set seeds={overrides['seeds']} disagree; give one of them.")
+    return {"seeds": args.seeds}
+
+
+def repeats_runs(args: argparse.Namespace, experiment) -> bool:
+    """True when --seeds asks for one run per seed (the experiment has no ``seeds`` setting)."""
+    return args.seeds is not None and args.seeds > 1 and "seeds" not in experiment.defaults
 
 
 def seed_everything(seed: int) -> None:
@@ -170,20 +198,111 @@ def check_strategy_arguments(args: argparse.Namespace) -> None:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    command = [PROGRAM, *(argv if argv is not None else sys.argv[1:])]
     try:
         experiment, config = prepare(args)
-        check_strategy_arguments(args)
-        if args.checkpoint_every < 0:
-            raise ConfigError(f"--checkpoint-every must be >= 0 epochs (0: no checkpoints); got {args.checkpoint_every}.")
-        if args.deterministic and config.get("jit") == "on":
-            raise ConfigError("--deterministic needs --jit off (or auto): XLA has no deterministic kernels for some "
-                              "gradients (MaxPool's among them).")
-        if not 0 <= args.checkpoint_seconds < float("inf"):
-            raise ConfigError(f"--checkpoint-seconds must be a number of seconds >= 0; got {args.checkpoint_seconds}.")
+        check_run_arguments(args, experiment, config)
+    except ConfigError as error:
+        return _usage_error(parser, error)
+    if repeats_runs(args, experiment):
+        return run_seeds(parser, args, experiment, config, command)
+    return run_once(parser, args, experiment, config, command)
+
+
+def check_run_arguments(args: argparse.Namespace, experiment, config: dict) -> None:
+    """ConfigError for options that do not fit together or with the configuration."""
+    check_strategy_arguments(args)
+    if args.checkpoint_every < 0:
+        raise ConfigError(f"--checkpoint-every must be >= 0 epochs (0: no checkpoints); got {args.checkpoint_every}.")
+    if args.deterministic and config.get("jit") == "on":
+        raise ConfigError("--deterministic needs --jit off (or auto): XLA has no deterministic kernels for some "
+                          "gradients (MaxPool's among them).")
+    if not 0 <= args.checkpoint_seconds < float("inf"):
+        raise ConfigError(f"--checkpoint-seconds must be a number of seconds >= 0; got {args.checkpoint_seconds}.")
+    if repeats_runs(args, experiment) and args.strategy == "multiworker":
+        raise ConfigError(f"--seeds {args.seeds} runs the seeds one after another in one process, which a "
+                          "multi-worker cluster cannot restart; run one command per seed (--seed S --logdir "
+                          "DIR/seed-S) on every worker instead.")
+
+
+def _usage_error(parser, error: ConfigError) -> int:
+    parser.print_usage(sys.stderr)
+    print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+    return 2
+
+
+def _record(experiment, config: dict, args: argparse.Namespace, command: list) -> dict:
+    """What ``config.json`` holds (its ``COMPARED`` keys decide whether a run resumes)."""
+    return {"experiment": experiment.name, "config": config, "seed": args.seed, "data_dir": args.data_dir,
+            "xmodal_tf_version": __version__, "command": command}
+
+
+def run_seeds(parser, args: argparse.Namespace, experiment, config: dict, command: list) -> int:
+    """--seeds N: one run per seed in ``<logdir>/seed-<S>``, then ``<logdir>/seeds.json``
+    (see ``xmodal_tf.experiments.seeds``). Every seed's folder is checked before any
+    trains; a failed seed stops the loop, and the same command resumes it."""
+    import copy
+
+    from xmodal_tf.experiments.seeds import aggregate, seed_directory, spread_lines
+
+    logdir = pathlib.Path(args.logdir) if args.logdir else default_logdir(experiment.name)
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    runs = []
+    for seed in seeds:
+        runs.append(copy.copy(args))
+        runs[-1].seed, runs[-1].logdir, runs[-1].seeds = seed, str(seed_directory(logdir, seed)), None
+    try:
+        _check_seeds_folder(logdir)
+        for run in runs:
+            RunDirectory(run.logdir).status(_record(experiment, config, run, command), overwrite=args.overwrite)
+    except ConfigError as error:
+        return _usage_error(parser, error)
+    except OSError as error:
+        return _fail(args, _describe_os_error(error, logdir=None), 2)
+    for number, run in enumerate(runs, start=1):
+        print(f"{PROGRAM}: seed {run.seed} ({number} of {len(runs)}), run directory {run.logdir}", flush=True)
+        status = run_once(parser, run, experiment, config, command)
+        if status:
+            print(f"{PROGRAM}: stopped at seed {run.seed}; the same command resumes it and runs the rest.",
+                  file=sys.stderr)
+            return status
+        import keras
+
+        keras.backend.clear_session()  # the next seed builds its models afresh
+    summary = aggregate([RunDirectory(run.logdir).metrics() for run in runs])
+    write_json_atomically(logdir / SEEDS_FILE, {"experiment": experiment.name, "seeds": seeds,
+                                                "runs": [run.logdir for run in runs], **summary})
+    lines = spread_lines(summary)
+    print("\n".join(["", f"mean ± std (population) over seeds {', '.join(map(str, seeds))} of every figure that "
+                          f"differs between them{':' if lines else ': none differs'}", *lines,
+                      f"all figures, with each seed's value: {logdir / SEEDS_FILE}"]))
+    return 0
+
+
+def _check_seeds_folder(logdir: pathlib.Path) -> None:
+    """ConfigError unless ``logdir`` is new or holds only a --seeds run (seed folders and
+    ``seeds.json``)."""
+    if not logdir.exists():
+        return
+    if not logdir.is_dir():
+        raise ConfigError(f"--logdir {logdir} is a file, not a folder; pick a folder for the runs.")
+    if (logdir / "config.json").exists():
+        raise ConfigError(f"--logdir {logdir} is the run directory of one seed; --seeds puts a folder per seed "
+                          "inside a folder of its own: pick another --logdir.")
+    foreign = [path.name for path in logdir.iterdir()
+               if not (path.name == SEEDS_FILE or path.name.startswith(f".{SEEDS_FILE}.")
+                       or (path.is_dir() and path.name.startswith("seed-")))]
+    if foreign:
+        raise ConfigError(f"--logdir {logdir} holds {', '.join(sorted(foreign)[:3])}, which a --seeds run does not "
+                          "write; pick a new or empty folder.")
+
+
+def run_once(parser, args: argparse.Namespace, experiment, config: dict, command: list) -> int:
+    """One run of ``experiment`` with ``args.seed`` in ``args.logdir`` (see the module
+    docstring); returns the exit status."""
+    try:
         logdir = pathlib.Path(args.logdir) if args.logdir else default_logdir(experiment.name)
-        record = {"experiment": experiment.name, "config": config, "seed": args.seed, "data_dir": args.data_dir,
-                  "xmodal_tf_version": __version__,
-                  "command": [PROGRAM, *(argv if argv is not None else sys.argv[1:])]}
+        record = _record(experiment, config, args, command)
         run_directory = RunDirectory(logdir)
         status = run_directory.status(record, overwrite=args.overwrite)
         if status == "finished":
@@ -192,9 +311,7 @@ def main(argv=None) -> int:
             print_summary(experiment, run_directory.metrics(), logdir)
             return 0
     except ConfigError as error:
-        parser.print_usage(sys.stderr)
-        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
-        return 2
+        return _usage_error(parser, error)
     except OSError as error:
         return _fail(args, _describe_os_error(error, logdir=None), 2)
 

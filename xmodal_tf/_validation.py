@@ -1,6 +1,6 @@
 """Argument checks shared across the library (NumPy only, so ``xmodal_tf.cca`` can use
-them without importing TensorFlow): a TypeError for a wrong type, a ValueError for a
-wrong value, each one line naming the argument and the fix.
+them without importing TensorFlow). One rule: a TypeError for a wrong type, a ValueError
+for a wrong value, each one line naming the argument, what it got, and the fix.
 
 ``check_finite_rows`` is the one check for NaN/inf in numeric inputs at inference
 (``predict``, ``encode``, ``transform``, ``retrieve``, ``generate``): a model fed a
@@ -10,9 +10,13 @@ are refused up front, by index, on the host arrays, in one vectorised pass.
 """
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
-__all__ = ["check_finite_rows", "non_finite_rows"]
+__all__ = ["check_bool", "check_choice", "check_finite_rows", "check_int", "check_number", "check_positive_int",
+           "check_shape", "describe", "non_finite_rows"]
 
 #: How many offending row indices a message lists.
 SHOWN_ROWS = 5
@@ -61,3 +65,102 @@ def check_finite_rows(values, name: str, *, where: str | None = None,
     prefix = f"{where}: " if where else ""
     raise ValueError(f"{prefix}{name} has non-finite values (NaN or inf) in {bad.size} row(s) [{shown}]; "
                      f"{fix.rstrip('.')}.")
+
+
+def describe(value) -> str:
+    """A short description of ``value`` for messages: "a ndarray of shape (3, 4)", "a
+    list of 2 (a ndarray of shape (3,), a str)", "a dict with keys ['a', 'b']", "int"."""
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)} ({', '.join(describe(item) for item in value)})"
+    if isinstance(value, dict):
+        return f"a dict with keys {sorted(map(str, value))}"
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        try:
+            shape = tuple(shape)
+        except TypeError:  # a symbolic shape of unknown rank
+            pass
+        return f"a {type(value).__name__} of shape {shape}"
+    return type(value).__name__
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None,
+              allow_none: bool = False) -> int | None:
+    """``value`` as an int: TypeError unless it is an integer (bools are not), ValueError
+    outside ``[minimum, maximum]``. None passes (and is returned) with ``allow_none``."""
+    if value is None and allow_none:
+        return None
+    bounds = " and ".join(part for part in (f">= {minimum}" if minimum is not None else "",
+                                            f"<= {maximum}" if maximum is not None else "") if part)
+    wanted = f"an int{' ' + bounds if bounds else ''}{' or None' if allow_none else ''}"
+    if not _is_int(value):
+        raise TypeError(f"{name} must be {wanted}; got {value!r} ({type(value).__name__}).")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be {wanted}; got {value}.")
+    return int(value)
+
+
+def check_positive_int(value, name: str, *, allow_none: bool = False) -> int | None:
+    """``check_int(value, name, minimum=1)``: sizes, counts, epochs."""
+    return check_int(value, name, minimum=1, allow_none=allow_none)
+
+
+def check_number(value, name: str, *, minimum: float | None = None, maximum: float | None = None,
+                 exclusive_minimum: bool = False, exclusive_maximum: bool = False,
+                 allow_none: bool = False) -> float | None:
+    """``value`` as a finite float: TypeError unless it is a real number (bools are not),
+    ValueError if it is NaN or inf or outside the bounds (open ends with ``exclusive_*``)."""
+    if value is None and allow_none:
+        return None
+    low = f"{'>' if exclusive_minimum else '>='} {minimum:g}" if minimum is not None else ""
+    high = f"{'<' if exclusive_maximum else '<='} {maximum:g}" if maximum is not None else ""
+    bounds = " and ".join(part for part in (low, high) if part)
+    wanted = f"a finite number{' ' + bounds if bounds else ''}{' or None' if allow_none else ''}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {wanted}; got {value!r} ({type(value).__name__}).")
+    value = float(value)
+    below = minimum is not None and (value <= minimum if exclusive_minimum else value < minimum)
+    above = maximum is not None and (value >= maximum if exclusive_maximum else value > maximum)
+    if not math.isfinite(value) or below or above:
+        raise ValueError(f"{name} must be {wanted}; got {value!r}.")
+    return value
+
+
+def check_bool(value, name: str) -> bool:
+    """``value`` if it is True or False (NumPy bools too), else TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__}).")
+    return bool(value)
+
+
+def check_choice(value, name: str, choices) -> object:
+    """``value`` if it is one of ``choices``, else ValueError listing them."""
+    choices = tuple(choices)
+    if isinstance(value, (list, dict, set)) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}.")
+    return value
+
+
+def check_shape(shape, name: str, *, rank: int | None = None, allow_none: bool = False,
+                hint: str = "") -> tuple:
+    """``shape`` as a tuple of positive ints (None entries allowed with ``allow_none``):
+    TypeError for a non-sequence, ValueError for a wrong rank or entry. ``hint`` is
+    appended to the rank message (e.g. how to add a channel axis)."""
+    if _is_int(shape):
+        shape = (shape,)
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+        raise TypeError(f"{name} must be a tuple of positive ints; got {shape!r} ({type(shape).__name__}).")
+    shape = tuple(shape)
+    if rank is not None and len(shape) != rank:
+        raise ValueError(f"{name} must have {rank} entries; got {shape!r}.{' ' + hint if hint else ''}")
+    for size in shape:
+        if size is None and allow_none:
+            continue
+        if not _is_int(size) or size < 1:
+            kind = "positive ints or None" if allow_none else "positive ints"
+            raise ValueError(f"{name} must hold {kind}; got {shape!r}.")
+    return tuple(None if size is None else int(size) for size in shape)

@@ -1,4 +1,4 @@
-"""TensorBoard callbacks: image grids and projector files written during fit, read back."""
+"""TensorBoard callbacks: image grids, confusion matrices and projector files written during fit, read back."""
 import glob
 
 import keras
@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from xmodal_tf import metrics
 from xmodal_tf.models.mae import MultimodalAutoencoder
-from xmodal_tf.training.callbacks import (EmbeddingProjectorCallback, GeneratedImagesCallback,
-                                          ReconstructionImagesCallback, image_grid)
+from xmodal_tf.training.callbacks import (
+    ConfusionMatrixCallback,
+    EmbeddingProjectorCallback,
+    GeneratedImagesCallback,
+    ReconstructionImagesCallback,
+    image_grid,
+)
 
 IMAGE, SEQUENCE = (8, 4, 1), (6, 3)  # an image modality and an MFCC-like (time, features) one
 N = 5
@@ -75,8 +81,14 @@ def test_generated_images_every_and_errors(tmp_path):
     assert [step for step, _ in read_images(tmp_path / "every")["samples"]] == [2]
     with pytest.raises(ValueError, match=r"expected \(2 conditions \* 3 = 6, H, W, C\)"):
         generate_wrong_count(tmp_path)
-    with pytest.raises(ValueError, match="every must be a positive int"):
+    with pytest.raises(ValueError, match="every must be an int >= 1"):
         GeneratedImagesCallback(tmp_path, conditions=[0], every=0)
+    with pytest.raises(TypeError, match="every must be an int"):
+        GeneratedImagesCallback(tmp_path, conditions=[0], every=1.5)
+    with pytest.raises(ValueError, match="n_per_condition must be an int >= 1"):
+        GeneratedImagesCallback(tmp_path, conditions=[0], n_per_condition=0)
+    with pytest.raises(TypeError, match="seed must be an int or None"):
+        GeneratedImagesCallback(tmp_path, conditions=[0], seed="0")
     with pytest.raises(ValueError, match="low < high"):
         GeneratedImagesCallback(tmp_path, conditions=[0], value_range=(1, 0))
 
@@ -172,3 +184,71 @@ def test_image_grid_layout():
     np.testing.assert_allclose(grid[::2, ::2, 0], tiles.reshape(2, 3))
     with pytest.raises(ValueError, match="rows=4"):
         image_grid(tiles, rows=4)
+
+
+# ----------------------------------------------------------------------------- confusion matrix
+def tiny_classifier(input_dim=4, num_classes=3):
+    model = keras.Sequential([keras.Input((input_dim,)), keras.layers.Dense(num_classes, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(0.1), loss="sparse_categorical_crossentropy")
+    return model
+
+
+def blobs(n=90, num_classes=3, dim=4, seed=0, spread=0.5):
+    """Gaussian blobs around well-separated centres: (features float32, labels)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % num_classes
+    centres = 3 * np.eye(num_classes, dim)
+    return (centres[labels] + spread * rng.normal(size=(n, dim))).astype("float32"), labels
+
+
+def test_confusion_matrix_callback_is_a_plain_module_level_class():
+    assert ConfusionMatrixCallback.__module__ == "xmodal_tf.training.callbacks"
+    assert ConfusionMatrixCallback.__qualname__ == "ConfusionMatrixCallback"
+    assert issubclass(ConfusionMatrixCallback, keras.callbacks.Callback)
+    assert metrics.ConfusionMatrixCallback is ConfusionMatrixCallback  # the old import path
+
+
+def test_confusion_matrix_callback_writes_the_image(tmp_path):
+    x, y = blobs()
+    keras.utils.set_random_seed(0)
+    model = tiny_classifier()
+    callback = ConfusionMatrixCallback(tmp_path / "val", (x[:30], y[:30]), class_names=["a", "b", "c"], every=2)
+    model.fit(x, y, epochs=5, batch_size=30, verbose=0, callbacks=[callback])
+    images = dict(read_images(tmp_path / "val")["confusion_matrix"])
+    assert sorted(images) == [1, 3]  # after epochs 2 and 4, at Keras' 0-based epoch index
+    expected = metrics.confusion_matrix(y[:30], model.predict(x[:30], verbose=0), num_classes=3)
+    np.testing.assert_array_equal(callback.last_matrix, expected)
+    assert expected.sum() == 30
+    # The logged PNG is the matplotlib drawing of the last matrix, pixel for pixel.
+    np.testing.assert_array_equal(images[3], metrics.confusion_matrix_image(expected, ["a", "b", "c"])[0])
+
+    # A tf.data.Dataset of (inputs, labels) batches works the same way, under its own tag.
+    dataset = tf.data.Dataset.from_tensor_slices((x[:30], y[:30])).batch(8)
+    from_dataset = ConfusionMatrixCallback(tmp_path / "dataset", dataset, tag="cm")
+    assert from_dataset.tag == "cm"
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[from_dataset])
+    np.testing.assert_array_equal(
+        from_dataset.last_matrix, metrics.confusion_matrix(y[:30], model.predict(x[:30], verbose=0), num_classes=3))
+    logged = read_images(tmp_path / "dataset")
+    assert list(logged) == ["cm"] and [step for step, _ in logged["cm"]] == [0]
+
+
+def test_confusion_matrix_callback_bad_input(tmp_path):
+    x, y = blobs(n=12)
+    with pytest.raises(TypeError, match=r"\(inputs, labels\)"):
+        ConfusionMatrixCallback(tmp_path, x)
+    with pytest.raises(ValueError, match="has 12 rows but there are 11 labels"):
+        ConfusionMatrixCallback(tmp_path, (x, y[:11]))
+    with pytest.raises(ValueError, match="every must be an int >= 1"):
+        ConfusionMatrixCallback(tmp_path, (x, y), every=0)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        ConfusionMatrixCallback(tmp_path, (x, y), batch_size=0)
+    with pytest.raises(TypeError, match="name must be a str"):
+        ConfusionMatrixCallback(tmp_path, (x, y), tag=3)
+    with pytest.raises(ValueError, match="name must be a non-empty str"):
+        ConfusionMatrixCallback(tmp_path, (x, y), tag="")
+    with pytest.raises(TypeError, match="logdir must be a folder path"):
+        ConfusionMatrixCallback(None, (x, y))
+    callback = ConfusionMatrixCallback(tmp_path, (x, y), class_names=["only", "two"])
+    with pytest.raises(ValueError, match="3 names"):
+        tiny_classifier().fit(x, y, epochs=1, verbose=0, callbacks=[callback])

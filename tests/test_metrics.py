@@ -1,7 +1,5 @@
-"""xmodal_tf.metrics: classification against scikit-learn, confusion images and the TensorBoard
-callback, retrieval on hand-worked cases, linear probe, stratified folds, cross-validation."""
-import glob
-
+"""xmodal_tf.metrics: classification and folds against scikit-learn, confusion images, retrieval on
+hand-worked cases, linear probe, cross-validation. (ConfusionMatrixCallback: tests/test_callbacks.py.)"""
 import keras
 import numpy as np
 import pytest
@@ -104,7 +102,8 @@ def test_score_matrices_are_reduced_by_argmax():
     (["cat", "dog"], [0, 1], None, TypeError, "integer class indices"),
     ([], [], None, ValueError, "empty"),
     ([0, 1], np.zeros((2, 2, 2)), None, ValueError, r"\(n, num_classes\)"),
-    ([0, 1], [0, 1], 0, ValueError, "num_classes must be a positive int"),
+    ([0, 1], [0, 1], 0, ValueError, "num_classes must be an int >= 1"),
+    ([0, 1], [0, 1], 2.0, TypeError, "num_classes must be an int"),
 ])
 def test_classification_bad_input(y_true, y_pred, num_classes, error, match):
     with pytest.raises(error, match=match):
@@ -112,37 +111,45 @@ def test_classification_bad_input(y_true, y_pred, num_classes, error, match):
 
 
 # ------------------------------------------------------------ confusion-matrix image
-def test_confusion_matrix_image_shape_and_row_normalised_shading():
+def test_confusion_matrix_image_is_the_matplotlib_figure_as_rgb():
+    from xmodal_tf import plots
+
     counts = np.array([[8, 2, 0], [0, 5, 5], [1, 1, 8]])
     image = metrics.confusion_matrix_image(counts, class_names=["cat", "dog", "bird"])
-    assert image.dtype == np.uint8 and image.ndim == 4 and image.shape[0] == 1
-    assert image.shape[3] == 3 and image.shape[1] == image.shape[2] > 3 * 40
-    # Shading depends on the row shares only: scaling a row leaves the image unchanged
-    # (fractional values are drawn without numbers, so only the shading is compared).
-    fractions = np.array([[0.8, 0.2, 0.0], [0.0, 0.5, 0.5], [0.1, 0.1, 0.8]])
-    scaled_rows = fractions * np.array([[3.0], [7.5], [0.5]])
-    np.testing.assert_array_equal(metrics.confusion_matrix_image(fractions),
-                                  metrics.confusion_matrix_image(scaled_rows))
-    # A row share of 1 is the darkest colour; an empty row is not shaded at all.
-    identity = metrics.confusion_matrix_image(np.diag([0.5, 0.5, 0.0]))[0]
-    darkest = np.all(identity == [8, 48, 107], axis=-1).sum()
-    assert darkest > 2 * 30 * 30
-    zeros = metrics.confusion_matrix_image(np.zeros((3, 3)))[0]
-    assert not np.all(zeros == [8, 48, 107], axis=-1).any()
-    # Numbers are printed for integer counts: they change the image.
-    assert not np.array_equal(metrics.confusion_matrix_image(counts),
-                              metrics.confusion_matrix_image(counts * 2))
+    assert image.dtype == np.uint8 and image.ndim == 4 and image.shape[0] == 1 and image.shape[3] == 3
+    assert min(image.shape[1:3]) >= 300
+    figure = plots.confusion_matrix_figure(counts, class_names=["cat", "dog", "bird"])
+    np.testing.assert_array_equal(image, plots.figure_to_image(figure)[..., :3])
+    # Deterministic, and the counts are drawn: other counts, another image.
+    np.testing.assert_array_equal(image, metrics.confusion_matrix_image(counts, ["cat", "dog", "bird"]))
+    assert not np.array_equal(image, metrics.confusion_matrix_image(counts * 2, ["cat", "dog", "bird"]))
 
 
 def test_confusion_matrix_image_many_classes_and_bad_input():
     big = metrics.confusion_matrix_image(np.eye(600, dtype=int))
-    assert big.shape == (1, 603, 603, 3)  # one-pixel cells, no labels
+    assert big.shape[0] == 1 and big.shape[3] == 3 and min(big.shape[1:3]) >= 600
     with pytest.raises(ValueError, match="square"):
         metrics.confusion_matrix_image(np.ones((2, 3)))
     with pytest.raises(ValueError, match="3 names"):
         metrics.confusion_matrix_image(np.eye(3), class_names=["a", "b"])
     with pytest.raises(ValueError, match="non-negative"):
         metrics.confusion_matrix_image(-np.eye(2))
+    with pytest.raises(TypeError, match="numbers"):
+        metrics.confusion_matrix_image(np.array([["a", "b"], ["c", "d"]]))
+
+
+def test_confusion_matrix_callback_keeps_its_old_import_paths():
+    from xmodal_tf import training
+    from xmodal_tf.training import callbacks
+
+    assert metrics.ConfusionMatrixCallback is callbacks.ConfusionMatrixCallback
+    assert training.ConfusionMatrixCallback is callbacks.ConfusionMatrixCallback
+    assert metrics._define_confusion_matrix_callback() is callbacks.ConfusionMatrixCallback
+    from xmodal_tf.metrics import ConfusionMatrixCallback
+
+    assert ConfusionMatrixCallback is callbacks.ConfusionMatrixCallback
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        metrics.nothing  # noqa: B018
 
 
 def _tiny_classifier(input_dim=4, num_classes=3):
@@ -157,54 +164,6 @@ def _blobs(n=90, num_classes=3, dim=4, seed=0, spread=0.5):
     labels = np.arange(n) % num_classes
     centres = 3 * np.eye(num_classes, dim)
     return (centres[labels] + spread * rng.normal(size=(n, dim))).astype("float32"), labels
-
-
-def _logged_images(logdir, tag="confusion_matrix"):
-    """{step: decoded (H, W, 3) image} of one tag from the events files under logdir."""
-    images = {}
-    for path in glob.glob(f"{logdir}/events.out.tfevents.*"):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                if value.tag == tag:
-                    png = tf.make_ndarray(value.tensor)[2]  # [width, height, encoded image]
-                    images[event.step] = tf.io.decode_png(png).numpy()
-    return images
-
-
-def test_confusion_matrix_callback_writes_readable_images(tmp_path):
-    x, y = _blobs()
-    keras.utils.set_random_seed(0)
-    model = _tiny_classifier()
-    callback = metrics.ConfusionMatrixCallback(tmp_path / "val", (x[:30], y[:30]),
-                                               class_names=["a", "b", "c"], every=2)
-    model.fit(x, y, epochs=5, batch_size=30, verbose=0, callbacks=[callback])
-    images = _logged_images(tmp_path / "val")
-    assert sorted(images) == [1, 3]  # after epochs 2 and 4 (0-based steps)
-    expected = metrics.confusion_matrix(y[:30], model.predict(x[:30], verbose=0), num_classes=3)
-    np.testing.assert_array_equal(callback.last_matrix, expected)
-    np.testing.assert_array_equal(images[3], metrics.confusion_matrix_image(expected, ["a", "b", "c"])[0])
-
-    # A tf.data.Dataset of (inputs, labels) batches works the same way.
-    dataset = tf.data.Dataset.from_tensor_slices((x[:30], y[:30])).batch(8)
-    from_dataset = metrics.ConfusionMatrixCallback(tmp_path / "dataset", dataset, tag="cm")
-    model.fit(x, y, epochs=1, verbose=0, callbacks=[from_dataset])
-    np.testing.assert_array_equal(
-        from_dataset.last_matrix,
-        metrics.confusion_matrix(y[:30], model.predict(x[:30], verbose=0), num_classes=3))
-    assert list(_logged_images(tmp_path / "dataset", tag="cm")) == [0]
-
-
-def test_confusion_matrix_callback_bad_input(tmp_path):
-    x, y = _blobs(n=12)
-    with pytest.raises(TypeError, match=r"\(inputs, labels\)"):
-        metrics.ConfusionMatrixCallback(tmp_path, x)
-    with pytest.raises(ValueError, match="has 12 rows but there are 11 labels"):
-        metrics.ConfusionMatrixCallback(tmp_path, (x, y[:11]))
-    with pytest.raises(ValueError, match="every must be a positive int"):
-        metrics.ConfusionMatrixCallback(tmp_path, (x, y), every=0)
-    callback = metrics.ConfusionMatrixCallback(tmp_path, (x, y), class_names=["only", "two"])
-    with pytest.raises(ValueError, match="3 names"):
-        _tiny_classifier().fit(x, y, epochs=1, verbose=0, callbacks=[callback])
 
 
 # ------------------------------------------------------------------------ retrieval
@@ -263,7 +222,8 @@ def test_retrieval_ranks_match_a_sort_and_chance_matches_random_scores():
 
 @pytest.mark.parametrize("similarity, relevant, ks, error, match", [
     (np.zeros((2, 3)), [0, 1], (1, 5), ValueError, "k=5 is larger than the gallery"),
-    (np.zeros((2, 3)), [0, 1], (0,), ValueError, "positive int"),
+    (np.zeros((2, 3)), [0, 1], (0,), ValueError, "each k in ks must be an int >= 1"),
+    (np.zeros((2, 3)), [0, 1], (1.5,), TypeError, "each k in ks must be an int"),
     (np.zeros((2, 3)), [0, 1, 2], (1,), ValueError, "3 entries but similarity has 2 queries"),
     (np.zeros((2, 3)), [0, 3], (1,), ValueError, "index 3 is out of range"),
     (np.zeros((2, 3)), np.array([[1, 0, 0], [0, 0, 0]], bool), (1,), ValueError,
@@ -380,11 +340,13 @@ def test_linear_probe_bad_input():
         metrics.linear_probe(x, y, x[:, :3], y)
     with pytest.raises(ValueError, match="19 rows but train_labels has 20"):
         metrics.linear_probe(x[:19], y, x, y)
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match=r"train_features has non-finite values \(NaN or inf\) in 20 row"):
         metrics.linear_probe(np.full_like(x, np.nan), y, x, y)
-    with pytest.raises(ValueError, match="C .* positive"):
+    with pytest.raises(ValueError, match=r"C \(inverse regularisation strength\) must be a finite number > 0"):
         metrics.linear_probe(x, y, x, y, C=0)
-    with pytest.raises(ValueError, match="max_iter"):
+    with pytest.raises(TypeError, match="C .* must be a finite number"):
+        metrics.linear_probe(x, y, x, y, C="1")
+    with pytest.raises(ValueError, match="max_iter must be an int >= 1"):
         metrics.linear_probe(x, y, x, y, max_iter=0)
     with pytest.raises(ValueError, match="must be an \\(n, num_features\\) matrix"):
         metrics.linear_probe(x[:, 0], y, x, y)
@@ -405,18 +367,37 @@ def test_stratified_folds_are_stratified_disjoint_and_complete():
     assert max(sizes) - min(sizes) <= 1
     # Reproducible by seed; another seed deals other examples.
     again = metrics.stratified_folds(labels, n_splits=5, seed=3)
-    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, again))
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, again, strict=True))
     other = metrics.stratified_folds(labels, n_splits=5, seed=4)
-    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(folds, other))
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(folds, other, strict=True))
+
+
+def test_stratified_folds_are_sklearns_stratified_k_fold():
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = np.random.default_rng(1).integers(0, 3, 50)
+    expected = StratifiedKFold(n_splits=4, shuffle=True, random_state=7).split(np.zeros((50, 1)), labels)
+    folds = metrics.stratified_folds(labels, n_splits=4, seed=7)
+    for (train, test), (sk_train, sk_test) in zip(folds, expected, strict=True):
+        assert train.dtype == test.dtype == np.int64
+        np.testing.assert_array_equal(train, sk_train)
+        np.testing.assert_array_equal(test, sk_test)
 
 
 def test_stratified_folds_bad_input():
-    with pytest.warns(UserWarning, match="class 1 has only 2 examples"):
+    with pytest.warns(UserWarning, match="class 1 has only 2 examples") as caught:
         metrics.stratified_folds([0, 0, 0, 1, 1, 0], n_splits=3)
+    assert len(caught) == 1  # ours only: scikit-learn's own warning is silenced
     with pytest.raises(ValueError, match="between 2 and the number of examples"):
         metrics.stratified_folds([0, 1, 0, 1], n_splits=1)
     with pytest.raises(ValueError, match="between 2 and the number of examples"):
         metrics.stratified_folds([0, 1, 0, 1], n_splits=5)
+    with pytest.raises(ValueError, match="n_splits=3 is more than the examples of any class"):
+        metrics.stratified_folds([0, 1, 0, 1], n_splits=3)
+    with pytest.raises(TypeError, match="n_splits must be an int"):
+        metrics.stratified_folds([0, 1, 0, 1], n_splits=2.0)
+    with pytest.raises(ValueError, match="seed must be an int >= 0"):
+        metrics.stratified_folds([0, 1, 0, 1], n_splits=2, seed=-1)
 
 
 def test_cross_validate_tiny_keras_models():

@@ -7,19 +7,25 @@ import os
 import pathlib
 import tempfile
 
-__all__ = ["write_json_atomically"]
+__all__ = ["write_bytes_atomically", "write_json_atomically"]
 
 
 def write_json_atomically(path: pathlib.Path, payload) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it into place, so a
-    killed run never leaves a half-written file."""
+    """Write ``payload`` as indented, key-sorted JSON to ``path``, atomically."""
+    text = json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n"
+    write_bytes_atomically(path, text.encode("utf-8"))
+
+
+def write_bytes_atomically(path: pathlib.Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place, so a
+    killed run never leaves a half-written file. The file gets the usual permissions
+    (0666 less the umask), not mkstemp's 0600."""
     path = pathlib.Path(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it 0600; a plain file is 0644
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(payload, stream, indent=2, sort_keys=True, default=_json_default)
-            stream.write("\n")
+        os.chmod(temporary, 0o666 & ~_umask())
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
         os.replace(temporary, path)
     except BaseException:
         pathlib.Path(temporary).unlink(missing_ok=True)

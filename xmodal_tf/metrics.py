@@ -7,46 +7,42 @@
     {'recall@1': 0.41, 'recall@5': ..., 'median_rank': 2.0, 'chance_recall@1': 0.001, ...}
     >>> metrics.linear_probe(train_codes, y_train, test_codes, y_test)      # frozen features
     >>> metrics.cross_validate(build_model, {"image": x, "audio": a}, y, n_splits=5)
-    >>> model.fit(..., callbacks=[metrics.ConfusionMatrixCallback(logdir, (x_val, y_val))])
 
-NumPy arrays (or anything ``np.asarray`` takes, TF tensors included) go in; plain
-Python floats, lists and NumPy arrays come out, so the dicts go straight into JSON.
+Counts, precision / recall / F1 and the folds come from ``sklearn.metrics`` and
+``sklearn.model_selection``; this module adds the argument checks, the score-matrix
+input and JSON-ready results (plain floats, lists, NumPy arrays). Retrieval (pessimistic
+ties, several relevant items, chance levels) and the linear probe (several times faster
+than scikit-learn's lbfgs on correlated codes) have no scikit-learn equivalent here.
+``ConfusionMatrixCallback`` lives in ``xmodal_tf.training.callbacks`` (an alias stays here).
 
-Conventions and decisions
--------------------------
-* Labels are class indices ``0 .. num_classes - 1`` (1-D). Predictions are either labels
-  (1-D) or a (n, num_classes) matrix of probabilities or logits, reduced by argmax (ties:
-  the lowest class index). A single-column matrix (a sigmoid output) is refused: threshold
-  it yourself. ``num_classes`` defaults to the matrix's column count, else to the largest
-  label + 1; labels outside it raise ValueError.
-* Zero division: a class never predicted has precision 0; a class with no true examples
-  has recall 0; F1 is 0 when precision + recall is 0 (scikit-learn's ``zero_division=0``).
-* Macro averages run over the classes that occur in ``y_true`` or in the predictions
-  (scikit-learn's default): a class absent from both says nothing about the classifier
-  and would only pull the average towards 0. The per-class lists cover all
-  ``num_classes`` (such a class shows 0 with support 0).
-* Retrieval ranks are 1-based and ties are broken pessimistically: a non-relevant
-  gallery item scoring exactly as high as the best relevant one is ranked above it, so a
-  constant similarity gets the worst rank, never a lucky one.
-* ``cross_validate`` reports ``np.std`` over folds (ddof=0) and calls
-  ``keras.utils.set_random_seed(seed + fold)`` before building each fold's model, which
-  resets Python's, NumPy's and TensorFlow's global seeds.
-* Importing this module loads NumPy only; TensorFlow / Keras load when
-  ``ConfusionMatrixCallback`` or ``cross_validate`` is first used, SciPy's optimiser in
-  ``linear_probe``.
+Conventions:
+    * Labels are class indices ``0 .. num_classes - 1`` (1-D). Predictions are labels (1-D)
+      or an (n, num_classes) matrix of probabilities or logits, reduced by argmax (ties:
+      the lowest index). A single-column matrix (a sigmoid output) is refused.
+      ``num_classes`` defaults to the matrix's column count, else to the largest label + 1.
+    * scikit-learn's ``zero_division=0``: a class never predicted has precision 0, a class
+      without true examples recall 0. Macro averages run over the classes that occur in
+      ``y_true`` or in the predictions (scikit-learn's default); per-class lists cover all
+      ``num_classes``.
+    * Retrieval ranks are 1-based; a non-relevant item scoring as high as the best relevant
+      one is ranked above it, so a constant similarity gets the worst rank.
+    * Importing this module loads NumPy and scikit-learn; matplotlib loads when an image is
+      drawn, TensorFlow / Keras in ``cross_validate``, SciPy's optimiser in ``linear_probe``.
 """
 from __future__ import annotations
 
-import numbers
-import os
 import warnings
 
 import numpy as np
+import sklearn.metrics as sklearn_metrics
+from sklearn.model_selection import StratifiedKFold
 
+from xmodal_tf import plots
+from xmodal_tf._validation import check_finite_rows, check_int, check_number, check_positive_int, describe
 from xmodal_tf.data.balance import CLASS_WEIGHT_METHODS, as_class_labels, class_weights
 
 __all__ = [
-    "ConfusionMatrixCallback",
+    "ConfusionMatrixCallback",  # noqa: F822 - resolved by __getattr__ (it lives in training.callbacks)
     "accuracy",
     "classification_report",
     "confusion_matrix",
@@ -72,14 +68,6 @@ def _as_array(values) -> np.ndarray:
     return array
 
 
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive int; got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int; got {value}")
-    return int(value)
-
-
 def _predicted_labels(y_pred) -> tuple[np.ndarray, int | None]:
     """(labels, number of score columns or None) from labels or a score matrix."""
     array = _as_array(y_pred)
@@ -96,6 +84,7 @@ def _predicted_labels(y_pred) -> tuple[np.ndarray, int | None]:
                          "or output one column per class")
     if len(array) == 0:
         raise ValueError("y_pred is empty: give at least one example")
+    # Only NaN is refused: -inf logits (masked classes) still have a well-defined argmax.
     nan_rows = np.flatnonzero(np.isnan(array).any(axis=1))
     if nan_rows.size:
         raise ValueError(f"y_pred has NaN scores in {nan_rows.size} rows (first: row {nan_rows[0]}); "
@@ -110,7 +99,7 @@ def _labels_and_predictions(y_true, y_pred, num_classes):
     if len(predicted) != len(y_true):
         raise ValueError(f"y_true has {len(y_true)} examples but y_pred has {len(predicted)}")
     if num_classes is not None:
-        num_classes = _check_positive_int(num_classes, "num_classes")
+        num_classes = check_positive_int(num_classes, "num_classes")
         if columns is not None and columns != num_classes:
             raise ValueError(f"y_pred has {columns} score columns but num_classes={num_classes}")
     else:
@@ -122,41 +111,23 @@ def _labels_and_predictions(y_true, y_pred, num_classes):
     return y_true, predicted, num_classes
 
 
-def _counts_matrix(y_true: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
-    flat = np.bincount(y_true * num_classes + predicted, minlength=num_classes * num_classes)
-    return flat.reshape(num_classes, num_classes)
+def _counts(y_true: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    return sklearn_metrics.confusion_matrix(y_true, predicted, labels=np.arange(num_classes)).astype(np.int64)
 
 
 def confusion_matrix(y_true, y_pred, *, num_classes: int | None = None) -> np.ndarray:
-    """(num_classes, num_classes) int64 counts: row = true class, column = predicted class."""
-    return _counts_matrix(*_labels_and_predictions(y_true, y_pred, num_classes))
+    """Counts of (true class, predicted class) pairs.
 
+    Args:
+        y_true: (n,) true class indices.
+        y_pred: (n,) predicted class indices, or (n, num_classes) probabilities / logits.
+        num_classes: the number of classes; by default the score columns, else the
+            largest label + 1.
 
-def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """numerator / denominator, 0 where the denominator is 0 (the zero-division rule)."""
-    return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=denominator > 0)
-
-
-def _report_from_matrix(matrix: np.ndarray) -> dict:
-    true_positives = np.diag(matrix).astype(np.float64)
-    support, predicted_counts = matrix.sum(axis=1), matrix.sum(axis=0)
-    precision = _safe_divide(true_positives, predicted_counts)
-    recall = _safe_divide(true_positives, support)
-    f1 = _safe_divide(2 * precision * recall, precision + recall)
-    occurring = (support > 0) | (predicted_counts > 0)
-    return {
-        "accuracy": float(true_positives.sum() / matrix.sum()),
-        "macro_precision": float(precision[occurring].mean()),
-        "macro_recall": float(recall[occurring].mean()),
-        "macro_f1": float(f1[occurring].mean()),
-        "precision_per_class": precision.tolist(),
-        "recall_per_class": recall.tolist(),
-        "f1_per_class": f1.tolist(),
-        "support_per_class": support.tolist(),
-        "num_classes": int(len(matrix)),
-        "num_examples": int(matrix.sum()),
-        "confusion_matrix": matrix.tolist(),
-    }
+    Returns:
+        (num_classes, num_classes) int64 counts: row = true class, column = predicted class.
+    """
+    return _counts(*_labels_and_predictions(y_true, y_pred, num_classes))
 
 
 def classification_report(y_true, y_pred, *, num_classes: int | None = None) -> dict:
@@ -174,261 +145,97 @@ def classification_report(y_true, y_pred, *, num_classes: int | None = None) -> 
         num_classes floats), ``support_per_class`` (true examples per class, ints),
         ``num_classes``, ``num_examples`` and ``confusion_matrix`` (nested lists, rows
         = true class). See the module docstring for the zero-division and averaging rules.
+
+    Raises:
+        TypeError: labels that are not integers, or scores that are not numbers.
+        ValueError: mismatched lengths, NaN scores, labels out of range for num_classes.
     """
-    return _report_from_matrix(confusion_matrix(y_true, y_pred, num_classes=num_classes))
+    y_true, predicted, num_classes = _labels_and_predictions(y_true, y_pred, num_classes)
+    matrix = _counts(y_true, predicted, num_classes)
+    precision, recall, f1, support = sklearn_metrics.precision_recall_fscore_support(
+        y_true, predicted, labels=np.arange(num_classes), average=None, zero_division=0)
+    occurring = (support > 0) | (matrix.sum(axis=0) > 0)
+    return {
+        "accuracy": float(np.trace(matrix) / matrix.sum()),
+        "macro_precision": float(precision[occurring].mean()),
+        "macro_recall": float(recall[occurring].mean()),
+        "macro_f1": float(f1[occurring].mean()),
+        "precision_per_class": precision.tolist(),
+        "recall_per_class": recall.tolist(),
+        "f1_per_class": f1.tolist(),
+        "support_per_class": support.tolist(),
+        "num_classes": int(num_classes),
+        "num_examples": int(matrix.sum()),
+        "confusion_matrix": matrix.tolist(),
+    }
 
 
 def accuracy(y_true, y_pred, *, num_classes: int | None = None) -> float:
-    """Share of examples whose predicted class is the true class."""
-    return classification_report(y_true, y_pred, num_classes=num_classes)["accuracy"]
+    """Share of examples whose predicted class is the true class (arguments as in
+    ``classification_report``)."""
+    y_true, predicted, _ = _labels_and_predictions(y_true, y_pred, num_classes)
+    return float(sklearn_metrics.accuracy_score(y_true, predicted))
+
+
+def _macro(score, y_true, y_pred, num_classes) -> float:
+    """scikit-learn's macro average of ``score``, over the classes in y_true or y_pred."""
+    y_true, predicted, _ = _labels_and_predictions(y_true, y_pred, num_classes)
+    return float(score(y_true, predicted, average="macro", zero_division=0))
 
 
 def macro_precision(y_true, y_pred, *, num_classes: int | None = None) -> float:
     """Unweighted mean over occurring classes of TP / predicted (0 for a never-predicted class)."""
-    return classification_report(y_true, y_pred, num_classes=num_classes)["macro_precision"]
+    return _macro(sklearn_metrics.precision_score, y_true, y_pred, num_classes)
 
 
 def macro_recall(y_true, y_pred, *, num_classes: int | None = None) -> float:
     """Unweighted mean over occurring classes of TP / support (balanced accuracy when every
     class occurs in y_true)."""
-    return classification_report(y_true, y_pred, num_classes=num_classes)["macro_recall"]
+    return _macro(sklearn_metrics.recall_score, y_true, y_pred, num_classes)
 
 
 def macro_f1(y_true, y_pred, *, num_classes: int | None = None) -> float:
     """Unweighted mean over occurring classes of the per-class F1."""
-    return classification_report(y_true, y_pred, num_classes=num_classes)["macro_f1"]
+    return _macro(sklearn_metrics.f1_score, y_true, y_pred, num_classes)
 
 
 # ------------------------------------------------------------ confusion-matrix image
-# A 3x5 pixel font (rows top to bottom, "#" = ink) for cell counts and axis labels.
-_GLYPH_ROWS = {
-    "0": "### #.# #.# #.# ###", "1": ".#. ##. .#. .#. ###", "2": "### ..# ### #.. ###",
-    "3": "### ..# .## ..# ###", "4": "#.# #.# ### ..# ..#", "5": "### #.. ### ..# ###",
-    "6": "### #.. ### #.# ###", "7": "### ..# ..# .#. .#.", "8": "### #.# ### #.# ###",
-    "9": "### #.# ### ..# ###", "A": ".#. #.# ### #.# #.#", "B": "##. #.# ##. #.# ##.",
-    "C": ".## #.. #.. #.. .##", "D": "##. #.# #.# #.# ##.", "E": "### #.. ##. #.. ###",
-    "F": "### #.. ##. #.. #..", "G": ".## #.. #.# #.# .##", "H": "#.# #.# ### #.# #.#",
-    "I": "### .#. .#. .#. ###", "J": "..# ..# ..# #.# .#.", "K": "#.# #.# ##. #.# #.#",
-    "L": "#.. #.. #.. #.. ###", "M": "#.# ### ### #.# #.#", "N": "##. #.# #.# #.# #.#",
-    "O": ".#. #.# #.# #.# .#.", "P": "##. #.# ##. #.. #..", "Q": ".#. #.# #.# ##. .##",
-    "R": "##. #.# ##. #.# #.#", "S": ".## #.. .#. ..# ##.", "T": "### .#. .#. .#. .#.",
-    "U": "#.# #.# #.# #.# ###", "V": "#.# #.# #.# #.# .#.", "W": "#.# #.# ### ### #.#",
-    "X": "#.# #.# .#. #.# #.#", "Y": "#.# #.# .#. .#. .#.", "Z": "### ..# .#. #.. ###",
-    "-": "... ... ### ... ...", "_": "... ... ... ... ###", ".": "... ... ... ... .#.",
-    " ": "... ... ... ... ...", "?": "### ..# .#. ... .#.",
-}
-_GLYPHS = {char: np.array([[pixel == "#" for pixel in row] for row in rows.split()])
-           for char, rows in _GLYPH_ROWS.items()}
-_EMPTY_COLOR = np.array([247, 251, 255])   # a row share of 0
-_FULL_COLOR = np.array([8, 48, 107])       # a row share of 1
-_GRID_COLOR = (200, 200, 200)
-_PADDING = 3            # pixels around the labels
-_MAX_LABEL_CHARS = 10
-_IMAGE_SIDE = 480       # the grid's target size in pixels; cells are 1 to 40 pixels
-
-
-def _text_bitmap(text: str) -> np.ndarray:
-    """(5, 4 * len(text) - 1) bool pixels of ``text`` in the 3x5 font (unknown chars: "?")."""
-    glyphs = [_GLYPHS.get(char, _GLYPHS["?"]) for char in text.upper()]
-    if not glyphs:
-        return np.zeros((5, 0), dtype=bool)
-    spaced = [part for glyph in glyphs for part in (glyph, np.zeros((5, 1), dtype=bool))]
-    return np.concatenate(spaced[:-1], axis=1)
-
-
-def _stamp(image: np.ndarray, bitmap: np.ndarray, top: int, left: int, scale: int, color) -> None:
-    """Paint the ink pixels of ``bitmap``, magnified ``scale`` times, at (top, left)."""
-    pixels = np.kron(bitmap, np.ones((scale, scale), dtype=bool))
-    height, width = pixels.shape
-    image[top:top + height, left:left + width][pixels] = color
-
-
-def _number_scale(digits: int, cell: int) -> int:
-    """The largest font magnification (<= 3) at which a number fits a cell; 0 if none."""
-    fitting = [scale for scale in (3, 2, 1)
-               if (4 * digits - 1) * scale <= cell - 2 and 5 * scale <= cell - 2]
-    return fitting[0] if fitting else 0
-
-
-def _check_confusion_matrix(matrix) -> np.ndarray:
-    array = _as_array(matrix)
-    if array.ndim != 2 or array.shape[0] != array.shape[1] or array.shape[0] == 0:
-        raise ValueError(f"matrix must be a square (num_classes, num_classes) confusion matrix; "
-                         f"got shape {array.shape}")
-    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
-        raise TypeError(f"matrix must hold numbers (counts); got dtype {array.dtype}")
-    if not np.all(np.isfinite(array)) or array.min() < 0:
-        raise ValueError("matrix must hold finite, non-negative counts")
-    return array.astype(np.float64)
-
-
-def _class_names(num_classes: int, class_names) -> list[str]:
-    if class_names is None:
-        return [str(index) for index in range(num_classes)]
-    if isinstance(class_names, str) or len(class_names) != num_classes:
-        raise ValueError(f"class_names must be a sequence of {num_classes} names, one per class; "
-                         f"got {class_names!r}")
-    return [str(name) for name in class_names]
-
-
 def confusion_matrix_image(matrix, class_names=None) -> np.ndarray:
-    """A confusion matrix drawn as an RGB image, ready for ``tf.summary.image``.
+    """A confusion matrix drawn with matplotlib as an RGB image for ``tf.summary.image``.
 
-    Rows are true classes, columns predicted classes (read bottom to top above the
-    grid). Each cell is shaded by its row-normalised count (the share of the true class
-    predicted as that column): near-white 0 to dark blue 1. Integer counts are printed in
-    the cells when they fit; labels are the class names (upper-cased, at most 10
-    characters, characters outside A-Z 0-9 - _ . shown as "?") or the class indices.
-    Drawn with NumPy alone, in a 3x5 pixel font.
+    Rows are true classes, columns predicted classes; each cell is shaded by its share of
+    the row and, for up to 20 classes, labelled with its count (``plots.confusion_matrix_figure``).
 
     Args:
         matrix: (C, C) non-negative counts, e.g. from ``confusion_matrix``.
         class_names: optional C names.
 
     Returns:
-        (1, H, W, 3) uint8 image, H = W, about 480 pixels plus label margins for C <= 480.
+        (1, H, W, 3) uint8 image, a few hundred pixels a side (more for many classes).
+
+    Raises:
+        TypeError: a matrix that does not hold numbers.
+        ValueError: a non-square, negative or non-finite matrix, or not C class names.
     """
-    counts = _check_confusion_matrix(matrix)
-    num_classes = len(counts)
-    names = _class_names(num_classes, class_names)
-    cell = int(np.clip(_IMAGE_SIDE // num_classes, 1, 40))
-    label_scale = 2 if cell >= 14 else 1
-    labels = [_text_bitmap(name[:_MAX_LABEL_CHARS]) for name in names] if cell >= 6 else []
-    margin = (max(label.shape[1] for label in labels) * label_scale + 2 * _PADDING) if labels else 0
-    grid = num_classes * cell
-    side = margin + grid + _PADDING
-    image = np.full((side, side, 3), 255, dtype=np.uint8)
-
-    row_totals = counts.sum(axis=1, keepdims=True)
-    shares = np.divide(counts, row_totals, out=np.zeros_like(counts), where=row_totals > 0)
-    colors = _EMPTY_COLOR + shares[..., None] * (_FULL_COLOR - _EMPTY_COLOR)
-    cells = np.repeat(np.repeat(np.round(colors).astype(np.uint8), cell, axis=0), cell, axis=1)
-    image[margin:margin + grid, margin:margin + grid] = cells
-    if cell >= 8:
-        for line in margin + cell * np.arange(num_classes + 1):
-            image[line, margin:margin + grid + 1] = _GRID_COLOR
-            image[margin:margin + grid + 1, line] = _GRID_COLOR
-
-    if _number_scale(1, cell) and np.all(counts == np.round(counts)):
-        for (row, column), count in np.ndenumerate(counts.astype(np.int64)):
-            text = _text_bitmap(str(count))
-            scale = _number_scale(len(str(count)), cell)
-            if scale:
-                top = margin + row * cell + (cell - 5 * scale) // 2
-                left = margin + column * cell + (cell - text.shape[1] * scale) // 2
-                color = (255, 255, 255) if shares[row, column] > 0.5 else (0, 0, 0)
-                _stamp(image, text, top, left, scale, color)
-    for index, label in enumerate(labels):
-        width = label.shape[1] * label_scale
-        offset = margin + index * cell + (cell - 5 * label_scale) // 2  # centred on the cell
-        _stamp(image, label, offset, margin - _PADDING - width, label_scale, (0, 0, 0))
-        _stamp(image, np.rot90(label), margin - _PADDING - width, offset, label_scale, (0, 0, 0))
-    return image[None]
-
-
-def _check_validation_data(validation_data):
-    """(inputs, checked labels), or a tf.data.Dataset as it is."""
-    import tensorflow as tf
-
-    if isinstance(validation_data, tf.data.Dataset):
-        return validation_data
-    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-        raise TypeError("validation_data must be (inputs, labels) or a tf.data.Dataset of "
-                        f"(inputs, labels) batches; got {type(validation_data).__name__}")
-    inputs, labels = validation_data
-    labels = as_class_labels(labels, name="validation labels")
-    _check_rows(inputs, len(labels), "validation inputs")
-    return inputs, labels
-
-
-def _single_output(outputs) -> np.ndarray:
-    if isinstance(outputs, (dict, list, tuple)):
-        raise TypeError("ConfusionMatrixCallback needs a model with one (batch, num_classes) "
-                        f"output; this model returns a {type(outputs).__name__}")
-    return np.asarray(outputs)
-
-
-def _define_confusion_matrix_callback():
-    """Build the Keras callback class (Keras is imported only when it is first asked for)."""
-    import keras
-    import tensorflow as tf
-
-    class ConfusionMatrixCallback(keras.callbacks.Callback):
-        """Writes the validation confusion matrix to TensorBoard as an image every few epochs.
-
-        Args:
-            logdir: the folder of the events file, e.g. ``os.path.join(run_dir, "validation")``
-                to sit beside the validation scalars of Keras' TensorBoard callback.
-            validation_data: ``(inputs, labels)`` with inputs an array or a dict of arrays
-                and labels (n,) class indices, or a ``tf.data.Dataset`` of
-                ``(inputs, labels[, sample_weights])`` batches.
-            class_names: optional names, one per model output column.
-            every: write after every ``every``-th epoch (epochs every, 2 * every, ...).
-            tag: the image's TensorBoard tag.
-            batch_size: prediction batch size for array inputs.
-
-        The model must output (batch, num_classes) probabilities or logits. The image
-        (see ``confusion_matrix_image``) is logged at step = epoch index (0-based, like
-        Keras' TensorBoard callback); ``last_matrix`` holds the latest counts.
-        """
-
-        def __init__(self, logdir, validation_data, class_names=None, every: int = 1, *,
-                     tag: str = "confusion_matrix", batch_size: int = 256):
-            super().__init__()
-            self.logdir = os.fspath(logdir)
-            self.validation_data = _check_validation_data(validation_data)
-            self.class_names = None if class_names is None else list(class_names)
-            self.every = _check_positive_int(every, "every")
-            self.batch_size = _check_positive_int(batch_size, "batch_size")
-            self.tag = tag
-            self.last_matrix = None
-            self._writer = None
-
-        def on_epoch_end(self, epoch, logs=None):
-            if (epoch + 1) % self.every:
-                return
-            labels, scores = self._labels_and_scores()
-            self.last_matrix = confusion_matrix(labels, scores, num_classes=scores.shape[1])
-            image = confusion_matrix_image(self.last_matrix, self.class_names)
-            if self._writer is None:
-                self._writer = tf.summary.create_file_writer(self.logdir)
-            with self._writer.as_default():
-                tf.summary.image(self.tag, image, step=epoch, description=self._description())
-            self._writer.flush()
-
-        def on_train_end(self, logs=None):
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
-
-        def _labels_and_scores(self):
-            if isinstance(self.validation_data, tf.data.Dataset):
-                labels, scores = [], []
-                for batch in self.validation_data:
-                    labels.append(np.asarray(batch[1]))
-                    scores.append(_single_output(self.model.predict_on_batch(batch[0])))
-                return np.concatenate(labels), np.concatenate(scores)
-            inputs, labels = self.validation_data
-            outputs = self.model.predict(inputs, batch_size=self.batch_size, verbose=0)
-            return labels, _single_output(outputs)
-
-        def _description(self) -> str:
-            names = self.class_names or []
-            legend = ", ".join(f"{index} = {name}" for index, name in enumerate(names))
-            return ("Rows: true class; columns: predicted class. Shade: share of the row; "
-                    "numbers: counts." + (f" Classes: {legend}." if legend else ""))
-
-    ConfusionMatrixCallback.__qualname__ = "ConfusionMatrixCallback"
-    return ConfusionMatrixCallback
+    figure = plots.confusion_matrix_figure(matrix, class_names=class_names)
+    return np.ascontiguousarray(plots.figure_to_image(figure)[..., :3])
 
 
 def __getattr__(name):
-    # The callback subclasses keras.callbacks.Callback; defining it on first use keeps
-    # `import xmodal_tf.metrics` free of TensorFlow for NumPy-only evaluation.
+    # The callback moved to training/callbacks.py; resolving the old name on first use keeps
+    # `import xmodal_tf.metrics` free of TensorFlow.
     if name == "ConfusionMatrixCallback":
-        globals()[name] = _define_confusion_matrix_callback()
-        return globals()[name]
+        from xmodal_tf.training.callbacks import ConfusionMatrixCallback
+
+        return ConfusionMatrixCallback
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _define_confusion_matrix_callback():
+    """The ``ConfusionMatrixCallback`` class (kept for code that called this factory)."""
+    from xmodal_tf.training.callbacks import ConfusionMatrixCallback
+
+    return ConfusionMatrixCallback
 
 
 # ------------------------------------------------------------------------ retrieval
@@ -477,8 +284,8 @@ def _check_relevant(relevant, shape: tuple) -> np.ndarray:
 
 
 def _check_ks(ks, num_gallery: int) -> list[int]:
-    ks = [ks] if isinstance(ks, numbers.Integral) else list(ks)
-    ks = [_check_positive_int(k, "each k in ks") for k in ks]
+    ks = [ks] if np.ndim(ks) == 0 else list(ks)
+    ks = [check_positive_int(k, "each k in ks") for k in ks]
     too_large = [k for k in ks if k > num_gallery]
     if too_large:
         raise ValueError(f"k={too_large[0]} is larger than the gallery ({num_gallery} items): "
@@ -567,8 +374,7 @@ def _check_features(features, name: str) -> np.ndarray:
                          "(flatten with .reshape(len(x), -1))")
     if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
         raise TypeError(f"{name} must be numeric; got dtype {array.dtype}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or inf")
+    check_finite_rows(array, name, where="linear_probe")
     return array
 
 
@@ -666,8 +472,21 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, C:
     Predictions are among the classes present in ``train_labels``; ties go to the
     smallest class index. The result is deterministic for the same inputs.
 
+    Args:
+        train_features: (n_train, d) numeric features, e.g. frozen codes.
+        train_labels: (n_train,) class indices, at least two classes.
+        test_features: (n_test, d) features.
+        test_labels: (n_test,) class indices.
+        C: inverse regularisation strength, > 0 (scikit-learn's ``C``).
+        max_iter: the most L-BFGS iterations.
+
     Returns:
         ``accuracy`` and ``macro_f1`` on the test set, ``train_accuracy``.
+
+    Raises:
+        TypeError: non-numeric features, non-integer labels, C or max_iter of a wrong type.
+        ValueError: mismatched rows or feature counts, NaN or inf features, a single
+            training class, C <= 0 or max_iter < 1.
     """
     train_features = _check_features(train_features, "train_features")
     test_features = _check_features(test_features, "test_features")
@@ -683,10 +502,8 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, C:
                          f"test_features has {test_features.shape[1]}")
     if len(np.unique(train_labels)) < 2:
         raise ValueError("train_labels hold a single class: a classifier needs at least two")
-    if isinstance(C, bool) or not isinstance(C, numbers.Real) or not C > 0:
-        raise ValueError(f"C (inverse regularisation strength) must be a positive number; "
-                         f"got {C!r}")
-    max_iter = _check_positive_int(max_iter, "max_iter")
+    C = check_number(C, "C (inverse regularisation strength)", minimum=0, exclusive_minimum=True)
+    max_iter = check_positive_int(max_iter, "max_iter")
 
     train = np.asarray(train_features, dtype=np.float64)
     mean = train.mean(axis=0)
@@ -694,7 +511,7 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, C:
     scale[scale <= 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)] = 1.0  # constant features
     classes, class_index = np.unique(train_labels, return_inverse=True)
     weights, intercepts, converged = _softmax_probe_fit((train - mean) / scale, class_index, len(classes),
-                                                        float(C), max_iter)
+                                                        C, max_iter)
     if not converged:
         warnings.warn(f"linear_probe: the solver did not converge in max_iter={max_iter} iterations; "
                       "raise max_iter or lower C", RuntimeWarning, stacklevel=2)
@@ -712,31 +529,47 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, C:
 
 
 # ------------------------------------------------------------------ cross-validation
-def stratified_folds(labels, n_splits: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified k-fold split: [(train_indices, test_indices)] * n_splits.
+_MAX_SEED = 2**32 - 1  # scikit-learn's random_state range
 
-    Each class's examples are shuffled (by ``seed``) and dealt to the folds in turn, so
-    every fold holds each class's count to within one, fold sizes differ by at most one,
-    and the test folds are disjoint and cover every example once. Index arrays are
-    sorted int64. A class with fewer than ``n_splits`` examples is missing from some
-    test folds (a warning says which).
+
+def stratified_folds(labels, n_splits: int = 5, seed: int | None = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified k-fold split (scikit-learn's ``StratifiedKFold(shuffle=True)``).
+
+    Every fold holds each class's count to within one, fold sizes differ by at most one,
+    and the test folds are disjoint and cover every example once.
+
+    Args:
+        labels: (n,) class indices.
+        n_splits: the number of folds, 2 <= n_splits <= n, and at most the size of the
+            largest class. A class with fewer than ``n_splits`` examples is missing from
+            some test folds (a warning says which).
+        seed: the shuffle's seed (0 .. 2**32 - 1), or None for a fresh shuffle.
+
+    Returns:
+        ``[(train_indices, test_indices)] * n_splits``, sorted int64 index arrays.
+
+    Raises:
+        TypeError: a non-integer n_splits or seed.
+        ValueError: n_splits out of range, or labels that are not class indices.
     """
     labels = as_class_labels(labels)
-    n_splits = _check_positive_int(n_splits, "n_splits")
+    n_splits = check_int(n_splits, "n_splits")
+    seed = check_int(seed, "seed", minimum=0, maximum=_MAX_SEED, allow_none=True)
     if n_splits < 2 or n_splits > len(labels):
         raise ValueError(f"n_splits must be between 2 and the number of examples ({len(labels)}); "
                          f"got {n_splits}")
     classes, counts = np.unique(labels, return_counts=True)
+    if counts.max() < n_splits:
+        raise ValueError(f"n_splits={n_splits} is more than the examples of any class (largest: "
+                         f"{counts.max()}); choose n_splits <= {counts.max()}")
     if counts.min() < n_splits:
         warnings.warn(f"class {classes[np.argmin(counts)]} has only {counts.min()} examples, fewer "
                       f"than n_splits={n_splits}: some test folds will not contain it", stacklevel=2)
-    rng = np.random.default_rng(seed)
-    dealing_order = np.concatenate([rng.permutation(np.flatnonzero(labels == label))
-                                    for label in classes])
-    fold_of = np.empty(len(labels), dtype=np.int64)
-    fold_of[dealing_order] = np.arange(len(labels)) % n_splits
-    return [(np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold))
-            for fold in range(n_splits)]
+    splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # scikit-learn's own version of the warning above
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        return [(train.astype(np.int64), test.astype(np.int64))
+                for train, test in splitter.split(np.zeros((len(labels), 1)), labels)]
 
 
 def _check_rows(inputs, num_rows: int, name: str) -> None:
@@ -745,8 +578,7 @@ def _check_rows(inputs, num_rows: int, name: str) -> None:
              if isinstance(inputs, dict) else {name: inputs})
     for array_name, array in named.items():
         if not hasattr(array, "shape") or np.ndim(array) == 0:
-            raise TypeError(f"{array_name} must be an array with one row per label; "
-                            f"got {type(array).__name__}")
+            raise TypeError(f"{array_name} must be an array with one row per label; got {describe(array)}")
         if len(array) != num_rows:
             raise ValueError(f"{array_name} has {len(array)} rows but there are {num_rows} labels")
 
@@ -766,7 +598,7 @@ def _check_fit_kwargs(fit_kwargs) -> dict:
     if fit_kwargs is None:
         return {"verbose": 0}
     if not isinstance(fit_kwargs, dict):
-        raise TypeError(f"fit_kwargs must be a dict of model.fit arguments; got {fit_kwargs!r}")
+        raise TypeError(f"fit_kwargs must be a dict of model.fit arguments; got {describe(fit_kwargs)}")
     for key, instead in _RESERVED_FIT_KEYS.items():
         if key in fit_kwargs:
             raise ValueError(f"fit_kwargs must not contain {key!r}: cross_validate sets it per fold "
@@ -813,6 +645,9 @@ def cross_validate(build_model, inputs, labels, *, n_splits: int = 5, seed: int 
                    fit_kwargs: dict | None = None, class_weight=None) -> dict:
     """Stratified k-fold cross-validation of a Keras classifier.
 
+    scikit-learn's ``cross_validate`` wants an estimator; this one takes a builder of
+    compiled Keras models, so each fold trains fresh weights.
+
     Args:
         build_model: a callable returning a fresh, compiled ``keras.Model`` whose output
             is (batch, num_classes) probabilities or logits (or (batch,) labels).
@@ -820,7 +655,8 @@ def cross_validate(build_model, inputs, labels, *, n_splits: int = 5, seed: int 
         labels: (n,) class indices.
         n_splits: number of folds (see ``stratified_folds``).
         seed: the fold assignment's seed; fold i's model is built after
-            ``keras.utils.set_random_seed(seed + i)``.
+            ``keras.utils.set_random_seed(seed + i)``, which resets Python's, NumPy's and
+            TensorFlow's global seeds.
         fit_kwargs: extra ``model.fit`` arguments (epochs, batch_size, callbacks,
             validation_split, ...); ``verbose`` defaults to 0.
         class_weight: None, a dict {class: weight}, or ``"balanced"`` /
@@ -829,7 +665,11 @@ def cross_validate(build_model, inputs, labels, *, n_splits: int = 5, seed: int 
     Returns:
         ``folds``: per fold ``accuracy``, ``macro_precision``, ``macro_recall``,
         ``macro_f1``, ``train_size``, ``test_size``, ``epochs``; ``mean`` and ``std``
-        (ddof=0) of the four metrics over folds; ``n_splits``; ``seed``.
+        (``np.std``, ddof=0) of the four metrics over folds; ``n_splits``; ``seed``.
+
+    Raises:
+        TypeError: a model instead of a builder, inputs that are not arrays, a non-int seed.
+        ValueError: mismatched rows, reserved ``fit_kwargs`` keys, an unknown class_weight.
     """
     if not callable(build_model) or hasattr(build_model, "fit"):
         raise TypeError("build_model must be a function that builds and compiles a fresh "
@@ -837,12 +677,11 @@ def cross_validate(build_model, inputs, labels, *, n_splits: int = 5, seed: int 
                         f"got {type(build_model).__name__}")
     labels = as_class_labels(labels)
     if not (isinstance(inputs, dict) or hasattr(inputs, "shape")):
-        raise TypeError(f"inputs must be an array or a dict name -> array; got {type(inputs).__name__}")
+        raise TypeError(f"inputs must be an array or a dict name -> array; got {describe(inputs)}")
     _check_rows(inputs, len(labels), "inputs")
     fit_kwargs = _check_fit_kwargs(fit_kwargs)
     class_weight = _check_class_weight(class_weight)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int; got {seed!r}")
+    seed = check_int(seed, "seed", minimum=0, maximum=_MAX_SEED)
     folds = stratified_folds(labels, n_splits, seed)
 
     import keras

@@ -1,8 +1,9 @@
 """Training: the explicit ``tf.function`` loop for every model (``Trainer``, and
 ``DeepCCATrainer`` for Deep CCA), strategies by name (``make_strategy``, ``is_chief``),
 and TensorBoard callbacks (image grids of generated samples and reconstructions, the
-embedding projector)."""
+embedding projector, a classifier's confusion matrix)."""
 from xmodal_tf.training.callbacks import (
+    ConfusionMatrixCallback,
     EmbeddingProjectorCallback,
     GeneratedImagesCallback,
     ReconstructionImagesCallback,
@@ -11,6 +12,6 @@ from xmodal_tf.training.deepcca_trainer import DeepCCATrainer
 from xmodal_tf.training.strategies import STRATEGIES, describe_strategy, is_chief, make_strategy
 from xmodal_tf.training.trainer import Trainer
 
-__all__ = ["DeepCCATrainer", "EmbeddingProjectorCallback", "GeneratedImagesCallback",
+__all__ = ["ConfusionMatrixCallback", "DeepCCATrainer", "EmbeddingProjectorCallback", "GeneratedImagesCallback",
            "ReconstructionImagesCallback", "STRATEGIES", "Trainer", "describe_strategy", "is_chief",
            "make_strategy"]

@@ -6,6 +6,8 @@
   reconstructions from all modalities and from each modality alone (cross-modal).
 * ``EmbeddingProjectorCallback``    shared codes for TensorBoard's embedding projector, with
   labels as metadata.
+* ``ConfusionMatrixCallback``        a classifier's validation confusion matrix as an image
+  (drawn with matplotlib, ``xmodal_tf.metrics.confusion_matrix_image``).
 
     >>> callbacks = [ReconstructionImagesCallback("tensorboard_logs/run", inputs=few_examples),
     ...              EmbeddingProjectorCallback("tensorboard_logs/run", test_inputs, test_labels)]
@@ -13,7 +15,9 @@
     >>> # tensorboard --logdir tensorboard_logs   (IMAGES and PROJECTOR tabs)
 
 Epochs are counted from 1 in the decision "every ``every`` epochs" (epochs every,
-2 * every, ...), and the summaries' step is Keras' 0-based epoch index. Each callback
+2 * every, ...); the summaries' step is the epoch counted from 1 as well (the Trainer's
+scalars), except ``ConfusionMatrixCallback``'s, which is Keras' 0-based epoch index
+(beside the validation scalars of Keras' TensorBoard callback). Each callback
 writes its own events file into ``logdir``; files are flushed after every write, so
 TensorBoard (and tests) see them at once.
 
@@ -24,7 +28,6 @@ original examples (so reconstructions and originals share one scale) and clipped
 """
 from __future__ import annotations
 
-import numbers
 import os
 import pathlib
 
@@ -32,8 +35,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["EmbeddingProjectorCallback", "GeneratedImagesCallback", "ReconstructionImagesCallback",
-           "heat_map", "image_grid", "to_pictures"]
+from xmodal_tf._validation import check_int, check_positive_int, describe
+from xmodal_tf.data.balance import as_class_labels
+from xmodal_tf.metrics import _check_rows, confusion_matrix, confusion_matrix_image
+
+__all__ = ["ConfusionMatrixCallback", "EmbeddingProjectorCallback", "GeneratedImagesCallback",
+           "ReconstructionImagesCallback", "heat_map", "image_grid", "to_pictures"]
 
 # Anchors of the viridis colour map (dark blue -> green -> yellow), at 0, 0.25 ... 1.
 _VIRIDIS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]],
@@ -103,23 +110,19 @@ def to_pictures(values, value_range) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- base
-def _check_every(every) -> int:
-    if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
-        raise ValueError(f"every must be a positive int (write every `every` epochs); got {every!r}.")
-    return int(every)
-
-
 class _TensorBoardCallback(keras.callbacks.Callback):
     """Writes to ``logdir`` every ``every`` epochs through its own summary writer."""
 
     def __init__(self, logdir, every: int = 1, name: str = "images"):
         super().__init__()
         if not isinstance(logdir, (str, os.PathLike)):
-            raise TypeError(f"logdir must be a folder path; got {type(logdir).__name__}.")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty string (the TensorBoard tag); got {name!r}.")
+            raise TypeError(f"logdir must be a folder path (str or os.PathLike); got {describe(logdir)}.")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str (the TensorBoard tag); got {describe(name)}.")
+        if not name:
+            raise ValueError("name must be a non-empty str (the TensorBoard tag); got ''.")
         self.logdir = pathlib.Path(logdir)
-        self.every = _check_every(every)
+        self.every = check_positive_int(every, "every")
         self.name = name
         self._writer = None
 
@@ -167,12 +170,8 @@ class GeneratedImagesCallback(_TensorBoardCallback):
     def __init__(self, logdir, conditions, n_per_condition: int = 8, every: int = 1,
                  name: str = "generated_images", value_range=None, seed: int | None = 0):
         super().__init__(logdir, every, name)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-            raise TypeError(f"seed must be an int or None; got {seed!r}.")
-        self.seed = seed
-        if isinstance(n_per_condition, bool) or not isinstance(n_per_condition, numbers.Integral) \
-                or n_per_condition < 1:
-            raise ValueError(f"n_per_condition must be a positive int; got {n_per_condition!r}.")
+        self.seed = check_int(seed, "seed", allow_none=True)
+        n_per_condition = check_positive_int(n_per_condition, "n_per_condition")
         if value_range is not None:
             value_range = tuple(float(v) for v in value_range)
             if len(value_range) != 2 or not value_range[0] < value_range[1]:
@@ -341,3 +340,98 @@ class EmbeddingProjectorCallback(_TensorBoardCallback):
             lines = ["label\tpresent"] + [f"{_metadata_text(label)}\t{subset}"
                                           for subset in subset_names for label in self.labels]
         (self.logdir / "metadata.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------- confusion matrix
+def _check_validation_data(validation_data):
+    """(inputs, checked labels), or a tf.data.Dataset as it is."""
+    if isinstance(validation_data, tf.data.Dataset):
+        return validation_data
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise TypeError("validation_data must be (inputs, labels) or a tf.data.Dataset of "
+                        f"(inputs, labels) batches; got {type(validation_data).__name__}")
+    inputs, labels = validation_data
+    labels = as_class_labels(labels, name="validation labels")
+    _check_rows(inputs, len(labels), "validation inputs")
+    return inputs, labels
+
+
+def _single_output(outputs) -> np.ndarray:
+    if isinstance(outputs, (dict, list, tuple)):
+        raise TypeError("ConfusionMatrixCallback needs a model with one (batch, num_classes) "
+                        f"output; this model returns a {type(outputs).__name__}")
+    return np.asarray(outputs)
+
+
+class ConfusionMatrixCallback(_TensorBoardCallback):
+    """Writes the validation confusion matrix to TensorBoard as an image every few epochs.
+
+    The model must output (batch, num_classes) probabilities or logits. The image (see
+    ``xmodal_tf.metrics.confusion_matrix_image``: row shares shaded, counts in the cells)
+    is logged at step = epoch index (0-based, like Keras' TensorBoard callback), with a
+    description of the axes; ``last_matrix`` holds the latest counts.
+
+        >>> callback = ConfusionMatrixCallback(os.path.join(run_dir, "validation"), (x_val, y_val))
+        >>> model.fit(x, y, epochs=10, callbacks=[callback])
+
+    Args:
+        logdir: the folder of the events file, e.g. ``os.path.join(run_dir, "validation")``
+            to sit beside the validation scalars of Keras' TensorBoard callback.
+        validation_data: ``(inputs, labels)`` with inputs an array or a dict of arrays
+            and labels (n,) class indices, or a ``tf.data.Dataset`` of
+            ``(inputs, labels[, sample_weights])`` batches.
+        class_names: optional names, one per model output column.
+        every: write after every ``every``-th epoch (epochs every, 2 * every, ...).
+        tag: the image's TensorBoard tag.
+        batch_size: prediction batch size for array inputs.
+
+    Raises:
+        TypeError: validation_data that is neither a pair nor a Dataset; a model with
+            several outputs (at the first write).
+        ValueError: inputs and labels of different lengths, every or batch_size < 1,
+            class_names of the wrong length (at the first write).
+    """
+
+    def __init__(self, logdir, validation_data, class_names=None, every: int = 1, *,
+                 tag: str = "confusion_matrix", batch_size: int = 256):
+        super().__init__(logdir, every, tag)
+        self.validation_data = _check_validation_data(validation_data)
+        self.class_names = None if class_names is None else list(class_names)
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.last_matrix = None
+
+    @property
+    def tag(self) -> str:
+        """The image's TensorBoard tag (the base class' ``name``)."""
+        return self.name
+
+    @tag.setter
+    def tag(self, value: str) -> None:
+        self.name = value
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every == 0:
+            self.write(epoch)  # Keras' 0-based epoch, as the TensorBoard callback's validation scalars
+
+    def _summarise(self, step: int) -> None:
+        labels, scores = self._labels_and_scores()
+        self.last_matrix = confusion_matrix(labels, scores, num_classes=scores.shape[1])
+        image = confusion_matrix_image(self.last_matrix, self.class_names)
+        tf.summary.image(self.tag, image, step=step, description=self._description())
+
+    def _labels_and_scores(self) -> tuple:
+        if isinstance(self.validation_data, tf.data.Dataset):
+            labels, scores = [], []
+            for batch in self.validation_data:
+                labels.append(np.asarray(batch[1]))
+                scores.append(_single_output(self.model.predict_on_batch(batch[0])))
+            return np.concatenate(labels), np.concatenate(scores)
+        inputs, labels = self.validation_data
+        outputs = self.model.predict(inputs, batch_size=self.batch_size, verbose=0)
+        return labels, _single_output(outputs)
+
+    def _description(self) -> str:
+        names = self.class_names or []
+        legend = ", ".join(f"{index} = {name}" for index, name in enumerate(names))
+        return ("Rows: true class; columns: predicted class. Shade: share of the row; "
+                "numbers: counts." + (f" Classes: {legend}." if legend else ""))

@@ -8,6 +8,7 @@ import pytest
 
 import xmodal_tf.data as data
 from xmodal_tf.data import datasets as datasets_module
+from xmodal_tf.network import network_reachable
 
 NUM_DIGITS = 1797
 
@@ -277,7 +278,7 @@ def test_missing_mnist_offline_download_fails_fast(tmp_path, isolated_home, monk
 
 def test_network_probe_gives_up_within_its_timeout():
     start = time.monotonic()
-    reachable = datasets_module._network_reachable("host.invalid", 443, timeout_s=1.0)
+    reachable = network_reachable("host.invalid", 443, timeout_s=1.0)
     assert reachable is False
     assert time.monotonic() - start < 5.0
 
@@ -311,9 +312,10 @@ def test_npz_that_is_no_archive_raises_value_error(tmp_path, isolated_home):
         data.load_split_mnist(tmp_path, download=False)
 
 
-@pytest.mark.parametrize("validation_size", [300, 1000, -1, 2.5, "100", True])
-def test_bad_validation_size(fake_mnist, validation_size):
-    with pytest.raises(ValueError, match="validation_size"):
+@pytest.mark.parametrize("validation_size, error", [(300, ValueError), (1000, ValueError), (-1, ValueError),
+                                                    (2.5, TypeError), ("100", TypeError), (True, TypeError)])
+def test_bad_validation_size(fake_mnist, validation_size, error):
+    with pytest.raises(error, match="validation_size"):
         data.load_split_mnist(fake_mnist[0].parent, validation_size=validation_size,
                               download=False)
 

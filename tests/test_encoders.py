@@ -145,7 +145,7 @@ def test_cnn_encoder_round_trip(rng, tmp_path):
 
 def test_image_decoder_default_output_is_linear(rng):
     # Issue 16: a sigmoid default could not reconstruct standardised or noisy images.
-    from xmodal_tf.models.mae import image_decoder
+    from xmodal_tf.decoders import image_decoder
 
     decoder = image_decoder(6, (8, 4, 1), filters=(4,))
     assert decoder.get_layer("image_decoder_output").activation is keras.activations.linear
@@ -158,7 +158,7 @@ def test_image_decoder_default_output_is_linear(rng):
 
 
 def test_dense_decoder_default_output_is_linear():
-    from xmodal_tf.models.mae import dense_decoder
+    from xmodal_tf.decoders import dense_decoder
 
     decoder = dense_decoder(6, (5, 2))
     assert decoder.get_layer("dense_decoder_output").activation is keras.activations.linear
@@ -302,9 +302,9 @@ def test_mlp_encoder_without_hidden_layers_is_linear():
 # ----------------------------------------------------------------------------- bad inputs
 
 @pytest.mark.parametrize("build, error, message", [
-    (lambda: cnn_encoder((8, 4, 1), 0), ValueError, "embedding_dim must be an integer >= 1"),
+    (lambda: cnn_encoder((8, 4, 1), 0), ValueError, "embedding_dim must be an int >= 1; got 0"),
     (lambda: mlp_encoder(10, -5), ValueError, "embedding_dim"),
-    (lambda: rnn_encoder(vocab_size=20, embedding_dim=2.5), TypeError, "embedding_dim must be an integer"),
+    (lambda: rnn_encoder(vocab_size=20, embedding_dim=2.5), TypeError, r"embedding_dim must be an int >= 1; got 2.5 \(float\)"),
     (lambda: cnn_encoder((28, 14), 8), ValueError, r"rank 3.*\(28, 14, 1\)"),
     (lambda: cnn_encoder((28, 14, 1, 1), 8), ValueError, "rank 3"),
     (lambda: cnn_encoder((8, 4, 1), filters=()), ValueError, "filters must not be empty"),
@@ -316,7 +316,7 @@ def test_mlp_encoder_without_hidden_layers_is_linear():
     (lambda: cnn_encoder((8, 4, 1), dropout=1.5), ValueError, r"dropout must be a rate in \[0, 1\)"),
     (lambda: mlp_encoder((28, 14)), ValueError, "positive int or a 1-tuple"),
     (lambda: mlp_encoder(0), ValueError, "input_dim"),
-    (lambda: mlp_encoder("392"), TypeError, "input_dim must be an integer"),
+    (lambda: mlp_encoder("392"), TypeError, "input_dim must be an int >= 1"),
     (lambda: rnn_encoder(), ValueError, "exactly one of vocab_size .* or input_dim"),
     (lambda: rnn_encoder(vocab_size=20, input_dim=5), ValueError, "exactly one of vocab_size"),
     (lambda: rnn_encoder(vocab_size=20, cell="transformer"), ValueError, "Unknown cell 'transformer'.*'lstm', 'gru'"),
@@ -407,7 +407,7 @@ def test_backbone_encoder_imagenet_offline_fails_fast(monkeypatch):
         probed_hosts.append(host)
         return False
 
-    monkeypatch.setattr(encoders, "_network_reachable", unreachable)
+    monkeypatch.setattr(encoders, "network_reachable", unreachable)
     with pytest.raises(RuntimeError, match="needs internet.*local path"):
         backbone_encoder(weights="imagenet", input_shape=(32, 32, 3))
     assert probed_hosts == ["storage.googleapis.com"]

@@ -181,7 +181,7 @@ def test_bad_masks_and_inputs_are_rejected_up_front():
         layers.TensorFusion()([keras.Input((1024,)), keras.Input((1024,))])
     with pytest.raises(ValueError, match="divisible by num_heads"):
         layers.AttentionFusion(units=6, num_heads=4)
-    with pytest.raises(ValueError, match="hidden_units must be a positive integer"):
+    with pytest.raises(ValueError, match=r"each entry of ConcatFusion hidden_units must be an int >= 1; got 0"):
         layers.ConcatFusion(hidden_units=(8, 0))
 
 

@@ -1,7 +1,7 @@
 """xmodal_tf: cross-modal transfer learning for TensorFlow 2 / Keras 3.
 
 The linear CCA estimators are imported eagerly (NumPy/SciPy only); submodules that
-need TensorFlow (``data``, ``encoders``, ``layers``, ``losses``, ``transfer`` ...) load on first
+need TensorFlow (``encoders``, ``decoders``, ``layers``, ``losses``, ``transfer`` ...) load on first
 attribute access, so ``import xmodal_tf`` stays fast.
 """
 import importlib
@@ -10,8 +10,8 @@ from xmodal_tf.cca import CCA, MCCA
 
 __version__ = "0.1.0"
 
-_LAZY_SUBMODULES = ("cca", "data", "encoders", "experiments", "layers", "losses", "metrics",
-                    "models", "optimizers", "training", "transfer")
+_LAZY_SUBMODULES = ("cca", "data", "decoders", "encoders", "experiments", "layers", "losses", "metrics",
+                    "models", "network", "optimizers", "plots", "precision", "training", "transfer")
 
 __all__ = ["CCA", "MCCA", "__version__", *_LAZY_SUBMODULES]
 

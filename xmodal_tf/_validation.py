@@ -15,8 +15,8 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_bool", "check_choice", "check_finite_rows", "check_int", "check_number", "check_positive_int",
-           "check_shape", "describe", "non_finite_rows"]
+__all__ = ["check_bool", "check_choice", "check_finite_rows", "check_image_shape", "check_int", "check_int_sequence",
+           "check_number", "check_positive_int", "check_rate", "check_shape", "describe", "non_finite_rows"]
 
 #: How many offending row indices a message lists.
 SHOWN_ROWS = 5
@@ -89,14 +89,16 @@ def _is_int(value) -> bool:
 
 
 def check_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None,
-              allow_none: bool = False) -> int | None:
+              allow_none: bool = False, expected: str | None = None) -> int | None:
     """``value`` as an int: TypeError unless it is an integer (bools are not), ValueError
-    outside ``[minimum, maximum]``. None passes (and is returned) with ``allow_none``."""
+    outside ``[minimum, maximum]``. None passes (and is returned) with ``allow_none``.
+    ``expected`` replaces the generated "an int >= 1" in messages where the argument's
+    meaning says more (e.g. "a positive integer (images per condition)")."""
     if value is None and allow_none:
         return None
     bounds = " and ".join(part for part in (f">= {minimum}" if minimum is not None else "",
                                             f"<= {maximum}" if maximum is not None else "") if part)
-    wanted = f"an int{' ' + bounds if bounds else ''}{' or None' if allow_none else ''}"
+    wanted = expected or f"an int{' ' + bounds if bounds else ''}{' or None' if allow_none else ''}"
     if not _is_int(value):
         raise TypeError(f"{name} must be {wanted}; got {value!r} ({type(value).__name__}).")
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
@@ -104,22 +106,43 @@ def check_int(value, name: str, *, minimum: int | None = None, maximum: int | No
     return int(value)
 
 
-def check_positive_int(value, name: str, *, allow_none: bool = False) -> int | None:
+def check_positive_int(value, name: str, *, allow_none: bool = False, expected: str | None = None) -> int | None:
     """``check_int(value, name, minimum=1)``: sizes, counts, epochs."""
-    return check_int(value, name, minimum=1, allow_none=allow_none)
+    return check_int(value, name, minimum=1, allow_none=allow_none, expected=expected)
+
+
+def check_int_sequence(values, name: str, *, minimum: int = 1, allow_empty: bool = False,
+                       example: str = "(64,)") -> tuple[int, ...]:
+    """``values`` as a tuple of ints >= ``minimum`` (layer widths, filter counts). A single
+    int is one entry; None is () with ``allow_empty``. TypeError for a string or a
+    non-sequence, ValueError for an empty one (unless ``allow_empty``); each entry is
+    checked by ``check_int`` as "each entry of {name}"."""
+    if values is None and allow_empty:
+        return ()
+    if _is_int(values):
+        values = (values,)
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of ints >= {minimum} such as {example}; got {values!r} "
+                        f"({type(values).__name__}).")
+    values = tuple(values)
+    if not values and not allow_empty:
+        raise ValueError(f"{name} must not be empty; pass e.g. {example}.")
+    return tuple(check_int(value, f"each entry of {name}", minimum=minimum) for value in values)
 
 
 def check_number(value, name: str, *, minimum: float | None = None, maximum: float | None = None,
                  exclusive_minimum: bool = False, exclusive_maximum: bool = False,
-                 allow_none: bool = False) -> float | None:
+                 allow_none: bool = False, expected: str | None = None) -> float | None:
     """``value`` as a finite float: TypeError unless it is a real number (bools are not),
-    ValueError if it is NaN or inf or outside the bounds (open ends with ``exclusive_*``)."""
+    ValueError if it is NaN or inf or outside the bounds (open ends with ``exclusive_*``).
+    ``expected`` replaces the generated "a finite number >= 0" in messages (e.g. "a rate
+    in [0, 1)")."""
     if value is None and allow_none:
         return None
     low = f"{'>' if exclusive_minimum else '>='} {minimum:g}" if minimum is not None else ""
     high = f"{'<' if exclusive_maximum else '<='} {maximum:g}" if maximum is not None else ""
     bounds = " and ".join(part for part in (low, high) if part)
-    wanted = f"a finite number{' ' + bounds if bounds else ''}{' or None' if allow_none else ''}"
+    wanted = expected or f"a finite number{' ' + bounds if bounds else ''}{' or None' if allow_none else ''}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be {wanted}; got {value!r} ({type(value).__name__}).")
     value = float(value)
@@ -128,6 +151,11 @@ def check_number(value, name: str, *, minimum: float | None = None, maximum: flo
     if not math.isfinite(value) or below or above:
         raise ValueError(f"{name} must be {wanted}; got {value!r}.")
     return value
+
+
+def check_rate(value, name: str) -> float:
+    """``value`` as a float in [0, 1): a dropout rate. TypeError for a non-number."""
+    return check_number(value, name, minimum=0, maximum=1, exclusive_maximum=True, expected="a rate in [0, 1)")
 
 
 def check_bool(value, name: str) -> bool:
@@ -164,3 +192,16 @@ def check_shape(shape, name: str, *, rank: int | None = None, allow_none: bool =
             kind = "positive ints or None" if allow_none else "positive ints"
             raise ValueError(f"{name} must hold {kind}; got {shape!r}.")
     return tuple(None if size is None else int(size) for size in shape)
+
+
+def check_image_shape(shape, name: str, *, allow_none: bool = False, example: str = "(28, 28, 1)") -> tuple:
+    """``shape`` as (height, width, channels) of positive ints: ValueError for another
+    rank (with the hint to add a channel axis) or a bad entry. With ``allow_none`` the
+    height and width may be None (images of any size); the channels never may."""
+    if _is_int(shape) or (hasattr(shape, "__len__") and not isinstance(shape, (str, bytes)) and len(shape) != 3):
+        raise ValueError(f"{name} must be (height, width, channels), rank 3; got {shape!r}. For grayscale "
+                         f"images add a channel axis, e.g. {example}.")
+    shape = check_shape(shape, name, rank=3, allow_none=allow_none)
+    if shape[2] is None:
+        raise ValueError(f"{name} must have a known number of channels; got {shape!r}.")
+    return shape

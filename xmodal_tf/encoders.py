@@ -41,9 +41,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from xmodal_tf.data.datasets import _network_reachable
+from xmodal_tf._validation import (check_bool, check_image_shape, check_int, check_int_sequence,
+                                   check_positive_int, check_rate)
 from xmodal_tf.layers import (ImageNetPreprocessing, MaskedMeanPooling, PositionalEmbedding, ReplicaDropout,
                               TransformerEncoderBlock)
+from xmodal_tf.network import network_reachable
 
 __all__ = [
     "BACKBONE_ARCHITECTURES",
@@ -75,39 +77,6 @@ KERAS_WEIGHTS_HOST = "storage.googleapis.com"
 MAX_WEIGHT_ENTRIES = 2 ** 31 - 1
 
 
-def _check_int(value, what: str, minimum: int = 1) -> int:
-    """value as int; TypeError unless an integer, ValueError if below minimum."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{what} must be an integer >= {minimum}, got {value!r} ({type(value).__name__}).")
-    if value < minimum:
-        raise ValueError(f"{what} must be an integer >= {minimum}, got {value}.")
-    return int(value)
-
-
-def _check_int_sequence(values, what: str, example: str) -> tuple[int, ...]:
-    """A non-empty sequence of positive ints (a single int is accepted as one entry)."""
-    if isinstance(values, numbers.Integral) and not isinstance(values, bool):
-        values = (values,)
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise TypeError(f"{what} must be a sequence of positive integers such as {example}, got {values!r}.")
-    values = tuple(values)
-    if not values:
-        raise ValueError(f"{what} must not be empty; pass e.g. {example}.")
-    return tuple(_check_int(value, f"each entry of {what}") for value in values)
-
-
-def _check_dropout(rate, what: str = "dropout") -> float:
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= rate < 1.0:
-        raise ValueError(f"{what} must be a rate in [0, 1), got {rate!r}.")
-    return float(rate)
-
-
-def _check_bool(value, what: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{what} must be True or False, got {value!r} ({type(value).__name__}).")
-    return bool(value)
-
-
 def _batch_norm(sync_batch_norm: bool, name: str) -> keras.layers.BatchNormalization:
     # synchronized=True all-reduces the batch moments over replicas (a no-op on one device).
     return keras.layers.BatchNormalization(synchronized=sync_batch_norm, name=name)
@@ -131,21 +100,6 @@ def _check_choice(value, choices, what: str):
     return value
 
 
-def _check_image_shape(input_shape, builder: str) -> tuple:
-    """(H, W, C) with positive ints (H and W may be None for variable size)."""
-    shape = tuple(input_shape) if hasattr(input_shape, "__iter__") else (input_shape,)
-    if len(shape) != 3:
-        raise ValueError(
-            f"{builder} input_shape must be (height, width, channels), rank 3; got {input_shape!r}. "
-            f"For grayscale images add a channel axis, e.g. (28, 14, 1).")
-    height, width, channels = shape
-    for size, axis in ((height, "height"), (width, "width")):
-        if size is not None:
-            _check_int(size, f"{builder} input_shape {axis}")
-    _check_int(channels, f"{builder} input_shape channels")
-    return shape
-
-
 def _sequence_source(vocab_size, input_dim, builder: str) -> str:
     """'tokens' or 'frames'; exactly one of vocab_size / input_dim must be given."""
     if (vocab_size is None) == (input_dim is None):
@@ -154,9 +108,9 @@ def _sequence_source(vocab_size, input_dim, builder: str) -> str:
             f"input_dim (float feature frames, all-zero frame = padding); "
             f"got vocab_size={vocab_size!r}, input_dim={input_dim!r}.")
     if vocab_size is not None:
-        _check_int(vocab_size, "vocab_size", minimum=2)
+        check_int(vocab_size, "vocab_size", minimum=2)
         return "tokens"
-    _check_int(input_dim, "input_dim")
+    check_positive_int(input_dim, "input_dim")
     return "frames"
 
 
@@ -227,15 +181,16 @@ def cnn_encoder(input_shape, embedding_dim=64, *, filters=(32, 64), kernel_size=
     Layer names: f"{name}_conv{i}", f"{name}_bn{i}" (with batch_norm), f"{name}_act{i}",
     f"{name}_pool{i}", f"{name}_global_pool", f"{name}_dropout", f"{name}_embedding".
     """
-    height, width, channels = _check_image_shape(input_shape, "cnn_encoder")
-    embedding_dim = _check_int(embedding_dim, "embedding_dim")
-    filters = _check_int_sequence(filters, "filters", "(32, 64)")
+    height, width, channels = check_image_shape(input_shape, "cnn_encoder input_shape", allow_none=True,
+                                                example="(28, 14, 1)")
+    embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
+    filters = check_int_sequence(filters, "filters", example="(32, 64)")
     _check_choice(pooling, POOLING_CHOICES, "pooling")
     _check_choice(global_pooling, GLOBAL_POOLING_CHOICES, "global_pooling")
     if global_pooling == "auto":
         global_pooling = _auto_global_pooling(height, width, filters, pooling)
-    dropout = _check_dropout(dropout)
-    sync_batch_norm = _check_bool(sync_batch_norm, "cnn_encoder sync_batch_norm")
+    dropout = check_rate(dropout, "dropout")
+    sync_batch_norm = check_bool(sync_batch_norm, "cnn_encoder sync_batch_norm")
     if global_pooling == "flatten" and (height is None or width is None):
         raise ValueError("global_pooling='flatten' needs a fixed height and width; use 'avg' or 'max' "
                          f"for variable-size images (input_shape={input_shape!r}).")
@@ -333,14 +288,14 @@ def rnn_encoder(*, vocab_size=None, input_dim=None, max_length=None, embedding_d
     f"{name}_embedding".
     """
     source = _sequence_source(vocab_size, input_dim, "rnn_encoder")
-    embedding_dim = _check_int(embedding_dim, "embedding_dim")
+    embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
     if max_length is not None:
-        max_length = _check_int(max_length, "max_length")
-    units = _check_int_sequence(units, "units", "(64,)")
+        max_length = check_positive_int(max_length, "max_length")
+    units = check_int_sequence(units, "units", example="(64,)")
     recurrent_layer = RNN_CELLS[_check_choice(cell, RNN_CELLS, "cell")]
-    dropout = _check_dropout(dropout)
+    dropout = check_rate(dropout, "dropout")
     if source == "tokens":
-        token_embedding_dim = _check_int(token_embedding_dim, "token_embedding_dim")
+        token_embedding_dim = check_positive_int(token_embedding_dim, "token_embedding_dim")
         _check_weight_size((vocab_size, token_embedding_dim), f"{name}_token_embedding", "rnn_encoder")
 
     inputs = _sequence_input(source, max_length, input_dim, name)
@@ -380,13 +335,13 @@ def attention_encoder(*, vocab_size=None, input_dim=None, max_length=None, embed
     if max_length is None:
         raise ValueError("attention_encoder needs max_length (the longest sequence it will see): "
                          "it sizes the learned positional embeddings, e.g. max_length=128.")
-    max_length = _check_int(max_length, "max_length")
-    embedding_dim = _check_int(embedding_dim, "embedding_dim")
-    model_dim = _check_int(model_dim, "model_dim")
-    num_heads = _check_int(num_heads, "num_heads")
-    num_layers = _check_int(num_layers, "num_layers", minimum=0)
-    ff_dim = _check_int(ff_dim, "ff_dim")
-    dropout = _check_dropout(dropout)
+    max_length = check_positive_int(max_length, "max_length")
+    embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
+    model_dim = check_positive_int(model_dim, "model_dim")
+    num_heads = check_positive_int(num_heads, "num_heads")
+    num_layers = check_int(num_layers, "num_layers", minimum=0)
+    ff_dim = check_positive_int(ff_dim, "ff_dim")
+    dropout = check_rate(dropout, "dropout")
     if model_dim % num_heads:
         raise ValueError(f"model_dim ({model_dim}) must be divisible by num_heads ({num_heads}), "
                          f"e.g. model_dim={num_heads * max(1, round(model_dim / num_heads))}.")
@@ -430,11 +385,11 @@ def mlp_encoder(input_dim, embedding_dim=50, *, hidden_units=(1024, 1024), activ
             raise ValueError(f"mlp_encoder input_dim must be a positive int or a 1-tuple such as (392,); "
                              f"got shape {tuple(input_dim)!r}. Flatten images first, or use cnn_encoder.")
         (input_dim,) = input_dim
-    input_dim = _check_int(input_dim, "mlp_encoder input_dim")
-    embedding_dim = _check_int(embedding_dim, "embedding_dim")
-    hidden_units = () if not hidden_units else _check_int_sequence(hidden_units, "hidden_units", "(1024, 1024)")
-    dropout = _check_dropout(dropout)
-    sync_batch_norm = _check_bool(sync_batch_norm, "mlp_encoder sync_batch_norm")
+    input_dim = check_positive_int(input_dim, "mlp_encoder input_dim")
+    embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
+    hidden_units = () if not hidden_units else check_int_sequence(hidden_units, "hidden_units", example="(1024, 1024)")
+    dropout = check_rate(dropout, "dropout")
+    sync_batch_norm = check_bool(sync_batch_norm, "mlp_encoder sync_batch_norm")
 
     for i, (rows, columns) in enumerate(zip((input_dim, *hidden_units), (*hidden_units, embedding_dim))):
         _check_weight_size((rows, columns), f"{name}_dense{i}" if i < len(hidden_units) else f"{name}_embedding",
@@ -514,13 +469,15 @@ def text_encoder(texts=None, *, vocabulary=None, tokens="char_ngrams", ngram_siz
     """
     _check_choice(tokens, TEXT_TOKENS, "tokens")
     default_sizes, default_length = ((1,), 32) if tokens == "words" else ((3,), 128)
-    ngram_sizes = default_sizes if ngram_sizes is None else _check_int_sequence(ngram_sizes, "ngram_sizes", "(3,)")
-    sequence_length = _check_int(default_length if sequence_length is None else sequence_length, "sequence_length")
-    max_tokens = _check_int(max_tokens, "max_tokens", minimum=3)
-    token_embedding_dim = _check_int(token_embedding_dim, "token_embedding_dim")
-    embedding_dim = _check_int(embedding_dim, "embedding_dim")
-    hidden_units = () if not hidden_units else _check_int_sequence(hidden_units, "hidden_units", "(128,)")
-    dropout = _check_dropout(dropout)
+    ngram_sizes = default_sizes if ngram_sizes is None else check_int_sequence(ngram_sizes, "ngram_sizes",
+                                                                                example="(3,)")
+    sequence_length = check_positive_int(default_length if sequence_length is None else sequence_length,
+                                         "sequence_length")
+    max_tokens = check_int(max_tokens, "max_tokens", minimum=3)
+    token_embedding_dim = check_positive_int(token_embedding_dim, "token_embedding_dim")
+    embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
+    hidden_units = () if not hidden_units else check_int_sequence(hidden_units, "hidden_units", example="(128,)")
+    dropout = check_rate(dropout, "dropout")
 
     both = tokens == "words_and_char_ngrams"
     if both and vocabulary is not None and (isinstance(vocabulary, (str, bytes)) or len(vocabulary) != 2):
@@ -626,9 +583,10 @@ def backbone_encoder(architecture="mobilenet_v3_small", *, input_shape=(224, 224
         raise ValueError(f"Unknown backbone architecture {architecture!r}; "
                          f"choose one of {tuple(BACKBONE_ARCHITECTURES)}.")
     spec = BACKBONE_ARCHITECTURES[architecture]
-    input_shape = _check_image_shape(input_shape, "backbone_encoder")
+    input_shape = check_image_shape(input_shape, "backbone_encoder input_shape", allow_none=True,
+                                    example="(224, 224, 3)")
     if embedding_dim is not None:
-        embedding_dim = _check_int(embedding_dim, "embedding_dim")
+        embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
     _check_choice(pooling, BACKBONE_POOLING_CHOICES, "pooling")
     weights_path = _check_backbone_weights(weights)
     name = name or f"{architecture}_encoder"
@@ -654,7 +612,7 @@ def _check_backbone_weights(weights) -> str | None:
     if weights is None:
         return None
     if weights == "imagenet":
-        if not _network_reachable(KERAS_WEIGHTS_HOST):
+        if not network_reachable(KERAS_WEIGHTS_HOST):
             raise RuntimeError(
                 f"weights='imagenet' needs internet access to download the weights from "
                 f"{KERAS_WEIGHTS_HOST}, which is unreachable (offline?). Download the '..._notop.h5' "

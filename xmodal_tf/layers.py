@@ -53,6 +53,7 @@ import tensorflow as tf
 from keras import ops
 
 from xmodal_tf._replicas import draw_rows
+from xmodal_tf._validation import check_int_sequence, check_positive_int, check_rate
 
 _PACKAGE = "xmodal_tf"
 
@@ -254,30 +255,6 @@ class ImageNetPreprocessing(keras.layers.Layer):
 MAX_TENSOR_FUSION_FEATURES = 2 ** 20
 
 
-def _check_positive_int(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{what} must be a positive integer; got {value!r}.")
-    return int(value)
-
-
-def _check_hidden_units(hidden_units, what: str) -> tuple[int, ...]:
-    """A (possibly empty) tuple of positive ints; a single int is one layer."""
-    if hidden_units is None:
-        return ()
-    if isinstance(hidden_units, numbers.Integral) and not isinstance(hidden_units, bool):
-        hidden_units = (hidden_units,)
-    if isinstance(hidden_units, (str, bytes)) or not hasattr(hidden_units, "__iter__"):
-        raise TypeError(f"{what} must be a sequence of positive integers such as (64,) or (); "
-                        f"got {hidden_units!r}.")
-    return tuple(_check_positive_int(units, f"each entry of {what}") for units in hidden_units)
-
-
-def _check_dropout_rate(rate, what: str) -> float:
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= rate < 1.0:
-        raise ValueError(f"{what} must be a rate in [0, 1); got {rate!r}.")
-    return float(rate)
-
-
 def _check_modality_names(modalities, layer: str) -> tuple[str, ...]:
     if isinstance(modalities, str) or not hasattr(modalities, "__iter__"):
         raise TypeError(f"{layer}: modalities must be a sequence of names such as ('image', 'audio'); "
@@ -419,6 +396,16 @@ class _ModalityFusion(keras.layers.Layer):
         return [ops.where(present[:, i:i + 1], embedding, ops.zeros_like(embedding))
                 for i, embedding in enumerate(embeddings)]
 
+    def _mean_of_present(self, inputs, mask) -> tuple:
+        """(mean of the present embeddings (batch, d), their count (batch, 1) or None
+        without a mask); an example with none present gets zeros."""
+        embeddings, present = self._inputs(inputs, mask)
+        stacked = ops.stack(self._masked(embeddings, present), axis=1)     # (batch, n, d)
+        if present is None:
+            return ops.mean(stacked, axis=1), None
+        count = ops.sum(ops.cast(present, stacked.dtype), axis=1, keepdims=True)
+        return ops.sum(stacked, axis=1) / ops.maximum(count, 1.0), count
+
     @staticmethod
     def _indicators(present, embeddings):
         """(batch, n) 0/1 presence features in the embeddings' dtype (all ones without a mask)."""
@@ -474,12 +461,7 @@ class AverageFusion(_ModalityFusion):
     requires_equal_sizes = True
 
     def call(self, inputs, mask=None):
-        embeddings, present = self._inputs(inputs, mask)
-        stacked = ops.stack(self._masked(embeddings, present), axis=1)     # (batch, n, d)
-        if present is None:
-            return ops.mean(stacked, axis=1)
-        count = ops.sum(ops.cast(present, stacked.dtype), axis=1, keepdims=True)
-        return ops.sum(stacked, axis=1) / ops.maximum(count, 1.0)
+        return self._mean_of_present(inputs, mask)[0]
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -509,8 +491,50 @@ class WeightedFusion(_ModalityFusion):
         return ops.sum(stacked * ops.expand_dims(weights, -1), axis=1)
 
 
+class _NetworkFusion(_ModalityFusion):
+    """Fusion into one feature vector, then an MLP: the shared part of ``ConcatFusion``
+    and ``TensorFusion``.
+
+    A subclass gives ``_feature_dim(dims)`` and ``_features(masked, indicators)``, the
+    (batch, feature_dim) features of the masked embeddings and the (batch, n) presence
+    indicators. They go through Dense(hidden_units[k], activation) [-> Dropout] layers;
+    ``hidden_units=()`` returns the features themselves.
+    """
+
+    def __init__(self, hidden_units=(64,), activation="relu", dropout=0.0, modalities=None, **kwargs):
+        super().__init__(modalities=modalities, **kwargs)
+        kind = type(self).__name__
+        self.hidden_units = check_int_sequence(hidden_units, f"{kind} hidden_units", allow_empty=True)
+        self.activation = keras.activations.get(activation)
+        self.dropout = check_rate(dropout, f"{kind} dropout")
+        self.network = _dense_stack(self.hidden_units, self.activation, self.dropout, "fusion")
+
+    def _feature_dim(self, dims) -> int:
+        raise NotImplementedError
+
+    def _features(self, masked: list, indicators):
+        raise NotImplementedError
+
+    def _build_fusion(self, dims):
+        _build_dense_stack(self.network, self._feature_dim(dims))
+
+    def _output_dim(self, dims):
+        return self.hidden_units[-1] if self.hidden_units else self._feature_dim(dims)
+
+    def call(self, inputs, mask=None, training=None):
+        embeddings, present = self._inputs(inputs, mask)
+        features = self._features(self._masked(embeddings, present), self._indicators(present, embeddings))
+        return _run_dense_stack(self.network, features, training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"hidden_units": list(self.hidden_units), "dropout": self.dropout,
+                       "activation": keras.activations.serialize(self.activation)})
+        return config
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class ConcatFusion(_ModalityFusion):
+class ConcatFusion(_NetworkFusion):
     """Concatenation followed by an MLP (the "fusion network").
 
     n x (batch, d_i) -> concat(e_1, ..., e_n, presence indicators) (batch, sum d_i + n)
@@ -519,30 +543,11 @@ class ConcatFusion(_ModalityFusion):
     and the n indicator columns (1 = present) tell the network which ones are absent.
     """
 
-    def __init__(self, hidden_units=(64,), activation="relu", dropout=0.0, modalities=None, **kwargs):
-        super().__init__(modalities=modalities, **kwargs)
-        self.hidden_units = _check_hidden_units(hidden_units, "ConcatFusion hidden_units")
-        self.activation = keras.activations.get(activation)
-        self.dropout = _check_dropout_rate(dropout, "ConcatFusion dropout")
-        self.network = _dense_stack(self.hidden_units, self.activation, self.dropout, "fusion")
+    def _feature_dim(self, dims) -> int:
+        return sum(dims) + len(dims)
 
-    def _build_fusion(self, dims):
-        _build_dense_stack(self.network, sum(dims) + len(dims))
-
-    def _output_dim(self, dims):
-        return self.hidden_units[-1] if self.hidden_units else sum(dims) + len(dims)
-
-    def call(self, inputs, mask=None, training=None):
-        embeddings, present = self._inputs(inputs, mask)
-        features = ops.concatenate(self._masked(embeddings, present) + [self._indicators(present, embeddings)],
-                                   axis=-1)
-        return _run_dense_stack(self.network, features, training)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"hidden_units": list(self.hidden_units), "dropout": self.dropout,
-                       "activation": keras.activations.serialize(self.activation)})
-        return config
+    def _features(self, masked, indicators):
+        return ops.concatenate(masked + [indicators], axis=-1)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -559,7 +564,7 @@ class GatedFusion(_ModalityFusion):
 
     def __init__(self, units, activation="tanh", modalities=None, **kwargs):
         super().__init__(modalities=modalities, **kwargs)
-        self.units = _check_positive_int(units, "GatedFusion units")
+        self.units = check_positive_int(units, "GatedFusion units")
         self.activation = keras.activations.get(activation)
         self.projections = []
         self.gate = None
@@ -609,12 +614,12 @@ class AttentionFusion(_ModalityFusion):
 
     def __init__(self, units, num_heads=1, dropout=0.0, modalities=None, **kwargs):
         super().__init__(modalities=modalities, **kwargs)
-        self.units = _check_positive_int(units, "AttentionFusion units")
-        self.num_heads = _check_positive_int(num_heads, "AttentionFusion num_heads")
+        self.units = check_positive_int(units, "AttentionFusion units")
+        self.num_heads = check_positive_int(num_heads, "AttentionFusion num_heads")
         if self.units % self.num_heads:
             raise ValueError(f"AttentionFusion units ({self.units}) must be divisible by num_heads "
                              f"({self.num_heads}).")
-        self.dropout = _check_dropout_rate(dropout, "AttentionFusion dropout")
+        self.dropout = check_rate(dropout, "AttentionFusion dropout")
         self.projections = []
         self.attention = keras.layers.MultiHeadAttention(
             num_heads=self.num_heads, key_dim=self.units // self.num_heads, dropout=self.dropout,
@@ -660,23 +665,19 @@ class AttentionFusion(_ModalityFusion):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class TensorFusion(_ModalityFusion):
+class TensorFusion(_NetworkFusion):
     """Tensor fusion (Zadeh et al. 2017): the outer product of [e_1, 1] x ... x [e_n, 1].
 
     n x (batch, d_i) -> flattened product (batch, prod(d_i + 1)) concatenated with the n
-    presence indicators, then the optional MLP ``hidden_units``. The appended 1s keep
-    every unimodal and lower-order term in the product. An absent modality's embedding
-    is zero, so the product reduces to that of the present modalities, and the
-    indicator columns tell the network which modalities those are.
+    presence indicators, then the optional MLP ``hidden_units`` (none by default). The
+    appended 1s keep every unimodal and lower-order term in the product. An absent
+    modality's embedding is zero, so the product reduces to that of the present
+    modalities, and the indicator columns tell the network which modalities those are.
     Products above ``MAX_TENSOR_FUSION_FEATURES`` features are refused.
     """
 
     def __init__(self, hidden_units=(), activation="relu", dropout=0.0, modalities=None, **kwargs):
-        super().__init__(modalities=modalities, **kwargs)
-        self.hidden_units = _check_hidden_units(hidden_units, "TensorFusion hidden_units")
-        self.activation = keras.activations.get(activation)
-        self.dropout = _check_dropout_rate(dropout, "TensorFusion dropout")
-        self.network = _dense_stack(self.hidden_units, self.activation, self.dropout, "fusion")
+        super().__init__(hidden_units, activation, dropout, modalities, **kwargs)
 
     @staticmethod
     def _product_size(dims) -> int:
@@ -685,6 +686,9 @@ class TensorFusion(_ModalityFusion):
             size *= dim + 1
         return size
 
+    def _feature_dim(self, dims) -> int:
+        return self._product_size(dims) + len(dims)
+
     def _build_fusion(self, dims):
         size = self._product_size(dims)
         if size > MAX_TENSOR_FUSION_FEATURES:
@@ -692,14 +696,9 @@ class TensorFusion(_ModalityFusion):
                 f"{self.name} (TensorFusion): embeddings of sizes {list(dims)} give an outer product of "
                 f"{size} features (limit {MAX_TENSOR_FUSION_FEATURES}). Project the embeddings to fewer "
                 "dimensions first, e.g. build_fusion_classifier(..., projection_dim=16).")
-        _build_dense_stack(self.network, size + len(dims))
+        super()._build_fusion(dims)
 
-    def _output_dim(self, dims):
-        return self.hidden_units[-1] if self.hidden_units else self._product_size(dims) + len(dims)
-
-    def call(self, inputs, mask=None, training=None):
-        embeddings, present = self._inputs(inputs, mask)
-        masked = self._masked(embeddings, present)
+    def _features(self, masked, indicators):
         batch = ops.shape(masked[0])[0]
         ones = ops.ones((batch, 1), dtype=masked[0].dtype)
         product = ops.concatenate([masked[0], ones], axis=-1)
@@ -707,14 +706,7 @@ class TensorFusion(_ModalityFusion):
             extended = ops.concatenate([embedding, ones], axis=-1)
             outer = ops.expand_dims(product, 2) * ops.expand_dims(extended, 1)
             product = ops.reshape(outer, (batch, product.shape[-1] * extended.shape[-1]))
-        features = ops.concatenate([product, self._indicators(present, embeddings)], axis=-1)
-        return _run_dense_stack(self.network, features, training)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"hidden_units": list(self.hidden_units), "dropout": self.dropout,
-                       "activation": keras.activations.serialize(self.activation)})
-        return config
+        return ops.concatenate([product, indicators], axis=-1)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -728,13 +720,10 @@ class LateFusion(_ModalityFusion):
     requires_equal_sizes = True
 
     def call(self, inputs, mask=None):
-        outputs, present = self._inputs(inputs, mask)
-        stacked = ops.stack(self._masked(outputs, present), axis=1)        # (batch, n, classes)
-        if present is None:
-            return ops.mean(stacked, axis=1)
-        count = ops.sum(ops.cast(present, stacked.dtype), axis=1, keepdims=True)
-        mean = ops.sum(stacked, axis=1) / ops.maximum(count, 1.0)
-        uniform = ops.full_like(mean, 1.0 / stacked.shape[-1])
+        mean, count = self._mean_of_present(inputs, mask)
+        if count is None:
+            return mean
+        uniform = ops.full_like(mean, 1.0 / mean.shape[-1])
         return ops.where(count > 0, mean, uniform)
 
 

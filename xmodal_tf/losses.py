@@ -1,5 +1,6 @@
-"""TensorFlow losses for cross-modal models: the Deep CCA objective and the symmetric
-contrastive (InfoNCE / CLIP) loss, whose section is at the end of this module.
+"""TensorFlow losses for cross-modal models: the Deep CCA objective, the symmetric
+contrastive (InfoNCE / CLIP) loss and the GAN losses, whose sections follow the Deep
+CCA one at the end of this module.
 
 Deep CCA (Andrew et al., 2013) trains two networks f1, f2 so that their outputs
 H1 = f1(X1) (m x d1) and H2 = f2(X2) (m x d2) on a batch of m paired samples are as
@@ -101,10 +102,12 @@ import numpy as np
 import tensorflow as tf
 
 from xmodal_tf._replicas import all_gather_rows, all_reduce_sum, in_replica_context
+from xmodal_tf._validation import check_bool, check_choice
 
-__all__ = ["ContrastiveLoss", "DeepCCALoss", "batch_statistics", "cca_correlations",
+__all__ = ["ContrastiveLoss", "DeepCCALoss", "GAN_LOSSES", "batch_statistics", "cca_correlations", "check_gan_loss",
            "contrastive_loss", "contrastive_loss_from_logits", "correlations_from_statistics",
-           "deep_cca_loss", "reconstruction_error", "replica_contrastive_loss", "resolve_compute_dtype"]
+           "deep_cca_loss", "discriminator_loss", "generator_loss", "reconstruction_error",
+           "replica_contrastive_loss", "resolve_compute_dtype"]
 
 OBJECTIVES = ("trace", "squared")
 #: ``compute_dtype`` that picks float64 on a CPU and float32 on an accelerator.
@@ -126,12 +129,6 @@ def _check_regs(reg) -> tuple[float, float]:
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"reg must be finite and >= 0; got {reg!r}.")
     return float(values[0]), float(values[1])
-
-
-def _check_objective(objective) -> str:
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}; got {objective!r}.")
-    return objective
 
 
 def _check_n_components_type(n_components):
@@ -477,6 +474,21 @@ def _tie_averaged(upstream, values, eps: float, p: int, q: int):
 
 
 # ----------------------------------------------------------------------------- API
+class _ConfiguredLoss:
+    """``from_config`` and ``__repr__`` from a loss's ``get_config`` (its constructor's arguments)."""
+
+    def get_config(self) -> dict:
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        arguments = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
+        return f"{type(self).__name__}({arguments})"
+
+
 def cca_correlations(h1, h2, *, n_components=None, reg=1e-4, compute_dtype="auto", global_batch=False):
     """Canonical correlations of a batch of paired outputs, largest first.
 
@@ -542,7 +554,7 @@ def deep_cca_loss(h1, h2, *, n_components=None, reg=1e-4, objective="trace",
     (``tf.function(jit_compile=True)``); the others use an SVD and need
     ``jit_compile=False``.
     """
-    objective = _check_objective(objective)
+    objective = check_choice(objective, "objective", OBJECTIVES)
     h1, h2, regs, k, compute, checks = _validate(h1, h2, n_components, reg, compute_dtype, global_batch)
     if objective == "squared" and k == min(h1.shape[1], h2.shape[1]):
         whitened, output_dtype = _whitened_cross_covariance(h1, h2, regs, compute, checks, global_batch)
@@ -556,7 +568,7 @@ def deep_cca_loss(h1, h2, *, n_components=None, reg=1e-4, objective="trace",
 
 
 @keras.saving.register_keras_serializable(package="xmodal_tf")
-class DeepCCALoss:
+class DeepCCALoss(_ConfiguredLoss):
     """The Deep CCA loss as a serializable callable: ``loss = DeepCCALoss(...)(h1, h2)``.
 
     It takes the two views' outputs, not (y_true, y_pred), so it is not a
@@ -583,13 +595,11 @@ class DeepCCALoss:
         self.n_components = _check_n_components_type(n_components)
         regs = _check_regs(reg)
         self.reg = regs if isinstance(reg, (list, tuple, np.ndarray)) else regs[0]
-        self.objective = _check_objective(objective)
+        self.objective = check_choice(objective, "objective", OBJECTIVES)
         compute = _check_compute_dtype(compute_dtype)
         # "auto" is stored as such and resolved on each call (where the outputs live).
         self.compute_dtype = compute if compute in (None, AUTO) else compute.name
-        if not isinstance(global_batch, bool):
-            raise TypeError(f"global_batch must be True or False; got {global_batch!r}.")
-        self.global_batch = global_batch
+        self.global_batch = check_bool(global_batch, "global_batch")
         self.name = name
 
     def __call__(self, h1, h2):
@@ -624,14 +634,6 @@ class DeepCCALoss:
         reg = list(self.reg) if isinstance(self.reg, tuple) else self.reg
         return {"n_components": self.n_components, "reg": reg, "objective": self.objective,
                 "compute_dtype": self.compute_dtype, "global_batch": self.global_batch, "name": self.name}
-
-    @classmethod
-    def from_config(cls, config: dict) -> "DeepCCALoss":
-        return cls(**config)
-
-    def __repr__(self) -> str:
-        arguments = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
-        return f"{type(self).__name__}({arguments})"
 
 
 # ======================================================================== DCCAE
@@ -763,7 +765,7 @@ def contrastive_loss(embeddings_a, embeddings_b, temperature=0.07, *, normalize=
 
 
 @keras.saving.register_keras_serializable(package="xmodal_tf")
-class ContrastiveLoss:
+class ContrastiveLoss(_ConfiguredLoss):
     """The symmetric InfoNCE loss as a serializable callable with a fixed temperature.
 
     Like ``DeepCCALoss`` it takes the two modalities' embeddings, not
@@ -780,9 +782,7 @@ class ContrastiveLoss:
 
     def __init__(self, temperature=0.07, normalize=True, name="contrastive_loss"):
         self.temperature = float(_check_temperature(temperature, tf.float32))
-        if not isinstance(normalize, bool):
-            raise TypeError(f"normalize must be True or False; got {normalize!r}.")
-        self.normalize = normalize
+        self.normalize = check_bool(normalize, "normalize")
         self.name = name
 
     def __call__(self, embeddings_a, embeddings_b, temperature=None):
@@ -793,14 +793,6 @@ class ContrastiveLoss:
 
     def get_config(self) -> dict:
         return {"temperature": self.temperature, "normalize": self.normalize, "name": self.name}
-
-    @classmethod
-    def from_config(cls, config: dict) -> "ContrastiveLoss":
-        return cls(**config)
-
-    def __repr__(self) -> str:
-        arguments = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
-        return f"{type(self).__name__}({arguments})"
 
 
 def _contrastive_dtype(dtype: tf.DType) -> tf.DType:
@@ -876,3 +868,63 @@ def _check_temperature(temperature, dtype: tf.DType):
         raise TypeError(
             f"temperature must be a scalar number; got shape {tensor.shape}, dtype {tensor.dtype.name}.")
     return tf.cast(tensor, dtype)
+
+
+# ----------------------------------------------------------------------------- GAN losses
+#: The adversarial losses of ``discriminator_loss``, ``generator_loss`` and ``ConditionalGAN``.
+GAN_LOSSES = ("hinge", "non_saturating", "least_squares")
+
+
+def check_gan_loss(loss) -> str:
+    """``loss`` if it is one of ``GAN_LOSSES``, else a ValueError listing them."""
+    if loss not in GAN_LOSSES:
+        raise ValueError(f"Unknown GAN loss {loss!r}; choose one of {GAN_LOSSES}.")
+    return loss
+
+
+def discriminator_loss(real_logits, fake_logits, loss="non_saturating", label_smoothing=0.0):
+    """Per-example discriminator loss from raw logits (no sigmoid).
+
+    * ``hinge``:          relu(1 - D(x)) + relu(1 + D(G(z)))
+    * ``non_saturating``: binary cross-entropy with real target 1 - label_smoothing
+      (one-sided smoothing) and fake target 0
+    * ``least_squares``:  ((D(x) - 1)^2 + D(G(z))^2) / 2
+
+    Args:
+        real_logits: (batch,) discriminator logits on real images.
+        fake_logits: (batch,) discriminator logits on generated images.
+        loss: one of ``GAN_LOSSES``.
+        label_smoothing: one-sided smoothing of the real target, in [0, 1).
+
+    Returns:
+        The float32 loss of each example, shape (batch,).
+    """
+    check_gan_loss(loss)
+    real_logits, fake_logits = tf.cast(real_logits, tf.float32), tf.cast(fake_logits, tf.float32)
+    if loss == "hinge":
+        return tf.nn.relu(1.0 - real_logits) + tf.nn.relu(1.0 + fake_logits)
+    if loss == "non_saturating":
+        target = 1.0 - float(label_smoothing)
+        real = target * tf.nn.softplus(-real_logits) + (1.0 - target) * tf.nn.softplus(real_logits)
+        return real + tf.nn.softplus(fake_logits)
+    return 0.5 * (tf.square(real_logits - 1.0) + tf.square(fake_logits))
+
+
+def generator_loss(fake_logits, loss="non_saturating"):
+    """Per-example generator loss: ``-D(G(z))`` (hinge), ``-log sigmoid(D(G(z)))``
+    (non_saturating) or ``(D(G(z)) - 1)^2 / 2`` (least_squares).
+
+    Args:
+        fake_logits: (batch,) discriminator logits on generated images.
+        loss: one of ``GAN_LOSSES``.
+
+    Returns:
+        The float32 loss of each example, shape (batch,).
+    """
+    check_gan_loss(loss)
+    fake_logits = tf.cast(fake_logits, tf.float32)
+    if loss == "hinge":
+        return -fake_logits
+    if loss == "non_saturating":
+        return tf.nn.softplus(-fake_logits)
+    return 0.5 * tf.square(fake_logits - 1.0)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import numbers
 import os
 import re
 import warnings
@@ -41,6 +40,8 @@ from collections import defaultdict
 from typing import Any, NamedTuple
 
 import keras
+
+from xmodal_tf._validation import check_int, check_positive_int
 
 __all__ = [
     "FineTuneResult",
@@ -539,8 +540,7 @@ def unfreeze(model, layers=None, *, top=None, pattern=None, keep_batchnorm_froze
     if top is not None:
         if pattern is not None or layers is not None:
             raise ValueError("unfreeze: give at most one of layers=, top=, pattern=")
-        if isinstance(top, bool) or not isinstance(top, numbers.Integral) or top < 0:
-            raise ValueError(f"unfreeze: top must be an int >= 0; got {top!r}")
+        check_int(top, "unfreeze: top", minimum=0)
         candidates = [n for n in _weighted_leaves(nodes)
                       if not (keep_batchnorm_frozen and _is_batchnorm(n.layer))]
         selected = candidates[len(candidates) - int(top):] if top else []
@@ -586,9 +586,7 @@ def replace_head(model, num_classes=None, *, head=None, activation="softmax",
         raise ValueError("replace_head: give exactly one of num_classes= (a new Dense head) "
                          "or head= (your own layer)")
     if head is None:
-        if (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral)
-                or num_classes < 1):
-            raise ValueError(f"replace_head: num_classes must be an int >= 1; got {num_classes!r}")
+        check_positive_int(num_classes, "replace_head: num_classes")
     elif not isinstance(head, keras.layers.Layer):
         raise TypeError(f"replace_head: head must be a keras layer or model; got "
                         f"{type(head).__name__}: {_short_repr(head)}")
@@ -665,11 +663,6 @@ def _fit_inputs(data, batch_size, role):
                     f"tuple; got {type(data).__name__}")
 
 
-def _check_count(value, label, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"fine_tune: {label} must be an int >= {minimum}; got {value!r}")
-
-
 def fine_tune(model, train_data, val_data=None, *, head_layers: int = 1, unfreeze_top: int = 2,
               head_epochs: int = 5, fine_tune_epochs: int = 5, head_learning_rate: float = 1e-3,
               fine_tune_learning_rate: float = 1e-4, loss="sparse_categorical_crossentropy",
@@ -708,11 +701,10 @@ def fine_tune(model, train_data, val_data=None, *, head_layers: int = 1, unfreez
     """
     _check_model(model, "model")
     _check_built(model, "model")
-    _check_count(head_layers, "head_layers", 1)
-    _check_count(unfreeze_top, "unfreeze_top", 0)
-    _check_count(head_epochs, "head_epochs", 0)
-    _check_count(fine_tune_epochs, "fine_tune_epochs", 0)
-    _check_count(batch_size, "batch_size", 1)
+    for value, label, minimum in ((head_layers, "head_layers", 1), (unfreeze_top, "unfreeze_top", 0),
+                                  (head_epochs, "head_epochs", 0), (fine_tune_epochs, "fine_tune_epochs", 0),
+                                  (batch_size, "batch_size", 1)):
+        check_int(value, f"fine_tune: {label}", minimum=minimum)
     nodes = _walk(model)
     leaves = _weighted_leaves(nodes)
     if head_layers > len(leaves):

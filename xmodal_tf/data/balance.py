@@ -15,12 +15,11 @@ only; TensorFlow is imported by ``balanced_dataset``.
 """
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
+from xmodal_tf._validation import check_int, check_positive_int
 from xmodal_tf.data.pipeline import (
-    _check_batch_size,
     _common_num_rows,
     _to_arrays,
     gather_rows,
@@ -123,9 +122,8 @@ def balanced_dataset(inputs, labels, *, batch_size: int, seed: int | None = None
         TypeError: inputs not an array or a dict of arrays, seed not an int.
     """
     labels = as_class_labels(labels)
-    _check_batch_size(batch_size)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be an int or None; got {seed!r}")
+    check_positive_int(batch_size, "batch_size", expected="a positive int")
+    check_int(seed, "seed", allow_none=True)
     if not (isinstance(inputs, dict) or hasattr(inputs, "shape")):
         raise TypeError(f"inputs must be an array or a dict name -> array; got {type(inputs).__name__}")
     named_arrays = []

@@ -14,15 +14,15 @@ inside the functions that need them.
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import os
 import pathlib
-import socket
-import threading
 import zipfile
 from typing import NamedTuple
 
 import numpy as np
+
+from xmodal_tf._validation import check_int
+from xmodal_tf.network import network_reachable
 
 DATA_DIR_ENV_VAR = "XMODAL_DATA_DIR"
 MNIST_FILENAME = "mnist.npz"
@@ -32,7 +32,8 @@ SPLIT_NAMES = ("train", "validation", "test")
 _MNIST_ARRAY_NAMES = ("x_train", "y_train", "x_test", "y_test")
 _MNIST_IMAGE_SIZE = (28, 28)
 _TFDS_STORAGE_HOST = "storage.googleapis.com"
-_NETWORK_PROBE_TIMEOUT_S = 3.0
+# The probe, under the module-level name that tests patch to simulate being offline.
+_network_reachable = network_reachable
 
 
 class TwoViewSplit(NamedTuple):
@@ -176,7 +177,8 @@ def load_split_mnist(data_dir=None, *, validation_size: int = 10000,
             cannot be downloaded (the message says where to put mnist.npz).
         ValueError: a malformed mnist.npz, or validation_size out of range.
     """
-    _check_validation_size_is_int(validation_size)
+    check_int(validation_size, "validation_size", minimum=0,
+              expected="an int >= 0 (the number of training images held out)")
     folder = resolve_data_dir(data_dir)
     if folder is not None and not folder.exists():
         origin = "data_dir" if data_dir not in (None, "") else f"${DATA_DIR_ENV_VAR}"
@@ -193,12 +195,6 @@ def load_split_mnist(data_dir=None, *, validation_size: int = 10000,
         source = "tensorflow_datasets"
     _check_mnist_arrays(arrays, where=source)
     return _split_mnist_from_arrays(arrays, validation_size, flatten, source)
-
-
-def _check_validation_size_is_int(validation_size) -> None:
-    if isinstance(validation_size, bool) or not isinstance(validation_size, numbers.Integral):
-        raise ValueError(f"validation_size must be an int (number of training images held "
-                         f"out); got {validation_size!r} ({type(validation_size).__name__})")
 
 
 def _keras_datasets_dir() -> pathlib.Path:
@@ -314,7 +310,7 @@ def _load_mnist_from_tfds(folder: pathlib.Path | None, *, download: bool) -> dic
     if builder is None:
         if not download:
             raise FileNotFoundError(_mnist_not_found_message(folder, tfds_dirs, "download=False was given"))
-        if not _network_reachable():
+        if not _network_reachable(_TFDS_STORAGE_HOST):
             raise FileNotFoundError(_mnist_not_found_message(
                 folder, tfds_dirs, f"{_TFDS_STORAGE_HOST} is unreachable (offline?), so nothing was downloaded"))
         builder = _download_tfds_mnist(folder, tfds_dirs)
@@ -355,25 +351,6 @@ def _tfds_builder_arrays(builder) -> dict:
         arrays[f"x_{split}"] = np.concatenate([batch["image"] for batch in batches])
         arrays[f"y_{split}"] = np.concatenate([batch["label"] for batch in batches])
     return arrays
-
-
-def _network_reachable(host: str = _TFDS_STORAGE_HOST, port: int = 443,
-                       timeout_s: float = _NETWORK_PROBE_TIMEOUT_S) -> bool:
-    """True if a TCP connection to host:port opens within about timeout_s seconds."""
-    opened = []
-
-    def probe():
-        try:
-            with socket.create_connection((host, port), timeout=timeout_s):
-                opened.append(True)
-        except OSError:
-            pass
-
-    # A thread because the DNS lookup inside create_connection ignores the timeout.
-    thread = threading.Thread(target=probe, name="xmodal-network-probe", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    return bool(opened)
 
 
 def _mnist_not_found_message(folder: pathlib.Path | None, tfds_dirs: list[pathlib.Path],

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from xmodal_tf._validation import check_finite_rows
+from xmodal_tf._validation import check_finite_rows, check_number
 from xmodal_tf.data.datasets import (
     DATA_DIR_ENV_VAR,
     _check_mnist_arrays,
@@ -170,9 +170,8 @@ def _data_file(data_dir, filename: str, what: str) -> pathlib.Path:
 
 
 def _check_fraction(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise ValueError(f"{name} must be a number strictly between 0 and 1, got {value!r}.")
-    return float(value)
+    return check_number(value, name, minimum=0, maximum=1, exclusive_minimum=True, exclusive_maximum=True,
+                        expected="a number strictly between 0 and 1")
 
 
 def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int):

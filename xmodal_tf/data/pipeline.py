@@ -7,10 +7,10 @@ after the first pass, and every pipeline ends in ``prefetch(tf.data.AUTOTUNE)``.
 """
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
+from xmodal_tf._validation import check_bool, check_int, check_positive_int
 from xmodal_tf.data.datasets import TwoViewSplit
 
 
@@ -56,13 +56,11 @@ def make_dataset(views, labels=None, *, batch_size: int = 256, shuffle: bool = T
         if labels is not None:
             raise TypeError("labels must be None when views is a TwoViewSplit: its labels are used")
         views, labels = (views.view1, views.view2), views.labels
-    _check_batch_size(batch_size)
+    check_positive_int(batch_size, "batch_size", expected="a positive int")
     for name, flag in (("shuffle", shuffle), ("drop_remainder", drop_remainder),
                        ("repeat", repeat), ("cache", cache)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"{name} must be True or False; got {flag!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be an int or None; got {seed!r}")
+        check_bool(flag, name)
+    check_int(seed, "seed", allow_none=True)
     named_arrays = []
     views = _to_arrays(views, "views", named_arrays)
     if labels is not None:
@@ -109,13 +107,6 @@ def gather_rows(tensors, rows):
     import tensorflow as tf
 
     return tf.nest.map_structure(lambda tensor: tf.gather(tensor, rows), tensors)
-
-
-def _check_batch_size(batch_size) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
-        raise TypeError(f"batch_size must be a positive int; got {batch_size!r}")
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive int; got {batch_size}")
 
 
 def _to_arrays(structure, name: str, named_arrays: list):

@@ -35,6 +35,11 @@ The base owns:
   ``seed_state_key`` (Keras does not save seed generators), so a reloaded model draws
   the same random stream.
 
+The TensorFlow-side helpers every model module shares live here too (the NumPy-only
+argument checks are in ``xmodal_tf._validation``): ``as_input_tensor``, ``num_rows``,
+``split_pair``, ``check_layer``, ``check_output_shape``, ``static_output_width``,
+``declared_inputs`` and ``deserialize_entries``.
+
 ``MultiWorkerFitMixin`` makes ``model.fit`` / ``evaluate`` work under
 ``MultiWorkerMirroredStrategy``, which Keras 3.15 breaks for every model
 (keras-team/keras#20585): it overrides the two failing steps for our models only (no
@@ -42,15 +47,18 @@ global patching); ``SUPPORTED_KERAS`` is the range where those steps were checke
 """
 from __future__ import annotations
 
+import copy
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from xmodal_tf._replicas import all_reduce_sum
-from xmodal_tf._validation import check_finite_rows
+from xmodal_tf._validation import check_finite_rows, describe
 
-__all__ = ["CrossModalModel", "MultiWorkerFitMixin", "SUPPORTED_KERAS", "check_finite_rows", "is_multi_worker",
-           "to_numpy"]
+__all__ = ["CrossModalModel", "MultiWorkerFitMixin", "SUPPORTED_KERAS", "as_input_tensor", "check_finite_rows",
+           "check_layer", "check_output_shape", "declared_inputs", "deserialize_entries", "is_multi_worker", "num_rows",
+           "split_pair", "static_output_width", "to_numpy"]
 
 # [lowest, highest) Keras versions whose trainer internals MultiWorkerFitMixin overrides.
 SUPPORTED_KERAS = ((3, 15), (3, 16))
@@ -71,6 +79,121 @@ def to_numpy(tensor) -> np.ndarray:
     if array.dtype == np.float16 or array.dtype.name == "bfloat16":
         return array.astype(np.float32)
     return array
+
+
+def as_input_tensor(values) -> tf.Tensor:
+    """A batch as a tensor, as Keras' ``fit`` would feed it: float64 NumPy data becomes
+    float32, and str / bytes arrays and lists become ``tf.string``."""
+    if isinstance(values, (tf.Tensor, tf.Variable)):
+        return tf.convert_to_tensor(values)
+    array = np.asarray(values)
+    if array.dtype.kind in "USO":
+        return tf.constant(array, dtype=tf.string)
+    if array.dtype == np.float64:
+        array = array.astype(np.float32)
+    return tf.convert_to_tensor(array)
+
+
+def num_rows(values) -> int:
+    """The number of rows (first-axis length) of an array, tensor or list."""
+    shape = getattr(values, "shape", None)
+    if shape is not None and len(shape):
+        return int(shape[0])
+    return len(values)
+
+
+def check_layer(value, name: str, hint: str = ""):
+    """``value`` if it is a Keras layer or model, else a TypeError naming ``name``;
+    ``hint`` follows the expected type (e.g. " taking [z, conditions]")."""
+    if not isinstance(value, keras.layers.Layer):
+        raise TypeError(f"{name} must be a keras.Model or keras.layers.Layer{hint}; got {describe(value)}.")
+    return value
+
+
+def check_output_shape(shape, name: str) -> int:
+    """The number of features of ``name``'s output shape (batch, features); ValueError
+    for another rank or an unknown number of features."""
+    shape = tuple(shape)
+    if len(shape) != 2 or shape[1] is None:
+        raise ValueError(
+            f"{name} must output a 2-D (batch, features) tensor with a known number of features; its output "
+            f"has shape {shape}. Flatten or pool it to (batch, features), e.g. with keras.layers.Flatten() or "
+            "GlobalAveragePooling.")
+    return int(shape[1])
+
+
+def declared_inputs(model) -> list | None:
+    """A model's declared input tensors (functional and built Sequential models), or None
+    when they are not known before a call (a subclassed model)."""
+    return _declared(model, "inputs")
+
+
+def static_output_width(model, name: str) -> int | None:
+    """The number of features of a model's one declared output (functional and built
+    Sequential models), or None when it is not known before a call. ValueError for
+    several outputs or an output that is not (batch, features)."""
+    outputs = _declared(model, "outputs")
+    if outputs is None:
+        return None
+    if len(outputs) != 1:
+        raise ValueError(f"{name} must have a single output of shape (batch, features); it has "
+                         f"{len(outputs)} outputs.")
+    return check_output_shape(outputs[0].shape, name)
+
+
+def _declared(model, attribute: str) -> list | None:
+    try:
+        tensors = getattr(model, attribute)
+    except (AttributeError, ValueError):  # Keras raises these for models not called yet
+        return None
+    return list(tensors) if tensors else None
+
+
+def split_pair(data, keys: tuple, where: str, kind: str) -> tuple:
+    """The two halves of a paired batch: ``(a, b)``, a dict with the two ``keys``, or
+    either followed by labels (and sample weights), as ``fit`` and datasets give them.
+
+    Args:
+        data: the batch.
+        keys: the names of the halves, e.g. ("x", "y").
+        where: the method, for messages, e.g. "DeepCCA.encode".
+        kind: what the halves are, for messages, e.g. "views".
+
+    Returns:
+        The two halves.
+
+    Raises:
+        ValueError: any other structure, or a dict without the keys.
+    """
+    first_key, second_key = keys
+    if isinstance(data, (tuple, list)) and data and isinstance(data[0], dict):
+        data = data[0]
+    if isinstance(data, dict):
+        if first_key in data and second_key in data:
+            return data[first_key], data[second_key]
+        raise ValueError(f"{where}: a dict of {kind} needs the keys {first_key!r} and {second_key!r}; got keys "
+                         f"{sorted(map(str, data))}.")
+    if isinstance(data, (tuple, list)) and data:
+        first = data[0]
+        if isinstance(first, (tuple, list)):  # ((a, b), labels[, sample_weight])
+            if len(first) == 2:
+                return first[0], first[1]
+        elif len(data) == 2:
+            return data[0], data[1]
+    pair = f"({first_key}, {second_key})"
+    raise ValueError(f"{where} expects paired {kind}: a pair {pair}, a dict {{'{first_key}': {first_key}, "
+                     f"'{second_key}': {second_key}}}, or ({pair}, labels); got {describe(data)}.")
+
+
+def deserialize_entries(config: dict, keys, custom_objects=None) -> dict:
+    """A copy of ``config`` whose serialized sub-models under ``keys`` are rebuilt (None
+    stays None), for a ``from_config``. A deep copy, because Keras' deserialization
+    empties the dicts it reads, and the caller's config must stay as it was."""
+    config = copy.deepcopy(config)
+    for key in keys:
+        if config.get(key) is not None:
+            config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects=custom_objects)
+    return config
 
 
 def _first_local_value(value):

@@ -110,7 +110,6 @@ Conventions and decisions
 """
 from __future__ import annotations
 
-import math
 import numbers
 
 import keras
@@ -118,9 +117,21 @@ import numpy as np
 import tensorflow as tf
 
 from xmodal_tf._replicas import draw_rows
-from xmodal_tf.layers import ReplicaDropout
-from xmodal_tf.models.base import CrossModalModel, check_finite_rows, to_numpy
-from xmodal_tf.precision import inner_optimizer, loss_scaled
+from xmodal_tf._validation import check_int, check_number, check_positive_int, describe
+
+# The builders and losses live in xmodal_tf.decoders and xmodal_tf.losses; imported here
+# too, so ``from xmodal_tf.models.cgan import build_generator, generator_loss`` still works.
+from xmodal_tf.decoders import (
+    build_dense_discriminator,
+    build_dense_generator,
+    build_discriminator,
+    build_generator,
+    check_condition_kind,
+)
+from xmodal_tf.losses import GAN_LOSSES, check_gan_loss, discriminator_loss, generator_loss
+from xmodal_tf.models.base import (CrossModalModel, check_finite_rows, check_layer, declared_inputs,
+                                   deserialize_entries, to_numpy)
+from xmodal_tf.precision import inner_optimizer, loss_scaled, model_precision
 
 __all__ = [
     "ConditionalGAN",
@@ -133,113 +144,13 @@ __all__ = [
     "generator_loss",
 ]
 
-GAN_LOSSES = ("hinge", "non_saturating", "least_squares")
 _NOISE_STATE_KEY = "noise_seed_state"
 
 
-# ----------------------------------------------------------------------------- losses
-def discriminator_loss(real_logits, fake_logits, loss="non_saturating", label_smoothing=0.0):
-    """Per-example discriminator loss, shape (batch,), from raw logits of shape (batch,).
-
-    * ``hinge``:          relu(1 - D(x)) + relu(1 + D(G(z)))
-    * ``non_saturating``: binary cross-entropy with real target 1 - label_smoothing
-      (one-sided smoothing) and fake target 0
-    * ``least_squares``:  ((D(x) - 1)^2 + D(G(z))^2) / 2
-    """
-    _check_loss(loss)
-    real_logits, fake_logits = tf.cast(real_logits, tf.float32), tf.cast(fake_logits, tf.float32)
-    if loss == "hinge":
-        return tf.nn.relu(1.0 - real_logits) + tf.nn.relu(1.0 + fake_logits)
-    if loss == "non_saturating":
-        target = 1.0 - float(label_smoothing)
-        real = target * tf.nn.softplus(-real_logits) + (1.0 - target) * tf.nn.softplus(real_logits)
-        return real + tf.nn.softplus(fake_logits)
-    return 0.5 * (tf.square(real_logits - 1.0) + tf.square(fake_logits))
-
-
-def generator_loss(fake_logits, loss="non_saturating"):
-    """Per-example generator loss, shape (batch,): ``-D(G(z))`` (hinge),
-    ``-log sigmoid(D(G(z)))`` (non_saturating) or ``(D(G(z)) - 1)^2 / 2`` (least_squares)."""
-    _check_loss(loss)
-    fake_logits = tf.cast(fake_logits, tf.float32)
-    if loss == "hinge":
-        return -fake_logits
-    if loss == "non_saturating":
-        return tf.nn.softplus(-fake_logits)
-    return 0.5 * tf.square(fake_logits - 1.0)
-
-
-def _check_loss(loss) -> str:
-    if loss not in GAN_LOSSES:
-        raise ValueError(f"Unknown GAN loss {loss!r}; choose one of {GAN_LOSSES}.")
-    return loss
-
-
 # ----------------------------------------------------------------------------- checks
-def _check_positive_int(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{what} must be a positive integer; got {value!r} ({type(value).__name__}).")
-    if value < 1:
-        raise ValueError(f"{what} must be a positive integer; got {value}.")
-    return int(value)
-
-
-def _check_non_negative_float(value, what: str, upper=math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < upper:
-        bound = "" if upper == math.inf else f" and < {upper}"
-        raise ValueError(f"{what} must be a float >= 0{bound}; got {value!r}.")
-    return float(value)
-
-
-def _check_bool(value, what: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{what} must be True or False; got {value!r}.")
-    return value
-
-
-def _check_condition_kind(num_classes, condition_dim) -> None:
-    if (num_classes is None) == (condition_dim is None):
-        raise ValueError(
-            "Give exactly one of num_classes= (conditions are integer class labels) or "
-            f"condition_dim= (conditions are float vectors); got num_classes={num_classes!r}, "
-            f"condition_dim={condition_dim!r}.")
-    if num_classes is not None:
-        _check_positive_int(num_classes, "num_classes")
-    else:
-        _check_positive_int(condition_dim, "condition_dim")
-
-
-def _check_image_shape(image_shape, builder: str) -> tuple:
-    shape = tuple(image_shape) if hasattr(image_shape, "__iter__") else (image_shape,)
-    if len(shape) != 3:
-        raise ValueError(f"{builder}: image_shape must be (height, width, channels); got {image_shape!r}. "
-                         "For grayscale images add a channel axis, e.g. (28, 28, 1).")
-    return tuple(_check_positive_int(size, f"{builder} image_shape entry") for size in shape)
-
-
-def _check_submodel(model, name: str):
-    if not isinstance(model, keras.layers.Layer):
-        raise TypeError(f"{name} must be a keras.Model taking [{'z' if name == 'generator' else 'images'}, "
-                        f"conditions]; got {type(model).__name__}.")
-    return model
-
-
-def _declared_inputs(model):
-    """The model's declared input tensors (functional models), or None."""
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        return None
-    return list(inputs) if inputs else None
-
-
-def _describe(data) -> str:
-    if isinstance(data, (tuple, list)):
-        return f"a {type(data).__name__} of {len(data)} ({', '.join(_describe(d) for d in data)})"
-    if isinstance(data, dict):
-        return f"a dict with keys {sorted(map(str, data))}"
-    shape = getattr(data, "shape", None)
-    return f"a {type(data).__name__} of shape {tuple(shape)}" if shape is not None else type(data).__name__
+def _check_weight(value, name: str) -> float:
+    """A loss weight or margin: a finite float >= 0."""
+    return check_number(value, name, minimum=0, expected="a float >= 0")
 
 
 def _split_batch(data, where: str):
@@ -257,7 +168,7 @@ def _split_batch(data, where: str):
     raise ValueError(
         f"ConditionalGAN.{where} expects (images, conditions) pairs, e.g. fit(images, labels) or a "
         f"dataset of (images, conditions), or dicts {{'images': ..., 'conditions': ...}}; got "
-        f"{_describe(data)}.")
+        f"{describe(data)}.")
 
 
 # ----------------------------------------------------------------------------- model
@@ -303,14 +214,12 @@ class ConditionalGAN(CrossModalModel):
                  latent_dim=None, seed=None, ema_decay=None, ema_warmup=10.0, truncation=None, **kwargs):
         kwargs.setdefault("name", "conditional_gan")
         super().__init__(**kwargs)
-        self.generator = _check_submodel(generator, "generator")
-        self.discriminator = _check_submodel(discriminator, "discriminator")
-        _check_condition_kind(num_classes, condition_dim)
+        self.generator = check_layer(generator, "generator", " taking [z, conditions]")
+        self.discriminator = check_layer(discriminator, "discriminator", " taking [images, conditions]")
+        check_condition_kind(num_classes, condition_dim)
         self.num_classes = None if num_classes is None else int(num_classes)
         self.condition_dim = None if condition_dim is None else int(condition_dim)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-            raise TypeError(f"seed must be an int or None; got {seed!r}.")
-        self.seed = None if seed is None else int(seed)
+        self.seed = check_int(seed, "seed", allow_none=True)
         self.seed_generator = keras.random.SeedGenerator(self.seed, name="noise_seed")
         self.latent_dim = self._infer_latent_dim(latent_dim)
         self._generator_label_shape = self._label_shape(self.generator, "generator")
@@ -337,7 +246,7 @@ class ConditionalGAN(CrossModalModel):
 
     # ------------------------------------------------------------------ construction
     def _infer_latent_dim(self, latent_dim) -> int:
-        inputs = _declared_inputs(self.generator)
+        inputs = declared_inputs(self.generator)
         declared = None
         if inputs is not None:
             if len(inputs) != 2:
@@ -353,7 +262,7 @@ class ConditionalGAN(CrossModalModel):
                 raise ValueError("latent_dim is required when the generator does not declare its inputs "
                                  "(a subclassed model): pass latent_dim=<length of z>.")
             return declared
-        latent_dim = _check_positive_int(latent_dim, "latent_dim")
+        latent_dim = check_positive_int(latent_dim, "latent_dim")
         if declared is not None and declared != latent_dim:
             raise ValueError(f"latent_dim={latent_dim} but the generator's z input has {declared} units; "
                              "leave latent_dim=None to use the generator's.")
@@ -362,7 +271,7 @@ class ConditionalGAN(CrossModalModel):
     def _label_shape(self, model, name: str) -> tuple:
         """The per-example shape of ``model``'s condition input: () or (1,) for labels,
         (condition_dim,) for vectors; checked against the model's declared input."""
-        inputs = _declared_inputs(model)
+        inputs = declared_inputs(model)
         if inputs is not None and len(inputs) != 2:
             what = "z" if name == "generator" else "images"
             raise ValueError(f"The {name} must take two inputs [{what}, conditions]; it declares {len(inputs)}.")
@@ -395,9 +304,9 @@ class ConditionalGAN(CrossModalModel):
         fakes = self.generator([z, self._condition_spec(self._generator_label_shape)])
         if isinstance(fakes, (tuple, list, dict)) or len(fakes.shape) < 2 or None in fakes.shape[1:]:
             raise ValueError(f"The generator must output one image tensor (batch, H, W, C) of known size; "
-                             f"got {_describe(fakes)}.")
+                             f"got {describe(fakes)}.")
         image_shape = tuple(int(size) for size in fakes.shape[1:])
-        inputs = _declared_inputs(self.discriminator)
+        inputs = declared_inputs(self.discriminator)
         if inputs is not None and tuple(inputs[0].shape[1:]) != image_shape:
             raise ValueError(f"The generator outputs images of shape {image_shape} but the discriminator "
                              f"expects {tuple(inputs[0].shape[1:])}; build both for the same image shape.")
@@ -409,11 +318,11 @@ class ConditionalGAN(CrossModalModel):
             if isinstance(class_logits, (tuple, list, dict)) or tuple(class_logits.shape[1:]) != (self.num_classes,):
                 raise ValueError(f"A discriminator with a class head must output [logits (batch, 1), class logits "
                                  f"(batch, num_classes={self.num_classes})]; its second output is "
-                                 f"{_describe(class_logits)}.")
+                                 f"{describe(class_logits)}.")
         if isinstance(logits, (tuple, list, dict)) or tuple(logits.shape[1:]) not in ((), (1,)):
             raise ValueError(f"The discriminator must output one raw logit per image, shape (batch, 1) or "
                              f"(batch,) (with num_classes, optionally also class logits (batch, num_classes)); "
-                             f"got {_describe(outputs)}.")
+                             f"got {describe(outputs)}.")
         self.discriminator_classifies = class_logits is not None
         return image_shape
 
@@ -467,14 +376,15 @@ class ConditionalGAN(CrossModalModel):
         if inner_optimizer(g_optimizer) is inner_optimizer(d_optimizer):
             raise ValueError("g_optimizer and d_optimizer must be two different optimizer instances: an "
                              "optimizer is bound to the variables of the network it was built for.")
-        _check_loss(loss)
-        r1_weight = _check_non_negative_float(r1_weight, "r1_weight")
-        label_smoothing = _check_non_negative_float(label_smoothing, "label_smoothing", upper=1.0)
+        check_gan_loss(loss)
+        r1_weight = _check_weight(r1_weight, "r1_weight")
+        label_smoothing = check_number(label_smoothing, "label_smoothing", minimum=0, maximum=1,
+                                       exclusive_maximum=True, expected="a float in [0, 1)")
         if label_smoothing and loss != "non_saturating":
             raise ValueError(f"label_smoothing applies to loss='non_saturating' only; got loss={loss!r}.")
-        classifier_weight = _check_non_negative_float(classifier_weight, "classifier_weight")
-        classifier_fake_weight = _check_non_negative_float(classifier_fake_weight, "classifier_fake_weight")
-        classifier_margin = _check_non_negative_float(classifier_margin, "classifier_margin")
+        classifier_weight = _check_weight(classifier_weight, "classifier_weight")
+        classifier_fake_weight = _check_weight(classifier_fake_weight, "classifier_fake_weight")
+        classifier_margin = _check_weight(classifier_margin, "classifier_margin")
         if (classifier_weight or classifier_fake_weight) and not self.discriminator_classifies:
             raise ValueError("classifier_weight / classifier_fake_weight need a discriminator with a class head "
                              "(outputs [logits, class logits (batch, num_classes)], e.g. build_discriminator(..., "
@@ -503,9 +413,8 @@ class ConditionalGAN(CrossModalModel):
         """True under a ``mixed_float16`` policy (the model's, or any layer's of the networks)."""
         if self.dtype_policy.compute_dtype == "float16":
             return True
-        return any(layer.dtype_policy.compute_dtype == "float16"
-                   for network in (self.generator, self.discriminator)
-                   for layer in network._flatten_layers(include_self=True, recursive=True))
+        # "mixed": float16 and bfloat16 layers, so some compute in float16.
+        return any(model_precision(network) in ("float16", "mixed") for network in (self.generator, self.discriminator))
 
     @staticmethod
     def _build_optimizer(optimizer, network) -> None:
@@ -690,7 +599,7 @@ class ConditionalGAN(CrossModalModel):
         elif isinstance(inputs, (tuple, list)) and len(inputs) == 2:
             z, conditions = inputs
         else:
-            raise ValueError(f"ConditionalGAN.call expects (z, conditions); got {_describe(inputs)}. "
+            raise ValueError(f"ConditionalGAN.call expects (z, conditions); got {describe(inputs)}. "
                              "To sample z, use generate(conditions) or predict(conditions).")
         conditions = self._prepare_conditions(conditions, "call")
         return self.sampling_generator([z, self._for_network(conditions, self._generator_label_shape)],
@@ -848,10 +757,9 @@ class ConditionalGAN(CrossModalModel):
                 z is multiplied by it.
             batch_size: images per generator call (memory bound only).
         """
-        n = _check_positive_int(n, "n")
-        batch_size = _check_positive_int(batch_size, "batch_size")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-            raise TypeError(f"seed must be an int or None; got {seed!r}.")
+        n = check_positive_int(n, "n", expected="a positive integer (images per condition)")
+        batch_size = check_positive_int(batch_size, "batch_size")
+        check_int(seed, "seed", allow_none=True)
         conditions = np.repeat(self.check_conditions(conditions, "generate"), n, axis=0)
         if len(conditions) == 0:
             return np.zeros((0, *self.image_shape), dtype=keras.backend.floatx())
@@ -883,28 +791,21 @@ class ConditionalGAN(CrossModalModel):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        for key in ("generator", "discriminator"):
-            config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects=custom_objects)
-        return cls(**config)
+        return cls(**deserialize_entries(config, ("generator", "discriminator"), custom_objects))
 
 
 def _check_ema_decay(ema_decay):
-    if ema_decay is None:
-        return None
-    if isinstance(ema_decay, bool) or not isinstance(ema_decay, numbers.Real) or not 0 < ema_decay < 1:
-        raise ValueError(f"ema_decay must be None or a float in (0, 1), e.g. 0.999; got {ema_decay!r}.")
-    return float(ema_decay)
+    return check_number(ema_decay, "ema_decay", minimum=0, maximum=1, exclusive_minimum=True, exclusive_maximum=True,
+                        allow_none=True, expected="None or a float in (0, 1), e.g. 0.999")
 
 
 def _check_ema_warmup(ema_warmup):
-    if isinstance(ema_warmup, bool) or not isinstance(ema_warmup, numbers.Real) or not 1 <= ema_warmup < math.inf:
-        raise ValueError(f"ema_warmup must be a number >= 1 (the w of the warm-up decay (1 + t) / (w + t); "
-                         f"1 = no warm-up); got {ema_warmup!r}.")
-    return float(ema_warmup)
+    return check_number(ema_warmup, "ema_warmup", minimum=1,
+                        expected="a number >= 1 (the w of the warm-up decay (1 + t) / (w + t); 1 = no warm-up)")
 
 
 def _check_truncation(truncation):
+    # Unlike check_number, a ValueError for True as well: the behaviour the recipe tests pin.
     if truncation is None:
         return None
     if isinstance(truncation, bool) or not isinstance(truncation, numbers.Real) or not 0 < truncation <= 1:
@@ -931,187 +832,3 @@ def _averaged_copy(generator) -> keras.Model:
                          f"({error}); give the generator a get_config, or use ema_decay=None.") from error
     copy.set_weights(generator.get_weights())
     return copy
-
-
-# ----------------------------------------------------------------------------- builders
-def _upsampling_steps(height: int, width: int, most: int = 2) -> int:
-    """How many times both sides can be halved exactly (at most ``most``)."""
-    steps = 0
-    while steps < most and height % 2 == 0 and width % 2 == 0:
-        height, width, steps = height // 2, width // 2, steps + 1
-    return steps
-
-
-def _condition_input(num_classes, condition_dim, name):
-    _check_condition_kind(num_classes, condition_dim)
-    if num_classes is not None:
-        return keras.Input(shape=(), dtype="int32", name=f"{name}_labels")
-    return keras.Input(shape=(condition_dim,), name=f"{name}_conditions")
-
-
-def _condition_code(condition, num_classes, name):
-    """The condition as a float vector: one-hot labels, or the condition vector itself."""
-    if num_classes is None:
-        return condition
-    return keras.layers.CategoryEncoding(num_classes, output_mode="one_hot", name=f"{name}_one_hot")(condition)
-
-
-def _conditional_batch_norm(x, code, name, synchronized=False):
-    """Batch norm whose scale and shift are linear functions of the condition code
-    (class-conditional batch norm for one-hot codes); starts as plain batch norm."""
-    channels = x.shape[-1]
-    broadcast = (1,) * (len(x.shape) - 2) + (channels,)
-    x = keras.layers.BatchNormalization(center=False, scale=False, synchronized=synchronized, name=f"{name}_bn")(x)
-    gamma = keras.layers.Dense(channels, kernel_initializer="zeros", bias_initializer="ones",
-                               name=f"{name}_gamma")(code)
-    beta = keras.layers.Dense(channels, kernel_initializer="zeros", name=f"{name}_beta")(code)
-    gamma = keras.layers.Reshape(broadcast, name=f"{name}_gamma_grid")(gamma)
-    beta = keras.layers.Reshape(broadcast, name=f"{name}_beta_grid")(beta)
-    x = keras.layers.Multiply(name=f"{name}_scale")([x, gamma])
-    return keras.layers.Add(name=f"{name}_shift")([x, beta])
-
-
-def build_generator(image_shape, latent_dim=64, *, num_classes=None, condition_dim=None, base_filters=16,
-                    sync_batch_norm=False, output_activation="sigmoid", name="generator") -> keras.Model:
-    """A small DCGAN-style conv generator: [z (batch, latent_dim), condition] -> (batch, H, W, C).
-
-    Output range: ``output_activation="sigmoid"`` (default) gives images in [0, 1], the
-    range of the package's image loaders (pixels / 255) that ``ConditionalGAN`` expects;
-    scale real images to [0, 1], or pass "tanh" for [-1, 1] data or None for any range
-    (the discriminator sees real and generated images alike, so a range the generator
-    cannot reach lets it tell them apart trivially).
-
-    The condition enters twice: concatenated with z (as its one-hot code for labels), and
-    through conditional batch norm after every layer (per-condition scale and shift,
-    as in projection-discriminator cGANs). A Dense layer maps [z, code] to a (H/4, W/4,
-    4*base_filters) grid (fewer halvings when H or W is not divisible by 4); each
-    stride-2 4x4 transposed convolution doubles the size and halves the filters (then
-    conditional batch norm + ReLU); a 3x3 sigmoid convolution gives the C channels.
-    Works from 8x8 (2x2 start) to 28x28 (7x7 start) and beyond. ``sync_batch_norm=True``
-    computes the batch statistics over the global batch under a ``tf.distribute`` strategy.
-    Layer names: f"{name}_project", f"{name}_up{i}", f"{name}_image" ...
-    """
-    height, width, channels = _check_image_shape(image_shape, "build_generator")
-    sync_batch_norm = _check_bool(sync_batch_norm, "sync_batch_norm")
-    latent_dim = _check_positive_int(latent_dim, "latent_dim")
-    base_filters = _check_positive_int(base_filters, "base_filters")
-    steps = _upsampling_steps(height, width)
-    start_h, start_w, start_filters = height >> steps, width >> steps, base_filters * 2 ** steps
-
-    z = keras.Input(shape=(latent_dim,), name=f"{name}_z")
-    condition = _condition_input(num_classes, condition_dim, name)
-    code = _condition_code(condition, num_classes, name)
-    x = keras.layers.Concatenate(name=f"{name}_concat")([z, code])
-    x = keras.layers.Dense(start_h * start_w * start_filters, use_bias=False, name=f"{name}_project")(x)
-    x = _conditional_batch_norm(x, code, f"{name}_project", sync_batch_norm)
-    x = keras.layers.ReLU(name=f"{name}_project_relu")(x)
-    x = keras.layers.Reshape((start_h, start_w, start_filters), name=f"{name}_grid")(x)
-    filters = start_filters
-    for i in range(steps):
-        filters = max(filters // 2, 1)
-        x = keras.layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False,
-                                         name=f"{name}_up{i}")(x)
-        x = _conditional_batch_norm(x, code, f"{name}_up{i}", sync_batch_norm)
-        x = keras.layers.ReLU(name=f"{name}_up{i}_relu")(x)
-    images = keras.layers.Conv2D(channels, 3, padding="same", activation=output_activation,
-                                 name=f"{name}_image")(x)
-    return keras.Model([z, condition], images, name=name)
-
-
-def build_discriminator(image_shape, *, num_classes=None, condition_dim=None, base_filters=32,
-                        spectral_normalization=False, classifier_head=False, name="discriminator") -> keras.Model:
-    """A small projection discriminator: [images (batch, H, W, C), condition] -> logits (batch, 1).
-
-    Images in the generator's output range ([0, 1] for the default generators); the
-    layers themselves assume no range.
-
-    Two stride-2 4x4 convolutions (base_filters, 2*base_filters; LeakyReLU 0.2) give
-    features phi(x) (flattened); the logit is ``Dense(1)(phi) + <V c, phi>``, where V c
-    is a learned embedding of the label (a bias-free Dense on its one-hot code) or a
-    linear map of the condition vector. With ``spectral_normalization=True`` every layer
-    with a kernel is wrapped in ``keras.layers.SpectralNormalization`` (for hinge-loss
-    recipes; the default recipe uses the R1 penalty instead).
-    ``classifier_head=True`` (labels only) adds a second output, class logits (batch,
-    num_classes) = ``Dense(num_classes)(phi)``, for the auxiliary classifier terms of
-    ``ConditionalGAN.compile(classifier_weight=...)``; the model then outputs
-    [logits, class logits].
-    Layer names: f"{name}_conv{i}", f"{name}_score", f"{name}_projection",
-    f"{name}_classes" ...
-    """
-    height, width, channels = _check_image_shape(image_shape, "build_discriminator")
-    base_filters = _check_positive_int(base_filters, "base_filters")
-    classifier_head = _check_bool(classifier_head, "classifier_head")
-    if classifier_head and num_classes is None:
-        raise ValueError("build_discriminator: classifier_head=True needs class labels (num_classes=...); "
-                         "condition vectors have no classes to predict.")
-
-    def normalized(layer):
-        if not spectral_normalization:
-            return layer
-        return keras.layers.SpectralNormalization(layer, name=f"{layer.name}_sn")
-
-    images = keras.Input(shape=(height, width, channels), name=f"{name}_images")
-    condition = _condition_input(num_classes, condition_dim, name)
-    x = images
-    for i, filters in enumerate((base_filters, 2 * base_filters)):
-        x = normalized(keras.layers.Conv2D(filters, 4, strides=2, padding="same", name=f"{name}_conv{i}"))(x)
-        x = keras.layers.LeakyReLU(0.2, name=f"{name}_conv{i}_lrelu")(x)
-    features = keras.layers.Flatten(name=f"{name}_features")(x)
-    # One-hot codes through a bias-free Dense = a class embedding (Keras'
-    # SpectralNormalization casts an Embedding's output to the integer input dtype).
-    code = _condition_code(condition, num_classes, name)
-    embedded = normalized(keras.layers.Dense(features.shape[-1], use_bias=False, name=f"{name}_projection"))(code)
-    projection = keras.layers.Dot(axes=1, name=f"{name}_projection_dot")([features, embedded])
-    score = normalized(keras.layers.Dense(1, name=f"{name}_score"))(features)
-    logits = keras.layers.Add(name=f"{name}_logits")([score, projection])
-    if classifier_head:
-        classes = normalized(keras.layers.Dense(num_classes, name=f"{name}_classes"))(features)
-        return keras.Model([images, condition], [logits, classes], name=name)
-    return keras.Model([images, condition], logits, name=name)
-
-
-def build_dense_generator(image_shape, latent_dim=64, *, num_classes, hidden_units=(256, 512, 1024),
-                          batch_norm=True, sync_batch_norm=False, output_activation="sigmoid",
-                          name="dense_generator") -> keras.Model:
-    """The textbook conditional generator (Mirza & Osindero; the Keras GAN examples):
-    [z, label] -> concat(z, one_hot(label)) -> Dense (+ batch norm) + LeakyReLU layers ->
-    pixels reshaped to ``image_shape``. ``output_activation="sigmoid"`` (default): values
-    in [0, 1], the range of the package's image loaders; "tanh" for [-1, 1] data, None
-    for any range. ``sync_batch_norm``: batch statistics over the global batch under a
-    ``tf.distribute`` strategy."""
-    shape = _check_image_shape(image_shape, "build_dense_generator")
-    sync_batch_norm = _check_bool(sync_batch_norm, "sync_batch_norm")
-    latent_dim = _check_positive_int(latent_dim, "latent_dim")
-    z = keras.Input(shape=(latent_dim,), name=f"{name}_z")
-    labels = _condition_input(num_classes, None, name)
-    one_hot = keras.layers.CategoryEncoding(num_classes, output_mode="one_hot", name=f"{name}_one_hot")(labels)
-    x = keras.layers.Concatenate(name=f"{name}_concat")([z, one_hot])
-    for i, units in enumerate(hidden_units):
-        x = keras.layers.Dense(_check_positive_int(units, "hidden_units entry"), name=f"{name}_dense{i}")(x)
-        if batch_norm:
-            x = keras.layers.BatchNormalization(momentum=0.8, synchronized=sync_batch_norm,
-                                                name=f"{name}_dense{i}_bn")(x)
-        x = keras.layers.LeakyReLU(0.2, name=f"{name}_dense{i}_lrelu")(x)
-    x = keras.layers.Dense(int(np.prod(shape)), activation=output_activation, name=f"{name}_pixels")(x)
-    images = keras.layers.Reshape(shape, name=f"{name}_image")(x)
-    return keras.Model([z, labels], images, name=name)
-
-
-def build_dense_discriminator(image_shape, *, num_classes, hidden_units=(512, 256), dropout=0.3,
-                              name="dense_discriminator") -> keras.Model:
-    """The textbook conditional discriminator: [images, label] -> concat(flat images,
-    one_hot(label)) -> Dense+LeakyReLU(+Dropout) layers -> one logit (batch, 1). Images
-    in the generator's output range ([0, 1] for the default generators)."""
-    shape = _check_image_shape(image_shape, "build_dense_discriminator")
-    dropout = _check_non_negative_float(dropout, "dropout", upper=1.0)
-    images = keras.Input(shape=shape, name=f"{name}_images")
-    labels = _condition_input(num_classes, None, name)
-    one_hot = keras.layers.CategoryEncoding(num_classes, output_mode="one_hot", name=f"{name}_one_hot")(labels)
-    x = keras.layers.Concatenate(name=f"{name}_concat")([keras.layers.Flatten(name=f"{name}_flat")(images), one_hot])
-    for i, units in enumerate(hidden_units):
-        x = keras.layers.Dense(_check_positive_int(units, "hidden_units entry"), name=f"{name}_dense{i}")(x)
-        x = keras.layers.LeakyReLU(0.2, name=f"{name}_dense{i}_lrelu")(x)
-        if dropout:
-            x = ReplicaDropout(dropout, name=f"{name}_dense{i}_dropout")(x)
-    logits = keras.layers.Dense(1, name=f"{name}_logit")(x)
-    return keras.Model([images, labels], logits, name=name)

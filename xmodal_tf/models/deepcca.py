@@ -76,10 +76,11 @@ import numpy as np
 import tensorflow as tf
 
 from xmodal_tf._replicas import in_replica_context
+from xmodal_tf._validation import check_positive_int, describe, non_finite_rows
 from xmodal_tf.cca import CCA, column_correlations
 from xmodal_tf.losses import DeepCCALoss, reconstruction_error
-from xmodal_tf._validation import non_finite_rows
-from xmodal_tf.models.base import CrossModalModel, check_finite_rows, to_numpy
+from xmodal_tf.models.base import (CrossModalModel, as_input_tensor, check_finite_rows, check_layer, check_output_shape,
+                                   deserialize_entries, num_rows, split_pair, static_output_width, to_numpy)
 
 __all__ = ["DeepCCA"]
 
@@ -95,77 +96,17 @@ DEFAULT_RECONSTRUCTION_WEIGHT = 0.01
 
 
 # ----------------------------------------------------------------------------- helpers
-def _static_output_shape(model, name: str):
-    """The encoder's output shape as a tuple, or None when it is not known yet.
-
-    Raises ValueError for several outputs or an output that is not (batch, features).
-    """
-    try:
-        outputs = model.outputs  # functional and built Sequential models
-    except (AttributeError, ValueError):
-        return None
-    if not outputs:
-        return None
-    if len(outputs) != 1:
-        raise ValueError(
-            f"{name} must have a single output of shape (batch, features); it has "
-            f"{len(outputs)} outputs.")
-    shape = tuple(outputs[0].shape)
-    _check_output_shape(shape, name)
-    return shape
-
-
-def _check_output_shape(shape, name: str) -> None:
-    if len(shape) != 2:
-        raise ValueError(
-            f"{name} must output a 2-D (batch, features) tensor; its output has shape "
-            f"{tuple(shape)} (rank {len(shape)}). Flatten or pool it to (batch, features), "
-            "e.g. with keras.layers.Flatten() or GlobalAveragePooling.")
-    if shape[1] is None:
-        raise ValueError(f"{name} must output a known number of features; got shape {tuple(shape)}.")
-
-
 def _check_submodel(model, name: str, required: bool):
     if model is None:
         if required:
             raise TypeError(f"{name} is required: pass a keras.Model (e.g. from xmodal_tf.encoders).")
         return None
-    if not isinstance(model, keras.layers.Layer):
-        raise TypeError(f"{name} must be a keras.Model or keras.layers.Layer; got {type(model).__name__}.")
-    return model
+    return check_layer(model, name)
 
 
 def _split_views(data, where: str):
     """(x, y) from a batch: (x, y), {"x": x, "y": y}, or those followed by labels."""
-    if isinstance(data, dict):
-        return _views_from_dict(data, where)
-    if isinstance(data, (tuple, list)) and data:
-        first = data[0]
-        if isinstance(first, dict):
-            return _views_from_dict(first, where)
-        if isinstance(first, (tuple, list)):  # ((x, y), labels[, sample_weight])
-            if len(first) == 2:
-                return first[0], first[1]
-        elif len(data) == 2:
-            return data[0], data[1]
-    raise ValueError(
-        f"DeepCCA.{where} expects paired views: a pair (x, y), a dict {{'x': x, 'y': y}}, "
-        f"or ((x, y), labels); got {_describe(data)}.")
-
-
-def _views_from_dict(data: dict, where: str):
-    if "x" not in data or "y" not in data:
-        raise ValueError(
-            f"DeepCCA.{where}: a dict of views needs the keys 'x' and 'y'; got keys "
-            f"{sorted(map(str, data))}.")
-    return data["x"], data["y"]
-
-
-def _describe(data) -> str:
-    if isinstance(data, (tuple, list)):
-        return f"a {type(data).__name__} of {len(data)} ({', '.join(_describe(d) for d in data)})"
-    shape = getattr(data, "shape", None)
-    return f"a {type(data).__name__} of shape {tuple(shape)}" if shape is not None else type(data).__name__
+    return split_pair(data, ("x", "y"), f"DeepCCA.{where}", "views")
 
 
 _NON_FINITE_FIX = "remove or impute those rows first"
@@ -181,20 +122,6 @@ def _check_encoder_output(h: np.ndarray, view: str, method: str, offset: int) ->
             f"{offset + int(bad[0])} although the input is: values beyond float32's range (3.4e38) overflow "
             "(rescale the input), or the model's weights have diverged (retrain with a lower learning rate or "
             "a larger reg).")
-
-
-def _as_input_tensor(array) -> tf.Tensor:
-    """A batch as a tensor; float64 NumPy data becomes float32 (as in make_dataset)."""
-    if isinstance(array, np.ndarray) and array.dtype == np.float64:
-        array = array.astype(np.float32)
-    return tf.convert_to_tensor(array)
-
-
-def _num_rows(array) -> int:
-    shape = getattr(array, "shape", None)
-    if shape is not None and len(shape):
-        return int(shape[0])
-    return len(array)
 
 
 # ----------------------------------------------------------------------------- model
@@ -275,10 +202,10 @@ class DeepCCA(CrossModalModel):
         self._encode_function = None
         self._output_dims = None
 
-        shape_x = _static_output_shape(self.encoder_x, "encoder_x")
-        shape_y = _static_output_shape(self.encoder_y, "encoder_y")
-        if shape_x is not None and shape_y is not None:
-            self._create_state(shape_x[1], shape_y[1])
+        width_x = static_output_width(self.encoder_x, "encoder_x")
+        width_y = static_output_width(self.encoder_y, "encoder_y")
+        if width_x is not None and width_y is not None:
+            self._create_state(width_x, width_y)
             # Functional sub-models are built: the model needs no symbolic build in fit.
             if all(getattr(m, "built", True) for m in (self.encoder_x, self.encoder_y,
                                                       self.decoder_x, self.decoder_y) if m is not None):
@@ -333,7 +260,7 @@ class DeepCCA(CrossModalModel):
             output = model(keras.KerasTensor((None, *tuple(shape)[1:]), dtype=dtype))
             if isinstance(output, (tuple, list, dict)):
                 raise ValueError(f"{name} must have a single output of shape (batch, features).")
-            _check_output_shape(tuple(output.shape), name)
+            check_output_shape(tuple(output.shape), name)
             outputs.append(output)
         for decoder, output in zip((self.decoder_x, self.decoder_y), outputs):
             if decoder is not None and not decoder.built:
@@ -359,7 +286,7 @@ class DeepCCA(CrossModalModel):
         if not isinstance(inputs, (tuple, list, dict)):
             raise ValueError(
                 f"DeepCCA.call expects a pair of views (x, y) or a dict {{'x': x, 'y': y}}; got "
-                f"{_describe(inputs)}. (Under a distribution strategy, model.fit builds an unbuilt "
+                f"{describe(inputs)}. (Under a distribution strategy, model.fit builds an unbuilt "
                 "model with the first view alone: build it first by calling it once, "
                 "model((x_batch, y_batch)).)")
         x, y = _split_views(inputs, "call")
@@ -385,7 +312,7 @@ class DeepCCA(CrossModalModel):
         h_x = self.encoder_x(x, training=training)
         h_y = self.encoder_y(y, training=training)
         for h, name in ((h_x, "encoder_x"), (h_y, "encoder_y")):
-            _check_output_shape(tuple(h.shape), name)
+            check_output_shape(tuple(h.shape), name)
         if self._output_dims is None:  # subclassed encoders built by this call
             self._check_dims(h_x.shape[1], h_y.shape[1])
         else:
@@ -470,8 +397,7 @@ class DeepCCA(CrossModalModel):
     # ------------------------------------------------------------------ evaluation
     def _batches(self, x, y, batch_size: int, method: str):
         """Yield (x, y) batches from arrays, a pair, a dict, or a tf.data.Dataset."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
+        check_positive_int(batch_size, "batch_size")
         if isinstance(x, tf.data.Dataset):
             if y is not None:
                 raise TypeError(f"DeepCCA.{method}: y must be None when x is a tf.data.Dataset of pairs.")
@@ -490,7 +416,7 @@ class DeepCCA(CrossModalModel):
             return
         if y is None:
             x, y = _split_views(x, method)
-        rows_x, rows_y = _num_rows(x), _num_rows(y)
+        rows_x, rows_y = num_rows(x), num_rows(y)
         if rows_x != rows_y:
             raise ValueError(
                 f"DeepCCA.{method}: x has {rows_x} rows and y has {rows_y}; the views must be "
@@ -503,7 +429,7 @@ class DeepCCA(CrossModalModel):
             yield x[start:start + batch_size], y[start:start + batch_size]
 
     def _encode_batch(self, x, y):
-        x, y = _as_input_tensor(x), _as_input_tensor(y)
+        x, y = as_input_tensor(x), as_input_tensor(y)
         # One trace per input dtype / feature shape, whatever the batch sizes.
         key = (x.dtype, tuple(x.shape[1:]), y.dtype, tuple(y.shape[1:]))
         if self._encode_function is None:
@@ -541,7 +467,7 @@ class DeepCCA(CrossModalModel):
             if isinstance(y, (tuple, list, dict, tf.data.Dataset)):
                 raise ValueError(
                     f"DeepCCA.{method}(y=...) with x=None takes the y view alone as one array or "
-                    f"tensor; got {_describe(y)}.")
+                    f"tensor; got {describe(y)}.")
             return "y", y
         if y is None and not isinstance(x, (tuple, list, dict, tf.data.Dataset)):
             return "x", x
@@ -549,18 +475,17 @@ class DeepCCA(CrossModalModel):
 
     def _encode_view(self, view: str, array, batch_size: int, method: str) -> np.ndarray:
         """One view's encoder outputs, (n, d) float NumPy, in batches of ``batch_size``."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
+        check_positive_int(batch_size, "batch_size")
         if getattr(array, "shape", None) is None:
             array = np.asarray(array)
-        rows = _num_rows(array)
+        rows = num_rows(array)
         if rows == 0:
             raise ValueError(f"DeepCCA.{method}: view {view} has no rows.")
         check_finite_rows(array, view, where=f"DeepCCA.{method}", fix=_NON_FINITE_FIX)
         encoder = self.encoder_x if view == "x" else self.encoder_y
         parts = []
         for start in range(0, rows, batch_size):
-            batch = _as_input_tensor(array[start:start + batch_size])
+            batch = as_input_tensor(array[start:start + batch_size])
             key = (view, batch.dtype, tuple(batch.shape[1:]))
             if self._encode_function is None:
                 self._encode_function = {}
@@ -691,8 +616,4 @@ class DeepCCA(CrossModalModel):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        for key in _SUBMODEL_KEYS:
-            if config.get(key) is not None:
-                config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects=custom_objects)
-        return cls(**config)
+        return cls(**deserialize_entries(config, _SUBMODEL_KEYS, custom_objects))

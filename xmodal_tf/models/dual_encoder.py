@@ -57,14 +57,15 @@ Conventions and decisions
 from __future__ import annotations
 
 import math
-import numbers
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from xmodal_tf._validation import check_bool, check_finite_rows, check_number, check_positive_int
 from xmodal_tf.losses import replica_contrastive_loss
-from xmodal_tf.models.base import CrossModalModel, check_finite_rows, to_numpy
+from xmodal_tf.models.base import (CrossModalModel, as_input_tensor, check_layer, check_output_shape, declared_inputs,
+                                   deserialize_entries, num_rows, split_pair, static_output_width, to_numpy)
 
 __all__ = ["DualEncoder", "RETRIEVAL_DIRECTIONS"]
 
@@ -85,43 +86,12 @@ class _ClipLogitScale(keras.constraints.Constraint):
         return {"maximum": self.maximum}
 
 
-def _check_encoder(model, name: str):
-    if not isinstance(model, keras.layers.Layer):
-        raise TypeError(f"{name} must be a keras.Model or keras.layers.Layer (e.g. from "
-                        f"xmodal_tf.encoders); got {type(model).__name__}.")
-    return model
-
-
 def _input_kind(encoder) -> str | None:
     """'string' or 'numeric' for a model with a known single input dtype, else None."""
-    try:
-        inputs = encoder.inputs
-    except (AttributeError, ValueError):
-        return None
-    if not inputs or len(inputs) != 1:
+    inputs = declared_inputs(encoder)
+    if inputs is None or len(inputs) != 1:
         return None
     return "string" if str(inputs[0].dtype) == "string" else "numeric"
-
-
-def _output_width(encoder, name: str) -> int | None:
-    """The encoder's static output width, None when not known before a call."""
-    try:
-        outputs = encoder.outputs
-    except (AttributeError, ValueError):
-        return None
-    if not outputs:
-        return None
-    if len(outputs) != 1:
-        raise ValueError(f"{name} must have one output of shape (batch, features); it has {len(outputs)}.")
-    return _check_output_shape(tuple(outputs[0].shape), name)
-
-
-def _check_output_shape(shape, name: str) -> int:
-    if len(shape) != 2 or shape[1] is None:
-        raise ValueError(
-            f"{name} must output a 2-D (batch, features) tensor with a known number of features; "
-            f"its output has shape {shape}. Pool or flatten it first.")
-    return int(shape[1])
 
 
 def _value_kind(values) -> str:
@@ -140,34 +110,7 @@ def _value_kind(values) -> str:
 
 def _split_pair(data, where: str):
     """(a, b) from a batch: (a, b), {"a": a, "b": b}, or those followed by labels."""
-    if isinstance(data, dict):
-        return _pair_from_dict(data, where)
-    if isinstance(data, (tuple, list)) and data:
-        first = data[0]
-        if isinstance(first, dict):
-            return _pair_from_dict(first, where)
-        if isinstance(first, (tuple, list)) and len(first) == 2:  # ((a, b), labels...)
-            return first[0], first[1]
-        if not isinstance(first, (tuple, list)) and len(data) == 2:
-            return data[0], data[1]
-    raise ValueError(
-        f"DualEncoder.{where} expects paired inputs: a pair (a, b), a dict {{'a': a, 'b': b}} "
-        f"or ((a, b), labels); got a {type(data).__name__}"
-        f"{f' of {len(data)} items' if isinstance(data, (tuple, list)) else ''}.")
-
-
-def _pair_from_dict(data: dict, where: str):
-    if "a" not in data or "b" not in data:
-        raise ValueError(f"DualEncoder.{where}: a dict of inputs needs the keys 'a' and 'b'; got keys "
-                         f"{sorted(map(str, data))}.")
-    return data["a"], data["b"]
-
-
-def _num_rows(values) -> int:
-    shape = getattr(values, "shape", None)
-    if shape is not None and len(shape):
-        return int(shape[0])
-    return len(values)
+    return split_pair(data, ("a", "b"), f"DualEncoder.{where}", "inputs")
 
 
 def _is_text_array(item) -> bool:
@@ -196,28 +139,10 @@ def _static_rows(values):
     return shape[0] if len(shape) else None
 
 
-def _as_batch_tensor(values) -> tf.Tensor:
-    """A batch as a tensor: str/bytes arrays and lists become tf.string, float64 float32."""
-    if isinstance(values, (tf.Tensor, tf.Variable)):
-        return tf.convert_to_tensor(values)
-    array = np.asarray(values)
-    if array.dtype.kind in "USO":
-        return tf.constant(array, dtype=tf.string)
-    if array.dtype == np.float64:
-        array = array.astype(np.float32)
-    return tf.convert_to_tensor(array)
-
-
 def _slice_rows(values, start: int, stop: int):
     if isinstance(values, (list, tuple)):
         return np.asarray(values[start:stop])
     return values[start:stop]
-
-
-def _check_positive_int(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{what} must be a positive int; got {value!r}.")
-    return int(value)
 
 
 def _held_out_pairs(data) -> tuple:
@@ -287,18 +212,16 @@ class DualEncoder(CrossModalModel):
         kwargs.setdefault("name", "dual_encoder")
         super().__init__(**kwargs)
         self.shared = self._check_shared(encoder_a, encoder_b, shared)
-        self.encoder_a = _check_encoder(encoder_a, "encoder_a")
+        self.encoder_a = check_layer(encoder_a, "encoder_a", " (e.g. from xmodal_tf.encoders)")
         if not self.shared:
-            self._encoder_b = _check_encoder(encoder_b, "encoder_b")
-        self.projection_dim = None if projection_dim is None else _check_positive_int(projection_dim, "projection_dim")
-        self.max_logit_scale = self._check_max_logit_scale(max_logit_scale)
+            self._encoder_b = check_layer(encoder_b, "encoder_b", " (e.g. from xmodal_tf.encoders)")
+        self.projection_dim = check_positive_int(projection_dim, "projection_dim", allow_none=True,
+                                                 expected="a positive int or None (no projection)")
+        self.max_logit_scale = check_number(max_logit_scale, "max_logit_scale", minimum=1, exclusive_minimum=True,
+                                            expected="a finite float > 1 (CLIP uses 100)")
         self.initial_temperature = self._check_temperature(temperature)
-        if not isinstance(learn_temperature, bool):
-            raise TypeError(f"learn_temperature must be True or False; got {learn_temperature!r}.")
-        self.learn_temperature = learn_temperature
-        if not isinstance(global_batch, bool):
-            raise TypeError(f"global_batch must be True or False; got {global_batch!r}.")
-        self.global_batch = global_batch
+        self.learn_temperature = check_bool(learn_temperature, "learn_temperature")
+        self.global_batch = check_bool(global_batch, "global_batch")
         self.input_kinds = (_input_kind(self.encoder_a), _input_kind(self.encoder_b))
 
         if self.projection_dim is not None:
@@ -313,33 +236,22 @@ class DualEncoder(CrossModalModel):
         self.create_trackers(("loss", "temperature", "in_batch_accuracy"))
         self._encode_functions = {}
 
-        widths = (_output_width(self.encoder_a, "encoder_a"), _output_width(self.encoder_b, "encoder_b"))
+        widths = (static_output_width(self.encoder_a, "encoder_a"), static_output_width(self.encoder_b, "encoder_b"))
         if None not in widths:
             self._build_projections(*widths)
 
     # ------------------------------------------------------------------ checks
     @staticmethod
     def _check_shared(encoder_a, encoder_b, shared) -> bool:
-        if not isinstance(shared, bool):
-            raise TypeError(f"shared must be True or False; got {shared!r}.")
-        if shared and encoder_b is not None and encoder_b is not encoder_a:
+        if check_bool(shared, "shared") and encoder_b is not None and encoder_b is not encoder_a:
             raise ValueError("shared=True uses encoder_a for both inputs; pass encoder_b=None (or the same "
                              "encoder), or shared=False for two separate encoders.")
         return shared or encoder_b is None or encoder_b is encoder_a
 
-    @staticmethod
-    def _check_max_logit_scale(value) -> float:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 1:
-            raise ValueError(f"max_logit_scale must be a finite float > 1 (CLIP uses 100); got {value!r}.")
-        return float(value)
-
     def _check_temperature(self, value) -> float:
         lowest = 1.0 / self.max_logit_scale
-        if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
-                or not lowest <= value <= 1.0):
-            raise ValueError(f"temperature must be a float in [1 / max_logit_scale, 1] = [{lowest:g}, 1] "
-                             f"(CLIP starts at 0.07); got {value!r}.")
-        return float(value)
+        return check_number(value, "temperature", minimum=lowest, maximum=1.0,
+                            expected=f"a float in [1 / max_logit_scale, 1] = [{lowest:g}, 1] (CLIP starts at 0.07)")
 
     def _check_inputs(self, a, b, where: str) -> None:
         """Types per modality and equal static batch sizes, before any encoder runs."""
@@ -400,7 +312,7 @@ class DualEncoder(CrossModalModel):
         for encoder, shape, dtype, name in zip((self.encoder_a, self.encoder_b), shapes, dtypes,
                                                ("encoder_a", "encoder_b")):
             output = encoder(keras.KerasTensor((None, *tuple(shape)[1:]), dtype=dtype))
-            widths.append(_check_output_shape(tuple(output.shape), name))
+            widths.append(check_output_shape(tuple(output.shape), name))
         self._input_specs = [[[None, *list(shape)[1:]], str(dtype)] for shape, dtype in zip(shapes, dtypes)]
         self._build_projections(*widths)
 
@@ -490,18 +402,18 @@ class DualEncoder(CrossModalModel):
         """Embeddings of ``values`` (modality ``side``); ``argument`` and ``method`` name the
         user's argument and call in messages (default ``side`` and ``encode_<side>``)."""
         argument, method = argument or side, method or f"encode_{side}"
-        batch_size = _check_positive_int(batch_size, "batch_size")
+        batch_size = check_positive_int(batch_size, "batch_size")
         if isinstance(values, (str, bytes)):
             raise TypeError(f"DualEncoder.{method} takes a batch of inputs, not a single string; "
                             "wrap it in a list.")
         self._check_kind(values, self.input_kinds[0 if side == "a" else 1], side, method)
-        rows = _num_rows(values)
+        rows = num_rows(values)
         if rows == 0:
             raise ValueError(f"DualEncoder.{method}: no inputs (0 rows) in {argument}.")
         # NaN/inf rows would embed as NaN, or rank arbitrarily in retrieval; text is not checked.
         check_finite_rows(values, argument, where=f"DualEncoder.{method}",
                           fix="remove or impute those rows before encoding")
-        parts = [self._encode_batch(_as_batch_tensor(_slice_rows(values, start, start + batch_size)), side)
+        parts = [self._encode_batch(as_input_tensor(_slice_rows(values, start, start + batch_size)), side)
                  for start in range(0, rows, batch_size)]
         return np.concatenate(parts)
 
@@ -550,9 +462,8 @@ class DualEncoder(CrossModalModel):
         """
         if direction not in RETRIEVAL_DIRECTIONS:
             raise ValueError(f"direction must be one of {RETRIEVAL_DIRECTIONS}; got {direction!r}.")
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-            raise ValueError(f"k must be a positive int; got {k!r}.")
-        gallery_size = _num_rows(gallery)
+        check_positive_int(k, "k", expected="a positive int (results per query)")
+        gallery_size = num_rows(gallery)
         if k > gallery_size:
             raise ValueError(f"k={k} is larger than the gallery ({gallery_size} items); use k <= {gallery_size}.")
         if direction == "a_to_b":
@@ -608,8 +519,4 @@ class DualEncoder(CrossModalModel):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        for key in ("encoder_a", "encoder_b"):
-            if config.get(key) is not None:
-                config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects=custom_objects)
-        return cls(**config)
+        return cls(**deserialize_entries(config, ("encoder_a", "encoder_b"), custom_objects))

@@ -87,6 +87,7 @@ Conventions and decisions
 """
 from __future__ import annotations
 
+import copy
 import inspect
 import numbers
 
@@ -94,11 +95,20 @@ import keras
 import numpy as np
 from keras import ops
 
-from xmodal_tf.layers import (AttentionFusion, AverageFusion, ConcatFusion, GatedFusion, LateFusion,
-                              ModalityDropout, ReplicaDropout, TensorFusion, WeightedFusion, _check_dropout_rate,
-                              _check_hidden_units, _check_positive_int)
 from xmodal_tf._replicas import in_replica_context, num_replicas
-from xmodal_tf.models.base import MultiWorkerFitMixin, check_finite_rows
+from xmodal_tf._validation import check_int, check_int_sequence, check_number, check_positive_int, check_rate
+from xmodal_tf.layers import (
+    AttentionFusion,
+    AverageFusion,
+    ConcatFusion,
+    GatedFusion,
+    LateFusion,
+    ModalityDropout,
+    ReplicaDropout,
+    TensorFusion,
+    WeightedFusion,
+)
+from xmodal_tf.models.base import MultiWorkerFitMixin, check_finite_rows, declared_inputs
 
 __all__ = ["FUSION_STRATEGIES", "MASK_INPUT", "FusionClassifier", "build_fusion_classifier"]
 
@@ -134,10 +144,7 @@ def _check_encoders(encoders) -> dict:
 
 
 def _encoder_input(encoder, modality: str):
-    try:
-        inputs = encoder.inputs
-    except (AttributeError, ValueError):
-        inputs = None
+    inputs = declared_inputs(encoder)
     if not inputs or len(inputs) != 1:
         raise ValueError(f"encoders[{modality!r}] must be a built model with exactly one input (a functional "
                          f"model such as those of xmodal_tf.encoders); it has {len(inputs or [])} inputs.")
@@ -151,12 +158,6 @@ def _encoder_output_dim(encoder, modality: str) -> int:
         raise ValueError(f"encoders[{modality!r}] must have one (batch, features) output with a known size; "
                          f"got {[tuple(o.shape) for o in outputs]}. Pool or flatten its output.")
     return int(shape[1])
-
-
-def _check_num_classes(num_classes) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}.")
-    return int(num_classes)
 
 
 def _dropout_rates(modality_dropout, modalities) -> list[float]:
@@ -189,12 +190,9 @@ def _check_loss_weight(weight) -> float:
 
 
 def _check_distillation(share) -> float:
-    if isinstance(share, bool) or not isinstance(share, numbers.Real):
-        raise TypeError(f"unimodal_distillation must be a number in [0, 1]; got {share!r}.")
-    if not 0.0 <= float(share) <= 1.0:
-        raise ValueError(f"unimodal_distillation must be in [0, 1] (the share of the fused prediction in the "
-                         f"unimodal heads' target); got {share!r}.")
-    return float(share)
+    return check_number(share, "unimodal_distillation", minimum=0, maximum=1,
+                        expected="a number in [0, 1] (the share of the fused prediction in the unimodal heads' "
+                                 "target)")
 
 
 UNIMODAL_HEADS = ("auxiliary", "fusion")
@@ -264,11 +262,10 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         unimodal_loss_weight = _check_loss_weight(unimodal_loss_weight)
         unimodal_head = _check_unimodal_head(unimodal_head)
         unimodal_distillation = _check_distillation(unimodal_distillation)
-        num_classes = _check_num_classes(num_classes)
-        hidden_units = _check_hidden_units(hidden_units, "hidden_units")
-        if projection_dim is not None:
-            projection_dim = _check_positive_int(projection_dim, "projection_dim")
-        dropout = _check_dropout_rate(dropout, "dropout")
+        num_classes = check_int(num_classes, "num_classes", minimum=2, expected="an integer >= 2")
+        hidden_units = check_int_sequence(hidden_units, "hidden_units", allow_empty=True)
+        projection_dim = check_positive_int(projection_dim, "projection_dim", allow_none=True)
+        dropout = check_rate(dropout, "dropout")
         modalities = tuple(encoders)
         rates = _dropout_rates(modality_dropout, modalities)
 
@@ -560,7 +557,7 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
+        config = copy.deepcopy(config)  # Keras' deserialization empties the dicts it reads
         encoders = {}
         for modality, encoder in config.pop("encoders"):
             if "shared_with" in encoder:

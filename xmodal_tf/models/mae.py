@@ -81,7 +81,7 @@ Conventions and decisions
 """
 from __future__ import annotations
 
-import math
+import copy
 import numbers
 import re
 from collections.abc import Mapping
@@ -91,7 +91,13 @@ import numpy as np
 import tensorflow as tf
 
 from xmodal_tf._replicas import draw_rows
-from xmodal_tf.models.base import CrossModalModel, check_finite_rows, to_numpy
+from xmodal_tf._validation import check_int, check_number, check_positive_int, describe
+
+# The decoder builders live in xmodal_tf.decoders; imported here too, so
+# ``from xmodal_tf.models.mae import image_decoder`` still works.
+from xmodal_tf.decoders import dense_decoder, image_decoder
+from xmodal_tf.models.base import (CrossModalModel, as_input_tensor, check_finite_rows, check_layer,
+                                   declared_inputs, to_numpy)
 
 __all__ = ["MultimodalAutoencoder", "RECONSTRUCTION_LOSSES", "dense_decoder", "image_decoder"]
 
@@ -119,26 +125,16 @@ RECONSTRUCTION_LOSSES = {"mse": _squared_error, "mae": _absolute_error,
 
 
 # ----------------------------------------------------------------------------- validation
-def _describe(value) -> str:
-    shape = getattr(value, "shape", None)
-    if shape is not None:
-        return f"a {type(value).__name__} of shape {tuple(shape)}"
-    return type(value).__name__
-
-
 def _check_submodels(models, what: str) -> dict:
     if not isinstance(models, Mapping):
-        raise TypeError(f"{what} must be a dict {{modality name: keras.Model}}; got {_describe(models)}.")
+        raise TypeError(f"{what} must be a dict {{modality name: keras.Model}}; got {describe(models)}.")
     checked = {}
     for name, model in models.items():
         if not isinstance(name, str) or not _MODALITY_NAME.match(name):
             raise ValueError(
                 f"{what}: modality names must be identifiers (a letter, then letters, digits or "
                 f"'_'), such as 'image' or 'audio_mfcc'; got {name!r}.")
-        if not isinstance(model, keras.layers.Layer):
-            raise TypeError(f"{what}[{name!r}] must be a keras.Model or keras.layers.Layer; "
-                            f"got {type(model).__name__}.")
-        checked[name] = model
+        checked[name] = check_layer(model, f"{what}[{name!r}]")
     return checked
 
 
@@ -204,93 +200,8 @@ def _resolve_loss(spec, name: str):
     return spec
 
 
-def _check_weight(value, name: str) -> float:
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
-            or value < 0):
-        raise ValueError(f"loss_weights[{name!r}] must be a finite float >= 0; got {value!r}.")
-    return float(value)
-
-
-def _check_positive_int(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{what} must be a positive int; got {value!r}.")
-    return int(value)
-
-
 def _shape_text(shape) -> str:
     return "(batch, " + ", ".join("?" if d is None else str(d) for d in shape) + ")"
-
-
-def _as_input_tensor(array):
-    """A batch as a tensor; float64 NumPy data becomes float32 (as Keras' fit does)."""
-    if isinstance(array, np.ndarray) and array.dtype == np.float64:
-        array = array.astype(np.float32)
-    return tf.convert_to_tensor(array)
-
-
-# ----------------------------------------------------------------------------- decoders
-def dense_decoder(code_dim, output_shape, *, hidden_units=(128,), activation="relu", output_activation=None,
-                  name="dense_decoder") -> keras.Model:
-    """Code (batch, code_dim) -> (batch, *output_shape): Dense hidden layers, a Dense to
-    prod(output_shape) units with ``output_activation``, then Reshape.
-
-    output_activation: None (default) gives a linear output for data in any range
-    (standardised features such as MFCCs, noisy or centred images); "sigmoid" only for
-    data known to lie in [0, 1].
-
-    Layer names: f"{name}_dense{i}", f"{name}_output", f"{name}_reshape".
-    """
-    code_dim = _check_positive_int(code_dim, "code_dim")
-    output_shape = tuple(_check_positive_int(size, "each output_shape entry") for size in output_shape)
-    inputs = keras.Input((code_dim,), name=f"{name}_code")
-    x = inputs
-    for index, units in enumerate(hidden_units or ()):
-        x = keras.layers.Dense(_check_positive_int(units, "hidden_units entries"), activation=activation,
-                               name=f"{name}_dense{index}")(x)
-    x = keras.layers.Dense(int(np.prod(output_shape)), activation=output_activation, name=f"{name}_output")(x)
-    return keras.Model(inputs, keras.layers.Reshape(output_shape, name=f"{name}_reshape")(x), name=name)
-
-
-def image_decoder(code_dim, image_shape, *, filters=(64, 32), activation="relu", output_activation=None,
-                  name="image_decoder") -> keras.Model:
-    """Code (batch, code_dim) -> images (batch, H, W, C), the mirror of ``cnn_encoder``:
-    Dense to an (H / 2^k, W / 2^k, filters[0]) grid, k = len(filters), then a stride-2
-    Conv2DTranspose per entry of ``filters[1:]`` and a last one to C channels with
-    ``output_activation``. H and W must be divisible by 2^k.
-
-    output_activation: None (default since issue 16) gives a linear output, which
-    reconstructs images in any range: [0, 1], standardised, or with noise added.
-    "sigmoid" (the default before) can only output [0, 1]: behind the default
-    ``cnn_encoder`` on MNIST (5 epochs, ``benchmarks/bench_defaults.py --only
-    decoders``) its test MSE was 0.50 against 0.10 for the linear output on
-    standardised images, and 0.017 against 0.010 even on [0, 1] images. Pass
-    "sigmoid" for outputs that must stay in [0, 1], "tanh" for [-1, 1].
-    ``MultimodalAutoencoder``'s "binary_crossentropy" reconstruction loss expects
-    probabilities: use "sigmoid" with it.
-
-    Layer names: f"{name}_dense", f"{name}_reshape", f"{name}_deconv{i}", f"{name}_output".
-    """
-    code_dim = _check_positive_int(code_dim, "code_dim")
-    if len(image_shape) != 3:
-        raise ValueError(f"image_decoder image_shape must be (height, width, channels); got {image_shape!r}.")
-    height, width, channels = (_check_positive_int(size, "image_shape entries") for size in image_shape)
-    filters = tuple(_check_positive_int(f, "filters entries") for f in filters)
-    if not filters:
-        raise ValueError("image_decoder needs at least one entry in filters (one upsampling each).")
-    scale = 2 ** len(filters)
-    if height % scale or width % scale:
-        raise ValueError(f"image_decoder: {len(filters)} upsamplings need height and width divisible by {scale}; "
-                         f"got {height}x{width}. Use fewer filters, or dense_decoder.")
-    inputs = keras.Input((code_dim,), name=f"{name}_code")
-    grid = (height // scale, width // scale, filters[0])
-    x = keras.layers.Dense(int(np.prod(grid)), activation=activation, name=f"{name}_dense")(inputs)
-    x = keras.layers.Reshape(grid, name=f"{name}_reshape")(x)
-    for index, count in enumerate(filters[1:]):
-        x = keras.layers.Conv2DTranspose(count, 3, strides=2, padding="same", activation=activation,
-                                         name=f"{name}_deconv{index}")(x)
-    outputs = keras.layers.Conv2DTranspose(channels, 3, strides=2, padding="same", activation=output_activation,
-                                           name=f"{name}_output")(x)
-    return keras.Model(inputs, outputs, name=name)
 
 
 # ----------------------------------------------------------------------------- model
@@ -334,8 +245,8 @@ class MultimodalAutoencoder(CrossModalModel):
         self.modalities = tuple(encoders)
         self.encoders = encoders
         self.decoders = {name: decoders[name] for name in self.modalities}
-        self.code_dim = _check_positive_int(code_dim, "code_dim")
-        self.fusion_units = _check_positive_int(code_dim if fusion_units is None else fusion_units, "fusion_units")
+        self.code_dim = check_positive_int(code_dim, "code_dim")
+        self.fusion_units = check_positive_int(code_dim if fusion_units is None else fusion_units, "fusion_units")
         self.fusion_activation = keras.activations.get(fusion_activation)
         self.modality_dropout = (dict(modality_dropout) if isinstance(modality_dropout, Mapping)
                                  else modality_dropout)
@@ -344,14 +255,12 @@ class MultimodalAutoencoder(CrossModalModel):
                                                    "reconstruction_losses", "mse")
         self._loss_functions = {name: _resolve_loss(spec, name)
                                 for name, spec in self.reconstruction_losses.items()}
-        self.loss_weights = {name: _check_weight(weight, name) for name, weight in
+        self.loss_weights = {name: check_number(weight, f"loss_weights[{name!r}]", minimum=0) for name, weight in
                              _per_modality(loss_weights, self.modalities, "loss_weights", 1.0).items()}
         if not any(self.loss_weights.values()):
             raise ValueError(f"loss_weights are all 0 ({self.loss_weights}); at least one modality "
                              "must be reconstructed.")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-            raise TypeError(f"seed must be an int or None; got {seed!r}.")
-        self.seed = seed
+        self.seed = check_int(seed, "seed", allow_none=True)
         self.seed_generator = keras.random.SeedGenerator(seed, name="modality_dropout_seed")
 
         self.projections = {name: keras.layers.Dense(self.fusion_units, name=f"{name}_projection")
@@ -371,11 +280,8 @@ class MultimodalAutoencoder(CrossModalModel):
         """{modality: (shape without batch, dtype)} when every encoder declares its input."""
         specs = {}
         for name, encoder in self.encoders.items():
-            try:
-                inputs = encoder.inputs  # functional and built Sequential models
-            except (AttributeError, ValueError):
-                return None
-            if not inputs:
+            inputs = declared_inputs(encoder)
+            if inputs is None:
                 return None
             if len(inputs) != 1:
                 raise ValueError(f"encoders[{name!r}] has {len(inputs)} inputs; each modality's "
@@ -459,7 +365,7 @@ class MultimodalAutoencoder(CrossModalModel):
         if not isinstance(inputs, Mapping):
             raise TypeError(
                 f"{type(self).__name__}.{where} expects a dict {{modality: batch}} with modalities "
-                f"{list(self.modalities)}; got {_describe(inputs)}.")
+                f"{list(self.modalities)}; got {describe(inputs)}.")
         _check_known_keys(inputs, self.modalities, f"{type(self).__name__}.{where}: the inputs")
         present = [name for name in self.modalities if name in inputs]
         if require_all and len(present) < len(self.modalities):
@@ -625,11 +531,10 @@ class MultimodalAutoencoder(CrossModalModel):
 
     def _infer(self, inputs, present, targets: tuple, method: str, batch_size: int):
         """(codes, {target: reconstructions}) as NumPy arrays over all rows, in batches."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
+        check_positive_int(batch_size, "batch_size")
         if not isinstance(inputs, Mapping):
             raise TypeError(f"{type(self).__name__}.{method} expects a dict {{modality: array}}; got "
-                            f"{_describe(inputs)}.")
+                            f"{describe(inputs)}.")
         present = self._present(present, inputs, method)
         arrays = self._check_inputs({name: inputs[name] for name in present}, method, require_all=False)
         if not self.built:
@@ -649,7 +554,7 @@ class MultimodalAutoencoder(CrossModalModel):
         function = self._inference_function(present, targets)
         codes, reconstructions = [], {name: [] for name in targets}
         for start in range(0, count, batch_size):
-            batch = {name: tf.cast(_as_input_tensor(array[start:start + batch_size]), self._input_specs[name][1])
+            batch = {name: tf.cast(as_input_tensor(array[start:start + batch_size]), self._input_specs[name][1])
                      for name, array in arrays.items()}
             code, decoded = function(batch)
             codes.append(to_numpy(code))
@@ -706,7 +611,7 @@ class MultimodalAutoencoder(CrossModalModel):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
+        config = copy.deepcopy(config)  # Keras' deserialization empties the dicts it reads
         for key in ("encoders", "decoders"):
             config[key] = {name: keras.saving.deserialize_keras_object(model, custom_objects=custom_objects)
                            for name, model in config[key].items()}

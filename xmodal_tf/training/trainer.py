@@ -74,6 +74,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from xmodal_tf._validation import check_int, check_number, check_positive_int
 from xmodal_tf.precision import (
     apply_precision,
     avoid_slow_cpu_float16,
@@ -90,21 +91,6 @@ from xmodal_tf.training.strategies import is_chief
 __all__ = ["Trainer"]
 
 _MAX_LIST_SCALARS = 10
-
-
-def _check_positive_int(value, name: str, allow_none: bool = False, minimum: int = 1):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}{' or None' if allow_none else ''}; got {value!r}.")
-    return int(value)
-
-
-def _check_min_delta(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
-        raise ValueError(f"early_stopping_min_delta must be a finite number >= 0 (in the monitored value's "
-                         f"units); got {value!r}.")
-    return float(value)
 
 
 def _placeholder(spec):
@@ -178,17 +164,18 @@ class Trainer:
                 # optimizers itself, each on its own network.)
                 if not optimizer_.built:
                     optimizer_.build(self.model.trainable_variables)
-        self.max_to_keep = _check_positive_int(max_to_keep, "max_to_keep")
-        self.early_stopping_patience = _check_positive_int(
-            early_stopping_patience, "early_stopping_patience", allow_none=True)
-        self.early_stopping_min_delta = _check_min_delta(early_stopping_min_delta)
+        self.max_to_keep = check_positive_int(max_to_keep, "max_to_keep")
+        self.early_stopping_patience = check_positive_int(early_stopping_patience, "early_stopping_patience",
+                                                          allow_none=True)
+        self.early_stopping_min_delta = check_number(
+            early_stopping_min_delta, "early_stopping_min_delta", minimum=0,
+            expected="a finite number >= 0 (in the monitored value's units)")
         self.monitor, self.monitor_mode = self._check_monitor(monitor)
-        self.eval_every = _check_positive_int(eval_every, "eval_every")
-        self.checkpoint_every = _check_positive_int(checkpoint_every, "checkpoint_every")
-        if isinstance(checkpoint_seconds, bool) or not isinstance(checkpoint_seconds, numbers.Real) \
-                or not checkpoint_seconds >= 0:
-            raise ValueError(f"checkpoint_seconds must be a number >= 0; got {checkpoint_seconds!r}.")
-        self.checkpoint_seconds = float(checkpoint_seconds)
+        self.eval_every = check_positive_int(eval_every, "eval_every")
+        self.checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
+        # math.inf is allowed: save at the end of every fit only.
+        self.checkpoint_seconds = math.inf if checkpoint_seconds == math.inf else check_number(
+            checkpoint_seconds, "checkpoint_seconds", minimum=0, expected="a number >= 0 (seconds) or math.inf")
         self._last_save = time.perf_counter()
         self.callbacks = list(callbacks or [])
         self.progress = bool(progress) and self.is_chief
@@ -457,11 +444,11 @@ class Trainer:
             raise TypeError("train_dataset must be a tf.data.Dataset of batches, e.g. from "
                             f"xmodal_tf.data.make_dataset(...), or a function epoch -> dataset; got "
                             f"{type(train_dataset).__name__}.")
-        epochs = _check_positive_int(epochs, "epochs", minimum=0)
-        start = self.epoch if initial_epoch is None else _check_positive_int(initial_epoch, "initial_epoch", minimum=0)
+        epochs = check_int(epochs, "epochs", minimum=0)
+        start = self.epoch if initial_epoch is None else check_int(initial_epoch, "initial_epoch", minimum=0)
         if self.early_stopping_patience is not None and validation_data is None:
             raise ValueError("early_stopping_patience needs validation_data (the monitored value is held out).")
-        steps_per_epoch = _check_positive_int(steps_per_epoch, "steps_per_epoch", allow_none=True)
+        steps_per_epoch = check_positive_int(steps_per_epoch, "steps_per_epoch", allow_none=True)
         if per_epoch and steps_per_epoch is not None:
             raise TypeError("steps_per_epoch runs one iterator across epochs: pass a tf.data.Dataset, not a "
                             "function of the epoch.")

@@ -1,12 +1,13 @@
 """A conditional GAN with ``model.fit``: draw 8x8 digits of a requested class.
 
-    python examples/cgan_fit.py
+    python examples/cgan_fit.py [--quick]
 
-The generator and discriminator come from the builders of ``xmodal_tf.models.cgan``;
+The generator and discriminator come from the builders of ``xmodal_tf.decoders``;
 the GAN is compiled with one optimizer per network and trained on (images, labels)
 pairs. ``generate`` then returns images grouped by the requested class, in [0, 1].
 The model saves and reloads (both optimizers included) like any Keras model.
 """
+import argparse
 import pathlib
 import tempfile
 
@@ -14,7 +15,12 @@ import keras
 import numpy as np
 
 from xmodal_tf.data import load_multimodal_digits
-from xmodal_tf.models.cgan import ConditionalGAN, build_discriminator, build_generator
+from xmodal_tf.decoders import build_discriminator, build_generator
+from xmodal_tf.models.cgan import ConditionalGAN
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--quick", action="store_true", help="a smoke test: 2 epochs (the samples are noise)")
+epochs = 2 if parser.parse_args().quick else 60
 
 digits = load_multimodal_digits(("image",))           # 8x8x1 images in [0, 1]
 images, labels = digits.train.inputs["image"], digits.train.labels
@@ -25,7 +31,7 @@ gan = ConditionalGAN(build_generator((8, 8, 1), latent_dim=32, num_classes=10),
                      seed=0, ema_decay=0.999)              # samples come from a weight average
 gan.compile(g_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5),
             d_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5))   # non-saturating loss + R1 penalty
-history = gan.fit(images, labels, batch_size=64, epochs=60, verbose=0)
+history = gan.fit(images, labels, batch_size=64, epochs=epochs, verbose=0)
 print("last epoch: " + ", ".join(f"{key} {values[-1]:.3f}" for key, values in history.history.items()))
 
 samples = gan.generate([0, 1, 2, 3], n=5, seed=0)      # (20, 8, 8, 1): five 0s, five 1s ...

@@ -1,6 +1,6 @@
 """A fusion classifier with ``model.fit``: digits seen through two halves, one of them noisy.
 
-    python examples/fusion_fit.py
+    python examples/fusion_fit.py [--quick]
 
 Each modality gets its own CNN encoder; a gated fusion layer weighs the two embeddings
 per example, and modality dropout teaches the model to cope when one is missing. The
@@ -10,6 +10,7 @@ the model's own fused prediction (``unimodal_distillation``). At
 test time a modality can be left out entirely (omit its key) or per example (the
 ``modality_mask`` input). The model saves and reloads like any Keras model.
 """
+import argparse
 import pathlib
 import tempfile
 
@@ -18,6 +19,10 @@ import numpy as np
 
 import xmodal_tf as xm
 from xmodal_tf.models.fusion import build_fusion_classifier
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--quick", action="store_true", help="a smoke test: 2 epochs")
+epochs = 2 if parser.parse_args().quick else 25
 
 data = xm.data.load_multimodal_digits(("left", "right"))   # (n, 8, 4, 1) halves in [0, 1]
 rng = np.random.default_rng(0)
@@ -32,7 +37,7 @@ encoders = {name: xm.encoders.cnn_encoder((8, 4, 1), 32, filters=(16,), global_p
 model = build_fusion_classifier(encoders, fusion="gated", num_classes=10, modality_dropout=0.3,
                                 unimodal_loss_weight=1.0, unimodal_distillation=0.5)
 model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-history = model.fit(train, data.train.labels, epochs=25, batch_size=64, verbose=0)
+history = model.fit(train, data.train.labels, epochs=epochs, batch_size=64, verbose=0)
 print(f"final training loss {history.history['loss'][-1]:.3f}, including the unimodal loss "
       f"{history.history['unimodal_loss'][-1]:.3f} x weight {model.unimodal_loss_weight}")
 

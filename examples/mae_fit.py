@@ -1,6 +1,6 @@
 """A multimodal autoencoder with ``model.fit``: draw the right half of a digit from its left half.
 
-    python examples/mae_fit.py
+    python examples/mae_fit.py [--quick]
 
 The left and right halves of scikit-learn's 8x8 digits are two modalities. Each has a
 CNN encoder; the present modalities are fused into one shared code, from which a
@@ -9,6 +9,7 @@ training batch sees only one half but must still reconstruct both, so the model
 learns to translate one half into the other. TensorBoard shows the reconstructions
 and the shared codes (``tensorboard --logdir`` the printed folder).
 """
+import argparse
 import pathlib
 import tempfile
 
@@ -16,9 +17,15 @@ import keras
 import numpy as np
 
 from xmodal_tf.data import load_multimodal_digits
+from xmodal_tf.decoders import image_decoder
 from xmodal_tf.encoders import cnn_encoder
-from xmodal_tf.models.mae import MultimodalAutoencoder, image_decoder
+from xmodal_tf.models.mae import MultimodalAutoencoder
 from xmodal_tf.training.callbacks import EmbeddingProjectorCallback, ReconstructionImagesCallback
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--quick", action="store_true", help="a smoke test: 2 epochs, images and projector every epoch")
+quick = parser.parse_args().quick
+epochs, image_every, projector_every = (2, 1, 2) if quick else (40, 10, 40)
 
 data = load_multimodal_digits(("left", "right"))  # inputs: {"left": (n, 8, 4, 1), "right": (n, 8, 4, 1)}
 train, test = data.train.inputs, data.test.inputs
@@ -34,10 +41,11 @@ model = MultimodalAutoencoder(
 model.compile(optimizer=keras.optimizers.Adam(1e-3))
 
 logdir = pathlib.Path(tempfile.mkdtemp(prefix="mae_fit_"))
-callbacks = [ReconstructionImagesCallback(logdir, {side: images[:8] for side, images in test.items()}, every=10),
+callbacks = [ReconstructionImagesCallback(logdir, {side: images[:8] for side, images in test.items()},
+                                          every=image_every),
              EmbeddingProjectorCallback(logdir / "projector", test, data.test.labels,
-                                        present=[["left"], ["right"]], every=40)]
-history = model.fit(train, batch_size=64, epochs=40, validation_data=(data.validation.inputs,),
+                                        present=[["left"], ["right"]], every=projector_every)]
+history = model.fit(train, batch_size=64, epochs=epochs, validation_data=(data.validation.inputs,),
                     callbacks=callbacks, verbose=0)
 print(f"reconstruction MSE (validation, both halves given): left {history.history['val_reconstruction_left'][-1]:.4f}, "
       f"right {history.history['val_reconstruction_right'][-1]:.4f}")

@@ -1,6 +1,6 @@
 """Image-text retrieval with a contrastive DualEncoder and ``model.fit``.
 
-    python examples/retrieval_fit.py
+    python examples/retrieval_fit.py [--quick]
 
 Digit images (scikit-learn's 8x8 digits, offline) are paired with short phrases that
 name them ("the digit seven", "a handwritten seven" ...). A CNN and a text encoder that
@@ -8,6 +8,7 @@ takes raw strings are trained CLIP-style, so that each image lands next to its p
 Then, on held-out images: text -> image search, zero-shot classification with a phrase
 template never seen in training, and recall@k. The saved model takes raw strings.
 """
+import argparse
 import pathlib
 import tempfile
 
@@ -20,6 +21,10 @@ from xmodal_tf.models.dual_encoder import DualEncoder
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TEMPLATES = ["{}", "the digit {}", "a handwritten {}", "number {}"]
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--quick", action="store_true", help="a smoke test: 2 epochs")
+epochs = 2 if parser.parse_args().quick else 30
 
 data = xm.data.load_multimodal_digits(("image",))      # images (n, 8, 8, 1) in [0, 1]
 images, labels = data.train.inputs["image"], data.train.labels
@@ -34,7 +39,7 @@ model = DualEncoder(
     xm.encoders.text_encoder(texts, embedding_dim=128, name="text_encoder"),  # char trigrams of raw text
     projection_dim=64, temperature=0.07)                  # the temperature is learned
 model.compile(optimizer=keras.optimizers.Adam(2e-3))
-history = model.fit(images, texts, batch_size=128, epochs=30, verbose=0).history
+history = model.fit(images, texts, batch_size=128, epochs=epochs, verbose=0).history
 print(f"training: loss {history['loss'][0]:.2f} -> {history['loss'][-1]:.2f}, in-batch accuracy "
       f"{history['in_batch_accuracy'][-1]:.2f}, learned temperature {model.temperature:.3f}")
 

@@ -1,6 +1,6 @@
 """Transfer learning across views: pretrain on left halves of digits, reuse on right halves.
 
-    python examples/transfer_learning.py
+    python examples/transfer_learning.py [--quick]
 
 1. build a CNN classifier from ``xmodal_tf.encoders`` and pretrain it on the left view;
 2. build the same classifier for the right view and copy the weights in with
@@ -11,6 +11,7 @@
    (``freeze``), then everything at a lower learning rate (``unfreeze``);
 5. compare with the same network trained from scratch on the same 50 labels.
 """
+import argparse
 import pathlib
 import tempfile
 
@@ -18,6 +19,15 @@ import keras
 import numpy as np
 
 import xmodal_tf as xm
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--quick", action="store_true", help="a smoke test: 1 epoch per stage")
+quick = parser.parse_args().quick
+
+
+def n_epochs(count):
+    return 1 if quick else count
+
 
 data = xm.data.load_two_view_digits(flatten=False)  # two (n, 8, 4, 1) views + labels
 left, right, labels = data.train
@@ -44,7 +54,7 @@ def test_accuracy(model):
 
 # 1. Pretrain on every left-view label.
 source = classifier("left_classifier")
-compile_and_fit(source, left, labels, 1e-3, epochs=40)
+compile_and_fit(source, left, labels, 1e-3, epochs=n_epochs(40))
 print(f"left-view classifier, test accuracy on left halves: "
       f"{source.evaluate(data.test.view1, data.test.labels, verbose=0)[1]:.3f}")
 
@@ -60,17 +70,17 @@ print(report.summary())
 # 3. Pairs need no labels: match the left view's embeddings from the right halves.
 teacher, student = source.get_layer("image_encoder"), target.get_layer("image_encoder")
 student.compile(keras.optimizers.Adam(1e-3), loss="mse")
-student.fit(right, teacher.predict(left, verbose=0), batch_size=32, epochs=10, verbose=0)
+student.fit(right, teacher.predict(left, verbose=0), batch_size=32, epochs=n_epochs(10), verbose=0)
 
 # 4. Few labels: train the body with the shared head frozen, then everything, gently.
 xm.transfer.freeze(target, pattern="embedding|classifier")
-compile_and_fit(target, right[few], labels[few], 1e-3, epochs=30)
+compile_and_fit(target, right[few], labels[few], 1e-3, epochs=n_epochs(30))
 xm.transfer.unfreeze(target)
-compile_and_fit(target, right[few], labels[few], 1e-4, epochs=30)
+compile_and_fit(target, right[few], labels[few], 1e-4, epochs=n_epochs(30))
 
 # 5. The same network from scratch on the same 50 labels.
 scratch = classifier("scratch_classifier")
-compile_and_fit(scratch, right[few], labels[few], 1e-3, epochs=60)
+compile_and_fit(scratch, right[few], labels[few], 1e-3, epochs=n_epochs(60))
 print(f"right halves, 50 labels: transferred {test_accuracy(target):.3f}, "
       f"from scratch {test_accuracy(scratch):.3f} (chance 0.1)")
 

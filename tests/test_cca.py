@@ -300,7 +300,7 @@ def test_bad_input_is_named(X, Y, error, message):
 
 @pytest.mark.parametrize("params, error, message", [
     ({"n_components": 10}, ValueError, r"n_components=10 is larger than min\(n_samples - 1, features"),
-    ({"n_components": 0}, ValueError, "n_components must be >= 1"),
+    ({"n_components": 0}, ValueError, "n_components must be a positive int; got 0"),
     ({"n_components": 2.5}, TypeError, "n_components must be a positive int"),
     ({"reg": -1.0}, ValueError, "reg must be finite and >= 0"),
     ({"reg": (0.1, 0.2, 0.3)}, ValueError, "reg must be one float or one per view"),
@@ -340,6 +340,57 @@ def test_unfitted_and_missing_view_errors():
         MCCA(2).fit(X_GOOD)
     with pytest.raises(ValueError, match="at least two views"):
         MCCA(2).fit([X_GOOD])
+
+
+def test_a_1d_y_is_one_feature_as_in_scikit_learn():
+    """As sklearn.cross_decomposition.CCA reads y: a (n,) Y is the (n, 1) view."""
+    X, Y = X_GOOD, Y_GOOD[:, 0]
+    one_d = CCA(1).fit(X, Y)
+    column = CCA(1).fit(X, Y[:, None])
+    np.testing.assert_array_equal(one_d.canonical_correlations_, column.canonical_correlations_)
+    np.testing.assert_array_equal(one_d.transform(X, Y)[1], column.transform(X, Y[:, None])[1])
+    assert one_d.y_weights_.shape == (1, 1)
+    reference = SklearnCCA(1, scale=False, max_iter=2000, tol=1e-12).fit(X, Y)
+    sklearn_correlation = column_correlations(*reference.transform(X, Y[:, None]))
+    np.testing.assert_allclose(one_d.canonical_correlations_, np.abs(sklearn_correlation), rtol=1e-5)
+    with pytest.raises(ValueError, match=r"X must be 2-D .*Reshape your data: X\.reshape\(-1, 1\)"):
+        CCA(1).fit(X[:, 0], Y)  # X stays 2-D, as in scikit-learn
+
+
+def test_sparse_views_are_refused_with_the_fix():
+    import scipy.sparse
+
+    with pytest.raises(TypeError, match=r"X is a sparse csr_matrix; CCA needs dense arrays.*X\.toarray\(\)"):
+        CCA(2).fit(scipy.sparse.csr_matrix(X_GOOD), Y_GOOD)
+    with pytest.raises(TypeError, match=r"view 1 is a sparse csr_array"):
+        MCCA(2).fit([X_GOOD, scipy.sparse.csr_array(Y_GOOD)])
+
+
+def test_empty_views_say_what_is_missing():
+    with pytest.raises(ValueError, match=r"X is empty: 0 feature\(s\) \(shape=\(50, 0\)\) while a minimum of 1"):
+        CCA(1).fit(X_GOOD[:, :0], Y_GOOD)
+    with pytest.raises(ValueError, match=r"X is empty: 0 sample\(s\) \(shape=\(0, 12\)\)"):
+        CCA(1).fit(X_GOOD[:0], Y_GOOD[:0])
+
+
+def test_unfitted_mcca_transform_says_so_before_checking_the_views():
+    with pytest.raises(NotFittedError, match="MCCA is not fitted yet"):
+        MCCA(2).transform(X_GOOD)  # one array, not a list: fitting comes first
+
+
+def test_fit_reads_the_inputs_only_through_asarray():
+    """No NumPy function on the caller's object after the conversion (scikit-learn's
+    check_transformer_data_not_an_array, which cannot run here, checks the same)."""
+    class Counted(np.ndarray):
+        conversions = 0
+
+        def __array_function__(self, func, types, args, kwargs):
+            type(self).conversions += 1
+            return super().__array_function__(func, types, args, kwargs)
+
+    X = X_GOOD.view(Counted)
+    CCA(2).fit(X, Y_GOOD)
+    assert Counted.conversions == 0
 
 
 def test_fit_warns_when_the_samples_do_not_exceed_a_views_features():

@@ -1,7 +1,11 @@
 """NumPy's OpenBLAS routines called through ctypes agree with plain NumPy, and the
 NumPy fallback (for builds without that library) gives the same CCA."""
+import threading
+import time
+
 import numpy as np
 import pytest
+import threadpoolctl
 
 from xmodal_tf import CCA, MCCA, _lapack
 
@@ -77,41 +81,112 @@ def test_top_eigh_survives_a_tridiagonal_solver_failure(monkeypatch):
     np.testing.assert_allclose(np.abs(np.sum(vectors * expected_vectors, axis=0)), 1, atol=1e-10)
 
 
-def test_one_thread_restores_the_thread_count():
+def set_thread_count(count):
+    """Set NumPy's OpenBLAS to ``count`` threads from a Python thread that then ends.
+
+    threadpoolctl lets one Python thread at a time control a process-wide pool; setting
+    the count from the test's own thread would make it the controller, and the blocks
+    tested in other threads could not change the count.
+    """
+    setter = threading.Thread(target=lambda: _lapack._ROUTINES.threads.limit(limits=count))
+    setter.start()
+    setter.join(10)
+
+
+@pytest.fixture
+def two_threads():
+    """OpenBLAS on two threads during the test, so that a count left at one shows."""
     before = _lapack._ROUTINES.get_threads()
+    set_thread_count(2)
+    assert _lapack._ROUTINES.get_threads() == 2
+    yield
+    set_thread_count(before)
+
+
+def test_the_library_is_numpys_found_through_threadpoolctl():
+    import scipy.linalg  # noqa: F401 (loads SciPy's own LP64 OpenBLAS beside NumPy's)
+
+    ours = _lapack._ROUTINES.threads.info()
+    assert len(ours) == 1 and ours[0]["internal_api"] == "openblas"
+    loaded = {info["filepath"] for info in threadpoolctl.threadpool_info()}
+    assert ours[0]["filepath"] in loaded
+    # Found again with SciPy's library loaded too, the choice is the same one.
+    assert _lapack._load().threads.info()[0]["filepath"] == ours[0]["filepath"]
+    assert "scipy.libs" not in ours[0]["filepath"]
+
+
+def test_no_openblas_loaded_means_the_numpy_fallback(monkeypatch):
+    class NoLibraries:
+        def info(self):
+            return [{"internal_api": "mkl", "filepath": "/nowhere/libmkl_rt.so"}]
+
+    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", NoLibraries)
+    assert _lapack._load() is None
+    monkeypatch.setattr(_lapack, "_ROUTINES", None)
+    with _lapack.one_thread():  # a no-op, not an error
+        pass
+
+
+def test_one_thread_restores_the_thread_count(two_threads):
     with _lapack.one_thread():
         assert _lapack._ROUTINES.get_threads() == 1
-    assert _lapack._ROUTINES.get_threads() == before
+        seen = {info["filepath"]: info["num_threads"] for info in threadpoolctl.threadpool_info()}
+        assert seen[_lapack._ROUTINES.threads.info()[0]["filepath"]] == 1
+        with _lapack.one_thread():  # nested in one Python thread
+            assert _lapack._ROUTINES.get_threads() == 1
+        assert _lapack._ROUTINES.get_threads() == 1
+    assert _lapack._ROUTINES.get_threads() == 2
 
 
-def test_one_thread_blocks_overlapping_in_two_threads_restore_the_count():
-    """Interleaved blocks (A enters, B enters, A leaves, B leaves) must not leave one thread."""
-    import threading
+def test_one_thread_restores_the_count_after_an_error(two_threads):
+    with pytest.raises(KeyError):
+        with _lapack.one_thread():
+            raise KeyError("inside")
+    assert _lapack._ROUTINES.get_threads() == 2
 
-    before = _lapack._ROUTINES.get_threads()
-    a_entered, b_entered, a_left = threading.Event(), threading.Event(), threading.Event()
-    seen_by_second = []
+
+def test_one_thread_blocks_in_two_threads_take_turns_and_restore_the_count(two_threads):
+    """B asks while A is inside: B enters only after A has left, and on one thread.
+
+    (Overlapping blocks that each restore their own count would leave one thread behind.)
+    """
+    a_inside, log = threading.Event(), []
 
     def first():
         with _lapack.one_thread():
-            a_entered.set()
-            b_entered.wait(5)
-        a_left.set()
+            a_inside.set()
+            time.sleep(0.2)
+            log.append("a leaves")
 
     def second():
-        a_entered.wait(5)
+        a_inside.wait(5)
         with _lapack.one_thread():
-            b_entered.set()
-            a_left.wait(5)
-            seen_by_second.append(_lapack._ROUTINES.get_threads())  # A has left, B is inside
+            log.append(("b inside", _lapack._ROUTINES.get_threads()))
 
     threads = [threading.Thread(target=first), threading.Thread(target=second)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(10)
-    assert seen_by_second == [1]
-    assert _lapack._ROUTINES.get_threads() == before
+    assert log == ["a leaves", ("b inside", 1)]
+    assert _lapack._ROUTINES.get_threads() == 2
+
+
+def test_many_blocks_in_two_threads_always_run_on_one_thread(two_threads):
+    seen = []
+
+    def work():
+        for _ in range(200):
+            with _lapack.one_thread():
+                seen.append(_lapack._ROUTINES.get_threads())
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert seen == [1] * 400
+    assert _lapack._ROUTINES.get_threads() == 2
 
 
 @pytest.mark.parametrize("rows", [1, 7, 8, 13, 1000])

@@ -42,3 +42,25 @@ def test_keras_round_trip_keeps_the_optimizer(tmp_path):
     assert isinstance(reloaded.optimizer, FusedAdam)
     assert reloaded.optimizer.learning_rate.numpy() == pytest.approx(0.01)
     assert int(reloaded.optimizer.iterations.numpy()) == 20
+
+
+def test_a_keras_without_adams_internals_gets_a_clear_error(monkeypatch):
+    """As a Keras outside the supported range would be: Adam keeps its slots elsewhere."""
+    def build_without_slots(self, var_list):
+        keras.optimizers.Optimizer.build(self, var_list)
+
+    monkeypatch.setattr(keras.optimizers.Adam, "build", build_without_slots)
+    optimizer = FusedAdam()
+    message = (r"FusedAdam reads Keras' private Adam state \(_momentums, _velocities\), which Keras "
+               r"3\.\S+ does not have; it is verified for keras>=3\.15,<3\.16\. Use keras\.optimizers\.Adam")
+    with pytest.raises(RuntimeError, match=message):
+        optimizer.build([keras.Variable(np.zeros(3, "float32"))])
+
+
+def test_build_keeps_adams_slots_one_per_variable():
+    variables = [keras.Variable(np.zeros(shape, "float32")) for shape in ((3,), (2, 4))]
+    optimizer = FusedAdam()
+    optimizer.build(variables)
+    for variable in variables:
+        index = optimizer._get_variable_index(variable)
+        assert optimizer._momentums[index].shape == optimizer._velocities[index].shape == variable.shape

@@ -5,7 +5,8 @@ a symmetric matrix. NumPy offers only a full inverse and a full ``eigh``; SciPy 
 both routines, but links a second OpenBLAS whose thread pool fights NumPy's on a small
 machine (it slowed the whole CCA fit by a third on two cores). NumPy's wheels ship
 ``scipy_openblas64_``, which exports CBLAS and LAPACKE (ILP64, prefixed ``scipy_``), so
-the routines are called here through ctypes on NumPy's own threads.
+the routines are called here through ctypes on NumPy's own threads. ``threadpoolctl``
+finds that library among the loaded ones and limits its threads inside ``one_thread``.
 
 Where that library is not found (another NumPy build), every function falls back to
 plain NumPy with the same results; ``AVAILABLE`` says which path runs.
@@ -14,11 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import glob
-import os
 import threading
 
 import numpy as np
+import threadpoolctl
 
 __all__ = ["AVAILABLE", "one_thread", "solve_triangular", "top_eigh"]
 
@@ -33,13 +33,22 @@ _PREFIX = {np.dtype(np.float64): "d", np.dtype(np.float32): "s"}
 
 
 class _Routines:
-    """The ctypes functions used here, per dtype, from one OpenBLAS library."""
+    """The ctypes functions used here, per dtype, from one OpenBLAS library.
 
-    def __init__(self, library: ctypes.CDLL):
+    Args:
+        library: the loaded OpenBLAS (``ctypes.CDLL``).
+        threads: a ``threadpoolctl.ThreadpoolController`` holding that library alone.
+
+    Raises:
+        AttributeError: the library lacks one of the ``scipy_``-prefixed ILP64 routines.
+    """
+
+    def __init__(self, library: ctypes.CDLL, threads: threadpoolctl.ThreadpoolController):
         self.trsm, self.sytrd, self.stemr, self.ormtr = {}, {}, {}, {}
-        self._single_thread_lock = threading.Lock()
-        self._single_thread_depth = 0  # blocks inside one_thread, over all Python threads
-        self._threads_before = 1
+        self.threads = threads
+        # OpenBLAS's pool (pthreads build) is process-wide: blocks from two Python threads
+        # would restore each other's limits out of order, so they take turns.
+        self._one_thread_lock = threading.RLock()
         for dtype, letter in _PREFIX.items():
             real = ctypes.c_double if letter == "d" else ctypes.c_float
             self.trsm[dtype] = self._bind(
@@ -57,9 +66,6 @@ class _Routines:
                 library, f"scipy_LAPACKE_{letter}ormtr64_", _INT,
                 [ctypes.c_int, ctypes.c_char, ctypes.c_char, ctypes.c_char, _INT, _INT, _POINTER,
                  _INT, _POINTER, _POINTER, _INT])
-        self.get_threads = self._bind(library, "scipy_openblas_get_num_threads64_", ctypes.c_int, [])
-        self.set_threads = self._bind(library, "scipy_openblas_set_num_threads64_", None,
-                                      [ctypes.c_int])
 
     @staticmethod
     def _bind(library, name, restype, argtypes):
@@ -68,30 +74,37 @@ class _Routines:
         function.argtypes = argtypes
         return function
 
+    def get_threads(self) -> int:
+        """The library's current thread count."""
+        return self.threads.info()[0]["num_threads"]
+
     @contextlib.contextmanager
     def one_thread(self):
-        """Run OpenBLAS on one thread inside the block, restoring the previous count
-        when the last such block (in any Python thread) ends; the count is global."""
-        with self._single_thread_lock:
-            if self._single_thread_depth == 0:
-                self._threads_before = self.get_threads()
-                self.set_threads(1)
-            self._single_thread_depth += 1
-        try:
+        """Run the library on one thread inside the block, restoring the count after it.
+
+        Blocks in different Python threads run one after another (see ``__init__``);
+        nested blocks in one thread are fine. While another Python thread holds a
+        ``threadpoolctl`` limit, that thread alone sets the count (threadpoolctl's rule
+        for a process-wide pool): the block then runs on its count, slower perhaps,
+        with the same results.
+        """
+        with self._one_thread_lock, self.threads.limit(limits=1):
             yield
-        finally:
-            with self._single_thread_lock:
-                self._single_thread_depth -= 1
-                if self._single_thread_depth == 0:
-                    self.set_threads(self._threads_before)
 
 
 def _load():
-    """The routines of NumPy's OpenBLAS, or None when that library is not there."""
-    folder = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
-    for path in sorted(glob.glob(os.path.join(folder, "libscipy_openblas64_*.so"))):
+    """The routines of NumPy's OpenBLAS, or None when that library is not loaded.
+
+    Among the OpenBLAS builds ``threadpoolctl`` finds loaded (SciPy's LP64 one is often
+    there too), NumPy's is the one exporting the ``scipy_``-prefixed ILP64 routines.
+    """
+    controller = threadpoolctl.ThreadpoolController()
+    for info in controller.info():
+        if info["internal_api"] != "openblas":
+            continue
         try:
-            return _Routines(ctypes.CDLL(path))
+            library = ctypes.CDLL(info["filepath"])
+            return _Routines(library, controller.select(filepath=info["filepath"]))
         except (OSError, AttributeError):
             continue
     return None
@@ -102,20 +115,32 @@ AVAILABLE = _ROUTINES is not None
 
 
 def one_thread():
-    """Context manager: NumPy's OpenBLAS on one thread inside the block (a no-op when
-    that library is not found). For factorisations of a few hundred rows, whose many
-    small BLAS calls lose more to thread hand-offs than they gain on two cores."""
+    """Context manager: NumPy's OpenBLAS on one thread inside the block.
+
+    A no-op when that library is not found. For factorisations of a few hundred rows,
+    whose many small BLAS calls lose more to thread hand-offs than they gain on two
+    cores. The count is restored when the block ends.
+    """
     return _ROUTINES.one_thread() if _ROUTINES is not None else contextlib.nullcontext()
 
 
 def solve_triangular(lower: np.ndarray, rhs: np.ndarray, *, side: str = "left",
                      transpose: bool = False, overwrite_rhs: bool = False) -> np.ndarray:
-    """Solve with a lower-triangular ``lower`` (p x p).
+    """Solve a triangular system with a lower-triangular ``lower`` (p, p).
 
-    side="left":  X = L^-1 B  (or L^-T B with ``transpose``), B is (p x m);
-    side="right": X = B L^-1  (or B L^-T), B is (m x p).
-    The result is a new array, or ``rhs`` itself with ``overwrite_rhs`` when it is a
-    C-contiguous array of the result's dtype.
+    side="left" gives X = L^-1 B (or L^-T B with ``transpose``) for B of shape (p, m);
+    side="right" gives X = B L^-1 (or B L^-T) for B of shape (m, p).
+
+    Args:
+        lower: the lower-triangular factor L, (p, p); its upper triangle is not read.
+        rhs: B, (p, m) for side="left", (m, p) for side="right".
+        side: "left" or "right", where L stands.
+        transpose: solve with L^T in place of L.
+        overwrite_rhs: write the result into ``rhs`` when it is a C-contiguous array of
+            the result's dtype (saves a copy).
+
+    Returns:
+        X, the shape of ``rhs``, in the common dtype of ``lower`` and ``rhs``.
     """
     dtype = np.result_type(lower, rhs)
     copy = np.asarray if overwrite_rhs else np.array
@@ -133,21 +158,34 @@ def solve_triangular(lower: np.ndarray, rhs: np.ndarray, *, side: str = "left",
 
 
 def _numpy_top_eigh(symmetric: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``top_eigh`` by NumPy's full ``eigh`` (the fallback)."""
     values, vectors = np.linalg.eigh(symmetric)
     return values[::-1][:k], vectors[:, ::-1][:, :k]
 
 
 def top_eigh(symmetric: np.ndarray, k: int, *,
              overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The k largest eigenvalues (descending) and their eigenvectors (p x k) of a
-    symmetric matrix; only the lower triangle is read. With ``overwrite`` the
-    matrix's memory may be used as workspace (its contents are then undefined).
+    """The k largest eigenpairs of a symmetric matrix.
 
     Tridiagonal reduction (?sytrd), then MRRR (?stemr) for the k wanted eigenpairs of
     the tridiagonal matrix, then the back-transformation (?ormtr). LAPACK's ?syevr uses
     MRRR only when every eigenvalue is wanted and bisection plus inverse iteration
     otherwise, which took 3 ms more here (p=392, k=50). The last two steps run on one
     OpenBLAS thread: ?ormtr's many small products ran three times slower on two.
+
+    Args:
+        symmetric: a symmetric (p, p) float32 or float64 matrix; only its lower
+            triangle is read.
+        k: how many eigenpairs, 1 <= k <= p.
+        overwrite: let the routine use the matrix's memory as workspace (its contents
+            are then undefined).
+
+    Returns:
+        The eigenvalues, (k,) in descending order, and their eigenvectors as the
+        columns of a C-ordered (p, k) array.
+
+    Raises:
+        RuntimeError: LAPACK rejected an argument (a bug here, not in the caller's data).
     """
     size, dtype = symmetric.shape[0], symmetric.dtype
     if _ROUTINES is None or dtype not in _ROUTINES.sytrd:
@@ -175,9 +213,18 @@ def top_eigh(symmetric: np.ndarray, k: int, *,
 
 
 def _tridiagonal_top_eigh(diagonal: np.ndarray, off_diagonal: np.ndarray, k: int):
-    """The k largest eigenvalues (ascending) and F-ordered (p x k) eigenvectors of the
-    symmetric tridiagonal matrix with this diagonal (p,) and off-diagonal (p,; the last
-    entry unused), by ?stemr, or by a dense ``eigh`` should ?stemr fail to converge."""
+    """The k largest eigenpairs of a symmetric tridiagonal matrix.
+
+    By ?stemr, or by a dense ``eigh`` should ?stemr fail to converge.
+
+    Args:
+        diagonal: the diagonal, (p,).
+        off_diagonal: the sub-diagonal, (p,); its last entry is unused.
+        k: how many eigenpairs.
+
+    Returns:
+        The eigenvalues, (k,) ascending, and an F-ordered (p, k) array of eigenvectors.
+    """
     size, dtype = diagonal.shape[0], diagonal.dtype
     values = np.empty(size, dtype=dtype)
     vectors = np.empty((size, k), dtype=dtype, order="F")

@@ -26,11 +26,12 @@ import numbers
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
+import scipy.sparse
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.exceptions import NotFittedError
 
 from xmodal_tf._lapack import one_thread, solve_triangular, top_eigh
-from xmodal_tf._validation import check_finite_rows
+from xmodal_tf._validation import check_finite_rows, check_positive_int
 
 __all__ = ["CCA", "CovarianceStatistics", "MCCA", "column_correlations"]
 
@@ -56,14 +57,31 @@ def _resolve_dtype(dtype) -> np.dtype:
     return resolved
 
 
-def _as_view(data, name: str, dtype: np.dtype) -> np.ndarray:
+def _as_view(data, name: str, dtype: np.dtype, *, one_feature_1d: bool = False) -> np.ndarray:
     """Return ``data`` as a 2-D (n_samples, n_features) array of ``dtype``, or raise.
 
     Finiteness is not checked here (that costs a pass over the data); callers check
     the column sums or products they compute anyway and call ``_raise_not_finite``.
+
+    Args:
+        data: an array-like view, (n_samples, n_features).
+        name: the view's name in messages ("X", "Y", "view 2").
+        dtype: the dtype of the result.
+        one_feature_1d: read a 1-D (n_samples,) array as one feature, (n_samples, 1), as
+            scikit-learn's estimators read a target ``y``.
+
+    Returns:
+        A (n_samples, n_features) array of ``dtype`` (``data`` itself when it is one).
+
+    Raises:
+        TypeError: ``data`` is a string, sparse, complex or non-numeric.
+        ValueError: ``data`` has the wrong rank, no samples or no features.
     """
     if isinstance(data, (str, bytes)):
         raise TypeError(f"{name} must be a numeric 2-D array; got a {type(data).__name__}.")
+    if scipy.sparse.issparse(data):
+        raise TypeError(f"{name} is a sparse {type(data).__name__}; CCA needs dense arrays (its covariances are "
+                        f"dense anyway): pass {name}.toarray().")
     try:
         array = np.asarray(data)
     except (TypeError, ValueError) as error:
@@ -79,13 +97,18 @@ def _as_view(data, name: str, dtype: np.dtype) -> np.ndarray:
                 f"{name} must hold numbers; got dtype {array.dtype}. Encode non-numeric "
                 "columns first (for example with sklearn.preprocessing.OneHotEncoder)."
             ) from None
+    if array.ndim == 1 and one_feature_1d:
+        array = array.reshape(-1, 1)
     if array.ndim != 2:
-        hint = " Use X.reshape(-1, 1) for a single feature." if array.ndim == 1 else ""
+        hint = (f" Reshape your data: {name}.reshape(-1, 1) for a single feature, {name}.reshape(1, -1) for a "
+                "single sample." if array.ndim == 1 else "")
         raise ValueError(
             f"{name} must be 2-D (n_samples, n_features); got shape {array.shape}.{hint}"
         )
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"{name} is empty: shape {array.shape}; it needs samples and features.")
+    for axis, what in ((0, "sample"), (1, "feature")):
+        if array.shape[axis] == 0:
+            raise ValueError(f"{name} is empty: 0 {what}(s) (shape={array.shape}) while a minimum of 1 is "
+                             "required; it needs samples and features.")
     return np.asarray(array, dtype=dtype)
 
 
@@ -111,14 +134,6 @@ def _check_same_rows(views, names) -> int:
             f"The views must have the same number of rows (one row per paired sample); got {listed}."
         )
     return rows[0]
-
-
-def _check_n_components(n_components) -> int:
-    if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral):
-        raise TypeError(f"n_components must be a positive int; got {n_components!r}.")
-    if n_components < 1:
-        raise ValueError(f"n_components must be >= 1; got {n_components}.")
-    return int(n_components)
 
 
 def _check_regs(reg, n_views: int) -> list[float]:
@@ -261,13 +276,11 @@ class CovarianceStatistics:
     ``covariance_statistics_``. No public method modifies statistics in place (``add`` and
     ``add_unshifted`` are the estimators' internal accumulation).
 
-    Parameters
-    ----------
-    dims : list of int
-        Features per view, [p_1, ..., p_m].
-    dtype : "float64" (default) or "float32"
-    shifts : None or list of (p_i,) arrays
-        None lets the first chunk added set them (to its column means).
+    Args:
+        dims: features per view, [p_1, ..., p_m] (list of int).
+        dtype: "float64" (default) or "float32".
+        shifts: None, or a list of (p_i,) arrays; None lets the first chunk added set
+            them (to its column means).
     """
 
     def __init__(self, dims, dtype="float64", shifts=None):
@@ -284,22 +297,22 @@ class CovarianceStatistics:
     def from_views(cls, views, shift=None, dtype="float64") -> "CovarianceStatistics":
         """Statistics of paired views.
 
-        Parameters
-        ----------
-        views : list of (n, p_i) arrays
-            Paired rows: row r of every view belongs to the same sample.
-        shift : None, a number, or a list with one number or (p_i,) array per view
-            None (default) shifts by the views' own column means. Workers whose statistics
-            are to be summed as arrays (``to_array``) must all use one and the same shift.
-        dtype : "float64" (default) or "float32"
+        Args:
+            views: a list of (n, p_i) arrays of paired rows: row r of every view belongs
+                to the same sample.
+            shift: None (default) shifts by the views' own column means; or a number, or
+                a list with one number or (p_i,) array per view. Workers whose statistics
+                are to be summed as arrays (``to_array``) must all use one and the same shift.
+            dtype: "float64" (default) or "float32".
 
-        Raises
-        ------
-        TypeError
-            ``views`` is not a list of arrays, a view is not numeric, or the dtype is unsupported.
-        ValueError
-            A view is not 2-D, empty or not finite, the views have different numbers of
-            rows, or the shift does not match the views' feature counts.
+        Returns:
+            The statistics of the views' rows.
+
+        Raises:
+            TypeError: ``views`` is not a list of arrays, a view is not numeric (or is
+                sparse), or the dtype is unsupported.
+            ValueError: a view is not 2-D, empty or not finite, the views have different
+                numbers of rows, or the shift does not match the views' feature counts.
         """
         if isinstance(views, np.ndarray) or not isinstance(views, (list, tuple)):
             raise TypeError("views must be a list of (n, p_i) arrays, one per view; got "
@@ -344,12 +357,19 @@ class CovarianceStatistics:
     def from_array(cls, array, shifts, dtype=None) -> "CovarianceStatistics":
         """Rebuild statistics from ``to_array``'s vector (or a sum of such vectors).
 
-        Parameters
-        ----------
-        array : (array_size(dims),) float array
-        shifts : list of (p_i,) arrays
-            The shift every summed vector was computed around; it also gives the dims.
-        dtype : None (the array's dtype), "float64" or "float32"
+        Args:
+            array: a float array of shape (array_size(dims),).
+            shifts: a list of (p_i,) arrays, the shift every summed vector was computed
+                around; it also gives the dims.
+            dtype: None (the array's dtype), "float64" or "float32".
+
+        Returns:
+            The statistics.
+
+        Raises:
+            TypeError: a non-float ``array`` without ``dtype``, or ``shifts`` not a list.
+            ValueError: ``array`` is not 1-D, has the wrong length for the shifts, or its
+                first entry is not a sample count.
         """
         array = np.asarray(array)
         if array.ndim != 1:
@@ -718,15 +738,18 @@ def _agreed(sums: np.ndarray, squares: np.ndarray, workers: int, what: str) -> n
 
 
 # ---------------------------------------------------------------------- estimators
-class _MultiViewCCABase(BaseEstimator):
+class _MultiViewCCABase(TransformerMixin, BaseEstimator):
     """Shared machinery: validation, covariance accumulation, transform and scoring."""
+
+    # Views whose 1-D arrays count as one feature (CCA's Y, as scikit-learn's y).
+    _one_feature_1d_views: tuple[str, ...] = ()
 
     def _view_names(self, n_views: int) -> list[str]:
         return [f"view {i}" for i in range(n_views)]
 
     def _check_parameters(self, n_views: int) -> None:
         self._dtype = _resolve_dtype(self.dtype)
-        _check_n_components(self.n_components)
+        check_positive_int(self.n_components, "n_components", expected="a positive int")
         _check_regs(self.reg, n_views)
 
     def _check_input(self, views, reset: bool) -> list[np.ndarray]:
@@ -734,7 +757,8 @@ class _MultiViewCCABase(BaseEstimator):
         if reset:
             self._check_parameters(len(views))
         names = self._view_names(len(views))
-        arrays = [_as_view(view, name, self._dtype) for view, name in zip(views, names)]
+        arrays = [_as_view(view, name, self._dtype, one_feature_1d=name in self._one_feature_1d_views)
+                  for view, name in zip(views, names)]
         _check_same_rows(arrays, names)
         if not reset and hasattr(self, "_accumulator"):
             for array, name, expected in zip(arrays, names, self._accumulator.dims):
@@ -777,13 +801,13 @@ class _MultiViewCCABase(BaseEstimator):
         """Compute weights, means and correlations from the accumulated sums."""
         acc = self._accumulator
         names = self._view_names(len(acc.dims))
-        k = _check_n_components(self.n_components)
+        k = check_positive_int(self.n_components, "n_components", expected="a positive int")
         limit = min([acc.n_samples - 1, *acc.dims])
         if k > limit:
             features = ", ".join(f"{n}: {d}" for n, d in zip(names, acc.dims))
             raise ValueError(
                 f"n_components={k} is larger than min(n_samples - 1, features of any view) = "
-                f"{limit} (n_samples: {acc.n_samples}; features {features}). "
+                f"{limit} (n_samples={acc.n_samples}; features {features}). "
                 f"Use n_components <= {limit}."
             )
         regs = _check_regs(self.reg, len(acc.dims))
@@ -854,34 +878,35 @@ class _MultiViewCCABase(BaseEstimator):
         return self._publish()
 
     def fit_batches(self, batches, strategy=None):
-        """Fit on an iterable of chunks, accumulating covariance sums and solving once at
-        the end; equals ``fit`` on all rows stacked. Returns self.
+        """Fit on an iterable of chunks, accumulating covariance sums and solving once at the end.
 
-        Parameters
-        ----------
-        batches : iterable
-            Chunks of paired rows: (X (b, p), Y (b, q)) pairs for ``CCA``, lists of views
-            for ``MCCA``; a generator, a list, or a ``tf.data.Dataset`` yielding tuples of
-            tensors. The chunks may differ in their number of rows.
-        strategy : None or tf.distribute.Strategy
-            None fits on ``batches`` alone. With a strategy (``MultiWorkerMirroredStrategy``
-            in practice) every worker calls ``fit_batches`` at the same point of its program
-            with its OWN shard of the data (for example ``dataset.shard(num_workers,
-            worker_index)``, not ``strategy.experimental_distribute_dataset``). The workers
-            first agree on a common shift, the pooled column means of their first chunks
-            (one all-reduce of counts and sums), accumulate their shards around it, then
-            all-reduce their ``CovarianceStatistics.to_array`` vectors in float64. Every
-            worker ends with the same estimator, equal to ``fit`` on all workers' rows
-            stacked. A worker may have no rows; an error on one worker (a bad chunk) is
-            raised on every worker instead of leaving the others waiting. A single-worker
-            strategy gives the same result as ``strategy=None``, bit for bit.
+        Equals ``fit`` on all rows stacked.
 
-        Raises
-        ------
-        TypeError
-            ``strategy`` is not a ``tf.distribute.Strategy``, or a chunk has the wrong form.
-        ValueError
-            No chunk at all (on any worker), bad data, or a problem that cannot be solved.
+        Args:
+            batches: chunks of paired rows: (X (b, p), Y (b, q)) pairs for ``CCA``, lists
+                of views for ``MCCA``; a generator, a list, or a ``tf.data.Dataset``
+                yielding tuples of tensors. The chunks may differ in their number of rows.
+            strategy: None fits on ``batches`` alone. With a ``tf.distribute.Strategy``
+                (``MultiWorkerMirroredStrategy`` in practice) every worker calls
+                ``fit_batches`` at the same point of its program with its OWN shard of the
+                data (for example ``dataset.shard(num_workers, worker_index)``, not
+                ``strategy.experimental_distribute_dataset``). The workers first agree on a
+                common shift, the pooled column means of their first chunks (one
+                all-reduce of counts and sums), accumulate their shards around it, then
+                all-reduce their ``CovarianceStatistics.to_array`` vectors in float64.
+                Every worker ends with the same estimator, equal to ``fit`` on all workers'
+                rows stacked. A worker may have no rows; an error on one worker (a bad
+                chunk) is raised on every worker instead of leaving the others waiting. A
+                single-worker strategy gives the same result as ``strategy=None``, bit for bit.
+
+        Returns:
+            self, fitted.
+
+        Raises:
+            TypeError: ``strategy`` is not a ``tf.distribute.Strategy``, or a chunk has the
+                wrong form.
+            ValueError: no chunk at all (on any worker), bad data, or a problem that
+                cannot be solved.
         """
         if strategy is not None:
             return self._fit_batches_across_workers(batches, _StrategySum(strategy))
@@ -959,15 +984,18 @@ class _MultiViewCCABase(BaseEstimator):
         """Fit from covariance statistics (``CovarianceStatistics``) instead of data.
 
         Equals ``fit`` on the rows the statistics describe (up to rounding). The
-        statistics are copied; ``partial_fit`` may continue from them. Returns self.
+        statistics are copied; ``partial_fit`` may continue from them.
 
-        Raises
-        ------
-        TypeError
-            ``statistics`` is not a ``CovarianceStatistics``, or its dtype differs from the
-            estimator's ``dtype``.
-        ValueError
-            Wrong number of views, no samples, or a problem that cannot be solved.
+        Args:
+            statistics: the ``CovarianceStatistics`` of the views.
+
+        Returns:
+            self, fitted.
+
+        Raises:
+            TypeError: ``statistics`` is not a ``CovarianceStatistics``, or its dtype
+                differs from the estimator's ``dtype``.
+            ValueError: wrong number of views, no samples, or a problem that cannot be solved.
         """
         if not isinstance(statistics, CovarianceStatistics):
             raise TypeError("fit_statistics expects CovarianceStatistics (for example "
@@ -1062,32 +1090,30 @@ class _MultiViewCCABase(BaseEstimator):
 class CCA(_MultiViewCCABase):
     """Linear CCA between two views, a scikit-learn compatible estimator.
 
-    Parameters
-    ----------
-    n_components : int
-        Number of canonical directions k, at most min(n_samples - 1, p, q).
-    reg : float or (float, float)
-        Ridge added to each view's covariance (C + reg I); 0 is exact CCA and needs
-        non-singular covariances. A pair gives one ridge per view.
-    dtype : "float64" (default) or "float32"
-        Precision of all computations.
-
-    Attributes (after fit)
-    ----------------------
-    x_weights_ : (p, k) array; y_weights_ : (q, k) array
-        Projections; the training variates (X - x_mean_) @ x_weights_ have unit variance.
-    x_mean_ : (p,) array; y_mean_ : (q,) array
-    canonical_correlations_ : (k,) array
-        Correlation of each pair of training variates, largest first (the canonical
-        correlations when reg=0).
-    n_features_in_ : int (p); n_samples_seen_ : int
-    covariance_statistics_ : CovarianceStatistics
-        A copy of the accumulated count, sums and products of (X, Y).
-
     Fitting: ``fit(X, Y)``; ``partial_fit`` chunk by chunk; ``fit_batches(batches,
     strategy=None)`` for a stream, on one machine or across the workers of a
     ``tf.distribute`` strategy; ``fit_statistics(CovarianceStatistics)``; and
-    ``a.merge(b)``, a new estimator fitted on the data of both.
+    ``a.merge(b)``, a new estimator fitted on the data of both. Y may be 1-D, one
+    feature (as scikit-learn's ``y``); X must be 2-D.
+
+    Args:
+        n_components: number of canonical directions k, at most min(n_samples - 1, p, q).
+        reg: ridge added to each view's covariance (C + reg I); 0 is exact CCA and needs
+            non-singular covariances. A pair (float, float) gives one ridge per view.
+        dtype: "float64" (default) or "float32", the precision of all computations.
+
+    Attributes:
+        x_weights_: (p, k) projection of X; the training variates
+            (X - x_mean_) @ x_weights_ have unit variance.
+        y_weights_: (q, k) projection of Y, likewise.
+        x_mean_: (p,) column means of the training X.
+        y_mean_: (q,) column means of the training Y.
+        canonical_correlations_: (k,) correlation of each pair of training variates,
+            largest first (the canonical correlations when reg=0).
+        n_features_in_: p, the features of X.
+        n_samples_seen_: the number of training rows.
+        covariance_statistics_: a copy of the accumulated count, sums and products of
+            (X, Y), a ``CovarianceStatistics``.
     """
 
     def __init__(self, n_components: int = 2, reg=0.0, dtype="float64"):
@@ -1099,6 +1125,8 @@ class CCA(_MultiViewCCABase):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
         return tags
+
+    _one_feature_1d_views = ("Y",)
 
     def _view_names(self, n_views: int) -> list[str]:
         return ["X", "Y"]
@@ -1145,11 +1173,10 @@ class CCA(_MultiViewCCABase):
         direction, and the training canonical correlations come out near 1 whatever
         the data (overfit); judge such a fit on held-out rows.
         """
-        views = self._pair(X, Y, "fit")
-        self._fit_views(views)  # validates the views first
-        shapes = [np.shape(view) for view in views]
-        if shapes[0][0] <= max(shape[1] for shape in shapes):
-            warnings.warn(f"CCA.fit: {shapes[0][0]} samples for views of {shapes[0][1]} and {shapes[1][1]} features: "
+        self._fit_views(self._pair(X, Y, "fit"))  # validates the views first
+        n_samples, (x_features, y_features) = self._accumulator.n_samples, self._accumulator.dims
+        if n_samples <= max(x_features, y_features):
+            warnings.warn(f"CCA.fit: {n_samples} samples for views of {x_features} and {y_features} features: "
                           "with no more samples than a view's features the training canonical correlations are "
                           "overfit (near 1 for any data). Judge the fit on held-out rows (score(X_test, Y_test)), "
                           "or reduce the features.", UserWarning, stacklevel=2)
@@ -1193,14 +1220,23 @@ class MCCA(_MultiViewCCABase):
 
     Maximises the sum of all pairwise covariances of the variates subject to unit
     (regularised) variance within each view, solved as an eigenproblem of the
-    whitened block covariance. For two views it gives exactly ``CCA``.
+    whitened block covariance. For two views it gives exactly ``CCA``. Its methods take
+    a list of views [X1 (n, p1), X2 (n, p2), ...]. Fitting methods as for ``CCA``:
+    ``fit``, ``partial_fit``, ``fit_batches`` (with ``strategy=``), ``fit_statistics``
+    and ``merge``.
 
-    Parameters: ``n_components``, ``reg`` (a float, or one per view), ``dtype``.
-    Attributes: ``weights_`` (list of (p_i, k)), ``means_`` (list of (p_i,)),
-    ``canonical_correlations_`` ((k,), the mean pairwise training correlation of each
-    component), ``eigenvalues_`` ((k,)), ``n_samples_seen_``, ``covariance_statistics_``.
-    Fitting methods as for ``CCA``: ``fit``, ``partial_fit``, ``fit_batches`` (with
-    ``strategy=``), ``fit_statistics`` and ``merge``.
+    Args:
+        n_components: number of canonical directions k, at most min(n_samples - 1, p_i).
+        reg: ridge added to each view's covariance, a float or one per view.
+        dtype: "float64" (default) or "float32", the precision of all computations.
+
+    Attributes:
+        weights_: list of (p_i, k) projections, one per view.
+        means_: list of (p_i,) column means, one per view.
+        canonical_correlations_: (k,) mean pairwise training correlation of each component.
+        eigenvalues_: (k,) top eigenvalues of the whitened block covariance.
+        n_samples_seen_: the number of training rows.
+        covariance_statistics_: a copy of the accumulated ``CovarianceStatistics``.
     """
 
     def __init__(self, n_components: int = 2, reg=0.0, dtype="float64"):
@@ -1245,6 +1281,7 @@ class MCCA(_MultiViewCCABase):
 
     def transform(self, views) -> list[np.ndarray]:
         """List of (n x k) canonical variates, one per view."""
+        self._check_fitted()
         return self._transform_views(self._views_of(views, "transform"))
 
     def fit_transform(self, views, y=None) -> list[np.ndarray]:

@@ -15,6 +15,8 @@ from xmodal_tf.models.cgan import (
     discriminator_loss,
     generator_loss,
 )
+from helpers import (assert_config_round_trip, assert_keras_round_trip, assert_same_optimizer_state,
+                     assert_same_weights)
 
 IMAGE_SHAPE = (8, 8, 1)
 
@@ -187,39 +189,30 @@ def test_keras_round_trip_restores_outputs_optimizers_and_continues_training(toy
     gan.compile(g_optimizer=adam(), d_optimizer=keras.optimizers.Adam(4e-4, beta_1=0.5), loss="least_squares",
                 run_eagerly=True)
     gan.fit(dataset, epochs=2, verbose=0)
-    path = tmp_path / "cgan.keras"
-    gan.save(path)
-    loaded = keras.models.load_model(path)
-    assert isinstance(loaded, ConditionalGAN)
-    assert loaded.get_config()["num_classes"] == 3 and loaded.image_shape == IMAGE_SHAPE
     z = gan.sample_latent(5, seed=3)
-    np.testing.assert_array_equal(gan((z, labels[:5])).numpy(), loaded((z, labels[:5])).numpy())
-    np.testing.assert_array_equal(gan.generate([0, 1, 2], seed=1), loaded.generate([0, 1, 2], seed=1))
+    loaded = assert_keras_round_trip(gan, tmp_path, inputs=(z, labels[:5]),
+                                     outputs=lambda m: m.generate([0, 1, 2], seed=1))
+    assert loaded.get_config()["num_classes"] == 3 and loaded.image_shape == IMAGE_SHAPE
     # Both optimizers come back with their own settings and state.
     assert loaded.gan_loss == "least_squares" and loaded.run_eagerly and loaded.ema_decay == 0.99
-    for a, b in zip(gan.generator_ema.weights, loaded.generator_ema.weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert_same_weights(loaded.generator_ema.weights, gan.generator_ema.weights)
     assert float(loaded.d_optimizer.learning_rate.numpy()) == pytest.approx(4e-4)
     assert float(loaded.d_optimizer.beta_1) == 0.5
     for original, restored in ((gan.g_optimizer, loaded.g_optimizer), (gan.d_optimizer, loaded.d_optimizer)):
         assert restored.iterations.numpy() == 4
-        assert len(restored.variables) == len(original.variables)
-        for a, b in zip(original.variables, restored.variables):
-            np.testing.assert_array_equal(a.numpy(), b.numpy())
+        assert_same_optimizer_state(restored, original)
     # One more step on each gives identical networks: the noise stream and the Adam
     # moments were restored (fresh optimizers would take a different first step).
     one_batch = dataset.take(1)
     for model in (gan, loaded):
         model.fit(one_batch, verbose=0)
-    for a, b in zip(gan.weights, loaded.weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert_same_weights(loaded.weights, gan.weights)
     assert loaded.g_optimizer.iterations.numpy() == 5
 
 
 def test_from_config_and_subclassed_generator_with_explicit_latent_dim():
     gan = build_gan(condition_dim=5)
-    clone = ConditionalGAN.from_config(gan.get_config())
-    assert clone.get_config() == gan.get_config()
+    clone = assert_config_round_trip(gan)
     assert clone.condition_dim == 5 and clone.num_classes is None
 
     class TinyGenerator(keras.Model):
@@ -408,16 +401,12 @@ def test_mixed_float16_loss_scales_both_optimizers_and_lowers_the_scale_on_overf
         np.testing.assert_array_equal(before, variable.numpy())
 
     # .keras round trip: both come back loss-scaled (not wrapped twice), with their state.
-    path = tmp_path / "cgan16.keras"
-    gan.save(path)
-    loaded = keras.models.load_model(path)
+    loaded = assert_keras_round_trip(gan, tmp_path, outputs=lambda m: m.generate([0, 1, 2], seed=1))
     for original, restored in ((gan.g_optimizer, loaded.g_optimizer), (gan.d_optimizer, loaded.d_optimizer)):
         assert isinstance(restored, keras.optimizers.LossScaleOptimizer)
         assert not isinstance(restored.inner_optimizer, keras.optimizers.LossScaleOptimizer)
         assert float(restored.dynamic_scale.numpy()) == float(original.dynamic_scale.numpy())
-        assert restored.iterations.numpy() == original.iterations.numpy()
-        for a, b in zip(original.variables, restored.variables):
-            np.testing.assert_array_equal(a.numpy(), b.numpy())
+        assert_same_optimizer_state(restored, original)
 
 
 def test_mixed_float16_trainer_checkpoint_holds_both_optimizers(toy_images, mixed_float16, tmp_path):

@@ -14,6 +14,7 @@ import tensorflow as tf
 from xmodal_tf.encoders import mlp_encoder
 from xmodal_tf.losses import deep_cca_loss
 from xmodal_tf.models import DeepCCA
+from helpers import assert_config_round_trip, assert_keras_round_trip, assert_same_optimizer_state
 from two_replica_setup import PREAMBLE
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -110,19 +111,12 @@ def test_keras_round_trip_keeps_outputs_linear_cca_and_training(data, tmp_path):
     dataset = pairs(data["x_train"], data["y_train"])
     model.fit(dataset, epochs=2, verbose=0)
     model.fit_linear_cca(data["x_train"], data["y_train"])
-    path = tmp_path / "deep_cca.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    assert isinstance(loaded, DeepCCA)
-    scalars = {key: value for key, value in model.get_config().items() if not key.startswith(("encoder", "decoder"))}
-    assert scalars == {key: loaded.get_config()[key] for key in scalars}
+    x, y = data["x_test"], data["y_test"]
+    loaded = assert_keras_round_trip(
+        model, tmp_path, outputs=lambda m: (m.predict(dataset, verbose=0), m.transform(x, y), m.score(x, y)))
     assert (loaded.encoder_x.name, loaded.encoder_y.name) == ("encoder_x", "encoder_y")
-    for a, b in zip(model.predict(dataset, verbose=0), loaded.predict(dataset, verbose=0)):
-        np.testing.assert_array_equal(a, b)
-    for a, b in zip(model.transform(data["x_test"], data["y_test"]), loaded.transform(data["x_test"], data["y_test"])):
-        np.testing.assert_array_equal(a, b)
-    assert loaded.score(data["x_test"], data["y_test"]) == model.score(data["x_test"], data["y_test"])
     # The optimizer state came back too: training continues where it stopped.
+    assert_same_optimizer_state(loaded.optimizer, model.optimizer)
     assert loaded.optimizer.iterations.numpy() == 8
     assert loaded.jit_compile is False
     history = loaded.fit(dataset, epochs=1, verbose=0)
@@ -132,8 +126,7 @@ def test_keras_round_trip_keeps_outputs_linear_cca_and_training(data, tmp_path):
 
 def test_from_config_round_trip_without_fitting():
     model = build_model(n_components=3, reg=(1e-3, 1e-2), objective="squared")
-    clone = DeepCCA.from_config(model.get_config())
-    assert clone.get_config() == model.get_config()
+    clone = assert_config_round_trip(model)
     assert clone.k == 3 and clone.reg == (1e-3, 1e-2)
     assert not clone.linear_cca_fitted
 
@@ -159,8 +152,7 @@ def test_single_view_transform_and_encode_match_the_paired_ones(fitted, data, tm
     np.testing.assert_allclose(fitted.encode(x), h_x, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(fitted.encode(y=y), h_y, rtol=1e-6, atol=1e-7)
     # A new image alone, after a .keras round trip.
-    fitted.save(tmp_path / "m.keras")
-    loaded = keras.models.load_model(tmp_path / "m.keras")
+    loaded = assert_keras_round_trip(fitted, tmp_path, outputs=lambda m: m.transform(x[:1]))
     np.testing.assert_allclose(loaded.transform(x[:1]), x_c[:1], rtol=1e-6, atol=1e-9)
 
 
@@ -203,11 +195,10 @@ def test_dccae_reconstruction_metrics_appear_and_decrease(data, tmp_path):
     np.testing.assert_allclose(
         history["loss"], -np.asarray(history["total_correlation"])
         + np.asarray(history["reconstruction_x"]) + np.asarray(history["reconstruction_y"]), rtol=1e-4)
-    model.save(tmp_path / "dccae.keras")
-    loaded = keras.models.load_model(tmp_path / "dccae.keras")
     x, y = data["x_test"][:50], data["y_test"][:50]
-    for key in ("loss", "reconstruction_x", "reconstruction_y"):
-        assert loaded.batch_loss(x, y)[key].numpy() == model.batch_loss(x, y)[key].numpy()
+    terms = ("loss", "reconstruction_x", "reconstruction_y")
+    assert_keras_round_trip(model, tmp_path, inputs=(x, y),
+                            outputs=lambda m: {key: m.batch_loss(x, y)[key] for key in terms})
 
 
 def dccae(seed=0, **kwargs):
@@ -251,8 +242,7 @@ def test_decoders_without_a_weight_get_the_default_and_train(data, tmp_path):
     after = model.decoder_x.trainable_weights + model.decoder_y.trainable_weights
     assert all(not np.array_equal(b, a.numpy()) for b, a in zip(before, after))
     assert history["reconstruction_x"][-1] < 0.9 * history["reconstruction_x"][0]
-    model.save(tmp_path / "default.keras")
-    assert keras.models.load_model(tmp_path / "default.keras").reconstruction_weight == DEFAULT_RECONSTRUCTION_WEIGHT
+    assert assert_keras_round_trip(model, tmp_path).reconstruction_weight == DEFAULT_RECONSTRUCTION_WEIGHT
 
 
 def test_decoders_with_weight_zero_are_refused():
@@ -447,10 +437,7 @@ def test_subclassed_encoders_build_on_first_batch_and_reload(data, tmp_path):
     model.fit(data["x_train"], data["y_train"], batch_size=100, verbose=0)
     assert model.built and model.k == 2 and model.optimizer.iterations.numpy() == 4
     model.fit_linear_cca(data["x_train"], data["y_train"])
-    model.save(tmp_path / "subclassed.keras")
-    loaded = keras.models.load_model(tmp_path / "subclassed.keras")
-    for a, b in zip(model.transform(data["x_test"], data["y_test"]), loaded.transform(data["x_test"], data["y_test"])):
-        np.testing.assert_array_equal(a, b)
+    assert_keras_round_trip(model, tmp_path, outputs=lambda m: m.transform(data["x_test"], data["y_test"]))
     too_many = DeepCCA(SubclassedEncoder(), SubclassedEncoder(), n_components=5)
     with pytest.raises(ValueError, match="n_components=5"):
         too_many((data["x_test"], data["y_test"]))

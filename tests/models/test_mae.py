@@ -8,6 +8,8 @@ import tensorflow as tf
 
 from xmodal_tf.encoders import mlp_encoder
 from xmodal_tf.models.mae import MultimodalAutoencoder
+from helpers import (assert_config_round_trip, assert_keras_round_trip, assert_same_optimizer_state,
+                     assert_same_weights)
 
 SIZES = {"a": 12, "b": 10}
 
@@ -160,26 +162,28 @@ def test_keras_round_trip_restores_outputs_seed_and_optimizer(data, tmp_path):
     model = build_model(modality_dropout={"a": 0.3, "b": 0.2}, reconstruction_losses="mae")
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     model.fit(data["train"], batch_size=100, epochs=2, verbose=0)
-    model.save(tmp_path / "mae.keras")
-    loaded = keras.models.load_model(tmp_path / "mae.keras")
-    assert isinstance(loaded, MultimodalAutoencoder)
-    scalars = {key: value for key, value in model.get_config().items() if key not in ("encoders", "decoders")}
-    assert scalars == {key: loaded.get_config()[key] for key in scalars}
+    test = data["test"]
+    loaded = assert_keras_round_trip(model, tmp_path,
+                                     outputs=lambda m: (m.encode(test), m.translate(test["b"], "b", "a")))
     assert [m.name for m in loaded.encoders.values()] == ["encoder_a", "encoder_b"]
     assert loaded.modalities == ("a", "b") and loaded.dropout_shares == (0.3, 0.2)
-    test = data["test"]
-    np.testing.assert_array_equal(loaded.encode(test), model.encode(test))
-    np.testing.assert_array_equal(loaded.translate(test["b"], "b", "a"), model.translate(test["b"], "b", "a"))
     # Training continues exactly like the un-saved twin: Adam moments, step and seed state.
-    assert loaded.optimizer.iterations.numpy() == model.optimizer.iterations.numpy() == 8
+    assert_same_optimizer_state(loaded.optimizer, model.optimizer)
+    assert loaded.optimizer.iterations.numpy() == 8
     saved_kernel = model.encoders["a"].weights[0].numpy()
     one_batch = {k: v[:100] for k, v in data["train"].items()}
     for twin in (model, loaded):
         twin.fit(one_batch, batch_size=100, epochs=1, verbose=0, shuffle=False)
     assert loaded.optimizer.iterations.numpy() == 9
-    for a, b in zip(model.weights, loaded.weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert_same_weights(loaded.weights, model.weights)
     assert not np.array_equal(model.encoders["a"].weights[0].numpy(), saved_kernel)  # the step moved it
+
+
+def test_from_config_without_training():
+    model = build_model(modality_dropout={"a": 0.3, "b": 0.2}, reconstruction_losses={"b": "mae"},
+                        loss_weights={"a": 2.0})
+    clone = assert_config_round_trip(model)
+    assert clone.modalities == ("a", "b") and clone.dropout_shares == (0.3, 0.2)
 
 
 @keras.saving.register_keras_serializable(package="xmodal_tf_tests")
@@ -208,9 +212,7 @@ def test_subclassed_encoders_build_on_the_first_batch_and_reload(data, tmp_path)
     model.compile(optimizer="adam")
     model.fit(data["train"], batch_size=100, verbose=0)
     assert model.built and model.optimizer.iterations.numpy() == 4
-    model.save(tmp_path / "sub.keras")
-    loaded = keras.models.load_model(tmp_path / "sub.keras")
-    np.testing.assert_array_equal(loaded.encode(data["test"], present="b"), model.encode(data["test"], present="b"))
+    loaded = assert_keras_round_trip(model, tmp_path, outputs=lambda m: m.encode(data["test"], present="b"))
     with pytest.raises(ValueError, match=r"modality 'a' expects batches of shape \(batch, 12\)"):
         loaded.encode({"a": data["test"]["a"][:, :5]})
 

@@ -3,8 +3,7 @@ import json
 
 import pytest
 
-from xmodal_tf.experiments.config import (ConfigError, load_config_file, parse_overrides,
-                                          resolve_config)
+from xmodal_tf.experiments.config import ConfigError, load_config_file, parse_overrides, resolve_config
 
 DEFAULTS = {"data": "digits", "k": 10, "reg": [1e-4, 1e-3], "probe": True, "rate": 0.5,
             "anything": None, "optimizer": {"name": "adam", "learning_rate": 1e-3}}

@@ -4,6 +4,7 @@ import sys
 import types
 
 import pytest
+from figure_checks import assert_figure
 
 from xmodal_tf import train
 from xmodal_tf.experiments import cca as cca_experiment
@@ -36,6 +37,9 @@ def test_runs_on_a_mirrored_strategy(tmp_path):
     assert config["distribution"] == {"strategy": "mirrored", "replicas": 1, "workers": 1, "task": None}
     for key in ("reg", "train_correlations", "validation_total_correlation_by_reg", "test_correlations"):
         assert runs["mirrored"][key] == runs["default"][key], key
+    # The key figure: the spectrum of each split, as a PNG and a TensorBoard image.
+    for strategy in ("mirrored", "default"):
+        assert assert_figure(tmp_path / strategy, "canonical_correlations") == (640, 400)
 
 
 @pytest.mark.multiworker

@@ -5,6 +5,7 @@ import types
 
 import numpy as np
 import pytest
+from figure_checks import assert_figure
 
 from xmodal_tf import train
 from xmodal_tf.experiments import cgan as cgan_experiment
@@ -66,6 +67,9 @@ def test_tiny_label_run_reports_scores_and_logs(label_run):
     with pytest.raises(KeyError):  # the trainer's bookkeeping (steps, seconds) is not logged
         read_scalars(logdir, "train/steps")
     assert read_scalars(logdir, "test/generated_accuracy")[1] == pytest.approx(metrics["generated_accuracy"])
+    # The key figure: 8 samples (columns) of each of the 10 digits (rows).
+    width, height = assert_figure(logdir, "generated_samples")
+    assert width == 8 * 120 and height > 10 * 120
 
 
 def write_fake_fsdd(folder, recordings_per_digit=10, seed=0):
@@ -96,6 +100,8 @@ def test_tiny_audio_run_on_fake_recordings(tmp_path):
     assert metrics["generated_images"] == 20 * 4
     assert metrics["audio_test_accuracy"] > 0.5  # the fake digits are easy to hear apart
     assert 0.0 <= metrics["generated_accuracy_vs_spoken_digit"] <= 1.0
+    width, height = assert_figure(logdir, "generated_samples")  # a row per digit, from held-out recordings
+    assert width == 8 * 120 and height > 10 * 120
 
 
 def test_mnist_without_a_data_folder_is_a_clear_error(tmp_path, capsys):

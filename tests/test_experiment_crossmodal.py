@@ -1,9 +1,11 @@
 """The `crossmodal` experiment ("hearing to see"): a tiny run end to end, the probe protocol, codes of
 one modality alone, splits that never overlap, and config checks."""
 import json
+import re
 
 import numpy as np
 import pytest
+from figure_checks import assert_figure
 
 from xmodal_tf import train
 from xmodal_tf.experiments import crossmodal
@@ -74,6 +76,7 @@ def test_the_run_writes_tensorboard_scalars(digits_run):
     # Each trained model's curves in its own run, early stopping on the held-out measure.
     assert sorted(read_scalars(logdir / "deepcca" / "seed0", "validation/total_correlation")) == [1, 2]
     assert sorted(read_scalars(logdir / "mae_dropout_1.0" / "seed0", "validation/loss")) == [1, 2]
+    assert assert_figure(logdir, "probe_accuracy") == (640, 400)  # the key figure: accuracy per direction
 
 
 def test_probe_trains_on_source_codes_and_tests_on_target_codes():
@@ -238,25 +241,28 @@ def test_a_tiny_av_mnist_run(av_mnist_dir, tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"methods": ["linear_cca", "clip"]}, "unknown: ['clip']"),
+    ({"methods": ["linear_cca", "clip"]}, "got ['linear_cca', 'clip'] (item [1] is 'clip')"),
     ({"methods": []}, "methods must be a non-empty list"),
-    ({"methods": ["deepcca", "deepcca"]}, "distinct names"),
+    ({"methods": ["deepcca", "deepcca"]}, "distinct names from ['linear_cca', 'deepcca', 'dccae', 'mae_dropout_0.5', "
+                                          "'mae_dropout_1.0']; got ['deepcca', 'deepcca'] ('deepcca' repeats)"),
     ({"seeds": 0}, "seeds must be a positive integer"),
     ({"epochs": -1}, "epochs must be a positive integer"),
     ({"n_components": 40}, "more than the 32 features"),
     ({"batch_size": 8}, "batch_size=8 is at or below n_components=10"),
     ({"linear_cca_reg": []}, "linear_cca_reg must be a non-empty list"),
     ({"probe_c": [0.0]}, "probe_c must be a non-empty list of numbers > 0"),
-    ({"reconstruction_weight": 0}, "reconstruction_weight must be a number > 0"),
+    ({"reconstruction_weight": 0}, "reconstruction_weight must be > 0 or null (dccae's lambda"),
     ({"filters": [4, 4, 4]}, "filters must be a list of 1 or 2"),
-    ({"learning_rate": 0}, "learning_rate must be a number > 0"),
-    ({"audio_validation_fraction": 1.0}, "audio_validation_fraction must be a number strictly between"),
-    ({"train_size": 2000}, "train_size must be at most 1078"),
+    ({"learning_rate": 0}, "learning_rate must be > 0; got 0. Fix: --set learning_rate=... (default: 0.001)."),
+    ({"learning_rate": "fast"}, "learning_rate must be a number > 0; got 'fast'"),
+    ({"audio_validation_fraction": 1.0}, "audio_validation_fraction must be a number in (0, 1); got 1.0"),
+    ({"train_size": 2000}, "train_size must be at most 1078 for data=digits (its training pairs); got 2000. "
+                           "Fix: --set train_size=1078 or less."),
     ({"data": "av_mnist", "train_size": 60000}, "train_size must be at most 50000"),
     ({"probe_size": 0}, "probe_size must be a positive integer"),
 ])
 def test_bad_settings_are_config_errors(override, message):
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         crossmodal.validate({**crossmodal.DEFAULTS, **override})
 
 

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+from figure_checks import assert_figure
 
 from xmodal_tf import train
 
@@ -27,6 +28,10 @@ def test_default_experiment_reports_all_three_models(tiny_run):
         # Correlations of 4 directions: each in [0, 1], the training fit the best.
         assert 0 < result["test_total_correlation"] <= 4, name
         assert result["train_total_correlation"] >= result["test_total_correlation"] - 0.2, name
+        # ... each direction's, drawn in the key figure: the spectrum of every model.
+        assert len(result["test_correlations"]) == 4, name
+        assert sum(result["test_correlations"]) == pytest.approx(result["test_total_correlation"], abs=1e-5), name
+    assert assert_figure(logdir, "canonical_correlations") == (640, 400)
     for name in ("deepcca", "dccae"):
         assert metrics["results"][name]["epochs"] == 3
         # Even three epochs of a 16-unit network find well-correlated directions.
@@ -68,7 +73,7 @@ def test_shift_augmentation_then_unshifted_final_epochs(tmp_path, capsys, traine
 
 def test_training_phases():
     from xmodal_tf.data import load_two_view_digits
-    from xmodal_tf.experiments.deepcca import resolved, training_phases, DEFAULTS
+    from xmodal_tf.experiments.deepcca import DEFAULTS, resolved, training_phases
 
     digits = load_two_view_digits()
     config = resolved(dict(DEFAULTS, epochs=5, shift=1, unshifted_final_epochs=2))

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from figure_checks import assert_figure
 
 from xmodal_tf import train
 from xmodal_tf.experiments import fusion as fusion_experiment
@@ -324,6 +325,9 @@ def test_tiny_run_logs_tensorboard_scalars(tiny_run):
     with pytest.raises(KeyError):                # no auxiliary losses without modality dropout
         read_scalars(logdir, "train_details/unimodal_loss_seed1/concat")
     assert metrics["unimodal_loss_weight"] == 0.5 == metrics["unimodal_distillation"]
+    # The key figures: accuracy against the share of examples missing each modality.
+    for modality in ("left", "right"):
+        assert assert_figure(logdir, f"accuracy_vs_missing_{modality}") == (640, 400)
 
 
 def test_summary_table():

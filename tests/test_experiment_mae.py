@@ -5,6 +5,7 @@ import types
 
 import numpy as np
 import pytest
+from figure_checks import assert_figure
 
 from xmodal_tf import train
 from xmodal_tf.experiments import mae
@@ -59,6 +60,11 @@ def test_digits_run_writes_tensorboard_images_and_projector(digits_run):
         assert metadata[0] == "label\tpresent" and len(metadata) == 1 + 3 * 360
         assert {line.split("\t")[1] for line in metadata[1:]} == {"left", "right", "left+right"}
     assert glob.glob(str(logdir / "events.out.tfevents.*"))  # the final scalars
+    # The key figures: 8 test examples (columns); the originals, then for each model its
+    # reconstructions from both halves and its translations from the other half (5 rows).
+    for modality in ("left", "right"):
+        width, height = assert_figure(logdir, f"reconstructions_{modality}")
+        assert width == 8 * 120 and height > 5 * 120
 
 
 @pytest.mark.parametrize("audio_encoder, layer", [("rnn", "audio_encoder_gru0"), ("attention", "audio_encoder_block0")])

@@ -4,6 +4,7 @@ import types
 
 import numpy as np
 import pytest
+from figure_checks import assert_figure
 
 from xmodal_tf import train
 from xmodal_tf.experiments import retrieval
@@ -52,6 +53,7 @@ def test_tiny_run_logs_per_epoch_scalars(tiny_run):
     logged = read_scalars(logdir, "test/image_to_text_recall@5")
     assert logged[1] == pytest.approx(metrics["image_to_text"]["recall@5"], rel=1e-6)
     assert read_scalars(logdir, "test/zero_shot_accuracy")[1] == pytest.approx(metrics["zero_shot"]["accuracy"])
+    assert assert_figure(logdir, "recall_at_k") == (640, 400)  # the key figure
 
 
 def fake_openmoji(folder, n_emoji=12):

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+from figure_checks import assert_figure
 
 from xmodal_tf import train
 from xmodal_tf.experiments import transfer as transfer_experiment
@@ -68,6 +69,7 @@ def test_tiny_run_logs_tensorboard_scalars(tiny_run):
     np.testing.assert_allclose([logged[1], logged[2]],
                                metrics["results"]["5%"]["transfer"]["per_seed"], rtol=1e-6)
     assert len(read_scalars(logdir, "train/pretrain_accuracy")) == 15
+    assert assert_figure(logdir, "accuracy_vs_label_fraction") == (640, 400)  # the key figure
 
 
 @pytest.mark.parametrize("override, message", [

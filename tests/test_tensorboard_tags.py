@@ -1,8 +1,9 @@
 """One TensorBoard scheme for every experiment: read back the event files of a short run
-of each and check the runs, tag groups and steps."""
+of each and check the runs, tag groups and steps, and the key figures (PNG and image)."""
 import pathlib
 
 import pytest
+from figure_checks import png_size
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from xmodal_tf import train
@@ -18,10 +19,11 @@ SHORT = {
                "--set", "missing_fractions=[1.0]"],
     "cgan": ["--set", "steps=4", "--set", "steps_per_epoch=2", "--set", "batch_size=32", "--set", "classifier_epochs=1",
              "--set", "samples_per_condition=2", "--set", "generator_filters=4", "--set", "discriminator_filters=4"],
-    "retrieval": ["--set", "epochs=2", "--set", "filters=[8]", "--set", "embedding_dim=16", "--set", "projection_dim=8"],
+    "retrieval": ["--set", "epochs=2", "--set", "filters=[8]", "--set", "embedding_dim=16",
+                  "--set", "projection_dim=8"],
     "transfer": ["--set", "label_fractions=[0.05]", "--set", "seeds=1", "--set", "pretrain_epochs=1",
-                 "--set", "target_epochs=2", "--set", "distill_epochs=2", "--set", "min_epoch_steps=2", "--set", "filters=[8]",
-                 "--set", "embedding_dim=8"],
+                 "--set", "target_epochs=2", "--set", "distill_epochs=2", "--set", "min_epoch_steps=2",
+                 "--set", "filters=[8]", "--set", "embedding_dim=8"],
     "crossmodal": ["--set", "epochs=2", "--set", "train_size=200", "--set", "filters=[4]", "--set", "code_dim=8",
                    "--set", "batch_size=64", "--set", "n_components=4", "--set", "probe_c=[1.0]"],
 }
@@ -34,6 +36,16 @@ HEADLINE = {  # one headline figure each run must show
     "retrieval": "test/image_to_text_recall@1",
     "transfer": "test/accuracy_5%_labels/transfer",
     "crossmodal": "test/left_to_right_accuracy/linear_cca",
+}
+FIGURES = {  # each run's key figures: <run directory>/<name>.png and the image test_details/<name>
+    "cca": ["canonical_correlations"],
+    "deepcca": ["canonical_correlations"],
+    "mae": ["reconstructions_left", "reconstructions_right"],
+    "fusion": ["accuracy_vs_missing_left", "accuracy_vs_missing_right"],
+    "cgan": ["generated_samples"],
+    "retrieval": ["recall_at_k"],
+    "transfer": ["accuracy_vs_label_fraction"],
+    "crossmodal": ["probe_accuracy"],
 }
 
 
@@ -68,3 +80,8 @@ def test_every_run_follows_the_tag_scheme(experiment, tmp_path):
                 assert min(steps) >= 1, f"{run}: {plugin} {tag} has a step {min(steps)}"
     assert HEADLINE[experiment] in runs["."]["scalars"]
     assert "hparams" in runs["."], "the run's settings for the HParams tab"
+    images = runs["."].get("images", {})
+    for name in FIGURES[experiment]:
+        assert images.get(f"test_details/{name}") == [1], f"no TensorBoard image test_details/{name}: {sorted(images)}"
+        png_size(logdir / f"{name}.png")
+    assert sorted(path.stem for path in logdir.glob("*.png")) == sorted(FIGURES[experiment])

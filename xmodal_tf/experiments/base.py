@@ -8,6 +8,12 @@ and train them with ``context.trainer(...)`` (``xmodal_tf.training.Trainer``). U
 multi-worker strategy only the chief writes the run directory and prints progress; the
 other workers get a temporary directory, removed by ``close()``.
 
+An experiment declares the values each setting allows in a table (``constraints``, see
+``xmodal_tf.experiments.config``); ``Experiment.validate`` checks a configuration against
+it, then runs the experiment's ``rules`` (checks across settings), before anything is
+written. Its key figure goes to the run directory as a PNG and to TensorBoard as an
+image, through ``RunContext.log_figure``.
+
 Every experiment that trains a network has the settings ``TRAINING_SETTINGS``
 (``mixed_precision`` and ``jit``, as in ``xmodal_tf.precision``; the CLI's
 ``--mixed-precision`` and ``--jit`` set them). The CLI hands them to the ``RunContext``:
@@ -21,15 +27,18 @@ import contextlib
 import dataclasses
 import functools
 import pathlib
+import re
 import shutil
 import tempfile
 import time
 from typing import Callable
 
 from xmodal_tf._files import write_json_atomically
+from xmodal_tf._validation import check_positive_int
+from xmodal_tf.experiments.config import Options, check_settings, lookup_setting, make_constraint
 
-__all__ = ["TRAINING_CHOICES", "TRAINING_SETTINGS", "Experiment", "RunContext", "check_global_batch",
-           "write_json_atomically"]
+__all__ = ["TRAINING_CHOICES", "TRAINING_CONSTRAINTS", "TRAINING_SETTINGS", "Experiment", "RunContext",
+           "check_global_batch", "write_json_atomically"]
 
 # The settings and choices of xmodal_tf.precision (MIXED_PRECISION, JIT), written out
 # here so that listing the experiments does not import Keras; a test keeps them equal.
@@ -39,6 +48,8 @@ HEARTBEAT_SECONDS = 10.0  # the longest a run stays silent between epochs
 # the headline figures, then each split's details (per component, classifier, condition).
 TAG_GROUPS = ("train", "validation", "test", "train_details", "validation_details", "test_details")
 TRAINING_CHOICES = {"mixed_precision": ("off", "float16", "bfloat16"), "jit": ("auto", "on", "off")}
+TRAINING_CONSTRAINTS = {key: [Options(*values)] for key, values in TRAINING_CHOICES.items()}
+FIGURE_GROUP = "test_details"  # the TensorBoard group of the experiments' figures
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,10 +60,18 @@ class Experiment:
     description: one line for ``--help``.
     defaults:    the configuration with every setting and its default value.
     run:         ``run(config, context) -> metrics dict``.
-    choices:     allowed values of some settings, by dotted key.
+    choices:     allowed values of some settings, by dotted key, checked while the
+                 configuration is resolved. Settings whose constraints are one
+                 ``Options`` are added to it.
     summarize:   ``summarize(metrics) -> lines`` for the human-readable summary.
-    validate:    ``validate(config)`` raises ConfigError on values the types and choices
-                 cannot catch (ranges, consistency); runs before anything is written.
+    constraints: {dotted key: [kind, ...]}: the values each setting allows (the kinds of
+                 ``xmodal_tf.experiments.config``: ``Interval``, ``Options``, ``ListOf``,
+                 None, bool, str); a value must meet one kind of its list.
+    notes:       {dotted key: text}: what a setting means or what its null stands for,
+                 added to its error message.
+    rules:       ``rules(config)`` raises ConfigError where settings do not fit
+                 together or the data set (what a table cannot say); it runs after the
+                 table's checks.
     load_data:   ``load_data(config, data_dir, seed) -> data``: reads and checks every
                  data file the run needs, before the run directory is created; ``run``
                  then gets ``context.data``. None: ``run`` loads its own data.
@@ -64,8 +83,33 @@ class Experiment:
     run: Callable[[dict, "RunContext"], dict]
     choices: dict = dataclasses.field(default_factory=dict)
     summarize: Callable[[dict], list] | None = None
-    validate: Callable[[dict], None] | None = None
+    constraints: dict = dataclasses.field(default_factory=dict)
+    notes: dict = dataclasses.field(default_factory=dict)
+    rules: Callable[[dict], None] | None = None
     load_data: Callable[[dict, object, int], object] | None = None
+
+    def __post_init__(self):
+        for key, kinds in self.constraints.items():
+            try:
+                lookup_setting(self.defaults, key)
+            except (KeyError, TypeError):
+                raise ValueError(f"experiment {self.name!r}: constraints name {key!r}, which is not a setting of its "
+                                 "defaults; fix the key or add the setting.") from None
+            if not kinds:
+                raise ValueError(f"experiment {self.name!r}: the constraints of {key!r} are empty; list the kinds "
+                                 "of value it allows.")
+            for kind in kinds:
+                make_constraint(kind)  # TypeError for what is no constraint, at import
+        options = {key: kinds[0].values for key, kinds in self.constraints.items()
+                   if len(kinds) == 1 and isinstance(kinds[0], Options)}
+        object.__setattr__(self, "choices", {**options, **self.choices})
+
+    def validate(self, config: dict) -> None:
+        """ConfigError for the first setting of the resolved ``config`` that its
+        constraints refuse, then for what the experiment's ``rules`` refuse."""
+        check_settings(config, self.constraints, notes=self.notes, defaults=self.defaults)
+        if self.rules is not None:
+            self.rules(config)
 
 
 def check_global_batch(batch_size: int, replicas: int, experiment: str, rows: int | None = None) -> int:
@@ -79,7 +123,8 @@ def check_global_batch(batch_size: int, replicas: int, experiment: str, rows: in
                          f"(--set batch_size={lower}).")
     if replicas > 1 and rows is not None and rows < batch_size:
         raise ValueError(f"{experiment}: batch_size={batch_size} is larger than the {rows} training pairs; with "
-                         f"{replicas} replicas partial batches are dropped, so no batch would remain. Lower batch_size.")
+                         f"{replicas} replicas partial batches are dropped, so no batch would remain. "
+                         "Lower batch_size.")
     return batch_size
 
 
@@ -124,7 +169,8 @@ class RunContext:
             raise ValueError(f"mixed_precision must be one of {TRAINING_CHOICES['mixed_precision']} and jit one of "
                              f"{TRAINING_CHOICES['jit']}; got {mixed_precision!r} and {jit!r}.")
         if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be an int >= 0 (epochs; 0: no checkpoints); got {checkpoint_every!r}.")
+            raise ValueError(f"checkpoint_every must be an int >= 0 (epochs; 0: no checkpoints); "
+                             f"got {checkpoint_every!r}.")
         self.mixed_precision, self.jit = mixed_precision, jit
         self.checkpoint_every, self.checkpoint_seconds = checkpoint_every, checkpoint_seconds
         self.data = data
@@ -260,6 +306,40 @@ class RunContext:
     def log_scalars(self, values: dict, step: int = 1, prefix: str = "") -> None:
         for tag, value in values.items():
             self.log_scalar(f"{prefix}{tag}", value, step)
+
+    def log_figure(self, name: str, figure, step: int = 1) -> pathlib.Path | None:
+        """Write a matplotlib figure as ``<run directory>/<name>.png`` and as the
+        TensorBoard image ``test_details/<name>``, and close it; other workers than the
+        chief write nothing.
+
+        Args:
+            name: the file's stem and the tag's last part: letters, digits, ``_``, ``-``, ``.``.
+            figure: a ``matplotlib.figure.Figure`` (``xmodal_tf.plots`` draws them).
+            step: the image's TensorBoard step (from 1).
+
+        Returns:
+            The PNG's path, or None on a worker that is not the chief.
+
+        Raises:
+            TypeError: a name that is not a str, a step that is not an int.
+            ValueError: a name that is no file name, a step < 1.
+        """
+        import tensorflow as tf
+
+        from xmodal_tf import plots
+
+        if not isinstance(name, str):
+            raise TypeError(f"figure name must be a str; got {name!r} ({type(name).__name__}).")
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", name):
+            raise ValueError(f"figure name must be letters, digits, '_', '-' or '.' (it names a file); got {name!r}.")
+        check_positive_int(step, "step")
+        if not self.is_chief:  # (xmodal_tf.plots draws without pyplot: nothing else holds the figure)
+            return None
+        image = plots.figure_to_image(figure)
+        path = plots.save_figure(figure, self.logdir / f"{name}.png")
+        with self._summary_writer().as_default():
+            tf.summary.image(f"{FIGURE_GROUP}/{name}", image, step=int(step))
+        return path
 
     def log_hparams(self, config: dict) -> None:
         """The run's settings for TensorBoard's HParams tab, whose table then lists them

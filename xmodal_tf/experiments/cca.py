@@ -11,7 +11,8 @@ of the training rows (rows ``worker_index::n_workers``) and ``CCA.fit_batches(..
 strategy=)`` all-reduces the covariance statistics, so every worker ends with the fit on
 all rows (equal to the single-process fit up to rounding); the other ridges are solved
 from those same statistics. Validation scores, the choice of ridge and the probe are
-computed identically on every worker; only the chief writes the run directory.
+computed identically on every worker; only the chief writes the run directory. The
+key figure, ``canonical_correlations.png``: the canonical correlations of each split.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import time
 import numpy as np
 
 from xmodal_tf.experiments.base import Experiment, RunContext
-from xmodal_tf.experiments.config import ConfigError
+from xmodal_tf.experiments.config import Interval, ListOf, Options
 
 DATA_SETS = ("two_view_digits", "split_mnist")
 # The protocol's number of directions: 50 for split MNIST (Andrew et al. 2013).
@@ -33,6 +34,15 @@ DEFAULTS = {
     "dtype": "float64",
     "probe": True,  # cross-view logistic-regression probe on the canonical variates
 }
+CONSTRAINTS = {
+    "data": [Options(*DATA_SETS)],
+    "n_components": [Interval(int, 1, None), None],
+    "reg": [ListOf(Interval(float, 0, None), min_length=1, noun="ridges")],
+    "dtype": [Options("float64", "float32")],
+    "probe": [bool],
+}
+NOTES = {"n_components": "null: 10 for two_view_digits, 50 for split_mnist",
+         "reg": "to try; the best on validation is kept"}
 
 
 def load_data(name: str, data_dir):
@@ -124,6 +134,7 @@ def run(config: dict, context: RunContext) -> dict:
     metrics = {"data": dataset.name, "n_components": k, "reg": model.reg,
                "validation_total_correlation_by_reg": validation_by_reg,
                "fit_seconds_all_ridges": fit_seconds}
+    spectra = {}
     for split_name in ("train", "validation", "test"):
         correlations = model.correlations(*getattr(dataset, split_name)[:2])
         metrics[f"{split_name}_total_correlation"] = float(correlations.sum())
@@ -132,12 +143,22 @@ def run(config: dict, context: RunContext) -> dict:
         for index, value in enumerate(correlations):
             context.log_scalar(f"{split_name}_details/canonical_correlation", value, step=index + 1)
         context.log_scalar(f"{split_name}/total_correlation", correlations.sum())
+        spectra[split_name] = correlations
+    log_spectrum(context, spectra, f"linear CCA on {dataset.name}, reg={model.reg:g}")
     if config["probe"]:
         context.progress("cross-view probe (logistic regression on canonical variates) ...")
         probe = cross_view_probe(model, dataset, context.seed)
         metrics.update({f"probe_accuracy_{name}": value for name, value in probe.items()})
         context.log_scalars(probe, prefix="test/probe_accuracy_")
     return metrics
+
+
+def log_spectrum(context: RunContext, correlations: dict, title: str) -> None:
+    """The key figure: ``correlations`` {label: (k,) canonical correlations} against the
+    component, as ``canonical_correlations.png`` and its TensorBoard image."""
+    from xmodal_tf import plots
+
+    context.log_figure("canonical_correlations", plots.correlation_spectrum(correlations, title=title))
 
 
 def summarize(metrics: dict) -> list[str]:
@@ -160,26 +181,14 @@ def summarize(metrics: dict) -> list[str]:
     return lines
 
 
-def validate(config: dict) -> None:
-    """ConfigError for values the types cannot catch, before anything is written."""
-    components = config["n_components"]
-    if components is not None and (isinstance(components, bool) or not isinstance(components, int)
-                                   or components < 1):
-        raise ConfigError(f"n_components must be a positive int (or null for the data set's default); "
-                          f"got {components!r}.")
-    ridges = config["reg"]
-    if (not isinstance(ridges, list) or not ridges
-            or any(isinstance(r, bool) or not isinstance(r, (int, float)) or r < 0 for r in ridges)):
-        raise ConfigError(f"reg must be a non-empty list of ridges >= 0 to try, e.g. [1e-4, 1e-3]; got {ridges!r}.")
-
-
 EXPERIMENT = Experiment(
     name="cca",
     description="linear CCA between two views (two_view_digits offline; split_mnist with --data-dir)",
     defaults=DEFAULTS,
     run=run,
-    choices={"data": DATA_SETS, "dtype": ("float64", "float32")},
     summarize=summarize,
-    validate=validate,
+    constraints=CONSTRAINTS,
+    notes=NOTES,
     load_data=load,
 )
+validate = EXPERIMENT.validate  # validate(config): ConfigError for a setting the constraints refuse

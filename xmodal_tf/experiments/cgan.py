@@ -34,7 +34,9 @@ generated images:
 Data: ``data=digits`` (default; scikit-learn's 8x8 digits, offline, about a minute) or
 ``data=mnist`` (28x28, ``mnist.npz`` from ``--data-dir``); ``condition=audio`` also needs
 ``fsdd_mfcc.npz`` there. TensorBoard: the GAN's logs every ``steps_per_epoch`` steps
-(``gan/d_loss`` ...), a grid of samples (a row per condition) and the final scores.
+(``gan/d_loss`` ...), a grid of samples (a row per condition) and the final scores. The
+key figure, ``generated_samples.png``: the final generator's samples, a row per class
+(label conditions) or per held-out recording of each digit (audio conditions).
 
 Every network (the GAN and both classifiers) is built in ``context.scope()`` and trained
 through ``xmodal_tf.training.Trainer`` on the run's strategy (``--strategy``), on global
@@ -48,7 +50,14 @@ import contextlib
 
 import numpy as np
 
-from xmodal_tf.experiments.base import TRAINING_CHOICES, TRAINING_SETTINGS, Experiment, RunContext, check_global_batch
+from xmodal_tf.experiments.base import (
+    TRAINING_CONSTRAINTS,
+    TRAINING_SETTINGS,
+    Experiment,
+    RunContext,
+    check_global_batch,
+)
+from xmodal_tf.experiments.config import ConfigError, Interval, Options
 
 DATA_SETS = ("digits", "mnist")
 CONDITIONS = ("label", "audio")
@@ -91,6 +100,45 @@ DEFAULTS = {
     **TRAINING_SETTINGS,  # mixed_precision, jit (xmodal_tf.precision)
 }
 AUDIO_SAMPLES_CAP = 4  # images per held-out recording are capped: hundreds of recordings
+FIGURE_SAMPLES = 8  # generated_samples.png: images per condition
+POSITIVE = Interval(int, 1, None)
+WEIGHT = Interval(float, 0, None)
+CONSTRAINTS = {
+    "data": [Options(*DATA_SETS)],
+    "condition": [Options(*CONDITIONS)],
+    "steps": [POSITIVE, None],
+    "steps_per_epoch": [POSITIVE, None],
+    "batch_size": [Interval(int, 2, None)],
+    "latent_dim": [POSITIVE, None],
+    "generator_filters": [POSITIVE],
+    "discriminator_filters": [POSITIVE],
+    "loss": [Options(*GAN_LOSS_CHOICES)],
+    "r1_weight": [WEIGHT],
+    "spectral_normalization": [bool],
+    "classifier_weight": [WEIGHT, None],
+    "classifier_fake_weight": [WEIGHT],
+    "classifier_margin": [WEIGHT, None],
+    "learning_rate": [Interval(float, 0, None, closed="neither")],
+    "learning_rate_schedule": [Options(*LEARNING_RATE_SCHEDULES)],
+    "ema_decay": [Interval(float, 0, 1, closed="neither"), None],
+    "ema_warmup": [Interval(float, 1, None)],
+    "truncation": [Interval(float, 0, 1, closed="right"), None],
+    "balanced_batches": [bool],
+    "classifier_epochs": [POSITIVE, None],
+    "samples_per_condition": [POSITIVE],
+    "train_size": [POSITIVE, None],
+    "audio_encoder": [Options(*AUDIO_ENCODERS)],
+    "audio_code": [Options(*AUDIO_CODES)],
+    "audio_embedding_dim": [POSITIVE],
+    "audio_epochs": [POSITIVE],
+    **TRAINING_CONSTRAINTS,
+}
+NOTES = {"steps": "null: the data set's", "latent_dim": "null: the data set's",
+         "classifier_epochs": "null: the data set's", "steps_per_epoch": "null: steps // 10",
+         "classifier_weight": "null: the data set's, 0 for condition=audio",
+         "classifier_margin": "null: the data set's, 0 for condition=audio",
+         "ema_decay": "null: no moving average", "ema_warmup": "1: no warm-up",
+         "truncation": "null: 1, no truncation", "train_size": "the first n training images; null: all"}
 # The recipe of each data set: these keys default to None in DEFAULTS, which means
 # "this data set's value" (chosen on held-out training images, see the module docs).
 DATA_DEFAULTS = {
@@ -147,7 +195,10 @@ def load_mnist(data_dir):
         if missing:
             raise ValueError(f"{path} lacks the arrays {sorted(missing)} (Keras mnist.npz layout).")
         x_train, y_train, x_test, y_test = (archive[key] for key in ("x_train", "y_train", "x_test", "y_test"))
-    scale = (lambda images: (images.astype(np.float32) / 255.0)[..., None])
+
+    def scale(images):
+        return (images.astype(np.float32) / 255.0)[..., None]
+
     return scale(x_train), y_train, scale(x_test), y_test
 
 
@@ -426,6 +477,18 @@ def score_audio_gan(gan, classifier, codes, spoken_digits, samples: int) -> dict
             "generated_images": int(len(generated)), "held_out_recordings": int(len(codes))}
 
 
+def log_samples(context: RunContext, gan, conditions, row_titles: list, title: str) -> None:
+    """The key figure: ``FIGURE_SAMPLES`` images per condition, a row each (seeded noise:
+    the same run draws the same images), as ``generated_samples.png`` and its TensorBoard image."""
+    from xmodal_tf import plots
+
+    images = gan.generate(conditions, n=FIGURE_SAMPLES, seed=0)
+    titles = [row_titles[index // FIGURE_SAMPLES] if index % FIGURE_SAMPLES == 0 else ""
+              for index in range(len(images))]
+    context.log_figure("generated_samples", plots.image_grid(images, titles=titles, columns=FIGURE_SAMPLES,
+                                                             title=title))
+
+
 # ----------------------------------------------------------------------------- run
 def load(config: dict, data_dir, seed: int) -> dict:
     """The ``load_data`` hook, every data file the run reads, checked before it starts:
@@ -464,6 +527,8 @@ def run(config: dict, context: RunContext) -> dict:
         metrics.update(train_gan(gan, train_images, train_labels, config, context, np.arange(NUM_CLASSES),
                                  labels=train_labels))
         metrics.update(score_label_gan(gan, classifier, features, test_images, config["samples_per_condition"]))
+        log_samples(context, gan, np.arange(NUM_CLASSES), [f"digit {k}" for k in range(NUM_CLASSES)],
+                    f"generated images, a row per requested digit ({config['data']})")
         headline = ("generated_accuracy", metrics["generated_accuracy"])
         context.progress(f"generated images labelled as requested: {metrics['generated_accuracy']:.4f}; "
                          f"Frechet distance to the test images {metrics['frechet_distance']:.3f}")
@@ -505,50 +570,20 @@ def _run_audio(config, context, data: dict, train_images, train_labels, image_cl
                              labels=train_labels))
     samples = min(config["samples_per_condition"], AUDIO_SAMPLES_CAP)
     results.update(score_audio_gan(gan, image_classifier, test_codes, test_digits, samples))
+    log_samples(context, gan, test_codes[first_per_digit], [f"spoken {digit}" for digit in range(NUM_CLASSES)],
+                f"generated images, a row per held-out recording of each digit ({config['data']})")
     context.progress(f"images generated from held-out recordings labelled as the spoken digit: "
                      f"{results['generated_accuracy_vs_spoken_digit']:.4f}")
     return results
 
 
-def validate(config: dict) -> None:
-    from xmodal_tf.experiments.config import ConfigError
-
+def check_rules(config: dict) -> None:
+    """ConfigError for classifier terms without class labels (the table checks the rest)."""
     config = resolve_data_defaults(config)
-    for key in ("classifier_weight", "classifier_margin"):
-        if isinstance(config[key], bool) or not isinstance(config[key], (int, float)):
-            raise ConfigError(f"{key} must be a number >= 0 or null (the data set's); got {config[key]!r}.")
-
-    for key in ("batch_size",):
-        if config[key] < 2:
-            raise ConfigError(f"{key} must be at least 2; got {config[key]!r}.")
-    for key in ("generator_filters", "discriminator_filters", "samples_per_condition",
-                "audio_embedding_dim", "audio_epochs"):
-        if config[key] < 1:
-            raise ConfigError(f"{key} must be at least 1; got {config[key]!r}.")
-    for key in ("steps", "steps_per_epoch", "latent_dim", "classifier_epochs", "train_size"):
-        if config[key] is not None and (not isinstance(config[key], int) or isinstance(config[key], bool)
-                                        or config[key] < 1):
-            raise ConfigError(f"{key} must be a positive integer or null; got {config[key]!r}.")
-    if not config["learning_rate"] > 0:
-        raise ConfigError(f"learning_rate must be > 0; got {config['learning_rate']!r}.")
-    if config["r1_weight"] < 0:
-        raise ConfigError(f"r1_weight must be >= 0; got {config['r1_weight']!r}.")
-    if config["ema_decay"] is not None and (not isinstance(config["ema_decay"], (int, float))
-                                            or isinstance(config["ema_decay"], bool)
-                                            or not 0 < config["ema_decay"] < 1):
-        raise ConfigError(f"ema_decay must be in (0, 1) or null; got {config['ema_decay']!r}.")
-    for key in ("classifier_weight", "classifier_fake_weight", "classifier_margin"):
-        if config[key] < 0:
-            raise ConfigError(f"{key} must be >= 0; got {config[key]!r}.")
     if (config["classifier_weight"] > 0 or config["classifier_fake_weight"] > 0) and config["condition"] != "label":
         raise ConfigError("classifier_weight / classifier_fake_weight need class labels as the condition "
-                          f"(condition=label); got condition={config['condition']!r}. Set them to 0.")
-    if not config["ema_warmup"] >= 1:
-        raise ConfigError(f"ema_warmup must be >= 1 (1 = no warm-up); got {config['ema_warmup']!r}.")
-    truncation = config["truncation"]
-    if truncation is not None and (not isinstance(truncation, (int, float)) or isinstance(truncation, bool)
-                                   or not 0 < truncation <= 1):
-        raise ConfigError(f"truncation must be a number in (0, 1] or null; got {truncation!r}.")
+                          f"(condition=label); got condition={config['condition']!r}. Fix: --set classifier_weight=0 "
+                          "--set classifier_fake_weight=0, or --set condition=label.")
 
 
 def summarize(metrics: dict) -> list[str]:
@@ -574,10 +609,10 @@ EXPERIMENT = Experiment(
                 "classifier (8x8 digits offline; mnist / audio with --data-dir)",
     defaults=DEFAULTS,
     run=run,
-    choices={**TRAINING_CHOICES, "data": DATA_SETS, "condition": CONDITIONS, "audio_encoder": AUDIO_ENCODERS,
-             "audio_code": AUDIO_CODES, "loss": GAN_LOSS_CHOICES,
-             "learning_rate_schedule": LEARNING_RATE_SCHEDULES},
     summarize=summarize,
-    validate=validate,
+    constraints=CONSTRAINTS,
+    notes=NOTES,
+    rules=check_rules,
     load_data=load,
 )
+validate = EXPERIMENT.validate  # validate(config): ConfigError for a setting the constraints or rules refuse

@@ -26,14 +26,21 @@ autoencoders: ``val_loss``, reconstruction from both), and the probe's C is chos
 direction on validation accuracy; the probe is trained on training codes and scored on
 validation codes (``validation``, where recipes are chosen) and, once, on test codes
 (``test``). TensorBoard: ``test/<direction>_accuracy/<method>`` (and ``validation/``),
-one step per seed; each trained model's curves under ``<method>/seed<seed>``.
+one step per seed; each trained model's curves under ``<method>/seed<seed>``. The key
+figure, ``probe_accuracy.png``: each method's test accuracy per probe direction.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from xmodal_tf.experiments.base import TRAINING_CHOICES, TRAINING_SETTINGS, Experiment, RunContext, check_global_batch
-from xmodal_tf.experiments.config import ConfigError
+from xmodal_tf.experiments.base import (
+    TRAINING_CONSTRAINTS,
+    TRAINING_SETTINGS,
+    Experiment,
+    RunContext,
+    check_global_batch,
+)
+from xmodal_tf.experiments.config import ConfigError, Interval, ListOf, Options
 from xmodal_tf.experiments.fusion import AUDIO_VALIDATION_FRACTION, load_av_mnist_held_out
 from xmodal_tf.experiments.mae import global_batches
 
@@ -85,62 +92,59 @@ def settings_for(config: dict) -> dict:
     return {key: (defaults[key] if key in defaults and value is None else value) for key, value in config.items()}
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def validate(config: dict) -> None:
-    """ConfigError for values the types and choices cannot catch, before anything is written."""
-    methods = config["methods"]
-    if (not isinstance(methods, list) or not methods or any(m not in METHODS for m in methods)
-            or len(set(methods)) != len(methods)):
-        unknown = [m for m in methods if m not in METHODS] if isinstance(methods, list) else methods
-        raise ConfigError(f"methods must be a non-empty list of distinct names from {list(METHODS)}; got {methods!r}"
-                          + (f" (unknown: {unknown})." if unknown else "."))
+POSITIVE = Interval(int, 1, None)
+RIDGES = ListOf(Interval(float, 0, None), min_length=1, noun="ridges")
+CONSTRAINTS = {
+    "data": [Options(*DATA_SETS)],
+    "methods": [ListOf(Options(*METHODS), min_length=1, distinct=True)],
+    "seeds": [POSITIVE],
+    "n_components": [POSITIVE],
+    "linear_cca_reg": [RIDGES],
+    "final_reg": [RIDGES],
+    "reconstruction_weight": [Interval(float, 0, None, closed="neither"), None],
+    "code_dim": [POSITIVE, None],
+    "filters": [ListOf(POSITIVE, min_length=1, max_length=2), None],
+    "audio_encoder": [Options(*AUDIO_ENCODERS)],
+    "decoder_hidden_units": [ListOf(POSITIVE), None],
+    "epochs": [POSITIVE, None],
+    "early_stopping_patience": [POSITIVE, None],
+    "batch_size": [POSITIVE, None],
+    "learning_rate": [Interval(float, 0, None, closed="neither")],
+    "train_size": [POSITIVE, None],
+    "audio_validation_fraction": [Interval(float, 0, 1, closed="neither")],
+    "probe_c": [ListOf(Interval(float, 0, None, closed="neither"), min_length=1)],
+    "probe_size": [POSITIVE, None],
+    **TRAINING_CONSTRAINTS,
+}
+NOTES = {**{key: "null: the data set's default" for key in DATA_DEFAULTS["digits"]},
+         "train_size": "the first n training pairs; null: the data set's default (all for digits)",
+         "linear_cca_reg": "to try; the best on validation is kept",
+         "final_reg": "of the linear CCA after training; the best on validation is kept",
+         "probe_c": "the probe's inverse L2 strengths to try, per direction",
+         "reconstruction_weight": "dccae's lambda; deepcca is the method without decoders; null: DeepCCA's default",
+         "filters": "the image decoders mirror the encoder's halvings: 28 and 8x4 images allow two; "
+                    "null: the data set's default",
+         "probe_size": "the first n training codes; null: all"}
+
+
+def check_rules(config: dict) -> None:
+    """ConfigError for sizes the data set or the components cannot take (the table
+    checks each setting alone)."""
     settings = settings_for(config)
-    for key in ("seeds", "n_components", "code_dim", "epochs", "early_stopping_patience", "batch_size"):
-        if not _is_int(settings[key]) or settings[key] < 1:
-            raise ConfigError(f"{key} must be a positive integer (or null for the default); got {settings[key]!r}.")
-    for key in ("train_size", "probe_size"):
-        value = settings[key]
-        if value is not None and (not _is_int(value) or value < 1):
-            raise ConfigError(f"{key} must be a positive integer (or null for the default); got {value!r}.")
-    data = settings["data"]
+    data, k = settings["data"], settings["n_components"]
     if settings["train_size"] is not None and settings["train_size"] > MAX_TRAIN_SIZE[data]:
         raise ConfigError(f"train_size must be at most {MAX_TRAIN_SIZE[data]} for data={data} (its training "
-                          f"pairs); got {settings['train_size']}.")
-    k = settings["n_components"]
+                          f"pairs); got {settings['train_size']}. "
+                          f"Fix: --set train_size={MAX_TRAIN_SIZE[data]} or less.")
     if k > SMALLEST_MODALITY[data]:
         raise ConfigError(f"n_components={k} is more than the {SMALLEST_MODALITY[data]} features of the smaller "
-                          f"modality of {data}; use at most {SMALLEST_MODALITY[data]}.")
-    for key, strictly in (("linear_cca_reg", False), ("final_reg", False), ("probe_c", True)):
-        values = settings[key]
-        if (not isinstance(values, list) or not values
-                or any(not _is_number(v) or v < 0 or (strictly and v == 0) for v in values)):
-            bound = "> 0" if strictly else ">= 0"
-            raise ConfigError(f"{key} must be a non-empty list of numbers {bound} to try; got {values!r}.")
-    weight = settings["reconstruction_weight"]
-    if weight is not None and (not _is_number(weight) or not weight > 0):
-        raise ConfigError(f"reconstruction_weight must be a number > 0 (dccae's lambda; deepcca is the method "
-                          f"without decoders) or null for the default; got {weight!r}.")
-    filters = settings["filters"]
-    if (not isinstance(filters, list) or not 1 <= len(filters) <= 2
-            or any(not _is_int(f) or f < 1 for f in filters)):
-        raise ConfigError(f"filters must be a list of 1 or 2 positive integers (the image decoders mirror the "
-                          f"encoder's halvings: 28 and 8x4 images allow two); got {filters!r}.")
-    hidden = settings["decoder_hidden_units"]
-    if not isinstance(hidden, list) or any(not _is_int(u) or u < 1 for u in hidden):
-        raise ConfigError(f"decoder_hidden_units must be a list of positive integers; got {hidden!r}.")
-    if not _is_number(settings["learning_rate"]) or not settings["learning_rate"] > 0:
-        raise ConfigError(f"learning_rate must be a number > 0; got {settings['learning_rate']!r}.")
-    fraction = settings["audio_validation_fraction"]
-    if not _is_number(fraction) or not 0 < fraction < 1:
-        raise ConfigError(f"audio_validation_fraction must be a number strictly between 0 and 1; got {fraction!r}.")
-    if any(m in ("deepcca", "dccae") for m in methods) and settings["batch_size"] <= k:
+                          f"modality of {data}; use at most {SMALLEST_MODALITY[data]} "
+                          f"(--set n_components={SMALLEST_MODALITY[data]}).")
+    if any(m in ("deepcca", "dccae") for m in settings["methods"]) and settings["batch_size"] <= k:
         raise ConfigError(f"batch_size={settings['batch_size']} is at or below n_components={k}: each batch's "
                           f"canonical correlations would be degenerate and deepcca/dccae would learn nothing; use "
                           f"batches well above {k} rows (e.g. --set batch_size={max(4 * k, 100)}).")
@@ -476,9 +480,11 @@ def run(config: dict, context: RunContext) -> dict:
             if summary[key] is not None:
                 for index, value in enumerate(summary[key]["per_seed"]):
                     context.log_scalar(f"train_details/{key}/{method}", value, step=index + 1)
+    log_accuracies(context, results, modalities, settings["data"])
     chosen = best_method(results, modalities)
-    context.progress(f"chosen on validation: {chosen}: test {a}->{b} {results[chosen]['test'][f'{a}_to_{b}']['mean']:.3f}, "
-                     f"{b}->{a} {results[chosen]['test'][f'{b}_to_{a}']['mean']:.3f}")
+    chosen_test = results[chosen]["test"]
+    context.progress(f"chosen on validation: {chosen}: test {a}->{b} {chosen_test[f'{a}_to_{b}']['mean']:.3f}, "
+                     f"{b}->{a} {chosen_test[f'{b}_to_{a}']['mean']:.3f}")
     return {"data": settings["data"], "modalities": list(modalities), "chance_accuracy": CHANCE,
             "best_method": chosen,
             "seeds": settings["seeds"], "directions": [name for name, _, _ in directions(modalities)],
@@ -489,6 +495,22 @@ def run(config: dict, context: RunContext) -> dict:
                 "filters", "audio_encoder", "decoder_hidden_units", "epochs", "early_stopping_patience",
                 "batch_size", "learning_rate", "train_size", "audio_validation_fraction", "probe_c",
                 "probe_size")}}
+
+
+def log_accuracies(context: RunContext, results: dict, modalities, data: str) -> None:
+    """The key figure: each method's test accuracy (mean, std over seeds as error bars)
+    per probe direction, as ``probe_accuracy.png`` and its TensorBoard image."""
+    from xmodal_tf import plots
+
+    names = [name for name, _, _ in directions(modalities)]
+    accuracies = {method: [summary["test"][name]["mean"] for name in names] for method, summary in results.items()}
+    errors = {method: [summary["test"][name]["std"] for name in names] for method, summary in results.items()}
+    positions = list(range(1, len(names) + 1))
+    figure = plots.missing_modality_curves(
+        positions, accuracies, errors=errors, xlabel="probe trained on -> tested on (codes of one modality alone)",
+        title=f"hearing to see on {data}: test accuracy of the linear probe (chance {CHANCE:g})")
+    figure.axes[0].set_xticks(positions, labels=[name.replace("_to_", " -> ") for name in names])
+    context.log_figure("probe_accuracy", figure)
 
 
 def _cell(values) -> str:
@@ -532,8 +554,10 @@ EXPERIMENT = Experiment(
                 "with --data-dir)",
     defaults=DEFAULTS,
     run=run,
-    choices={**TRAINING_CHOICES, "data": DATA_SETS, "audio_encoder": AUDIO_ENCODERS},
     summarize=summarize,
-    validate=validate,
+    constraints=CONSTRAINTS,
+    notes=NOTES,
+    rules=check_rules,
     load_data=load,
 )
+validate = EXPERIMENT.validate  # validate(config): ConfigError for a setting the constraints or rules refuse

@@ -13,7 +13,8 @@ of the global batch. With the custom trainer the run's checkpoints (``--checkpoi
 make a killed run, started again with the same ``--logdir``, resume from its last
 checkpoint into the batches and random shifts an uninterrupted run would have drawn
 (the shifted epochs' data is a function of the epoch number); with ``trainer="fit"``
-a killed run trains its networks again from the start.
+a killed run trains its networks again from the start. The key figure,
+``canonical_correlations.png``: each model's canonical correlations on the test split.
 """
 from __future__ import annotations
 
@@ -21,8 +22,15 @@ import time
 
 import numpy as np
 
-from xmodal_tf.experiments.base import TRAINING_CHOICES, TRAINING_SETTINGS, Experiment, RunContext, check_global_batch
-from xmodal_tf.experiments.config import ConfigError
+from xmodal_tf.experiments.base import (
+    TRAINING_CONSTRAINTS,
+    TRAINING_SETTINGS,
+    Experiment,
+    RunContext,
+    check_global_batch,
+)
+from xmodal_tf.experiments.cca import log_spectrum
+from xmodal_tf.experiments.config import ConfigError, Interval, ListOf, Options
 
 DATA_SETS = ("two_view_digits", "split_mnist")
 MODELS = ("linear_cca", "deepcca", "dccae")
@@ -64,39 +72,39 @@ PER_DATA_DEFAULTS = {
 }
 
 
-def validate(config: dict) -> None:
-    models = config["models"]
-    if models is not None and (not models or any(m not in MODELS for m in models)):
-        raise ConfigError(f"models must be a non-empty list drawn from {list(MODELS)}; "
-                          f"got {models!r}.")
-    if config["shift"] is not None and (not isinstance(config["shift"], int) or not 0 <= config["shift"] <= 4):
-        raise ConfigError(f"shift must be an int from 0 to 4 pixels (or null for the default); "
-                          f"got {config['shift']!r}.")
-    final = config["unshifted_final_epochs"]
-    if final is not None and (not isinstance(final, int) or final < 0):
-        raise ConfigError(f"unshifted_final_epochs must be an int >= 0 (or null for the default); got {final!r}.")
-    for key in ("n_components", "epochs", "batch_size"):
-        if config[key] is not None and (not isinstance(config[key], int) or config[key] < 1):
-            raise ConfigError(f"{key} must be a positive int (or null for the default); "
-                              f"got {config[key]!r}.")
-    if config["hidden_units"] is not None and any(
-            not isinstance(u, int) or u < 1 for u in config["hidden_units"]):
-        raise ConfigError(f"hidden_units must be a list of positive ints; got {config['hidden_units']!r}.")
-    if config["learning_rate"] is not None and not config["learning_rate"] > 0:
-        raise ConfigError(f"learning_rate must be > 0; got {config['learning_rate']!r}.")
-    for key in ("dropout", "input_dropout"):
-        if config[key] is not None and not 0 <= config[key] < 1:
-            raise ConfigError(f"{key} must be in [0, 1); got {config[key]!r}.")
-    if config["reconstruction_weight"] is not None and (
-            isinstance(config["reconstruction_weight"], bool)
-            or not isinstance(config["reconstruction_weight"], (int, float))):
-        raise ConfigError(f"reconstruction_weight must be a number >= 0 (or null for the default); "
-                          f"got {config['reconstruction_weight']!r}.")
-    for key in ("weight_decay", "reg", "reconstruction_weight"):
-        if config[key] is not None and config[key] < 0:
-            raise ConfigError(f"{key} must be >= 0; got {config[key]!r}.")
-    if not config["final_reg"] or any(r < 0 for r in config["final_reg"]):
-        raise ConfigError(f"final_reg must be a non-empty list of ridges >= 0; got {config['final_reg']!r}.")
+POSITIVE = Interval(int, 1, None)
+CONSTRAINTS = {
+    "data": [Options(*DATA_SETS)],
+    "models": [ListOf(Options(*MODELS), min_length=1, distinct=True), None],
+    "n_components": [POSITIVE, None],
+    "hidden_units": [ListOf(POSITIVE), None],
+    "activation": [Options("relu", "sigmoid", "gelu", "tanh", "elu")],
+    "batch_norm": [bool],
+    "sync_batch_norm": [bool],
+    "dropout": [Interval(float, 0, 1, closed="left"), None],
+    "input_dropout": [Interval(float, 0, 1, closed="left")],
+    "shift": [Interval(int, 0, 4), None],
+    "unshifted_final_epochs": [Interval(int, 0, None), None],
+    "epochs": [POSITIVE, None],
+    "batch_size": [POSITIVE, None],
+    "learning_rate": [Interval(float, 0, None, closed="neither"), None],
+    "schedule": [Options("cosine", "constant")],
+    "weight_decay": [Interval(float, 0, None)],
+    "reg": [Interval(float, 0, None)],
+    "objective": [Options("trace", "squared")],
+    "reconstruction_weight": [Interval(float, 0, None), None],
+    "final_reg": [ListOf(Interval(float, 0, None), min_length=1, noun="ridges")],
+    "trainer": [Options("custom", "fit")],
+    **TRAINING_CONSTRAINTS,
+}
+NOTES = {**{key: "null: the data set's default" for key in PER_DATA_DEFAULTS["two_view_digits"]},
+         "shift": "pixels; null: the data set's default",
+         "reconstruction_weight": "DCCAE's lambda; 0: no decoders; null: DeepCCA's default",
+         "final_reg": "of the linear CCA after training, the best on validation is kept"}
+
+
+def check_rules(config: dict) -> None:
+    """ConfigError for a batch too small for the components (the table checks the rest)."""
     filled = resolved(config)
     if filled["batch_size"] <= filled["n_components"]:
         k = filled["n_components"]
@@ -262,7 +270,7 @@ def score_model(model, dataset, config: dict, context: RunContext, name: str) ->
         if best is None or value > best[1]:
             best = (float(ridge), value)
     model.fit_linear_cca(*dataset.train[:2], reg=best[0])
-    result = {"final_reg": best[0]}
+    result = {"final_reg": best[0], "test_correlations": model.correlations(*dataset.test[:2]).tolist()}
     for split in ("train", "validation", "test"):
         result[f"{split}_total_correlation"] = float(model.score(*getattr(dataset, split)[:2]))
         context.log_scalar(f"{split}/{name}_total_correlation", result[f"{split}_total_correlation"])
@@ -277,7 +285,8 @@ def linear_cca(dataset, config: dict, context: RunContext) -> dict:
     started = time.perf_counter()
     model, _ = select_ridge(dataset, config["n_components"], [1e-5, 1e-4, 1e-3, 1e-2],
                             "float64", context)
-    result = {"final_reg": model.reg, "train_seconds": time.perf_counter() - started}
+    result = {"final_reg": model.reg, "train_seconds": time.perf_counter() - started,
+              "test_correlations": model.correlations(*dataset.test[:2]).tolist()}
     for split in ("train", "validation", "test"):
         result[f"{split}_total_correlation"] = float(
             model.correlations(*getattr(dataset, split)[:2]).sum())
@@ -300,11 +309,13 @@ def run(config: dict, context: RunContext) -> dict:
             results[name] = linear_cca(dataset, config, context)
         else:
             results[name] = train_deep_model(name, dataset, config, context)
+    log_spectrum(context, {name: result["test_correlations"] for name, result in results.items()},
+                 f"test canonical correlations on {dataset.name}")
     return {"data": dataset.name, "n_components": config["n_components"], "results": results,
             "recipe": {key: config[key] for key in (
-                "hidden_units", "activation", "batch_norm", "sync_batch_norm", "dropout", "shift", "unshifted_final_epochs",
-                "epochs", "batch_size",
-                "learning_rate", "schedule", "weight_decay", "reg", "objective", "trainer")},
+                "hidden_units", "activation", "batch_norm", "sync_batch_norm", "dropout", "shift",
+                "unshifted_final_epochs", "epochs", "batch_size", "learning_rate", "schedule", "weight_decay", "reg",
+                "objective", "trainer")},
             "reconstruction_weight": reconstruction_weight(config)}
 
 
@@ -335,10 +346,10 @@ EXPERIMENT = Experiment(
                 "split_mnist with --data-dir)",
     defaults=DEFAULTS,
     run=run,
-    choices={**TRAINING_CHOICES, "data": DATA_SETS, "activation": ("relu", "sigmoid", "gelu", "tanh", "elu"),
-             "schedule": ("cosine", "constant"), "objective": ("trace", "squared"),
-             "trainer": ("custom", "fit")},
     summarize=summarize,
-    validate=validate,
+    constraints=CONSTRAINTS,
+    notes=NOTES,
+    rules=check_rules,
     load_data=load,
 )
+validate = EXPERIMENT.validate  # validate(config): ConfigError for a setting the constraints or rules refuse

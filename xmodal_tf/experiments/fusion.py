@@ -69,13 +69,22 @@ Distribution: the joint model trains through ``xmodal_tf.training.Trainer`` on t
 strategy (``--strategy``; ``model.fit`` fails under ``MultiWorkerMirroredStrategy``).
 ``batch_size`` is the global batch; with several replicas it must divide by their
 number and the last partial batch of an epoch is dropped. Scoring runs on every worker.
+
+The key figures, ``accuracy_vs_missing_<modality>.png`` (one per modality): each
+classifier's test accuracy against the share of test examples missing that modality.
 """
 from __future__ import annotations
 
-
 import numpy as np
 
-from xmodal_tf.experiments.base import TRAINING_CHOICES, TRAINING_SETTINGS, Experiment, RunContext, check_global_batch
+from xmodal_tf.experiments.base import (
+    TRAINING_CONSTRAINTS,
+    TRAINING_SETTINGS,
+    Experiment,
+    RunContext,
+    check_global_batch,
+)
+from xmodal_tf.experiments.config import ConfigError, Interval, ListOf, Options
 
 DATA_SETS = ("digits", "av_mnist")
 MODALITIES = {"digits": ("left", "right"), "av_mnist": ("image", "audio")}
@@ -137,6 +146,44 @@ AUDIO_TEST_FRACTION = 0.2  # av_mnist: recordings held out for test, per digit (
 AUDIO_VALIDATION_FRACTION = 0.2  # av_mnist: of the other recordings, held out for validation, per digit
 PAIRING_SEED = 0  # av_mnist: which recording of its digit each training / validation image gets
 VALIDATION_STREAM = 1  # the validation split's degradation and missing rows: rng (seed, this)
+POSITIVE = Interval(int, 1, None)
+SHARE = Interval(float, 0, 1)
+CONSTRAINTS = {
+    "data": [Options(*DATA_SETS)],
+    "strategies": [ListOf(Options(*STRATEGIES), min_length=1, distinct=True)],
+    "seeds": [POSITIVE],
+    "modality_dropout": [Interval(float, 0, 0.5, closed="right")],
+    "unimodal_loss_weight": [Interval(float, 0, None)],
+    "unimodal_distillation": [SHARE, None],
+    "unimodal_head": [Options(*UNIMODAL_HEADS)],
+    "unimodal_teacher_distillation": [SHARE, None],
+    "epoch_selection": [Options(*EPOCH_SELECTIONS), None],
+    "missing_fractions": [ListOf(Interval(float, 0, 1, closed="right"), distinct=True)],
+    "degradation": [Options(*DEGRADATIONS)],
+    "degrade_modality": [str, None],
+    "degradation_strength": [Interval(float, 0, None), None],
+    "other_modality_noise": [Interval(float, 0, None), None],
+    "encoder": [Options(*ENCODERS), None],
+    "embedding_dim": [POSITIVE, None],
+    "filters": [ListOf(POSITIVE, min_length=1)],
+    "encoder_hidden_units": [ListOf(POSITIVE)],
+    "hidden_units": [ListOf(POSITIVE)],
+    "epochs": [POSITIVE, None],
+    "batch_size": [POSITIVE, None],
+    "learning_rate": [Interval(float, 0, None, closed="neither")],
+    "train_size": [Interval(int, 1, 50000), None],
+    **TRAINING_CONSTRAINTS,
+}
+NOTES = {**{key: "null: the data set's default" for key in DATA_DEFAULTS["digits"]},
+         "modality_dropout": "two modalities, never both dropped",
+         "unimodal_loss_weight": "0: no auxiliary losses",
+         "unimodal_head": '"auxiliary" trains a softmax head of its own per modality, "fusion" the classifier '
+                          "itself with only that modality present",
+         "epoch_selection": '"complete" chooses every classifier\'s epoch on complete validation data, '
+                            '"missing_mean" the *_dropout ones\' on the mean of complete data and each modality '
+                            "absent; null: the data set's default",
+         "missing_fractions": "shares of the test examples missing one modality",
+         "train_size": "av_mnist's training pairs; null: the data set's default"}
 
 
 # ----------------------------------------------------------------------------- data
@@ -313,8 +360,8 @@ class JointTraining:
         model_inputs = {name: keras.Input(array.shape[1:], name=name) for name, array in inputs.items()}
         outputs = {name: classifier({modality: model_inputs[modality] for modality in classifier.modalities})
                    for name, classifier in classifiers.items()}
-        self.model = _all_classifiers_model(model_inputs, outputs, classifiers, selection_criteria(classifiers, settings),
-                                            settings)
+        self.model = _all_classifiers_model(model_inputs, outputs, classifiers,
+                                            selection_criteria(classifiers, settings), settings)
         # FusedAdam: one update op per weight instead of about ten, which shortens the
         # trace of 16 models; built now so that the trainer does not trace its step twice.
         self.model.compile(optimizer=FusedAdam(settings["learning_rate"]),
@@ -739,6 +786,7 @@ def run(config: dict, context: RunContext) -> dict:
                 for index, value in enumerate(summary["accuracy"]["per_seed"]):
                     group = split if condition == "complete" else f"{split}_details"
                     context.log_scalar(f"{group}/accuracy_{condition}/{name}", value, step=index + 1)
+    log_missing_curves(context, results, modalities, settings)
     return {"data": settings["data"], "modalities": list(modalities), "seeds": settings["seeds"],
             "degraded": {key: settings[key] for key in ("degrade_modality", "degradation", "degradation_strength",
                                                         "other_modality_noise")},
@@ -756,6 +804,23 @@ def run(config: dict, context: RunContext) -> dict:
                              for name in results},
             "targets": targets(results, validation_results, modalities, settings["strategies"]),
             "train_seconds": joint.train_seconds}
+
+
+def log_missing_curves(context: RunContext, results: dict, modalities, settings: dict) -> None:
+    """The key figures: per modality, every classifier's test accuracy (mean, std over
+    seeds as error bars) against the share of test examples missing it (0: complete), as
+    ``accuracy_vs_missing_<modality>.png`` and its TensorBoard image."""
+    from xmodal_tf import plots
+
+    shares = [0.0, *sorted(float(fraction) for fraction in settings["missing_fractions"])]
+    for modality in modalities:
+        conditions = ["complete", *(condition_name(modality, share) for share in shares[1:])]
+        curves = {name: [scores[c]["accuracy"]["mean"] for c in conditions] for name, scores in results.items()}
+        errors = {name: [scores[c]["accuracy"]["std"] for c in conditions] for name, scores in results.items()}
+        figure = plots.missing_modality_curves(
+            shares, curves, errors=errors, xlabel=f"share of test examples missing {modality}",
+            title=f"fusion on {settings['data']}: test accuracy, {modality} missing")
+        context.log_figure(f"accuracy_vs_missing_{modality}", figure)
 
 
 def summarise(per_seed: list) -> dict:
@@ -820,65 +885,25 @@ def targets(results: dict, validation: dict, modalities, strategies) -> dict:
     return report
 
 
-def validate(config: dict) -> None:
-    from xmodal_tf.experiments.config import ConfigError
-
+def check_rules(config: dict) -> None:
+    """ConfigError for settings that do not fit the data set or each other (the table
+    checks each setting alone)."""
     settings = settings_for(config)
-    unknown = [s for s in settings["strategies"] if s not in STRATEGIES]
-    if not settings["strategies"] or unknown or len(set(settings["strategies"])) != len(settings["strategies"]):
-        raise ConfigError(f"strategies must be distinct names from {list(STRATEGIES)}; got {settings['strategies']!r}.")
-    if not 0 < settings["modality_dropout"] <= 0.5:
-        raise ConfigError(f"modality_dropout must be in (0, 0.5] (two modalities, never both dropped); "
-                          f"got {settings['modality_dropout']!r}.")
-    weight = settings["unimodal_loss_weight"]
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
-        raise ConfigError(f"unimodal_loss_weight must be a number >= 0 (0: no auxiliary losses); got {weight!r}.")
-    share = settings["unimodal_distillation"]
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
-        raise ConfigError(f"unimodal_distillation must be a number in [0, 1]; got {share!r}.")
-    if settings["epoch_selection"] not in EPOCH_SELECTIONS:
-        raise ConfigError(f"epoch_selection must be one of {EPOCH_SELECTIONS} (or null for the data set's default): "
-                          f"\"complete\" chooses every classifier's epoch on complete validation data, "
-                          f"\"missing_mean\" the *_dropout ones' on the mean of complete data and each modality "
-                          f"absent; got {settings['epoch_selection']!r}.")
-    teacher = settings["unimodal_teacher_distillation"]
-    if isinstance(teacher, bool) or not isinstance(teacher, (int, float)) or not 0 <= teacher <= 1 - share + 1e-9:
+    share, teacher = settings["unimodal_distillation"], settings["unimodal_teacher_distillation"]
+    if teacher > 1 - share + 1e-9:
         raise ConfigError(f"unimodal_teacher_distillation must be a number in [0, 1 - unimodal_distillation] = "
-                          f"[0, {1 - share:g}] (the labels take the rest of the target); got {teacher!r}.")
-    if settings["unimodal_head"] not in UNIMODAL_HEADS:
-        raise ConfigError(f"unimodal_head must be one of {UNIMODAL_HEADS} (or null for the data set's default): "
-                          f"\"auxiliary\" trains a softmax head of its own per modality, \"fusion\" the classifier "
-                          f"itself with only that modality present; got {settings['unimodal_head']!r}.")
-    if settings["encoder"] not in ENCODERS:
-        raise ConfigError(f"encoder must be one of {ENCODERS} (or null for the data set's default); "
-                          f"got {settings['encoder']!r}.")
-    fractions = settings["missing_fractions"]
-    if any(not 0 < float(f) <= 1 for f in fractions):
-        raise ConfigError(f"missing_fractions must be numbers in (0, 1]; got {fractions!r}.")
-    if settings["degrade_modality"] not in MODALITIES[settings["data"]]:
-        raise ConfigError(f"degrade_modality must be one of {MODALITIES[settings['data']]} for data="
-                          f"{settings['data']}; got {settings['degrade_modality']!r}.")
-    strength = settings["degradation_strength"]
-    upper = 1.0 if settings["degradation"] == "occlusion" else float("inf")
-    if not isinstance(strength, (int, float)) or not 0 <= strength <= upper:
-        raise ConfigError(f"degradation_strength must be a number in [0, {upper:g}] for "
-                          f"{settings['degradation']}; got {strength!r}.")
-    other_noise = settings["other_modality_noise"]
-    if not isinstance(other_noise, (int, float)) or other_noise < 0:
-        raise ConfigError(f"other_modality_noise must be a number >= 0; got {other_noise!r}.")
-    for key in ("seeds", "epochs", "batch_size", "embedding_dim"):
-        if not isinstance(settings[key], int) or settings[key] < 1:
-            raise ConfigError(f"{key} must be a positive integer; got {settings[key]!r}.")
-    if not settings["filters"] or any(not isinstance(f, int) or f < 1 for f in settings["filters"]):
-        raise ConfigError(f"filters must be a non-empty list of positive integers; got {settings['filters']!r}.")
-    for key in ("hidden_units", "encoder_hidden_units"):
-        if any(not isinstance(u, int) or u < 1 for u in settings[key]):
-            raise ConfigError(f"{key} must be a list of positive integers; got {settings[key]!r}.")
-    train_size = settings["train_size"]
-    if train_size is not None and settings["data"] != "av_mnist":
-        raise ConfigError("train_size applies to data=av_mnist only.")
-    if train_size is not None and (not isinstance(train_size, int) or not 1 <= train_size <= 50000):
-        raise ConfigError(f"train_size must be null or an integer in [1, 50000]; got {train_size!r}.")
+                          f"[0, {1 - share:g}] (the labels take the rest of the target); got {teacher!r}. "
+                          f"Fix: --set unimodal_teacher_distillation={1 - share:g} or lower.")
+    modalities = MODALITIES[settings["data"]]
+    if settings["degrade_modality"] not in modalities:
+        raise ConfigError(f"degrade_modality must be one of {modalities} for data={settings['data']}; got "
+                          f"{settings['degrade_modality']!r}. Fix: --set degrade_modality={modalities[0]}.")
+    if settings["degradation"] == "occlusion" and settings["degradation_strength"] > 1:
+        raise ConfigError(f"degradation_strength must be a number in [0, 1] for occlusion (the occluded share of "
+                          f"the side); got {settings['degradation_strength']!r}. Fix: --set degradation_strength=0.5.")
+    if settings["train_size"] is not None and settings["data"] != "av_mnist":
+        raise ConfigError(f"train_size applies to data=av_mnist only; got train_size={settings['train_size']} with "
+                          f"data={settings['data']}. Fix: --set train_size=null.")
 
 
 def summarize(metrics: dict) -> list[str]:
@@ -948,8 +973,10 @@ EXPERIMENT = Experiment(
                 "(digits halves offline; av_mnist with --data-dir)",
     defaults=DEFAULTS,
     run=run,
-    choices={**TRAINING_CHOICES, "data": DATA_SETS, "degradation": DEGRADATIONS, "unimodal_head": UNIMODAL_HEADS},
     summarize=summarize,
-    validate=validate,
+    constraints=CONSTRAINTS,
+    notes=NOTES,
+    rules=check_rules,
     load_data=load,
 )
+validate = EXPERIMENT.validate  # validate(config): ConfigError for a setting the constraints or rules refuse

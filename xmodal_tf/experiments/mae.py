@@ -29,14 +29,23 @@ Training runs through ``xmodal_tf.training.Trainer`` on the run's strategy
 global batch; with several replicas ``batch_size`` must divide evenly over them, the
 last partial batch of an epoch is dropped, and the CNN encoders' BatchNorm uses the
 global batch's statistics (so N replicas train like one device).
+
+The key figures, ``reconstructions_<modality>.png`` (one per modality): a few test
+examples, their reconstructions from both modalities, and their translations from the
+other modality alone, by each model.
 """
 from __future__ import annotations
 
-
 import numpy as np
 
-from xmodal_tf.experiments.base import TRAINING_CHOICES, TRAINING_SETTINGS, Experiment, RunContext, check_global_batch
-from xmodal_tf.experiments.config import ConfigError
+from xmodal_tf.experiments.base import (
+    TRAINING_CONSTRAINTS,
+    TRAINING_SETTINGS,
+    Experiment,
+    RunContext,
+    check_global_batch,
+)
+from xmodal_tf.experiments.config import Interval, ListOf, Options
 
 DATA_SETS = ("digits", "av_mnist")
 MODALITIES = {"digits": ("left", "right"), "av_mnist": ("image", "audio")}
@@ -72,23 +81,29 @@ INFERENCE_BATCH = 512
 
 
 # ----------------------------------------------------------------------------- configuration
-def validate(config: dict) -> None:
-    dropout = config["modality_dropout"]
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 < dropout <= 1:
-        raise ConfigError(f"modality_dropout must be a share in (0, 1] (the other model has none); "
-                          f"got {dropout!r}.")
-    for key in ("code_dim", "embedding_dim", "epochs", "batch_size", "train_size", "probe_size",
-                "images_every", "validation_size"):
-        value = config[key]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ConfigError(f"{key} must be a positive int (or null for the default); got {value!r}.")
-    for key in ("filters", "decoder_hidden_units"):
-        value = config[key]
-        if value is not None and (not isinstance(value, list) or not value or any(
-                isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
-            raise ConfigError(f"{key} must be a non-empty list of positive ints; got {value!r}.")
-    if not config["learning_rate"] > 0:
-        raise ConfigError(f"learning_rate must be > 0; got {config['learning_rate']!r}.")
+POSITIVE = Interval(int, 1, None)
+CONSTRAINTS = {
+    "data": [Options(*DATA_SETS)],
+    "modality_dropout": [Interval(float, 0, 1, closed="right")],
+    "code_dim": [POSITIVE, None],
+    "embedding_dim": [POSITIVE, None],
+    "filters": [ListOf(POSITIVE, min_length=1), None],
+    "batch_norm": [bool],
+    "audio_encoder": [Options(*AUDIO_ENCODERS)],
+    "decoder_hidden_units": [ListOf(POSITIVE, min_length=1), None],
+    "epochs": [POSITIVE, None],
+    "batch_size": [POSITIVE, None],
+    "learning_rate": [Interval(float, 0, None, closed="neither")],
+    "train_size": [POSITIVE, None],
+    "validation_size": [POSITIVE],
+    "probe_size": [POSITIVE, None],
+    "images_every": [POSITIVE, None],
+    **TRAINING_CONSTRAINTS,
+}
+NOTES = {**{key: "null: the data set's default" for key in DATA_DEFAULTS["digits"]},
+         "modality_dropout": "the share of each batch that keeps one modality only; the other model has none",
+         "images_every": "epochs between image grids; null: epochs // 5"}
+FIGURE_EXAMPLES = 8  # test examples in reconstructions_<modality>.png
 
 
 def settings_for(config: dict) -> dict:
@@ -276,6 +291,29 @@ def evaluate(name: str, model, dataset, settings: dict, context: RunContext) -> 
             "test_translation_mse": translation}
 
 
+def log_reconstructions(context: RunContext, models: dict, inputs: dict) -> None:
+    """The key figures: per modality, ``inputs`` (a few test examples) in the first row,
+    then for each of ``models`` {name: trained model} their reconstructions from both
+    modalities and their translations from the other modality alone, as
+    ``reconstructions_<modality>.png`` and its TensorBoard image."""
+    from xmodal_tf import plots
+
+    modalities = list(inputs)
+    for modality in modalities:
+        other = next(name for name in modalities if name != modality)
+        rows = {"original": inputs[modality]}
+        for name, model in models.items():
+            rows[f"{name}: from both"] = model.reconstruct(inputs, modalities, batch_size=INFERENCE_BATCH)[modality]
+            rows[f"{name}: from {other}"] = model.translate(inputs, source=other, target=modality,
+                                                            batch_size=INFERENCE_BATCH)
+        count = len(inputs[modality])
+        titles = [label if column == 0 else "" for label in rows for column in range(count)]
+        figure = plots.image_grid(np.concatenate([np.asarray(row, np.float32) for row in rows.values()]),
+                                  titles=titles, columns=count, title=f"{modality}: test examples, reconstructed "
+                                  "from both modalities and translated from the other alone")
+        context.log_figure(f"reconstructions_{modality}", figure)
+
+
 def _dataset_of(inputs: dict):
     import tensorflow as tf
 
@@ -298,7 +336,7 @@ def run(config: dict, context: RunContext) -> dict:
     context.progress(f"{dataset.description}: modalities {shapes}, {len(dataset.train)} training / "
                      f"{len(dataset.test)} test pairs")
     check_global_batch(settings["batch_size"], context.replicas, "mae", rows=len(dataset.train))
-    results = {}
+    results, models = {}, {}
     for name, dropout in (("dropout", settings["modality_dropout"]), ("no_dropout", 0.0)):
         with context.scope():
             # Several replicas: BatchNorm on the global batch's statistics, as on one device.
@@ -309,6 +347,8 @@ def run(config: dict, context: RunContext) -> dict:
         seconds = train(name, model, optimizer, dataset, settings, context)
         results[name] = {**evaluate(name, model, dataset, settings, context), "modality_dropout": dropout,
                          "train_seconds": seconds}
+        models[name] = model
+    log_reconstructions(context, models, _head(dataset.test.inputs, FIGURE_EXAMPLES))
     return {"data": settings["data"], "modalities": list(dataset.modalities), "chance_accuracy": CHANCE,
             "num_train": len(dataset.train), "num_test": len(dataset.test), "results": results,
             "recipe": {key: settings[key] for key in (
@@ -350,8 +390,9 @@ EXPERIMENT = Experiment(
                 "(digits halves offline; av_mnist with --data-dir)",
     defaults=DEFAULTS,
     run=run,
-    choices={**TRAINING_CHOICES, "data": DATA_SETS, "audio_encoder": AUDIO_ENCODERS},
     summarize=summarize,
-    validate=validate,
+    constraints=CONSTRAINTS,
+    notes=NOTES,
     load_data=load,
 )
+validate = EXPERIMENT.validate  # validate(config): ConfigError for a setting the constraints refuse

@@ -43,7 +43,8 @@ Training runs through ``xmodal_tf.training.Trainer`` on the run's strategy
 (``--strategy``); the contrastive loss sees the global batch on every replica. With
 several replicas ``batch_size`` must divide evenly over them, the last partial batch
 of an epoch is dropped, and the image encoder's BatchNorm (openmoji) uses the global
-batch's statistics.
+batch's statistics. The key figure, ``recall_at_k.png``: test recall@k both ways, beside
+the chance level of a random ranking.
 """
 from __future__ import annotations
 
@@ -51,8 +52,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from xmodal_tf.experiments.base import TRAINING_CHOICES, TRAINING_SETTINGS, Experiment, RunContext, check_global_batch
-from xmodal_tf.experiments.config import ConfigError
+from xmodal_tf.experiments.base import (
+    TRAINING_CONSTRAINTS,
+    TRAINING_SETTINGS,
+    Experiment,
+    RunContext,
+    check_global_batch,
+)
+from xmodal_tf.experiments.config import ConfigError, Interval, ListOf, Options
 
 DATA_SETS = ("digits_text", "openmoji")
 TOKENS = ("char_ngrams", "words", "words_and_char_ngrams")
@@ -370,6 +377,24 @@ def evaluate(model, data: RetrievalData, ks) -> dict:
     return results
 
 
+def log_recalls(context: RunContext, results: dict, data: str) -> None:
+    """The key figure: test recall@k of both directions beside the chance level of a
+    random ranking, as ``recall_at_k.png`` and its TensorBoard image."""
+    from xmodal_tf import plots
+
+    # (a k larger than a direction's gallery is left out of that direction's scores)
+    ks = sorted(set.intersection(*({int(key.split("@")[1]) for key in results[direction] if key.startswith("recall@")}
+                                   for direction in ("image_to_text", "text_to_image"))))
+    if not ks:
+        return
+    recalls = {}
+    for direction in ("image_to_text", "text_to_image"):
+        label = direction.replace("_to_", " -> ")
+        recalls[label] = [results[direction][f"recall@{k}"] for k in ks]
+        recalls[f"{label}, chance"] = [results[direction][f"chance_recall@{k}"] for k in ks]
+    context.log_figure("recall_at_k", plots.recall_at_k(ks, recalls, title=f"retrieval on {data}: test recall@k"))
+
+
 def run(config: dict, context: RunContext) -> dict:
     config = resolved(config)
     check_global_batch(config["batch_size"], context.replicas, "retrieval")  # before loading anything
@@ -386,6 +411,7 @@ def run(config: dict, context: RunContext) -> dict:
         context.log_scalars({key: value for key, value in results[direction].items()
                              if key.startswith(("recall@", "median_rank"))}, prefix=f"test/{direction}_")
     context.log_scalar("test/zero_shot_accuracy", results["zero_shot"]["accuracy"])
+    log_recalls(context, results, config["data"])
     context.progress(f"median rank image -> text {results['image_to_text']['median_rank']:g}, "
                      f"text -> image {results['text_to_image']['median_rank']:g}; zero-shot accuracy "
                      f"{results['zero_shot']['accuracy']:.3f} (chance {results['zero_shot']['chance']:.3f})")
@@ -400,8 +426,9 @@ def run(config: dict, context: RunContext) -> dict:
         "final_in_batch_accuracy": float(history["in_batch_accuracy"][-1]),
         "train_seconds": train_seconds,
         "recipe": {key: config[key] for key in (
-            "image_size", "filters", "batch_norm", "global_pooling", "embedding_dim", "projection_dim", "tokens", "ngram_sizes",
-            "text_hidden_units", "dropout", "augment_shift", "temperature", "learn_temperature", "epochs", "patience", "aliases", "group_variants",
+            "image_size", "filters", "batch_norm", "global_pooling", "embedding_dim", "projection_dim", "tokens",
+            "ngram_sizes", "text_hidden_units", "dropout", "augment_shift", "temperature", "learn_temperature",
+            "epochs", "patience", "aliases", "group_variants",
             "batch_size", "learning_rate", "weight_decay")},
     }
 
@@ -416,53 +443,50 @@ def resolved(config: dict) -> dict:
     return filled
 
 
-def _positive_ints(values, key: str, allow_empty: bool = False) -> None:
-    if (not values and not allow_empty) or any(
-            isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
-        raise ConfigError(f"{key} must be a {'' if allow_empty else 'non-empty '}list of positive ints; "
-                          f"got {values!r}.")
+POSITIVE = Interval(int, 1, None)
+SHARE = Interval(float, 0, 1, closed="neither")
+CONSTRAINTS = {
+    "data": [Options(*DATA_SETS)],
+    "image_size": [POSITIVE, None],
+    "filters": [ListOf(POSITIVE, min_length=1), None],
+    "batch_norm": [bool, None],
+    "global_pooling": [Options("avg", "max", "flatten"), None],
+    "dropout": [Interval(float, 0, 1, closed="left")],
+    "augment_shift": [Interval(float, 0, 0.5, closed="left"), None],
+    "embedding_dim": [POSITIVE],
+    "projection_dim": [POSITIVE, None],
+    "tokens": [Options(*TOKENS), None],
+    "ngram_sizes": [ListOf(POSITIVE, min_length=1), None],
+    "text_hidden_units": [ListOf(POSITIVE)],
+    "temperature": [Interval(float, 0.01, 1)],
+    "learn_temperature": [bool],
+    "epochs": [POSITIVE, None],
+    "patience": [POSITIVE],
+    "batch_size": [POSITIVE],
+    "learning_rate": [Interval(float, 0, None, closed="neither"), None],
+    "weight_decay": [Interval(float, 0, None)],
+    "ks": [ListOf(POSITIVE, min_length=1, distinct=True)],
+    "test_fraction": [SHARE],
+    "validation_fraction": [SHARE],
+    "aliases": [bool],
+    "group_variants": [bool],
+    **TRAINING_CONSTRAINTS,
+}
+NOTES = {**{key: "null: the data set's default" for key in PER_DATA_DEFAULTS["digits_text"]},
+         "augment_shift": "a share of the image side; 0 is off; null: the data set's default",
+         "projection_dim": "null: no projection",
+         "ngram_sizes": "null: the tokens' own default",
+         "temperature": "CLIP starts at 0.07",
+         "ks": "the recall@k cut-offs"}
 
 
-def _check_positive_int(value, key: str, note: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key} must be a positive int{note}; got {value!r}.")
-
-
-def validate(config: dict) -> None:
-    for key in ("embedding_dim", "batch_size", "patience"):
-        _check_positive_int(config[key], key)
-    if config["projection_dim"] is not None:
-        _check_positive_int(config["projection_dim"], "projection_dim", " (or null for no projection)")
-    if config["global_pooling"] not in (None, "avg", "max", "flatten"):
-        raise ConfigError(f"global_pooling must be avg, max, flatten or null (the data set's default); "
-                          f"got {config['global_pooling']!r}.")
-    for key in ("image_size", "epochs"):
-        if config[key] is not None:
-            _check_positive_int(config[key], key, " (or null for the data set's default)")
-    if config["filters"] is not None:
-        _positive_ints(config["filters"], "filters")
-    if config["ngram_sizes"] is not None:
-        _positive_ints(config["ngram_sizes"], "ngram_sizes")
-    _positive_ints(config["text_hidden_units"], "text_hidden_units", allow_empty=True)
-    _positive_ints(config["ks"], "ks")
-    if not 0.01 <= config["temperature"] <= 1.0:
-        raise ConfigError(f"temperature must be in [0.01, 1] (CLIP starts at 0.07); got {config['temperature']!r}.")
-    if config["learning_rate"] is not None and not config["learning_rate"] > 0:
-        raise ConfigError(f"learning_rate must be > 0; got {config['learning_rate']!r}.")
-    if not config["weight_decay"] >= 0:
-        raise ConfigError(f"weight_decay must be >= 0; got {config['weight_decay']!r}.")
-    if config["augment_shift"] is not None and not 0.0 <= config["augment_shift"] < 0.5:
-        raise ConfigError(f"augment_shift must be in [0, 0.5) (a share of the image side; 0 is off); "
-                          f"got {config['augment_shift']!r}.")
-    if not 0.0 <= config["dropout"] < 1.0:
-        raise ConfigError(f"dropout must be in [0, 1); got {config['dropout']!r}.")
-    for key in ("test_fraction", "validation_fraction"):
-        if not 0.0 < config[key] < 1.0:
-            raise ConfigError(f"{key} must be in (0, 1); got {config[key]!r}.")
-    if config["group_variants"] and config["data"] != "openmoji":
-        raise ConfigError("group_variants=true needs data=openmoji (the digit phrases have no variants).")
-    if config["aliases"] and config["data"] != "openmoji":
-        raise ConfigError("aliases=true needs data=openmoji (the digit phrases have no aliases).")
+def check_rules(config: dict) -> None:
+    """ConfigError for openmoji's settings on another data set (the table checks each
+    setting alone)."""
+    for key, missing in (("group_variants", "variants"), ("aliases", "aliases")):
+        if config[key] and config["data"] != "openmoji":
+            raise ConfigError(f"{key}=true needs data=openmoji (the digit phrases have no {missing}). "
+                              f"Fix: --set {key}=false, or --set data=openmoji.")
 
 
 def summarize(metrics: dict) -> list[str]:
@@ -490,8 +514,10 @@ EXPERIMENT = Experiment(
                 "classification (digits_text offline; openmoji with --data-dir)",
     defaults=DEFAULTS,
     run=run,
-    choices={**TRAINING_CHOICES, "data": DATA_SETS, "tokens": (*TOKENS, None)},
     summarize=summarize,
-    validate=validate,
+    constraints=CONSTRAINTS,
+    notes=NOTES,
+    rules=check_rules,
     load_data=load,
 )
+validate = EXPERIMENT.validate  # validate(config): ConfigError for a setting the constraints or rules refuse

@@ -36,8 +36,9 @@ target) trains for at most its epoch budget and stops after ``patience`` epochs
 without a better validation score, keeping its best weights. Better means by more
 than ``ACCURACY_MIN_DELTA`` of accuracy, or for the distillation's mean squared
 error by more than ``DISTILL_MIN_GAIN`` of the teacher embeddings' variance.
-Validation is the data set's validation split, which the test split never sees; the target models are selected on the whole
-labelled validation split whatever their label fraction. An epoch is one pass over
+Validation is the data set's validation split, which the test split never sees; the
+target models are selected on the whole labelled validation split whatever their
+label fraction. An epoch is one pass over
 the training examples, or ``min_epoch_steps`` batches when that is more (ten
 labelled examples make a one-step pass). The test split is scored once per model.
 Each fraction is repeated for several seeds (the subset and the initialisation
@@ -49,7 +50,8 @@ Every model trains through ``xmodal_tf.training.Trainer`` on the run's strategy
 ``MultiWorkerMirroredStrategy``). ``batch_size`` is the global batch; with several
 replicas it must divide by their number, a batch capped at a small labelled subset is
 rounded down to a multiple of it, and an epoch's last partial batch is dropped.
-Scoring runs on every worker.
+Scoring runs on every worker. The key figure, ``accuracy_vs_label_fraction.png``: each
+variant's test accuracy against the share of the target's labels.
 """
 from __future__ import annotations
 
@@ -58,7 +60,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from xmodal_tf.experiments.base import TRAINING_CHOICES, TRAINING_SETTINGS, Experiment, RunContext, check_global_batch
+from xmodal_tf.experiments.base import (
+    TRAINING_CONSTRAINTS,
+    TRAINING_SETTINGS,
+    Experiment,
+    RunContext,
+    check_global_batch,
+)
+from xmodal_tf.experiments.config import ConfigError, Interval, ListOf, Options
 
 DATA_SETS = ("two_view_digits", "split_mnist", "av_mnist")
 VIEWS = {"two_view_digits": ("left", "right"), "split_mnist": ("left", "right"), "av_mnist": ("image", "audio")}
@@ -87,6 +96,29 @@ DEFAULTS = {
     **TRAINING_SETTINGS,  # mixed_precision, jit (xmodal_tf.precision)
 }
 DEFAULT_BATCH_SIZE = {"two_view_digits": 32, "split_mnist": 128, "av_mnist": 128}
+POSITIVE = Interval(int, 1, None)
+CONSTRAINTS = {
+    "data": [Options(*DATA_SETS)],
+    "source_view": [str, None],
+    "label_fractions": [ListOf(Interval(float, 0, 1, closed="right"), min_length=1, distinct=True)],
+    "seeds": [POSITIVE],
+    "embedding_dim": [POSITIVE],
+    "filters": [ListOf(POSITIVE, min_length=1)],
+    "dropout": [Interval(float, 0, 1, closed="left")],
+    "batch_size": [POSITIVE, None],
+    "pretrain_epochs": [POSITIVE],
+    "target_epochs": [POSITIVE],
+    "distill_epochs": [POSITIVE],
+    "patience": [POSITIVE],
+    "min_epoch_steps": [POSITIVE],
+    "learning_rate": [Interval(float, 0, None, closed="neither")],
+    "batch_norm": [bool],
+    "recipe": [Options(*RECIPES)],
+    **TRAINING_CONSTRAINTS,
+}
+NOTES = {"label_fractions": "shares of the target's training labels",
+         "batch_size": "null: 32 for two_view_digits, 128 for the MNIST-sized sets",
+         "source_view": "null: the data set's first view"}
 PAIRS_PER_RECORDING = 10  # av_mnist: images paired with each recording
 AUDIO_VALIDATION_FRACTION = 0.2  # av_mnist: training recordings held out to validate
 HEAD_LAYERS = ("embedding", "classifier")
@@ -353,7 +385,8 @@ def distilled_weights(data: TransferData, config: dict, source_model, seed: int,
                                   min_delta=DISTILL_MIN_GAIN * variance)
     best = best_epoch(history, ("val_loss", "min"), DISTILL_MIN_GAIN * variance)
     context.progress(f"seed {seed}: encoder distilled on {len(embedded['train'][0])} pairs, validation "
-                     f"MSE {history['val_loss'][best - 1]:.4f} against the embeddings' variance {variance:.4f} (best epoch {best} of {len(history['val_loss'])})"
+                     f"MSE {history['val_loss'][best - 1]:.4f} against the embeddings' variance {variance:.4f} "
+                     f"(best epoch {best} of {len(history['val_loss'])})"
                      + _budget_warning(best, config["distill_epochs"], "distill_epochs"))
     return model.get_weights()
 
@@ -422,30 +455,20 @@ def run(config: dict, context: RunContext) -> dict:
                 outcomes[variant].append(train_target(data, config, model, variant, rows, seed, context))
         results[_fraction_key(fraction)] = _summarise_fraction(fraction, len(rows), outcomes)
         _log_fraction(context, fraction, results[_fraction_key(fraction)])
+    log_curves(context, results, data)
     return {"data": data.name, "source_view": data.source_view, "target_view": data.target_view,
             "recipe": config["recipe"], "seeds": config["seeds"], "batch_size": batch_size_of(config),
             "results": results, "train_seconds": time.perf_counter() - started, **source_metrics}
 
 
-def validate(config: dict) -> None:
-    from xmodal_tf.experiments.config import ConfigError
-
-    fractions = config["label_fractions"]
-    if not fractions or any(not 0 < float(f) <= 1 for f in fractions):
-        raise ConfigError(f"label_fractions must be numbers in (0, 1]; got {fractions!r}.")
-    for key in ("seeds", "embedding_dim", "pretrain_epochs", "target_epochs", "distill_epochs", "patience",
-                "min_epoch_steps"):
-        if config[key] < 1:
-            raise ConfigError(f"{key} must be at least 1; got {config[key]!r}.")
-    batch_size = config["batch_size"]
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                   or batch_size < 1):
-        raise ConfigError(f"batch_size must be a positive integer or null (the data set's default); "
-                          f"got {batch_size!r}.")
+def check_rules(config: dict) -> None:
+    """ConfigError for a source view the data set does not have (the table checks each
+    setting alone)."""
     views = VIEWS[config["data"]]
     if config["source_view"] is not None and config["source_view"] not in views:
         raise ConfigError(f"source_view must be one of {list(views)} for data={config['data']!r} "
-                          f"(or null for {views[0]!r}); got {config['source_view']!r}.")
+                          f"(or null for {views[0]!r}); got {config['source_view']!r}. "
+                          f"Fix: --set source_view={views[0]}.")
 
 
 def _budget_warning(best: int, budget: int, key: str) -> str:
@@ -485,6 +508,20 @@ def _log_fraction(context: RunContext, fraction: float, summary: dict) -> None:
                          "ran out; raise target_epochs for converged figures")
 
 
+def log_curves(context: RunContext, results: dict, data: TransferData) -> None:
+    """The key figure: each variant's test accuracy (mean, std over seeds as error bars)
+    against the label fraction, as ``accuracy_vs_label_fraction.png`` and its TensorBoard image."""
+    from xmodal_tf import plots
+
+    summaries = sorted(results.values(), key=lambda summary: summary["fraction"])
+    figure = plots.label_fraction_curves(
+        [summary["fraction"] for summary in summaries],
+        {variant: [summary[variant]["mean"] for summary in summaries] for variant in VARIANTS},
+        errors={variant: [summary[variant]["std"] for summary in summaries] for variant in VARIANTS},
+        title=f"transfer {data.source_view} -> {data.target_view} on {data.name}: test accuracy")
+    context.log_figure("accuracy_vs_label_fraction", figure)
+
+
 def _epochs_text(variant_summary: dict) -> str:
     return "epochs " + "/".join(str(n) for n in variant_summary["epochs"])
 
@@ -509,8 +546,10 @@ EXPERIMENT = Experiment(
                 "(two_view_digits offline; split_mnist and av_mnist with --data-dir)",
     defaults=DEFAULTS,
     run=run,
-    choices={**TRAINING_CHOICES, "data": DATA_SETS, "recipe": RECIPES},
     summarize=summarize,
-    validate=validate,
+    constraints=CONSTRAINTS,
+    notes=NOTES,
+    rules=check_rules,
     load_data=load,
 )
+validate = EXPERIMENT.validate  # validate(config): ConfigError for a setting the constraints or rules refuse

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: train test bench clean
+.PHONY: train test lint bench clean
 
 $(STAMP): setup.cfg setup.py pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "xmodal_tf needs Python >= 3.10; pick one with: make PYTHON=python3.11 ...")'
@@ -21,6 +21,11 @@ train: $(STAMP)
 ## make test [ARGS="-k cca"]: the whole test suite
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto tests $(ARGS)
+
+## make lint: ruff's lint rules and formatting check (pyproject.toml), as CI runs them
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## make bench [ARGS="--quick --only models"]: every benchmark; a Markdown table in benchmarks/results.md
 bench: $(STAMP)

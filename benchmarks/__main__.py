@@ -13,6 +13,7 @@ one). In one process, after the NumPy/scikit-learn CCA benchmark, DeepCCA's Trai
 rows came out at 1.80x and 1.95x in two runs, against 1.12x to 1.35x when its
 benchmark ran alone (2-core machine; two libraries' thread pools in one process).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,10 +46,21 @@ def _read(path: str) -> str:
 
 def machine_description() -> str:
     """CPU model, core count and memory (from /proc on Linux)."""
-    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
-                if line.startswith("model name")), None) or platform.processor() or platform.machine()
-    memory = next((line.split()[1] for line in _read("/proc/meminfo").splitlines() if line.startswith("MemTotal")),
-                  None)
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in _read("/proc/cpuinfo").splitlines()
+                if line.startswith("model name")
+            ),
+            None,
+        )
+        or platform.processor()
+        or platform.machine()
+    )
+    memory = next(
+        (line.split()[1] for line in _read("/proc/meminfo").splitlines() if line.startswith("MemTotal")), None
+    )
     memory_text = f", {int(memory) / 2**20:.1f} GiB memory" if memory else ""
     return f"{cpu}, {os.cpu_count()} cores{memory_text} ({platform.system()} {platform.release()})"
 
@@ -72,8 +84,14 @@ def device_description() -> str:
 def versions() -> dict:
     """{package: version} of the stack the numbers depend on."""
     found = {"Python": platform.python_version()}
-    for label, module in (("TensorFlow", "tensorflow"), ("Keras", "keras"), ("NumPy", "numpy"), ("SciPy", "scipy"),
-                          ("scikit-learn", "sklearn"), ("xmodal_tf", "xmodal_tf")):
+    for label, module in (
+        ("TensorFlow", "tensorflow"),
+        ("Keras", "keras"),
+        ("NumPy", "numpy"),
+        ("SciPy", "scipy"),
+        ("scikit-learn", "sklearn"),
+        ("xmodal_tf", "xmodal_tf"),
+    ):
         try:
             found[label] = importlib.import_module(module).__version__
         except Exception:  # noqa: BLE001 (a missing or broken package is reported, not fatal)
@@ -99,9 +117,16 @@ def markdown_table(rows) -> str:
             raise ValueError(f"benchmark row {row!r} lacks {missing}; every row needs {list(ROW_KEYS)}.")
         ratio = row["ratio"]
         within = "n/a" if ratio is None else ("yes" if ratio <= TARGET else "no")
-        cells = [_cell(row["benchmark"]), _cell(row["what"]), _cell(row["precision"]), _cell(row["floor"]),
-                 _number(row["floor_ms"], 2), _number(row["step_ms"], 2),
-                 "n/a" if ratio is None else f"{ratio:.2f}x", within]
+        cells = [
+            _cell(row["benchmark"]),
+            _cell(row["what"]),
+            _cell(row["precision"]),
+            _cell(row["floor"]),
+            _number(row["floor_ms"], 2),
+            _number(row["step_ms"], 2),
+            "n/a" if ratio is None else f"{ratio:.2f}x",
+            within,
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -112,29 +137,48 @@ def cross_check_table(rows) -> str:
     checked = [row for row in rows if "paired_ratio" in row or "cpu_ratio" in row]
     if not checked:
         return ""
-    lines = ["| benchmark | what | precision | ratio | paired median ratio | CPU-time ratio |",
-             "|---|---|---|---:|---:|---:|"]
+    lines = [
+        "| benchmark | what | precision | ratio | paired median ratio | CPU-time ratio |",
+        "|---|---|---|---:|---:|---:|",
+    ]
     for row in checked:
         values = [row.get(key) for key in ("ratio", "paired_ratio", "cpu_ratio")]
-        lines.append("| " + " | ".join([_cell(row["benchmark"]), _cell(row["what"]), _cell(row["precision"])]
-                                       + ["n/a" if value is None else f"{value:.2f}x" for value in values]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [_cell(row["benchmark"]), _cell(row["what"]), _cell(row["precision"])]
+                + ["n/a" if value is None else f"{value:.2f}x" for value in values]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
-def report(rows, *, machine: str, device: str, package_versions: dict, date: str, command: str,
-           notes=()) -> str:
+def report(rows, *, machine: str, device: str, package_versions: dict, date: str, command: str, notes=()) -> str:
     """The whole Markdown report: header lines, the table, then notes."""
-    parts = ["# xmodal_tf benchmarks", "",
-             f"- Machine: {machine}", f"- Device: {device}",
-             "- Versions: " + ", ".join(f"{name} {version}" for name, version in package_versions.items()),
-             f"- Date: {date}", f"- Command: `{command}`",
-             f"- Ratio: step time / floor time (best of interleaved repeats); target <= {TARGET:g}x.", "",
-             markdown_table(rows)]
+    parts = [
+        "# xmodal_tf benchmarks",
+        "",
+        f"- Machine: {machine}",
+        f"- Device: {device}",
+        "- Versions: " + ", ".join(f"{name} {version}" for name, version in package_versions.items()),
+        f"- Date: {date}",
+        f"- Command: `{command}`",
+        f"- Ratio: step time / floor time (best of interleaved repeats); target <= {TARGET:g}x.",
+        "",
+        markdown_table(rows),
+    ]
     checks = cross_check_table(rows)
     if checks:
-        parts += ["", ("Cross-checks (paired: median over rounds of step run / floor run of the same round; "
-                       "CPU time: best process CPU time per step over the floor's, blind to other processes):"),
-                  "", checks]
+        parts += [
+            "",
+            (
+                "Cross-checks (paired: median over rounds of step run / floor run of the same round; "
+                "CPU time: best process CPU time per step over the floor's, blind to other processes):"
+            ),
+            "",
+            checks,
+        ]
     if notes:
         parts += ["", "Notes:", ""] + [f"- {note}" for note in notes]
     return "\n".join(parts) + "\n"
@@ -160,9 +204,11 @@ def call_rows(function, *, quick: bool, precisions) -> list[dict]:
     """``function(quick=..., precisions=...)``, leaving out what it does not accept."""
     parameters = inspect.signature(function).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    kwargs = {key: value for key, value in (("quick", quick), ("precisions", tuple(precisions)),
-                                            ("progress", _print_progress))
-              if key in parameters or (accepts_any and key != "progress")}
+    kwargs = {
+        key: value
+        for key, value in (("quick", quick), ("precisions", tuple(precisions)), ("progress", _print_progress))
+        if key in parameters or (accepts_any and key != "progress")
+    }
     return list(function(**kwargs))
 
 
@@ -184,8 +230,9 @@ def run_in_subprocess(name: str, quick: bool, precisions) -> tuple:
     """(rows, note or None) of ``benchmarks/bench_<name>.py`` run in a fresh process."""
     with tempfile.TemporaryDirectory() as folder:
         rows_file = os.path.join(folder, "rows.json")
-        command = [sys.executable, "-m", "benchmarks", "--child", name, rows_file,
-                   "--precisions", *precisions] + (["--quick"] if quick else [])
+        command = [sys.executable, "-m", "benchmarks", "--child", name, rows_file, "--precisions", *precisions] + (
+            ["--quick"] if quick else []
+        )
         completed = subprocess.run(command, check=False)
         if completed.returncode != 0 or not os.path.exists(rows_file):
             return [], f"bench_{name}: failed (its process exited with status {completed.returncode})"
@@ -195,8 +242,11 @@ def run_in_subprocess(name: str, quick: bool, precisions) -> tuple:
 
 
 def _print_progress(row) -> None:
-    print(f"  {row['benchmark']} | {row['what']} | {row['precision']}: {row['step_ms']:.2f} ms, "
-          f"{row['ratio']:.2f}x its floor", flush=True)
+    print(
+        f"  {row['benchmark']} | {row['what']} | {row['precision']}: {row['step_ms']:.2f} ms, "
+        f"{row['ratio']:.2f}x its floor",
+        flush=True,
+    )
 
 
 def _names(only) -> list[str]:
@@ -215,14 +265,27 @@ def _names(only) -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs (less precise)")
-    parser.add_argument("--only", action="append", metavar="NAME",
-                        help=f"run only this benchmark (repeatable or comma-separated): {', '.join(BENCHMARKS)}")
-    parser.add_argument("--output", default=os.path.join("benchmarks", "results.md"),
-                        help="where to write the Markdown report (default: benchmarks/results.md)")
-    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), metavar="POLICY",
-                        help="Keras dtype policies for the TensorFlow benchmarks (default: float32 mixed_bfloat16)")
-    parser.add_argument("--in-process", action="store_true",
-                        help="run every benchmark in this process instead of one process each")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help=f"run only this benchmark (repeatable or comma-separated): {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument(
+        "--output",
+        default=os.path.join("benchmarks", "results.md"),
+        help="where to write the Markdown report (default: benchmarks/results.md)",
+    )
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        default=list(PRECISIONS),
+        metavar="POLICY",
+        help="Keras dtype policies for the TensorFlow benchmarks (default: float32 mixed_bfloat16)",
+    )
+    parser.add_argument(
+        "--in-process", action="store_true", help="run every benchmark in this process instead of one process each"
+    )
     parser.add_argument("--child", nargs=2, metavar=("NAME", "ROWS_FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -232,8 +295,9 @@ def main(argv=None) -> int:
             json.dump({"rows": rows, "note": note}, file)
         return 0
 
-    command = "python -m benchmarks" + "".join(" " + shlex.quote(arg) for arg in (sys.argv[1:] if argv is None
-                                                                                   else argv))
+    command = "python -m benchmarks" + "".join(
+        " " + shlex.quote(arg) for arg in (sys.argv[1:] if argv is None else argv)
+    )
     all_rows, notes = [], []
     for name in _names(args.only):
         rows, note = (run_in_process if args.in_process else run_in_subprocess)(name, args.quick, args.precisions)
@@ -241,9 +305,15 @@ def main(argv=None) -> int:
             notes.append(note)
         all_rows.extend(rows)
 
-    text = report(all_rows, machine=machine_description(), device=device_description(),
-                  package_versions=versions(), date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                  command=command, notes=notes)
+    text = report(
+        all_rows,
+        machine=machine_description(),
+        device=device_description(),
+        package_versions=versions(),
+        date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        command=command,
+        notes=notes,
+    )
     print(text)
     directory = os.path.dirname(args.output)
     if directory:

@@ -17,6 +17,7 @@ speed of a shared machine, which the first (two separate minima) does not.
 interleaved repeats), and ours against scikit-learn's CCA (one run of sklearn, NIPALS;
 a ratio below 1 means ours is faster).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,10 @@ def mnist_views(data_dir: str, n_samples: int):
     from xmodal_tf.data import load_split_mnist
 
     train = load_split_mnist(data_dir).train
-    return (np.ascontiguousarray(train.view1[:n_samples], dtype=np.float64),
-            np.ascontiguousarray(train.view2[:n_samples], dtype=np.float64))
+    return (
+        np.ascontiguousarray(train.view1[:n_samples], dtype=np.float64),
+        np.ascontiguousarray(train.view2[:n_samples], dtype=np.float64),
+    )
 
 
 def time_once(function) -> float:
@@ -63,11 +66,16 @@ def stage_times(X, Y, k: int, reg: float, repeats: int) -> dict[str, list[float]
     """
     from xmodal_tf import cca
 
-    stages = {"column sums": (cca, "_column_sums"), "products": (cca._CovarianceAccumulator, "add_unshifted"),
-              "covariance centring": (cca._CovarianceAccumulator, "covariance"),
-              "Cholesky factors": (cca, "_cholesky"), "whitening solves": (cca, "_whiten_cross_covariance"),
-              "top-k eigh (in singular triplets)": (cca, "top_eigh"),
-              "singular triplets": (cca, "_top_singular_triplets"), "projection": (cca, "_project")}
+    stages = {
+        "column sums": (cca, "_column_sums"),
+        "products": (cca._CovarianceAccumulator, "add_unshifted"),
+        "covariance centring": (cca._CovarianceAccumulator, "covariance"),
+        "Cholesky factors": (cca, "_cholesky"),
+        "whitening solves": (cca, "_whiten_cross_covariance"),
+        "top-k eigh (in singular triplets)": (cca, "top_eigh"),
+        "singular triplets": (cca, "_top_singular_triplets"),
+        "projection": (cca, "_project"),
+    }
     spent = {name: 0.0 for name in stages}
     originals = {name: getattr(owner, attribute) for name, (owner, attribute) in stages.items()}
 
@@ -78,6 +86,7 @@ def stage_times(X, Y, k: int, reg: float, repeats: int) -> dict[str, list[float]
                 return function(*args, **kwargs)
             finally:
                 spent[name] += time.perf_counter() - start
+
         return wrapper
 
     results = {name: [] for name in [*stages, "fit + transform"]}
@@ -103,6 +112,7 @@ def _quartiles(values) -> str:
 
 def time_against_floor(X, Y, k: int, reg: float, repeats: int) -> tuple[list[float], list[float]]:
     """(floor seconds, ours seconds), interleaved, after a warm-up of each."""
+
     def floor():
         return X.T @ X, Y.T @ Y, X.T @ Y
 
@@ -130,13 +140,27 @@ def rows(*, quick: bool = False, precisions=None) -> list[dict]:
     best_floor, best_ours = min(floor_times), min(our_times)
     sklearn_time = time_once(lambda: SklearnCCA(k, max_iter=500).fit(X, Y).transform(X, Y))
     what = f"fit+transform, n={n}, {features}+{features} features, k={k}"
-    return [{"benchmark": "linear CCA", "what": what, "precision": "float64",
-             "floor": "X^T X, Y^T Y, X^T Y (NumPy)", "floor_ms": best_floor * 1e3, "step_ms": best_ours * 1e3,
-             "ratio": best_ours / best_floor,
-             "paired_ratio": statistics.median(o / f for f, o in zip(floor_times, our_times))},
-            {"benchmark": "linear CCA", "what": what, "precision": "float64",
-             "floor": "scikit-learn CCA (NIPALS), 1 run", "floor_ms": sklearn_time * 1e3, "step_ms": best_ours * 1e3,
-             "ratio": best_ours / sklearn_time}]
+    return [
+        {
+            "benchmark": "linear CCA",
+            "what": what,
+            "precision": "float64",
+            "floor": "X^T X, Y^T Y, X^T Y (NumPy)",
+            "floor_ms": best_floor * 1e3,
+            "step_ms": best_ours * 1e3,
+            "ratio": best_ours / best_floor,
+            "paired_ratio": statistics.median(o / f for f, o in zip(floor_times, our_times)),
+        },
+        {
+            "benchmark": "linear CCA",
+            "what": what,
+            "precision": "float64",
+            "floor": "scikit-learn CCA (NIPALS), 1 run",
+            "floor_ms": sklearn_time * 1e3,
+            "step_ms": best_ours * 1e3,
+            "ratio": best_ours / sklearn_time,
+        },
+    ]
 
 
 def main() -> None:
@@ -145,13 +169,12 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=392)
     parser.add_argument("--components", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--reg", type=float, default=None,
-                        help="ridge; default 0 for synthetic data, 1e-4 for MNIST")
+    parser.add_argument("--reg", type=float, default=None, help="ridge; default 0 for synthetic data, 1e-4 for MNIST")
     parser.add_argument("--data-dir", default=None, help="folder with mnist.npz: real halves")
-    parser.add_argument("--stages", action="store_true",
-                        help="also time each stage of fit + transform (best and median)")
-    parser.add_argument("--with-sklearn", action="store_true",
-                        help="also time sklearn.cross_decomposition.CCA (slow)")
+    parser.add_argument(
+        "--stages", action="store_true", help="also time each stage of fit + transform (best and median)"
+    )
+    parser.add_argument("--with-sklearn", action="store_true", help="also time sklearn.cross_decomposition.CCA (slow)")
     args = parser.parse_args()
 
     if args.data_dir:
@@ -167,31 +190,39 @@ def main() -> None:
 
     floor_times, our_times = time_against_floor(X, Y, k, reg, args.repeats)
     best_floor, best_ours = min(floor_times), min(our_times)
-    print(f"{'covariance products (floor)':32s} best {best_floor * 1e3:8.1f} ms   "
-          f"median {statistics.median(floor_times) * 1e3:8.1f} ms")
-    print(f"{'xmodal_tf CCA fit+transform':32s} best {best_ours * 1e3:8.1f} ms   "
-          f"median {statistics.median(our_times) * 1e3:8.1f} ms")
+    print(
+        f"{'covariance products (floor)':32s} best {best_floor * 1e3:8.1f} ms   "
+        f"median {statistics.median(floor_times) * 1e3:8.1f} ms"
+    )
+    print(
+        f"{'xmodal_tf CCA fit+transform':32s} best {best_ours * 1e3:8.1f} ms   "
+        f"median {statistics.median(our_times) * 1e3:8.1f} ms"
+    )
     paired = [ours_time / floor_time for floor_time, ours_time in zip(floor_times, our_times)]
-    print(f"ratio ours / floor: best {best_ours / best_floor:.2f}x   "
-          f"median of paired runs {statistics.median(paired):.2f}x "
-          f"(quartiles {_quartiles(paired)}; target <= 1.5x)")
+    print(
+        f"ratio ours / floor: best {best_ours / best_floor:.2f}x   "
+        f"median of paired runs {statistics.median(paired):.2f}x "
+        f"(quartiles {_quartiles(paired)}; target <= 1.5x)"
+    )
     model = CCA(k, reg=reg).fit(X, Y)
     print(f"top-{k} total correlation on the fitted data: {model.canonical_correlations_.sum():.4f}")
 
     if args.stages:
-        print(f"stages of fit + transform ({args.repeats} repeats; the eigh is part of the "
-              "triplets, the cross-covariance centring also of the whitening):")
+        print(
+            f"stages of fit + transform ({args.repeats} repeats; the eigh is part of the "
+            "triplets, the cross-covariance centring also of the whitening):"
+        )
         for name, times in stage_times(X, Y, k, reg, args.repeats).items():
-            print(f"  {name:34s} best {min(times) * 1e3:8.2f} ms   "
-                  f"median {statistics.median(times) * 1e3:8.2f} ms")
+            print(f"  {name:34s} best {min(times) * 1e3:8.2f} ms   median {statistics.median(times) * 1e3:8.2f} ms")
 
     if args.with_sklearn:
         from sklearn.cross_decomposition import CCA as SklearnCCA
 
         print("timing sklearn.cross_decomposition.CCA (NIPALS, one run) ...", flush=True)
         sklearn_time = time_once(lambda: SklearnCCA(k, max_iter=500).fit(X, Y).transform(X, Y))
-        print(f"{'sklearn CCA fit+transform':32s} {sklearn_time * 1e3:8.1f} ms   "
-              f"= {sklearn_time / best_ours:.0f}x ours")
+        print(
+            f"{'sklearn CCA fit+transform':32s} {sklearn_time * 1e3:8.1f} ms   = {sklearn_time / best_ours:.0f}x ours"
+        )
 
 
 if __name__ == "__main__":

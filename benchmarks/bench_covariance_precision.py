@@ -28,6 +28,7 @@ batches:
   DIFFERENT batches (the minibatch noise SGD already lives with); and ``fails``, the
   number of batches where float32 raised (a covariance not positive definite).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,14 +53,19 @@ def load_views(data_dir: str | None):
     """Training views (n, d) float32 and the data set's name."""
     try:
         from xmodal_tf.data import load_split_mnist
+
         data = load_split_mnist(data_dir=data_dir, download=False)
         return data.train.view1, data.train.view2, "split MNIST (392 + 392 pixels)"
     except (FileNotFoundError, OSError, ValueError) as error:
         print(f"split MNIST unavailable ({error}); using scikit-learn's digits instead")
         from sklearn.datasets import load_digits
+
         images = load_digits().images.astype(np.float32) / 16.0
-        return (images[:, :, :4].reshape(len(images), -1), images[:, :, 4:].reshape(len(images), -1),
-                "scikit-learn digits (32 + 32 pixels)")
+        return (
+            images[:, :, :4].reshape(len(images), -1),
+            images[:, :, 4:].reshape(len(images), -1),
+            "scikit-learn digits (32 + 32 pixels)",
+        )
 
 
 def flat(gradients) -> np.ndarray:
@@ -86,14 +92,14 @@ class Measure:
         key = (k, compute_dtype, output_dtype)
         if key not in self._functions:
             self._functions[key] = tf.function(
-                lambda x, y: self._loss_and_gradients(x, y, k, compute_dtype, output_dtype), jit_compile=False)
+                lambda x, y: self._loss_and_gradients(x, y, k, compute_dtype, output_dtype), jit_compile=False
+            )
         loss, outputs, weights = self._functions[key](x, y)
         return float(loss.numpy()), flat(outputs), flat(weights)
 
     def _loss_and_gradients(self, x, y, k, compute_dtype, output_dtype):
         with tf.GradientTape(persistent=True) as tape:
-            h = [tf.cast(encoder(view, training=False), output_dtype)
-                 for encoder, view in zip(self.encoders, (x, y))]
+            h = [tf.cast(encoder(view, training=False), output_dtype) for encoder, view in zip(self.encoders, (x, y))]
             tape.watch(h)
             loss = deep_cca_loss(h[0], h[1], n_components=k, reg=REG, compute_dtype=compute_dtype)
         outputs = tape.gradient(loss, h)
@@ -112,8 +118,13 @@ def train(encoders, x, y, steps: int, batch_size: int, seed: int) -> None:
     @tf.function(jit_compile=False)
     def step(bx, by):
         with tf.GradientTape() as tape:
-            loss = deep_cca_loss(encoders[0](bx, training=True), encoders[1](by, training=True),
-                                 n_components=OUTPUT_DIM, reg=REG, compute_dtype="float64")
+            loss = deep_cca_loss(
+                encoders[0](bx, training=True),
+                encoders[1](by, training=True),
+                n_components=OUTPUT_DIM,
+                reg=REG,
+                compute_dtype="float64",
+            )
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
 
@@ -154,26 +165,44 @@ def table(encoders, x, y, state, batch_sizes, components, batches, output_dtypes
                     worst["dh_cos"] = min(worst["dh_cos"], cosine(dh32, dh64))
                     worst["dw_rel"] = max(worst["dw_rel"], relative(dw32, dw64))
                     worst["dw_cos"] = min(worst["dw_cos"], cosine(dw32, dw64))
-                rows.append({"state": state, "batch": batch_size, "k": k, "outputs": output_dtype,
-                             "loss64": float(np.mean(losses)), **worst, "batch_cos": batch_cos, "fails": fails})
+                rows.append(
+                    {
+                        "state": state,
+                        "batch": batch_size,
+                        "k": k,
+                        "outputs": output_dtype,
+                        "loss64": float(np.mean(losses)),
+                        **worst,
+                        "batch_cos": batch_cos,
+                        "fails": fails,
+                    }
+                )
                 print_row(rows[-1])
     return rows
 
 
-HEADER = (f"{'networks':<12} {'batch':>5} {'k':>3} {'outputs':>8} {'mean loss64':>11} {'loss rel':>9} "
-          f"{'dH rel':>9} {'dH cos':>11} {'dW rel':>9} {'dW cos':>11} {'batch cos':>9} {'fails':>5}")
+HEADER = (
+    f"{'networks':<12} {'batch':>5} {'k':>3} {'outputs':>8} {'mean loss64':>11} {'loss rel':>9} "
+    f"{'dH rel':>9} {'dH cos':>11} {'dW rel':>9} {'dW cos':>11} {'batch cos':>9} {'fails':>5}"
+)
 
 
 def print_row(row: dict) -> None:
-    print(f"{row['state']:<12} {row['batch']:>5} {row['k']:>3} {row['outputs']:>8} {row['loss64']:>11.4f} "
-          f"{row['loss']:>9.1e} {row['dh_rel']:>9.1e} {row['dh_cos']:>11.8f} {row['dw_rel']:>9.1e} "
-          f"{row['dw_cos']:>11.8f} {row['batch_cos']:>9.3f} {row['fails']:>5}", flush=True)
+    print(
+        f"{row['state']:<12} {row['batch']:>5} {row['k']:>3} {row['outputs']:>8} {row['loss64']:>11.4f} "
+        f"{row['loss']:>9.1e} {row['dh_rel']:>9.1e} {row['dh_cos']:>11.8f} {row['dw_rel']:>9.1e} "
+        f"{row['dw_cos']:>11.8f} {row['batch_cos']:>9.3f} {row['fails']:>5}",
+        flush=True,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default=None, help="folder with mnist.npz (default: $XMODAL_DATA_DIR, "
-                        "then /work/shared/data when it exists)")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with mnist.npz (default: $XMODAL_DATA_DIR, then /work/shared/data when it exists)",
+    )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 200, 800])
     parser.add_argument("--components", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--batches", type=int, default=5, help="batches measured per setting (worst reported)")
@@ -190,23 +219,38 @@ def main() -> None:
         data_dir = "/work/shared/data"
     x, y, source = load_views(data_dir)
     output_dtypes = ["float32"] + (["bfloat16"] if args.bfloat16 else [])
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}; {source}, {len(x)} training pairs; "
-          f"ridge {REG}; worst of {args.batches} batches per row")
+    print(
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}; {source}, {len(x)} training pairs; "
+        f"ridge {REG}; worst of {args.batches} batches per row"
+    )
     keras.utils.set_random_seed(args.seed)
-    encoders = (mlp_encoder(x.shape[1], OUTPUT_DIM, name="encoder_x"),
-                mlp_encoder(y.shape[1], OUTPUT_DIM, name="encoder_y"))
+    encoders = (
+        mlp_encoder(x.shape[1], OUTPUT_DIM, name="encoder_x"),
+        mlp_encoder(y.shape[1], OUTPUT_DIM, name="encoder_y"),
+    )
     started = time.perf_counter()
     print(HEADER)
     rows = table(encoders, x, y, "init", args.batch_sizes, args.components, args.batches, output_dtypes, args.seed)
     print(f"training {args.train_steps} steps (float64 algebra, batch {args.train_batch_size}, Adam 1e-3) ...")
     train(encoders, x, y, args.train_steps, args.train_batch_size, args.seed)
     print(HEADER)
-    rows += table(encoders, x, y, f"{args.train_steps} steps", args.batch_sizes, args.components, args.batches,
-                  output_dtypes, args.seed + 1)
+    rows += table(
+        encoders,
+        x,
+        y,
+        f"{args.train_steps} steps",
+        args.batch_sizes,
+        args.components,
+        args.batches,
+        output_dtypes,
+        args.seed + 1,
+    )
     worst_loss = max(row["loss"] for row in rows)
     worst_cos = min(row["dw_cos"] for row in rows)
-    print(f"\nworst over all rows: loss rel {worst_loss:.1e}, weight-gradient cosine {worst_cos:.8f}, "
-          f"float32 failures {sum(row['fails'] for row in rows)}; {time.perf_counter() - started:.0f} s")
+    print(
+        f"\nworst over all rows: loss rel {worst_loss:.1e}, weight-gradient cosine {worst_cos:.8f}, "
+        f"float32 failures {sum(row['fails'] for row in rows)}; {time.perf_counter() - started:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ test): 0.001-0.01 are Deep CCA within seed noise (about 0.05), 0.1 costs 0.25 tw
 Two-view digits, default recipe, seeds 0 and 1, means (``--weights 0 0.0001 0.001
 0.01 0.1 1 10 --seeds 0 1``): valid 7.860, 7.937, 7.939, 7.929, 7.906, 7.774, 7.328.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,9 +59,24 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_one(weight: float, seed: int, args, logdir: str) -> dict:
-    command = [sys.executable, "-m", "xmodal_tf.train", "deepcca", "--logdir", logdir, "--seed", str(seed),
-               "--set", f'data="{args.data}"', "--set", 'models=["dccae"]',
-               "--set", f"reconstruction_weight={weight!r}", "--checkpoint-seconds", "100000"]
+    command = [
+        sys.executable,
+        "-m",
+        "xmodal_tf.train",
+        "deepcca",
+        "--logdir",
+        logdir,
+        "--seed",
+        str(seed),
+        "--set",
+        f'data="{args.data}"',
+        "--set",
+        'models=["dccae"]',
+        "--set",
+        f"reconstruction_weight={weight!r}",
+        "--checkpoint-seconds",
+        "100000",
+    ]
     if args.data_dir:
         command += ["--data-dir", args.data_dir]
     for setting in args.set or []:
@@ -73,9 +89,15 @@ def run_one(weight: float, seed: int, args, logdir: str) -> dict:
         raise SystemExit(f"run failed (exit {completed.returncode}): {' '.join(command)}")
     with open(os.path.join(logdir, "metrics.json")) as file:
         result = json.load(file)["results"]["dccae"]
-    return {"weight": weight, "seed": seed, "train": result["train_total_correlation"],
-            "valid": result["validation_total_correlation"], "test": result["test_total_correlation"],
-            "train_seconds": result["train_seconds"], "seconds": seconds}
+    return {
+        "weight": weight,
+        "seed": seed,
+        "train": result["train_total_correlation"],
+        "valid": result["validation_total_correlation"],
+        "test": result["test_total_correlation"],
+        "train_seconds": result["train_seconds"],
+        "seconds": seconds,
+    }
 
 
 def main(argv=None) -> int:
@@ -90,22 +112,26 @@ def main(argv=None) -> int:
 
     rows = []
     print(f"DCCAE reconstruction weight sweep on {args.data}; extra settings: {args.set or 'none'}")
-    print(f"{'weight':>8} {'seed':>4} {'train':>8} {'valid':>8} {'test':>8} {'train s':>8} {'total s':>8}",
-          flush=True)
+    print(f"{'weight':>8} {'seed':>4} {'train':>8} {'valid':>8} {'test':>8} {'train s':>8} {'total s':>8}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         for weight in args.weights:
             for seed in args.seeds:
                 row = run_one(weight, seed, args, os.path.join(folder, f"w{weight:g}-s{seed}"))
                 rows.append(row)
-                print(f"{weight:8g} {seed:4d} {row['train']:8.3f} {row['valid']:8.3f} {row['test']:8.3f} "
-                      f"{row['train_seconds']:8.1f} {row['seconds']:8.1f}", flush=True)
+                print(
+                    f"{weight:8g} {seed:4d} {row['train']:8.3f} {row['valid']:8.3f} {row['test']:8.3f} "
+                    f"{row['train_seconds']:8.1f} {row['seconds']:8.1f}",
+                    flush=True,
+                )
     if len(args.seeds) > 1:
         print("\nmeans over seeds")
         print(f"{'weight':>8} {'train':>8} {'valid':>8} {'test':>8}")
         for weight in args.weights:
             mine = [row for row in rows if row["weight"] == weight]
-            print(f"{weight:8g} " + " ".join(f"{statistics.mean(r[key] for r in mine):8.3f}"
-                                             for key in ("train", "valid", "test")))
+            print(
+                f"{weight:8g} "
+                + " ".join(f"{statistics.mean(r[key] for r in mine):8.3f}" for key in ("train", "valid", "test"))
+            )
     by_weight = {}
     for row in rows:
         by_weight.setdefault(row["weight"], []).append(row["valid"])

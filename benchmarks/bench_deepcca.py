@@ -29,6 +29,7 @@ check, and in isolation the objective's statistics, whitening (Cholesky + solves
 SVD in float64 and float32, the non-finite check of the gradients, the optimizer
 update and the casts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,7 @@ FLOOR_UPDATE = FLOOR + ", + FusedAdam update"
 
 
 def encoders():
-    return (mlp_encoder(INPUT_DIM, OUTPUT_DIM, name="encoder_x"),
-            mlp_encoder(INPUT_DIM, OUTPUT_DIM, name="encoder_y"))
+    return (mlp_encoder(INPUT_DIM, OUTPUT_DIM, name="encoder_x"), mlp_encoder(INPUT_DIM, OUTPUT_DIM, name="encoder_y"))
 
 
 def arrays(batch_size: int, steps: int):
@@ -152,17 +152,18 @@ def measure(policy: str, batch_size: int, steps: int, repeats: int, warmups: int
     keras.config.set_dtype_policy(policy)
     try:
         keras.utils.set_random_seed(0)
-        runners = {"floor": floor_runner(batch_size, steps),
-                   "floor + update": floor_runner(batch_size, steps, update=True),
-                   "DeepCCATrainer step": trainer_runner(batch_size, steps),
-                   "model.fit step": fit_runner(batch_size, steps)}
+        runners = {
+            "floor": floor_runner(batch_size, steps),
+            "floor + update": floor_runner(batch_size, steps, update=True),
+            "DeepCCATrainer step": trainer_runner(batch_size, steps),
+            "model.fit step": fit_runner(batch_size, steps),
+        }
         return interleaved(runners, repeats, steps, warmups)
     finally:
         keras.config.set_dtype_policy("float32")
 
 
-def rows(*, quick: bool = False, precisions=PRECISIONS, batch_size: int = 800, steps=None,
-         repeats=None) -> list[dict]:
+def rows(*, quick: bool = False, precisions=PRECISIONS, batch_size: int = 800, steps=None, repeats=None) -> list[dict]:
     """Rows for the benchmark suite (``benchmarks.ROW_KEYS``): for each precision and loop
     (``DeepCCATrainer`` step, ``model.fit`` step), one row against the forward + backward
     floor and one against the floor with the optimizer update. ``ratio`` is the best
@@ -178,11 +179,21 @@ def rows(*, quick: bool = False, precisions=PRECISIONS, batch_size: int = 800, s
             for floor_key, floor_text in (("floor", FLOOR), ("floor + update", FLOOR_UPDATE)):
                 floor_ms = min(times[floor_key]) * 1e3
                 step_ms = min(times[what]) * 1e3
-                results.append({
-                    "benchmark": "DeepCCA", "what": what, "precision": precision, "floor": floor_text,
-                    "floor_ms": floor_ms, "step_ms": step_ms, "ratio": step_ms / floor_ms,
-                    "paired_ratio": statistics.median(t / f for t, f in zip(times[what], times[floor_key])),
-                    "batch_size": batch_size, "steps": steps, "repeats": repeats})
+                results.append(
+                    {
+                        "benchmark": "DeepCCA",
+                        "what": what,
+                        "precision": precision,
+                        "floor": floor_text,
+                        "floor_ms": floor_ms,
+                        "step_ms": step_ms,
+                        "ratio": step_ms / floor_ms,
+                        "paired_ratio": statistics.median(t / f for t, f in zip(times[what], times[floor_key])),
+                        "batch_size": batch_size,
+                        "steps": steps,
+                        "repeats": repeats,
+                    }
+                )
     return results
 
 
@@ -190,12 +201,14 @@ def rows(*, quick: bool = False, precisions=PRECISIONS, batch_size: int = 800, s
 def _loop(body, steps: int):
     """A function running ``body()`` ``steps`` times in one tf.function (no per-step host
     work); each body returns a scalar that is summed, so nothing is pruned."""
+
     @tf.function(jit_compile=False)
     def run():
         total = tf.constant(0.0)
         for _ in tf.range(steps):
             total += tf.cast(body(), tf.float32)
         return total
+
     return lambda: run().numpy()
 
 
@@ -213,10 +226,11 @@ def stage_runners(batch_size: int, steps: int) -> dict:
     optimizer = FusedAdam(1e-3)
     optimizer.build(variables)
     h_x, h_y = encoder_x(x, training=False), encoder_y(y, training=False)  # the policy's output dtype
-    frozen = [tf.identity(v.value) for v in variables]                    # gradient-sized tensors
+    frozen = [tf.identity(v.value) for v in variables]  # gradient-sized tensors
 
     def backward(loss_of_batch, update):
         """Forward + backward of ``loss_of_batch()``, then the update or a use of every gradient."""
+
         def body():
             with tf.GradientTape() as tape:
                 loss = loss_of_batch()
@@ -225,6 +239,7 @@ def stage_runners(batch_size: int, steps: int) -> dict:
                 optimizer.apply(gradients, variables)
                 return loss
             return _consume(gradients)
+
         return body
 
     def floor(update):
@@ -239,6 +254,7 @@ def stage_runners(batch_size: int, steps: int) -> dict:
 
     def objective(part, dtype):
         """Forward + backward (w.r.t. the outputs) of a part of the objective."""
+
         def body():
             with tf.GradientTape() as tape:
                 tape.watch([h_x, h_y])
@@ -250,6 +266,7 @@ def stage_runners(batch_size: int, steps: int) -> dict:
                 else:
                     value = -tf.reduce_sum(losses.correlations_from_statistics(statistics_, reg=1e-4))
             return tf.cast(value, tf.float32) + _consume(tape.gradient(value, [h_x, h_y]))
+
         return body
 
     def batch_loss_on_outputs():
@@ -285,11 +302,13 @@ def stage_runners(batch_size: int, steps: int) -> dict:
     for dtype in ("float64", "float32"):
         for part in ("statistics", "whitening", "objective"):
             bodies[f"  {part} alone, {dtype} (fwd+bwd)"] = objective(part, tf.as_dtype(dtype))
-    bodies.update({
-        "  cast outputs -> float64 (fwd+bwd)": casts,
-        "  non-finite check of 3.0M gradients": finite_check,
-        "  FusedAdam update alone": update_alone,
-    })
+    bodies.update(
+        {
+            "  cast outputs -> float64 (fwd+bwd)": casts,
+            "  non-finite check of 3.0M gradients": finite_check,
+            "  FusedAdam update alone": update_alone,
+        }
+    )
     return {name: _loop(body, steps) for name, body in bodies.items()}
 
 
@@ -302,11 +321,15 @@ def print_stages(policy: str, batch_size: int, steps: int, repeats: int) -> dict
     finally:
         keras.config.set_dtype_policy("float32")
     floor = min(times["floor: forward + backward"])
-    print(f"\n{policy}: parts of a DeepCCA step, batch {batch_size}, {steps} steps x {repeats} rounds "
-          "(ms per step; share of the forward + backward floor)")
+    print(
+        f"\n{policy}: parts of a DeepCCA step, batch {batch_size}, {steps} steps x {repeats} rounds "
+        "(ms per step; share of the forward + backward floor)"
+    )
     for name, values in times.items():
-        print(f"  {name:<46} best {min(values) * 1e3:7.2f}  median {np.median(values) * 1e3:7.2f}"
-              f"  ({min(values) / floor:6.1%})")
+        print(
+            f"  {name:<46} best {min(values) * 1e3:7.2f}  median {np.median(values) * 1e3:7.2f}"
+            f"  ({min(values) / floor:6.1%})"
+        )
     return times
 
 
@@ -322,8 +345,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.steps, args.repeats = 5, 3
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-          f"{os.cpu_count()} CPU cores, target: both loops within {TARGET}x of the floor")
+    print(
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
+        f"{os.cpu_count()} CPU cores, target: both loops within {TARGET}x of the floor"
+    )
     precisions = ("float32",) if args.no_bfloat16 else PRECISIONS
     if args.stages:
         for precision in precisions:
@@ -331,13 +356,18 @@ def main() -> None:
         return
     for precision in precisions:
         table = rows(precisions=(precision,), batch_size=args.batch_size, steps=args.steps, repeats=args.repeats)
-        print(f"\npolicy {precision}: two {INPUT_DIM}-1024-1024-{OUTPUT_DIM} sigmoid MLPs, batch "
-              f"{args.batch_size}, {args.steps} steps x {args.repeats} interleaved repeats")
+        print(
+            f"\npolicy {precision}: two {INPUT_DIM}-1024-1024-{OUTPUT_DIM} sigmoid MLPs, batch "
+            f"{args.batch_size}, {args.steps} steps x {args.repeats} interleaved repeats"
+        )
         for row in table:
             floor = "floor + update" if row["floor"] == FLOOR_UPDATE else "floor"
-            print(f"  {row['what']:<20} vs {floor:<15} step {row['step_ms']:7.2f} ms  floor "
-                  f"{row['floor_ms']:7.2f} ms  ratio {row['ratio']:.3f}x  (paired median "
-                  f"{row['paired_ratio']:.3f}x){'' if row['ratio'] <= TARGET else '  above target'}", flush=True)
+            print(
+                f"  {row['what']:<20} vs {floor:<15} step {row['step_ms']:7.2f} ms  floor "
+                f"{row['floor_ms']:7.2f} ms  ratio {row['ratio']:.3f}x  (paired median "
+                f"{row['paired_ratio']:.3f}x){'' if row['ratio'] <= TARGET else '  above target'}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

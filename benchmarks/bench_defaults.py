@@ -43,6 +43,7 @@ The validation accuracy is what a default is chosen on; the test split is evalua
 per model, after training, and reported beside it. One seed (``--seed``); differences of
 a point or two are within seed noise on the small sets.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,7 +58,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 DATA_DIR = os.environ.get("XMODAL_DATA_DIR") or os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data"
+)
 TASKS = ("digits8", "noisy_mnist", "openmoji_tone", "spoken", "decoders")
 TONES = ("light skin tone", "medium-light skin tone", "medium skin tone", "medium-dark skin tone", "dark skin tone")
 
@@ -91,8 +93,9 @@ def load_noisy_mnist(quick: bool, seed: int) -> Task:
     for split, n in zip((data.train, data.validation, data.test), sizes):
         images = split.inputs["image"][:n]
         parts.append(((images + rng.normal(size=images.shape)).astype(np.float32), split.labels[:n]))
-    return Task("noisy_mnist", *parts, 10, 1 if quick else 5,
-                f"AV-MNIST images + N(0,1), {sizes[0]}/{sizes[1]}/{sizes[2]}")
+    return Task(
+        "noisy_mnist", *parts, 10, 1 if quick else 5, f"AV-MNIST images + N(0,1), {sizes[0]}/{sizes[1]}/{sizes[2]}"
+    )
 
 
 def tone_label(name: str) -> int | None:
@@ -121,8 +124,15 @@ def load_openmoji_tone(quick: bool, seed: int) -> Task:
     train, validation, test = arrays(data.train, ~in_validation), arrays(data.train, in_validation), arrays(data.test)
     if quick:
         train, validation, test = _take(train, 300), _take(validation, 100), _take(test, 100)
-    return Task("openmoji_tone", train, validation, test, 6, 1 if quick else 10,
-                f"OpenMoji skin tone (6 classes), 32x32, {len(train[1])}/{len(validation[1])}/{len(test[1])}")
+    return Task(
+        "openmoji_tone",
+        train,
+        validation,
+        test,
+        6,
+        1 if quick else 10,
+        f"OpenMoji skin tone (6 classes), 32x32, {len(train[1])}/{len(validation[1])}/{len(test[1])}",
+    )
 
 
 def load_spoken(quick: bool, seed: int) -> Task:
@@ -133,8 +143,11 @@ def load_spoken(quick: bool, seed: int) -> Task:
     order = np.random.default_rng(seed + 3).permutation(len(labels))
     cut = len(labels) // 5
     validation, train = order[:cut], order[cut:]
-    parts = [(frames[train], labels[train]), (frames[validation], labels[validation]),
-             (data.test.inputs["audio"], data.test.labels)]
+    parts = [
+        (frames[train], labels[train]),
+        (frames[validation], labels[validation]),
+        (data.test.inputs["audio"], data.test.labels),
+    ]
     if quick:
         parts = [_take(p, n) for p, n in zip(parts, (300, 100, 100))]
     return Task("spoken", *parts, 10, 1 if quick else 15, "FSDD MFCCs (92x13), train/validation/test")
@@ -151,18 +164,26 @@ def with_head(encoder, num_classes):
 def plain_cnn(shape, num_classes):
     import keras
 
-    return keras.Sequential([
-        keras.Input(shape),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu"), keras.layers.MaxPooling2D(padding="same"),
-        keras.layers.Conv2D(64, 3, padding="same", activation="relu"), keras.layers.MaxPooling2D(padding="same"),
-        keras.layers.Flatten(), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(num_classes)])
+    return keras.Sequential(
+        [
+            keras.Input(shape),
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(padding="same"),
+            keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(padding="same"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(num_classes),
+        ]
+    )
 
 
 def plain_gru(shape, num_classes):
     import keras
 
-    return keras.Sequential([keras.Input(shape), keras.layers.Masking(0.0), keras.layers.GRU(64),
-                             keras.layers.Dense(num_classes)])
+    return keras.Sequential(
+        [keras.Input(shape), keras.layers.Masking(0.0), keras.layers.GRU(64), keras.layers.Dense(num_classes)]
+    )
 
 
 def image_models(shape, num_classes):
@@ -170,15 +191,20 @@ def image_models(shape, num_classes):
 
     return {
         "cnn_encoder global_pooling='avg', batch_norm=True": lambda: with_head(
-            cnn_encoder(shape, 64, global_pooling="avg", batch_norm=True, dropout=0.0), num_classes),
+            cnn_encoder(shape, 64, global_pooling="avg", batch_norm=True, dropout=0.0), num_classes
+        ),
         "cnn_encoder global_pooling='max', batch_norm=True": lambda: with_head(
-            cnn_encoder(shape, 64, global_pooling="max", batch_norm=True, dropout=0.0), num_classes),
+            cnn_encoder(shape, 64, global_pooling="max", batch_norm=True, dropout=0.0), num_classes
+        ),
         "cnn_encoder global_pooling='flatten', batch_norm=True": lambda: with_head(
-            cnn_encoder(shape, 64, global_pooling="flatten", batch_norm=True, dropout=0.0), num_classes),
+            cnn_encoder(shape, 64, global_pooling="flatten", batch_norm=True, dropout=0.0), num_classes
+        ),
         "cnn_encoder global_pooling='flatten', batch_norm=False": lambda: with_head(
-            cnn_encoder(shape, 64, global_pooling="flatten", batch_norm=False, dropout=0.0), num_classes),
+            cnn_encoder(shape, 64, global_pooling="flatten", batch_norm=False, dropout=0.0), num_classes
+        ),
         "cnn_encoder global_pooling='flatten', batch_norm=False, dropout=0.25": lambda: with_head(
-            cnn_encoder(shape, 64, global_pooling="flatten", batch_norm=False, dropout=0.25), num_classes),
+            cnn_encoder(shape, 64, global_pooling="flatten", batch_norm=False, dropout=0.25), num_classes
+        ),
         "plain two-layer CNN": lambda: plain_cnn(shape, num_classes),
     }
 
@@ -188,12 +214,15 @@ def sequence_models(shape, num_classes):
 
     frames, features = shape
     return {
-        "rnn_encoder cell='lstm'": lambda: with_head(rnn_encoder(input_dim=features, max_length=frames, cell="lstm"),
-                                                     num_classes),
-        "rnn_encoder cell='gru'": lambda: with_head(rnn_encoder(input_dim=features, max_length=frames, cell="gru"),
-                                                    num_classes),
-        "attention_encoder default": lambda: with_head(attention_encoder(input_dim=features, max_length=frames),
-                                                       num_classes),
+        "rnn_encoder cell='lstm'": lambda: with_head(
+            rnn_encoder(input_dim=features, max_length=frames, cell="lstm"), num_classes
+        ),
+        "rnn_encoder cell='gru'": lambda: with_head(
+            rnn_encoder(input_dim=features, max_length=frames, cell="gru"), num_classes
+        ),
+        "attention_encoder default": lambda: with_head(
+            attention_encoder(input_dim=features, max_length=frames), num_classes
+        ),
         "plain GRU": lambda: plain_gru(shape, num_classes),
     }
 
@@ -210,7 +239,8 @@ def current_defaults() -> dict:
     cell = inspect.signature(rnn_encoder).parameters["cell"].default
     dropout = cnn["dropout"].default
     cnn_label = f"cnn_encoder global_pooling={pooling!r}, batch_norm={batch_norm!r}" + (
-        f", dropout={dropout!r}" if dropout else "")
+        f", dropout={dropout!r}" if dropout else ""
+    )
     return {cnn_label: True, f"rnn_encoder cell={cell!r}": True, "attention_encoder default": True}
 
 
@@ -219,15 +249,20 @@ def train_classifier(build, task: Task, seed: int) -> dict:
 
     keras.utils.set_random_seed(seed)
     model = build()
-    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
     start = time.perf_counter()
     model.fit(*task.train, batch_size=64, epochs=task.epochs, verbose=0)
     seconds = time.perf_counter() - start
     validation = model.evaluate(*task.validation, batch_size=256, verbose=0)[1]
     test = model.evaluate(*task.test, batch_size=256, verbose=0)[1]  # once, after training
-    return {"validation": float(validation), "test": float(test), "params": int(model.count_params()),
-            "train_s": round(seconds, 1)}
+    return {
+        "validation": float(validation),
+        "test": float(test),
+        "params": int(model.count_params()),
+        "train_s": round(seconds, 1),
+    }
 
 
 def run_classification(task: Task, models: dict, seed: int) -> list[dict]:
@@ -235,10 +270,22 @@ def run_classification(task: Task, models: dict, seed: int) -> list[dict]:
     for label, build in models.items():
         result = train_classifier(build, task, seed)
         default = bool(defaults.get(label, False))
-        rows.append({"task": task.name, "data": task.description, "model": label, "default": default,
-                     "epochs": task.epochs, **result})
-        print(f"{task.name:14s} {label + (' *' if default else ''):58s} val {result['validation']:.3f} test {result['test']:.3f} "
-              f"params {result['params']:>8d} {result['train_s']:6.1f} s", flush=True)
+        rows.append(
+            {
+                "task": task.name,
+                "data": task.description,
+                "model": label,
+                "default": default,
+                "epochs": task.epochs,
+                **result,
+            }
+        )
+        print(
+            f"{task.name:14s} {label + (' *' if default else ''):58s} "
+            f"val {result['validation']:.3f} test {result['test']:.3f} "
+            f"params {result['params']:>8d} {result['train_s']:6.1f} s",
+            flush=True,
+        )
     return rows
 
 
@@ -255,13 +302,14 @@ def run_decoders(quick: bool, seed: int) -> list[dict]:
     sizes = (500, 200) if quick else (5000, 2000)
     epochs = 1 if quick else 5
     data = load_av_mnist(DATA_DIR, train_size=sizes[0], seed=seed)
-    clean_train = data.train.inputs["image"][:sizes[0]]
-    clean_test = data.test.inputs["image"][:sizes[1]]
+    clean_train = data.train.inputs["image"][: sizes[0]]
+    clean_test = data.test.inputs["image"][: sizes[1]]
     rng = np.random.default_rng(seed + 16)
-    sets = {"[0, 1] images": (clean_train, clean_test),
-            "standardised images": tuple((x - clean_train.mean()) / clean_train.std() for x in (clean_train, clean_test)),
-            "images + N(0,1)": tuple((x + rng.normal(size=x.shape)).astype(np.float32)
-                                     for x in (clean_train, clean_test))}
+    sets = {
+        "[0, 1] images": (clean_train, clean_test),
+        "standardised images": tuple((x - clean_train.mean()) / clean_train.std() for x in (clean_train, clean_test)),
+        "images + N(0,1)": tuple((x + rng.normal(size=x.shape)).astype(np.float32) for x in (clean_train, clean_test)),
+    }
     rows = []
     for data_name, (train, test) in sets.items():
         for output in ("sigmoid", None):
@@ -274,10 +322,19 @@ def run_decoders(quick: bool, seed: int) -> list[dict]:
             mse = float(model.evaluate(test, test, batch_size=256, verbose=0))
             baseline = float(np.mean((test - train.mean()) ** 2))  # predicting the mean training pixel everywhere
             label = f"image_decoder output_activation={output!r}"
-            rows.append({"task": "decoders", "data": f"MNIST {data_name}", "model": label, "epochs": epochs,
-                         "test_mse": mse, "mean_predictor_mse": baseline})
-            print(f"decoders       {data_name:22s} {label:44s} test MSE {mse:.4f} (mean pixel {baseline:.4f})",
-                  flush=True)
+            rows.append(
+                {
+                    "task": "decoders",
+                    "data": f"MNIST {data_name}",
+                    "model": label,
+                    "epochs": epochs,
+                    "test_mse": mse,
+                    "mean_predictor_mse": baseline,
+                }
+            )
+            print(
+                f"decoders       {data_name:22s} {label:44s} test MSE {mse:.4f} (mean pixel {baseline:.4f})", flush=True
+            )
     return rows
 
 
@@ -288,13 +345,18 @@ def markdown_table(rows: list[dict]) -> str:
     for row in rows:
         if "test" in row:
             model = f"**{row['model']}** (default)" if row.get("default") else row["model"]
-            lines.append(f"| {row['data']}, {row['epochs']} epochs | {model} | {row['validation']:.3f} | "
-                         f"{row['test']:.3f} | {row['params']} |")
+            lines.append(
+                f"| {row['data']}, {row['epochs']} epochs | {model} | {row['validation']:.3f} | "
+                f"{row['test']:.3f} | {row['params']} |"
+            )
     decoders = [row for row in rows if "test_mse" in row]
     if decoders:
         lines += ["", "| data set | decoder | test MSE | MSE of the mean pixel |", "|---|---|---|---|"]
-        lines += [f"| {row['data']}, {row['epochs']} epochs | {row['model']} | {row['test_mse']:.4f} | "
-                  f"{row['mean_predictor_mse']:.4f} |" for row in decoders]
+        lines += [
+            f"| {row['data']}, {row['epochs']} epochs | {row['model']} | {row['test_mse']:.4f} | "
+            f"{row['mean_predictor_mse']:.4f} |"
+            for row in decoders
+        ]
     return "\n".join(lines)
 
 
@@ -305,7 +367,9 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--quick", action="store_true", help="1 epoch on tiny subsets (a smoke run)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the rows to this JSON file")
-    parser.add_argument("--table", metavar="JSON", help="print the Markdown table of a run saved with --json; no training")
+    parser.add_argument(
+        "--table", metavar="JSON", help="print the Markdown table of a run saved with --json; no training"
+    )
     args = parser.parse_args(argv)
     if args.table:
         with open(args.table, encoding="utf-8") as file:

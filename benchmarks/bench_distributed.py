@@ -11,6 +11,7 @@ objectives (``global_batch=False``). It prints, for each, the best time per step
 ``--steps`` steps. On a 2-core CPU the two "devices" share the cores, so the times say
 what the synchronisation costs, not what a second GPU gains.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,12 @@ from xmodal_tf.training import Trainer  # noqa: E402
 
 def build(global_batch: bool):
     keras.utils.set_random_seed(0)
-    encoders = [mlp_encoder(392, 50, hidden_units=(256, 256), activation="relu", batch_norm=True,
-                            sync_batch_norm=True, name=name) for name in ("encoder_x", "encoder_y")]
+    encoders = [
+        mlp_encoder(
+            392, 50, hidden_units=(256, 256), activation="relu", batch_norm=True, sync_batch_norm=True, name=name
+        )
+        for name in ("encoder_x", "encoder_y")
+    ]
     return DeepCCA(*encoders, n_components=50, global_batch=global_batch)
 
 
@@ -57,26 +62,35 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     latent = rng.normal(size=(args.batch * args.steps, 30))
-    views = [np.tanh(latent @ rng.normal(size=(30, 392)) + 0.5 * rng.normal(size=(len(latent), 392)))
-             .astype("float32") for _ in range(2)]
+    views = [
+        np.tanh(latent @ rng.normal(size=(30, 392)) + 0.5 * rng.normal(size=(len(latent), 392))).astype("float32")
+        for _ in range(2)
+    ]
     data = tf.data.Dataset.from_tensor_slices(tuple(views)).batch(args.batch, drop_remainder=True).cache()
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    runs = {"one device": (tf.distribute.get_strategy(), True),
-            "2 replicas, global_batch=True": (mirrored, True),
-            "2 replicas, global_batch=False": (mirrored, False)}
+    runs = {
+        "one device": (tf.distribute.get_strategy(), True),
+        "2 replicas, global_batch=True": (mirrored, True),
+        "2 replicas, global_batch=False": (mirrored, False),
+    }
     best, models = {}, {}
     for _ in range(args.repeats):
         for name, (strategy, global_batch) in runs.items():
             models[name], seconds = run(strategy, global_batch, data, args.steps)
             best[name] = min(best.get(name, np.inf), seconds)
     reference = models["one device"]
-    print(f"DeepCCA 392-256-256-50, global batch {args.batch}, {args.steps} SGD steps x 2 epochs, "
-          f"best of {args.repeats}")
+    print(
+        f"DeepCCA 392-256-256-50, global batch {args.batch}, {args.steps} SGD steps x 2 epochs, best of {args.repeats}"
+    )
     for name in runs:
-        difference = max(float(np.abs(a.numpy() - b.numpy()).max())
-                         for a, b in zip(models[name].trainable_weights, reference.trainable_weights))
-        print(f"{name:<32} {best[name] * 1e3:8.1f} ms/step  {best[name] / best['one device']:5.2f}x  "
-              f"max weight difference from one device {difference:.2e}")
+        difference = max(
+            float(np.abs(a.numpy() - b.numpy()).max())
+            for a, b in zip(models[name].trainable_weights, reference.trainable_weights)
+        )
+        print(
+            f"{name:<32} {best[name] * 1e3:8.1f} ms/step  {best[name] / best['one device']:5.2f}x  "
+            f"max weight difference from one device {difference:.2e}"
+        )
 
 
 if __name__ == "__main__":

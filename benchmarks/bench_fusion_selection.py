@@ -30,6 +30,7 @@ within ``--tie`` of it are ties, decided by complete-data accuracy. Test scores 
 read to choose: ``--show-test`` prints the picked setting's test scores once, after the
 choice. Extra ``--set`` options go to every run (budget, strategies, sizes...).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,43 +43,81 @@ import tempfile
 import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-QUICK_SETTINGS = ("epochs=2", 'strategies=["concat"]', "batch_size=128", "encoder_hidden_units=[8]",
-                  "embedding_dim=4", "hidden_units=[8]", "missing_fractions=[1.0]", "train_size=2000")
+QUICK_SETTINGS = (
+    "epochs=2",
+    'strategies=["concat"]',
+    "batch_size=128",
+    "encoder_hidden_units=[8]",
+    "embedding_dim=4",
+    "hidden_units=[8]",
+    "missing_fractions=[1.0]",
+    "train_size=2000",
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="digits", choices=("digits", "av_mnist"))
     parser.add_argument("--data-dir", default=None, help="the folder of mnist.npz and fsdd_mfcc.npz (av_mnist)")
-    parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0],
-                        help="unimodal_loss_weight values (>= 0)")
-    parser.add_argument("--distillations", type=float, nargs="+", default=[0.0, 0.5],
-                        help="unimodal_distillation values, in [0, 1]")
-    parser.add_argument("--dropouts", type=float, nargs="+", default=[0.3, 0.5],
-                        help="modality_dropout values, in (0, 0.5]")
-    parser.add_argument("--teachers", type=float, nargs="+", default=None,
-                        help="unimodal_teacher_distillation values, in [0, 1] (default: the experiment's)")
-    parser.add_argument("--heads", nargs="+", default=None, choices=("auxiliary", "fusion"),
-                        help="unimodal_head values (default: the experiment's)")
+    parser.add_argument(
+        "--weights", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0], help="unimodal_loss_weight values (>= 0)"
+    )
+    parser.add_argument(
+        "--distillations", type=float, nargs="+", default=[0.0, 0.5], help="unimodal_distillation values, in [0, 1]"
+    )
+    parser.add_argument(
+        "--dropouts", type=float, nargs="+", default=[0.3, 0.5], help="modality_dropout values, in (0, 0.5]"
+    )
+    parser.add_argument(
+        "--teachers",
+        type=float,
+        nargs="+",
+        default=None,
+        help="unimodal_teacher_distillation values, in [0, 1] (default: the experiment's)",
+    )
+    parser.add_argument(
+        "--heads",
+        nargs="+",
+        default=None,
+        choices=("auxiliary", "fusion"),
+        help="unimodal_head values (default: the experiment's)",
+    )
     parser.add_argument("--seeds", type=int, default=3, help="seeds per setting (the experiment's seeds=)")
     parser.add_argument("--seed", type=int, default=0, help="the first seed")
-    parser.add_argument("--tie", type=float, default=0.002,
-                        help="missing-modality means this close to the best are ties (decided by complete data)")
+    parser.add_argument(
+        "--tie",
+        type=float,
+        default=0.002,
+        help="missing-modality means this close to the best are ties (decided by complete data)",
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed to every run")
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke run of seconds: weights 0 1, distillation 0, dropout 0.3, 1 seed, 2 epochs, "
-                             "tiny networks (later --set options still apply)")
-    parser.add_argument("--score", default="mean", choices=("mean", "best"),
-                        help="per condition: the mean over the *_dropout classifiers (default) or the best of them")
-    parser.add_argument("--rescore", nargs="+", default=None, metavar="RUN_DIR",
-                        help="no runs: score and choose among these finished runs' metrics.json (validation only)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run of seconds: weights 0 1, distillation 0, dropout 0.3, 1 seed, 2 epochs, "
+        "tiny networks (later --set options still apply)",
+    )
+    parser.add_argument(
+        "--score",
+        default="mean",
+        choices=("mean", "best"),
+        help="per condition: the mean over the *_dropout classifiers (default) or the best of them",
+    )
+    parser.add_argument(
+        "--rescore",
+        nargs="+",
+        default=None,
+        metavar="RUN_DIR",
+        help="no runs: score and choose among these finished runs' metrics.json (validation only)",
+    )
     parser.add_argument("--show-test", action="store_true", help="after choosing, print the picked setting's test row")
     parser.add_argument("--json", default=None, help="also write the rows to this file")
     args = parser.parse_args(argv)
     if args.quick:
         args.weights, args.distillations, args.dropouts, args.seeds = [0.0, 1.0], [0.0], [0.3], 1
-        quick = [setting for setting in QUICK_SETTINGS
-                 if args.data == "av_mnist" or not setting.startswith("train_size")]
+        quick = [
+            setting for setting in QUICK_SETTINGS if args.data == "av_mnist" or not setting.startswith("train_size")
+        ]
         args.set = quick + args.set
     problems = [f"--weights {w:g}" for w in args.weights if not w >= 0]
     problems += [f"--distillations {d:g}" for d in args.distillations if not 0 <= d <= 1]
@@ -87,8 +126,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     problems += [f"--seeds {args.seeds}"] if args.seeds < 1 else []
     problems += [f"--tie {args.tie:g}"] if not args.tie >= 0 else []
     if problems:
-        parser.error("out of range: " + ", ".join(problems) + " (weights >= 0, distillations and teachers in "
-                     "[0, 1], dropouts in (0, 0.5], seeds >= 1, tie >= 0)")
+        parser.error(
+            "out of range: " + ", ".join(problems) + " (weights >= 0, distillations and teachers in "
+            "[0, 1], dropouts in (0, 0.5], seeds >= 1, tie >= 0)"
+        )
     return args
 
 
@@ -101,11 +142,11 @@ def settings_grid(weights, distillations, dropouts, teachers=None, heads=None) -
     extended = teachers is not None or heads is not None
     grid = []
     for weight in weights:
-        for distillation in ([0.0] if weight == 0 else distillations):
-            for teacher in ([None] if teachers is None else [0.0] if weight == 0 else teachers):
+        for distillation in [0.0] if weight == 0 else distillations:
+            for teacher in [None] if teachers is None else [0.0] if weight == 0 else teachers:
                 if teacher is not None and distillation + teacher > 1 + 1e-9:
                     continue
-                for head in ([None] if heads is None else heads[:1] if weight == 0 else heads):
+                for head in [None] if heads is None else heads[:1] if weight == 0 else heads:
                     for dropout in dropouts:
                         setting = (weight, distillation, dropout) + ((teacher, head) if extended else ())
                         if setting not in grid:
@@ -115,10 +156,28 @@ def settings_grid(weights, distillations, dropouts, teachers=None, heads=None) -
 
 def command_for(setting: tuple, args, logdir: str) -> list[str]:
     weight, distillation, dropout = setting[:3]
-    command = [sys.executable, "-m", "xmodal_tf.train", "fusion", "--logdir", logdir, "--seed", str(args.seed),
-               "--checkpoint-every", "0", "--set", f'data="{args.data}"', "--set", f"seeds={args.seeds}",
-               "--set", f"unimodal_loss_weight={weight!r}", "--set", f"unimodal_distillation={distillation!r}",
-               "--set", f"modality_dropout={dropout!r}"]
+    command = [
+        sys.executable,
+        "-m",
+        "xmodal_tf.train",
+        "fusion",
+        "--logdir",
+        logdir,
+        "--seed",
+        str(args.seed),
+        "--checkpoint-every",
+        "0",
+        "--set",
+        f'data="{args.data}"',
+        "--set",
+        f"seeds={args.seeds}",
+        "--set",
+        f"unimodal_loss_weight={weight!r}",
+        "--set",
+        f"unimodal_distillation={distillation!r}",
+        "--set",
+        f"modality_dropout={dropout!r}",
+    ]
     if len(setting) > 3:
         teacher, head = setting[3:]
         if teacher is not None:
@@ -135,8 +194,9 @@ def command_for(setting: tuple, args, logdir: str) -> list[str]:
 def run_one(setting: tuple, args, logdir: str) -> dict:
     """The metrics.json of one run of the fusion experiment at ``setting``."""
     command = command_for(setting, args, logdir)
-    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                               check=False)
+    completed = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False
+    )
     if completed.returncode != 0:
         sys.stderr.write(completed.stdout[-3000:] + completed.stderr[-3000:])
         raise SystemExit(f"run failed (exit {completed.returncode}): {' '.join(command)}")
@@ -156,8 +216,10 @@ def dropout_scores(metrics: dict, split: str = "validation", how: str = "mean") 
     if how not in ("mean", "best"):
         raise ValueError(f"how must be 'mean' or 'best'; got {how!r}.")
     reduce = statistics.mean if how == "mean" else max
-    scores = {condition: reduce([results[name][condition]["accuracy"]["mean"] for name in names])
-              for condition in metrics["conditions"]}
+    scores = {
+        condition: reduce([results[name][condition]["accuracy"]["mean"] for name in names])
+        for condition in metrics["conditions"]
+    }
     missing = [value for condition, value in scores.items() if condition != "complete"]
     scores["missing_mean"] = statistics.mean(missing) if missing else scores["complete"]
     return scores
@@ -165,9 +227,13 @@ def dropout_scores(metrics: dict, split: str = "validation", how: str = "mean") 
 
 def setting_of(metrics: dict) -> tuple:
     """(weight, distillation, dropout, teacher, head) of a finished run's metrics.json."""
-    return (float(metrics["unimodal_loss_weight"]), float(metrics["unimodal_distillation"]),
-            float(metrics["modality_dropout"]), float(metrics.get("unimodal_teacher_distillation", 0.0)),
-            metrics.get("unimodal_head", "auxiliary"))
+    return (
+        float(metrics["unimodal_loss_weight"]),
+        float(metrics["unimodal_distillation"]),
+        float(metrics["modality_dropout"]),
+        float(metrics.get("unimodal_teacher_distillation", 0.0)),
+        metrics.get("unimodal_head", "auxiliary"),
+    )
 
 
 def choose(rows: list[dict], tie: float = 0.0) -> dict:
@@ -200,43 +266,66 @@ def main(argv=None) -> int:
         return rescore(args)
     grid = settings_grid(args.weights, args.distillations, args.dropouts, args.teachers, args.heads)
     extended = args.teachers is not None or args.heads is not None
-    print(f"fusion settings on {args.data}, {len(grid)} setting(s) x {args.seeds} seed(s) from {args.seed}; "
-          f"extra settings: {args.set or 'none'}", flush=True)
-    print(f"validation accuracy: {'mean' if args.score == 'mean' else 'best'} over the *_dropout classifiers "
-          "(each a mean over seeds, at its best validation epoch)", flush=True)
+    print(
+        f"fusion settings on {args.data}, {len(grid)} setting(s) x {args.seeds} seed(s) from {args.seed}; "
+        f"extra settings: {args.set or 'none'}",
+        flush=True,
+    )
+    print(
+        f"validation accuracy: {'mean' if args.score == 'mean' else 'best'} over the *_dropout classifiers "
+        "(each a mean over seeds, at its best validation epoch)",
+        flush=True,
+    )
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for index, setting in enumerate(grid):
             started = time.perf_counter()
             metrics = run_one(setting, args, os.path.join(folder, f"setting{index}"))
-            row = {"unimodal_loss_weight": setting[0], "unimodal_distillation": setting[1],
-                   "modality_dropout": setting[2], "setting": list(setting),
-                   "validation": dropout_scores(metrics, "validation", args.score),
-                   "seconds": time.perf_counter() - started, "_metrics": metrics}
+            row = {
+                "unimodal_loss_weight": setting[0],
+                "unimodal_distillation": setting[1],
+                "modality_dropout": setting[2],
+                "setting": list(setting),
+                "validation": dropout_scores(metrics, "validation", args.score),
+                "seconds": time.perf_counter() - started,
+                "_metrics": metrics,
+            }
             if not rows:
                 columns = list(row["validation"])
-                print(f"{'weight':>6} {'distil':>7} {'dropout':>7}"
-                      + (f" {'teacher':>7} {'head':>9}" if extended else "") + "".join(
-                    f" {_short(c):>13}" for c in columns) + f" {'seconds':>8}", flush=True)
+                print(
+                    f"{'weight':>6} {'distil':>7} {'dropout':>7}"
+                    + (f" {'teacher':>7} {'head':>9}" if extended else "")
+                    + "".join(f" {_short(c):>13}" for c in columns)
+                    + f" {'seconds':>8}",
+                    flush=True,
+                )
             rows.append(row)
-            print(_label(setting) + "".join(f" {row['validation'][c]:13.3f}" for c in columns)
-                  + f" {row['seconds']:8.1f}", flush=True)
+            print(
+                _label(setting)
+                + "".join(f" {row['validation'][c]:13.3f}" for c in columns)
+                + f" {row['seconds']:8.1f}",
+                flush=True,
+            )
     picked = choose(rows, args.tie)
     setting = tuple(picked["setting"])
     extra = ""
     if len(setting) > 3:
-        extra = "".join(f" {key}={value!r}" for key, value in (("unimodal_teacher_distillation", setting[3]),
-                                                                ("unimodal_head", setting[4])) if value is not None)
-    print(f"\npicked on validation (best missing-modality mean, ties within {args.tie:g} to complete data): "
-          f"unimodal_loss_weight={setting[0]:g} unimodal_distillation={setting[1]:g} modality_dropout={setting[2]:g}"
-          + extra)
+        extra = "".join(
+            f" {key}={value!r}"
+            for key, value in (("unimodal_teacher_distillation", setting[3]), ("unimodal_head", setting[4]))
+            if value is not None
+        )
+    print(
+        f"\npicked on validation (best missing-modality mean, ties within {args.tie:g} to complete data): "
+        f"unimodal_loss_weight={setting[0]:g} unimodal_distillation={setting[1]:g} modality_dropout={setting[2]:g}"
+        + extra
+    )
     if args.show_test:  # read once, for the setting already picked
         test = dropout_scores(picked["_metrics"], "test", args.score)
         print("its test accuracy: " + ", ".join(f"{_short(c)} {value:.3f}" for c, value in test.items()))
     if args.json:
         with open(args.json, "w") as file:
-            json.dump([{key: value for key, value in row.items() if key != "_metrics"} for row in rows], file,
-                      indent=1)
+            json.dump([{key: value for key, value in row.items() if key != "_metrics"} for row in rows], file, indent=1)
     return 0
 
 
@@ -248,16 +337,30 @@ def rescore(args) -> int:
         with open(os.path.join(folder, "metrics.json")) as file:
             metrics = json.load(file)
         setting = setting_of(metrics)
-        rows.append({"unimodal_loss_weight": setting[0], "unimodal_distillation": setting[1],
-                     "modality_dropout": setting[2], "setting": list(setting), "run": folder,
-                     "validation": dropout_scores(metrics, "validation", args.score), "_metrics": metrics})
+        rows.append(
+            {
+                "unimodal_loss_weight": setting[0],
+                "unimodal_distillation": setting[1],
+                "modality_dropout": setting[2],
+                "setting": list(setting),
+                "run": folder,
+                "validation": dropout_scores(metrics, "validation", args.score),
+                "_metrics": metrics,
+            }
+        )
     columns = list(rows[0]["validation"])
     print(f"validation accuracy: {args.score} over the *_dropout classifiers (each a mean over seeds)")
-    print(f"{'weight':>6} {'distil':>7} {'dropout':>7} {'teacher':>7} {'head':>9}"
-          + "".join(f" {_short(c):>13}" for c in columns) + "  run")
+    print(
+        f"{'weight':>6} {'distil':>7} {'dropout':>7} {'teacher':>7} {'head':>9}"
+        + "".join(f" {_short(c):>13}" for c in columns)
+        + "  run"
+    )
     for row in rows:
-        print(_label(tuple(row["setting"])) + "".join(f" {row['validation'][c]:13.3f}" for c in columns)
-              + f"  {row['run']}")
+        print(
+            _label(tuple(row["setting"]))
+            + "".join(f" {row['validation'][c]:13.3f}" for c in columns)
+            + f"  {row['run']}"
+        )
     picked = choose(rows, args.tie)
     print(f"\npicked on validation: {picked['run']} (setting {tuple(picked['setting'])})")
     if args.show_test:

@@ -33,6 +33,7 @@ machine come with each row: ``paired_ratio``, the median over rounds of the step
 over the floor's run of the same round, and ``cpu_ratio``, the ratio of the best CPU
 times of this process (time other processes take from it does not count).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,9 +70,11 @@ MODELS = ("MultimodalAutoencoder", "ConditionalGAN", "DualEncoder", "FusionClass
 # ----------------------------------------------------------------------------- data
 def _arrays(rows: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    return {"image": rng.uniform(0.0, 1.0, (rows, *IMAGE_SHAPE)).astype(np.float32),
-            "features": rng.standard_normal((rows, FEATURES)).astype(np.float32),
-            "label": rng.integers(0, NUM_CLASSES, rows).astype(np.int32)}
+    return {
+        "image": rng.uniform(0.0, 1.0, (rows, *IMAGE_SHAPE)).astype(np.float32),
+        "features": rng.standard_normal((rows, FEATURES)).astype(np.float32),
+        "label": rng.integers(0, NUM_CLASSES, rows).astype(np.int32),
+    }
 
 
 def _dataset(elements, batch_size: int, steps: int) -> tf.data.Dataset:
@@ -97,9 +100,16 @@ def autoencoder_case(batch_size: int, steps: int):
     def build():
         return MultimodalAutoencoder(
             {"image": _image_encoder("image_encoder"), "features": _vector_encoder("features_encoder")},
-            {"image": image_decoder(64, IMAGE_SHAPE, filters=(32, 16), output_activation="sigmoid", name="image_decoder"),
-             "features": dense_decoder(64, (FEATURES,), hidden_units=(256,), name="features_decoder")},
-            code_dim=64, modality_dropout=0.5, seed=0)
+            {
+                "image": image_decoder(
+                    64, IMAGE_SHAPE, filters=(32, 16), output_activation="sigmoid", name="image_decoder"
+                ),
+                "features": dense_decoder(64, (FEATURES,), hidden_units=(256,), name="features_decoder"),
+            },
+            code_dim=64,
+            modality_dropout=0.5,
+            seed=0,
+        )
 
     def floor_step(copy, batch):
         inputs = {"image": batch["image"], "features": batch["features"]}
@@ -118,19 +128,29 @@ def dual_encoder_case(batch_size: int, steps: int):
 
     def floor_step(copy, batch):
         a, b = batch
-        return _square_sum(copy.projection_a(copy.encoder_a(a, training=True)),
-                           copy.projection_b(copy.encoder_b(b, training=True)))
+        return _square_sum(
+            copy.projection_a(copy.encoder_a(a, training=True)), copy.projection_b(copy.encoder_b(b, training=True))
+        )
 
     data = _arrays(batch_size * steps)
-    return build, floor_step, _dataset((data["image"], data["features"]), batch_size, steps), \
-        "both encoders+projections, 1 update"
+    return (
+        build,
+        floor_step,
+        _dataset((data["image"], data["features"]), batch_size, steps),
+        "both encoders+projections, 1 update",
+    )
 
 
 def fusion_case(batch_size: int, steps: int):
     def build():
         return build_fusion_classifier(
             {"image": _image_encoder("image_encoder"), "features": _vector_encoder("features_encoder")},
-            "concat", NUM_CLASSES, modality_dropout=0.3, hidden_units=(64,), seed=0)
+            "concat",
+            NUM_CLASSES,
+            modality_dropout=0.3,
+            hidden_units=(64,),
+            seed=0,
+        )
 
     def floor_step(copy, batch):
         inputs, _ = batch
@@ -148,9 +168,12 @@ def fusion_case(batch_size: int, steps: int):
 
 def gan_case(batch_size: int, steps: int):
     def build():
-        return ConditionalGAN(build_generator(IMAGE_SHAPE, 64, num_classes=NUM_CLASSES),
-                              build_discriminator(IMAGE_SHAPE, num_classes=NUM_CLASSES),
-                              num_classes=NUM_CLASSES, seed=0)
+        return ConditionalGAN(
+            build_generator(IMAGE_SHAPE, 64, num_classes=NUM_CLASSES),
+            build_discriminator(IMAGE_SHAPE, num_classes=NUM_CLASSES),
+            num_classes=NUM_CLASSES,
+            seed=0,
+        )
 
     def floor_step(copy, batch, optimizers):
         g_optimizer, d_optimizer = optimizers
@@ -173,20 +196,29 @@ def gan_case(batch_size: int, steps: int):
         g_optimizer.apply(g_tape.gradient(g_loss, g_variables), g_variables)
 
     data = _arrays(batch_size * steps)
-    return build, floor_step, _dataset((data["image"], data["label"]), batch_size, steps), \
-        "2 G + 3 D passes (R1 double backward), 2 updates"
+    return (
+        build,
+        floor_step,
+        _dataset((data["image"], data["label"]), batch_size, steps),
+        "2 G + 3 D passes (R1 double backward), 2 updates",
+    )
 
 
-CASES = {"MultimodalAutoencoder": autoencoder_case, "ConditionalGAN": gan_case, "DualEncoder": dual_encoder_case,
-         "FusionClassifier": fusion_case}
+CASES = {
+    "MultimodalAutoencoder": autoencoder_case,
+    "ConditionalGAN": gan_case,
+    "DualEncoder": dual_encoder_case,
+    "FusionClassifier": fusion_case,
+}
 
 
 # ----------------------------------------------------------------------------- runners
 def compiled(model):
     """``model`` compiled as its users compile it (Adam, built-in or sparse CE loss)."""
     if isinstance(model, ConditionalGAN):
-        model.compile(g_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5),
-                      d_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5))
+        model.compile(
+            g_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5), d_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5)
+        )
     elif isinstance(model, (MultimodalAutoencoder, DualEncoder)):
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
     else:
@@ -250,8 +282,11 @@ def time_case(name: str, precision: str, *, batch_size: int, steps: int, repeats
         keras.utils.set_random_seed(0)
         build, floor_step, dataset, floor_text = CASES[name](batch_size, steps)
         trainer, xla = trainer_runner(build, dataset, steps)
-        runners = {"floor": floor_runner(build, floor_step, dataset, steps, jit_compile=xla),
-                   "Trainer step": trainer, "model.fit step": fit_runner(build, dataset, steps)}
+        runners = {
+            "floor": floor_runner(build, floor_step, dataset, steps, jit_compile=xla),
+            "Trainer step": trainer,
+            "model.fit step": fit_runner(build, dataset, steps),
+        }
         if xla:
             floor_text += ", XLA"
         with warnings.catch_warnings():
@@ -271,22 +306,32 @@ def time_case(name: str, precision: str, *, batch_size: int, steps: int, repeats
     finally:
         keras.config.set_dtype_policy("float32")
     floor_ms = min(times["floor"]) * 1e3
-    return [{"benchmark": name, "what": what, "precision": precision, "floor": floor_text,
-             "floor_ms": floor_ms, "step_ms": min(times[what]) * 1e3, "ratio": min(times[what]) * 1e3 / floor_ms,
-             # Two cross-checks for a shared machine: each run over the floor run of the
-             # same round (cancels slow drifts), and the ratio of the best CPU times of
-             # this process (what other processes take from it does not count).
-             "paired_ratio": statistics.median(t / f for t, f in zip(times[what], times["floor"])),
-             "cpu_ratio": min(cpu_times[what]) / min(cpu_times["floor"])}
-            for what in ("Trainer step", "model.fit step")]
+    return [
+        {
+            "benchmark": name,
+            "what": what,
+            "precision": precision,
+            "floor": floor_text,
+            "floor_ms": floor_ms,
+            "step_ms": min(times[what]) * 1e3,
+            "ratio": min(times[what]) * 1e3 / floor_ms,
+            # Two cross-checks for a shared machine: each run over the floor run of the
+            # same round (cancels slow drifts), and the ratio of the best CPU times of
+            # this process (what other processes take from it does not count).
+            "paired_ratio": statistics.median(t / f for t, f in zip(times[what], times["floor"])),
+            "cpu_ratio": min(cpu_times[what]) / min(cpu_times["floor"]),
+        }
+        for what in ("Trainer step", "model.fit step")
+    ]
 
 
 def rows(*, quick: bool = False, precisions=PRECISIONS, models=MODELS, progress=None) -> list[dict]:
     """One row per (model, loop, precision): the Trainer's and model.fit's step time
     against the floor. ``quick``: fewer steps and repeats (about a minute per precision);
     ``progress``: called with each row as soon as it is measured."""
-    settings = ({"batch_size": 64, "steps": 5, "repeats": 3} if quick
-                else {"batch_size": 128, "steps": 10, "repeats": 10})
+    settings = (
+        {"batch_size": 64, "steps": 5, "repeats": 3} if quick else {"batch_size": 128, "steps": 10, "repeats": 10}
+    )
     results = []
     for precision in precisions:
         for name in models:
@@ -299,9 +344,12 @@ def rows(*, quick: bool = False, precisions=PRECISIONS, models=MODELS, progress=
 
 def print_row(row) -> None:
     flag = "" if row["ratio"] <= TARGET else "   above target"
-    print(f"{row['benchmark']:22s} {row['what']:15s} {row['precision']:15s} floor {row['floor_ms']:7.2f} ms  "
-          f"step {row['step_ms']:7.2f} ms  ratio {row['ratio']:.3f}x (paired median {row['paired_ratio']:.3f}x, "
-          f"CPU time {row['cpu_ratio']:.3f}x){flag}", flush=True)
+    print(
+        f"{row['benchmark']:22s} {row['what']:15s} {row['precision']:15s} floor {row['floor_ms']:7.2f} ms  "
+        f"step {row['step_ms']:7.2f} ms  ratio {row['ratio']:.3f}x (paired median {row['paired_ratio']:.3f}x, "
+        f"CPU time {row['cpu_ratio']:.3f}x){flag}",
+        flush=True,
+    )
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ of what a GPU step (which leaves the cores to the pipeline) sees.
 
 ``rows(quick=..., precisions=...)`` returns the table for the suite runner.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,13 @@ from xmodal_tf.data import (
 
 FLOOR = "same batches from in-memory tensors"
 HIDDEN_UNITS = 256
-COMPUTE_DTYPES = {"float32": tf.float32, "bfloat16": tf.bfloat16, "mixed_bfloat16": tf.bfloat16,
-                  "float16": tf.float16, "mixed_float16": tf.float16}
+COMPUTE_DTYPES = {
+    "float32": tf.float32,
+    "bfloat16": tf.bfloat16,
+    "mixed_bfloat16": tf.bfloat16,
+    "float16": tf.float16,
+    "mixed_float16": tf.float16,
+}
 SIZES = {  # examples per generated data set: (full, quick)
     "split_mnist": (50000, 8000),
     "av_mnist": (20000, 4000),
@@ -49,6 +55,7 @@ SIZES = {  # examples per generated data set: (full, quick)
 
 
 # ---------------------------------------------------------------------- data
+
 
 def _split_mnist_halves(data_dir, quick: bool):
     """(left, right, labels) of split-MNIST: real if mnist.npz is found, else generated."""
@@ -68,8 +75,10 @@ def _av_mnist(data_dir, quick: bool):
         train = load_av_mnist(data_dir, train_size=n).train
         return train.inputs, train.labels, "AV-MNIST"
     rng = np.random.default_rng(1)
-    inputs = {"image": rng.random((n, 28, 28, 1), dtype=np.float32),
-              "audio": rng.standard_normal((n, 92, 13), dtype=np.float32)}
+    inputs = {
+        "image": rng.random((n, 28, 28, 1), dtype=np.float32),
+        "audio": rng.standard_normal((n, 92, 13), dtype=np.float32),
+    }
     return inputs, rng.integers(0, 10, n), "generated"
 
 
@@ -83,37 +92,58 @@ def pipelines(data_dir=None, *, quick: bool = False) -> list[tuple[str, tf.data.
     imbalanced = ({name: array[keep] for name, array in av_inputs.items()}, av_labels[keep])
     unshuffled_rows = len(labels) - len(labels) % 256  # a multiple of the batch: batches cached
     return [
-        (f"make_dataset two-view digits {len(digits.labels)} x (32 + 32), batch 128",
-         make_dataset(digits, batch_size=128, seed=0, repeat=True, drop_remainder=True)),
-        (f"make_dataset split-MNIST ({mnist_source}) {len(labels)} x (392 + 392), batch 256",
-         make_dataset((left, right), labels, batch_size=256, seed=0, repeat=True, drop_remainder=True)),
-        ("make_dataset + random_shift_pairs, sequential map (as deepcca), batch 256",
-         make_dataset((left, right), batch_size=256, seed=0, repeat=True, drop_remainder=True)
-         .map(random_shift_pairs(((28, 14, 1), (28, 14, 1)), max_shift=2, seed=0))
-         .prefetch(tf.data.AUTOTUNE)),
-        ("make_dataset + map_random_shifts (same shifts, parallel pixels), batch 256",
-         map_random_shifts(make_dataset((left, right), batch_size=256, seed=0, repeat=True,
-                                        drop_remainder=True),
-                           random_shift_pairs(((28, 14, 1), (28, 14, 1)), max_shift=2, seed=0))),
-        (f"make_dataset unshuffled, cached, split-MNIST {unshuffled_rows} rows, batch 256",
-         make_dataset((left[:unshuffled_rows], right[:unshuffled_rows]), labels[:unshuffled_rows],
-                      batch_size=256, shuffle=False, repeat=True)),
-        (f"make_dataset dict ({av_source}) {len(av_labels)} x image 28x28 + audio 92x13, batch 128",
-         make_dataset(av_inputs, av_labels, batch_size=128, seed=0, repeat=True, drop_remainder=True)),
-        (f"balanced_dataset dict ({av_source}) {int(keep.sum())} imbalanced rows, batch 128",
-         balanced_dataset(*imbalanced, batch_size=128, seed=0)),
+        (
+            f"make_dataset two-view digits {len(digits.labels)} x (32 + 32), batch 128",
+            make_dataset(digits, batch_size=128, seed=0, repeat=True, drop_remainder=True),
+        ),
+        (
+            f"make_dataset split-MNIST ({mnist_source}) {len(labels)} x (392 + 392), batch 256",
+            make_dataset((left, right), labels, batch_size=256, seed=0, repeat=True, drop_remainder=True),
+        ),
+        (
+            "make_dataset + random_shift_pairs, sequential map (as deepcca), batch 256",
+            make_dataset((left, right), batch_size=256, seed=0, repeat=True, drop_remainder=True)
+            .map(random_shift_pairs(((28, 14, 1), (28, 14, 1)), max_shift=2, seed=0))
+            .prefetch(tf.data.AUTOTUNE),
+        ),
+        (
+            "make_dataset + map_random_shifts (same shifts, parallel pixels), batch 256",
+            map_random_shifts(
+                make_dataset((left, right), batch_size=256, seed=0, repeat=True, drop_remainder=True),
+                random_shift_pairs(((28, 14, 1), (28, 14, 1)), max_shift=2, seed=0),
+            ),
+        ),
+        (
+            f"make_dataset unshuffled, cached, split-MNIST {unshuffled_rows} rows, batch 256",
+            make_dataset(
+                (left[:unshuffled_rows], right[:unshuffled_rows]),
+                labels[:unshuffled_rows],
+                batch_size=256,
+                shuffle=False,
+                repeat=True,
+            ),
+        ),
+        (
+            f"make_dataset dict ({av_source}) {len(av_labels)} x image 28x28 + audio 92x13, batch 128",
+            make_dataset(av_inputs, av_labels, batch_size=128, seed=0, repeat=True, drop_remainder=True),
+        ),
+        (
+            f"balanced_dataset dict ({av_source}) {int(keep.sum())} imbalanced rows, batch 128",
+            balanced_dataset(*imbalanced, batch_size=128, seed=0),
+        ),
     ]
 
 
 # ---------------------------------------------------------------------- the step
+
 
 def make_step(element_spec, compute_dtype, iterate_only: bool):
     """step(batch): one SGD step of a ReLU layer on all float leaves of the batch."""
     float_specs = [spec for spec in tf.nest.flatten(element_spec) if spec.dtype.is_floating]
     features = sum(int(np.prod(spec.shape[1:])) for spec in float_specs)
     rng = np.random.default_rng(0)
-    hidden = tf.Variable(rng.normal(0, features ** -0.5, (features, HIDDEN_UNITS)).astype(np.float32))
-    output = tf.Variable(rng.normal(0, HIDDEN_UNITS ** -0.5, (HIDDEN_UNITS, 1)).astype(np.float32))
+    hidden = tf.Variable(rng.normal(0, features**-0.5, (features, HIDDEN_UNITS)).astype(np.float32))
+    output = tf.Variable(rng.normal(0, HIDDEN_UNITS**-0.5, (HIDDEN_UNITS, 1)).astype(np.float32))
     checksum = tf.Variable(0.0)
 
     def step(batch):
@@ -167,6 +197,7 @@ def time_pipeline(dataset, *, steps: int, repeats: int, compute_dtype, iterate_o
 
 # ---------------------------------------------------------------------- table
 
+
 def rows(*, quick: bool = False, precisions=("float32",), data_dir=None, iterate_only: bool = False) -> list[dict]:
     """One dict per (pipeline, precision): benchmark, what, precision, floor, floor_ms,
     step_ms (per batch through the pipeline), ratio (step_ms / floor_ms)."""
@@ -178,12 +209,24 @@ def rows(*, quick: bool = False, precisions=("float32",), data_dir=None, iterate
     table = []
     for what, dataset in pipelines(data_dir, quick=quick):
         for precision in precisions:
-            floor_ms, step_ms = time_pipeline(dataset, steps=steps, repeats=repeats,
-                                              compute_dtype=COMPUTE_DTYPES[precision],
-                                              iterate_only=iterate_only)
-            table.append({"benchmark": "input pipeline", "what": what, "precision": precision,
-                          "floor": FLOOR, "floor_ms": floor_ms, "step_ms": step_ms,
-                          "ratio": step_ms / floor_ms})
+            floor_ms, step_ms = time_pipeline(
+                dataset,
+                steps=steps,
+                repeats=repeats,
+                compute_dtype=COMPUTE_DTYPES[precision],
+                iterate_only=iterate_only,
+            )
+            table.append(
+                {
+                    "benchmark": "input pipeline",
+                    "what": what,
+                    "precision": precision,
+                    "floor": FLOOR,
+                    "floor_ms": floor_ms,
+                    "step_ms": step_ms,
+                    "ratio": step_ms / floor_ms,
+                }
+            )
     return table
 
 
@@ -191,29 +234,44 @@ def print_table(table: list[dict]) -> None:
     width = max(len(row["what"]) for row in table)
     print(f"{'pipeline':<{width}}  {'precision':<9}  {'floor ms':>9}  {'pipeline ms':>11}  {'ratio':>6}")
     for row in table:
-        print(f"{row['what']:<{width}}  {row['precision']:<9}  {row['floor_ms']:>9.3f}  "
-              f"{row['step_ms']:>11.3f}  {row['ratio']:>6.2f}")
+        print(
+            f"{row['what']:<{width}}  {row['precision']:<9}  {row['floor_ms']:>9.3f}  "
+            f"{row['step_ms']:>11.3f}  {row['ratio']:>6.2f}"
+        )
     print(f"floor: {FLOOR}; ms per batch, best of the interleaved runs")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small data, few steps (under a minute)")
-    parser.add_argument("--data-dir", default=None,
-                        help="folder with mnist.npz (and fsdd_mfcc.npz); default $XMODAL_DATA_DIR, "
-                             "else generated arrays")
-    parser.add_argument("--precision", action="append", choices=sorted(COMPUTE_DTYPES),
-                        help="the step's compute dtype (repeatable); default float32")
-    parser.add_argument("--iterate-only", action="store_true",
-                        help="no training step: time the pipeline alone against the tensors")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with mnist.npz (and fsdd_mfcc.npz); default $XMODAL_DATA_DIR, else generated arrays",
+    )
+    parser.add_argument(
+        "--precision",
+        action="append",
+        choices=sorted(COMPUTE_DTYPES),
+        help="the step's compute dtype (repeatable); default float32",
+    )
+    parser.add_argument(
+        "--iterate-only", action="store_true", help="no training step: time the pipeline alone against the tensors"
+    )
     args = parser.parse_args()
     began = time.perf_counter()
-    table = rows(quick=args.quick, precisions=tuple(args.precision or ("float32",)),
-                 data_dir=args.data_dir, iterate_only=args.iterate_only)
+    table = rows(
+        quick=args.quick,
+        precisions=tuple(args.precision or ("float32",)),
+        data_dir=args.data_dir,
+        iterate_only=args.iterate_only,
+    )
     print_table(table)
-    print(f"({time.perf_counter() - began:.0f} s, TensorFlow {tf.__version__}, "
-          f"{os.cpu_count()} CPU cores, devices: "
-          f"{', '.join(device.device_type for device in tf.config.list_logical_devices())})")
+    print(
+        f"({time.perf_counter() - began:.0f} s, TensorFlow {tf.__version__}, "
+        f"{os.cpu_count()} CPU cores, devices: "
+        f"{', '.join(device.device_type for device in tf.config.list_logical_devices())})"
+    )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ same shape (10 Gaussian clusters seen through the same kind of map).
     python benchmarks/bench_probe.py --samples 20000            # fewer training rows
     python -m benchmarks --only probe                           # rows(): the suite's table
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,18 +36,17 @@ def _random_codes(pixels_train: np.ndarray, pixels_test: np.ndarray, dim: int, s
     inputs = pixels_train.shape[1]
     hidden = rng.standard_normal((inputs, 512)) / np.sqrt(inputs) * 3
     bias = rng.standard_normal(512) * 0.5
-    mixing = (rng.standard_normal((512, 20)) @ rng.standard_normal((20, dim))
-              + 0.05 * rng.standard_normal((512, dim))) / np.sqrt(512)
+    mixing = (
+        rng.standard_normal((512, 20)) @ rng.standard_normal((20, dim)) + 0.05 * rng.standard_normal((512, dim))
+    ) / np.sqrt(512)
 
     def codes(pixels):
-        return (np.maximum(pixels @ hidden.astype(np.float32) + bias.astype(np.float32), 0)
-                @ mixing.astype(np.float32))
+        return np.maximum(pixels @ hidden.astype(np.float32) + bias.astype(np.float32), 0) @ mixing.astype(np.float32)
 
     return codes(pixels_train), codes(pixels_test)
 
 
-def probe_data(data_dir: str | None = None, n_train: int = 60000, n_test: int = 10000, dim: int = 64,
-               seed: int = 0):
+def probe_data(data_dir: str | None = None, n_train: int = 60000, n_test: int = 10000, dim: int = 64, seed: int = 0):
     """(train codes, train labels, test codes, test labels, description), float32 codes."""
     path = os.path.join(data_dir or DEFAULT_DATA_DIR, "mnist.npz")
     if os.path.exists(path):
@@ -76,9 +76,12 @@ def old_probe(train, train_labels, test, test_labels, *, C: float = 1.0, max_ite
         warnings.simplefilter("always")
         probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
         probe.fit(train, train_labels)
-    return {"accuracy": float(np.mean(probe.predict(test) == test_labels)),
-            "train_accuracy": float(probe.score(train, train_labels)),
-            "iterations": int(np.max(probe[-1].n_iter_)), "warnings": [str(w.message)[:80] for w in caught]}
+    return {
+        "accuracy": float(np.mean(probe.predict(test) == test_labels)),
+        "train_accuracy": float(probe.score(train, train_labels)),
+        "iterations": int(np.max(probe[-1].n_iter_)),
+        "warnings": [str(w.message)[:80] for w in caught],
+    }
 
 
 def compare(train, train_labels, test, test_labels, repeats: int = 1) -> dict:
@@ -96,12 +99,22 @@ def compare(train, train_labels, test, test_labels, repeats: int = 1) -> dict:
         new = linear_probe(train, train_labels, test, test_labels)
         new_times.append(time.perf_counter() - start)
         new_cpu.append(time.process_time() - start_cpu)
-    return {"old_s": min(old_times), "new_s": min(new_times), "speedup": min(old_times) / min(new_times),
-            "old_cpu_s": min(old_cpu), "new_cpu_s": min(new_cpu), "cpu_speedup": min(old_cpu) / min(new_cpu),
-            "old_accuracy": old["accuracy"], "new_accuracy": new["accuracy"],
-            "old_train_accuracy": old["train_accuracy"], "new_train_accuracy": new["train_accuracy"],
-            "old_iterations": old["iterations"], "old_warnings": old["warnings"],
-            "old_times": old_times, "new_times": new_times}
+    return {
+        "old_s": min(old_times),
+        "new_s": min(new_times),
+        "speedup": min(old_times) / min(new_times),
+        "old_cpu_s": min(old_cpu),
+        "new_cpu_s": min(new_cpu),
+        "cpu_speedup": min(old_cpu) / min(new_cpu),
+        "old_accuracy": old["accuracy"],
+        "new_accuracy": new["accuracy"],
+        "old_train_accuracy": old["train_accuracy"],
+        "new_train_accuracy": new["train_accuracy"],
+        "old_iterations": old["iterations"],
+        "old_warnings": old["warnings"],
+        "old_times": old_times,
+        "new_times": new_times,
+    }
 
 
 def rows(*, quick: bool = False, precisions=None) -> list[dict]:
@@ -110,11 +123,20 @@ def rows(*, quick: bool = False, precisions=None) -> list[dict]:
     n_train = 10000 if quick else 60000
     train, train_labels, test, test_labels, _ = probe_data(n_train=n_train)
     result = compare(train, train_labels, test, test_labels)
-    return [{"benchmark": "linear probe", "what": f"fit+score, {len(train)} x {train.shape[1]} codes, 10 classes",
-             "precision": "float64", "floor": "old probe: scikit-learn lbfgs, 1 run",
-             "floor_ms": result["old_s"] * 1e3, "step_ms": result["new_s"] * 1e3,
-             "ratio": result["new_s"] / result["old_s"], "cpu_ratio": result["new_cpu_s"] / result["old_cpu_s"],
-             "old_accuracy": result["old_accuracy"], "new_accuracy": result["new_accuracy"]}]
+    return [
+        {
+            "benchmark": "linear probe",
+            "what": f"fit+score, {len(train)} x {train.shape[1]} codes, 10 classes",
+            "precision": "float64",
+            "floor": "old probe: scikit-learn lbfgs, 1 run",
+            "floor_ms": result["old_s"] * 1e3,
+            "step_ms": result["new_s"] * 1e3,
+            "ratio": result["new_s"] / result["old_s"],
+            "cpu_ratio": result["new_cpu_s"] / result["old_cpu_s"],
+            "old_accuracy": result["old_accuracy"],
+            "new_accuracy": result["new_accuracy"],
+        }
+    ]
 
 
 def main() -> None:
@@ -130,15 +152,19 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{os.cpu_count()} CPU cores, load average {load:.1f} at the start")
     result = compare(train, train_labels, test, test_labels, args.repeats)
-    print(f"| probe | seconds | CPU seconds | test accuracy | train accuracy |\n|---|---:|---:|---:|---:|\n"
-          f"| old: scikit-learn lbfgs ({result['old_iterations']} iterations) | {result['old_s']:.2f} | "
-          f"{result['old_cpu_s']:.2f} | {100 * result['old_accuracy']:.2f}% | "
-          f"{100 * result['old_train_accuracy']:.2f}% |\n"
-          f"| new: linear_probe | {result['new_s']:.2f} | {result['new_cpu_s']:.2f} | "
-          f"{100 * result['new_accuracy']:.2f}% | {100 * result['new_train_accuracy']:.2f}% |")
-    print(f"speed-up (old / new): {result['speedup']:.1f}x in seconds, {result['cpu_speedup']:.1f}x in CPU seconds; "
-          f"accuracy difference (new - old): "
-          f"{100 * (result['new_accuracy'] - result['old_accuracy']):+.2f} points")
+    print(
+        f"| probe | seconds | CPU seconds | test accuracy | train accuracy |\n|---|---:|---:|---:|---:|\n"
+        f"| old: scikit-learn lbfgs ({result['old_iterations']} iterations) | {result['old_s']:.2f} | "
+        f"{result['old_cpu_s']:.2f} | {100 * result['old_accuracy']:.2f}% | "
+        f"{100 * result['old_train_accuracy']:.2f}% |\n"
+        f"| new: linear_probe | {result['new_s']:.2f} | {result['new_cpu_s']:.2f} | "
+        f"{100 * result['new_accuracy']:.2f}% | {100 * result['new_train_accuracy']:.2f}% |"
+    )
+    print(
+        f"speed-up (old / new): {result['speedup']:.1f}x in seconds, {result['cpu_speedup']:.1f}x in CPU seconds; "
+        f"accuracy difference (new - old): "
+        f"{100 * (result['new_accuracy'] - result['old_accuracy']):+.2f} points"
+    )
     if args.repeats > 1:
         print("all old seconds:", ", ".join(f"{t:.2f}" for t in result["old_times"]))
         print("all new seconds:", ", ".join(f"{t:.2f}" for t in result["new_times"]))

@@ -15,6 +15,7 @@ same seed): training pairs, validation pairs of other held-out base emoji, and t
 split. Validation mean recall@1/5/10 (both ways) is printed every 10 epochs; the test
 split is scored once, at the end, with ``xmodal_tf.metrics.retrieval_metrics``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,9 +94,10 @@ def main(argv=None) -> None:
             b = tf.math.l2_normalize(encoders[1](texts, training=True), -1)
             logits = tf.matmul(a, b, transpose_b=True) * tf.exp(logit_scale)
             labels = tf.range(tf.shape(a)[0])
-            loss = 0.5 * (tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, True))
-                          + tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
-                              labels, tf.transpose(logits), True)))
+            loss = 0.5 * (
+                tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, True))
+                + tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, tf.transpose(logits), True))
+            )
         optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
 
     validation_relevant = data.validation_texts[:, None] == data.validation_texts[None, :]
@@ -104,16 +106,22 @@ def main(argv=None) -> None:
     for epoch in range(args.epochs):
         order = rng.permutation(len(data.train_texts))
         for start in range(0, len(order), args.batch_size):
-            rows = order[start:start + args.batch_size]
+            rows = order[start : start + args.batch_size]
             step(data.train_images[rows], tf.constant(data.train_texts[rows]))
         if (epoch + 1) % 10 == 0 or epoch + 1 == args.epochs:
             held_out = recalls(data.validation_images, data.validation_texts, validation_relevant, encoders)
-            print(f"epoch {epoch + 1} ({time.perf_counter() - started:.0f} s): validation mean recall "
-                  f"{mean_recall(*held_out):.3f}, temperature {float(tf.exp(-logit_scale)):.4f}", flush=True)
+            print(
+                f"epoch {epoch + 1} ({time.perf_counter() - started:.0f} s): validation mean recall "
+                f"{mean_recall(*held_out):.3f}, temperature {float(tf.exp(-logit_scale)):.4f}",
+                flush=True,
+            )
     image_to_text, text_to_image = recalls(data.test_images, data.test_texts, data.relevant, encoders)
     for name, result in (("image -> text", image_to_text), ("text -> image", text_to_image)):
-        print(f"test {name}: " + ", ".join(f"R@{k} {result[f'recall@{k}']:.3f}" for k in KS)
-              + f", median rank {result['median_rank']:g}")
+        print(
+            f"test {name}: "
+            + ", ".join(f"R@{k} {result[f'recall@{k}']:.3f}" for k in KS)
+            + f", median rank {result['median_rank']:g}"
+        )
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ settings do not leak into the next):
 
 Exit status: 0 when every check passed (or no GPU), 1 otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,24 +36,87 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-HEAVY_OPS = {"MatMul", "BatchMatMulV2", "BatchMatMulV3", "_FusedMatMul", "Conv2D", "_FusedConv2D",
-             "Conv2DBackpropInput", "Conv2DBackpropFilter", "DepthwiseConv2dNative", "Einsum"}
+HEAVY_OPS = {
+    "MatMul",
+    "BatchMatMulV2",
+    "BatchMatMulV3",
+    "_FusedMatMul",
+    "Conv2D",
+    "_FusedConv2D",
+    "Conv2DBackpropInput",
+    "Conv2DBackpropFilter",
+    "DepthwiseConv2dNative",
+    "Einsum",
+}
 PLACEMENT = re.compile(r"^(?:.* placer\.cc:\d+\] )?(\S+): \((\w+)\): (/job:\S+)$")
 RESULT = "GPU_CHECK_RESULT "
 MODELS = ("DeepCCA", "MultimodalAutoencoder", "ConditionalGAN", "DualEncoder", "FusionClassifier")
 EXPERIMENTS = {
-    "deepcca": ["--set", "hidden_units=[64]", "--set", "epochs=2", "--set", "batch_size=128",
-                "--set", "n_components=4"],
-    "mae": ["--set", "epochs=1", "--set", "train_size=400", "--set", "batch_size=100", "--set", "code_dim=8",
-            "--set", "embedding_dim=8", "--set", "filters=[8]", "--set", "decoder_hidden_units=[16]"],
-    "retrieval": ["--set", "filters=[16]", "--set", "embedding_dim=32", "--set", "projection_dim=16",
-                  "--set", "epochs=2"],
+    "deepcca": [
+        "--set",
+        "hidden_units=[64]",
+        "--set",
+        "epochs=2",
+        "--set",
+        "batch_size=128",
+        "--set",
+        "n_components=4",
+    ],
+    "mae": [
+        "--set",
+        "epochs=1",
+        "--set",
+        "train_size=400",
+        "--set",
+        "batch_size=100",
+        "--set",
+        "code_dim=8",
+        "--set",
+        "embedding_dim=8",
+        "--set",
+        "filters=[8]",
+        "--set",
+        "decoder_hidden_units=[16]",
+    ],
+    "retrieval": [
+        "--set",
+        "filters=[16]",
+        "--set",
+        "embedding_dim=32",
+        "--set",
+        "projection_dim=16",
+        "--set",
+        "epochs=2",
+    ],
     "fusion": ["--set", "seeds=1", "--set", "epochs=2"],
-    "cgan": ["--set", "steps=20", "--set", "steps_per_epoch=10", "--set", "batch_size=32",
-             "--set", "classifier_epochs=2", "--set", "samples_per_condition=4", "--set", "generator_filters=4",
-             "--set", "discriminator_filters=4"],
-    "transfer": ["--set", "label_fractions=[0.1]", "--set", "seeds=1", "--set", "pretrain_epochs=3",
-                 "--set", "target_epochs=3", "--set", "distill_epochs=3"],
+    "cgan": [
+        "--set",
+        "steps=20",
+        "--set",
+        "steps_per_epoch=10",
+        "--set",
+        "batch_size=32",
+        "--set",
+        "classifier_epochs=2",
+        "--set",
+        "samples_per_condition=4",
+        "--set",
+        "generator_filters=4",
+        "--set",
+        "discriminator_filters=4",
+    ],
+    "transfer": [
+        "--set",
+        "label_fractions=[0.1]",
+        "--set",
+        "seeds=1",
+        "--set",
+        "pretrain_epochs=3",
+        "--set",
+        "target_epochs=3",
+        "--set",
+        "distill_epochs=3",
+    ],
 }
 
 
@@ -71,8 +135,7 @@ def build_case(name: str, batch_size: int, steps: int):
         rng = np.random.default_rng(0)
         x = rng.standard_normal((batch_size * steps, 392)).astype("float32")
         y = (x[:, :50] @ rng.standard_normal((50, 392)) + rng.standard_normal(x.shape)).astype("float32")
-        model = DeepCCA(mlp_encoder(392, 50, name="encoder_x"), mlp_encoder(392, 50, name="encoder_y"),
-                        n_components=50)
+        model = DeepCCA(mlp_encoder(392, 50, name="encoder_x"), mlp_encoder(392, 50, name="encoder_y"), n_components=50)
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
         dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size, drop_remainder=True)
         return model, dataset.cache()
@@ -101,16 +164,19 @@ def run_child(name: str, mixed_precision: str, device: str, batch_size: int, ste
         seconds = time.perf_counter() - began
     steps_run = history["steps"][-1]
     result = {
-        "model": name, "mixed_precision": trainer.mixed_precision, "jit_compile": bool(trainer.jit_compile),
-        "step_ms": 1000 * seconds / steps_run, "samples_per_second": steps_run * batch_size / seconds,
-        "peak_memory_mib": tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2 ** 20 if gpu else None,
+        "model": name,
+        "mixed_precision": trainer.mixed_precision,
+        "jit_compile": bool(trainer.jit_compile),
+        "step_ms": 1000 * seconds / steps_run,
+        "samples_per_second": steps_run * batch_size / seconds,
+        "peak_memory_mib": tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20 if gpu else None,
         "variable_devices": sorted({_device_name(v.value.device) for v in model.weights}),
     }
     print(RESULT + json.dumps(result), flush=True)
 
 
 def _device_name(device: str) -> str:
-    """"/job:localhost/replica:0/task:0/device:GPU:0" -> "GPU:0"."""
+    """ "/job:localhost/replica:0/task:0/device:GPU:0" -> "GPU:0"."""
     return device.rsplit("device:", 1)[-1] if "device:" in device else device
 
 
@@ -131,15 +197,26 @@ def heavy_op_devices(log: str) -> dict:
 # ----------------------------------------------------------------------------- the parent
 def check_model(name: str, mixed_precision: str, device: str, batch_size: int, steps: int) -> tuple:
     """(result dict, list of failures) of one model in a child process."""
-    command = [sys.executable, __file__, "--child", name, mixed_precision, "--device", device,
-               "--batch-size", str(batch_size), "--steps", str(steps)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        name,
+        mixed_precision,
+        "--device",
+        device,
+        "--batch-size",
+        str(batch_size),
+        "--steps",
+        str(steps),
+    ]
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0", "PYTHONPATH": str(ROOT)}
     completed = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=ROOT)
     log = completed.stdout + completed.stderr
     lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT)]
     if completed.returncode != 0 or not lines:
         return {"model": name, "mixed_precision": mixed_precision}, [f"failed to run: {log.strip()[-1500:]}"]
-    result = json.loads(lines[-1][len(RESULT):])
+    result = json.loads(lines[-1][len(RESULT) :])
     failures = []
     expected = f"{device}:0"
     if result["variable_devices"] != [expected]:
@@ -158,8 +235,17 @@ def check_experiment(name: str, mixed_precision: str, device: str) -> tuple:
     """(seconds, trained models, failures) of one short CLI run."""
     with tempfile.TemporaryDirectory() as folder:
         logdir = pathlib.Path(folder) / name
-        command = [sys.executable, "-m", "xmodal_tf.train", name, "--logdir", str(logdir),
-                   "--mixed-precision", mixed_precision, *EXPERIMENTS[name]]
+        command = [
+            sys.executable,
+            "-m",
+            "xmodal_tf.train",
+            name,
+            "--logdir",
+            str(logdir),
+            "--mixed-precision",
+            mixed_precision,
+            *EXPERIMENTS[name],
+        ]
         environment = {**os.environ, "PYTHONPATH": str(ROOT)}
         if device == "CPU":
             environment["CUDA_VISIBLE_DEVICES"] = ""
@@ -169,8 +255,11 @@ def check_experiment(name: str, mixed_precision: str, device: str) -> tuple:
         if completed.returncode != 0:
             return seconds, [], [f"exit {completed.returncode}: {completed.stderr.strip()[-1500:]}"]
         trained = json.loads((logdir / "metrics.json").read_text()).get("trained_models", [])
-    failures = [f"{entry['model']}: variables on {entry['variable_devices']}" for entry in trained
-                if entry["variable_devices"] != [f"{device}:0"]]
+    failures = [
+        f"{entry['model']}: variables on {entry['variable_devices']}"
+        for entry in trained
+        if entry["variable_devices"] != [f"{device}:0"]
+    ]
     if not trained:
         failures.append("no model trained through the Trainer")
     return seconds, trained, failures
@@ -194,8 +283,10 @@ def describe_gpu() -> str | None:
     if not gpus:
         return None
     details = tf.config.experimental.get_device_details(gpus[0])
-    return (f"{details.get('device_name', 'GPU')} (compute capability "
-            f"{'.'.join(map(str, details.get('compute_capability', ('?',))))}), {len(gpus)} visible")
+    return (
+        f"{details.get('device_name', 'GPU')} (compute capability "
+        f"{'.'.join(map(str, details.get('compute_capability', ('?',))))}), {len(gpus)} visible"
+    )
 
 
 def main(argv=None) -> int:
@@ -215,17 +306,21 @@ def main(argv=None) -> int:
         return 0
     gpu = describe_gpu()
     if gpu is None and not args.cpu:
-        print("No GPU is visible to TensorFlow (tf.config.list_physical_devices('GPU') is empty): nothing to check. "
-              "On this machine the GPU path is tested only through XLA on the CPU (tests/test_precision.py); "
-              "run `python benchmarks/gpu_check.py --cpu` for a dry run of these checks against the CPU.")
+        print(
+            "No GPU is visible to TensorFlow (tf.config.list_physical_devices('GPU') is empty): nothing to check. "
+            "On this machine the GPU path is tested only through XLA on the CPU (tests/test_precision.py); "
+            "run `python benchmarks/gpu_check.py --cpu` for a dry run of these checks against the CPU."
+        )
         return 0
     device = "CPU" if args.cpu else "GPU"
     mixed = mixed_precision_for(device)
     precisions = [mixed] if args.quick else ["off", mixed]
     models = args.models[:1] if args.quick else args.models
     experiments = args.experiments[:1] if args.quick else args.experiments
-    print(f"Device: {gpu if device == 'GPU' else 'CPU (dry run)'}; precisions {precisions}; batch {args.batch_size}, "
-          f"{args.steps} steps\n")
+    print(
+        f"Device: {gpu if device == 'GPU' else 'CPU (dry run)'}; precisions {precisions}; batch {args.batch_size}, "
+        f"{args.steps} steps\n"
+    )
     failed = 0
     print(f"{'model':<22} {'precision':<9} {'XLA':<4} {'step ms':>8} {'samples/s':>10} {'peak MiB':>9}  heavy ops")
     for name in models:
@@ -234,9 +329,12 @@ def main(argv=None) -> int:
             failed += bool(failures)
             if "step_ms" in result:
                 peak = "-" if result["peak_memory_mib"] is None else f"{result['peak_memory_mib']:.0f}"
-                print(f"{name:<22} {precision:<9} {'yes' if result['jit_compile'] else 'no':<4} "
-                      f"{result['step_ms']:8.2f} {result['samples_per_second']:10.0f} {peak:>9}  "
-                      f"{result['heavy_ops']}", flush=True)
+                print(
+                    f"{name:<22} {precision:<9} {'yes' if result['jit_compile'] else 'no':<4} "
+                    f"{result['step_ms']:8.2f} {result['samples_per_second']:10.0f} {peak:>9}  "
+                    f"{result['heavy_ops']}",
+                    flush=True,
+                )
             for failure in failures:
                 print(f"  FAILED {name} {precision}: {failure}", flush=True)
     print(f"\n{'experiment':<12} {'precision':<9} {'seconds':>8}  models trained (variables on the device)")

@@ -5,6 +5,7 @@
 A classifier trained on the canonical variates of the LEFT halves labels RIGHT halves
 it has never seen: CCA put both views into one shared space.
 """
+
 import argparse
 
 from sklearn.linear_model import LogisticRegression
@@ -28,12 +29,13 @@ print(f"test mean canonical correlation: {cca.score(*data.test[:2]):.3f}")
 
 left_test, right_test = cca.transform(*data.test[:2])
 classifier = LogisticRegression(max_iter=2000).fit(cca.transform(left), labels)
-print(f"trained on left halves, accuracy on right halves: "
-      f"{classifier.score(right_test, data.test.labels):.3f} (chance 0.1)")
+print(
+    f"trained on left halves, accuracy on right halves: "
+    f"{classifier.score(right_test, data.test.labels):.3f} (chance 0.1)"
+)
 
 # Streaming: the same fit from chunks, as from a tf.data pipeline or a generator.
 streamed = xm.CCA(n_components=10, reg=cca.reg)
 for start in range(0, len(left), 256):
-    streamed.partial_fit(left[start:start + 256], right[start:start + 256])
-print("partial_fit matches fit:",
-      abs(streamed.canonical_correlations_ - cca.canonical_correlations_).max() < 1e-10)
+    streamed.partial_fit(left[start : start + 256], right[start : start + 256])
+print("partial_fit matches fit:", abs(streamed.canonical_correlations_ - cca.canonical_correlations_).max() < 1e-10)

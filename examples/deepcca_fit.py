@@ -7,6 +7,7 @@ correlated (Andrew et al. 2013); then a linear CCA on the training outputs gives
 canonical variates, scored on held-out data and compared with linear CCA on the raw
 pixels. The model saves and reloads like any Keras model.
 """
+
 import argparse
 import pathlib
 import tempfile
@@ -26,24 +27,28 @@ keras.utils.set_random_seed(0)
 k = 10
 model = xm.models.DeepCCA(
     xm.encoders.mlp_encoder(32, k, hidden_units=(256, 256), activation="relu", batch_norm=True),
-    xm.encoders.mlp_encoder(32, k, hidden_units=(256, 256), activation="relu", batch_norm=True,
-                            name="mlp_encoder_y"),
-    n_components=k, reg=1e-4)
+    xm.encoders.mlp_encoder(32, k, hidden_units=(256, 256), activation="relu", batch_norm=True, name="mlp_encoder_y"),
+    n_components=k,
+    reg=1e-4,
+)
 model.compile(optimizer=keras.optimizers.Adam(1e-3))
 train = xm.data.make_dataset((x, y), batch_size=256, seed=0, drop_remainder=True)
-validation = xm.data.make_dataset(data.validation[:2], batch_size=len(data.validation.labels),
-                                  shuffle=False)
+validation = xm.data.make_dataset(data.validation[:2], batch_size=len(data.validation.labels), shuffle=False)
 history = model.fit(train, epochs=epochs, validation_data=validation, verbose=0)
-print(f"total correlation of a training batch: first epoch "
-      f"{history.history['total_correlation'][0]:.2f}, last "
-      f"{history.history['total_correlation'][-1]:.2f}; validation set "
-      f"{history.history['val_total_correlation'][-1]:.2f} (at most {k})")
+print(
+    f"total correlation of a training batch: first epoch "
+    f"{history.history['total_correlation'][0]:.2f}, last "
+    f"{history.history['total_correlation'][-1]:.2f}; validation set "
+    f"{history.history['val_total_correlation'][-1]:.2f} (at most {k})"
+)
 
 # The paper's protocol: a linear CCA on the training outputs, scored on the test split.
 model.fit_linear_cca(x, y)
 linear = xm.CCA(n_components=k, reg=1e-3).fit(x, y)
-print(f"test total correlation of the top {k}: DeepCCA {model.score(*data.test[:2]):.3f}, "
-      f"linear CCA {linear.correlations(*data.test[:2]).sum():.3f}")
+print(
+    f"test total correlation of the top {k}: DeepCCA {model.score(*data.test[:2]):.3f}, "
+    f"linear CCA {linear.correlations(*data.test[:2]).sum():.3f}"
+)
 x_c, y_c = model.transform(*data.test[:2])  # canonical variates, (360, 10) each
 
 path = pathlib.Path(tempfile.mkdtemp()) / "deepcca.keras"

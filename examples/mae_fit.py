@@ -9,6 +9,7 @@ training batch sees only one half but must still reconstruct both, so the model
 learns to translate one half into the other. TensorBoard shows the reconstructions
 and the shared codes (``tensorboard --logdir`` the printed folder).
 """
+
 import argparse
 import pathlib
 import tempfile
@@ -33,29 +34,42 @@ keras.utils.set_random_seed(0)
 
 code_dim = 32
 model = MultimodalAutoencoder(
-    encoders={side: cnn_encoder((8, 4, 1), 32, filters=(32,), global_pooling="flatten", name=f"{side}_encoder")
-              for side in ("left", "right")},
-    decoders={side: image_decoder(code_dim, (8, 4, 1), filters=(32,), name=f"{side}_decoder")
-              for side in ("left", "right")},
-    code_dim=code_dim, modality_dropout=0.5, seed=0)
+    encoders={
+        side: cnn_encoder((8, 4, 1), 32, filters=(32,), global_pooling="flatten", name=f"{side}_encoder")
+        for side in ("left", "right")
+    },
+    decoders={
+        side: image_decoder(code_dim, (8, 4, 1), filters=(32,), name=f"{side}_decoder") for side in ("left", "right")
+    },
+    code_dim=code_dim,
+    modality_dropout=0.5,
+    seed=0,
+)
 model.compile(optimizer=keras.optimizers.Adam(1e-3))
 
 logdir = pathlib.Path(tempfile.mkdtemp(prefix="mae_fit_"))
-callbacks = [ReconstructionImagesCallback(logdir, {side: images[:8] for side, images in test.items()},
-                                          every=image_every),
-             EmbeddingProjectorCallback(logdir / "projector", test, data.test.labels,
-                                        present=[["left"], ["right"]], every=projector_every)]
-history = model.fit(train, batch_size=64, epochs=epochs, validation_data=(data.validation.inputs,),
-                    callbacks=callbacks, verbose=0)
-print(f"reconstruction MSE (validation, both halves given): left {history.history['val_reconstruction_left'][-1]:.4f}, "
-      f"right {history.history['val_reconstruction_right'][-1]:.4f}")
+callbacks = [
+    ReconstructionImagesCallback(logdir, {side: images[:8] for side, images in test.items()}, every=image_every),
+    EmbeddingProjectorCallback(
+        logdir / "projector", test, data.test.labels, present=[["left"], ["right"]], every=projector_every
+    ),
+]
+history = model.fit(
+    train, batch_size=64, epochs=epochs, validation_data=(data.validation.inputs,), callbacks=callbacks, verbose=0
+)
+print(
+    f"reconstruction MSE (validation, both halves given): left {history.history['val_reconstruction_left'][-1]:.4f}, "
+    f"right {history.history['val_reconstruction_right'][-1]:.4f}"
+)
 
 # Translate: encode from the left half alone, decode the right half.
-right_from_left = model.translate(test["left"], source="left", target="right")   # (360, 8, 4, 1)
+right_from_left = model.translate(test["left"], source="left", target="right")  # (360, 8, 4, 1)
 mean_guess = np.mean((test["right"] - train["right"].mean(axis=0)) ** 2)
-print(f"right half drawn from the left half alone: MSE {np.mean((right_from_left - test['right']) ** 2):.4f} "
-      f"(the mean right half: {mean_guess:.4f})")
-codes = model.encode(test, present="left")                                      # (360, 32) shared codes
+print(
+    f"right half drawn from the left half alone: MSE {np.mean((right_from_left - test['right']) ** 2):.4f} "
+    f"(the mean right half: {mean_guess:.4f})"
+)
+codes = model.encode(test, present="left")  # (360, 32) shared codes
 
 path = logdir / "mae.keras"
 model.save(path)

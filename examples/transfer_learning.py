@@ -11,6 +11,7 @@
    (``freeze``), then everything at a lower learning rate (``unfreeze``);
 5. compare with the same network trained from scratch on the same 50 labels.
 """
+
 import argparse
 import pathlib
 import tempfile
@@ -35,16 +36,14 @@ keras.utils.set_random_seed(0)
 
 
 def classifier(name):
-    encoder = xm.encoders.cnn_encoder((8, 4, 1), embedding_dim=64, batch_norm=False,
-                                      dropout=0.1, name="image_encoder")
+    encoder = xm.encoders.cnn_encoder((8, 4, 1), embedding_dim=64, batch_norm=False, dropout=0.1, name="image_encoder")
     inputs = keras.Input((8, 4, 1))
     outputs = keras.layers.Dense(10, activation="softmax", name="classifier")(encoder(inputs))
     return keras.Model(inputs, outputs, name=name)
 
 
 def compile_and_fit(model, x, y, learning_rate, epochs):
-    model.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, batch_size=32, epochs=epochs, verbose=0)
 
 
@@ -55,8 +54,10 @@ def test_accuracy(model):
 # 1. Pretrain on every left-view label.
 source = classifier("left_classifier")
 compile_and_fit(source, left, labels, 1e-3, epochs=n_epochs(40))
-print(f"left-view classifier, test accuracy on left halves: "
-      f"{source.evaluate(data.test.view1, data.test.labels, verbose=0)[1]:.3f}")
+print(
+    f"left-view classifier, test accuracy on left halves: "
+    f"{source.evaluate(data.test.view1, data.test.labels, verbose=0)[1]:.3f}"
+)
 
 # A few labelled right halves: 5% of each class.
 rng = np.random.default_rng(0)
@@ -81,8 +82,10 @@ compile_and_fit(target, right[few], labels[few], 1e-4, epochs=n_epochs(30))
 # 5. The same network from scratch on the same 50 labels.
 scratch = classifier("scratch_classifier")
 compile_and_fit(scratch, right[few], labels[few], 1e-3, epochs=n_epochs(60))
-print(f"right halves, 50 labels: transferred {test_accuracy(target):.3f}, "
-      f"from scratch {test_accuracy(scratch):.3f} (chance 0.1)")
+print(
+    f"right halves, 50 labels: transferred {test_accuracy(target):.3f}, "
+    f"from scratch {test_accuracy(scratch):.3f} (chance 0.1)"
+)
 
 # Save and reload as usual: the encoders are plain Keras layers.
 path = pathlib.Path(tempfile.mkdtemp()) / "right_classifier.keras"

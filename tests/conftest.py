@@ -1,4 +1,5 @@
 """Test-wide settings: quiet TensorFlow, and no real data folders leaking into tests."""
+
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,4 +1,5 @@
 """Checks that a run directory holds an experiment's key figure: the PNG and its TensorBoard image."""
+
 import pathlib
 import struct
 

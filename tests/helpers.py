@@ -6,6 +6,7 @@ reloaded object for the checks particular to a test. Test files import them as
 ``from helpers import ...`` (pytest puts ``tests/``, the folder of ``conftest.py``, on
 ``sys.path``, as it does for ``from test_cgan import ...``).
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,14 @@ from typing import Any
 import keras
 import numpy as np
 
-__all__ = ["assert_config_round_trip", "assert_keras_round_trip", "assert_same_optimizer_state",
-           "assert_same_values", "assert_same_weights", "comparable_config"]
+__all__ = [
+    "assert_config_round_trip",
+    "assert_keras_round_trip",
+    "assert_same_optimizer_state",
+    "assert_same_values",
+    "assert_same_weights",
+    "comparable_config",
+]
 
 
 def comparable_config(config: dict, ignore: Iterable[str] = ()) -> str:
@@ -30,6 +37,7 @@ def comparable_config(config: dict, ignore: Iterable[str] = ()) -> str:
     Returns:
         The JSON text, for an ``==`` whose failure shows both sides.
     """
+
     def ignored(key: str) -> bool:
         return any(key == name or (name.endswith("*") and key.startswith(name[:-1])) for name in ignore)
 
@@ -96,10 +104,17 @@ def assert_config_round_trip(instance, *, ignore: Iterable[str] = ()):
     return clone
 
 
-def assert_keras_round_trip(model: keras.Model, tmp_path: pathlib.Path, *, inputs: Any = None,
-                            outputs: Callable[[keras.Model], Any] | None = None,
-                            ignore_config: Iterable[str] = (), filename: str = "model.keras",
-                            rtol: float = 0.0, atol: float = 0.0) -> keras.Model:
+def assert_keras_round_trip(
+    model: keras.Model,
+    tmp_path: pathlib.Path,
+    *,
+    inputs: Any = None,
+    outputs: Callable[[keras.Model], Any] | None = None,
+    ignore_config: Iterable[str] = (),
+    filename: str = "model.keras",
+    rtol: float = 0.0,
+    atol: float = 0.0,
+) -> keras.Model:
     """Save ``model`` to a ``.keras`` file, load it, and compare the two.
 
     The loaded model must have the model's class and config, and give the same outputs
@@ -123,8 +138,7 @@ def assert_keras_round_trip(model: keras.Model, tmp_path: pathlib.Path, *, input
     model.save(path)
     loaded = keras.models.load_model(path)
     assert type(loaded) is type(model), f"reloaded a {type(loaded).__name__}, saved a {type(model).__name__}"
-    assert comparable_config(loaded.get_config(), ignore_config) == comparable_config(model.get_config(),
-                                                                                     ignore_config)
+    assert comparable_config(loaded.get_config(), ignore_config) == comparable_config(model.get_config(), ignore_config)
     if inputs is not None:
         assert_same_values(loaded(inputs), model(inputs), rtol=rtol, atol=atol)
     if outputs is not None:

@@ -9,6 +9,7 @@ stderr; nothing is left running.
 Tests that use it are marked ``multiworker`` (``pytest -m "not multiworker"`` skips
 them locally; CI runs them).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,9 @@ def free_ports(count: int) -> list[int]:
 
 
 def tf_config(ports: list[int], index: int) -> str:
-    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
-                       "task": {"type": "worker", "index": index}})
+    return json.dumps(
+        {"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]}, "task": {"type": "worker", "index": index}}
+    )
 
 
 def start_workers(command: list[str], count: int = 2, env=None, cwd=REPO_ROOT) -> list[subprocess.Popen]:
@@ -45,10 +47,14 @@ def start_workers(command: list[str], count: int = 2, env=None, cwd=REPO_ROOT) -
     ports = free_ports(count)
     processes = []
     for index in range(count):
-        worker_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_CONFIG=tf_config(ports, index),
-                          PYTHONPATH=REPO_ROOT, **(env or {}))
-        processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                          cwd=cwd, env=worker_env))
+        worker_env = dict(
+            os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_CONFIG=tf_config(ports, index), PYTHONPATH=REPO_ROOT, **(env or {})
+        )
+        processes.append(
+            subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=worker_env
+            )
+        )
     return processes
 
 

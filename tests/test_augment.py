@@ -1,4 +1,5 @@
 """Random whole-image shifts of paired image halves (xmodal_tf.data.augment)."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -27,8 +28,9 @@ def _shift(image, dy, dx):
     """Reference: image moved down by dy and right by dx, zeros shifted in."""
     out = np.zeros_like(image)
     h, w = image.shape
-    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-        image[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = image[
+        max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
     return out
 
 
@@ -43,8 +45,7 @@ def test_each_example_is_its_whole_image_shifted_by_at_most_max_shift(flat):
     shifted = _whole(new_left, new_right)
     seen = set()
     for image, result in zip(images[..., 0], shifted):
-        matches = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
-                   if np.array_equal(_shift(image, dy, dx), result)]
+        matches = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if np.array_equal(_shift(image, dy, dx), result)]
         assert len(matches) == 1  # pixel values are distinct, so only one shift fits
         seen.add(matches[0])
     # Columns cross from one view to the other: both views moved together.
@@ -72,13 +73,16 @@ def test_zero_shift_is_the_identity():
     np.testing.assert_array_equal(out[1].numpy(), right)
 
 
-@pytest.mark.parametrize("shapes, max_shift, message", [
-    (((5, 3, 1), (4, 4, 1)), 1, "same height"),
-    (((15,), (20,)), 1, "image shapes"),
-    (SHAPES, -1, "max_shift"),
-    (SHAPES, 1.5, "max_shift"),
-    (SHAPES, 5, "out of view"),
-])
+@pytest.mark.parametrize(
+    "shapes, max_shift, message",
+    [
+        (((5, 3, 1), (4, 4, 1)), 1, "same height"),
+        (((15,), (20,)), 1, "image shapes"),
+        (SHAPES, -1, "max_shift"),
+        (SHAPES, 1.5, "max_shift"),
+        (SHAPES, 5, "out of view"),
+    ],
+)
 def test_bad_arguments_are_named(shapes, max_shift, message):
     with pytest.raises(ValueError, match=message):
         random_shift_pairs(shapes, max_shift)
@@ -97,8 +101,12 @@ def test_random_translations_move_each_image_and_fill_with_the_background():
     shifts = set()
     for image, out in zip(images, moved):
         # Exactly one shift in {-2..2}^2 explains each output; pixels from outside are the fill.
-        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
-                   if np.array_equal(out, _shift_rgb(image, dy, dx, 1.0))]
+        matches = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if np.array_equal(out, _shift_rgb(image, dy, dx, 1.0))
+        ]
         assert len(matches) == 1
         shifts.add(matches[0])
     assert len(shifts) > 10  # the draws vary across images
@@ -110,16 +118,20 @@ def test_random_translations_move_each_image_and_fill_with_the_background():
 def _shift_rgb(image, dy, dx, fill):
     out = np.full_like(image, fill)
     h, w = image.shape[:2]
-    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-        image[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = image[
+        max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
     return out
 
 
-@pytest.mark.parametrize("shape, max_shift, message", [
-    ((4, 6, 6), 1, "must be"),
-    ((4, 6, 6, 1), -1, "max_shift"),
-    ((4, 6, 6, 1), 6, "out of view"),
-])
+@pytest.mark.parametrize(
+    "shape, max_shift, message",
+    [
+        ((4, 6, 6), 1, "must be"),
+        ((4, 6, 6, 1), -1, "max_shift"),
+        ((4, 6, 6, 1), 6, "out of view"),
+    ],
+)
 def test_random_translations_bad_arguments(shape, max_shift, message):
     with pytest.raises(ValueError, match=message):
         random_translations(np.zeros(shape), max_shift, np.random.default_rng(0))

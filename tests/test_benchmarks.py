@@ -1,4 +1,5 @@
 """The benchmark suite's plumbing (``python -m benchmarks``), on fake rows: no timing runs."""
+
 import inspect
 import json
 import sys
@@ -11,18 +12,40 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # benchmarks/ is a folder of the repository, not an installed package
     sys.path.insert(0, str(ROOT))
 
-import benchmarks
-from benchmarks import __main__ as suite
+import benchmarks  # noqa: E402
+from benchmarks import __main__ as suite  # noqa: E402
 
 
 def fake_rows():
     return [
-        {"benchmark": "model A", "what": "Trainer step", "precision": "float32", "floor": "fwd+bwd, 1 update",
-         "floor_ms": 10.0, "step_ms": 11.0, "ratio": 1.1, "paired_ratio": 1.12},
-        {"benchmark": "model A", "what": "model.fit step", "precision": "mixed_bfloat16", "floor": "a|b",
-         "floor_ms": 10.0, "step_ms": 13.456, "ratio": 1.3456},
-        {"benchmark": "pipeline", "what": "no floor", "precision": "float32", "floor": "-",
-         "floor_ms": None, "step_ms": 2.0, "ratio": None},
+        {
+            "benchmark": "model A",
+            "what": "Trainer step",
+            "precision": "float32",
+            "floor": "fwd+bwd, 1 update",
+            "floor_ms": 10.0,
+            "step_ms": 11.0,
+            "ratio": 1.1,
+            "paired_ratio": 1.12,
+        },
+        {
+            "benchmark": "model A",
+            "what": "model.fit step",
+            "precision": "mixed_bfloat16",
+            "floor": "a|b",
+            "floor_ms": 10.0,
+            "step_ms": 13.456,
+            "ratio": 1.3456,
+        },
+        {
+            "benchmark": "pipeline",
+            "what": "no floor",
+            "precision": "float32",
+            "floor": "-",
+            "floor_ms": None,
+            "step_ms": 2.0,
+            "ratio": None,
+        },
     ]
 
 
@@ -50,8 +73,16 @@ def cells(line):
 
 def test_markdown_table_has_the_columns_and_one_line_per_row():
     lines = table_lines(suite.markdown_table(fake_rows()))
-    assert cells(lines[0]) == ["benchmark", "what", "precision", "floor", "floor ms", "step ms", "ratio",
-                               "within 1.15x?"]
+    assert cells(lines[0]) == [
+        "benchmark",
+        "what",
+        "precision",
+        "floor",
+        "floor ms",
+        "step ms",
+        "ratio",
+        "within 1.15x?",
+    ]
     assert set(lines[1].replace("|", "").replace(":", "")) == {"-"}
     assert len(cells(lines[1])) == 8
     assert len(lines) == 2 + len(fake_rows())
@@ -75,13 +106,25 @@ def test_a_row_without_a_required_key_is_an_error():
 
 
 def test_report_heads_the_table_with_machine_device_versions_date_and_command():
-    text = suite.report(fake_rows(), machine="Some CPU, 2 cores", device="CPU only",
-                        package_versions={"Python": "3.11.0", "TensorFlow": "2.21.0"}, date="2026-01-01",
-                        command="python -m benchmarks --quick", notes=["bench_x: skipped (no rows() yet)"])
+    text = suite.report(
+        fake_rows(),
+        machine="Some CPU, 2 cores",
+        device="CPU only",
+        package_versions={"Python": "3.11.0", "TensorFlow": "2.21.0"},
+        date="2026-01-01",
+        command="python -m benchmarks --quick",
+        notes=["bench_x: skipped (no rows() yet)"],
+    )
     lines = text.splitlines()
-    header = "\n".join(lines[:lines.index(table_lines(text)[0])])
-    for expected in ("Machine: Some CPU, 2 cores", "Device: CPU only", "Python 3.11.0", "TensorFlow 2.21.0",
-                     "Date: 2026-01-01", "`python -m benchmarks --quick`"):
+    header = "\n".join(lines[: lines.index(table_lines(text)[0])])
+    for expected in (
+        "Machine: Some CPU, 2 cores",
+        "Device: CPU only",
+        "Python 3.11.0",
+        "TensorFlow 2.21.0",
+        "Date: 2026-01-01",
+        "`python -m benchmarks --quick`",
+    ):
         assert expected in header
     assert len(table_lines(text)) == 5
     assert text.rstrip().endswith("- bench_x: skipped (no rows() yet)")
@@ -123,8 +166,12 @@ def test_main_writes_the_report_and_notes_skipped_benchmarks(tmp_path, monkeypat
     monkeypatch.setattr(suite, "load_rows_function", loader)
     monkeypatch.setattr(suite, "device_description", lambda: "CPU only")
     output = tmp_path / "sub" / "results.md"
-    assert suite.main(["--quick", "--only", "cca,models", "--precisions", "float32", "--output", str(output),
-                       "--in-process"]) == 0
+    assert (
+        suite.main(
+            ["--quick", "--only", "cca,models", "--precisions", "float32", "--output", str(output), "--in-process"]
+        )
+        == 0
+    )
     assert calls == [("cca", True, ("float32",))]
     text = output.read_text()
     assert len(table_lines(text)) == 2 + len(fake_rows())
@@ -179,8 +226,12 @@ def test_each_benchmark_with_rows_has_the_documented_signature(name):
     assert parameters["quick"].kind is inspect.Parameter.KEYWORD_ONLY
     assert parameters["quick"].default is False
     assert parameters["precisions"].kind is inspect.Parameter.KEYWORD_ONLY
-    required = [p for p in parameters.values() if p.default is inspect.Parameter.empty
-                and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    required = [
+        p
+        for p in parameters.values()
+        if p.default is inspect.Parameter.empty
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
     assert not required  # rows() runs with the defaults
 
 
@@ -193,5 +244,6 @@ def test_cross_checks_get_their_own_table_only_when_rows_carry_them():
     assert cells(checks[2]) == ["model A", "Trainer step", "float32", "1.10x", "1.12x", "n/a"]
     plain = [{key: value for key, value in row.items() if key != "paired_ratio"} for row in fake_rows()]
     assert suite.cross_check_table(plain) == ""
-    assert "Cross-checks" not in suite.report(plain, machine="m", device="d", package_versions={}, date="t",
-                                              command="c")
+    assert "Cross-checks" not in suite.report(
+        plain, machine="m", device="d", package_versions={}, date="t", command="c"
+    )

@@ -1,4 +1,5 @@
 """TensorBoard callbacks: image grids, confusion matrices and projector files written during fit, read back."""
+
 import glob
 
 import keras
@@ -55,8 +56,7 @@ class FakeGenerator(keras.Model):
 def fit_fake_generator(callback, epochs):
     model = FakeGenerator()
     model.compile(optimizer="sgd", loss="mse")
-    model.fit(np.zeros((8, 2), "float32"), np.zeros((8, 1), "float32"), epochs=epochs, verbose=0,
-              callbacks=[callback])
+    model.fit(np.zeros((8, 2), "float32"), np.zeros((8, 1), "float32"), epochs=epochs, verbose=0, callbacks=[callback])
     return model
 
 
@@ -69,14 +69,18 @@ def test_generated_images_grid_has_a_row_per_condition(tmp_path):
     assert grid.shape == (3 * 7 - 1, 4 * 6 - 1, 1)  # 3 rows of 6-pixel tiles, 4 columns of 5, 1-pixel gaps
     # value_range (-1, 1) was detected: rows are black, mid grey, white.
     for row, expected in enumerate((0, 128, 255)):
-        tile = grid[row * 7:row * 7 + 6, :5, 0]
+        tile = grid[row * 7 : row * 7 + 6, :5, 0]
         assert np.all(np.abs(tile.astype(int) - expected) <= 1), (row, tile)
     assert np.all(grid[6, :, 0] == 255)  # the padding line between rows
 
 
 def test_generated_images_every_and_errors(tmp_path):
-    model = fit_fake_generator(GeneratedImagesCallback(tmp_path / "every", conditions=[0, 1], every=2,
-                                                       name="samples", value_range=(0, 1), seed=None), epochs=3)
+    model = fit_fake_generator(
+        GeneratedImagesCallback(
+            tmp_path / "every", conditions=[0, 1], every=2, name="samples", value_range=(0, 1), seed=None
+        ),
+        epochs=3,
+    )
     assert model.seeds == [None]
     assert [step for step, _ in read_images(tmp_path / "every")["samples"]] == [2]
     with pytest.raises(ValueError, match=r"expected \(2 conditions \* 3 = 6, H, W, C\)"):
@@ -113,9 +117,12 @@ def image_and_sequence_model():
         flat = keras.layers.Dense(int(np.prod(shape)), activation="sigmoid")(inputs)
         return keras.Model(inputs, keras.layers.Reshape(shape)(flat), name=name)
 
-    model = MultimodalAutoencoder({"image": encoder(IMAGE, "image_encoder"), "mfcc": encoder(SEQUENCE, "mfcc_encoder")},
-                                  {"image": decoder(IMAGE, "image_decoder"), "mfcc": decoder(SEQUENCE, "mfcc_decoder")},
-                                  code_dim=4, seed=0)
+    model = MultimodalAutoencoder(
+        {"image": encoder(IMAGE, "image_encoder"), "mfcc": encoder(SEQUENCE, "mfcc_encoder")},
+        {"image": decoder(IMAGE, "image_decoder"), "mfcc": decoder(SEQUENCE, "mfcc_decoder")},
+        code_dim=4,
+        seed=0,
+    )
     model.compile(optimizer="adam")
     return model
 
@@ -123,8 +130,10 @@ def image_and_sequence_model():
 @pytest.fixture(scope="module")
 def mae_data():
     rng = np.random.default_rng(0)
-    inputs = {"image": rng.uniform(size=(40, *IMAGE)).astype("float32"),
-              "mfcc": rng.normal(size=(40, *SEQUENCE)).astype("float32")}
+    inputs = {
+        "image": rng.uniform(size=(40, *IMAGE)).astype("float32"),
+        "mfcc": rng.normal(size=(40, *SEQUENCE)).astype("float32"),
+    }
     return inputs, rng.integers(0, 3, size=40)
 
 
@@ -170,8 +179,9 @@ def test_embedding_projector_files(tmp_path, mae_data):
         assert codes.shape == (rows, 4)
         assert glob.glob(str(folder / "events.out.tfevents.*"))
     # The checkpoint holds the codes after the last epoch.
-    codes = tf.train.load_variable(tf.train.latest_checkpoint(str(tmp_path / "single")),
-                                   "shared_code/.ATTRIBUTES/VARIABLE_VALUE")
+    codes = tf.train.load_variable(
+        tf.train.latest_checkpoint(str(tmp_path / "single")), "shared_code/.ATTRIBUTES/VARIABLE_VALUE"
+    )
     np.testing.assert_allclose(codes, model.encode(inputs), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"one label per example, shape \(40,\)"):
         EmbeddingProjectorCallback(tmp_path, inputs, labels[:10])
@@ -228,7 +238,8 @@ def test_confusion_matrix_callback_writes_the_image(tmp_path):
     assert from_dataset.tag == "cm"
     model.fit(x, y, epochs=1, verbose=0, callbacks=[from_dataset])
     np.testing.assert_array_equal(
-        from_dataset.last_matrix, metrics.confusion_matrix(y[:30], model.predict(x[:30], verbose=0), num_classes=3))
+        from_dataset.last_matrix, metrics.confusion_matrix(y[:30], model.predict(x[:30], verbose=0), num_classes=3)
+    )
     logged = read_images(tmp_path / "dataset")
     assert list(logged) == ["cm"] and [step for step, _ in logged["cm"]] == [0]
 

@@ -1,4 +1,5 @@
 """Linear CCA / MCCA: agreement with independent references, streaming, sklearn API, errors."""
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -59,11 +60,11 @@ def test_canonical_correlations_match_independent_reference(views):
     X, Y = views
     k = 4
     model = CCA(k).fit(X, Y)
-    np.testing.assert_allclose(model.canonical_correlations_, reference_correlations(X, Y, k),
-                               rtol=0, atol=1e-8)
+    np.testing.assert_allclose(model.canonical_correlations_, reference_correlations(X, Y, k), rtol=0, atol=1e-8)
     x_variates, y_variates = model.transform(X, Y)
-    np.testing.assert_allclose(column_correlations(x_variates, y_variates),
-                               model.canonical_correlations_, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(
+        column_correlations(x_variates, y_variates), model.canonical_correlations_, rtol=0, atol=1e-8
+    )
 
 
 def test_planted_latent_is_recovered():
@@ -95,8 +96,7 @@ def test_agrees_with_sklearn_cca():
     ours = CCA(k).fit(X, Y)
     theirs = SklearnCCA(k, max_iter=10000, tol=1e-12).fit(X, Y)
     x_scores, y_scores = theirs.transform(X, Y)
-    np.testing.assert_allclose(ours.canonical_correlations_,
-                               column_correlations(x_scores, y_scores), atol=1e-4)
+    np.testing.assert_allclose(ours.canonical_correlations_, column_correlations(x_scores, y_scores), atol=1e-4)
     # Same directions up to sign and scale: the variates are perfectly correlated.
     ours_x, _ = ours.transform(X, Y)
     agreement = np.abs(column_correlations(ours_x, x_scores))
@@ -125,8 +125,7 @@ def test_ridge_variates_have_unit_variance_and_reported_correlations(reg):
     joint = np.cov(x_variates, y_variates, rowvar=False)
     np.testing.assert_allclose(np.diag(joint), 1, atol=1e-10)
     np.testing.assert_allclose(np.diag(joint[:4, 4:]), model.canonical_correlations_, atol=1e-10)
-    np.testing.assert_allclose(model.canonical_correlations_,
-                               column_correlations(x_variates, y_variates), atol=1e-10)
+    np.testing.assert_allclose(model.canonical_correlations_, column_correlations(x_variates, y_variates), atol=1e-10)
 
 
 def test_transform_x_alone_and_fit_transform_are_consistent():
@@ -156,8 +155,7 @@ def test_large_offset_falls_back_to_centring():
     X, Y = planted_views(offset=0.0)
     centred = CCA(3).fit(X, Y)
     shifted = CCA(3).fit(X + 1e9, Y - 1e9)
-    np.testing.assert_allclose(shifted.canonical_correlations_, centred.canonical_correlations_,
-                               atol=1e-8)
+    np.testing.assert_allclose(shifted.canonical_correlations_, centred.canonical_correlations_, atol=1e-8)
     np.testing.assert_allclose(shifted.x_weights_, centred.x_weights_, atol=1e-6)
 
 
@@ -167,8 +165,7 @@ def test_float32():
     double = CCA(3).fit(X, Y)
     assert single.x_weights_.dtype == np.float32
     assert single.transform(X).dtype == np.float32
-    np.testing.assert_allclose(single.canonical_correlations_, double.canonical_correlations_,
-                               atol=1e-4)
+    np.testing.assert_allclose(single.canonical_correlations_, double.canonical_correlations_, atol=1e-4)
 
 
 # ----------------------------------------------------------------------------- streaming
@@ -177,10 +174,9 @@ def test_partial_fit_over_chunks_equals_fit():
     full = CCA(4, reg=1e-3).fit(X, Y)
     streamed = CCA(4, reg=1e-3)
     for start in range(0, 2000, 300):
-        streamed.partial_fit(X[start:start + 300], Y[start:start + 300])
+        streamed.partial_fit(X[start : start + 300], Y[start : start + 300])
     assert streamed.n_samples_seen_ == 2000
-    np.testing.assert_allclose(streamed.canonical_correlations_, full.canonical_correlations_,
-                               atol=1e-10)
+    np.testing.assert_allclose(streamed.canonical_correlations_, full.canonical_correlations_, atol=1e-10)
     np.testing.assert_allclose(streamed.x_weights_, full.x_weights_, atol=1e-8)
     np.testing.assert_allclose(streamed.y_weights_, full.y_weights_, atol=1e-8)
     np.testing.assert_allclose(streamed.x_mean_, full.x_mean_, atol=1e-10)
@@ -193,8 +189,7 @@ def test_partial_fit_waits_for_enough_samples():
         model.transform(X, Y)
     assert not hasattr(model, "x_weights_")  # no stale or partial solution is exposed
     model.partial_fit(X[3:], Y[3:])
-    np.testing.assert_allclose(model.canonical_correlations_,
-                               CCA(3).fit(X, Y).canonical_correlations_, atol=1e-10)
+    np.testing.assert_allclose(model.canonical_correlations_, CCA(3).fit(X, Y).canonical_correlations_, atol=1e-10)
     model.partial_fit(np.full((2, 12), np.pi), np.full((2, 9), np.e))  # keeps accumulating
     assert model.n_samples_seen_ == 102
     fresh = CCA(3).partial_fit(X[:3], Y[:3]).fit(X, Y)  # fit starts over
@@ -212,12 +207,11 @@ def test_fit_batches_from_generator_and_tf_dataset():
     tf = pytest.importorskip("tensorflow")
     X, Y = planted_views(n_samples=1000)
     full = CCA(3).fit(X, Y)
-    from_generator = CCA(3).fit_batches((X[i:i + 128], Y[i:i + 128]) for i in range(0, 1000, 128))
+    from_generator = CCA(3).fit_batches((X[i : i + 128], Y[i : i + 128]) for i in range(0, 1000, 128))
     np.testing.assert_allclose(from_generator.x_weights_, full.x_weights_, atol=1e-8)
     dataset = tf.data.Dataset.from_tensor_slices((X, Y)).batch(100)
     from_dataset = CCA(3).fit_batches(dataset)
-    np.testing.assert_allclose(from_dataset.canonical_correlations_,
-                               full.canonical_correlations_, atol=1e-10)
+    np.testing.assert_allclose(from_dataset.canonical_correlations_, full.canonical_correlations_, atol=1e-10)
     with pytest.raises(ValueError, match="empty"):
         CCA(3).fit_batches([])
     with pytest.raises(TypeError, match=r"\(X, Y\) pair"):
@@ -229,8 +223,7 @@ def test_mcca_on_two_views_equals_cca():
     X, Y = planted_views()
     cca = CCA(4, reg=1e-3).fit(X, Y)
     mcca = MCCA(4, reg=1e-3).fit([X, Y])
-    np.testing.assert_allclose(mcca.canonical_correlations_, cca.canonical_correlations_,
-                               atol=1e-8)
+    np.testing.assert_allclose(mcca.canonical_correlations_, cca.canonical_correlations_, atol=1e-8)
     np.testing.assert_allclose(mcca.weights_[0], cca.x_weights_, atol=1e-6)
     np.testing.assert_allclose(mcca.weights_[1], cca.y_weights_, atol=1e-6)
     x_variates, y_variates = mcca.transform([X, Y])
@@ -252,9 +245,8 @@ def test_mcca_three_views():
     assert 0.5 < model.score(test) <= 1
     streamed = MCCA(3, reg=1e-4)
     for start in range(0, 1500, 500):
-        streamed.partial_fit([v[start:start + 500] for v in train])
-    np.testing.assert_allclose(streamed.canonical_correlations_, model.canonical_correlations_,
-                               atol=1e-10)
+        streamed.partial_fit([v[start : start + 500] for v in train])
+    np.testing.assert_allclose(streamed.canonical_correlations_, model.canonical_correlations_, atol=1e-10)
     with pytest.raises(ValueError, match="Expected 3 views, got 2"):
         model.transform(test[:2])
 
@@ -271,42 +263,53 @@ def test_pipeline_and_grid_search():
     search.fit(X, Y)
     assert search.best_params_["reg"] in (1e-4, 1e-1)  # a huge ridge washes the signal out
     assert 0.5 < search.best_score_ <= 1
-    assert clone(CCA(5, reg=(0.1, 0.2))).get_params() == {"n_components": 5,
-                                                           "reg": (0.1, 0.2), "dtype": "float64"}
+    assert clone(CCA(5, reg=(0.1, 0.2))).get_params() == {"n_components": 5, "reg": (0.1, 0.2), "dtype": "float64"}
 
 
 # ----------------------------------------------------------------------------- bad input
 X_GOOD, Y_GOOD = planted_views(n_samples=50)
 
 
-@pytest.mark.parametrize("X, Y, error, message", [
-    (X_GOOD[:40], Y_GOOD, ValueError, "same number of rows.*X: 40, Y: 50"),
-    (np.where(np.arange(12) == 3, np.nan, X_GOOD), Y_GOOD, ValueError,
-     (r"^X has non-finite values \(NaN or inf\) in 50 row\(s\) \[0, 1, 2, 3, 4, \.\.\.\]; impute or drop them "
-      r"before fitting\.$")),
-    (X_GOOD, np.where(np.arange(9) == 0, np.inf, Y_GOOD), ValueError, "Y has non-finite values .* in 50 row"),
-    (X_GOOD.astype(complex), Y_GOOD, TypeError, r"X must hold real numbers; got dtype complex128"),
-    (X_GOOD[:, 0], Y_GOOD, ValueError, r"X must be 2-D.*reshape\(-1, 1\)"),
-    (np.empty((0, 3)), np.empty((0, 3)), ValueError, "X is empty"),
-    (X_GOOD, np.empty((50, 0)), ValueError, "Y is empty"),
-    (np.full((50, 2), "a"), Y_GOOD, TypeError, "X must hold numbers"),
-    ("data", Y_GOOD, TypeError, "X must be a numeric 2-D array"),
-    (X_GOOD * 1e300, Y_GOOD, ValueError, "overflow"),
-])
+@pytest.mark.parametrize(
+    "X, Y, error, message",
+    [
+        (X_GOOD[:40], Y_GOOD, ValueError, "same number of rows.*X: 40, Y: 50"),
+        (
+            np.where(np.arange(12) == 3, np.nan, X_GOOD),
+            Y_GOOD,
+            ValueError,
+            (
+                r"^X has non-finite values \(NaN or inf\) in 50 row\(s\) \[0, 1, 2, 3, 4, \.\.\.\]; "
+                r"impute or drop them before fitting\.$"
+            ),
+        ),
+        (X_GOOD, np.where(np.arange(9) == 0, np.inf, Y_GOOD), ValueError, "Y has non-finite values .* in 50 row"),
+        (X_GOOD.astype(complex), Y_GOOD, TypeError, r"X must hold real numbers; got dtype complex128"),
+        (X_GOOD[:, 0], Y_GOOD, ValueError, r"X must be 2-D.*reshape\(-1, 1\)"),
+        (np.empty((0, 3)), np.empty((0, 3)), ValueError, "X is empty"),
+        (X_GOOD, np.empty((50, 0)), ValueError, "Y is empty"),
+        (np.full((50, 2), "a"), Y_GOOD, TypeError, "X must hold numbers"),
+        ("data", Y_GOOD, TypeError, "X must be a numeric 2-D array"),
+        (X_GOOD * 1e300, Y_GOOD, ValueError, "overflow"),
+    ],
+)
 def test_bad_input_is_named(X, Y, error, message):
     with pytest.raises(error, match=message):
         CCA(2).fit(X, Y)
 
 
-@pytest.mark.parametrize("params, error, message", [
-    ({"n_components": 10}, ValueError, r"n_components=10 is larger than min\(n_samples - 1, features"),
-    ({"n_components": 0}, ValueError, "n_components must be a positive int; got 0"),
-    ({"n_components": 2.5}, TypeError, "n_components must be a positive int"),
-    ({"reg": -1.0}, ValueError, "reg must be finite and >= 0"),
-    ({"reg": (0.1, 0.2, 0.3)}, ValueError, "reg must be one float or one per view"),
-    ({"reg": "big"}, TypeError, "reg must be a float"),
-    ({"dtype": "int32"}, TypeError, "dtype must be float64 or float32"),
-])
+@pytest.mark.parametrize(
+    "params, error, message",
+    [
+        ({"n_components": 10}, ValueError, r"n_components=10 is larger than min\(n_samples - 1, features"),
+        ({"n_components": 0}, ValueError, "n_components must be a positive int; got 0"),
+        ({"n_components": 2.5}, TypeError, "n_components must be a positive int"),
+        ({"reg": -1.0}, ValueError, "reg must be finite and >= 0"),
+        ({"reg": (0.1, 0.2, 0.3)}, ValueError, "reg must be one float or one per view"),
+        ({"reg": "big"}, TypeError, "reg must be a float"),
+        ({"dtype": "int32"}, TypeError, "dtype must be float64 or float32"),
+    ],
+)
 def test_bad_parameters_are_named(params, error, message):
     X, Y = X_GOOD, Y_GOOD[:, :9]
     params = {"n_components": 2, **params}
@@ -381,6 +384,7 @@ def test_unfitted_mcca_transform_says_so_before_checking_the_views():
 def test_fit_reads_the_inputs_only_through_asarray():
     """No NumPy function on the caller's object after the conversion (scikit-learn's
     check_transformer_data_not_an_array, which cannot run here, checks the same)."""
+
     class Counted(np.ndarray):
         conversions = 0
 
@@ -410,8 +414,11 @@ def test_transform_and_score_name_the_non_finite_rows():
     model = CCA(2).fit(X_GOOD, Y_GOOD)
     bad = X_GOOD.copy()
     bad[[7, 9], 1] = [np.nan, -np.inf]
-    with pytest.raises(ValueError, match=r"^CCA.transform: X has non-finite values \(NaN or inf\) in 2 row\(s\) "
-                                         r"\[7, 9\]; remove or impute those rows first\.$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^CCA.transform: X has non-finite values \(NaN or inf\) in 2 row\(s\) "
+        r"\[7, 9\]; remove or impute those rows first\.$",
+    ):
         model.transform(bad)
     with pytest.raises(ValueError, match=r"^CCA.score: X has non-finite .* \[7, 9\]"):
         model.score(bad, Y_GOOD)
@@ -426,6 +433,8 @@ def test_transform_and_score_name_the_non_finite_rows():
 
 def test_float32_overflow_is_named_as_such():
     model = CCA(2, dtype="float32").fit(X_GOOD, Y_GOOD)
-    with np.errstate(over="ignore"), pytest.raises(
-            ValueError, match=r"X has non-finite .* \[3\]; .*beyond float32's range"):
+    with (
+        np.errstate(over="ignore"),
+        pytest.raises(ValueError, match=r"X has non-finite .* \[3\]; .*beyond float32's range"),
+    ):
         model.transform(np.where(np.arange(50)[:, None] == 3, 1e300, X_GOOD))

@@ -1,4 +1,5 @@
 """Covariance statistics combined across chunks, estimators and workers (CCA, MCCA)."""
+
 import textwrap
 
 import numpy as np
@@ -13,8 +14,10 @@ def paired_views(n_samples=1200, dims=(10, 7, 5), seed=0, offsets=(3.0, -1e4, 0.
     shift that is not near the mean would cost digits."""
     rng = np.random.default_rng(seed)
     latent = rng.standard_normal((n_samples, 3)) * np.array([2.0, 1.0, 0.5])
-    return [latent @ rng.standard_normal((3, dim)) + 0.7 * rng.standard_normal((n_samples, dim)) + offset
-            for dim, offset in zip(dims, offsets)]
+    return [
+        latent @ rng.standard_normal((3, dim)) + 0.7 * rng.standard_normal((n_samples, dim)) + offset
+        for dim, offset in zip(dims, offsets)
+    ]
 
 
 def assert_same_statistics(actual, expected, atol=1e-9):
@@ -28,8 +31,7 @@ def assert_same_statistics(actual, expected, atol=1e-9):
 
 
 def assert_same_fit(actual, expected, atol=1e-8):
-    np.testing.assert_allclose(actual.canonical_correlations_, expected.canonical_correlations_,
-                               rtol=0, atol=atol)
+    np.testing.assert_allclose(actual.canonical_correlations_, expected.canonical_correlations_, rtol=0, atol=atol)
     for got, want in zip(actual.weights_, expected.weights_):
         np.testing.assert_allclose(got, want, rtol=0, atol=atol)
     for got, want in zip(actual.means_, expected.means_):
@@ -71,8 +73,7 @@ def test_halves_around_different_shifts_add_to_the_whole(shifts):
 def test_sum_of_several_and_empty_statistics():
     views = paired_views()
     whole = CovarianceStatistics.from_views(views)
-    parts = [CovarianceStatistics.from_views([v[start:start + 400] for v in views])
-             for start in range(0, 1200, 400)]
+    parts = [CovarianceStatistics.from_views([v[start : start + 400] for v in views]) for start in range(0, 1200, 400)]
     assert_same_statistics(sum(parts), whole)
     empty = CovarianceStatistics([10, 7, 5])
     assert empty.n_samples == 0
@@ -85,8 +86,10 @@ def test_sum_of_several_and_empty_statistics():
 def test_flat_arrays_of_a_common_shift_sum_like_the_statistics():
     X, Y, Z = paired_views()
     shift = [0.0, -1e4, 0.0]
-    parts = [CovarianceStatistics.from_views([X[rows], Y[rows], Z[rows]], shift=shift)
-             for rows in (slice(0, 100), slice(100, 1000), slice(1000, None))]
+    parts = [
+        CovarianceStatistics.from_views([X[rows], Y[rows], Z[rows]], shift=shift)
+        for rows in (slice(0, 100), slice(100, 1000), slice(1000, None))
+    ]
     assert parts[0].to_array().shape == (CovarianceStatistics.array_size([10, 7, 5]),)
     assert CovarianceStatistics.array_size([10, 7, 5]) == 1 + 22 + 100 + 70 + 50 + 49 + 35 + 25
     summed = sum(part.to_array() for part in parts)  # what an all-reduce computes
@@ -164,7 +167,7 @@ def test_covariance_statistics_attribute():
     stats.products[0, 0][:] = 0  # a copy: the model is unaffected
     assert_same_fit(CCA(2).fit_statistics(model.covariance_statistics_), model, atol=1e-10)
     with pytest.raises(AttributeError, match="no covariance statistics yet"):
-        CCA(2).covariance_statistics_
+        _ = CCA(2).covariance_statistics_
 
 
 def _statistics(dims=(4, 3), dtype="float64", rows=20, seed=0):
@@ -172,37 +175,75 @@ def _statistics(dims=(4, 3), dtype="float64", rows=20, seed=0):
     return CovarianceStatistics.from_views([rng.standard_normal((rows, dim)) for dim in dims], dtype=dtype)
 
 
-@pytest.mark.parametrize("action, error, message", [
-    (lambda: _statistics() + _statistics(dims=(4, 3, 2)), ValueError, "2 views and of 3 views"),
-    (lambda: _statistics() + _statistics(dims=(4, 2)), ValueError, r"\[4, 3\] and \[4, 2\] features"),
-    (lambda: _statistics() + _statistics(dtype="float32"), TypeError, r"astype\('float64'\)"),
-    (lambda: _statistics() + 1.5, TypeError, "only be added to CovarianceStatistics"),
-    (lambda: _statistics() + np.zeros(3), TypeError, "got ndarray"),
-    (lambda: CovarianceStatistics.from_views(np.zeros((5, 3))), TypeError, "list of"),
-    (lambda: CovarianceStatistics.from_views([]), ValueError, "at least one"),
-    (lambda: CovarianceStatistics.from_views([np.ones((5, 2)), np.ones((4, 2))]), ValueError,
-     "same number of rows"),
-    (lambda: CovarianceStatistics.from_views([np.ones((5, 2))], shift=[np.zeros(3)]), ValueError,
-     r"view 0 has shape \(3,\).*\(2,\)"),
-    (lambda: CovarianceStatistics.from_views([np.ones((5, 2))], shift=[0, 0]), ValueError, "2 entries"),
-    (lambda: CovarianceStatistics.from_views([np.ones((5, 2))], dtype="float16"), TypeError, "float64 or float32"),
-    (lambda: CovarianceStatistics.from_views([np.full((5, 2), np.nan)]), ValueError, "NaN"),
-    (lambda: CovarianceStatistics.from_array(np.zeros(7), [np.zeros(2), np.zeros(2)]), ValueError,
-     "array has 7 values.*take 17"),
-    (lambda: CovarianceStatistics.from_array(np.full(6, 0.5), [np.zeros(1), np.zeros(1)]), ValueError,
-     "sample count"),
-    (lambda: CovarianceStatistics([3, 0]), ValueError, "positive ints"),
-    (lambda: CovarianceStatistics([3]).means(), ValueError, "no samples"),
-    (lambda: CCA(2).fit_statistics("stats"), TypeError, "expects CovarianceStatistics"),
-    (lambda: CCA(2).fit_statistics(_statistics(dims=(4, 3, 2))), ValueError, "exactly two views.*MCCA"),
-    (lambda: MCCA(2).fit_statistics(_statistics(dims=(4,))), ValueError, "at least two views"),
-    (lambda: CCA(2).fit_statistics(_statistics(dtype="float32")), TypeError, r"astype\('float64'\)"),
-    (lambda: CCA(2).fit_statistics(CovarianceStatistics([4, 3])), ValueError, "no samples"),
-    (lambda: CCA(2).merge(CCA(2).partial_fit(np.eye(5), np.eye(5))), NotFittedError, "self has none"),
-    (lambda: CCA(2).partial_fit(np.eye(5), np.eye(5)).merge(MCCA(2)), TypeError, "expects another CCA"),
-], ids=["views", "features", "dtype", "number", "array", "not-a-list", "no-views", "rows", "shift-shape",
-        "shift-count", "float16", "nan", "array-length", "count", "dims", "empty-mean", "fit-type",
-        "fit-views", "mcca-views", "fit-dtype", "fit-empty", "merge-unfitted", "merge-type"])
+@pytest.mark.parametrize(
+    "action, error, message",
+    [
+        (lambda: _statistics() + _statistics(dims=(4, 3, 2)), ValueError, "2 views and of 3 views"),
+        (lambda: _statistics() + _statistics(dims=(4, 2)), ValueError, r"\[4, 3\] and \[4, 2\] features"),
+        (lambda: _statistics() + _statistics(dtype="float32"), TypeError, r"astype\('float64'\)"),
+        (lambda: _statistics() + 1.5, TypeError, "only be added to CovarianceStatistics"),
+        (lambda: _statistics() + np.zeros(3), TypeError, "got ndarray"),
+        (lambda: CovarianceStatistics.from_views(np.zeros((5, 3))), TypeError, "list of"),
+        (lambda: CovarianceStatistics.from_views([]), ValueError, "at least one"),
+        (
+            lambda: CovarianceStatistics.from_views([np.ones((5, 2)), np.ones((4, 2))]),
+            ValueError,
+            "same number of rows",
+        ),
+        (
+            lambda: CovarianceStatistics.from_views([np.ones((5, 2))], shift=[np.zeros(3)]),
+            ValueError,
+            r"view 0 has shape \(3,\).*\(2,\)",
+        ),
+        (lambda: CovarianceStatistics.from_views([np.ones((5, 2))], shift=[0, 0]), ValueError, "2 entries"),
+        (lambda: CovarianceStatistics.from_views([np.ones((5, 2))], dtype="float16"), TypeError, "float64 or float32"),
+        (lambda: CovarianceStatistics.from_views([np.full((5, 2), np.nan)]), ValueError, "NaN"),
+        (
+            lambda: CovarianceStatistics.from_array(np.zeros(7), [np.zeros(2), np.zeros(2)]),
+            ValueError,
+            "array has 7 values.*take 17",
+        ),
+        (
+            lambda: CovarianceStatistics.from_array(np.full(6, 0.5), [np.zeros(1), np.zeros(1)]),
+            ValueError,
+            "sample count",
+        ),
+        (lambda: CovarianceStatistics([3, 0]), ValueError, "positive ints"),
+        (lambda: CovarianceStatistics([3]).means(), ValueError, "no samples"),
+        (lambda: CCA(2).fit_statistics("stats"), TypeError, "expects CovarianceStatistics"),
+        (lambda: CCA(2).fit_statistics(_statistics(dims=(4, 3, 2))), ValueError, "exactly two views.*MCCA"),
+        (lambda: MCCA(2).fit_statistics(_statistics(dims=(4,))), ValueError, "at least two views"),
+        (lambda: CCA(2).fit_statistics(_statistics(dtype="float32")), TypeError, r"astype\('float64'\)"),
+        (lambda: CCA(2).fit_statistics(CovarianceStatistics([4, 3])), ValueError, "no samples"),
+        (lambda: CCA(2).merge(CCA(2).partial_fit(np.eye(5), np.eye(5))), NotFittedError, "self has none"),
+        (lambda: CCA(2).partial_fit(np.eye(5), np.eye(5)).merge(MCCA(2)), TypeError, "expects another CCA"),
+    ],
+    ids=[
+        "views",
+        "features",
+        "dtype",
+        "number",
+        "array",
+        "not-a-list",
+        "no-views",
+        "rows",
+        "shift-shape",
+        "shift-count",
+        "float16",
+        "nan",
+        "array-length",
+        "count",
+        "dims",
+        "empty-mean",
+        "fit-type",
+        "fit-views",
+        "mcca-views",
+        "fit-dtype",
+        "fit-empty",
+        "merge-unfitted",
+        "merge-type",
+    ],
+)
 def test_bad_statistics_are_named(action, error, message):
     with pytest.raises(error, match=message):
         action()
@@ -210,7 +251,7 @@ def test_bad_statistics_are_named(action, error, message):
 
 # ------------------------------------------------------------------ fit_batches(strategy)
 def _chunks(views, size=256):
-    return [tuple(view[start:start + size] for view in views) for start in range(0, len(views[0]), size)]
+    return [tuple(view[start : start + size] for view in views) for start in range(0, len(views[0]), size)]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -218,11 +259,15 @@ def test_single_worker_strategy_changes_nothing(dtype):
     tf = pytest.importorskip("tensorflow")
     X, Y, Z = paired_views()
     expected = CCA(3, dtype=dtype).fit_batches(_chunks([X, Y]))
-    for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0"]),
-                     tf.distribute.OneDeviceStrategy("/cpu:0")):
+    for strategy in (
+        tf.distribute.get_strategy(),
+        tf.distribute.MirroredStrategy(["/cpu:0"]),
+        tf.distribute.OneDeviceStrategy("/cpu:0"),
+    ):
         fitted = CCA(3, dtype=dtype).fit_batches(_chunks([X, Y]), strategy=strategy)
-        for got, want in zip([*fitted.weights_, fitted.canonical_correlations_],
-                             [*expected.weights_, expected.canonical_correlations_]):
+        for got, want in zip(
+            [*fitted.weights_, fitted.canonical_correlations_], [*expected.weights_, expected.canonical_correlations_]
+        ):
             assert got.dtype == np.dtype(dtype) and np.array_equal(got, want)  # bit for bit
     dataset = tf.data.Dataset.from_tensor_slices((X, Y, Z)).batch(300)
     mcca = MCCA(2, dtype=dtype).fit_batches(dataset, strategy=tf.distribute.get_strategy())
@@ -233,7 +278,7 @@ def test_strategy_sum_keeps_float64():
     tf = pytest.importorskip("tensorflow")
     from xmodal_tf.cca import _StrategySum
 
-    values = np.array([1.0 + 2.0 ** -40, 3e-300, 2.0 ** 53])  # none of these survives float32
+    values = np.array([1.0 + 2.0**-40, 3e-300, 2.0**53])  # none of these survives float32
     total = _StrategySum(tf.distribute.MirroredStrategy(["/cpu:0"]))(values)
     assert total.dtype == np.float64 and np.array_equal(total, values)
 
@@ -342,7 +387,7 @@ def test_two_workers_fit_equals_fit_on_all_rows():
         np.testing.assert_allclose(result["mcca_correlations"], expected_mcca.canonical_correlations_, atol=1e-8)
         np.testing.assert_allclose(result["lonely_weights"], CCA(3).fit(X, Y).x_weights_, rtol=0, atol=1e-8)
         # Sums float32 cannot hold (its epsilon is 2^-23, its smallest normal 1e-38): float64 throughout.
-        assert [float.fromhex(value) for value in result["float64_sum"]] == [2.0 + 3 * 2.0 ** -40, 1e-300 + 2e-300]
+        assert [float.fromhex(value) for value in result["float64_sum"]] == [2.0 + 3 * 2.0**-40, 1e-300 + 2e-300]
     first, second = results
     assert first["x_weights"] == second["x_weights"] and first["correlations"] == second["correlations"]
     assert first["failure"].startswith("RuntimeError: fit_batches failed on 1 other worker")

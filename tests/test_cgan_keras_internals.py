@@ -8,6 +8,7 @@ override ``save_own_variables`` / ``load_own_variables``, whose ``store`` is a d
 adding one key of its own and handing every other key to Keras' own code. These tests
 pin that: no private Keras name in that code, and the contract it relies on.
 """
+
 import inspect
 import re
 
@@ -19,9 +20,16 @@ from xmodal_tf.models import cgan as cgan_module
 from xmodal_tf.models.base import CrossModalModel
 
 # Keras-private attributes the storage code once used or could be tempted to use.
-PRIVATE_KERAS_NAMES = ("_trainable_variables", "_non_trainable_variables", "_trainable_weights",
-                       "_non_trainable_weights", "_flatten_layers", "_seed_generators", "_tracker",
-                       "_check_load_own_variables")
+PRIVATE_KERAS_NAMES = (
+    "_trainable_variables",
+    "_non_trainable_variables",
+    "_trainable_weights",
+    "_non_trainable_weights",
+    "_flatten_layers",
+    "_seed_generators",
+    "_tracker",
+    "_check_load_own_variables",
+)
 
 
 def private_names_in(source: str) -> list:
@@ -65,8 +73,9 @@ def test_an_extra_store_key_survives_a_keras_file_next_to_the_own_weights(tmp_pa
     loaded = keras.models.load_model(tmp_path / "noisy.keras")
     np.testing.assert_array_equal(loaded.seed_generator.state.numpy(), model.seed_generator.state.numpy())
     np.testing.assert_array_equal(loaded.scale.numpy(), [1.0, 2.0, 3.0])
-    np.testing.assert_array_equal(loaded(np.zeros((2, 3), "float32")).numpy(),
-                                  model(np.zeros((2, 3), "float32")).numpy())  # the same next draw
+    np.testing.assert_array_equal(
+        loaded(np.zeros((2, 3), "float32")).numpy(), model(np.zeros((2, 3), "float32")).numpy()
+    )  # the same next draw
 
 
 def test_a_store_without_the_seed_key_still_loads_the_weights():

@@ -1,4 +1,5 @@
 """The symmetric InfoNCE (CLIP) loss in xmodal_tf.losses, against a NumPy reference."""
+
 import keras
 import numpy as np
 import pytest
@@ -49,8 +50,11 @@ def test_symmetric_in_the_two_modalities():
     a, b = paired(seed=1)
     np.testing.assert_allclose(contrastive_loss(a, b).numpy(), contrastive_loss(b, a).numpy(), rtol=1e-6)
     logits = tf.constant(np.random.default_rng(2).normal(size=(6, 6)), tf.float32)
-    np.testing.assert_allclose(contrastive_loss_from_logits(logits).numpy(),
-                               contrastive_loss_from_logits(tf.transpose(logits)).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        contrastive_loss_from_logits(logits).numpy(),
+        contrastive_loss_from_logits(tf.transpose(logits)).numpy(),
+        rtol=1e-6,
+    )
 
 
 def test_large_logits_stay_finite_in_float32():
@@ -96,17 +100,20 @@ def test_callable_config_round_trip_and_temperature_override():
     assert "temperature=0.2" in repr(loss_fn)
 
 
-@pytest.mark.parametrize("call,error,message", [
-    (lambda a, b: contrastive_loss(a[:5], b[:4]), ValueError, "same batch size.*5 and 4"),
-    (lambda a, b: contrastive_loss(a, b[:, :3]), ValueError, "same width"),
-    (lambda a, b: contrastive_loss(a.astype("int32"), b), TypeError, "float tensor.*int32"),
-    (lambda a, b: contrastive_loss(a[0], b[0]), ValueError, "rank-2"),
-    (lambda a, b: contrastive_loss(a[:0], b[:0]), ValueError, "empty"),
-    (lambda a, b: contrastive_loss(a, b, 0.0), ValueError, "temperature must be finite and > 0"),
-    (lambda a, b: contrastive_loss(a, b, "hot"), TypeError, "temperature"),
-    (lambda a, b: contrastive_loss_from_logits(a @ b[:4].T), ValueError, "square"),
-    (lambda a, b: ContrastiveLoss(temperature=-1.0), ValueError, "temperature"),
-])
+@pytest.mark.parametrize(
+    "call,error,message",
+    [
+        (lambda a, b: contrastive_loss(a[:5], b[:4]), ValueError, "same batch size.*5 and 4"),
+        (lambda a, b: contrastive_loss(a, b[:, :3]), ValueError, "same width"),
+        (lambda a, b: contrastive_loss(a.astype("int32"), b), TypeError, "float tensor.*int32"),
+        (lambda a, b: contrastive_loss(a[0], b[0]), ValueError, "rank-2"),
+        (lambda a, b: contrastive_loss(a[:0], b[:0]), ValueError, "empty"),
+        (lambda a, b: contrastive_loss(a, b, 0.0), ValueError, "temperature must be finite and > 0"),
+        (lambda a, b: contrastive_loss(a, b, "hot"), TypeError, "temperature"),
+        (lambda a, b: contrastive_loss_from_logits(a @ b[:4].T), ValueError, "square"),
+        (lambda a, b: ContrastiveLoss(temperature=-1.0), ValueError, "temperature"),
+    ],
+)
 def test_bad_input_raises_clear_errors(call, error, message):
     a, b = paired()
     with pytest.raises(error, match=message):

@@ -1,4 +1,5 @@
 """Tests for the Deep CCA objective's covariance precision: compute_dtype="auto" and float32."""
+
 import keras
 import numpy as np
 import pytest
@@ -31,10 +32,17 @@ def loss_and_gradients(h1, h2, **kwargs):
 
 
 # ------------------------------------------------------------------ the device rule
-@pytest.mark.parametrize("device_type, expected", [
-    ("CPU", tf.float64), ("cpu", tf.float64), ("", tf.float64),
-    ("GPU", tf.float32), ("gpu", tf.float32), ("TPU", tf.float32),
-])
+@pytest.mark.parametrize(
+    "device_type, expected",
+    [
+        ("CPU", tf.float64),
+        ("cpu", tf.float64),
+        ("", tf.float64),
+        ("GPU", tf.float32),
+        ("gpu", tf.float32),
+        ("TPU", tf.float32),
+    ],
+)
 def test_covariance_dtype_for_device_type(device_type, expected):
     assert _covariance_dtype_for(device_type) == expected
 
@@ -137,12 +145,17 @@ def test_float32_correlations_close_to_float64():
 # ------------------------------------------------------------------ the model
 def test_deepcca_defaults_to_auto_and_round_trips_compute_dtype(tmp_path):
     keras.utils.set_random_seed(0)
-    model = DeepCCA(mlp_encoder(6, 3, hidden_units=(8,), name="ex"),
-                    mlp_encoder(5, 3, hidden_units=(8,), name="ey"), n_components=2)
+    model = DeepCCA(
+        mlp_encoder(6, 3, hidden_units=(8,), name="ex"), mlp_encoder(5, 3, hidden_units=(8,), name="ey"), n_components=2
+    )
     assert model.get_config()["compute_dtype"] == "auto"
     assert model.objective_fn.compute_dtype == "auto"
-    explicit = DeepCCA(mlp_encoder(6, 3, hidden_units=(8,), name="fx"),
-                       mlp_encoder(5, 3, hidden_units=(8,), name="fy"), n_components=2, compute_dtype="float32")
+    explicit = DeepCCA(
+        mlp_encoder(6, 3, hidden_units=(8,), name="fx"),
+        mlp_encoder(5, 3, hidden_units=(8,), name="fy"),
+        n_components=2,
+        compute_dtype="float32",
+    )
     path = str(tmp_path / "explicit.keras")
     explicit.save(path)
     restored = keras.models.load_model(path)

@@ -1,4 +1,5 @@
 """Tests for xmodal_tf.data: offline, no /work/shared, a fake mnist.npz per test."""
+
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ NUM_DIGITS = 1797
 
 # ------------------------------------------------------------------ fixtures
 
+
 @pytest.fixture
 def isolated_home(tmp_path, monkeypatch):
     """No real ~/.keras, ~/tensorflow_datasets or XMODAL_DATA_DIR can leak in."""
@@ -29,8 +31,10 @@ def isolated_home(tmp_path, monkeypatch):
 @pytest.fixture
 def no_network_probe(monkeypatch):
     """Fails the test if the loader probes the network."""
+
     def forbidden_probe(*args, **kwargs):
         raise AssertionError("the network probe must not run here")
+
     monkeypatch.setattr(datasets_module, "_network_reachable", forbidden_probe)
 
 
@@ -58,9 +62,12 @@ def fake_mnist(tmp_path, isolated_home):
 
 # -------------------------------------------------------------------- import
 
+
 def test_import_loads_neither_tensorflow_nor_tfds():
-    code = ("import sys, xmodal_tf.data; "
-            "print(sorted(m for m in ('tensorflow', 'tensorflow_datasets') if m in sys.modules))")
+    code = (
+        "import sys, xmodal_tf.data; "
+        "print(sorted(m for m in ('tensorflow', 'tensorflow_datasets') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
@@ -68,13 +75,20 @@ def test_import_loads_neither_tensorflow_nor_tfds():
 
 def test_public_names():
     assert set(data.__all__) >= {
-        "TwoViewSplit", "TwoViewDataset", "split_image_halves", "load_two_view_digits",
-        "load_split_mnist", "resolve_data_dir", "make_dataset"}
+        "TwoViewSplit",
+        "TwoViewDataset",
+        "split_image_halves",
+        "load_two_view_digits",
+        "load_split_mnist",
+        "resolve_data_dir",
+        "make_dataset",
+    }
     for name in data.__all__:
         assert hasattr(data, name)
 
 
 # ------------------------------------------------------- split_image_halves
+
 
 def test_split_image_halves_odd_width_and_channels():
     images = np.arange(2 * 3 * 5 * 2).reshape(2, 3, 5, 2)
@@ -102,6 +116,7 @@ def test_split_image_halves_rejects_bad_shapes(bad_shape):
 
 # -------------------------------------------------------------------- digits
 
+
 @pytest.fixture(scope="module")
 def digits():
     return data.load_two_view_digits()
@@ -110,6 +125,7 @@ def digits():
 @pytest.fixture(scope="module")
 def digit_images():
     from sklearn.datasets import load_digits
+
     raw = load_digits()
     return (raw.images / 16.0).astype(np.float32), raw.target
 
@@ -156,6 +172,7 @@ def test_digits_flat_views_match_image_views(digits):
 def test_digits_splits_are_disjoint(digits):
     def rows(split):
         return {row.tobytes() for row in np.hstack([split.view1, split.view2])}
+
     train, validation, test = rows(digits.train), rows(digits.validation), rows(digits.test)
     assert len(train) + len(validation) + len(test) == NUM_DIGITS
     assert not train & validation and not train & test and not validation & test
@@ -170,8 +187,9 @@ def test_digits_split_is_stratified(digits, digit_images):
 
 def test_digits_are_deterministic(digits):
     again = data.load_two_view_digits()
-    for first, second in zip((digits.train, digits.validation, digits.test),
-                             (again.train, again.validation, again.test)):
+    for first, second in zip(
+        (digits.train, digits.validation, digits.test), (again.train, again.validation, again.test)
+    ):
         for array_first, array_second in zip(first, second):
             np.testing.assert_array_equal(array_first, array_second)
 
@@ -183,6 +201,7 @@ def test_summary_and_repr_show_sizes(digits):
 
 
 # --------------------------------------------------------- split MNIST (npz)
+
 
 def test_split_mnist_follows_the_deep_cca_protocol(fake_mnist):
     path, arrays = fake_mnist
@@ -208,8 +227,7 @@ def test_split_mnist_image_layout(fake_mnist):
     mnist = data.load_split_mnist(path.parent, validation_size=100, flatten=False, download=False)
     assert mnist.train.view1.shape == mnist.train.view2.shape == (200, 28, 14, 1)
     assert mnist.test.view2.shape == (50, 28, 14, 1)
-    np.testing.assert_allclose(mnist.validation.view2[..., 0], arrays["x_train"][200:, :, 14:] / 255.0,
-                               rtol=1e-6)
+    np.testing.assert_allclose(mnist.validation.view2[..., 0], arrays["x_train"][200:, :, 14:] / 255.0, rtol=1e-6)
 
 
 def test_split_mnist_zero_validation(fake_mnist):
@@ -293,12 +311,15 @@ def test_nonexistent_data_dir_is_named(tmp_path, monkeypatch, isolated_home, use
     assert ("XMODAL_DATA_DIR" in str(error.value)) == use_env
 
 
-@pytest.mark.parametrize("overrides, problem", [
-    ({"x_test": None}, "x_test"),
-    ({"x_train": np.zeros((300, 32, 32), np.uint8)}, r"x_train has shape \(300, 32, 32\)"),
-    ({"x_train": np.zeros((300, 28, 28), np.float32)}, "dtype float32"),
-    ({"y_train": np.zeros(299, np.uint8)}, "y_train"),
-])
+@pytest.mark.parametrize(
+    "overrides, problem",
+    [
+        ({"x_test": None}, "x_test"),
+        ({"x_train": np.zeros((300, 32, 32), np.uint8)}, r"x_train has shape \(300, 32, 32\)"),
+        ({"x_train": np.zeros((300, 28, 28), np.float32)}, "dtype float32"),
+        ({"y_train": np.zeros(299, np.uint8)}, "y_train"),
+    ],
+)
 def test_malformed_npz_raises_value_error(tmp_path, isolated_home, overrides, problem):
     path, _ = write_fake_mnist(tmp_path / "bad", **overrides)
     with pytest.raises(ValueError, match=problem) as error:
@@ -312,15 +333,17 @@ def test_npz_that_is_no_archive_raises_value_error(tmp_path, isolated_home):
         data.load_split_mnist(tmp_path, download=False)
 
 
-@pytest.mark.parametrize("validation_size, error", [(300, ValueError), (1000, ValueError), (-1, ValueError),
-                                                    (2.5, TypeError), ("100", TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "validation_size, error",
+    [(300, ValueError), (1000, ValueError), (-1, ValueError), (2.5, TypeError), ("100", TypeError), (True, TypeError)],
+)
 def test_bad_validation_size(fake_mnist, validation_size, error):
     with pytest.raises(error, match="validation_size"):
-        data.load_split_mnist(fake_mnist[0].parent, validation_size=validation_size,
-                              download=False)
+        data.load_split_mnist(fake_mnist[0].parent, validation_size=validation_size, download=False)
 
 
 # ------------------------------------------------- split MNIST (tfds, mocked)
+
 
 def test_tfds_fallback_with_mocked_mnist(tmp_path, isolated_home, monkeypatch):
     import tensorflow_datasets as tfds
@@ -353,13 +376,13 @@ def test_tfds_without_prepared_copy_and_no_download(tmp_path, isolated_home, no_
             data.load_split_mnist(tmp_path, download=False)
 
 
-def test_prepared_tfds_copy_is_used_before_any_download(tmp_path, isolated_home,
-                                                        no_network_probe, monkeypatch):
+def test_prepared_tfds_copy_is_used_before_any_download(tmp_path, isolated_home, no_network_probe, monkeypatch):
     (tmp_path / "mnist" / "3.0.1").mkdir(parents=True)
     (tmp_path / "mnist" / "3.0.1" / "dataset_info.json").write_text("{}")
     _, arrays = write_fake_mnist(tmp_path / "unused", num_train=30, num_test=10)
-    arrays = {name: (array[..., None] if name.startswith("x_") else array)
-              for name, array in arrays.items()}  # tfds images are (n, 28, 28, 1)
+    arrays = {
+        name: (array[..., None] if name.startswith("x_") else array) for name, array in arrays.items()
+    }  # tfds images are (n, 28, 28, 1)
     seen_dirs = []
 
     def fake_prepared_builder(tfds_dirs):
@@ -367,16 +390,17 @@ def test_prepared_tfds_copy_is_used_before_any_download(tmp_path, isolated_home,
         return "prepared-builder"
 
     monkeypatch.setattr(datasets_module, "_prepared_tfds_builder", fake_prepared_builder)
-    monkeypatch.setattr(datasets_module, "_tfds_builder_arrays",
-                        lambda builder: arrays if builder == "prepared-builder" else None)
+    monkeypatch.setattr(
+        datasets_module, "_tfds_builder_arrays", lambda builder: arrays if builder == "prepared-builder" else None
+    )
     mnist = data.load_split_mnist(tmp_path, validation_size=10, download=False)
     assert seen_dirs == [tmp_path]
     assert mnist.source == "tensorflow_datasets" and mnist.train.view1.shape == (20, 392)
-    np.testing.assert_allclose(mnist.test.view1, arrays["x_test"][:, :, :14, 0].reshape(10, -1) / 255.0,
-                               rtol=1e-6)
+    np.testing.assert_allclose(mnist.test.view1, arrays["x_test"][:, :, :14, 0].reshape(10, -1) / 255.0, rtol=1e-6)
 
 
 # ------------------------------------------------------------- make_dataset
+
 
 def indexed_arrays(num_examples=10):
     """Views whose values encode the row index: x1[i] = [i, i], x2[i] = [10 i], y[i] = i."""
@@ -481,21 +505,27 @@ def test_make_dataset_drop_remainder_and_repeat():
     np.testing.assert_array_equal(np.sort(labels[:10]), np.arange(10))  # first epoch complete
 
 
-@pytest.mark.parametrize("make_args, error_type, message", [
-    (lambda: ((np.zeros((10, 2)), np.zeros((7, 2))), None, {}), ValueError, r"10.*7"),
-    (lambda: (np.zeros((10, 2)), np.zeros(9), {}), ValueError, r"labels: 9"),
-    (lambda: (np.zeros((0, 2)), None, {}), ValueError, "no rows"),
-    (lambda: ((), None, {}), ValueError, "empty"),
-    (lambda: ({}, None, {}), ValueError, "empty"),
-    (lambda: (np.zeros((4, 2)), None, {"batch_size": 0}), ValueError, "batch_size"),
-    (lambda: (np.zeros((4, 2)), None, {"batch_size": 2.5}), TypeError, "batch_size"),
-    (lambda: (np.zeros((4, 2)), None, {"batch_size": 8, "drop_remainder": True}), ValueError, "drop_remainder"),
-    (lambda: (np.zeros((4, 2)), None, {"seed": "x"}), TypeError, "seed"),
-    (lambda: ([[1.0, 2.0], [3.0]], None, {}), TypeError, "equal-length"),
-    (lambda: (np.float32(3.0), None, {}), ValueError, "scalar"),
-    (lambda: (data.TwoViewSplit(np.zeros((3, 1)), np.zeros((3, 1)), np.zeros(3)), np.zeros(3), {}),
-     TypeError, "TwoViewSplit"),
-])
+@pytest.mark.parametrize(
+    "make_args, error_type, message",
+    [
+        (lambda: ((np.zeros((10, 2)), np.zeros((7, 2))), None, {}), ValueError, r"10.*7"),
+        (lambda: (np.zeros((10, 2)), np.zeros(9), {}), ValueError, r"labels: 9"),
+        (lambda: (np.zeros((0, 2)), None, {}), ValueError, "no rows"),
+        (lambda: ((), None, {}), ValueError, "empty"),
+        (lambda: ({}, None, {}), ValueError, "empty"),
+        (lambda: (np.zeros((4, 2)), None, {"batch_size": 0}), ValueError, "batch_size"),
+        (lambda: (np.zeros((4, 2)), None, {"batch_size": 2.5}), TypeError, "batch_size"),
+        (lambda: (np.zeros((4, 2)), None, {"batch_size": 8, "drop_remainder": True}), ValueError, "drop_remainder"),
+        (lambda: (np.zeros((4, 2)), None, {"seed": "x"}), TypeError, "seed"),
+        (lambda: ([[1.0, 2.0], [3.0]], None, {}), TypeError, "equal-length"),
+        (lambda: (np.float32(3.0), None, {}), ValueError, "scalar"),
+        (
+            lambda: (data.TwoViewSplit(np.zeros((3, 1)), np.zeros((3, 1)), np.zeros(3)), np.zeros(3), {}),
+            TypeError,
+            "TwoViewSplit",
+        ),
+    ],
+)
 def test_make_dataset_errors(make_args, error_type, message):
     views, labels, kwargs = make_args()
     with pytest.raises(error_type, match=message):

@@ -6,6 +6,7 @@ AUTOTUNE and a kept order, caches where its batches repeat (unshuffled), and cac
 nothing after a random op. Values: what the pipelines yield is what slicing,
 shuffling and batching the arrays themselves yields, and a cached pass repeats.
 """
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -19,8 +20,7 @@ from xmodal_tf.data import (
 from xmodal_tf.data.pipeline import in_memory_tensors
 
 AUTOTUNE = -1
-RANDOM_OPS = ("ShuffleDatasetV3", "ShuffleAndRepeatDatasetV2", "DirectedInterleaveDataset",
-              "RandomDataset")
+RANDOM_OPS = ("ShuffleDatasetV3", "ShuffleAndRepeatDatasetV2", "DirectedInterleaveDataset", "RandomDataset")
 
 
 def graph_chain(dataset):
@@ -65,8 +65,9 @@ def public_pipelines():
         "make_dataset shuffled": make_dataset((x1, x2), y, batch_size=8, seed=0),
         "make_dataset shuffled, repeat": make_dataset((x1, x2), y, batch_size=8, seed=0, repeat=True),
         "make_dataset unshuffled": make_dataset((x1, x2), y, batch_size=8, shuffle=False),
-        "make_dataset dict, unshuffled, repeat": make_dataset({"a": x1, "b": x2}, batch_size=6,
-                                                              shuffle=False, repeat=True),
+        "make_dataset dict, unshuffled, repeat": make_dataset(
+            {"a": x1, "b": x2}, batch_size=6, shuffle=False, repeat=True
+        ),
         "make_dataset cache=False": make_dataset(x1, batch_size=8, shuffle=False, cache=False),
         "balanced_dataset": balanced_dataset({"a": x1, "b": x2}, unbalanced, batch_size=8, seed=0),
     }
@@ -78,7 +79,7 @@ def test_every_pipeline_ends_in_prefetch_autotune_after_a_parallel_ordered_map(n
     last = chain[0]
     assert last.op == "PrefetchDataset", [node.op for node in chain]
     assert constant(nodes, last.input[1]) == AUTOTUNE
-    ours = chain[:first_random_index([node.op for node in chain])]  # not sample_from_datasets' own map
+    ours = chain[: first_random_index([node.op for node in chain])]  # not sample_from_datasets' own map
     maps = [node for node in ours if "Map" in node.op]
     assert maps and all(node.op == "ParallelMapDatasetV2" for node in maps), [node.op for node in chain]
     for node in maps:
@@ -89,7 +90,7 @@ def test_every_pipeline_ends_in_prefetch_autotune_after_a_parallel_ordered_map(n
 @pytest.mark.parametrize("name", list(public_pipelines()))
 def test_nothing_is_cached_after_a_random_op(name):
     ops = op_types(public_pipelines()[name])
-    downstream_of_random = ops[:first_random_index(ops)] if set(ops) & set(RANDOM_OPS) else []
+    downstream_of_random = ops[: first_random_index(ops)] if set(ops) & set(RANDOM_OPS) else []
     assert "CacheDatasetV2" not in downstream_of_random, ops
 
 
@@ -126,12 +127,15 @@ def test_a_second_pass_over_a_cached_pipeline_yields_the_same_elements():
     np.testing.assert_array_equal(np.concatenate([batch[-1] for batch in first]), y)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"seed": 3},
-    {"seed": 3, "drop_remainder": True},
-    {"seed": 3, "repeat": True},
-    {"shuffle": False, "repeat": True},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"seed": 3},
+        {"seed": 3, "drop_remainder": True},
+        {"seed": 3, "repeat": True},
+        {"shuffle": False, "repeat": True},
+    ],
+)
 def test_elements_equal_slicing_shuffling_and_batching_the_arrays(kwargs):
     """The pipeline gathers shuffled indices; its order under a seed is the order of the
     plain from_tensor_slices -> shuffle -> (repeat) -> batch pipeline."""
@@ -181,13 +185,13 @@ def test_map_random_shifts_gives_the_shifts_of_a_sequential_map_on_every_pass():
     left, right = shift_halves()
     plain = make_dataset((left, right), batch_size=8, seed=1)
     reference = plain.map(random_shift_pairs(SHIFT_SHAPES, 2, seed=5))
-    ours = map_random_shifts(make_dataset((left, right), batch_size=8, seed=1),
-                             random_shift_pairs(SHIFT_SHAPES, 2, seed=5))
+    ours = map_random_shifts(
+        make_dataset((left, right), batch_size=8, seed=1), random_shift_pairs(SHIFT_SHAPES, 2, seed=5)
+    )
     passes = {"ours": [], "reference": []}
     for _ in range(2):
         for name, dataset in (("ours", ours), ("reference", reference)):
-            passes[name].append(np.concatenate([np.concatenate([a.numpy(), b.numpy()], axis=1)
-                                                for a, b in dataset]))
+            passes[name].append(np.concatenate([np.concatenate([a.numpy(), b.numpy()], axis=1) for a, b in dataset]))
     for got, want in zip(passes["ours"], passes["reference"]):
         np.testing.assert_array_equal(got, want)
     assert not np.array_equal(passes["ours"][0], passes["ours"][1])  # new draws each pass
@@ -197,8 +201,9 @@ def test_map_random_shifts_gives_the_shifts_of_a_sequential_map_on_every_pass():
 
 def test_map_random_shifts_draws_sequentially_moves_pixels_in_parallel_and_prefetches():
     left, right = shift_halves()
-    dataset = map_random_shifts(make_dataset((left, right), batch_size=8, shuffle=False),
-                                random_shift_pairs(SHIFT_SHAPES, 1, seed=0))
+    dataset = map_random_shifts(
+        make_dataset((left, right), batch_size=8, shuffle=False), random_shift_pairs(SHIFT_SHAPES, 1, seed=0)
+    )
     chain, nodes = graph_chain(dataset)
     assert [node.op for node in chain[:3]] == ["PrefetchDataset", "ParallelMapDatasetV2", "MapDataset"]
     assert constant(nodes, chain[0].input[1]) == AUTOTUNE
@@ -209,8 +214,9 @@ def test_map_random_shifts_draws_sequentially_moves_pixels_in_parallel_and_prefe
 
 def test_map_random_shifts_with_zero_shift_is_the_identity():
     left, right = shift_halves(8)
-    dataset = map_random_shifts(make_dataset((left, right), batch_size=8, shuffle=False),
-                                random_shift_pairs(SHIFT_SHAPES, 0))
+    dataset = map_random_shifts(
+        make_dataset((left, right), batch_size=8, shuffle=False), random_shift_pairs(SHIFT_SHAPES, 0)
+    )
     got_left, got_right = next(iter(dataset))
     np.testing.assert_array_equal(got_left.numpy(), left)
     np.testing.assert_array_equal(got_right.numpy(), right)

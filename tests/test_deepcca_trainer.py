@@ -11,7 +11,6 @@ from xmodal_tf.models import DeepCCA
 from xmodal_tf.training import DeepCCATrainer
 
 
-
 def planted_views(n=500, seed=0):
     """Two 20-dim views sharing a 2-dim latent through a nonlinear mixing."""
     rng = np.random.default_rng(seed)
@@ -26,15 +25,20 @@ def planted_views(n=500, seed=0):
 @pytest.fixture(scope="module")
 def data():
     x, y = planted_views()
-    return {"train": tf.data.Dataset.from_tensor_slices((x[:400], y[:400])).batch(100),
-            "validation": tf.data.Dataset.from_tensor_slices((x[400:], y[400:])).batch(50),
-            "arrays": (x, y)}
+    return {
+        "train": tf.data.Dataset.from_tensor_slices((x[:400], y[:400])).batch(100),
+        "validation": tf.data.Dataset.from_tensor_slices((x[400:], y[400:])).batch(50),
+        "arrays": (x, y),
+    }
 
 
 def build_model(seed=0):
     keras.utils.set_random_seed(seed)
-    return DeepCCA(mlp_encoder(20, 4, hidden_units=(16,), name="encoder_x"),
-                   mlp_encoder(20, 4, hidden_units=(16,), name="encoder_y"), n_components=2)
+    return DeepCCA(
+        mlp_encoder(20, 4, hidden_units=(16,), name="encoder_x"),
+        mlp_encoder(20, 4, hidden_units=(16,), name="encoder_y"),
+        n_components=2,
+    )
 
 
 def test_fit_trains_with_one_trace(data):
@@ -70,8 +74,7 @@ def test_pair_of_encoders_eval_every_and_progress(data, capsys):
 
 
 def test_checkpoint_resume_continues_from_the_saved_step(data, tmp_path):
-    first = DeepCCATrainer(build_model(seed=0), keras.optimizers.Adam(1e-2), checkpoint_dir=tmp_path,
-                           progress=False)
+    first = DeepCCATrainer(build_model(seed=0), keras.optimizers.Adam(1e-2), checkpoint_dir=tmp_path, progress=False)
     assert first.restored_from is None
     first.fit(data["train"], epochs=2)
     saved = [w.numpy() for w in first.model.weights]
@@ -79,8 +82,7 @@ def test_checkpoint_resume_continues_from_the_saved_step(data, tmp_path):
     assert first.iterations == 8
 
     # A new model (other initial weights) and a new optimizer resume the saved state.
-    second = DeepCCATrainer(build_model(seed=1), keras.optimizers.Adam(1e-2), checkpoint_dir=tmp_path,
-                            progress=False)
+    second = DeepCCATrainer(build_model(seed=1), keras.optimizers.Adam(1e-2), checkpoint_dir=tmp_path, progress=False)
     assert second.restored_from.endswith("epoch-2")
     assert second.epoch == 2 and second.iterations == 8
     for a, b in zip(saved, second.model.weights):
@@ -122,8 +124,7 @@ def test_early_stopping_stops_and_restores_the_best_weights(data):
     rng = np.random.default_rng(1)
     # Held-out views that share nothing: their correlation only fluctuates, so it stops.
     noise = (rng.normal(size=(60, 20)).astype("float32"), rng.normal(size=(60, 20)).astype("float32"))
-    trainer = DeepCCATrainer(build_model(), keras.optimizers.Adam(5e-2), early_stopping_patience=2,
-                             progress=False)
+    trainer = DeepCCATrainer(build_model(), keras.optimizers.Adam(5e-2), early_stopping_patience=2, progress=False)
     history = trainer.fit(data["train"], epochs=40, validation_data=noise)
     values = history["val_total_correlation"]
     assert len(values) < 40

@@ -13,6 +13,7 @@
   the run directory, metrics equal to ``--strategy default``; bad ``TF_CONFIG`` and an
   unreachable peer give a clear message within a bounded time.
 """
+
 import json
 import os
 import pathlib
@@ -23,7 +24,6 @@ import time
 
 import numpy as np
 import pytest
-
 from multiworker import REPO_ROOT, start_workers, tf_config, wait_for
 
 # The models under test, built identically by every process from fixed seeds.
@@ -106,11 +106,14 @@ MODELS = textwrap.dedent("""
         return [w.numpy().astype("float64").ravel().tolist() for w in model.weights]
 """)
 
-MIRRORED_SCRIPT = textwrap.dedent("""
+MIRRORED_SCRIPT = (
+    textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-""") + MODELS + textwrap.dedent("""
+""")
+    + MODELS
+    + textwrap.dedent("""
     one_device = tf.distribute.get_strategy()
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     results = {"replicas": mirrored.num_replicas_in_sync}
@@ -149,12 +152,14 @@ MIRRORED_SCRIPT = textwrap.dedent("""
         results["uneven_error"] = str(error)
     print(json.dumps(results))
 """)
+)
 
 
 def run_script(script: str, timeout: float = 420) -> dict:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
-    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT,
-                               env=env, timeout=timeout)
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=timeout
+    )
     assert completed.returncode == 0, completed.stderr[-4000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
@@ -200,8 +205,16 @@ def test_two_workers_train_like_one_process():
     processes = start_workers([sys.executable, "-c", WORKER_SCRIPT], count=2)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
     env.pop("TF_CONFIG", None)
-    processes.append(subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT], stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT, env=env))
+    processes.append(
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER_SCRIPT],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO_ROOT,
+            env=env,
+        )
+    )
     outputs = wait_for(processes, timeout=420)
     for index, (code, _, stderr) in enumerate(outputs):
         assert code == 0, f"process {index} exited with {code}:\n{stderr[-4000:]}"
@@ -216,16 +229,40 @@ def test_two_workers_train_like_one_process():
 
 # ----------------------------------------------------------------------------- the CLI
 # Two phases (shifted epochs, then one plain epoch): two fit calls, each saving on every worker.
-DEEPCCA_SETTINGS = ["deepcca", "--set", "models=[\"deepcca\"]", "--set", "epochs=3", "--set", "hidden_units=[32]",
-                    "--set", "final_reg=[1e-4]", "--set", "batch_size=128", "--set", "shift=1",
-                    "--set", "unshifted_final_epochs=1"]
+DEEPCCA_SETTINGS = [
+    "deepcca",
+    "--set",
+    'models=["deepcca"]',
+    "--set",
+    "epochs=3",
+    "--set",
+    "hidden_units=[32]",
+    "--set",
+    "final_reg=[1e-4]",
+    "--set",
+    "batch_size=128",
+    "--set",
+    "shift=1",
+    "--set",
+    "unshifted_final_epochs=1",
+]
 
 
 @pytest.mark.multiworker
 def test_cli_deepcca_on_two_workers_matches_one_process(tmp_path):
     run_dir = tmp_path / "multi"
-    command = [sys.executable, "-m", "xmodal_tf.train", *DEEPCCA_SETTINGS, "--strategy", "multiworker",
-               "--worker-timeout", "120", "--logdir", str(run_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "xmodal_tf.train",
+        *DEEPCCA_SETTINGS,
+        "--strategy",
+        "multiworker",
+        "--worker-timeout",
+        "120",
+        "--logdir",
+        str(run_dir),
+    ]
     outputs = wait_for(start_workers(command, count=2), timeout=420)
     for index, (code, _, stderr) in enumerate(outputs):
         assert code == 0, f"worker {index} exited with {code}:\n{stderr[-4000:]}"
@@ -245,9 +282,23 @@ def test_cli_deepcca_on_two_workers_matches_one_process(tmp_path):
     single_dir = tmp_path / "single"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
     env.pop("TF_CONFIG", None)
-    completed = subprocess.run([sys.executable, "-m", "xmodal_tf.train", *DEEPCCA_SETTINGS, "--strategy", "default",
-                                "--logdir", str(single_dir)], capture_output=True, text=True, cwd=REPO_ROOT,
-                               env=env, timeout=300)
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "xmodal_tf.train",
+            *DEEPCCA_SETTINGS,
+            "--strategy",
+            "default",
+            "--logdir",
+            str(single_dir),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+        timeout=300,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     multi = json.loads((run_dir / "metrics.json").read_text())["results"]["deepcca"]
     single = json.loads((single_dir / "metrics.json").read_text())["results"]["deepcca"]
@@ -261,12 +312,15 @@ def test_cli_deepcca_on_two_workers_matches_one_process(tmp_path):
 def test_cli_refuses_malformed_tf_config(tmp_path, monkeypatch, capsys):
     from xmodal_tf.train import main
 
-    for text, message in [("{not json", "TF_CONFIG is not valid JSON"),
-                          ('{"cluster": {"worker": ["localhost"]}, "task": {"type": "worker", "index": 0}}',
-                           "not 'host:port'"),
-                          ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
-                           "task index 2 is out of range"),
-                          ("", "needs the TF_CONFIG environment variable")]:
+    for text, message in [
+        ("{not json", "TF_CONFIG is not valid JSON"),
+        ('{"cluster": {"worker": ["localhost"]}, "task": {"type": "worker", "index": 0}}', "not 'host:port'"),
+        (
+            '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
+            "task index 2 is out of range",
+        ),
+        ("", "needs the TF_CONFIG environment variable"),
+    ]:
         monkeypatch.setenv("TF_CONFIG", text)
         began = time.monotonic()
         code = main(["deepcca", "--strategy", "multiworker", "--logdir", str(tmp_path / "run")])
@@ -280,9 +334,25 @@ def test_worker_without_its_peer_stops_with_a_message(tmp_path):
     ports = [free for free in __import__("multiworker").free_ports(2)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT, TF_CONFIG=tf_config(ports, 0))
     began = time.monotonic()
-    completed = subprocess.run([sys.executable, "-m", "xmodal_tf.train", "deepcca", "--strategy", "multiworker",
-                                "--worker-timeout", "5", "--logdir", str(tmp_path / "run")],
-                               capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=120)
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "xmodal_tf.train",
+            "deepcca",
+            "--strategy",
+            "multiworker",
+            "--worker-timeout",
+            "5",
+            "--logdir",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+        timeout=120,
+    )
     elapsed = time.monotonic() - began
     assert completed.returncode != 0 and elapsed < 90
     assert f"could not reach its peers ['127.0.0.1:{ports[1]}'] within 5 s" in completed.stderr

@@ -6,6 +6,7 @@ print what it promises: the reloaded model agrees with the saved one, the scores
 numbers in range. ``--quick`` trains for an epoch or two, so the scores only need to
 be sane, not good. A new example needs an entry in ``EXPECTED``.
 """
+
 import math
 import os
 import pathlib
@@ -98,15 +99,22 @@ def test_every_example_has_expected_output():
 def test_example_runs_quickly(script, tmp_path):
     environment = {
         **os.environ,
-        "TMPDIR": str(tmp_path),                    # the examples' tempfile.mkdtemp() folders
-        "KERAS_HOME": str(tmp_path / "keras"),     # no cached downloads from the user's home
-        "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",  # a download fails fast
+        "TMPDIR": str(tmp_path),  # the examples' tempfile.mkdtemp() folders
+        "KERAS_HOME": str(tmp_path / "keras"),  # no cached downloads from the user's home
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",  # a download fails fast
         "MPLBACKEND": "Agg",
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     environment.pop("XMODAL_DATA_DIR", None)
-    result = subprocess.run([sys.executable, str(EXAMPLES_DIR / script), "--quick"], capture_output=True,
-                            text=True, timeout=TIMEOUT_S, cwd=tmp_path, env=environment)
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES_DIR / script), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        cwd=tmp_path,
+        env=environment,
+    )
     assert result.returncode == 0, f"{script} exited with {result.returncode}:\n{result.stderr[-3000:]}"
     out = result.stdout
     assert out.strip(), f"{script} printed nothing"

@@ -1,4 +1,5 @@
 """The `cca` experiment on a strategy: one replica (today's fit), and workers fitting their shards."""
+
 import json
 import sys
 import types
@@ -51,8 +52,24 @@ def test_two_workers_fit_their_shards_to_the_single_process_fit(tmp_path):
     assert train.main(["cca", "--logdir", str(single), "--set", "probe=false"]) == 0
     expected = json.loads((single / "metrics.json").read_text())
     logdir = tmp_path / "workers"
-    results = wait_for(start_workers([sys.executable, "-m", "xmodal_tf.train", "cca", "--strategy", "multiworker",
-                                      "--logdir", str(logdir), "--set", "probe=false"], count=2), timeout=180)
+    results = wait_for(
+        start_workers(
+            [
+                sys.executable,
+                "-m",
+                "xmodal_tf.train",
+                "cca",
+                "--strategy",
+                "multiworker",
+                "--logdir",
+                str(logdir),
+                "--set",
+                "probe=false",
+            ],
+            count=2,
+        ),
+        timeout=180,
+    )
     for index, (code, _, stderr) in enumerate(results):
         assert code == 0, f"worker {index} exited with {code}:\n{stderr[-4000:]}"
     assert "fitting on 2 workers' shards of the 1078 training rows (this worker: 539)" in results[0][1]

@@ -1,5 +1,6 @@
 """The `cgan` experiment: tiny runs end to end (labels offline, audio on a fake FSDD file),
 the Frechet distance, and config checks."""
+
 import json
 import types
 
@@ -11,9 +12,22 @@ from xmodal_tf import train
 from xmodal_tf.experiments import cgan as cgan_experiment
 from xmodal_tf.experiments.base import check_global_batch
 
-TINY = ["--set", "steps=20", "--set", "steps_per_epoch=10", "--set", "batch_size=32",
-        "--set", "classifier_epochs=10", "--set", "samples_per_condition=4",
-        "--set", "generator_filters=4", "--set", "discriminator_filters=4"]
+TINY = [
+    "--set",
+    "steps=20",
+    "--set",
+    "steps_per_epoch=10",
+    "--set",
+    "batch_size=32",
+    "--set",
+    "classifier_epochs=10",
+    "--set",
+    "samples_per_condition=4",
+    "--set",
+    "generator_filters=4",
+    "--set",
+    "discriminator_filters=4",
+]
 
 
 def test_frechet_distance():
@@ -59,8 +73,14 @@ def test_tiny_label_run_reports_scores_and_logs(label_run):
     assert np.isfinite(metrics["final_d_loss"]) and np.isfinite(metrics["final_g_loss"])
     # The GAN's own logs only, not the trainer's bookkeeping (epoch, steps, seconds).
     assert {key for key in metrics if key.startswith("final_")} == {
-        "final_d_loss", "final_g_loss", "final_real_score", "final_fake_score", "final_r1_penalty",
-        "final_real_class_loss", "final_fake_class_loss"}  # the recipe's auxiliary classifier terms
+        "final_d_loss",
+        "final_g_loss",
+        "final_real_score",
+        "final_fake_score",
+        "final_r1_penalty",
+        "final_real_class_loss",
+        "final_fake_class_loss",
+    }  # the recipe's auxiliary classifier terms
     d_loss = read_scalars(logdir, "train/d_loss")
     assert sorted(d_loss) == [10, 20]
     assert d_loss[20] == pytest.approx(metrics["final_d_loss"], rel=1e-5)
@@ -83,16 +103,35 @@ def write_fake_fsdd(folder, recordings_per_digit=10, seed=0):
             frames.append(centres[digit] + rng.normal(scale=0.5, size=(length, 13)))
             lengths.append(length)
             labels.append(digit)
-    np.savez(folder / "fsdd_mfcc.npz", X=np.concatenate(frames).astype(np.float32),
-             lengths=np.array(lengths, np.int64), y=np.array(labels, np.int64))
+    np.savez(
+        folder / "fsdd_mfcc.npz",
+        X=np.concatenate(frames).astype(np.float32),
+        lengths=np.array(lengths, np.int64),
+        y=np.array(labels, np.int64),
+    )
 
 
 def test_tiny_audio_run_on_fake_recordings(tmp_path):
     write_fake_fsdd(tmp_path)
     logdir = tmp_path / "audio_run"
-    code = train.main(["cgan", "--logdir", str(logdir), "--data-dir", str(tmp_path), *TINY,
-                       "--set", "condition=audio", "--set", "audio_epochs=5", "--set", "classifier_epochs=2",
-                       "--set", "audio_embedding_dim=8"])
+    code = train.main(
+        [
+            "cgan",
+            "--logdir",
+            str(logdir),
+            "--data-dir",
+            str(tmp_path),
+            *TINY,
+            "--set",
+            "condition=audio",
+            "--set",
+            "audio_epochs=5",
+            "--set",
+            "classifier_epochs=2",
+            "--set",
+            "audio_embedding_dim=8",
+        ]
+    )
     assert code == 0
     metrics = json.loads((logdir / "metrics.json").read_text())
     assert metrics["condition"] == "audio"
@@ -110,13 +149,16 @@ def test_mnist_without_a_data_folder_is_a_clear_error(tmp_path, capsys):
     assert "mnist.npz" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("override, message", [
-    ("steps=0", "steps"),
-    ("batch_size=1", "batch_size"),
-    ("r1_weight=-1.0", "r1_weight"),
-    ("condition=\"video\"", "condition"),
-    ("audio_code=\"logits\"", "audio_code"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("steps=0", "steps"),
+        ("batch_size=1", "batch_size"),
+        ("r1_weight=-1.0", "r1_weight"),
+        ('condition="video"', "condition"),
+        ('audio_code="logits"', "audio_code"),
+    ],
+)
 def test_bad_settings_are_config_errors(tmp_path, capsys, override, message):
     code = train.main(["cgan", "--logdir", str(tmp_path / "run"), "--set", override])
     assert code == 2
@@ -125,9 +167,24 @@ def test_bad_settings_are_config_errors(tmp_path, capsys, override, message):
 
 def test_mirrored_strategy_run_completes_and_records_the_distribution(tmp_path, capsys):
     logdir = tmp_path / "mirrored"
-    code = train.main(["cgan", "--logdir", str(logdir), "--strategy", "mirrored", *TINY,
-                       "--set", "steps=4", "--set", "steps_per_epoch=2", "--set", "classifier_epochs=1",
-                       "--set", "train_size=256"])
+    code = train.main(
+        [
+            "cgan",
+            "--logdir",
+            str(logdir),
+            "--strategy",
+            "mirrored",
+            *TINY,
+            "--set",
+            "steps=4",
+            "--set",
+            "steps_per_epoch=2",
+            "--set",
+            "classifier_epochs=1",
+            "--set",
+            "train_size=256",
+        ]
+    )
     assert code == 0
     distribution = json.loads((logdir / "config.json").read_text())["distribution"]
     assert distribution["strategy"] == "mirrored" and distribution["replicas"] == 1

@@ -1,5 +1,6 @@
 """The experiments' tables of setting constraints (``xmodal_tf.experiments.config``), the
 messages they give, and ``RunContext.log_figure``, the one way an experiment writes its key figure."""
+
 import pytest
 from figure_checks import assert_figure
 
@@ -8,8 +9,16 @@ from xmodal_tf.experiments.base import Experiment, RunContext
 from xmodal_tf.experiments.config import ConfigError, Interval, ListOf, Options, check_settings, make_constraint
 
 # Each experiment's filling of its null (per data set) settings, where it has one.
-FILLERS = {"cca": None, "transfer": None, "deepcca": "resolved", "retrieval": "resolved", "fusion": "settings_for",
-           "crossmodal": "settings_for", "mae": "settings_for", "cgan": "resolve_data_defaults"}
+FILLERS = {
+    "cca": None,
+    "transfer": None,
+    "deepcca": "resolved",
+    "retrieval": "resolved",
+    "fusion": "settings_for",
+    "crossmodal": "settings_for",
+    "mae": "settings_for",
+    "cgan": "resolve_data_defaults",
+}
 # Tried in order: the first value that meets none of a setting's kinds is its bad value.
 BAD_VALUES = ("not-a-valid-value", -1, 10**9, -0.5, 1.5, [], [0], {"a": 1})
 
@@ -22,25 +31,45 @@ def flat_keys(config: dict, prefix: str = "") -> set:
 
 
 # ----------------------------------------------------------------------------- the kinds
-@pytest.mark.parametrize("kind, inside, outside, text", [
-    (Interval(int, 1, None), [1, 7, 10**12], [0, -3, 2.0, True, "1", None], "a positive integer"),
-    (Interval(int, 0, 4), [0, 4], [-1, 5, 0.5], "an integer in [0, 4]"),
-    (Interval(float, 0, 1, closed="left"), [0, 0.0, 0.999], [1, 1.0, -1e-9, float("nan"), False], "a number in [0, 1)"),
-    (Interval(float, 0, None, closed="neither"), [1e-12, 3], [0, 0.0, float("inf"), "3"], "a number > 0"),
-    (Interval(float, None, 2, closed="right"), [-5, 2], [2.5], "a number <= 2"),
-    (Options("avg", "max"), ["avg", "max"], ["mean", None, ["avg"]], "one of 'avg', 'max'"),
-    (Options(1, 2), [1, 2], [True, 1.0, "1"], "one of 1, 2"),
-    (ListOf(Interval(int, 1, None)), [[], [1, 2], (3,)], [[0], [1.5], 3, "12"], "a list of positive integers"),
-    (ListOf(Interval(int, 1, None), min_length=1, max_length=2), [[1], [1, 2]], [[], [1, 2, 3]],
-     "a list of 1 or 2 positive integers"),
-    (ListOf(Options("a", "b"), min_length=1, distinct=True), [["a"], ["b", "a"]], [["a", "a"], ["c"], []],
-     "a non-empty list of distinct names from ['a', 'b']"),
-    (ListOf(Interval(float, 0, None), min_length=1, noun="ridges"), [[0, 1e-4]], [[-1.0], []],
-     "a non-empty list of ridges >= 0"),
-    (make_constraint(None), [None], [0, "", []], "null"),
-    (make_constraint(bool), [True, False], [0, 1, "true"], "true or false"),
-    (make_constraint(str), ["", "left"], [None, 1], "a string"),
-])
+@pytest.mark.parametrize(
+    "kind, inside, outside, text",
+    [
+        (Interval(int, 1, None), [1, 7, 10**12], [0, -3, 2.0, True, "1", None], "a positive integer"),
+        (Interval(int, 0, 4), [0, 4], [-1, 5, 0.5], "an integer in [0, 4]"),
+        (
+            Interval(float, 0, 1, closed="left"),
+            [0, 0.0, 0.999],
+            [1, 1.0, -1e-9, float("nan"), False],
+            "a number in [0, 1)",
+        ),
+        (Interval(float, 0, None, closed="neither"), [1e-12, 3], [0, 0.0, float("inf"), "3"], "a number > 0"),
+        (Interval(float, None, 2, closed="right"), [-5, 2], [2.5], "a number <= 2"),
+        (Options("avg", "max"), ["avg", "max"], ["mean", None, ["avg"]], "one of 'avg', 'max'"),
+        (Options(1, 2), [1, 2], [True, 1.0, "1"], "one of 1, 2"),
+        (ListOf(Interval(int, 1, None)), [[], [1, 2], (3,)], [[0], [1.5], 3, "12"], "a list of positive integers"),
+        (
+            ListOf(Interval(int, 1, None), min_length=1, max_length=2),
+            [[1], [1, 2]],
+            [[], [1, 2, 3]],
+            "a list of 1 or 2 positive integers",
+        ),
+        (
+            ListOf(Options("a", "b"), min_length=1, distinct=True),
+            [["a"], ["b", "a"]],
+            [["a", "a"], ["c"], []],
+            "a non-empty list of distinct names from ['a', 'b']",
+        ),
+        (
+            ListOf(Interval(float, 0, None), min_length=1, noun="ridges"),
+            [[0, 1e-4]],
+            [[-1.0], []],
+            "a non-empty list of ridges >= 0",
+        ),
+        (make_constraint(None), [None], [0, "", []], "null"),
+        (make_constraint(bool), [True, False], [0, 1, "true"], "true or false"),
+        (make_constraint(str), ["", "left"], [None, 1], "a string"),
+    ],
+)
 def test_each_kind_accepts_and_describes_its_values(kind, inside, outside, text):
     assert kind.describe() == text
     for value in inside:
@@ -69,24 +98,39 @@ def test_kinds_refuse_bad_definitions():
 
 
 # ----------------------------------------------------------------------------- messages
-TABLE = {"k": [Interval(int, 1, None), None], "rate": [Interval(float, 0, None)], "reg": [ListOf(
-    Interval(float, 0, None), min_length=1, noun="ridges")], "optimizer.name": [Options("adam", "sgd")]}
+TABLE = {
+    "k": [Interval(int, 1, None), None],
+    "rate": [Interval(float, 0, None)],
+    "reg": [ListOf(Interval(float, 0, None), min_length=1, noun="ridges")],
+    "optimizer.name": [Options("adam", "sgd")],
+}
 DEFAULTS = {"k": None, "rate": 0.5, "reg": [1e-4, 1e-3], "optimizer": {"name": "adam"}}
 
 
-@pytest.mark.parametrize("setting, value, message", [
-    # The key, what is allowed, the note, the value, and the fix with the default.
-    ("k", 0, "k must be a positive integer or null (null: the data set's); got 0. Fix: --set k=... (default: null)."),
-    ("k", "ten", "k must be a positive integer or null (null: the data set's); got 'ten'."),
-    # A number that misses its bound hears the bound; anything else every kind.
-    ("rate", -0.5, "rate must be >= 0; got -0.5. Fix: --set rate=... (default: 0.5)."),
-    ("rate", "high", "rate must be a number >= 0; got 'high'."),
-    ("rate", float("inf"), "rate must be a number >= 0; got inf."),
-    # A list names its first bad item.
-    ("reg", [1e-4, -1.0], "reg must be a non-empty list of ridges >= 0; got [0.0001, -1.0] (item [1] is -1.0). "
-                          "Fix: --set reg=... (default: [0.0001, 0.001])."),
-    ("reg", [], "reg must be a non-empty list of ridges >= 0; got []. Fix"),
-])
+@pytest.mark.parametrize(
+    "setting, value, message",
+    [
+        # The key, what is allowed, the note, the value, and the fix with the default.
+        (
+            "k",
+            0,
+            "k must be a positive integer or null (null: the data set's); got 0. Fix: --set k=... (default: null).",
+        ),
+        ("k", "ten", "k must be a positive integer or null (null: the data set's); got 'ten'."),
+        # A number that misses its bound hears the bound; anything else every kind.
+        ("rate", -0.5, "rate must be >= 0; got -0.5. Fix: --set rate=... (default: 0.5)."),
+        ("rate", "high", "rate must be a number >= 0; got 'high'."),
+        ("rate", float("inf"), "rate must be a number >= 0; got inf."),
+        # A list names its first bad item.
+        (
+            "reg",
+            [1e-4, -1.0],
+            "reg must be a non-empty list of ridges >= 0; got [0.0001, -1.0] (item [1] is -1.0). "
+            "Fix: --set reg=... (default: [0.0001, 0.001]).",
+        ),
+        ("reg", [], "reg must be a non-empty list of ridges >= 0; got []. Fix"),
+    ],
+)
 def test_messages_name_the_key_value_allowed_values_and_fix(setting, value, message):
     with pytest.raises(ConfigError) as error:
         check_settings({**DEFAULTS, setting: value}, TABLE, notes={"k": "null: the data set's"}, defaults=DEFAULTS)
@@ -95,8 +139,11 @@ def test_messages_name_the_key_value_allowed_values_and_fix(setting, value, mess
 
 def test_nested_settings_use_dotted_keys():
     check_settings(DEFAULTS, TABLE)
-    with pytest.raises(ConfigError, match=r"optimizer.name must be one of 'adam', 'sgd'; got 'rmsprop'\. "
-                                          r"Fix: --set optimizer.name=\.\.\. \(default: adam\)\."):
+    with pytest.raises(
+        ConfigError,
+        match=r"optimizer.name must be one of 'adam', 'sgd'; got 'rmsprop'\. "
+        r"Fix: --set optimizer.name=\.\.\. \(default: adam\)\.",
+    ):
         check_settings({**DEFAULTS, "optimizer": {"name": "rmsprop"}}, TABLE, defaults=DEFAULTS)
     with pytest.raises(ConfigError, match="the configuration has no setting 'optimizer.name'"):
         check_settings({**DEFAULTS, "optimizer": {}}, TABLE)
@@ -124,9 +171,14 @@ def test_validate_checks_the_table_then_the_rules_and_one_option_kind_is_a_choic
         if config["low"] >= config["high"]:
             raise ConfigError("low must be smaller than high.")
 
-    experiment = Experiment("tiny", "", {"low": 1, "high": 2, "mode": "a"}, _run, rules=rules,
-                            constraints={"low": [Interval(int, 0, None)], "high": [Interval(int, 0, None)],
-                                         "mode": [Options("a", "b")]})
+    experiment = Experiment(
+        "tiny",
+        "",
+        {"low": 1, "high": 2, "mode": "a"},
+        _run,
+        rules=rules,
+        constraints={"low": [Interval(int, 0, None)], "high": [Interval(int, 0, None)], "mode": [Options("a", "b")]},
+    )
     assert experiment.choices == {"mode": ("a", "b")}  # checked while the configuration is resolved
     experiment.validate({"low": 1, "high": 2, "mode": "b"})
     with pytest.raises(ConfigError, match="low must be smaller than high"):
@@ -204,13 +256,16 @@ def test_only_the_chief_writes_figures(tmp_path):
     assert not list((tmp_path / "run").glob("events.*"))
 
 
-@pytest.mark.parametrize("name, step, error, message", [
-    ("../escape", 1, ValueError, "figure name must be letters, digits"),
-    (".hidden", 1, ValueError, "figure name must be letters, digits"),
-    ("", 1, ValueError, "figure name must be letters, digits"),
-    (3, 1, TypeError, "figure name must be a str"),
-    ("spectrum", 0, ValueError, "step must be"),
-])
+@pytest.mark.parametrize(
+    "name, step, error, message",
+    [
+        ("../escape", 1, ValueError, "figure name must be letters, digits"),
+        (".hidden", 1, ValueError, "figure name must be letters, digits"),
+        ("", 1, ValueError, "figure name must be letters, digits"),
+        (3, 1, TypeError, "figure name must be a str"),
+        ("spectrum", 0, ValueError, "step must be"),
+    ],
+)
 def test_log_figure_refuses_bad_names_and_steps(tmp_path, name, step, error, message):
     context = RunContext(tmp_path / "run")
     with pytest.raises(error, match=message):

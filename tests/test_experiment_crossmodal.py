@@ -1,5 +1,6 @@
 """The `crossmodal` experiment ("hearing to see"): a tiny run end to end, the probe protocol, codes of
 one modality alone, splits that never overlap, and config checks."""
+
 import json
 import re
 
@@ -12,11 +13,32 @@ from xmodal_tf.experiments import crossmodal
 from xmodal_tf.experiments.base import RunContext
 from xmodal_tf.experiments.config import ConfigError
 
-TINY = ["--set", "epochs=2", "--set", "train_size=300", "--set", "filters=[4]", "--set", "code_dim=8",
-        "--set", "batch_size=64", "--set", "n_components=4", "--set", "probe_c=[1.0]"]
+TINY = [
+    "--set",
+    "epochs=2",
+    "--set",
+    "train_size=300",
+    "--set",
+    "filters=[4]",
+    "--set",
+    "code_dim=8",
+    "--set",
+    "batch_size=64",
+    "--set",
+    "n_components=4",
+    "--set",
+    "probe_c=[1.0]",
+]
 DIRECTIONS = ["left_to_right", "right_to_left", "left_to_left", "right_to_right"]
-TINY_SETTINGS = {"epochs": 1, "train_size": 128, "filters": [4], "code_dim": 8, "batch_size": 64,
-                 "n_components": 4, "decoder_hidden_units": [8]}
+TINY_SETTINGS = {
+    "epochs": 1,
+    "train_size": 128,
+    "filters": [4],
+    "code_dim": 8,
+    "batch_size": 64,
+    "n_components": 4,
+    "decoder_hidden_units": [8],
+}
 
 
 def _row_keys(arrays) -> set:
@@ -60,8 +82,10 @@ def test_the_run_reports_every_method_on_every_direction(digits_run):
     for method in crossmodal.METHODS:
         assert sum(line.strip().startswith(method + " ") for line in lines) == 2, method  # test and validation rows
     assert metrics["best_method"] == crossmodal.best_method(metrics["results"], ("left", "right"))
-    assert any(line.startswith(f"chosen on validation (mean across-modality accuracy): {metrics['best_method']}")
-               for line in lines)
+    assert any(
+        line.startswith(f"chosen on validation (mean across-modality accuracy): {metrics['best_method']}")
+        for line in lines
+    )
 
 
 def test_the_run_writes_tensorboard_scalars(digits_run):
@@ -104,8 +128,10 @@ def test_probe_trains_on_source_codes_and_tests_on_target_codes():
 def test_probe_c_is_chosen_on_validation_and_scored_once_on_test(monkeypatch):
     from xmodal_tf import metrics
 
-    codes = {split: {"image": np.full((4, 2), i, float), "audio": np.full((4, 2), 10 + i, float)}
-             for i, split in enumerate(("train", "validation", "test"))}
+    codes = {
+        split: {"image": np.full((4, 2), i, float), "audio": np.full((4, 2), 10 + i, float)}
+        for i, split in enumerate(("train", "validation", "test"))
+    }
     labels = {split: np.arange(4) + 10 * i for i, split in enumerate(("train", "validation", "test"))}
     calls = []
     validation_accuracy = {0.1: 0.5, 1.0: 0.7, 10.0: 0.7}  # C=1 wins (the first of equals)
@@ -122,16 +148,19 @@ def test_probe_c_is_chosen_on_validation_and_scored_once_on_test(monkeypatch):
     image_to_audio = calls[:4]
     for train_features, train_labels, _, _, _ in image_to_audio:  # trained on the source's training codes
         assert train_features is codes["train"]["image"] and train_labels is labels["train"]
-    assert [(test_features is codes["validation"]["audio"], test_labels is labels["validation"], c)
-            for _, _, test_features, test_labels, c in image_to_audio[:3]] == [(True, True, 0.1), (True, True, 1.0),
-                                                                              (True, True, 10.0)]
+    assert [
+        (test_features is codes["validation"]["audio"], test_labels is labels["validation"], c)
+        for _, _, test_features, test_labels, c in image_to_audio[:3]
+    ] == [(True, True, 0.1), (True, True, 1.0), (True, True, 10.0)]
     assert image_to_audio[3][2] is codes["test"]["audio"] and image_to_audio[3][3] is labels["test"]
     assert image_to_audio[3][4] == 1.0 and len(calls) == 4 * 4
 
 
 def test_summarise_gives_mean_and_std_over_seeds():
-    per_seed = [{"validation": {"a_to_b": v}, "test": {"a_to_b": t}, "epochs_trained": e, "train_seconds": s}
-                for v, t, e, s in ((0.5, 0.4, 3, 1.0), (0.7, 0.6, 5, 3.0))]
+    per_seed = [
+        {"validation": {"a_to_b": v}, "test": {"a_to_b": t}, "epochs_trained": e, "train_seconds": s}
+        for v, t, e, s in ((0.5, 0.4, 3, 1.0), (0.7, 0.6, 5, 3.0))
+    ]
     summary = crossmodal.summarise(per_seed)
     assert summary["test"]["a_to_b"] == {"mean": pytest.approx(0.5), "std": pytest.approx(0.1), "per_seed": [0.4, 0.6]}
     assert summary["validation"]["a_to_b"]["mean"] == pytest.approx(0.6)
@@ -144,8 +173,10 @@ def test_the_best_method_is_chosen_on_validation_across_modalities_only():
     def scores(across, within):
         return {name: {"mean": value} for name, value in zip(DIRECTIONS, (across, across, within, within))}
 
-    results = {"a": {"validation": scores(0.6, 0.99), "test": scores(0.99, 0.99)},
-               "b": {"validation": scores(0.7, 0.5), "test": scores(0.1, 0.1)}}
+    results = {
+        "a": {"validation": scores(0.6, 0.99), "test": scores(0.99, 0.99)},
+        "b": {"validation": scores(0.7, 0.5), "test": scores(0.1, 0.1)},
+    }
     # Highest validation accuracy across the modalities wins; test and within-modality scores do not count.
     assert crossmodal.best_method(results, ("left", "right")) == "b"
 
@@ -174,8 +205,10 @@ def test_codes_of_one_modality_alone(method, tmp_path):
 def test_digits_validation_and_test_never_overlap():
     dataset = crossmodal.load(crossmodal.DEFAULTS, None, 0)
     assert [len(dataset.train), len(dataset.validation), len(dataset.test)] == [1078, 359, 360]
-    rows = {split: _row_keys([getattr(dataset, split).inputs[m] for m in ("left", "right")])
-            for split in ("train", "validation", "test")}
+    rows = {
+        split: _row_keys([getattr(dataset, split).inputs[m] for m in ("left", "right")])
+        for split in ("train", "validation", "test")
+    }
     assert len(rows["validation"]) == 359 and len(rows["test"]) == 360
     assert not rows["validation"] & rows["test"] and not rows["train"] & (rows["validation"] | rows["test"])
     small = crossmodal.load({**crossmodal.DEFAULTS, "train_size": 100}, None, 0)
@@ -195,8 +228,16 @@ def av_mnist_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("audio_encoder", ["cnn", "rnn"])
 def test_av_mnist_splits_never_overlap_and_codes_have_their_shapes(av_mnist_dir, audio_encoder):
-    settings = crossmodal.settings_for({**crossmodal.DEFAULTS, "data": "av_mnist", "train_size": 300,
-                                        "audio_encoder": audio_encoder, "filters": [4], "code_dim": 8})
+    settings = crossmodal.settings_for(
+        {
+            **crossmodal.DEFAULTS,
+            "data": "av_mnist",
+            "train_size": 300,
+            "audio_encoder": audio_encoder,
+            "filters": [4],
+            "code_dim": 8,
+        }
+    )
     dataset = crossmodal.load(settings, av_mnist_dir, 0)
     assert dataset.modalities == ("image", "audio")
     assert [len(dataset.train), len(dataset.validation), len(dataset.test)] == [300, 100, 200]
@@ -229,9 +270,29 @@ def test_av_mnist_splits_never_overlap_and_codes_have_their_shapes(av_mnist_dir,
 @pytest.mark.filterwarnings("ignore:CCA.fit. 300 samples")  # (fewer pairs than pixels: expected here)
 def test_a_tiny_av_mnist_run(av_mnist_dir, tmp_path):
     logdir = tmp_path / "run"
-    code = train.main(["crossmodal", "--logdir", str(logdir), "--data-dir", str(av_mnist_dir), "--set", "data=av_mnist",
-                       "--set", "train_size=300", "--set", 'methods=["linear_cca", "dccae"]', "--set", "epochs=1",
-                       "--set", "filters=[4]", "--set", "batch_size=100", "--set", "probe_c=[1.0]"])
+    code = train.main(
+        [
+            "crossmodal",
+            "--logdir",
+            str(logdir),
+            "--data-dir",
+            str(av_mnist_dir),
+            "--set",
+            "data=av_mnist",
+            "--set",
+            "train_size=300",
+            "--set",
+            'methods=["linear_cca", "dccae"]',
+            "--set",
+            "epochs=1",
+            "--set",
+            "filters=[4]",
+            "--set",
+            "batch_size=100",
+            "--set",
+            "probe_c=[1.0]",
+        ]
+    )
     assert code == 0
     metrics = json.loads((logdir / "metrics.json").read_text())
     assert metrics["directions"] == ["image_to_audio", "audio_to_image", "image_to_image", "audio_to_audio"]
@@ -240,27 +301,36 @@ def test_a_tiny_av_mnist_run(av_mnist_dir, tmp_path):
         assert all(0 <= values["mean"] <= 1 for values in result["test"].values())
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"methods": ["linear_cca", "clip"]}, "got ['linear_cca', 'clip'] (item [1] is 'clip')"),
-    ({"methods": []}, "methods must be a non-empty list"),
-    ({"methods": ["deepcca", "deepcca"]}, "distinct names from ['linear_cca', 'deepcca', 'dccae', 'mae_dropout_0.5', "
-                                          "'mae_dropout_1.0']; got ['deepcca', 'deepcca'] ('deepcca' repeats)"),
-    ({"seeds": 0}, "seeds must be a positive integer"),
-    ({"epochs": -1}, "epochs must be a positive integer"),
-    ({"n_components": 40}, "more than the 32 features"),
-    ({"batch_size": 8}, "batch_size=8 is at or below n_components=10"),
-    ({"linear_cca_reg": []}, "linear_cca_reg must be a non-empty list"),
-    ({"probe_c": [0.0]}, "probe_c must be a non-empty list of numbers > 0"),
-    ({"reconstruction_weight": 0}, "reconstruction_weight must be > 0 or null (dccae's lambda"),
-    ({"filters": [4, 4, 4]}, "filters must be a list of 1 or 2"),
-    ({"learning_rate": 0}, "learning_rate must be > 0; got 0. Fix: --set learning_rate=... (default: 0.001)."),
-    ({"learning_rate": "fast"}, "learning_rate must be a number > 0; got 'fast'"),
-    ({"audio_validation_fraction": 1.0}, "audio_validation_fraction must be a number in (0, 1); got 1.0"),
-    ({"train_size": 2000}, "train_size must be at most 1078 for data=digits (its training pairs); got 2000. "
-                           "Fix: --set train_size=1078 or less."),
-    ({"data": "av_mnist", "train_size": 60000}, "train_size must be at most 50000"),
-    ({"probe_size": 0}, "probe_size must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"methods": ["linear_cca", "clip"]}, "got ['linear_cca', 'clip'] (item [1] is 'clip')"),
+        ({"methods": []}, "methods must be a non-empty list"),
+        (
+            {"methods": ["deepcca", "deepcca"]},
+            "distinct names from ['linear_cca', 'deepcca', 'dccae', 'mae_dropout_0.5', "
+            "'mae_dropout_1.0']; got ['deepcca', 'deepcca'] ('deepcca' repeats)",
+        ),
+        ({"seeds": 0}, "seeds must be a positive integer"),
+        ({"epochs": -1}, "epochs must be a positive integer"),
+        ({"n_components": 40}, "more than the 32 features"),
+        ({"batch_size": 8}, "batch_size=8 is at or below n_components=10"),
+        ({"linear_cca_reg": []}, "linear_cca_reg must be a non-empty list"),
+        ({"probe_c": [0.0]}, "probe_c must be a non-empty list of numbers > 0"),
+        ({"reconstruction_weight": 0}, "reconstruction_weight must be > 0 or null (dccae's lambda"),
+        ({"filters": [4, 4, 4]}, "filters must be a list of 1 or 2"),
+        ({"learning_rate": 0}, "learning_rate must be > 0; got 0. Fix: --set learning_rate=... (default: 0.001)."),
+        ({"learning_rate": "fast"}, "learning_rate must be a number > 0; got 'fast'"),
+        ({"audio_validation_fraction": 1.0}, "audio_validation_fraction must be a number in (0, 1); got 1.0"),
+        (
+            {"train_size": 2000},
+            "train_size must be at most 1078 for data=digits (its training pairs); got 2000. "
+            "Fix: --set train_size=1078 or less.",
+        ),
+        ({"data": "av_mnist", "train_size": 60000}, "train_size must be at most 50000"),
+        ({"probe_size": 0}, "probe_size must be a positive integer"),
+    ],
+)
 def test_bad_settings_are_config_errors(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         crossmodal.validate({**crossmodal.DEFAULTS, **override})

@@ -1,4 +1,5 @@
 """The `deepcca` experiment (the CLI's default): a tiny run end to end, resume, errors."""
+
 import json
 
 import numpy as np
@@ -7,8 +8,18 @@ from figure_checks import assert_figure
 
 from xmodal_tf import train
 
-TINY = ["--set", "hidden_units=[32]", "--set", "epochs=3", "--set", "batch_size=64",
-        "--set", "n_components=4", "--set", "learning_rate=0.01"]
+TINY = [
+    "--set",
+    "hidden_units=[32]",
+    "--set",
+    "epochs=3",
+    "--set",
+    "batch_size=64",
+    "--set",
+    "n_components=4",
+    "--set",
+    "learning_rate=0.01",
+]
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +61,9 @@ def test_finished_run_keeps_only_its_last_checkpoint_and_its_history(tiny_run):
 
 
 def test_model_fit_trainer(tmp_path):
-    code = train.main(["deepcca", "--logdir", str(tmp_path / "run"), *TINY,
-                       "--set", 'models=["deepcca"]', "--set", 'trainer="fit"'])
+    code = train.main(
+        ["deepcca", "--logdir", str(tmp_path / "run"), *TINY, "--set", 'models=["deepcca"]', "--set", 'trainer="fit"']
+    )
     assert code == 0
     result = json.loads((tmp_path / "run" / "metrics.json").read_text())["results"]["deepcca"]
     assert result["test_total_correlation"] > 1.5
@@ -59,9 +71,22 @@ def test_model_fit_trainer(tmp_path):
 
 @pytest.mark.parametrize("trainer", ["custom", "fit"])
 def test_shift_augmentation_then_unshifted_final_epochs(tmp_path, capsys, trainer):
-    code = train.main(["deepcca", "--logdir", str(tmp_path / "run"), *TINY, "--set", 'models=["deepcca"]',
-                       "--set", "shift=1", "--set", "unshifted_final_epochs=1",
-                       "--set", f'trainer="{trainer}"'])
+    code = train.main(
+        [
+            "deepcca",
+            "--logdir",
+            str(tmp_path / "run"),
+            *TINY,
+            "--set",
+            'models=["deepcca"]',
+            "--set",
+            "shift=1",
+            "--set",
+            "unshifted_final_epochs=1",
+            "--set",
+            f'trainer="{trainer}"',
+        ]
+    )
     assert code == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["recipe"]["shift"] == 1 and metrics["recipe"]["unshifted_final_epochs"] == 1
@@ -86,18 +111,21 @@ def test_training_phases():
     assert [until for _, until in training_phases(digits, digits.train[:2], 64, everything_plain, 0)] == [5]
 
 
-@pytest.mark.parametrize("override, message", [
-    ('models=["kcca"]', "models"),
-    ("epochs=0", "epochs"),
-    ("dropout=1.0", "dropout"),
-    ("hidden_units=[0]", "hidden_units"),
-    ('trainer="keras"', "trainer"),
-    ("shift=-1", "shift"),
-    ("shift=9", "shift"),
-    ("unshifted_final_epochs=-1", "unshifted_final_epochs"),
-    ("reconstruction_weight=-1", "reconstruction_weight"),
-    ('reconstruction_weight="big"', "reconstruction_weight"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ('models=["kcca"]', "models"),
+        ("epochs=0", "epochs"),
+        ("dropout=1.0", "dropout"),
+        ("hidden_units=[0]", "hidden_units"),
+        ('trainer="keras"', "trainer"),
+        ("shift=-1", "shift"),
+        ("shift=9", "shift"),
+        ("unshifted_final_epochs=-1", "unshifted_final_epochs"),
+        ("reconstruction_weight=-1", "reconstruction_weight"),
+        ('reconstruction_weight="big"', "reconstruction_weight"),
+    ],
+)
 def test_bad_settings_exit_2(tmp_path, capsys, override, message):
     assert train.main(["deepcca", "--logdir", str(tmp_path / "run"), "--set", override]) == 2
     assert message in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """The `fusion` experiment: a tiny run end to end, its report, its helpers and config checks."""
+
 import json
 import sys
 from pathlib import Path
@@ -42,8 +43,13 @@ def test_degradations():
 
 def test_missing_conditions_are_nested_per_modality():
     conditions = fusion_experiment.test_conditions(("image", "audio"), [0.25, 1.0], 40, np.random.default_rng(0))
-    assert list(conditions) == ["complete", "image_missing_25%", "image_missing_100%",
-                                "audio_missing_25%", "audio_missing_100%"]
+    assert list(conditions) == [
+        "complete",
+        "image_missing_25%",
+        "image_missing_100%",
+        "audio_missing_25%",
+        "audio_missing_100%",
+    ]
     assert conditions["complete"].all()
     quarter = conditions["image_missing_25%"]
     assert (~quarter[:, 0]).sum() == 10 and quarter[:, 1].all()
@@ -63,19 +69,42 @@ def test_joint_training_is_exact_with_unimodal_losses():
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 96)
-    inputs = {"left": (rng.normal(size=(96, 4)) + np.eye(3, 4)[labels]).astype("float32"),
-              "right": (rng.normal(size=(96, 5)) + np.eye(3, 5)[labels]).astype("float32")}
-    settings = {"learning_rate": 1e-2, "batch_size": 32, "epochs": 2, "embedding_dim": 4,
-                "encoder": "mlp", "encoder_hidden_units": [6]}
+    inputs = {
+        "left": (rng.normal(size=(96, 4)) + np.eye(3, 4)[labels]).astype("float32"),
+        "right": (rng.normal(size=(96, 5)) + np.eye(3, 5)[labels]).astype("float32"),
+    }
+    settings = {
+        "learning_rate": 1e-2,
+        "batch_size": 32,
+        "epochs": 2,
+        "embedding_dim": 4,
+        "encoder": "mlp",
+        "encoder_hidden_units": [6],
+    }
 
     def classifiers():
         keras.utils.set_random_seed(0)
-        return {name: build_fusion_classifier(
-            {modality: fusion_experiment.build_encoder(inputs[modality].shape[1:], settings, f"{modality}_encoder")
-             for modality in inputs}, fusion, 3, hidden_units=(5,), unimodal_loss_weight=weight,
-            unimodal_distillation=share, name=name)
-            for name, fusion, weight, share in (("concat", "concat", 0.0, 0.0), ("concat_aux", "concat", 0.7, 0.0),
-                                                ("late_aux", "late", 0.4, 0.5))}
+        return {
+            name: build_fusion_classifier(
+                {
+                    modality: fusion_experiment.build_encoder(
+                        inputs[modality].shape[1:], settings, f"{modality}_encoder"
+                    )
+                    for modality in inputs
+                },
+                fusion,
+                3,
+                hidden_units=(5,),
+                unimodal_loss_weight=weight,
+                unimodal_distillation=share,
+                name=name,
+            )
+            for name, fusion, weight, share in (
+                ("concat", "concat", 0.0, 0.0),
+                ("concat_aux", "concat", 0.7, 0.0),
+                ("late_aux", "late", 0.4, 0.5),
+            )
+        }
 
     joint = fusion_experiment.JointTraining(classifiers(), inputs, settings)
     history = joint.fit(inputs, labels, seed=5)
@@ -97,9 +126,12 @@ def test_digits_validation_never_overlaps_test_or_training():
     dataset = fusion_experiment.load_data(settings, None)
     assert [len(dataset.train), len(dataset.validation), len(dataset.test)] == [1078, 359, 360]
     # (the 1797 images of scikit-learn's digits are all different)
-    rows = {split: _row_keys(np.concatenate([getattr(dataset, split).inputs["left"],
-                                             getattr(dataset, split).inputs["right"]], axis=2))
-            for split in ("train", "validation", "test")}
+    rows = {
+        split: _row_keys(
+            np.concatenate([getattr(dataset, split).inputs["left"], getattr(dataset, split).inputs["right"]], axis=2)
+        )
+        for split in ("train", "validation", "test")
+    }
     assert len(rows["validation"]) == 359
     assert not rows["validation"] & rows["test"] and not rows["validation"] & rows["train"]
     assert not rows["train"] & rows["test"]
@@ -147,10 +179,18 @@ def test_av_mnist_validation_audio_comes_from_recordings_never_trained_on(tmp_pa
 def _tiny_problem(size=120):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, size)
-    inputs = {"left": (rng.normal(size=(size, 4)) + np.eye(3, 4)[labels]).astype("float32"),
-              "right": (rng.normal(size=(size, 5)) + np.eye(3, 5)[labels]).astype("float32")}
-    settings = {"learning_rate": 3e-2, "batch_size": 32, "epochs": 5, "embedding_dim": 4,
-                "encoder": "mlp", "encoder_hidden_units": [6]}
+    inputs = {
+        "left": (rng.normal(size=(size, 4)) + np.eye(3, 4)[labels]).astype("float32"),
+        "right": (rng.normal(size=(size, 5)) + np.eye(3, 5)[labels]).astype("float32"),
+    }
+    settings = {
+        "learning_rate": 3e-2,
+        "batch_size": 32,
+        "epochs": 5,
+        "embedding_dim": 4,
+        "encoder": "mlp",
+        "encoder_hidden_units": [6],
+    }
     return inputs, labels, settings
 
 
@@ -160,10 +200,20 @@ def _tiny_classifiers(inputs, settings, seed=0):
     from xmodal_tf.models.fusion import build_fusion_classifier
 
     keras.utils.set_random_seed(seed)
-    return {name: build_fusion_classifier(
-        {modality: fusion_experiment.build_encoder(inputs[modality].shape[1:], settings, f"{modality}_encoder")
-         for modality in inputs}, fusion, 3, hidden_units=(5,), modality_dropout=rate, name=name)
-        for name, fusion, rate in (("concat", "concat", 0.0), ("late_dropout", "late", 0.3))}
+    return {
+        name: build_fusion_classifier(
+            {
+                modality: fusion_experiment.build_encoder(inputs[modality].shape[1:], settings, f"{modality}_encoder")
+                for modality in inputs
+            },
+            fusion,
+            3,
+            hidden_units=(5,),
+            modality_dropout=rate,
+            name=name,
+        )
+        for name, fusion, rate in (("concat", "concat", 0.0), ("late_dropout", "late", 0.3))
+    }
 
 
 def test_every_classifier_keeps_its_best_validation_epoch():
@@ -171,8 +221,9 @@ def test_every_classifier_keeps_its_best_validation_epoch():
     train_rows, validation_rows = slice(0, 80), slice(80, None)
     validation = ({name: array[validation_rows] for name, array in inputs.items()}, labels[validation_rows])
     joint = fusion_experiment.JointTraining(_tiny_classifiers(inputs, settings), inputs, settings)
-    history = joint.fit({name: array[train_rows] for name, array in inputs.items()}, labels[train_rows], seed=3,
-                        validation=validation)
+    history = joint.fit(
+        {name: array[train_rows] for name, array in inputs.items()}, labels[train_rows], seed=3, validation=validation
+    )
     modalities = tuple(inputs)
     for name, classifier in joint.classifiers.items():
         curve = history[f"val_{name}_accuracy"]
@@ -211,8 +262,9 @@ def test_the_best_epochs_survive_a_resume(tmp_path):
     def train(folder, kill=False, seed=0):
         context = RunContext(tmp_path / folder, checkpoint_every=1, checkpoint_seconds=0.0, echo=lambda line: None)
         with context.scope():
-            joint = fusion_experiment.JointTraining(_tiny_classifiers(inputs, settings, seed), inputs, settings,
-                                                    context)
+            joint = fusion_experiment.JointTraining(
+                _tiny_classifiers(inputs, settings, seed), inputs, settings, context
+            )
         joint.trainer.callbacks = [KillAfterSecondEpoch()] if kill else []
         keras.utils.set_random_seed(0)  # the data's shuffle order depends on TensorFlow's global seed
         joint.fit(train_inputs, labels[:80], seed=3, validation=validation)
@@ -232,14 +284,38 @@ def test_the_best_epochs_survive_a_resume(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("runs") / "fusion"
-    code = train.main(["fusion", "--logdir", str(logdir), "--seed", "1",
-                       "--set", "seeds=2", "--set", 'strategies=["concat", "late"]',
-                       "--set", "epochs=10", "--set", "batch_size=64",
-                       "--set", "encoder_hidden_units=[16]", "--set", "embedding_dim=8",
-                       "--set", "hidden_units=[16]", "--set", "missing_fractions=[0.5, 1.0]",
-                       "--set", "unimodal_loss_weight=0.5", "--set", "unimodal_distillation=0.5",
-                       # every classifier's epoch on complete validation data (the checks below)
-                       "--set", 'epoch_selection="complete"'])
+    code = train.main(
+        [
+            "fusion",
+            "--logdir",
+            str(logdir),
+            "--seed",
+            "1",
+            "--set",
+            "seeds=2",
+            "--set",
+            'strategies=["concat", "late"]',
+            "--set",
+            "epochs=10",
+            "--set",
+            "batch_size=64",
+            "--set",
+            "encoder_hidden_units=[16]",
+            "--set",
+            "embedding_dim=8",
+            "--set",
+            "hidden_units=[16]",
+            "--set",
+            "missing_fractions=[0.5, 1.0]",
+            "--set",
+            "unimodal_loss_weight=0.5",
+            "--set",
+            "unimodal_distillation=0.5",
+            # every classifier's epoch on complete validation data (the checks below)
+            "--set",
+            'epoch_selection="complete"',
+        ]
+    )
     return code, logdir
 
 
@@ -249,8 +325,13 @@ def test_tiny_run_reports_every_classifier_and_condition(tiny_run, capsys):
     metrics = json.loads((logdir / "metrics.json").read_text())
     # (metrics.json is written with sorted keys)
     assert set(metrics["results"]) == {"left_only", "right_only", "concat", "concat_dropout", "late", "late_dropout"}
-    assert metrics["conditions"] == ["complete", "left_missing_50%", "left_missing_100%",
-                                     "right_missing_50%", "right_missing_100%"]
+    assert metrics["conditions"] == [
+        "complete",
+        "left_missing_50%",
+        "left_missing_100%",
+        "right_missing_50%",
+        "right_missing_100%",
+    ]
     for by_condition in metrics["results"].values():
         for scores in by_condition.values():
             for metric in ("accuracy", "macro_f1"):
@@ -279,8 +360,12 @@ def test_tiny_run_reports_every_classifier_and_condition(tiny_run, capsys):
         best = max(validation[name][condition]["accuracy"]["mean"] for name in dropout_names)
         assert validation[entry["chosen"]][condition]["accuracy"]["mean"] == best
         assert entry["accuracy"] == results[entry["chosen"]][condition]["accuracy"]["mean"]
-    assert metrics["degraded"] == {"degrade_modality": "left", "degradation": "noise", "degradation_strength": 0.3,
-                                   "other_modality_noise": 0.0}
+    assert metrics["degraded"] == {
+        "degrade_modality": "left",
+        "degradation": "noise",
+        "degradation_strength": 0.3,
+        "other_modality_noise": 0.0,
+    }
 
 
 def test_tiny_run_reports_validation_scores_and_chosen_epochs(tiny_run):
@@ -303,8 +388,9 @@ def test_tiny_run_reports_validation_scores_and_chosen_epochs(tiny_run):
             assert max(curve.values()) == pytest.approx(best, abs=1e-6), name
             assert min(step for step, value in curve.items() if value == max(curve.values())) == epochs[index]
     complete = read_scalars(logdir, "validation/accuracy_complete/concat")
-    np.testing.assert_allclose([complete[1], complete[2]], validation["concat"]["complete"]["accuracy"]["per_seed"],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        [complete[1], complete[2]], validation["concat"]["complete"]["accuracy"]["per_seed"], rtol=1e-6
+    )
     assert "validation accuracy" in "\n".join(fusion_experiment.summarize(metrics))
 
 
@@ -317,12 +403,13 @@ def test_tiny_run_logs_tensorboard_scalars(tiny_run):
     per_seed = metrics["results"]["late_dropout"]["left_missing_50%"]["accuracy"]["per_seed"]
     np.testing.assert_allclose([logged[1], logged[2]], per_seed, rtol=1e-6)
     complete = read_scalars(logdir, "test/accuracy_complete/late_dropout")
-    np.testing.assert_allclose([complete[1], complete[2]],
-                               metrics["results"]["late_dropout"]["complete"]["accuracy"]["per_seed"], rtol=1e-6)
+    np.testing.assert_allclose(
+        [complete[1], complete[2]], metrics["results"]["late_dropout"]["complete"]["accuracy"]["per_seed"], rtol=1e-6
+    )
     assert len(read_scalars(logdir, "train_details/loss_seed1/concat")) == 10
     unimodal = read_scalars(logdir, "train_details/unimodal_loss_seed1/concat_dropout")
     assert len(unimodal) == 10 and unimodal[10] < unimodal[1]
-    with pytest.raises(KeyError):                # no auxiliary losses without modality dropout
+    with pytest.raises(KeyError):  # no auxiliary losses without modality dropout
         read_scalars(logdir, "train_details/unimodal_loss_seed1/concat")
     assert metrics["unimodal_loss_weight"] == 0.5 == metrics["unimodal_distillation"]
     # The key figures: accuracy against the share of examples missing each modality.
@@ -331,20 +418,38 @@ def test_tiny_run_logs_tensorboard_scalars(tiny_run):
 
 
 def test_summary_table():
-    metrics = {"data": "digits", "modalities": ["left", "right"], "seeds": 2, "modality_dropout": 0.3,
-               "degraded": {"degrade_modality": "left", "degradation": "noise", "degradation_strength": 0.5,
-                            "other_modality_noise": 0.0},
-               "conditions": ["complete", "left_missing_100%"],
-               "results": {name: {condition: {"accuracy": {"mean": 0.5, "std": 0.01}}
-                                  for condition in ("complete", "left_missing_100%")}
-                           for name in ("left_only", "right_only", "late", "late_dropout")},
-               "targets": {"best_fusion": "late", "best_fusion_accuracy": 0.9, "best_single": "right_only",
-                           "best_single_accuracy": 0.8, "best_fusion_beats_best_single": True,
-                           "weaker_modality": "left", "best_dropout_with_weaker_absent": "late_dropout",
-                           "best_dropout_with_weaker_absent_accuracy": 0.7, "dropout_keeps_better_single": False,
-                           "chosen_on": "validation",
-                           "missing": {"left": {"chosen": "late_dropout", "accuracy": 0.7, "right_only": 0.8,
-                                                "margin": -0.1}}}}
+    metrics = {
+        "data": "digits",
+        "modalities": ["left", "right"],
+        "seeds": 2,
+        "modality_dropout": 0.3,
+        "degraded": {
+            "degrade_modality": "left",
+            "degradation": "noise",
+            "degradation_strength": 0.5,
+            "other_modality_noise": 0.0,
+        },
+        "conditions": ["complete", "left_missing_100%"],
+        "results": {
+            name: {
+                condition: {"accuracy": {"mean": 0.5, "std": 0.01}} for condition in ("complete", "left_missing_100%")
+            }
+            for name in ("left_only", "right_only", "late", "late_dropout")
+        },
+        "targets": {
+            "best_fusion": "late",
+            "best_fusion_accuracy": 0.9,
+            "best_single": "right_only",
+            "best_single_accuracy": 0.8,
+            "best_fusion_beats_best_single": True,
+            "weaker_modality": "left",
+            "best_dropout_with_weaker_absent": "late_dropout",
+            "best_dropout_with_weaker_absent_accuracy": 0.7,
+            "dropout_keeps_better_single": False,
+            "chosen_on": "validation",
+            "missing": {"left": {"chosen": "late_dropout", "accuracy": 0.7, "right_only": 0.8, "margin": -0.1}},
+        },
+    }
     lines = fusion_experiment.summarize(metrics)
     assert "left -100%" in lines[1]
     assert lines[2].startswith("left_only") and "0.500 ± 0.010" in lines[2]
@@ -354,7 +459,8 @@ def test_summary_table():
     assert lines[0].endswith("*_dropout: modality dropout 0.3")
     metrics.update(unimodal_loss_weight=1.0, unimodal_distillation=0.5)
     assert fusion_experiment.summarize(metrics)[0].endswith(
-        "modality dropout 0.3 and unimodal losses of weight 1 (target: 0.5 label + 0.5 fused prediction)")
+        "modality dropout 0.3 and unimodal losses of weight 1 (target: 0.5 label + 0.5 fused prediction)"
+    )
 
 
 def test_selection_benchmark_chooses_on_validation_only():
@@ -376,31 +482,44 @@ def test_selection_benchmark_chooses_on_validation_only():
     def metrics(complete, left, right):
         def scores(value):
             return {"accuracy": {"mean": value}}
-        return {"conditions": ["complete", "left_missing_100%", "right_missing_100%"],
-                "validation_results": {name: {"complete": scores(complete), "left_missing_100%": scores(left),
-                                              "right_missing_100%": scores(right)}
-                                       for name in ("concat_dropout", "late_dropout")}}
+
+        return {
+            "conditions": ["complete", "left_missing_100%", "right_missing_100%"],
+            "validation_results": {
+                name: {
+                    "complete": scores(complete),
+                    "left_missing_100%": scores(left),
+                    "right_missing_100%": scores(right),
+                }
+                for name in ("concat_dropout", "late_dropout")
+            },
+        }
 
     # No "results" (test) in these metrics: choosing must not need them.
-    rows = [{"name": "a", "validation": bench.dropout_scores(metrics(0.90, 0.50, 0.70))},   # missing mean 0.600
-            {"name": "b", "validation": bench.dropout_scores(metrics(0.80, 0.60, 0.601))},  # 0.6005, best
-            {"name": "c", "validation": bench.dropout_scores(metrics(0.85, 0.60, 0.60))}]   # 0.600
+    rows = [
+        {"name": "a", "validation": bench.dropout_scores(metrics(0.90, 0.50, 0.70))},  # missing mean 0.600
+        {"name": "b", "validation": bench.dropout_scores(metrics(0.80, 0.60, 0.601))},  # 0.6005, best
+        {"name": "c", "validation": bench.dropout_scores(metrics(0.85, 0.60, 0.60))},
+    ]  # 0.600
     assert rows[1]["validation"]["missing_mean"] == pytest.approx(0.6005)
     assert bench.choose(rows, tie=0.0)["name"] == "b"
     assert bench.choose(rows, tie=0.001)["name"] == "a"  # all tie: the best on complete data
 
 
-@pytest.mark.parametrize("override, message", [
-    ("modality_dropout=0.7", "modality_dropout"),
-    ('strategies=["mean"]', "strategies"),
-    ('degrade_modality="image"', "degrade_modality"),
-    ("train_size=100", "train_size"),
-    ("other_modality_noise=-1", "other_modality_noise"),
-    ("unimodal_loss_weight=-0.5", "unimodal_loss_weight"),
-    ('unimodal_loss_weight="high"', "unimodal_loss_weight"),
-    ("unimodal_distillation=2", "unimodal_distillation"),
-    ('degradation="blur"', "degradation"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("modality_dropout=0.7", "modality_dropout"),
+        ('strategies=["mean"]', "strategies"),
+        ('degrade_modality="image"', "degrade_modality"),
+        ("train_size=100", "train_size"),
+        ("other_modality_noise=-1", "other_modality_noise"),
+        ("unimodal_loss_weight=-0.5", "unimodal_loss_weight"),
+        ('unimodal_loss_weight="high"', "unimodal_loss_weight"),
+        ("unimodal_distillation=2", "unimodal_distillation"),
+        ('degradation="blur"', "degradation"),
+    ],
+)
 def test_bad_settings_are_config_errors(tmp_path, capsys, override, message):
     code = train.main(["fusion", "--logdir", str(tmp_path / "run"), "--set", override])
     assert code == 2
@@ -410,10 +529,31 @@ def test_bad_settings_are_config_errors(tmp_path, capsys, override, message):
 def test_runs_on_a_mirrored_strategy_through_the_trainer(tmp_path):
     """--strategy mirrored (one CPU replica here): the joint model trains in the Trainer."""
     logdir = tmp_path / "mirrored"
-    code = train.main(["fusion", "--logdir", str(logdir), "--strategy", "mirrored",
-                       "--set", "seeds=2", "--set", 'strategies=["concat"]', "--set", "epochs=2",
-                       "--set", "batch_size=64", "--set", "encoder_hidden_units=[8]", "--set", "embedding_dim=4",
-                       "--set", "hidden_units=[8]", "--set", "missing_fractions=[1.0]"])
+    code = train.main(
+        [
+            "fusion",
+            "--logdir",
+            str(logdir),
+            "--strategy",
+            "mirrored",
+            "--set",
+            "seeds=2",
+            "--set",
+            'strategies=["concat"]',
+            "--set",
+            "epochs=2",
+            "--set",
+            "batch_size=64",
+            "--set",
+            "encoder_hidden_units=[8]",
+            "--set",
+            "embedding_dim=4",
+            "--set",
+            "hidden_units=[8]",
+            "--set",
+            "missing_fractions=[1.0]",
+        ]
+    )
     assert code == 0
     config = json.loads((logdir / "config.json").read_text())
     assert config["distribution"] == {"strategy": "mirrored", "replicas": 1, "workers": 1, "task": None}

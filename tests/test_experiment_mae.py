@@ -1,4 +1,5 @@
 """The `mae` experiment through the CLI: tiny runs end to end, metrics.json, TensorBoard files, errors."""
+
 import glob
 import json
 import types
@@ -11,11 +12,26 @@ from xmodal_tf import train
 from xmodal_tf.experiments import mae
 from xmodal_tf.experiments.base import check_global_batch
 
-SMALL_NETWORKS = ["--set", "code_dim=8", "--set", "embedding_dim=8", "--set", "filters=[8]",
-                  "--set", "decoder_hidden_units=[16]"]
+SMALL_NETWORKS = [
+    "--set",
+    "code_dim=8",
+    "--set",
+    "embedding_dim=8",
+    "--set",
+    "filters=[8]",
+    "--set",
+    "decoder_hidden_units=[16]",
+]
 TINY = ["--set", "epochs=2", "--set", "train_size=300", *SMALL_NETWORKS, "--set", "batch_size=100"]
-PROBES = {"left_to_right", "right_to_left", "left_to_left", "right_to_right", "both_to_both",
-          "both_left_noise", "both_right_noise"}
+PROBES = {
+    "left_to_right",
+    "right_to_left",
+    "left_to_left",
+    "right_to_right",
+    "both_to_both",
+    "both_left_noise",
+    "both_right_noise",
+}
 
 
 @pytest.fixture(scope="module")
@@ -80,20 +96,22 @@ def test_av_mnist_recipe_builds_an_image_and_audio_model(audio_encoder, layer):
 
 
 def test_av_mnist_without_data_files_fails_clearly(tmp_path, capsys):
-    code = train.main(["mae", "--logdir", str(tmp_path / "run"), "--set", "data=av_mnist",
-                       "--data-dir", str(tmp_path)])
+    code = train.main(["mae", "--logdir", str(tmp_path / "run"), "--set", "data=av_mnist", "--data-dir", str(tmp_path)])
     assert code == 1
     assert "mnist.npz" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("override, message", [
-    ("modality_dropout=0", "modality_dropout"),
-    ("modality_dropout=1.5", "modality_dropout"),
-    ("epochs=0", "epochs"),
-    ("filters=[]", "filters"),
-    ('audio_encoder="cnn"', "audio_encoder"),
-    ('data="mnist"', "data"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("modality_dropout=0", "modality_dropout"),
+        ("modality_dropout=1.5", "modality_dropout"),
+        ("epochs=0", "epochs"),
+        ("filters=[]", "filters"),
+        ('audio_encoder="cnn"', "audio_encoder"),
+        ('data="mnist"', "data"),
+    ],
+)
 def test_bad_settings_exit_2(tmp_path, capsys, override, message):
     assert train.main(["mae", "--logdir", str(tmp_path / "run"), "--set", override]) == 2
     assert message in capsys.readouterr().err
@@ -101,9 +119,26 @@ def test_bad_settings_exit_2(tmp_path, capsys, override, message):
 
 def test_mirrored_strategy_run_completes_and_records_the_distribution(tmp_path, capsys):
     logdir = tmp_path / "mirrored"
-    code = train.main(["mae", "--logdir", str(logdir), "--strategy", "mirrored", "--set", "epochs=1",
-                       "--set", "train_size=100", "--set", "probe_size=100", "--set", "validation_size=50",
-                       *SMALL_NETWORKS, "--set", "batch_size=50"])
+    code = train.main(
+        [
+            "mae",
+            "--logdir",
+            str(logdir),
+            "--strategy",
+            "mirrored",
+            "--set",
+            "epochs=1",
+            "--set",
+            "train_size=100",
+            "--set",
+            "probe_size=100",
+            "--set",
+            "validation_size=50",
+            *SMALL_NETWORKS,
+            "--set",
+            "batch_size=50",
+        ]
+    )
     assert code == 0
     distribution = json.loads((logdir / "config.json").read_text())["distribution"]
     assert distribution["strategy"] == "mirrored" and distribution["replicas"] == 1

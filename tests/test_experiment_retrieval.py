@@ -1,4 +1,5 @@
 """The `retrieval` experiment: a tiny offline run end to end, the emoji split, config checks."""
+
 import json
 import types
 
@@ -89,16 +90,37 @@ def test_held_out_emoji_and_their_aliases_never_reach_training(tmp_path):
     drawn = np.array([retrieval.epoch_texts(data.train_texts, data.train_aliases, rng) for _ in range(30)])
     for column, (text, aliases) in enumerate(zip(data.train_texts, data.train_aliases)):
         assert set(drawn[:, column]) == {text, *aliases.split("|")}
-    np.testing.assert_array_equal(retrieval.epoch_texts(data.train_texts, data.train_aliases, np.random.default_rng(5)),
-                                  retrieval.epoch_texts(data.train_texts, data.train_aliases, np.random.default_rng(5)))
+    np.testing.assert_array_equal(
+        retrieval.epoch_texts(data.train_texts, data.train_aliases, np.random.default_rng(5)),
+        retrieval.epoch_texts(data.train_texts, data.train_aliases, np.random.default_rng(5)),
+    )
 
 
 def test_openmoji_path_runs_on_a_local_file_with_unseen_classes(tmp_path):
     fake_openmoji(tmp_path)
     logdir = tmp_path / "run"
-    code = train.main(["retrieval", "--logdir", str(logdir), "--data-dir", str(tmp_path),
-                       "--set", "data=\"openmoji\"", "--set", "epochs=1", "--set", "image_size=8",
-                       "--set", "test_fraction=0.25", "--set", "ks=[1, 5]", "--set", "aliases=true", *TINY])
+    code = train.main(
+        [
+            "retrieval",
+            "--logdir",
+            str(logdir),
+            "--data-dir",
+            str(tmp_path),
+            "--set",
+            'data="openmoji"',
+            "--set",
+            "epochs=1",
+            "--set",
+            "image_size=8",
+            "--set",
+            "test_fraction=0.25",
+            "--set",
+            "ks=[1, 5]",
+            "--set",
+            "aliases=true",
+            *TINY,
+        ]
+    )
     assert code == 0
     metrics = json.loads((logdir / "metrics.json").read_text())
     # 3 of 12 emoji held out whole: 9 test images (3 skin-tone variants each), 3 unseen
@@ -114,26 +136,30 @@ def test_openmoji_path_runs_on_a_local_file_with_unseen_classes(tmp_path):
 
 
 def test_openmoji_without_the_file_fails_with_a_clear_message(tmp_path, capsys):
-    code = train.main(["retrieval", "--logdir", str(tmp_path / "run"), "--data-dir", str(tmp_path),
-                       "--set", "data=\"openmoji\""])
+    code = train.main(
+        ["retrieval", "--logdir", str(tmp_path / "run"), "--data-dir", str(tmp_path), "--set", 'data="openmoji"']
+    )
     assert code == 1
     assert "openmoji64.npz" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("override, message", [
-    ("ks=[0, 5]", "ks"),
-    ("temperature=5.0", "temperature"),
-    ("test_fraction=1.0", "test_fraction"),
-    ("epochs=0", "epochs"),
-    ("data=\"emoji\"", "data"),
-    ("tokens=\"bytes\"", "tokens"),
-    ("validation_fraction=0.0", "validation_fraction"),
-    ("patience=0", "patience"),
-    ("aliases=true", "aliases=true needs data=openmoji"),
-    ("augment_shift=0.5", "augment_shift"),
-    ("projection_dim=0", "projection_dim"),
-    ("group_variants=true", "group_variants=true needs data=openmoji"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("ks=[0, 5]", "ks"),
+        ("temperature=5.0", "temperature"),
+        ("test_fraction=1.0", "test_fraction"),
+        ("epochs=0", "epochs"),
+        ('data="emoji"', "data"),
+        ('tokens="bytes"', "tokens"),
+        ("validation_fraction=0.0", "validation_fraction"),
+        ("patience=0", "patience"),
+        ("aliases=true", "aliases=true needs data=openmoji"),
+        ("augment_shift=0.5", "augment_shift"),
+        ("projection_dim=0", "projection_dim"),
+        ("group_variants=true", "group_variants=true needs data=openmoji"),
+    ],
+)
 def test_bad_settings_are_config_errors(tmp_path, capsys, override, message):
     code = train.main(["retrieval", "--logdir", str(tmp_path / "run"), "--set", override])
     assert code == 2
@@ -142,8 +168,20 @@ def test_bad_settings_are_config_errors(tmp_path, capsys, override, message):
 
 def test_mirrored_strategy_run_completes_and_records_the_distribution(tmp_path, capsys):
     logdir = tmp_path / "mirrored"
-    code = train.main(["retrieval", "--logdir", str(logdir), "--strategy", "mirrored", "--set", "epochs=2",
-                       "--set", "batch_size=256", *TINY])
+    code = train.main(
+        [
+            "retrieval",
+            "--logdir",
+            str(logdir),
+            "--strategy",
+            "mirrored",
+            "--set",
+            "epochs=2",
+            "--set",
+            "batch_size=256",
+            *TINY,
+        ]
+    )
     assert code == 0
     distribution = json.loads((logdir / "config.json").read_text())["distribution"]
     assert distribution["strategy"] == "mirrored" and distribution["replicas"] == 1
@@ -170,9 +208,13 @@ def test_the_vocabulary_holds_the_aliases_when_they_are_trained_on(tmp_path):
     with_aliases = retrieval.vocabulary_texts(data, aliases=True)
     assert set(data.train_texts) < set(with_aliases)
     assert {"block 0", "tile 0 light skin tone"} & set(with_aliases) or not any(
-        text.startswith("shape number 0") for text in data.train_texts)
-    assert all(text.split()[1] in {t.split()[2] for t in data.train_texts}
-               for text in with_aliases if not text.startswith("shape"))  # only training emoji's aliases
+        text.startswith("shape number 0") for text in data.train_texts
+    )
+    assert all(
+        text.split()[1] in {t.split()[2] for t in data.train_texts}
+        for text in with_aliases
+        if not text.startswith("shape")
+    )  # only training emoji's aliases
     np.testing.assert_array_equal(retrieval.vocabulary_texts(data, aliases=False), data.train_texts)
 
 
@@ -197,15 +239,27 @@ def test_training_batches_shift_images_per_epoch_and_keep_the_texts(tmp_path):
     assert not np.array_equal(epoch(shifted, 1)[0], epoch(plain, 1)[0])
 
 
-@pytest.mark.parametrize("tokens, layer, token", [
-    ("words", "text_encoder_vectorizer", "number"),  # unigrams, not word trigrams
-    ("char_ngrams", "text_encoder_vectorizer", "s h a"),
-    ("words_and_char_ngrams", "text_encoder_word_vectorizer", "number"),
-])
+@pytest.mark.parametrize(
+    "tokens, layer, token",
+    [
+        ("words", "text_encoder_vectorizer", "number"),  # unigrams, not word trigrams
+        ("char_ngrams", "text_encoder_vectorizer", "s h a"),
+        ("words_and_char_ngrams", "text_encoder_word_vectorizer", "number"),
+    ],
+)
 def test_default_ngram_sizes_follow_the_tokens(tmp_path, tokens, layer, token):
     fake_openmoji(tmp_path)
-    config = retrieval.resolved({**retrieval.DEFAULTS, "data": "openmoji", "image_size": 8, "test_fraction": 0.25,
-                                 "tokens": tokens, "filters": [4], "embedding_dim": 4})
+    config = retrieval.resolved(
+        {
+            **retrieval.DEFAULTS,
+            "data": "openmoji",
+            "image_size": 8,
+            "test_fraction": 0.25,
+            "tokens": tokens,
+            "filters": [4],
+            "embedding_dim": 4,
+        }
+    )
     model = retrieval.build_model(retrieval.load(config, tmp_path, seed=3), config)
     assert token in model.encoder_b.get_layer(layer).get_vocabulary()
 

@@ -1,4 +1,5 @@
 """The `transfer` experiment: a tiny run end to end, its report, and its config checks."""
+
 import json
 
 import numpy as np
@@ -24,11 +25,33 @@ def test_label_subset_is_stratified_and_reproducible():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("runs") / "transfer"
-    code = train.main(["transfer", "--logdir", str(logdir), "--seed", "1",
-                       "--set", "label_fractions=[0.05, 1.0]", "--set", "seeds=2",
-                       "--set", "pretrain_epochs=15", "--set", "target_epochs=8",
-                       "--set", "distill_epochs=8", "--set", "patience=3", "--set", "min_epoch_steps=5",
-                       "--set", "filters=[8, 16]", "--set", "embedding_dim=16"])
+    code = train.main(
+        [
+            "transfer",
+            "--logdir",
+            str(logdir),
+            "--seed",
+            "1",
+            "--set",
+            "label_fractions=[0.05, 1.0]",
+            "--set",
+            "seeds=2",
+            "--set",
+            "pretrain_epochs=15",
+            "--set",
+            "target_epochs=8",
+            "--set",
+            "distill_epochs=8",
+            "--set",
+            "patience=3",
+            "--set",
+            "min_epoch_steps=5",
+            "--set",
+            "filters=[8, 16]",
+            "--set",
+            "embedding_dim=16",
+        ]
+    )
     return code, logdir
 
 
@@ -46,7 +69,8 @@ def test_tiny_run_reports_scratch_and_transfer_per_fraction(tiny_run):
             assert summary[variant]["mean"] == pytest.approx(np.mean(per_seed))
             assert summary[variant]["std"] == pytest.approx(np.std(per_seed))
         assert summary["paired_transfer_minus_scratch"] == pytest.approx(
-            summary["paired_transfer"]["mean"] - summary["scratch"]["mean"])
+            summary["paired_transfer"]["mean"] - summary["scratch"]["mean"]
+        )
     # Every model stopped early or at its budget, and says how many epochs it trained.
     for summary in metrics["results"].values():
         for variant in ("scratch", "transfer", "paired_transfer"):
@@ -66,22 +90,24 @@ def test_tiny_run_logs_tensorboard_scalars(tiny_run):
     _, logdir = tiny_run
     metrics = json.loads((logdir / "metrics.json").read_text())
     logged = read_scalars(logdir, "test/accuracy_5%_labels/transfer")
-    np.testing.assert_allclose([logged[1], logged[2]],
-                               metrics["results"]["5%"]["transfer"]["per_seed"], rtol=1e-6)
+    np.testing.assert_allclose([logged[1], logged[2]], metrics["results"]["5%"]["transfer"]["per_seed"], rtol=1e-6)
     assert len(read_scalars(logdir, "train/pretrain_accuracy")) == 15
     assert assert_figure(logdir, "accuracy_vs_label_fraction") == (640, 400)  # the key figure
 
 
-@pytest.mark.parametrize("override, message", [
-    ("label_fractions=[0.0]", "label_fractions"),
-    ("label_fractions=[1.5]", "label_fractions"),
-    ("seeds=0", "seeds"),
-    ("recipe=\"everything\"", "recipe"),
-    ("target_epochs=0", "target_epochs"),
-    ("patience=0", "patience"),
-    ("batch_size=0", "batch_size"),
-    ("source_view=\"audio\"", "source_view must be one of ['left', 'right']"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("label_fractions=[0.0]", "label_fractions"),
+        ("label_fractions=[1.5]", "label_fractions"),
+        ("seeds=0", "seeds"),
+        ('recipe="everything"', "recipe"),
+        ("target_epochs=0", "target_epochs"),
+        ("patience=0", "patience"),
+        ("batch_size=0", "batch_size"),
+        ('source_view="audio"', "source_view must be one of ['left', 'right']"),
+    ],
+)
 def test_bad_settings_are_config_errors(tmp_path, capsys, override, message):
     code = train.main(["transfer", "--logdir", str(tmp_path / "run"), "--set", override])
     assert code == 2
@@ -92,10 +118,31 @@ def test_runs_on_a_mirrored_strategy_through_the_trainer(tmp_path):
     """--strategy mirrored (one CPU replica here): pretraining, distillation and the target
     models all train in the Trainer (fine_tune's strategy path: tests/test_transfer.py)."""
     logdir = tmp_path / "mirrored"
-    code = train.main(["transfer", "--logdir", str(logdir), "--strategy", "mirrored",
-                       "--set", "label_fractions=[0.05]", "--set", "seeds=1", "--set", "pretrain_epochs=2",
-                       "--set", "target_epochs=2", "--set", "distill_epochs=2", "--set", "min_epoch_steps=2",
-                       "--set", "filters=[4, 8]", "--set", "embedding_dim=8"])
+    code = train.main(
+        [
+            "transfer",
+            "--logdir",
+            str(logdir),
+            "--strategy",
+            "mirrored",
+            "--set",
+            "label_fractions=[0.05]",
+            "--set",
+            "seeds=1",
+            "--set",
+            "pretrain_epochs=2",
+            "--set",
+            "target_epochs=2",
+            "--set",
+            "distill_epochs=2",
+            "--set",
+            "min_epoch_steps=2",
+            "--set",
+            "filters=[4, 8]",
+            "--set",
+            "embedding_dim=8",
+        ]
+    )
     assert code == 0
     config = json.loads((logdir / "config.json").read_text())
     assert config["distribution"] == {"strategy": "mirrored", "replicas": 1, "workers": 1, "task": None}
@@ -110,17 +157,17 @@ def test_runs_on_a_mirrored_strategy_through_the_trainer(tmp_path):
 
 def test_batch_sizes_split_over_the_replicas():
     assert transfer_experiment.subset_batch_size(32, 1078, 4) == 32
-    assert transfer_experiment.subset_batch_size(32, 10, 4) == 8    # capped at the rows, then a multiple of 4
+    assert transfer_experiment.subset_batch_size(32, 10, 4) == 8  # capped at the rows, then a multiple of 4
     assert transfer_experiment.subset_batch_size(32, 10, 1) == 10
-    assert transfer_experiment.subset_batch_size(32, 3, 4) == 4     # one example per replica at least
+    assert transfer_experiment.subset_batch_size(32, 3, 4) == 4  # one example per replica at least
     with pytest.raises(ValueError, match=r"batch_size=30 does not split evenly over 4 replicas"):
         transfer_experiment.subset_batch_size(30, 1078, 4)
 
 
 def test_an_epoch_is_a_pass_or_the_minimum_number_of_batches():
-    assert transfer_experiment.epoch_steps(1078, 32, 20) == 34    # a pass, the last batch partial
+    assert transfer_experiment.epoch_steps(1078, 32, 20) == 34  # a pass, the last batch partial
     assert transfer_experiment.epoch_steps(1078, 32, 20, drop_remainder=True) == 33
-    assert transfer_experiment.epoch_steps(10, 10, 20) == 20      # ten labels: 20 batches, not one
+    assert transfer_experiment.epoch_steps(10, 10, 20) == 20  # ten labels: 20 batches, not one
 
 
 def test_best_epoch_follows_the_monitor():
@@ -172,10 +219,33 @@ def test_av_mnist_pairs_recordings_with_images_of_their_digit(audio_visual_folde
 
 def test_transfers_from_images_to_audio(audio_visual_folder, tmp_path):
     logdir = tmp_path / "av"
-    code = train.main(["transfer", "--logdir", str(logdir), "--data-dir", str(audio_visual_folder),
-                       "--set", "data=\"av_mnist\"", "--set", "label_fractions=[0.5]", "--set", "seeds=1",
-                       "--set", "pretrain_epochs=1", "--set", "target_epochs=2", "--set", "distill_epochs=2",
-                       "--set", "min_epoch_steps=2", "--set", "filters=[4]", "--set", "embedding_dim=4"])
+    code = train.main(
+        [
+            "transfer",
+            "--logdir",
+            str(logdir),
+            "--data-dir",
+            str(audio_visual_folder),
+            "--set",
+            'data="av_mnist"',
+            "--set",
+            "label_fractions=[0.5]",
+            "--set",
+            "seeds=1",
+            "--set",
+            "pretrain_epochs=1",
+            "--set",
+            "target_epochs=2",
+            "--set",
+            "distill_epochs=2",
+            "--set",
+            "min_epoch_steps=2",
+            "--set",
+            "filters=[4]",
+            "--set",
+            "embedding_dim=4",
+        ]
+    )
     assert code == 0
     metrics = json.loads((logdir / "metrics.json").read_text())
     assert (metrics["source_view"], metrics["target_view"]) == ("image", "audio")

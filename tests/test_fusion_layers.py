@@ -1,4 +1,5 @@
 """Fusion layers and ModalityDropout: masking, semantics, serialization, bad input."""
+
 import keras
 import numpy as np
 import pytest
@@ -65,8 +66,9 @@ def test_no_mask_equals_all_present_and_dict_equals_list(kind):
     expected = layer(inputs).numpy()
     np.testing.assert_allclose(layer(inputs, mask=ones).numpy(), expected, rtol=1e-5, atol=1e-6)
     # Numeric masks: nonzero means present.
-    np.testing.assert_array_equal(layer(inputs, mask=MASK.astype("float32") * 3).numpy(),
-                                  layer(inputs, mask=MASK).numpy())
+    np.testing.assert_array_equal(
+        layer(inputs, mask=MASK.astype("float32") * 3).numpy(), layer(inputs, mask=MASK).numpy()
+    )
     # A dict is read in sorted key order when the layer has no modalities configured.
     from_dict = layer({"b_second": inputs[1], "a_first": inputs[0]}, mask=MASK).numpy()
     np.testing.assert_array_equal(from_dict, layer(inputs, mask=MASK).numpy())
@@ -96,7 +98,7 @@ def test_average_weighted_and_late_compute_masked_means():
 
     weighted = layers.WeightedFusion()
     weighted([a, b])
-    weighted.modality_logits.assign([np.log(3.0), 0.0])        # weights 0.75 / 0.25 with both present
+    weighted.modality_logits.assign([np.log(3.0), 0.0])  # weights 0.75 / 0.25 with both present
     np.testing.assert_allclose(weighted.modality_weights, [0.75, 0.25], rtol=1e-6)
     both = 0.75 * a + 0.25 * b
     expected = np.where(mask[:, :1] * mask[:, 1:] > 0, both, a * mask[:, :1] + b * mask[:, 1:])
@@ -207,13 +209,13 @@ def test_modality_dropout_is_inactive_at_inference_and_respects_absent_modalitie
     np.testing.assert_array_equal(dropout(mask).numpy(), mask)
     np.testing.assert_array_equal(dropout(mask, training=False).numpy(), mask)
     kept = dropout(mask, training=True).numpy()
-    assert (kept <= mask).all()                            # only removes
+    assert (kept <= mask).all()  # only removes
     np.testing.assert_array_equal(kept[1::4], mask[1::4])  # a lone modality is never dropped
-    np.testing.assert_array_equal(kept[3::4], 0.0)         # nothing present stays so
+    np.testing.assert_array_equal(kept[3::4], 0.0)  # nothing present stays so
     assert kept[2::4].sum(axis=1).min() == 1 and (kept != mask).any()
     assert not np.array_equal(kept, dropout(mask, training=True).numpy())  # fresh draws each call
     same = [layers.ModalityDropout(0.3, seed=7)(mask, training=True).numpy() for _ in range(2)]
-    np.testing.assert_array_equal(*same)                   # a seed makes the draws reproducible
+    np.testing.assert_array_equal(*same)  # a seed makes the draws reproducible
     copy = layers.ModalityDropout.from_config(dropout.get_config())
     assert copy.rates == [0.3, 0.3, 0.3] and copy.seed == 0
 

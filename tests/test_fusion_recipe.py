@@ -2,6 +2,7 @@
 classifier's own path (``unimodal_head="fusion"``), epoch selection on the mean of
 complete data and each modality absent (``epoch_selection="missing_mean"``), and
 their config checks."""
+
 import json
 
 import keras
@@ -18,20 +19,38 @@ NUM_CLASSES = 3
 def _problem(size=120, seed=0):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, NUM_CLASSES, size)
-    inputs = {"left": (rng.normal(size=(size, 4)) + np.eye(3, 4)[labels]).astype("float32"),
-              "right": (rng.normal(size=(size, 5)) + 2 * np.eye(3, 5)[labels]).astype("float32")}
-    settings = {"learning_rate": 3e-2, "batch_size": 32, "epochs": 3, "embedding_dim": 4,
-                "encoder": "mlp", "encoder_hidden_units": [6]}
+    inputs = {
+        "left": (rng.normal(size=(size, 4)) + np.eye(3, 4)[labels]).astype("float32"),
+        "right": (rng.normal(size=(size, 5)) + 2 * np.eye(3, 5)[labels]).astype("float32"),
+    }
+    settings = {
+        "learning_rate": 3e-2,
+        "batch_size": 32,
+        "epochs": 3,
+        "embedding_dim": 4,
+        "encoder": "mlp",
+        "encoder_hidden_units": [6],
+    }
     return inputs, labels, settings
 
 
 def _classifier(inputs, settings, fusion="concat", head="fusion", weight=0.7, share=0.4, name="model", seed=0):
     keras.utils.set_random_seed(seed)
-    encoders = {modality: fusion_experiment.build_encoder(inputs[modality].shape[1:], settings, f"{modality}_encoder")
-                for modality in inputs}
-    return build_fusion_classifier(encoders, fusion, NUM_CLASSES, hidden_units=(5,), modality_dropout=0.3,
-                                   unimodal_loss_weight=weight, unimodal_distillation=share, unimodal_head=head,
-                                   name=name)
+    encoders = {
+        modality: fusion_experiment.build_encoder(inputs[modality].shape[1:], settings, f"{modality}_encoder")
+        for modality in inputs
+    }
+    return build_fusion_classifier(
+        encoders,
+        fusion,
+        NUM_CLASSES,
+        hidden_units=(5,),
+        modality_dropout=0.3,
+        unimodal_loss_weight=weight,
+        unimodal_distillation=share,
+        unimodal_head=head,
+        name=name,
+    )
 
 
 # ----------------------------------------------------------------------------- unimodal_head="fusion"
@@ -45,8 +64,7 @@ def test_fusion_head_is_the_classifier_with_one_modality_present(fusion):
     completed = model.complete_inputs(inputs)
     heads = model.unimodal_probabilities(completed)
     np.testing.assert_allclose(heads["left"].numpy(), model({"left": inputs["left"]}).numpy(), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(heads["right"].numpy(), model({"right": inputs["right"]}).numpy(), rtol=1e-6,
-                               atol=1e-7)
+    np.testing.assert_allclose(heads["right"].numpy(), model({"right": inputs["right"]}).numpy(), rtol=1e-6, atol=1e-7)
     # The loss: (1 - share) one-hot + share x fused prediction, cross-entropy per modality,
     # rows lacking a modality (mask 0) counting 0 in that modality's term.
     mask = np.ones((40, 2), np.float32)
@@ -130,13 +148,22 @@ def test_teachers_train_as_alone_and_students_read_them():
 
     def trained(teacher_share):
         keras.utils.set_random_seed(0)
-        classifiers = {modality + "_only": build_fusion_classifier(
-            {modality: encoder(inputs[modality].shape[1:], settings, f"{modality}_encoder")}, "average",
-            NUM_CLASSES, hidden_units=(5,), name=f"{modality}_only") for modality in inputs}
-        classifiers["late_dropout"] = _classifier(inputs, settings, "late", head="auxiliary", weight=1.0, share=0.0,
-                                                  name="late_dropout", seed=3)
+        classifiers = {
+            modality + "_only": build_fusion_classifier(
+                {modality: encoder(inputs[modality].shape[1:], settings, f"{modality}_encoder")},
+                "average",
+                NUM_CLASSES,
+                hidden_units=(5,),
+                name=f"{modality}_only",
+            )
+            for modality in inputs
+        }
+        classifiers["late_dropout"] = _classifier(
+            inputs, settings, "late", head="auxiliary", weight=1.0, share=0.0, name="late_dropout", seed=3
+        )
         joint = fusion_experiment.JointTraining(
-            classifiers, inputs, {**settings, "unimodal_teacher_distillation": teacher_share})
+            classifiers, inputs, {**settings, "unimodal_teacher_distillation": teacher_share}
+        )
         keras.utils.set_random_seed(0)
         joint.fit(inputs, labels, seed=0)
         return {name: [weight.numpy() for weight in classifier.weights] for name, classifier in classifiers.items()}
@@ -156,13 +183,18 @@ def test_missing_mean_selection_scores_the_dropout_classifiers_with_each_modalit
     keras.utils.set_random_seed(0)
     encoder = fusion_experiment.build_encoder
     classifiers["left_only"] = build_fusion_classifier(
-        {"left": encoder((4,), settings, "left_encoder")}, "average", NUM_CLASSES, hidden_units=(5,), name="left_only")
+        {"left": encoder((4,), settings, "left_encoder")}, "average", NUM_CLASSES, hidden_units=(5,), name="left_only"
+    )
     classifiers["concat"] = _classifier(inputs, settings, weight=0.0, share=0.0, name="concat", seed=1)
     classifiers["concat_dropout"] = _classifier(inputs, settings, name="concat_dropout", seed=2)
     assert fusion_experiment.selection_criteria(classifiers, settings) == {
-        "left_only": "complete", "concat": "complete", "concat_dropout": "mean"}
-    assert set(fusion_experiment.selection_criteria(classifiers, {"epoch_selection": "complete"}).values()) \
-        == {"complete"}
+        "left_only": "complete",
+        "concat": "complete",
+        "concat_dropout": "mean",
+    }
+    assert set(fusion_experiment.selection_criteria(classifiers, {"epoch_selection": "complete"}).values()) == {
+        "complete"
+    }
     joint = fusion_experiment.JointTraining(classifiers, inputs, settings)
     validation = ({name: array[80:] for name, array in inputs.items()}, labels[80:])
     joint.fit({name: array[:80] for name, array in inputs.items()}, labels[:80], seed=0)
@@ -212,13 +244,16 @@ def test_missing_mean_compares_the_mean_not_the_complete_accuracy():
     assert int(model.best_epoch.numpy()[0]) == (2 if mean > complete else 1)
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("epoch_selection", "best", "epoch_selection must be one of"),
-    ("unimodal_head", "shared", "unimodal_head must be one of"),
-    ("unimodal_teacher_distillation", 0.6, r"unimodal_teacher_distillation must be a number in \[0, 1 - "),
-    ("unimodal_teacher_distillation", -0.1, "unimodal_teacher_distillation must be"),
-    ("unimodal_teacher_distillation", True, "unimodal_teacher_distillation must be"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("epoch_selection", "best", "epoch_selection must be one of"),
+        ("unimodal_head", "shared", "unimodal_head must be one of"),
+        ("unimodal_teacher_distillation", 0.6, r"unimodal_teacher_distillation must be a number in \[0, 1 - "),
+        ("unimodal_teacher_distillation", -0.1, "unimodal_teacher_distillation must be"),
+        ("unimodal_teacher_distillation", True, "unimodal_teacher_distillation must be"),
+    ],
+)
 def test_config_checks(key, value, message):
     with pytest.raises(ConfigError, match=message):
         # (unimodal_distillation 0.5: a teacher share above 0.5 leaves the labels less than nothing)

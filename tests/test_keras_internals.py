@@ -7,6 +7,7 @@ is installed these tests fail first, with what to do, instead of a training run 
 later: re-verify the internals below on the new Keras, then widen the range in
 setup.cfg and ``xmodal_tf.optimizers.SUPPORTED_KERAS`` together.
 """
+
 import configparser
 import pathlib
 
@@ -26,8 +27,7 @@ def declared_keras_range():
     """The keras requirement's specifier in setup.cfg's install_requires, e.g. '<3.16,>=3.15'."""
     parser = configparser.ConfigParser()
     parser.read(SETUP_CFG)
-    requirements = [Requirement(line) for line in parser["options"]["install_requires"].split("\n")
-                    if line.strip()]
+    requirements = [Requirement(line) for line in parser["options"]["install_requires"].split("\n") if line.strip()]
     return next(requirement.specifier for requirement in requirements if requirement.name == "keras")
 
 
@@ -37,17 +37,20 @@ def test_the_installed_keras_is_the_verified_series():
         f"Keras {installed} is installed, but FusedAdam ({optimizers.__file__}) reads Adam internals "
         f"{', '.join(KERAS_INTERNALS)} verified only for keras{SUPPORTED_KERAS}. Install "
         f"keras{SUPPORTED_KERAS}, or re-verify those internals with this file's other tests on "
-        f"Keras {installed} and then widen the range in setup.cfg and optimizers.SUPPORTED_KERAS.")
+        f"Keras {installed} and then widen the range in setup.cfg and optimizers.SUPPORTED_KERAS."
+    )
 
 
 def test_setup_cfg_and_the_optimizer_name_the_same_range():
     assert str(declared_keras_range()) == str(Requirement(f"keras{SUPPORTED_KERAS}").specifier), (
-        "setup.cfg's keras range and xmodal_tf.optimizers.SUPPORTED_KERAS disagree; change them together.")
+        "setup.cfg's keras range and xmodal_tf.optimizers.SUPPORTED_KERAS disagree; change them together."
+    )
 
 
 def test_adam_keeps_one_moment_pair_per_variable_at_its_index():
-    variables = [keras.Variable(np.zeros(shape, "float32"), name=f"v{i}")
-                 for i, shape in enumerate(((3,), (2, 4), (5, 1, 2)))]
+    variables = [
+        keras.Variable(np.zeros(shape, "float32"), name=f"v{i}") for i, shape in enumerate(((3,), (2, 4), (5, 1, 2)))
+    ]
     adam = keras.optimizers.Adam()
     adam.build(variables)
     missing = [name for name in KERAS_INTERNALS if not hasattr(adam, name)]
@@ -68,7 +71,7 @@ def test_adam_slots_are_the_state_keras_saves():
     index = adam._get_variable_index(variable)
     saved = {id(v) for v in adam.variables}
     assert id(adam._momentums[index]) in saved and id(adam._velocities[index]) in saved
-    np.testing.assert_allclose(adam._momentums[index].numpy(), 0.05, rtol=1e-6)   # (1 - beta_1) g
+    np.testing.assert_allclose(adam._momentums[index].numpy(), 0.05, rtol=1e-6)  # (1 - beta_1) g
     np.testing.assert_allclose(adam._velocities[index].numpy(), 2.5e-4, rtol=1e-4)  # (1 - beta_2) g^2
 
 

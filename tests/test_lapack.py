@@ -1,5 +1,6 @@
 """NumPy's OpenBLAS routines called through ctypes agree with plain NumPy, and the
 NumPy fallback (for builds without that library) gives the same CCA."""
+
 import threading
 import time
 

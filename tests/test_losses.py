@@ -1,4 +1,5 @@
 """Tests for xmodal_tf.losses: the Deep CCA objective, its gradients and its edge cases."""
+
 import warnings
 
 import keras
@@ -53,7 +54,7 @@ def assert_all_finite(*arrays):
 
 def hadamard_view(m=8, d=4, scale=1.0):
     """Columns with mean 0, pairwise orthogonal and of equal norm: S11 = c I exactly."""
-    return scale * scipy.linalg.hadamard(m)[:, 1:d + 1].astype(np.float64)
+    return scale * scipy.linalg.hadamard(m)[:, 1 : d + 1].astype(np.float64)
 
 
 # ----------------------------------------------------------------------- values
@@ -76,8 +77,7 @@ def test_ridge_matches_linear_cca_and_symmetric_square_roots(reg):
     values = cca_correlations(h1, h2, n_components=k, reg=reg).numpy()
     np.testing.assert_allclose(values, reference_correlations(h1, h2, reg)[:k], atol=1e-10)
     cca = xm.CCA(n_components=k, reg=reg).fit(h1, h2)
-    shrink = np.sqrt((1 + r1 * (cca.x_weights_ ** 2).sum(0))
-                     * (1 + r2 * (cca.y_weights_ ** 2).sum(0)))
+    shrink = np.sqrt((1 + r1 * (cca.x_weights_**2).sum(0)) * (1 + r2 * (cca.y_weights_**2).sum(0)))
     np.testing.assert_allclose(values, cca.canonical_correlations_ / shrink, atol=1e-10)
     # On outputs of variance ~1e4 the ridge is negligible: the two agree to 1e-5.
     loss_scaled = deep_cca_loss(100 * h1, 100 * h2, n_components=k, reg=reg)
@@ -89,7 +89,7 @@ def test_squared_objective_values():
     h1, h2 = correlated_views(seed=2)
     reference = reference_correlations(h1, h2, 1e-3)
     full = deep_cca_loss(h1, h2, reg=1e-3, objective="squared").numpy()
-    np.testing.assert_allclose(full, -(reference ** 2).sum(), atol=1e-10)
+    np.testing.assert_allclose(full, -(reference**2).sum(), atol=1e-10)
     top2 = deep_cca_loss(h1, h2, n_components=2, reg=1e-3, objective="squared").numpy()
     np.testing.assert_allclose(top2, -(reference[:2] ** 2).sum(), atol=1e-10)
     trace = deep_cca_loss(h1, h2, reg=1e-3).numpy()
@@ -112,8 +112,7 @@ def test_identical_views_are_perfectly_correlated():
     np.testing.assert_allclose(deep_cca_loss(h1, h1, reg=1e-8).numpy(), -5.0, atol=1e-5)
     # The ridge shrinks them, exactly to lambda / (lambda + reg) for covariance eigenvalues lambda.
     eigenvalues = np.sort(np.linalg.eigvalsh(np.cov(h1, rowvar=False)))[::-1]
-    np.testing.assert_allclose(cca_correlations(h1, h1, reg=0.1).numpy(),
-                               eigenvalues / (eigenvalues + 0.1), atol=1e-10)
+    np.testing.assert_allclose(cca_correlations(h1, h1, reg=0.1).numpy(), eigenvalues / (eigenvalues + 0.1), atol=1e-10)
 
 
 def test_independent_noise_has_small_correlations():
@@ -128,8 +127,7 @@ def test_float32_inputs_give_float32_and_match_float64():
     h1, h2 = correlated_views(seed=6)
     expected = deep_cca_loss(h1, h2).numpy()
     for compute_dtype in ("float64", None):
-        loss = deep_cca_loss(h1.astype(np.float32), h2.astype(np.float32),
-                             compute_dtype=compute_dtype)
+        loss = deep_cca_loss(h1.astype(np.float32), h2.astype(np.float32), compute_dtype=compute_dtype)
         assert loss.dtype == tf.float32
         np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-4)
     mixed = deep_cca_loss(tf.cast(h1, tf.float16), tf.cast(h2, tf.bfloat16))
@@ -144,13 +142,16 @@ def finite_difference(function, array, index, step=1e-6):
     return (function(plus) - function(minus)) / (2 * step)
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(objective="trace"),
-    dict(objective="trace", n_components=2),
-    dict(objective="squared"),
-    dict(objective="squared", n_components=2),
-    dict(objective="trace", reg=(1e-3, 1e-1)),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(objective="trace"),
+        dict(objective="trace", n_components=2),
+        dict(objective="squared"),
+        dict(objective="squared", n_components=2),
+        dict(objective="trace", reg=(1e-3, 1e-1)),
+    ],
+)
 def test_gradients_match_finite_differences(kwargs):
     h1, h2 = correlated_views(m=12, d1=4, d2=3, seed=7)
     kwargs = {"reg": 1e-3, **kwargs}
@@ -174,8 +175,7 @@ def test_gradient_of_trace_norm_with_exactly_repeated_correlations():
     for first, second in ((h, h.copy()), (h, h2)):
         _, g1, _ = loss_and_gradients(first, second, reg=1e-2)
         for index in ((0, 0), (3, 2), (7, 3)):
-            numeric = finite_difference(
-                lambda a: deep_cca_loss(a, second, reg=1e-2).numpy(), first, index)
+            numeric = finite_difference(lambda a, b=second: deep_cca_loss(a, b, reg=1e-2).numpy(), first, index)
             np.testing.assert_allclose(g1[index], numeric, rtol=1e-5, atol=1e-8)
 
 
@@ -197,8 +197,7 @@ def test_correlation_gradient_is_singular_vector_outer_product():
         tape.watch(h1_t)
         second = cca_correlations(h1_t, h2, reg=1e-3)[1]
     gradient = tape.gradient(second, h1_t).numpy()
-    numeric = finite_difference(
-        lambda a: cca_correlations(a, h2, reg=1e-3).numpy()[1], h1, (5, 2))
+    numeric = finite_difference(lambda a: cca_correlations(a, h2, reg=1e-3).numpy()[1], h1, (5, 2))
     np.testing.assert_allclose(gradient[5, 2], numeric, rtol=1e-5, atol=1e-8)
 
 
@@ -226,20 +225,26 @@ CASES = degenerate_cases()
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-@pytest.mark.parametrize("dtype, reg, compute_dtype", [
-    (np.float64, 1e-4, "float64"),
-    (np.float64, 1e-8, "float64"),
-    (np.float32, 1e-4, "float64"),
-    (np.float32, 1e-4, None),
-])
+@pytest.mark.parametrize(
+    "dtype, reg, compute_dtype",
+    [
+        (np.float64, 1e-4, "float64"),
+        (np.float64, 1e-8, "float64"),
+        (np.float32, 1e-4, "float64"),
+        (np.float32, 1e-4, None),
+    ],
+)
 def test_degenerate_inputs_give_finite_loss_and_gradients(case, dtype, reg, compute_dtype):
     h1, h2 = (view.astype(dtype) for view in CASES[case])
-    for kwargs in (dict(objective="trace"), dict(objective="trace", n_components=2),
-                   dict(objective="squared"), dict(objective="squared", n_components=2)):
+    for kwargs in (
+        dict(objective="trace"),
+        dict(objective="trace", n_components=2),
+        dict(objective="squared"),
+        dict(objective="squared", n_components=2),
+    ):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the small-batch case warns, tested elsewhere
-            loss, g1, g2 = loss_and_gradients(h1, h2, reg=reg, compute_dtype=compute_dtype,
-                                              **kwargs)
+            loss, g1, g2 = loss_and_gradients(h1, h2, reg=reg, compute_dtype=compute_dtype, **kwargs)
         assert loss.dtype == dtype
         assert_all_finite(loss, g1, g2)
         k = kwargs.get("n_components", 5)
@@ -350,8 +355,7 @@ def test_dynamic_batch_sizes_are_checked_at_run_time():
     h1, h2 = correlated_views(m=10, d1=4, d2=3)
     spec = tf.TensorSpec([None, None], tf.float64)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float64),
-                                  tf.TensorSpec([None, 3], tf.float64)])
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float64), tf.TensorSpec([None, 3], tf.float64)])
     def loss_fn(a, b):
         return deep_cca_loss(a, b, reg=0.0)
 
@@ -399,8 +403,7 @@ def test_squared_objective_with_all_components_compiles_with_xla():
 
 
 def test_deep_cca_loss_serialization_round_trip():
-    original = DeepCCALoss(n_components=3, reg=(1e-3, 1e-2), objective="squared",
-                           compute_dtype=None)
+    original = DeepCCALoss(n_components=3, reg=(1e-3, 1e-2), objective="squared", compute_dtype=None)
     config = keras.saving.serialize_keras_object(original)
     assert config["registered_name"] == "xmodal_tf>DeepCCALoss"
     restored = keras.saving.deserialize_keras_object(config)
@@ -408,8 +411,7 @@ def test_deep_cca_loss_serialization_round_trip():
     assert restored.get_config() == original.get_config()
     h1, h2 = correlated_views(seed=16)
     np.testing.assert_allclose(restored(h1, h2).numpy(), original(h1, h2).numpy())
-    default = keras.saving.deserialize_keras_object(
-        keras.saving.serialize_keras_object(DeepCCALoss()))
+    default = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(DeepCCALoss()))
     assert default.get_config() == DeepCCALoss().get_config()
     assert "DeepCCALoss(n_components=3" in repr(original)
 

@@ -1,5 +1,6 @@
 """xmodal_tf.metrics: classification and folds against scikit-learn, confusion images, retrieval on
 hand-worked cases, linear probe, cross-validation. (ConfusionMatrixCallback: tests/test_callbacks.py.)"""
+
 import keras
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ def _labels_case(name):
         return y_true, y_pred, None
     if name == "imbalanced":
         y_true = rng.choice(4, size=300, p=[0.85, 0.1, 0.04, 0.01])
-        y_pred = np.where(rng.random(300) < 0.5, y_true, 0)   # a majority-class bias
+        y_pred = np.where(rng.random(300) < 0.5, y_true, 0)  # a majority-class bias
         return y_true, y_pred, None
     if name == "class_never_predicted":
         y_true = rng.integers(0, 4, 100)
@@ -39,8 +40,7 @@ def _labels_case(name):
     raise KeyError(name)
 
 
-CASES = ["balanced", "imbalanced", "class_never_predicted", "class_only_predicted",
-         "class_absent_from_both"]
+CASES = ["balanced", "imbalanced", "class_never_predicted", "class_only_predicted", "class_absent_from_both"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -52,20 +52,25 @@ def test_classification_report_matches_sklearn(case):
 
     assert report["accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred))
     # sklearn's default macro average runs over the classes in y_true or y_pred, as ours does.
-    for ours, function in (("macro_precision", skm.precision_score), ("macro_recall", skm.recall_score),
-                           ("macro_f1", skm.f1_score)):
+    for ours, function in (
+        ("macro_precision", skm.precision_score),
+        ("macro_recall", skm.recall_score),
+        ("macro_f1", skm.f1_score),
+    ):
         expected = function(y_true, y_pred, average="macro", zero_division=0)
         assert report[ours] == pytest.approx(expected), ours
     precision, recall, f1, support = skm.precision_recall_fscore_support(
-        y_true, y_pred, labels=all_classes, average=None, zero_division=0)
+        y_true, y_pred, labels=all_classes, average=None, zero_division=0
+    )
     np.testing.assert_allclose(report["precision_per_class"], precision)
     np.testing.assert_allclose(report["recall_per_class"], recall)
     np.testing.assert_allclose(report["f1_per_class"], f1)
     np.testing.assert_array_equal(report["support_per_class"], support)
-    np.testing.assert_array_equal(report["confusion_matrix"],
-                                  skm.confusion_matrix(y_true, y_pred, labels=all_classes))
-    np.testing.assert_array_equal(metrics.confusion_matrix(y_true, y_pred, num_classes=num_classes),
-                                  skm.confusion_matrix(y_true, y_pred, labels=all_classes))
+    np.testing.assert_array_equal(report["confusion_matrix"], skm.confusion_matrix(y_true, y_pred, labels=all_classes))
+    np.testing.assert_array_equal(
+        metrics.confusion_matrix(y_true, y_pred, num_classes=num_classes),
+        skm.confusion_matrix(y_true, y_pred, labels=all_classes),
+    )
     assert report["num_examples"] == len(y_true)
 
     # The single-number functions agree with the report.
@@ -89,22 +94,25 @@ def test_score_matrices_are_reduced_by_argmax():
     assert metrics.accuracy(np.array([0.0, 1.0, 2.0]), np.array([0, 1, 1])) == pytest.approx(2 / 3)
 
 
-@pytest.mark.parametrize("y_true, y_pred, num_classes, error, match", [
-    ([0, 1, 2], [0, 1], None, ValueError, "3 examples but y_pred has 2"),
-    ([0, 1], np.array([[0.2, np.nan], [0.5, 0.5]]), None, ValueError, "NaN"),
-    ([0, 1, 5], [0, 1, 2], 3, ValueError, "y_true has label 5, out of range for num_classes=3"),
-    ([0, 1, 1], [0, 1, 3], 3, ValueError, "y_pred has label 3"),
-    ([0, 1], np.eye(2), 3, ValueError, "2 score columns but num_classes=3"),
-    ([0, 1], np.array([[0.3], [0.9]]), None, ValueError, "single column"),
-    (np.eye(3), [0, 1, 2], None, ValueError, "argmax"),
-    ([0, 1.5], [0, 1], None, ValueError, "whole numbers"),
-    ([0, -1], [0, 1], None, ValueError, "non-negative"),
-    (["cat", "dog"], [0, 1], None, TypeError, "integer class indices"),
-    ([], [], None, ValueError, "empty"),
-    ([0, 1], np.zeros((2, 2, 2)), None, ValueError, r"\(n, num_classes\)"),
-    ([0, 1], [0, 1], 0, ValueError, "num_classes must be an int >= 1"),
-    ([0, 1], [0, 1], 2.0, TypeError, "num_classes must be an int"),
-])
+@pytest.mark.parametrize(
+    "y_true, y_pred, num_classes, error, match",
+    [
+        ([0, 1, 2], [0, 1], None, ValueError, "3 examples but y_pred has 2"),
+        ([0, 1], np.array([[0.2, np.nan], [0.5, 0.5]]), None, ValueError, "NaN"),
+        ([0, 1, 5], [0, 1, 2], 3, ValueError, "y_true has label 5, out of range for num_classes=3"),
+        ([0, 1, 1], [0, 1, 3], 3, ValueError, "y_pred has label 3"),
+        ([0, 1], np.eye(2), 3, ValueError, "2 score columns but num_classes=3"),
+        ([0, 1], np.array([[0.3], [0.9]]), None, ValueError, "single column"),
+        (np.eye(3), [0, 1, 2], None, ValueError, "argmax"),
+        ([0, 1.5], [0, 1], None, ValueError, "whole numbers"),
+        ([0, -1], [0, 1], None, ValueError, "non-negative"),
+        (["cat", "dog"], [0, 1], None, TypeError, "integer class indices"),
+        ([], [], None, ValueError, "empty"),
+        ([0, 1], np.zeros((2, 2, 2)), None, ValueError, r"\(n, num_classes\)"),
+        ([0, 1], [0, 1], 0, ValueError, "num_classes must be an int >= 1"),
+        ([0, 1], [0, 1], 2.0, TypeError, "num_classes must be an int"),
+    ],
+)
 def test_classification_bad_input(y_true, y_pred, num_classes, error, match):
     with pytest.raises(error, match=match):
         metrics.classification_report(y_true, y_pred, num_classes=num_classes)
@@ -168,9 +176,13 @@ def _blobs(n=90, num_classes=3, dim=4, seed=0, spread=0.5):
 
 # ------------------------------------------------------------------------ retrieval
 def test_retrieval_metrics_on_a_hand_worked_case():
-    similarity = np.array([[0.9, 0.1, 0.3],    # item 0 is top: rank 1
-                           [0.2, 0.5, 0.8],    # item 1 is second: rank 2
-                           [0.4, 0.4, 0.1]])   # item 2 is last: rank 3
+    similarity = np.array(
+        [
+            [0.9, 0.1, 0.3],  # item 0 is top: rank 1
+            [0.2, 0.5, 0.8],  # item 1 is second: rank 2
+            [0.4, 0.4, 0.1],
+        ]
+    )  # item 2 is last: rank 3
     result = metrics.retrieval_metrics(similarity, [0, 1, 2], ks=(1, 2, 3))
     assert result["recall@1"] == pytest.approx(1 / 3)
     assert result["recall@2"] == pytest.approx(2 / 3)
@@ -186,10 +198,13 @@ def test_retrieval_ties_are_pessimistic_and_several_relevant_items():
     # Every score equal: the relevant item is ranked last, never first by luck.
     np.testing.assert_array_equal(metrics.retrieval_ranks(np.zeros((2, 4)), [0, 3]), [4, 4])
     np.testing.assert_array_equal(metrics.retrieval_ranks([[0.5, 0.5, 0.1]], [0]), [2])
-    relevant = np.array([[False, True, True, False],
-                         [True, False, False, True]])
-    similarity = np.array([[0.9, 0.5, 0.4, 0.1],    # best relevant (item 1) is second
-                           [0.1, 0.8, 0.7, 0.9]])   # item 3 relevant and top
+    relevant = np.array([[False, True, True, False], [True, False, False, True]])
+    similarity = np.array(
+        [
+            [0.9, 0.5, 0.4, 0.1],  # best relevant (item 1) is second
+            [0.1, 0.8, 0.7, 0.9],
+        ]
+    )  # item 3 relevant and top
     result = metrics.retrieval_metrics(similarity, relevant, ks=(1, 2))
     assert result["recall@1"] == 0.5 and result["recall@2"] == 1.0
     assert result["median_rank"] == 1.5
@@ -202,7 +217,7 @@ def test_retrieval_ties_are_pessimistic_and_several_relevant_items():
 
 def test_retrieval_ranks_match_a_sort_and_chance_matches_random_scores():
     rng = np.random.default_rng(0)
-    similarity = rng.normal(size=(1500, 40))   # more queries than one chunk
+    similarity = rng.normal(size=(1500, 40))  # more queries than one chunk
     relevant = rng.integers(0, 40, 1500)
     order = np.argsort(-similarity, axis=1)
     expected = 1 + np.argmax(order == relevant[:, None], axis=1)
@@ -210,8 +225,9 @@ def test_retrieval_ranks_match_a_sort_and_chance_matches_random_scores():
     # Index and one-hot relevance agree, with many ties (integer scores).
     ties = rng.integers(0, 3, size=(200, 10)).astype(float)
     indices = rng.integers(0, 10, 200)
-    np.testing.assert_array_equal(metrics.retrieval_ranks(ties, indices),
-                                  metrics.retrieval_ranks(ties, np.eye(10, dtype=bool)[indices]))
+    np.testing.assert_array_equal(
+        metrics.retrieval_ranks(ties, indices), metrics.retrieval_ranks(ties, np.eye(10, dtype=bool)[indices])
+    )
     # Random scores achieve the chance recall, on average.
     several = rng.random((4000, 20)) < 0.1
     several[np.arange(4000), rng.integers(0, 20, 4000)] = True
@@ -220,19 +236,21 @@ def test_retrieval_ranks_match_a_sort_and_chance_matches_random_scores():
         assert result[f"recall@{k}"] == pytest.approx(result[f"chance_recall@{k}"], abs=0.03)
 
 
-@pytest.mark.parametrize("similarity, relevant, ks, error, match", [
-    (np.zeros((2, 3)), [0, 1], (1, 5), ValueError, "k=5 is larger than the gallery"),
-    (np.zeros((2, 3)), [0, 1], (0,), ValueError, "each k in ks must be an int >= 1"),
-    (np.zeros((2, 3)), [0, 1], (1.5,), TypeError, "each k in ks must be an int"),
-    (np.zeros((2, 3)), [0, 1, 2], (1,), ValueError, "3 entries but similarity has 2 queries"),
-    (np.zeros((2, 3)), [0, 3], (1,), ValueError, "index 3 is out of range"),
-    (np.zeros((2, 3)), np.array([[1, 0, 0], [0, 0, 0]], bool), (1,), ValueError,
-     "1 queries have no relevant"),
-    (np.zeros((2, 3)), np.ones((2, 2), bool), (1,), ValueError, "shape"),
-    (np.array([[0.1, np.nan, 0.2]]), [0], (1,), ValueError, "NaN"),
-    (np.zeros(3), [0], (1,), ValueError, "n_queries, n_gallery"),
-    (np.zeros((1, 3)), np.array([[0, 2, 1]]), (1,), TypeError, "boolean"),
-])
+@pytest.mark.parametrize(
+    "similarity, relevant, ks, error, match",
+    [
+        (np.zeros((2, 3)), [0, 1], (1, 5), ValueError, "k=5 is larger than the gallery"),
+        (np.zeros((2, 3)), [0, 1], (0,), ValueError, "each k in ks must be an int >= 1"),
+        (np.zeros((2, 3)), [0, 1], (1.5,), TypeError, "each k in ks must be an int"),
+        (np.zeros((2, 3)), [0, 1, 2], (1,), ValueError, "3 entries but similarity has 2 queries"),
+        (np.zeros((2, 3)), [0, 3], (1,), ValueError, "index 3 is out of range"),
+        (np.zeros((2, 3)), np.array([[1, 0, 0], [0, 0, 0]], bool), (1,), ValueError, "1 queries have no relevant"),
+        (np.zeros((2, 3)), np.ones((2, 2), bool), (1,), ValueError, "shape"),
+        (np.array([[0.1, np.nan, 0.2]]), [0], (1,), ValueError, "NaN"),
+        (np.zeros(3), [0], (1,), ValueError, "n_queries, n_gallery"),
+        (np.zeros((1, 3)), np.array([[0, 2, 1]]), (1,), TypeError, "boolean"),
+    ],
+)
 def test_retrieval_bad_input(similarity, relevant, ks, error, match):
     with pytest.raises(error, match=match):
         metrics.retrieval_metrics(similarity, relevant, ks=ks)
@@ -291,10 +309,12 @@ def test_linear_probe_minimises_sklearns_objective():
         logits = features @ weights + intercepts
         logits = logits - logits.max(1, keepdims=True)
         cross_entropy = np.log(np.exp(logits).sum(1)) - logits[np.arange(len(index)), index]
-        return C * cross_entropy.sum() + 0.5 * np.sum(weights ** 2)
+        return C * cross_entropy.sum() + 0.5 * np.sum(weights**2)
 
-    for features, labels, weights_agree in (_correlated_codes(n=800) + (False,),
-                                            _blobs(n=300, num_classes=4, dim=6, spread=2.0) + (True,)):
+    for features, labels, weights_agree in (
+        _correlated_codes(n=800) + (False,),
+        _blobs(n=300, num_classes=4, dim=6, spread=2.0) + (True,),
+    ):
         features = features.astype(np.float64)
         standardised = (features - features.mean(0)) / features.std(0)
         classes, index = np.unique(labels, return_inverse=True)
@@ -409,9 +429,9 @@ def test_cross_validate_tiny_keras_models():
         return built[-1]
 
     # Few epochs keep this fast: each fold's fit costs a tf.function trace.
-    result = metrics.cross_validate(build_model, x, y, n_splits=2, seed=1,
-                                    fit_kwargs={"epochs": 2, "batch_size": 4},
-                                    class_weight="balanced")
+    result = metrics.cross_validate(
+        build_model, x, y, n_splits=2, seed=1, fit_kwargs={"epochs": 2, "batch_size": 4}, class_weight="balanced"
+    )
     assert len(built) == 2 and built[0] is not built[1]  # a fresh model per fold
     assert [fold["test_size"] for fold in result["folds"]] == [30, 30]
     assert all(fold["epochs"] == 2 for fold in result["folds"])
@@ -424,13 +444,17 @@ def test_cross_validate_tiny_keras_models():
     def build_two_input_model():
         left, right = keras.Input((2,), name="left"), keras.Input((2,), name="right")
         joined = keras.layers.Concatenate()([left, right])
-        model = keras.Model({"left": left, "right": right},
-                            keras.layers.Dense(3, activation="softmax")(joined))
+        model = keras.Model({"left": left, "right": right}, keras.layers.Dense(3, activation="softmax")(joined))
         model.compile(optimizer=keras.optimizers.Adam(0.1), loss="sparse_categorical_crossentropy")
         return model
 
-    two_inputs = metrics.cross_validate(build_two_input_model, {"left": x[:, :2], "right": x[:, 2:]},
-                                        y, n_splits=2, fit_kwargs={"epochs": 2, "batch_size": 4})
+    two_inputs = metrics.cross_validate(
+        build_two_input_model,
+        {"left": x[:, :2], "right": x[:, 2:]},
+        y,
+        n_splits=2,
+        fit_kwargs={"epochs": 2, "batch_size": 4},
+    )
     assert two_inputs["n_splits"] == 2 and two_inputs["mean"]["accuracy"] > 0.8
 
 

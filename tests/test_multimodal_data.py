@@ -1,5 +1,6 @@
 """Multimodal loaders: offline digits, and spoken digits / AV-MNIST / OpenMoji read from
 small files of the real layout written by the tests."""
+
 import numpy as np
 import pytest
 
@@ -17,21 +18,27 @@ def write_fsdd(folder, per_digit=10, seed=0):
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(10), per_digit)
     lengths = rng.integers(6, 20, size=len(labels))
-    frames = np.concatenate([
-        np.column_stack([np.full((length, 1), float(i)), np.full((length, 1), float(label)),
-                         rng.normal(size=(length, 11))])
-        for i, (length, label) in enumerate(zip(lengths, labels))]).astype(np.float32)
+    frames = np.concatenate(
+        [
+            np.column_stack(
+                [np.full((length, 1), float(i)), np.full((length, 1), float(label)), rng.normal(size=(length, 11))]
+            )
+            for i, (length, label) in enumerate(zip(lengths, labels))
+        ]
+    ).astype(np.float32)
     np.savez(folder / "fsdd_mfcc.npz", X=frames, lengths=lengths, y=labels)
     return frames, lengths, labels
 
 
 def write_mnist(folder, n_train=60000, n_test=200, seed=0):
     rng = np.random.default_rng(seed)
-    np.savez(folder / "mnist.npz",
-             x_train=rng.integers(0, 256, size=(n_train, 28, 28), dtype=np.uint8),
-             y_train=rng.integers(0, 10, size=n_train).astype(np.uint8),
-             x_test=rng.integers(0, 256, size=(n_test, 28, 28), dtype=np.uint8),
-             y_test=rng.integers(0, 10, size=n_test).astype(np.uint8))
+    np.savez(
+        folder / "mnist.npz",
+        x_train=rng.integers(0, 256, size=(n_train, 28, 28), dtype=np.uint8),
+        y_train=rng.integers(0, 10, size=n_train).astype(np.uint8),
+        x_test=rng.integers(0, 256, size=(n_test, 28, 28), dtype=np.uint8),
+        y_test=rng.integers(0, 10, size=n_test).astype(np.uint8),
+    )
 
 
 def test_multimodal_digits_halves_rebuild_the_image():
@@ -56,7 +63,7 @@ def test_spoken_digits_split_padding_and_standardisation(tmp_path):
     data = load_spoken_digits(tmp_path, test_fraction=0.2, seed=3)
     assert data.validation is None and data.modalities == ("audio",)
     assert len(data.train) == 80 and len(data.test) == 20
-    assert np.bincount(data.test.labels).tolist() == [2] * 10   # stratified by digit
+    assert np.bincount(data.test.labels).tolist() == [2] * 10  # stratified by digit
     audio = np.concatenate([data.train.inputs["audio"], data.test.inputs["audio"]])
     assert audio.shape[1:] == (lengths.max(), 13)
     real = np.abs(audio).sum(axis=-1) > 0
@@ -87,22 +94,34 @@ def test_av_mnist_pairs_by_digit_and_holds_out_recordings(tmp_path):
         assert recording_ids(split) <= recording_ids(pool)
         # Each recording's digit matches the image's label.
         digit_of = {round(float(a[0, 0]), 4): int(y) for a, y in zip(pool.inputs["audio"], pool.labels)}
-        assert all(digit_of[round(float(a[0, 0]), 4)] == y
-                   for a, y in zip(split.inputs["audio"], split.labels))
+        assert all(digit_of[round(float(a[0, 0]), 4)] == y for a, y in zip(split.inputs["audio"], split.labels))
     assert not recording_ids(data.test) & recording_ids(data.train)
 
 
 def test_emoji_base_names_drop_skin_tones():
     assert emoji_base_name("Santa Claus medium-dark skin tone") == "Santa Claus"
-    assert emoji_base_name("couple with heart woman man light skin tone dark skin tone") == \
-        "couple with heart woman man"
+    assert (
+        emoji_base_name("couple with heart woman man light skin tone dark skin tone") == "couple with heart woman man"
+    )
     assert emoji_base_name("waving hand: medium skin tone") == "waving hand"
     assert emoji_base_name("dark sunglasses") == "dark sunglasses"
 
 
 def test_openmoji_split_by_base_name(tmp_path):
-    names = np.array(["waving hand", "waving hand dark skin tone", "waving hand medium-light skin tone",
-                      "red apple", "keycap 1", "keycap 2", "cat face", "cat", "dog", "sun"])
+    names = np.array(
+        [
+            "waving hand",
+            "waving hand dark skin tone",
+            "waving hand medium-light skin tone",
+            "red apple",
+            "keycap 1",
+            "keycap 2",
+            "cat face",
+            "cat",
+            "dog",
+            "sun",
+        ]
+    )
     images = np.arange(len(names), dtype=np.uint8)[:, None, None, None] * np.ones((1, 64, 64, 3), np.uint8)
     np.savez(tmp_path / "openmoji64.npz", images=images, names=names, aliases=names, codes=names)
     data = load_openmoji(tmp_path, test_fraction=0.3, seed=1)
@@ -125,19 +144,23 @@ def test_missing_files_say_where_to_put_them(tmp_path, monkeypatch):
         load_av_mnist(tmp_path)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"audio_test_fraction": 1.0}, "audio_test_fraction"),
-    ({"train_size": 0}, "train_size"),
-    ({"train_size": 2.5}, "train_size"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"audio_test_fraction": 1.0}, "audio_test_fraction"),
+        ({"train_size": 0}, "train_size"),
+        ({"train_size": 2.5}, "train_size"),
+    ],
+)
 def test_av_mnist_rejects_bad_settings(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         load_av_mnist(tmp_path, **kwargs)
 
 
-@pytest.mark.parametrize("filename, loader", [("openmoji64.npz", "load_openmoji"),
-                                              ("fsdd_mfcc.npz", "load_spoken_digits"),
-                                              ("mnist.npz", "load_split_mnist")])
+@pytest.mark.parametrize(
+    "filename, loader",
+    [("openmoji64.npz", "load_openmoji"), ("fsdd_mfcc.npz", "load_spoken_digits"), ("mnist.npz", "load_split_mnist")],
+)
 def test_wrong_truncated_or_random_archives_are_named_with_the_fix(tmp_path, filename, loader):
     import xmodal_tf.data as data
 

@@ -1,4 +1,5 @@
 """FusedAdam: the same trajectory as Keras' Adam, and a drop-in for save/load."""
+
 import keras
 import numpy as np
 import pytest
@@ -8,8 +9,7 @@ from xmodal_tf.optimizers import FusedAdam
 
 def trajectory(optimizer, steps=5):
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, activation="tanh"),
-                              keras.layers.Dense(2)])
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, activation="tanh"), keras.layers.Dense(2)])
     model.compile(optimizer=optimizer, loss="mse")
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 6)).astype("float32"), rng.normal(size=(64, 2)).astype("float32")
@@ -46,13 +46,16 @@ def test_keras_round_trip_keeps_the_optimizer(tmp_path):
 
 def test_a_keras_without_adams_internals_gets_a_clear_error(monkeypatch):
     """As a Keras outside the supported range would be: Adam keeps its slots elsewhere."""
+
     def build_without_slots(self, var_list):
         keras.optimizers.Optimizer.build(self, var_list)
 
     monkeypatch.setattr(keras.optimizers.Adam, "build", build_without_slots)
     optimizer = FusedAdam()
-    message = (r"FusedAdam reads Keras' private Adam state \(_momentums, _velocities\), which Keras "
-               r"3\.\S+ does not have; it is verified for keras>=3\.15,<3\.16\. Use keras\.optimizers\.Adam")
+    message = (
+        r"FusedAdam reads Keras' private Adam state \(_momentums, _velocities\), which Keras "
+        r"3\.\S+ does not have; it is verified for keras>=3\.15,<3\.16\. Use keras\.optimizers\.Adam"
+    )
     with pytest.raises(RuntimeError, match=message):
         optimizer.build([keras.Variable(np.zeros(3, "float32"))])
 

@@ -1,4 +1,5 @@
 """The installed package: version, public API, and a light import."""
+
 import subprocess
 import sys
 
@@ -18,9 +19,6 @@ def test_public_api():
 def test_import_does_not_load_tensorflow():
     """`import xmodal_tf` (and the CLI's --help) must stay fast: TensorFlow loads on demand."""
     code = "import sys, xmodal_tf, xmodal_tf.data, xmodal_tf.train; print('tensorflow' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
-
-

@@ -1,4 +1,5 @@
 """xmodal_tf.plots: each figure's lines, axes and labels, PNG and image output, bad input."""
+
 import os
 import struct
 import subprocess
@@ -15,8 +16,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def labelled_lines(axes) -> dict:
     """{label: (x, y)} of the Axes' lines that have a legend label."""
-    return {line.get_label(): (np.asarray(line.get_xdata()), np.asarray(line.get_ydata()))
-            for line in axes.lines if not line.get_label().startswith("_")}
+    return {
+        line.get_label(): (np.asarray(line.get_xdata()), np.asarray(line.get_ydata()))
+        for line in axes.lines
+        if not line.get_label().startswith("_")
+    }
 
 
 def legend_texts(axes) -> list:
@@ -40,8 +44,11 @@ def test_correlation_spectrum_one_line_per_key():
     np.testing.assert_array_equal(lines["train"][0], [1, 2, 3])  # components counted from 1
     np.testing.assert_allclose(lines["train"][1], [0.9, 0.6, 0.2])
     np.testing.assert_array_equal(lines["test"][0], [1, 2])
-    assert (axes.get_xlabel(), axes.get_ylabel(), axes.get_title()) == ("component", "canonical correlation",
-                                                                       "CCA on digits")
+    assert (axes.get_xlabel(), axes.get_ylabel(), axes.get_title()) == (
+        "component",
+        "canonical correlation",
+        "CCA on digits",
+    )
     assert legend_texts(axes) == ["train", "test"]
     low, high = axes.get_ylim()
     assert low <= 0.0 and high >= 1.0
@@ -49,8 +56,12 @@ def test_correlation_spectrum_one_line_per_key():
 
 def test_missing_modality_curves_sorted_with_error_bars():
     figure = plots.missing_modality_curves(
-        [0.0, 0.5, 0.25], {"concat": [0.9, 0.5, 0.7], "tensor": [0.85, 0.6, 0.8]},
-        errors={"concat": [0.01, 0.03, 0.02]}, xlabel="share missing audio", title="fusion")
+        [0.0, 0.5, 0.25],
+        {"concat": [0.9, 0.5, 0.7], "tensor": [0.85, 0.6, 0.8]},
+        errors={"concat": [0.01, 0.03, 0.02]},
+        xlabel="share missing audio",
+        title="fusion",
+    )
     axes = figure.axes[0]
     lines = labelled_lines(axes)
     assert list(lines) == ["concat", "tensor"] and len(axes.lines) == 2
@@ -67,8 +78,11 @@ def test_missing_modality_curves_sorted_with_error_bars():
 
 
 def test_label_fraction_curves_log_axis():
-    figure = plots.label_fraction_curves([0.01, 0.1, 1.0], {"scratch": [0.3, 0.6, 0.9], "fine_tune": [0.5, 0.7, 0.92]},
-                                         errors={"scratch": [0.05, 0.02, 0.0], "fine_tune": [0.0, 0.0, 0.0]})
+    figure = plots.label_fraction_curves(
+        [0.01, 0.1, 1.0],
+        {"scratch": [0.3, 0.6, 0.9], "fine_tune": [0.5, 0.7, 0.92]},
+        errors={"scratch": [0.05, 0.02, 0.0], "fine_tune": [0.0, 0.0, 0.0]},
+    )
     axes = figure.axes[0]
     assert axes.get_xscale() == "log"
     lines = labelled_lines(axes)
@@ -82,8 +96,9 @@ def test_label_fraction_curves_log_axis():
 
 
 def test_recall_at_k_one_line_per_direction():
-    figure = plots.recall_at_k([1, 5, 10], {"image -> text": [0.2, 0.5, 0.7], "text -> image": [0.1, 0.4, 0.6]},
-                               title="retrieval")
+    figure = plots.recall_at_k(
+        [1, 5, 10], {"image -> text": [0.2, 0.5, 0.7], "text -> image": [0.1, 0.4, 0.6]}, title="retrieval"
+    )
     axes = figure.axes[0]
     lines = labelled_lines(axes)
     assert list(lines) == ["image -> text", "text -> image"]
@@ -123,20 +138,23 @@ def test_image_grid_channels_and_uint8():
     assert plots.image_grid(np.zeros((1, 3, 3, 4))).axes[0].images[0].get_array().shape == (3, 3, 4)
 
 
-@pytest.mark.parametrize("images, kwargs, error, match", [
-    (np.zeros((4, 4)), {}, ValueError, r"\(n, H, W\) or \(n, H, W, C\)"),
-    (np.zeros((2, 3, 4, 4, 1)), {}, ValueError, "got shape"),
-    (np.zeros((2, 4, 4, 2)), {}, ValueError, "C in 1, 3 or 4"),
-    (np.zeros((0, 4, 4)), {}, ValueError, "empty"),
-    (np.array([[[0.0, np.nan]]]), {}, ValueError, "non-finite"),
-    (np.array([[["a"]]]), {}, TypeError, "numbers"),
-    (np.zeros((2, 4, 4)), {"titles": ["one"]}, ValueError, "titles has 1 entries but there are 2 images"),
-    (np.zeros((2, 4, 4)), {"titles": "ab"}, TypeError, "titles must be a sequence of str"),
-    (np.zeros((2, 4, 4)), {"titles": [1, 2]}, TypeError, "titles must hold str"),
-    (np.zeros((2, 4, 4)), {"columns": 0}, ValueError, "columns must be an int >= 1"),
-    (np.zeros((2, 4, 4)), {"columns": 2.0}, TypeError, "columns must be an int"),
-    (np.zeros((2, 4, 4)), {"title": None}, TypeError, "title must be a str"),
-])
+@pytest.mark.parametrize(
+    "images, kwargs, error, match",
+    [
+        (np.zeros((4, 4)), {}, ValueError, r"\(n, H, W\) or \(n, H, W, C\)"),
+        (np.zeros((2, 3, 4, 4, 1)), {}, ValueError, "got shape"),
+        (np.zeros((2, 4, 4, 2)), {}, ValueError, "C in 1, 3 or 4"),
+        (np.zeros((0, 4, 4)), {}, ValueError, "empty"),
+        (np.array([[[0.0, np.nan]]]), {}, ValueError, "non-finite"),
+        (np.array([[["a"]]]), {}, TypeError, "numbers"),
+        (np.zeros((2, 4, 4)), {"titles": ["one"]}, ValueError, "titles has 1 entries but there are 2 images"),
+        (np.zeros((2, 4, 4)), {"titles": "ab"}, TypeError, "titles must be a sequence of str"),
+        (np.zeros((2, 4, 4)), {"titles": [1, 2]}, TypeError, "titles must hold str"),
+        (np.zeros((2, 4, 4)), {"columns": 0}, ValueError, "columns must be an int >= 1"),
+        (np.zeros((2, 4, 4)), {"columns": 2.0}, TypeError, "columns must be an int"),
+        (np.zeros((2, 4, 4)), {"title": None}, TypeError, "title must be a str"),
+    ],
+)
 def test_image_grid_bad_input(images, kwargs, error, match):
     with pytest.raises(error, match=match):
         plots.image_grid(images, **kwargs)
@@ -160,15 +178,18 @@ def test_confusion_matrix_figure_shades_row_shares_and_prints_counts():
     assert not many.texts and many.images[0].get_array().shape == (25, 25)
 
 
-@pytest.mark.parametrize("matrix, class_names, error, match", [
-    (np.ones((2, 3)), None, ValueError, "square"),
-    (np.ones((0, 0)), None, ValueError, "square"),
-    (-np.eye(2), None, ValueError, "non-negative"),
-    (np.array([[1.0, np.inf], [0.0, 1.0]]), None, ValueError, "finite"),
-    (np.array([["a", "b"], ["c", "d"]]), None, TypeError, "numbers"),
-    (np.eye(3), ["a", "b"], ValueError, "3 names"),
-    (np.eye(3), "abc", TypeError, "sequence of 3 names"),
-])
+@pytest.mark.parametrize(
+    "matrix, class_names, error, match",
+    [
+        (np.ones((2, 3)), None, ValueError, "square"),
+        (np.ones((0, 0)), None, ValueError, "square"),
+        (-np.eye(2), None, ValueError, "non-negative"),
+        (np.array([[1.0, np.inf], [0.0, 1.0]]), None, ValueError, "finite"),
+        (np.array([["a", "b"], ["c", "d"]]), None, TypeError, "numbers"),
+        (np.eye(3), ["a", "b"], ValueError, "3 names"),
+        (np.eye(3), "abc", TypeError, "sequence of 3 names"),
+    ],
+)
 def test_confusion_matrix_figure_bad_input(matrix, class_names, error, match):
     with pytest.raises(error, match=match):
         plots.confusion_matrix_figure(matrix, class_names=class_names)
@@ -184,44 +205,66 @@ LINE_FIGURES = {
 
 
 @pytest.mark.parametrize("draw", LINE_FIGURES.values(), ids=LINE_FIGURES.keys())
-@pytest.mark.parametrize("series, error, match", [
-    ({}, ValueError, "is empty"),
-    ([0.5, 0.6], TypeError, "must be a mapping"),
-    ({1: [0.5, 0.6]}, TypeError, "keys must be str"),
-    ({"a": []}, ValueError, r"\['a'\] is empty"),
-    ({"a": [0.5, np.nan]}, ValueError, r"\['a'\] has non-finite values \(NaN or inf\)"),
-    ({"a": [[0.5, 0.6]]}, ValueError, "one-dimensional"),
-    ({"a": ["x", "y"]}, TypeError, "sequence of numbers"),
-    ({"a": "xy"}, TypeError, "sequence of numbers"),
-])
+@pytest.mark.parametrize(
+    "series, error, match",
+    [
+        ({}, ValueError, "is empty"),
+        ([0.5, 0.6], TypeError, "must be a mapping"),
+        ({1: [0.5, 0.6]}, TypeError, "keys must be str"),
+        ({"a": []}, ValueError, r"\['a'\] is empty"),
+        ({"a": [0.5, np.nan]}, ValueError, r"\['a'\] has non-finite values \(NaN or inf\)"),
+        ({"a": [[0.5, 0.6]]}, ValueError, "one-dimensional"),
+        ({"a": ["x", "y"]}, TypeError, "sequence of numbers"),
+        ({"a": "xy"}, TypeError, "sequence of numbers"),
+    ],
+)
 def test_line_figures_check_their_series(draw, series, error, match):
     with pytest.raises(error, match=match):
         draw(series)
 
 
-@pytest.mark.parametrize("call, error, match", [
-    (lambda: plots.missing_modality_curves([0.0, 0.5], {"a": [0.9]}), ValueError,
-     r"accuracies\['a'\] has 1 values but shares has 2"),
-    (lambda: plots.missing_modality_curves([], {"a": []}), ValueError, "shares is empty"),
-    (lambda: plots.missing_modality_curves([0.0, np.inf], {"a": [0.9, 0.8]}), ValueError, "shares has non-finite"),
-    (lambda: plots.missing_modality_curves([0.0, 0.5], {"a": [0.9, 0.8]}, errors={"b": [0.1, 0.1]}), ValueError,
-     r"errors has labels \['b'\] without a curve"),
-    (lambda: plots.missing_modality_curves([0.0, 0.5], {"a": [0.9, 0.8]}, errors={"a": [0.1]}), ValueError,
-     r"errors\['a'\] has 1 values but shares has 2"),
-    (lambda: plots.missing_modality_curves([0.0, 0.5], {"a": [0.9, 0.8]}, errors={"a": [0.1, -0.1]}), ValueError,
-     "negative"),
-    (lambda: plots.missing_modality_curves([0.0, 0.5], {"a": [0.9, 0.8]}, xlabel=3), TypeError, "xlabel must be a str"),
-    (lambda: plots.label_fraction_curves([0.0, 1.0], {"a": [0.9, 0.8]}), ValueError, r"\(0, 1\]"),
-    (lambda: plots.label_fraction_curves([0.5, 2.0], {"a": [0.9, 0.8]}), ValueError, r"\(0, 1\] .*; got 2"),
-    (lambda: plots.label_fraction_curves([0.5, 1.0], {"a": [0.9, 0.8, 0.7]}), ValueError, "but fractions has 2"),
-    (lambda: plots.recall_at_k([1, 0], {"a": [0.1, 0.2]}), ValueError, "each k in ks must be an int >= 1"),
-    (lambda: plots.recall_at_k([1, 2.5], {"a": [0.1, 0.2]}), TypeError, "each k in ks must be an int"),
-    (lambda: plots.recall_at_k([5, 5], {"a": [0.1, 0.2]}), ValueError, "distinct"),
-    (lambda: plots.recall_at_k([], {"a": []}), ValueError, "ks is empty"),
-    (lambda: plots.recall_at_k(5, {"a": [0.1]}), TypeError, "ks must be a sequence"),
-    (lambda: plots.recall_at_k([1, 5], {"a": [0.1]}), ValueError, "has 1 values but ks has 2"),
-    (lambda: plots.correlation_spectrum({"a": [0.5]}, title=1), TypeError, "title must be a str"),
-])
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (
+            lambda: plots.missing_modality_curves([0.0, 0.5], {"a": [0.9]}),
+            ValueError,
+            r"accuracies\['a'\] has 1 values but shares has 2",
+        ),
+        (lambda: plots.missing_modality_curves([], {"a": []}), ValueError, "shares is empty"),
+        (lambda: plots.missing_modality_curves([0.0, np.inf], {"a": [0.9, 0.8]}), ValueError, "shares has non-finite"),
+        (
+            lambda: plots.missing_modality_curves([0.0, 0.5], {"a": [0.9, 0.8]}, errors={"b": [0.1, 0.1]}),
+            ValueError,
+            r"errors has labels \['b'\] without a curve",
+        ),
+        (
+            lambda: plots.missing_modality_curves([0.0, 0.5], {"a": [0.9, 0.8]}, errors={"a": [0.1]}),
+            ValueError,
+            r"errors\['a'\] has 1 values but shares has 2",
+        ),
+        (
+            lambda: plots.missing_modality_curves([0.0, 0.5], {"a": [0.9, 0.8]}, errors={"a": [0.1, -0.1]}),
+            ValueError,
+            "negative",
+        ),
+        (
+            lambda: plots.missing_modality_curves([0.0, 0.5], {"a": [0.9, 0.8]}, xlabel=3),
+            TypeError,
+            "xlabel must be a str",
+        ),
+        (lambda: plots.label_fraction_curves([0.0, 1.0], {"a": [0.9, 0.8]}), ValueError, r"\(0, 1\]"),
+        (lambda: plots.label_fraction_curves([0.5, 2.0], {"a": [0.9, 0.8]}), ValueError, r"\(0, 1\] .*; got 2"),
+        (lambda: plots.label_fraction_curves([0.5, 1.0], {"a": [0.9, 0.8, 0.7]}), ValueError, "but fractions has 2"),
+        (lambda: plots.recall_at_k([1, 0], {"a": [0.1, 0.2]}), ValueError, "each k in ks must be an int >= 1"),
+        (lambda: plots.recall_at_k([1, 2.5], {"a": [0.1, 0.2]}), TypeError, "each k in ks must be an int"),
+        (lambda: plots.recall_at_k([5, 5], {"a": [0.1, 0.2]}), ValueError, "distinct"),
+        (lambda: plots.recall_at_k([], {"a": []}), ValueError, "ks is empty"),
+        (lambda: plots.recall_at_k(5, {"a": [0.1]}), TypeError, "ks must be a sequence"),
+        (lambda: plots.recall_at_k([1, 5], {"a": [0.1]}), ValueError, "has 1 values but ks has 2"),
+        (lambda: plots.correlation_spectrum({"a": [0.5]}, title=1), TypeError, "title must be a str"),
+    ],
+)
 def test_figures_bad_arguments(call, error, match):
     with pytest.raises(error, match=match):
         call()
@@ -301,8 +344,10 @@ def test_save_figure_closes_a_pyplot_figure(tmp_path):
 
 
 def test_importing_plots_and_metrics_loads_neither_matplotlib_nor_tensorflow():
-    code = ("import sys, xmodal_tf.plots, xmodal_tf.metrics; "
-            "print(sorted(name for name in ('matplotlib', 'tensorflow', 'keras') if name in sys.modules))")
+    code = (
+        "import sys, xmodal_tf.plots, xmodal_tf.metrics; "
+        "print(sorted(name for name in ('matplotlib', 'tensorflow', 'keras') if name in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

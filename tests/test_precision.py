@@ -1,6 +1,7 @@
 """Mixed precision and XLA (``xmodal_tf.precision`` and the Trainer's ``mixed_precision``
 and ``jit``): every model trains under both mixed policies, loss scaling lowers its scale,
 checkpoints load across precisions, and XLA on the CPU stands in for the GPU."""
+
 import keras
 import numpy as np
 import pytest
@@ -32,14 +33,17 @@ def mlp(inputs, outputs, name):
 
 
 def deepcca():
-    return DeepCCA(mlp(8, 3, "ex"), mlp(6, 3, "ey")), \
-        tf.data.Dataset.from_tensor_slices((X, Y)).batch(64), "loss"
+    return DeepCCA(mlp(8, 3, "ex"), mlp(6, 3, "ey")), tf.data.Dataset.from_tensor_slices((X, Y)).batch(64), "loss"
 
 
 def autoencoder():
-    model = MultimodalAutoencoder({"x": mlp(8, 4, "ex"), "y": mlp(6, 4, "ey")},
-                                  {"x": mlp(3, 8, "dx"), "y": mlp(3, 6, "dy")},
-                                  code_dim=3, modality_dropout=0.3, seed=1)
+    model = MultimodalAutoencoder(
+        {"x": mlp(8, 4, "ex"), "y": mlp(6, 4, "ey")},
+        {"x": mlp(3, 8, "dx"), "y": mlp(3, 6, "dy")},
+        code_dim=3,
+        modality_dropout=0.3,
+        seed=1,
+    )
     return model, tf.data.Dataset.from_tensor_slices({"x": X, "y": Y}).batch(64), "loss"
 
 
@@ -49,21 +53,22 @@ def dual_encoder():
 
 
 def fusion():
-    model = build_fusion_classifier({"x": mlp(8, 4, "ex"), "y": mlp(6, 4, "ey")},
-                                    num_classes=2)
+    model = build_fusion_classifier({"x": mlp(8, 4, "ex"), "y": mlp(6, 4, "ey")}, num_classes=2)
     model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
     return model, tf.data.Dataset.from_tensor_slices(({"x": X, "y": Y}, LABELS)).batch(64), "loss"
 
 
 def gan():
-    model = ConditionalGAN(build_dense_generator((4, 4, 1), 4, num_classes=3, hidden_units=(16,)),
-                           build_dense_discriminator((4, 4, 1), num_classes=3, hidden_units=(16,)),
-                           num_classes=3, seed=0)
+    model = ConditionalGAN(
+        build_dense_generator((4, 4, 1), 4, num_classes=3, hidden_units=(16,)),
+        build_dense_discriminator((4, 4, 1), num_classes=3, hidden_units=(16,)),
+        num_classes=3,
+        seed=0,
+    )
     return model, tf.data.Dataset.from_tensor_slices((IMAGES, DIGITS)).batch(64), "d_loss"
 
 
-MODELS = {"deepcca": deepcca, "autoencoder": autoencoder, "dual_encoder": dual_encoder, "fusion": fusion,
-          "gan": gan}
+MODELS = {"deepcca": deepcca, "autoencoder": autoencoder, "dual_encoder": dual_encoder, "fusion": fusion, "gan": gan}
 
 
 def optimizer_for(name):
@@ -109,12 +114,12 @@ def test_deepcca_loss_scale_comes_down_from_2_to_the_24_and_the_weights_move():
     # Under float16 a scale of 2^24 overflows the first steps' gradients. DeepCCA skips
     # such steps; the LossScaleOptimizer must still see them and lower its scale.
     model, data, _ = built("deepcca")
-    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(1e-2), initial_scale=2.0 ** 24)
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(1e-2), initial_scale=2.0**24)
     trainer = Trainer(model, optimizer, mixed_precision="float16", progress=False)
     before = [w.numpy() for w in model.trainable_weights]
     history = trainer.fit(data, epochs=4)
     scale = float(optimizer.dynamic_scale.numpy())
-    assert scale < 2.0 ** 24 and sum(history["skipped_batches"]) >= 1
+    assert scale < 2.0**24 and sum(history["skipped_batches"]) >= 1
     assert trainer.iterations > 0
     assert all(not np.array_equal(a, b.numpy()) for a, b in zip(before, model.trainable_weights))
     assert history["loss"][-1] < history["loss"][0]
@@ -123,13 +128,15 @@ def test_deepcca_loss_scale_comes_down_from_2_to_the_24_and_the_weights_move():
 @pytest.mark.parametrize("first, second", [("off", "bfloat16"), ("off", "float16"), ("float16", "off")])
 def test_checkpoints_load_across_precisions(tmp_path, first, second):
     model, data, _ = built("autoencoder")
-    trainer = Trainer(model, keras.optimizers.Adam(1e-2), mixed_precision=first, checkpoint_dir=tmp_path,
-                      progress=False)
+    trainer = Trainer(
+        model, keras.optimizers.Adam(1e-2), mixed_precision=first, checkpoint_dir=tmp_path, progress=False
+    )
     trainer.fit(data, epochs=2)
     saved = [w.numpy() for w in model.weights]
     resumed_model, _, _ = built("autoencoder")
-    resumed = Trainer(resumed_model, keras.optimizers.Adam(1e-2), mixed_precision=second, checkpoint_dir=tmp_path,
-                      progress=False)
+    resumed = Trainer(
+        resumed_model, keras.optimizers.Adam(1e-2), mixed_precision=second, checkpoint_dir=tmp_path, progress=False
+    )
     assert resumed.epoch == 2 and resumed.iterations == trainer.iterations
     assert precision.model_precision(resumed_model) == second
     for a, b in zip(saved, resumed_model.weights):
@@ -140,13 +147,18 @@ def test_checkpoints_load_across_precisions(tmp_path, first, second):
 
 def test_a_float16_checkpoint_keeps_its_loss_scale(tmp_path):
     model, data, _ = built("autoencoder")
-    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(1e-2), initial_scale=2.0 ** 30)
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(1e-2), initial_scale=2.0**30)
     trainer = Trainer(model, optimizer, mixed_precision="float16", checkpoint_dir=tmp_path, progress=False)
     trainer.fit(data, epochs=1)
     scale = float(optimizer.dynamic_scale.numpy())
-    assert scale < 2.0 ** 30
-    resumed = Trainer(built("autoencoder")[0], keras.optimizers.Adam(1e-2), mixed_precision="float16",
-                      checkpoint_dir=tmp_path, progress=False)
+    assert scale < 2.0**30
+    resumed = Trainer(
+        built("autoencoder")[0],
+        keras.optimizers.Adam(1e-2),
+        mixed_precision="float16",
+        checkpoint_dir=tmp_path,
+        progress=False,
+    )
     assert float(resumed.optimizer.dynamic_scale.numpy()) == scale
 
 
@@ -172,7 +184,8 @@ def test_jit_choices_and_what_cannot_compile():
     autoencoder_model, _, _ = built("autoencoder")
     # No GPU here: "auto" keeps XLA off, as Keras does on CPUs.
     assert Trainer(autoencoder_model, "adam", jit="auto", progress=False).jit_compile is (
-        bool(tf.config.list_logical_devices("GPU")))
+        bool(tf.config.list_logical_devices("GPU"))
+    )
     text = keras.Sequential([keras.Input((), dtype="string"), keras.layers.TextVectorization(max_tokens=10)])
     assert "TextVectorization" in precision.xla_unsupported_reason(text)
     with pytest.raises(ValueError, match="jit must be one of 'auto', 'on', 'off'; got 'yes'"):
@@ -195,7 +208,9 @@ def test_precision_scope_builds_in_the_policy_and_restores_the_previous_one():
         precision.policy_name("half")
     adam = keras.optimizers.Adam()
     scaled = precision.loss_scaled(adam, "float16")
-    assert isinstance(scaled, keras.optimizers.LossScaleOptimizer) and precision.loss_scaled(scaled, "float16") is scaled
+    assert (
+        isinstance(scaled, keras.optimizers.LossScaleOptimizer) and precision.loss_scaled(scaled, "float16") is scaled
+    )
     assert precision.loss_scaled(adam, "bfloat16") is adam and precision.inner_optimizer(scaled) is adam
 
 

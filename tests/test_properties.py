@@ -15,6 +15,7 @@ Reproducible and quick (about 12 s): ``derandomize=True`` without an example dat
 draws the same examples every run), few examples per property, and Keras models built
 once per module (``_FUSION_LAYERS`` / ``fusion_models``), not once per example.
 """
+
 import json
 import pathlib
 import re
@@ -60,14 +61,24 @@ from xmodal_tf.models.fusion import (
 
 def examples(count: int):
     """Hypothesis settings: ``count`` examples, reproducible (no database, derandomized)."""
-    return settings(max_examples=count, deadline=None, database=None, derandomize=True, print_blob=False,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])
+    return settings(
+        max_examples=count,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        print_blob=False,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )
 
 
 # Errors of libraries below us that subclass ValueError are not clear messages of ours.
-_CRYPTIC = (np.linalg.LinAlgError, scipy.linalg.LinAlgError, json.JSONDecodeError, zipfile.BadZipFile,
-            UnicodeDecodeError)
+_CRYPTIC = (
+    np.linalg.LinAlgError,
+    scipy.linalg.LinAlgError,
+    json.JSONDecodeError,
+    zipfile.BadZipFile,
+    UnicodeDecodeError,
+)
 
 
 def outcome(function, *args, **kwargs):
@@ -81,8 +92,10 @@ def outcome(function, *args, **kwargs):
         event(f"{getattr(function, '__name__', 'call')}: returned")
         return result, None
     except (ValueError, TypeError) as error:
-        event(f"{getattr(function, '__name__', 'call')}: {type(error).__name__} "
-              f"{re.sub(r'/tmp/[^ ]*/', '', str(error))[:70]}")
+        event(
+            f"{getattr(function, '__name__', 'call')}: {type(error).__name__} "
+            f"{re.sub(r'/tmp/[^ ]*/', '', str(error))[:70]}"
+        )
         assert not isinstance(error, _CRYPTIC), f"{type(error).__name__} leaked: {error}"
         message = str(error).strip()
         assert message, f"{type(error).__name__} without a message"
@@ -101,9 +114,28 @@ def assert_finite(array, shape=None):
 SPECIAL_VALUES = (np.nan, np.inf, -np.inf, 1e300, -1e300, 1e39, 0.0)
 # Mostly valid data with at most one fault: deep code paths are reached, and each fault
 # is met in isolation.
-ARRAY_FAULTS = ("none", "none", "none", "none", "nan", "inf", "huge", "beyond_float32", "no_rows", "one_row",
-                "no_columns", "vector", "rank3", "strings", "complex", "ints", "bools", "float16",
-                "constant_column", "object")
+ARRAY_FAULTS = (
+    "none",
+    "none",
+    "none",
+    "none",
+    "nan",
+    "inf",
+    "huge",
+    "beyond_float32",
+    "no_rows",
+    "one_row",
+    "no_columns",
+    "vector",
+    "rank3",
+    "strings",
+    "complex",
+    "ints",
+    "bools",
+    "float16",
+    "constant_column",
+    "object",
+)
 
 
 def inject(draw, array: np.ndarray, faults=ARRAY_FAULTS):
@@ -116,8 +148,9 @@ def inject(draw, array: np.ndarray, faults=ARRAY_FAULTS):
     if fault in ("nan", "inf", "huge", "beyond_float32"):
         if not array.size or array.dtype.kind != "f":
             return array, "none"
-        value = {"nan": np.nan, "inf": draw(st.sampled_from((np.inf, -np.inf))), "huge": 1e300,
-                 "beyond_float32": 1e39}[fault]
+        value = {"nan": np.nan, "inf": draw(st.sampled_from((np.inf, -np.inf))), "huge": 1e300, "beyond_float32": 1e39}[
+            fault
+        ]
         flat = array.reshape(n, array.size // n)
         for row in draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=3)):
             with np.errstate(over="ignore"):
@@ -175,8 +208,9 @@ def test_check_finite_rows_flags_exactly_the_rows_holding_nan_or_inf(array):
     _, error = outcome(check_finite_rows, array, "x", where="f")
     assert (error is not None) == bool(expected)
     if error is not None:
-        assert str(error).startswith(f"f: x has non-finite values (NaN or inf) in {len(expected)} row(s) "
-                                     f"[{expected[0]}")
+        assert str(error).startswith(
+            f"f: x has non-finite values (NaN or inf) in {len(expected)} row(s) [{expected[0]}"
+        )
 
 
 # ----------------------------------------------------------------------------- CCA / MCCA
@@ -191,8 +225,16 @@ REGS = mostly(st.sampled_from((0.0, 1e-3, 1.0, (1e-3, 1e-2))), (-1.0, np.nan, np
 
 
 @examples(50)
-@given(n=mostly(st.integers(6, 30), (0, 1, 2, 3)), p=st.integers(1, 5), q=st.integers(1, 5), seed=st.integers(0, 99), data=st.data(),
-       n_components=N_COMPONENTS, reg=REGS, dtype=st.sampled_from(("float64", "float32")))
+@given(
+    n=mostly(st.integers(6, 30), (0, 1, 2, 3)),
+    p=st.integers(1, 5),
+    q=st.integers(1, 5),
+    seed=st.integers(0, 99),
+    data=st.data(),
+    n_components=N_COMPONENTS,
+    reg=REGS,
+    dtype=st.sampled_from(("float64", "float32")),
+)
 def test_cca_fit_transform_score_on_random_input(n, p, q, seed, data, n_components, reg, dtype):
     x, y = shared_rows(n, p, seed), shared_rows(n, q, seed + 1)
     if data.draw(st.booleans()):
@@ -213,16 +255,24 @@ def test_cca_fit_transform_score_on_random_input(n, p, q, seed, data, n_componen
 
 
 @examples(50)
-@given(n=st.integers(8, 30), p=st.integers(1, 5), q=st.integers(1, 5), seed=st.integers(0, 99),
-       rows=st.integers(0, 10), wrong_width=st.integers(0, 9), data=st.data(),
-       which=st.sampled_from(("x alone", "x", "y")), method=st.sampled_from(("transform", "score", "correlations")))
+@given(
+    n=st.integers(8, 30),
+    p=st.integers(1, 5),
+    q=st.integers(1, 5),
+    seed=st.integers(0, 99),
+    rows=st.integers(0, 10),
+    wrong_width=st.integers(0, 9),
+    data=st.data(),
+    which=st.sampled_from(("x alone", "x", "y")),
+    method=st.sampled_from(("transform", "score", "correlations")),
+)
 def test_fitted_cca_transform_and_score_on_random_new_input(n, p, q, seed, rows, wrong_width, data, which, method):
     model = CCA(1, reg=1e-3).fit(shared_rows(n, p, seed), shared_rows(n, q, seed + 1))
     x, y = shared_rows(rows, p, seed + 2), shared_rows(rows, q, seed + 3)
     if wrong_width == 0:
         x = shared_rows(rows, p + 1, seed)
     elif wrong_width == 1:
-        y = y[:max(rows - 1, 0)]
+        y = y[: max(rows - 1, 0)]
     if which == "y":
         y, _ = inject(data.draw, y)
     else:
@@ -241,10 +291,15 @@ def test_fitted_cca_transform_and_score_on_random_new_input(n, p, q, seed, rows,
 
 
 @examples(40)
-@given(n=mostly(st.integers(6, 20), (0, 1, 2)), widths=mostly(st.lists(st.integers(1, 4), min_size=2, max_size=4),
-                                                             ([], [3])),
-       seed=st.integers(0, 99), faulty_view=st.integers(0, 5), data=st.data(),
-       n_components=N_COMPONENTS, reg=mostly(st.sampled_from((0.0, 1e-2)), (-1.0, [1e-2], (1e-2,) * 5)))
+@given(
+    n=mostly(st.integers(6, 20), (0, 1, 2)),
+    widths=mostly(st.lists(st.integers(1, 4), min_size=2, max_size=4), ([], [3])),
+    seed=st.integers(0, 99),
+    faulty_view=st.integers(0, 5),
+    data=st.data(),
+    n_components=N_COMPONENTS,
+    reg=mostly(st.sampled_from((0.0, 1e-2)), (-1.0, [1e-2], (1e-2,) * 5)),
+)
 def test_mcca_fit_transform_score_on_random_views(n, widths, seed, faulty_view, data, n_components, reg):
     views = [shared_rows(n, width, seed + index) for index, width in enumerate(widths)]
     if faulty_view < len(views):
@@ -276,7 +331,7 @@ def garbled_files(draw, arrays: dict):
     data = _npz_bytes(arrays)
     how = draw(mostly(st.just("intact"), ("truncated", "flipped", "random", "empty", "npy")))
     if how == "truncated":
-        return data[:draw(st.integers(0, len(data) - 1))]
+        return data[: draw(st.integers(0, len(data) - 1))]
     if how == "flipped":
         data = bytearray(data)
         for _ in range(draw(st.integers(1, 8))):
@@ -328,18 +383,34 @@ def recording_arrays(n: int, classes: int, seed: int) -> dict:
     """Valid fsdd_mfcc.npz arrays: n recordings of 1-4 frames of 13 coefficients."""
     rng = np.random.default_rng(seed)
     lengths = rng.integers(1, 5, n)
-    return {"X": rng.normal(size=(int(lengths.sum()), 13)).astype(np.float32), "lengths": lengths,
-            "y": np.arange(n) % classes}
+    return {
+        "X": rng.normal(size=(int(lengths.sum()), 13)).astype(np.float32),
+        "lengths": lengths,
+        "y": np.arange(n) % classes,
+    }
 
 
 @st.composite
 def recordings(draw):
-    arrays = recording_arrays(draw(mostly(st.integers(6, 12), (0, 1, 2))), draw(mostly(st.just(3), (1, 2, 4))),
-                              draw(st.integers(0, 99)))
+    arrays = recording_arrays(
+        draw(mostly(st.integers(6, 12), (0, 1, 2))), draw(mostly(st.just(3), (1, 2, 4))), draw(st.integers(0, 99))
+    )
     if draw(st.integers(0, 1)) == 0:
         return arrays
-    fault = draw(st.sampled_from(("array", "array", "negative_length", "zero_length", "lengths_off", "float_labels",
-                                  "nan_labels", "negative_labels")))
+    fault = draw(
+        st.sampled_from(
+            (
+                "array",
+                "array",
+                "negative_length",
+                "zero_length",
+                "lengths_off",
+                "float_labels",
+                "nan_labels",
+                "negative_labels",
+            )
+        )
+    )
     if fault == "array":
         return _with_fault(draw, arrays)
     n = len(arrays["y"])
@@ -390,14 +461,17 @@ def test_load_spoken_digits_on_random_archives(arrays, data):
 
 def mnist_arrays(n_train: int, n_test: int, classes: int) -> dict:
     rng = np.random.default_rng(n_train)
-    return {"x_train": rng.integers(0, 256, (n_train, 28, 28)).astype(np.uint8),
-            "y_train": np.arange(n_train) % classes,
-            "x_test": rng.integers(0, 256, (n_test, 28, 28)).astype(np.uint8),
-            "y_test": np.arange(n_test) % classes}
+    return {
+        "x_train": rng.integers(0, 256, (n_train, 28, 28)).astype(np.uint8),
+        "y_train": np.arange(n_train) % classes,
+        "x_test": rng.integers(0, 256, (n_test, 28, 28)).astype(np.uint8),
+        "y_test": np.arange(n_test) % classes,
+    }
 
 
-MNIST = st.builds(mnist_arrays, mostly(st.integers(4, 7), (0, 1)), mostly(st.integers(1, 3), (0,)),
-                  mostly(st.just(3), (1, 2, 4)))
+MNIST = st.builds(
+    mnist_arrays, mostly(st.integers(4, 7), (0, 1)), mostly(st.integers(1, 3), (0,)), mostly(st.just(3), (1, 2, 4))
+)
 
 
 @examples(30)
@@ -458,7 +532,7 @@ def test_load_openmoji_on_random_archives(arrays, data):
 
 
 # ----------------------------------------------------------------------------- encoder builders
-BAD_SIZES = (0, -1, 2 ** 40, 10 ** 12, 2.5, True, None, "4")
+BAD_SIZES = (0, -1, 2**40, 10**12, 2.5, True, None, "4")
 
 
 def _size(draw, bad=BAD_SIZES):
@@ -474,38 +548,65 @@ def _run_encoder(encoder, input_shape, rows, embedding_dim, seed):
 
 
 @examples(30)
-@given(data=st.data(), activation=mostly(st.sampled_from(("relu", "sigmoid", "tanh")), ("no-such-activation", 3)),
-       dropout=mostly(st.sampled_from((0.0, 0.5)), (1.0, -0.1, np.nan, "0.1")), batch_norm=st.booleans(),
-       rows=st.integers(1, 3), seed=st.integers(0, 9))
+@given(
+    data=st.data(),
+    activation=mostly(st.sampled_from(("relu", "sigmoid", "tanh")), ("no-such-activation", 3)),
+    dropout=mostly(st.sampled_from((0.0, 0.5)), (1.0, -0.1, np.nan, "0.1")),
+    batch_norm=st.booleans(),
+    rows=st.integers(1, 3),
+    seed=st.integers(0, 9),
+)
 def test_mlp_encoder_builds_a_working_model_or_says_why_not(data, activation, dropout, batch_norm, rows, seed):
     input_dim = _size(data.draw, bad=BAD_SIZES + ((4,), (4, 2), [3]))
     embedding_dim = _size(data.draw)
-    hidden_units = data.draw(mostly(st.lists(st.integers(1, 6), max_size=2), ([2 ** 40], [0], (), None, 3, "64",
-                                                                              [2.5])))
-    encoder, error = outcome(mlp_encoder, input_dim, embedding_dim, hidden_units=hidden_units, activation=activation,
-                             dropout=dropout, batch_norm=batch_norm)
+    hidden_units = data.draw(mostly(st.lists(st.integers(1, 6), max_size=2), ([2**40], [0], (), None, 3, "64", [2.5])))
+    encoder, error = outcome(
+        mlp_encoder,
+        input_dim,
+        embedding_dim,
+        hidden_units=hidden_units,
+        activation=activation,
+        dropout=dropout,
+        batch_norm=batch_norm,
+    )
     if error is None:
         _run_encoder(encoder, tuple(encoder.input.shape[1:]), rows, embedding_dim, seed)
 
 
 @examples(50)
-@given(data=st.data(), kernel_size=mostly(st.sampled_from((1, 3, 5, (3, 3))), (0, -1, (3, 3, 3), "3", 2 ** 20)),
-       pooling=mostly(st.sampled_from(("max", "avg", None)), ("median",)), batch_norm=st.booleans(),
-       global_pooling=mostly(st.sampled_from(("avg", "max", "flatten")), ("sum",)),
-       rows=st.integers(1, 3), seed=st.integers(0, 9))
-def test_cnn_encoder_builds_a_working_model_or_says_why_not(data, kernel_size, pooling, global_pooling, batch_norm,
-                                                             rows, seed):
-    shape = data.draw(mostly(st.tuples(st.integers(1, 9), st.integers(1, 9), st.integers(1, 3)),
-                             ((28, 14), (0, 4, 1), (4, 4, 0), (None, 5, 1), (2 ** 20, 2 ** 20, 1), (4.0, 4, 1),
-                              "28x28", 7)))
+@given(
+    data=st.data(),
+    kernel_size=mostly(st.sampled_from((1, 3, 5, (3, 3))), (0, -1, (3, 3, 3), "3", 2**20)),
+    pooling=mostly(st.sampled_from(("max", "avg", None)), ("median",)),
+    batch_norm=st.booleans(),
+    global_pooling=mostly(st.sampled_from(("avg", "max", "flatten")), ("sum",)),
+    rows=st.integers(1, 3),
+    seed=st.integers(0, 9),
+)
+def test_cnn_encoder_builds_a_working_model_or_says_why_not(
+    data, kernel_size, pooling, global_pooling, batch_norm, rows, seed
+):
+    shape = data.draw(
+        mostly(
+            st.tuples(st.integers(1, 9), st.integers(1, 9), st.integers(1, 3)),
+            ((28, 14), (0, 4, 1), (4, 4, 0), (None, 5, 1), (2**20, 2**20, 1), (4.0, 4, 1), "28x28", 7),
+        )
+    )
     embedding_dim = _size(data.draw)
-    filters = data.draw(mostly(st.lists(st.integers(1, 4), min_size=1, max_size=3),
-                               ((), (0,), (2 ** 33,), "32", (2.0,))))
-    encoder, error = outcome(cnn_encoder, shape, embedding_dim, filters=filters, kernel_size=kernel_size,
-                             pooling=pooling, global_pooling=global_pooling, batch_norm=batch_norm)
+    filters = data.draw(mostly(st.lists(st.integers(1, 4), min_size=1, max_size=3), ((), (0,), (2**33,), "32", (2.0,))))
+    encoder, error = outcome(
+        cnn_encoder,
+        shape,
+        embedding_dim,
+        filters=filters,
+        kernel_size=kernel_size,
+        pooling=pooling,
+        global_pooling=global_pooling,
+        batch_norm=batch_norm,
+    )
     if error is None:
         input_shape = tuple(5 if size is None else size for size in encoder.input.shape[1:])
-        if np.prod(input_shape) <= 10 ** 4:  # a valid model for huge images is not run here
+        if np.prod(input_shape) <= 10**4:  # a valid model for huge images is not run here
             _run_encoder(encoder, input_shape, rows, embedding_dim, seed)
 
 
@@ -518,10 +619,15 @@ def fusion_layer(kind: str, dims: tuple):
     """One built layer per (kind, dims) for the whole module: no layer is built per example."""
     key = (kind, dims)
     if key not in _FUSION_LAYERS:
-        make = {"average": lambda: AverageFusion(), "weighted": lambda: WeightedFusion(),
-                "concat": lambda: ConcatFusion((4,)), "gated": lambda: GatedFusion(4),
-                "attention": lambda: AttentionFusion(4, num_heads=2), "tensor": lambda: TensorFusion((4,)),
-                "late": lambda: LateFusion()}[kind]
+        make = {
+            "average": lambda: AverageFusion(),
+            "weighted": lambda: WeightedFusion(),
+            "concat": lambda: ConcatFusion((4,)),
+            "gated": lambda: GatedFusion(4),
+            "attention": lambda: AttentionFusion(4, num_heads=2),
+            "tensor": lambda: TensorFusion((4,)),
+            "late": lambda: LateFusion(),
+        }[kind]
         layer = make()
         built = outcome(layer.build, [(None, dim) for dim in dims])[1] is None
         _FUSION_LAYERS[key] = (layer, built)
@@ -541,14 +647,29 @@ def fusion_inputs(draw):
     mask = None
     if draw(st.booleans()):
         mask = rng.integers(0, 2, (batch, len(dims))).astype(draw(st.sampled_from(("bool", "float32", "int32"))))
-    broken = draw(st.sampled_from(("none", "none", "none", "absent_nan", "rows", "features", "count",
-                                   "mask_shape", "mask_rows", "rank", "not_a_list")))
+    broken = draw(
+        st.sampled_from(
+            (
+                "none",
+                "none",
+                "none",
+                "absent_nan",
+                "rows",
+                "features",
+                "count",
+                "mask_shape",
+                "mask_rows",
+                "rank",
+                "not_a_list",
+            )
+        )
+    )
     if broken == "absent_nan" and batch:
         mask = np.ones((batch, len(dims)), "float32")
         mask[0, 0] = 0.0
         embeddings[0][0] = np.nan
     elif broken == "rows":
-        embeddings[-1] = embeddings[-1][:max(batch - 1, 0)] if batch else rng.normal(size=(1, dims[-1]))
+        embeddings[-1] = embeddings[-1][: max(batch - 1, 0)] if batch else rng.normal(size=(1, dims[-1]))
         embeddings[-1] = embeddings[-1].astype("float32")
     elif broken == "features":
         embeddings[0] = rng.normal(size=(batch, dims[0] + 1)).astype("float32")
@@ -593,16 +714,41 @@ def fusion_models():
     for index, fusion in enumerate(FUSION_STRATEGIES):
         keras.utils.set_random_seed(index)
         flat_b = keras.Input(PREDICT_SHAPES["b"], name="b_images")
-        encoders = {"a": mlp_encoder(5, 4, hidden_units=(), name="encoder_a"),
-                    "b": keras.Model(flat_b, keras.layers.Dense(4, name="b_dense")(keras.layers.Flatten()(flat_b)),
-                                     name="encoder_b")}
+        encoders = {
+            "a": mlp_encoder(5, 4, hidden_units=(), name="encoder_a"),
+            "b": keras.Model(
+                flat_b, keras.layers.Dense(4, name="b_dense")(keras.layers.Flatten()(flat_b)), name="encoder_b"
+            ),
+        }
         models[fusion] = build_fusion_classifier(encoders, fusion, 3, hidden_units=(4,), projection_dim=4)
     return models
 
 
-PREDICT_FAULTS = ("none", "none", "none", "one_modality", "mask", "bool_mask", "array", "array", "array",
-                  "rows", "mask_rows", "mask_columns", "mask_vector", "mask_nan", "features", "rank", "unknown_key",
-                  "empty_dict", "none_values", "no_rows", "float64_beyond_float32", "extreme_float32", "float64")
+PREDICT_FAULTS = (
+    "none",
+    "none",
+    "none",
+    "one_modality",
+    "mask",
+    "bool_mask",
+    "array",
+    "array",
+    "array",
+    "rows",
+    "mask_rows",
+    "mask_columns",
+    "mask_vector",
+    "mask_nan",
+    "features",
+    "rank",
+    "unknown_key",
+    "empty_dict",
+    "none_values",
+    "no_rows",
+    "float64_beyond_float32",
+    "extreme_float32",
+    "float64",
+)
 
 
 @st.composite
@@ -625,7 +771,7 @@ def predict_inputs(draw):
         inputs[key], fault = inject(draw, inputs[key])
         fault = f"array: {fault}"
     elif fault == "rows":
-        inputs["b"] = inputs["b"][:rows - 1]
+        inputs["b"] = inputs["b"][: rows - 1]
     elif fault == "mask_rows":
         inputs[MASK_INPUT] = np.ones((rows + 1, 2), "float32")
     elif fault == "mask_columns":
@@ -662,14 +808,27 @@ def test_fusion_predict_gives_finite_probabilities_or_a_clear_error(fusion_model
     probabilities, error = outcome(model.predict, inputs, verbose=0)
     if error is not None:
         assert "\n" not in str(error).strip(), f"a multi-line message: {error}"
-        assert fault not in ("none", "one_modality", "mask", "bool_mask", "none_values", "float64"), \
+        assert fault not in ("none", "one_modality", "mask", "bool_mask", "none_values", "float64"), (
             f"{fusion} refused valid inputs ({fault}): {error}"
+        )
         return
     # Finite values near float32's limit may saturate the softmax (finite) or overflow (refused).
-    assert fault in ("none", "one_modality", "mask", "bool_mask", "none_values", "float64", "extreme_float32",
-                     "array: none", "array: ints", "array: bools", "array: float16", "array: constant_column") or (
-        fault == "array: one_row" and len({len(value) for value in inputs.values()}) == 1), \
+    assert fault in (
+        "none",
+        "one_modality",
+        "mask",
+        "bool_mask",
+        "none_values",
+        "float64",
+        "extreme_float32",
+        "array: none",
+        "array: ints",
+        "array: bools",
+        "array: float16",
+        "array: constant_column",
+    ) or (fault == "array: one_row" and len({len(value) for value in inputs.values()}) == 1), (
         f"{fusion} accepted broken inputs ({fault})"
+    )
     rows = len(next(value for key, value in inputs.items() if key != MASK_INPUT and value is not None))
     assert_finite(probabilities, (rows, 3))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-3)
@@ -679,21 +838,28 @@ def test_fusion_predict_gives_finite_probabilities_or_a_clear_error(fusion_model
 # One example per bug the properties above found, each with the message it now gives.
 def test_builders_refuse_weights_too_large_to_allocate():
     # Was: ResourceExhaustedError (OOM) from TensorFlow's initializer, after trying to allocate TiBs.
-    with pytest.raises(ValueError, match=r"^mlp_encoder: layer 'mlp_encoder_embedding' would need a 1000000000000 x "
-                                         r"4 weight .*check the sizes passed"):
-        mlp_encoder(10 ** 12, 4, hidden_units=())
+    with pytest.raises(
+        ValueError,
+        match=r"^mlp_encoder: layer 'mlp_encoder_embedding' would need a 1000000000000 x "
+        r"4 weight .*check the sizes passed",
+    ):
+        mlp_encoder(10**12, 4, hidden_units=())
     with pytest.raises(ValueError, match=r"layer 'mlp_encoder_dense0' would need a 4 x 1099511627776 weight"):
-        mlp_encoder(4, 4, hidden_units=(2 ** 40,))
-    with pytest.raises(ValueError, match=r"^cnn_encoder: layer 'cnn_encoder_conv0' would need a 3 x 3 x 1 x "
-                                         r"8589934592 weight"):
-        cnn_encoder((8, 8, 1), 4, filters=(2 ** 33,))
+        mlp_encoder(4, 4, hidden_units=(2**40,))
+    with pytest.raises(
+        ValueError,
+        match=r"^cnn_encoder: layer 'cnn_encoder_conv0' would need a 3 x 3 x 1 x "
+        r"8589934592 weight",
+    ):
+        cnn_encoder((8, 8, 1), 4, filters=(2**33,))
     with pytest.raises(ValueError, match=r"layer 'cnn_encoder_embedding' would need a 20000000000 x 4 weight"):
         cnn_encoder((100000, 100000, 1), 4, filters=(2,), pooling=None, global_pooling="flatten")
     from xmodal_tf.encoders import attention_encoder, rnn_encoder
+
     with pytest.raises(ValueError, match=r"^rnn_encoder: layer 'rnn_encoder_token_embedding' would need"):
-        rnn_encoder(vocab_size=10 ** 10, token_embedding_dim=4)
+        rnn_encoder(vocab_size=10**10, token_embedding_dim=4)
     with pytest.raises(ValueError, match=r"^attention_encoder: layer 'attention_encoder_position_embedding'"):
-        attention_encoder(input_dim=3, max_length=10 ** 9, model_dim=8, num_heads=2)
+        attention_encoder(input_dim=3, max_length=10**9, model_dim=8, num_heads=2)
     assert cnn_encoder((100000, 100000, 1), 4, filters=(2,)).count_params() > 0  # pooled: small weights
 
 
@@ -703,13 +869,19 @@ def test_fusion_layers_check_their_inputs_against_each_other_and_the_build():
     a, b = np.ones((2, 4), "float32"), np.ones((2, 3), "float32")
     # Were: InvalidArgumentError from concat/stack/where, or (average fusion, a mask of
     # other rows) a silently broadcast result.
-    with pytest.raises(ValueError, match=r"the embeddings and the mask must have one row per example; got rows "
-                                         r"\{'#0': 2, '#1': 1\}"):
+    with pytest.raises(
+        ValueError,
+        match=r"the embeddings and the mask must have one row per example; got rows "
+        r"\{'#0': 2, '#1': 1\}",
+    ):
         layer([a, b[:1]])
     with pytest.raises(ValueError, match=r"rows \{'#0': 2, '#1': 2, 'mask': 3\}"):
         layer([a, b], mask=np.ones((3, 2)))
-    with pytest.raises(ValueError, match=r"the embedding of modality #1 must be \(batch, 3 features\); got shape "
-                                         r"\(2, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"the embedding of modality #1 must be \(batch, 3 features\); got shape "
+        r"\(2, 4\)",
+    ):
         layer([a, a])
     with pytest.raises(ValueError, match=r"was built for 2 embeddings; got 3"):
         layer([a, b, b])
@@ -728,23 +900,33 @@ def test_fusion_predict_refuses_no_rows_values_beyond_float32_and_non_finite_pro
     model = fusion_models["concat"]
     inputs = {"a": np.ones((3, 5), "float32"), "b": np.ones((3, 3, 2), "float32")}
     # Was: UnboundLocalError from inside Keras.
-    with pytest.raises(ValueError, match=r"^fusion_classifier.predict: the inputs have no rows \('a': \(0, 5\), "
-                                         r"'b': \(0, 3, 2\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^fusion_classifier.predict: the inputs have no rows \('a': \(0, 5\), "
+        r"'b': \(0, 3, 2\)\)",
+    ):
         model.predict({key: value[:0] for key, value in inputs.items()}, verbose=0)
     # Was: finite float64 values that become inf in float32, and probabilities from them.
     wide = inputs["a"].astype(np.float64)
     wide[2, 1] = 1e300
-    with pytest.raises(ValueError, match=r"modality 'a' has non-finite values \(NaN or inf\) in 1 row\(s\) \[2\]; its "
-                                         r"values exceed float32's range"):
+    with pytest.raises(
+        ValueError,
+        match=r"modality 'a' has non-finite values \(NaN or inf\) in 1 row\(s\) \[2\]; its "
+        r"values exceed float32's range",
+    ):
         model.predict({**inputs, "a": wide}, verbose=0)
     assert np.isfinite(model.predict({**inputs, "a": inputs["a"].astype(np.float64)}, verbose=0)).all()
-    broken = build_fusion_classifier({"a": mlp_encoder(5, 4, hidden_units=(), name="nan_encoder")}, "concat", 3,
-                                     hidden_units=(4,))
+    broken = build_fusion_classifier(
+        {"a": mlp_encoder(5, 4, hidden_units=(), name="nan_encoder")}, "concat", 3, hidden_units=(4,)
+    )
     kernel = broken.get_layer("nan_encoder").get_layer("nan_encoder_embedding").kernel
     kernel.assign(np.full(kernel.shape, np.nan, "float32"))
     # Was: exactly uniform probabilities (predict's graph turns the NaN logits into 1/3 each).
-    with pytest.raises(ValueError, match=r"^fusion_classifier.predict: the weights \['nan_encoder_embedding/"
-                                         r"kernel'\] hold NaN or inf \(training diverged\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^fusion_classifier.predict: the weights \['nan_encoder_embedding/"
+        r"kernel'\] hold NaN or inf \(training diverged\)",
+    ):
         broken.predict({"a": inputs["a"]}, verbose=0)
 
 
@@ -754,13 +936,18 @@ def _fsdd(folder, **changes):
     return arrays
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"X": np.zeros((0, 13), "float32"), "lengths": np.zeros(0, int), "y": np.zeros(0, int)},
-     r"X has shape \(0, 13\) .*expected floats \(frames, 13\)"),  # was: need at least one array to concatenate
-    ({"lengths": np.array([0] * 9)}, r"lengths has shape \(9,\) and dtype int64, expected \(n,\) integers >= 1"),
-    ({"y": np.arange(9) - 1.0}, r"y has shape \(9,\) and dtype float64, expected \(n,\) integers >= 0"),
-    ({"y": np.arange(9)}, r"digit\(s\) \[0, 1, 2, 3, 4, 5, 6, 7, 8\] have fewer than 2 recordings"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (
+            {"X": np.zeros((0, 13), "float32"), "lengths": np.zeros(0, int), "y": np.zeros(0, int)},
+            r"X has shape \(0, 13\) .*expected floats \(frames, 13\)",
+        ),  # was: need at least one array to concatenate
+        ({"lengths": np.array([0] * 9)}, r"lengths has shape \(9,\) and dtype int64, expected \(n,\) integers >= 1"),
+        ({"y": np.arange(9) - 1.0}, r"y has shape \(9,\) and dtype float64, expected \(n,\) integers >= 0"),
+        ({"y": np.arange(9)}, r"digit\(s\) \[0, 1, 2, 3, 4, 5, 6, 7, 8\] have fewer than 2 recordings"),
+    ],
+)
 def test_spoken_digits_archive_checks(tmp_path, changes, message):
     _fsdd(tmp_path, **changes)
     with pytest.raises(ValueError, match=rf"fsdd_mfcc.npz.*{message}"):
@@ -772,8 +959,11 @@ def test_spoken_digits_refuse_nan_frames_and_keep_a_training_recording_per_digit
     frames = arrays["X"].copy()
     frames[4, 2] = np.nan  # was: standardised into NaN audio without a word
     _fsdd(tmp_path, X=frames)
-    with pytest.raises(ValueError, match=r"fsdd_mfcc.npz: X \(frames\) has non-finite values \(NaN or inf\) in 1 "
-                                         r"row\(s\) \[4\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"fsdd_mfcc.npz: X \(frames\) has non-finite values \(NaN or inf\) in 1 "
+        r"row\(s\) \[4\]",
+    ):
         load_spoken_digits(tmp_path)
     _fsdd(tmp_path)  # 3 recordings per digit: a test fraction of 0.9 used to hold out all of them
     dataset = load_spoken_digits(tmp_path, test_fraction=0.9)
@@ -791,8 +981,12 @@ def test_av_mnist_checks_the_mnist_archive(tmp_path):
     with pytest.raises(ValueError, match=r"mnist.npz has 5 training images; AV-MNIST needs the full Keras layout"):
         load_av_mnist(tmp_path)
     np.savez(tmp_path / "mnist.npz", **mnist_arrays(5, 2, 4))  # digit 3 has no recording
-    with mock.patch.object(multimodal, "_MNIST_TRAIN_SIZE", 3), pytest.raises(
-            ValueError, match=r"fsdd_mfcc.npz has no recordings of the digit\(s\) \[3\] that .*mnist.npz holds"):
+    with (
+        mock.patch.object(multimodal, "_MNIST_TRAIN_SIZE", 3),
+        pytest.raises(
+            ValueError, match=r"fsdd_mfcc.npz has no recordings of the digit\(s\) \[3\] that .*mnist.npz holds"
+        ),
+    ):
         load_av_mnist(tmp_path)
 
 
@@ -800,9 +994,11 @@ def test_openmoji_refuses_non_finite_or_non_numeric_images_and_numeric_names(tmp
     names = np.array(["cat", "dog", "owl"])
     images = np.zeros((3, 2, 2, 3), "float32")
     images[1, 0, 0, 0] = np.nan  # was: returned as it was
-    for arrays, message in [({"images": images, "names": names}, r"images has non-finite values .* \[1\]"),
-                            ({"images": images.astype(str), "names": names}, r"expected images .* of numbers"),
-                            ({"images": np.zeros((3, 2, 2, 3)), "names": np.arange(3.0)}, r"n names \(strings\)")]:
+    for arrays, message in [
+        ({"images": images, "names": names}, r"images has non-finite values .* \[1\]"),
+        ({"images": images.astype(str), "names": names}, r"expected images .* of numbers"),
+        ({"images": np.zeros((3, 2, 2, 3)), "names": np.arange(3.0)}, r"n names \(strings\)"),
+    ]:
         np.savez(tmp_path / "openmoji64.npz", **arrays)
         with pytest.raises(ValueError, match=rf"openmoji64.npz.*{message}"):
             load_openmoji(tmp_path)
@@ -810,23 +1006,63 @@ def test_openmoji_refuses_non_finite_or_non_numeric_images_and_numeric_names(tmp
 
 def test_split_mnist_names_the_file_when_validation_size_does_not_fit(tmp_path):
     np.savez(tmp_path / "mnist.npz", **mnist_arrays(1, 1, 1))
-    with pytest.raises(ValueError, match=r"validation_size must be in \[0, 1\) for the 1 training images of "
-                                         r".*mnist.npz; got 1"):
+    with pytest.raises(
+        ValueError,
+        match=r"validation_size must be in \[0, 1\) for the 1 training images of "
+        r".*mnist.npz; got 1",
+    ):
         load_split_mnist(tmp_path, validation_size=1)
 
 
 # ----------------------------------------------------------------------------- CLI config parsing
-DEFAULTS = {"epochs": 3, "reg": 1e-3, "name": "run", "hidden_units": [8, 8], "tags": [], "flag": False,
-            "anything": None, "optimizer": {"learning_rate": 1e-3, "name": "adam"}}
-KEYS = mostly(st.sampled_from(("epochs", "reg", "name", "hidden_units", "tags", "flag", "anything",
-                               "optimizer.learning_rate", "optimizer.name")),
-              ("optimizer", "optimizer.x", "unknown", "", "a..b", ".x", " epochs ", "epochs.x"))
+DEFAULTS = {
+    "epochs": 3,
+    "reg": 1e-3,
+    "name": "run",
+    "hidden_units": [8, 8],
+    "tags": [],
+    "flag": False,
+    "anything": None,
+    "optimizer": {"learning_rate": 1e-3, "name": "adam"},
+}
+KEYS = mostly(
+    st.sampled_from(
+        (
+            "epochs",
+            "reg",
+            "name",
+            "hidden_units",
+            "tags",
+            "flag",
+            "anything",
+            "optimizer.learning_rate",
+            "optimizer.name",
+        )
+    ),
+    ("optimizer", "optimizer.x", "unknown", "", "a..b", ".x", " epochs ", "epochs.x"),
+)
 # NaN, Infinity and 1e400 were accepted as numbers, and JSON/TOML nested past Python's
 # recursion limit raised RecursionError: CONFIG_BUGS_FOUND below.
-RAW_VALUES = mostly(st.sampled_from(("1", "1.5", "-2", "true", "no", "null", "[1, 2]", "[1.5]", '"text"', "sgd",
-                                     "1e3", "0")),
-                    ("{}", '{"learning_rate": 1}', "[", "", "x=y", "[[[[1]]]]", "1" * 400, "[true]", "adam ", "\x00",
-                     "NaN", "Infinity", "-Infinity", "1e400", "[NaN]"))
+RAW_VALUES = mostly(
+    st.sampled_from(("1", "1.5", "-2", "true", "no", "null", "[1, 2]", "[1.5]", '"text"', "sgd", "1e3", "0")),
+    (
+        "{}",
+        '{"learning_rate": 1}',
+        "[",
+        "",
+        "x=y",
+        "[[[[1]]]]",
+        "1" * 400,
+        "[true]",
+        "adam ",
+        "\x00",
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "1e400",
+        "[NaN]",
+    ),
+)
 
 
 def _assignment(key, value):
@@ -834,8 +1070,9 @@ def _assignment(key, value):
 
 
 @examples(60)
-@given(assignments=st.lists(mostly(st.builds(_assignment, KEYS, RAW_VALUES), ("epochs", "=1", "", "\u00e9=1")),
-                            max_size=4))
+@given(
+    assignments=st.lists(mostly(st.builds(_assignment, KEYS, RAW_VALUES), ("epochs", "=1", "", "\u00e9=1")), max_size=4)
+)
 def test_parse_overrides_and_resolve_config(assignments):
     overrides, error = outcome(parse_overrides, assignments)
     if error is not None:
@@ -854,11 +1091,31 @@ def test_parse_overrides_and_resolve_config(assignments):
 
 
 @examples(40)
-@given(content=mostly(st.sampled_from((b'epochs = 3\n', b'{"epochs": 3}', b'reg = 0.5\nname = "x"\n',
-                                       b'{"optimizer": {"learning_rate": 0.1}}', b'[optimizer]\nname = "sgd"\n')),
-                      (b'[1, 2]', b'epochs = \n', b'\xff\xfe', b'', b'{"epochs": 3', b'"text"', b'\x00' * 9,
-                       b'epochs = 3\nepochs = 4\n', b'{"unknown": 1}')),
-       suffix=mostly(st.sampled_from((".toml", ".json")), (".yaml", "", ".TOML")))
+@given(
+    content=mostly(
+        st.sampled_from(
+            (
+                b"epochs = 3\n",
+                b'{"epochs": 3}',
+                b'reg = 0.5\nname = "x"\n',
+                b'{"optimizer": {"learning_rate": 0.1}}',
+                b'[optimizer]\nname = "sgd"\n',
+            )
+        ),
+        (
+            b"[1, 2]",
+            b"epochs = \n",
+            b"\xff\xfe",
+            b"",
+            b'{"epochs": 3',
+            b'"text"',
+            b"\x00" * 9,
+            b"epochs = 3\nepochs = 4\n",
+            b'{"unknown": 1}',
+        ),
+    ),
+    suffix=mostly(st.sampled_from((".toml", ".json")), (".yaml", "", ".TOML")),
+)
 def test_load_config_file_on_random_bytes(content, suffix):
     with tempfile.TemporaryDirectory() as folder:
         path = _write(pathlib.Path(folder), f"config{suffix}", content)
@@ -877,8 +1134,9 @@ CONFIG_BUGS_FOUND = [
     pytest.param(lambda folder: resolve_config(DEFAULTS, parse_overrides(["reg=1e400"])), id="set-reg-1e400"),
     pytest.param(lambda folder: parse_overrides(["tags=" + "[" * 5000]), id="set-deeply-nested"),
     pytest.param(lambda folder: load_config_file(_write(folder, "c.json", b"[" * 5000)), id="json-deeply-nested"),
-    pytest.param(lambda folder: load_config_file(_write(folder, "c.toml", b"a = " + b"[" * 5000)),
-                 id="toml-deeply-nested"),
+    pytest.param(
+        lambda folder: load_config_file(_write(folder, "c.toml", b"a = " + b"[" * 5000)), id="toml-deeply-nested"
+    ),
 ]
 
 

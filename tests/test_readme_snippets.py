@@ -38,6 +38,7 @@ PRELUDE = "import keras\nimport numpy as np\nimport xmodal_tf as xm\n"
 
 # ---------------------------------------------------------------------- reading the README
 
+
 def readme_sections(text: str) -> list[tuple[str, list[tuple[int, str]]]]:
     """[(section title, [(line number, code), ...]), ...] for every section with a python
     snippet, in document order. The title is "## h2" or "## h2 / ### h3"."""
@@ -84,6 +85,7 @@ def shorten(code: str) -> str:
 
 # ---------------------------------------------------------------------- the reader's own objects
 
+
 def _digits_pairs():
     import xmodal_tf as xm
 
@@ -102,9 +104,11 @@ def _scaling_objects(ns):
 def _gpu_objects(ns):
     import xmodal_tf as xm
 
-    ns["model"] = xm.models.DeepCCA(xm.encoders.mlp_encoder(32, 10, hidden_units=(64,)),
-                                    xm.encoders.mlp_encoder(32, 10, hidden_units=(64,), name="encoder_y"),
-                                    n_components=10)
+    ns["model"] = xm.models.DeepCCA(
+        xm.encoders.mlp_encoder(32, 10, hidden_units=(64,)),
+        xm.encoders.mlp_encoder(32, 10, hidden_units=(64,), name="encoder_y"),
+        n_components=10,
+    )
     ns["image_encoder"] = xm.encoders.cnn_encoder((8, 8, 1), 32, name="image_encoder")
     ns["text_encoder"] = xm.encoders.text_encoder(["zero", "one", "two"], embedding_dim=32)
 
@@ -121,6 +125,7 @@ KNOWN_FAILURES = {}  # {section title: pytest.mark.xfail(strict=True, ...)} for 
 
 
 # ---------------------------------------------------------------------- what each section must produce
+
 
 def _check_cca(ns):
     assert ns["x"].shape == (1078, 32) and ns["y"].shape == (1078, 32) and ns["labels"].shape == (1078,)
@@ -181,6 +186,7 @@ CHECKS = {
 
 # ---------------------------------------------------------------------- running them
 
+
 @contextlib.contextmanager
 def no_network():
     """Outgoing connections to anything but this machine raise OSError."""
@@ -200,7 +206,7 @@ def no_network():
 
 
 def _slug(title: str) -> str:
-    """"## Using the library / ### Fusion classifiers" -> "fusion-classifiers"."""
+    """ "## Using the library / ### Fusion classifiers" -> "fusion-classifiers"."""
     last = title.split(" / ")[-1].lstrip("#")
     return re.sub(r"[^a-z0-9]+", "-", last.lower()).strip("-").split("-xm-")[0]
 
@@ -222,10 +228,14 @@ def test_every_python_block_is_found():
 
 
 def test_shorten_cuts_epochs_only():
-    code = ("model.fit(pairs, epochs=55)\nmodel.fit(pairs, initial_epoch=55, epochs=65)\n"
-            "fine_tune(new, data, head_epochs=5, fine_tune_epochs=5)\nk = 50\n")
-    expected = ("model.fit(pairs, epochs=1)\nmodel.fit(pairs, initial_epoch=1, epochs=2)\n"
-                "fine_tune(new, data, head_epochs=1, fine_tune_epochs=1)\nk = 50\n")
+    code = (
+        "model.fit(pairs, epochs=55)\nmodel.fit(pairs, initial_epoch=55, epochs=65)\n"
+        "fine_tune(new, data, head_epochs=5, fine_tune_epochs=5)\nk = 50\n"
+    )
+    expected = (
+        "model.fit(pairs, epochs=1)\nmodel.fit(pairs, initial_epoch=1, epochs=2)\n"
+        "fine_tune(new, data, head_epochs=1, fine_tune_epochs=1)\nk = 50\n"
+    )
     assert shorten(code) == (code if FULL else expected)
 
 
@@ -249,6 +259,6 @@ def test_readme_snippets_run(title, snippets, tmp_path, monkeypatch):
                 source = "\n" * line + shorten(code)
                 exec(compile(source, str(README), "exec"), ns)
     finally:
-        keras.config.set_dtype_policy(policy)   # a mixed-precision snippet must not leak
+        keras.config.set_dtype_policy(policy)  # a mixed-precision snippet must not leak
     if title in CHECKS:
         CHECKS[title](ns)

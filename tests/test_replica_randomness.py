@@ -12,6 +12,7 @@ report on its last line; the test asserts on that report:
   2 replicas equal one device on the global batch; without ``sync_batch_norm`` each
   replica normalises with its own statistics and the outputs differ.
 """
+
 import json
 import os
 import subprocess
@@ -93,8 +94,9 @@ SCRIPT = textwrap.dedent("""
 def run_script() -> dict:
     repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    completed = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                               cwd=repo_root, env=env, timeout=300)
+    completed = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, cwd=repo_root, env=env, timeout=300
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
 

@@ -4,6 +4,7 @@ the metrics of an uninterrupted run (deterministic mode), leaving no temporary f
 Each experiment that trains runs three times in fresh processes: uninterrupted, then
 killed at a random moment after its first checkpoint, then the same command again.
 """
+
 import json
 import os
 import pathlib
@@ -17,27 +18,99 @@ import time
 import pytest
 
 SHORT = {
-    "deepcca": ["--set", "hidden_units=[32]", "--set", "epochs=8", "--set", "batch_size=64",
-                "--set", "n_components=4", "--set", 'models=["deepcca"]', "--set", "shift=1",
-                "--set", "unshifted_final_epochs=3"],
-    "mae": ["--set", "epochs=6", "--set", "train_size=300", "--set", "code_dim=8", "--set", "embedding_dim=8",
-            "--set", "filters=[8]", "--set", "decoder_hidden_units=[16]", "--set", "batch_size=100"],
-    "fusion": ["--set", "seeds=2", "--set", 'strategies=["concat"]', "--set", "epochs=6",
-               "--set", "batch_size=64", "--set", "encoder_hidden_units=[8]", "--set", "embedding_dim=4",
-               "--set", "hidden_units=[8]", "--set", "missing_fractions=[1.0]"],
-    "cgan": ["--set", "steps=60", "--set", "steps_per_epoch=10", "--set", "batch_size=32",
-             "--set", "classifier_epochs=4", "--set", "samples_per_condition=4",
-             "--set", "generator_filters=4", "--set", "discriminator_filters=4"],
-    "retrieval": ["--set", "epochs=8", "--set", "filters=[16]", "--set", "embedding_dim=32",
-                  "--set", "projection_dim=16"],
+    "deepcca": [
+        "--set",
+        "hidden_units=[32]",
+        "--set",
+        "epochs=8",
+        "--set",
+        "batch_size=64",
+        "--set",
+        "n_components=4",
+        "--set",
+        'models=["deepcca"]',
+        "--set",
+        "shift=1",
+        "--set",
+        "unshifted_final_epochs=3",
+    ],
+    "mae": [
+        "--set",
+        "epochs=6",
+        "--set",
+        "train_size=300",
+        "--set",
+        "code_dim=8",
+        "--set",
+        "embedding_dim=8",
+        "--set",
+        "filters=[8]",
+        "--set",
+        "decoder_hidden_units=[16]",
+        "--set",
+        "batch_size=100",
+    ],
+    "fusion": [
+        "--set",
+        "seeds=2",
+        "--set",
+        'strategies=["concat"]',
+        "--set",
+        "epochs=6",
+        "--set",
+        "batch_size=64",
+        "--set",
+        "encoder_hidden_units=[8]",
+        "--set",
+        "embedding_dim=4",
+        "--set",
+        "hidden_units=[8]",
+        "--set",
+        "missing_fractions=[1.0]",
+    ],
+    "cgan": [
+        "--set",
+        "steps=60",
+        "--set",
+        "steps_per_epoch=10",
+        "--set",
+        "batch_size=32",
+        "--set",
+        "classifier_epochs=4",
+        "--set",
+        "samples_per_condition=4",
+        "--set",
+        "generator_filters=4",
+        "--set",
+        "discriminator_filters=4",
+    ],
+    "retrieval": [
+        "--set",
+        "epochs=8",
+        "--set",
+        "filters=[16]",
+        "--set",
+        "embedding_dim=32",
+        "--set",
+        "projection_dim=16",
+    ],
 }
 TIMING = ("seconds",)  # keys holding wall times differ between runs
 
 
 def _command(experiment: str, logdir: pathlib.Path) -> list:
-    return [sys.executable, "-m", "xmodal_tf.train", experiment, "--logdir", str(logdir), "--deterministic",
-            "--checkpoint-seconds", "0",
-            *SHORT[experiment]]
+    return [
+        sys.executable,
+        "-m",
+        "xmodal_tf.train",
+        experiment,
+        "--logdir",
+        str(logdir),
+        "--deterministic",
+        "--checkpoint-seconds",
+        "0",
+        *SHORT[experiment],
+    ]
 
 
 def _epochs_checkpointed(logdir: pathlib.Path) -> int:
@@ -56,8 +129,9 @@ def _run(command: list, kill_at=None, timeout: float = 400):
     """Run ``command``; returns (exit code, epochs checkpointed at the end, output).
     ``kill_at=(epochs, seconds)``: SIGKILL ``seconds`` after that many epochs are saved."""
     logdir = pathlib.Path(command[command.index("--logdir") + 1])
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
+    )
     started, reached = time.monotonic(), None
     while kill_at is not None and process.poll() is None and time.monotonic() - started < timeout:
         if reached is None and _epochs_checkpointed(logdir) >= kill_at[0]:
@@ -72,8 +146,11 @@ def _run(command: list, kill_at=None, timeout: float = 400):
 
 def _without_timings(value):
     if isinstance(value, dict):
-        return {key: _without_timings(item) for key, item in value.items()
-                if key != "run" and not any(word in key for word in TIMING)}
+        return {
+            key: _without_timings(item)
+            for key, item in value.items()
+            if key != "run" and not any(word in key for word in TIMING)
+        }
     if isinstance(value, list):
         return [_without_timings(item) for item in value]
     return value
@@ -136,18 +213,47 @@ def test_a_kill_during_a_checkpoint_write_leaves_a_loadable_run(tmp_path):
     assert json.loads((logdir / "metrics.json").read_text())["run"]["segments"] == 2
 
 
-@pytest.mark.parametrize("argv", [
-    ["cca", "--set", "n_components=3"],
-    ["transfer", "--set", "label_fractions=[0.05]", "--set", "seeds=1", "--set", "pretrain_epochs=2",
-     "--set", "target_epochs=3", "--set", "distill_epochs=3", "--set", "min_epoch_steps=3", "--set", "filters=[8]", "--set", "embedding_dim=8"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["cca", "--set", "n_components=3"],
+        [
+            "transfer",
+            "--set",
+            "label_fractions=[0.05]",
+            "--set",
+            "seeds=1",
+            "--set",
+            "pretrain_epochs=2",
+            "--set",
+            "target_epochs=3",
+            "--set",
+            "distill_epochs=3",
+            "--set",
+            "min_epoch_steps=3",
+            "--set",
+            "filters=[8]",
+            "--set",
+            "embedding_dim=8",
+        ],
+    ],
+)
 def test_same_seed_reruns_give_identical_metrics(tmp_path, argv):
     """(The five experiments above show it too: their uninterrupted and resumed runs are
     separate processes with the same seed.)"""
     metrics = []
     for name in ("first", "second"):  # (fresh processes: --deterministic holds for the whole process)
-        command = [sys.executable, "-m", "xmodal_tf.train", *argv, "--seed", "4", "--deterministic",
-                   "--logdir", str(tmp_path / name)]
+        command = [
+            sys.executable,
+            "-m",
+            "xmodal_tf.train",
+            *argv,
+            "--seed",
+            "4",
+            "--deterministic",
+            "--logdir",
+            str(tmp_path / name),
+        ]
         completed = subprocess.run(command, capture_output=True, text=True, timeout=400, stdin=subprocess.DEVNULL)
         assert completed.returncode == 0, completed.stderr[-3000:]
         metrics.append(_without_timings(json.loads((tmp_path / name / "metrics.json").read_text())))

@@ -1,6 +1,7 @@
 """Roles in their own rooms (issue 18, items 1 and 2): where things live now, that the
 old import paths still reach the same objects, that saved files keep their registered
 names, and that no module keeps a private copy of a shared check."""
+
 import ast
 import importlib
 import pathlib
@@ -17,19 +18,22 @@ from xmodal_tf.models import cgan, mae
 PACKAGE = pathlib.Path(xm.__file__).parent
 
 
-@pytest.mark.parametrize("old, new", [
-    (cgan.build_generator, decoders.build_generator),
-    (cgan.build_discriminator, decoders.build_discriminator),
-    (cgan.build_dense_generator, decoders.build_dense_generator),
-    (cgan.build_dense_discriminator, decoders.build_dense_discriminator),
-    (mae.image_decoder, decoders.image_decoder),
-    (mae.dense_decoder, decoders.dense_decoder),
-    (xm.models.build_generator, decoders.build_generator),
-    (xm.models.image_decoder, decoders.image_decoder),
-    (cgan.discriminator_loss, losses.discriminator_loss),
-    (cgan.generator_loss, losses.generator_loss),
-    (cgan.GAN_LOSSES, losses.GAN_LOSSES),
-])
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        (cgan.build_generator, decoders.build_generator),
+        (cgan.build_discriminator, decoders.build_discriminator),
+        (cgan.build_dense_generator, decoders.build_dense_generator),
+        (cgan.build_dense_discriminator, decoders.build_dense_discriminator),
+        (mae.image_decoder, decoders.image_decoder),
+        (mae.dense_decoder, decoders.dense_decoder),
+        (xm.models.build_generator, decoders.build_generator),
+        (xm.models.image_decoder, decoders.image_decoder),
+        (cgan.discriminator_loss, losses.discriminator_loss),
+        (cgan.generator_loss, losses.generator_loss),
+        (cgan.GAN_LOSSES, losses.GAN_LOSSES),
+    ],
+)
 def test_old_import_paths_reach_the_moved_objects(old, new):
     assert old is new
 
@@ -82,7 +86,10 @@ def test_concat_and_tensor_fusion_share_their_constructor_and_config(cls, defaul
     layer(inputs)
     config = layer.get_config()
     assert {key: config[key] for key in ("hidden_units", "dropout", "modalities")} == {
-        "hidden_units": list(default_units), "dropout": 0.0, "modalities": ["a", "b"]}
+        "hidden_units": list(default_units),
+        "dropout": 0.0,
+        "modalities": ["a", "b"],
+    }
     copy = cls.from_config(config)
     copy(inputs)
     copy.set_weights(layer.get_weights())
@@ -104,13 +111,39 @@ def test_data_and_encoders_share_the_public_network_probe():
 
 # Private copies of the checks in xmodal_tf._validation (and the TF-side helpers in
 # xmodal_tf.models.base) that issue 18 found in the modules below.
-REMOVED_COPIES = {"_check_positive_int", "_check_image_shape", "_check_output_shape", "_describe",
-                  "_as_input_tensor", "_check_bool", "_check_non_negative_float", "_check_int",
-                  "_check_int_sequence", "_check_dropout", "_check_dropout_rate", "_check_hidden_units",
-                  "_check_min_delta", "_num_rows", "_network_reachable"}
-MODULES = ["layers.py", "encoders.py", "decoders.py", "losses.py", "transfer.py", "models/cgan.py",
-           "models/mae.py", "models/deepcca.py", "models/dual_encoder.py", "models/fusion.py",
-           "training/trainer.py", "data/datasets.py", "data/pipeline.py", "data/balance.py"]
+REMOVED_COPIES = {
+    "_check_positive_int",
+    "_check_image_shape",
+    "_check_output_shape",
+    "_describe",
+    "_as_input_tensor",
+    "_check_bool",
+    "_check_non_negative_float",
+    "_check_int",
+    "_check_int_sequence",
+    "_check_dropout",
+    "_check_dropout_rate",
+    "_check_hidden_units",
+    "_check_min_delta",
+    "_num_rows",
+    "_network_reachable",
+}
+MODULES = [
+    "layers.py",
+    "encoders.py",
+    "decoders.py",
+    "losses.py",
+    "transfer.py",
+    "models/cgan.py",
+    "models/mae.py",
+    "models/deepcca.py",
+    "models/dual_encoder.py",
+    "models/fusion.py",
+    "training/trainer.py",
+    "data/datasets.py",
+    "data/pipeline.py",
+    "data/balance.py",
+]
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -119,9 +152,14 @@ def test_no_private_copy_of_a_shared_check(module):
     defined = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
     assert not defined & REMOVED_COPIES
     package = "xmodal_tf." + module.rpartition("/")[0].replace("/", ".") if "/" in module else None
-    private_imports = [f"{node.module}.{alias.name}" for node in ast.walk(tree)
-                       if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("xmodal_tf.")
-                       and not node.module.startswith("xmodal_tf._")
-                       and not (package and node.module.startswith(package + "."))
-                       for alias in node.names if alias.name.startswith("_")]
+    private_imports = [
+        f"{node.module}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        and (node.module or "").startswith("xmodal_tf.")
+        and not node.module.startswith("xmodal_tf._")
+        and not (package and node.module.startswith(package + "."))
+        for alias in node.names
+        if alias.name.startswith("_")
+    ]
     assert private_imports == []  # no module reaches into the private names of another part of the package

@@ -1,5 +1,6 @@
 """What a second command on a run directory does, and the CLI's one-line failures: each
 names the file or setting and the fix, and leaves nothing behind."""
+
 import errno
 import json
 
@@ -10,14 +11,30 @@ from xmodal_tf import train
 from xmodal_tf.experiments.rundir import differences
 
 CCA = ["cca", "--set", "probe=false", "--set", "n_components=3"]
-DEEPCCA = ["deepcca", "--set", "hidden_units=[16]", "--set", "epochs=3", "--set", "batch_size=64",
-           "--set", "n_components=4", "--set", 'models=["deepcca"]', "--checkpoint-seconds", "0"]
+DEEPCCA = [
+    "deepcca",
+    "--set",
+    "hidden_units=[16]",
+    "--set",
+    "epochs=3",
+    "--set",
+    "batch_size=64",
+    "--set",
+    "n_components=4",
+    "--set",
+    'models=["deepcca"]',
+    "--checkpoint-seconds",
+    "0",
+]
 
 
 def snapshot(folder):
     """{relative path: (bytes, mtime)} of every file under ``folder``."""
-    return {str(path.relative_to(folder)): (path.read_bytes(), path.stat().st_mtime_ns)
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(folder)): (path.read_bytes(), path.stat().st_mtime_ns)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def one_line(err: str) -> str:
@@ -77,16 +94,20 @@ def test_a_damaged_config_json_is_named(tmp_path, capsys):
 
 
 def test_differences_name_nested_keys():
-    assert differences({"config": {"a": 1, "b": [1]}, "seed": 0}, {"config": {"a": 2, "b": [1], "c": 1}, "seed": 0}) \
-        == ["config.a: 1 -> 2", 'config.c: "(absent)" -> 1']
+    assert differences(
+        {"config": {"a": 1, "b": [1]}, "seed": 0}, {"config": {"a": 2, "b": [1], "c": 1}, "seed": 0}
+    ) == ["config.a: 1 -> 2", 'config.c: "(absent)" -> 1']
 
 
 # ----------------------------------------------------------------------------- data files
-@pytest.mark.parametrize("argv, filename, damage, message", [
-    (["cca", "--set", "data=split_mnist"], "mnist.npz", "random", "mnist.npz is not an .npz archive"),
-    (["retrieval", "--set", "data=openmoji"], "openmoji64.npz", "wrong", "openmoji64.npz lacks the arrays"),
-    (["cgan", "--set", "condition=audio"], "fsdd_mfcc.npz", "truncated", "fsdd_mfcc.npz is damaged or truncated"),
-])
+@pytest.mark.parametrize(
+    "argv, filename, damage, message",
+    [
+        (["cca", "--set", "data=split_mnist"], "mnist.npz", "random", "mnist.npz is not an .npz archive"),
+        (["retrieval", "--set", "data=openmoji"], "openmoji64.npz", "wrong", "openmoji64.npz lacks the arrays"),
+        (["cgan", "--set", "condition=audio"], "fsdd_mfcc.npz", "truncated", "fsdd_mfcc.npz is damaged or truncated"),
+    ],
+)
 def test_a_bad_data_file_is_one_line_and_leaves_no_run_directory(tmp_path, capsys, argv, filename, damage, message):
     data = tmp_path / "data"
     data.mkdir()
@@ -105,20 +126,26 @@ def test_a_bad_data_file_is_one_line_and_leaves_no_run_directory(tmp_path, capsy
 
 
 def test_a_batch_at_or_below_n_components_is_refused_before_anything_is_written(tmp_path, capsys):
-    assert train.main(["deepcca", "--set", "batch_size=8", "--set", "n_components=10",
-                       "--logdir", str(tmp_path / "run")]) == 2
+    assert (
+        train.main(["deepcca", "--set", "batch_size=8", "--set", "n_components=10", "--logdir", str(tmp_path / "run")])
+        == 2
+    )
     assert "batch_size=8 is at or below n_components=10" in one_line(capsys.readouterr().err)
     assert not (tmp_path / "run").exists()
 
 
 # ----------------------------------------------------------------------------- faults while running
-@pytest.mark.parametrize("fault, expected", [
-    ("disk full (TensorFlow)", "the disk under"),
-    ("disk full (OSError)", "the disk is full"),
-    ("read-only", "pick a writable folder with --logdir"),
-])
-def test_a_write_failure_during_training_is_one_line_and_the_run_resumes(tmp_path, capsys, monkeypatch, fault,
-                                                                         expected):
+@pytest.mark.parametrize(
+    "fault, expected",
+    [
+        ("disk full (TensorFlow)", "the disk under"),
+        ("disk full (OSError)", "the disk is full"),
+        ("read-only", "pick a writable folder with --logdir"),
+    ],
+)
+def test_a_write_failure_during_training_is_one_line_and_the_run_resumes(
+    tmp_path, capsys, monkeypatch, fault, expected
+):
     import tensorflow as tf
 
     real_save = tf.train.CheckpointManager.save
@@ -153,8 +180,21 @@ def test_traceback_shows_the_trace(tmp_path, capsys):
     data = tmp_path / "data"
     data.mkdir()
     (data / "mnist.npz").write_bytes(b"not an archive")
-    assert train.main(["cca", "--set", "data=split_mnist", "--data-dir", str(data), "--traceback",
-                       "--logdir", str(tmp_path / "run")]) == 1
+    assert (
+        train.main(
+            [
+                "cca",
+                "--set",
+                "data=split_mnist",
+                "--data-dir",
+                str(data),
+                "--traceback",
+                "--logdir",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and "mnist.npz is not an .npz archive" in err
 
@@ -202,6 +242,8 @@ def test_deterministic_refuses_xla_and_turns_auto_off(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
     from xmodal_tf.train import _training_settings
 
-    assert _training_settings({"mixed_precision": "off", "jit": "auto"}, True) == {"mixed_precision": "off",
-                                                                                  "jit": "off"}
+    assert _training_settings({"mixed_precision": "off", "jit": "auto"}, True) == {
+        "mixed_precision": "off",
+        "jit": "off",
+    }
     assert _training_settings({"mixed_precision": "off", "jit": "auto"}, False)["jit"] == "auto"

@@ -1,4 +1,5 @@
 """Aggregating several seeds' metrics (xmodal_tf.experiments.seeds)."""
+
 import numpy as np
 import pytest
 
@@ -6,10 +7,25 @@ from xmodal_tf.experiments.seeds import aggregate, seed_directory, spread_lines
 
 
 def test_aggregate_nested_numbers_only():
-    runs = [{"test": {"r1": 0.2, "r5": 0.5}, "epochs": 3, "name": "a", "ok": True, "curve": [1, 2],
-             "run": {"wall_seconds": 5.0}, "only_first": 1.0},
-            {"test": {"r1": 0.4, "r5": 0.5}, "epochs": 5, "name": "a", "ok": True, "curve": [1, 3],
-             "run": {"wall_seconds": 9.0}}]
+    runs = [
+        {
+            "test": {"r1": 0.2, "r5": 0.5},
+            "epochs": 3,
+            "name": "a",
+            "ok": True,
+            "curve": [1, 2],
+            "run": {"wall_seconds": 5.0},
+            "only_first": 1.0,
+        },
+        {
+            "test": {"r1": 0.4, "r5": 0.5},
+            "epochs": 5,
+            "name": "a",
+            "ok": True,
+            "curve": [1, 3],
+            "run": {"wall_seconds": 9.0},
+        },
+    ]
     summary = aggregate(runs)
     assert summary["mean"] == {"test": {"r1": pytest.approx(0.3), "r5": 0.5}, "epochs": 4.0}
     assert summary["std"]["test"]["r1"] == pytest.approx(np.std([0.2, 0.4]))

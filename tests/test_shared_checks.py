@@ -2,6 +2,7 @@
 and model modules use them instead of their private copies): ``expected`` phrases,
 sequences of ints, dropout rates and image shapes, each under the one rule (TypeError
 for a type, ValueError for a value)."""
+
 import numpy as np
 import pytest
 
@@ -44,8 +45,11 @@ def test_check_rate():
 def test_check_image_shape():
     assert check_image_shape([28, 14, 1], "input_shape") == (28, 14, 1)
     assert check_image_shape((None, None, 3), "input_shape", allow_none=True) == (None, None, 3)
-    with pytest.raises(ValueError, match=r"input_shape must be \(height, width, channels\), rank 3; got \(28, 28\)\. "
-                                         r"For grayscale images add a channel axis, e.g\. \(28, 28, 1\)\."):
+    with pytest.raises(
+        ValueError,
+        match=r"input_shape must be \(height, width, channels\), rank 3; got \(28, 28\)\. "
+        r"For grayscale images add a channel axis, e.g\. \(28, 28, 1\)\.",
+    ):
         check_image_shape((28, 28), "input_shape")
     with pytest.raises(ValueError, match="rank 3; got 28"):
         check_image_shape(28, "input_shape")

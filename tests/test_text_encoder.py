@@ -1,4 +1,5 @@
 """xmodal_tf.encoders.text_encoder: raw strings in, tokenizer inside the model."""
+
 import keras
 import numpy as np
 import pytest
@@ -46,8 +47,9 @@ def test_unseen_words_share_character_ngrams_but_not_word_tokens():
 def test_embedding_is_the_masked_mean_of_token_vectors():
     keras.utils.set_random_seed(1)
     short = text_encoder(NAMES, embedding_dim=3, sequence_length=40)
-    long = text_encoder(vocabulary=short.get_layer("text_encoder_vectorizer").get_vocabulary()[2:],
-                        embedding_dim=3, sequence_length=90)
+    long = text_encoder(
+        vocabulary=short.get_layer("text_encoder_vectorizer").get_vocabulary()[2:], embedding_dim=3, sequence_length=90
+    )
     long.set_weights(short.get_weights())
     texts = np.array(["red apple", "kiss"])
     # Padding is masked: the embedding does not depend on the padded length.
@@ -67,8 +69,10 @@ def test_keras_round_trip_takes_raw_strings(tmp_path):
     restored = keras.models.load_model(path)
     texts = np.array(NAMES + ["blue apples", "héllo wörld"])
     np.testing.assert_array_equal(restored(texts).numpy(), model(texts).numpy())
-    assert (restored.get_layer("text_encoder_vectorizer").get_vocabulary()
-            == model.get_layer("text_encoder_vectorizer").get_vocabulary())
+    assert (
+        restored.get_layer("text_encoder_vectorizer").get_vocabulary()
+        == model.get_layer("text_encoder_vectorizer").get_vocabulary()
+    )
 
 
 def test_words_and_char_ngrams_add_the_two_pooled_bags(tmp_path):
@@ -88,24 +92,28 @@ def test_words_and_char_ngrams_add_the_two_pooled_bags(tmp_path):
     model.save(tmp_path / "both.keras")
     texts = np.array(NAMES + ["blue apples"])
     np.testing.assert_array_equal(keras.models.load_model(tmp_path / "both.keras")(texts).numpy(), model(texts).numpy())
-    vocabularies = tuple(model.get_layer(f"text_encoder_{v}").get_vocabulary()[2:]
-                         for v in ("vectorizer", "word_vectorizer"))
+    vocabularies = tuple(
+        model.get_layer(f"text_encoder_{v}").get_vocabulary()[2:] for v in ("vectorizer", "word_vectorizer")
+    )
     rebuilt = text_encoder(vocabulary=vocabularies, tokens="words_and_char_ngrams", embedding_dim=3)
     rebuilt.set_weights(model.get_weights())
     np.testing.assert_allclose(rebuilt(texts).numpy(), model(texts).numpy(), rtol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs,error,message", [
-    ({}, ValueError, "exactly one of texts"),
-    ({"vocabulary": ["a", "b", "c"], "tokens": "words_and_char_ngrams"}, ValueError, "pair"),
-    ({"texts": NAMES, "vocabulary": ["a"]}, ValueError, "exactly one of texts"),
-    ({"texts": "red apple"}, TypeError, "not a single string"),
-    ({"texts": [1.0, 2.0]}, TypeError, "must contain strings"),
-    ({"texts": []}, ValueError, "texts is empty"),
-    ({"texts": NAMES, "tokens": "bytes"}, ValueError, "Unknown tokens"),
-    ({"texts": NAMES, "ngram_sizes": (0,)}, ValueError, "ngram_sizes"),
-    ({"texts": NAMES, "sequence_length": 0}, ValueError, "sequence_length"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,message",
+    [
+        ({}, ValueError, "exactly one of texts"),
+        ({"vocabulary": ["a", "b", "c"], "tokens": "words_and_char_ngrams"}, ValueError, "pair"),
+        ({"texts": NAMES, "vocabulary": ["a"]}, ValueError, "exactly one of texts"),
+        ({"texts": "red apple"}, TypeError, "not a single string"),
+        ({"texts": [1.0, 2.0]}, TypeError, "must contain strings"),
+        ({"texts": []}, ValueError, "texts is empty"),
+        ({"texts": NAMES, "tokens": "bytes"}, ValueError, "Unknown tokens"),
+        ({"texts": NAMES, "ngram_sizes": (0,)}, ValueError, "ngram_sizes"),
+        ({"texts": NAMES, "sequence_length": 0}, ValueError, "sequence_length"),
+    ],
+)
 def test_bad_arguments(kwargs, error, message):
     with pytest.raises(error, match=message):
         text_encoder(**kwargs)

@@ -1,4 +1,5 @@
 """The command line `python -m xmodal_tf.train`: runs, run directories, errors."""
+
 import json
 import os
 import pathlib
@@ -18,8 +19,7 @@ def read_scalars(logdir: pathlib.Path, tag: str) -> dict:
 
     accumulator = EventAccumulator(str(logdir), size_guidance={"tensors": 0})
     accumulator.Reload()
-    return {event.step: float(tf.make_ndarray(event.tensor_proto))
-            for event in accumulator.Tensors(tag)}
+    return {event.step: float(tf.make_ndarray(event.tensor_proto)) for event in accumulator.Tensors(tag)}
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +41,16 @@ def test_cca_run_writes_config_metrics_and_tensorboard(cca_run):
     assert metrics["reg"] in config["config"]["reg"]
     # Selected on validation: no other ridge scored higher there.
     assert metrics["validation_total_correlation_by_reg"][str(metrics["reg"])] == pytest.approx(
-        max(metrics["validation_total_correlation_by_reg"].values()))
+        max(metrics["validation_total_correlation_by_reg"].values())
+    )
     assert 4.0 < metrics["test_total_correlation"] < metrics["train_total_correlation"] <= 10
     # Cross-view transfer through the shared space, far above chance (0.1).
     assert metrics["probe_accuracy_x_to_y"] > 0.5 and metrics["probe_accuracy_y_to_x"] > 0.5
     curve = read_scalars(logdir, "test_details/canonical_correlation")
-    np.testing.assert_allclose([curve[step] for step in range(1, 11)],
-                               metrics["test_correlations"], rtol=1e-6)
+    np.testing.assert_allclose([curve[step] for step in range(1, 11)], metrics["test_correlations"], rtol=1e-6)
     assert read_scalars(logdir, "test/total_correlation")[1] == pytest.approx(
-        metrics["test_total_correlation"], rel=1e-6)
+        metrics["test_total_correlation"], rel=1e-6
+    )
 
 
 def test_summary_is_printed(tmp_path, capsys):
@@ -64,8 +65,7 @@ def test_config_file_and_overrides(tmp_path):
     config_file = tmp_path / "run.toml"
     config_file.write_text('experiment = "cca"\nn_components = 4\nreg = [0.01]\nprobe = false\n')
     logdir = tmp_path / "run"
-    assert train.main(["--config", str(config_file), "--set", "n_components=3",
-                       "--logdir", str(logdir)]) == 0
+    assert train.main(["--config", str(config_file), "--set", "n_components=3", "--logdir", str(logdir)]) == 0
     resolved = json.loads((logdir / "config.json").read_text())["config"]
     assert resolved["n_components"] == 3  # --set beats the file
     assert resolved["reg"] == [0.01]
@@ -76,24 +76,43 @@ def test_split_mnist_through_data_dir(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(10100, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, size=10100).astype(np.uint8)
-    np.savez(tmp_path / "mnist.npz", x_train=images, y_train=labels,
-             x_test=images[:50], y_test=labels[:50])
+    np.savez(tmp_path / "mnist.npz", x_train=images, y_train=labels, x_test=images[:50], y_test=labels[:50])
     logdir = tmp_path / "run"
-    assert train.main(["cca", "--set", "data=split_mnist", "--set", "n_components=5",
-                       "--set", "reg=0.1", "--set", "probe=false",
-                       "--data-dir", str(tmp_path), "--logdir", str(logdir)]) == 0
+    assert (
+        train.main(
+            [
+                "cca",
+                "--set",
+                "data=split_mnist",
+                "--set",
+                "n_components=5",
+                "--set",
+                "reg=0.1",
+                "--set",
+                "probe=false",
+                "--data-dir",
+                str(tmp_path),
+                "--logdir",
+                str(logdir),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((logdir / "metrics.json").read_text())
     assert metrics["data"] == "split_mnist" and len(metrics["test_correlations"]) == 5
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["ccaa"], "unknown experiment 'ccaa'. Did you mean 'cca'?"),
-    (["--set", "n_components"], "--set expects key=value"),
-    (["--set", "regg=0.1"], "unknown setting 'regg'. Did you mean 'reg'?"),
-    (["cca", "--set", "probe=perhaps"], "probe must be true or false"),
-    (["--set", "batch_norm=perhaps"], "batch_norm must be true or false"),
-    (["--set", "data=imagenet"], "data='imagenet' is not one of: two_view_digits, split_mnist"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["ccaa"], "unknown experiment 'ccaa'. Did you mean 'cca'?"),
+        (["--set", "n_components"], "--set expects key=value"),
+        (["--set", "regg=0.1"], "unknown setting 'regg'. Did you mean 'reg'?"),
+        (["cca", "--set", "probe=perhaps"], "probe must be true or false"),
+        (["--set", "batch_norm=perhaps"], "batch_norm must be true or false"),
+        (["--set", "data=imagenet"], "data='imagenet' is not one of: two_view_digits, split_mnist"),
+    ],
+)
 def test_bad_command_lines_exit_2_with_a_message(argv, message, tmp_path, capsys):
     assert train.main([*argv, "--logdir", str(tmp_path / "run")]) == 2
     assert message in capsys.readouterr().err
@@ -113,8 +132,7 @@ def test_missing_mnist_fails_fast_with_advice(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("xmodal_tf.data.datasets._network_reachable", lambda *a, **k: False)
     empty = tmp_path / "empty"
     empty.mkdir()
-    code = train.main(["cca", "--set", "data=split_mnist", "--data-dir", str(empty),
-                       "--logdir", str(tmp_path / "run")])
+    code = train.main(["cca", "--set", "data=split_mnist", "--data-dir", str(empty), "--logdir", str(tmp_path / "run")])
     assert code == 1
     err = capsys.readouterr().err
     assert "mnist.npz" in err and str(empty) in err
@@ -129,8 +147,9 @@ def test_default_logdir_is_timestamped_and_unique(tmp_path, monkeypatch):
 
 
 def test_help_lists_experiments_in_a_subprocess():
-    result = subprocess.run([sys.executable, "-m", "xmodal_tf.train", "--help"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "xmodal_tf.train", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0
     assert "experiments (default: deepcca)" in result.stdout
     assert "cca " in result.stdout and "transfer " in result.stdout and "--set KEY=VALUE" in result.stdout
@@ -140,10 +159,16 @@ def test_seed_reaches_keras():
     """Experiments import TensorFlow lazily, so --seed must seed TensorFlow's global
     generator (tf.random, tf.data shuffles) before it is imported: two fresh processes
     seeded alike draw the same numbers."""
-    code = ("from xmodal_tf import train; train.seed_everything(7); import tensorflow as tf; "
-            "print(tf.random.uniform((4,)).numpy().tolist())")
-    draws = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120).stdout.strip().splitlines()[-1] for _ in range(2)]
+    code = (
+        "from xmodal_tf import train; train.seed_everything(7); import tensorflow as tf; "
+        "print(tf.random.uniform((4,)).numpy().tolist())"
+    )
+    draws = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        .stdout.strip()
+        .splitlines()[-1]
+        for _ in range(2)
+    ]
     assert draws[0] == draws[1] and draws[0].startswith("[")
 
 
@@ -151,10 +176,31 @@ def test_mixed_precision_and_jit_reach_the_config_and_the_models(tmp_path):
     # The mae experiment trains two autoencoders through the Trainer; both must run in
     # bfloat16 with XLA (on the CPU, XLA stands in for the GPU).
     logdir = tmp_path / "run"
-    code = train.main(["mae", "--logdir", str(logdir), "--mixed-precision", "bfloat16", "--jit", "on",
-                       "--set", "epochs=1", "--set", "train_size=200", "--set", "batch_size=100",
-                       "--set", "code_dim=8", "--set", "embedding_dim=8", "--set", "filters=[8]",
-                       "--set", "decoder_hidden_units=[16]"])
+    code = train.main(
+        [
+            "mae",
+            "--logdir",
+            str(logdir),
+            "--mixed-precision",
+            "bfloat16",
+            "--jit",
+            "on",
+            "--set",
+            "epochs=1",
+            "--set",
+            "train_size=200",
+            "--set",
+            "batch_size=100",
+            "--set",
+            "code_dim=8",
+            "--set",
+            "embedding_dim=8",
+            "--set",
+            "filters=[8]",
+            "--set",
+            "decoder_hidden_units=[16]",
+        ]
+    )
     assert code == 0
     config = json.loads((logdir / "config.json").read_text())["config"]
     assert config["mixed_precision"] == "bfloat16" and config["jit"] == "on"
@@ -229,10 +275,13 @@ def test_ctrl_c_says_how_to_resume(tmp_path, capsys, monkeypatch):
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("override, message", [
-    ("n_components=-1", "n_components must be a positive int"),
-    ("reg=[-1]", "reg must be a non-empty list of ridges >= 0"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("n_components=-1", "n_components must be a positive int"),
+        ("reg=[-1]", "reg must be a non-empty list of ridges >= 0"),
+    ],
+)
 def test_cca_settings_are_validated_before_anything_is_written(tmp_path, capsys, override, message):
     assert train.main(["cca", "--set", override, "--logdir", str(tmp_path / "run")]) == 2
     assert message in capsys.readouterr().err
@@ -241,9 +290,13 @@ def test_cca_settings_are_validated_before_anything_is_written(tmp_path, capsys,
 
 def test_tensorflow_start_up_lines_are_held_back_in_a_fresh_process(tmp_path):
     environment = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
-    completed = subprocess.run([sys.executable, "-m", "xmodal_tf.train", "cca", "--set", "probe=false",
-                                "--logdir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300,
-                               env=environment)
+    completed = subprocess.run(
+        [sys.executable, "-m", "xmodal_tf.train", "cca", "--set", "probe=false", "--logdir", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+    )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "absl::InitializeLog" not in completed.stderr and "oneDNN custom operations" not in completed.stderr
     assert "total correlation" in completed.stdout or "canonical" in completed.stdout
@@ -272,8 +325,19 @@ def test_seeds_run_each_seed_in_its_folder_and_aggregate(tmp_path, capsys):
 
 def test_seeds_stop_at_a_failed_seed(tmp_path, capsys):
     logdir = tmp_path / "seeds"
-    code = train.main(["cca", "--seeds", "2", "--logdir", str(logdir), "--set", "data=split_mnist",
-                       "--data-dir", str(tmp_path / "empty")])
+    code = train.main(
+        [
+            "cca",
+            "--seeds",
+            "2",
+            "--logdir",
+            str(logdir),
+            "--set",
+            "data=split_mnist",
+            "--data-dir",
+            str(tmp_path / "empty"),
+        ]
+    )
     assert code != 0
     assert "stopped at seed 0" in capsys.readouterr().err
     assert not (logdir / "seed-1").exists() and not (logdir / "seeds.json").exists()
@@ -287,14 +351,19 @@ def test_seeds_become_the_setting_of_experiments_that_repeat_inside_a_run():
     assert "seeds" not in config and train.repeats_runs(parser.parse_args(["mae", "--seeds", "2"]), experiment)
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["cca", "--seeds", "0"], "--seeds must be >= 1"),
-    (["fusion", "--seeds", "2", "--set", "seeds=3"], "disagree"),
-    (["cca", "--seeds", "2", "--strategy", "multiworker"], "one command per seed"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["cca", "--seeds", "0"], "--seeds must be >= 1"),
+        (["fusion", "--seeds", "2", "--set", "seeds=3"], "disagree"),
+        (["cca", "--seeds", "2", "--strategy", "multiworker"], "one command per seed"),
+    ],
+)
 def test_seeds_bad_options_are_refused(arguments, message, capsys, monkeypatch):
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
-                                                "task": {"type": "worker", "index": 0}}))
+    monkeypatch.setenv(
+        "TF_CONFIG",
+        json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}),
+    )
     assert train.main(arguments) == 2
     assert message in capsys.readouterr().err
 

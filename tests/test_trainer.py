@@ -1,6 +1,7 @@
 """xmodal_tf.training.Trainer on every kind of model: checkpoints that resume, validation
 and early stopping, callbacks, steps_per_epoch, loss scaling and clear errors. (Its
 behaviour under strategies is in test_distributed.py.)"""
+
 import keras
 import numpy as np
 import pytest
@@ -8,8 +9,15 @@ import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from xmodal_tf.encoders import mlp_encoder
-from xmodal_tf.models import (ConditionalGAN, DeepCCA, DualEncoder, MultimodalAutoencoder, build_dense_discriminator,
-                              build_dense_generator, build_fusion_classifier)
+from xmodal_tf.models import (
+    ConditionalGAN,
+    DeepCCA,
+    DualEncoder,
+    MultimodalAutoencoder,
+    build_dense_discriminator,
+    build_dense_generator,
+    build_fusion_classifier,
+)
 from xmodal_tf.models.base import SUPPORTED_KERAS
 from xmodal_tf.training import Trainer
 
@@ -21,17 +29,21 @@ LABELS = (X[:, 0] > 0).astype("int32")
 
 def autoencoder():
     keras.utils.set_random_seed(0)
-    return MultimodalAutoencoder({"x": mlp_encoder(8, 4, hidden_units=(), name="ex"),
-                                  "y": mlp_encoder(6, 4, hidden_units=(), name="ey")},
-                                 {"x": mlp_encoder(3, 8, hidden_units=(), name="dx"),
-                                  "y": mlp_encoder(3, 6, hidden_units=(), name="dy")},
-                                 code_dim=3, modality_dropout=0.5, seed=1)
+    return MultimodalAutoencoder(
+        {"x": mlp_encoder(8, 4, hidden_units=(), name="ex"), "y": mlp_encoder(6, 4, hidden_units=(), name="ey")},
+        {"x": mlp_encoder(3, 8, hidden_units=(), name="dx"), "y": mlp_encoder(3, 6, hidden_units=(), name="dy")},
+        code_dim=3,
+        modality_dropout=0.5,
+        seed=1,
+    )
 
 
 def fusion_classifier(compiled=True):
     keras.utils.set_random_seed(0)
-    model = build_fusion_classifier({"x": mlp_encoder(8, 4, hidden_units=(), name="ex"),
-                                     "y": mlp_encoder(6, 4, hidden_units=(), name="ey")}, num_classes=2)
+    model = build_fusion_classifier(
+        {"x": mlp_encoder(8, 4, hidden_units=(), name="ex"), "y": mlp_encoder(6, 4, hidden_units=(), name="ey")},
+        num_classes=2,
+    )
     if compiled:
         model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
@@ -79,8 +91,7 @@ def test_a_checkpoint_holds_every_weight_of_a_model_with_sub_models_in_dicts(tmp
     # held only its code layer, and a resumed run retrained from fresh weights.
     from xmodal_tf.experiments import mae
 
-    settings = mae.settings_for(dict(mae.DEFAULTS, code_dim=4, embedding_dim=4, filters=[4],
-                                     decoder_hidden_units=[8]))
+    settings = mae.settings_for(dict(mae.DEFAULTS, code_dim=4, embedding_dim=4, filters=[4], decoder_hidden_units=[8]))
     shapes = {"left": (8, 4, 1), "right": (8, 4, 1)}
     inputs = {name: RNG.uniform(size=(64, *shape)).astype("float32") for name, shape in shapes.items()}
     trained = mae.build_model(shapes, settings, 0.5, seed=0)
@@ -94,8 +105,9 @@ def test_a_checkpoint_holds_every_weight_of_a_model_with_sub_models_in_dicts(tmp
 
 
 def test_checkpoint_seconds_spaces_the_saves_and_the_end_of_fit_always_saves(tmp_path):
-    trainer = Trainer(autoencoder(), keras.optimizers.Adam(1e-2), checkpoint_dir=tmp_path, checkpoint_seconds=1e9,
-                      progress=False)
+    trainer = Trainer(
+        autoencoder(), keras.optimizers.Adam(1e-2), checkpoint_dir=tmp_path, checkpoint_seconds=1e9, progress=False
+    )
     trainer.fit(pairs(), epochs=3)
     assert sorted(path.name for path in tmp_path.glob("epoch-*.index")) == ["epoch-3.index"]
     every = Trainer(autoencoder(), keras.optimizers.Adam(1e-2), checkpoint_dir=tmp_path / "every", progress=False)
@@ -111,18 +123,26 @@ def test_gan_with_two_optimizers_checkpoints_both(tmp_path):
 
     def gan():
         keras.utils.set_random_seed(0)
-        return ConditionalGAN(build_dense_generator((4, 4, 1), 4, num_classes=3, hidden_units=(8,)),
-                              build_dense_discriminator((4, 4, 1), num_classes=3, hidden_units=(8,)),
-                              num_classes=3, seed=0)
+        return ConditionalGAN(
+            build_dense_generator((4, 4, 1), 4, num_classes=3, hidden_units=(8,)),
+            build_dense_discriminator((4, 4, 1), num_classes=3, hidden_units=(8,)),
+            num_classes=3,
+            seed=0,
+        )
 
     data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
-    trainer = Trainer(gan(), (keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3)), checkpoint_dir=tmp_path,
-                      progress=False)
+    trainer = Trainer(
+        gan(), (keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3)), checkpoint_dir=tmp_path, progress=False
+    )
     history = trainer.fit(data, epochs=2)
     assert set(history) >= {"d_loss", "g_loss", "real_score", "fake_score", "r1_penalty"}
     assert trainer.model.g_optimizer.iterations.numpy() == trainer.model.d_optimizer.iterations.numpy() == 8
-    restored = Trainer(gan(), {"g_optimizer": keras.optimizers.Adam(1e-3), "d_optimizer": keras.optimizers.Adam(1e-3)},
-                       checkpoint_dir=tmp_path, progress=False)
+    restored = Trainer(
+        gan(),
+        {"g_optimizer": keras.optimizers.Adam(1e-3), "d_optimizer": keras.optimizers.Adam(1e-3)},
+        checkpoint_dir=tmp_path,
+        progress=False,
+    )
     assert restored.epoch == 2 and restored.model.d_optimizer.iterations.numpy() == 8
     for a, b in zip(trainer.model.weights, restored.model.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -171,14 +191,14 @@ def test_loss_scale_optimizer_sees_non_finite_steps_and_lowers_its_scale():
     # the optimizer, which skips it AND lowers its scale (else the scale would freeze).
     keras.utils.set_random_seed(0)
     model = DeepCCA(mlp_encoder(8, 3, hidden_units=(), name="ex"), mlp_encoder(6, 3, hidden_units=(), name="ey"))
-    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1), initial_scale=2.0 ** 10)
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1), initial_scale=2.0**10)
     trainer = Trainer(model, optimizer, progress=False)
     bad = X.copy()
     bad[:32] = np.nan  # the first of four batches
     before = [w.numpy() for w in model.trainable_weights]
     history = trainer.fit(tf.data.Dataset.from_tensor_slices((bad[:32], Y[:32])).batch(32), epochs=1)
     assert history["skipped_batches"] == [1.0]
-    assert float(optimizer.dynamic_scale.numpy()) == 2.0 ** 9
+    assert float(optimizer.dynamic_scale.numpy()) == 2.0**9
     assert all(np.array_equal(a, b.numpy()) for a, b in zip(before, model.trainable_weights))
     trainer.fit(tf.data.Dataset.from_tensor_slices((X, Y)).batch(32), epochs=2)
     assert not all(np.array_equal(a, b.numpy()) for a, b in zip(before, model.trainable_weights))
@@ -228,8 +248,14 @@ def test_early_stopping_min_delta_ignores_small_gains():
     validation = labelled()
     histories = {}
     for min_delta in (0.0, 0.05):
-        trainer = Trainer(fusion_classifier(), None, early_stopping_patience=2, early_stopping_min_delta=min_delta,
-                          monitor="val_loss", progress=False)
+        trainer = Trainer(
+            fusion_classifier(),
+            None,
+            early_stopping_patience=2,
+            early_stopping_min_delta=min_delta,
+            monitor="val_loss",
+            progress=False,
+        )
         histories[min_delta] = trainer.fit(labelled(), epochs=25, validation_data=validation)["val_loss"]
     assert len(histories[0.05]) < len(histories[0.0])
     losses = histories[0.05]

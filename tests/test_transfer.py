@@ -1,4 +1,5 @@
 """Tests for xmodal_tf.transfer: tiny hand-built Keras models, CPU only."""
+
 import warnings
 
 import numpy as np
@@ -22,6 +23,7 @@ layers = keras.layers
 
 
 # ------------------------------------------------------------------ helpers
+
 
 def randomize(model, seed):
     """Every weight (BatchNorm moving statistics too) set to distinct random values."""
@@ -92,10 +94,10 @@ def num_trainable(model):
 
 # ------------------------------------------------------------------ transfer_weights
 
+
 def test_transfer_by_name_copies_every_weight_including_batchnorm_statistics():
     source, target = mlp(seed=1), mlp(seed=2)
-    bn_stats = [value(source.get_layer("bn").moving_mean),
-                value(source.get_layer("bn").moving_variance)]
+    bn_stats = [value(source.get_layer("bn").moving_mean), value(source.get_layer("bn").moving_variance)]
     assert not same(snapshot(source), snapshot(target))
 
     report = transfer_weights(source, target)
@@ -160,14 +162,12 @@ def test_transfer_standalone_encoder_into_nested_submodel_by_leaf_name():
 
     report = transfer_weights(pretrained, target)
 
-    assert report.copied == [("encoder/conv", "conv"), ("encoder/conv_bn", "conv_bn"),
-                             ("encoder/proj", "proj")]
+    assert report.copied == [("encoder/conv", "conv"), ("encoder/conv_bn", "conv_bn"), ("encoder/proj", "proj")]
     assert report.missing == ["out"]
     assert same(snapshot(target.get_layer("encoder")), snapshot(pretrained))
     assert same(snapshot(target.get_layer("out")), head_before)
     bn = target.get_layer("encoder").get_layer("conv_bn")
-    np.testing.assert_array_equal(bn.moving_variance,
-                                  pretrained.get_layer("conv_bn").moving_variance)
+    np.testing.assert_array_equal(bn.moving_variance, pretrained.get_layer("conv_bn").moving_variance)
 
 
 def test_transfer_between_nested_models_by_path_and_by_submodel_mapping():
@@ -178,9 +178,11 @@ def test_transfer_between_nested_models_by_path_and_by_submodel_mapping():
 
     other = classifier(seed=3, enc=encoder(name="backbone"))
     report = transfer_weights(source, other, match={"backbone": "encoder"})
-    assert report.copied == [("backbone/conv", "encoder/conv"),
-                             ("backbone/conv_bn", "encoder/conv_bn"),
-                             ("backbone/proj", "encoder/proj")]
+    assert report.copied == [
+        ("backbone/conv", "encoder/conv"),
+        ("backbone/conv_bn", "encoder/conv_bn"),
+        ("backbone/proj", "encoder/proj"),
+    ]
     assert report.skipped == ["out"]
     assert same(snapshot(other.get_layer("backbone")), snapshot(source.get_layer("encoder")))
 
@@ -193,8 +195,7 @@ def test_ambiguous_leaf_names_raise_instead_of_guessing():
     with pytest.raises(ValueError, match="several target layers"):
         transfer_weights(encoder(name="pretrained"), target)
     # An explicit path in a mapping settles it.
-    report = transfer_weights(encoder(name="pretrained"), target,
-                              match={"tower_a/proj": "proj"})
+    report = transfer_weights(encoder(name="pretrained"), target, match={"tower_a/proj": "proj"})
     assert report.copied == [("tower_a/proj", "proj")]
     with pytest.raises(ValueError, match="ambiguous"):
         transfer_weights(encoder(name="pretrained"), target, match={"proj": "proj"})
@@ -263,6 +264,7 @@ def test_transfer_argument_errors():
 
 # ------------------------------------------------------------------ freeze / unfreeze
 
+
 def test_freeze_and_unfreeze_whole_model_weight_counts():
     model = mlp()
     assert num_trainable(model) == 6  # kernel+bias, gamma+beta, kernel+bias
@@ -284,7 +286,7 @@ def test_freeze_selectors():
     unfreeze(model, keep_batchnorm_frozen=False)
 
     assert freeze(model, up_to="bn") == ["dense_a", "bn"]
-    assert [l.trainable for l in model.layers[1:]] == [False, False, True]
+    assert [layer.trainable for layer in model.layers[1:]] == [False, False, True]
     unfreeze(model, keep_batchnorm_frozen=False)
 
     assert freeze(model, pattern=r"^(bn|out)$") == ["bn", "out"]
@@ -332,8 +334,9 @@ def test_frozen_layers_and_batchnorm_statistics_do_not_change_during_fit():
 
     model.fit(x, y, epochs=2, batch_size=16, verbose=0)
 
-    assert same(snapshot(model.get_layer("dense_a")) + snapshot(model.get_layer("bn")),
-                frozen_before)  # moving mean/variance included
+    assert same(
+        snapshot(model.get_layer("dense_a")) + snapshot(model.get_layer("bn")), frozen_before
+    )  # moving mean/variance included
     assert not np.allclose(model.get_layer("out").get_weights()[0], out_before[0])
 
     # Control: once unfrozen, the same fit moves the kernel and the BN statistics.
@@ -362,8 +365,7 @@ def test_compiled_model_warns_and_user_recompile_takes_effect():
 
 def test_recompile_keeps_the_compile_configuration():
     model = mlp()
-    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     freeze(model, ["out"], recompile=True)
     assert isinstance(model.optimizer, keras.optimizers.SGD)
     assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
@@ -406,8 +408,7 @@ def test_unfreeze_inside_a_frozen_submodel_keeps_its_other_layers_frozen():
     frozen_before = snapshot(enc.get_layer("conv")) + snapshot(enc.get_layer("conv_bn"))
     proj_before = snapshot(enc.get_layer("proj"))
     model.fit(x, y, epochs=1, batch_size=8, verbose=0)
-    assert same(snapshot(enc.get_layer("conv")) + snapshot(enc.get_layer("conv_bn")),
-                frozen_before)
+    assert same(snapshot(enc.get_layer("conv")) + snapshot(enc.get_layer("conv_bn")), frozen_before)
     assert not np.allclose(enc.get_layer("proj").get_weights()[0], proj_before[0])
 
 
@@ -422,11 +423,13 @@ def test_unfreeze_whole_frozen_model_keeps_batchnorm_in_inference_mode():
     x, _ = image_data(n=8)
     features = model.get_layer("encoder")
     # BN in inference mode: training=True gives the same output as training=False
-    np.testing.assert_allclose(value(features(x, training=True)),
-                               value(features(x, training=False)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        value(features(x, training=True)), value(features(x, training=False)), rtol=1e-5, atol=1e-6
+    )
 
 
 # ------------------------------------------------------------------ replace_head
+
 
 def test_replace_head_functional_keeps_body_and_changes_output():
     model = mlp(seed=9)
@@ -441,28 +444,34 @@ def test_replace_head_functional_keeps_body_and_changes_output():
     body_after = keras.Model(new.input, new.get_layer("bn").output)(x)
     np.testing.assert_array_equal(value(body_before), value(body_after))
     np.testing.assert_allclose(value(new(x)).sum(axis=1), 1.0, rtol=1e-5)
-    assert "out" not in [l.name for l in new.layers] and new.name == model.name
+    assert "out" not in [layer.name for layer in new.layers] and new.name == model.name
 
 
 def test_replace_head_sequential_and_nested_and_custom_head():
-    seq = randomize(keras.Sequential([keras.Input((6,)), layers.Dense(8, name="d1"),
-                                      layers.BatchNormalization(name="b1"),
-                                      layers.Dense(3, name="old")], name="seq"), 1)
+    seq = randomize(
+        keras.Sequential(
+            [
+                keras.Input((6,)),
+                layers.Dense(8, name="d1"),
+                layers.BatchNormalization(name="b1"),
+                layers.Dense(3, name="old"),
+            ],
+            name="seq",
+        ),
+        1,
+    )
     new = replace_head(seq, 2, activation=None, name="seq2")
     assert isinstance(new, keras.Sequential) and new.name == "seq2"
-    assert new.output_shape == (None, 2) and [l.name for l in new.layers] == ["d1", "b1", "head"]
+    assert new.output_shape == (None, 2) and [layer.name for layer in new.layers] == ["d1", "b1", "head"]
     x, _ = mlp_data(n=4)
-    np.testing.assert_array_equal(value(seq.layers[1](seq.layers[0](x))),
-                                  value(new.layers[1](new.layers[0](x))))
+    np.testing.assert_array_equal(value(seq.layers[1](seq.layers[0](x))), value(new.layers[1](new.layers[0](x))))
 
     model = classifier(seed=2)
-    custom = keras.Sequential([layers.Dense(4, activation="relu"), layers.Dense(1)],
-                              name="regressor")
+    custom = keras.Sequential([layers.Dense(4, activation="relu"), layers.Dense(1)], name="regressor")
     new = replace_head(model, head=custom)
     xi, _ = image_data(n=4)
     assert new(xi).shape == (4, 1)
-    np.testing.assert_array_equal(value(model.get_layer("encoder")(xi)),
-                                  value(new.get_layer("encoder")(xi)))
+    np.testing.assert_array_equal(value(model.get_layer("encoder")(xi)), value(new.get_layer("encoder")(xi)))
 
 
 def test_replace_head_errors():
@@ -497,6 +506,7 @@ def test_replace_head_errors():
 
 # ------------------------------------------------------------------ fine_tune
 
+
 def easy_task(n=192, seed=0):
     """Three Gaussian blobs in 6-D: linearly separable, so even a frozen body suffices."""
     rng = np.random.default_rng(seed)
@@ -523,9 +533,17 @@ def test_fine_tune_two_stages_on_easy_task():
     frozen_before = snapshot(model.get_layer("body_1")) + snapshot(model.get_layer("body_bn"))
     body_2_before = snapshot(model.get_layer("body_2"))
 
-    result = fine_tune(model, (x, y), (x[:64], y[:64]), unfreeze_top=1, head_epochs=3,
-                       fine_tune_epochs=2, head_learning_rate=3e-2,
-                       fine_tune_learning_rate=1e-2, batch_size=32)
+    result = fine_tune(
+        model,
+        (x, y),
+        (x[:64], y[:64]),
+        unfreeze_top=1,
+        head_epochs=3,
+        fine_tune_epochs=2,
+        head_learning_rate=3e-2,
+        fine_tune_learning_rate=1e-2,
+        batch_size=32,
+    )
 
     assert isinstance(result, FineTuneResult)
     head_history, fine_tune_history = result
@@ -534,8 +552,7 @@ def test_fine_tune_two_stages_on_easy_task():
     assert len(head_history.history["loss"]) == 3 and "val_accuracy" in head_history.history
     assert len(fine_tune_history.history["val_loss"]) == 2
     # body_1 and the BatchNorm layer (statistics included) never moved; body_2 did
-    assert same(snapshot(model.get_layer("body_1")) + snapshot(model.get_layer("body_bn")),
-                frozen_before)
+    assert same(snapshot(model.get_layer("body_1")) + snapshot(model.get_layer("body_bn")), frozen_before)
     assert not np.allclose(model.get_layer("body_2").get_weights()[0], body_2_before[0])
     assert model.get_layer("body_2").trainable and not model.get_layer("body_1").trainable
     accuracy = np.mean(value(model(x, training=False)).argmax(axis=1) == y)
@@ -556,8 +573,7 @@ def test_fine_tune_with_datasets_and_nested_body():
     result = fine_tune(model, train, head_epochs=1, fine_tune_epochs=1, unfreeze_top=1)
 
     assert [len(h.history["loss"]) for h in result] == [1, 1]
-    assert same(snapshot(enc.get_layer("conv")) + snapshot(enc.get_layer("conv_bn")),
-                conv_before)
+    assert same(snapshot(enc.get_layer("conv")) + snapshot(enc.get_layer("conv_bn")), conv_before)
     assert enc.get_layer("proj").trainable and not enc.get_layer("conv").trainable
 
 
@@ -568,8 +584,9 @@ def test_fine_tune_on_a_strategy_trains_like_fit_through_the_trainer():
 
     x, y = easy_task(n=96)
     train = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)  # unshuffled: the same batches
-    kwargs = dict(unfreeze_top=1, head_epochs=2, fine_tune_epochs=2, head_learning_rate=3e-2,
-                  fine_tune_learning_rate=1e-2)
+    kwargs = dict(
+        unfreeze_top=1, head_epochs=2, fine_tune_epochs=2, head_learning_rate=3e-2, fine_tune_learning_rate=1e-2
+    )
     expected = body_and_head()
     initial = expected.get_weights()
     fine_tune(expected, train, train, **kwargs)
@@ -584,8 +601,7 @@ def test_fine_tune_on_a_strategy_trains_like_fit_through_the_trainer():
     with strategy.scope():
         model = body_and_head()
     model.set_weights(initial)
-    head_history, fine_tune_history = fine_tune(model, train, train, strategy=strategy, callbacks=[Epochs()],
-                                                **kwargs)
+    head_history, fine_tune_history = fine_tune(model, train, train, strategy=strategy, callbacks=[Epochs()], **kwargs)
     assert isinstance(head_history, keras.callbacks.History)
     assert head_history.epoch == [0, 1] and fine_tune_history.epoch == [2, 3]
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(fine_tune_history.history)
@@ -606,8 +622,17 @@ def test_fine_tune_on_a_mirrored_strategy_with_arrays():
         model = body_and_head()
     frozen_before = snapshot(model.get_layer("body_1")) + snapshot(model.get_layer("body_bn"))
     head_history, fine_tune_history = fine_tune(
-        model, (x, y), (x[:64], y[:64]), unfreeze_top=1, head_epochs=3, fine_tune_epochs=2,
-        head_learning_rate=3e-2, fine_tune_learning_rate=1e-2, batch_size=32, strategy=strategy)
+        model,
+        (x, y),
+        (x[:64], y[:64]),
+        unfreeze_top=1,
+        head_epochs=3,
+        fine_tune_epochs=2,
+        head_learning_rate=3e-2,
+        fine_tune_learning_rate=1e-2,
+        batch_size=32,
+        strategy=strategy,
+    )
     assert head_history.epoch == [0, 1, 2] and len(fine_tune_history.history["val_loss"]) == 2
     assert same(snapshot(model.get_layer("body_1")) + snapshot(model.get_layer("body_bn")), frozen_before)
     assert np.mean(value(model(x, training=False)).argmax(axis=1) == y) > 0.7  # chance is 1/3
@@ -631,5 +656,12 @@ def test_fine_tune_argument_errors():
 
 
 def test_module_exports():
-    assert set(transfer.__all__) >= {"transfer_weights", "freeze", "unfreeze", "replace_head",
-                                     "fine_tune", "TransferReport", "FineTuneResult"}
+    assert set(transfer.__all__) >= {
+        "transfer_weights",
+        "freeze",
+        "unfreeze",
+        "replace_head",
+        "fine_tune",
+        "TransferReport",
+        "FineTuneResult",
+    }

@@ -1,10 +1,18 @@
 """The shared argument checks (xmodal_tf._validation): TypeError for a wrong type,
 ValueError for a wrong value, each naming the argument."""
+
 import numpy as np
 import pytest
 
-from xmodal_tf._validation import (check_bool, check_choice, check_int, check_number, check_positive_int,
-                                   check_shape, describe)
+from xmodal_tf._validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_positive_int,
+    check_shape,
+    describe,
+)
 
 
 def test_check_int_types_and_bounds():

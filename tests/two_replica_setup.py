@@ -4,6 +4,7 @@ Two logical CPU devices must be configured before TensorFlow initialises its dev
 so the comparisons run in a fresh interpreter; this is the common preamble: the two
 devices, the imports, paired data (96 rows) and ``build()``, a tiny seeded DeepCCA.
 """
+
 import textwrap
 
 PREAMBLE = textwrap.dedent("""
@@ -85,8 +86,9 @@ def run_replica_comparison(script: str) -> dict:
 
     repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                               cwd=repo_root, env=env, timeout=300)
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=repo_root, env=env, timeout=300
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2

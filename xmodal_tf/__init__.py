@@ -4,14 +4,30 @@ The linear CCA estimators are imported eagerly (NumPy/SciPy only); submodules th
 need TensorFlow (``encoders``, ``decoders``, ``layers``, ``losses``, ``transfer`` ...) load on first
 attribute access, so ``import xmodal_tf`` stays fast.
 """
+
 import importlib
 
 from xmodal_tf.cca import CCA, MCCA
 
 __version__ = "0.1.0"
 
-_LAZY_SUBMODULES = ("cca", "data", "decoders", "encoders", "experiments", "layers", "losses", "metrics",
-                    "models", "network", "optimizers", "plots", "precision", "training", "transfer")
+_LAZY_SUBMODULES = (
+    "cca",
+    "data",
+    "decoders",
+    "encoders",
+    "experiments",
+    "layers",
+    "losses",
+    "metrics",
+    "models",
+    "network",
+    "optimizers",
+    "plots",
+    "precision",
+    "training",
+    "transfer",
+)
 
 __all__ = ["CCA", "MCCA", "__version__", *_LAZY_SUBMODULES]
 

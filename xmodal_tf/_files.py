@@ -1,5 +1,6 @@
 """Small files written so that a kill never leaves half of one: a temporary file beside
 the target, renamed into place (``os.replace`` is atomic on POSIX and Windows)."""
+
 from __future__ import annotations
 
 import json

@@ -11,6 +11,7 @@ finds that library among the loaded ones and limits its threads inside ``one_thr
 Where that library is not found (another NumPy build), every function falls back to
 plain NumPy with the same results; ``AVAILABLE`` says which path runs.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -52,20 +53,59 @@ class _Routines:
         for dtype, letter in _PREFIX.items():
             real = ctypes.c_double if letter == "d" else ctypes.c_float
             self.trsm[dtype] = self._bind(
-                library, f"scipy_cblas_{letter}trsm64_", None,
-                [ctypes.c_int] * 5 + [_INT, _INT, real, _POINTER, _INT, _POINTER, _INT])
+                library,
+                f"scipy_cblas_{letter}trsm64_",
+                None,
+                [ctypes.c_int] * 5 + [_INT, _INT, real, _POINTER, _INT, _POINTER, _INT],
+            )
             self.sytrd[dtype] = self._bind(
-                library, f"scipy_LAPACKE_{letter}sytrd64_", _INT,
-                [ctypes.c_int, ctypes.c_char, _INT, _POINTER, _INT, _POINTER, _POINTER, _POINTER])
+                library,
+                f"scipy_LAPACKE_{letter}sytrd64_",
+                _INT,
+                [ctypes.c_int, ctypes.c_char, _INT, _POINTER, _INT, _POINTER, _POINTER, _POINTER],
+            )
             self.stemr[dtype] = self._bind(
-                library, f"scipy_LAPACKE_{letter}stemr64_", _INT,
-                [ctypes.c_int, ctypes.c_char, ctypes.c_char, _INT, _POINTER, _POINTER, real, real,
-                 _INT, _INT, ctypes.POINTER(_INT), _POINTER, _POINTER, _INT, _INT, _POINTER,
-                 ctypes.POINTER(_INT)])
+                library,
+                f"scipy_LAPACKE_{letter}stemr64_",
+                _INT,
+                [
+                    ctypes.c_int,
+                    ctypes.c_char,
+                    ctypes.c_char,
+                    _INT,
+                    _POINTER,
+                    _POINTER,
+                    real,
+                    real,
+                    _INT,
+                    _INT,
+                    ctypes.POINTER(_INT),
+                    _POINTER,
+                    _POINTER,
+                    _INT,
+                    _INT,
+                    _POINTER,
+                    ctypes.POINTER(_INT),
+                ],
+            )
             self.ormtr[dtype] = self._bind(
-                library, f"scipy_LAPACKE_{letter}ormtr64_", _INT,
-                [ctypes.c_int, ctypes.c_char, ctypes.c_char, ctypes.c_char, _INT, _INT, _POINTER,
-                 _INT, _POINTER, _POINTER, _INT])
+                library,
+                f"scipy_LAPACKE_{letter}ormtr64_",
+                _INT,
+                [
+                    ctypes.c_int,
+                    ctypes.c_char,
+                    ctypes.c_char,
+                    ctypes.c_char,
+                    _INT,
+                    _INT,
+                    _POINTER,
+                    _INT,
+                    _POINTER,
+                    _POINTER,
+                    _INT,
+                ],
+            )
 
     @staticmethod
     def _bind(library, name, restype, argtypes):
@@ -124,8 +164,9 @@ def one_thread():
     return _ROUTINES.one_thread() if _ROUTINES is not None else contextlib.nullcontext()
 
 
-def solve_triangular(lower: np.ndarray, rhs: np.ndarray, *, side: str = "left",
-                     transpose: bool = False, overwrite_rhs: bool = False) -> np.ndarray:
+def solve_triangular(
+    lower: np.ndarray, rhs: np.ndarray, *, side: str = "left", transpose: bool = False, overwrite_rhs: bool = False
+) -> np.ndarray:
     """Solve a triangular system with a lower-triangular ``lower`` (p, p).
 
     side="left" gives X = L^-1 B (or L^-T B with ``transpose``) for B of shape (p, m);
@@ -151,9 +192,20 @@ def solve_triangular(lower: np.ndarray, rhs: np.ndarray, *, side: str = "left",
         return inverse @ rhs if side == "left" else rhs @ inverse
     lower = np.ascontiguousarray(lower, dtype=dtype)
     rows, columns = result.shape
-    _ROUTINES.trsm[dtype](_ROW_MAJOR, _LEFT if side == "left" else _RIGHT, _LOWER,
-                          _TRANS if transpose else _NO_TRANS, _NON_UNIT, rows, columns, 1.0,
-                          lower.ctypes.data, lower.shape[0], result.ctypes.data, columns)
+    _ROUTINES.trsm[dtype](
+        _ROW_MAJOR,
+        _LEFT if side == "left" else _RIGHT,
+        _LOWER,
+        _TRANS if transpose else _NO_TRANS,
+        _NON_UNIT,
+        rows,
+        columns,
+        1.0,
+        lower.ctypes.data,
+        lower.shape[0],
+        result.ctypes.data,
+        columns,
+    )
     return result
 
 
@@ -163,8 +215,7 @@ def _numpy_top_eigh(symmetric: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarr
     return values[::-1][:k], vectors[:, ::-1][:, :k]
 
 
-def top_eigh(symmetric: np.ndarray, k: int, *,
-             overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def top_eigh(symmetric: np.ndarray, k: int, *, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The k largest eigenpairs of a symmetric matrix.
 
     Tridiagonal reduction (?sytrd), then MRRR (?stemr) for the k wanted eigenpairs of
@@ -197,16 +248,33 @@ def top_eigh(symmetric: np.ndarray, k: int, *,
     diagonal = np.empty(size, dtype=dtype)
     off_diagonal = np.zeros(size, dtype=dtype)  # ?stemr uses the last entry as workspace
     scales = np.empty(max(size - 1, 1), dtype=dtype)
-    info = _ROUTINES.sytrd[dtype](_COLUMN_MAJOR, b"L", size, reduced.ctypes.data, size,
-                                  diagonal.ctypes.data, off_diagonal.ctypes.data,
-                                  scales.ctypes.data)
+    info = _ROUTINES.sytrd[dtype](
+        _COLUMN_MAJOR,
+        b"L",
+        size,
+        reduced.ctypes.data,
+        size,
+        diagonal.ctypes.data,
+        off_diagonal.ctypes.data,
+        scales.ctypes.data,
+    )
     if info != 0:
         raise RuntimeError(f"LAPACK ?sytrd rejected argument {-info}; this is a bug.")
     with _ROUTINES.one_thread():
         values, vectors = _tridiagonal_top_eigh(diagonal, off_diagonal, k)
-        info = _ROUTINES.ormtr[dtype](_COLUMN_MAJOR, b"L", b"L", b"N", size, k,
-                                      reduced.ctypes.data, size, scales.ctypes.data,
-                                      vectors.ctypes.data, size)
+        info = _ROUTINES.ormtr[dtype](
+            _COLUMN_MAJOR,
+            b"L",
+            b"L",
+            b"N",
+            size,
+            k,
+            reduced.ctypes.data,
+            size,
+            scales.ctypes.data,
+            vectors.ctypes.data,
+            size,
+        )
     if info != 0:
         raise RuntimeError(f"LAPACK ?ormtr rejected argument {-info}; this is a bug.")
     return values[::-1].copy(), np.ascontiguousarray(vectors[:, ::-1])
@@ -232,12 +300,26 @@ def _tridiagonal_top_eigh(diagonal: np.ndarray, off_diagonal: np.ndarray, k: int
     found, relative_accuracy = _INT(0), _INT(1)
     work_diagonal, work_off_diagonal = diagonal.copy(), off_diagonal.copy()  # both overwritten
     info = _ROUTINES.stemr[dtype](
-        _COLUMN_MAJOR, b"V", b"I", size, work_diagonal.ctypes.data,
-        work_off_diagonal.ctypes.data, 0.0, 0.0, size - k + 1, size, ctypes.byref(found),
-        values.ctypes.data, vectors.ctypes.data, size, k, support.ctypes.data,
-        ctypes.byref(relative_accuracy))
+        _COLUMN_MAJOR,
+        b"V",
+        b"I",
+        size,
+        work_diagonal.ctypes.data,
+        work_off_diagonal.ctypes.data,
+        0.0,
+        0.0,
+        size - k + 1,
+        size,
+        ctypes.byref(found),
+        values.ctypes.data,
+        vectors.ctypes.data,
+        size,
+        k,
+        support.ctypes.data,
+        ctypes.byref(relative_accuracy),
+    )
     if info == 0 and found.value == k:
         return values[:k], vectors
     dense = np.diag(diagonal) + np.diag(off_diagonal[:-1], -1) + np.diag(off_diagonal[:-1], 1)
     all_values, all_vectors = np.linalg.eigh(dense)
-    return all_values[size - k:], np.asfortranarray(all_vectors[:, size - k:])
+    return all_values[size - k :], np.asfortranarray(all_vectors[:, size - k :])

@@ -19,12 +19,20 @@ All collectives must run outside ``tf.cond`` / ``tf.while_loop`` branches of the
 function (``MirroredStrategy`` synchronises through ``merge_call``, which control flow
 does not allow); callers compute statistics unconditionally and branch afterwards.
 """
+
 from __future__ import annotations
 
 import tensorflow as tf
 
-__all__ = ["all_gather_rows", "all_reduce_sum", "draw_rows", "global_rows", "in_replica_context", "num_replicas",
-           "replica_id"]
+__all__ = [
+    "all_gather_rows",
+    "all_reduce_sum",
+    "draw_rows",
+    "global_rows",
+    "in_replica_context",
+    "num_replicas",
+    "replica_id",
+]
 
 
 def in_replica_context() -> bool:
@@ -61,7 +69,7 @@ def all_gather_rows(tensor):
     context = tf.distribute.get_replica_context()
     gathered = context.all_gather(tensor, axis=0)
     counts = context.all_gather(tf.reshape(tf.shape(tensor)[0], [1]), axis=0)
-    offset = tf.reduce_sum(counts[:replica_id()])
+    offset = tf.reduce_sum(counts[: replica_id()])
     return gathered, offset
 
 
@@ -86,4 +94,4 @@ def draw_rows(draw, local_rows):
     if not in_replica_context():
         return draw(local_rows)
     offset, total = global_rows(local_rows)
-    return draw(total)[offset:offset + local_rows]
+    return draw(total)[offset : offset + local_rows]

@@ -8,6 +8,7 @@ non-finite value gives NaN or, worse, plausible-looking output (a fusion classif
 masked softmax turned one NaN pixel into exactly uniform probabilities), so such rows
 are refused up front, by index, on the host arrays, in one vectorised pass.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,20 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_bool", "check_choice", "check_finite_rows", "check_image_shape", "check_int", "check_int_sequence",
-           "check_number", "check_positive_int", "check_rate", "check_shape", "describe", "non_finite_rows"]
+__all__ = [
+    "check_bool",
+    "check_choice",
+    "check_finite_rows",
+    "check_image_shape",
+    "check_int",
+    "check_int_sequence",
+    "check_number",
+    "check_positive_int",
+    "check_rate",
+    "check_shape",
+    "describe",
+    "non_finite_rows",
+]
 
 #: How many offending row indices a message lists.
 SHOWN_ROWS = 5
@@ -49,8 +62,9 @@ def non_finite_rows(values) -> np.ndarray:
     return np.flatnonzero(~np.isfinite(rows).all(axis=1)).astype(np.int64)
 
 
-def check_finite_rows(values, name: str, *, where: str | None = None,
-                      fix: str = "remove or impute them first", offset: int = 0) -> None:
+def check_finite_rows(
+    values, name: str, *, where: str | None = None, fix: str = "remove or impute them first", offset: int = 0
+) -> None:
     """Raise ValueError if the numeric array ``values`` holds NaN or inf.
 
     The message names the argument (``name``), the number of offending rows and the
@@ -63,8 +77,9 @@ def check_finite_rows(values, name: str, *, where: str | None = None,
         return
     shown = ", ".join(str(int(row) + offset) for row in bad[:SHOWN_ROWS]) + (", ..." if bad.size > SHOWN_ROWS else "")
     prefix = f"{where}: " if where else ""
-    raise ValueError(f"{prefix}{name} has non-finite values (NaN or inf) in {bad.size} row(s) [{shown}]; "
-                     f"{fix.rstrip('.')}.")
+    raise ValueError(
+        f"{prefix}{name} has non-finite values (NaN or inf) in {bad.size} row(s) [{shown}]; {fix.rstrip('.')}."
+    )
 
 
 def describe(value) -> str:
@@ -88,16 +103,26 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def check_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None,
-              allow_none: bool = False, expected: str | None = None) -> int | None:
+def check_int(
+    value,
+    name: str,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    allow_none: bool = False,
+    expected: str | None = None,
+) -> int | None:
     """``value`` as an int: TypeError unless it is an integer (bools are not), ValueError
     outside ``[minimum, maximum]``. None passes (and is returned) with ``allow_none``.
     ``expected`` replaces the generated "an int >= 1" in messages where the argument's
     meaning says more (e.g. "a positive integer (images per condition)")."""
     if value is None and allow_none:
         return None
-    bounds = " and ".join(part for part in (f">= {minimum}" if minimum is not None else "",
-                                            f"<= {maximum}" if maximum is not None else "") if part)
+    bounds = " and ".join(
+        part
+        for part in (f">= {minimum}" if minimum is not None else "", f"<= {maximum}" if maximum is not None else "")
+        if part
+    )
     wanted = expected or f"an int{' ' + bounds if bounds else ''}{' or None' if allow_none else ''}"
     if not _is_int(value):
         raise TypeError(f"{name} must be {wanted}; got {value!r} ({type(value).__name__}).")
@@ -111,8 +136,9 @@ def check_positive_int(value, name: str, *, allow_none: bool = False, expected: 
     return check_int(value, name, minimum=1, allow_none=allow_none, expected=expected)
 
 
-def check_int_sequence(values, name: str, *, minimum: int = 1, allow_empty: bool = False,
-                       example: str = "(64,)") -> tuple[int, ...]:
+def check_int_sequence(
+    values, name: str, *, minimum: int = 1, allow_empty: bool = False, example: str = "(64,)"
+) -> tuple[int, ...]:
     """``values`` as a tuple of ints >= ``minimum`` (layer widths, filter counts). A single
     int is one entry; None is () with ``allow_empty``. TypeError for a string or a
     non-sequence, ValueError for an empty one (unless ``allow_empty``); each entry is
@@ -122,17 +148,27 @@ def check_int_sequence(values, name: str, *, minimum: int = 1, allow_empty: bool
     if _is_int(values):
         values = (values,)
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise TypeError(f"{name} must be a sequence of ints >= {minimum} such as {example}; got {values!r} "
-                        f"({type(values).__name__}).")
+        raise TypeError(
+            f"{name} must be a sequence of ints >= {minimum} such as {example}; got {values!r} "
+            f"({type(values).__name__})."
+        )
     values = tuple(values)
     if not values and not allow_empty:
         raise ValueError(f"{name} must not be empty; pass e.g. {example}.")
     return tuple(check_int(value, f"each entry of {name}", minimum=minimum) for value in values)
 
 
-def check_number(value, name: str, *, minimum: float | None = None, maximum: float | None = None,
-                 exclusive_minimum: bool = False, exclusive_maximum: bool = False,
-                 allow_none: bool = False, expected: str | None = None) -> float | None:
+def check_number(
+    value,
+    name: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: bool = False,
+    exclusive_maximum: bool = False,
+    allow_none: bool = False,
+    expected: str | None = None,
+) -> float | None:
     """``value`` as a finite float: TypeError unless it is a real number (bools are not),
     ValueError if it is NaN or inf or outside the bounds (open ends with ``exclusive_*``).
     ``expected`` replaces the generated "a finite number >= 0" in messages (e.g. "a rate
@@ -173,8 +209,7 @@ def check_choice(value, name: str, choices) -> object:
     return value
 
 
-def check_shape(shape, name: str, *, rank: int | None = None, allow_none: bool = False,
-                hint: str = "") -> tuple:
+def check_shape(shape, name: str, *, rank: int | None = None, allow_none: bool = False, hint: str = "") -> tuple:
     """``shape`` as a tuple of positive ints (None entries allowed with ``allow_none``):
     TypeError for a non-sequence, ValueError for a wrong rank or entry. ``hint`` is
     appended to the rank message (e.g. how to add a channel axis)."""
@@ -199,8 +234,10 @@ def check_image_shape(shape, name: str, *, allow_none: bool = False, example: st
     rank (with the hint to add a channel axis) or a bad entry. With ``allow_none`` the
     height and width may be None (images of any size); the channels never may."""
     if _is_int(shape) or (hasattr(shape, "__len__") and not isinstance(shape, (str, bytes)) and len(shape) != 3):
-        raise ValueError(f"{name} must be (height, width, channels), rank 3; got {shape!r}. For grayscale "
-                         f"images add a channel axis, e.g. {example}.")
+        raise ValueError(
+            f"{name} must be (height, width, channels), rank 3; got {shape!r}. For grayscale "
+            f"images add a channel axis, e.g. {example}."
+        )
     shape = check_shape(shape, name, rank=3, allow_none=allow_none)
     if shape[2] is None:
         raise ValueError(f"{name} must have a known number of channels; got {shape!r}.")

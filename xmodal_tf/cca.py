@@ -19,6 +19,7 @@ public as ``CovarianceStatistics``: statistics computed apart add exactly (``a +
 estimators solve from them (``fit_statistics``) or pool their data (``merge``), and
 ``fit_batches(..., strategy=)`` all-reduces them across ``tf.distribute`` workers.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -80,15 +81,19 @@ def _as_view(data, name: str, dtype: np.dtype, *, one_feature_1d: bool = False) 
     if isinstance(data, (str, bytes)):
         raise TypeError(f"{name} must be a numeric 2-D array; got a {type(data).__name__}.")
     if scipy.sparse.issparse(data):
-        raise TypeError(f"{name} is a sparse {type(data).__name__}; CCA needs dense arrays (its covariances are "
-                        f"dense anyway): pass {name}.toarray().")
+        raise TypeError(
+            f"{name} is a sparse {type(data).__name__}; CCA needs dense arrays (its covariances are "
+            f"dense anyway): pass {name}.toarray()."
+        )
     try:
         array = np.asarray(data)
     except (TypeError, ValueError) as error:
         raise TypeError(f"{name} could not be converted to a numeric array: {error}") from error
     if array.dtype.kind == "c":
-        raise TypeError(f"{name} must hold real numbers; got dtype {array.dtype}. Split complex data into "
-                        "real and imaginary columns (np.hstack([Z.real, Z.imag])).")
+        raise TypeError(
+            f"{name} must hold real numbers; got dtype {array.dtype}. Split complex data into "
+            "real and imaginary columns (np.hstack([Z.real, Z.imag]))."
+        )
     if array.dtype.kind not in "biuf":
         try:
             array = array.astype(dtype)
@@ -100,24 +105,30 @@ def _as_view(data, name: str, dtype: np.dtype, *, one_feature_1d: bool = False) 
     if array.ndim == 1 and one_feature_1d:
         array = array.reshape(-1, 1)
     if array.ndim != 2:
-        hint = (f" Reshape your data: {name}.reshape(-1, 1) for a single feature, {name}.reshape(1, -1) for a "
-                "single sample." if array.ndim == 1 else "")
-        raise ValueError(
-            f"{name} must be 2-D (n_samples, n_features); got shape {array.shape}.{hint}"
+        hint = (
+            f" Reshape your data: {name}.reshape(-1, 1) for a single feature, {name}.reshape(1, -1) for a "
+            "single sample."
+            if array.ndim == 1
+            else ""
         )
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features); got shape {array.shape}.{hint}")
     for axis, what in ((0, "sample"), (1, "feature")):
         if array.shape[axis] == 0:
-            raise ValueError(f"{name} is empty: 0 {what}(s) (shape={array.shape}) while a minimum of 1 is "
-                             "required; it needs samples and features.")
+            raise ValueError(
+                f"{name} is empty: 0 {what}(s) (shape={array.shape}) while a minimum of 1 is "
+                "required; it needs samples and features."
+            )
     return np.asarray(array, dtype=dtype)
 
 
-def _raise_not_finite(view: np.ndarray, name: str, where: str | None = None,
-                      fix: str = "impute or drop them before fitting") -> None:
+def _raise_not_finite(
+    view: np.ndarray, name: str, where: str | None = None, fix: str = "impute or drop them before fitting"
+) -> None:
     """Raise a ValueError naming the rows of ``view`` that hold NaN or inf (the shared
     ``check_finite_rows``), or, if there are none, the overflow of its sums."""
-    range_note = " (values beyond float32's range, 3.4e38, become inf in dtype float32)" \
-        if view.dtype == np.float32 else ""
+    range_note = (
+        " (values beyond float32's range, 3.4e38, become inf in dtype float32)" if view.dtype == np.float32 else ""
+    )
     check_finite_rows(view, name, where=where, fix=fix + range_note)
     prefix = f"{where}: " if where else ""
     raise ValueError(
@@ -130,9 +141,7 @@ def _check_same_rows(views, names) -> int:
     rows = [view.shape[0] for view in views]
     if len(set(rows)) != 1:
         listed = ", ".join(f"{name}: {count}" for name, count in zip(names, rows))
-        raise ValueError(
-            f"The views must have the same number of rows (one row per paired sample); got {listed}."
-        )
+        raise ValueError(f"The views must have the same number of rows (one row per paired sample); got {listed}.")
     return rows[0]
 
 
@@ -140,9 +149,7 @@ def _check_regs(reg, n_views: int) -> list[float]:
     """Expand ``reg`` (a float, or one float per view) to a list of ``n_views`` floats."""
     values = list(reg) if isinstance(reg, (list, tuple, np.ndarray)) else [reg] * n_views
     if len(values) != n_views:
-        raise ValueError(
-            f"reg must be one float or one per view ({n_views}); got {len(values)} values: {reg!r}."
-        )
+        raise ValueError(f"reg must be one float or one per view ({n_views}); got {len(values)} values: {reg!r}.")
     for value in values:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"reg must be a float >= 0 (or one per view); got {reg!r}.")
@@ -162,7 +169,7 @@ def _column_sums(array: np.ndarray) -> np.ndarray:
     if not array.flags.c_contiguous or whole == 0:
         return np.ones(rows, dtype=array.dtype) @ array
     groups = array[:whole].reshape(whole // _SUM_ROW_GROUP, _SUM_ROW_GROUP * columns)
-    sums = (np.ones(groups.shape[0], dtype=array.dtype) @ groups)
+    sums = np.ones(groups.shape[0], dtype=array.dtype) @ groups
     sums = sums.reshape(_SUM_ROW_GROUP, columns).sum(axis=0)
     if whole < rows:
         sums += np.ones(rows - whole, dtype=array.dtype) @ array[whole:]
@@ -198,8 +205,7 @@ def _check_dims(dims) -> list[int]:
     checked = []
     for dim in dims:
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
-            raise ValueError(
-                f"dims must hold positive ints (features per view); got {list(dims)!r}.")
+            raise ValueError(f"dims must hold positive ints (features per view); got {list(dims)!r}.")
         checked.append(int(dim))
     if not checked:
         raise ValueError("dims is empty; statistics need at least one view.")
@@ -218,19 +224,25 @@ def _check_shifts(shifts, dims: list[int], dtype: np.dtype) -> list[np.ndarray] 
             f"view; got {type(shifts).__name__}."
         )
     if len(shifts) != len(dims):
-        raise ValueError(f"shift has {len(shifts)} entries, but there are {len(dims)} views; "
-                         "give one (p_i,) array (or number) per view.")
+        raise ValueError(
+            f"shift has {len(shifts)} entries, but there are {len(dims)} views; "
+            "give one (p_i,) array (or number) per view."
+        )
     checked = []
     for index, (shift, dim) in enumerate(zip(shifts, dims)):
         array = np.asarray(shift, dtype=dtype)
         if array.ndim == 0:
             array = np.full(dim, array, dtype=dtype)
         if array.shape != (dim,):
-            raise ValueError(f"The shift of view {index} has shape {array.shape}; it must be a "
-                             f"number or have shape ({dim},), one value per feature.")
+            raise ValueError(
+                f"The shift of view {index} has shape {array.shape}; it must be a "
+                f"number or have shape ({dim},), one value per feature."
+            )
         if not np.all(np.isfinite(array)):
-            raise ValueError(f"The shift of view {index} is not finite; use finite values "
-                             "(for example the column means of a first batch).")
+            raise ValueError(
+                f"The shift of view {index} is not finite; use finite values "
+                "(for example the column means of a first batch)."
+            )
         checked.append(array)
     return checked
 
@@ -294,7 +306,7 @@ class CovarianceStatistics:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_views(cls, views, shift=None, dtype="float64") -> "CovarianceStatistics":
+    def from_views(cls, views, shift=None, dtype="float64") -> CovarianceStatistics:
         """Statistics of paired views.
 
         Args:
@@ -315,8 +327,7 @@ class CovarianceStatistics:
                 numbers of rows, or the shift does not match the views' feature counts.
         """
         if isinstance(views, np.ndarray) or not isinstance(views, (list, tuple)):
-            raise TypeError("views must be a list of (n, p_i) arrays, one per view; got "
-                            f"{type(views).__name__}.")
+            raise TypeError(f"views must be a list of (n, p_i) arrays, one per view; got {type(views).__name__}.")
         if not views:
             raise ValueError("views is empty; give at least one (n, p) array.")
         dtype = _resolve_dtype(dtype)
@@ -349,12 +360,15 @@ class CovarianceStatistics:
         parts += [np.asarray(total, dtype=dtype) for total in self.sums]
         for i, j in _pairs_with_self(len(self.dims)):
             block = self.products.get((i, j))
-            parts.append(np.zeros(self.dims[i] * self.dims[j], dtype=dtype) if block is None
-                         else np.asarray(block, dtype=dtype).ravel())
+            parts.append(
+                np.zeros(self.dims[i] * self.dims[j], dtype=dtype)
+                if block is None
+                else np.asarray(block, dtype=dtype).ravel()
+            )
         return np.concatenate(parts)
 
     @classmethod
-    def from_array(cls, array, shifts, dtype=None) -> "CovarianceStatistics":
+    def from_array(cls, array, shifts, dtype=None) -> CovarianceStatistics:
         """Rebuild statistics from ``to_array``'s vector (or a sum of such vectors).
 
         Args:
@@ -378,8 +392,7 @@ class CovarianceStatistics:
             raise TypeError(f"array must be float64 or float32; got {array.dtype}.")
         dtype = _resolve_dtype(array.dtype if dtype is None else dtype)
         if isinstance(shifts, np.ndarray) or not isinstance(shifts, (list, tuple)):
-            raise TypeError("shifts must be a list with one (p_i,) array per view; got "
-                            f"{type(shifts).__name__}.")
+            raise TypeError(f"shifts must be a list with one (p_i,) array per view; got {type(shifts).__name__}.")
         dims = [int(np.size(shift)) for shift in shifts]
         statistics = cls(dims, dtype, shifts=[np.ravel(shift) for shift in shifts])
         expected = cls.array_size(dims)
@@ -394,21 +407,21 @@ class CovarianceStatistics:
         statistics.n_samples = int(count)
         offset = 1
         for index, dim in enumerate(dims):
-            statistics.sums[index] = array[offset:offset + dim].astype(dtype)
+            statistics.sums[index] = array[offset : offset + dim].astype(dtype)
             offset += dim
         if statistics.n_samples:
             for i, j in _pairs_with_self(len(dims)):
                 size = dims[i] * dims[j]
-                block = array[offset:offset + size].reshape(dims[i], dims[j])
+                block = array[offset : offset + size].reshape(dims[i], dims[j])
                 statistics.products[i, j] = block.astype(dtype)
                 offset += size
         return statistics
 
-    def copy(self) -> "CovarianceStatistics":
+    def copy(self) -> CovarianceStatistics:
         """An independent copy."""
         return self.astype(self.dtype)
 
-    def astype(self, dtype) -> "CovarianceStatistics":
+    def astype(self, dtype) -> CovarianceStatistics:
         """A copy with every array converted to ``dtype`` ("float64" or "float32")."""
         dtype = _resolve_dtype(dtype)
         result = CovarianceStatistics(self.dims, dtype)
@@ -423,16 +436,17 @@ class CovarianceStatistics:
         return len(self.dims)
 
     def __repr__(self) -> str:
-        return (f"CovarianceStatistics(n_samples={self.n_samples}, dims={self.dims}, "
-                f"dtype={self.dtype.name})")
+        return f"CovarianceStatistics(n_samples={self.n_samples}, dims={self.dims}, dtype={self.dtype.name})"
 
     # ------------------------------------------------------------------- combination
-    def __add__(self, other) -> "CovarianceStatistics":
+    def __add__(self, other) -> CovarianceStatistics:
         if isinstance(other, numbers.Number) and not isinstance(other, bool) and other == 0:
             return self  # sum() starts from 0
         if not isinstance(other, CovarianceStatistics):
-            raise TypeError("CovarianceStatistics can only be added to CovarianceStatistics "
-                            f"(or to 0, as sum() does); got {type(other).__name__}.")
+            raise TypeError(
+                "CovarianceStatistics can only be added to CovarianceStatistics "
+                f"(or to 0, as sum() does); got {type(other).__name__}."
+            )
         self._check_compatible(other)
         if other.n_samples == 0:
             return self.copy()
@@ -447,28 +461,35 @@ class CovarianceStatistics:
             return result
         return self._pooled(other)
 
-    def __radd__(self, other) -> "CovarianceStatistics":
+    def __radd__(self, other) -> CovarianceStatistics:
         return self.__add__(other)
 
-    def _check_compatible(self, other: "CovarianceStatistics") -> None:
+    def _check_compatible(self, other: CovarianceStatistics) -> None:
         if other.n_views != self.n_views:
-            raise ValueError(f"Cannot add statistics of {self.n_views} views and of "
-                             f"{other.n_views} views; both must describe the same views.")
+            raise ValueError(
+                f"Cannot add statistics of {self.n_views} views and of "
+                f"{other.n_views} views; both must describe the same views."
+            )
         if other.dims != self.dims:
-            raise ValueError(f"Cannot add statistics of views with {self.dims} and {other.dims} "
-                             "features; both must describe the same views.")
+            raise ValueError(
+                f"Cannot add statistics of views with {self.dims} and {other.dims} "
+                "features; both must describe the same views."
+            )
         if other.dtype != self.dtype:
-            raise TypeError(f"Cannot add {self.dtype.name} and {other.dtype.name} statistics; "
-                            f"convert one first, e.g. b.astype('{self.dtype.name}').")
+            raise TypeError(
+                f"Cannot add {self.dtype.name} and {other.dtype.name} statistics; "
+                f"convert one first, e.g. b.astype('{self.dtype.name}')."
+            )
 
-    def _pooled(self, other: "CovarianceStatistics") -> "CovarianceStatistics":
+    def _pooled(self, other: CovarianceStatistics) -> CovarianceStatistics:
         """Both re-centred on the pooled mean (Chan et al.'s pairwise update)."""
         n_a, n_b = self.n_samples, other.n_samples
         total = n_a + n_b
         means_a, means_b = self.means(), other.means()
         deltas = [b - a for a, b in zip(means_a, means_b)]
         result = CovarianceStatistics(
-            self.dims, self.dtype, shifts=[a + d * (n_b / total) for a, d in zip(means_a, deltas)])
+            self.dims, self.dtype, shifts=[a + d * (n_b / total) for a, d in zip(means_a, deltas)]
+        )
         result.n_samples = total
         weight = n_a * n_b / total
         for i, j in _pairs_with_self(len(self.dims)):
@@ -494,8 +515,7 @@ class CovarianceStatistics:
             return self.covariance(j, i).T
         if (i, j) not in self._covariances:
             if self.n_samples < 2:
-                raise ValueError(f"A covariance needs at least 2 samples; these statistics hold "
-                                 f"{self.n_samples}.")
+                raise ValueError(f"A covariance needs at least 2 samples; these statistics hold {self.n_samples}.")
             centred = self._scatter(i, j)
             centred /= self.n_samples - 1
             self._covariances[i, j] = centred
@@ -508,8 +528,9 @@ class CovarianceStatistics:
         if self.shifts is None:
             self.shifts = [total / view.shape[0] for total, view in zip(sums, views)]
         shifted = [view - shift for view, shift in zip(views, self.shifts)]
-        self._add_products(shifted, [total - view.shape[0] * shift
-                                     for total, view, shift in zip(sums, views, self.shifts)])
+        self._add_products(
+            shifted, [total - view.shape[0] * shift for total, view, shift in zip(sums, views, self.shifts)]
+        )
 
     def add_unshifted(self, views: list[np.ndarray], sums: list[np.ndarray]) -> None:
         """Add a chunk without copying it (shift 0); callers check ``cancellation_error``."""
@@ -566,7 +587,8 @@ def _cholesky(covariance: np.ndarray, name: str, reg: float, n_samples: int) -> 
         advice = (
             "set reg to a small positive value, e.g. reg=1e-4 (a ridge on each view's covariance), "
             "or remove those features"
-            if reg == 0 else f"increase reg (now {reg}) or remove those features"
+            if reg == 0
+            else f"increase reg (now {reg}) or remove those features"
         )
         raise ValueError(
             f"The covariance of view {name} ({size} features) is singular or nearly so "
@@ -580,7 +602,7 @@ def _add_ridge(covariance: np.ndarray, reg: float) -> np.ndarray:
     if reg == 0:
         return covariance
     ridged = covariance.copy()
-    ridged.flat[::ridged.shape[0] + 1] += reg
+    ridged.flat[:: ridged.shape[0] + 1] += reg
     return ridged
 
 
@@ -588,8 +610,7 @@ def _whiten_cross_covariance(acc, factors, i: int, j: int) -> np.ndarray:
     """L_i^-1 C_ij L_j^-T by two triangular solves (cheaper and more accurate than
     forming the inverses)."""
     left_solved = solve_triangular(factors[i], acc.covariance(i, j))
-    return solve_triangular(factors[j], left_solved, side="right", transpose=True,
-                            overwrite_rhs=True)
+    return solve_triangular(factors[j], left_solved, side="right", transpose=True, overwrite_rhs=True)
 
 
 def _top_singular_triplets(matrix: np.ndarray, k: int):
@@ -625,8 +646,9 @@ def _project(array: np.ndarray, weights: np.ndarray, mean: np.ndarray) -> np.nda
     return projected
 
 
-def _unit_variance(weights: np.ndarray, directions: np.ndarray, covariance: np.ndarray,
-                   reg: float) -> tuple[np.ndarray, np.ndarray]:
+def _unit_variance(
+    weights: np.ndarray, directions: np.ndarray, covariance: np.ndarray, reg: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Scale weight columns so that each variate's variance w^T C w is 1.
 
     ``weights`` (p x k) are L^-T ``directions`` for the factor L L^T = C + reg I, so
@@ -674,8 +696,10 @@ class _StrategySum:
                 f"{type(strategy).__name__}."
             )
         if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
-            raise ValueError("ParameterServerStrategy has no all-reduce between workers; use "
-                             "tf.distribute.MultiWorkerMirroredStrategy for fit_batches.")
+            raise ValueError(
+                "ParameterServerStrategy has no all-reduce between workers; use "
+                "tf.distribute.MultiWorkerMirroredStrategy for fit_batches."
+            )
         self._tf = tf
         self._strategy = strategy
         try:
@@ -696,8 +720,10 @@ class _StrategySum:
         total = self._strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
         total = np.asarray(total.numpy())
         if total.dtype != np.float64 or total.shape != contribution.shape:
-            raise RuntimeError(f"The all-reduce returned {total.dtype} {total.shape} for float64 "
-                               f"{contribution.shape}; the statistics would lose digits.")
+            raise RuntimeError(
+                f"The all-reduce returned {total.dtype} {total.shape} for float64 "
+                f"{contribution.shape}; the statistics would lose digits."
+            )
         return total
 
 
@@ -721,8 +747,7 @@ def _raise_if_any_failed(failures: float, error: Exception | None) -> None:
         raise error
     if failures > 0:
         raise RuntimeError(
-            f"fit_batches failed on {int(failures)} other worker(s); their own error messages "
-            "name the problem."
+            f"fit_batches failed on {int(failures)} other worker(s); their own error messages name the problem."
         )
 
 
@@ -757,16 +782,15 @@ class _MultiViewCCABase(TransformerMixin, BaseEstimator):
         if reset:
             self._check_parameters(len(views))
         names = self._view_names(len(views))
-        arrays = [_as_view(view, name, self._dtype, one_feature_1d=name in self._one_feature_1d_views)
-                  for view, name in zip(views, names)]
+        arrays = [
+            _as_view(view, name, self._dtype, one_feature_1d=name in self._one_feature_1d_views)
+            for view, name in zip(views, names)
+        ]
         _check_same_rows(arrays, names)
         if not reset and hasattr(self, "_accumulator"):
             for array, name, expected in zip(arrays, names, self._accumulator.dims):
                 if array.shape[1] != expected:
-                    raise ValueError(
-                        f"{name} has {array.shape[1]} features, but this model was fitted "
-                        f"on {expected}."
-                    )
+                    raise ValueError(f"{name} has {array.shape[1]} features, but this model was fitted on {expected}.")
         return arrays
 
     def _fit_views(self, views) -> None:
@@ -813,23 +837,26 @@ class _MultiViewCCABase(TransformerMixin, BaseEstimator):
         regs = _check_regs(self.reg, len(acc.dims))
         view_covariances = [acc.covariance(i, i) for i in range(len(acc.dims))]
         # factors[i] = L_i where L_i L_i^T = C_ii + r_i I
-        factors = [_cholesky(_add_ridge(c, r), name, r, acc.n_samples)
-                   for c, r, name in zip(view_covariances, regs, names)]
+        factors = [
+            _cholesky(_add_ridge(c, r), name, r, acc.n_samples) for c, r, name in zip(view_covariances, regs, names)
+        ]
         directions, strengths = self._whitened_directions(acc, factors, k)
-        scaled = [_unit_variance(solve_triangular(factor, d, transpose=True), d, c, r)
-                  for factor, d, c, r in zip(factors, directions, view_covariances, regs)]
+        scaled = [
+            _unit_variance(solve_triangular(factor, d, transpose=True), d, c, r)
+            for factor, d, c, r in zip(factors, directions, view_covariances, regs)
+        ]
         weights = _fix_signs([w for w, _ in scaled])
         self.weights_ = weights
         self.means_ = acc.means()
         self.canonical_correlations_ = self._training_correlations(
-            acc, weights, [scale for _, scale in scaled], strengths)
+            acc, weights, [scale for _, scale in scaled], strengths
+        )
         self.n_samples_seen_ = acc.n_samples
 
     def _training_correlations(self, acc, weights, scales, strengths) -> np.ndarray:
         """(k,) training correlation of each component, averaged over view pairs."""
         pairs = list(itertools.combinations(range(len(weights)), 2))
-        total = sum(np.einsum("ij,ij->j", acc.covariance(i, j) @ weights[j], weights[i])
-                    for i, j in pairs)
+        total = sum(np.einsum("ij,ij->j", acc.covariance(i, j) @ weights[j], weights[i]) for i, j in pairs)
         return total / len(pairs)
 
     def _whitened_directions(self, acc, factors, k) -> tuple[list[np.ndarray], np.ndarray]:
@@ -918,7 +945,7 @@ class _MultiViewCCABase(TransformerMixin, BaseEstimator):
         self._solve()
         return self._publish()
 
-    def _fit_batches_across_workers(self, batches, all_reduce: "_StrategySum"):
+    def _fit_batches_across_workers(self, batches, all_reduce: _StrategySum):
         """``fit_batches`` with statistics summed over workers by ``all_reduce``.
 
         Every worker makes the same all-reduce calls in the same order, whatever happens
@@ -940,33 +967,38 @@ class _MultiViewCCABase(TransformerMixin, BaseEstimator):
         except Exception as caught:  # noqa: BLE001 - raised below, on every worker
             error = caught
         n_views = 0 if arrays is None else len(arrays)
-        header = all_reduce([error is not None, arrays is not None, n_views, n_views ** 2])
+        header = all_reduce([error is not None, arrays is not None, n_views, n_views**2])
         _raise_if_any_failed(header[0], error)
         workers_with_data = int(header[1])
         if workers_with_data == 0:
-            raise ValueError("fit_batches got no batches on any worker; every worker's iterable "
-                             "was empty. Give at least one worker its shard of the data.")
-        n_views = int(_agreed(header[2:3], header[3:4], workers_with_data,
-                              "the number of views per batch")[0])
+            raise ValueError(
+                "fit_batches got no batches on any worker; every worker's iterable "
+                "was empty. Give at least one worker its shard of the data."
+            )
+        n_views = int(_agreed(header[2:3], header[3:4], workers_with_data, "the number of views per batch")[0])
         dims = [0] * n_views if arrays is None else [array.shape[1] for array in arrays]
         totals = all_reduce(np.concatenate([dims, np.square(dims)]))
-        dims = [int(dim) for dim in _agreed(totals[:n_views], totals[n_views:], workers_with_data,
-                                            "the number of features of each view")]
+        dims = [
+            int(dim)
+            for dim in _agreed(
+                totals[:n_views], totals[n_views:], workers_with_data, "the number of features of each view"
+            )
+        ]
         self._check_parameters(n_views)
         # The shift: the pooled column means of the workers' first chunks.
         if arrays is None:
             firsts = all_reduce(np.zeros(1 + sum(dims)))
         else:
             firsts = all_reduce(np.concatenate([[arrays[0].shape[0]], *sums]))
-        shifts = [np.asarray(mean, dtype=self._dtype)
-                  for mean in np.split(firsts[1:] / firsts[0], np.cumsum(dims)[:-1])]
+        shifts = [
+            np.asarray(mean, dtype=self._dtype) for mean in np.split(firsts[1:] / firsts[0], np.cumsum(dims)[:-1])
+        ]
         self._accumulator = CovarianceStatistics(dims, self._dtype, shifts=shifts)
         if arrays is not None:
             try:
                 self._accumulator.add(arrays, sums)
                 for index, batch in enumerate(iterator, start=1):
-                    self._partial_fit_views(
-                        self._views_of(_local_batch(batch), f"fit_batches (batch {index})"))
+                    self._partial_fit_views(self._views_of(_local_batch(batch), f"fit_batches (batch {index})"))
             except Exception as caught:  # noqa: BLE001 - raised below, on every worker
                 error = caught
         if error is None:
@@ -998,9 +1030,11 @@ class _MultiViewCCABase(TransformerMixin, BaseEstimator):
             ValueError: wrong number of views, no samples, or a problem that cannot be solved.
         """
         if not isinstance(statistics, CovarianceStatistics):
-            raise TypeError("fit_statistics expects CovarianceStatistics (for example "
-                            "CovarianceStatistics.from_views([X, Y])); got "
-                            f"{type(statistics).__name__}.")
+            raise TypeError(
+                "fit_statistics expects CovarianceStatistics (for example "
+                "CovarianceStatistics.from_views([X, Y])); got "
+                f"{type(statistics).__name__}."
+            )
         self._check_view_count(statistics.n_views, "fit_statistics")
         self._check_parameters(statistics.n_views)
         if statistics.dtype != self._dtype:
@@ -1028,8 +1062,9 @@ class _MultiViewCCABase(TransformerMixin, BaseEstimator):
         ``self`` nor ``other`` is changed.
         """
         if not isinstance(other, type(self)):
-            raise TypeError(f"{type(self).__name__}.merge expects another {type(self).__name__}; "
-                            f"got {type(other).__name__}.")
+            raise TypeError(
+                f"{type(self).__name__}.merge expects another {type(self).__name__}; got {type(other).__name__}."
+            )
         for role, estimator in (("self", self), ("other", other)):
             if not hasattr(estimator, "_accumulator"):
                 raise NotFittedError(
@@ -1045,14 +1080,14 @@ class _MultiViewCCABase(TransformerMixin, BaseEstimator):
     def covariance_statistics_(self) -> CovarianceStatistics:
         """A copy of the accumulated ``CovarianceStatistics`` (after any fit)."""
         if not hasattr(self, "_accumulator"):
-            raise AttributeError(f"This {type(self).__name__} has no covariance statistics yet; "
-                                 "call fit (or partial_fit) first.")
+            raise AttributeError(
+                f"This {type(self).__name__} has no covariance statistics yet; call fit (or partial_fit) first."
+            )
         return self._accumulator.copy()
 
     def _check_view_count(self, n_views: int, method: str) -> None:
         if n_views < 2:
-            raise ValueError(
-                f"{type(self).__name__}.{method} needs at least two views; got {n_views}.")
+            raise ValueError(f"{type(self).__name__}.{method} needs at least two views; got {n_views}.")
 
     def _check_fitted(self) -> None:
         if hasattr(self, "weights_"):
@@ -1062,9 +1097,7 @@ class _MultiViewCCABase(TransformerMixin, BaseEstimator):
                 f"{type(self).__name__} has accumulated {self._accumulator.n_samples} samples "
                 f"with partial_fit but cannot be solved yet: {self._unsolved_reason}"
             )
-        raise NotFittedError(
-            f"This {type(self).__name__} is not fitted yet; call fit (or partial_fit) first."
-        )
+        raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit (or partial_fit) first.")
 
     def _transform_views(self, views, method: str = "transform") -> list[np.ndarray]:
         self._check_fitted()
@@ -1076,8 +1109,9 @@ class _MultiViewCCABase(TransformerMixin, BaseEstimator):
             with np.errstate(over="ignore", invalid="ignore"):  # reported just below, by row
                 projected = _project(array, weights, mean)
             if not np.isfinite(np.sum(projected)) and not np.isfinite(projected).all():
-                _raise_not_finite(array, name, where=f"{type(self).__name__}.{method}",
-                                  fix="remove or impute those rows first")
+                _raise_not_finite(
+                    array, name, where=f"{type(self).__name__}.{method}", fix="remove or impute those rows first"
+                )
             variates.append(projected)
         return variates
 
@@ -1138,15 +1172,17 @@ class CCA(_MultiViewCCABase):
 
     def _check_view_count(self, n_views: int, method: str) -> None:
         if n_views != 2:
-            raise ValueError(f"CCA.{method} needs statistics of exactly two views (X, Y); got "
-                             f"{n_views}. Use MCCA for three or more views.")
+            raise ValueError(
+                f"CCA.{method} needs statistics of exactly two views (X, Y); got "
+                f"{n_views}. Use MCCA for three or more views."
+            )
 
     def _pair(self, X, Y, method: str) -> list:
         if Y is None:
             raise TypeError(f"CCA.{method} needs both views: {method}(X, Y).")
         return [X, Y]
 
-    def _publish(self) -> "CCA":
+    def _publish(self) -> CCA:
         self.x_weights_, self.y_weights_ = self.weights_
         self.x_mean_, self.y_mean_ = self.means_
         self.n_features_in_ = self.x_weights_.shape[0]
@@ -1166,7 +1202,7 @@ class CCA(_MultiViewCCABase):
         """
         return strengths * scales[0] * scales[1]
 
-    def fit(self, X, Y=None) -> "CCA":
+    def fit(self, X, Y=None) -> CCA:
         """Fit on paired views X (n x p) and Y (n x q). Returns self.
 
         Warns (UserWarning) when n <= max(p, q): a view then spans every centred sample
@@ -1176,13 +1212,17 @@ class CCA(_MultiViewCCABase):
         self._fit_views(self._pair(X, Y, "fit"))  # validates the views first
         n_samples, (x_features, y_features) = self._accumulator.n_samples, self._accumulator.dims
         if n_samples <= max(x_features, y_features):
-            warnings.warn(f"CCA.fit: {n_samples} samples for views of {x_features} and {y_features} features: "
-                          "with no more samples than a view's features the training canonical correlations are "
-                          "overfit (near 1 for any data). Judge the fit on held-out rows (score(X_test, Y_test)), "
-                          "or reduce the features.", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"CCA.fit: {n_samples} samples for views of {x_features} and {y_features} features: "
+                "with no more samples than a view's features the training canonical correlations are "
+                "overfit (near 1 for any data). Judge the fit on held-out rows (score(X_test, Y_test)), "
+                "or reduce the features.",
+                UserWarning,
+                stacklevel=2,
+            )
         return self._publish()
 
-    def partial_fit(self, X, Y=None) -> "CCA":
+    def partial_fit(self, X, Y=None) -> CCA:
         """Add one chunk of paired rows and refit; equals ``fit`` on all chunks seen.
 
         The solution is recomputed after each chunk once enough samples have been
@@ -1246,9 +1286,7 @@ class MCCA(_MultiViewCCABase):
 
     def _views_of(self, views, method: str) -> list:
         if isinstance(views, np.ndarray) or not isinstance(views, (list, tuple)):
-            raise TypeError(
-                f"MCCA.{method} expects a list of views [X1, X2, ...]; got {type(views).__name__}."
-            )
+            raise TypeError(f"MCCA.{method} expects a list of views [X1, X2, ...]; got {type(views).__name__}.")
         if len(views) < 2:
             raise ValueError(f"MCCA needs at least two views; got {len(views)}.")
         return list(views)
@@ -1265,12 +1303,12 @@ class MCCA(_MultiViewCCABase):
         self.eigenvalues_, vectors = top_eigh(whitened, k, overwrite=True)
         return [vectors[block] for block in blocks], self.eigenvalues_
 
-    def fit(self, views, y=None) -> "MCCA":
+    def fit(self, views, y=None) -> MCCA:
         """Fit on a list of paired views [X1 (n x p1), X2 (n x p2), ...]. Returns self."""
         self._fit_views(self._views_of(views, "fit"))
         return self
 
-    def partial_fit(self, views, y=None) -> "MCCA":
+    def partial_fit(self, views, y=None) -> MCCA:
         """Add one chunk of paired rows (a list of views) and refit when possible."""
         return self._partial_fit_and_solve(self._views_of(views, "partial_fit"))
 

@@ -15,6 +15,7 @@ default, the range of the package's image loaders. Layers get stable names deriv
 from the model name, as in ``xmodal_tf.encoders``. The old import paths
 (``xmodal_tf.models.mae``, ``xmodal_tf.models.cgan``) still work.
 """
+
 from __future__ import annotations
 
 import keras
@@ -42,8 +43,9 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- decoders
-def dense_decoder(code_dim, output_shape, *, hidden_units=(128,), activation="relu", output_activation=None,
-                  name="dense_decoder") -> keras.Model:
+def dense_decoder(
+    code_dim, output_shape, *, hidden_units=(128,), activation="relu", output_activation=None, name="dense_decoder"
+) -> keras.Model:
     """Code (batch, code_dim) -> (batch, *output_shape): Dense hidden layers, a Dense to
     prod(output_shape) units with ``output_activation``, then Reshape.
 
@@ -63,8 +65,9 @@ def dense_decoder(code_dim, output_shape, *, hidden_units=(128,), activation="re
     return keras.Model(inputs, keras.layers.Reshape(output_shape, name=f"{name}_reshape")(x), name=name)
 
 
-def image_decoder(code_dim, image_shape, *, filters=(64, 32), activation="relu", output_activation=None,
-                  name="image_decoder") -> keras.Model:
+def image_decoder(
+    code_dim, image_shape, *, filters=(64, 32), activation="relu", output_activation=None, name="image_decoder"
+) -> keras.Model:
     """Code (batch, code_dim) -> images (batch, H, W, C), the mirror of ``cnn_encoder``:
     Dense to an (H / 2^k, W / 2^k, filters[0]) grid, k = len(filters), then a stride-2
     Conv2DTranspose per entry of ``filters[1:]`` and a last one to C channels with
@@ -87,17 +90,21 @@ def image_decoder(code_dim, image_shape, *, filters=(64, 32), activation="relu",
     filters = check_int_sequence(filters, "image_decoder filters (one upsampling each)", example="(64, 32)")
     scale = 2 ** len(filters)
     if height % scale or width % scale:
-        raise ValueError(f"image_decoder: {len(filters)} upsamplings need height and width divisible by {scale}; "
-                         f"got {height}x{width}. Use fewer filters, or dense_decoder.")
+        raise ValueError(
+            f"image_decoder: {len(filters)} upsamplings need height and width divisible by {scale}; "
+            f"got {height}x{width}. Use fewer filters, or dense_decoder."
+        )
     inputs = keras.Input((code_dim,), name=f"{name}_code")
     grid = (height // scale, width // scale, filters[0])
     x = keras.layers.Dense(int(np.prod(grid)), activation=activation, name=f"{name}_dense")(inputs)
     x = keras.layers.Reshape(grid, name=f"{name}_reshape")(x)
     for index, count in enumerate(filters[1:]):
-        x = keras.layers.Conv2DTranspose(count, 3, strides=2, padding="same", activation=activation,
-                                         name=f"{name}_deconv{index}")(x)
-    outputs = keras.layers.Conv2DTranspose(channels, 3, strides=2, padding="same", activation=output_activation,
-                                           name=f"{name}_output")(x)
+        x = keras.layers.Conv2DTranspose(
+            count, 3, strides=2, padding="same", activation=activation, name=f"{name}_deconv{index}"
+        )(x)
+    outputs = keras.layers.Conv2DTranspose(
+        channels, 3, strides=2, padding="same", activation=output_activation, name=f"{name}_output"
+    )(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -109,7 +116,8 @@ def check_condition_kind(num_classes, condition_dim) -> None:
         raise ValueError(
             "Give exactly one of num_classes= (conditions are integer class labels) or "
             f"condition_dim= (conditions are float vectors); got num_classes={num_classes!r}, "
-            f"condition_dim={condition_dim!r}.")
+            f"condition_dim={condition_dim!r}."
+        )
     if num_classes is not None:
         check_positive_int(num_classes, "num_classes")
     else:
@@ -144,8 +152,9 @@ def _conditional_batch_norm(x, code, name, synchronized=False):
     channels = x.shape[-1]
     broadcast = (1,) * (len(x.shape) - 2) + (channels,)
     x = keras.layers.BatchNormalization(center=False, scale=False, synchronized=synchronized, name=f"{name}_bn")(x)
-    gamma = keras.layers.Dense(channels, kernel_initializer="zeros", bias_initializer="ones",
-                               name=f"{name}_gamma")(code)
+    gamma = keras.layers.Dense(channels, kernel_initializer="zeros", bias_initializer="ones", name=f"{name}_gamma")(
+        code
+    )
     beta = keras.layers.Dense(channels, kernel_initializer="zeros", name=f"{name}_beta")(code)
     gamma = keras.layers.Reshape(broadcast, name=f"{name}_gamma_grid")(gamma)
     beta = keras.layers.Reshape(broadcast, name=f"{name}_beta_grid")(beta)
@@ -153,8 +162,17 @@ def _conditional_batch_norm(x, code, name, synchronized=False):
     return keras.layers.Add(name=f"{name}_shift")([x, beta])
 
 
-def build_generator(image_shape, latent_dim=64, *, num_classes=None, condition_dim=None, base_filters=16,
-                    sync_batch_norm=False, output_activation="sigmoid", name="generator") -> keras.Model:
+def build_generator(
+    image_shape,
+    latent_dim=64,
+    *,
+    num_classes=None,
+    condition_dim=None,
+    base_filters=16,
+    sync_batch_norm=False,
+    output_activation="sigmoid",
+    name="generator",
+) -> keras.Model:
     """A small DCGAN-style conv generator: [z (batch, latent_dim), condition] -> (batch, H, W, C).
 
     Output range: ``output_activation="sigmoid"`` (default) gives images in [0, 1], the
@@ -178,7 +196,7 @@ def build_generator(image_shape, latent_dim=64, *, num_classes=None, condition_d
     latent_dim = check_positive_int(latent_dim, "latent_dim")
     base_filters = check_positive_int(base_filters, "base_filters")
     steps = _upsampling_steps(height, width)
-    start_h, start_w, start_filters = height >> steps, width >> steps, base_filters * 2 ** steps
+    start_h, start_w, start_filters = height >> steps, width >> steps, base_filters * 2**steps
 
     z = keras.Input(shape=(latent_dim,), name=f"{name}_z")
     condition = _condition_input(num_classes, condition_dim, name)
@@ -191,17 +209,23 @@ def build_generator(image_shape, latent_dim=64, *, num_classes=None, condition_d
     filters = start_filters
     for i in range(steps):
         filters = max(filters // 2, 1)
-        x = keras.layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False,
-                                         name=f"{name}_up{i}")(x)
+        x = keras.layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False, name=f"{name}_up{i}")(x)
         x = _conditional_batch_norm(x, code, f"{name}_up{i}", sync_batch_norm)
         x = keras.layers.ReLU(name=f"{name}_up{i}_relu")(x)
-    images = keras.layers.Conv2D(channels, 3, padding="same", activation=output_activation,
-                                 name=f"{name}_image")(x)
+    images = keras.layers.Conv2D(channels, 3, padding="same", activation=output_activation, name=f"{name}_image")(x)
     return keras.Model([z, condition], images, name=name)
 
 
-def build_discriminator(image_shape, *, num_classes=None, condition_dim=None, base_filters=32,
-                        spectral_normalization=False, classifier_head=False, name="discriminator") -> keras.Model:
+def build_discriminator(
+    image_shape,
+    *,
+    num_classes=None,
+    condition_dim=None,
+    base_filters=32,
+    spectral_normalization=False,
+    classifier_head=False,
+    name="discriminator",
+) -> keras.Model:
     """A small projection discriminator: [images (batch, H, W, C), condition] -> logits (batch, 1).
 
     Images in the generator's output range ([0, 1] for the default generators); the
@@ -224,8 +248,10 @@ def build_discriminator(image_shape, *, num_classes=None, condition_dim=None, ba
     base_filters = check_positive_int(base_filters, "base_filters")
     classifier_head = check_bool(classifier_head, "classifier_head")
     if classifier_head and num_classes is None:
-        raise ValueError("build_discriminator: classifier_head=True needs class labels (num_classes=...); "
-                         "condition vectors have no classes to predict.")
+        raise ValueError(
+            "build_discriminator: classifier_head=True needs class labels (num_classes=...); "
+            "condition vectors have no classes to predict."
+        )
 
     def normalized(layer):
         if not spectral_normalization:
@@ -252,9 +278,17 @@ def build_discriminator(image_shape, *, num_classes=None, condition_dim=None, ba
     return keras.Model([images, condition], logits, name=name)
 
 
-def build_dense_generator(image_shape, latent_dim=64, *, num_classes, hidden_units=(256, 512, 1024),
-                          batch_norm=True, sync_batch_norm=False, output_activation="sigmoid",
-                          name="dense_generator") -> keras.Model:
+def build_dense_generator(
+    image_shape,
+    latent_dim=64,
+    *,
+    num_classes,
+    hidden_units=(256, 512, 1024),
+    batch_norm=True,
+    sync_batch_norm=False,
+    output_activation="sigmoid",
+    name="dense_generator",
+) -> keras.Model:
     """The textbook conditional generator (Mirza & Osindero; the Keras GAN examples):
     [z, label] -> concat(z, one_hot(label)) -> Dense (+ batch norm) + LeakyReLU layers ->
     pixels reshaped to ``image_shape``. ``output_activation="sigmoid"`` (default): values
@@ -271,16 +305,18 @@ def build_dense_generator(image_shape, latent_dim=64, *, num_classes, hidden_uni
     for i, units in enumerate(check_int_sequence(hidden_units, "hidden_units", allow_empty=True)):
         x = keras.layers.Dense(units, name=f"{name}_dense{i}")(x)
         if batch_norm:
-            x = keras.layers.BatchNormalization(momentum=0.8, synchronized=sync_batch_norm,
-                                                name=f"{name}_dense{i}_bn")(x)
+            x = keras.layers.BatchNormalization(momentum=0.8, synchronized=sync_batch_norm, name=f"{name}_dense{i}_bn")(
+                x
+            )
         x = keras.layers.LeakyReLU(0.2, name=f"{name}_dense{i}_lrelu")(x)
     x = keras.layers.Dense(int(np.prod(shape)), activation=output_activation, name=f"{name}_pixels")(x)
     images = keras.layers.Reshape(shape, name=f"{name}_image")(x)
     return keras.Model([z, labels], images, name=name)
 
 
-def build_dense_discriminator(image_shape, *, num_classes, hidden_units=(512, 256), dropout=0.3,
-                              name="dense_discriminator") -> keras.Model:
+def build_dense_discriminator(
+    image_shape, *, num_classes, hidden_units=(512, 256), dropout=0.3, name="dense_discriminator"
+) -> keras.Model:
     """The textbook conditional discriminator: [images, label] -> concat(flat images,
     one_hot(label)) -> Dense+LeakyReLU(+Dropout) layers -> one logit (batch, 1). Images
     in the generator's output range ([0, 1] for the default generators)."""

@@ -31,6 +31,7 @@ Under ``tf.distribute`` strategies: dropout layers are ``ReplicaDropout`` (masks
 the global batch, so replicas differ and N replicas drop what one device drops), and
 ``sync_batch_norm=True`` makes BatchNormalization use the global batch's statistics.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -41,10 +42,21 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from xmodal_tf._validation import (check_bool, check_image_shape, check_int, check_int_sequence,
-                                   check_positive_int, check_rate)
-from xmodal_tf.layers import (ImageNetPreprocessing, MaskedMeanPooling, PositionalEmbedding, ReplicaDropout,
-                              TransformerEncoderBlock)
+from xmodal_tf._validation import (
+    check_bool,
+    check_image_shape,
+    check_int,
+    check_int_sequence,
+    check_positive_int,
+    check_rate,
+)
+from xmodal_tf.layers import (
+    ImageNetPreprocessing,
+    MaskedMeanPooling,
+    PositionalEmbedding,
+    ReplicaDropout,
+    TransformerEncoderBlock,
+)
 from xmodal_tf.network import network_reachable
 
 __all__ = [
@@ -74,7 +86,7 @@ KERAS_WEIGHTS_HOST = "storage.googleapis.com"
 #: Entries one weight tensor of a builder may have: 2**31 - 1 (8 GiB of float32). Larger
 #: sizes are almost surely a wrong argument (an unflattened image, a sample count for a
 #: feature count); refused before TensorFlow tries to allocate them.
-MAX_WEIGHT_ENTRIES = 2 ** 31 - 1
+MAX_WEIGHT_ENTRIES = 2**31 - 1
 
 
 def _batch_norm(sync_batch_norm: bool, name: str) -> keras.layers.BatchNormalization:
@@ -89,9 +101,11 @@ def _check_weight_size(shape, layer: str, builder: str) -> None:
         entries *= int(size)
     if entries > MAX_WEIGHT_ENTRIES:
         dims = " x ".join(str(int(size)) for size in shape)
-        raise ValueError(f"{builder}: layer {layer!r} would need a {dims} weight ({entries:.3g} entries, "
-                         f"{entries * 4 / 2 ** 30:.3g} GiB in float32), above the {MAX_WEIGHT_ENTRIES} entries one "
-                         "weight may have; check the sizes passed (input_dim, embedding_dim, hidden_units, filters).")
+        raise ValueError(
+            f"{builder}: layer {layer!r} would need a {dims} weight ({entries:.3g} entries, "
+            f"{entries * 4 / 2**30:.3g} GiB in float32), above the {MAX_WEIGHT_ENTRIES} entries one "
+            "weight may have; check the sizes passed (input_dim, embedding_dim, hidden_units, filters)."
+        )
 
 
 def _check_choice(value, choices, what: str):
@@ -106,7 +120,8 @@ def _sequence_source(vocab_size, input_dim, builder: str) -> str:
         raise ValueError(
             f"{builder} needs exactly one of vocab_size (integer token ids, id 0 = padding) or "
             f"input_dim (float feature frames, all-zero frame = padding); "
-            f"got vocab_size={vocab_size!r}, input_dim={input_dim!r}.")
+            f"got vocab_size={vocab_size!r}, input_dim={input_dim!r}."
+        )
     if vocab_size is not None:
         check_int(vocab_size, "vocab_size", minimum=2)
         return "tokens"
@@ -115,6 +130,7 @@ def _sequence_source(vocab_size, input_dim, builder: str) -> str:
 
 
 # ----------------------------------------------------------------------------- shared parts
+
 
 def _sequence_input(source: str, max_length, input_dim, name: str) -> keras.KerasTensor:
     if source == "tokens":
@@ -125,8 +141,7 @@ def _sequence_input(source: str, max_length, input_dim, name: str) -> keras.Kera
 def _embed_sequence(inputs, source: str, vocab_size, feature_dim: int, name: str):
     """Token ids -> Embedding(mask_zero); frames -> Masking(0.0). Both carry a padding mask."""
     if source == "tokens":
-        return keras.layers.Embedding(vocab_size, feature_dim, mask_zero=True,
-                                      name=f"{name}_token_embedding")(inputs)
+        return keras.layers.Embedding(vocab_size, feature_dim, mask_zero=True, name=f"{name}_token_embedding")(inputs)
     return keras.layers.Masking(mask_value=0.0, name=f"{name}_masking")(inputs)
 
 
@@ -137,9 +152,21 @@ def _pooled_size(size):
 
 # ----------------------------------------------------------------------------- CNN
 
-def cnn_encoder(input_shape, embedding_dim=64, *, filters=(32, 64), kernel_size=3, pooling="max",
-                batch_norm=False, sync_batch_norm=False, dropout=0.25, global_pooling="auto", activation="relu",
-                name="cnn_encoder") -> keras.Model:
+
+def cnn_encoder(
+    input_shape,
+    embedding_dim=64,
+    *,
+    filters=(32, 64),
+    kernel_size=3,
+    pooling="max",
+    batch_norm=False,
+    sync_batch_norm=False,
+    dropout=0.25,
+    global_pooling="auto",
+    activation="relu",
+    name="cnn_encoder",
+) -> keras.Model:
     """Convolutional image encoder: (batch, H, W, C) -> (batch, embedding_dim).
 
     One block per entry of ``filters``: Conv2D(padding="same") -> optional BatchNorm ->
@@ -181,8 +208,9 @@ def cnn_encoder(input_shape, embedding_dim=64, *, filters=(32, 64), kernel_size=
     Layer names: f"{name}_conv{i}", f"{name}_bn{i}" (with batch_norm), f"{name}_act{i}",
     f"{name}_pool{i}", f"{name}_global_pool", f"{name}_dropout", f"{name}_embedding".
     """
-    height, width, channels = check_image_shape(input_shape, "cnn_encoder input_shape", allow_none=True,
-                                                example="(28, 14, 1)")
+    height, width, channels = check_image_shape(
+        input_shape, "cnn_encoder input_shape", allow_none=True, example="(28, 14, 1)"
+    )
     embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
     filters = check_int_sequence(filters, "filters", example="(32, 64)")
     _check_choice(pooling, POOLING_CHOICES, "pooling")
@@ -192,16 +220,20 @@ def cnn_encoder(input_shape, embedding_dim=64, *, filters=(32, 64), kernel_size=
     dropout = check_rate(dropout, "dropout")
     sync_batch_norm = check_bool(sync_batch_norm, "cnn_encoder sync_batch_norm")
     if global_pooling == "flatten" and (height is None or width is None):
-        raise ValueError("global_pooling='flatten' needs a fixed height and width; use 'avg' or 'max' "
-                         f"for variable-size images (input_shape={input_shape!r}).")
+        raise ValueError(
+            "global_pooling='flatten' needs a fixed height and width; use 'avg' or 'max' "
+            f"for variable-size images (input_shape={input_shape!r})."
+        )
 
-    _check_cnn_weight_sizes((height, width, channels), embedding_dim, filters, kernel_size, pooling, global_pooling,
-                            name)
+    _check_cnn_weight_sizes(
+        (height, width, channels), embedding_dim, filters, kernel_size, pooling, global_pooling, name
+    )
     inputs = keras.Input(shape=(height, width, channels), name=f"{name}_images")
     x = inputs
     for i, num_filters in enumerate(filters):
-        x = keras.layers.Conv2D(num_filters, kernel_size, padding="same", use_bias=not batch_norm,
-                                name=f"{name}_conv{i}")(x)
+        x = keras.layers.Conv2D(
+            num_filters, kernel_size, padding="same", use_bias=not batch_norm, name=f"{name}_conv{i}"
+        )(x)
         if batch_norm:
             x = _batch_norm(sync_batch_norm, f"{name}_bn{i}")(x)
         x = keras.layers.Activation(activation, name=f"{name}_act{i}")(x)
@@ -218,8 +250,11 @@ def _check_cnn_weight_sizes(shape, embedding_dim, filters, kernel_size, pooling,
     """``_check_weight_size`` for every conv kernel and the embedding layer (a kernel_size
     that is not an int or a pair of ints is left to Keras to refuse)."""
     sizes = (kernel_size, kernel_size) if isinstance(kernel_size, numbers.Integral) else kernel_size
-    if not (isinstance(sizes, (tuple, list)) and len(sizes) == 2
-            and all(isinstance(size, numbers.Integral) and size > 0 for size in sizes)):
+    if not (
+        isinstance(sizes, (tuple, list))
+        and len(sizes) == 2
+        and all(isinstance(size, numbers.Integral) and size > 0 for size in sizes)
+    ):
         return
     height, width, channels = shape
     for i, num_filters in enumerate(filters):
@@ -234,7 +269,7 @@ def _check_cnn_weight_sizes(shape, embedding_dim, filters, kernel_size, pooling,
 
 
 def _auto_global_pooling(height, width, filters, pooling) -> str:
-    """"flatten" for a fixed size whose flattened map is small enough, else "avg"."""
+    """ "flatten" for a fixed size whose flattened map is small enough, else "avg"."""
     if height is None or width is None:
         return "avg"
     for _ in filters:
@@ -266,9 +301,20 @@ def _global_pool(x, global_pooling: str, layer_name: str):
 
 # ----------------------------------------------------------------------------- RNN
 
-def rnn_encoder(*, vocab_size=None, input_dim=None, max_length=None, embedding_dim=64,
-                token_embedding_dim=64, units=(64,), cell="lstm", bidirectional=False, dropout=0.0,
-                name="rnn_encoder") -> keras.Model:
+
+def rnn_encoder(
+    *,
+    vocab_size=None,
+    input_dim=None,
+    max_length=None,
+    embedding_dim=64,
+    token_embedding_dim=64,
+    units=(64,),
+    cell="lstm",
+    bidirectional=False,
+    dropout=0.0,
+    name="rnn_encoder",
+) -> keras.Model:
     """Recurrent sequence encoder -> (batch, embedding_dim).
 
     Give exactly one of:
@@ -302,8 +348,7 @@ def rnn_encoder(*, vocab_size=None, input_dim=None, max_length=None, embedding_d
     x = _embed_sequence(inputs, source, vocab_size, token_embedding_dim, name)
     for i, layer_units in enumerate(units):
         layer_name = f"{name}_{cell}{i}"
-        layer = recurrent_layer(layer_units, return_sequences=i < len(units) - 1, dropout=dropout,
-                                name=layer_name)
+        layer = recurrent_layer(layer_units, return_sequences=i < len(units) - 1, dropout=dropout, name=layer_name)
         if bidirectional:
             layer = keras.layers.Bidirectional(layer, name=f"{name}_bidirectional_{cell}{i}")
         x = layer(x)
@@ -313,9 +358,20 @@ def rnn_encoder(*, vocab_size=None, input_dim=None, max_length=None, embedding_d
 
 # ----------------------------------------------------------------------------- Transformer
 
-def attention_encoder(*, vocab_size=None, input_dim=None, max_length=None, embedding_dim=64,
-                      model_dim=64, num_heads=4, num_layers=2, ff_dim=128, dropout=0.0,
-                      name="attention_encoder") -> keras.Model:
+
+def attention_encoder(
+    *,
+    vocab_size=None,
+    input_dim=None,
+    max_length=None,
+    embedding_dim=64,
+    model_dim=64,
+    num_heads=4,
+    num_layers=2,
+    ff_dim=128,
+    dropout=0.0,
+    name="attention_encoder",
+) -> keras.Model:
     """Transformer sequence encoder -> (batch, embedding_dim).
 
     Inputs as in ``rnn_encoder`` (token ids with id 0 = padding, or float frames with
@@ -333,8 +389,10 @@ def attention_encoder(*, vocab_size=None, input_dim=None, max_length=None, embed
     """
     source = _sequence_source(vocab_size, input_dim, "attention_encoder")
     if max_length is None:
-        raise ValueError("attention_encoder needs max_length (the longest sequence it will see): "
-                         "it sizes the learned positional embeddings, e.g. max_length=128.")
+        raise ValueError(
+            "attention_encoder needs max_length (the longest sequence it will see): "
+            "it sizes the learned positional embeddings, e.g. max_length=128."
+        )
     max_length = check_positive_int(max_length, "max_length")
     embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
     model_dim = check_positive_int(model_dim, "model_dim")
@@ -343,8 +401,10 @@ def attention_encoder(*, vocab_size=None, input_dim=None, max_length=None, embed
     ff_dim = check_positive_int(ff_dim, "ff_dim")
     dropout = check_rate(dropout, "dropout")
     if model_dim % num_heads:
-        raise ValueError(f"model_dim ({model_dim}) must be divisible by num_heads ({num_heads}), "
-                         f"e.g. model_dim={num_heads * max(1, round(model_dim / num_heads))}.")
+        raise ValueError(
+            f"model_dim ({model_dim}) must be divisible by num_heads ({num_heads}), "
+            f"e.g. model_dim={num_heads * max(1, round(model_dim / num_heads))}."
+        )
     if source == "tokens":
         _check_weight_size((vocab_size, model_dim), f"{name}_token_embedding", "attention_encoder")
     _check_weight_size((max_length, model_dim), f"{name}_position_embedding", "attention_encoder")
@@ -366,9 +426,19 @@ def attention_encoder(*, vocab_size=None, input_dim=None, max_length=None, embed
 
 # ----------------------------------------------------------------------------- MLP
 
-def mlp_encoder(input_dim, embedding_dim=50, *, hidden_units=(1024, 1024), activation="sigmoid",
-                batch_norm=False, sync_batch_norm=False, dropout=0.0, output_activation=None,
-                name="mlp_encoder") -> keras.Model:
+
+def mlp_encoder(
+    input_dim,
+    embedding_dim=50,
+    *,
+    hidden_units=(1024, 1024),
+    activation="sigmoid",
+    batch_norm=False,
+    sync_batch_norm=False,
+    dropout=0.0,
+    output_activation=None,
+    name="mlp_encoder",
+) -> keras.Model:
     """Fully connected encoder: (batch, input_dim) -> (batch, embedding_dim).
 
     The defaults give the DeepCCA nets of Andrew et al. 2013 (392-1024-1024-50, sigmoid).
@@ -382,8 +452,10 @@ def mlp_encoder(input_dim, embedding_dim=50, *, hidden_units=(1024, 1024), activ
     """
     if isinstance(input_dim, (tuple, list)):
         if len(input_dim) != 1:
-            raise ValueError(f"mlp_encoder input_dim must be a positive int or a 1-tuple such as (392,); "
-                             f"got shape {tuple(input_dim)!r}. Flatten images first, or use cnn_encoder.")
+            raise ValueError(
+                f"mlp_encoder input_dim must be a positive int or a 1-tuple such as (392,); "
+                f"got shape {tuple(input_dim)!r}. Flatten images first, or use cnn_encoder."
+            )
         (input_dim,) = input_dim
     input_dim = check_positive_int(input_dim, "mlp_encoder input_dim")
     embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
@@ -392,8 +464,9 @@ def mlp_encoder(input_dim, embedding_dim=50, *, hidden_units=(1024, 1024), activ
     sync_batch_norm = check_bool(sync_batch_norm, "mlp_encoder sync_batch_norm")
 
     for i, (rows, columns) in enumerate(zip((input_dim, *hidden_units), (*hidden_units, embedding_dim))):
-        _check_weight_size((rows, columns), f"{name}_dense{i}" if i < len(hidden_units) else f"{name}_embedding",
-                           "mlp_encoder")
+        _check_weight_size(
+            (rows, columns), f"{name}_dense{i}" if i < len(hidden_units) else f"{name}_embedding", "mlp_encoder"
+        )
     inputs = keras.Input(shape=(input_dim,), name=f"{name}_inputs")
     x = inputs
     for i, layer_units in enumerate(hidden_units):
@@ -411,6 +484,7 @@ def mlp_encoder(input_dim, embedding_dim=50, *, hidden_units=(1024, 1024), activ
 
 # ----------------------------------------------------------------------------- text
 
+
 @keras.saving.register_keras_serializable(package="xmodal_tf")
 def normalize_text(texts):
     """Lower-case, every run of characters other than letters and digits becomes one
@@ -426,9 +500,20 @@ def normalize_text(texts):
     return tf.strings.join([" ", texts, " "])
 
 
-def text_encoder(texts=None, *, vocabulary=None, tokens="char_ngrams", ngram_sizes=None, max_tokens=20000,
-                 sequence_length=None, token_embedding_dim=64, hidden_units=(), embedding_dim=64,
-                 dropout=0.0, name="text_encoder") -> keras.Model:
+def text_encoder(
+    texts=None,
+    *,
+    vocabulary=None,
+    tokens="char_ngrams",
+    ngram_sizes=None,
+    max_tokens=20000,
+    sequence_length=None,
+    token_embedding_dim=64,
+    hidden_units=(),
+    embedding_dim=64,
+    dropout=0.0,
+    name="text_encoder",
+) -> keras.Model:
     """Bag-of-n-grams encoder of raw strings: (batch,) tf.string -> (batch, embedding_dim).
 
     The tokenizer is a ``TextVectorization`` layer inside the model, so the model (and a
@@ -469,10 +554,12 @@ def text_encoder(texts=None, *, vocabulary=None, tokens="char_ngrams", ngram_siz
     """
     _check_choice(tokens, TEXT_TOKENS, "tokens")
     default_sizes, default_length = ((1,), 32) if tokens == "words" else ((3,), 128)
-    ngram_sizes = default_sizes if ngram_sizes is None else check_int_sequence(ngram_sizes, "ngram_sizes",
-                                                                                example="(3,)")
-    sequence_length = check_positive_int(default_length if sequence_length is None else sequence_length,
-                                         "sequence_length")
+    ngram_sizes = (
+        default_sizes if ngram_sizes is None else check_int_sequence(ngram_sizes, "ngram_sizes", example="(3,)")
+    )
+    sequence_length = check_positive_int(
+        default_length if sequence_length is None else sequence_length, "sequence_length"
+    )
     max_tokens = check_int(max_tokens, "max_tokens", minimum=3)
     token_embedding_dim = check_positive_int(token_embedding_dim, "token_embedding_dim")
     embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
@@ -481,16 +568,34 @@ def text_encoder(texts=None, *, vocabulary=None, tokens="char_ngrams", ngram_siz
 
     both = tokens == "words_and_char_ngrams"
     if both and vocabulary is not None and (isinstance(vocabulary, (str, bytes)) or len(vocabulary) != 2):
-        raise ValueError("tokens='words_and_char_ngrams' takes vocabulary as a pair (character tokens, word "
-                         "tokens), or texts to learn both from.")
+        raise ValueError(
+            "tokens='words_and_char_ngrams' takes vocabulary as a pair (character tokens, word "
+            "tokens), or texts to learn both from."
+        )
     inputs = keras.Input(shape=(), dtype="string", name=f"{name}_text")
-    x = _pooled_tokens(inputs, "character" if tokens != "words" else "whitespace", ngram_sizes, max_tokens,
-                       sequence_length, token_embedding_dim, texts, vocabulary[0] if both and vocabulary is not None
-                       else vocabulary, (f"{name}_vectorizer", f"{name}_token_embedding", f"{name}_pooling"))
+    x = _pooled_tokens(
+        inputs,
+        "character" if tokens != "words" else "whitespace",
+        ngram_sizes,
+        max_tokens,
+        sequence_length,
+        token_embedding_dim,
+        texts,
+        vocabulary[0] if both and vocabulary is not None else vocabulary,
+        (f"{name}_vectorizer", f"{name}_token_embedding", f"{name}_pooling"),
+    )
     if both:
-        words = _pooled_tokens(inputs, "whitespace", (1,), max_tokens, 32, token_embedding_dim, texts,
-                               None if vocabulary is None else vocabulary[1],
-                               (f"{name}_word_vectorizer", f"{name}_word_embedding", f"{name}_word_pooling"))
+        words = _pooled_tokens(
+            inputs,
+            "whitespace",
+            (1,),
+            max_tokens,
+            32,
+            token_embedding_dim,
+            texts,
+            None if vocabulary is None else vocabulary[1],
+            (f"{name}_word_vectorizer", f"{name}_word_embedding", f"{name}_word_pooling"),
+        )
         x = keras.layers.Add(name=f"{name}_sum")([x, words])
     for i, units in enumerate(hidden_units):
         x = keras.layers.Dense(units, activation="relu", name=f"{name}_dense{i}")(x)
@@ -500,16 +605,22 @@ def text_encoder(texts=None, *, vocabulary=None, tokens="char_ngrams", ngram_siz
     return keras.Model(inputs, outputs, name=name)
 
 
-def _pooled_tokens(inputs, split, ngram_sizes, max_tokens, sequence_length, embedding_dim, texts, vocabulary,
-                   names):
+def _pooled_tokens(inputs, split, ngram_sizes, max_tokens, sequence_length, embedding_dim, texts, vocabulary, names):
     """Raw strings -> tokens (``split``: "character" or "whitespace") -> Embedding ->
     mean over the real tokens: (batch, embedding_dim). ``names``: the three layers'."""
     vectorizer = keras.layers.TextVectorization(
-        max_tokens=max_tokens, standardize=normalize_text, split=split, ngrams=ngram_sizes,
-        output_mode="int", output_sequence_length=sequence_length, name=names[0])
+        max_tokens=max_tokens,
+        standardize=normalize_text,
+        split=split,
+        ngrams=ngram_sizes,
+        output_mode="int",
+        output_sequence_length=sequence_length,
+        name=names[0],
+    )
     _set_text_vocabulary(vectorizer, texts, vocabulary)
     x = keras.layers.Embedding(vectorizer.vocabulary_size(), embedding_dim, mask_zero=True, name=names[1])(
-        vectorizer(inputs))
+        vectorizer(inputs)
+    )
     return MaskedMeanPooling(name=names[2])(x)
 
 
@@ -528,9 +639,11 @@ def _as_string_array(values, what: str) -> np.ndarray:
 
 def _set_text_vocabulary(vectorizer, texts, vocabulary) -> None:
     if (texts is None) == (vocabulary is None):
-        raise ValueError("text_encoder needs exactly one of texts (strings to learn the vocabulary from) or "
-                         f"vocabulary (a list of tokens); got texts={'None' if texts is None else '...'}, "
-                         f"vocabulary={'None' if vocabulary is None else '...'}.")
+        raise ValueError(
+            "text_encoder needs exactly one of texts (strings to learn the vocabulary from) or "
+            f"vocabulary (a list of tokens); got texts={'None' if texts is None else '...'}, "
+            f"vocabulary={'None' if vocabulary is None else '...'}."
+        )
     if texts is not None:
         texts = _as_string_array(texts, "texts")
         if texts.size == 0:
@@ -545,10 +658,11 @@ def _set_text_vocabulary(vectorizer, texts, vocabulary) -> None:
 
 # ----------------------------------------------------------------------------- pretrained backbones
 
+
 class _Backbone(NamedTuple):
-    application: str            # constructor name in keras.applications
-    preprocessing: str | None   # ImageNetPreprocessing mode, None if the application scales itself
-    options: dict               # extra constructor arguments
+    application: str  # constructor name in keras.applications
+    preprocessing: str | None  # ImageNetPreprocessing mode, None if the application scales itself
+    options: dict  # extra constructor arguments
 
 
 BACKBONE_ARCHITECTURES = {
@@ -560,8 +674,16 @@ BACKBONE_ARCHITECTURES = {
 }
 
 
-def backbone_encoder(architecture="mobilenet_v3_small", *, input_shape=(224, 224, 3), embedding_dim=None,
-                     weights=None, trainable=False, pooling="avg", name=None) -> keras.Model:
+def backbone_encoder(
+    architecture="mobilenet_v3_small",
+    *,
+    input_shape=(224, 224, 3),
+    embedding_dim=None,
+    weights=None,
+    trainable=False,
+    pooling="avg",
+    name=None,
+) -> keras.Model:
     """A ``keras.applications`` image model as an encoder: (batch, H, W, 3) -> (batch, dim).
 
     Inputs are 0..255 RGB images (uint8 range, float dtype); the scaling the backbone was
@@ -580,19 +702,20 @@ def backbone_encoder(architecture="mobilenet_v3_small", *, input_shape=(224, 224
                   is the layer f"{name}_backbone".
     """
     if architecture not in BACKBONE_ARCHITECTURES:
-        raise ValueError(f"Unknown backbone architecture {architecture!r}; "
-                         f"choose one of {tuple(BACKBONE_ARCHITECTURES)}.")
+        raise ValueError(
+            f"Unknown backbone architecture {architecture!r}; choose one of {tuple(BACKBONE_ARCHITECTURES)}."
+        )
     spec = BACKBONE_ARCHITECTURES[architecture]
-    input_shape = check_image_shape(input_shape, "backbone_encoder input_shape", allow_none=True,
-                                    example="(224, 224, 3)")
+    input_shape = check_image_shape(
+        input_shape, "backbone_encoder input_shape", allow_none=True, example="(224, 224, 3)"
+    )
     if embedding_dim is not None:
         embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
     _check_choice(pooling, BACKBONE_POOLING_CHOICES, "pooling")
     weights_path = _check_backbone_weights(weights)
     name = name or f"{architecture}_encoder"
 
-    backbone = _build_application(spec, input_shape, pooling, imagenet=weights == "imagenet",
-                                  name=f"{name}_backbone")
+    backbone = _build_application(spec, input_shape, pooling, imagenet=weights == "imagenet", name=f"{name}_backbone")
     if weights_path is not None:
         _load_backbone_weights(backbone, weights_path, architecture)
     backbone.trainable = trainable
@@ -617,37 +740,51 @@ def _check_backbone_weights(weights) -> str | None:
                 f"weights='imagenet' needs internet access to download the weights from "
                 f"{KERAS_WEIGHTS_HOST}, which is unreachable (offline?). Download the '..._notop.h5' "
                 "weights file elsewhere and pass its local path instead, e.g. weights='/path/to/file.h5', "
-                "or use weights=None for random initialisation.")
+                "or use weights=None for random initialisation."
+            )
         return None
     if not isinstance(weights, (str, os.PathLike)):
-        raise TypeError(f"weights must be None, 'imagenet' or a path to a local .h5 / .weights.h5 file, "
-                        f"got {weights!r}.")
+        raise TypeError(
+            f"weights must be None, 'imagenet' or a path to a local .h5 / .weights.h5 file, got {weights!r}."
+        )
     path = os.fspath(weights)
     if not path.endswith(".h5"):
         raise ValueError(f"weights must be None, 'imagenet' or a path to a .h5 / .weights.h5 file, got {path!r}.")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Backbone weights file not found: {path!r}. Pass an existing .h5 / .weights.h5 "
-                                "file, weights='imagenet' (needs internet) or weights=None.")
+        raise FileNotFoundError(
+            f"Backbone weights file not found: {path!r}. Pass an existing .h5 / .weights.h5 "
+            "file, weights='imagenet' (needs internet) or weights=None."
+        )
     return path
 
 
 def _build_application(spec: _Backbone, input_shape, pooling: str, *, imagenet: bool, name: str) -> keras.Model:
     constructor = getattr(keras.applications, spec.application)
     try:
-        return constructor(include_top=False, weights="imagenet" if imagenet else None,
-                           input_shape=input_shape, pooling=pooling, name=name, **spec.options)
+        return constructor(
+            include_top=False,
+            weights="imagenet" if imagenet else None,
+            input_shape=input_shape,
+            pooling=pooling,
+            name=name,
+            **spec.options,
+        )
     except (ValueError, TypeError):
         raise
     except Exception as error:  # keras.utils.get_file raises a bare Exception on download failure
         if not imagenet:
             raise
-        raise RuntimeError(f"Downloading the ImageNet weights for {spec.application} failed ({error}). "
-                           "Pass the path of a local weights file instead, e.g. weights='/path/to/file.h5'.") from error
+        raise RuntimeError(
+            f"Downloading the ImageNet weights for {spec.application} failed ({error}). "
+            "Pass the path of a local weights file instead, e.g. weights='/path/to/file.h5'."
+        ) from error
 
 
 def _load_backbone_weights(backbone: keras.Model, path: str, architecture: str) -> None:
     try:
         backbone.load_weights(path)
     except (ValueError, KeyError) as error:
-        raise ValueError(f"Could not load {path!r} into the {architecture} backbone (include_top=False, "
-                         f"input_shape={backbone.input_shape[1:]}): {error}") from error
+        raise ValueError(
+            f"Could not load {path!r} into the {architecture} backbone (include_top=False, "
+            f"input_shape={backbone.input_shape[1:]}): {error}"
+        ) from error

@@ -44,6 +44,7 @@ tell "absent" from "present with a zero embedding". ``mask=None`` means all pres
 An example with NO modality present fuses to zeros (``LateFusion``: the uniform
 distribution), never NaN.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -101,15 +102,19 @@ class PositionalEmbedding(_ShapeAndMaskPreserving, keras.layers.Layer):
     def _check_length(self, length):
         # Only a statically known length can be checked here (always the case when eager).
         if isinstance(length, int) and length > self.max_length:
-            raise ValueError(f"Sequence length {length} exceeds max_length={self.max_length} of "
-                             f"{self.name}; truncate the inputs or build the encoder with a larger max_length.")
+            raise ValueError(
+                f"Sequence length {length} exceeds max_length={self.max_length} of "
+                f"{self.name}; truncate the inputs or build the encoder with a larger max_length."
+            )
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "max_length": self.max_length,
-            "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
-        })
+        config.update(
+            {
+                "max_length": self.max_length,
+                "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
+            }
+        )
         return config
 
 
@@ -136,12 +141,16 @@ class TransformerEncoderBlock(_ShapeAndMaskPreserving, keras.layers.Layer):
         self.supports_masking = True
 
         self.attention = keras.layers.MultiHeadAttention(
-            num_heads=self.num_heads, key_dim=self.model_dim // self.num_heads,
-            dropout=self.dropout, name="self_attention")
+            num_heads=self.num_heads,
+            key_dim=self.model_dim // self.num_heads,
+            dropout=self.dropout,
+            name="self_attention",
+        )
         self.attention_dropout = ReplicaDropout(self.dropout, name="attention_dropout")
         self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="attention_norm")
         self.feed_forward_hidden = keras.layers.Dense(
-            self.ff_dim, activation=self.activation, name="feed_forward_hidden")
+            self.ff_dim, activation=self.activation, name="feed_forward_hidden"
+        )
         self.feed_forward_output = keras.layers.Dense(self.model_dim, name="feed_forward_output")
         self.feed_forward_dropout = ReplicaDropout(self.dropout, name="feed_forward_dropout")
         self.feed_forward_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="feed_forward_norm")
@@ -168,13 +177,15 @@ class TransformerEncoderBlock(_ShapeAndMaskPreserving, keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "model_dim": self.model_dim,
-            "num_heads": self.num_heads,
-            "ff_dim": self.ff_dim,
-            "dropout": self.dropout,
-            "activation": keras.activations.serialize(self.activation),
-        })
+        config.update(
+            {
+                "model_dim": self.model_dim,
+                "num_heads": self.num_heads,
+                "ff_dim": self.ff_dim,
+                "dropout": self.dropout,
+                "activation": keras.activations.serialize(self.activation),
+            }
+        )
         return config
 
 
@@ -208,8 +219,8 @@ class MaskedMeanPooling(keras.layers.Layer):
 # Per-channel ImageNet statistics in RGB order and 0..255 units. The caffe and torch
 # conventions were computed separately and differ slightly; each mode keeps its own.
 _CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
-_TORCH_MEAN_RGB = (123.675, 116.28, 103.53)   # (0.485, 0.456, 0.406) * 255
-_TORCH_STD_RGB = (58.395, 57.12, 57.375)      # (0.229, 0.224, 0.225) * 255
+_TORCH_MEAN_RGB = (123.675, 116.28, 103.53)  # (0.485, 0.456, 0.406) * 255
+_TORCH_STD_RGB = (58.395, 57.12, 57.375)  # (0.229, 0.224, 0.225) * 255
 PREPROCESSING_MODES = ("caffe", "tf", "torch")
 
 
@@ -252,13 +263,14 @@ class ImageNetPreprocessing(keras.layers.Layer):
 # ----------------------------------------------------------------------------- fusion
 # Products of (d_i + 1) sizes above this are refused: the next Dense would need
 # millions of weights per unit. Project the embeddings to fewer dimensions first.
-MAX_TENSOR_FUSION_FEATURES = 2 ** 20
+MAX_TENSOR_FUSION_FEATURES = 2**20
 
 
 def _check_modality_names(modalities, layer: str) -> tuple[str, ...]:
     if isinstance(modalities, str) or not hasattr(modalities, "__iter__"):
-        raise TypeError(f"{layer}: modalities must be a sequence of names such as ('image', 'audio'); "
-                        f"got {modalities!r}.")
+        raise TypeError(
+            f"{layer}: modalities must be a sequence of names such as ('image', 'audio'); got {modalities!r}."
+        )
     names = tuple(modalities)
     if not names or not all(isinstance(name, str) for name in names) or len(set(names)) != len(names):
         raise ValueError(f"{layer}: modalities must be distinct, non-empty strings; got {names!r}.")
@@ -286,9 +298,13 @@ def _masked_softmax(logits, present):
 
 def _dense_stack(hidden_units, activation, dropout, prefix: str):
     """[(Dense, Dropout or None), ...] for an MLP."""
-    return [(keras.layers.Dense(units, activation=activation, name=f"{prefix}_dense{i}"),
-             ReplicaDropout(dropout, name=f"{prefix}_dropout{i}") if dropout else None)
-            for i, units in enumerate(hidden_units)]
+    return [
+        (
+            keras.layers.Dense(units, activation=activation, name=f"{prefix}_dense{i}"),
+            ReplicaDropout(dropout, name=f"{prefix}_dropout{i}") if dropout else None,
+        )
+        for i, units in enumerate(hidden_units)
+    ]
 
 
 def _build_dense_stack(stack, input_dim: int) -> int:
@@ -330,17 +346,23 @@ class _ModalityFusion(keras.layers.Layer):
         if isinstance(inputs, dict):
             names = self.modalities or tuple(sorted(inputs))
             if set(names) != set(inputs):
-                raise ValueError(f"{self.name} ({kind}) expects the modalities {list(names)}; got a dict "
-                                 f"with keys {sorted(map(str, inputs))}.")
+                raise ValueError(
+                    f"{self.name} ({kind}) expects the modalities {list(names)}; got a dict "
+                    f"with keys {sorted(map(str, inputs))}."
+                )
             return [inputs[name] for name in names]
         if isinstance(inputs, (list, tuple)) and inputs and not isinstance(inputs[0], (int, type(None))):
             if self.modalities is not None and len(inputs) != len(self.modalities):
-                raise ValueError(f"{self.name} ({kind}) was configured for {len(self.modalities)} modalities "
-                                 f"{list(self.modalities)}; got {len(inputs)} embeddings.")
+                raise ValueError(
+                    f"{self.name} ({kind}) was configured for {len(self.modalities)} modalities "
+                    f"{list(self.modalities)}; got {len(inputs)} embeddings."
+                )
             return list(inputs)
-        raise TypeError(f"{self.name} ({kind}) expects a list or dict of (batch, features) embeddings, "
-                        f"one per modality; got {type(inputs).__name__} {inputs!r:.80}. "
-                        "Wrap a single embedding in a list: layer([embedding]).")
+        raise TypeError(
+            f"{self.name} ({kind}) expects a list or dict of (batch, features) embeddings, "
+            f"one per modality; got {type(inputs).__name__} {inputs!r:.80}. "
+            "Wrap a single embedding in a list: layer([embedding])."
+        )
 
     def _inputs(self, inputs, mask) -> tuple:
         """(embeddings in order, (batch, n) boolean presence or None) for ``call``, with the
@@ -356,8 +378,10 @@ class _ModalityFusion(keras.layers.Layer):
             expected = None if self.embedding_dims is None else self.embedding_dims[index]
             if len(shape) != 2 or (expected is not None and shape[1] is not None and shape[1] != expected):
                 features = "features" if expected is None else f"{expected} features"
-                raise ValueError(f"{kind}: the embedding of modality {self._label(index)} must be (batch, "
-                                 f"{features}); got shape {shape}.")
+                raise ValueError(
+                    f"{kind}: the embedding of modality {self._label(index)} must be (batch, "
+                    f"{features}); got shape {shape}."
+                )
             if shape[0] is not None:
                 rows[self._label(index)] = shape[0]
         present = self._presence(mask, len(embeddings))
@@ -378,12 +402,16 @@ class _ModalityFusion(keras.layers.Layer):
             values = mask.values() if isinstance(mask, dict) else mask
             if all(value is None for value in values):
                 return None  # Keras' automatic per-tensor (padding) masks: none set
-            raise TypeError(f"{self.name}: mask must be ONE (batch, {count}) tensor saying which modalities "
-                            f"are present; got a {type(mask).__name__}. Stack per-modality masks along axis 1.")
+            raise TypeError(
+                f"{self.name}: mask must be ONE (batch, {count}) tensor saying which modalities "
+                f"are present; got a {type(mask).__name__}. Stack per-modality masks along axis 1."
+            )
         mask = ops.convert_to_tensor(mask)
         if len(mask.shape) != 2 or (mask.shape[1] is not None and mask.shape[1] != count):
-            raise ValueError(f"{self.name} ({type(self).__name__}): mask must have shape (batch, {count}), one "
-                             f"column per modality; got shape {tuple(mask.shape)}.")
+            raise ValueError(
+                f"{self.name} ({type(self).__name__}): mask must have shape (batch, {count}), one "
+                f"column per modality; got shape {tuple(mask.shape)}."
+            )
         if mask.dtype == "bool":
             return mask
         return ops.not_equal(mask, ops.zeros_like(mask))
@@ -393,14 +421,16 @@ class _ModalityFusion(keras.layers.Layer):
         """Absent embeddings replaced by zeros (``where``: NaN or inf there cannot leak)."""
         if present is None:
             return list(embeddings)
-        return [ops.where(present[:, i:i + 1], embedding, ops.zeros_like(embedding))
-                for i, embedding in enumerate(embeddings)]
+        return [
+            ops.where(present[:, i : i + 1], embedding, ops.zeros_like(embedding))
+            for i, embedding in enumerate(embeddings)
+        ]
 
     def _mean_of_present(self, inputs, mask) -> tuple:
         """(mean of the present embeddings (batch, d), their count (batch, 1) or None
         without a mask); an example with none present gets zeros."""
         embeddings, present = self._inputs(inputs, mask)
-        stacked = ops.stack(self._masked(embeddings, present), axis=1)     # (batch, n, d)
+        stacked = ops.stack(self._masked(embeddings, present), axis=1)  # (batch, n, d)
         if present is None:
             return ops.mean(stacked, axis=1), None
         count = ops.sum(ops.cast(present, stacked.dtype), axis=1, keepdims=True)
@@ -422,7 +452,8 @@ class _ModalityFusion(keras.layers.Layer):
             if len(shape) != 2 or shape[-1] is None:
                 raise ValueError(
                     f"{self.name} ({type(self).__name__}): the embedding of modality {self._label(index)} must "
-                    f"be (batch, features) with a known size; got shape {shape}. Flatten or pool it first.")
+                    f"be (batch, features) with a known size; got shape {shape}. Flatten or pool it first."
+                )
             dims.append(int(shape[-1]))
         if self.requires_equal_sizes and len(set(dims)) > 1:
             sizes = ", ".join(f"{self._label(i)}: {d}" for i, d in enumerate(dims))
@@ -430,7 +461,8 @@ class _ModalityFusion(keras.layers.Layer):
                 f"{self.name} ({type(self).__name__}) needs embeddings of one size, got sizes {{{sizes}}}. "
                 "Project them to a common size first (a Dense layer per modality, or "
                 "build_fusion_classifier(..., projection_dim=...)), or use a strategy that accepts "
-                "different sizes: concat, gated, attention or tensor.")
+                "different sizes: concat, gated, attention or tensor."
+            )
         self.embedding_dims = tuple(dims)
         self._build_fusion(dims)
         super().build(input_shape)
@@ -484,7 +516,7 @@ class WeightedFusion(_ModalityFusion):
 
     def call(self, inputs, mask=None):
         embeddings, present = self._inputs(inputs, mask)
-        stacked = ops.stack(self._masked(embeddings, present), axis=1)     # (batch, n, d)
+        stacked = ops.stack(self._masked(embeddings, present), axis=1)  # (batch, n, d)
         logits = ops.cast(self.modality_logits, stacked.dtype)
         logits = ops.broadcast_to(logits, (ops.shape(stacked)[0], len(embeddings)))
         weights = _masked_softmax(logits, present)
@@ -528,8 +560,13 @@ class _NetworkFusion(_ModalityFusion):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"hidden_units": list(self.hidden_units), "dropout": self.dropout,
-                       "activation": keras.activations.serialize(self.activation)})
+        config.update(
+            {
+                "hidden_units": list(self.hidden_units),
+                "dropout": self.dropout,
+                "activation": keras.activations.serialize(self.activation),
+            }
+        )
         return config
 
 
@@ -570,8 +607,9 @@ class GatedFusion(_ModalityFusion):
         self.gate = None
 
     def _build_fusion(self, dims):
-        self.projections = [keras.layers.Dense(self.units, activation=self.activation, name=f"projection{i}")
-                            for i in range(len(dims))]
+        self.projections = [
+            keras.layers.Dense(self.units, activation=self.activation, name=f"projection{i}") for i in range(len(dims))
+        ]
         for projection, dim in zip(self.projections, dims):
             projection.build((None, dim))
         self.gate = keras.layers.Dense(len(dims), name="gate")
@@ -617,13 +655,12 @@ class AttentionFusion(_ModalityFusion):
         self.units = check_positive_int(units, "AttentionFusion units")
         self.num_heads = check_positive_int(num_heads, "AttentionFusion num_heads")
         if self.units % self.num_heads:
-            raise ValueError(f"AttentionFusion units ({self.units}) must be divisible by num_heads "
-                             f"({self.num_heads}).")
+            raise ValueError(f"AttentionFusion units ({self.units}) must be divisible by num_heads ({self.num_heads}).")
         self.dropout = check_rate(dropout, "AttentionFusion dropout")
         self.projections = []
         self.attention = keras.layers.MultiHeadAttention(
-            num_heads=self.num_heads, key_dim=self.units // self.num_heads, dropout=self.dropout,
-            name="attention")
+            num_heads=self.num_heads, key_dim=self.units // self.num_heads, dropout=self.dropout, name="attention"
+        )
         self.norm = keras.layers.LayerNormalization(epsilon=1e-6, name="norm")
 
     def _build_fusion(self, dims):
@@ -631,7 +668,8 @@ class AttentionFusion(_ModalityFusion):
         for projection, dim in zip(self.projections, dims):
             projection.build((None, dim))
         self.modality_embeddings = self.add_weight(
-            name="modality_embeddings", shape=(len(dims), self.units), initializer="glorot_uniform")
+            name="modality_embeddings", shape=(len(dims), self.units), initializer="glorot_uniform"
+        )
         token_shape = (None, len(dims), self.units)
         self.attention.build(token_shape, token_shape)
         self.norm.build(token_shape)
@@ -695,7 +733,8 @@ class TensorFusion(_NetworkFusion):
             raise ValueError(
                 f"{self.name} (TensorFusion): embeddings of sizes {list(dims)} give an outer product of "
                 f"{size} features (limit {MAX_TENSOR_FUSION_FEATURES}). Project the embeddings to fewer "
-                "dimensions first, e.g. build_fusion_classifier(..., projection_dim=16).")
+                "dimensions first, e.g. build_fusion_classifier(..., projection_dim=16)."
+            )
         super()._build_fusion(dims)
 
     def _features(self, masked, indicators):
@@ -764,8 +803,9 @@ class ModalityDropout(keras.layers.Layer):
     def _check_rates(rates):
         values = [rates] if isinstance(rates, numbers.Real) and not isinstance(rates, bool) else rates
         if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
-            raise TypeError(f"ModalityDropout rates must be a number or a sequence of numbers (one per "
-                            f"modality); got {rates!r}.")
+            raise TypeError(
+                f"ModalityDropout rates must be a number or a sequence of numbers (one per modality); got {rates!r}."
+            )
         values = list(values)
         for value in values:
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
@@ -774,18 +814,23 @@ class ModalityDropout(keras.layers.Layer):
 
     def build(self, input_shape):
         if len(input_shape) != 2 or input_shape[-1] is None:
-            raise ValueError(f"{self.name} (ModalityDropout) expects a (batch, n_modalities) presence mask; "
-                             f"got shape {tuple(input_shape)}.")
+            raise ValueError(
+                f"{self.name} (ModalityDropout) expects a (batch, n_modalities) presence mask; "
+                f"got shape {tuple(input_shape)}."
+            )
         count = int(input_shape[-1])
         rates = [self.rates] * count if isinstance(self.rates, float) else list(self.rates)
         if len(rates) != count:
-            raise ValueError(f"{self.name} (ModalityDropout) has {len(rates)} rates {rates} for a mask of "
-                             f"{count} modalities; give one rate per modality, or one rate for all.")
+            raise ValueError(
+                f"{self.name} (ModalityDropout) has {len(rates)} rates {rates} for a mask of "
+                f"{count} modalities; give one rate per modality, or one rate for all."
+            )
         if sum(rates) > count - 1 + 1e-6:
             raise ValueError(
                 f"{self.name} (ModalityDropout): the rates {rates} sum to {sum(rates):g}, but with {count} "
                 f"modalities they may sum to at most {count - 1}, since an example never loses all of "
-                "its modalities. Lower the rates.")
+                "its modalities. Lower the rates."
+            )
         self._rates_per_modality = tuple(rates)
         super().build(input_shape)
 
@@ -837,8 +882,7 @@ class ReplicaDropout(keras.layers.Dropout):
         tail = shape[1:]
 
         def draw(rows):
-            return keras.random.uniform(tf.concat([tf.reshape(rows, [1]), tail], axis=0),
-                                        seed=self.seed_generator)
+            return keras.random.uniform(tf.concat([tf.reshape(rows, [1]), tail], axis=0), seed=self.seed_generator)
 
         if noise_shape is not None and noise_shape[0] == 1:
             uniform = draw(1)  # one mask shared by the whole batch, by request

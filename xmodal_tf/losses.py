@@ -91,6 +91,7 @@ Relation to ``xmodal_tf.CCA``: for ``reg=0`` the correlations equal
 singular values of the regularised T: s_i = rho_i / sqrt((1 + r1 |w1_i|^2)(1 + r2 |w2_i|^2))
 with w1_i, w2_i its unit-variance weights.
 """
+
 from __future__ import annotations
 
 import math
@@ -104,10 +105,23 @@ import tensorflow as tf
 from xmodal_tf._replicas import all_gather_rows, all_reduce_sum, in_replica_context
 from xmodal_tf._validation import check_bool, check_choice
 
-__all__ = ["ContrastiveLoss", "DeepCCALoss", "GAN_LOSSES", "batch_statistics", "cca_correlations", "check_gan_loss",
-           "contrastive_loss", "contrastive_loss_from_logits", "correlations_from_statistics",
-           "deep_cca_loss", "discriminator_loss", "generator_loss", "reconstruction_error",
-           "replica_contrastive_loss", "resolve_compute_dtype"]
+__all__ = [
+    "ContrastiveLoss",
+    "DeepCCALoss",
+    "GAN_LOSSES",
+    "batch_statistics",
+    "cca_correlations",
+    "check_gan_loss",
+    "contrastive_loss",
+    "contrastive_loss_from_logits",
+    "correlations_from_statistics",
+    "deep_cca_loss",
+    "discriminator_loss",
+    "generator_loss",
+    "reconstruction_error",
+    "replica_contrastive_loss",
+    "resolve_compute_dtype",
+]
 
 OBJECTIVES = ("trace", "squared")
 #: ``compute_dtype`` that picks float64 on a CPU and float32 on an accelerator.
@@ -153,12 +167,12 @@ def _check_compute_dtype(compute_dtype):
     try:
         dtype = tf.as_dtype(compute_dtype)
     except TypeError as error:
-        raise TypeError(
-            f"compute_dtype must be {_COMPUTE_DTYPE_CHOICES}; got {compute_dtype!r}."
-        ) from error
+        raise TypeError(f"compute_dtype must be {_COMPUTE_DTYPE_CHOICES}; got {compute_dtype!r}.") from error
     if dtype not in (tf.float32, tf.float64):
-        raise ValueError(f"compute_dtype must be {_COMPUTE_DTYPE_CHOICES}; got {dtype.name}. "
-                         "Use 'auto' to pick float64 on a CPU and float32 on a GPU.")
+        raise ValueError(
+            f"compute_dtype must be {_COMPUTE_DTYPE_CHOICES}; got {dtype.name}. "
+            "Use 'auto' to pick float64 on a CPU and float32 on a GPU."
+        )
     return dtype
 
 
@@ -277,21 +291,23 @@ def _validate(h1, h2, n_components, reg, compute_dtype, global_batch=False):
     batches = (h1.shape[0], h2.shape[0])
     if None not in batches and batches[0] != batches[1]:
         raise ValueError(
-            f"h1 and h2 must have the same batch size (one row per paired sample); got "
-            f"{batches[0]} and {batches[1]}."
+            f"h1 and h2 must have the same batch size (one row per paired sample); got {batches[0]} and {batches[1]}."
         )
     static_batch = next((b for b in batches if b is not None), None)
     checks = []
     if None in batches:
-        checks.append(tf.debugging.assert_equal(
-            tf.shape(h1)[0], tf.shape(h2)[0],
-            message="h1 and h2 must have the same batch size (one row per paired sample)"))
+        checks.append(
+            tf.debugging.assert_equal(
+                tf.shape(h1)[0],
+                tf.shape(h2)[0],
+                message="h1 and h2 must have the same batch size (one row per paired sample)",
+            )
+        )
     if global_batch and in_replica_context():
         return h1, h2, regs, k, compute, checks
     if static_batch is not None:
         if static_batch < 2:
-            raise ValueError(
-                f"A batch needs at least 2 samples for a covariance; got {static_batch}.")
+            raise ValueError(f"A batch needs at least 2 samples for a covariance; got {static_batch}.")
         for name, dim, ridge in zip(("h1", "h2"), dims, regs):
             if ridge == 0 and static_batch <= dim:
                 raise ValueError(
@@ -311,15 +327,22 @@ def _validate(h1, h2, n_components, reg, compute_dtype, global_batch=False):
             )
     else:
         m1 = tf.shape(h1)[0]
-        checks.append(tf.debugging.assert_greater_equal(
-            m1, 2, message="A batch needs at least 2 samples for a covariance"))
+        checks.append(
+            tf.debugging.assert_greater_equal(m1, 2, message="A batch needs at least 2 samples for a covariance")
+        )
         for name, dim, ridge in zip(("h1", "h2"), dims, regs):
             if ridge == 0:
-                checks.append(tf.debugging.assert_greater(
-                    m1, dim, message=(
-                        f"With reg=0 the covariance of {name} ({dim} features) is singular "
-                        f"unless the batch has more than {dim} samples; use larger batches or "
-                        "a positive reg such as 1e-4")))
+                checks.append(
+                    tf.debugging.assert_greater(
+                        m1,
+                        dim,
+                        message=(
+                            f"With reg=0 the covariance of {name} ({dim} features) is singular "
+                            f"unless the batch has more than {dim} samples; use larger batches or "
+                            "a positive reg such as 1e-4"
+                        ),
+                    )
+                )
     return h1, h2, regs, k, compute, checks
 
 
@@ -339,10 +362,13 @@ def _checked_cholesky(covariance: tf.Tensor, ridge: float, name: str) -> tf.Tens
         advice = "set reg to a small positive value such as 1e-4, or remove those output units"
     else:
         floor = tf.zeros([], covariance.dtype)
-        advice = (f"increase reg (now {ridge}), rescale the outputs, or keep "
-                  "compute_dtype='float64' (the 'auto' default uses float32 on a GPU)")
+        advice = (
+            f"increase reg (now {ridge}), rescale the outputs, or keep "
+            "compute_dtype='float64' (the 'auto' default uses float32 on a GPU)"
+        )
     check = tf.debugging.assert_greater(
-        tf.square(pivots), floor,
+        tf.square(pivots),
+        floor,
         message=(
             f"Deep CCA: the covariance of {name} (+ reg I, reg={ridge}) is not numerically "
             "positive definite; typical causes are constant or linearly dependent output "
@@ -380,9 +406,11 @@ def batch_statistics(h1, h2, compute, checks=(), global_batch=False):
     count, sum1, sum2 = reduce((count, tf.reduce_sum(h1, axis=0), tf.reduce_sum(h2, axis=0)))
     centred1 = h1 - sum1 / count
     centred2 = h2 - sum2 / count
-    products = (tf.matmul(centred1, centred1, transpose_a=True),
-                tf.matmul(centred2, centred2, transpose_a=True),
-                tf.matmul(centred1, centred2, transpose_a=True))
+    products = (
+        tf.matmul(centred1, centred1, transpose_a=True),
+        tf.matmul(centred2, centred2, transpose_a=True),
+        tf.matmul(centred1, centred2, transpose_a=True),
+    )
     return (count, *reduce(products))
 
 
@@ -443,8 +471,11 @@ def _correlations_of_statistics(statistics, regs):
             a = tf.linalg.triangular_solve(factors[0], u, lower=True, adjoint=True)  # L1^-T U
             b = tf.linalg.triangular_solve(factors[1], v, lower=True, adjoint=True)  # L2^-T V
             shrink = -0.5 * weights * values
-            return (tf.matmul(a * shrink, a, transpose_b=True), tf.matmul(b * shrink, b, transpose_b=True),
-                    tf.matmul(a * weights, b, transpose_b=True))
+            return (
+                tf.matmul(a * shrink, a, transpose_b=True),
+                tf.matmul(b * shrink, b, transpose_b=True),
+                tf.matmul(a * weights, b, transpose_b=True),
+            )
 
         return values, gradient
 
@@ -524,8 +555,7 @@ def cca_correlations(h1, h2, *, n_components=None, reg=1e-4, compute_dtype="auto
     return tf.cast(_correlations_of_statistics(statistics, regs)[:k], output_dtype)
 
 
-def deep_cca_loss(h1, h2, *, n_components=None, reg=1e-4, objective="trace",
-                  compute_dtype="auto", global_batch=False):
+def deep_cca_loss(h1, h2, *, n_components=None, reg=1e-4, objective="trace", compute_dtype="auto", global_batch=False):
     """The Deep CCA loss of a batch: minus the total (or squared) canonical correlation.
 
     Args:
@@ -590,8 +620,15 @@ class DeepCCALoss(_ConfiguredLoss):
     size). With ``global_batch=True`` every replica gets the global batch's value.
     """
 
-    def __init__(self, n_components=None, reg=1e-4, objective="trace", compute_dtype="auto",
-                 global_batch=False, name="deep_cca_loss"):
+    def __init__(
+        self,
+        n_components=None,
+        reg=1e-4,
+        objective="trace",
+        compute_dtype="auto",
+        global_batch=False,
+        name="deep_cca_loss",
+    ):
         self.n_components = _check_n_components_type(n_components)
         regs = _check_regs(reg)
         self.reg = regs if isinstance(reg, (list, tuple, np.ndarray)) else regs[0]
@@ -604,26 +641,43 @@ class DeepCCALoss(_ConfiguredLoss):
 
     def __call__(self, h1, h2):
         """Return the scalar loss for outputs h1 (m, d1) and h2 (m, d2)."""
-        return deep_cca_loss(h1, h2, n_components=self.n_components, reg=self.reg,
-                             objective=self.objective, compute_dtype=self.compute_dtype,
-                             global_batch=self.global_batch)
+        return deep_cca_loss(
+            h1,
+            h2,
+            n_components=self.n_components,
+            reg=self.reg,
+            objective=self.objective,
+            compute_dtype=self.compute_dtype,
+            global_batch=self.global_batch,
+        )
 
     def correlations(self, h1, h2):
         """The (k,) correlations behind the loss, largest first (see ``cca_correlations``)."""
-        return cca_correlations(h1, h2, n_components=self.n_components, reg=self.reg,
-                                compute_dtype=self.compute_dtype, global_batch=self.global_batch)
+        return cca_correlations(
+            h1,
+            h2,
+            n_components=self.n_components,
+            reg=self.reg,
+            compute_dtype=self.compute_dtype,
+            global_batch=self.global_batch,
+        )
 
     def statistics(self, h1, h2, runtime_checks=True):
         """``batch_statistics`` of the outputs after the same checks as the loss (all-reduced
         over replicas when ``global_batch``); ``correlations_from`` finishes the job.
         ``runtime_checks=False`` drops the run-time sample-count assertions (a caller that
         skips unusable batches itself); the shape checks still raise at trace time."""
-        h1, h2, _, _, compute, checks = _validate(h1, h2, self.n_components, self.reg, self.compute_dtype,
-                                                  self.global_batch)
+        h1, h2, _, _, compute, checks = _validate(
+            h1, h2, self.n_components, self.reg, self.compute_dtype, self.global_batch
+        )
         if not runtime_checks:
-            checks = [tf.debugging.assert_equal(
-                tf.shape(h1)[0], tf.shape(h2)[0],
-                message="h1 and h2 must have the same batch size (one row per paired sample)")]
+            checks = [
+                tf.debugging.assert_equal(
+                    tf.shape(h1)[0],
+                    tf.shape(h2)[0],
+                    message="h1 and h2 must have the same batch size (one row per paired sample)",
+                )
+            ]
         return batch_statistics(h1, h2, compute or _common_float_dtype(h1, h2), checks, self.global_batch)
 
     def correlations_from(self, statistics):
@@ -632,8 +686,14 @@ class DeepCCALoss(_ConfiguredLoss):
 
     def get_config(self) -> dict:
         reg = list(self.reg) if isinstance(self.reg, tuple) else self.reg
-        return {"n_components": self.n_components, "reg": reg, "objective": self.objective,
-                "compute_dtype": self.compute_dtype, "global_batch": self.global_batch, "name": self.name}
+        return {
+            "n_components": self.n_components,
+            "reg": reg,
+            "objective": self.objective,
+            "compute_dtype": self.compute_dtype,
+            "global_batch": self.global_batch,
+            "name": self.name,
+        }
 
 
 # ======================================================================== DCCAE
@@ -650,8 +710,10 @@ def reconstruction_error(view, reconstruction) -> tf.Tensor:
     """
     view, reconstruction = tf.convert_to_tensor(view), tf.convert_to_tensor(reconstruction)
     if tuple(view.shape[1:]) != tuple(reconstruction.shape[1:]):
-        raise ValueError(f"reconstruction_error: the reconstruction has shape {tuple(reconstruction.shape)} "
-                         f"but the view has shape {tuple(view.shape)}.")
+        raise ValueError(
+            f"reconstruction_error: the reconstruction has shape {tuple(reconstruction.shape)} "
+            f"but the view has shape {tuple(view.shape)}."
+        )
     dtype = tf.float64 if tf.float64 in (view.dtype, reconstruction.dtype) else tf.float32
     squared = tf.square(tf.cast(view, dtype) - tf.cast(reconstruction, dtype))
     per_example = tf.reduce_sum(tf.reshape(squared, [tf.shape(squared)[0], -1]), axis=1)
@@ -671,6 +733,7 @@ def reconstruction_error(view, reconstruction) -> tf.Tensor:
 # matched pair on the diagonal as the label. The other n - 1 items of the batch are
 # the negatives, so the value depends on the batch size: log(n) for embeddings that
 # carry no information, 0 for a perfect match at a small temperature.
+
 
 def contrastive_loss_from_logits(logits) -> tf.Tensor:
     """The symmetric InfoNCE loss of an (n, n) logits matrix, pairs on the diagonal.
@@ -718,7 +781,7 @@ def replica_contrastive_loss(embeddings_a, embeddings_b, logit_scale, *, global_
         all_a, offset = all_gather_rows(a)
         all_b, _ = all_gather_rows(b)
     scale = tf.cast(logit_scale, a.dtype)
-    a_to_b = scale * tf.matmul(a, all_b, transpose_b=True)   # (n, N): this replica's a against every b
+    a_to_b = scale * tf.matmul(a, all_b, transpose_b=True)  # (n, N): this replica's a against every b
     b_to_a = scale * tf.matmul(b, all_a, transpose_b=True)
     targets = offset + tf.range(tf.shape(a)[0])
     # The partners' logits a_to_b[i, offset + i], as one row-wise product: cheaper than
@@ -727,8 +790,10 @@ def replica_contrastive_loss(embeddings_a, embeddings_b, logit_scale, *, global_
     rows = tf.reduce_logsumexp(a_to_b, axis=1) - matched
     columns = tf.reduce_logsumexp(b_to_a, axis=1) - matched
     loss = tf.reduce_mean(0.5 * (rows + columns))
-    hits = [tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), targets), tf.float32)
-            for logits in (a_to_b, b_to_a)]
+    hits = [
+        tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), targets), tf.float32)
+        for logits in (a_to_b, b_to_a)
+    ]
     return loss, 0.5 * (tf.reduce_mean(hits[0]) + tf.reduce_mean(hits[1]))
 
 
@@ -787,9 +852,12 @@ class ContrastiveLoss(_ConfiguredLoss):
 
     def __call__(self, embeddings_a, embeddings_b, temperature=None):
         """Return the scalar loss for paired embeddings (n, d) and (n, d)."""
-        return contrastive_loss(embeddings_a, embeddings_b,
-                                self.temperature if temperature is None else temperature,
-                                normalize=self.normalize)
+        return contrastive_loss(
+            embeddings_a,
+            embeddings_b,
+            self.temperature if temperature is None else temperature,
+            normalize=self.normalize,
+        )
 
     def get_config(self) -> dict:
         return {"temperature": self.temperature, "normalize": self.normalize, "name": self.name}
@@ -804,11 +872,10 @@ def _as_float_matrix(value, name: str) -> tf.Tensor:
     value = tf.convert_to_tensor(value)
     if not value.dtype.is_floating:
         raise TypeError(
-            f"{name} must be a float tensor of embeddings; got dtype {value.dtype.name}. "
-            "Cast it to float32 first.")
+            f"{name} must be a float tensor of embeddings; got dtype {value.dtype.name}. Cast it to float32 first."
+        )
     if value.shape.rank != 2:
-        raise ValueError(
-            f"{name} must be a rank-2 (batch, features) tensor; got shape {value.shape}.")
+        raise ValueError(f"{name} must be a rank-2 (batch, features) tensor; got shape {value.shape}.")
     return tf.cast(value, _contrastive_dtype(value.dtype))
 
 
@@ -817,8 +884,8 @@ def _as_contrastive_logits(logits) -> tf.Tensor:
     rows, columns = logits.shape
     if rows is not None and columns is not None and rows != columns:
         raise ValueError(
-            f"Contrastive logits must be square (n, n), one row and one column per pair; "
-            f"got shape {logits.shape}.")
+            f"Contrastive logits must be square (n, n), one row and one column per pair; got shape {logits.shape}."
+        )
     if rows == 0 or columns == 0:
         raise ValueError("The contrastive loss needs at least one pair; the batch is empty.")
     return logits
@@ -834,19 +901,25 @@ def _check_paired_embeddings(embeddings_a, embeddings_b):
         raise ValueError(
             f"Paired embeddings must have the same width to be compared; got {a.shape[1]} "
             f"features for embeddings_a and {b.shape[1]} for embeddings_b. Project both to "
-            "one size (e.g. DualEncoder's projection_dim).")
+            "one size (e.g. DualEncoder's projection_dim)."
+        )
     batches = (a.shape[0], b.shape[0])
     if None not in batches and batches[0] != batches[1]:
         raise ValueError(
             f"embeddings_a and embeddings_b must have the same batch size (row i of one is "
-            f"paired with row i of the other); got {batches[0]} and {batches[1]}.")
+            f"paired with row i of the other); got {batches[0]} and {batches[1]}."
+        )
     if 0 in batches:
         raise ValueError("The contrastive loss needs at least one pair; the batch is empty.")
     checks = []
     if None in batches:
-        checks.append(tf.debugging.assert_equal(
-            tf.shape(a)[0], tf.shape(b)[0],
-            message="embeddings_a and embeddings_b must have the same batch size (paired rows)"))
+        checks.append(
+            tf.debugging.assert_equal(
+                tf.shape(a)[0],
+                tf.shape(b)[0],
+                message="embeddings_a and embeddings_b must have the same batch size (paired rows)",
+            )
+        )
     return a, b, checks
 
 
@@ -856,17 +929,14 @@ def _check_temperature(temperature, dtype: tf.DType):
         raise TypeError(f"temperature must be a float > 0 or a scalar tensor; got {temperature!r}.")
     if isinstance(temperature, numbers.Real):
         if not math.isfinite(temperature) or temperature <= 0:
-            raise ValueError(
-                f"temperature must be finite and > 0 (CLIP starts at 0.07); got {temperature!r}.")
+            raise ValueError(f"temperature must be finite and > 0 (CLIP starts at 0.07); got {temperature!r}.")
         return float(temperature)
     try:
         tensor = tf.convert_to_tensor(temperature)
     except (TypeError, ValueError) as error:
-        raise TypeError(
-            f"temperature must be a float > 0 or a scalar tensor; got {temperature!r}.") from error
+        raise TypeError(f"temperature must be a float > 0 or a scalar tensor; got {temperature!r}.") from error
     if tensor.shape.rank not in (None, 0) or not (tensor.dtype.is_floating or tensor.dtype.is_integer):
-        raise TypeError(
-            f"temperature must be a scalar number; got shape {tensor.shape}, dtype {tensor.dtype.name}.")
+        raise TypeError(f"temperature must be a scalar number; got shape {tensor.shape}, dtype {tensor.dtype.name}.")
     return tf.cast(tensor, dtype)
 
 

@@ -29,6 +29,7 @@ Conventions:
     * Importing this module loads NumPy and scikit-learn; matplotlib loads when an image is
       drawn, TensorFlow / Keras in ``cross_validate``, SciPy's optimiser in ``linear_probe``.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -74,21 +75,25 @@ def _predicted_labels(y_pred) -> tuple[np.ndarray, int | None]:
     if array.ndim == 1:
         return as_class_labels(array, name="y_pred"), None
     if array.ndim != 2:
-        raise ValueError(f"y_pred must be (n,) labels or an (n, num_classes) matrix of "
-                         f"probabilities/logits; got shape {array.shape}")
+        raise ValueError(
+            f"y_pred must be (n,) labels or an (n, num_classes) matrix of probabilities/logits; got shape {array.shape}"
+        )
     if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
         raise TypeError(f"y_pred scores must be numeric; got dtype {array.dtype}")
     if array.shape[1] == 1:
-        raise ValueError("y_pred has a single column (a sigmoid output?): argmax over one column "
-                         "is always class 0; threshold it, e.g. (y_pred[:, 0] > 0.5).astype(int), "
-                         "or output one column per class")
+        raise ValueError(
+            "y_pred has a single column (a sigmoid output?): argmax over one column "
+            "is always class 0; threshold it, e.g. (y_pred[:, 0] > 0.5).astype(int), "
+            "or output one column per class"
+        )
     if len(array) == 0:
         raise ValueError("y_pred is empty: give at least one example")
     # Only NaN is refused: -inf logits (masked classes) still have a well-defined argmax.
     nan_rows = np.flatnonzero(np.isnan(array).any(axis=1))
     if nan_rows.size:
-        raise ValueError(f"y_pred has NaN scores in {nan_rows.size} rows (first: row {nan_rows[0]}); "
-                         "did the model diverge?")
+        raise ValueError(
+            f"y_pred has NaN scores in {nan_rows.size} rows (first: row {nan_rows[0]}); did the model diverge?"
+        )
     return np.argmax(array, axis=1).astype(np.int64), array.shape[1]
 
 
@@ -106,8 +111,10 @@ def _labels_and_predictions(y_true, y_pred, num_classes):
         num_classes = columns or int(max(y_true.max(), predicted.max())) + 1
     for name, labels in (("y_true", y_true), ("y_pred", predicted)):
         if labels.max() >= num_classes:
-            raise ValueError(f"{name} has label {labels.max()}, out of range for num_classes="
-                             f"{num_classes} (labels must be 0..{num_classes - 1})")
+            raise ValueError(
+                f"{name} has label {labels.max()}, out of range for num_classes="
+                f"{num_classes} (labels must be 0..{num_classes - 1})"
+            )
     return y_true, predicted, num_classes
 
 
@@ -153,7 +160,8 @@ def classification_report(y_true, y_pred, *, num_classes: int | None = None) -> 
     y_true, predicted, num_classes = _labels_and_predictions(y_true, y_pred, num_classes)
     matrix = _counts(y_true, predicted, num_classes)
     precision, recall, f1, support = sklearn_metrics.precision_recall_fscore_support(
-        y_true, predicted, labels=np.arange(num_classes), average=None, zero_division=0)
+        y_true, predicted, labels=np.arange(num_classes), average=None, zero_division=0
+    )
     occurring = (support > 0) | (matrix.sum(axis=0) > 0)
     return {
         "accuracy": float(np.trace(matrix) / matrix.sum()),
@@ -239,20 +247,20 @@ def _define_confusion_matrix_callback():
 
 
 # ------------------------------------------------------------------------ retrieval
-_QUERY_CHUNK = 1024   # queries ranked at a time, bounding the (chunk, n_gallery) temporaries
+_QUERY_CHUNK = 1024  # queries ranked at a time, bounding the (chunk, n_gallery) temporaries
 
 
 def _check_similarity(similarity) -> np.ndarray:
     array = _as_array(similarity)
     if array.ndim != 2 or 0 in array.shape:
-        raise ValueError(f"similarity must be a non-empty (n_queries, n_gallery) matrix; "
-                         f"got shape {array.shape}")
+        raise ValueError(f"similarity must be a non-empty (n_queries, n_gallery) matrix; got shape {array.shape}")
     if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
         raise TypeError(f"similarity must be numeric; got dtype {array.dtype}")
     if np.isnan(array).any():
         row, column = np.argwhere(np.isnan(array))[0]
-        raise ValueError(f"similarity has NaN (first at query {row}, gallery item {column}); "
-                         "check the embeddings for NaN")
+        raise ValueError(
+            f"similarity has NaN (first at query {row}, gallery item {column}); check the embeddings for NaN"
+        )
     return array
 
 
@@ -263,23 +271,28 @@ def _check_relevant(relevant, shape: tuple) -> np.ndarray:
     if array.ndim == 1:
         indices = as_class_labels(array, name="relevant")
         if len(indices) != num_queries:
-            raise ValueError(f"relevant has {len(indices)} entries but similarity has "
-                             f"{num_queries} queries (rows)")
+            raise ValueError(f"relevant has {len(indices)} entries but similarity has {num_queries} queries (rows)")
         if indices.max() >= num_gallery:
-            raise ValueError(f"relevant index {indices.max()} is out of range for a gallery of "
-                             f"{num_gallery} items (similarity columns)")
+            raise ValueError(
+                f"relevant index {indices.max()} is out of range for a gallery of "
+                f"{num_gallery} items (similarity columns)"
+            )
         return indices
     if array.shape != shape:
-        raise ValueError(f"relevant must be (n_queries,) indices or a boolean matrix of the "
-                         f"similarity's shape {shape}; got shape {array.shape}")
+        raise ValueError(
+            f"relevant must be (n_queries,) indices or a boolean matrix of the "
+            f"similarity's shape {shape}; got shape {array.shape}"
+        )
     if array.dtype != bool:
         if not np.issubdtype(array.dtype, np.number) or not np.isin(array, (0, 1)).all():
             raise TypeError("a relevance matrix must be boolean (or hold only 0 and 1)")
         array = array.astype(bool)
     empty = np.flatnonzero(~array.any(axis=1))
     if empty.size:
-        raise ValueError(f"{empty.size} queries have no relevant gallery item (first: query "
-                         f"{empty[0]}); their rank is undefined: drop them or fix the relevance")
+        raise ValueError(
+            f"{empty.size} queries have no relevant gallery item (first: query "
+            f"{empty[0]}); their rank is undefined: drop them or fix the relevance"
+        )
     return array
 
 
@@ -288,8 +301,10 @@ def _check_ks(ks, num_gallery: int) -> list[int]:
     ks = [check_positive_int(k, "each k in ks") for k in ks]
     too_large = [k for k in ks if k > num_gallery]
     if too_large:
-        raise ValueError(f"k={too_large[0]} is larger than the gallery ({num_gallery} items): "
-                         "recall@k would be 1 by construction; choose k <= n_gallery")
+        raise ValueError(
+            f"k={too_large[0]} is larger than the gallery ({num_gallery} items): "
+            "recall@k would be 1 by construction; choose k <= n_gallery"
+        )
     return ks
 
 
@@ -328,8 +343,9 @@ def _chance_recall(num_relevant: np.ndarray, num_gallery: int, k: int) -> float:
     """Mean over queries of P(a random ordering puts a relevant item in the top k)
     = 1 - C(n - r, k) / C(n, k)."""
     steps = np.arange(k)
-    none_in_top_k = np.clip((num_gallery - num_relevant[:, None] - steps) / (num_gallery - steps),
-                            0.0, None).prod(axis=1)
+    none_in_top_k = np.clip((num_gallery - num_relevant[:, None] - steps) / (num_gallery - steps), 0.0, None).prod(
+        axis=1
+    )
     return float(np.mean(1.0 - none_in_top_k))
 
 
@@ -355,13 +371,14 @@ def retrieval_metrics(similarity, relevant, ks=(1, 5, 10)) -> dict:
     ranks = _ranks(similarity, relevant)
     num_relevant = np.ones(len(ranks)) if relevant.ndim == 1 else relevant.sum(axis=1)
     result = {f"recall@{k}": float(np.mean(ranks <= k)) for k in ks}
-    result.update({
-        "median_rank": float(np.median(ranks)),
-        "mean_rank": float(np.mean(ranks)),
-        "mean_reciprocal_rank": float(np.mean(1.0 / ranks)),
-    })
-    result.update({f"chance_recall@{k}": _chance_recall(num_relevant, similarity.shape[1], k)
-                   for k in ks})
+    result.update(
+        {
+            "median_rank": float(np.median(ranks)),
+            "mean_rank": float(np.mean(ranks)),
+            "mean_reciprocal_rank": float(np.mean(1.0 / ranks)),
+        }
+    )
+    result.update({f"chance_recall@{k}": _chance_recall(num_relevant, similarity.shape[1], k) for k in ks})
     result.update({"num_queries": int(similarity.shape[0]), "num_gallery": int(similarity.shape[1])})
     return result
 
@@ -370,8 +387,9 @@ def retrieval_metrics(similarity, relevant, ks=(1, 5, 10)) -> dict:
 def _check_features(features, name: str) -> np.ndarray:
     array = _as_array(features)
     if array.ndim != 2:
-        raise ValueError(f"{name} must be an (n, num_features) matrix; got shape {array.shape} "
-                         "(flatten with .reshape(len(x), -1))")
+        raise ValueError(
+            f"{name} must be an (n, num_features) matrix; got shape {array.shape} (flatten with .reshape(len(x), -1))"
+        )
     if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
         raise TypeError(f"{name} must be numeric; got dtype {array.dtype}")
     check_finite_rows(array, name, where="linear_probe")
@@ -386,8 +404,9 @@ _PROBE_CURVATURE = 0.25
 _PROBE_TOLERANCE = 1e-5
 
 
-def _softmax_probe_fit(standardised: np.ndarray, class_index: np.ndarray, num_classes: int, C: float,
-                       max_iter: int) -> tuple[np.ndarray, np.ndarray, bool]:
+def _softmax_probe_fit(
+    standardised: np.ndarray, class_index: np.ndarray, num_classes: int, C: float, max_iter: int
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """Multinomial logistic regression by L-BFGS in whitened coordinates.
 
     Minimises ``mean_i cross_entropy_i + ||W||^2 / (2 C n)`` (intercept not penalised): the
@@ -415,18 +434,20 @@ def _softmax_probe_fit(standardised: np.ndarray, class_index: np.ndarray, num_cl
     last = {}
 
     def objective(parameters):
-        weights, intercepts = parameters[:d * num_classes].reshape(d, num_classes), parameters[d * num_classes:]
+        weights, intercepts = parameters[: d * num_classes].reshape(d, num_classes), parameters[d * num_classes :]
         logits = weights.T @ whitened + intercepts[:, None]
         shift = logits.max(axis=0)
         exponentials = np.exp(logits - shift)  # one exp per entry serves the loss and its gradient
         sums = exponentials.sum(axis=0)
-        value = (float(np.sum(np.log(sums) + shift)) - float(logits[class_index, examples].sum())) / n \
-            + 0.5 * float(np.sum(penalty * weights * weights))
+        value = (float(np.sum(np.log(sums) + shift)) - float(logits[class_index, examples].sum())) / n + 0.5 * float(
+            np.sum(penalty * weights * weights)
+        )
         residual = (exponentials / sums - targets) / n
         weight_gradient = whitened @ residual.T + penalty * weights
         intercept_gradient = residual.sum(axis=1)
-        last.update(parameters=parameters.copy(), weight_gradient=weight_gradient,
-                    intercept_gradient=intercept_gradient)
+        last.update(
+            parameters=parameters.copy(), weight_gradient=weight_gradient, intercept_gradient=intercept_gradient
+        )
         return value, np.concatenate([weight_gradient.ravel(), intercept_gradient])
 
     def small_gradient(parameters) -> bool:
@@ -444,15 +465,22 @@ def _softmax_probe_fit(standardised: np.ndarray, class_index: np.ndarray, num_cl
             raise StopIteration
 
     start = np.zeros(d * num_classes + num_classes)
-    result = optimize.minimize(objective, start, jac=True, method="L-BFGS-B", callback=stop_when_converged,
-                               options={"maxiter": max_iter, "maxcor": 30, "gtol": 0.0, "ftol": 1e-15})
+    result = optimize.minimize(
+        objective,
+        start,
+        jac=True,
+        method="L-BFGS-B",
+        callback=stop_when_converged,
+        options={"maxiter": max_iter, "maxcor": 30, "gtol": 0.0, "ftol": 1e-15},
+    )
     converged = converged[0] or result.nit < max_iter or small_gradient(result.x)
-    weights = to_standardised @ result.x[:d * num_classes].reshape(d, num_classes)
-    return weights, result.x[d * num_classes:], converged
+    weights = to_standardised @ result.x[: d * num_classes].reshape(d, num_classes)
+    return weights, result.x[d * num_classes :], converged
 
 
-def linear_probe(train_features, train_labels, test_features, test_labels, *, C: float = 1.0,
-                 max_iter: int = 1000) -> dict:
+def linear_probe(
+    train_features, train_labels, test_features, test_labels, *, C: float = 1.0, max_iter: int = 1000
+) -> dict:
     """How linearly decodable the classes are from frozen features.
 
     Multinomial logistic regression with an L2 penalty on the weights, fitted on the
@@ -492,14 +520,13 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, C:
     test_features = _check_features(test_features, "test_features")
     train_labels = as_class_labels(train_labels, name="train_labels")
     test_labels = as_class_labels(test_labels, name="test_labels")
-    for name, features, labels in (("train", train_features, train_labels),
-                                   ("test", test_features, test_labels)):
+    for name, features, labels in (("train", train_features, train_labels), ("test", test_features, test_labels)):
         if len(features) != len(labels):
-            raise ValueError(f"{name}_features has {len(features)} rows but {name}_labels has "
-                             f"{len(labels)}")
+            raise ValueError(f"{name}_features has {len(features)} rows but {name}_labels has {len(labels)}")
     if train_features.shape[1] != test_features.shape[1]:
-        raise ValueError(f"train_features has {train_features.shape[1]} features but "
-                         f"test_features has {test_features.shape[1]}")
+        raise ValueError(
+            f"train_features has {train_features.shape[1]} features but test_features has {test_features.shape[1]}"
+        )
     if len(np.unique(train_labels)) < 2:
         raise ValueError("train_labels hold a single class: a classifier needs at least two")
     C = check_number(C, "C (inverse regularisation strength)", minimum=0, exclusive_minimum=True)
@@ -510,11 +537,13 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, C:
     scale = train.std(axis=0)
     scale[scale <= 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)] = 1.0  # constant features
     classes, class_index = np.unique(train_labels, return_inverse=True)
-    weights, intercepts, converged = _softmax_probe_fit((train - mean) / scale, class_index, len(classes),
-                                                        C, max_iter)
+    weights, intercepts, converged = _softmax_probe_fit((train - mean) / scale, class_index, len(classes), C, max_iter)
     if not converged:
-        warnings.warn(f"linear_probe: the solver did not converge in max_iter={max_iter} iterations; "
-                      "raise max_iter or lower C", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"linear_probe: the solver did not converge in max_iter={max_iter} iterations; raise max_iter or lower C",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     # Back to the raw features: ((x - mean) / scale) @ W + b = x @ (W / scale) + (b - mean @ (W / scale)).
     raw_weights = weights / scale[:, None]
     raw_intercepts = intercepts - mean @ raw_weights
@@ -524,8 +553,11 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, C:
 
     num_classes = int(max(train_labels.max(), test_labels.max())) + 1
     report = classification_report(test_labels, predict(test_features), num_classes=num_classes)
-    return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
-            "train_accuracy": float(np.mean(predict(train_features) == train_labels))}
+    return {
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro_f1"],
+        "train_accuracy": float(np.mean(predict(train_features) == train_labels)),
+    }
 
 
 # ------------------------------------------------------------------ cross-validation
@@ -556,26 +588,31 @@ def stratified_folds(labels, n_splits: int = 5, seed: int | None = 0) -> list[tu
     n_splits = check_int(n_splits, "n_splits")
     seed = check_int(seed, "seed", minimum=0, maximum=_MAX_SEED, allow_none=True)
     if n_splits < 2 or n_splits > len(labels):
-        raise ValueError(f"n_splits must be between 2 and the number of examples ({len(labels)}); "
-                         f"got {n_splits}")
+        raise ValueError(f"n_splits must be between 2 and the number of examples ({len(labels)}); got {n_splits}")
     classes, counts = np.unique(labels, return_counts=True)
     if counts.max() < n_splits:
-        raise ValueError(f"n_splits={n_splits} is more than the examples of any class (largest: "
-                         f"{counts.max()}); choose n_splits <= {counts.max()}")
+        raise ValueError(
+            f"n_splits={n_splits} is more than the examples of any class (largest: "
+            f"{counts.max()}); choose n_splits <= {counts.max()}"
+        )
     if counts.min() < n_splits:
-        warnings.warn(f"class {classes[np.argmin(counts)]} has only {counts.min()} examples, fewer "
-                      f"than n_splits={n_splits}: some test folds will not contain it", stacklevel=2)
+        warnings.warn(
+            f"class {classes[np.argmin(counts)]} has only {counts.min()} examples, fewer "
+            f"than n_splits={n_splits}: some test folds will not contain it",
+            stacklevel=2,
+        )
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # scikit-learn's own version of the warning above
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
-        return [(train.astype(np.int64), test.astype(np.int64))
-                for train, test in splitter.split(np.zeros((len(labels), 1)), labels)]
+        return [
+            (train.astype(np.int64), test.astype(np.int64))
+            for train, test in splitter.split(np.zeros((len(labels), 1)), labels)
+        ]
 
 
 def _check_rows(inputs, num_rows: int, name: str) -> None:
     """inputs is an array or a dict of arrays, each with num_rows rows."""
-    named = ({f"{name}[{key!r}]": value for key, value in inputs.items()}
-             if isinstance(inputs, dict) else {name: inputs})
+    named = {f"{name}[{key!r}]": value for key, value in inputs.items()} if isinstance(inputs, dict) else {name: inputs}
     for array_name, array in named.items():
         if not hasattr(array, "shape") or np.ndim(array) == 0:
             raise TypeError(f"{array_name} must be an array with one row per label; got {describe(array)}")
@@ -589,8 +626,12 @@ def _take(inputs, indices: np.ndarray):
     return np.asarray(inputs)[indices]
 
 
-_RESERVED_FIT_KEYS = {"x": "inputs", "y": "labels", "class_weight": "class_weight=",
-                      "sample_weight": "class_weight= (sample weights are not split by fold)"}
+_RESERVED_FIT_KEYS = {
+    "x": "inputs",
+    "y": "labels",
+    "class_weight": "class_weight=",
+    "sample_weight": "class_weight= (sample weights are not split by fold)",
+}
 _FOLD_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
 
 
@@ -601,8 +642,7 @@ def _check_fit_kwargs(fit_kwargs) -> dict:
         raise TypeError(f"fit_kwargs must be a dict of model.fit arguments; got {describe(fit_kwargs)}")
     for key, instead in _RESERVED_FIT_KEYS.items():
         if key in fit_kwargs:
-            raise ValueError(f"fit_kwargs must not contain {key!r}: cross_validate sets it per fold "
-                             f"(use {instead})")
+            raise ValueError(f"fit_kwargs must not contain {key!r}: cross_validate sets it per fold (use {instead})")
     return {"verbose": 0, **fit_kwargs}
 
 
@@ -610,9 +650,11 @@ def _check_class_weight(class_weight):
     if class_weight is None or isinstance(class_weight, dict):
         return class_weight
     if class_weight not in CLASS_WEIGHT_METHODS:
-        raise ValueError(f"class_weight must be None, a dict {{class: weight}} or one of "
-                         f"{CLASS_WEIGHT_METHODS} (computed on each fold's training labels); "
-                         f"got {class_weight!r}")
+        raise ValueError(
+            f"class_weight must be None, a dict {{class: weight}} or one of "
+            f"{CLASS_WEIGHT_METHODS} (computed on each fold's training labels); "
+            f"got {class_weight!r}"
+        )
     return class_weight
 
 
@@ -621,28 +663,30 @@ def _fit_and_score_fold(build_model, inputs, labels, train, test, fit_kwargs, cl
 
     model = build_model()
     if not isinstance(model, keras.Model):
-        raise TypeError(f"build_model must return a fresh, compiled keras.Model; got "
-                        f"{type(model).__name__}")
+        raise TypeError(f"build_model must return a fresh, compiled keras.Model; got {type(model).__name__}")
     if not getattr(model, "compiled", False):
-        raise ValueError("build_model returned an uncompiled model: call model.compile(...) "
-                         "inside build_model")
+        raise ValueError("build_model returned an uncompiled model: call model.compile(...) inside build_model")
     if isinstance(class_weight, str):
         class_weight = class_weights(labels[train], method=class_weight)
     history = model.fit(_take(inputs, train), labels[train], class_weight=class_weight, **fit_kwargs)
     scores = model.predict(_take(inputs, test), verbose=0)
     if isinstance(scores, (dict, list, tuple)):
-        raise TypeError("cross_validate needs a model with one (batch, num_classes) output; this "
-                        f"model returns a {type(scores).__name__}")
+        raise TypeError(
+            "cross_validate needs a model with one (batch, num_classes) output; this "
+            f"model returns a {type(scores).__name__}"
+        )
     num_classes = None if np.ndim(scores) == 2 else int(labels.max()) + 1
     report = classification_report(labels[test], scores, num_classes=num_classes)
     fold = {name: report[name] for name in _FOLD_METRICS}
-    fold.update({"train_size": int(len(train)), "test_size": int(len(test)),
-                 "epochs": len(history.history.get("loss", []))})
+    fold.update(
+        {"train_size": int(len(train)), "test_size": int(len(test)), "epochs": len(history.history.get("loss", []))}
+    )
     return fold
 
 
-def cross_validate(build_model, inputs, labels, *, n_splits: int = 5, seed: int = 0,
-                   fit_kwargs: dict | None = None, class_weight=None) -> dict:
+def cross_validate(
+    build_model, inputs, labels, *, n_splits: int = 5, seed: int = 0, fit_kwargs: dict | None = None, class_weight=None
+) -> dict:
     """Stratified k-fold cross-validation of a Keras classifier.
 
     scikit-learn's ``cross_validate`` wants an estimator; this one takes a builder of
@@ -672,9 +716,11 @@ def cross_validate(build_model, inputs, labels, *, n_splits: int = 5, seed: int 
         ValueError: mismatched rows, reserved ``fit_kwargs`` keys, an unknown class_weight.
     """
     if not callable(build_model) or hasattr(build_model, "fit"):
-        raise TypeError("build_model must be a function that builds and compiles a fresh "
-                        f"keras.Model (not a model: each fold needs new weights); "
-                        f"got {type(build_model).__name__}")
+        raise TypeError(
+            "build_model must be a function that builds and compiles a fresh "
+            f"keras.Model (not a model: each fold needs new weights); "
+            f"got {type(build_model).__name__}"
+        )
     labels = as_class_labels(labels)
     if not (isinstance(inputs, dict) or hasattr(inputs, "shape")):
         raise TypeError(f"inputs must be an array or a dict name -> array; got {describe(inputs)}")
@@ -689,8 +735,7 @@ def cross_validate(build_model, inputs, labels, *, n_splits: int = 5, seed: int 
     results = []
     for index, (train, test) in enumerate(folds):
         keras.utils.set_random_seed(seed + index)
-        results.append(_fit_and_score_fold(build_model, inputs, labels, train, test,
-                                           fit_kwargs, class_weight))
+        results.append(_fit_and_score_fold(build_model, inputs, labels, train, test, fit_kwargs, class_weight))
     return {
         "folds": results,
         "mean": {name: float(np.mean([fold[name] for fold in results])) for name in _FOLD_METRICS},

@@ -8,6 +8,7 @@ message saying what to do instead. Standard library only.
     >>> from xmodal_tf.network import network_reachable
     >>> network_reachable("storage.googleapis.com")        # True online, False offline
 """
+
 from __future__ import annotations
 
 import socket

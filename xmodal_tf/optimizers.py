@@ -17,6 +17,7 @@ update otherwise (``amsgrad``, sparse gradients, inside a distribution strategy)
 It reads Adam's moment slots, which Keras keeps private: ``SUPPORTED_KERAS`` names the
 Keras range where they were verified (tests/test_keras_internals.py pins it).
 """
+
 from __future__ import annotations
 
 import keras
@@ -53,7 +54,8 @@ class FusedAdam(keras.optimizers.Adam):
                 f"FusedAdam reads Keras' private Adam state ({', '.join(missing)}), which Keras "
                 f"{keras.__version__} does not have; it is verified for keras{SUPPORTED_KERAS}. "
                 "Use keras.optimizers.Adam instead (same arguments and results, a slower update "
-                f"on CPU), or install keras{SUPPORTED_KERAS}.")
+                f"on CPU), or install keras{SUPPORTED_KERAS}."
+            )
 
     def update_step(self, gradient, variable, learning_rate):
         """One Adam step on ``variable``, by the fused kernel where it applies.
@@ -71,12 +73,23 @@ class FusedAdam(keras.optimizers.Adam):
         beta_1 = tf.cast(self.beta_1, dtype)
         beta_2 = tf.cast(self.beta_2, dtype)
         tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle, m=self._momentums[index].handle, v=self._velocities[index].handle,
-            beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
-            lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
-            epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype))
+            var=variable.handle,
+            m=self._momentums[index].handle,
+            v=self._velocities[index].handle,
+            beta1_power=tf.pow(beta_1, step),
+            beta2_power=tf.pow(beta_2, step),
+            lr=tf.cast(learning_rate, dtype),
+            beta1=beta_1,
+            beta2=beta_2,
+            epsilon=tf.cast(self.epsilon, dtype),
+            grad=tf.cast(gradient, dtype),
+        )
 
     def _can_fuse(self, gradient, variable) -> bool:
-        return (keras.backend.backend() == "tensorflow" and not self.amsgrad
-                and not isinstance(gradient, tf.IndexedSlices)
-                and not tf.distribute.has_strategy() and hasattr(variable, "handle"))
+        return (
+            keras.backend.backend() == "tensorflow"
+            and not self.amsgrad
+            and not isinstance(gradient, tf.IndexedSlices)
+            and not tf.distribute.has_strategy()
+            and hasattr(variable, "handle")
+        )

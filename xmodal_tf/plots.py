@@ -11,6 +11,7 @@ without a display. matplotlib is imported inside the functions, so importing thi
 loads NumPy only. Every function checks its input first (TypeError for a wrong type,
 ValueError for a wrong value: empty or mismatched series, NaN or inf, a wrong image rank).
 """
+
 from __future__ import annotations
 
 import io
@@ -30,8 +31,16 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["confusion_matrix_figure", "correlation_spectrum", "figure_to_image", "image_grid",
-           "label_fraction_curves", "missing_modality_curves", "recall_at_k", "save_figure"]
+__all__ = [
+    "confusion_matrix_figure",
+    "correlation_spectrum",
+    "figure_to_image",
+    "image_grid",
+    "label_fraction_curves",
+    "missing_modality_curves",
+    "recall_at_k",
+    "save_figure",
+]
 
 _SIZE = (6.4, 4.0)  # inches: 640 x 400 pixels at _DPI
 _DPI = 100
@@ -68,8 +77,10 @@ def _check_values(values, name: str, *, length: int | None = None, against: str 
 def _check_series(series, name: str, *, length: int | None = None, against: str = "") -> dict:
     """``{label: checked values}`` from a non-empty mapping with string keys."""
     if not isinstance(series, Mapping):
-        raise TypeError(f"{name} must be a mapping {{label: values}}, e.g. {{'train': [...], 'test': [...]}}; "
-                        f"got {describe(series)}")
+        raise TypeError(
+            f"{name} must be a mapping {{label: values}}, e.g. {{'train': [...], 'test': [...]}}; "
+            f"got {describe(series)}"
+        )
     if not series:
         raise ValueError(f"{name} is empty; give at least one {{label: values}} entry")
     checked = {}
@@ -90,8 +101,10 @@ def _check_errors(errors, curves: dict, length: int, against: str) -> dict:
         raise ValueError(f"errors has labels {unknown} without a curve; use labels of the curves: {sorted(curves)}")
     for label, values in checked.items():
         if values.min() < 0:
-            raise ValueError(f"errors[{label!r}] has a negative value ({values.min():g}); "
-                             "error bars are half-widths, >= 0 (e.g. a standard deviation)")
+            raise ValueError(
+                f"errors[{label!r}] has a negative value ({values.min():g}); "
+                "error bars are half-widths, >= 0 (e.g. a standard deviation)"
+            )
     return checked
 
 
@@ -196,8 +209,15 @@ def _draw_curves(axes: Axes, x: np.ndarray, curves: dict, errors: dict) -> None:
     for label, y in curves.items():
         (line,) = axes.plot(x[order], y[order], marker="o", label=label)
         if label in errors:  # capsize=0: the bars are one LineCollection, axes.lines stays one per curve
-            axes.errorbar(x[order], y[order], yerr=errors[label][order], fmt="none",
-                          ecolor=line.get_color(), capsize=0, elinewidth=1.2)
+            axes.errorbar(
+                x[order],
+                y[order],
+                yerr=errors[label][order],
+                fmt="none",
+                ecolor=line.get_color(),
+                capsize=0,
+                elinewidth=1.2,
+            )
     axes.legend()
 
 
@@ -230,10 +250,14 @@ def correlation_spectrum(correlations: Mapping[str, Sequence[float]], *, title: 
     return figure
 
 
-def missing_modality_curves(shares: Sequence[float], accuracies: Mapping[str, Sequence[float]], *,
-                            errors: Mapping[str, Sequence[float]] | None = None,
-                            xlabel: str = "share of examples missing the modality",
-                            title: str = "") -> Figure:
+def missing_modality_curves(
+    shares: Sequence[float],
+    accuracies: Mapping[str, Sequence[float]],
+    *,
+    errors: Mapping[str, Sequence[float]] | None = None,
+    xlabel: str = "share of examples missing the modality",
+    title: str = "",
+) -> Figure:
     """Accuracy against the share of examples missing a modality, one line per classifier.
 
     Args:
@@ -262,8 +286,13 @@ def missing_modality_curves(shares: Sequence[float], accuracies: Mapping[str, Se
     return figure
 
 
-def label_fraction_curves(fractions: Sequence[float], accuracies: Mapping[str, Sequence[float]], *,
-                          errors: Mapping[str, Sequence[float]] | None = None, title: str = "") -> Figure:
+def label_fraction_curves(
+    fractions: Sequence[float],
+    accuracies: Mapping[str, Sequence[float]],
+    *,
+    errors: Mapping[str, Sequence[float]] | None = None,
+    title: str = "",
+) -> Figure:
     """Accuracy against the fraction of training labels (log x axis), one line per method.
 
     Args:
@@ -340,8 +369,10 @@ def _check_images(images) -> np.ndarray:
     if array.dtype.kind not in "biuf":
         raise TypeError(f"images must hold numbers; got {describe(images)} of dtype {array.dtype}")
     if array.ndim not in (3, 4) or (array.ndim == 4 and array.shape[-1] not in (1, 3, 4)):
-        raise ValueError(f"images must be (n, H, W) or (n, H, W, C) with C in 1, 3 or 4; got shape "
-                         f"{array.shape} (channels first? move the channel axis last)")
+        raise ValueError(
+            f"images must be (n, H, W) or (n, H, W, C) with C in 1, 3 or 4; got shape "
+            f"{array.shape} (channels first? move the channel axis last)"
+        )
     if 0 in array.shape:
         raise ValueError(f"images is empty (shape {array.shape}); give at least one image of at least 1 x 1 pixels")
     check_finite_rows(array, "images", fix=_FIX)
@@ -394,8 +425,14 @@ def image_grid(images, *, titles: Sequence[str] | None = None, columns: int = 10
     heading = 0.4 if title else 0.0
     # Fixed margins instead of the constrained layout, which is slow for a hundred Axes.
     figure = _new_figure((columns * _TILE, rows * _TILE + heading), layout=None)
-    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - (heading + 0.05) / (rows * _TILE + heading),
-                           wspace=0.05, hspace=0.3 if names else 0.05)
+    figure.subplots_adjust(
+        left=0.01,
+        right=0.99,
+        bottom=0.01,
+        top=1 - (heading + 0.05) / (rows * _TILE + heading),
+        wspace=0.05,
+        hspace=0.3 if names else 0.05,
+    )
     for index, picture in enumerate(pictures):
         axes = figure.add_subplot(rows, columns, index + 1)
         axes.imshow(picture, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
@@ -413,8 +450,9 @@ def _check_confusion_matrix(matrix) -> np.ndarray:
     if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
         raise TypeError(f"matrix must hold numbers (counts); got dtype {array.dtype}")
     if array.ndim != 2 or array.shape[0] != array.shape[1] or array.shape[0] == 0:
-        raise ValueError(f"matrix must be a square (num_classes, num_classes) confusion matrix; "
-                         f"got shape {array.shape}")
+        raise ValueError(
+            f"matrix must be a square (num_classes, num_classes) confusion matrix; got shape {array.shape}"
+        )
     array = array.astype(np.float64)
     if not np.all(np.isfinite(array)) or array.min() < 0:
         raise ValueError("matrix must hold finite, non-negative counts")
@@ -425,11 +463,11 @@ def _class_names(num_classes: int, class_names) -> list[str]:
     if class_names is None:
         return [str(index) for index in range(num_classes)]
     if isinstance(class_names, (str, bytes)) or not hasattr(class_names, "__len__"):
-        raise TypeError(f"class_names must be a sequence of {num_classes} names, one per class; "
-                        f"got {describe(class_names)}")
+        raise TypeError(
+            f"class_names must be a sequence of {num_classes} names, one per class; got {describe(class_names)}"
+        )
     if len(class_names) != num_classes:
-        raise ValueError(f"class_names must be a sequence of {num_classes} names, one per class; "
-                         f"got {class_names!r}")
+        raise ValueError(f"class_names must be a sequence of {num_classes} names, one per class; got {class_names!r}")
     return [str(name) for name in class_names]
 
 

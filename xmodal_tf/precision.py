@@ -34,6 +34,7 @@ Decisions
   (DeepCCA: its decompositions are kept out of XLA); any layer with
   ``supports_jit = False`` (for example ``TextVectorization``) also rules XLA out.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -66,8 +67,9 @@ _COMPUTE_DTYPES = {"float32": "off", "float16": "float16", "bfloat16": "bfloat16
 def check_mixed_precision(mixed_precision) -> str:
     """``mixed_precision`` if it is one of ``MIXED_PRECISION``, else a ValueError."""
     if mixed_precision not in MIXED_PRECISION:
-        raise ValueError(f"mixed_precision must be one of {', '.join(map(repr, MIXED_PRECISION))}; "
-                         f"got {mixed_precision!r}.")
+        raise ValueError(
+            f"mixed_precision must be one of {', '.join(map(repr, MIXED_PRECISION))}; got {mixed_precision!r}."
+        )
     return mixed_precision
 
 
@@ -136,7 +138,8 @@ def loss_scaled(optimizer, mixed_precision: str):
     ``LossScaleOptimizer`` for float16 (unless it already is); otherwise unchanged (a
     LossScaleOptimizer the user chose is kept: it is harmless in float32)."""
     if check_mixed_precision(mixed_precision) == "float16" and not isinstance(
-            optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer, keras.optimizers.LossScaleOptimizer
+    ):
         return keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
 
@@ -149,8 +152,10 @@ def xla_unsupported_reason(model) -> str | None:
         return reason
     for layer in model._flatten_layers(include_self=True, recursive=True):
         if not getattr(layer, "supports_jit", True):
-            return (f"its layer {layer.name!r} ({type(layer).__name__}) does not support XLA (for text, "
-                    "tokenize in the tf.data pipeline instead of inside the model)")
+            return (
+                f"its layer {layer.name!r} ({type(layer).__name__}) does not support XLA (for text, "
+                "tokenize in the tf.data pipeline instead of inside the model)"
+            )
     return None
 
 
@@ -169,12 +174,16 @@ def resolve_jit(jit: str, model, replicas: int = 1) -> bool:
         return False
     reason = xla_unsupported_reason(model)
     if replicas > 1 and not reason:
-        reason = (f"it trains on {replicas} replicas, whose variables live on different devices (one XLA-compiled "
-                  "step cannot reach them all)")
+        reason = (
+            f"it trains on {replicas} replicas, whose variables live on different devices (one XLA-compiled "
+            "step cannot reach them all)"
+        )
     if jit == "on":
         if reason:
-            raise ValueError(f"jit='on': the model {model.name!r} cannot be compiled with XLA: {reason}. "
-                             "Use jit='auto' or 'off' (--jit auto).")
+            raise ValueError(
+                f"jit='on': the model {model.name!r} cannot be compiled with XLA: {reason}. "
+                "Use jit='auto' or 'off' (--jit auto)."
+            )
         return True
     import tensorflow as tf
 
@@ -191,7 +200,10 @@ def avoid_slow_cpu_float16() -> bool:
     if tf.config.optimizer.get_experimental_options().get("remapping") is False:
         return False
     tf.config.optimizer.set_experimental_options({"remapping": False})
-    warnings.warn("mixed_precision='float16' without a GPU: float16 is emulated on CPUs, and TensorFlow's CPU op "
-                  "fusion (Grappler 'remapping') makes it about 1000x slower, so that pass is now off for this "
-                  "process. On CPUs use mixed_precision='bfloat16'.", stacklevel=3)
+    warnings.warn(
+        "mixed_precision='float16' without a GPU: float16 is emulated on CPUs, and TensorFlow's CPU op "
+        "fusion (Grappler 'remapping') makes it about 1000x slower, so that pass is now off for this "
+        "process. On CPUs use mixed_precision='bfloat16'.",
+        stacklevel=3,
+    )
     return True

@@ -14,6 +14,7 @@ folder, a full disk, Ctrl-C) is one line on stderr naming what and how to fix it
 ``--traceback`` adds the trace. Exit status: 0 done, 1 failed, 2 bad command line or
 settings, 130 interrupted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,11 +30,9 @@ import traceback
 
 from xmodal_tf import __version__
 from xmodal_tf._files import write_json_atomically
-from xmodal_tf.experiments import (DEFAULT_EXPERIMENT, RunContext, get_experiment,
-                                   list_experiments)
+from xmodal_tf.experiments import DEFAULT_EXPERIMENT, RunContext, get_experiment, list_experiments
 from xmodal_tf.experiments.base import TRAINING_CHOICES
-from xmodal_tf.experiments.config import (ConfigError, load_config_file, parse_overrides,
-                                          resolve_config)
+from xmodal_tf.experiments.config import ConfigError, load_config_file, parse_overrides, resolve_config
 from xmodal_tf.experiments.rundir import RunDirectory
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")  # as xmodal_tf.training.strategies
@@ -51,63 +50,109 @@ SEEDS_FILE = "seeds.json"  # what --seeds writes beside the seeds' run directori
 
 
 def build_parser() -> argparse.ArgumentParser:
-    listing = "\n".join(f"  {experiment.name:<12} {experiment.description}"
-                        for experiment in list_experiments())
+    listing = "\n".join(f"  {experiment.name:<12} {experiment.description}" for experiment in list_experiments())
     parser = argparse.ArgumentParser(
         prog=PROGRAM,
         description="Run an xmodal_tf experiment and log it for TensorBoard.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=(f"experiments (default: {DEFAULT_EXPERIMENT}):\n{listing}\n\n"
-                "examples:\n"
-                f"  {PROGRAM}\n"
-                f"  {PROGRAM} cca --set data=split_mnist --data-dir ../shared/data\n"
-                f"  {PROGRAM} cca --config my.toml --set reg=1e-3 --seed 1\n"
-                "settings of an experiment: run it once and read config.json in its log dir"),
+        epilog=(
+            f"experiments (default: {DEFAULT_EXPERIMENT}):\n{listing}\n\n"
+            "examples:\n"
+            f"  {PROGRAM}\n"
+            f"  {PROGRAM} cca --set data=split_mnist --data-dir ../shared/data\n"
+            f"  {PROGRAM} cca --config my.toml --set reg=1e-3 --seed 1\n"
+            "settings of an experiment: run it once and read config.json in its log dir"
+        ),
     )
-    parser.add_argument("experiment", nargs="?", default=None,
-                        help=f"experiment name (default: {DEFAULT_EXPERIMENT}, or the "
-                             "config file's 'experiment' key)")
-    parser.add_argument("--config", metavar="FILE",
-                        help="TOML or JSON file of settings (may name the 'experiment')")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE",
-                        help="override one setting; repeatable; nested keys with dots")
-    parser.add_argument("--data-dir", metavar="DIR",
-                        help="folder with data files such as mnist.npz "
-                             "(default: $XMODAL_DATA_DIR)")
-    parser.add_argument("--logdir", metavar="DIR",
-                        help="run directory (default: tensorboard_logs/<experiment>-<timestamp>)")
+    parser.add_argument(
+        "experiment",
+        nargs="?",
+        default=None,
+        help=f"experiment name (default: {DEFAULT_EXPERIMENT}, or the config file's 'experiment' key)",
+    )
+    parser.add_argument("--config", metavar="FILE", help="TOML or JSON file of settings (may name the 'experiment')")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting; repeatable; nested keys with dots",
+    )
+    parser.add_argument(
+        "--data-dir", metavar="DIR", help="folder with data files such as mnist.npz (default: $XMODAL_DATA_DIR)"
+    )
+    parser.add_argument(
+        "--logdir", metavar="DIR", help="run directory (default: tensorboard_logs/<experiment>-<timestamp>)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--seeds", type=int, default=None, metavar="N",
-                        help="run N seeds (--seed, --seed + 1, ...), each in <logdir>/seed-<S>, and write the mean "
-                             "± std of every figure to <logdir>/seeds.json; experiments with a 'seeds' setting "
-                             "(fusion, transfer, crossmodal) repeat inside one run: --set seeds=N (default: 1)")
-    parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
-                        help="tf.distribute strategy: auto (mirrored over several GPUs, else default), "
-                             "default (one device), mirrored (all local GPUs), multiworker (the cluster "
-                             "in TF_CONFIG; run the same command on every worker) (default: auto)")
-    parser.add_argument("--worker-timeout", type=float, default=300.0, metavar="SECONDS",
-                        help="multiworker: how long to wait for every worker to start (default: 300)")
-    parser.add_argument("--mixed-precision", choices=TRAINING_CHOICES["mixed_precision"], default=None,
-                        help="compute precision of the networks: off (float32), float16 (with loss scaling; "
-                             "for GPUs) or bfloat16 (GPUs and CPUs with AVX512-BF16/AMX); variables stay float32 "
-                             "(default: the experiment's mixed_precision setting, off)")
-    parser.add_argument("--jit", choices=TRAINING_CHOICES["jit"], default=None,
-                        help="XLA compilation of the training step: auto (with a GPU, where the model supports "
-                             "it), on, off (default: the experiment's jit setting, auto)")
-    parser.add_argument("--checkpoint-every", type=int, default=1, metavar="EPOCHS",
-                        help="checkpoint every trainer every this many epochs (and at its end), so that the same "
-                             "command resumes a killed run; 0: no checkpoints (default: 1)")
-    parser.add_argument("--checkpoint-seconds", type=float, default=30.0, metavar="SECONDS",
-                        help="and at least this many seconds apart: a kill loses at most about this much "
-                             "training (default: 30; 0: at every --checkpoint-every epochs)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="start over in an existing run directory (deleting its run) instead of resuming it")
-    parser.add_argument("--deterministic", action="store_true",
-                        help="TensorFlow's deterministic ops (tf.config.experimental.enable_op_determinism) and no "
-                             "XLA: reruns and resumed runs reproduce an uninterrupted run's figures, a little slower")
-    parser.add_argument("--traceback", action="store_true",
-                        help="show the full traceback of an error")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run N seeds (--seed, --seed + 1, ...), each in <logdir>/seed-<S>, and write the mean "
+        "± std of every figure to <logdir>/seeds.json; experiments with a 'seeds' setting "
+        "(fusion, transfer, crossmodal) repeat inside one run: --set seeds=N (default: 1)",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="auto",
+        help="tf.distribute strategy: auto (mirrored over several GPUs, else default), "
+        "default (one device), mirrored (all local GPUs), multiworker (the cluster "
+        "in TF_CONFIG; run the same command on every worker) (default: auto)",
+    )
+    parser.add_argument(
+        "--worker-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="multiworker: how long to wait for every worker to start (default: 300)",
+    )
+    parser.add_argument(
+        "--mixed-precision",
+        choices=TRAINING_CHOICES["mixed_precision"],
+        default=None,
+        help="compute precision of the networks: off (float32), float16 (with loss scaling; "
+        "for GPUs) or bfloat16 (GPUs and CPUs with AVX512-BF16/AMX); variables stay float32 "
+        "(default: the experiment's mixed_precision setting, off)",
+    )
+    parser.add_argument(
+        "--jit",
+        choices=TRAINING_CHOICES["jit"],
+        default=None,
+        help="XLA compilation of the training step: auto (with a GPU, where the model supports "
+        "it), on, off (default: the experiment's jit setting, auto)",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1,
+        metavar="EPOCHS",
+        help="checkpoint every trainer every this many epochs (and at its end), so that the same "
+        "command resumes a killed run; 0: no checkpoints (default: 1)",
+    )
+    parser.add_argument(
+        "--checkpoint-seconds",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="and at least this many seconds apart: a kill loses at most about this much "
+        "training (default: 30; 0: at every --checkpoint-every epochs)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in an existing run directory (deleting its run) instead of resuming it",
+    )
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="TensorFlow's deterministic ops (tf.config.experimental.enable_op_determinism) and no "
+        "XLA: reruns and resumed runs reproduce an uninterrupted run's figures, a little slower",
+    )
+    parser.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
     parser.add_argument("--version", action="version", version=f"xmodal_tf {__version__}")
     return parser
 
@@ -128,27 +173,32 @@ def prepare(args: argparse.Namespace):
     file_values = load_config_file(args.config) if args.config else {}
     named_in_file = file_values.pop("experiment", None)
     if named_in_file is not None and not isinstance(named_in_file, str):
-        raise ConfigError(f"'experiment' in {args.config} must be a name such as "
-                          f"{DEFAULT_EXPERIMENT!r}.")
+        raise ConfigError(f"'experiment' in {args.config} must be a name such as {DEFAULT_EXPERIMENT!r}.")
     experiment = get_experiment(args.experiment or named_in_file or DEFAULT_EXPERIMENT)
     overrides = parse_overrides(args.overrides)
-    config = resolve_config(experiment.defaults, file_values, overrides,
-                            _training_overrides(args, experiment), _seeds_override(args, experiment, overrides),
-                            choices=experiment.choices)
-    if experiment.validate is not None:
-        experiment.validate(config)
+    config = resolve_config(
+        experiment.defaults,
+        file_values,
+        overrides,
+        _training_overrides(args, experiment),
+        _seeds_override(args, experiment, overrides),
+        choices=experiment.choices,
+    )
+    experiment.validate(config)
     return experiment, config
 
 
 def _training_overrides(args: argparse.Namespace, experiment) -> dict:
     """--mixed-precision and --jit as settings (ConfigError where the experiment trains
     no network)."""
-    given = {key: value for key, value in (("mixed_precision", args.mixed_precision), ("jit", args.jit))
-             if value is not None}
+    given = {
+        key: value for key, value in (("mixed_precision", args.mixed_precision), ("jit", args.jit)) if value is not None
+    }
     if given and "mixed_precision" not in experiment.defaults:
         options = " and ".join("--" + key.replace("_", "-") for key in given)
-        raise ConfigError(f"experiment {experiment.name!r} trains no network (it is NumPy/SciPy); {options} "
-                          "do not apply to it.")
+        raise ConfigError(
+            f"experiment {experiment.name!r} trains no network (it is NumPy/SciPy); {options} do not apply to it."
+        )
     return given
 
 
@@ -215,14 +265,18 @@ def check_run_arguments(args: argparse.Namespace, experiment, config: dict) -> N
     if args.checkpoint_every < 0:
         raise ConfigError(f"--checkpoint-every must be >= 0 epochs (0: no checkpoints); got {args.checkpoint_every}.")
     if args.deterministic and config.get("jit") == "on":
-        raise ConfigError("--deterministic needs --jit off (or auto): XLA has no deterministic kernels for some "
-                          "gradients (MaxPool's among them).")
+        raise ConfigError(
+            "--deterministic needs --jit off (or auto): XLA has no deterministic kernels for some "
+            "gradients (MaxPool's among them)."
+        )
     if not 0 <= args.checkpoint_seconds < float("inf"):
         raise ConfigError(f"--checkpoint-seconds must be a number of seconds >= 0; got {args.checkpoint_seconds}.")
     if repeats_runs(args, experiment) and args.strategy == "multiworker":
-        raise ConfigError(f"--seeds {args.seeds} runs the seeds one after another in one process, which a "
-                          "multi-worker cluster cannot restart; run one command per seed (--seed S --logdir "
-                          "DIR/seed-S) on every worker instead.")
+        raise ConfigError(
+            f"--seeds {args.seeds} runs the seeds one after another in one process, which a "
+            "multi-worker cluster cannot restart; run one command per seed (--seed S --logdir "
+            "DIR/seed-S) on every worker instead."
+        )
 
 
 def _usage_error(parser, error: ConfigError) -> int:
@@ -233,8 +287,14 @@ def _usage_error(parser, error: ConfigError) -> int:
 
 def _record(experiment, config: dict, args: argparse.Namespace, command: list) -> dict:
     """What ``config.json`` holds (its ``COMPARED`` keys decide whether a run resumes)."""
-    return {"experiment": experiment.name, "config": config, "seed": args.seed, "data_dir": args.data_dir,
-            "xmodal_tf_version": __version__, "command": command}
+    return {
+        "experiment": experiment.name,
+        "config": config,
+        "seed": args.seed,
+        "data_dir": args.data_dir,
+        "xmodal_tf_version": __version__,
+        "command": command,
+    }
 
 
 def run_seeds(parser, args: argparse.Namespace, experiment, config: dict, command: list) -> int:
@@ -263,19 +323,31 @@ def run_seeds(parser, args: argparse.Namespace, experiment, config: dict, comman
         print(f"{PROGRAM}: seed {run.seed} ({number} of {len(runs)}), run directory {run.logdir}", flush=True)
         status = run_once(parser, run, experiment, config, command)
         if status:
-            print(f"{PROGRAM}: stopped at seed {run.seed}; the same command resumes it and runs the rest.",
-                  file=sys.stderr)
+            print(
+                f"{PROGRAM}: stopped at seed {run.seed}; the same command resumes it and runs the rest.",
+                file=sys.stderr,
+            )
             return status
         import keras
 
         keras.backend.clear_session()  # the next seed builds its models afresh
     summary = aggregate([RunDirectory(run.logdir).metrics() for run in runs])
-    write_json_atomically(logdir / SEEDS_FILE, {"experiment": experiment.name, "seeds": seeds,
-                                                "runs": [run.logdir for run in runs], **summary})
+    write_json_atomically(
+        logdir / SEEDS_FILE,
+        {"experiment": experiment.name, "seeds": seeds, "runs": [run.logdir for run in runs], **summary},
+    )
     lines = spread_lines(summary)
-    print("\n".join(["", f"mean ± std (population) over seeds {', '.join(map(str, seeds))} of every figure that "
-                          f"differs between them{':' if lines else ': none differs'}", *lines,
-                      f"all figures, with each seed's value: {logdir / SEEDS_FILE}"]))
+    print(
+        "\n".join(
+            [
+                "",
+                f"mean ± std (population) over seeds {', '.join(map(str, seeds))} of every figure that "
+                f"differs between them{':' if lines else ': none differs'}",
+                *lines,
+                f"all figures, with each seed's value: {logdir / SEEDS_FILE}",
+            ]
+        )
+    )
     return 0
 
 
@@ -287,14 +359,24 @@ def _check_seeds_folder(logdir: pathlib.Path) -> None:
     if not logdir.is_dir():
         raise ConfigError(f"--logdir {logdir} is a file, not a folder; pick a folder for the runs.")
     if (logdir / "config.json").exists():
-        raise ConfigError(f"--logdir {logdir} is the run directory of one seed; --seeds puts a folder per seed "
-                          "inside a folder of its own: pick another --logdir.")
-    foreign = [path.name for path in logdir.iterdir()
-               if not (path.name == SEEDS_FILE or path.name.startswith(f".{SEEDS_FILE}.")
-                       or (path.is_dir() and path.name.startswith("seed-")))]
+        raise ConfigError(
+            f"--logdir {logdir} is the run directory of one seed; --seeds puts a folder per seed "
+            "inside a folder of its own: pick another --logdir."
+        )
+    foreign = [
+        path.name
+        for path in logdir.iterdir()
+        if not (
+            path.name == SEEDS_FILE
+            or path.name.startswith(f".{SEEDS_FILE}.")
+            or (path.is_dir() and path.name.startswith("seed-"))
+        )
+    ]
     if foreign:
-        raise ConfigError(f"--logdir {logdir} holds {', '.join(sorted(foreign)[:3])}, which a --seeds run does not "
-                          "write; pick a new or empty folder.")
+        raise ConfigError(
+            f"--logdir {logdir} holds {', '.join(sorted(foreign)[:3])}, which a --seeds run does not "
+            "write; pick a new or empty folder."
+        )
 
 
 def run_once(parser, args: argparse.Namespace, experiment, config: dict, command: list) -> int:
@@ -306,8 +388,9 @@ def run_once(parser, args: argparse.Namespace, experiment, config: dict, command
         run_directory = RunDirectory(logdir)
         status = run_directory.status(record, overwrite=args.overwrite)
         if status == "finished":
-            print(f"{PROGRAM}: the run in {logdir} has finished; nothing was changed (add --overwrite to run it "
-                  "again).")
+            print(
+                f"{PROGRAM}: the run in {logdir} has finished; nothing was changed (add --overwrite to run it again)."
+            )
             print_summary(experiment, run_directory.metrics(), logdir)
             return 0
     except ConfigError as error:
@@ -331,10 +414,16 @@ def run_once(parser, args: argparse.Namespace, experiment, config: dict, command
         if experiment.load_data is not None:
             print(f"{experiment.name}: loading and checking the data ...", flush=True)
             data = experiment.load_data(config, args.data_dir, args.seed)
-        context = RunContext(logdir, data_dir=args.data_dir, seed=args.seed, strategy=strategy,
-                             checkpoint_every=args.checkpoint_every, checkpoint_seconds=args.checkpoint_seconds,
-                             data=data,
-                             **_training_settings(config, args.deterministic))
+        context = RunContext(
+            logdir,
+            data_dir=args.data_dir,
+            seed=args.seed,
+            strategy=strategy,
+            checkpoint_every=args.checkpoint_every,
+            checkpoint_seconds=args.checkpoint_seconds,
+            data=data,
+            **_training_settings(config, args.deterministic),
+        )
         if context.is_chief:
             if args.overwrite:
                 run_directory.clear()
@@ -408,8 +497,11 @@ def _expected_failure(error: BaseException, experiment: str, logdir: pathlib.Pat
         if isinstance(error, tf.errors.PermissionDeniedError):
             return f"permission denied ({text.splitlines()[0]}); pick a writable --logdir.", 1
         if isinstance(error, tf.errors.ResourceExhaustedError):
-            return (f"out of memory ({text.splitlines()[0][:200]}); lower batch_size (--set batch_size=...), "
-                    f"then {resume}.", 1)
+            return (
+                f"out of memory ({text.splitlines()[0][:200]}); lower batch_size (--set batch_size=...), "
+                f"then {resume}.",
+                1,
+            )
         return None, None
     if isinstance(error, (ValueError, TypeError)):
         return f"in experiment {experiment!r}: {error}", 1
@@ -417,7 +509,7 @@ def _expected_failure(error: BaseException, experiment: str, logdir: pathlib.Pat
 
 
 def _describe_os_error(error: OSError, logdir) -> str:
-    """"cannot use FILE: reason; fix" for an OSError."""
+    """ "cannot use FILE: reason; fix" for an OSError."""
     if error.errno is None:  # raised with a message of its own (the data loaders')
         return str(error).rstrip(".")
     name = error.filename or logdir or "a file"
@@ -441,6 +533,7 @@ def _import_tensorflow_quietly() -> None:
     """
     if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
         import tensorflow  # noqa: F401
+
         return
     sys.stderr.flush()
     saved = os.dup(2)
@@ -466,11 +559,21 @@ def _strategy_line(context: RunContext) -> str:
 
 
 def print_summary(experiment, metrics: dict, logdir: pathlib.Path) -> None:
-    lines = experiment.summarize(metrics) if experiment.summarize else [
-        f"{key}: {value}" for key, value in metrics.items() if isinstance(value, (int, float))]
-    print("\n".join(["", *lines,
-                     f"run directory: {logdir} (config.json, metrics.json, TensorBoard events)",
-                     f"view it with: tensorboard --logdir {logdir.parent}"]))
+    lines = (
+        experiment.summarize(metrics)
+        if experiment.summarize
+        else [f"{key}: {value}" for key, value in metrics.items() if isinstance(value, (int, float))]
+    )
+    print(
+        "\n".join(
+            [
+                "",
+                *lines,
+                f"run directory: {logdir} (config.json, metrics.json, the figures as PNG, TensorBoard events)",
+                f"view it with: tensorboard --logdir {logdir.parent}",
+            ]
+        )
+    )
 
 
 if __name__ == "__main__":

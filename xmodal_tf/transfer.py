@@ -29,6 +29,7 @@ in the model has that name; a name shared by several layers raises ``ValueError`
 listing their paths, so you can pick one. A layer object reachable through
 several paths (a shared sub-model) is visited once, under its first path.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,9 +58,11 @@ __all__ = [
 
 # ---------------------------------------------------------------- walking models
 
+
 @dataclasses.dataclass(frozen=True)
 class _Node:
     """One layer reached while walking a model, in pre-order (containers first)."""
+
     path: str
     layer: Any
     ancestors: tuple  # enclosing sub-models, outermost first (the root model excluded)
@@ -100,8 +103,7 @@ def _weighted_leaves(nodes: list[_Node]) -> list[_Node]:
 
 
 def _leaves_under(container_node: _Node, nodes: list[_Node]) -> list[_Node]:
-    return [node for node in nodes
-            if node.owns_weights and any(a is container_node.layer for a in node.ancestors)]
+    return [node for node in nodes if node.owns_weights and any(a is container_node.layer for a in node.ancestors)]
 
 
 def _close_names(name: str, nodes: list[_Node]) -> list[str]:
@@ -115,11 +117,11 @@ def _resolve(name, nodes: list[_Node], model, role: str) -> _Node:
         for node in nodes:
             if node.layer is name:
                 return node
-        raise ValueError(f"layer {name.name!r} ({type(name).__name__}) is not part of "
-                         f"{role} model {model.name!r}")
+        raise ValueError(f"layer {name.name!r} ({type(name).__name__}) is not part of {role} model {model.name!r}")
     if not isinstance(name, str):
-        raise TypeError(f"a layer must be given by name (str) or as a layer object; "
-                        f"got {type(name).__name__}: {name!r}")
+        raise TypeError(
+            f"a layer must be given by name (str) or as a layer object; got {type(name).__name__}: {name!r}"
+        )
     for node in nodes:
         if node.path == name:
             return node
@@ -127,26 +129,30 @@ def _resolve(name, nodes: list[_Node], model, role: str) -> _Node:
     if len(same_name) == 1:
         return same_name[0]
     if len(same_name) > 1:
-        raise ValueError(f"layer name {name!r} is ambiguous in {role} model {model.name!r}: "
-                         f"it names {[n.path for n in same_name]}; give the full path instead")
+        raise ValueError(
+            f"layer name {name!r} is ambiguous in {role} model {model.name!r}: "
+            f"it names {[n.path for n in same_name]}; give the full path instead"
+        )
     close = _close_names(name, nodes)
     hint = f"; close names: {close}" if close else ""
-    raise ValueError(f"{role} model {model.name!r} has no layer named {name!r}{hint} "
-                     f"(its layers: {[n.path for n in nodes]})")
+    raise ValueError(
+        f"{role} model {model.name!r} has no layer named {name!r}{hint} (its layers: {[n.path for n in nodes]})"
+    )
 
 
 def _check_model(obj, role: str):
     if not isinstance(obj, keras.Model):
-        raise TypeError(f"{role} must be a keras.Model; got {type(obj).__name__}: "
-                        f"{_short_repr(obj)}")
+        raise TypeError(f"{role} must be a keras.Model; got {type(obj).__name__}: {_short_repr(obj)}")
     return obj
 
 
 def _check_built(model, role: str):
     if not model.built:
-        raise ValueError(f"{role} model {model.name!r} is not built, so it has no weights "
-                         "yet: call it on a batch of data or call model.build(input_shape) "
-                         "first (or give a Sequential model a keras.Input)")
+        raise ValueError(
+            f"{role} model {model.name!r} is not built, so it has no weights "
+            "yet: call it on a batch of data or call model.build(input_shape) "
+            "first (or give a Sequential model a keras.Input)"
+        )
 
 
 def _short_repr(obj, limit: int = 80) -> str:
@@ -160,8 +166,10 @@ def _is_batchnorm(layer) -> bool:
 
 # ---------------------------------------------------------------- weight transfer
 
+
 class ShapeMismatch(NamedTuple):
     """A target/source layer pair whose weights could not be copied."""
+
     target: str
     source: str
     target_shapes: list
@@ -181,6 +189,7 @@ class TransferReport:
         skipped: target layers with weights left out of an explicit dict mapping
             (only filled with ``match=dict``; not an error even with ``strict=True``).
     """
+
     copied: list = dataclasses.field(default_factory=list)
     missing: list = dataclasses.field(default_factory=list)
     mismatched: list = dataclasses.field(default_factory=list)
@@ -193,17 +202,18 @@ class TransferReport:
         return not self.missing and not self.mismatched
 
     def summary(self) -> str:
-        lines = [f"TransferReport: {len(self.copied)} copied, {len(self.missing)} missing, "
-                 f"{len(self.mismatched)} mismatched, {len(self.unused)} unused"
-                 + (f", {len(self.skipped)} skipped" if self.skipped else "")
-                 + (" (ok)" if self.ok else " (NOT ok)")]
+        lines = [
+            f"TransferReport: {len(self.copied)} copied, {len(self.missing)} missing, "
+            f"{len(self.mismatched)} mismatched, {len(self.unused)} unused"
+            + (f", {len(self.skipped)} skipped" if self.skipped else "")
+            + (" (ok)" if self.ok else " (NOT ok)")
+        ]
         for target, source in self.copied:
             lines.append(f"  copied      {target} <- {source}")
         for target in self.missing:
             lines.append(f"  missing     {target} (no source layer)")
         for item in self.mismatched:
-            lines.append(f"  mismatched  {item.target} {item.target_shapes} <- "
-                         f"{item.source} {item.source_shapes}")
+            lines.append(f"  mismatched  {item.target} {item.target_shapes} <- {item.source} {item.source_shapes}")
         for source in self.unused:
             lines.append(f"  unused      {source} (source)")
         for target in self.skipped:
@@ -224,8 +234,10 @@ def _load_source(source):
             raise FileNotFoundError(f"source model file not found: {path!r}")
         return keras.models.load_model(path, compile=False)
     if not isinstance(source, keras.Model):
-        raise TypeError("source must be a keras.Model or a path to a saved .keras file; "
-                        f"got {type(source).__name__}: {_short_repr(source)}")
+        raise TypeError(
+            "source must be a keras.Model or a path to a saved .keras file; "
+            f"got {type(source).__name__}: {_short_repr(source)}"
+        )
     return source
 
 
@@ -243,7 +255,8 @@ def _pairs_by_name(target_nodes, source_nodes):
                 raise ValueError(
                     f"target layer {node.path!r} matches several source layers by name: "
                     f"{[c.path for c in candidates]}; pass match={{target_path: source_path}} "
-                    "to choose")
+                    "to choose"
+                )
             match = candidates[0] if candidates else None
         if match is None:
             missing.append(node.path)
@@ -257,7 +270,8 @@ def _pairs_by_name(target_nodes, source_nodes):
             raise ValueError(
                 f"source layer {source_node.path!r} matches several target layers by name: "
                 f"{feeds[id(source_node.layer)]}; pass match={{target_path: source_path}} "
-                "to say which should receive it")
+                "to say which should receive it"
+            )
     return pairs, missing
 
 
@@ -270,7 +284,8 @@ def _pairs_by_mapping(mapping, target_all, source_all, target, source):
             raise ValueError(
                 f"mapping {target_name!r} -> {source_name!r} pairs a sub-model with a single "
                 "layer; map sub-model to sub-model (their layers are paired in order) "
-                "or layer to layer")
+                "or layer to layer"
+            )
         if target_node.is_container:
             inner_targets = _leaves_under(target_node, target_all)
             inner_sources = _leaves_under(source_node, source_all)
@@ -278,7 +293,8 @@ def _pairs_by_mapping(mapping, target_all, source_all, target, source):
                 raise ValueError(
                     f"sub-models {target_node.path!r} ({len(inner_targets)} layers with "
                     f"weights) and {source_node.path!r} ({len(inner_sources)}) differ in "
-                    "structure; map their layers one by one")
+                    "structure; map their layers one by one"
+                )
             pairs.extend(zip(inner_targets, inner_sources))
         else:
             if not target_node.owns_weights:
@@ -338,22 +354,23 @@ def transfer_weights(source, target, match="name", *, strict: bool = False) -> T
         pairs, report.missing = _pairs_by_name(target_nodes, source_nodes)
     elif isinstance(match, str) and match == "order":
         pairs = list(zip(target_nodes, source_nodes))
-        report.missing = [node.path for node in target_nodes[len(pairs):]]
+        report.missing = [node.path for node in target_nodes[len(pairs) :]]
     elif isinstance(match, dict):
         pairs = _pairs_by_mapping(match, target_all, source_all, target, source)
         mapped = {id(t.layer) for t, _ in pairs}
         report.skipped = [node.path for node in target_nodes if id(node.layer) not in mapped]
     else:
-        raise TypeError('match must be "name", "order" or a dict {target_layer: source_layer}; '
-                        f"got {type(match).__name__}: {_short_repr(match)}")
+        raise TypeError(
+            'match must be "name", "order" or a dict {target_layer: source_layer}; '
+            f"got {type(match).__name__}: {_short_repr(match)}"
+        )
 
     to_copy = []
     for target_node, source_node in pairs:
         target_shapes = _weight_shapes(target_node.layer)
         source_shapes = _weight_shapes(source_node.layer)
         if target_shapes != source_shapes:
-            report.mismatched.append(ShapeMismatch(target_node.path, source_node.path,
-                                                   target_shapes, source_shapes))
+            report.mismatched.append(ShapeMismatch(target_node.path, source_node.path, target_shapes, source_shapes))
         else:
             to_copy.append((target_node, source_node))
     used = {id(s.layer) for _, s in pairs}
@@ -361,11 +378,14 @@ def transfer_weights(source, target, match="name", *, strict: bool = False) -> T
 
     if strict and not report.ok:
         problems = [f"missing: {path}" for path in report.missing]
-        problems += [f"mismatched: {m.target} {m.target_shapes} vs source {m.source} "
-                     f"{m.source_shapes}" for m in report.mismatched]
-        raise ValueError("transfer_weights(strict=True): nothing was copied because "
-                         f"{len(problems)} target layer(s) cannot be filled:\n  "
-                         + "\n  ".join(problems))
+        problems += [
+            f"mismatched: {m.target} {m.target_shapes} vs source {m.source} {m.source_shapes}"
+            for m in report.mismatched
+        ]
+        raise ValueError(
+            "transfer_weights(strict=True): nothing was copied because "
+            f"{len(problems)} target layer(s) cannot be filled:\n  " + "\n  ".join(problems)
+        )
 
     for target_node, source_node in to_copy:
         target_node.layer.set_weights(source_node.layer.get_weights())
@@ -375,15 +395,16 @@ def transfer_weights(source, target, match="name", *, strict: bool = False) -> T
 
 # ---------------------------------------------------------------- freeze / unfreeze
 
+
 def _effectively_trainable(node: _Node, model) -> bool:
-    return (model.trainable and all(a.trainable for a in node.ancestors)
-            and node.layer.trainable)
+    return model.trainable and all(a.trainable for a in node.ancestors) and node.layer.trainable
 
 
 def _select(model, nodes, layers, up_to, pattern, fn_name) -> list[_Node]:
     """Weight-owning leaves chosen by at most one selector (all of them if none)."""
-    given = [label for label, value in (("layers", layers), ("up_to", up_to),
-                                        ("pattern", pattern)) if value is not None]
+    given = [
+        label for label, value in (("layers", layers), ("up_to", up_to), ("pattern", pattern)) if value is not None
+    ]
     if len(given) > 1:
         raise ValueError(f"{fn_name}: give at most one layer selector; got {given}")
     leaves = _weighted_leaves(nodes)
@@ -393,7 +414,7 @@ def _select(model, nodes, layers, up_to, pattern, fn_name) -> list[_Node]:
         chosen: dict[int, _Node] = {}
         for item in layers:
             node = _resolve(item, nodes, model, "the")
-            for leaf in (_leaves_under(node, nodes) if node.is_container else [node]):
+            for leaf in _leaves_under(node, nodes) if node.is_container else [node]:
                 if leaf.owns_weights:
                     chosen[id(leaf.layer)] = leaf
         return [leaf for leaf in leaves if id(leaf.layer) in chosen]
@@ -411,7 +432,7 @@ def _select(model, nodes, layers, up_to, pattern, fn_name) -> list[_Node]:
         chosen = {}
         for node in nodes:
             if regex.search(node.path) or regex.search(node.layer.name):
-                for leaf in (_leaves_under(node, nodes) if node.is_container else [node]):
+                for leaf in _leaves_under(node, nodes) if node.is_container else [node]:
                     if leaf.owns_weights:
                         chosen[id(leaf.layer)] = leaf
         return [leaf for leaf in leaves if id(leaf.layer) in chosen]
@@ -446,8 +467,7 @@ def _apply_trainable(model, nodes, wanted: dict[int, bool]) -> list[str]:
                 changed = True
         if not changed:
             break
-    return [n.path for n in leaves
-            if _effectively_trainable(n, model) != before_effective[id(n.layer)]]
+    return [n.path for n in leaves if _effectively_trainable(n, model) != before_effective[id(n.layer)]]
 
 
 def _after_trainable_change(model, changed, recompile: bool, fn_name: str):
@@ -457,20 +477,27 @@ def _after_trainable_change(model, changed, recompile: bool, fn_name: str):
         warnings.warn(
             f"{fn_name}() changed trainable flags of the compiled model {model.name!r}; "
             "Keras uses them only after compiling again: call model.compile(...) before "
-            f"fit, or pass recompile=True to {fn_name}()", UserWarning, stacklevel=3)
+            f"fit, or pass recompile=True to {fn_name}()",
+            UserWarning,
+            stacklevel=3,
+        )
         return
     if type(model).compile is not keras.Model.compile:
         warnings.warn(
             f"{fn_name}(recompile=True): {type(model).__name__} overrides compile(), so it "
             "cannot be recompiled from its compile config; call model.compile(...) yourself",
-            UserWarning, stacklevel=3)
+            UserWarning,
+            stacklevel=3,
+        )
         return
     try:
         model.compile_from_config(model.get_compile_config())
     except Exception as error:  # a custom loss/metric that cannot be deserialized
-        raise ValueError(f"{fn_name}(recompile=True) could not recompile {model.name!r} from "
-                         f"its compile config ({error}); call model.compile(...) yourself "
-                         "instead") from error
+        raise ValueError(
+            f"{fn_name}(recompile=True) could not recompile {model.name!r} from "
+            f"its compile config ({error}); call model.compile(...) yourself "
+            "instead"
+        ) from error
 
 
 def freeze(model, layers=None, *, up_to=None, pattern=None, recompile: bool = False) -> list[str]:
@@ -512,8 +539,9 @@ def freeze(model, layers=None, *, up_to=None, pattern=None, recompile: bool = Fa
     return changed
 
 
-def unfreeze(model, layers=None, *, top=None, pattern=None, keep_batchnorm_frozen: bool = True,
-             recompile: bool = False) -> list[str]:
+def unfreeze(
+    model, layers=None, *, top=None, pattern=None, keep_batchnorm_frozen: bool = True, recompile: bool = False
+) -> list[str]:
     """Make layers trainable again; with none selected, the whole model.
 
     Selectors (at most one): ``layers`` and ``pattern`` as in :func:`freeze`;
@@ -541,9 +569,8 @@ def unfreeze(model, layers=None, *, top=None, pattern=None, keep_batchnorm_froze
         if pattern is not None or layers is not None:
             raise ValueError("unfreeze: give at most one of layers=, top=, pattern=")
         check_int(top, "unfreeze: top", minimum=0)
-        candidates = [n for n in _weighted_leaves(nodes)
-                      if not (keep_batchnorm_frozen and _is_batchnorm(n.layer))]
-        selected = candidates[len(candidates) - int(top):] if top else []
+        candidates = [n for n in _weighted_leaves(nodes) if not (keep_batchnorm_frozen and _is_batchnorm(n.layer))]
+        selected = candidates[len(candidates) - int(top) :] if top else []
     else:
         selected = _select(model, nodes, layers, None, pattern, "unfreeze")
     if keep_batchnorm_frozen:
@@ -555,8 +582,8 @@ def unfreeze(model, layers=None, *, top=None, pattern=None, keep_batchnorm_froze
 
 # ---------------------------------------------------------------- head replacement
 
-def replace_head(model, num_classes=None, *, head=None, activation="softmax",
-                 name=None) -> keras.Model:
+
+def replace_head(model, num_classes=None, *, head=None, activation="softmax", name=None) -> keras.Model:
     """A new model: ``model`` without its output layer, with a new head on top.
 
     The output layer (the layer that produces the single output) is dropped and
@@ -583,20 +610,20 @@ def replace_head(model, num_classes=None, *, head=None, activation="softmax",
     """
     _check_model(model, "model")
     if (num_classes is None) == (head is None):
-        raise ValueError("replace_head: give exactly one of num_classes= (a new Dense head) "
-                         "or head= (your own layer)")
+        raise ValueError("replace_head: give exactly one of num_classes= (a new Dense head) or head= (your own layer)")
     if head is None:
         check_positive_int(num_classes, "replace_head: num_classes")
     elif not isinstance(head, keras.layers.Layer):
-        raise TypeError(f"replace_head: head must be a keras layer or model; got "
-                        f"{type(head).__name__}: {_short_repr(head)}")
+        raise TypeError(
+            f"replace_head: head must be a keras layer or model; got {type(head).__name__}: {_short_repr(head)}"
+        )
     new_name = name or model.name
 
     if isinstance(model, keras.Sequential):
         if not model.layers:
             raise ValueError(f"replace_head: Sequential model {model.name!r} has no layers")
         body = list(model.layers[:-1])
-        head = head or _new_dense_head(num_classes, activation, {l.name for l in body})
+        head = head or _new_dense_head(num_classes, activation, {layer.name for layer in body})
         start = []
         if model.built and getattr(model, "inputs", None):
             inputs = model.inputs[0]
@@ -605,27 +632,34 @@ def replace_head(model, num_classes=None, *, head=None, activation="softmax",
 
     outputs = getattr(model, "outputs", None)
     if not outputs:
-        raise TypeError(f"replace_head needs a functional or Sequential model; "
-                        f"{type(model).__name__} {model.name!r} is subclassed (no graph to cut)."
-                        " Build the new model yourself from its body")
+        raise TypeError(
+            f"replace_head needs a functional or Sequential model; "
+            f"{type(model).__name__} {model.name!r} is subclassed (no graph to cut)."
+            " Build the new model yourself from its body"
+        )
     if len(outputs) != 1:
-        raise ValueError(f"replace_head: model {model.name!r} has {len(outputs)} outputs; it "
-                         "can only cut a single-output model (build the new model from the "
-                         "tensors you want with keras.Model(model.inputs, ...))")
+        raise ValueError(
+            f"replace_head: model {model.name!r} has {len(outputs)} outputs; it "
+            "can only cut a single-output model (build the new model from the "
+            "tensors you want with keras.Model(model.inputs, ...))"
+        )
     output_layer, node_index, _ = outputs[0]._keras_history
     if isinstance(output_layer, keras.layers.InputLayer):
         raise ValueError(f"replace_head: model {model.name!r} has no output layer to remove")
     inbound = output_layer._inbound_nodes[node_index].input_tensors
     if len(inbound) != 1:
-        raise ValueError(f"replace_head: output layer {output_layer.name!r} takes "
-                         f"{len(inbound)} inputs, so there is no single body output to put "
-                         "the new head on")
-    body_names = {l.name for l in model.layers if l is not output_layer}
+        raise ValueError(
+            f"replace_head: output layer {output_layer.name!r} takes "
+            f"{len(inbound)} inputs, so there is no single body output to put "
+            "the new head on"
+        )
+    body_names = {layer.name for layer in model.layers if layer is not output_layer}
     if head is None:
         head = _new_dense_head(num_classes, activation, body_names)
     elif head.name in body_names:
-        raise ValueError(f"replace_head: the head's name {head.name!r} is already used by a "
-                         "body layer; give the head another name")
+        raise ValueError(
+            f"replace_head: the head's name {head.name!r} is already used by a body layer; give the head another name"
+        )
     return keras.Model(model.input, head(inbound[0]), name=new_name)
 
 
@@ -636,12 +670,14 @@ def _new_dense_head(num_classes, activation, taken_names):
 
 # ---------------------------------------------------------------- fine-tuning recipe
 
+
 @dataclasses.dataclass
 class FineTuneResult:
     """The two ``keras.callbacks.History`` objects of :func:`fine_tune`.
 
     Unpacks as a pair: ``head_history, fine_tune_history = fine_tune(...)``.
     """
+
     head_history: Any
     fine_tune_history: Any
 
@@ -659,15 +695,29 @@ def _fit_inputs(data, batch_size, role):
         return {"x": data[0], "y": data[1], "batch_size": batch_size}
     if isinstance(data, (tf.data.Dataset, keras.utils.PyDataset)):
         return {"x": data, "shuffle": False}  # a dataset is shuffled (or not) by its maker
-    raise TypeError(f"{role} must be a tf.data.Dataset (or keras PyDataset) or an (x, y) "
-                    f"tuple; got {type(data).__name__}")
+    raise TypeError(
+        f"{role} must be a tf.data.Dataset (or keras PyDataset) or an (x, y) tuple; got {type(data).__name__}"
+    )
 
 
-def fine_tune(model, train_data, val_data=None, *, head_layers: int = 1, unfreeze_top: int = 2,
-              head_epochs: int = 5, fine_tune_epochs: int = 5, head_learning_rate: float = 1e-3,
-              fine_tune_learning_rate: float = 1e-4, loss="sparse_categorical_crossentropy",
-              metrics=("accuracy",), callbacks=None, batch_size: int = 32,
-              verbose=0, strategy=None) -> FineTuneResult:
+def fine_tune(
+    model,
+    train_data,
+    val_data=None,
+    *,
+    head_layers: int = 1,
+    unfreeze_top: int = 2,
+    head_epochs: int = 5,
+    fine_tune_epochs: int = 5,
+    head_learning_rate: float = 1e-3,
+    fine_tune_learning_rate: float = 1e-4,
+    loss="sparse_categorical_crossentropy",
+    metrics=("accuracy",),
+    callbacks=None,
+    batch_size: int = 32,
+    verbose=0,
+    strategy=None,
+) -> FineTuneResult:
     """The two-stage transfer-learning recipe, in place on ``model``.
 
     1. Freeze everything except the last ``head_layers`` weight-owning layers (the
@@ -701,15 +751,20 @@ def fine_tune(model, train_data, val_data=None, *, head_layers: int = 1, unfreez
     """
     _check_model(model, "model")
     _check_built(model, "model")
-    for value, label, minimum in ((head_layers, "head_layers", 1), (unfreeze_top, "unfreeze_top", 0),
-                                  (head_epochs, "head_epochs", 0), (fine_tune_epochs, "fine_tune_epochs", 0),
-                                  (batch_size, "batch_size", 1)):
+    for value, label, minimum in (
+        (head_layers, "head_layers", 1),
+        (unfreeze_top, "unfreeze_top", 0),
+        (head_epochs, "head_epochs", 0),
+        (fine_tune_epochs, "fine_tune_epochs", 0),
+        (batch_size, "batch_size", 1),
+    ):
         check_int(value, f"fine_tune: {label}", minimum=minimum)
     nodes = _walk(model)
     leaves = _weighted_leaves(nodes)
     if head_layers > len(leaves):
-        raise ValueError(f"fine_tune: head_layers={head_layers} but the model has only "
-                         f"{len(leaves)} layers with weights")
+        raise ValueError(
+            f"fine_tune: head_layers={head_layers} but the model has only {len(leaves)} layers with weights"
+        )
     head, body = leaves[-head_layers:], leaves[:-head_layers]
     metrics = list(metrics) if metrics is not None else None
     callbacks = list(callbacks) if callbacks else None
@@ -717,16 +772,17 @@ def fine_tune(model, train_data, val_data=None, *, head_layers: int = 1, unfreez
         fit_kwargs = _fit_inputs(train_data, batch_size, "train_data")
         if val_data is not None:
             validation = _fit_inputs(val_data, batch_size, "val_data")
-            fit_kwargs["validation_data"] = (validation["x"] if "y" not in validation
-                                             else (validation["x"], validation["y"]))
+            fit_kwargs["validation_data"] = (
+                validation["x"] if "y" not in validation else (validation["x"], validation["y"])
+            )
 
         def train(learning_rate, initial_epoch, epochs):
             model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
-            return model.fit(initial_epoch=initial_epoch, epochs=epochs, callbacks=callbacks,
-                             verbose=verbose, **fit_kwargs)
+            return model.fit(
+                initial_epoch=initial_epoch, epochs=epochs, callbacks=callbacks, verbose=verbose, **fit_kwargs
+            )
     else:
-        train = _trainer_stages(model, strategy, train_data, val_data, batch_size, loss, metrics,
-                                callbacks, verbose)
+        train = _trainer_stages(model, strategy, train_data, val_data, batch_size, loss, metrics, callbacks, verbose)
 
     # Stage 1: only the head learns.
     head_ids = {id(n.layer) for n in head}
@@ -735,7 +791,7 @@ def fine_tune(model, train_data, val_data=None, *, head_layers: int = 1, unfreez
 
     # Stage 2: the top of the body joins in, BatchNorm kept in inference mode.
     body_candidates = [n for n in body if not _is_batchnorm(n.layer)]
-    chosen = body_candidates[len(body_candidates) - unfreeze_top:] if unfreeze_top else []
+    chosen = body_candidates[len(body_candidates) - unfreeze_top :] if unfreeze_top else []
     _apply_trainable(model, nodes, {id(n.layer): True for n in chosen})
     fine_tune_history = train(fine_tune_learning_rate, head_epochs, head_epochs + fine_tune_epochs)
     return FineTuneResult(head_history, fine_tune_history)
@@ -747,12 +803,15 @@ def _trainer_stages(model, strategy, train_data, val_data, batch_size, loss, met
     import tensorflow as tf
 
     if not isinstance(strategy, tf.distribute.Strategy):
-        raise TypeError(f"fine_tune: strategy must be a tf.distribute.Strategy or None; got "
-                        f"{type(strategy).__name__}: {_short_repr(strategy)}")
+        raise TypeError(
+            f"fine_tune: strategy must be a tf.distribute.Strategy or None; got "
+            f"{type(strategy).__name__}: {_short_repr(strategy)}"
+        )
     replicas = int(strategy.num_replicas_in_sync)  # (the Trainer refuses a batch_size they do not divide)
     train_dataset = _trainer_dataset(train_data, batch_size, replicas, "train_data", shuffle=True)
-    validation = None if val_data is None else _trainer_dataset(val_data, batch_size, replicas, "val_data",
-                                                                shuffle=False)
+    validation = (
+        None if val_data is None else _trainer_dataset(val_data, batch_size, replicas, "val_data", shuffle=False)
+    )
 
     def train(learning_rate, initial_epoch, epochs):
         from xmodal_tf.training import Trainer
@@ -760,8 +819,9 @@ def _trainer_stages(model, strategy, train_data, val_data, batch_size, loss, met
         with strategy.scope():
             model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
         trainer = Trainer(model, None, strategy=strategy, progress=bool(verbose))
-        logs = trainer.fit(train_dataset, epochs, validation_data=validation, initial_epoch=initial_epoch,
-                           callbacks=callbacks)
+        logs = trainer.fit(
+            train_dataset, epochs, validation_data=validation, initial_epoch=initial_epoch, callbacks=callbacks
+        )
         history = keras.callbacks.History()
         history.set_model(model)
         history.epoch = list(logs.pop("epoch"))
@@ -783,7 +843,8 @@ def _trainer_dataset(data, batch_size, replicas, role, shuffle):
             raise ValueError(f"{role} as a tuple must be (x, y); got {len(data)} items")
         from xmodal_tf.data import make_dataset
 
-        return make_dataset(data[0], data[1], batch_size=batch_size, shuffle=shuffle,
-                            drop_remainder=replicas > 1)
-    raise TypeError(f"{role} must be a tf.data.Dataset or an (x, y) tuple when fine_tune trains on a "
-                    f"strategy; got {type(data).__name__}")
+        return make_dataset(data[0], data[1], batch_size=batch_size, shuffle=shuffle, drop_remainder=replicas > 1)
+    raise TypeError(
+        f"{role} must be a tf.data.Dataset or an (x, y) tuple when fine_tune trains on a "
+        f"strategy; got {type(data).__name__}"
+    )

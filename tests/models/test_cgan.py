@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_config_round_trip, assert_keras_round_trip, assert_same_optimizer_state, assert_same_weights
 
 from xmodal_tf.models.cgan import (
     ConditionalGAN,
@@ -15,8 +16,6 @@ from xmodal_tf.models.cgan import (
     discriminator_loss,
     generator_loss,
 )
-from helpers import (assert_config_round_trip, assert_keras_round_trip, assert_same_optimizer_state,
-                     assert_same_weights)
 
 IMAGE_SHAPE = (8, 8, 1)
 
@@ -53,13 +52,16 @@ def test_gan_losses_match_their_formulas():
     def bce(target, logits):
         return cross_entropy(np.full((2, 1), target, "float32"), logits[:, None])
 
-    np.testing.assert_allclose(discriminator_loss(real, fake, "non_saturating"), bce(1.0, real) + bce(0.0, fake),
-                               rtol=1e-5)
-    np.testing.assert_allclose(discriminator_loss(real, fake, "non_saturating", 0.1), bce(0.9, real) + bce(0.0, fake),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        discriminator_loss(real, fake, "non_saturating"), bce(1.0, real) + bce(0.0, fake), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        discriminator_loss(real, fake, "non_saturating", 0.1), bce(0.9, real) + bce(0.0, fake), rtol=1e-5
+    )
     np.testing.assert_allclose(generator_loss(fake, "non_saturating"), bce(1.0, fake), rtol=1e-5)
-    np.testing.assert_allclose(discriminator_loss(real, fake, "least_squares"),
-                               0.5 * ((real - 1) ** 2 + fake ** 2), rtol=1e-6)
+    np.testing.assert_allclose(
+        discriminator_loss(real, fake, "least_squares"), 0.5 * ((real - 1) ** 2 + fake**2), rtol=1e-6
+    )
     with pytest.raises(ValueError, match="Unknown GAN loss 'wgan'"):
         generator_loss(fake, "wgan")
 
@@ -77,8 +79,9 @@ def test_fit_evaluate_predict_and_finite_logs(toy_images):
     # One optimizer per network, each stepped once per batch; both networks learn.
     assert gan.g_optimizer.iterations.numpy() == gan.d_optimizer.iterations.numpy() == 6
     assert gan.optimizer is None
-    for before, variable in zip(generator_before + discriminator_before,
-                                gan.generator.trainable_weights + gan.discriminator.trainable_weights):
+    for before, variable in zip(
+        generator_before + discriminator_before, gan.generator.trainable_weights + gan.discriminator.trainable_weights
+    ):
         if "kernel" in variable.path or "embeddings" in variable.path:
             assert not np.array_equal(before, variable.numpy()), variable.path
     assert min(history["d_loss"]) >= 0 and min(history["r1_penalty"]) > 0
@@ -108,8 +111,13 @@ def test_r1_penalty_is_logged_and_raises_the_discriminator_loss(toy_images):
     logs = {}
     for r1_weight in (0.0, 10.0):
         gan = build_gan()
-        gan.compile(g_optimizer=keras.optimizers.SGD(0.0), d_optimizer=keras.optimizers.SGD(0.0),
-                    loss="least_squares", r1_weight=r1_weight, run_eagerly=True)  # eager: no tracing
+        gan.compile(
+            g_optimizer=keras.optimizers.SGD(0.0),
+            d_optimizer=keras.optimizers.SGD(0.0),
+            loss="least_squares",
+            r1_weight=r1_weight,
+            run_eagerly=True,
+        )  # eager: no tracing
         logs[r1_weight] = gan.fit(images, labels, batch_size=32, shuffle=False, verbose=0).history
     assert "r1_penalty" not in logs[0.0]
     penalty = logs[10.0]["r1_penalty"][0]
@@ -121,9 +129,12 @@ def test_r1_penalty_is_logged_and_raises_the_discriminator_loss(toy_images):
 def test_dense_baseline_builders_train(toy_images):
     images, labels = toy_images
     keras.utils.set_random_seed(0)
-    gan = ConditionalGAN(build_dense_generator(IMAGE_SHAPE, 8, num_classes=3, hidden_units=(16,)),
-                         build_dense_discriminator(IMAGE_SHAPE, num_classes=3, hidden_units=(16,)),
-                         num_classes=3, seed=0)
+    gan = ConditionalGAN(
+        build_dense_generator(IMAGE_SHAPE, 8, num_classes=3, hidden_units=(16,)),
+        build_dense_discriminator(IMAGE_SHAPE, num_classes=3, hidden_units=(16,)),
+        num_classes=3,
+        seed=0,
+    )
     gan.compile(g_optimizer="adam", d_optimizer="adam", loss="non_saturating")
     history = gan.fit(images, labels, batch_size=16, epochs=2, verbose=0).history
     assert np.isfinite(history["d_loss"]).all()
@@ -186,12 +197,14 @@ def test_keras_round_trip_restores_outputs_optimizers_and_continues_training(toy
     dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
     gan = build_gan(ema_decay=0.99)
     # Eager steps: no tracing (the graph-mode steps are covered by the other tests).
-    gan.compile(g_optimizer=adam(), d_optimizer=keras.optimizers.Adam(4e-4, beta_1=0.5), loss="least_squares",
-                run_eagerly=True)
+    gan.compile(
+        g_optimizer=adam(), d_optimizer=keras.optimizers.Adam(4e-4, beta_1=0.5), loss="least_squares", run_eagerly=True
+    )
     gan.fit(dataset, epochs=2, verbose=0)
     z = gan.sample_latent(5, seed=3)
-    loaded = assert_keras_round_trip(gan, tmp_path, inputs=(z, labels[:5]),
-                                     outputs=lambda m: m.generate([0, 1, 2], seed=1))
+    loaded = assert_keras_round_trip(
+        gan, tmp_path, inputs=(z, labels[:5]), outputs=lambda m: m.generate([0, 1, 2], seed=1)
+    )
     assert loaded.get_config()["num_classes"] == 3 and loaded.image_shape == IMAGE_SHAPE
     # Both optimizers come back with their own settings and state.
     assert loaded.gan_loss == "least_squares" and loaded.run_eagerly and loaded.ema_decay == 0.99
@@ -227,8 +240,9 @@ def test_from_config_and_subclassed_generator_with_explicit_latent_dim():
 
     with pytest.raises(ValueError, match="latent_dim is required"):
         ConditionalGAN(TinyGenerator(), build_discriminator(IMAGE_SHAPE, condition_dim=5), condition_dim=5)
-    gan = ConditionalGAN(TinyGenerator(), build_discriminator(IMAGE_SHAPE, condition_dim=5),
-                         condition_dim=5, latent_dim=6)
+    gan = ConditionalGAN(
+        TinyGenerator(), build_discriminator(IMAGE_SHAPE, condition_dim=5), condition_dim=5, latent_dim=6
+    )
     assert gan.image_shape == IMAGE_SHAPE
     assert gan.generate(np.ones((2, 5), "float32"), n=2).shape == (4, *IMAGE_SHAPE)
 
@@ -253,8 +267,11 @@ def test_tiny_gan_learns_a_conditional_mixture():
     discriminator = keras.Model([x, c], keras.layers.Dense(1)(h))
     gan = ConditionalGAN(generator, discriminator, num_classes=3, seed=0)
     assert gan.image_shape == (2,)
-    gan.compile(g_optimizer=keras.optimizers.Adam(2e-3, beta_1=0.5),
-                d_optimizer=keras.optimizers.Adam(2e-3, beta_1=0.5), loss="non_saturating")
+    gan.compile(
+        g_optimizer=keras.optimizers.Adam(2e-3, beta_1=0.5),
+        d_optimizer=keras.optimizers.Adam(2e-3, beta_1=0.5),
+        loss="non_saturating",
+    )
     gan.fit(points, labels, batch_size=64, epochs=6, verbose=0)
     samples = gan.generate([0, 1, 2], n=200, seed=0).reshape(3, 200, 2)
     for k in range(3):
@@ -278,8 +295,11 @@ def test_constructor_errors():
     with pytest.raises(ValueError, match="build the GAN with condition_dim=4"):
         ConditionalGAN(build_generator(IMAGE_SHAPE, 8, condition_dim=4), discriminator, num_classes=3)
     with pytest.raises(ValueError, match=r"condition_dim=3 but the generator's condition input has shape \(batch, 4\)"):
-        ConditionalGAN(build_generator(IMAGE_SHAPE, 8, condition_dim=4),
-                       build_discriminator(IMAGE_SHAPE, condition_dim=3), condition_dim=3)
+        ConditionalGAN(
+            build_generator(IMAGE_SHAPE, 8, condition_dim=4),
+            build_discriminator(IMAGE_SHAPE, condition_dim=3),
+            condition_dim=3,
+        )
     with pytest.raises(ValueError, match=r"outputs images of shape \(8, 8, 1\) but the discriminator expects"):
         ConditionalGAN(generator, build_discriminator((28, 28, 1), num_classes=3), num_classes=3)
     with pytest.raises(TypeError, match="discriminator must be a keras.Model"):
@@ -344,8 +364,11 @@ def test_bad_images_and_conditions(toy_images):
         vector_gan.generate(np.zeros(4, "float32"))
     conditions = np.zeros((5, 4), "float32")
     conditions[[1, 3], 2] = [np.nan, -np.inf]
-    with pytest.raises(ValueError, match=r"^ConditionalGAN.generate: conditions has non-finite values \(NaN or inf\) "
-                                         r"in 2 row\(s\) \[1, 3\]; give finite condition vectors"):
+    with pytest.raises(
+        ValueError,
+        match=r"^ConditionalGAN.generate: conditions has non-finite values \(NaN or inf\) "
+        r"in 2 row\(s\) \[1, 3\]; give finite condition vectors",
+    ):
         vector_gan.generate(conditions)
     with pytest.raises(ValueError, match=r"conditions has non-finite .* \[0\]; values beyond float32's range"):
         vector_gan.generate(np.full((1, 4), 1e300))  # finite in float64, inf in float32
@@ -365,7 +388,8 @@ def mixed_float16():
 
 
 def test_mixed_float16_loss_scales_both_optimizers_and_lowers_the_scale_on_overflow(
-        toy_images, mixed_float16, tmp_path):
+    toy_images, mixed_float16, tmp_path
+):
     images, labels = toy_images
     gan = build_gan()
     assert gan.generator.layers[-1].compute_dtype == "float16"

@@ -1,20 +1,20 @@
 """The pieces of the cGAN recipe: the auxiliary classifier terms (AC-GAN) beside the
 projection discriminator, the truncation trick, the EMA warm-up, class-balanced batches,
 the learning-rate schedule, and the config checks of the ``cgan`` experiment."""
+
 import functools
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from helpers import assert_keras_round_trip, assert_same_weights
 from test_cgan import IMAGE_SHAPE, toy_images  # noqa: F401 (toy_images is a fixture)
 from test_cgan import build_gan as build_tiny_gan
+
 from xmodal_tf.experiments import cgan as cgan_experiment
 from xmodal_tf.experiments.config import ConfigError
 from xmodal_tf.models.cgan import build_discriminator
-
 
 # The ConditionalGAN of these tests: test_cgan's tiny one, with the class head on.
 build_gan = functools.partial(build_tiny_gan, classifier_head=True)
@@ -23,8 +23,13 @@ build_gan = functools.partial(build_tiny_gan, classifier_head=True)
 def frozen_logs(images, labels, **compile_arguments):
     """The logs of one eager step with learning rate 0 (weights unchanged), same noise."""
     gan = build_gan()
-    gan.compile(g_optimizer=keras.optimizers.SGD(0.0), d_optimizer=keras.optimizers.SGD(0.0), r1_weight=0.0,
-                run_eagerly=True, **compile_arguments)
+    gan.compile(
+        g_optimizer=keras.optimizers.SGD(0.0),
+        d_optimizer=keras.optimizers.SGD(0.0),
+        r1_weight=0.0,
+        run_eagerly=True,
+        **compile_arguments,
+    )
     history = gan.fit(images, labels, batch_size=32, shuffle=False, verbose=0).history
     return {key: values[0] for key, values in history.items()}
 
@@ -52,7 +57,8 @@ def test_classifier_terms_add_the_heads_cross_entropies(toy_images):
     g_class_logits = twin._scores(g_fakes, conditions, training=True)[1]
     g_fake_ce = cross_entropy(g_class_logits, labels)
     per_image = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)(
-        labels, g_class_logits).numpy()
+        labels, g_class_logits
+    ).numpy()
     margin = float(np.median(per_image))  # half of the fakes are past the margin
     margins = frozen_logs(images, labels, classifier_weight=0.5, classifier_margin=margin)
 
@@ -63,7 +69,8 @@ def test_classifier_terms_add_the_heads_cross_entropies(toy_images):
     assert weighted["g_loss"] == pytest.approx(plain["g_loss"] + 0.5 * g_fake_ce, rel=1e-4)
     # The margin: only the excess cross-entropy of each fake pushes the generator.
     assert margins["g_loss"] == pytest.approx(
-        plain["g_loss"] + 0.5 * np.mean(np.maximum(per_image - margin, 0.0)), rel=1e-4)
+        plain["g_loss"] + 0.5 * np.mean(np.maximum(per_image - margin, 0.0)), rel=1e-4
+    )
     assert margins["d_loss"] == pytest.approx(weighted["d_loss"], rel=1e-6)
     # AC-GAN's term on the fakes joins D's loss only.
     assert both["d_loss"] == pytest.approx(plain["d_loss"] + 0.5 * real_ce + 2.0 * d_fake_ce, rel=1e-4)
@@ -75,8 +82,9 @@ def test_classifier_term_trains_the_head_and_pulls_the_generator_to_the_class(to
     losses = {}
     for weight in (0.0, 5.0):
         gan = build_gan(seed=1)
-        gan.compile(g_optimizer=keras.optimizers.Adam(1e-2), d_optimizer=keras.optimizers.Adam(1e-2),
-                    classifier_weight=weight)
+        gan.compile(
+            g_optimizer=keras.optimizers.Adam(1e-2), d_optimizer=keras.optimizers.Adam(1e-2), classifier_weight=weight
+        )
         head = gan.discriminator.get_layer("discriminator_classes").kernel
         before = head.numpy()
         gan.fit(images, labels, batch_size=32, epochs=2 if weight == 0 else 15, verbose=0)
@@ -140,8 +148,14 @@ def test_ema_warmup_sets_the_decay_schedule(toy_images):
 def test_round_trip_keeps_the_head_the_loss_weights_and_sampling_settings(toy_images, tmp_path):
     images, labels = toy_images
     gan = build_gan(ema_decay=0.99, ema_warmup=4.0, truncation=0.8)
-    gan.compile(g_optimizer="adam", d_optimizer="adam", classifier_weight=0.5, classifier_fake_weight=0.25,
-                classifier_margin=0.1, run_eagerly=True)
+    gan.compile(
+        g_optimizer="adam",
+        d_optimizer="adam",
+        classifier_weight=0.5,
+        classifier_fake_weight=0.25,
+        classifier_margin=0.1,
+        run_eagerly=True,
+    )
     gan.fit(images, labels, batch_size=16, verbose=0)
     loaded = assert_keras_round_trip(gan, tmp_path, outputs=lambda m: m.generate([0, 1, 2], n=2, seed=1))
     assert loaded.discriminator_classifies
@@ -185,34 +199,47 @@ def test_learning_rate_schedule_decays_to_zero_over_the_steps(schedule, halfway)
 
 
 def test_build_gan_follows_the_recipe_settings():
-    config = recipe_config(classifier_weight=0.5, classifier_fake_weight=0.1, classifier_margin=0.2, truncation=0.9,
-                           ema_warmup=2.0,
-                           learning_rate_schedule="linear", generator_filters=4, discriminator_filters=4)
+    config = recipe_config(
+        classifier_weight=0.5,
+        classifier_fake_weight=0.1,
+        classifier_margin=0.2,
+        truncation=0.9,
+        ema_warmup=2.0,
+        learning_rate_schedule="linear",
+        generator_filters=4,
+        discriminator_filters=4,
+    )
     gan = cgan_experiment.build_gan(IMAGE_SHAPE, config, num_classes=10, seed=0)
     assert gan.discriminator_classifies and gan.classifier_weight == 0.5 and gan.classifier_fake_weight == 0.1
     assert gan.classifier_margin == 0.2
     assert gan.truncation == 0.9 and gan.ema_warmup == 2.0
     assert isinstance(gan.g_optimizer.learning_rate, tf.Variable) or callable(gan.g_optimizer._learning_rate)
-    plain = cgan_experiment.build_gan(IMAGE_SHAPE, recipe_config(classifier_weight=0.0, classifier_fake_weight=0.0,
-                                                                 generator_filters=4, discriminator_filters=4),
-                                      num_classes=10, seed=0)
+    plain = cgan_experiment.build_gan(
+        IMAGE_SHAPE,
+        recipe_config(classifier_weight=0.0, classifier_fake_weight=0.0, generator_filters=4, discriminator_filters=4),
+        num_classes=10,
+        seed=0,
+    )
     assert not plain.discriminator_classifies and not plain.uses_classifier
     # Vector conditions (audio) have no classes: no head.
     audio = cgan_experiment.build_gan(IMAGE_SHAPE, config, condition_dim=4, seed=0)
     assert not audio.discriminator_classifies
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"classifier_weight": -0.1}, "classifier_weight must be >= 0"),
-    ({"classifier_fake_weight": -1.0}, "classifier_fake_weight must be >= 0"),
-    ({"classifier_margin": -1.0}, "classifier_margin must be >= 0"),
-    ({"classifier_weight": 1.0, "condition": "audio"}, "need class labels as the condition"),
-    ({"ema_warmup": 0.5}, "ema_warmup must be >= 1"),
-    ({"truncation": 0.0}, r"truncation must be a number in \(0, 1\]"),
-    ({"truncation": 1.2}, r"truncation must be a number in \(0, 1\]"),
-    ({"truncation": "yes"}, r"truncation must be a number in \(0, 1\]"),
-    ({"steps": 0}, "steps must be a positive integer or null"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"classifier_weight": -0.1}, "classifier_weight must be >= 0"),
+        ({"classifier_fake_weight": -1.0}, "classifier_fake_weight must be >= 0"),
+        ({"classifier_margin": -1.0}, "classifier_margin must be >= 0"),
+        ({"classifier_weight": 1.0, "condition": "audio"}, "need class labels as the condition"),
+        ({"ema_warmup": 0.5}, "ema_warmup must be >= 1"),
+        ({"truncation": 0.0}, r"truncation must be a number in \(0, 1\]"),
+        ({"truncation": 1.2}, r"truncation must be a number in \(0, 1\]"),
+        ({"truncation": "yes"}, r"truncation must be a number in \(0, 1\]"),
+        ({"steps": 0}, "steps must be a positive integer or null"),
+    ],
+)
 def test_config_checks(settings, message):
     config = {**cgan_experiment.DEFAULTS, "classifier_weight": 0.0, "classifier_fake_weight": 0.0, **settings}
     with pytest.raises(ConfigError, match=message):

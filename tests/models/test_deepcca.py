@@ -1,4 +1,5 @@
 """DeepCCA (keras.Model): training with fit, the loss, save/load, DCCAE, distribution, bad input."""
+
 import json
 import os
 import subprocess
@@ -10,12 +11,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_config_round_trip, assert_keras_round_trip, assert_same_optimizer_state
+from two_replica_setup import PREAMBLE
 
 from xmodal_tf.encoders import mlp_encoder
 from xmodal_tf.losses import deep_cca_loss
 from xmodal_tf.models import DeepCCA
-from helpers import assert_config_round_trip, assert_keras_round_trip, assert_same_optimizer_state
-from two_replica_setup import PREAMBLE
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -40,9 +41,12 @@ def data():
 
 def build_model(n_components=2, seed=0, **kwargs):
     keras.utils.set_random_seed(seed)
-    return DeepCCA(mlp_encoder(20, 4, hidden_units=(16,), name="encoder_x"),
-                   mlp_encoder(20, 4, hidden_units=(16,), name="encoder_y"),
-                   n_components=n_components, **kwargs)
+    return DeepCCA(
+        mlp_encoder(20, 4, hidden_units=(16,), name="encoder_x"),
+        mlp_encoder(20, 4, hidden_units=(16,), name="encoder_y"),
+        n_components=n_components,
+        **kwargs,
+    )
 
 
 def pairs(x, y, batch_size=100):
@@ -56,8 +60,12 @@ def test_fit_increases_held_out_correlation_and_score(data):
     before_score = model.fit_linear_cca(data["x_train"], data["y_train"]).score(data["x_test"], data["y_test"])
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     assert model.jit_compile is False
-    history = model.fit(pairs(data["x_train"], data["y_train"]).shuffle(4, seed=0), epochs=25, verbose=0,
-                        validation_data=pairs(data["x_test"], data["y_test"]))
+    history = model.fit(
+        pairs(data["x_train"], data["y_train"]).shuffle(4, seed=0),
+        epochs=25,
+        verbose=0,
+        validation_data=pairs(data["x_test"], data["y_test"]),
+    )
     assert model.optimizer.iterations.numpy() == 100
     val = history.history["val_total_correlation"]
     assert val[-1] > val[0] + 0.2
@@ -113,7 +121,8 @@ def test_keras_round_trip_keeps_outputs_linear_cca_and_training(data, tmp_path):
     model.fit_linear_cca(data["x_train"], data["y_train"])
     x, y = data["x_test"], data["y_test"]
     loaded = assert_keras_round_trip(
-        model, tmp_path, outputs=lambda m: (m.predict(dataset, verbose=0), m.transform(x, y), m.score(x, y)))
+        model, tmp_path, outputs=lambda m: (m.predict(dataset, verbose=0), m.transform(x, y), m.score(x, y))
+    )
     assert (loaded.encoder_x.name, loaded.encoder_y.name) == ("encoder_x", "encoder_y")
     # The optimizer state came back too: training continues where it stopped.
     assert_same_optimizer_state(loaded.optimizer, model.optimizer)
@@ -183,30 +192,42 @@ def test_single_view_transform_needs_the_linear_cca(data):
 # ----------------------------------------------------------------------------- DCCAE
 def test_dccae_reconstruction_metrics_appear_and_decrease(data, tmp_path):
     keras.utils.set_random_seed(0)
-    model = DeepCCA(mlp_encoder(20, 4, hidden_units=(16,), name="encoder_x"),
-                    mlp_encoder(20, 4, hidden_units=(16,), name="encoder_y"), n_components=2,
-                    decoder_x=mlp_encoder(4, 20, hidden_units=(16,), name="decoder_x"),
-                    decoder_y=mlp_encoder(4, 20, hidden_units=(16,), name="decoder_y"),
-                    reconstruction_weight=1.0)
+    model = DeepCCA(
+        mlp_encoder(20, 4, hidden_units=(16,), name="encoder_x"),
+        mlp_encoder(20, 4, hidden_units=(16,), name="encoder_y"),
+        n_components=2,
+        decoder_x=mlp_encoder(4, 20, hidden_units=(16,), name="decoder_x"),
+        decoder_y=mlp_encoder(4, 20, hidden_units=(16,), name="decoder_y"),
+        reconstruction_weight=1.0,
+    )
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     history = model.fit(pairs(data["x_train"], data["y_train"]), epochs=10, verbose=0).history
     for key in ("reconstruction_x", "reconstruction_y"):
         assert history[key][-1] < 0.9 * history[key][0]
     np.testing.assert_allclose(
-        history["loss"], -np.asarray(history["total_correlation"])
-        + np.asarray(history["reconstruction_x"]) + np.asarray(history["reconstruction_y"]), rtol=1e-4)
+        history["loss"],
+        -np.asarray(history["total_correlation"])
+        + np.asarray(history["reconstruction_x"])
+        + np.asarray(history["reconstruction_y"]),
+        rtol=1e-4,
+    )
     x, y = data["x_test"][:50], data["y_test"][:50]
     terms = ("loss", "reconstruction_x", "reconstruction_y")
-    assert_keras_round_trip(model, tmp_path, inputs=(x, y),
-                            outputs=lambda m: {key: m.batch_loss(x, y)[key] for key in terms})
+    assert_keras_round_trip(
+        model, tmp_path, inputs=(x, y), outputs=lambda m: {key: m.batch_loss(x, y)[key] for key in terms}
+    )
 
 
 def dccae(seed=0, **kwargs):
     keras.utils.set_random_seed(seed)
-    return DeepCCA(mlp_encoder(20, 4, hidden_units=(16,), name="encoder_x"),
-                   mlp_encoder(20, 4, hidden_units=(16,), name="encoder_y"), n_components=2,
-                   decoder_x=mlp_encoder(4, 20, hidden_units=(16,), name="decoder_x"),
-                   decoder_y=mlp_encoder(4, 20, hidden_units=(16,), name="decoder_y"), **kwargs)
+    return DeepCCA(
+        mlp_encoder(20, 4, hidden_units=(16,), name="encoder_x"),
+        mlp_encoder(20, 4, hidden_units=(16,), name="encoder_y"),
+        n_components=2,
+        decoder_x=mlp_encoder(4, 20, hidden_units=(16,), name="decoder_x"),
+        decoder_y=mlp_encoder(4, 20, hidden_units=(16,), name="decoder_y"),
+        **kwargs,
+    )
 
 
 def test_reconstruction_term_is_the_papers_per_example_sum(data):
@@ -216,14 +237,18 @@ def test_reconstruction_term_is_the_papers_per_example_sum(data):
     x, y = data["x_train"][:64], data["y_train"][:64]
     results = model.batch_loss(x, y)
     h_x, h_y = model((x, y))
-    for view, h, decoder, key in ((x, h_x, model.decoder_x, "reconstruction_x"),
-                                  (y, h_y, model.decoder_y, "reconstruction_y")):
+    for view, h, decoder, key in (
+        (x, h_x, model.decoder_x, "reconstruction_x"),
+        (y, h_y, model.decoder_y, "reconstruction_y"),
+    ):
         expected = np.mean(np.sum((view - decoder(h).numpy()) ** 2, axis=1))
         np.testing.assert_allclose(results[key].numpy(), expected, rtol=1e-5)
     np.testing.assert_allclose(
         results["loss"].numpy(),
-        -results["total_correlation"].numpy() + 0.3 * (results["reconstruction_x"] + results["reconstruction_y"]).numpy(),
-        rtol=1e-5)
+        -results["total_correlation"].numpy()
+        + 0.3 * (results["reconstruction_x"] + results["reconstruction_y"]).numpy(),
+        rtol=1e-5,
+    )
 
 
 def test_decoders_without_a_weight_get_the_default_and_train(data, tmp_path):
@@ -260,8 +285,12 @@ def test_reconstruction_weight_needs_a_decoder():
 
 def test_decoder_with_wrong_output_shape(data):
     keras.utils.set_random_seed(0)
-    model = DeepCCA(mlp_encoder(20, 4, hidden_units=(), name="ex"), mlp_encoder(20, 4, hidden_units=(), name="ey"),
-                    decoder_x=mlp_encoder(4, 7, hidden_units=(), name="dx"), reconstruction_weight=1.0)
+    model = DeepCCA(
+        mlp_encoder(20, 4, hidden_units=(), name="ex"),
+        mlp_encoder(20, 4, hidden_units=(), name="ey"),
+        decoder_x=mlp_encoder(4, 7, hidden_units=(), name="dx"),
+        reconstruction_weight=1.0,
+    )
     with pytest.raises(ValueError, match="reconstruct"):
         model.batch_loss(data["x_train"][:50], data["y_train"][:50])
 
@@ -296,8 +325,9 @@ STRATEGY_SCRIPT = PREAMBLE + textwrap.dedent("""
 
 def run_script(script):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT,
-                               env=env, timeout=300)
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=300
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
@@ -308,8 +338,7 @@ def test_mirrored_strategy_fit_equals_one_device_on_the_global_batch():
     for global_batch in ("True", "False"):
         assert result[f"moved_{global_batch}"] > 1e-2  # the comparison is not vacuous
         assert result[f"difference_{global_batch}"] < 1e-5, global_batch
-        np.testing.assert_allclose(result[f"loss_{global_batch}"], result[f"expected_loss_{global_batch}"],
-                                   rtol=1e-5)
+        np.testing.assert_allclose(result[f"loss_{global_batch}"], result[f"expected_loss_{global_batch}"], rtol=1e-5)
     # The objectives really differ: the global batch's loss is not the halves' mean.
     assert abs(result["loss_True"] - result["loss_False"]) > 1e-3
     assert result["skipped"] == 1.0 and result["unchanged"] and result["iterations"] == 0
@@ -326,8 +355,9 @@ def test_views_with_different_batch_sizes(data):
     with pytest.raises(ValueError, match="8 rows for x and 6 for y"):
         model.fit(tf.data.Dataset.from_tensors((x[:8], y[:6])), verbose=0)
     # Dynamic batch sizes are checked when the step runs.
-    mismatched = tf.data.Dataset.zip((tf.data.Dataset.from_tensor_slices(x[:16]).batch(8),
-                                      tf.data.Dataset.from_tensor_slices(y[:12]).batch(6)))
+    mismatched = tf.data.Dataset.zip(
+        (tf.data.Dataset.from_tensor_slices(x[:16]).batch(8), tf.data.Dataset.from_tensor_slices(y[:12]).batch(6))
+    )
     with pytest.raises(tf.errors.InvalidArgumentError, match="same batch size"):
         model.fit(mismatched, verbose=0)
     with pytest.raises(ValueError, match="x has 10 rows and y has 9"):
@@ -380,8 +410,11 @@ def test_linear_cca_errors(data):
             method(data["x_test"], data["y_test"])
     bad = data["x_train"].copy()
     bad[7, 0] = np.nan
-    with pytest.raises(ValueError, match=r"^DeepCCA.fit_linear_cca: x has non-finite values \(NaN or inf\) in 1 "
-                                         r"row\(s\) \[7\]; remove or impute those rows first\.$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^DeepCCA.fit_linear_cca: x has non-finite values \(NaN or inf\) in 1 "
+        r"row\(s\) \[7\]; remove or impute those rows first\.$",
+    ):
         model.fit_linear_cca(bad, data["y_train"])
     model.fit_linear_cca(data["x_train"], data["y_train"])
     with pytest.raises(ValueError, match=r"DeepCCA.transform: x has non-finite .* \[7\]"):
@@ -392,8 +425,11 @@ def test_non_finite_inputs_name_the_view_and_rows_of_the_whole_input(data):
     model = build_model()
     x, y = data["x_test"].copy(), data["y_test"].copy()
     x[[5, 150], 3] = np.inf
-    with pytest.raises(ValueError, match=r"^DeepCCA.encode: x has non-finite values \(NaN or inf\) in 2 row\(s\) "
-                                         r"\[5, 150\]; remove or impute those rows first\.$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^DeepCCA.encode: x has non-finite values \(NaN or inf\) in 2 row\(s\) "
+        r"\[5, 150\]; remove or impute those rows first\.$",
+    ):
         model.encode(x, y, batch_size=64)
     y[130, 0] = np.nan
     # From a dataset the rows are counted over the batches (the first bad batch is reported).

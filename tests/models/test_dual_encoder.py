@@ -1,17 +1,17 @@
 """DualEncoder (keras.Model): contrastive fit, retrieval, siamese mode, save/load, strategy, bad input."""
+
 import textwrap
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_config_round_trip, assert_keras_round_trip, assert_same_optimizer_state
+from two_replica_setup import PREAMBLE, run_replica_comparison
 
 from xmodal_tf.encoders import mlp_encoder, text_encoder
 from xmodal_tf.losses import contrastive_loss
 from xmodal_tf.models.dual_encoder import DualEncoder
-from helpers import assert_config_round_trip, assert_keras_round_trip, assert_same_optimizer_state
-from two_replica_setup import PREAMBLE
-from two_replica_setup import run_replica_comparison
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -31,9 +31,12 @@ def paired_vectors(n=256, seed=0):
 
 def vector_model(seed=0, **kwargs):
     keras.utils.set_random_seed(seed)
-    return DualEncoder(mlp_encoder(12, 16, hidden_units=(32,), activation="relu", name="encoder_a"),
-                       mlp_encoder(10, 16, hidden_units=(32,), activation="relu", name="encoder_b"),
-                       projection_dim=8, **kwargs)
+    return DualEncoder(
+        mlp_encoder(12, 16, hidden_units=(32,), activation="relu", name="encoder_a"),
+        mlp_encoder(10, 16, hidden_units=(32,), activation="relu", name="encoder_b"),
+        projection_dim=8,
+        **kwargs,
+    )
 
 
 def number_words(n=60, seed=0):
@@ -47,8 +50,11 @@ def number_words(n=60, seed=0):
 
 def text_model(texts, seed=0):
     keras.utils.set_random_seed(seed)
-    return DualEncoder(mlp_encoder(10, 8, hidden_units=(), name="numbers"),
-                       text_encoder(texts, embedding_dim=8, name="words"), projection_dim=4)
+    return DualEncoder(
+        mlp_encoder(10, 8, hidden_units=(), name="numbers"),
+        text_encoder(texts, embedding_dim=8, name="words"),
+        projection_dim=4,
+    )
 
 
 # ----------------------------------------------------------------------------- training
@@ -61,8 +67,8 @@ def test_fit_lowers_the_loss_and_raises_in_batch_accuracy():
     after = model.evaluate(a, b, batch_size=64, verbose=0, return_dict=True)
     assert set(history) == {"loss", "temperature", "in_batch_accuracy"}
     assert after["loss"] < before["loss"] - 1.0
-    assert before["in_batch_accuracy"] < 0.2 and after["in_batch_accuracy"] > 0.6   # chance 1/64
-    assert history["temperature"][-1] != pytest.approx(0.07)   # the temperature is learned
+    assert before["in_batch_accuracy"] < 0.2 and after["in_batch_accuracy"] > 0.6  # chance 1/64
+    assert history["temperature"][-1] != pytest.approx(0.07)  # the temperature is learned
     # The logged loss is the contrastive loss of the model's own embeddings.
     z_a, z_b = model((a[:64], b[:64]))
     expected = contrastive_loss(z_a, z_b, model.temperature, normalize=False)
@@ -100,8 +106,11 @@ def test_temperature_is_clipped_as_in_clip_and_can_be_frozen():
 # ----------------------------------------------------------------------------- retrieval
 def identity_model():
     """Encoders that are the identity on R^3 and no projection: similarity = cosine."""
-    model = DualEncoder(mlp_encoder(3, 3, hidden_units=(), name="left"),
-                        mlp_encoder(3, 3, hidden_units=(), name="right"), projection_dim=None)
+    model = DualEncoder(
+        mlp_encoder(3, 3, hidden_units=(), name="left"),
+        mlp_encoder(3, 3, hidden_units=(), name="right"),
+        projection_dim=None,
+    )
     for encoder in (model.encoder_a, model.encoder_b):
         encoder.set_weights([np.eye(3, dtype="float32"), np.zeros(3, "float32")])
     return model
@@ -153,8 +162,10 @@ def test_keras_round_trip_with_raw_string_input(tmp_path):
     model.fit(vectors, texts, batch_size=20, epochs=2, verbose=0)
     unseen = np.array(["the number eleven", "nine", "ZERO!"])
     loaded = assert_keras_round_trip(
-        model, tmp_path, outputs=lambda m: (m.encode_b(unseen), m.encode_b(list(unseen)), m.encode_a(vectors),
-                                            m.temperature))
+        model,
+        tmp_path,
+        outputs=lambda m: (m.encode_b(unseen), m.encode_b(list(unseen)), m.encode_a(vectors), m.temperature),
+    )
     assert_same_optimizer_state(loaded.optimizer, model.optimizer)
     assert loaded.optimizer.iterations.numpy() == 6
     history = loaded.fit(vectors, texts, batch_size=20, epochs=1, verbose=0).history
@@ -211,8 +222,9 @@ def test_paired_batches_of_different_sizes():
     model.compile(optimizer="sgd")
     with pytest.raises(ValueError, match="8 rows for a and 6 for b"):
         model.fit(tf.data.Dataset.from_tensors((a[:8], b[:6])), shuffle=False, verbose=0)
-    mismatched = tf.data.Dataset.zip((tf.data.Dataset.from_tensor_slices(a[:16]).batch(8),
-                                      tf.data.Dataset.from_tensor_slices(b[:12]).batch(6)))
+    mismatched = tf.data.Dataset.zip(
+        (tf.data.Dataset.from_tensor_slices(a[:16]).batch(8), tf.data.Dataset.from_tensor_slices(b[:12]).batch(6))
+    )
     with pytest.raises(tf.errors.InvalidArgumentError, match="same batch size"):
         model.fit(mismatched, shuffle=False, verbose=0)
 
@@ -233,18 +245,22 @@ def test_numbers_to_a_string_encoder_and_strings_to_a_numeric_one():
         model.fit(vectors, vectors, batch_size=10, verbose=0)
 
 
-@pytest.mark.parametrize("kwargs,error,message", [
-    ({"temperature": 0.001}, ValueError, r"temperature must be a float in \[1 / max_logit_scale, 1\]"),
-    ({"temperature": 2.0}, ValueError, "temperature must be a float in"),
-    ({"max_logit_scale": 1.0}, ValueError, "max_logit_scale"),
-    ({"projection_dim": 0}, ValueError, "projection_dim must be a positive int"),
-    ({"projection_dim": None}, ValueError, "same width.*16 features and encoder_b 12"),
-    ({"learn_temperature": "yes"}, TypeError, "learn_temperature"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,message",
+    [
+        ({"temperature": 0.001}, ValueError, r"temperature must be a float in \[1 / max_logit_scale, 1\]"),
+        ({"temperature": 2.0}, ValueError, "temperature must be a float in"),
+        ({"max_logit_scale": 1.0}, ValueError, "max_logit_scale"),
+        ({"projection_dim": 0}, ValueError, "projection_dim must be a positive int"),
+        ({"projection_dim": None}, ValueError, "same width.*16 features and encoder_b 12"),
+        ({"learn_temperature": "yes"}, TypeError, "learn_temperature"),
+    ],
+)
 def test_bad_constructor_arguments(kwargs, error, message):
     with pytest.raises(error, match=message):
-        DualEncoder(mlp_encoder(4, 16, hidden_units=(), name="ea"), mlp_encoder(4, 12, hidden_units=(), name="eb"),
-                    **kwargs)
+        DualEncoder(
+            mlp_encoder(4, 16, hidden_units=(), name="ea"), mlp_encoder(4, 12, hidden_units=(), name="eb"), **kwargs
+        )
     with pytest.raises(TypeError, match="encoder_a must be a keras.Model"):
         DualEncoder("cnn")
 
@@ -259,8 +275,11 @@ def test_non_finite_inputs_name_the_argument_and_rows():
     gallery = np.eye(3, dtype="float32")
     queries = np.ones((6, 3), "float32")
     queries[4, 1] = np.nan
-    with pytest.raises(ValueError, match=r"^DualEncoder.encode_a: a has non-finite values \(NaN or inf\) in 1 "
-                                         r"row\(s\) \[4\]; remove or impute those rows before encoding\.$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^DualEncoder.encode_a: a has non-finite values \(NaN or inf\) in 1 "
+        r"row\(s\) \[4\]; remove or impute those rows before encoding\.$",
+    ):
         model.encode_a(queries, batch_size=2)
     with pytest.raises(ValueError, match=r"^DualEncoder.encode_b: b has non-finite .* \[4\]"):
         model.encode_b(queries)
@@ -310,8 +329,9 @@ def test_trainer_early_stops_a_dual_encoder_on_held_out_recall(tmp_path):
     a, b = paired_vectors(320, seed=1)
     model = vector_model()
     train = tf.data.Dataset.from_tensor_slices((a[:256], b[:256])).shuffle(256, seed=0).batch(64)
-    trainer = Trainer(model, keras.optimizers.Adam(1e-2), early_stopping_patience=2, progress=False,
-                      checkpoint_dir=tmp_path)
+    trainer = Trainer(
+        model, keras.optimizers.Adam(1e-2), early_stopping_patience=2, progress=False, checkpoint_dir=tmp_path
+    )
     history = trainer.fit(train, 40, validation_data=(a[256:], b[256:]))
     assert trainer.monitor == "val_mean_recall"
     recalls = history["val_mean_recall"]

@@ -4,11 +4,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_config_round_trip, assert_keras_round_trip
 
 from xmodal_tf.encoders import mlp_encoder
 from xmodal_tf.layers import GatedFusion, ModalityDropout
 from xmodal_tf.models.fusion import FUSION_STRATEGIES, MASK_INPUT, FusionClassifier, build_fusion_classifier
-from helpers import assert_config_round_trip, assert_keras_round_trip
 
 NUM_CLASSES = 3
 
@@ -23,8 +23,10 @@ def two_modality_problem(n=480, seed=0):
 
 
 def encoders(dim_a=8, dim_b=8):
-    return {"a": mlp_encoder(5, dim_a, hidden_units=(), name="encoder_a"),
-            "b": mlp_encoder(6, dim_b, hidden_units=(), name="encoder_b")}
+    return {
+        "a": mlp_encoder(5, dim_a, hidden_units=(), name="encoder_a"),
+        "b": mlp_encoder(6, dim_b, hidden_units=(), name="encoder_b"),
+    }
 
 
 def build(fusion="concat", seed=0, **kwargs):
@@ -55,11 +57,12 @@ def test_fit_beats_chance_with_both_and_with_one_modality(data, fusion):
         probabilities = model.predict(given, verbose=0) if name == "a" else model(given).numpy()
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
         accuracy[name] = np.mean(probabilities.argmax(axis=1) == labels[360:])
-    assert accuracy["both"] > 0.7, accuracy        # chance is 1/3
+    assert accuracy["both"] > 0.7, accuracy  # chance is 1/3
     assert min(accuracy["a"], accuracy["b"]) > 0.5, accuracy
     assert accuracy["both"] >= max(accuracy["a"], accuracy["b"]) - 0.05, accuracy
-    logs = model.evaluate({**test, MASK_INPUT: np.tile([1.0, 0.0], (120, 1))}, labels[360:],
-                          verbose=0, return_dict=True)
+    logs = model.evaluate(
+        {**test, MASK_INPUT: np.tile([1.0, 0.0], (120, 1))}, labels[360:], verbose=0, return_dict=True
+    )
     np.testing.assert_allclose(logs["accuracy"], accuracy["a"], atol=1e-6)
 
 
@@ -68,8 +71,13 @@ def test_fit_beats_chance_with_both_and_with_one_modality(data, fusion):
 @pytest.mark.parametrize("fusion", FUSION_STRATEGIES)
 def test_absent_modalities_and_keras_round_trip(data, fusion, unimodal_loss_weight, tmp_path):
     inputs, _ = data
-    model = build(fusion, modality_dropout=0.2, projection_dim=6 if fusion == "tensor" else None,
-                  unimodal_loss_weight=unimodal_loss_weight, unimodal_distillation=unimodal_loss_weight)
+    model = build(
+        fusion,
+        modality_dropout=0.2,
+        projection_dim=6 if fusion == "tensor" else None,
+        unimodal_loss_weight=unimodal_loss_weight,
+        unimodal_distillation=unimodal_loss_weight,
+    )
     batch = {key: value[:12] for key, value in inputs.items()}
     mask = np.array([[1, 1], [1, 0], [0, 1], [0, 0]] * 3, dtype=bool)
     output = model({**batch, MASK_INPUT: mask}).numpy()
@@ -80,8 +88,7 @@ def test_absent_modalities_and_keras_round_trip(data, fusion, unimodal_loss_weig
     # A missing key is "absent for every example"; a missing mask is "all given ones present".
     only_a = model({"a": batch["a"]}).numpy()
     np.testing.assert_allclose(only_a, model({**batch, MASK_INPUT: np.tile([1, 0], (12, 1))}).numpy(), atol=1e-6)
-    np.testing.assert_allclose(model(batch).numpy(), model({**batch, MASK_INPUT: np.ones((12, 2))}).numpy(),
-                               atol=1e-6)
+    np.testing.assert_allclose(model(batch).numpy(), model({**batch, MASK_INPUT: np.ones((12, 2))}).numpy(), atol=1e-6)
     np.testing.assert_allclose(output[1::4], only_a[1::4], atol=1e-6)
     # No modality at all: a fixed output (uniform for late fusion).
     nothing = output[3::4]
@@ -89,8 +96,9 @@ def test_absent_modalities_and_keras_round_trip(data, fusion, unimodal_loss_weig
     if fusion == "late":
         np.testing.assert_allclose(nothing, 1.0 / NUM_CLASSES, rtol=1e-6)
     # The model reloads with the same outputs, strategy and dropout.
-    loaded = assert_keras_round_trip(model, tmp_path, inputs={**batch, MASK_INPUT: mask},
-                                     outputs=lambda m: m({"a": batch["a"]}))
+    loaded = assert_keras_round_trip(
+        model, tmp_path, inputs={**batch, MASK_INPUT: mask}, outputs=lambda m: m({"a": batch["a"]})
+    )
     assert isinstance(loaded, FusionClassifier) and loaded.modalities == ("a", "b")
     np.testing.assert_array_equal(loaded({**batch, MASK_INPUT: mask}).numpy(), output)
     if unimodal_loss_weight:
@@ -121,8 +129,9 @@ def test_custom_fusion_layer_and_shared_encoder_round_trip(data, tmp_path):
     inputs, _ = data
     keras.utils.set_random_seed(0)
     shared = mlp_encoder(5, 4, hidden_units=(), name="shared_encoder")
-    model = build_fusion_classifier({"left": shared, "right": shared}, GatedFusion(units=3, name="my_gates"),
-                                    NUM_CLASSES)
+    model = build_fusion_classifier(
+        {"left": shared, "right": shared}, GatedFusion(units=3, name="my_gates"), NUM_CLASSES
+    )
     assert model.fusion_layer.name == "my_gates" and model.encoders["left"] is model.encoders["right"]
     batch = {"left": inputs["a"][:10], "right": inputs["a"][10:20]}
     loaded = assert_keras_round_trip(model, tmp_path, inputs=batch)
@@ -155,8 +164,10 @@ def test_unimodal_losses_train_every_head_and_are_reported(data, fusion):
     unimodal = float(model.unimodal_loss(batch, labels[:60]))
     total = float(model.compute_loss(batch, labels[:60], probabilities, training=False))
     assert total == pytest.approx(compiled + 0.5 * unimodal, rel=1e-5)
-    expected = sum(keras.losses.sparse_categorical_crossentropy(labels[:60], p).numpy().mean()
-                   for p in model.unimodal_network(batch).values())
+    expected = sum(
+        keras.losses.sparse_categorical_crossentropy(labels[:60], p).numpy().mean()
+        for p in model.unimodal_network(batch).values()
+    )
     assert unimodal == pytest.approx(expected, rel=1e-5)
     # ... whose gradient reaches each modality's head and encoder.
     with tf.GradientTape() as tape:
@@ -183,8 +194,9 @@ def test_unimodal_distillation_targets_the_fused_prediction_without_moving_it(da
     batch, y = {key: value[:50] for key, value in inputs.items()}, labels[:50]
     fused = model(batch).numpy()
     target = 0.75 * np.eye(NUM_CLASSES)[y] + 0.25 * fused
-    expected = sum(keras.losses.categorical_crossentropy(target, p).numpy().mean()
-                   for p in model.unimodal_network(batch).values())
+    expected = sum(
+        keras.losses.categorical_crossentropy(target, p).numpy().mean() for p in model.unimodal_network(batch).values()
+    )
     assert float(model.unimodal_loss(batch, y)) == pytest.approx(expected, rel=1e-5)
     assert float(model.unimodal_loss(batch, y, predictions=fused)) == pytest.approx(expected, rel=1e-5)
     model.compile("adam", "sparse_categorical_crossentropy")
@@ -196,7 +208,8 @@ def test_unimodal_distillation_targets_the_fused_prediction_without_moving_it(da
     with tf.GradientTape() as tape:
         loss = model.unimodal_loss(batch, y, predictions=model(batch, training=True), training=True)
     fused_only = model.fusion_layer.trainable_variables + (
-        [] if fusion == "late" else model.get_layer("classifier").trainable_variables)
+        [] if fusion == "late" else model.get_layer("classifier").trainable_variables
+    )
     for variable, gradient in zip(fused_only, tape.gradient(loss, fused_only)):
         assert gradient is None or not np.any(gradient.numpy()), variable.path
     # Pure distillation (share 1) ignores the labels.
@@ -219,11 +232,13 @@ def test_unimodal_loss_skips_absent_modalities(data):
     inputs, labels = data
     model = build("average", unimodal_loss_weight=1.0)
     batch, y = {key: value[:40] for key, value in inputs.items()}, labels[:40]
-    per_modality = {modality: keras.losses.sparse_categorical_crossentropy(y, p).numpy()
-                    for modality, p in model.unimodal_network(batch).items()}
+    per_modality = {
+        modality: keras.losses.sparse_categorical_crossentropy(y, p).numpy()
+        for modality, p in model.unimodal_network(batch).items()
+    }
     mask = np.ones((40, 2), dtype="float32")
-    mask[:10, 0] = 0.0                        # a absent from 10 rows
-    mask[30:, 1] = 0.0                        # b absent from 10 others
+    mask[:10, 0] = 0.0  # a absent from 10 rows
+    mask[30:, 1] = 0.0  # b absent from 10 others
     expected = (per_modality["a"] * mask[:, 0]).sum() / 40 + (per_modality["b"] * mask[:, 1]).sum() / 40
     garbage = {"a": np.where(mask[:, :1] > 0, batch["a"], np.nan), "b": np.where(mask[:, 1:] > 0, batch["b"], 1e6)}
     assert float(model.unimodal_loss({**garbage, MASK_INPUT: mask}, y)) == pytest.approx(expected, rel=1e-5)
@@ -235,20 +250,25 @@ def test_unimodal_loss_skips_absent_modalities(data):
     assert float(model.unimodal_loss(batch, y, sample_weight=weights)) == pytest.approx(expected, rel=1e-5)
 
 
-@pytest.mark.parametrize("weight, error, message", [
-    (-0.1, ValueError, "must be a finite number >= 0"),
-    (float("inf"), ValueError, "must be a finite number >= 0"),
-    (float("nan"), ValueError, "must be a finite number >= 0"),
-    ("0.5", TypeError, "must be a number >= 0"),
-    (True, TypeError, "must be a number >= 0"),
-])
+@pytest.mark.parametrize(
+    "weight, error, message",
+    [
+        (-0.1, ValueError, "must be a finite number >= 0"),
+        (float("inf"), ValueError, "must be a finite number >= 0"),
+        (float("nan"), ValueError, "must be a finite number >= 0"),
+        ("0.5", TypeError, "must be a number >= 0"),
+        (True, TypeError, "must be a number >= 0"),
+    ],
+)
 def test_bad_unimodal_loss_weight_is_rejected(weight, error, message):
     with pytest.raises(error, match=f"unimodal_loss_weight {message}"):
         build("concat", unimodal_loss_weight=weight)
 
 
-@pytest.mark.parametrize("share, error", [(-0.5, ValueError), (1.5, ValueError), (float("nan"), ValueError),
-                                          (None, TypeError), (False, TypeError)])
+@pytest.mark.parametrize(
+    "share, error",
+    [(-0.5, ValueError), (1.5, ValueError), (float("nan"), ValueError), (None, TypeError), (False, TypeError)],
+)
 def test_bad_unimodal_distillation_is_rejected(share, error):
     with pytest.raises(error, match=r"unimodal_distillation must be (a number )?in \[0, 1\]"):
         build("concat", unimodal_loss_weight=1.0, unimodal_distillation=share)
@@ -304,8 +324,11 @@ def test_bad_predict_inputs_get_one_clear_error_not_a_keras_trace_or_uniform_pro
         model.predict({"a": np.array(["x"] * 6), "b": batch["b"]}, verbose=0)
     nan = batch["a"].copy()
     nan[2, 0] = np.nan
-    with pytest.raises(ValueError, match=r"^fusion_classifier.predict: modality 'a' has non-finite values \(NaN or "
-                                         r"inf\) in 1 row\(s\) \[2\]; replace them .*modality_mask"):
+    with pytest.raises(
+        ValueError,
+        match=r"^fusion_classifier.predict: modality 'a' has non-finite values \(NaN or "
+        r"inf\) in 1 row\(s\) \[2\]; replace them .*modality_mask",
+    ):
         model.predict({"a": nan, "b": batch["b"]}, verbose=0)
     # The mask's shape is the user's (6 rows), not that of a predict batch (batch_size=4).
     with pytest.raises(ValueError, match=r"'modality_mask' must have shape \(n, 2\).*got shape \(6, 3\)\.$"):

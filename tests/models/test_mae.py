@@ -5,11 +5,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_config_round_trip, assert_keras_round_trip, assert_same_optimizer_state, assert_same_weights
 
 from xmodal_tf.encoders import mlp_encoder
 from xmodal_tf.models.mae import MultimodalAutoencoder
-from helpers import (assert_config_round_trip, assert_keras_round_trip, assert_same_optimizer_state,
-                     assert_same_weights)
 
 SIZES = {"a": 12, "b": 10}
 
@@ -39,8 +38,10 @@ def decoder(code_dim, size, name, hidden=16):
 
 def build_model(code_dim=4, seed=0, sizes=SIZES, **kwargs):
     keras.utils.set_random_seed(seed)
-    encoders = {name: mlp_encoder(size, 8, hidden_units=(16,), activation="relu", name=f"encoder_{name}")
-                for name, size in sizes.items()}
+    encoders = {
+        name: mlp_encoder(size, 8, hidden_units=(16,), activation="relu", name=f"encoder_{name}")
+        for name, size in sizes.items()
+    }
     decoders = {name: decoder(code_dim, size, f"decoder_{name}") for name, size in sizes.items()}
     kwargs.setdefault("seed", seed)
     return MultimodalAutoencoder(encoders, decoders, code_dim=code_dim, **kwargs)
@@ -55,14 +56,22 @@ def dict_batches(views, batch_size=100, labels=None):
 def test_fit_evaluate_predict_with_every_input_format(data):
     model = build_model(reconstruction_losses={"b": "mae"}, loss_weights={"a": 2.0})
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
-    history = model.fit(data["train"], batch_size=100, epochs=6, verbose=0,
-                        validation_data=dict_batches(data["test"])).history
-    assert set(history) == {"loss", "reconstruction_a", "reconstruction_b",
-                            "val_loss", "val_reconstruction_a", "val_reconstruction_b"}
+    history = model.fit(
+        data["train"], batch_size=100, epochs=6, verbose=0, validation_data=dict_batches(data["test"])
+    ).history
+    assert set(history) == {
+        "loss",
+        "reconstruction_a",
+        "reconstruction_b",
+        "val_loss",
+        "val_reconstruction_a",
+        "val_reconstruction_b",
+    }
     assert all(np.isfinite(values).all() for values in history.values())
     assert history["loss"][-1] < 0.7 * history["loss"][0]
     np.testing.assert_allclose(
-        history["loss"], 2 * np.asarray(history["reconstruction_a"]) + history["reconstruction_b"], rtol=1e-5)
+        history["loss"], 2 * np.asarray(history["reconstruction_a"]) + history["reconstruction_b"], rtol=1e-5
+    )
     model.fit(dict_batches(data["train"], labels=np.arange(400)), verbose=0)  # labels are ignored
     assert model.optimizer.iterations.numpy() == 28
 
@@ -72,17 +81,20 @@ def test_fit_evaluate_predict_with_every_input_format(data):
     assert {k: v.shape for k, v in predicted.items()} == {"a": (200, 12), "b": (200, 10)}
     mse_a = np.mean((predicted["a"] - data["test"]["a"]) ** 2)
     mae_b = np.mean(np.abs(predicted["b"] - data["test"]["b"]))
-    np.testing.assert_allclose([logs["reconstruction_a"], logs["reconstruction_b"], logs["loss"]],
-                               [mse_a, mae_b, 2 * mse_a + mae_b], rtol=1e-4)
+    np.testing.assert_allclose(
+        [logs["reconstruction_a"], logs["reconstruction_b"], logs["loss"]], [mse_a, mae_b, 2 * mse_a + mae_b], rtol=1e-4
+    )
     np.testing.assert_allclose(model.reconstruct(data["test"])["b"], predicted["b"], rtol=1e-5, atol=1e-6)
 
 
 def test_modality_dropout_shares_as_configured():
-    cases = [({"a": 1, "b": 1}, 0.5, {"a": 0.25, "b": 0.25}),
-             ({"a": 1, "b": 1}, {"a": 0.3, "b": 0.1}, {"a": 0.3, "b": 0.1}),
-             ({"a": 1, "b": 1}, {"b": 1.0}, {"a": 0.0, "b": 1.0}),
-             ({"a": 1, "b": 1, "c": 1}, 0.6, {"a": 0.2, "b": 0.2, "c": 0.2}),
-             ({"a": 1, "b": 1}, 0.0, {"a": 0.0, "b": 0.0})]
+    cases = [
+        ({"a": 1, "b": 1}, 0.5, {"a": 0.25, "b": 0.25}),
+        ({"a": 1, "b": 1}, {"a": 0.3, "b": 0.1}, {"a": 0.3, "b": 0.1}),
+        ({"a": 1, "b": 1}, {"b": 1.0}, {"a": 0.0, "b": 1.0}),
+        ({"a": 1, "b": 1, "c": 1}, 0.6, {"a": 0.2, "b": 0.2, "c": 0.2}),
+        ({"a": 1, "b": 1}, 0.0, {"a": 0.0, "b": 0.0}),
+    ]
     n = 40000
     for sizes, dropout, expected_alone in cases:
         model = build_model(sizes=sizes, modality_dropout=dropout, seed=3)
@@ -111,26 +123,29 @@ def test_training_step_zeroes_and_masks_dropped_modalities(data):
     before = [w.numpy() for w in frozen + learning]
     model.fit(data["train"], batch_size=100, epochs=2, verbose=0)
     after = [w.numpy() for w in frozen + learning]
-    for old, new in zip(before[:len(frozen)], after[:len(frozen)]):
+    for old, new in zip(before[: len(frozen)], after[: len(frozen)]):
         np.testing.assert_array_equal(old, new)
-    assert all(not np.array_equal(old, new) for old, new in zip(before[len(frozen):], after[len(frozen):]))
+    assert all(not np.array_equal(old, new) for old, new in zip(before[len(frozen) :], after[len(frozen) :]))
 
 
 def test_encode_every_subset_matches_the_training_mask(data):
     model = build_model(code_dim=5)
     inputs = data["test"]
-    codes = {("a",): model.encode({"a": inputs["a"]}), ("b",): model.encode(inputs, present="b"),
-             ("a", "b"): model.encode(inputs)}
+    codes = {
+        ("a",): model.encode({"a": inputs["a"]}),
+        ("b",): model.encode(inputs, present="b"),
+        ("a", "b"): model.encode(inputs),
+    }
     for subset, code in codes.items():
         assert code.shape == (200, 5) and np.isfinite(code).all(), subset
     assert not np.allclose(codes[("a",)], codes[("a", "b")])
     # A code from "a" alone does not depend on "b" at all.
-    np.testing.assert_array_equal(model.encode({"a": inputs["a"], "b": 0 * inputs["b"]}, present=["a"]),
-                                  codes[("a",)])
+    np.testing.assert_array_equal(model.encode({"a": inputs["a"], "b": 0 * inputs["b"]}, present=["a"]), codes[("a",)])
     # The training path (zeroed + masked rows) gives each row the code of its subset.
     mask = np.tile(np.array([[1, 0], [0, 1], [1, 1]], "float32"), (67, 1))[:200]
-    masked = model._shared_code({k: tf.constant(v) for k, v in inputs.items()}, training=False,
-                                mask=tf.constant(mask)).numpy()
+    masked = model._shared_code(
+        {k: tf.constant(v) for k, v in inputs.items()}, training=False, mask=tf.constant(mask)
+    ).numpy()
     for row_mask, subset in (((1, 0), ("a",)), ((0, 1), ("b",)), ((1, 1), ("a", "b"))):
         rows = (mask == row_mask).all(axis=1)
         np.testing.assert_allclose(masked[rows], codes[subset][rows], rtol=1e-5, atol=1e-6)
@@ -149,8 +164,10 @@ def test_modality_dropout_makes_translation_work(data):
         # 120 steps in one epoch: Keras' per-epoch overhead would dominate 30 short epochs.
         batches = tf.data.Dataset.from_tensor_slices(data["train"]).shuffle(400, seed=0).repeat().batch(100)
         model.fit(batches, steps_per_epoch=120, verbose=0, shuffle=False)
-        errors[dropout] = [np.mean((model.translate(data["test"][s], s, t) - data["test"][t]) ** 2)
-                           for s, t in (("a", "b"), ("b", "a"))]
+        errors[dropout] = [
+            np.mean((model.translate(data["test"][s], s, t) - data["test"][t]) ** 2)
+            for s, t in (("a", "b"), ("b", "a"))
+        ]
     baseline = [np.mean((data["test"][t] - data["train"][t].mean(0)) ** 2) for t in ("b", "a")]
     for with_dropout, without, mean_guess in zip(errors[2 / 3], errors[0.0], baseline):
         assert with_dropout < 0.5 * without, errors
@@ -163,8 +180,9 @@ def test_keras_round_trip_restores_outputs_seed_and_optimizer(data, tmp_path):
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     model.fit(data["train"], batch_size=100, epochs=2, verbose=0)
     test = data["test"]
-    loaded = assert_keras_round_trip(model, tmp_path,
-                                     outputs=lambda m: (m.encode(test), m.translate(test["b"], "b", "a")))
+    loaded = assert_keras_round_trip(
+        model, tmp_path, outputs=lambda m: (m.encode(test), m.translate(test["b"], "b", "a"))
+    )
     assert [m.name for m in loaded.encoders.values()] == ["encoder_a", "encoder_b"]
     assert loaded.modalities == ("a", "b") and loaded.dropout_shares == (0.3, 0.2)
     # Training continues exactly like the un-saved twin: Adam moments, step and seed state.
@@ -180,8 +198,9 @@ def test_keras_round_trip_restores_outputs_seed_and_optimizer(data, tmp_path):
 
 
 def test_from_config_without_training():
-    model = build_model(modality_dropout={"a": 0.3, "b": 0.2}, reconstruction_losses={"b": "mae"},
-                        loss_weights={"a": 2.0})
+    model = build_model(
+        modality_dropout={"a": 0.3, "b": 0.2}, reconstruction_losses={"b": "mae"}, loss_weights={"a": 2.0}
+    )
     clone = assert_config_round_trip(model)
     assert clone.modalities == ("a", "b") and clone.dropout_shares == (0.3, 0.2)
 
@@ -204,8 +223,12 @@ class SubclassedModalityEncoder(keras.Model):
 
 def test_subclassed_encoders_build_on_the_first_batch_and_reload(data, tmp_path):
     keras.utils.set_random_seed(0)
-    model = MultimodalAutoencoder({"a": SubclassedModalityEncoder(name="sa"), "b": SubclassedModalityEncoder(name="sb")},
-                                  {"a": decoder(3, 12, "da"), "b": decoder(3, 10, "db")}, code_dim=3, seed=0)
+    model = MultimodalAutoencoder(
+        {"a": SubclassedModalityEncoder(name="sa"), "b": SubclassedModalityEncoder(name="sb")},
+        {"a": decoder(3, 12, "da"), "b": decoder(3, 10, "db")},
+        code_dim=3,
+        seed=0,
+    )
     assert not model.built
     with pytest.raises(ValueError, match="every modality"):
         model.encode({"a": data["test"]["a"]})
@@ -232,17 +255,24 @@ def test_constructor_errors():
         MultimodalAutoencoder({"a b": encoders["a"], "b": encoders["b"]}, {"a b": decoders["a"], "b": decoders["b"]})
     with pytest.raises(TypeError, match="dict"):
         MultimodalAutoencoder([encoders["a"], encoders["b"]], decoders)
-    with pytest.raises(ValueError, match=r"maps the code \(batch, 3\) to \(batch, 12\), but modality 'b' has "
-                                         r"shape \(batch, 10\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"maps the code \(batch, 3\) to \(batch, 12\), but modality 'b' has "
+        r"shape \(batch, 10\)",
+    ):
         MultimodalAutoencoder(encoders, {"a": decoders["a"], "b": mlp_encoder(3, 12, hidden_units=())}, code_dim=3)
     with pytest.raises(ValueError, match=r"decoders\['a'\] must take the shared code \(batch, 4\)"):
         MultimodalAutoencoder(encoders, decoders, code_dim=4)  # the decoders expect a 3-dim code
     flat = keras.Model(encoders["a"].inputs, keras.layers.Reshape((2, 2))(encoders["a"].outputs[0]))
     with pytest.raises(ValueError, match="one \\(batch, features\\) tensor"):
         MultimodalAutoencoder({"a": flat, "b": encoders["b"]}, decoders, code_dim=3)
-    for dropout, message in [(-0.1, "share in \\[0, 1\\]"), (1.5, "share in \\[0, 1\\]"),
-                             ({"a": 0.7, "b": 0.5}, "sum to at most 1"), ({"c": 0.1}, "unknown modality 'c'"),
-                             (True, "share in")]:
+    for dropout, message in [
+        (-0.1, "share in \\[0, 1\\]"),
+        (1.5, "share in \\[0, 1\\]"),
+        ({"a": 0.7, "b": 0.5}, "sum to at most 1"),
+        ({"c": 0.1}, "unknown modality 'c'"),
+        (True, "share in"),
+    ]:
         with pytest.raises(ValueError, match=message):
             MultimodalAutoencoder(encoders, decoders, code_dim=3, modality_dropout=dropout)
     with pytest.raises(ValueError, match="unknown loss 'l2'"):
@@ -284,8 +314,10 @@ def test_non_finite_inputs_name_the_rows_in_encode_reconstruct_and_translate(dat
     bad = data["test"]["b"].copy()
     bad[[3, 17], 0] = [np.nan, np.inf]
     inputs = {"a": data["test"]["a"], "b": bad}
-    message = (r"^MultimodalAutoencoder.{}: inputs\['b'\] has non-finite values \(NaN or inf\) in 2 row\(s\) "
-               r"\[3, 17\]; remove or impute those rows first, or leave that modality out \(present=\.\.\.\)")
+    message = (
+        r"^MultimodalAutoencoder.{}: inputs\['b'\] has non-finite values \(NaN or inf\) in 2 row\(s\) "
+        r"\[3, 17\]; remove or impute those rows first, or leave that modality out \(present=\.\.\.\)"
+    )
     with pytest.raises(ValueError, match=message.format("encode")):
         model.encode(inputs, batch_size=8)  # rows of the whole input, not of a batch
     with pytest.raises(ValueError, match=message.format("reconstruct")):

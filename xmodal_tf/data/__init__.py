@@ -8,6 +8,7 @@
 Importing this package loads NumPy only; scikit-learn, TensorFlow and
 tensorflow_datasets are imported by the functions that need them.
 """
+
 from xmodal_tf.data.augment import map_random_shifts, random_shift_pairs, random_translations
 from xmodal_tf.data.balance import balanced_dataset, class_weights
 from xmodal_tf.data.datasets import (

@@ -13,6 +13,7 @@ NumPy (an epoch's copy), filling with the background colour: the ``retrieval``
 experiment's augmentation of emoji on white, which keeps what an emoji means (no
 flips: "left arrow"; no colour changes: "dark skin tone").
 """
+
 from __future__ import annotations
 
 import numbers
@@ -26,13 +27,16 @@ def _check_shapes(view_shapes) -> tuple[int, list[int], int]:
     """(height, widths, channels) of views that are side-by-side parts of one image."""
     shapes = [tuple(int(d) for d in shape) for shape in view_shapes]
     if len(shapes) < 2 or any(len(shape) != 3 for shape in shapes):
-        raise ValueError(f"view_shapes must be two or more (height, width, channels) image shapes; "
-                         f"got {view_shapes!r}.")
+        raise ValueError(
+            f"view_shapes must be two or more (height, width, channels) image shapes; got {view_shapes!r}."
+        )
     heights = {shape[0] for shape in shapes}
     channels = {shape[2] for shape in shapes}
     if len(heights) != 1 or len(channels) != 1:
-        raise ValueError(f"random shifts need views that are side-by-side parts of one image (the "
-                         f"same height and channels); got view_shapes {view_shapes!r}.")
+        raise ValueError(
+            f"random shifts need views that are side-by-side parts of one image (the "
+            f"same height and channels); got view_shapes {view_shapes!r}."
+        )
     return heights.pop(), [shape[1] for shape in shapes], channels.pop()
 
 
@@ -61,22 +65,25 @@ def random_shift_pairs(view_shapes, max_shift: int = 1, seed: int | None = None)
     height, widths, channels = _check_shapes(view_shapes)
     width = sum(widths)
     if max_shift >= min(height, width):
-        raise ValueError(f"max_shift={max_shift} would move the whole {height}x{width} image out of "
-                         f"view; use a few pixels.")
+        raise ValueError(
+            f"max_shift={max_shift} would move the whole {height}x{width} image out of view; use a few pixels."
+        )
 
     import tensorflow as tf
 
     with tf.device("/CPU:0"):  # tf.data runs the map on the host: keep its state there
-        generator = (tf.random.Generator.from_non_deterministic_state() if seed is None
-                     else tf.random.Generator.from_seed(int(seed)))
+        generator = (
+            tf.random.Generator.from_non_deterministic_state()
+            if seed is None
+            else tf.random.Generator.from_seed(int(seed))
+        )
     # The source index of every pixel under each of the (2 * max_shift + 1)^2 shifts, once:
     # a batch then looks its examples' index rows up instead of recomputing them.
     offsets = np.arange(-max_shift, max_shift + 1)
     dy, dx = (grid.reshape(-1, 1, 1) for grid in np.meshgrid(offsets, offsets, indexing="ij"))
     source_rows = np.arange(height)[None, :, None] - dy
     source_columns = np.arange(width)[None, None, :] - dx
-    inside = ((source_rows >= 0) & (source_rows < height)
-              & (source_columns >= 0) & (source_columns < width))
+    inside = (source_rows >= 0) & (source_rows < height) & (source_columns >= 0) & (source_columns < width)
     # height * width points at one zero pixel appended to every image.
     table = np.where(inside, source_rows * width + source_columns, height * width)
     index_table = tf.constant(table.reshape(len(table), height * width), dtype=tf.int32)
@@ -90,8 +97,9 @@ def random_shift_pairs(view_shapes, max_shift: int = 1, seed: int | None = None)
 
     def check_views(views):
         if len(views) != len(widths):
-            raise ValueError(f"random_shift_pairs was built for {len(widths)} views; the dataset "
-                             f"gives {len(views)} per element.")
+            raise ValueError(
+                f"random_shift_pairs was built for {len(widths)} views; the dataset gives {len(views)} per element."
+            )
 
     def apply_shifts(shift_ids, *views):
         """The views moved by the shifts ``draw_shifts`` drew: no random draw, so it may
@@ -104,8 +112,9 @@ def random_shift_pairs(view_shapes, max_shift: int = 1, seed: int | None = None)
         whole = tf.reshape(tf.concat(images, axis=2), (batch, height * width, channels))
         # One zero pixel at index height * width for everything shifted in from outside.
         padded = tf.concat([whole, tf.zeros((batch, 1, channels), whole.dtype)], axis=1)
-        shifted = tf.reshape(tf.gather(padded, tf.gather(index_table, shift_ids), batch_dims=1),
-                             (batch, height, width, channels))
+        shifted = tf.reshape(
+            tf.gather(padded, tf.gather(index_table, shift_ids), batch_dims=1), (batch, height, width, channels)
+        )
         parts = tf.split(shifted, widths, axis=2)
         return tuple(tf.reshape(part, tf.shape(view)) for part, view in zip(parts, views))
 
@@ -138,16 +147,20 @@ def map_random_shifts(dataset, augment):
     if not isinstance(dataset, tf.data.Dataset):
         raise TypeError(f"dataset must be a tf.data.Dataset of view tuples; got {type(dataset).__name__}.")
     if not (callable(getattr(augment, "draw_shifts", None)) and callable(getattr(augment, "apply_shifts", None))):
-        raise TypeError("augment must be the function random_shift_pairs(...) returned; for any "
-                        "other function use dataset.map(function).")
+        raise TypeError(
+            "augment must be the function random_shift_pairs(...) returned; for any "
+            "other function use dataset.map(function)."
+        )
     drawn = dataset.map(lambda *views: (augment.draw_shifts(tf.shape(views[0])[0]), views))
-    shifted = drawn.map(lambda shift_ids, views: augment.apply_shifts(shift_ids, *views),
-                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    shifted = drawn.map(
+        lambda shift_ids, views: augment.apply_shifts(shift_ids, *views),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     return shifted.prefetch(tf.data.AUTOTUNE)
 
 
-def random_translations(images: np.ndarray, max_shift: int, rng: np.random.Generator,
-                        fill: float = 0.0) -> np.ndarray:
+def random_translations(images: np.ndarray, max_shift: int, rng: np.random.Generator, fill: float = 0.0) -> np.ndarray:
     """Each image moved by its own dy, dx, drawn uniformly from {-max_shift, ..., max_shift}.
 
     Args:
@@ -167,14 +180,14 @@ def random_translations(images: np.ndarray, max_shift: int, rng: np.random.Gener
         raise ValueError(f"max_shift must be an int >= 0 (pixels); got {max_shift!r}.")
     height, width = images.shape[1:3]
     if max_shift >= min(height, width):
-        raise ValueError(f"max_shift={max_shift} would move a whole {height}x{width} image out of view; "
-                         "use a few pixels.")
+        raise ValueError(
+            f"max_shift={max_shift} would move a whole {height}x{width} image out of view; use a few pixels."
+        )
     if max_shift == 0:
         return images
-    padded = np.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)),
-                    constant_values=fill)
+    padded = np.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)), constant_values=fill)
     starts = rng.integers(0, 2 * max_shift + 1, size=(len(images), 2))
     moved = np.empty_like(images)
     for i, (top, left) in enumerate(starts):
-        moved[i] = padded[i, top:top + height, left:left + width]
+        moved[i] = padded[i, top : top + height, left : left + width]
     return moved

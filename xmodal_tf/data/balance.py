@@ -13,8 +13,8 @@ Labels are class indices ``0 .. num_classes - 1``: a 1-D array of integers (floa
 integer values are accepted, as Keras produces them). Importing this module loads NumPy
 only; TensorFlow is imported by ``balanced_dataset``.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 
@@ -46,22 +46,27 @@ def as_class_labels(labels, *, name: str = "labels") -> np.ndarray:
     """
     array = np.asarray(labels)
     if array.ndim != 1:
-        hint = ("take np.argmax(..., axis=1) of a one-hot or probability matrix, "
-                "or .ravel() a column of labels") if array.ndim == 2 else "give one label per example"
+        hint = (
+            ("take np.argmax(..., axis=1) of a one-hot or probability matrix, or .ravel() a column of labels")
+            if array.ndim == 2
+            else "give one label per example"
+        )
         raise ValueError(f"{name} must be a 1-D array of class indices; got shape {array.shape}: {hint}")
     if array.size == 0:
         raise ValueError(f"{name} is empty: give at least one example")
-    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer)
-                                   or np.issubdtype(array.dtype, np.floating)):
-        raise TypeError(f"{name} must hold integer class indices 0..num_classes-1; got dtype "
-                        f"{array.dtype} (map class names to indices first)")
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise TypeError(
+            f"{name} must hold integer class indices 0..num_classes-1; got dtype "
+            f"{array.dtype} (map class names to indices first)"
+        )
     if np.issubdtype(array.dtype, np.floating):
         if not np.all(np.isfinite(array)):
-            raise ValueError(f"{name} contains NaN or inf at index "
-                             f"{int(np.flatnonzero(~np.isfinite(array))[0])}")
+            raise ValueError(f"{name} contains NaN or inf at index {int(np.flatnonzero(~np.isfinite(array))[0])}")
         if not np.all(array == np.round(array)):
-            raise ValueError(f"{name} must be whole numbers (class indices); got fractional values "
-                             f"such as {array[array != np.round(array)][0]!r}: are these probabilities?")
+            raise ValueError(
+                f"{name} must be whole numbers (class indices); got fractional values "
+                f"such as {array[array != np.round(array)][0]!r}: are these probabilities?"
+            )
     if array.min() < 0:
         raise ValueError(f"{name} must be non-negative class indices; got {array.min()}")
     return array.astype(np.int64)
@@ -141,11 +146,14 @@ def balanced_dataset(inputs, labels, *, batch_size: int, seed: int | None = None
         for label, class_seed in zip(np.unique(labels), class_seeds[1:])
     ]
     indices = tf.data.Dataset.sample_from_datasets(
-        per_class, weights=[1.0 / len(per_class)] * len(per_class), seed=class_seeds[0])
+        per_class, weights=[1.0 / len(per_class)] * len(per_class), seed=class_seeds[0]
+    )
     tensors = in_memory_tensors((inputs, labels))
     batches = indices.batch(batch_size).map(
         lambda batch_indices: gather_rows(tensors, batch_indices),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     return batches.prefetch(tf.data.AUTOTUNE)
 
 

@@ -11,6 +11,7 @@ class label, the classic setting for CCA / deep CCA and cross-modal transfer.
 NumPy only at import time: scikit-learn and tensorflow_datasets are imported
 inside the functions that need them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -53,8 +54,7 @@ class TwoViewSplit(NamedTuple):
         return len(self.labels)
 
     def __repr__(self) -> str:
-        return (f"TwoViewSplit(view1={self.view1.shape}, view2={self.view2.shape}, "
-                f"labels={self.labels.shape})")
+        return f"TwoViewSplit(view1={self.view1.shape}, view2={self.view2.shape}, labels={self.labels.shape})"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # eq=False: fields hold arrays
@@ -78,20 +78,22 @@ class TwoViewDataset:
 
     def summary(self) -> str:
         """Multi-line text with the size and array shapes of every split."""
-        lines = [f"{self.name}: {self.num_classes} classes, view shapes "
-                 f"{self.view_shapes}, source: {self.source}"]
+        lines = [f"{self.name}: {self.num_classes} classes, view shapes {self.view_shapes}, source: {self.source}"]
         for split_name in SPLIT_NAMES:
             split = getattr(self, split_name)
-            lines.append(f"  {split_name:<10} {split.num_examples:>6} examples  "
-                         f"view1 {split.view1.shape}  view2 {split.view2.shape}")
+            lines.append(
+                f"  {split_name:<10} {split.num_examples:>6} examples  "
+                f"view1 {split.view1.shape}  view2 {split.view2.shape}"
+            )
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        sizes = ", ".join(f"{name}={getattr(self, name).num_examples}"
-                          for name in SPLIT_NAMES)
-        return (f"TwoViewDataset(name={self.name!r}, {sizes}, view_shapes="
-                f"{self.view_shapes}, num_classes={self.num_classes}, "
-                f"source={self.source!r})")
+        sizes = ", ".join(f"{name}={getattr(self, name).num_examples}" for name in SPLIT_NAMES)
+        return (
+            f"TwoViewDataset(name={self.name!r}, {sizes}, view_shapes="
+            f"{self.view_shapes}, num_classes={self.num_classes}, "
+            f"source={self.source!r})"
+        )
 
 
 def split_image_halves(images, flatten: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -123,6 +125,7 @@ def split_image_halves(images, flatten: bool = True) -> tuple[np.ndarray, np.nda
 
 # --------------------------------------------------------------------- digits
 
+
 def load_two_view_digits(flatten: bool = True) -> TwoViewDataset:
     """scikit-learn's 8x8 handwritten digits as two views (left / right 4 columns).
 
@@ -137,18 +140,21 @@ def load_two_view_digits(flatten: bool = True) -> TwoViewDataset:
     labels = digits.target.astype(np.int64)
     view1, view2 = split_image_halves(digits.images / 16.0, flatten=flatten)
     all_rows = np.arange(len(labels))
-    train_rows, held_out_rows = train_test_split(
-        all_rows, test_size=0.4, stratify=labels, random_state=0)
+    train_rows, held_out_rows = train_test_split(all_rows, test_size=0.4, stratify=labels, random_state=0)
     validation_rows, test_rows = train_test_split(
-        held_out_rows, test_size=0.5, stratify=labels[held_out_rows], random_state=0)
-    splits = {name: TwoViewSplit(view1[rows], view2[rows], labels[rows])
-              for name, rows in zip(SPLIT_NAMES, (train_rows, validation_rows, test_rows))}
-    return TwoViewDataset(name="two_view_digits", **splits,
-                          view_shapes=((8, 4, 1), (8, 4, 1)), num_classes=10,
-                          source="sklearn")
+        held_out_rows, test_size=0.5, stratify=labels[held_out_rows], random_state=0
+    )
+    splits = {
+        name: TwoViewSplit(view1[rows], view2[rows], labels[rows])
+        for name, rows in zip(SPLIT_NAMES, (train_rows, validation_rows, test_rows))
+    }
+    return TwoViewDataset(
+        name="two_view_digits", **splits, view_shapes=((8, 4, 1), (8, 4, 1)), num_classes=10, source="sklearn"
+    )
 
 
 # ---------------------------------------------------------------------- MNIST
+
 
 def resolve_data_dir(data_dir=None) -> pathlib.Path | None:
     """The data folder: ``data_dir`` if given, else $XMODAL_DATA_DIR, else None."""
@@ -158,8 +164,9 @@ def resolve_data_dir(data_dir=None) -> pathlib.Path | None:
     return pathlib.Path(from_env).expanduser() if from_env else None
 
 
-def load_split_mnist(data_dir=None, *, validation_size: int = 10000,
-                     flatten: bool = True, download: bool = True) -> TwoViewDataset:
+def load_split_mnist(
+    data_dir=None, *, validation_size: int = 10000, flatten: bool = True, download: bool = True
+) -> TwoViewDataset:
     """MNIST as two views: left and right 14 columns, pixel values / 255.
 
     The deep CCA protocol: the first 60000 - validation_size training images are
@@ -167,7 +174,8 @@ def load_split_mnist(data_dir=None, *, validation_size: int = 10000,
     are "test". Views are float32 (n, 392) if flatten, else (n, 28, 14, 1).
 
     Look-up order: ``mnist.npz`` (Keras layout) in ``data_dir`` or
-    $XMODAL_DATA_DIR (either may also name the .npz file itself), then the Keras cache ~/.keras/datasets/mnist.npz, then a
+    $XMODAL_DATA_DIR (either may also name the .npz file itself), then the Keras cache
+    ~/.keras/datasets/mnist.npz, then a
     prepared tensorflow_datasets 'mnist' (in that folder or the default tfds
     folder), then -- only if ``download`` and the network is reachable -- a
     tensorflow_datasets download.
@@ -177,15 +185,17 @@ def load_split_mnist(data_dir=None, *, validation_size: int = 10000,
             cannot be downloaded (the message says where to put mnist.npz).
         ValueError: a malformed mnist.npz, or validation_size out of range.
     """
-    check_int(validation_size, "validation_size", minimum=0,
-              expected="an int >= 0 (the number of training images held out)")
+    check_int(
+        validation_size, "validation_size", minimum=0, expected="an int >= 0 (the number of training images held out)"
+    )
     folder = resolve_data_dir(data_dir)
     if folder is not None and not folder.exists():
         origin = "data_dir" if data_dir not in (None, "") else f"${DATA_DIR_ENV_VAR}"
         raise FileNotFoundError(
             f"MNIST data folder {folder} (from {origin}) does not exist. Create it and "
             f"save {MNIST_URL} there as {MNIST_FILENAME}, or point {origin} at the "
-            f"folder that holds {MNIST_FILENAME}.")
+            f"folder that holds {MNIST_FILENAME}."
+        )
     npz_path = next((path for path in _mnist_npz_candidates(folder) if path.is_file()), None)
     if npz_path is not None:
         arrays = _read_mnist_npz(npz_path)
@@ -257,26 +267,34 @@ def _check_mnist_arrays(arrays: dict, where: str) -> None:
     problems = []
     for split in ("train", "test"):
         images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        image_shape_ok = (images.ndim in (3, 4) and images.shape[1:3] == _MNIST_IMAGE_SIZE
-                          and images.shape[3:] in ((), (1,)) and len(images) > 0)
+        image_shape_ok = (
+            images.ndim in (3, 4)
+            and images.shape[1:3] == _MNIST_IMAGE_SIZE
+            and images.shape[3:] in ((), (1,))
+            and len(images) > 0
+        )
         if not image_shape_ok:
             problems.append(f"x_{split} has shape {images.shape}, expected (n, 28, 28) or (n, 28, 28, 1) with n > 0")
         if images.dtype != np.uint8:
             problems.append(f"x_{split} has dtype {images.dtype}, expected uint8 pixels 0..255")
         if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
-            problems.append(f"y_{split} has shape {labels.shape} and dtype {labels.dtype}, "
-                            f"expected ({len(images)},) integers to match x_{split}")
+            problems.append(
+                f"y_{split} has shape {labels.shape} and dtype {labels.dtype}, "
+                f"expected ({len(images)},) integers to match x_{split}"
+            )
     if problems:
-        raise ValueError(f"malformed MNIST data in {where}: " + "; ".join(problems)
-                         + f". Expected the Keras layout of {MNIST_URL}.")
+        raise ValueError(
+            f"malformed MNIST data in {where}: " + "; ".join(problems) + f". Expected the Keras layout of {MNIST_URL}."
+        )
 
 
-def _split_mnist_from_arrays(arrays: dict, validation_size: int, flatten: bool,
-                             source: str) -> TwoViewDataset:
+def _split_mnist_from_arrays(arrays: dict, validation_size: int, flatten: bool, source: str) -> TwoViewDataset:
     num_train_images = len(arrays["x_train"])
     if not 0 <= validation_size < num_train_images:
-        raise ValueError(f"validation_size must be in [0, {num_train_images}) for the "
-                         f"{num_train_images} training images of {source}; got {validation_size}")
+        raise ValueError(
+            f"validation_size must be in [0, {num_train_images}) for the "
+            f"{num_train_images} training images of {source}; got {validation_size}"
+        )
     num_fit = num_train_images - validation_size
     x_train, y_train = arrays["x_train"], arrays["y_train"]
     splits = {
@@ -284,9 +302,9 @@ def _split_mnist_from_arrays(arrays: dict, validation_size: int, flatten: bool,
         "validation": _scaled_halves(x_train[num_fit:], y_train[num_fit:], flatten),
         "test": _scaled_halves(arrays["x_test"], arrays["y_test"], flatten),
     }
-    return TwoViewDataset(name="split_mnist", **splits,
-                          view_shapes=((28, 14, 1), (28, 14, 1)), num_classes=10,
-                          source=source)
+    return TwoViewDataset(
+        name="split_mnist", **splits, view_shapes=((28, 14, 1), (28, 14, 1)), num_classes=10, source=source
+    )
 
 
 def _scaled_halves(images: np.ndarray, labels: np.ndarray, flatten: bool) -> TwoViewSplit:
@@ -297,6 +315,7 @@ def _scaled_halves(images: np.ndarray, labels: np.ndarray, flatten: bool) -> Two
 
 
 # -------------------------------------------------------- tensorflow_datasets
+
 
 def _load_mnist_from_tfds(folder: pathlib.Path | None, *, download: bool) -> dict:
     """MNIST arrays from tensorflow_datasets: a prepared copy, else a download.
@@ -311,8 +330,11 @@ def _load_mnist_from_tfds(folder: pathlib.Path | None, *, download: bool) -> dic
         if not download:
             raise FileNotFoundError(_mnist_not_found_message(folder, tfds_dirs, "download=False was given"))
         if not _network_reachable(_TFDS_STORAGE_HOST):
-            raise FileNotFoundError(_mnist_not_found_message(
-                folder, tfds_dirs, f"{_TFDS_STORAGE_HOST} is unreachable (offline?), so nothing was downloaded"))
+            raise FileNotFoundError(
+                _mnist_not_found_message(
+                    folder, tfds_dirs, f"{_TFDS_STORAGE_HOST} is unreachable (offline?), so nothing was downloaded"
+                )
+            )
         builder = _download_tfds_mnist(folder, tfds_dirs)
     return _tfds_builder_arrays(builder)
 
@@ -334,8 +356,9 @@ def _download_tfds_mnist(folder: pathlib.Path | None, tfds_dirs: list[pathlib.Pa
     try:
         builder.download_and_prepare()
     except Exception as error:  # tfds raises many types; report them one way
-        raise FileNotFoundError(_mnist_not_found_message(
-            folder, tfds_dirs, f"the tensorflow_datasets download failed ({error!r})")) from error
+        raise FileNotFoundError(
+            _mnist_not_found_message(folder, tfds_dirs, f"the tensorflow_datasets download failed ({error!r})")
+        ) from error
     return builder
 
 
@@ -353,13 +376,11 @@ def _tfds_builder_arrays(builder) -> dict:
     return arrays
 
 
-def _mnist_not_found_message(folder: pathlib.Path | None, tfds_dirs: list[pathlib.Path],
-                             reason: str) -> str:
+def _mnist_not_found_message(folder: pathlib.Path | None, tfds_dirs: list[pathlib.Path], reason: str) -> str:
     searched_files = "\n".join(f"  - {path}" for path in _mnist_npz_candidates(folder))
     searched_tfds = "\n".join(f"  - {path}" for path in tfds_dirs)
     target = folder if folder is not None and folder.is_dir() else pathlib.Path("<folder>")
-    no_folder_note = (f" (no data_dir was given and ${DATA_DIR_ENV_VAR} is unset)"
-                      if folder is None else "")
+    no_folder_note = f" (no data_dir was given and ${DATA_DIR_ENV_VAR} is unset)" if folder is None else ""
     return (
         f"MNIST not found: searched for {MNIST_FILENAME}{no_folder_note} at\n{searched_files}\n"
         f"and for a prepared tensorflow_datasets 'mnist' in\n{searched_tfds}\n"
@@ -367,4 +388,5 @@ def _mnist_not_found_message(folder: pathlib.Path | None, tfds_dirs: list[pathli
         f"Fix: download the Keras file {MNIST_URL}, save it as "
         f"{target / MNIST_FILENAME}, then pass data_dir='{target}' or set "
         f"{DATA_DIR_ENV_VAR}={target} (or save it as "
-        f"{_keras_datasets_dir() / MNIST_FILENAME}, which is found automatically).")
+        f"{_keras_datasets_dir() / MNIST_FILENAME}, which is found automatically)."
+    )

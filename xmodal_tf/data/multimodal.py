@@ -20,6 +20,7 @@ per-coefficient mean and standard deviation, and zero-padded at the end to the
 longest recording (92 frames): an all-zero frame is padding, which
 ``xmodal_tf.encoders.rnn_encoder`` / ``attention_encoder`` mask.
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -69,10 +70,9 @@ class MultimodalSplit(NamedTuple):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, rows) -> "MultimodalSplit":
+    def subset(self, rows) -> MultimodalSplit:
         """The examples at ``rows`` (indices or a boolean mask), every modality alike."""
-        return MultimodalSplit({name: array[rows] for name, array in self.inputs.items()},
-                               self.labels[rows])
+        return MultimodalSplit({name: array[rows] for name, array in self.inputs.items()}, self.labels[rows])
 
 
 class MultimodalDataset(NamedTuple):
@@ -99,7 +99,7 @@ class EmojiSplit(NamedTuple):
     def __len__(self) -> int:
         return len(self.names)
 
-    def subset(self, rows) -> "EmojiSplit":
+    def subset(self, rows) -> EmojiSplit:
         """The emoji at ``rows`` (indices or a boolean mask), every array alike."""
         return EmojiSplit(*(array[rows] for array in self))
 
@@ -121,6 +121,7 @@ class EmojiDataset(NamedTuple):
 
 # ---------------------------------------------------------------------- digits (offline)
 
+
 def load_multimodal_digits(modalities=("left", "right"), *, seed: int = 0) -> MultimodalDataset:
     """scikit-learn's 8x8 digits as modalities, offline.
 
@@ -134,13 +135,16 @@ def load_multimodal_digits(modalities=("left", "right"), *, seed: int = 0) -> Mu
     halves = load_two_view_digits(flatten=False)
 
     def split(part) -> MultimodalSplit:
-        arrays = {"left": part.view1, "right": part.view2,
-                  "image": np.concatenate([part.view1, part.view2], axis=2)}
-        return MultimodalSplit({name: arrays[name].astype(np.float32) for name in modalities},
-                               part.labels)
+        arrays = {"left": part.view1, "right": part.view2, "image": np.concatenate([part.view1, part.view2], axis=2)}
+        return MultimodalSplit({name: arrays[name].astype(np.float32) for name in modalities}, part.labels)
 
-    return MultimodalDataset(split(halves.train), split(halves.validation), split(halves.test),
-                             modalities, "scikit-learn digits 8x8 (offline)")
+    return MultimodalDataset(
+        split(halves.train),
+        split(halves.validation),
+        split(halves.test),
+        modalities,
+        "scikit-learn digits 8x8 (offline)",
+    )
 
 
 def _check_modalities(modalities, known, where: str) -> tuple:
@@ -149,8 +153,7 @@ def _check_modalities(modalities, known, where: str) -> tuple:
     modalities = tuple(modalities)
     unknown = [name for name in modalities if name not in known]
     if not modalities or unknown or len(set(modalities)) != len(modalities):
-        raise ValueError(f"{where}: modalities must be distinct names from {known}, "
-                         f"got {modalities!r}.")
+        raise ValueError(f"{where}: modalities must be distinct names from {known}, got {modalities!r}.")
     return modalities
 
 
@@ -166,12 +169,20 @@ def _data_file(data_dir, filename: str, what: str) -> pathlib.Path:
     where = f"in {folder}" if folder is not None else "(no data folder given)"
     raise FileNotFoundError(
         f"{filename} ({what}) not found {where}. Put the file in a folder and pass it as "
-        f"data_dir= / --data-dir, or set ${DATA_DIR_ENV_VAR} to that folder.")
+        f"data_dir= / --data-dir, or set ${DATA_DIR_ENV_VAR} to that folder."
+    )
 
 
 def _check_fraction(value, name: str) -> float:
-    return check_number(value, name, minimum=0, maximum=1, exclusive_minimum=True, exclusive_maximum=True,
-                        expected="a number strictly between 0 and 1")
+    return check_number(
+        value,
+        name,
+        minimum=0,
+        maximum=1,
+        exclusive_minimum=True,
+        exclusive_maximum=True,
+        expected="a number strictly between 0 and 1",
+    )
 
 
 def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int):
@@ -189,9 +200,10 @@ def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int):
 
 # ---------------------------------------------------------------------- spoken digits
 
+
 class _Recordings(NamedTuple):
-    frames: np.ndarray   # (n, max_frames, 13) float32, standardised, zero-padded
-    labels: np.ndarray   # (n,) int64
+    frames: np.ndarray  # (n, max_frames, 13) float32, standardised, zero-padded
+    labels: np.ndarray  # (n,) int64
     train_rows: np.ndarray
     test_rows: np.ndarray
 
@@ -205,8 +217,10 @@ def _check_recordings(arrays: dict, path) -> tuple:
     if frames.ndim != 2 or frames.dtype.kind != "f" or 0 in frames.shape:
         problems.append(f"X has shape {frames.shape} and dtype {frames.dtype}, expected floats (frames, 13)")
     if lengths.ndim != 1 or lengths.dtype.kind not in "iu" or (lengths.size and lengths.min() < 1):
-        problems.append(f"lengths has shape {lengths.shape} and dtype {lengths.dtype}, expected (n,) integers >= 1 "
-                        "(frames per recording)")
+        problems.append(
+            f"lengths has shape {lengths.shape} and dtype {lengths.dtype}, expected (n,) integers >= 1 "
+            "(frames per recording)"
+        )
     if labels.ndim != 1 or labels.dtype.kind not in "iu" or (labels.size and labels.min() < 0):
         problems.append(f"y has shape {labels.shape} and dtype {labels.dtype}, expected (n,) integers >= 0 (digits)")
     if problems:
@@ -214,13 +228,17 @@ def _check_recordings(arrays: dict, path) -> tuple:
     if not len(labels):
         raise ValueError(f"{path} holds no recordings (y is empty). {_DATA_FIX}")
     if lengths.sum() != len(frames) or len(lengths) != len(labels):
-        raise ValueError(f"{path}: lengths must sum to len(X) and match len(y); got {len(lengths)} lengths summing "
-                         f"to {int(lengths.sum())} for {len(frames)} frames and {len(labels)} labels. {_DATA_FIX}")
+        raise ValueError(
+            f"{path}: lengths must sum to len(X) and match len(y); got {len(lengths)} lengths summing "
+            f"to {int(lengths.sum())} for {len(frames)} frames and {len(labels)} labels. {_DATA_FIX}"
+        )
     check_finite_rows(frames, "X (frames)", where=str(path), fix=_DATA_FIX)
     digits, counts = np.unique(labels, return_counts=True)
     if counts.min() < 2:
-        raise ValueError(f"{path}: digit(s) {digits[counts < 2].tolist()} have fewer than 2 recordings; every digit "
-                         f"needs one to train and one to test on. {_DATA_FIX}")
+        raise ValueError(
+            f"{path}: digit(s) {digits[counts < 2].tolist()} have fewer than 2 recordings; every digit "
+            f"needs one to train and one to test on. {_DATA_FIX}"
+        )
     return frames, lengths.astype(np.int64), labels.astype(np.int64)
 
 
@@ -230,11 +248,11 @@ def _read_recordings(data_dir, test_fraction: float, seed: int) -> _Recordings:
     frames, lengths, labels = _check_recordings(arrays, path)
     train_rows, test_rows = _stratified_split(labels, test_fraction, seed)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    train_frames = np.concatenate([frames[offsets[i]:offsets[i] + lengths[i]] for i in train_rows])
+    train_frames = np.concatenate([frames[offsets[i] : offsets[i] + lengths[i]] for i in train_rows])
     mean, std = train_frames.mean(axis=0), train_frames.std(axis=0) + 1e-6
     padded = np.zeros((len(labels), int(lengths.max()), frames.shape[1]), dtype=np.float32)
     for i, (start, length) in enumerate(zip(offsets, lengths)):
-        padded[i, :length] = (frames[start:start + length] - mean) / std
+        padded[i, :length] = (frames[start : start + length] - mean) / std
     return _Recordings(padded, labels, train_rows, test_rows)
 
 
@@ -249,14 +267,21 @@ def load_spoken_digits(data_dir=None, *, test_fraction: float = 0.2, seed: int =
     def split(rows) -> MultimodalSplit:
         return MultimodalSplit({"audio": recordings.frames[rows]}, recordings.labels[rows])
 
-    return MultimodalDataset(split(recordings.train_rows), None, split(recordings.test_rows),
-                             ("audio",), "Free Spoken Digit Dataset, 13 MFCCs per frame")
+    return MultimodalDataset(
+        split(recordings.train_rows),
+        None,
+        split(recordings.test_rows),
+        ("audio",),
+        "Free Spoken Digit Dataset, 13 MFCCs per frame",
+    )
 
 
 # ---------------------------------------------------------------------- AV-MNIST
 
-def load_av_mnist(data_dir=None, *, audio_test_fraction: float = 0.2, seed: int = 0,
-                  train_size: int | None = None) -> MultimodalDataset:
+
+def load_av_mnist(
+    data_dir=None, *, audio_test_fraction: float = 0.2, seed: int = 0, train_size: int | None = None
+) -> MultimodalDataset:
     """MNIST images paired by digit with spoken-digit recordings.
 
     Modalities "image" (n, 28, 28, 1) float32 in [0, 1] and "audio" (n, 92, 13).
@@ -267,22 +292,27 @@ def load_av_mnist(data_dir=None, *, audio_test_fraction: float = 0.2, seed: int 
     training pairs. Needs ``mnist.npz`` and ``fsdd_mfcc.npz`` in the data folder.
     """
     fraction = _check_fraction(audio_test_fraction, "audio_test_fraction")
-    if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int)
-                                   or not 1 <= train_size <= _MNIST_TRAIN_SIZE):
-        raise ValueError(f"train_size must be None or an int in [1, {_MNIST_TRAIN_SIZE}], "
-                         f"got {train_size!r}.")
+    if train_size is not None and (
+        isinstance(train_size, bool) or not isinstance(train_size, int) or not 1 <= train_size <= _MNIST_TRAIN_SIZE
+    ):
+        raise ValueError(f"train_size must be None or an int in [1, {_MNIST_TRAIN_SIZE}], got {train_size!r}.")
     mnist_path = _data_file(data_dir, MNIST_FILENAME, "MNIST, Keras layout")
     mnist = _read_mnist_npz(mnist_path)
     _check_mnist_arrays(mnist, where=str(mnist_path))
     if len(mnist["x_train"]) <= _MNIST_TRAIN_SIZE:
-        raise ValueError(f"{mnist_path} has {len(mnist['x_train'])} training images; AV-MNIST needs the full "
-                         f"Keras layout (60000: the first {_MNIST_TRAIN_SIZE} train, the rest validate). {_DATA_FIX}")
+        raise ValueError(
+            f"{mnist_path} has {len(mnist['x_train'])} training images; AV-MNIST needs the full "
+            f"Keras layout (60000: the first {_MNIST_TRAIN_SIZE} train, the rest validate). {_DATA_FIX}"
+        )
     recordings = _read_recordings(data_dir, fraction, seed)
-    unheard = sorted(set(np.unique(np.concatenate([mnist["y_train"], mnist["y_test"]])).tolist())
-                     - set(recordings.labels.tolist()))
+    unheard = sorted(
+        set(np.unique(np.concatenate([mnist["y_train"], mnist["y_test"]])).tolist()) - set(recordings.labels.tolist())
+    )
     if unheard:
-        raise ValueError(f"{_data_file(data_dir, FSDD_FILENAME, 'FSDD')} has no recordings of the digit(s) {unheard} "
-                         f"that {mnist_path} holds images of. {_DATA_FIX}")
+        raise ValueError(
+            f"{_data_file(data_dir, FSDD_FILENAME, 'FSDD')} has no recordings of the digit(s) {unheard} "
+            f"that {mnist_path} holds images of. {_DATA_FIX}"
+        )
     rng = np.random.default_rng(seed + 1)
 
     def paired(images, labels, recording_rows) -> MultimodalSplit:
@@ -302,10 +332,12 @@ def load_av_mnist(data_dir=None, *, audio_test_fraction: float = 0.2, seed: int 
         validation=paired(x[_MNIST_TRAIN_SIZE:], y[_MNIST_TRAIN_SIZE:], recordings.train_rows),
         test=paired(mnist["x_test"], mnist["y_test"], recordings.test_rows),
         modalities=("image", "audio"),
-        description="AV-MNIST: MNIST images paired by digit with FSDD recordings (13 MFCCs)")
+        description="AV-MNIST: MNIST images paired by digit with FSDD recordings (13 MFCCs)",
+    )
 
 
 # ---------------------------------------------------------------------- OpenMoji
+
 
 def emoji_base_name(name: str) -> str:
     """The emoji a name belongs to: the text before any ':' without skin-tone words.
@@ -330,12 +362,22 @@ def load_openmoji(data_dir=None, *, test_fraction: float = 0.2, seed: int = 0) -
     images, names = arrays["images"], arrays["names"]
     aliases = arrays.get("aliases", np.full(len(names), ""))
     if aliases.shape != names.shape or aliases.dtype.kind not in "US":
-        raise ValueError(f"{path}: aliases must be one string per name; got {aliases.shape} {aliases.dtype} for "
-                         f"{names.shape} names. {_DATA_FIX}")
-    if (images.ndim != 4 or 0 in images.shape[1:] or images.dtype.kind not in "uif" or names.ndim != 1
-            or names.dtype.kind not in "US" or len(images) != len(names)):
-        raise ValueError(f"{path}: expected images (n, height, width, channels) of numbers and n names (strings); "
-                         f"got {images.shape} {images.dtype} and {names.shape} {names.dtype}. {_DATA_FIX}")
+        raise ValueError(
+            f"{path}: aliases must be one string per name; got {aliases.shape} {aliases.dtype} for "
+            f"{names.shape} names. {_DATA_FIX}"
+        )
+    if (
+        images.ndim != 4
+        or 0 in images.shape[1:]
+        or images.dtype.kind not in "uif"
+        or names.ndim != 1
+        or names.dtype.kind not in "US"
+        or len(images) != len(names)
+    ):
+        raise ValueError(
+            f"{path}: expected images (n, height, width, channels) of numbers and n names (strings); "
+            f"got {images.shape} {images.dtype} and {names.shape} {names.dtype}. {_DATA_FIX}"
+        )
     check_finite_rows(images, "images", where=str(path), fix=_DATA_FIX)
     names = names.astype(str)
     base_names = np.array([emoji_base_name(name) for name in names])
@@ -344,5 +386,8 @@ def load_openmoji(data_dir=None, *, test_fraction: float = 0.2, seed: int = 0) -
         raise ValueError(f"{path}: {len(unique)} base emoji cannot be split into train and test.")
     test_mask = held_out_base_emoji(base_names, fraction, np.random.default_rng(seed))
     everything = EmojiSplit(images, names, base_names, aliases.astype(str))
-    return EmojiDataset(everything.subset(~test_mask), everything.subset(test_mask),
-                        "OpenMoji 17 images (64x64 RGB) with Unicode CLDR names")
+    return EmojiDataset(
+        everything.subset(~test_mask),
+        everything.subset(test_mask),
+        "OpenMoji 17 images (64x64 RGB) with Unicode CLDR names",
+    )

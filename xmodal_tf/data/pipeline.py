@@ -5,8 +5,8 @@ one parallel, order-keeping gather of shuffled indices, unshuffled batches are c
 after the first pass, and every pipeline ends in ``prefetch(tf.data.AUTOTUNE)``.
 ``benchmarks/bench_pipeline.py`` times them against the same batches as tensors.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 
@@ -14,9 +14,17 @@ from xmodal_tf._validation import check_bool, check_int, check_positive_int
 from xmodal_tf.data.datasets import TwoViewSplit
 
 
-def make_dataset(views, labels=None, *, batch_size: int = 256, shuffle: bool = True,
-                 seed: int | None = None, drop_remainder: bool = False,
-                 repeat: bool = False, cache: bool = True):
+def make_dataset(
+    views,
+    labels=None,
+    *,
+    batch_size: int = 256,
+    shuffle: bool = True,
+    seed: int | None = None,
+    drop_remainder: bool = False,
+    repeat: bool = False,
+    cache: bool = True,
+):
     """A batched, optionally shuffled ``tf.data.Dataset`` over paired arrays.
 
     Args:
@@ -57,8 +65,7 @@ def make_dataset(views, labels=None, *, batch_size: int = 256, shuffle: bool = T
             raise TypeError("labels must be None when views is a TwoViewSplit: its labels are used")
         views, labels = (views.view1, views.view2), views.labels
     check_positive_int(batch_size, "batch_size", expected="a positive int")
-    for name, flag in (("shuffle", shuffle), ("drop_remainder", drop_remainder),
-                       ("repeat", repeat), ("cache", cache)):
+    for name, flag in (("shuffle", shuffle), ("drop_remainder", drop_remainder), ("repeat", repeat), ("cache", cache)):
         check_bool(flag, name)
     check_int(seed, "seed", allow_none=True)
     named_arrays = []
@@ -67,9 +74,11 @@ def make_dataset(views, labels=None, *, batch_size: int = 256, shuffle: bool = T
         labels = _to_arrays(labels, "labels", named_arrays)
     num_examples = _common_num_rows(named_arrays)
     if drop_remainder and not repeat and batch_size > num_examples:
-        raise ValueError(f"batch_size={batch_size} is larger than the {num_examples} examples, so "
-                         "drop_remainder=True would yield no batch; lower batch_size or "
-                         "pass drop_remainder=False")
+        raise ValueError(
+            f"batch_size={batch_size} is larger than the {num_examples} examples, so "
+            "drop_remainder=True would yield no batch; lower batch_size or "
+            "pass drop_remainder=False"
+        )
 
     import tensorflow as tf
 
@@ -85,7 +94,9 @@ def make_dataset(views, labels=None, *, batch_size: int = 256, shuffle: bool = T
         indices = indices.repeat()
     dataset = indices.batch(batch_size, drop_remainder=drop_remainder).map(
         lambda batch_indices: gather_rows(tensors, batch_indices),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     if cache_batches:
         dataset = dataset.cache()
         if repeat:
@@ -114,13 +125,11 @@ def _to_arrays(structure, name: str, named_arrays: list):
     if isinstance(structure, dict):
         if not structure:
             raise ValueError(f"{name} is an empty dict; give at least one array")
-        return {key: _to_arrays(value, f"{name}[{key!r}]", named_arrays)
-                for key, value in structure.items()}
+        return {key: _to_arrays(value, f"{name}[{key!r}]", named_arrays) for key, value in structure.items()}
     if isinstance(structure, tuple) or _is_list_of_arrays(structure):
         if not structure:
             raise ValueError(f"{name} is an empty {type(structure).__name__}; give at least one array")
-        items = [_to_arrays(value, f"{name}[{i}]", named_arrays)
-                 for i, value in enumerate(structure)]
+        items = [_to_arrays(value, f"{name}[{i}]", named_arrays) for i, value in enumerate(structure)]
         # A list would be stacked into one tensor by tf.data, so it becomes a tuple.
         return type(structure)(*items) if hasattr(structure, "_fields") else tuple(items)
     array = _to_array(structure, name)
@@ -130,8 +139,7 @@ def _to_arrays(structure, name: str, named_arrays: list):
 
 def _is_list_of_arrays(value) -> bool:
     """A list of arrays holds several views; a list of numbers or rows is one array."""
-    return isinstance(value, list) and all(
-        hasattr(item, "shape") or isinstance(item, dict) for item in value)
+    return isinstance(value, list) and all(hasattr(item, "shape") or isinstance(item, dict) for item in value)
 
 
 def _to_array(value, name: str) -> np.ndarray:
@@ -140,8 +148,9 @@ def _to_array(value, name: str) -> np.ndarray:
     except ValueError as error:  # ragged nested lists
         raise TypeError(f"{name} cannot be made into one array ({error}); give equal-length rows") from error
     if array.dtype == object:
-        raise TypeError(f"{name} must be a numeric array; got {type(value).__name__} of dtype object "
-                        "(ragged rows or None?)")
+        raise TypeError(
+            f"{name} must be a numeric array; got {type(value).__name__} of dtype object (ragged rows or None?)"
+        )
     if array.ndim == 0:
         raise ValueError(f"{name} must have a leading axis of examples; got a scalar")
     return array.astype(np.float32) if array.dtype == np.float64 else array

@@ -4,6 +4,7 @@ Experiment modules import only light dependencies at module level, so listing th
 (``python -m xmodal_tf.train --help``) stays fast; TensorFlow is imported when a run
 needs it. The library layer never imports this package.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -12,8 +13,7 @@ import importlib
 from xmodal_tf.experiments.base import Experiment, RunContext
 from xmodal_tf.experiments.config import ConfigError
 
-__all__ = ["DEFAULT_EXPERIMENT", "EXPERIMENT_MODULES", "Experiment", "RunContext",
-           "get_experiment", "list_experiments"]
+__all__ = ["DEFAULT_EXPERIMENT", "EXPERIMENT_MODULES", "Experiment", "RunContext", "get_experiment", "list_experiments"]
 
 # name -> module under xmodal_tf.experiments
 EXPERIMENT_MODULES = {
@@ -34,9 +34,7 @@ def get_experiment(name: str) -> Experiment:
     if name not in EXPERIMENT_MODULES:
         close = difflib.get_close_matches(name, EXPERIMENT_MODULES, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(
-            f"unknown experiment {name!r}.{hint} Available: {', '.join(EXPERIMENT_MODULES)}."
-        )
+        raise ConfigError(f"unknown experiment {name!r}.{hint} Available: {', '.join(EXPERIMENT_MODULES)}.")
     module = importlib.import_module(f"xmodal_tf.experiments.{EXPERIMENT_MODULES[name]}")
     return module.EXPERIMENT
 

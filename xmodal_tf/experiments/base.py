@@ -21,24 +21,31 @@ Every experiment that trains a network has the settings ``TRAINING_SETTINGS``
 passes both to the Trainer and records what each trained model really runs in
 (``context.trained_models``, written to ``metrics.json``).
 """
+
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import pathlib
 import re
 import shutil
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from xmodal_tf._files import write_json_atomically
 from xmodal_tf._validation import check_positive_int
 from xmodal_tf.experiments.config import Options, check_settings, lookup_setting, make_constraint
 
-__all__ = ["TRAINING_CHOICES", "TRAINING_CONSTRAINTS", "TRAINING_SETTINGS", "Experiment", "RunContext",
-           "check_global_batch", "write_json_atomically"]
+__all__ = [
+    "TRAINING_CHOICES",
+    "TRAINING_CONSTRAINTS",
+    "TRAINING_SETTINGS",
+    "Experiment",
+    "RunContext",
+    "check_global_batch",
+    "write_json_atomically",
+]
 
 # The settings and choices of xmodal_tf.precision (MIXED_PRECISION, JIT), written out
 # here so that listing the experiments does not import Keras; a test keeps them equal.
@@ -80,7 +87,7 @@ class Experiment:
     name: str
     description: str
     defaults: dict
-    run: Callable[[dict, "RunContext"], dict]
+    run: Callable[[dict, RunContext], dict]
     choices: dict = dataclasses.field(default_factory=dict)
     summarize: Callable[[dict], list] | None = None
     constraints: dict = dataclasses.field(default_factory=dict)
@@ -93,15 +100,22 @@ class Experiment:
             try:
                 lookup_setting(self.defaults, key)
             except (KeyError, TypeError):
-                raise ValueError(f"experiment {self.name!r}: constraints name {key!r}, which is not a setting of its "
-                                 "defaults; fix the key or add the setting.") from None
+                raise ValueError(
+                    f"experiment {self.name!r}: constraints name {key!r}, which is not a setting of its "
+                    "defaults; fix the key or add the setting."
+                ) from None
             if not kinds:
-                raise ValueError(f"experiment {self.name!r}: the constraints of {key!r} are empty; list the kinds "
-                                 "of value it allows.")
+                raise ValueError(
+                    f"experiment {self.name!r}: the constraints of {key!r} are empty; list the kinds "
+                    "of value it allows."
+                )
             for kind in kinds:
                 make_constraint(kind)  # TypeError for what is no constraint, at import
-        options = {key: kinds[0].values for key, kinds in self.constraints.items()
-                   if len(kinds) == 1 and isinstance(kinds[0], Options)}
+        options = {
+            key: kinds[0].values
+            for key, kinds in self.constraints.items()
+            if len(kinds) == 1 and isinstance(kinds[0], Options)
+        }
         object.__setattr__(self, "choices", {**options, **self.choices})
 
     def validate(self, config: dict) -> None:
@@ -118,13 +132,17 @@ def check_global_batch(batch_size: int, replicas: int, experiment: str, rows: in
     batches are then dropped) ``rows`` training pairs, if given, fill at least one batch."""
     if batch_size % replicas:
         lower = max(replicas, batch_size - batch_size % replicas)
-        raise ValueError(f"{experiment}: batch_size={batch_size} does not split evenly over {replicas} replicas of "
-                         f"the strategy; set batch_size to a multiple of {replicas}, e.g. {lower} "
-                         f"(--set batch_size={lower}).")
+        raise ValueError(
+            f"{experiment}: batch_size={batch_size} does not split evenly over {replicas} replicas of "
+            f"the strategy; set batch_size to a multiple of {replicas}, e.g. {lower} "
+            f"(--set batch_size={lower})."
+        )
     if replicas > 1 and rows is not None and rows < batch_size:
-        raise ValueError(f"{experiment}: batch_size={batch_size} is larger than the {rows} training pairs; with "
-                         f"{replicas} replicas partial batches are dropped, so no batch would remain. "
-                         "Lower batch_size.")
+        raise ValueError(
+            f"{experiment}: batch_size={batch_size} is larger than the {rows} training pairs; with "
+            f"{replicas} replicas partial batches are dropped, so no batch would remain. "
+            "Lower batch_size."
+        )
     return batch_size
 
 
@@ -144,6 +162,10 @@ def _flat_settings(config: dict, prefix: str = "") -> dict:
     return flat
 
 
+def _print_flushed(line: str) -> None:
+    print(line, flush=True)
+
+
 class RunContext:
     """The run directory, strategy and reporting channels of one experiment run.
 
@@ -161,16 +183,28 @@ class RunContext:
     data:     what the experiment's ``load_data`` returned (None if it has none).
     """
 
-    def __init__(self, logdir, data_dir=None, seed: int = 0,
-                 echo: Callable[[str], None] = functools.partial(print, flush=True), strategy=None,
-                 mixed_precision: str = "off", jit: str = "auto", checkpoint_every: int = 1,
-                 checkpoint_seconds: float = 0.0, data=None):
+    def __init__(
+        self,
+        logdir,
+        data_dir=None,
+        seed: int = 0,
+        echo: Callable[[str], None] | None = None,
+        strategy=None,
+        mixed_precision: str = "off",
+        jit: str = "auto",
+        checkpoint_every: int = 1,
+        checkpoint_seconds: float = 0.0,
+        data=None,
+    ):
         if mixed_precision not in TRAINING_CHOICES["mixed_precision"] or jit not in TRAINING_CHOICES["jit"]:
-            raise ValueError(f"mixed_precision must be one of {TRAINING_CHOICES['mixed_precision']} and jit one of "
-                             f"{TRAINING_CHOICES['jit']}; got {mixed_precision!r} and {jit!r}.")
+            raise ValueError(
+                f"mixed_precision must be one of {TRAINING_CHOICES['mixed_precision']} and jit one of "
+                f"{TRAINING_CHOICES['jit']}; got {mixed_precision!r} and {jit!r}."
+            )
         if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be an int >= 0 (epochs; 0: no checkpoints); "
-                             f"got {checkpoint_every!r}.")
+            raise ValueError(
+                f"checkpoint_every must be an int >= 0 (epochs; 0: no checkpoints); got {checkpoint_every!r}."
+            )
         self.mixed_precision, self.jit = mixed_precision, jit
         self.checkpoint_every, self.checkpoint_seconds = checkpoint_every, checkpoint_seconds
         self.data = data
@@ -192,7 +226,7 @@ class RunContext:
             self.logdir = self._scratch
         self.data_dir = data_dir
         self.seed = seed
-        self._echo = echo
+        self._echo = echo or _print_flushed
         self._writer = None
         self._started = self._last_line = time.perf_counter()
 
@@ -257,8 +291,14 @@ class RunContext:
         from xmodal_tf.precision import model_precision
 
         devices = {v.value.device.rsplit("device:", 1)[-1] for v in model.weights}
-        self.trained_models.append({"model": model.name, "mixed_precision": model_precision(model),
-                                    "jit_compile": bool(model.jit_compile), "variable_devices": sorted(devices)})
+        self.trained_models.append(
+            {
+                "model": model.name,
+                "mixed_precision": model_precision(model),
+                "jit_compile": bool(model.jit_compile),
+                "variable_devices": sorted(devices),
+            }
+        )
 
     def describe_strategy(self) -> dict:
         """{"strategy", "replicas", "workers", "task"} for config.json."""
@@ -298,8 +338,10 @@ class RunContext:
         import tensorflow as tf
 
         if tag.split("/", 1)[0] not in TAG_GROUPS or "/" not in tag:
-            raise ValueError(f"TensorBoard tag {tag!r} is outside the scheme: start it with one of "
-                             f"{', '.join(g + '/' for g in TAG_GROUPS)}.")
+            raise ValueError(
+                f"TensorBoard tag {tag!r} is outside the scheme: start it with one of "
+                f"{', '.join(g + '/' for g in TAG_GROUPS)}."
+            )
         with self._summary_writer().as_default():
             tf.summary.scalar(tag, float(value), step=int(step))
 

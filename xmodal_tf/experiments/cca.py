@@ -14,6 +14,7 @@ from those same statistics. Validation scores, the choice of ridge and the probe
 computed identically on every worker; only the chief writes the run directory. The
 key figure, ``canonical_correlations.png``: the canonical correlations of each split.
 """
+
 from __future__ import annotations
 
 import time
@@ -41,8 +42,10 @@ CONSTRAINTS = {
     "dtype": [Options("float64", "float32")],
     "probe": [bool],
 }
-NOTES = {"n_components": "null: 10 for two_view_digits, 50 for split_mnist",
-         "reg": "to try; the best on validation is kept"}
+NOTES = {
+    "n_components": "null: 10 for two_view_digits, 50 for split_mnist",
+    "reg": "to try; the best on validation is kept",
+}
 
 
 def load_data(name: str, data_dir):
@@ -62,7 +65,7 @@ def worker_shard(strategy) -> tuple[int, int]:
     if not jobs or resolver.task_type not in jobs:
         return 0, 1
     sizes = {job: len(cluster[job]) for job in jobs}
-    before = sum(sizes[job] for job in jobs[:jobs.index(resolver.task_type)])
+    before = sum(sizes[job] for job in jobs[: jobs.index(resolver.task_type)])
     return before + int(resolver.task_id or 0), sum(sizes.values())
 
 
@@ -80,8 +83,9 @@ def select_ridge(dataset, n_components: int, ridges, dtype: str, context: RunCon
     statistics = None
     if workers > 1:
         rows = slice(worker, None, workers)
-        context.progress(f"fitting on {workers} workers' shards of the {len(x)} training rows "
-                         f"(this worker: {len(x[rows])})")
+        context.progress(
+            f"fitting on {workers} workers' shards of the {len(x)} training rows (this worker: {len(x[rows])})"
+        )
     scores, models = {}, {}
     for ridge in ridges:
         model = CCA(n_components, reg=float(ridge), dtype=dtype)
@@ -131,9 +135,13 @@ def run(config: dict, context: RunContext) -> dict:
     model, validation_by_reg = select_ridge(dataset, k, config["reg"], config["dtype"], context)
     fit_seconds = time.perf_counter() - started
 
-    metrics = {"data": dataset.name, "n_components": k, "reg": model.reg,
-               "validation_total_correlation_by_reg": validation_by_reg,
-               "fit_seconds_all_ridges": fit_seconds}
+    metrics = {
+        "data": dataset.name,
+        "n_components": k,
+        "reg": model.reg,
+        "validation_total_correlation_by_reg": validation_by_reg,
+        "fit_seconds_all_ridges": fit_seconds,
+    }
     spectra = {}
     for split_name in ("train", "validation", "test"):
         correlations = model.correlations(*getattr(dataset, split_name)[:2])
@@ -165,11 +173,12 @@ def summarize(metrics: dict) -> list[str]:
     lines = [
         f"linear CCA on {metrics['data']}: k={metrics['n_components']}, reg={metrics['reg']:g} "
         f"(best of {len(metrics['validation_total_correlation_by_reg'])} on validation)",
-        "total correlation of the top {k}: train {train:.3f}  validation {validation:.3f}  "
-        "test {test:.3f}".format(k=metrics["n_components"],
-                                 train=metrics["train_total_correlation"],
-                                 validation=metrics["validation_total_correlation"],
-                                 test=metrics["test_total_correlation"]),
+        "total correlation of the top {k}: train {train:.3f}  validation {validation:.3f}  test {test:.3f}".format(
+            k=metrics["n_components"],
+            train=metrics["train_total_correlation"],
+            validation=metrics["validation_total_correlation"],
+            test=metrics["test_total_correlation"],
+        ),
     ]
     if "probe_accuracy_x_to_y" in metrics:
         lines.append(

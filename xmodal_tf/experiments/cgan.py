@@ -44,6 +44,7 @@ batches. With several replicas ``batch_size`` must divide evenly over them, part
 batches are dropped, and the classifiers' fixed batches (128 images, 64 recordings) are
 rounded down to a multiple of the replica count.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -70,31 +71,31 @@ NUM_CLASSES = 10
 DEFAULTS = {
     "data": "digits",
     "condition": "label",
-    "steps": None,                 # GAN training steps; None: 2000 digits / 5000 mnist
-    "steps_per_epoch": None,       # steps between logs and image grids; None: steps // 10
+    "steps": None,  # GAN training steps; None: 2000 digits / 5000 mnist
+    "steps_per_epoch": None,  # steps between logs and image grids; None: steps // 10
     "batch_size": 64,
-    "latent_dim": None,            # None: 32 (digits) / 64 (mnist)
-    "generator_filters": 16,       # build_generator base_filters (x4 at the coarsest grid)
-    "discriminator_filters": 32,   # build_discriminator base_filters
+    "latent_dim": None,  # None: 32 (digits) / 64 (mnist)
+    "generator_filters": 16,  # build_generator base_filters (x4 at the coarsest grid)
+    "discriminator_filters": 32,  # build_discriminator base_filters
     "loss": "non_saturating",
     "r1_weight": 1.0,
     "spectral_normalization": False,
-    "classifier_weight": None,     # auxiliary classifier (AC-GAN) terms: D's head on real images, G's fakes;
-                                   # None: 1 (0 for condition=audio)
-    "classifier_fake_weight": 0.0, # D's head on the fakes (AC-GAN's own term)
-    "classifier_margin": None,     # G's term max(0, cross-entropy - margin): typical-enough fakes are left
-                                   # alone; None: 0.7 digits / 2.0 mnist (0 for condition=audio)
-    "learning_rate": 1e-3,         # Adam(beta_1=0.5) for both networks
+    "classifier_weight": None,  # auxiliary classifier (AC-GAN) terms: D's head on real images, G's fakes;
+    # None: 1 (0 for condition=audio)
+    "classifier_fake_weight": 0.0,  # D's head on the fakes (AC-GAN's own term)
+    "classifier_margin": None,  # G's term max(0, cross-entropy - margin): typical-enough fakes are left
+    # alone; None: 0.7 digits / 2.0 mnist (0 for condition=audio)
+    "learning_rate": 1e-3,  # Adam(beta_1=0.5) for both networks
     "learning_rate_schedule": "constant",  # or "linear" / "cosine": decay to 0 over the steps
-    "ema_decay": 0.999,            # samples come from this moving average of the generator's weights
-    "ema_warmup": 10.0,            # w of the average's warm-up decay (1 + t) / (w + t); 1 = none
-    "truncation": None,            # scale of z when sampling (the truncation trick), in (0, 1]; None: 1
-    "balanced_batches": False,     # batches drawn class-balanced (by the images' digits)
-    "classifier_epochs": None,     # independent image classifier; None: 30 (digits) / 3 (mnist)
+    "ema_decay": 0.999,  # samples come from this moving average of the generator's weights
+    "ema_warmup": 10.0,  # w of the average's warm-up decay (1 + t) / (w + t); 1 = none
+    "truncation": None,  # scale of z when sampling (the truncation trick), in (0, 1]; None: 1
+    "balanced_batches": False,  # batches drawn class-balanced (by the images' digits)
+    "classifier_epochs": None,  # independent image classifier; None: 30 (digits) / 3 (mnist)
     "samples_per_condition": 100,  # label: images per class; audio: images per held-out recording
-    "train_size": None,            # keep the first n training images (None: all)
+    "train_size": None,  # keep the first n training images (None: all)
     "audio_encoder": "rnn",
-    "audio_code": "probabilities", # or "embedding" (the audio encoder's output)
+    "audio_code": "probabilities",  # or "embedding" (the audio encoder's output)
     "audio_embedding_dim": 32,
     "audio_epochs": 15,
     **TRAINING_SETTINGS,  # mixed_precision, jit (xmodal_tf.precision)
@@ -133,19 +134,35 @@ CONSTRAINTS = {
     "audio_epochs": [POSITIVE],
     **TRAINING_CONSTRAINTS,
 }
-NOTES = {"steps": "null: the data set's", "latent_dim": "null: the data set's",
-         "classifier_epochs": "null: the data set's", "steps_per_epoch": "null: steps // 10",
-         "classifier_weight": "null: the data set's, 0 for condition=audio",
-         "classifier_margin": "null: the data set's, 0 for condition=audio",
-         "ema_decay": "null: no moving average", "ema_warmup": "1: no warm-up",
-         "truncation": "null: 1, no truncation", "train_size": "the first n training images; null: all"}
+NOTES = {
+    "steps": "null: the data set's",
+    "latent_dim": "null: the data set's",
+    "classifier_epochs": "null: the data set's",
+    "steps_per_epoch": "null: steps // 10",
+    "classifier_weight": "null: the data set's, 0 for condition=audio",
+    "classifier_margin": "null: the data set's, 0 for condition=audio",
+    "ema_decay": "null: no moving average",
+    "ema_warmup": "1: no warm-up",
+    "truncation": "null: 1, no truncation",
+    "train_size": "the first n training images; null: all",
+}
 # The recipe of each data set: these keys default to None in DEFAULTS, which means
 # "this data set's value" (chosen on held-out training images, see the module docs).
 DATA_DEFAULTS = {
-    "digits": {"steps": 2000, "latent_dim": 32, "classifier_epochs": 30, "classifier_weight": 1.0,
-               "classifier_margin": 0.7},
-    "mnist": {"steps": 5000, "latent_dim": 64, "classifier_epochs": 3, "classifier_weight": 1.0,
-              "classifier_margin": 2.0},
+    "digits": {
+        "steps": 2000,
+        "latent_dim": 32,
+        "classifier_epochs": 30,
+        "classifier_weight": 1.0,
+        "classifier_margin": 0.7,
+    },
+    "mnist": {
+        "steps": 5000,
+        "latent_dim": 64,
+        "classifier_epochs": 3,
+        "classifier_weight": 1.0,
+        "classifier_margin": 2.0,
+    },
 }
 
 
@@ -174,7 +191,7 @@ def load_images(config: dict, data_dir):
         description = "MNIST 28x28 (mnist.npz)"
     train_images, train_labels, test_images, test_labels = arrays
     if config["train_size"] is not None:
-        train_images, train_labels = train_images[:config["train_size"]], train_labels[:config["train_size"]]
+        train_images, train_labels = train_images[: config["train_size"]], train_labels[: config["train_size"]]
     return train_images, train_labels.astype(np.int64), test_images, test_labels.astype(np.int64), description
 
 
@@ -189,7 +206,8 @@ def load_mnist(data_dir):
         raise FileNotFoundError(
             f"data=mnist needs mnist.npz (Keras layout) in the data folder; "
             f"{'none given' if folder is None else f'not found at {path}'}. Pass --data-dir FOLDER "
-            f"or set ${DATA_DIR_ENV_VAR}.")
+            f"or set ${DATA_DIR_ENV_VAR}."
+        )
     with np.load(path) as archive:
         missing = {"x_train", "y_train", "x_test", "y_test"} - set(archive.files)
         if missing:
@@ -226,19 +244,28 @@ def build_image_classifier(image_shape, num_classes: int = NUM_CLASSES, *, seed:
     from xmodal_tf.encoders import cnn_encoder
 
     keras.utils.set_random_seed(seed)
-    encoder = cnn_encoder(tuple(image_shape), 128, filters=(32, 64, 128), batch_norm=False, dropout=0.3,
-                          global_pooling="flatten", name="image_classifier_encoder")
+    encoder = cnn_encoder(
+        tuple(image_shape),
+        128,
+        filters=(32, 64, 128),
+        batch_norm=False,
+        dropout=0.3,
+        global_pooling="flatten",
+        name="image_classifier_encoder",
+    )
     images = keras.Input(tuple(image_shape), name="images")
     features = keras.layers.ReLU(name="features")(encoder(images))
     probabilities = keras.layers.Dense(num_classes, activation="softmax", name="classes")(features)
     classifier = keras.Model(images, probabilities, name="image_classifier")
-    classifier.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                       metrics=["accuracy"])
+    classifier.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     return classifier, keras.Model(images, features, name="image_features")
 
 
-def train_image_classifier(images, labels, epochs: int, *, seed: int = 0, batch_size: int = 128,
-                           context: RunContext | None = None):
+def train_image_classifier(
+    images, labels, epochs: int, *, seed: int = 0, batch_size: int = 128, context: RunContext | None = None
+):
     """Train the independent classifier on real images (through the Trainer, on the
     strategy of ``context``; None: TensorFlow's current one); returns (classifier,
     feature_model)."""
@@ -247,8 +274,13 @@ def train_image_classifier(images, labels, epochs: int, *, seed: int = 0, batch_
     replicas = _replicas(context)
     with _scope(context):
         classifier, features = build_image_classifier(images.shape[1:], seed=seed)
-    batches = make_dataset(images, labels, batch_size=_fixed_batch(batch_size, replicas, len(images)), seed=seed,
-                           drop_remainder=replicas > 1)
+    batches = make_dataset(
+        images,
+        labels,
+        batch_size=_fixed_batch(batch_size, replicas, len(images)),
+        seed=seed,
+        drop_remainder=replicas > 1,
+    )
     fit_compiled(classifier, batches, epochs, context)
     return classifier, features
 
@@ -322,20 +354,37 @@ def train_audio_classifier(frames, labels, config: dict, seed: int, context: Run
     input_dim, max_length = frames.shape[2], frames.shape[1]
     with _scope(context):
         if config["audio_encoder"] == "rnn":
-            encoder = rnn_encoder(input_dim=input_dim, embedding_dim=config["audio_embedding_dim"], units=(64,),
-                                  cell="gru", name="audio_encoder")
+            encoder = rnn_encoder(
+                input_dim=input_dim,
+                embedding_dim=config["audio_embedding_dim"],
+                units=(64,),
+                cell="gru",
+                name="audio_encoder",
+            )
         else:
-            encoder = attention_encoder(input_dim=input_dim, max_length=max_length,
-                                        embedding_dim=config["audio_embedding_dim"], model_dim=64, num_heads=4,
-                                        num_layers=2, ff_dim=128, name="audio_encoder")
+            encoder = attention_encoder(
+                input_dim=input_dim,
+                max_length=max_length,
+                embedding_dim=config["audio_embedding_dim"],
+                model_dim=64,
+                num_heads=4,
+                num_layers=2,
+                ff_dim=128,
+                name="audio_encoder",
+            )
         inputs = keras.Input(frames.shape[1:], name="audio")
-        classifier = keras.Model(inputs, keras.layers.Dense(NUM_CLASSES, activation="softmax", name="classes")(
-            encoder(inputs)), name="audio_classifier")
-        classifier.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                           metrics=["accuracy"])
+        classifier = keras.Model(
+            inputs,
+            keras.layers.Dense(NUM_CLASSES, activation="softmax", name="classes")(encoder(inputs)),
+            name="audio_classifier",
+        )
+        classifier.compile(
+            optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
     replicas = _replicas(context)
-    batches = make_dataset(frames, labels, batch_size=_fixed_batch(64, replicas, len(frames)), seed=seed,
-                           drop_remainder=replicas > 1)
+    batches = make_dataset(
+        frames, labels, batch_size=_fixed_batch(64, replicas, len(frames)), seed=seed, drop_remainder=replicas > 1
+    )
     fit_compiled(classifier, batches, config["audio_epochs"], context)
     classifier.trainable = False
     return classifier, encoder
@@ -362,19 +411,34 @@ def build_gan(image_shape, config: dict, *, num_classes=None, condition_dim=None
     latent_dim = config["latent_dim"]
     generator = build_generator(image_shape, latent_dim, base_filters=config["generator_filters"], **kind)
     classifies = num_classes is not None and (config["classifier_weight"] > 0 or config["classifier_fake_weight"] > 0)
-    discriminator = build_discriminator(image_shape, base_filters=config["discriminator_filters"],
-                                        spectral_normalization=config["spectral_normalization"],
-                                        classifier_head=classifies, **kind)
-    gan = ConditionalGAN(generator, discriminator, seed=seed, ema_decay=config["ema_decay"],
-                         ema_warmup=config["ema_warmup"], truncation=config["truncation"], **kind)
+    discriminator = build_discriminator(
+        image_shape,
+        base_filters=config["discriminator_filters"],
+        spectral_normalization=config["spectral_normalization"],
+        classifier_head=classifies,
+        **kind,
+    )
+    gan = ConditionalGAN(
+        generator,
+        discriminator,
+        seed=seed,
+        ema_decay=config["ema_decay"],
+        ema_warmup=config["ema_warmup"],
+        truncation=config["truncation"],
+        **kind,
+    )
 
     def adam():
         return keras.optimizers.Adam(learning_rate_schedule(config), beta_1=0.5)
 
-    classifier_weights = {key: config[key] for key in ("classifier_weight", "classifier_fake_weight",
-                                                       "classifier_margin")} if classifies else {}
-    gan.compile(g_optimizer=adam(), d_optimizer=adam(), loss=config["loss"], r1_weight=config["r1_weight"],
-                **classifier_weights)
+    classifier_weights = (
+        {key: config[key] for key in ("classifier_weight", "classifier_fake_weight", "classifier_margin")}
+        if classifies
+        else {}
+    )
+    gan.compile(
+        g_optimizer=adam(), d_optimizer=adam(), loss=config["loss"], r1_weight=config["r1_weight"], **classifier_weights
+    )
     return gan
 
 
@@ -398,14 +462,20 @@ def gan_batches(images, conditions, config: dict, batch_size: int, seed: int, la
     import tensorflow as tf
 
     if not config["balanced_batches"] or labels is None:
-        dataset = (tf.data.Dataset.from_tensor_slices((images, conditions))
-                   .shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat())
+        dataset = (
+            tf.data.Dataset.from_tensor_slices((images, conditions))
+            .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+            .repeat()
+        )
     else:
         per_class = []
         for k, label in enumerate(np.unique(labels)):
             rows = np.flatnonzero(labels == label)
-            per_class.append(tf.data.Dataset.from_tensor_slices((images[rows], conditions[rows]))
-                             .shuffle(len(rows), seed=seed + k, reshuffle_each_iteration=True).repeat())
+            per_class.append(
+                tf.data.Dataset.from_tensor_slices((images[rows], conditions[rows]))
+                .shuffle(len(rows), seed=seed + k, reshuffle_each_iteration=True)
+                .repeat()
+            )
         dataset = tf.data.Dataset.sample_from_datasets(per_class, seed=seed)
     return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
@@ -425,8 +495,12 @@ def train_gan(gan, images, conditions, config: dict, context: RunContext, grid_c
     # The GAN comes compiled (optimizers, loss, R1 weight): optimizer=None keeps that.
     trainer = context.trainer(gan, None, progress=False)
     history = trainer.fit(dataset, epochs, steps_per_epoch=per_epoch, callbacks=callbacks)
-    return {"steps": per_epoch * epochs, "batch_size": batch_size, "train_seconds": trainer.train_seconds,
-            **{f"final_{key}": float(values[-1]) for key, values in history.items() if key not in _TRAINER_LOGS}}
+    return {
+        "steps": per_epoch * epochs,
+        "batch_size": batch_size,
+        "train_seconds": trainer.train_seconds,
+        **{f"final_{key}": float(values[-1]) for key, values in history.items() if key not in _TRAINER_LOGS},
+    }
 
 
 _TRAINER_LOGS = ("epoch", "steps", "seconds")  # the Trainer's own entries beside the model's logs
@@ -461,11 +535,16 @@ def score_label_gan(gan, classifier, features, test_images, samples: int) -> dic
     generated = gan.generate(np.arange(NUM_CLASSES), n=samples, seed=1)
     predicted = predict_classes(classifier, generated)
     per_class = [float(np.mean(predicted[requested == k] == k)) for k in range(NUM_CLASSES)]
-    distance = frechet_distance(features.predict(generated, batch_size=1000, verbose=0),
-                                features.predict(test_images, batch_size=1000, verbose=0))
-    return {"generated_accuracy": float(np.mean(predicted == requested)),
-            "generated_accuracy_per_class": per_class, "frechet_distance": distance,
-            "generated_images": int(len(generated))}
+    distance = frechet_distance(
+        features.predict(generated, batch_size=1000, verbose=0),
+        features.predict(test_images, batch_size=1000, verbose=0),
+    )
+    return {
+        "generated_accuracy": float(np.mean(predicted == requested)),
+        "generated_accuracy_per_class": per_class,
+        "frechet_distance": distance,
+        "generated_images": int(len(generated)),
+    }
 
 
 def score_audio_gan(gan, classifier, codes, spoken_digits, samples: int) -> dict:
@@ -473,8 +552,11 @@ def score_audio_gan(gan, classifier, codes, spoken_digits, samples: int) -> dict
     generated = gan.generate(codes, n=samples, seed=1)
     predicted = predict_classes(classifier, generated)
     spoken = np.repeat(spoken_digits, samples)
-    return {"generated_accuracy_vs_spoken_digit": float(np.mean(predicted == spoken)),
-            "generated_images": int(len(generated)), "held_out_recordings": int(len(codes))}
+    return {
+        "generated_accuracy_vs_spoken_digit": float(np.mean(predicted == spoken)),
+        "generated_images": int(len(generated)),
+        "held_out_recordings": int(len(codes)),
+    }
 
 
 def log_samples(context: RunContext, gan, conditions, row_titles: list, title: str) -> None:
@@ -483,10 +565,12 @@ def log_samples(context: RunContext, gan, conditions, row_titles: list, title: s
     from xmodal_tf import plots
 
     images = gan.generate(conditions, n=FIGURE_SAMPLES, seed=0)
-    titles = [row_titles[index // FIGURE_SAMPLES] if index % FIGURE_SAMPLES == 0 else ""
-              for index in range(len(images))]
-    context.log_figure("generated_samples", plots.image_grid(images, titles=titles, columns=FIGURE_SAMPLES,
-                                                             title=title))
+    titles = [
+        row_titles[index // FIGURE_SAMPLES] if index % FIGURE_SAMPLES == 0 else "" for index in range(len(images))
+    ]
+    context.log_figure(
+        "generated_samples", plots.image_grid(images, titles=titles, columns=FIGURE_SAMPLES, title=title)
+    )
 
 
 # ----------------------------------------------------------------------------- run
@@ -510,28 +594,38 @@ def run(config: dict, context: RunContext) -> dict:
     check_global_batch(config["batch_size"], context.replicas, "cgan")  # before loading anything
     data = context.data if context.data is not None else load(config, context.data_dir, context.seed)
     train_images, train_labels, test_images, test_labels, description = data["images"]
-    context.progress(f"{description}: {len(train_images)} training / {len(test_images)} test images "
-                     f"{train_images.shape[1:]}")
+    context.progress(
+        f"{description}: {len(train_images)} training / {len(test_images)} test images {train_images.shape[1:]}"
+    )
     metrics = {"data": config["data"], "condition": config["condition"], "image_shape": list(train_images.shape[1:])}
 
     epochs = config["classifier_epochs"]
     context.progress(f"training the independent image classifier ({epochs} epochs) ...")
-    classifier, features = train_image_classifier(train_images, train_labels, epochs, seed=context.seed,
-                                                  context=context)
+    classifier, features = train_image_classifier(
+        train_images, train_labels, epochs, seed=context.seed, context=context
+    )
     metrics["classifier_test_accuracy"] = float(np.mean(predict_classes(classifier, test_images) == test_labels))
     context.progress(f"image classifier test accuracy {metrics['classifier_test_accuracy']:.4f}")
 
     if config["condition"] == "label":
         with context.scope():
             gan = build_gan(train_images.shape[1:], config, num_classes=NUM_CLASSES, seed=context.seed)
-        metrics.update(train_gan(gan, train_images, train_labels, config, context, np.arange(NUM_CLASSES),
-                                 labels=train_labels))
+        metrics.update(
+            train_gan(gan, train_images, train_labels, config, context, np.arange(NUM_CLASSES), labels=train_labels)
+        )
         metrics.update(score_label_gan(gan, classifier, features, test_images, config["samples_per_condition"]))
-        log_samples(context, gan, np.arange(NUM_CLASSES), [f"digit {k}" for k in range(NUM_CLASSES)],
-                    f"generated images, a row per requested digit ({config['data']})")
+        log_samples(
+            context,
+            gan,
+            np.arange(NUM_CLASSES),
+            [f"digit {k}" for k in range(NUM_CLASSES)],
+            f"generated images, a row per requested digit ({config['data']})",
+        )
         headline = ("generated_accuracy", metrics["generated_accuracy"])
-        context.progress(f"generated images labelled as requested: {metrics['generated_accuracy']:.4f}; "
-                         f"Frechet distance to the test images {metrics['frechet_distance']:.3f}")
+        context.progress(
+            f"generated images labelled as requested: {metrics['generated_accuracy']:.4f}; "
+            f"Frechet distance to the test images {metrics['frechet_distance']:.3f}"
+        )
     else:
         metrics.update(_run_audio(config, context, data, train_images, train_labels, classifier))
         headline = ("generated_accuracy_vs_spoken_digit", metrics["generated_accuracy_vs_spoken_digit"])
@@ -544,13 +638,16 @@ def run(config: dict, context: RunContext) -> dict:
 def _run_audio(config, context, data: dict, train_images, train_labels, image_classifier) -> dict:
     speech = data["speech"]
     frames, labels = speech.train.inputs["audio"], speech.train.labels
-    context.progress(f"training the {config['audio_encoder']} audio classifier on {len(labels)} recordings "
-                     f"({config['audio_epochs']} epochs) ...")
+    context.progress(
+        f"training the {config['audio_encoder']} audio classifier on {len(labels)} recordings "
+        f"({config['audio_epochs']} epochs) ..."
+    )
     audio_classifier, encoder = train_audio_classifier(frames, labels, config, context.seed, context)
     test_frames, test_digits = speech.test.inputs["audio"], speech.test.labels
     results = {"audio_test_accuracy": float(np.mean(predict_classes(audio_classifier, test_frames) == test_digits))}
-    context.progress(f"audio classifier accuracy on {len(test_digits)} held-out recordings "
-                     f"{results['audio_test_accuracy']:.4f}")
+    context.progress(
+        f"audio classifier accuracy on {len(test_digits)} held-out recordings {results['audio_test_accuracy']:.4f}"
+    )
 
     if config["data"] == "mnist":
         # load_av_mnist pairs each training image with a training recording of its digit
@@ -566,14 +663,22 @@ def _run_audio(config, context, data: dict, train_images, train_labels, image_cl
     with context.scope():
         gan = build_gan(train_images.shape[1:], config, condition_dim=conditions.shape[1], seed=context.seed)
     context.progress(f"conditioning the GAN on the audio {config['audio_code']} ({conditions.shape[1]} values)")
-    results.update(train_gan(gan, train_images, conditions, config, context, test_codes[first_per_digit],
-                             labels=train_labels))
+    results.update(
+        train_gan(gan, train_images, conditions, config, context, test_codes[first_per_digit], labels=train_labels)
+    )
     samples = min(config["samples_per_condition"], AUDIO_SAMPLES_CAP)
     results.update(score_audio_gan(gan, image_classifier, test_codes, test_digits, samples))
-    log_samples(context, gan, test_codes[first_per_digit], [f"spoken {digit}" for digit in range(NUM_CLASSES)],
-                f"generated images, a row per held-out recording of each digit ({config['data']})")
-    context.progress(f"images generated from held-out recordings labelled as the spoken digit: "
-                     f"{results['generated_accuracy_vs_spoken_digit']:.4f}")
+    log_samples(
+        context,
+        gan,
+        test_codes[first_per_digit],
+        [f"spoken {digit}" for digit in range(NUM_CLASSES)],
+        f"generated images, a row per held-out recording of each digit ({config['data']})",
+    )
+    context.progress(
+        f"images generated from held-out recordings labelled as the spoken digit: "
+        f"{results['generated_accuracy_vs_spoken_digit']:.4f}"
+    )
     return results
 
 
@@ -581,32 +686,40 @@ def check_rules(config: dict) -> None:
     """ConfigError for classifier terms without class labels (the table checks the rest)."""
     config = resolve_data_defaults(config)
     if (config["classifier_weight"] > 0 or config["classifier_fake_weight"] > 0) and config["condition"] != "label":
-        raise ConfigError("classifier_weight / classifier_fake_weight need class labels as the condition "
-                          f"(condition=label); got condition={config['condition']!r}. Fix: --set classifier_weight=0 "
-                          "--set classifier_fake_weight=0, or --set condition=label.")
+        raise ConfigError(
+            "classifier_weight / classifier_fake_weight need class labels as the condition "
+            f"(condition=label); got condition={config['condition']!r}. Fix: --set classifier_weight=0 "
+            "--set classifier_fake_weight=0, or --set condition=label."
+        )
 
 
 def summarize(metrics: dict) -> list[str]:
-    lines = [f"cgan on {metrics['data']} {tuple(metrics['image_shape'])}, condition = {metrics['condition']}: "
-             f"{metrics['steps']} GAN steps of {metrics['batch_size']} in {metrics['train_seconds']:.0f} s",
-             f"{'independent classifier, real test images':<58} {metrics['classifier_test_accuracy']:.4f}"]
+    lines = [
+        f"cgan on {metrics['data']} {tuple(metrics['image_shape'])}, condition = {metrics['condition']}: "
+        f"{metrics['steps']} GAN steps of {metrics['batch_size']} in {metrics['train_seconds']:.0f} s",
+        f"{'independent classifier, real test images':<58} {metrics['classifier_test_accuracy']:.4f}",
+    ]
     if metrics["condition"] == "label":
         per_class = metrics["generated_accuracy_per_class"]
-        lines += [f"{'generated images labelled as the requested class':<58} {metrics['generated_accuracy']:.4f}",
-                  f"{'  lowest class (digit ' + str(int(np.argmin(per_class))) + ')':<58} {min(per_class):.4f}",
-                  "  per class: " + " ".join(f"{k}:{value:.3f}" for k, value in enumerate(per_class)),
-                  f"{'Frechet distance to test images (classifier features)':<58} {metrics['frechet_distance']:.3f}"]
+        lines += [
+            f"{'generated images labelled as the requested class':<58} {metrics['generated_accuracy']:.4f}",
+            f"{'  lowest class (digit ' + str(int(np.argmin(per_class))) + ')':<58} {min(per_class):.4f}",
+            "  per class: " + " ".join(f"{k}:{value:.3f}" for k, value in enumerate(per_class)),
+            f"{'Frechet distance to test images (classifier features)':<58} {metrics['frechet_distance']:.3f}",
+        ]
     else:
-        lines += [f"{'audio classifier, held-out recordings':<58} {metrics['audio_test_accuracy']:.4f}",
-                  f"{'images from held-out recordings labelled as spoken digit':<58} "
-                  f"{metrics['generated_accuracy_vs_spoken_digit']:.4f}"]
+        lines += [
+            f"{'audio classifier, held-out recordings':<58} {metrics['audio_test_accuracy']:.4f}",
+            f"{'images from held-out recordings labelled as spoken digit':<58} "
+            f"{metrics['generated_accuracy_vs_spoken_digit']:.4f}",
+        ]
     return lines
 
 
 EXPERIMENT = Experiment(
     name="cgan",
     description="conditional GAN drawing digits from a label or a spoken digit, scored by an independent "
-                "classifier (8x8 digits offline; mnist / audio with --data-dir)",
+    "classifier (8x8 digits offline; mnist / audio with --data-dir)",
     defaults=DEFAULTS,
     run=run,
     summarize=summarize,

@@ -12,6 +12,7 @@ kinds]}, in the manner of scikit-learn's ``_parameter_constraints``, with the ki
 it meets one kind of its list; ``check_settings`` raises a ConfigError naming the key,
 the value, what is allowed and the ``--set`` fix for the first one that meets none.
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,8 +28,18 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["ConfigError", "Interval", "ListOf", "Options", "check_settings", "load_config_file", "lookup_setting",
-           "make_constraint", "parse_overrides", "resolve_config"]
+__all__ = [
+    "ConfigError",
+    "Interval",
+    "ListOf",
+    "Options",
+    "check_settings",
+    "load_config_file",
+    "lookup_setting",
+    "make_constraint",
+    "parse_overrides",
+    "resolve_config",
+]
 
 
 class ConfigError(ValueError):
@@ -44,8 +55,9 @@ def load_config_file(path) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
-        raise ConfigError(f"config file {path} is not UTF-8 text (byte {error.start} cannot be decoded); "
-                          "save it as UTF-8.") from None
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {error.start} cannot be decoded); save it as UTF-8."
+        ) from None
     except OSError as error:
         raise ConfigError(f"config file {path} cannot be read: {error.strerror}.") from None
     try:
@@ -54,19 +66,17 @@ def load_config_file(path) -> dict:
         elif suffix == ".json":
             values = json.loads(text)
         else:
-            raise ConfigError(
-                f"config file {path} must end in .toml or .json (got '{suffix or 'no suffix'}')."
-            )
+            raise ConfigError(f"config file {path} must end in .toml or .json (got '{suffix or 'no suffix'}').")
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
         kind = suffix[1:].upper()
         raise ConfigError(f"config file {path} is not valid {kind}: {error}") from None
     except RecursionError:
-        raise ConfigError(f"config file {path} is nested too deeply; settings are plain values and short "
-                          "lists.") from None
+        raise ConfigError(
+            f"config file {path} is nested too deeply; settings are plain values and short lists."
+        ) from None
     if not isinstance(values, dict):
         raise ConfigError(
-            f"config file {path} must hold a table of settings (key = value), "
-            f"not a {type(values).__name__}."
+            f"config file {path} must hold a table of settings (key = value), not a {type(values).__name__}."
         )
     return values
 
@@ -82,9 +92,7 @@ def parse_overrides(assignments) -> dict:
         key, separator, raw = assignment.partition("=")
         key = key.strip()
         if not separator or not key:
-            raise ConfigError(
-                f"--set expects key=value (for example --set n_components=5); got {assignment!r}."
-            )
+            raise ConfigError(f"--set expects key=value (for example --set n_components=5); got {assignment!r}.")
         parts = key.split(".")
         if any(not part for part in parts):
             raise ConfigError(f"--set key {key!r} has an empty part; write keys like a.b=1.")
@@ -103,8 +111,9 @@ def _parse_value(raw: str):
     except json.JSONDecodeError:
         return raw
     except RecursionError:
-        raise ConfigError(f"--set value {raw[:20]}... is nested too deeply; settings are plain values and "
-                          "short lists.") from None
+        raise ConfigError(
+            f"--set value {raw[:20]}... is nested too deeply; settings are plain values and short lists."
+        ) from None
 
 
 def resolve_config(defaults: dict, *layers: dict, choices: dict | None = None) -> dict:
@@ -198,14 +207,18 @@ def _coerce(name: str, value, default):
         if not default:  # an empty default list does not constrain its items
             return items
         return [_coerce(f"{name}[{index}]", item, default[0]) for index, item in enumerate(items)]
-    raise ConfigError(
-        f"{name} must be {_type_name(expected)} (default {default!r}); got {value!r}."
-    )
+    raise ConfigError(f"{name} must be {_type_name(expected)} (default {default!r}); got {value!r}.")
 
 
 def _type_name(expected: type) -> str:
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-            list: "a list like [1, 2]", tuple: "a list like [1, 2]"}.get(expected, expected.__name__)
+    return {
+        bool: "true or false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list like [1, 2]",
+        tuple: "a list like [1, 2]",
+    }.get(expected, expected.__name__)
 
 
 # ----------------------------------------------------------------------------- constraints
@@ -276,7 +289,7 @@ class Interval(Constraint):
         return (self.low if self.closed in ("both", "left") else self.low + 1) == 1
 
     def bounds(self) -> str:
-        """">= 0", "> 0", "in (0, 1]" or "" (no bounds)."""
+        """ ">= 0", "> 0", "in (0, 1]" or "" (no bounds)."""
         left, right = _BRACKETS[self.closed]
         if self.low is not None and self.high is not None:
             return f"in {left}{self.low:g}, {self.high:g}{right}"
@@ -295,8 +308,12 @@ class Interval(Constraint):
         if bounds_only and bounds and not bounds.startswith("in "):
             return bounds
         if noun is None:
-            noun = {(int, False): "an integer", (int, True): "integers", (float, False): "a number",
-                    (float, True): "numbers"}[self.kind, plural]
+            noun = {
+                (int, False): "an integer",
+                (int, True): "integers",
+                (float, False): "a number",
+                (float, True): "numbers",
+            }[self.kind, plural]
         return f"{noun} {bounds}".strip()
 
 
@@ -333,8 +350,15 @@ class ListOf(Constraint):
         noun: the items' name in messages ("ridges" in "a non-empty list of ridges >= 0").
     """
 
-    def __init__(self, item, *, min_length: int = 0, max_length: int | None = None, distinct: bool = False,
-                 noun: str | None = None):
+    def __init__(
+        self,
+        item,
+        *,
+        min_length: int = 0,
+        max_length: int | None = None,
+        distinct: bool = False,
+        noun: str | None = None,
+    ):
         self.item = make_constraint(item)
         if isinstance(self.item, ListOf):
             raise TypeError("ListOf items cannot be lists themselves; settings are plain values and short lists.")
@@ -445,8 +469,10 @@ def _setting(config: dict, dotted_key: str):
     try:
         return lookup_setting(config, dotted_key)
     except (KeyError, TypeError):
-        raise ConfigError(f"the configuration has no setting {dotted_key!r}; resolve it from the experiment's "
-                          "defaults (resolve_config) first.") from None
+        raise ConfigError(
+            f"the configuration has no setting {dotted_key!r}; resolve it from the experiment's "
+            "defaults (resolve_config) first."
+        ) from None
 
 
 def _default(defaults: dict | None, dotted_key: str):
@@ -458,11 +484,17 @@ def _default(defaults: dict | None, dotted_key: str):
 
 def _setting_message(key: str, value, kinds: list, note: str | None, default) -> str:
     # A number that missed its bound hears just the bound ("must be >= 0"); anything else hears every kind.
-    parts = [kind.describe(bounds_only=True) if isinstance(kind, Interval) and kind.is_of_kind(value)
-             else kind.describe() for kind in kinds]
-    allowed = parts[0] if len(parts) == 1 else (
-        ", ".join(parts[:-1]) + ", or " + parts[-1] if any(" or " in part for part in parts)
-        else " or ".join(parts))
+    parts = [
+        kind.describe(bounds_only=True) if isinstance(kind, Interval) and kind.is_of_kind(value) else kind.describe()
+        for kind in kinds
+    ]
+    allowed = (
+        parts[0]
+        if len(parts) == 1
+        else (
+            ", ".join(parts[:-1]) + ", or " + parts[-1] if any(" or " in part for part in parts) else " or ".join(parts)
+        )
+    )
     detail = next((kind.detail(value) for kind in kinds if kind.detail(value)), "")
     fix = f"Fix: --set {key}=..."
     if default is not _NO_DEFAULT:

@@ -29,6 +29,7 @@ validation codes (``validation``, where recipes are chosen) and, once, on test c
 one step per seed; each trained model's curves under ``<method>/seed<seed>``. The key
 figure, ``probe_accuracy.png``: each method's test accuracy per probe direction.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -77,10 +78,24 @@ DEFAULTS = {
     **TRAINING_SETTINGS,  # mixed_precision, jit (xmodal_tf.precision)
 }
 DATA_DEFAULTS = {
-    "digits": {"code_dim": 32, "filters": [16], "decoder_hidden_units": [64], "epochs": 40,
-               "early_stopping_patience": 5, "batch_size": 128, "train_size": None},
-    "av_mnist": {"code_dim": 64, "filters": [16, 32], "decoder_hidden_units": [256], "epochs": 15,
-                 "early_stopping_patience": 3, "batch_size": 256, "train_size": 20000},
+    "digits": {
+        "code_dim": 32,
+        "filters": [16],
+        "decoder_hidden_units": [64],
+        "epochs": 40,
+        "early_stopping_patience": 5,
+        "batch_size": 128,
+        "train_size": None,
+    },
+    "av_mnist": {
+        "code_dim": 64,
+        "filters": [16, 32],
+        "decoder_hidden_units": [256],
+        "epochs": 15,
+        "early_stopping_patience": 3,
+        "batch_size": 256,
+        "train_size": 20000,
+    },
 }
 INFERENCE_BATCH = 512
 
@@ -120,15 +135,17 @@ CONSTRAINTS = {
     "probe_size": [POSITIVE, None],
     **TRAINING_CONSTRAINTS,
 }
-NOTES = {**{key: "null: the data set's default" for key in DATA_DEFAULTS["digits"]},
-         "train_size": "the first n training pairs; null: the data set's default (all for digits)",
-         "linear_cca_reg": "to try; the best on validation is kept",
-         "final_reg": "of the linear CCA after training; the best on validation is kept",
-         "probe_c": "the probe's inverse L2 strengths to try, per direction",
-         "reconstruction_weight": "dccae's lambda; deepcca is the method without decoders; null: DeepCCA's default",
-         "filters": "the image decoders mirror the encoder's halvings: 28 and 8x4 images allow two; "
-                    "null: the data set's default",
-         "probe_size": "the first n training codes; null: all"}
+NOTES = {
+    **{key: "null: the data set's default" for key in DATA_DEFAULTS["digits"]},
+    "train_size": "the first n training pairs; null: the data set's default (all for digits)",
+    "linear_cca_reg": "to try; the best on validation is kept",
+    "final_reg": "of the linear CCA after training; the best on validation is kept",
+    "probe_c": "the probe's inverse L2 strengths to try, per direction",
+    "reconstruction_weight": "dccae's lambda; deepcca is the method without decoders; null: DeepCCA's default",
+    "filters": "the image decoders mirror the encoder's halvings: 28 and 8x4 images allow two; "
+    "null: the data set's default",
+    "probe_size": "the first n training codes; null: all",
+}
 
 
 def check_rules(config: dict) -> None:
@@ -137,17 +154,23 @@ def check_rules(config: dict) -> None:
     settings = settings_for(config)
     data, k = settings["data"], settings["n_components"]
     if settings["train_size"] is not None and settings["train_size"] > MAX_TRAIN_SIZE[data]:
-        raise ConfigError(f"train_size must be at most {MAX_TRAIN_SIZE[data]} for data={data} (its training "
-                          f"pairs); got {settings['train_size']}. "
-                          f"Fix: --set train_size={MAX_TRAIN_SIZE[data]} or less.")
+        raise ConfigError(
+            f"train_size must be at most {MAX_TRAIN_SIZE[data]} for data={data} (its training "
+            f"pairs); got {settings['train_size']}. "
+            f"Fix: --set train_size={MAX_TRAIN_SIZE[data]} or less."
+        )
     if k > SMALLEST_MODALITY[data]:
-        raise ConfigError(f"n_components={k} is more than the {SMALLEST_MODALITY[data]} features of the smaller "
-                          f"modality of {data}; use at most {SMALLEST_MODALITY[data]} "
-                          f"(--set n_components={SMALLEST_MODALITY[data]}).")
+        raise ConfigError(
+            f"n_components={k} is more than the {SMALLEST_MODALITY[data]} features of the smaller "
+            f"modality of {data}; use at most {SMALLEST_MODALITY[data]} "
+            f"(--set n_components={SMALLEST_MODALITY[data]})."
+        )
     if any(m in ("deepcca", "dccae") for m in settings["methods"]) and settings["batch_size"] <= k:
-        raise ConfigError(f"batch_size={settings['batch_size']} is at or below n_components={k}: each batch's "
-                          f"canonical correlations would be degenerate and deepcca/dccae would learn nothing; use "
-                          f"batches well above {k} rows (e.g. --set batch_size={max(4 * k, 100)}).")
+        raise ConfigError(
+            f"batch_size={settings['batch_size']} is at or below n_components={k}: each batch's "
+            f"canonical correlations would be degenerate and deepcca/dccae would learn nothing; use "
+            f"batches well above {k} rows (e.g. --set batch_size={max(4 * k, 100)})."
+        )
 
 
 # ----------------------------------------------------------------------------- data
@@ -181,10 +204,18 @@ def build_encoder(shape: tuple, output_dim: int, settings: dict, name: str):
     from xmodal_tf.encoders import cnn_encoder, rnn_encoder
 
     if len(shape) == 2:
-        return rnn_encoder(input_dim=shape[1], max_length=shape[0], embedding_dim=output_dim, units=(64,),
-                           cell="gru", name=name)
-    return cnn_encoder(shape, output_dim, filters=tuple(settings["filters"]), global_pooling="flatten",
-                       batch_norm=False, dropout=0.0, name=name)
+        return rnn_encoder(
+            input_dim=shape[1], max_length=shape[0], embedding_dim=output_dim, units=(64,), cell="gru", name=name
+        )
+    return cnn_encoder(
+        shape,
+        output_dim,
+        filters=tuple(settings["filters"]),
+        global_pooling="flatten",
+        batch_norm=False,
+        dropout=0.0,
+        name=name,
+    )
 
 
 def build_decoder(modality: str, shape: tuple, input_dim: int, settings: dict, name: str):
@@ -193,8 +224,9 @@ def build_decoder(modality: str, shape: tuple, input_dim: int, settings: dict, n
     from xmodal_tf.models.mae import dense_decoder, image_decoder
 
     if modality != "audio":
-        return image_decoder(input_dim, shape, filters=tuple(reversed(settings["filters"])),
-                             output_activation="sigmoid", name=name)
+        return image_decoder(
+            input_dim, shape, filters=tuple(reversed(settings["filters"])), output_activation="sigmoid", name=name
+        )
     return dense_decoder(input_dim, shape, hidden_units=tuple(settings["decoder_hidden_units"]), name=name)
 
 
@@ -207,12 +239,18 @@ def build_deepcca(shapes: dict, settings: dict, with_decoders: bool):
     k = settings["n_components"]
     decoders = {}
     if with_decoders:
-        decoders = {"decoder_x": build_decoder(a, shape_a, k, settings, f"{a}_decoder"),
-                    "decoder_y": build_decoder(b, shape_b, k, settings, f"{b}_decoder"),
-                    "reconstruction_weight": settings["reconstruction_weight"]}
-    return DeepCCA(build_encoder(shape_a, k, settings, f"{a}_encoder"),
-                   build_encoder(shape_b, k, settings, f"{b}_encoder"), n_components=k,
-                   name="dccae" if with_decoders else "deepcca", **decoders)
+        decoders = {
+            "decoder_x": build_decoder(a, shape_a, k, settings, f"{a}_decoder"),
+            "decoder_y": build_decoder(b, shape_b, k, settings, f"{b}_decoder"),
+            "reconstruction_weight": settings["reconstruction_weight"],
+        }
+    return DeepCCA(
+        build_encoder(shape_a, k, settings, f"{a}_encoder"),
+        build_encoder(shape_b, k, settings, f"{b}_encoder"),
+        n_components=k,
+        name="dccae" if with_decoders else "deepcca",
+        **decoders,
+    )
 
 
 def build_autoencoder(shapes: dict, settings: dict, modality_dropout: float, seed: int):
@@ -222,8 +260,14 @@ def build_autoencoder(shapes: dict, settings: dict, modality_dropout: float, see
     code_dim = settings["code_dim"]
     encoders = {m: build_encoder(shape, code_dim, settings, f"{m}_encoder") for m, shape in shapes.items()}
     decoders = {m: build_decoder(m, shape, code_dim, settings, f"{m}_decoder") for m, shape in shapes.items()}
-    return MultimodalAutoencoder(encoders, decoders, code_dim=code_dim, modality_dropout=modality_dropout, seed=seed,
-                                 name="multimodal_autoencoder")
+    return MultimodalAutoencoder(
+        encoders,
+        decoders,
+        code_dim=code_dim,
+        modality_dropout=modality_dropout,
+        seed=seed,
+        name="multimodal_autoencoder",
+    )
 
 
 # ----------------------------------------------------------------------------- training
@@ -242,8 +286,11 @@ def _progress_callback(name: str, epochs: int, context: RunContext):
         def on_epoch_end(self, epoch, logs=None):
             if (epoch + 1) % every and epoch + 1 != epochs:
                 return
-            values = ", ".join(f"{key} {value:.4f}" for key, value in (logs or {}).items()
-                               if key not in _QUIET_LOGS and _is_number(value) and math.isfinite(value))
+            values = ", ".join(
+                f"{key} {value:.4f}"
+                for key, value in (logs or {}).items()
+                if key not in _QUIET_LOGS and _is_number(value) and math.isfinite(value)
+            )
             context.progress(f"{name}: epoch {epoch + 1}/{epochs}: {values}")
 
     return Progress()
@@ -293,8 +340,13 @@ def train_linear_cca(dataset, settings: dict, context: RunContext):
             return model.transform(_flat(array))
         return (_flat(array) - model.y_mean_) @ model.y_weights_
 
-    return encode, {"train_seconds": seconds, "epochs_trained": None, "best_epoch": None, "reg": best,
-                    "validation_total_correlation": scores[best]}
+    return encode, {
+        "train_seconds": seconds,
+        "epochs_trained": None,
+        "best_epoch": None,
+        "reg": best,
+        "validation_total_correlation": scores[best],
+    }
 
 
 def train_deepcca(method: str, dataset, settings: dict, seed: int, context: RunContext):
@@ -316,11 +368,21 @@ def train_deepcca(method: str, dataset, settings: dict, seed: int, context: RunC
     with context.scope():
         model = build_deepcca(shapes, settings, with_decoders=method == "dccae")
         optimizer = keras.optimizers.Adam(settings["learning_rate"])
-    trainer = context.trainer(model, optimizer, trainer_class=DeepCCATrainer, checkpoint_name=f"{method}-seed{seed}",
-                              logdir=context.logdir / method / f"seed{seed}",
-                              early_stopping_patience=settings["early_stopping_patience"], progress=False)
-    history = trainer.fit(batches, settings["epochs"], validation_data=validation,
-                          callbacks=[_progress_callback(f"{method} seed {seed}", settings["epochs"], context)])
+    trainer = context.trainer(
+        model,
+        optimizer,
+        trainer_class=DeepCCATrainer,
+        checkpoint_name=f"{method}-seed{seed}",
+        logdir=context.logdir / method / f"seed{seed}",
+        early_stopping_patience=settings["early_stopping_patience"],
+        progress=False,
+    )
+    history = trainer.fit(
+        batches,
+        settings["epochs"],
+        validation_data=validation,
+        callbacks=[_progress_callback(f"{method} seed {seed}", settings["epochs"], context)],
+    )
     best = None
     for ridge in settings["final_reg"]:
         model.fit_linear_cca(x, y, reg=float(ridge))
@@ -332,8 +394,12 @@ def train_deepcca(method: str, dataset, settings: dict, seed: int, context: RunC
     def encode(modality: str, array: np.ndarray) -> np.ndarray:
         return model.transform(array) if modality == a else model.transform(y=array)
 
-    return encode, {"train_seconds": trainer.train_seconds, **_epochs(history, trainer.monitor, trainer.monitor_mode),
-                    "final_reg": best[0], "validation_total_correlation": float(best[1])}
+    return encode, {
+        "train_seconds": trainer.train_seconds,
+        **_epochs(history, trainer.monitor, trainer.monitor_mode),
+        "final_reg": best[0],
+        "validation_total_correlation": float(best[1]),
+    }
 
 
 def train_autoencoder(method: str, dataset, settings: dict, seed: int, context: RunContext):
@@ -355,17 +421,29 @@ def train_autoencoder(method: str, dataset, settings: dict, seed: int, context: 
     with context.scope():
         model = build_autoencoder(shapes, settings, MODALITY_DROPOUT[method], seed)
         optimizer = keras.optimizers.Adam(settings["learning_rate"])
-    trainer = context.trainer(model, optimizer, checkpoint_name=f"{method}-seed{seed}",
-                              logdir=context.logdir / method / f"seed{seed}",
-                              early_stopping_patience=settings["early_stopping_patience"], progress=False)
-    history = trainer.fit(batches, settings["epochs"], validation_data=validation,
-                          callbacks=[_progress_callback(f"{method} seed {seed}", settings["epochs"], context)])
+    trainer = context.trainer(
+        model,
+        optimizer,
+        checkpoint_name=f"{method}-seed{seed}",
+        logdir=context.logdir / method / f"seed{seed}",
+        early_stopping_patience=settings["early_stopping_patience"],
+        progress=False,
+    )
+    history = trainer.fit(
+        batches,
+        settings["epochs"],
+        validation_data=validation,
+        callbacks=[_progress_callback(f"{method} seed {seed}", settings["epochs"], context)],
+    )
 
     def encode(modality: str, array: np.ndarray) -> np.ndarray:
         return model.encode({modality: array}, present=[modality], batch_size=INFERENCE_BATCH)
 
-    return encode, {"train_seconds": trainer.train_seconds, **_epochs(history, trainer.monitor, trainer.monitor_mode),
-                    "modality_dropout": MODALITY_DROPOUT[method]}
+    return encode, {
+        "train_seconds": trainer.train_seconds,
+        **_epochs(history, trainer.monitor, trainer.monitor_mode),
+        "modality_dropout": MODALITY_DROPOUT[method],
+    }
 
 
 def train_method(method: str, dataset, settings: dict, seed: int, context: RunContext):
@@ -400,13 +478,15 @@ def probe_scores(codes: dict, labels: dict, modalities, cs) -> dict:
     for name, source, target in directions(modalities):
         best = None
         for c in cs:
-            accuracy = linear_probe(codes["train"][source], labels["train"], codes["validation"][target],
-                                    labels["validation"], C=float(c))["accuracy"]
+            accuracy = linear_probe(
+                codes["train"][source], labels["train"], codes["validation"][target], labels["validation"], C=float(c)
+            )["accuracy"]
             if best is None or accuracy > best[1]:
                 best = (float(c), accuracy)
         result["probe_c"][name], result["validation"][name] = best
-        result["test"][name] = linear_probe(codes["train"][source], labels["train"], codes["test"][target],
-                                            labels["test"], C=best[0])["accuracy"]
+        result["test"][name] = linear_probe(
+            codes["train"][source], labels["train"], codes["test"][target], labels["test"], C=best[0]
+        )["accuracy"]
     return result
 
 
@@ -421,14 +501,17 @@ def score(encode, dataset, settings: dict) -> dict:
 
 def summarise(per_seed: list) -> dict:
     """Mean, std (over seeds) and per-seed values of one method's scores, epochs and seconds."""
+
     def spread(values):
         if any(v is None for v in values):
             return None
         values = [float(v) for v in values]
         return {"mean": float(np.mean(values)), "std": float(np.std(values)), "per_seed": values}
 
-    summary = {split: {name: spread([seed[split][name] for seed in per_seed]) for name in per_seed[0][split]}
-               for split in ("validation", "test")}
+    summary = {
+        split: {name: spread([seed[split][name] for seed in per_seed]) for name in per_seed[0][split]}
+        for split in ("validation", "test")
+    }
     for key in ("epochs_trained", "train_seconds"):
         summary[key] = spread([seed[key] for seed in per_seed])
     summary["per_seed"] = per_seed
@@ -450,9 +533,11 @@ def run(config: dict, context: RunContext) -> dict:
     modalities = tuple(dataset.modalities)
     check_global_batch(settings["batch_size"], context.replicas, "crossmodal")  # before any training
     shapes = {m: dataset.train.inputs[m].shape[1:] for m in modalities}
-    context.progress(f"{dataset.description}: modalities {shapes}, {len(dataset.train)} training / "
-                     f"{len(dataset.validation)} validation / {len(dataset.test)} test pairs; methods "
-                     f"{', '.join(settings['methods'])}; {settings['seeds']} seed(s)")
+    context.progress(
+        f"{dataset.description}: modalities {shapes}, {len(dataset.train)} training / "
+        f"{len(dataset.validation)} validation / {len(dataset.test)} test pairs; methods "
+        f"{', '.join(settings['methods'])}; {settings['seeds']} seed(s)"
+    )
     a, b = modalities
     per_seed = {method: [] for method in settings["methods"]}
     for repeat in range(settings["seeds"]):
@@ -466,10 +551,12 @@ def run(config: dict, context: RunContext) -> dict:
             context.progress(f"seed {seed}: {method}: linear probes on the codes of each modality alone ...")
             result = {"seed": seed, **details, **score(encode, dataset, settings)}
             per_seed[method].append(result)
-            context.progress(f"seed {seed}: {method}: test {a}->{b} {result['test'][f'{a}_to_{b}']:.3f}, "
-                             f"{b}->{a} {result['test'][f'{b}_to_{a}']:.3f} (validation "
-                             f"{result['validation'][f'{a}_to_{b}']:.3f}, {result['validation'][f'{b}_to_{a}']:.3f}; "
-                             f"chance {CHANCE:.2f})")
+            context.progress(
+                f"seed {seed}: {method}: test {a}->{b} {result['test'][f'{a}_to_{b}']:.3f}, "
+                f"{b}->{a} {result['test'][f'{b}_to_{a}']:.3f} (validation "
+                f"{result['validation'][f'{a}_to_{b}']:.3f}, {result['validation'][f'{b}_to_{a}']:.3f}; "
+                f"chance {CHANCE:.2f})"
+            )
     results = {method: summarise(values) for method, values in per_seed.items()}
     for method, summary in results.items():
         for split in ("validation", "test"):
@@ -483,18 +570,42 @@ def run(config: dict, context: RunContext) -> dict:
     log_accuracies(context, results, modalities, settings["data"])
     chosen = best_method(results, modalities)
     chosen_test = results[chosen]["test"]
-    context.progress(f"chosen on validation: {chosen}: test {a}->{b} {chosen_test[f'{a}_to_{b}']['mean']:.3f}, "
-                     f"{b}->{a} {chosen_test[f'{b}_to_{a}']['mean']:.3f}")
-    return {"data": settings["data"], "modalities": list(modalities), "chance_accuracy": CHANCE,
-            "best_method": chosen,
-            "seeds": settings["seeds"], "directions": [name for name, _, _ in directions(modalities)],
-            "examples": {split: len(getattr(dataset, split)) for split in ("train", "validation", "test")},
-            "results": results,
-            "recipe": {key: settings[key] for key in (
-                "methods", "n_components", "linear_cca_reg", "final_reg", "reconstruction_weight", "code_dim",
-                "filters", "audio_encoder", "decoder_hidden_units", "epochs", "early_stopping_patience",
-                "batch_size", "learning_rate", "train_size", "audio_validation_fraction", "probe_c",
-                "probe_size")}}
+    context.progress(
+        f"chosen on validation: {chosen}: test {a}->{b} {chosen_test[f'{a}_to_{b}']['mean']:.3f}, "
+        f"{b}->{a} {chosen_test[f'{b}_to_{a}']['mean']:.3f}"
+    )
+    return {
+        "data": settings["data"],
+        "modalities": list(modalities),
+        "chance_accuracy": CHANCE,
+        "best_method": chosen,
+        "seeds": settings["seeds"],
+        "directions": [name for name, _, _ in directions(modalities)],
+        "examples": {split: len(getattr(dataset, split)) for split in ("train", "validation", "test")},
+        "results": results,
+        "recipe": {
+            key: settings[key]
+            for key in (
+                "methods",
+                "n_components",
+                "linear_cca_reg",
+                "final_reg",
+                "reconstruction_weight",
+                "code_dim",
+                "filters",
+                "audio_encoder",
+                "decoder_hidden_units",
+                "epochs",
+                "early_stopping_patience",
+                "batch_size",
+                "learning_rate",
+                "train_size",
+                "audio_validation_fraction",
+                "probe_c",
+                "probe_size",
+            )
+        },
+    }
 
 
 def log_accuracies(context: RunContext, results: dict, modalities, data: str) -> None:
@@ -507,8 +618,12 @@ def log_accuracies(context: RunContext, results: dict, modalities, data: str) ->
     errors = {method: [summary["test"][name]["std"] for name in names] for method, summary in results.items()}
     positions = list(range(1, len(names) + 1))
     figure = plots.missing_modality_curves(
-        positions, accuracies, errors=errors, xlabel="probe trained on -> tested on (codes of one modality alone)",
-        title=f"hearing to see on {data}: test accuracy of the linear probe (chance {CHANCE:g})")
+        positions,
+        accuracies,
+        errors=errors,
+        xlabel="probe trained on -> tested on (codes of one modality alone)",
+        title=f"hearing to see on {data}: test accuracy of the linear probe (chance {CHANCE:g})",
+    )
     figure.axes[0].set_xticks(positions, labels=[name.replace("_to_", " -> ") for name in names])
     context.log_figure("probe_accuracy", figure)
 
@@ -523,13 +638,18 @@ def summarize(metrics: dict) -> list[str]:
     headers = [name.replace("_to_", "->") for name in names]
     # (metrics.json keeps its keys sorted: the methods in the order they were asked for)
     results = {method: metrics["results"][method] for method in metrics["recipe"]["methods"]}
-    lines = [f"hearing to see on {metrics['data']} ({a} + {b}): a linear probe trained on one modality's codes "
-             f"(training split), tested on the other's; accuracy, mean ± std over {metrics['seeds']} seed(s), "
-             f"chance {metrics['chance_accuracy']:.2f}"]
+    lines = [
+        f"hearing to see on {metrics['data']} ({a} + {b}): a linear probe trained on one modality's codes "
+        f"(training split), tested on the other's; accuracy, mean ± std over {metrics['seeds']} seed(s), "
+        f"chance {metrics['chance_accuracy']:.2f}"
+    ]
     for split, title in (("test", "test"), ("validation", "validation (choose recipes on these, not on test)")):
         lines.append(title)
-        lines.append(f"  {'method':<16}" + "".join(f" {header:>13}" for header in headers)
-                     + (f" {'epochs':>6} {'seconds':>8}" if split == "test" else ""))
+        lines.append(
+            f"  {'method':<16}"
+            + "".join(f" {header:>13}" for header in headers)
+            + (f" {'epochs':>6} {'seconds':>8}" if split == "test" else "")
+        )
         for method, summary in results.items():
             row = f"  {method:<16}" + "".join(f" {_cell(summary[split][name]):>13}" for name in names)
             if split == "test":
@@ -539,19 +659,23 @@ def summarize(metrics: dict) -> list[str]:
             lines.append(row)
     if "best_method" in metrics:
         best = results[metrics["best_method"]]["test"]
-        lines.append(f"chosen on validation (mean across-modality accuracy): {metrics['best_method']}; its test "
-                     f"{a}->{b} {_cell(best[f'{a}_to_{b}'])}, {b}->{a} {_cell(best[f'{b}_to_{a}'])}")
-    lines.append(f"({a}->{b}: probe trained on {a} codes, tested on {b} codes; the probe's C and each model's "
-                 f"epoch chosen on validation; epochs: trained of the budget {metrics['recipe']['epochs']}; "
-                 f"linear_cca is deterministic: one fit serves every seed)")
+        lines.append(
+            f"chosen on validation (mean across-modality accuracy): {metrics['best_method']}; its test "
+            f"{a}->{b} {_cell(best[f'{a}_to_{b}'])}, {b}->{a} {_cell(best[f'{b}_to_{a}'])}"
+        )
+    lines.append(
+        f"({a}->{b}: probe trained on {a} codes, tested on {b} codes; the probe's C and each model's "
+        f"epoch chosen on validation; epochs: trained of the budget {metrics['recipe']['epochs']}; "
+        f"linear_cca is deterministic: one fit serves every seed)"
+    )
     return lines
 
 
 EXPERIMENT = Experiment(
     name="crossmodal",
     description="hearing to see: linear CCA, DeepCCA, DCCAE and multimodal autoencoders compared by a probe "
-                "trained on one modality's codes and tested on the other's (digits halves offline; av_mnist "
-                "with --data-dir)",
+    "trained on one modality's codes and tested on the other's (digits halves offline; av_mnist "
+    "with --data-dir)",
     defaults=DEFAULTS,
     run=run,
     summarize=summarize,

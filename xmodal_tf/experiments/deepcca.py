@@ -16,6 +16,7 @@ checkpoint into the batches and random shifts an uninterrupted run would have dr
 a killed run trains its networks again from the start. The key figure,
 ``canonical_correlations.png``: each model's canonical correlations on the test split.
 """
+
 from __future__ import annotations
 
 import time
@@ -63,12 +64,28 @@ DEFAULTS = {
     **TRAINING_SETTINGS,  # mixed_precision, jit (xmodal_tf.precision)
 }
 PER_DATA_DEFAULTS = {
-    "two_view_digits": {"models": ["linear_cca", "deepcca", "dccae"], "n_components": 10,
-                        "hidden_units": [256, 256], "epochs": 100, "batch_size": 256,
-                        "dropout": 0.0, "shift": 0, "unshifted_final_epochs": 0, "learning_rate": 1e-3},
-    "split_mnist": {"models": ["linear_cca", "deepcca"], "n_components": 50,
-                    "hidden_units": [1024, 1024], "epochs": 50, "batch_size": 800,
-                    "dropout": 0.05, "shift": 1, "unshifted_final_epochs": 10, "learning_rate": 2e-3},
+    "two_view_digits": {
+        "models": ["linear_cca", "deepcca", "dccae"],
+        "n_components": 10,
+        "hidden_units": [256, 256],
+        "epochs": 100,
+        "batch_size": 256,
+        "dropout": 0.0,
+        "shift": 0,
+        "unshifted_final_epochs": 0,
+        "learning_rate": 1e-3,
+    },
+    "split_mnist": {
+        "models": ["linear_cca", "deepcca"],
+        "n_components": 50,
+        "hidden_units": [1024, 1024],
+        "epochs": 50,
+        "batch_size": 800,
+        "dropout": 0.05,
+        "shift": 1,
+        "unshifted_final_epochs": 10,
+        "learning_rate": 2e-3,
+    },
 }
 
 
@@ -97,10 +114,12 @@ CONSTRAINTS = {
     "trainer": [Options("custom", "fit")],
     **TRAINING_CONSTRAINTS,
 }
-NOTES = {**{key: "null: the data set's default" for key in PER_DATA_DEFAULTS["two_view_digits"]},
-         "shift": "pixels; null: the data set's default",
-         "reconstruction_weight": "DCCAE's lambda; 0: no decoders; null: DeepCCA's default",
-         "final_reg": "of the linear CCA after training, the best on validation is kept"}
+NOTES = {
+    **{key: "null: the data set's default" for key in PER_DATA_DEFAULTS["two_view_digits"]},
+    "shift": "pixels; null: the data set's default",
+    "reconstruction_weight": "DCCAE's lambda; 0: no decoders; null: DeepCCA's default",
+    "final_reg": "of the linear CCA after training, the best on validation is kept",
+}
 
 
 def check_rules(config: dict) -> None:
@@ -108,10 +127,12 @@ def check_rules(config: dict) -> None:
     filled = resolved(config)
     if filled["batch_size"] <= filled["n_components"]:
         k = filled["n_components"]
-        raise ConfigError(f"batch_size={filled['batch_size']} is at or below n_components={k}: each batch's canonical "
-                          "correlations would be degenerate (near 1 whatever the data) and the networks would learn "
-                          f"nothing useful; use batches well above {k} rows (e.g. --set batch_size={max(4 * k, 100)}) "
-                          "or fewer components.")
+        raise ConfigError(
+            f"batch_size={filled['batch_size']} is at or below n_components={k}: each batch's canonical "
+            "correlations would be degenerate (near 1 whatever the data) and the networks would learn "
+            f"nothing useful; use batches well above {k} rows (e.g. --set batch_size={max(4 * k, 100)}) "
+            "or fewer components."
+        )
 
 
 def resolved(config: dict) -> dict:
@@ -138,15 +159,20 @@ def build_model(dataset, config: dict, with_decoders: bool):
     from xmodal_tf.encoders import mlp_encoder
     from xmodal_tf.models import DeepCCA
 
-    dims = [int(shape[0]) if len(shape) == 1 else int(shape[0] * shape[1] * shape[2])
-            for shape in dataset.view_shapes]
+    dims = [int(shape[0]) if len(shape) == 1 else int(shape[0] * shape[1] * shape[2]) for shape in dataset.view_shapes]
     k = config["n_components"]
 
     def encoder(dim, name):
-        network = mlp_encoder(dim, k, hidden_units=tuple(config["hidden_units"]),
-                              activation=config["activation"], batch_norm=config["batch_norm"],
-                              sync_batch_norm=config["sync_batch_norm"], dropout=config["dropout"],
-                              name=f"{name}_mlp" if config["input_dropout"] else name)
+        network = mlp_encoder(
+            dim,
+            k,
+            hidden_units=tuple(config["hidden_units"]),
+            activation=config["activation"],
+            batch_norm=config["batch_norm"],
+            sync_batch_norm=config["sync_batch_norm"],
+            dropout=config["dropout"],
+            name=f"{name}_mlp" if config["input_dropout"] else name,
+        )
         if not config["input_dropout"]:
             return network
         # Dropping input features (pixels) during training: noise the two views do not share.
@@ -158,17 +184,37 @@ def build_model(dataset, config: dict, with_decoders: bool):
 
     def decoder(dim, name):
         # The mirror image of the encoder, from the k-dim code back to the view.
-        return mlp_encoder(k, dim, hidden_units=tuple(reversed(config["hidden_units"])),
-                           activation=config["activation"], batch_norm=config["batch_norm"],
-                           sync_batch_norm=config["sync_batch_norm"], dropout=config["dropout"],
-                           output_activation="sigmoid", name=name)
+        return mlp_encoder(
+            k,
+            dim,
+            hidden_units=tuple(reversed(config["hidden_units"])),
+            activation=config["activation"],
+            batch_norm=config["batch_norm"],
+            sync_batch_norm=config["sync_batch_norm"],
+            dropout=config["dropout"],
+            output_activation="sigmoid",
+            name=name,
+        )
 
     weight = config.get("reconstruction_weight")
     # Weight 0 is DCCAE's lambda = 0, plain Deep CCA: no decoders (they would not train).
-    decoders = ({"decoder_x": decoder(dims[0], "decoder_x"), "decoder_y": decoder(dims[1], "decoder_y"),
-                 "reconstruction_weight": weight} if with_decoders and weight != 0 else {})
-    return DeepCCA(encoder(dims[0], "encoder_x"), encoder(dims[1], "encoder_y"), n_components=k,
-                   reg=config["reg"], objective=config["objective"], **decoders)
+    decoders = (
+        {
+            "decoder_x": decoder(dims[0], "decoder_x"),
+            "decoder_y": decoder(dims[1], "decoder_y"),
+            "reconstruction_weight": weight,
+        }
+        if with_decoders and weight != 0
+        else {}
+    )
+    return DeepCCA(
+        encoder(dims[0], "encoder_x"),
+        encoder(dims[1], "encoder_y"),
+        n_components=k,
+        reg=config["reg"],
+        objective=config["objective"],
+        **decoders,
+    )
 
 
 def make_optimizer(config: dict, steps: int):
@@ -190,22 +236,29 @@ def train_deep_model(name: str, dataset, config: dict, context: RunContext) -> d
     # The global batch, split over the replicas (the objective stays the global batch's).
     batch_size = check_global_batch(min(config["batch_size"], len(x)), context.replicas, "deepcca")
     steps_per_epoch = len(x) // batch_size
-    phases = training_phases(dataset, (x, y), batch_size, config, context.seed,
-                             per_epoch=config["trainer"] == "custom")
+    phases = training_phases(dataset, (x, y), batch_size, config, context.seed, per_epoch=config["trainer"] == "custom")
     validation = dataset.validation[:2]
     with context.scope():
         model = build_model(dataset, config, with_decoders=(name == "dccae"))
         optimizer = make_optimizer(config, steps_per_epoch * config["epochs"])
-    context.progress(f"{name}: {config['epochs']} epochs of {steps_per_epoch} steps "
-                     f"(global batch {batch_size} over {context.replicas} replica(s)), "
-                     f"trainer={config['trainer']} ...")
+    context.progress(
+        f"{name}: {config['epochs']} epochs of {steps_per_epoch} steps "
+        f"(global batch {batch_size} over {context.replicas} replica(s)), "
+        f"trainer={config['trainer']} ..."
+    )
     started = time.perf_counter()
     if config["trainer"] == "custom":
         from xmodal_tf.training import DeepCCATrainer
 
-        trainer = context.trainer(model, optimizer, trainer_class=DeepCCATrainer, checkpoint_name=name,
-                                  logdir=context.logdir / name, eval_every=max(1, config["epochs"] // 10),
-                                  progress=True)
+        trainer = context.trainer(
+            model,
+            optimizer,
+            trainer_class=DeepCCATrainer,
+            checkpoint_name=name,
+            logdir=context.logdir / name,
+            eval_every=max(1, config["epochs"] // 10),
+            progress=True,
+        )
         for train, until in phases:
             trainer.fit(train, until, validation_data=validation)
         history, train_seconds = trainer.history, trainer.train_seconds
@@ -215,13 +268,20 @@ def train_deep_model(name: str, dataset, config: dict, context: RunContext) -> d
         context.record_trained(model)
         history, start = {}, 0
         for train, until in phases:
-            _extend_history(history, model.fit(train, epochs=until, initial_epoch=start, shuffle=False,
-                                               verbose=2 if context.is_chief else 0).history)
+            _extend_history(
+                history,
+                model.fit(
+                    train, epochs=until, initial_epoch=start, shuffle=False, verbose=2 if context.is_chief else 0
+                ).history,
+            )
             start = until
         train_seconds = time.perf_counter() - started
-    return {**score_model(model, dataset, config, context, name),
-            "train_seconds": train_seconds, "epochs": config["epochs"],
-            "final_train_loss": float(history["loss"][-1]) if history.get("loss") else None}
+    return {
+        **score_model(model, dataset, config, context, name),
+        "train_seconds": train_seconds,
+        "epochs": config["epochs"],
+        "final_train_loss": float(history["loss"][-1]) if history.get("loss") else None,
+    }
 
 
 def _extend_history(history: dict, part: dict) -> None:
@@ -249,6 +309,7 @@ def training_phases(dataset, views, batch_size: int, config: dict, seed: int, pe
     # The draws stay sequential (the same shifts for the same batches in every run);
     # the pixels move in a parallel map.
     if per_epoch:
+
         def shifted(epoch):
             epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
             batches = make_dataset(views, batch_size=batch_size, seed=epoch_seed, drop_remainder=True)
@@ -274,8 +335,9 @@ def score_model(model, dataset, config: dict, context: RunContext, name: str) ->
     for split in ("train", "validation", "test"):
         result[f"{split}_total_correlation"] = float(model.score(*getattr(dataset, split)[:2]))
         context.log_scalar(f"{split}/{name}_total_correlation", result[f"{split}_total_correlation"])
-    context.progress(f"{name}: test total correlation {result['test_total_correlation']:.3f} "
-                     f"(final CCA reg {best[0]:g})")
+    context.progress(
+        f"{name}: test total correlation {result['test_total_correlation']:.3f} (final CCA reg {best[0]:g})"
+    )
     return result
 
 
@@ -283,13 +345,14 @@ def linear_cca(dataset, config: dict, context: RunContext) -> dict:
     from xmodal_tf.experiments.cca import select_ridge
 
     started = time.perf_counter()
-    model, _ = select_ridge(dataset, config["n_components"], [1e-5, 1e-4, 1e-3, 1e-2],
-                            "float64", context)
-    result = {"final_reg": model.reg, "train_seconds": time.perf_counter() - started,
-              "test_correlations": model.correlations(*dataset.test[:2]).tolist()}
+    model, _ = select_ridge(dataset, config["n_components"], [1e-5, 1e-4, 1e-3, 1e-2], "float64", context)
+    result = {
+        "final_reg": model.reg,
+        "train_seconds": time.perf_counter() - started,
+        "test_correlations": model.correlations(*dataset.test[:2]).tolist(),
+    }
     for split in ("train", "validation", "test"):
-        result[f"{split}_total_correlation"] = float(
-            model.correlations(*getattr(dataset, split)[:2]).sum())
+        result[f"{split}_total_correlation"] = float(model.correlations(*getattr(dataset, split)[:2]).sum())
         context.log_scalar(f"{split}/linear_cca_total_correlation", result[f"{split}_total_correlation"])
     return result
 
@@ -309,14 +372,37 @@ def run(config: dict, context: RunContext) -> dict:
             results[name] = linear_cca(dataset, config, context)
         else:
             results[name] = train_deep_model(name, dataset, config, context)
-    log_spectrum(context, {name: result["test_correlations"] for name, result in results.items()},
-                 f"test canonical correlations on {dataset.name}")
-    return {"data": dataset.name, "n_components": config["n_components"], "results": results,
-            "recipe": {key: config[key] for key in (
-                "hidden_units", "activation", "batch_norm", "sync_batch_norm", "dropout", "shift",
-                "unshifted_final_epochs", "epochs", "batch_size", "learning_rate", "schedule", "weight_decay", "reg",
-                "objective", "trainer")},
-            "reconstruction_weight": reconstruction_weight(config)}
+    log_spectrum(
+        context,
+        {name: result["test_correlations"] for name, result in results.items()},
+        f"test canonical correlations on {dataset.name}",
+    )
+    return {
+        "data": dataset.name,
+        "n_components": config["n_components"],
+        "results": results,
+        "recipe": {
+            key: config[key]
+            for key in (
+                "hidden_units",
+                "activation",
+                "batch_norm",
+                "sync_batch_norm",
+                "dropout",
+                "shift",
+                "unshifted_final_epochs",
+                "epochs",
+                "batch_size",
+                "learning_rate",
+                "schedule",
+                "weight_decay",
+                "reg",
+                "objective",
+                "trainer",
+            )
+        },
+        "reconstruction_weight": reconstruction_weight(config),
+    }
 
 
 def reconstruction_weight(config: dict) -> float:
@@ -330,20 +416,23 @@ def reconstruction_weight(config: dict) -> float:
 
 def summarize(metrics: dict) -> list[str]:
     k = metrics["n_components"]
-    lines = [f"total correlation of the top {k} canonical directions on {metrics['data']} "
-             f"(final linear CCA fitted on training outputs)",
-             f"{'model':<12} {'train':>8} {'valid':>8} {'test':>8} {'seconds':>8}"]
+    lines = [
+        f"total correlation of the top {k} canonical directions on {metrics['data']} "
+        f"(final linear CCA fitted on training outputs)",
+        f"{'model':<12} {'train':>8} {'valid':>8} {'test':>8} {'seconds':>8}",
+    ]
     for name, result in metrics["results"].items():
-        lines.append(f"{name:<12} {result['train_total_correlation']:8.3f} "
-                     f"{result['validation_total_correlation']:8.3f} "
-                     f"{result['test_total_correlation']:8.3f} {result['train_seconds']:8.1f}")
+        lines.append(
+            f"{name:<12} {result['train_total_correlation']:8.3f} "
+            f"{result['validation_total_correlation']:8.3f} "
+            f"{result['test_total_correlation']:8.3f} {result['train_seconds']:8.1f}"
+        )
     return lines
 
 
 EXPERIMENT = Experiment(
     name="deepcca",
-    description="linear CCA vs DeepCCA vs DCCAE (two_view_digits offline; "
-                "split_mnist with --data-dir)",
+    description="linear CCA vs DeepCCA vs DCCAE (two_view_digits offline; split_mnist with --data-dir)",
     defaults=DEFAULTS,
     run=run,
     summarize=summarize,

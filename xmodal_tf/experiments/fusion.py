@@ -73,6 +73,7 @@ number and the last partial batch of an epoch is dropped. Scoring runs on every 
 The key figures, ``accuracy_vs_missing_<modality>.png`` (one per modality): each
 classifier's test accuracy against the share of test examples missing that modality.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -129,16 +130,34 @@ DEFAULTS = {
     **TRAINING_SETTINGS,  # mixed_precision, jit (xmodal_tf.precision)
 }
 DATA_DEFAULTS = {
-    "digits": {"degrade_modality": "left", "degradation_strength": {"noise": 0.3, "occlusion": 0.5, "none": 0.0},
-               "other_modality_noise": 0.0,
-               "encoder": "mlp", "embedding_dim": 32, "epochs": 60, "batch_size": 128, "train_size": None,
-               # Chosen on validation (benchmarks/bench_fusion_selection.py --score best, see the README).
-               "epoch_selection": "missing_mean", "unimodal_distillation": 0.0, "unimodal_teacher_distillation": 0.5},
+    "digits": {
+        "degrade_modality": "left",
+        "degradation_strength": {"noise": 0.3, "occlusion": 0.5, "none": 0.0},
+        "other_modality_noise": 0.0,
+        "encoder": "mlp",
+        "embedding_dim": 32,
+        "epochs": 60,
+        "batch_size": 128,
+        "train_size": None,
+        # Chosen on validation (benchmarks/bench_fusion_selection.py --score best, see the README).
+        "epoch_selection": "missing_mean",
+        "unimodal_distillation": 0.0,
+        "unimodal_teacher_distillation": 0.5,
+    },
     # Spoken digits alone score ~0.97 on held-out recordings: noise keeps them from near perfect.
-    "av_mnist": {"degrade_modality": "image", "degradation_strength": {"noise": 0.7, "occlusion": 0.5, "none": 0.0},
-                 "other_modality_noise": 1.0,
-                 "encoder": "mlp", "embedding_dim": 64, "epochs": 20, "batch_size": 128, "train_size": 20000,
-                 "epoch_selection": "missing_mean", "unimodal_distillation": 0.0, "unimodal_teacher_distillation": 0.5},
+    "av_mnist": {
+        "degrade_modality": "image",
+        "degradation_strength": {"noise": 0.7, "occlusion": 0.5, "none": 0.0},
+        "other_modality_noise": 1.0,
+        "encoder": "mlp",
+        "embedding_dim": 64,
+        "epochs": 20,
+        "batch_size": 128,
+        "train_size": 20000,
+        "epoch_selection": "missing_mean",
+        "unimodal_distillation": 0.0,
+        "unimodal_teacher_distillation": 0.5,
+    },
 }
 PREDICT_BATCH = 2048
 MISSING_GOAL = 0.005  # issue 17: each missing-modality row >= the remaining modality's classifier + 0.5 points
@@ -174,16 +193,18 @@ CONSTRAINTS = {
     "train_size": [Interval(int, 1, 50000), None],
     **TRAINING_CONSTRAINTS,
 }
-NOTES = {**{key: "null: the data set's default" for key in DATA_DEFAULTS["digits"]},
-         "modality_dropout": "two modalities, never both dropped",
-         "unimodal_loss_weight": "0: no auxiliary losses",
-         "unimodal_head": '"auxiliary" trains a softmax head of its own per modality, "fusion" the classifier '
-                          "itself with only that modality present",
-         "epoch_selection": '"complete" chooses every classifier\'s epoch on complete validation data, '
-                            '"missing_mean" the *_dropout ones\' on the mean of complete data and each modality '
-                            "absent; null: the data set's default",
-         "missing_fractions": "shares of the test examples missing one modality",
-         "train_size": "av_mnist's training pairs; null: the data set's default"}
+NOTES = {
+    **{key: "null: the data set's default" for key in DATA_DEFAULTS["digits"]},
+    "modality_dropout": "two modalities, never both dropped",
+    "unimodal_loss_weight": "0: no auxiliary losses",
+    "unimodal_head": '"auxiliary" trains a softmax head of its own per modality, "fusion" the classifier '
+    "itself with only that modality present",
+    "epoch_selection": '"complete" chooses every classifier\'s epoch on complete validation data, '
+    '"missing_mean" the *_dropout ones\' on the mean of complete data and each modality '
+    "absent; null: the data set's default",
+    "missing_fractions": "shares of the test examples missing one modality",
+    "train_size": "av_mnist's training pairs; null: the data set's default",
+}
 
 
 # ----------------------------------------------------------------------------- data
@@ -229,10 +250,14 @@ def load_av_mnist_held_out(data_dir, train_size, audio_validation_fraction: floa
     from xmodal_tf import data
     from xmodal_tf.data.multimodal import MultimodalDataset, _stratified_split
 
-    if isinstance(audio_validation_fraction, bool) or not isinstance(audio_validation_fraction, (int, float)) \
-            or not 0 < audio_validation_fraction < 1:
-        raise ValueError(f"audio_validation_fraction must be a number strictly between 0 and 1; "
-                         f"got {audio_validation_fraction!r}.")
+    if (
+        isinstance(audio_validation_fraction, bool)
+        or not isinstance(audio_validation_fraction, (int, float))
+        or not 0 < audio_validation_fraction < 1
+    ):
+        raise ValueError(
+            f"audio_validation_fraction must be a number strictly between 0 and 1; got {audio_validation_fraction!r}."
+        )
     dataset = data.load_av_mnist(data_dir, audio_test_fraction=AUDIO_TEST_FRACTION, seed=0, train_size=train_size)
     # The same recordings as load_av_mnist's (same file, fraction and seed): its training ones.
     heard = data.load_spoken_digits(data_dir, test_fraction=AUDIO_TEST_FRACTION, seed=0).train
@@ -242,9 +267,13 @@ def load_av_mnist_held_out(data_dir, train_size, audio_validation_fraction: floa
     for name, rows in (("train", train_rows), ("validation", validation_rows)):
         images = getattr(dataset, name)
         splits[name] = _paired_by_digit(images.inputs["image"], images.labels, heard.subset(rows), rng, name)
-    return MultimodalDataset(splits["train"], splits["validation"], dataset.test, dataset.modalities,
-                             f"{dataset.description}; validation audio from {len(validation_rows)} recordings "
-                             f"held out of training")
+    return MultimodalDataset(
+        splits["train"],
+        splits["validation"],
+        dataset.test,
+        dataset.modalities,
+        f"{dataset.description}; validation audio from {len(validation_rows)} recordings held out of training",
+    )
 
 
 def _paired_by_digit(images: np.ndarray, labels: np.ndarray, recordings, rng: np.random.Generator, split: str):
@@ -256,8 +285,10 @@ def _paired_by_digit(images: np.ndarray, labels: np.ndarray, recordings, rng: np
     for digit in np.unique(labels):
         pool = np.flatnonzero(recordings.labels == digit)
         if not len(pool):
-            raise ValueError(f"av_mnist: no {split} recording of the digit {digit} (each digit needs at least 3 "
-                             f"recordings: test, validation and training); check fsdd_mfcc.npz.")
+            raise ValueError(
+                f"av_mnist: no {split} recording of the digit {digit} (each digit needs at least 3 "
+                f"recordings: test, validation and training); check fsdd_mfcc.npz."
+            )
         where = np.flatnonzero(labels == digit)
         chosen[where] = rng.choice(pool, size=len(where))
     return MultimodalSplit({"image": images, "audio": recordings.inputs["audio"][chosen]}, labels)
@@ -277,7 +308,7 @@ def degrade(images: np.ndarray, kind: str, strength: float, rng: np.random.Gener
     tops = rng.integers(0, height - side + 1, size=len(images))
     lefts = rng.integers(0, width - side + 1, size=len(images))
     for row, (top, left) in enumerate(zip(tops, lefts)):
-        occluded[row, top:top + side, left:left + side] = 0.0
+        occluded[row, top : top + side, left : left + side] = 0.0
     return occluded
 
 
@@ -302,18 +333,33 @@ def build_classifiers(inputs: dict, num_classes: int, settings: dict) -> dict:
         return {name: build_encoder(inputs[name].shape[1:], settings, f"{name}_encoder") for name in names}
 
     common = {"num_classes": num_classes, "hidden_units": tuple(settings["hidden_units"])}
-    classifiers = {f"{modality}_only": build_fusion_classifier(
-        encoders([modality]), "average", name=f"{modality}_only", **common) for modality in modalities}
+    classifiers = {
+        f"{modality}_only": build_fusion_classifier(encoders([modality]), "average", name=f"{modality}_only", **common)
+        for modality in modalities
+    }
     for strategy in settings["strategies"]:
         # Tensor fusion multiplies the embedding sizes: project them to 16 first.
         projection = 16 if strategy == "tensor" else None
-        for name, rate, weight, share in ((strategy, 0.0, 0.0, 0.0),
-                                          (f"{strategy}_dropout", settings["modality_dropout"],
-                                           settings["unimodal_loss_weight"], settings["unimodal_distillation"])):
+        for name, rate, weight, share in (
+            (strategy, 0.0, 0.0, 0.0),
+            (
+                f"{strategy}_dropout",
+                settings["modality_dropout"],
+                settings["unimodal_loss_weight"],
+                settings["unimodal_distillation"],
+            ),
+        ):
             classifiers[name] = build_fusion_classifier(
-                encoders(modalities), strategy, modality_dropout=rate, projection_dim=projection,
-                unimodal_loss_weight=weight, unimodal_distillation=share, name=name,
-                unimodal_head=settings["unimodal_head"], **common)
+                encoders(modalities),
+                strategy,
+                modality_dropout=rate,
+                projection_dim=projection,
+                unimodal_loss_weight=weight,
+                unimodal_distillation=share,
+                name=name,
+                unimodal_head=settings["unimodal_head"],
+                **common,
+            )
     return classifiers
 
 
@@ -325,12 +371,24 @@ def build_encoder(input_shape, settings: dict, name: str):
 
     if settings["encoder"] == "cnn":
         # The measured recipe (BatchNorm on, no dropout: the builder's defaults before issue 16).
-        return cnn_encoder(tuple(input_shape), settings["embedding_dim"], filters=tuple(settings["filters"]),
-                           global_pooling="flatten", batch_norm=True, dropout=0.0, name=name)
+        return cnn_encoder(
+            tuple(input_shape),
+            settings["embedding_dim"],
+            filters=tuple(settings["filters"]),
+            global_pooling="flatten",
+            batch_norm=True,
+            dropout=0.0,
+            name=name,
+        )
     inputs = keras.Input(tuple(input_shape), name=f"{name}_inputs")
     flat = keras.layers.Flatten(name=f"{name}_flatten")(inputs)
-    body = mlp_encoder(flat.shape[-1], settings["embedding_dim"], hidden_units=tuple(settings["encoder_hidden_units"]),
-                       activation="relu", name=f"{name}_mlp")
+    body = mlp_encoder(
+        flat.shape[-1],
+        settings["embedding_dim"],
+        hidden_units=tuple(settings["encoder_hidden_units"]),
+        activation="relu",
+        name=f"{name}_mlp",
+    )
     return keras.Model(inputs, body(flat), name=name)
 
 
@@ -358,14 +416,19 @@ class JointTraining:
         # After a fit with validation: {classifier: (best epoch from 1, its validation accuracy)}.
         self.chosen_epochs = {}
         model_inputs = {name: keras.Input(array.shape[1:], name=name) for name, array in inputs.items()}
-        outputs = {name: classifier({modality: model_inputs[modality] for modality in classifier.modalities})
-                   for name, classifier in classifiers.items()}
-        self.model = _all_classifiers_model(model_inputs, outputs, classifiers,
-                                            selection_criteria(classifiers, settings), settings)
+        outputs = {
+            name: classifier({modality: model_inputs[modality] for modality in classifier.modalities})
+            for name, classifier in classifiers.items()
+        }
+        self.model = _all_classifiers_model(
+            model_inputs, outputs, classifiers, selection_criteria(classifiers, settings), settings
+        )
         # FusedAdam: one update op per weight instead of about ten, which shortens the
         # trace of 16 models; built now so that the trainer does not trace its step twice.
-        self.model.compile(optimizer=FusedAdam(settings["learning_rate"]),
-                           loss={name: "sparse_categorical_crossentropy" for name in classifiers})
+        self.model.compile(
+            optimizer=FusedAdam(settings["learning_rate"]),
+            loss={name: "sparse_categorical_crossentropy" for name in classifiers},
+        )
         self.model.optimizer.build(self.model.trainable_variables)
         self._initial_optimizer_state = [variable.numpy() for variable in self.model.optimizer.variables]
         if context is None:
@@ -397,8 +460,7 @@ class JointTraining:
 
         batch_size = check_global_batch(self.settings["batch_size"], self.replicas, "fusion")
         targets = {name: labels for name in self.classifiers}
-        dataset = make_dataset(inputs, targets, batch_size=batch_size, seed=seed,
-                               drop_remainder=self.replicas > 1)
+        dataset = make_dataset(inputs, targets, batch_size=batch_size, seed=seed, drop_remainder=self.replicas > 1)
         context = self.context
         self.model.reset_selection()  # (before the restart: a checkpoint restores its own)
         self.trainer.restart(None if context is None else context.checkpoint_directory(f"seed{seed}"))
@@ -440,12 +502,15 @@ def selection_criteria(classifiers: dict, settings: dict) -> dict:
     single-modality classifiers see one modality only, so their accuracy on complete data
     IS their accuracy with the other modality absent)."""
     robust = settings.get("epoch_selection", "complete") == "missing_mean"
-    return {name: "mean" if robust and name.endswith("_dropout") and len(classifier.modalities) > 1 else "complete"
-            for name, classifier in classifiers.items()}
+    return {
+        name: "mean" if robust and name.endswith("_dropout") and len(classifier.modalities) > 1 else "complete"
+        for name, classifier in classifiers.items()
+    }
 
 
-def _all_classifiers_model(inputs: dict, outputs: dict, classifiers: dict, criteria: dict | None = None,
-                           settings: dict | None = None):
+def _all_classifiers_model(
+    inputs: dict, outputs: dict, classifiers: dict, criteria: dict | None = None, settings: dict | None = None
+):
     """The joint model: one compiled loss per output, plus each classifier's own auxiliary
     unimodal loss (``FusionClassifier.unimodal_loss``, weighted as in its ``compute_loss``),
     which depends on that classifier's weights only; logged as ``<name>_unimodal_loss``.
@@ -472,8 +537,11 @@ def _all_classifiers_model(inputs: dict, outputs: dict, classifiers: dict, crite
     if teacher_share:
         for name, classifier in classifiers.items():
             if classifier.unimodal_loss_weight and len(classifier.modalities) > 1:
-                unimodal_teachers[name] = {modality: f"{modality}_only" for modality in classifier.modalities
-                                           if f"{modality}_only" in classifiers}
+                unimodal_teachers[name] = {
+                    modality: f"{modality}_only"
+                    for modality in classifier.modalities
+                    if f"{modality}_only" in classifiers
+                }
     with_absent = [name for name in names if criteria[name] == "mean"]
 
     class AllClassifiers(keras.Model):
@@ -483,21 +551,29 @@ def _all_classifiers_model(inputs: dict, outputs: dict, classifiers: dict, crite
             self.unimodal_trackers = [keras.metrics.Mean(name=f"{name}_unimodal_loss") for name in self.with_unimodal]
             # One flat list (Keras tracks it): classifier after classifier, in their weights' order.
             self.best_weight_copies = [
-                keras.Variable(np.zeros(variable.shape, variable.dtype), dtype=variable.dtype, trainable=False,
-                               name=f"{name}_best_{index}")
-                for name in names for index, variable in enumerate(classifiers[name].weights)]
-            self.best_accuracy = keras.Variable(np.full(len(names), -1.0, np.float64), dtype="float64", trainable=False,
-                                                name="best_validation_accuracy")
-            self.best_epoch = keras.Variable(np.zeros(len(names), np.int64), dtype="int64", trainable=False,
-                                             name="best_epoch")
+                keras.Variable(
+                    np.zeros(variable.shape, variable.dtype),
+                    dtype=variable.dtype,
+                    trainable=False,
+                    name=f"{name}_best_{index}",
+                )
+                for name in names
+                for index, variable in enumerate(classifiers[name].weights)
+            ]
+            self.best_accuracy = keras.Variable(
+                np.full(len(names), -1.0, np.float64), dtype="float64", trainable=False, name="best_validation_accuracy"
+            )
+            self.best_epoch = keras.Variable(
+                np.zeros(len(names), np.int64), dtype="int64", trainable=False, name="best_epoch"
+            )
             self.evaluations = keras.Variable(np.int64(0), dtype="int64", trainable=False, name="epochs_evaluated")
             self.criteria = criteria
             self._forward = None
             self._forward_absent = None
 
         def _copies(self, name: str) -> list:
-            start = sum(len(classifiers[other].weights) for other in names[:names.index(name)])
-            return self.best_weight_copies[start:start + len(classifiers[name].weights)]
+            start = sum(len(classifiers[other].weights) for other in names[: names.index(name)])
+            return self.best_weight_copies[start : start + len(classifiers[name].weights)]
 
         def reset_selection(self) -> None:
             """Forget the best epochs (a new seed starts from epoch 0)."""
@@ -560,6 +636,7 @@ def _all_classifiers_model(inputs: dict, outputs: dict, classifiers: dict, crite
 
             modalities = list(inputs)
             if self._forward_absent is None:
+
                 def forward(batch, absent_column):
                     rows = tf.shape(next(iter(batch.values())))[0]
                     present = tf.tile(1.0 - tf.one_hot(absent_column, len(modalities))[None], [rows, 1])
@@ -573,9 +650,12 @@ def _all_classifiers_model(inputs: dict, outputs: dict, classifiers: dict, crite
                     return outputs
 
                 self._forward_absent = tf.function(forward, reduce_retracing=True)
-            return {modality: predict_in_batches(lambda batch, index=index: self._forward_absent(batch, index),
-                                                 inputs, with_absent)
-                    for index, modality in enumerate(modalities)}
+            return {
+                modality: predict_in_batches(
+                    lambda batch, index=index: self._forward_absent(batch, index), inputs, with_absent
+                )
+                for index, modality in enumerate(modalities)
+            }
 
         def predict_every_classifier(self, inputs: dict) -> dict:
             """{classifier: (n, classes) float32 probabilities} on complete inputs."""
@@ -605,9 +685,14 @@ def _all_classifiers_model(inputs: dict, outputs: dict, classifiers: dict, crite
             for name, tracker in zip(self.with_unimodal, self.unimodal_trackers):
                 classifier = classifiers[name]
                 teachers = {modality: y_pred[teacher] for modality, teacher in unimodal_teachers.get(name, {}).items()}
-                unimodal = classifier.unimodal_loss({modality: x[modality] for modality in classifier.modalities},
-                                                    y[name], training=training, predictions=y_pred[name],
-                                                    teachers=teachers, teacher_share=teacher_share)
+                unimodal = classifier.unimodal_loss(
+                    {modality: x[modality] for modality in classifier.modalities},
+                    y[name],
+                    training=training,
+                    predictions=y_pred[name],
+                    teachers=teachers,
+                    teacher_share=teacher_share,
+                )
                 # Like the compiled losses, ``unimodal`` is divided by the number of
                 # replicas (Keras' loss call); the metric records it undivided, as
                 # FusionClassifier.compute_loss does.
@@ -628,8 +713,9 @@ def predict_in_batches(forward, inputs: dict, keys) -> dict:
     num_examples = len(next(iter(inputs.values())))
     parts = {key: [] for key in keys}
     for start in range(0, num_examples, PREDICT_BATCH):
-        outputs = forward({modality: tf.convert_to_tensor(array[start:start + PREDICT_BATCH])
-                           for modality, array in inputs.items()})
+        outputs = forward(
+            {modality: tf.convert_to_tensor(array[start : start + PREDICT_BATCH]) for modality, array in inputs.items()}
+        )
         for key in keys:
             parts[key].append(np.asarray(keras.ops.cast(outputs[key], "float32")))
     return {key: np.concatenate(parts[key]) for key in keys}
@@ -662,8 +748,9 @@ def predictions_per_condition(classifier, inputs: dict, conditions: dict, modali
     for index, modality in enumerate(modalities):
         present = np.ones((num_examples, len(modalities)), dtype=bool)
         present[:, index] = False
-        without.append(predict(classifier, inputs, present, modalities)
-                       if modality in classifier.modalities else complete)
+        without.append(
+            predict(classifier, inputs, present, modalities) if modality in classifier.modalities else complete
+        )
     predictions = {}
     for condition, present in conditions.items():
         if (present.sum(axis=1) < len(modalities) - 1).any():
@@ -682,7 +769,7 @@ def test_conditions(modalities, fractions, num_examples: int, rng: np.random.Gen
         order = rng.permutation(num_examples)
         for fraction in fractions:
             present = np.ones((num_examples, len(modalities)), dtype=bool)
-            present[order[:int(round(fraction * num_examples))], index] = False
+            present[order[: int(round(fraction * num_examples))], index] = False
             conditions[condition_name(modality, fraction)] = present
     return conditions
 
@@ -716,16 +803,21 @@ def run_seed(dataset, settings: dict, seed: int, joint: JointTraining | None, co
             joint = JointTraining(classifiers, train_inputs, settings, context)
     if joint.classifiers is not classifiers:
         joint.restart(classifiers)
-    context.progress(f"seed {seed}: training {len(classifiers)} classifiers together, up to {settings['epochs']} "
-                     f"epochs on {len(dataset.train)} examples (each keeps its best epoch on "
-                     f"{len(dataset.validation)} validation examples) ...")
-    history = joint.fit(train_inputs, dataset.train.labels, seed,
-                        validation=(validation_inputs, dataset.validation.labels))
+    context.progress(
+        f"seed {seed}: training {len(classifiers)} classifiers together, up to {settings['epochs']} "
+        f"epochs on {len(dataset.train)} examples (each keeps its best epoch on "
+        f"{len(dataset.validation)} validation examples) ..."
+    )
+    history = joint.fit(
+        train_inputs, dataset.train.labels, seed, validation=(validation_inputs, dataset.validation.labels)
+    )
     _log_epochs(context, history, list(classifiers), seed)
     chosen = {name: epoch for name, (epoch, _) in joint.chosen_epochs.items()}
     final_losses = [history[f"{name}_loss"][-1] for name in classifiers if f"{name}_loss" in history]
-    context.progress(f"seed {seed}: trained (mean final training loss {np.mean(final_losses):.3f}); best "
-                     f"validation epochs: " + ", ".join(f"{name} {epoch}" for name, epoch in chosen.items()))
+    context.progress(
+        f"seed {seed}: trained (mean final training loss {np.mean(final_losses):.3f}); best "
+        f"validation epochs: " + ", ".join(f"{name} {epoch}" for name, epoch in chosen.items())
+    )
     results = {"chosen_epoch": chosen}
     for split, inputs, split_rng in (("validation", validation_inputs, validation_rng), ("test", test_inputs, rng)):
         labels = getattr(dataset, split).labels
@@ -743,18 +835,24 @@ def score(classifiers: dict, inputs: dict, labels: np.ndarray, conditions: dict,
     scores = {}
     for name, classifier in classifiers.items():
         predictions = predictions_per_condition(classifier, inputs, conditions, modalities)
-        scores[name] = {condition: {"accuracy": metrics.accuracy(labels, probabilities),
-                                    "macro_f1": metrics.macro_f1(labels, probabilities)}
-                        for condition, probabilities in predictions.items()}
+        scores[name] = {
+            condition: {
+                "accuracy": metrics.accuracy(labels, probabilities),
+                "macro_f1": metrics.macro_f1(labels, probabilities),
+            }
+            for condition, probabilities in predictions.items()
+        }
     return scores
 
 
 def _log_epochs(context: RunContext, history: dict, names: list, seed: int) -> None:
     """Per classifier and epoch: training loss, auxiliary unimodal loss and validation accuracy."""
     for name in names:
-        for key, tag in ((f"{name}_loss", f"train_details/loss_seed{seed}/{name}"),
-                         (f"{name}_unimodal_loss", f"train_details/unimodal_loss_seed{seed}/{name}"),
-                         (f"val_{name}_accuracy", f"validation_details/accuracy_seed{seed}/{name}")):
+        for key, tag in (
+            (f"{name}_loss", f"train_details/loss_seed{seed}/{name}"),
+            (f"{name}_unimodal_loss", f"train_details/unimodal_loss_seed{seed}/{name}"),
+            (f"val_{name}_accuracy", f"validation_details/accuracy_seed{seed}/{name}"),
+        ):
             for epoch, value in enumerate(history.get(key, [])):
                 context.log_scalar(tag, value, step=epoch + 1)
 
@@ -769,11 +867,13 @@ def run(config: dict, context: RunContext) -> dict:
     dataset = context.data if context.data is not None else load(config, context.data_dir, context.seed)
     modalities = tuple(dataset.modalities)
     check_global_batch(settings["batch_size"], context.replicas, "fusion")  # before any training
-    context.progress(f"{dataset.description}: {len(dataset.train)} training / {len(dataset.validation)} validation / "
-                     f"{len(dataset.test)} test examples; "
-                     f"{settings['degrade_modality']} degraded ({settings['degradation']}, "
-                     f"strength {settings['degradation_strength']}), other modality noise "
-                     f"{settings['other_modality_noise']}")
+    context.progress(
+        f"{dataset.description}: {len(dataset.train)} training / {len(dataset.validation)} validation / "
+        f"{len(dataset.test)} test examples; "
+        f"{settings['degrade_modality']} degraded ({settings['degradation']}, "
+        f"strength {settings['degradation_strength']}), other modality noise "
+        f"{settings['other_modality_noise']}"
+    )
     per_seed, joint = [], None
     for repeat in range(settings["seeds"]):
         seed_results, joint = run_seed(dataset, settings, context.seed + repeat, joint, context)
@@ -787,23 +887,30 @@ def run(config: dict, context: RunContext) -> dict:
                     group = split if condition == "complete" else f"{split}_details"
                     context.log_scalar(f"{group}/accuracy_{condition}/{name}", value, step=index + 1)
     log_missing_curves(context, results, modalities, settings)
-    return {"data": settings["data"], "modalities": list(modalities), "seeds": settings["seeds"],
-            "degraded": {key: settings[key] for key in ("degrade_modality", "degradation", "degradation_strength",
-                                                        "other_modality_noise")},
-            "modality_dropout": settings["modality_dropout"],
-            "unimodal_loss_weight": settings["unimodal_loss_weight"],
-            "unimodal_distillation": settings["unimodal_distillation"],
-            "unimodal_teacher_distillation": settings["unimodal_teacher_distillation"],
-            "unimodal_head": settings["unimodal_head"], "epoch_selection": settings["epoch_selection"],
-            "strategies": list(settings["strategies"]),
-            "conditions": list(next(iter(results.values()))), "results": results,
-            "validation_results": validation_results,
-            "examples": {split: len(getattr(dataset, split)) for split in ("train", "validation", "test")},
-            "epoch_budget": settings["epochs"],
-            "chosen_epoch": {name: [seed_results["chosen_epoch"][name] for seed_results in per_seed]
-                             for name in results},
-            "targets": targets(results, validation_results, modalities, settings["strategies"]),
-            "train_seconds": joint.train_seconds}
+    return {
+        "data": settings["data"],
+        "modalities": list(modalities),
+        "seeds": settings["seeds"],
+        "degraded": {
+            key: settings[key]
+            for key in ("degrade_modality", "degradation", "degradation_strength", "other_modality_noise")
+        },
+        "modality_dropout": settings["modality_dropout"],
+        "unimodal_loss_weight": settings["unimodal_loss_weight"],
+        "unimodal_distillation": settings["unimodal_distillation"],
+        "unimodal_teacher_distillation": settings["unimodal_teacher_distillation"],
+        "unimodal_head": settings["unimodal_head"],
+        "epoch_selection": settings["epoch_selection"],
+        "strategies": list(settings["strategies"]),
+        "conditions": list(next(iter(results.values()))),
+        "results": results,
+        "validation_results": validation_results,
+        "examples": {split: len(getattr(dataset, split)) for split in ("train", "validation", "test")},
+        "epoch_budget": settings["epochs"],
+        "chosen_epoch": {name: [seed_results["chosen_epoch"][name] for seed_results in per_seed] for name in results},
+        "targets": targets(results, validation_results, modalities, settings["strategies"]),
+        "train_seconds": joint.train_seconds,
+    }
 
 
 def log_missing_curves(context: RunContext, results: dict, modalities, settings: dict) -> None:
@@ -818,8 +925,12 @@ def log_missing_curves(context: RunContext, results: dict, modalities, settings:
         curves = {name: [scores[c]["accuracy"]["mean"] for c in conditions] for name, scores in results.items()}
         errors = {name: [scores[c]["accuracy"]["std"] for c in conditions] for name, scores in results.items()}
         figure = plots.missing_modality_curves(
-            shares, curves, errors=errors, xlabel=f"share of test examples missing {modality}",
-            title=f"fusion on {settings['data']}: test accuracy, {modality} missing")
+            shares,
+            curves,
+            errors=errors,
+            xlabel=f"share of test examples missing {modality}",
+            title=f"fusion on {settings['data']}: test accuracy, {modality} missing",
+        )
         context.log_figure(f"accuracy_vs_missing_{modality}", figure)
 
 
@@ -832,8 +943,11 @@ def summarise(per_seed: list) -> dict:
             results[name][condition] = {}
             for metric in scores:
                 values = [float(seed_scores[name][condition][metric]) for seed_scores in per_seed]
-                results[name][condition][metric] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
-                                                    "per_seed": values}
+                results[name][condition][metric] = {
+                    "mean": float(np.mean(values)),
+                    "std": float(np.std(values)),
+                    "per_seed": values,
+                }
     return results
 
 
@@ -849,6 +963,7 @@ def targets(results: dict, validation: dict, modalities, strategies) -> dict:
     the same on validation (``validation_accuracy``, ``validation_alone``,
     ``validation_margin``).
     """
+
     def test(name, condition):
         return results[name][condition]["accuracy"]["mean"]
 
@@ -858,10 +973,15 @@ def targets(results: dict, validation: dict, modalities, strategies) -> dict:
     better = chosen([f"{modality}_only" for modality in modalities], "complete").removesuffix("_only")
     weaker = next(modality for modality in modalities if modality != better)
     best_fusion = chosen([name for strategy in strategies for name in (strategy, f"{strategy}_dropout")], "complete")
-    report = {"best_single": f"{better}_only", "best_single_accuracy": test(f"{better}_only", "complete"),
-              "best_fusion": best_fusion, "best_fusion_accuracy": test(best_fusion, "complete"),
-              "best_fusion_beats_best_single": test(best_fusion, "complete") > test(f"{better}_only", "complete"),
-              "chosen_on": "validation", "missing": {}}
+    report = {
+        "best_single": f"{better}_only",
+        "best_single_accuracy": test(f"{better}_only", "complete"),
+        "best_fusion": best_fusion,
+        "best_fusion_accuracy": test(best_fusion, "complete"),
+        "best_fusion_beats_best_single": test(best_fusion, "complete") > test(f"{better}_only", "complete"),
+        "chosen_on": "validation",
+        "missing": {},
+    }
     dropout_names = [f"{strategy}_dropout" for strategy in strategies]
     for absent in modalities:
         condition = condition_name(absent, 1.0)
@@ -872,16 +992,26 @@ def targets(results: dict, validation: dict, modalities, strategies) -> dict:
         alone = test(f"{remaining}_only", "complete")
         validation_alone = validation[f"{remaining}_only"]["complete"]["accuracy"]["mean"]
         validation_accuracy = validation[best][condition]["accuracy"]["mean"]
-        report["missing"][absent] = {"chosen": best, "accuracy": test(best, condition),
-                                     f"{remaining}_only": alone, "margin": test(best, condition) - alone,
-                                     "validation_accuracy": validation_accuracy, "validation_alone": validation_alone,
-                                     "validation_margin": validation_accuracy - validation_alone,
-                                     "meets_goal": test(best, condition) - alone >= MISSING_GOAL}
+        report["missing"][absent] = {
+            "chosen": best,
+            "accuracy": test(best, condition),
+            f"{remaining}_only": alone,
+            "margin": test(best, condition) - alone,
+            "validation_accuracy": validation_accuracy,
+            "validation_alone": validation_alone,
+            "validation_margin": validation_accuracy - validation_alone,
+            "meets_goal": test(best, condition) - alone >= MISSING_GOAL,
+        }
     if weaker in report["missing"]:
         entry = report["missing"][weaker]
-        report.update({"weaker_modality": weaker, "best_dropout_with_weaker_absent": entry["chosen"],
-                       "best_dropout_with_weaker_absent_accuracy": entry["accuracy"],
-                       "dropout_keeps_better_single": entry["margin"] >= 0})
+        report.update(
+            {
+                "weaker_modality": weaker,
+                "best_dropout_with_weaker_absent": entry["chosen"],
+                "best_dropout_with_weaker_absent_accuracy": entry["accuracy"],
+                "dropout_keeps_better_single": entry["margin"] >= 0,
+            }
+        )
     return report
 
 
@@ -891,49 +1021,71 @@ def check_rules(config: dict) -> None:
     settings = settings_for(config)
     share, teacher = settings["unimodal_distillation"], settings["unimodal_teacher_distillation"]
     if teacher > 1 - share + 1e-9:
-        raise ConfigError(f"unimodal_teacher_distillation must be a number in [0, 1 - unimodal_distillation] = "
-                          f"[0, {1 - share:g}] (the labels take the rest of the target); got {teacher!r}. "
-                          f"Fix: --set unimodal_teacher_distillation={1 - share:g} or lower.")
+        raise ConfigError(
+            f"unimodal_teacher_distillation must be a number in [0, 1 - unimodal_distillation] = "
+            f"[0, {1 - share:g}] (the labels take the rest of the target); got {teacher!r}. "
+            f"Fix: --set unimodal_teacher_distillation={1 - share:g} or lower."
+        )
     modalities = MODALITIES[settings["data"]]
     if settings["degrade_modality"] not in modalities:
-        raise ConfigError(f"degrade_modality must be one of {modalities} for data={settings['data']}; got "
-                          f"{settings['degrade_modality']!r}. Fix: --set degrade_modality={modalities[0]}.")
+        raise ConfigError(
+            f"degrade_modality must be one of {modalities} for data={settings['data']}; got "
+            f"{settings['degrade_modality']!r}. Fix: --set degrade_modality={modalities[0]}."
+        )
     if settings["degradation"] == "occlusion" and settings["degradation_strength"] > 1:
-        raise ConfigError(f"degradation_strength must be a number in [0, 1] for occlusion (the occluded share of "
-                          f"the side); got {settings['degradation_strength']!r}. Fix: --set degradation_strength=0.5.")
+        raise ConfigError(
+            f"degradation_strength must be a number in [0, 1] for occlusion (the occluded share of "
+            f"the side); got {settings['degradation_strength']!r}. Fix: --set degradation_strength=0.5."
+        )
     if settings["train_size"] is not None and settings["data"] != "av_mnist":
-        raise ConfigError(f"train_size applies to data=av_mnist only; got train_size={settings['train_size']} with "
-                          f"data={settings['data']}. Fix: --set train_size=null.")
+        raise ConfigError(
+            f"train_size applies to data=av_mnist only; got train_size={settings['train_size']} with "
+            f"data={settings['data']}. Fix: --set train_size=null."
+        )
 
 
 def summarize(metrics: dict) -> list[str]:
     conditions = metrics["conditions"]
     degraded = metrics["degraded"]
-    lines = [f"fusion on {metrics['data']} ({' + '.join(metrics['modalities'])}; {degraded['degrade_modality']} "
-             f"degraded: {degraded['degradation']} {degraded['degradation_strength']}, other modality: noise "
-             f"{degraded['other_modality_noise']}); test accuracy, "
-             f"mean ± std over {metrics['seeds']} seed(s); *_dropout: modality dropout "
-             f"{metrics['modality_dropout']}" + _unimodal_note(metrics),
-             f"{'classifier':<18}" + "".join(f"  {_short(condition):>13}" for condition in conditions)]
+    lines = [
+        f"fusion on {metrics['data']} ({' + '.join(metrics['modalities'])}; {degraded['degrade_modality']} "
+        f"degraded: {degraded['degradation']} {degraded['degradation_strength']}, other modality: noise "
+        f"{degraded['other_modality_noise']}); test accuracy, "
+        f"mean ± std over {metrics['seeds']} seed(s); *_dropout: modality dropout "
+        f"{metrics['modality_dropout']}" + _unimodal_note(metrics),
+        f"{'classifier':<18}" + "".join(f"  {_short(condition):>13}" for condition in conditions),
+    ]
     lines += _accuracy_rows(metrics["results"], conditions)
     if "validation_results" in metrics:
-        lines.append(f"validation accuracy (choose settings on these, not on test); each classifier's chosen "
-                     f"epoch (of {metrics['epoch_budget']}) per seed in brackets")
+        lines.append(
+            f"validation accuracy (choose settings on these, not on test); each classifier's chosen "
+            f"epoch (of {metrics['epoch_budget']}) per seed in brackets"
+        )
         chosen = metrics["chosen_epoch"]
-        lines += [f"{row}  [{', '.join(map(str, chosen[name]))}]" for name, row in
-                  zip(metrics["validation_results"], _accuracy_rows(metrics["validation_results"], conditions))]
+        lines += [
+            f"{row}  [{', '.join(map(str, chosen[name]))}]"
+            for name, row in zip(
+                metrics["validation_results"], _accuracy_rows(metrics["validation_results"], conditions)
+            )
+        ]
     report = metrics["targets"]
-    lines.append(f"best fusion {report['best_fusion']} {report['best_fusion_accuracy']:.3f} vs best single "
-                 f"{report['best_single']} {report['best_single_accuracy']:.3f}: "
-                 f"{'beats it' if report['best_fusion_beats_best_single'] else 'does NOT beat it'}")
+    lines.append(
+        f"best fusion {report['best_fusion']} {report['best_fusion_accuracy']:.3f} vs best single "
+        f"{report['best_single']} {report['best_single_accuracy']:.3f}: "
+        f"{'beats it' if report['best_fusion_beats_best_single'] else 'does NOT beat it'}"
+    )
     for absent, entry in report.get("missing", {}).items():
         remaining = next(key for key in entry if key.endswith("_only"))
-        line = (f"{absent} absent everywhere: {entry['chosen']} {entry['accuracy']:.3f} vs {remaining} "
-                f"{entry[remaining]:.3f} ({100 * entry['margin']:+.1f} points)")
+        line = (
+            f"{absent} absent everywhere: {entry['chosen']} {entry['accuracy']:.3f} vs {remaining} "
+            f"{entry[remaining]:.3f} ({100 * entry['margin']:+.1f} points)"
+        )
         if "validation_margin" in entry:
-            line += (f"; validation {entry['validation_accuracy']:.3f} vs {entry['validation_alone']:.3f} "
-                     f"({100 * entry['validation_margin']:+.1f}); goal +{100 * MISSING_GOAL:g}: "
-                     f"{'met' if entry['meets_goal'] else 'missed'}")
+            line += (
+                f"; validation {entry['validation_accuracy']:.3f} vs {entry['validation_alone']:.3f} "
+                f"({100 * entry['validation_margin']:+.1f}); goal +{100 * MISSING_GOAL:g}: "
+                f"{'met' if entry['meets_goal'] else 'missed'}"
+            )
         lines.append(line)
     if report.get("chosen_on") == "validation":
         lines.append("(each classifier above chosen on validation, scored on test)")
@@ -942,9 +1094,14 @@ def summarize(metrics: dict) -> list[str]:
 
 def _accuracy_rows(results: dict, conditions: list) -> list[str]:
     """One line per classifier: mean ± std accuracy per condition."""
-    return [f"{name:<18}" + "".join(
-        f"  {by_condition[c]['accuracy']['mean']:.3f} ± {by_condition[c]['accuracy']['std']:.3f}" for c in conditions)
-        for name, by_condition in results.items()]
+    return [
+        f"{name:<18}"
+        + "".join(
+            f"  {by_condition[c]['accuracy']['mean']:.3f} ± {by_condition[c]['accuracy']['std']:.3f}"
+            for c in conditions
+        )
+        for name, by_condition in results.items()
+    ]
 
 
 def _unimodal_note(metrics: dict) -> str:
@@ -957,8 +1114,11 @@ def _unimodal_note(metrics: dict) -> str:
     parts += [f"{teacher:g} single-modality classifier's prediction"] if teacher else []
     target = " + ".join(parts) if (share or teacher) else "the label"
     head = " on the classifier's own path" if metrics.get("unimodal_head") == "fusion" else ""
-    selection = ("; *_dropout epochs chosen on the mean of complete and each modality absent"
-                 if metrics.get("epoch_selection") == "missing_mean" else "")
+    selection = (
+        "; *_dropout epochs chosen on the mean of complete and each modality absent"
+        if metrics.get("epoch_selection") == "missing_mean"
+        else ""
+    )
     return f" and unimodal losses{head} of weight {weight:g} (target: {target}){selection}"
 
 
@@ -970,7 +1130,7 @@ def _short(condition: str) -> str:
 EXPERIMENT = Experiment(
     name="fusion",
     description="single modalities vs fusion strategies, complete and with a modality missing "
-                "(digits halves offline; av_mnist with --data-dir)",
+    "(digits halves offline; av_mnist with --data-dir)",
     defaults=DEFAULTS,
     run=run,
     summarize=summarize,

@@ -34,6 +34,7 @@ The key figures, ``reconstructions_<modality>.png`` (one per modality): a few te
 examples, their reconstructions from both modalities, and their translations from the
 other modality alone, by each model.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -72,10 +73,26 @@ DEFAULTS = {
     **TRAINING_SETTINGS,  # mixed_precision, jit (xmodal_tf.precision)
 }
 DATA_DEFAULTS = {
-    "digits": {"code_dim": 32, "embedding_dim": 32, "filters": [32], "decoder_hidden_units": [64],
-               "epochs": 40, "batch_size": 64, "train_size": None, "probe_size": None},
-    "av_mnist": {"code_dim": 64, "embedding_dim": 64, "filters": [16, 32], "decoder_hidden_units": [256],
-                 "epochs": 6, "batch_size": 128, "train_size": 10000, "probe_size": 10000},
+    "digits": {
+        "code_dim": 32,
+        "embedding_dim": 32,
+        "filters": [32],
+        "decoder_hidden_units": [64],
+        "epochs": 40,
+        "batch_size": 64,
+        "train_size": None,
+        "probe_size": None,
+    },
+    "av_mnist": {
+        "code_dim": 64,
+        "embedding_dim": 64,
+        "filters": [16, 32],
+        "decoder_hidden_units": [256],
+        "epochs": 6,
+        "batch_size": 128,
+        "train_size": 10000,
+        "probe_size": 10000,
+    },
 }
 INFERENCE_BATCH = 512
 
@@ -100,17 +117,18 @@ CONSTRAINTS = {
     "images_every": [POSITIVE, None],
     **TRAINING_CONSTRAINTS,
 }
-NOTES = {**{key: "null: the data set's default" for key in DATA_DEFAULTS["digits"]},
-         "modality_dropout": "the share of each batch that keeps one modality only; the other model has none",
-         "images_every": "epochs between image grids; null: epochs // 5"}
+NOTES = {
+    **{key: "null: the data set's default" for key in DATA_DEFAULTS["digits"]},
+    "modality_dropout": "the share of each batch that keeps one modality only; the other model has none",
+    "images_every": "epochs between image grids; null: epochs // 5",
+}
 FIGURE_EXAMPLES = 8  # test examples in reconstructions_<modality>.png
 
 
 def settings_for(config: dict) -> dict:
     """The configuration with every None per-data-set setting filled in."""
     defaults = DATA_DEFAULTS[config["data"]]
-    settings = {key: (defaults[key] if key in defaults and value is None else value)
-                for key, value in config.items()}
+    settings = {key: (defaults[key] if key in defaults and value is None else value) for key, value in config.items()}
     if settings["images_every"] is None:
         settings["images_every"] = max(1, settings["epochs"] // 5)
     return settings
@@ -143,26 +161,54 @@ def build_model(shapes: dict, settings: dict, modality_dropout: float, seed: int
     for name, shape in shapes.items():
         if len(shape) == 3:
             # Flatten, not global pooling: a reconstruction needs to know where things are.
-            encoders[name] = cnn_encoder(shape, embedding_dim, filters=filters, global_pooling="flatten",
-                                         batch_norm=settings["batch_norm"], sync_batch_norm=sync_batch_norm,
-                                         dropout=0.0, name=f"{name}_encoder")  # the measured recipe
+            encoders[name] = cnn_encoder(
+                shape,
+                embedding_dim,
+                filters=filters,
+                global_pooling="flatten",
+                batch_norm=settings["batch_norm"],
+                sync_batch_norm=sync_batch_norm,
+                dropout=0.0,
+                name=f"{name}_encoder",
+            )  # the measured recipe
             # Images in [0, 1]: the measured recipe's sigmoid output.
-            decoders[name] = image_decoder(code_dim, shape, filters=tuple(reversed(filters)),
-                                           output_activation="sigmoid", name=f"{name}_decoder")
+            decoders[name] = image_decoder(
+                code_dim, shape, filters=tuple(reversed(filters)), output_activation="sigmoid", name=f"{name}_decoder"
+            )
         else:
             frames, features = shape
             if settings["audio_encoder"] == "attention":
-                encoders[name] = attention_encoder(input_dim=features, max_length=frames, embedding_dim=embedding_dim,
-                                                   model_dim=64, num_heads=4, num_layers=1, ff_dim=128,
-                                                   name=f"{name}_encoder")
+                encoders[name] = attention_encoder(
+                    input_dim=features,
+                    max_length=frames,
+                    embedding_dim=embedding_dim,
+                    model_dim=64,
+                    num_heads=4,
+                    num_layers=1,
+                    ff_dim=128,
+                    name=f"{name}_encoder",
+                )
             else:
-                encoders[name] = rnn_encoder(input_dim=features, max_length=frames, embedding_dim=embedding_dim,
-                                             units=(64,), cell="gru", name=f"{name}_encoder")
+                encoders[name] = rnn_encoder(
+                    input_dim=features,
+                    max_length=frames,
+                    embedding_dim=embedding_dim,
+                    units=(64,),
+                    cell="gru",
+                    name=f"{name}_encoder",
+                )
             # Standardised MFCCs: a linear output.
-            decoders[name] = dense_decoder(code_dim, shape, hidden_units=tuple(settings["decoder_hidden_units"]),
-                                           name=f"{name}_decoder")
-    return MultimodalAutoencoder(encoders, decoders, code_dim=code_dim, modality_dropout=modality_dropout,
-                                 seed=seed, name="multimodal_autoencoder")
+            decoders[name] = dense_decoder(
+                code_dim, shape, hidden_units=tuple(settings["decoder_hidden_units"]), name=f"{name}_decoder"
+            )
+    return MultimodalAutoencoder(
+        encoders,
+        decoders,
+        code_dim=code_dim,
+        modality_dropout=modality_dropout,
+        seed=seed,
+        name="multimodal_autoencoder",
+    )
 
 
 def global_batches(inputs: dict, batch_size: int, replicas: int, *, seed=None, shuffle: bool = False):
@@ -186,8 +232,7 @@ def validation_batches(dataset, settings: dict, replicas: int):
     batch_size -= batch_size % replicas  # whole batches only, split evenly
     if batch_size < 1:
         return None
-    return global_batches({key: value[:rows] for key, value in dataset.validation.inputs.items()},
-                          batch_size, replicas)
+    return global_batches({key: value[:rows] for key, value in dataset.validation.inputs.items()}, batch_size, replicas)
 
 
 def train(name: str, model, optimizer, dataset, settings: dict, context: RunContext) -> float:
@@ -196,18 +241,22 @@ def train(name: str, model, optimizer, dataset, settings: dict, context: RunCont
     from xmodal_tf.training.callbacks import EmbeddingProjectorCallback, ReconstructionImagesCallback
 
     replicas = context.replicas
-    batches = global_batches(dataset.train.inputs, settings["batch_size"], replicas, seed=context.seed,
-                             shuffle=True)
+    batches = global_batches(dataset.train.inputs, settings["batch_size"], replicas, seed=context.seed, shuffle=True)
     validation = validation_batches(dataset, settings, replicas)
     folder = context.logdir / name
     test = dataset.test
     modalities = dataset.modalities
     callbacks = [
-        ReconstructionImagesCallback(folder, {key: value[:8] for key, value in test.inputs.items()},
-                                     every=settings["images_every"]),
-        EmbeddingProjectorCallback(folder, _head(test.inputs, 2000), test.labels[:2000],
-                                   present=[[m] for m in modalities] + [list(modalities)],
-                                   every=settings["epochs"]),
+        ReconstructionImagesCallback(
+            folder, {key: value[:8] for key, value in test.inputs.items()}, every=settings["images_every"]
+        ),
+        EmbeddingProjectorCallback(
+            folder,
+            _head(test.inputs, 2000),
+            test.labels[:2000],
+            present=[[m] for m in modalities] + [list(modalities)],
+            every=settings["epochs"],
+        ),
         progress_callback(name, settings["epochs"], context),
     ]
     # The trainer writes the loss curves (<model>/train, <model>/validation); progress
@@ -233,8 +282,9 @@ def progress_callback(name: str, epochs: int, context: RunContext):
     class Progress(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if (epoch + 1) % every == 0 or epoch + 1 == epochs:
-                values = ", ".join(f"{key} {value:.4f}" for key, value in (logs or {}).items()
-                                   if key not in _TRAINER_LOGS)
+                values = ", ".join(
+                    f"{key} {value:.4f}" for key, value in (logs or {}).items() if key not in _TRAINER_LOGS
+                )
                 context.progress(f"{name}: epoch {epoch + 1}/{epochs}: {values}")
 
     return Progress()
@@ -270,10 +320,15 @@ def evaluate(name: str, model, dataset, settings: dict, context: RunContext) -> 
         test_codes[f"both_{modality}_noise"] = codes(replaced, [a, b])
 
     probes = {}
-    for key, train_key, test_key in ((f"{a}_to_{b}", a, b), (f"{b}_to_{a}", b, a), (f"{a}_to_{a}", a, a),
-                                     (f"{b}_to_{b}", b, b), ("both_to_both", "both", "both"),
-                                     (f"both_{a}_noise", "both", f"both_{a}_noise"),
-                                     (f"both_{b}_noise", "both", f"both_{b}_noise")):
+    for key, train_key, test_key in (
+        (f"{a}_to_{b}", a, b),
+        (f"{b}_to_{a}", b, a),
+        (f"{a}_to_{a}", a, a),
+        (f"{b}_to_{b}", b, b),
+        ("both_to_both", "both", "both"),
+        (f"both_{a}_noise", "both", f"both_{a}_noise"),
+        (f"both_{b}_noise", "both", f"both_{b}_noise"),
+    ):
         probes[key] = linear_probe(train_codes[train_key], train_labels, test_codes[test_key], test_labels)["accuracy"]
 
     logs = model.evaluate(_dataset_of(test_inputs), verbose=0, return_dict=True)
@@ -282,13 +337,17 @@ def evaluate(name: str, model, dataset, settings: dict, context: RunContext) -> 
     for source, target in ((a, b), (b, a)):
         translated = model.translate(test_inputs, source=source, target=target, batch_size=INFERENCE_BATCH)
         translation[f"{source}_to_{target}"] = float(np.mean((translated - test_inputs[target]) ** 2))
-    for group, values in (("probe_accuracy", probes), ("test_reconstruction_mse", reconstruction),
-                          ("test_translation_mse", translation)):
+    for group, values in (
+        ("probe_accuracy", probes),
+        ("test_reconstruction_mse", reconstruction),
+        ("test_translation_mse", translation),
+    ):
         context.log_scalars(values, prefix=f"test/{name}/{group}/")
-    context.progress(f"{name}: cross-modal probe {a}->{b} {probes[f'{a}_to_{b}']:.3f}, "
-                     f"{b}->{a} {probes[f'{b}_to_{a}']:.3f} (chance {CHANCE:.2f})")
-    return {"probe_accuracy": probes, "test_reconstruction_mse": reconstruction,
-            "test_translation_mse": translation}
+    context.progress(
+        f"{name}: cross-modal probe {a}->{b} {probes[f'{a}_to_{b}']:.3f}, "
+        f"{b}->{a} {probes[f'{b}_to_{a}']:.3f} (chance {CHANCE:.2f})"
+    )
+    return {"probe_accuracy": probes, "test_reconstruction_mse": reconstruction, "test_translation_mse": translation}
 
 
 def log_reconstructions(context: RunContext, models: dict, inputs: dict) -> None:
@@ -304,13 +363,17 @@ def log_reconstructions(context: RunContext, models: dict, inputs: dict) -> None
         rows = {"original": inputs[modality]}
         for name, model in models.items():
             rows[f"{name}: from both"] = model.reconstruct(inputs, modalities, batch_size=INFERENCE_BATCH)[modality]
-            rows[f"{name}: from {other}"] = model.translate(inputs, source=other, target=modality,
-                                                            batch_size=INFERENCE_BATCH)
+            rows[f"{name}: from {other}"] = model.translate(
+                inputs, source=other, target=modality, batch_size=INFERENCE_BATCH
+            )
         count = len(inputs[modality])
         titles = [label if column == 0 else "" for label in rows for column in range(count)]
-        figure = plots.image_grid(np.concatenate([np.asarray(row, np.float32) for row in rows.values()]),
-                                  titles=titles, columns=count, title=f"{modality}: test examples, reconstructed "
-                                  "from both modalities and translated from the other alone")
+        figure = plots.image_grid(
+            np.concatenate([np.asarray(row, np.float32) for row in rows.values()]),
+            titles=titles,
+            columns=count,
+            title=f"{modality}: test examples, reconstructed from both modalities and translated from the other alone",
+        )
         context.log_figure(f"reconstructions_{modality}", figure)
 
 
@@ -333,8 +396,9 @@ def run(config: dict, context: RunContext) -> dict:
     check_global_batch(settings["batch_size"], context.replicas, "mae")  # before loading anything
     dataset = context.data if context.data is not None else load(config, context.data_dir, context.seed)
     shapes = {name: dataset.train.inputs[name].shape[1:] for name in dataset.modalities}
-    context.progress(f"{dataset.description}: modalities {shapes}, {len(dataset.train)} training / "
-                     f"{len(dataset.test)} test pairs")
+    context.progress(
+        f"{dataset.description}: modalities {shapes}, {len(dataset.train)} training / {len(dataset.test)} test pairs"
+    )
     check_global_batch(settings["batch_size"], context.replicas, "mae", rows=len(dataset.train))
     results, models = {}, {}
     for name, dropout in (("dropout", settings["modality_dropout"]), ("no_dropout", 0.0)):
@@ -342,27 +406,53 @@ def run(config: dict, context: RunContext) -> dict:
             # Several replicas: BatchNorm on the global batch's statistics, as on one device.
             model = build_model(shapes, settings, dropout, context.seed, sync_batch_norm=context.replicas > 1)
             optimizer = keras.optimizers.Adam(settings["learning_rate"])
-        context.progress(f"{name}: modality_dropout={dropout:g}, {settings['epochs']} epochs of batch "
-                         f"{settings['batch_size']} ...")
+        context.progress(
+            f"{name}: modality_dropout={dropout:g}, {settings['epochs']} epochs of batch {settings['batch_size']} ..."
+        )
         seconds = train(name, model, optimizer, dataset, settings, context)
-        results[name] = {**evaluate(name, model, dataset, settings, context), "modality_dropout": dropout,
-                         "train_seconds": seconds}
+        results[name] = {
+            **evaluate(name, model, dataset, settings, context),
+            "modality_dropout": dropout,
+            "train_seconds": seconds,
+        }
         models[name] = model
     log_reconstructions(context, models, _head(dataset.test.inputs, FIGURE_EXAMPLES))
-    return {"data": settings["data"], "modalities": list(dataset.modalities), "chance_accuracy": CHANCE,
-            "num_train": len(dataset.train), "num_test": len(dataset.test), "results": results,
-            "recipe": {key: settings[key] for key in (
-                "modality_dropout", "code_dim", "embedding_dim", "filters", "batch_norm", "audio_encoder",
-                "decoder_hidden_units", "epochs", "batch_size", "learning_rate", "train_size", "probe_size")}}
+    return {
+        "data": settings["data"],
+        "modalities": list(dataset.modalities),
+        "chance_accuracy": CHANCE,
+        "num_train": len(dataset.train),
+        "num_test": len(dataset.test),
+        "results": results,
+        "recipe": {
+            key: settings[key]
+            for key in (
+                "modality_dropout",
+                "code_dim",
+                "embedding_dim",
+                "filters",
+                "batch_norm",
+                "audio_encoder",
+                "decoder_hidden_units",
+                "epochs",
+                "batch_size",
+                "learning_rate",
+                "train_size",
+                "probe_size",
+            )
+        },
+    }
 
 
 def summarize(metrics: dict) -> list[str]:
     a, b = metrics["modalities"]
     results = metrics["results"]
     chance = f"{metrics['chance_accuracy']:8.3f}"
-    lines = [f"multimodal autoencoder on {metrics['data']} ({a} + {b}), {metrics['num_train']} training "
-             f"pairs; linear probes on frozen shared codes, test accuracy",
-             f"{'':44} {'dropout':>10} {'no_dropout':>10} {'chance':>8}"]
+    lines = [
+        f"multimodal autoencoder on {metrics['data']} ({a} + {b}), {metrics['num_train']} training "
+        f"pairs; linear probes on frozen shared codes, test accuracy",
+        f"{'':44} {'dropout':>10} {'no_dropout':>10} {'chance':>8}",
+    ]
 
     def row(label, group, key, chance_text="", fmt="10.3f"):
         values = " ".join(format(results[name][group][key], fmt) for name in MODELS)
@@ -387,7 +477,7 @@ def summarize(metrics: dict) -> list[str]:
 EXPERIMENT = Experiment(
     name="mae",
     description="multimodal autoencoder with vs without modality dropout: cross-modal probes "
-                "(digits halves offline; av_mnist with --data-dir)",
+    "(digits halves offline; av_mnist with --data-dir)",
     defaults=DEFAULTS,
     run=run,
     summarize=summarize,

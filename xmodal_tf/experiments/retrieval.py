@@ -46,6 +46,7 @@ of an epoch is dropped, and the image encoder's BatchNorm (openmoji) uses the gl
 batch's statistics. The key figure, ``recall_at_k.png``: test recall@k both ways, beside
 the chance level of a random ranking.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -108,14 +109,30 @@ DEFAULTS = {
     **TRAINING_SETTINGS,  # mixed_precision, jit (xmodal_tf.precision)
 }
 PER_DATA_DEFAULTS = {
-    "digits_text": {"image_size": 8, "filters": [32, 64], "epochs": 30, "batch_norm": False, "global_pooling": "avg",
-                    "augment_shift": 0.0, "tokens": "char_ngrams", "learning_rate": 2e-3},
+    "digits_text": {
+        "image_size": 8,
+        "filters": [32, 64],
+        "epochs": 30,
+        "batch_norm": False,
+        "global_pooling": "avg",
+        "augment_shift": 0.0,
+        "tokens": "char_ngrams",
+        "learning_rate": 2e-3,
+    },
     # Chosen on the validation split (seed 0, best mean recall@1/5/10 both ways; the README's
     # retrieval section has the trials): four conv blocks averaged, word tokens, no
     # projection, Adam 1e-3 (the plain baseline's recipe) 0.392; with shifts of 1/8 of the
     # side 0.414; characters and words 0.410; variants grouped in batches 0.398.
-    "openmoji": {"image_size": 32, "filters": [32, 64, 128, 256], "epochs": 150, "batch_norm": False,
-                 "global_pooling": "avg", "augment_shift": 0.125, "tokens": "words", "learning_rate": 1e-3},
+    "openmoji": {
+        "image_size": 32,
+        "filters": [32, 64, 128, 256],
+        "epochs": 150,
+        "batch_norm": False,
+        "global_pooling": "avg",
+        "augment_shift": 0.125,
+        "tokens": "words",
+        "learning_rate": 1e-3,
+    },
 }
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -169,23 +186,25 @@ def load_digits_text(config: dict, seed: int) -> RetrievalData:
     rng = np.random.default_rng(seed)
     train_labels = dataset.train.labels
     templates = rng.integers(0, len(DIGIT_TEMPLATES), len(train_labels))
-    train_texts = np.array([DIGIT_TEMPLATES[t].format(DIGIT_WORDS[label])
-                            for t, label in zip(templates, train_labels)])
-    gallery = [(template.format(word), digit) for digit, word in enumerate(DIGIT_WORDS)
-               for template in DIGIT_TEMPLATES]
+    train_texts = np.array([DIGIT_TEMPLATES[t].format(DIGIT_WORDS[label]) for t, label in zip(templates, train_labels)])
+    gallery = [(template.format(word), digit) for digit, word in enumerate(DIGIT_WORDS) for template in DIGIT_TEMPLATES]
     gallery_texts = np.array([text for text, _ in gallery])
     gallery_digits = np.array([digit for _, digit in gallery])
     test_labels = dataset.test.labels
     return RetrievalData(
-        resize_images(dataset.train.inputs["image"], config["image_size"]), train_texts,
-        np.full(len(train_texts), ""), np.arange(len(train_texts)),
+        resize_images(dataset.train.inputs["image"], config["image_size"]),
+        train_texts,
+        np.full(len(train_texts), ""),
+        np.arange(len(train_texts)),
         resize_images(dataset.validation.inputs["image"], config["image_size"]),
         np.array([DIGIT_WORDS[label] for label in dataset.validation.labels]),
-        resize_images(dataset.test.inputs["image"], config["image_size"]), gallery_texts,
+        resize_images(dataset.test.inputs["image"], config["image_size"]),
+        gallery_texts,
         test_labels[:, None] == gallery_digits[None, :],
         np.array([DIGIT_ZERO_SHOT_TEMPLATE.format(word) for word in DIGIT_WORDS]),
         test_labels.astype(np.int64),
-        "scikit-learn 8x8 digits paired with number phrases (4 templates), 360 test images")
+        "scikit-learn 8x8 digits paired with number phrases (4 templates), 360 test images",
+    )
 
 
 def load_openmoji_pairs(config: dict, data_dir, seed: int) -> RetrievalData:
@@ -196,15 +215,21 @@ def load_openmoji_pairs(config: dict, data_dir, seed: int) -> RetrievalData:
     train, validation = split_base_emoji(dataset.train, config["validation_fraction"], seed)
     class_prompts, test_classes = np.unique(test.base_names, return_inverse=True)
     return RetrievalData(
-        resize_images(train.images, config["image_size"]), train.names, train.aliases,
+        resize_images(train.images, config["image_size"]),
+        train.names,
+        train.aliases,
         np.unique(train.base_names, return_inverse=True)[1].astype(np.int64),
-        resize_images(validation.images, config["image_size"]), validation.names,
-        resize_images(test.images, config["image_size"]), test.names,
+        resize_images(validation.images, config["image_size"]),
+        validation.names,
+        resize_images(test.images, config["image_size"]),
+        test.names,
         test.names[:, None] == test.names[None, :],
-        class_prompts, test_classes.astype(np.int64),
+        class_prompts,
+        test_classes.astype(np.int64),
         f"{dataset.description}; {len(test)} test images of {len(class_prompts)} held-out "
         f"base emoji, {len(validation)} validation images of {len(np.unique(validation.base_names))} "
-        f"others, {len(train)} training pairs")
+        f"others, {len(train)} training pairs",
+    )
 
 
 def split_base_emoji(split, fraction: float, seed: int) -> tuple:
@@ -214,8 +239,10 @@ def split_base_emoji(split, fraction: float, seed: int) -> tuple:
 
     unique = np.unique(split.base_names)
     if len(unique) < 2:
-        raise ValueError(f"retrieval: {len(unique)} training base emoji cannot give a validation split; "
-                         "lower test_fraction or use a larger emoji file.")
+        raise ValueError(
+            f"retrieval: {len(unique)} training base emoji cannot give a validation split; "
+            "lower test_fraction or use a larger emoji file."
+        )
     held = held_out_base_emoji(split.base_names, fraction, np.random.default_rng([seed, 1]))
     return split.subset(~held), split.subset(held)
 
@@ -254,17 +281,31 @@ def build_model(data: RetrievalData, config: dict, *, sync_batch_norm: bool = Fa
     from xmodal_tf.encoders import cnn_encoder, text_encoder
     from xmodal_tf.models.dual_encoder import DualEncoder
 
-    image_encoder = cnn_encoder(data.train_images.shape[1:], config["embedding_dim"],
-                                filters=tuple(config["filters"]), batch_norm=config["batch_norm"],
-                                sync_batch_norm=sync_batch_norm, dropout=config["dropout"],
-                                global_pooling=config["global_pooling"], name="image_encoder")
-    names_encoder = text_encoder(vocabulary_texts(data, config["aliases"]), tokens=config["tokens"],
-                                 ngram_sizes=None if config["ngram_sizes"] is None else tuple(config["ngram_sizes"]),
-                                 hidden_units=tuple(config["text_hidden_units"]),
-                                 embedding_dim=config["embedding_dim"], name="text_encoder")
-    return DualEncoder(image_encoder, names_encoder, projection_dim=config["projection_dim"],
-                       temperature=config["temperature"],
-                       learn_temperature=config["learn_temperature"])
+    image_encoder = cnn_encoder(
+        data.train_images.shape[1:],
+        config["embedding_dim"],
+        filters=tuple(config["filters"]),
+        batch_norm=config["batch_norm"],
+        sync_batch_norm=sync_batch_norm,
+        dropout=config["dropout"],
+        global_pooling=config["global_pooling"],
+        name="image_encoder",
+    )
+    names_encoder = text_encoder(
+        vocabulary_texts(data, config["aliases"]),
+        tokens=config["tokens"],
+        ngram_sizes=None if config["ngram_sizes"] is None else tuple(config["ngram_sizes"]),
+        hidden_units=tuple(config["text_hidden_units"]),
+        embedding_dim=config["embedding_dim"],
+        name="text_encoder",
+    )
+    return DualEncoder(
+        image_encoder,
+        names_encoder,
+        projection_dim=config["projection_dim"],
+        temperature=config["temperature"],
+        learn_temperature=config["learn_temperature"],
+    )
 
 
 def progress_callback(context: RunContext, epochs: int):
@@ -275,16 +316,27 @@ def progress_callback(context: RunContext, epochs: int):
         def on_epoch_end(self, epoch, logs=None):
             logs = {key: value for key, value in (logs or {}).items() if key not in ("steps", "seconds")}
             held_out = {key[4:]: float(value) for key, value in logs.items() if key.startswith("val_")}
-            context.log_scalars({key: float(value) for key, value in logs.items() if not key.startswith("val_")},
-                                step=epoch + 1, prefix="train/")
-            context.log_scalars({key: value for key, value in held_out.items() if key == "mean_recall"},
-                                step=epoch + 1, prefix="validation/")
-            context.log_scalars({key: value for key, value in held_out.items() if key != "mean_recall"},
-                                step=epoch + 1, prefix="validation_details/")
-            context.progress(f"epoch {epoch + 1}/{epochs}: loss {logs.get('loss', float('nan')):.3f}, "
-                             f"in-batch accuracy {logs.get('in_batch_accuracy', float('nan')):.3f}, "
-                             f"temperature {logs.get('temperature', float('nan')):.4f}, validation mean recall "
-                             f"{held_out.get('mean_recall', float('nan')):.3f}")
+            context.log_scalars(
+                {key: float(value) for key, value in logs.items() if not key.startswith("val_")},
+                step=epoch + 1,
+                prefix="train/",
+            )
+            context.log_scalars(
+                {key: value for key, value in held_out.items() if key == "mean_recall"},
+                step=epoch + 1,
+                prefix="validation/",
+            )
+            context.log_scalars(
+                {key: value for key, value in held_out.items() if key != "mean_recall"},
+                step=epoch + 1,
+                prefix="validation_details/",
+            )
+            context.progress(
+                f"epoch {epoch + 1}/{epochs}: loss {logs.get('loss', float('nan')):.3f}, "
+                f"in-batch accuracy {logs.get('in_batch_accuracy', float('nan')):.3f}, "
+                f"temperature {logs.get('temperature', float('nan')):.4f}, validation mean recall "
+                f"{held_out.get('mean_recall', float('nan')):.3f}"
+            )
 
     return EpochReport()
 
@@ -312,8 +364,15 @@ def epoch_order(groups: np.ndarray, rng: np.random.Generator, together: bool) ->
     return order[np.argsort(rank[groups[order]], kind="stable")]
 
 
-def training_batches(data: RetrievalData, batch_size: int, replicas: int, seed: int, aliases: bool,
-                     augment_shift: float = 0.0, group_variants: bool = False):
+def training_batches(
+    data: RetrievalData,
+    batch_size: int,
+    replicas: int,
+    seed: int,
+    aliases: bool,
+    augment_shift: float = 0.0,
+    group_variants: bool = False,
+):
     """``epoch -> dataset`` of global batches of (images, texts): the pairs in a new order
     every epoch, with ``aliases`` each text drawn from its name and aliases
     (``epoch_texts``), with ``augment_shift`` > 0 each image moved at random by up to
@@ -342,15 +401,28 @@ def train(model, optimizer, data: RetrievalData, config: dict, context: RunConte
     """Train through ``context.trainer``; returns the trainer (its ``history`` has one
     entry per epoch, its ``train_seconds`` the time over every segment of a resumed run)."""
     check_global_batch(config["batch_size"], context.replicas, "retrieval", rows=len(data.train_texts))
-    batches = training_batches(data, config["batch_size"], context.replicas, context.seed, config["aliases"],
-                               config["augment_shift"], config["group_variants"])
-    context.progress(f"training: {len(data.train_texts)} pairs{' (names and aliases)' if config['aliases'] else ''}, "
-                     f"at most {config['epochs']} epochs, batch {config['batch_size']}; early stopping on "
-                     f"{len(data.validation_texts)} validation pairs ...")
+    batches = training_batches(
+        data,
+        config["batch_size"],
+        context.replicas,
+        context.seed,
+        config["aliases"],
+        config["augment_shift"],
+        config["group_variants"],
+    )
+    context.progress(
+        f"training: {len(data.train_texts)} pairs{' (names and aliases)' if config['aliases'] else ''}, "
+        f"at most {config['epochs']} epochs, batch {config['batch_size']}; early stopping on "
+        f"{len(data.validation_texts)} validation pairs ..."
+    )
     # progress_callback prints the epoch lines and logs train/... scalars to the run directory.
     trainer = context.trainer(model, optimizer, progress=False, early_stopping_patience=config["patience"])
-    trainer.fit(batches, config["epochs"], validation_data=(data.validation_images, data.validation_texts),
-                callbacks=[progress_callback(context, config["epochs"])])
+    trainer.fit(
+        batches,
+        config["epochs"],
+        validation_data=(data.validation_images, data.validation_texts),
+        callbacks=[progress_callback(context, config["epochs"])],
+    )
     return trainer
 
 
@@ -362,8 +434,10 @@ def evaluate(model, data: RetrievalData, ks) -> dict:
     image_embeddings = model.encode_a(data.test_images)
     similarity = image_embeddings @ model.encode_b(data.test_texts).T
     results = {}
-    for direction, scores, relevant in (("image_to_text", similarity, data.relevant),
-                                        ("text_to_image", similarity.T, data.relevant.T)):
+    for direction, scores, relevant in (
+        ("image_to_text", similarity, data.relevant),
+        ("text_to_image", similarity.T, data.relevant.T),
+    ):
         usable = [k for k in ks if k <= scores.shape[1]]
         results[direction] = retrieval_metrics(scores, relevant, ks=usable)
     class_scores = image_embeddings @ model.encode_b(data.class_prompts).T
@@ -383,8 +457,14 @@ def log_recalls(context: RunContext, results: dict, data: str) -> None:
     from xmodal_tf import plots
 
     # (a k larger than a direction's gallery is left out of that direction's scores)
-    ks = sorted(set.intersection(*({int(key.split("@")[1]) for key in results[direction] if key.startswith("recall@")}
-                                   for direction in ("image_to_text", "text_to_image"))))
+    ks = sorted(
+        set.intersection(
+            *(
+                {int(key.split("@")[1]) for key in results[direction] if key.startswith("recall@")}
+                for direction in ("image_to_text", "text_to_image")
+            )
+        )
+    )
     if not ks:
         return
     recalls = {}
@@ -408,28 +488,57 @@ def run(config: dict, context: RunContext) -> dict:
     history, train_seconds = trainer.history, trainer.train_seconds
     results = evaluate(model, data, config["ks"])
     for direction in ("image_to_text", "text_to_image"):
-        context.log_scalars({key: value for key, value in results[direction].items()
-                             if key.startswith(("recall@", "median_rank"))}, prefix=f"test/{direction}_")
+        context.log_scalars(
+            {key: value for key, value in results[direction].items() if key.startswith(("recall@", "median_rank"))},
+            prefix=f"test/{direction}_",
+        )
     context.log_scalar("test/zero_shot_accuracy", results["zero_shot"]["accuracy"])
     log_recalls(context, results, config["data"])
-    context.progress(f"median rank image -> text {results['image_to_text']['median_rank']:g}, "
-                     f"text -> image {results['text_to_image']['median_rank']:g}; zero-shot accuracy "
-                     f"{results['zero_shot']['accuracy']:.3f} (chance {results['zero_shot']['chance']:.3f})")
+    context.progress(
+        f"median rank image -> text {results['image_to_text']['median_rank']:g}, "
+        f"text -> image {results['text_to_image']['median_rank']:g}; zero-shot accuracy "
+        f"{results['zero_shot']['accuracy']:.3f} (chance {results['zero_shot']['chance']:.3f})"
+    )
     return {
-        "data": config["data"], "description": data.description,
-        "num_train_pairs": int(len(data.train_texts)), "num_test_images": int(len(data.test_images)),
-        "num_test_texts": int(len(data.test_texts)), **results,
-        "num_validation_pairs": int(len(data.validation_texts)), "epochs_trained": len(history["loss"]),
+        "data": config["data"],
+        "description": data.description,
+        "num_train_pairs": int(len(data.train_texts)),
+        "num_test_images": int(len(data.test_images)),
+        "num_test_texts": int(len(data.test_texts)),
+        **results,
+        "num_validation_pairs": int(len(data.validation_texts)),
+        "epochs_trained": len(history["loss"]),
         "best_epoch": int(np.argmax(history["val_mean_recall"])) + 1,
         "best_validation_mean_recall": float(np.max(history["val_mean_recall"])),
-        "temperature": model.temperature, "final_train_loss": float(history["loss"][-1]),
+        "temperature": model.temperature,
+        "final_train_loss": float(history["loss"][-1]),
         "final_in_batch_accuracy": float(history["in_batch_accuracy"][-1]),
         "train_seconds": train_seconds,
-        "recipe": {key: config[key] for key in (
-            "image_size", "filters", "batch_norm", "global_pooling", "embedding_dim", "projection_dim", "tokens",
-            "ngram_sizes", "text_hidden_units", "dropout", "augment_shift", "temperature", "learn_temperature",
-            "epochs", "patience", "aliases", "group_variants",
-            "batch_size", "learning_rate", "weight_decay")},
+        "recipe": {
+            key: config[key]
+            for key in (
+                "image_size",
+                "filters",
+                "batch_norm",
+                "global_pooling",
+                "embedding_dim",
+                "projection_dim",
+                "tokens",
+                "ngram_sizes",
+                "text_hidden_units",
+                "dropout",
+                "augment_shift",
+                "temperature",
+                "learn_temperature",
+                "epochs",
+                "patience",
+                "aliases",
+                "group_variants",
+                "batch_size",
+                "learning_rate",
+                "weight_decay",
+            )
+        },
     }
 
 
@@ -472,12 +581,14 @@ CONSTRAINTS = {
     "group_variants": [bool],
     **TRAINING_CONSTRAINTS,
 }
-NOTES = {**{key: "null: the data set's default" for key in PER_DATA_DEFAULTS["digits_text"]},
-         "augment_shift": "a share of the image side; 0 is off; null: the data set's default",
-         "projection_dim": "null: no projection",
-         "ngram_sizes": "null: the tokens' own default",
-         "temperature": "CLIP starts at 0.07",
-         "ks": "the recall@k cut-offs"}
+NOTES = {
+    **{key: "null: the data set's default" for key in PER_DATA_DEFAULTS["digits_text"]},
+    "augment_shift": "a share of the image side; 0 is off; null: the data set's default",
+    "projection_dim": "null: no projection",
+    "ngram_sizes": "null: the tokens' own default",
+    "temperature": "CLIP starts at 0.07",
+    "ks": "the recall@k cut-offs",
+}
 
 
 def check_rules(config: dict) -> None:
@@ -485,33 +596,45 @@ def check_rules(config: dict) -> None:
     setting alone)."""
     for key, missing in (("group_variants", "variants"), ("aliases", "aliases")):
         if config[key] and config["data"] != "openmoji":
-            raise ConfigError(f"{key}=true needs data=openmoji (the digit phrases have no {missing}). "
-                              f"Fix: --set {key}=false, or --set data=openmoji.")
+            raise ConfigError(
+                f"{key}=true needs data=openmoji (the digit phrases have no {missing}). "
+                f"Fix: --set {key}=false, or --set data=openmoji."
+            )
 
 
 def summarize(metrics: dict) -> list[str]:
-    lines = [f"retrieval on {metrics['data']}: {metrics['num_train_pairs']} training pairs; held out "
-             f"{metrics['num_test_images']} images and {metrics['num_test_texts']} texts; "
-             f"learned temperature {metrics['temperature']:.4f}"]
+    lines = [
+        f"retrieval on {metrics['data']}: {metrics['num_train_pairs']} training pairs; held out "
+        f"{metrics['num_test_images']} images and {metrics['num_test_texts']} texts; "
+        f"learned temperature {metrics['temperature']:.4f}"
+    ]
     ks = sorted(int(key.split("@")[1]) for key in metrics["image_to_text"] if key.startswith("recall@"))
-    lines.append(f"{'direction':<15}" + "".join(f"{f'R@{k}':>8}{'chance':>8}" for k in ks)
-                 + f"{'median rank':>13}{'gallery':>9}")
+    lines.append(
+        f"{'direction':<15}" + "".join(f"{f'R@{k}':>8}{'chance':>8}" for k in ks) + f"{'median rank':>13}{'gallery':>9}"
+    )
     for direction, label in (("image_to_text", "image -> text"), ("text_to_image", "text -> image")):
         result = metrics[direction]
-        lines.append(f"{label:<15}" + "".join(
-            f"{result.get(f'recall@{k}', float('nan')):8.3f}{result.get(f'chance_recall@{k}', float('nan')):8.3f}"
-            for k in ks) + f"{result['median_rank']:13.1f}{result['num_gallery']:9d}")
+        lines.append(
+            f"{label:<15}"
+            + "".join(
+                f"{result.get(f'recall@{k}', float('nan')):8.3f}{result.get(f'chance_recall@{k}', float('nan')):8.3f}"
+                for k in ks
+            )
+            + f"{result['median_rank']:13.1f}{result['num_gallery']:9d}"
+        )
     zero_shot = metrics["zero_shot"]
-    lines.append(f"zero-shot classification of {zero_shot['num_images']} held-out images among "
-                 f"{zero_shot['num_classes']} class names: accuracy {zero_shot['accuracy']:.3f} "
-                 f"(chance {zero_shot['chance']:.3f})")
+    lines.append(
+        f"zero-shot classification of {zero_shot['num_images']} held-out images among "
+        f"{zero_shot['num_classes']} class names: accuracy {zero_shot['accuracy']:.3f} "
+        f"(chance {zero_shot['chance']:.3f})"
+    )
     return lines
 
 
 EXPERIMENT = Experiment(
     name="retrieval",
     description="contrastive image-text dual encoder: retrieval both ways and zero-shot "
-                "classification (digits_text offline; openmoji with --data-dir)",
+    "classification (digits_text offline; openmoji with --data-dir)",
     defaults=DEFAULTS,
     run=run,
     summarize=summarize,

@@ -15,6 +15,7 @@ the trainers' ``checkpoints/``, the TensorBoard events and, once the run has fin
 * a non-empty folder without ``config.json`` is not a run directory, and is refused
   (also with ``--overwrite``: it may hold anything).
 """
+
 from __future__ import annotations
 
 import datetime
@@ -55,7 +56,7 @@ class RunDirectory:
 
     # ------------------------------------------------------------------ reading
     def status(self, record: dict, overwrite: bool = False) -> str:
-        """"new", "resume" or "finished" for a command asking for ``record`` (its
+        """ "new", "resume" or "finished" for a command asking for ``record`` (its
         ``COMPARED`` keys matter); ConfigError when the folder cannot be used."""
         if not self.path.exists():
             self._check_creatable()
@@ -65,8 +66,10 @@ class RunDirectory:
         config_file = self.path / CONFIG_FILE
         if not config_file.exists():
             if any(self.path.iterdir()):
-                raise ConfigError(f"--logdir {self.path} holds files but no {CONFIG_FILE}, so it is not an xmodal_tf "
-                                  "run directory; pick a new or empty folder.")
+                raise ConfigError(
+                    f"--logdir {self.path} holds files but no {CONFIG_FILE}, so it is not an xmodal_tf "
+                    "run directory; pick a new or empty folder."
+                )
             return "new"
         if overwrite:
             return "new"
@@ -75,7 +78,8 @@ class RunDirectory:
         if changed:
             raise ConfigError(
                 f"the run in {self.path} was started with other settings ({'; '.join(changed)}); nothing was written. "
-                "Rerun with its settings to resume it, pick another --logdir, or add --overwrite to start over.")
+                "Rerun with its settings to resume it, pick another --logdir, or add --overwrite to start over."
+            )
         return "finished" if (self.path / METRICS_FILE).exists() else "resume"
 
     def _check_creatable(self) -> None:
@@ -90,8 +94,9 @@ class RunDirectory:
             problem = f"{parent} is not writable"
         else:
             return
-        raise ConfigError(f"cannot write the run directory {self.path}: {problem}; pick a writable folder with "
-                          "--logdir.")
+        raise ConfigError(
+            f"cannot write the run directory {self.path}: {problem}; pick a writable folder with --logdir."
+        )
 
     def saved_config(self) -> dict:
         return self._read(CONFIG_FILE)
@@ -104,11 +109,15 @@ class RunDirectory:
         try:
             values = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
-            raise ConfigError(f"{path} cannot be read ({error}); move the run directory away, or rerun with "
-                              "--overwrite to start over.") from None
+            raise ConfigError(
+                f"{path} cannot be read ({error}); move the run directory away, or rerun with "
+                "--overwrite to start over."
+            ) from None
         if not isinstance(values, dict):
-            raise ConfigError(f"{path} does not hold a JSON object; move the run directory away, or rerun with "
-                              "--overwrite to start over.")
+            raise ConfigError(
+                f"{path} does not hold a JSON object; move the run directory away, or rerun with "
+                "--overwrite to start over."
+            )
         return values
 
     # ------------------------------------------------------------------ writing
@@ -137,8 +146,11 @@ class RunDirectory:
         if self._segment is not None and segments:
             segments[-1].update(ended=outcome, seconds=time.time() - segments[-1]["started_at"])
             self._write_segments(segments)
-        return {"segments": len(segments), "wall_seconds": sum(s.get("seconds") or 0.0 for s in segments),
-                "resumed": len(segments) > 1}
+        return {
+            "segments": len(segments),
+            "wall_seconds": sum(s.get("seconds") or 0.0 for s in segments),
+            "resumed": len(segments) > 1,
+        }
 
     def finish(self, metrics: dict) -> None:
         """Write ``metrics.json`` (which marks the run finished) and prune every

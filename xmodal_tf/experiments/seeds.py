@@ -9,6 +9,7 @@ standard deviation (population, ``ddof=0``) and the value of each seed. Experime
 with a ``seeds`` setting of their own (fusion, transfer, crossmodal) repeat inside one
 run; for them ``--seeds N`` is ``--set seeds=N``.
 """
+
 from __future__ import annotations
 
 import math

@@ -53,6 +53,7 @@ rounded down to a multiple of it, and an epoch's last partial batch is dropped.
 Scoring runs on every worker. The key figure, ``accuracy_vs_label_fraction.png``: each
 variant's test accuracy against the share of the target's labels.
 """
+
 from __future__ import annotations
 
 import time
@@ -116,9 +117,11 @@ CONSTRAINTS = {
     "recipe": [Options(*RECIPES)],
     **TRAINING_CONSTRAINTS,
 }
-NOTES = {"label_fractions": "shares of the target's training labels",
-         "batch_size": "null: 32 for two_view_digits, 128 for the MNIST-sized sets",
-         "source_view": "null: the data set's first view"}
+NOTES = {
+    "label_fractions": "shares of the target's training labels",
+    "batch_size": "null: 32 for two_view_digits, 128 for the MNIST-sized sets",
+    "source_view": "null: the data set's first view",
+}
 PAIRS_PER_RECORDING = 10  # av_mnist: images paired with each recording
 AUDIO_VALIDATION_FRACTION = 0.2  # av_mnist: training recordings held out to validate
 HEAD_LAYERS = ("embedding", "classifier")
@@ -133,6 +136,7 @@ DISTILL_MIN_GAIN = 0.01
 
 class Labelled(NamedTuple):
     """One view's inputs (n, H, W, C) float32 and labels (n,) int of one split."""
+
     inputs: np.ndarray
     labels: np.ndarray
 
@@ -144,6 +148,7 @@ class TransferData(NamedTuple):
     pairs:          split name ("train", "validation") -> (source inputs, target
                     inputs), row i of one paired with row i of the other.
     """
+
     name: str
     description: str
     num_classes: int
@@ -154,10 +159,14 @@ class TransferData(NamedTuple):
     pairs: dict
 
     def __repr__(self) -> str:
-        sizes = ", ".join(f"{split} {len(self.source[split].labels)} / {len(self.target[split].labels)}"
-                          for split in ("train", "validation", "test"))
-        return (f"{self.description}: {self.source_view} -> {self.target_view}; examples (source / target): "
-                f"{sizes}; {len(self.pairs['train'][0])} training pairs")
+        sizes = ", ".join(
+            f"{split} {len(self.source[split].labels)} / {len(self.target[split].labels)}"
+            for split in ("train", "validation", "test")
+        )
+        return (
+            f"{self.description}: {self.source_view} -> {self.target_view}; examples (source / target): "
+            f"{sizes}; {len(self.pairs['train'][0])} training pairs"
+        )
 
 
 def source_view_of(config: dict) -> str:
@@ -182,23 +191,36 @@ def load(config: dict, data_dir, seed: int) -> TransferData:
         views = _image_half_views(config["data"], data_dir)
     source, target = source_view_of(config), target_view_of(config)
     return TransferData(
-        name=config["data"], description=views["description"], num_classes=10, source_view=source,
-        target_view=target, source=views[source], target=views[target],
-        pairs={split: views["pairs"][split] if source == VIEWS[config["data"]][0]
-               else views["pairs"][split][::-1] for split in ("train", "validation")})
+        name=config["data"],
+        description=views["description"],
+        num_classes=10,
+        source_view=source,
+        target_view=target,
+        source=views[source],
+        target=views[target],
+        pairs={
+            split: views["pairs"][split] if source == VIEWS[config["data"]][0] else views["pairs"][split][::-1]
+            for split in ("train", "validation")
+        },
+    )
 
 
 def _image_half_views(name: str, data_dir) -> dict:
     """Left and right image halves, paired row by row."""
     from xmodal_tf import data
 
-    dataset = (data.load_split_mnist(data_dir, flatten=False) if name == "split_mnist"
-               else data.load_two_view_digits(flatten=False))
+    dataset = (
+        data.load_split_mnist(data_dir, flatten=False)
+        if name == "split_mnist"
+        else data.load_two_view_digits(flatten=False)
+    )
     splits = {split: getattr(dataset, split) for split in ("train", "validation", "test")}
-    return {"description": f"{name} ({dataset.source})",
-            "left": {split: Labelled(part.view1, part.labels) for split, part in splits.items()},
-            "right": {split: Labelled(part.view2, part.labels) for split, part in splits.items()},
-            "pairs": {split: (splits[split].view1, splits[split].view2) for split in ("train", "validation")}}
+    return {
+        "description": f"{name} ({dataset.source})",
+        "left": {split: Labelled(part.view1, part.labels) for split, part in splits.items()},
+        "right": {split: Labelled(part.view2, part.labels) for split, part in splits.items()},
+        "pairs": {split: (splits[split].view1, splits[split].view2) for split in ("train", "validation")},
+    }
 
 
 def _audio_visual_views(data_dir) -> dict:
@@ -215,17 +237,25 @@ def _audio_visual_views(data_dir) -> dict:
 
     mnist = data.load_split_mnist(data_dir, flatten=False)
     spoken = data.load_spoken_digits(data_dir, test_fraction=0.2, seed=0)
-    image = {split: Labelled(np.concatenate([part.view1, part.view2], axis=2), part.labels)
-             for split, part in (("train", mnist.train), ("validation", mnist.validation), ("test", mnist.test))}
+    image = {
+        split: Labelled(np.concatenate([part.view1, part.view2], axis=2), part.labels)
+        for split, part in (("train", mnist.train), ("validation", mnist.validation), ("test", mnist.test))
+    }
     recordings = spoken.train.inputs["audio"][..., None]
     train_rows, validation_rows = _stratified_split(spoken.train.labels, AUDIO_VALIDATION_FRACTION, seed=0)
-    audio = {"train": Labelled(recordings[train_rows], spoken.train.labels[train_rows]),
-             "validation": Labelled(recordings[validation_rows], spoken.train.labels[validation_rows]),
-             "test": Labelled(spoken.test.inputs["audio"][..., None], spoken.test.labels)}
+    audio = {
+        "train": Labelled(recordings[train_rows], spoken.train.labels[train_rows]),
+        "validation": Labelled(recordings[validation_rows], spoken.train.labels[validation_rows]),
+        "test": Labelled(spoken.test.inputs["audio"][..., None], spoken.test.labels),
+    }
     rng = np.random.default_rng(0)
     pairs = {split: _pairs_by_digit(image[split], audio[split], rng) for split in ("train", "validation")}
-    return {"description": "AV-MNIST (MNIST images, spoken-digit MFCCs; paired by digit)",
-            "image": image, "audio": audio, "pairs": pairs}
+    return {
+        "description": "AV-MNIST (MNIST images, spoken-digit MFCCs; paired by digit)",
+        "image": image,
+        "audio": audio,
+        "pairs": pairs,
+    }
 
 
 def _pairs_by_digit(images: Labelled, recordings: Labelled, rng) -> tuple:
@@ -237,8 +267,10 @@ def _pairs_by_digit(images: Labelled, recordings: Labelled, rng) -> tuple:
         seen = np.flatnonzero(images.labels == digit)
         wanted = len(heard) * PAIRS_PER_RECORDING
         if len(seen) < wanted:
-            raise ValueError(f"av_mnist: {len(seen)} images of the digit {digit} cannot give each of its "
-                             f"{len(heard)} recordings {PAIRS_PER_RECORDING} different images.")
+            raise ValueError(
+                f"av_mnist: {len(seen)} images of the digit {digit} cannot give each of its "
+                f"{len(heard)} recordings {PAIRS_PER_RECORDING} different images."
+            )
         image_rows.append(rng.choice(seen, size=wanted, replace=False))
         recording_rows.append(np.repeat(heard, PAIRS_PER_RECORDING))
     image_rows, recording_rows = np.concatenate(image_rows), np.concatenate(recording_rows)
@@ -257,12 +289,16 @@ def build_classifier(input_shape, num_classes: int, config: dict, name: str):
     from xmodal_tf import encoders
 
     encoder = encoders.cnn_encoder(
-        tuple(input_shape), config["embedding_dim"], filters=tuple(config["filters"]),
-        dropout=config["dropout"], batch_norm=config["batch_norm"], global_pooling="avg",
-        name=ENCODER_NAME)
+        tuple(input_shape),
+        config["embedding_dim"],
+        filters=tuple(config["filters"]),
+        dropout=config["dropout"],
+        batch_norm=config["batch_norm"],
+        global_pooling="avg",
+        name=ENCODER_NAME,
+    )
     inputs = keras.Input(tuple(input_shape), name="image")
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(
-        encoder(inputs))
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(encoder(inputs))
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -270,8 +306,9 @@ def compile_classifier(model, learning_rate: float) -> None:
     """Compile with a new Adam (call it inside ``context.scope()``)."""
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
 
 
 def subset_batch_size(batch_size: int, rows: int, replicas: int) -> int:
@@ -301,9 +338,17 @@ def epoch_steps(rows: int, batch_size: int, min_steps: int, drop_remainder: bool
     return max(per_pass, min_steps)
 
 
-def train_early_stopped(model, train: tuple, validation: tuple, epochs: int, config: dict, seed: int,
-                        context: RunContext, monitor=("val_accuracy", "max"),
-                        min_delta: float = ACCURACY_MIN_DELTA) -> dict:
+def train_early_stopped(
+    model,
+    train: tuple,
+    validation: tuple,
+    epochs: int,
+    config: dict,
+    seed: int,
+    context: RunContext,
+    monitor=("val_accuracy", "max"),
+    min_delta: float = ACCURACY_MIN_DELTA,
+) -> dict:
     """Train the compiled ``model`` on ``train`` (inputs, targets) for at most ``epochs``
     epochs, stopping after ``patience`` epochs without a ``monitor`` on ``validation``
     better by ``min_delta``, and keeping the best weights; returns the Trainer's history."""
@@ -314,8 +359,14 @@ def train_early_stopped(model, train: tuple, validation: tuple, epochs: int, con
     drop_remainder = replicas > 1
     dataset = make_dataset(*train, batch_size=batch_size, seed=seed, repeat=True, drop_remainder=drop_remainder)
     held_out = make_dataset(*validation, batch_size=EVALUATION_BATCH, shuffle=False, drop_remainder=drop_remainder)
-    trainer = context.trainer(model, None, progress=False, early_stopping_patience=config["patience"],
-                              early_stopping_min_delta=min_delta, monitor=monitor)
+    trainer = context.trainer(
+        model,
+        None,
+        progress=False,
+        early_stopping_patience=config["patience"],
+        early_stopping_min_delta=min_delta,
+        monitor=monitor,
+    )
     steps = epoch_steps(len(train[0]), batch_size, config["min_epoch_steps"], drop_remainder)
     return trainer.fit(dataset, epochs, validation_data=held_out, steps_per_epoch=steps)
 
@@ -342,17 +393,25 @@ def pretrain(data: TransferData, config: dict, context: RunContext):
     with context.scope():
         model = build_classifier(train.inputs.shape[1:], data.num_classes, config, "source_classifier")
         compile_classifier(model, config["learning_rate"])
-    context.progress(f"pretraining on the {data.source_view} view: {len(train.labels)} labels, "
-                     f"at most {config['pretrain_epochs']} epochs ...")
-    history = train_early_stopped(model, train, data.source["validation"], config["pretrain_epochs"], config,
-                                  context.seed, context)
+    context.progress(
+        f"pretraining on the {data.source_view} view: {len(train.labels)} labels, "
+        f"at most {config['pretrain_epochs']} epochs ..."
+    )
+    history = train_early_stopped(
+        model, train, data.source["validation"], config["pretrain_epochs"], config, context.seed, context
+    )
     for epoch, value in enumerate(history["accuracy"]):
         context.log_scalar("train/pretrain_accuracy", value, step=epoch + 1)
-    metrics = {"source_test_accuracy": evaluate(model, data.source["test"]),
-               "source_epochs": len(history["accuracy"]), "source_best_epoch": best_epoch(history)}
-    message = (f"source model: test accuracy {metrics['source_test_accuracy']:.3f} on its own view "
-               f"(best epoch {metrics['source_best_epoch']} of {metrics['source_epochs']})"
-               + _budget_warning(metrics["source_best_epoch"], config["pretrain_epochs"], "pretrain_epochs"))
+    metrics = {
+        "source_test_accuracy": evaluate(model, data.source["test"]),
+        "source_epochs": len(history["accuracy"]),
+        "source_best_epoch": best_epoch(history),
+    }
+    message = (
+        f"source model: test accuracy {metrics['source_test_accuracy']:.3f} on its own view "
+        f"(best epoch {metrics['source_best_epoch']} of {metrics['source_epochs']})"
+        + _budget_warning(metrics["source_best_epoch"], config["pretrain_epochs"], "pretrain_epochs")
+    )
     if data.source["test"].inputs.shape[1:] == data.target["test"].inputs.shape[1:]:
         metrics["source_model_on_target_test_accuracy"] = evaluate(model, data.target["test"])
         message += f", {metrics['source_model_on_target_test_accuracy']:.3f} on the other view (no training)"
@@ -371,28 +430,42 @@ def distilled_weights(data: TransferData, config: dict, source_model, seed: int,
 
     keras.utils.set_random_seed(seed)
     with context.scope():
-        model = build_classifier(data.target["train"].inputs.shape[1:], data.num_classes, config,
-                                 "distilled_classifier")
+        model = build_classifier(
+            data.target["train"].inputs.shape[1:], data.num_classes, config, "distilled_classifier"
+        )
     transfer.transfer_weights(source_model, model, match="name", strict=True)
     teacher, student = source_model.get_layer(ENCODER_NAME), model.get_layer(ENCODER_NAME)
-    embedded = {split: (target, teacher.predict(source, batch_size=EVALUATION_BATCH, verbose=0))
-                for split, (source, target) in data.pairs.items()}
+    embedded = {
+        split: (target, teacher.predict(source, batch_size=EVALUATION_BATCH, verbose=0))
+        for split, (source, target) in data.pairs.items()
+    }
     variance = float(np.mean(np.var(embedded["validation"][1], axis=0)))
     with context.scope():
         student.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]), loss="mse")
-    history = train_early_stopped(student, embedded["train"], embedded["validation"], config["distill_epochs"],
-                                  config, seed, context, monitor=("val_loss", "min"),
-                                  min_delta=DISTILL_MIN_GAIN * variance)
+    history = train_early_stopped(
+        student,
+        embedded["train"],
+        embedded["validation"],
+        config["distill_epochs"],
+        config,
+        seed,
+        context,
+        monitor=("val_loss", "min"),
+        min_delta=DISTILL_MIN_GAIN * variance,
+    )
     best = best_epoch(history, ("val_loss", "min"), DISTILL_MIN_GAIN * variance)
-    context.progress(f"seed {seed}: encoder distilled on {len(embedded['train'][0])} pairs, validation "
-                     f"MSE {history['val_loss'][best - 1]:.4f} against the embeddings' variance {variance:.4f} "
-                     f"(best epoch {best} of {len(history['val_loss'])})"
-                     + _budget_warning(best, config["distill_epochs"], "distill_epochs"))
+    context.progress(
+        f"seed {seed}: encoder distilled on {len(embedded['train'][0])} pairs, validation "
+        f"MSE {history['val_loss'][best - 1]:.4f} against the embeddings' variance {variance:.4f} "
+        f"(best epoch {best} of {len(history['val_loss'])})"
+        + _budget_warning(best, config["distill_epochs"], "distill_epochs")
+    )
     return model.get_weights()
 
 
-def target_model(data: TransferData, config: dict, source_model, variant: str, seed: int,
-                 distilled: list | None, context: RunContext):
+def target_model(
+    data: TransferData, config: dict, source_model, variant: str, seed: int, distilled: list | None, context: RunContext
+):
     """An uncompiled target-view classifier for one of ``VARIANTS`` (see the module doc)."""
     import keras
 
@@ -400,8 +473,9 @@ def target_model(data: TransferData, config: dict, source_model, variant: str, s
 
     keras.utils.set_random_seed(seed)
     with context.scope():
-        model = build_classifier(data.target["train"].inputs.shape[1:], data.num_classes, config,
-                                 f"{variant}_classifier")
+        model = build_classifier(
+            data.target["train"].inputs.shape[1:], data.num_classes, config, f"{variant}_classifier"
+        )
     if variant == "transfer":
         transfer.transfer_weights(source_model, model, match="name", strict=True)
     elif variant == "paired_transfer":
@@ -409,8 +483,7 @@ def target_model(data: TransferData, config: dict, source_model, variant: str, s
     return model
 
 
-def train_target(data: TransferData, config: dict, model, variant: str, rows, seed: int,
-                 context: RunContext) -> dict:
+def train_target(data: TransferData, config: dict, model, variant: str, rows, seed: int, context: RunContext) -> dict:
     """Train one target model on the chosen rows; return its test accuracy and epochs."""
     from xmodal_tf import transfer
 
@@ -432,8 +505,11 @@ def train_target(data: TransferData, config: dict, model, variant: str, rows, se
             compile_classifier(model, learning_rate)
         history = train_early_stopped(model, train, validation, epochs, config, seed, context)
         trained.append((len(history["accuracy"]), best_epoch(history)))
-    return {"accuracy": evaluate(model, data.target["test"]), "epochs": sum(n for n, _ in trained),
-            "budget_used_up": any(n == epochs and best == n for n, best in trained)}
+    return {
+        "accuracy": evaluate(model, data.target["test"]),
+        "epochs": sum(n for n, _ in trained),
+        "budget_used_up": any(n == epochs and best == n for n, best in trained),
+    }
 
 
 def run(config: dict, context: RunContext) -> dict:
@@ -456,9 +532,17 @@ def run(config: dict, context: RunContext) -> dict:
         results[_fraction_key(fraction)] = _summarise_fraction(fraction, len(rows), outcomes)
         _log_fraction(context, fraction, results[_fraction_key(fraction)])
     log_curves(context, results, data)
-    return {"data": data.name, "source_view": data.source_view, "target_view": data.target_view,
-            "recipe": config["recipe"], "seeds": config["seeds"], "batch_size": batch_size_of(config),
-            "results": results, "train_seconds": time.perf_counter() - started, **source_metrics}
+    return {
+        "data": data.name,
+        "source_view": data.source_view,
+        "target_view": data.target_view,
+        "recipe": config["recipe"],
+        "seeds": config["seeds"],
+        "batch_size": batch_size_of(config),
+        "results": results,
+        "train_seconds": time.perf_counter() - started,
+        **source_metrics,
+    }
 
 
 def check_rules(config: dict) -> None:
@@ -466,9 +550,11 @@ def check_rules(config: dict) -> None:
     setting alone)."""
     views = VIEWS[config["data"]]
     if config["source_view"] is not None and config["source_view"] not in views:
-        raise ConfigError(f"source_view must be one of {list(views)} for data={config['data']!r} "
-                          f"(or null for {views[0]!r}); got {config['source_view']!r}. "
-                          f"Fix: --set source_view={views[0]}.")
+        raise ConfigError(
+            f"source_view must be one of {list(views)} for data={config['data']!r} "
+            f"(or null for {views[0]!r}); got {config['source_view']!r}. "
+            f"Fix: --set source_view={views[0]}."
+        )
 
 
 def _budget_warning(best: int, budget: int, key: str) -> str:
@@ -485,10 +571,13 @@ def _summarise_fraction(fraction, n_labels, outcomes) -> dict:
     summary = {"fraction": float(fraction), "labels": int(n_labels)}
     for variant, runs in outcomes.items():
         values = [run["accuracy"] for run in runs]
-        summary[variant] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
-                            "per_seed": [float(v) for v in values],
-                            "epochs": [run["epochs"] for run in runs],
-                            "budget_used_up": sum(run["budget_used_up"] for run in runs)}
+        summary[variant] = {
+            "mean": float(np.mean(values)),
+            "std": float(np.std(values)),
+            "per_seed": [float(v) for v in values],
+            "epochs": [run["epochs"] for run in runs],
+            "budget_used_up": sum(run["budget_used_up"] for run in runs),
+        }
     for variant in VARIANTS[1:]:
         summary[f"{variant}_minus_scratch"] = summary[variant]["mean"] - summary["scratch"]["mean"]
     return summary
@@ -499,13 +588,17 @@ def _log_fraction(context: RunContext, fraction: float, summary: dict) -> None:
     for variant in VARIANTS:
         for index, value in enumerate(summary[variant]["per_seed"]):
             context.log_scalar(f"test/accuracy_{key}_labels/{variant}", value, step=index + 1)
-    scores = ", ".join(f"{variant} {summary[variant]['mean']:.3f} ± {summary[variant]['std']:.3f} "
-                       f"({_epochs_text(summary[variant])})" for variant in VARIANTS)
+    scores = ", ".join(
+        f"{variant} {summary[variant]['mean']:.3f} ± {summary[variant]['std']:.3f} ({_epochs_text(summary[variant])})"
+        for variant in VARIANTS
+    )
     context.progress(f"{key} of labels ({summary['labels']} examples): {scores}")
     unconverged = sum(summary[variant]["budget_used_up"] for variant in VARIANTS)
     if unconverged:
-        context.progress(f"warning: {unconverged} model(s) at {key} were still improving when their epoch budget "
-                         "ran out; raise target_epochs for converged figures")
+        context.progress(
+            f"warning: {unconverged} model(s) at {key} were still improving when their epoch budget "
+            "ran out; raise target_epochs for converged figures"
+        )
 
 
 def log_curves(context: RunContext, results: dict, data: TransferData) -> None:
@@ -518,7 +611,8 @@ def log_curves(context: RunContext, results: dict, data: TransferData) -> None:
         [summary["fraction"] for summary in summaries],
         {variant: [summary[variant]["mean"] for summary in summaries] for variant in VARIANTS},
         errors={variant: [summary[variant]["std"] for summary in summaries] for variant in VARIANTS},
-        title=f"transfer {data.source_view} -> {data.target_view} on {data.name}: test accuracy")
+        title=f"transfer {data.source_view} -> {data.target_view} on {data.name}: test accuracy",
+    )
     context.log_figure("accuracy_vs_label_fraction", figure)
 
 
@@ -535,15 +629,17 @@ def summarize(metrics: dict) -> list[str]:
     ]
     # By fraction: metrics.json read back has its keys in text order ("10%" before "5%").
     for key, summary in sorted(metrics["results"].items(), key=lambda item: item[1]["fraction"]):
-        lines.append(f"{key:>6} ({summary['labels']:>5})" + "".join(
-            f"  {summary[v]['mean']:.3f} ± {summary[v]['std']:.3f}" for v in VARIANTS))
+        lines.append(
+            f"{key:>6} ({summary['labels']:>5})"
+            + "".join(f"  {summary[v]['mean']:.3f} ± {summary[v]['std']:.3f}" for v in VARIANTS)
+        )
     return lines
 
 
 EXPERIMENT = Experiment(
     name="transfer",
     description="pretrain a CNN on one view, transfer it to the other view with few labels "
-                "(two_view_digits offline; split_mnist and av_mnist with --data-dir)",
+    "(two_view_digits offline; split_mnist and av_mnist with --data-dir)",
     defaults=DEFAULTS,
     run=run,
     summarize=summarize,

@@ -2,6 +2,7 @@
 ``CrossModalModel`` (``base.py``). The network builders live in ``xmodal_tf.encoders`` and
 ``xmodal_tf.decoders``; the decoder, generator and discriminator builders are re-exported
 here under their old names."""
+
 from xmodal_tf.decoders import (
     build_dense_discriminator,
     build_dense_generator,
@@ -17,7 +18,21 @@ from xmodal_tf.models.dual_encoder import DualEncoder
 from xmodal_tf.models.fusion import FUSION_STRATEGIES, MASK_INPUT, FusionClassifier, build_fusion_classifier
 from xmodal_tf.models.mae import MultimodalAutoencoder
 
-__all__ = ["FUSION_STRATEGIES", "MASK_INPUT", "ConditionalGAN", "CrossModalModel", "DeepCCA", "DualEncoder",
-           "FusionClassifier", "MultimodalAutoencoder", "MultiWorkerFitMixin", "build_dense_discriminator",
-           "build_dense_generator", "build_discriminator", "build_fusion_classifier", "build_generator",
-           "dense_decoder", "image_decoder"]
+__all__ = [
+    "FUSION_STRATEGIES",
+    "MASK_INPUT",
+    "ConditionalGAN",
+    "CrossModalModel",
+    "DeepCCA",
+    "DualEncoder",
+    "FusionClassifier",
+    "MultimodalAutoencoder",
+    "MultiWorkerFitMixin",
+    "build_dense_discriminator",
+    "build_dense_generator",
+    "build_discriminator",
+    "build_fusion_classifier",
+    "build_generator",
+    "dense_decoder",
+    "image_decoder",
+]

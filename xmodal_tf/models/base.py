@@ -45,6 +45,7 @@ argument checks are in ``xmodal_tf._validation``): ``as_input_tensor``, ``num_ro
 (keras-team/keras#20585): it overrides the two failing steps for our models only (no
 global patching); ``SUPPORTED_KERAS`` is the range where those steps were checked.
 """
+
 from __future__ import annotations
 
 import copy
@@ -56,9 +57,22 @@ import tensorflow as tf
 from xmodal_tf._replicas import all_reduce_sum
 from xmodal_tf._validation import check_finite_rows, describe
 
-__all__ = ["CrossModalModel", "MultiWorkerFitMixin", "SUPPORTED_KERAS", "as_input_tensor", "check_finite_rows",
-           "check_layer", "check_output_shape", "declared_inputs", "deserialize_entries", "is_multi_worker", "num_rows",
-           "split_pair", "static_output_width", "to_numpy"]
+__all__ = [
+    "CrossModalModel",
+    "MultiWorkerFitMixin",
+    "SUPPORTED_KERAS",
+    "as_input_tensor",
+    "check_finite_rows",
+    "check_layer",
+    "check_output_shape",
+    "declared_inputs",
+    "deserialize_entries",
+    "is_multi_worker",
+    "num_rows",
+    "split_pair",
+    "static_output_width",
+    "to_numpy",
+]
 
 # [lowest, highest) Keras versions whose trainer internals MultiWorkerFitMixin overrides.
 SUPPORTED_KERAS = ((3, 15), (3, 16))
@@ -118,7 +132,8 @@ def check_output_shape(shape, name: str) -> int:
         raise ValueError(
             f"{name} must output a 2-D (batch, features) tensor with a known number of features; its output "
             f"has shape {shape}. Flatten or pool it to (batch, features), e.g. with keras.layers.Flatten() or "
-            "GlobalAveragePooling.")
+            "GlobalAveragePooling."
+        )
     return int(shape[1])
 
 
@@ -136,8 +151,7 @@ def static_output_width(model, name: str) -> int | None:
     if outputs is None:
         return None
     if len(outputs) != 1:
-        raise ValueError(f"{name} must have a single output of shape (batch, features); it has "
-                         f"{len(outputs)} outputs.")
+        raise ValueError(f"{name} must have a single output of shape (batch, features); it has {len(outputs)} outputs.")
     return check_output_shape(outputs[0].shape, name)
 
 
@@ -171,8 +185,10 @@ def split_pair(data, keys: tuple, where: str, kind: str) -> tuple:
     if isinstance(data, dict):
         if first_key in data and second_key in data:
             return data[first_key], data[second_key]
-        raise ValueError(f"{where}: a dict of {kind} needs the keys {first_key!r} and {second_key!r}; got keys "
-                         f"{sorted(map(str, data))}.")
+        raise ValueError(
+            f"{where}: a dict of {kind} needs the keys {first_key!r} and {second_key!r}; got keys "
+            f"{sorted(map(str, data))}."
+        )
     if isinstance(data, (tuple, list)) and data:
         first = data[0]
         if isinstance(first, (tuple, list)):  # ((a, b), labels[, sample_weight])
@@ -181,8 +197,10 @@ def split_pair(data, keys: tuple, where: str, kind: str) -> tuple:
         elif len(data) == 2:
             return data[0], data[1]
     pair = f"({first_key}, {second_key})"
-    raise ValueError(f"{where} expects paired {kind}: a pair {pair}, a dict {{'{first_key}': {first_key}, "
-                     f"'{second_key}': {second_key}}}, or ({pair}, labels); got {describe(data)}.")
+    raise ValueError(
+        f"{where} expects paired {kind}: a pair {pair}, a dict {{'{first_key}': {first_key}, "
+        f"'{second_key}': {second_key}}}, or ({pair}, labels); got {describe(data)}."
+    )
 
 
 def deserialize_entries(config: dict, keys, custom_objects=None) -> dict:
@@ -358,8 +376,9 @@ class CrossModalModel(MultiWorkerFitMixin, keras.Model):
         ``metrics=`` are errors. The optimizer is built at once when the model is."""
         for key in ("loss", "metrics", "weighted_metrics", "loss_weights"):
             if kwargs.get(key) is not None:
-                raise ValueError(f"{type(self).__name__} computes its own loss and metrics; do not pass "
-                                 f"{key}= to compile.")
+                raise ValueError(
+                    f"{type(self).__name__} computes its own loss and metrics; do not pass {key}= to compile."
+                )
         kwargs.setdefault("jit_compile", self.default_jit_compile)
         super().compile(optimizer=optimizer, **kwargs)
         if self.built and self.optimizer is not None and not self.optimizer.built:
@@ -431,9 +450,11 @@ def _apply_if(optimizer, gradients, variables, condition) -> None:
     cross-replica context and re-enters the replicas to apply.
     """
     if not tf.distribute.has_strategy():
+
         def apply():
             optimizer.apply(gradients, variables)
             return tf.constant(True)
+
         tf.cond(condition, apply, lambda: tf.constant(False))
         return
 
@@ -443,6 +464,7 @@ def _apply_if(optimizer, gradients, variables, condition) -> None:
         def apply():
             distribution.extended.call_for_each_replica(optimizer.apply, args=(gradients, variables))
             return tf.constant(True)
+
         tf.cond(flag, apply, lambda: tf.constant(False))
 
     tf.distribute.get_replica_context().merge_call(cross_replica, args=(gradients, condition))

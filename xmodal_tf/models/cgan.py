@@ -108,6 +108,7 @@ Conventions and decisions
   ``keras.models.load_model`` restores them, and ``fit`` continues exactly where it
   stopped.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -129,8 +130,14 @@ from xmodal_tf.decoders import (
     check_condition_kind,
 )
 from xmodal_tf.losses import GAN_LOSSES, check_gan_loss, discriminator_loss, generator_loss
-from xmodal_tf.models.base import (CrossModalModel, check_finite_rows, check_layer, declared_inputs,
-                                   deserialize_entries, to_numpy)
+from xmodal_tf.models.base import (
+    CrossModalModel,
+    check_finite_rows,
+    check_layer,
+    declared_inputs,
+    deserialize_entries,
+    to_numpy,
+)
 from xmodal_tf.precision import inner_optimizer, loss_scaled, model_precision
 
 __all__ = [
@@ -168,7 +175,8 @@ def _split_batch(data, where: str):
     raise ValueError(
         f"ConditionalGAN.{where} expects (images, conditions) pairs, e.g. fit(images, labels) or a "
         f"dataset of (images, conditions), or dicts {{'images': ..., 'conditions': ...}}; got "
-        f"{describe(data)}.")
+        f"{describe(data)}."
+    )
 
 
 # ----------------------------------------------------------------------------- model
@@ -210,8 +218,20 @@ class ConditionalGAN(CrossModalModel):
     seed_state_key = _NOISE_STATE_KEY
     default_monitor = ("val_g_loss", "min")
 
-    def __init__(self, generator, discriminator, *, num_classes=None, condition_dim=None,
-                 latent_dim=None, seed=None, ema_decay=None, ema_warmup=10.0, truncation=None, **kwargs):
+    def __init__(
+        self,
+        generator,
+        discriminator,
+        *,
+        num_classes=None,
+        condition_dim=None,
+        latent_dim=None,
+        seed=None,
+        ema_decay=None,
+        ema_warmup=10.0,
+        truncation=None,
+        **kwargs,
+    ):
         kwargs.setdefault("name", "conditional_gan")
         super().__init__(**kwargs)
         self.generator = check_layer(generator, "generator", " taking [z, conditions]")
@@ -230,8 +250,9 @@ class ConditionalGAN(CrossModalModel):
         self.truncation = _check_truncation(truncation)
         self.generator_ema = None if self.ema_decay is None else _averaged_copy(self.generator)
 
-        self.create_trackers(("d_loss", "g_loss", "real_score", "fake_score", "r1_penalty",
-                              "real_class_loss", "fake_class_loss"))
+        self.create_trackers(
+            ("d_loss", "g_loss", "real_score", "fake_score", "r1_penalty", "real_class_loss", "fake_class_loss")
+        )
         self.g_optimizer = None
         self.d_optimizer = None
         self.gan_loss = None
@@ -250,22 +271,26 @@ class ConditionalGAN(CrossModalModel):
         declared = None
         if inputs is not None:
             if len(inputs) != 2:
-                raise ValueError(
-                    f"The generator must take two inputs [z, conditions]; it declares {len(inputs)}.")
+                raise ValueError(f"The generator must take two inputs [z, conditions]; it declares {len(inputs)}.")
             z_shape = tuple(inputs[0].shape)
             if len(z_shape) != 2 or z_shape[1] is None:
-                raise ValueError(f"The generator's first input must be the noise z, shape (batch, latent_dim); "
-                                 f"it is {z_shape}.")
+                raise ValueError(
+                    f"The generator's first input must be the noise z, shape (batch, latent_dim); it is {z_shape}."
+                )
             declared = int(z_shape[1])
         if latent_dim is None:
             if declared is None:
-                raise ValueError("latent_dim is required when the generator does not declare its inputs "
-                                 "(a subclassed model): pass latent_dim=<length of z>.")
+                raise ValueError(
+                    "latent_dim is required when the generator does not declare its inputs "
+                    "(a subclassed model): pass latent_dim=<length of z>."
+                )
             return declared
         latent_dim = check_positive_int(latent_dim, "latent_dim")
         if declared is not None and declared != latent_dim:
-            raise ValueError(f"latent_dim={latent_dim} but the generator's z input has {declared} units; "
-                             "leave latent_dim=None to use the generator's.")
+            raise ValueError(
+                f"latent_dim={latent_dim} but the generator's z input has {declared} units; "
+                "leave latent_dim=None to use the generator's."
+            )
         return latent_dim
 
     def _label_shape(self, model, name: str) -> tuple:
@@ -280,7 +305,8 @@ class ConditionalGAN(CrossModalModel):
             if declared is not None and declared != (self.condition_dim,):
                 raise ValueError(
                     f"condition_dim={self.condition_dim} but the {name}'s condition input has shape "
-                    f"(batch, {', '.join(map(str, declared))}); they must agree.")
+                    f"(batch, {', '.join(map(str, declared))}); they must agree."
+                )
             return (self.condition_dim,)
         if declared is None or declared == ():
             return ()
@@ -291,7 +317,8 @@ class ConditionalGAN(CrossModalModel):
         raise ValueError(
             f"num_classes is set, so conditions are integer labels, but the {name}'s condition input has "
             f"shape (batch, {', '.join(map(str, declared))}) and dtype {inputs[1].dtype}; give it an integer "
-            f"input of shape () or (1,), or build the GAN with condition_dim={declared[-1]} for vectors.")
+            f"input of shape () or (1,), or build the GAN with condition_dim={declared[-1]} for vectors."
+        )
 
     def _condition_spec(self, label_shape) -> keras.KerasTensor:
         dtype = "int32" if self.num_classes is not None else keras.backend.floatx()
@@ -303,33 +330,51 @@ class ConditionalGAN(CrossModalModel):
         z = keras.KerasTensor((None, self.latent_dim))
         fakes = self.generator([z, self._condition_spec(self._generator_label_shape)])
         if isinstance(fakes, (tuple, list, dict)) or len(fakes.shape) < 2 or None in fakes.shape[1:]:
-            raise ValueError(f"The generator must output one image tensor (batch, H, W, C) of known size; "
-                             f"got {describe(fakes)}.")
+            raise ValueError(
+                f"The generator must output one image tensor (batch, H, W, C) of known size; got {describe(fakes)}."
+            )
         image_shape = tuple(int(size) for size in fakes.shape[1:])
         inputs = declared_inputs(self.discriminator)
         if inputs is not None and tuple(inputs[0].shape[1:]) != image_shape:
-            raise ValueError(f"The generator outputs images of shape {image_shape} but the discriminator "
-                             f"expects {tuple(inputs[0].shape[1:])}; build both for the same image shape.")
+            raise ValueError(
+                f"The generator outputs images of shape {image_shape} but the discriminator "
+                f"expects {tuple(inputs[0].shape[1:])}; build both for the same image shape."
+            )
         images = keras.KerasTensor((None, *image_shape), dtype=fakes.dtype)
         outputs = self.discriminator([images, self._condition_spec(self._discriminator_label_shape)])
         logits, class_logits = outputs, None
         if isinstance(outputs, (tuple, list)) and len(outputs) == 2 and self.num_classes is not None:
             logits, class_logits = outputs
             if isinstance(class_logits, (tuple, list, dict)) or tuple(class_logits.shape[1:]) != (self.num_classes,):
-                raise ValueError(f"A discriminator with a class head must output [logits (batch, 1), class logits "
-                                 f"(batch, num_classes={self.num_classes})]; its second output is "
-                                 f"{describe(class_logits)}.")
+                raise ValueError(
+                    f"A discriminator with a class head must output [logits (batch, 1), class logits "
+                    f"(batch, num_classes={self.num_classes})]; its second output is "
+                    f"{describe(class_logits)}."
+                )
         if isinstance(logits, (tuple, list, dict)) or tuple(logits.shape[1:]) not in ((), (1,)):
-            raise ValueError(f"The discriminator must output one raw logit per image, shape (batch, 1) or "
-                             f"(batch,) (with num_classes, optionally also class logits (batch, num_classes)); "
-                             f"got {describe(outputs)}.")
+            raise ValueError(
+                f"The discriminator must output one raw logit per image, shape (batch, 1) or "
+                f"(batch,) (with num_classes, optionally also class logits (batch, num_classes)); "
+                f"got {describe(outputs)}."
+            )
         self.discriminator_classifies = class_logits is not None
         return image_shape
 
     # ------------------------------------------------------------------ compile
-    def compile(self, g_optimizer=None, d_optimizer=None, *, loss="non_saturating", r1_weight=1.0,
-                label_smoothing=0.0, classifier_weight=0.0, classifier_fake_weight=0.0, classifier_margin=0.0,
-                jit_compile="auto", **kwargs):
+    def compile(
+        self,
+        g_optimizer=None,
+        d_optimizer=None,
+        *,
+        loss="non_saturating",
+        r1_weight=1.0,
+        label_smoothing=0.0,
+        classifier_weight=0.0,
+        classifier_fake_weight=0.0,
+        classifier_margin=0.0,
+        jit_compile="auto",
+        **kwargs,
+    ):
         """Configure training: one optimizer per network and the GAN loss.
 
         Args:
@@ -362,33 +407,47 @@ class ConditionalGAN(CrossModalModel):
         for key in ("optimizer", "metrics", "weighted_metrics", "loss_weights"):
             if kwargs.get(key) is not None:
                 hint = " pass g_optimizer= and d_optimizer= instead" if key == "optimizer" else ""
-                raise ValueError(f"ConditionalGAN computes its own losses and metrics; do not pass {key}= "
-                                 f"to compile;{hint or ' they are built in'}.")
+                raise ValueError(
+                    f"ConditionalGAN computes its own losses and metrics; do not pass {key}= "
+                    f"to compile;{hint or ' they are built in'}."
+                )
             kwargs.pop(key, None)
         if g_optimizer is None or d_optimizer is None:
-            missing = " and ".join(name for name, value in (("g_optimizer", g_optimizer),
-                                                             ("d_optimizer", d_optimizer)) if value is None)
+            missing = " and ".join(
+                name for name, value in (("g_optimizer", g_optimizer), ("d_optimizer", d_optimizer)) if value is None
+            )
             raise ValueError(
                 f"ConditionalGAN.compile needs {missing}: one optimizer per network, e.g. "
                 "compile(g_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5), "
-                "d_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5)).")
+                "d_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5))."
+            )
         g_optimizer, d_optimizer = keras.optimizers.get(g_optimizer), keras.optimizers.get(d_optimizer)
         if inner_optimizer(g_optimizer) is inner_optimizer(d_optimizer):
-            raise ValueError("g_optimizer and d_optimizer must be two different optimizer instances: an "
-                             "optimizer is bound to the variables of the network it was built for.")
+            raise ValueError(
+                "g_optimizer and d_optimizer must be two different optimizer instances: an "
+                "optimizer is bound to the variables of the network it was built for."
+            )
         check_gan_loss(loss)
         r1_weight = _check_weight(r1_weight, "r1_weight")
-        label_smoothing = check_number(label_smoothing, "label_smoothing", minimum=0, maximum=1,
-                                       exclusive_maximum=True, expected="a float in [0, 1)")
+        label_smoothing = check_number(
+            label_smoothing,
+            "label_smoothing",
+            minimum=0,
+            maximum=1,
+            exclusive_maximum=True,
+            expected="a float in [0, 1)",
+        )
         if label_smoothing and loss != "non_saturating":
             raise ValueError(f"label_smoothing applies to loss='non_saturating' only; got loss={loss!r}.")
         classifier_weight = _check_weight(classifier_weight, "classifier_weight")
         classifier_fake_weight = _check_weight(classifier_fake_weight, "classifier_fake_weight")
         classifier_margin = _check_weight(classifier_margin, "classifier_margin")
         if (classifier_weight or classifier_fake_weight) and not self.discriminator_classifies:
-            raise ValueError("classifier_weight / classifier_fake_weight need a discriminator with a class head "
-                             "(outputs [logits, class logits (batch, num_classes)], e.g. build_discriminator(..., "
-                             "num_classes=..., classifier_head=True)); this discriminator outputs logits only.")
+            raise ValueError(
+                "classifier_weight / classifier_fake_weight need a discriminator with a class head "
+                "(outputs [logits, class logits (batch, num_classes)], e.g. build_discriminator(..., "
+                "num_classes=..., classifier_head=True)); this discriminator outputs logits only."
+            )
         super().compile(optimizer=None, jit_compile=jit_compile, **kwargs)
         if self._computes_in_float16():
             # As keras.Model.compile does for its one optimizer: float16 gradients need a
@@ -399,11 +458,16 @@ class ConditionalGAN(CrossModalModel):
         self.classifier_weight, self.classifier_fake_weight = classifier_weight, classifier_fake_weight
         self.classifier_margin = classifier_margin
         # Saved with the model (get_compile_config), so load_model compiles the same way.
-        self._gan_compile_arguments = {"loss": loss, "r1_weight": r1_weight, "label_smoothing": label_smoothing,
-                                       "classifier_weight": classifier_weight,
-                                       "classifier_fake_weight": classifier_fake_weight,
-                                       "classifier_margin": classifier_margin,
-                                       "jit_compile": jit_compile, **kwargs}
+        self._gan_compile_arguments = {
+            "loss": loss,
+            "r1_weight": r1_weight,
+            "label_smoothing": label_smoothing,
+            "classifier_weight": classifier_weight,
+            "classifier_fake_weight": classifier_fake_weight,
+            "classifier_margin": classifier_margin,
+            "jit_compile": jit_compile,
+            **kwargs,
+        }
         # Build now, so that load_model can restore the optimizers' saved state and fit
         # does not create variables while tracing the step.
         self._build_optimizer(self.g_optimizer, self.generator)
@@ -424,9 +488,11 @@ class ConditionalGAN(CrossModalModel):
     def get_compile_config(self):
         if self._gan_compile_arguments is None:
             return None
-        return {"g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
-                "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
-                **self._gan_compile_arguments}
+        return {
+            "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
+            "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
+            **self._gan_compile_arguments,
+        }
 
     def compile_from_config(self, config):
         """Recompile on ``load_model`` (Keras does not call a custom ``compile`` itself);
@@ -467,13 +533,17 @@ class ConditionalGAN(CrossModalModel):
     def _prepare_images(self, images, where: str):
         images = tf.convert_to_tensor(images)
         if not images.dtype.is_floating:
-            raise TypeError(f"ConditionalGAN.{where}: images must be floats in the generator's output range "
-                            f"([0, 1] for the builders); got dtype {images.dtype.name}. Scale them first, "
-                            "e.g. images.astype('float32') / 255.")
+            raise TypeError(
+                f"ConditionalGAN.{where}: images must be floats in the generator's output range "
+                f"([0, 1] for the builders); got dtype {images.dtype.name}. Scale them first, "
+                "e.g. images.astype('float32') / 255."
+            )
         if tuple(images.shape[1:]) != self.image_shape:
-            raise ValueError(f"ConditionalGAN.{where}: images must have shape (batch, "
-                             f"{', '.join(map(str, self.image_shape))}) like the generator's output; got "
-                             f"{tuple(images.shape)}.")
+            raise ValueError(
+                f"ConditionalGAN.{where}: images must have shape (batch, "
+                f"{', '.join(map(str, self.image_shape))}) like the generator's output; got "
+                f"{tuple(images.shape)}."
+            )
         return tf.cast(images, keras.backend.floatx())
 
     def _prepare_conditions(self, conditions, where: str):
@@ -482,28 +552,37 @@ class ConditionalGAN(CrossModalModel):
         shape = tuple(conditions.shape)
         if self.num_classes is not None:
             if not conditions.dtype.is_integer:
-                raise TypeError(f"ConditionalGAN.{where}: conditions must be integer class labels (num_classes="
-                                f"{self.num_classes}); got dtype {conditions.dtype.name}. Convert with "
-                                "labels.astype('int32') (one-hot rows: labels.argmax(-1)).")
+                raise TypeError(
+                    f"ConditionalGAN.{where}: conditions must be integer class labels (num_classes="
+                    f"{self.num_classes}); got dtype {conditions.dtype.name}. Convert with "
+                    "labels.astype('int32') (one-hot rows: labels.argmax(-1))."
+                )
             if len(shape) == 2 and shape[1] == 1:
                 conditions = tf.reshape(conditions, [-1])
             elif len(shape) != 1:
-                raise ValueError(f"ConditionalGAN.{where}: class labels must have shape (batch,) or (batch, 1); "
-                                 f"got {shape}.")
+                raise ValueError(
+                    f"ConditionalGAN.{where}: class labels must have shape (batch,) or (batch, 1); got {shape}."
+                )
             conditions = tf.cast(conditions, tf.int32)
             check = tf.debugging.assert_less(
-                conditions, self.num_classes,
-                message=f"ConditionalGAN: a class label is >= num_classes={self.num_classes}")
+                conditions,
+                self.num_classes,
+                message=f"ConditionalGAN: a class label is >= num_classes={self.num_classes}",
+            )
             check_negative = tf.debugging.assert_non_negative(
-                conditions, message="ConditionalGAN: a class label is negative")
+                conditions, message="ConditionalGAN: a class label is negative"
+            )
             with tf.control_dependencies([check, check_negative]):
                 return tf.identity(conditions)
         if not conditions.dtype.is_floating:
-            raise TypeError(f"ConditionalGAN.{where}: condition vectors must be floats (condition_dim="
-                            f"{self.condition_dim}); got dtype {conditions.dtype.name}.")
+            raise TypeError(
+                f"ConditionalGAN.{where}: condition vectors must be floats (condition_dim="
+                f"{self.condition_dim}); got dtype {conditions.dtype.name}."
+            )
         if len(shape) != 2 or shape[1] != self.condition_dim:
-            raise ValueError(f"ConditionalGAN.{where}: condition vectors must have shape (batch, "
-                             f"{self.condition_dim}); got {shape}.")
+            raise ValueError(
+                f"ConditionalGAN.{where}: condition vectors must have shape (batch, {self.condition_dim}); got {shape}."
+            )
         return tf.cast(conditions, keras.backend.floatx())
 
     def _prepare_batch(self, data, where: str):
@@ -512,12 +591,16 @@ class ConditionalGAN(CrossModalModel):
         conditions = self._prepare_conditions(conditions, where)
         if images.shape[0] is not None and conditions.shape[0] is not None:
             if images.shape[0] != conditions.shape[0]:
-                raise ValueError(f"ConditionalGAN.{where}: {images.shape[0]} images but {conditions.shape[0]} "
-                                 "conditions; give one condition per image.")
+                raise ValueError(
+                    f"ConditionalGAN.{where}: {images.shape[0]} images but {conditions.shape[0]} "
+                    "conditions; give one condition per image."
+                )
         else:
             check = tf.debugging.assert_equal(
-                tf.shape(images)[0], tf.shape(conditions)[0],
-                message="ConditionalGAN: the numbers of images and conditions differ; give one condition per image")
+                tf.shape(images)[0],
+                tf.shape(conditions)[0],
+                message="ConditionalGAN: the numbers of images and conditions differ; give one condition per image",
+            )
             with tf.control_dependencies([check]):
                 images = tf.identity(images)
         return images, conditions
@@ -538,31 +621,49 @@ class ConditionalGAN(CrossModalModel):
             if array.ndim == 2 and array.shape[1] == 1:
                 array = array[:, 0]
             if array.ndim != 1:
-                raise ValueError(f"ConditionalGAN.{where}: class labels must have shape (m,) or (m, 1); got "
-                                 f"{array.shape}.")
+                raise ValueError(
+                    f"ConditionalGAN.{where}: class labels must have shape (m,) or (m, 1); got {array.shape}."
+                )
             if array.size and not np.issubdtype(array.dtype, np.integer):
-                raise TypeError(f"ConditionalGAN.{where}: conditions must be integer class labels; got dtype "
-                                f"{array.dtype}. Convert with labels.astype('int32').")
+                raise TypeError(
+                    f"ConditionalGAN.{where}: conditions must be integer class labels; got dtype "
+                    f"{array.dtype}. Convert with labels.astype('int32')."
+                )
             if array.size and (array.min() < 0 or array.max() >= self.num_classes):
                 bad = array[(array < 0) | (array >= self.num_classes)][0]
-                raise ValueError(f"ConditionalGAN.{where}: class label {bad} is out of range; labels must be "
-                                 f"in [0, {self.num_classes}) (num_classes={self.num_classes}).")
+                raise ValueError(
+                    f"ConditionalGAN.{where}: class label {bad} is out of range; labels must be "
+                    f"in [0, {self.num_classes}) (num_classes={self.num_classes})."
+                )
             return array.astype(np.int32)
         if array.ndim == 1 and array.shape[0] == self.condition_dim:
-            raise ValueError(f"ConditionalGAN.{where}: condition vectors must have shape (m, "
-                             f"{self.condition_dim}); for one vector use vector[None, :].")
+            raise ValueError(
+                f"ConditionalGAN.{where}: condition vectors must have shape (m, "
+                f"{self.condition_dim}); for one vector use vector[None, :]."
+            )
         if array.ndim != 2 or array.shape[1] != self.condition_dim:
-            raise ValueError(f"ConditionalGAN.{where}: condition vectors must have shape (m, {self.condition_dim}); "
-                             f"got {array.shape}.")
+            raise ValueError(
+                f"ConditionalGAN.{where}: condition vectors must have shape (m, {self.condition_dim}); "
+                f"got {array.shape}."
+            )
         if array.dtype.kind not in "biuf":
-            raise TypeError(f"ConditionalGAN.{where}: condition vectors must be numbers (float32); got dtype "
-                            f"{array.dtype}.")
-        check_finite_rows(array, "conditions", where=f"ConditionalGAN.{where}",
-                          fix="give finite condition vectors (remove or impute those rows)")
+            raise TypeError(
+                f"ConditionalGAN.{where}: condition vectors must be numbers (float32); got dtype {array.dtype}."
+            )
+        check_finite_rows(
+            array,
+            "conditions",
+            where=f"ConditionalGAN.{where}",
+            fix="give finite condition vectors (remove or impute those rows)",
+        )
         with np.errstate(over="ignore"):
             vectors = array.astype(np.float32)
-        check_finite_rows(vectors, "conditions", where=f"ConditionalGAN.{where}",
-                          fix="values beyond float32's range (3.4e38) overflow; rescale the condition vectors")
+        check_finite_rows(
+            vectors,
+            "conditions",
+            where=f"ConditionalGAN.{where}",
+            fix="values beyond float32's range (3.4e38) overflow; rescale the condition vectors",
+        )
         return vectors
 
     def fit(self, x=None, y=None, *args, **kwargs):
@@ -583,8 +684,10 @@ class ConditionalGAN(CrossModalModel):
         else:
             seed = tf.constant([int(seed), 0], tf.int64)
         seed = tf.cast(tf.math.floormod(tf.cast(seed, tf.int64), tf.int32.max - 1), tf.int32)
-        return draw_rows(lambda rows: tf.random.stateless_normal(tf.stack([rows, self.latent_dim]), seed=seed),
-                         tf.cast(batch_size, tf.int32))
+        return draw_rows(
+            lambda rows: tf.random.stateless_normal(tf.stack([rows, self.latent_dim]), seed=seed),
+            tf.cast(batch_size, tf.int32),
+        )
 
     @property
     def sampling_generator(self):
@@ -599,16 +702,20 @@ class ConditionalGAN(CrossModalModel):
         elif isinstance(inputs, (tuple, list)) and len(inputs) == 2:
             z, conditions = inputs
         else:
-            raise ValueError(f"ConditionalGAN.call expects (z, conditions); got {describe(inputs)}. "
-                             "To sample z, use generate(conditions) or predict(conditions).")
+            raise ValueError(
+                f"ConditionalGAN.call expects (z, conditions); got {describe(inputs)}. "
+                "To sample z, use generate(conditions) or predict(conditions)."
+            )
         conditions = self._prepare_conditions(conditions, "call")
-        return self.sampling_generator([z, self._for_network(conditions, self._generator_label_shape)],
-                                       training=training)
+        return self.sampling_generator(
+            [z, self._for_network(conditions, self._generator_label_shape)], training=training
+        )
 
     def _scores(self, images, conditions, training):
         """(logits (batch,), class logits (batch, num_classes) or None) of the discriminator."""
-        outputs = self.discriminator([images, self._for_network(conditions, self._discriminator_label_shape)],
-                                     training=training)
+        outputs = self.discriminator(
+            [images, self._for_network(conditions, self._discriminator_label_shape)], training=training
+        )
         class_logits = None
         if self.discriminator_classifies:
             outputs, class_logits = outputs
@@ -677,7 +784,8 @@ class ConditionalGAN(CrossModalModel):
         fakes = self._fakes(conditions, training=True)
         with tf.GradientTape() as d_tape:
             d_losses, real_logits, fake_logits, r1_penalty, real_class_loss = self._discriminator_losses(
-                images, conditions, fakes, training=True)
+                images, conditions, fakes, training=True
+            )
             d_loss = self.d_optimizer.scale_loss(tf.nn.compute_average_loss(d_losses))
         d_variables = self.discriminator.trainable_variables
         self.d_optimizer.apply(_zero_missing(d_tape.gradient(d_loss, d_variables), d_variables), d_variables)
@@ -690,8 +798,11 @@ class ConditionalGAN(CrossModalModel):
         self.g_optimizer.apply(g_tape.gradient(g_loss, g_variables), g_variables)
         if self.generator_ema is not None:
             self._update_generator_average()
-        return self.keras_reducible_logs(self._update_trackers(d_losses, g_losses, real_logits, fake_logits,
-                                                               r1_penalty, real_class_loss, fake_class_loss))
+        return self.keras_reducible_logs(
+            self._update_trackers(
+                d_losses, g_losses, real_logits, fake_logits, r1_penalty, real_class_loss, fake_class_loss
+            )
+        )
 
     def ema_decay_at(self, step):
         """The decay of the weight average at generator step ``step`` (1 for the first
@@ -707,10 +818,18 @@ class ConditionalGAN(CrossModalModel):
             value = tf.cast(weight, average.dtype)
             average.assign(value + tf.cast(decay, average.dtype) * (average - value))
 
-    def _update_trackers(self, d_losses, g_losses, real_logits, fake_logits, r1_penalty, real_class_loss=None,
-                         fake_class_loss=None):
-        values = {"d_loss": d_losses, "g_loss": g_losses, "real_score": real_logits, "fake_score": fake_logits,
-                  "r1_penalty": r1_penalty, "real_class_loss": real_class_loss, "fake_class_loss": fake_class_loss}
+    def _update_trackers(
+        self, d_losses, g_losses, real_logits, fake_logits, r1_penalty, real_class_loss=None, fake_class_loss=None
+    ):
+        values = {
+            "d_loss": d_losses,
+            "g_loss": g_losses,
+            "real_score": real_logits,
+            "fake_score": fake_logits,
+            "r1_penalty": r1_penalty,
+            "real_class_loss": real_class_loss,
+            "fake_class_loss": fake_class_loss,
+        }
         for name, value in values.items():
             if value is not None:
                 self._trackers[name].update_state(tf.reduce_mean(value))
@@ -723,11 +842,13 @@ class ConditionalGAN(CrossModalModel):
         images, conditions = self._prepare_batch(data, "test_step")
         fakes = self._fakes(conditions, training=False)
         d_losses, real_logits, fake_logits, _, real_class_loss = self._discriminator_losses(
-            images, conditions, fakes, training=False)
+            images, conditions, fakes, training=False
+        )
         fake_classes = self._scores(fakes, conditions, training=False)[1] if self.uses_classifier else None
         g_losses, fake_class_loss = self._generator_losses(fake_logits, fake_classes, conditions)
-        logs = self._update_trackers(d_losses, g_losses, real_logits, fake_logits, None, real_class_loss,
-                                     fake_class_loss)
+        logs = self._update_trackers(
+            d_losses, g_losses, real_logits, fake_logits, None, real_class_loss, fake_class_loss
+        )
         logs.pop("r1_penalty", None)
         return self.keras_reducible_logs(logs)
 
@@ -738,8 +859,12 @@ class ConditionalGAN(CrossModalModel):
         if isinstance(inputs, (tuple, list, dict)):
             return self(inputs, training=False)
         conditions = self._prepare_conditions(inputs, "predict")
-        return self._fakes(conditions, training=False, generator=self.sampling_generator,
-                           z=self._sampling_latent(tf.shape(conditions)[0]))
+        return self._fakes(
+            conditions,
+            training=False,
+            generator=self.sampling_generator,
+            z=self._sampling_latent(tf.shape(conditions)[0]),
+        )
 
     # ------------------------------------------------------------------ generation
     def generate(self, conditions, n=1, seed=None, *, batch_size=512):
@@ -765,16 +890,21 @@ class ConditionalGAN(CrossModalModel):
             return np.zeros((0, *self.image_shape), dtype=keras.backend.floatx())
         z = self._sampling_latent(len(conditions), seed=seed)
         function = self._generate_function(conditions.dtype)
-        parts = [to_numpy(function(z[start:start + batch_size], tf.constant(conditions[start:start + batch_size])))
-                 for start in range(0, len(conditions), batch_size)]
+        parts = [
+            to_numpy(function(z[start : start + batch_size], tf.constant(conditions[start : start + batch_size])))
+            for start in range(0, len(conditions), batch_size)
+        ]
         return np.concatenate(parts)
 
     def _generate_function(self, dtype):
         if dtype not in self._generate_functions:
-            signature = [tf.TensorSpec((None, self.latent_dim), tf.float32),
-                         tf.TensorSpec((None, *self._condition_tail()), dtype)]
+            signature = [
+                tf.TensorSpec((None, self.latent_dim), tf.float32),
+                tf.TensorSpec((None, *self._condition_tail()), dtype),
+            ]
             self._generate_functions[dtype] = tf.function(
-                lambda z, conditions: self((z, conditions), training=False), input_signature=signature)
+                lambda z, conditions: self((z, conditions), training=False), input_signature=signature
+            )
         return self._generate_functions[dtype]
 
     def _condition_tail(self) -> tuple:
@@ -782,12 +912,19 @@ class ConditionalGAN(CrossModalModel):
 
     # ------------------------------------------------------------------ config
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable,
-                "generator": keras.saving.serialize_keras_object(self.generator),
-                "discriminator": keras.saving.serialize_keras_object(self.discriminator),
-                "num_classes": self.num_classes, "condition_dim": self.condition_dim,
-                "latent_dim": self.latent_dim, "seed": self.seed, "ema_decay": self.ema_decay,
-                "ema_warmup": self.ema_warmup, "truncation": self.truncation}
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "generator": keras.saving.serialize_keras_object(self.generator),
+            "discriminator": keras.saving.serialize_keras_object(self.discriminator),
+            "num_classes": self.num_classes,
+            "condition_dim": self.condition_dim,
+            "latent_dim": self.latent_dim,
+            "seed": self.seed,
+            "ema_decay": self.ema_decay,
+            "ema_warmup": self.ema_warmup,
+            "truncation": self.truncation,
+        }
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
@@ -795,13 +932,25 @@ class ConditionalGAN(CrossModalModel):
 
 
 def _check_ema_decay(ema_decay):
-    return check_number(ema_decay, "ema_decay", minimum=0, maximum=1, exclusive_minimum=True, exclusive_maximum=True,
-                        allow_none=True, expected="None or a float in (0, 1), e.g. 0.999")
+    return check_number(
+        ema_decay,
+        "ema_decay",
+        minimum=0,
+        maximum=1,
+        exclusive_minimum=True,
+        exclusive_maximum=True,
+        allow_none=True,
+        expected="None or a float in (0, 1), e.g. 0.999",
+    )
 
 
 def _check_ema_warmup(ema_warmup):
-    return check_number(ema_warmup, "ema_warmup", minimum=1,
-                        expected="a number >= 1 (the w of the warm-up decay (1 + t) / (w + t); 1 = no warm-up)")
+    return check_number(
+        ema_warmup,
+        "ema_warmup",
+        minimum=1,
+        expected="a number >= 1 (the w of the warm-up decay (1 + t) / (w + t); 1 = no warm-up)",
+    )
 
 
 def _check_truncation(truncation):
@@ -809,26 +958,32 @@ def _check_truncation(truncation):
     if truncation is None:
         return None
     if isinstance(truncation, bool) or not isinstance(truncation, numbers.Real) or not 0 < truncation <= 1:
-        raise ValueError(f"truncation must be None or a float in (0, 1] (the scale of z when sampling, e.g. "
-                         f"0.8); got {truncation!r}.")
+        raise ValueError(
+            f"truncation must be None or a float in (0, 1] (the scale of z when sampling, e.g. "
+            f"0.8); got {truncation!r}."
+        )
     return float(truncation)
 
 
 def _zero_missing(gradients, variables):
     """None gradients (variables the loss does not reach, e.g. an unused class head) as zeros."""
-    return [tf.zeros_like(variable) if gradient is None else gradient
-            for gradient, variable in zip(gradients, variables)]
+    return [
+        tf.zeros_like(variable) if gradient is None else gradient for gradient, variable in zip(gradients, variables)
+    ]
 
 
 def _averaged_copy(generator) -> keras.Model:
     """A copy of the generator (same architecture and weights) to hold the weight average."""
+
     def renamed(layer):  # distinct variable paths, e.g. "generator_project_ema/kernel"
         return layer.__class__.from_config({**layer.get_config(), "name": f"{layer.name}_ema"})
 
     try:
         copy = keras.models.clone_model(generator, clone_function=renamed)
     except Exception as error:  # clone_model raises various errors for unclonable models
-        raise ValueError(f"ema_decay needs a copy of the generator, but keras.models.clone_model failed "
-                         f"({error}); give the generator a get_config, or use ema_decay=None.") from error
+        raise ValueError(
+            f"ema_decay needs a copy of the generator, but keras.models.clone_model failed "
+            f"({error}); give the generator a get_config, or use ema_decay=None."
+        ) from error
     copy.set_weights(generator.get_weights())
     return copy

@@ -65,6 +65,7 @@ Conventions and decisions
   are part of any ``tf.train.Checkpoint`` of the model. An encoder used for both views
   (a shared, siamese encoder) is saved as two copies.
 """
+
 from __future__ import annotations
 
 import math
@@ -79,8 +80,18 @@ from xmodal_tf._replicas import in_replica_context
 from xmodal_tf._validation import check_positive_int, describe, non_finite_rows
 from xmodal_tf.cca import CCA, column_correlations
 from xmodal_tf.losses import DeepCCALoss, reconstruction_error
-from xmodal_tf.models.base import (CrossModalModel, as_input_tensor, check_finite_rows, check_layer, check_output_shape,
-                                   deserialize_entries, num_rows, split_pair, static_output_width, to_numpy)
+from xmodal_tf.models.base import (
+    CrossModalModel,
+    as_input_tensor,
+    check_finite_rows,
+    check_layer,
+    check_output_shape,
+    deserialize_entries,
+    num_rows,
+    split_pair,
+    static_output_width,
+    to_numpy,
+)
 
 __all__ = ["DeepCCA"]
 
@@ -121,7 +132,8 @@ def _check_encoder_output(h: np.ndarray, view: str, method: str, offset: int) ->
             f"DeepCCA.{method}: the encoder output of view {view} is not finite (NaN or inf) at row "
             f"{offset + int(bad[0])} although the input is: values beyond float32's range (3.4e38) overflow "
             "(rescale the input), or the model's weights have diverged (retrain with a lower learning rate or "
-            "a larger reg).")
+            "a larger reg)."
+        )
 
 
 # ----------------------------------------------------------------------------- model
@@ -158,12 +170,25 @@ class DeepCCA(CrossModalModel):
     default_monitor = ("val_total_correlation", "max")
 
     def xla_unsupported_reason(self):
-        return ("the Deep CCA objective's SVD and decompositions are kept out of XLA (XLA's eigen-"
-                "decompositions have returned wrong results; see xmodal_tf.losses)")
+        return (
+            "the Deep CCA objective's SVD and decompositions are kept out of XLA (XLA's eigen-"
+            "decompositions have returned wrong results; see xmodal_tf.losses)"
+        )
 
-    def __init__(self, encoder_x, encoder_y, n_components=None, reg=1e-4, objective="trace",
-                 decoder_x=None, decoder_y=None, reconstruction_weight=None,
-                 compute_dtype="auto", global_batch=True, **kwargs):
+    def __init__(
+        self,
+        encoder_x,
+        encoder_y,
+        n_components=None,
+        reg=1e-4,
+        objective="trace",
+        decoder_x=None,
+        decoder_y=None,
+        reconstruction_weight=None,
+        compute_dtype="auto",
+        global_batch=True,
+        **kwargs,
+    ):
         kwargs.setdefault("name", "deep_cca")
         super().__init__(**kwargs)
         self.encoder_x = _check_submodel(encoder_x, "encoder_x", required=True)
@@ -171,8 +196,13 @@ class DeepCCA(CrossModalModel):
         self.decoder_x = _check_submodel(decoder_x, "decoder_x", required=False)
         self.decoder_y = _check_submodel(decoder_y, "decoder_y", required=False)
         # Validates n_components' type, reg, objective and compute_dtype.
-        self.objective_fn = DeepCCALoss(n_components=n_components, reg=reg, objective=objective,
-                                        compute_dtype=compute_dtype, global_batch=global_batch)
+        self.objective_fn = DeepCCALoss(
+            n_components=n_components,
+            reg=reg,
+            objective=objective,
+            compute_dtype=compute_dtype,
+            global_batch=global_batch,
+        )
         self.global_batch = global_batch
         self.n_components = self.objective_fn.n_components
         self.reg = self.objective_fn.reg
@@ -181,11 +211,16 @@ class DeepCCA(CrossModalModel):
         has_decoder = decoder_x is not None or decoder_y is not None
         if reconstruction_weight is None:
             reconstruction_weight = DEFAULT_RECONSTRUCTION_WEIGHT if has_decoder else 0.0
-        if (isinstance(reconstruction_weight, bool)
-                or not isinstance(reconstruction_weight, numbers.Real)
-                or not math.isfinite(reconstruction_weight) or reconstruction_weight < 0):
-            raise ValueError(f"reconstruction_weight must be a finite float >= 0 (or None for the "
-                             f"default); got {reconstruction_weight!r}.")
+        if (
+            isinstance(reconstruction_weight, bool)
+            or not isinstance(reconstruction_weight, numbers.Real)
+            or not math.isfinite(reconstruction_weight)
+            or reconstruction_weight < 0
+        ):
+            raise ValueError(
+                f"reconstruction_weight must be a finite float >= 0 (or None for the "
+                f"default); got {reconstruction_weight!r}."
+            )
         self.reconstruction_weight = float(reconstruction_weight)
         if self.reconstruction_weight > 0 and not has_decoder:
             raise ValueError("reconstruction_weight > 0 needs decoder_x and/or decoder_y (DCCAE).")
@@ -193,11 +228,17 @@ class DeepCCA(CrossModalModel):
             raise ValueError(
                 "DeepCCA: decoders with reconstruction_weight=0 would never train (no loss reaches "
                 "them). Give a weight > 0 for DCCAE (None: the default "
-                f"{DEFAULT_RECONSTRUCTION_WEIGHT:g}), or drop decoder_x / decoder_y for plain Deep CCA.")
+                f"{DEFAULT_RECONSTRUCTION_WEIGHT:g}), or drop decoder_x / decoder_y for plain Deep CCA."
+            )
 
-        self.create_trackers(["loss", "total_correlation"]
-                             + [f"reconstruction_{view}" for view, decoder in (("x", decoder_x), ("y", decoder_y))
-                                if decoder is not None])
+        self.create_trackers(
+            ["loss", "total_correlation"]
+            + [
+                f"reconstruction_{view}"
+                for view, decoder in (("x", decoder_x), ("y", decoder_y))
+                if decoder is not None
+            ]
+        )
         self.linear_cca_ = None
         self._encode_function = None
         self._output_dims = None
@@ -207,8 +248,11 @@ class DeepCCA(CrossModalModel):
         if width_x is not None and width_y is not None:
             self._create_state(width_x, width_y)
             # Functional sub-models are built: the model needs no symbolic build in fit.
-            if all(getattr(m, "built", True) for m in (self.encoder_x, self.encoder_y,
-                                                      self.decoder_x, self.decoder_y) if m is not None):
+            if all(
+                getattr(m, "built", True)
+                for m in (self.encoder_x, self.encoder_y, self.decoder_x, self.decoder_y)
+                if m is not None
+            ):
                 self.built = True
 
     # ------------------------------------------------------------------ state
@@ -226,7 +270,8 @@ class DeepCCA(CrossModalModel):
                     raise ValueError(
                         f"n_components={self.n_components} is larger than {name}'s output "
                         f"dimension ({dim} units); use n_components <= min(d_x, d_y) = "
-                        f"{min(dim_x, dim_y)} or None for all.")
+                        f"{min(dim_x, dim_y)} or None for all."
+                    )
 
     def _create_state(self, dim_x: int, dim_y: int) -> None:
         """Validate the output sizes and create the linear CCA's (non-trainable) weights."""
@@ -235,13 +280,19 @@ class DeepCCA(CrossModalModel):
         self._output_dims = (dim_x, dim_y)
         k = self.k
         self._cca_weights = []
-        for name, shape in (("linear_cca_x_weights", (dim_x, k)), ("linear_cca_x_mean", (dim_x,)),
-                            ("linear_cca_y_weights", (dim_y, k)), ("linear_cca_y_mean", (dim_y,)),
-                            ("linear_cca_correlations", (k,))):
-            self._cca_weights.append(self.add_weight(
-                shape=shape, initializer="zeros", dtype="float64", trainable=False, name=name))
-        self._cca_fitted = self.add_weight(shape=(), initializer="zeros", dtype="int32",
-                                           trainable=False, name="linear_cca_fitted")
+        for name, shape in (
+            ("linear_cca_x_weights", (dim_x, k)),
+            ("linear_cca_x_mean", (dim_x,)),
+            ("linear_cca_y_weights", (dim_y, k)),
+            ("linear_cca_y_mean", (dim_y,)),
+            ("linear_cca_correlations", (k,)),
+        ):
+            self._cca_weights.append(
+                self.add_weight(shape=shape, initializer="zeros", dtype="float64", trainable=False, name=name)
+            )
+        self._cca_fitted = self.add_weight(
+            shape=(), initializer="zeros", dtype="int32", trainable=False, name="linear_cca_fitted"
+        )
 
     def build(self, input_shape):
         """Build unbuilt sub-models from the pair of input shapes ((None, ...), (None, ...))."""
@@ -255,8 +306,9 @@ class DeepCCA(CrossModalModel):
         """Build the sub-models by calling them symbolically (no computation), check the
         encoders' outputs and create the linear CCA weights."""
         outputs = []
-        for model, shape, dtype, name in zip((self.encoder_x, self.encoder_y), shapes, dtypes,
-                                             ("encoder_x", "encoder_y")):
+        for model, shape, dtype, name in zip(
+            (self.encoder_x, self.encoder_y), shapes, dtypes, ("encoder_x", "encoder_y")
+        ):
             output = model(keras.KerasTensor((None, *tuple(shape)[1:]), dtype=dtype))
             if isinstance(output, (tuple, list, dict)):
                 raise ValueError(f"{name} must have a single output of shape (batch, features).")
@@ -288,7 +340,8 @@ class DeepCCA(CrossModalModel):
                 f"DeepCCA.call expects a pair of views (x, y) or a dict {{'x': x, 'y': y}}; got "
                 f"{describe(inputs)}. (Under a distribution strategy, model.fit builds an unbuilt "
                 "model with the first view alone: build it first by calling it once, "
-                "model((x_batch, y_batch)).)")
+                "model((x_batch, y_batch)).)"
+            )
         x, y = _split_views(inputs, "call")
         return self.encoder_x(x, training=training), self.encoder_y(y, training=training)
 
@@ -308,7 +361,8 @@ class DeepCCA(CrossModalModel):
         if x_size is not None and y_size is not None and x_size != y_size:
             raise ValueError(
                 f"DeepCCA: the two views must have the same batch size (one row per paired "
-                f"sample); got {x_size} rows for x and {y_size} for y.")
+                f"sample); got {x_size} rows for x and {y_size} for y."
+            )
         h_x = self.encoder_x(x, training=training)
         h_y = self.encoder_y(y, training=training)
         for h, name in ((h_x, "encoder_x"), (h_y, "encoder_y")):
@@ -330,8 +384,10 @@ class DeepCCA(CrossModalModel):
         else:
             loss = -tf.reduce_sum(tf.square(correlations))
         results = {"correlations": correlations, "total_correlation": total_correlation}
-        for view, h, decoder, key in ((x, h_x, self.decoder_x, "reconstruction_x"),
-                                      (y, h_y, self.decoder_y, "reconstruction_y")):
+        for view, h, decoder, key in (
+            (x, h_x, self.decoder_x, "reconstruction_x"),
+            (y, h_y, self.decoder_y, "reconstruction_y"),
+        ):
             if decoder is None:
                 continue
             reconstruction = decoder(h, training=training)
@@ -340,7 +396,8 @@ class DeepCCA(CrossModalModel):
                 raise ValueError(
                     f"DeepCCA: {key.replace('reconstruction', 'decoder')} outputs shape "
                     f"{tuple(reconstruction.shape)}, but its view has shape {tuple(view.shape)}; "
-                    "a decoder must reconstruct its view's input.")
+                    "a decoder must reconstruct its view's input."
+                )
             # Summed over features, averaged over examples; float32 at least, also for
             # mixed-precision decoders.
             results[key] = tf.cast(reconstruction_error(view, reconstruction), output_dtype)
@@ -353,16 +410,17 @@ class DeepCCA(CrossModalModel):
         ``statistics``; NaN for a batch whose statistics are not finite or that has fewer
         than two samples (the CCA algebra is not run on it)."""
         count, c11, c22, c12 = statistics
-        usable = tf.logical_and(tf.reduce_all([tf.reduce_all(tf.math.is_finite(s)) for s in statistics]),
-                                count >= 2)
+        usable = tf.logical_and(tf.reduce_all([tf.reduce_all(tf.math.is_finite(s)) for s in statistics]), count >= 2)
         # The CCA algebra raises (rather than returning NaN) on non-finite outputs, so an
         # unusable batch's statistics are swapped for harmless ones (two samples, identity
         # covariances, no cross-covariance) and its correlations for NaN. Branch-free: a
         # tf.cond would make a GPU copy its predicate to the host and wait, every step.
-        safe = (tf.where(usable, count, tf.constant(2.0, count.dtype)),
-                tf.where(usable, c11, tf.eye(c11.shape[0], dtype=c11.dtype)),
-                tf.where(usable, c22, tf.eye(c22.shape[0], dtype=c22.dtype)),
-                tf.where(usable, c12, tf.zeros_like(c12)))
+        safe = (
+            tf.where(usable, count, tf.constant(2.0, count.dtype)),
+            tf.where(usable, c11, tf.eye(c11.shape[0], dtype=c11.dtype)),
+            tf.where(usable, c22, tf.eye(c22.shape[0], dtype=c22.dtype)),
+            tf.where(usable, c12, tf.zeros_like(c12)),
+        )
         correlations = tf.cast(self.objective_fn.correlations_from(safe), output_dtype)
         return tf.where(usable, correlations, tf.constant(np.nan, output_dtype))
 
@@ -376,7 +434,8 @@ class DeepCCA(CrossModalModel):
                 f"DeepCCA(global_batch=False): each replica's share of the batch has {rows} rows, at or "
                 f"below n_components={k}, so its covariance carries no signal. Use global_batch=True "
                 "(the objective of the whole global batch) or a global batch larger than "
-                f"{k} x the number of replicas.")
+                f"{k} x the number of replicas."
+            )
 
     # ------------------------------------------------------------------ training
     def compile(self, optimizer="rmsprop", *, jit_compile=False, **kwargs):
@@ -388,7 +447,9 @@ class DeepCCA(CrossModalModel):
             warnings.warn(
                 f"DeepCCA.compile(jit_compile={jit_compile!r}): the Deep CCA objective uses an "
                 "SVD, whose XLA implementation has returned wrong results; keep "
-                "jit_compile=False.", stacklevel=2)
+                "jit_compile=False.",
+                stacklevel=2,
+            )
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
 
     def predict_step(self, data):
@@ -408,7 +469,8 @@ class DeepCCA(CrossModalModel):
                 if rows_x != rows_y:
                     raise ValueError(
                         f"DeepCCA.{method}: batch {index} has {rows_x} rows for x and {rows_y} "
-                        "for y; the views must be paired row by row.")
+                        "for y; the views must be paired row by row."
+                    )
                 for name, view in (("x", batch_x), ("y", batch_y)):
                     check_finite_rows(view, name, where=f"DeepCCA.{method}", fix=_NON_FINITE_FIX, offset=rows_seen)
                 rows_seen += rows_x
@@ -420,13 +482,14 @@ class DeepCCA(CrossModalModel):
         if rows_x != rows_y:
             raise ValueError(
                 f"DeepCCA.{method}: x has {rows_x} rows and y has {rows_y}; the views must be "
-                "paired row by row (same number of samples).")
+                "paired row by row (same number of samples)."
+            )
         if rows_x == 0:
             raise ValueError(f"DeepCCA.{method}: the views have no rows.")
         for name, view in (("x", x), ("y", y)):  # NaN/inf rows would give plausible-looking variates
             check_finite_rows(view, name, where=f"DeepCCA.{method}", fix=_NON_FINITE_FIX)
         for start in range(0, rows_x, batch_size):
-            yield x[start:start + batch_size], y[start:start + batch_size]
+            yield x[start : start + batch_size], y[start : start + batch_size]
 
     def _encode_batch(self, x, y):
         x, y = as_input_tensor(x), as_input_tensor(y)
@@ -435,8 +498,10 @@ class DeepCCA(CrossModalModel):
         if self._encode_function is None:
             self._encode_function = {}
         if key not in self._encode_function:
+
             def encode(x, y):
                 return self.encoder_x(x, training=False), self.encoder_y(y, training=False)
+
             signature = [tf.TensorSpec((None, *t.shape[1:]), t.dtype) for t in (x, y)]
             self._encode_function[key] = tf.function(encode, jit_compile=False, input_signature=signature)
         return self._encode_function[key](x, y)
@@ -467,7 +532,8 @@ class DeepCCA(CrossModalModel):
             if isinstance(y, (tuple, list, dict, tf.data.Dataset)):
                 raise ValueError(
                     f"DeepCCA.{method}(y=...) with x=None takes the y view alone as one array or "
-                    f"tensor; got {describe(y)}.")
+                    f"tensor; got {describe(y)}."
+                )
             return "y", y
         if y is None and not isinstance(x, (tuple, list, dict, tf.data.Dataset)):
             return "x", x
@@ -485,13 +551,15 @@ class DeepCCA(CrossModalModel):
         encoder = self.encoder_x if view == "x" else self.encoder_y
         parts = []
         for start in range(0, rows, batch_size):
-            batch = as_input_tensor(array[start:start + batch_size])
+            batch = as_input_tensor(array[start : start + batch_size])
             key = (view, batch.dtype, tuple(batch.shape[1:]))
             if self._encode_function is None:
                 self._encode_function = {}
             if key not in self._encode_function:
+
                 def encode(inputs, encoder=encoder):
                     return encoder(inputs, training=False)
+
                 signature = [tf.TensorSpec((None, *batch.shape[1:]), batch.dtype)]
                 self._encode_function[key] = tf.function(encode, jit_compile=False, input_signature=signature)
             h = to_numpy(self._encode_function[key](batch))
@@ -536,7 +604,7 @@ class DeepCCA(CrossModalModel):
         correlations = self.held_out_correlations(data, batch_size=batch_size)
         return {"val_total_correlation": float(np.sum(correlations)), "val_correlations": correlations.tolist()}
 
-    def fit_linear_cca(self, x, y=None, *, batch_size: int = 1024, reg=None) -> "DeepCCA":
+    def fit_linear_cca(self, x, y=None, *, batch_size: int = 1024, reg=None) -> DeepCCA:
         """Fit a linear CCA (``xmodal_tf.CCA``, float64) on the encoders' outputs.
 
         ``reg``: the linear CCA's ridge; None (default) uses the model's ``reg``. The
@@ -569,7 +637,8 @@ class DeepCCA(CrossModalModel):
         if not self.linear_cca_fitted:
             raise ValueError(
                 f"DeepCCA.{method} needs the linear CCA on the encoder outputs: call "
-                "model.fit_linear_cca(x_train, y_train) after training first.")
+                "model.fit_linear_cca(x_train, y_train) after training first."
+            )
 
     def transform(self, x=None, y=None, *, batch_size: int = 1024):
         """Canonical variates through the fitted linear CCA (``fit_linear_cca`` first),
@@ -607,11 +676,16 @@ class DeepCCA(CrossModalModel):
         for key in _SUBMODEL_KEYS:
             model = getattr(self, key)
             config[key] = None if model is None else keras.saving.serialize_keras_object(model)
-        config.update({
-            "n_components": self.n_components, "reg": reg, "objective": self.objective,
-            "reconstruction_weight": self.reconstruction_weight,
-            "compute_dtype": self.compute_dtype_name, "global_batch": self.global_batch,
-        })
+        config.update(
+            {
+                "n_components": self.n_components,
+                "reg": reg,
+                "objective": self.objective,
+                "reconstruction_weight": self.reconstruction_weight,
+                "compute_dtype": self.compute_dtype_name,
+                "global_batch": self.global_batch,
+            }
+        )
         return config
 
     @classmethod

@@ -54,6 +54,7 @@ Conventions and decisions
   encoder (or strings to a numeric one), paired batches of different sizes, ``k``
   larger than the gallery, an unknown retrieval direction.
 """
+
 from __future__ import annotations
 
 import math
@@ -64,8 +65,18 @@ import tensorflow as tf
 
 from xmodal_tf._validation import check_bool, check_finite_rows, check_number, check_positive_int
 from xmodal_tf.losses import replica_contrastive_loss
-from xmodal_tf.models.base import (CrossModalModel, as_input_tensor, check_layer, check_output_shape, declared_inputs,
-                                   deserialize_entries, num_rows, split_pair, static_output_width, to_numpy)
+from xmodal_tf.models.base import (
+    CrossModalModel,
+    as_input_tensor,
+    check_layer,
+    check_output_shape,
+    declared_inputs,
+    deserialize_entries,
+    num_rows,
+    split_pair,
+    static_output_width,
+    to_numpy,
+)
 
 __all__ = ["DualEncoder", "RETRIEVAL_DIRECTIONS"]
 
@@ -128,7 +139,8 @@ def _text_arrays_as_tensors(data):
     if data is None or isinstance(data, (tf.data.Dataset, keras.utils.PyDataset)):
         return data
     return keras.tree.map_structure(
-        lambda item: tf.constant(item, dtype=tf.string) if _is_text_array(item) else item, data)
+        lambda item: tf.constant(item, dtype=tf.string) if _is_text_array(item) else item, data
+    )
 
 
 def _static_rows(values):
@@ -161,7 +173,12 @@ def _decoded(values):
     """UTF-8 bytes (a dataset's strings) as str; anything else unchanged."""
     if isinstance(values, np.ndarray) and values.dtype.kind == "S":
         return np.char.decode(values, "utf-8")
-    if isinstance(values, np.ndarray) and values.dtype.kind == "O" and values.size and isinstance(values.flat[0], bytes):
+    if (
+        isinstance(values, np.ndarray)
+        and values.dtype.kind == "O"
+        and values.size
+        and isinstance(values.flat[0], bytes)
+    ):
         return np.array([value.decode("utf-8") for value in values.ravel()]).reshape(values.shape)
     return values
 
@@ -207,18 +224,35 @@ class DualEncoder(CrossModalModel):
         **kwargs: ``name``, ``trainable`` ... for ``keras.Model``.
     """
 
-    def __init__(self, encoder_a, encoder_b=None, *, projection_dim=64, shared=False, temperature=0.07,
-                 learn_temperature=True, max_logit_scale=100.0, global_batch=True, **kwargs):
+    def __init__(
+        self,
+        encoder_a,
+        encoder_b=None,
+        *,
+        projection_dim=64,
+        shared=False,
+        temperature=0.07,
+        learn_temperature=True,
+        max_logit_scale=100.0,
+        global_batch=True,
+        **kwargs,
+    ):
         kwargs.setdefault("name", "dual_encoder")
         super().__init__(**kwargs)
         self.shared = self._check_shared(encoder_a, encoder_b, shared)
         self.encoder_a = check_layer(encoder_a, "encoder_a", " (e.g. from xmodal_tf.encoders)")
         if not self.shared:
             self._encoder_b = check_layer(encoder_b, "encoder_b", " (e.g. from xmodal_tf.encoders)")
-        self.projection_dim = check_positive_int(projection_dim, "projection_dim", allow_none=True,
-                                                 expected="a positive int or None (no projection)")
-        self.max_logit_scale = check_number(max_logit_scale, "max_logit_scale", minimum=1, exclusive_minimum=True,
-                                            expected="a finite float > 1 (CLIP uses 100)")
+        self.projection_dim = check_positive_int(
+            projection_dim, "projection_dim", allow_none=True, expected="a positive int or None (no projection)"
+        )
+        self.max_logit_scale = check_number(
+            max_logit_scale,
+            "max_logit_scale",
+            minimum=1,
+            exclusive_minimum=True,
+            expected="a finite float > 1 (CLIP uses 100)",
+        )
         self.initial_temperature = self._check_temperature(temperature)
         self.learn_temperature = check_bool(learn_temperature, "learn_temperature")
         self.global_batch = check_bool(global_batch, "global_batch")
@@ -229,9 +263,12 @@ class DualEncoder(CrossModalModel):
             if not self.shared:
                 self._projection_b = keras.layers.Dense(self.projection_dim, use_bias=False, name="projection_b")
         self.logit_scale = self.add_weight(
-            shape=(), name="logit_scale", trainable=learn_temperature,
+            shape=(),
+            name="logit_scale",
+            trainable=learn_temperature,
             initializer=keras.initializers.Constant(math.log(1.0 / self.initial_temperature)),
-            constraint=_ClipLogitScale(math.log(self.max_logit_scale)))
+            constraint=_ClipLogitScale(math.log(self.max_logit_scale)),
+        )
 
         self.create_trackers(("loss", "temperature", "in_batch_accuracy"))
         self._encode_functions = {}
@@ -244,14 +281,21 @@ class DualEncoder(CrossModalModel):
     @staticmethod
     def _check_shared(encoder_a, encoder_b, shared) -> bool:
         if check_bool(shared, "shared") and encoder_b is not None and encoder_b is not encoder_a:
-            raise ValueError("shared=True uses encoder_a for both inputs; pass encoder_b=None (or the same "
-                             "encoder), or shared=False for two separate encoders.")
+            raise ValueError(
+                "shared=True uses encoder_a for both inputs; pass encoder_b=None (or the same "
+                "encoder), or shared=False for two separate encoders."
+            )
         return shared or encoder_b is None or encoder_b is encoder_a
 
     def _check_temperature(self, value) -> float:
         lowest = 1.0 / self.max_logit_scale
-        return check_number(value, "temperature", minimum=lowest, maximum=1.0,
-                            expected=f"a float in [1 / max_logit_scale, 1] = [{lowest:g}, 1] (CLIP starts at 0.07)")
+        return check_number(
+            value,
+            "temperature",
+            minimum=lowest,
+            maximum=1.0,
+            expected=f"a float in [1 / max_logit_scale, 1] = [{lowest:g}, 1] (CLIP starts at 0.07)",
+        )
 
     def _check_inputs(self, a, b, where: str) -> None:
         """Types per modality and equal static batch sizes, before any encoder runs."""
@@ -261,7 +305,8 @@ class DualEncoder(CrossModalModel):
         if None not in rows and rows[0] != rows[1]:
             raise ValueError(
                 f"DualEncoder.{where}: the paired inputs must have the same batch size (row i of a "
-                f"goes with row i of b); got {rows[0]} rows for a and {rows[1]} for b.")
+                f"goes with row i of b); got {rows[0]} rows for a and {rows[1]} for b."
+            )
 
     def _check_kind(self, values, expected, side: str, where: str) -> None:
         if expected is None:
@@ -274,10 +319,12 @@ class DualEncoder(CrossModalModel):
             raise TypeError(
                 f"DualEncoder.{where}: {encoder} takes raw text (a string tensor or an array of str), "
                 f"but input {side} holds numbers ({getattr(values, 'dtype', type(values).__name__)}). "
-                "Pass the texts themselves, e.g. np.array(['red apple', ...]).")
+                "Pass the texts themselves, e.g. np.array(['red apple', ...])."
+            )
         raise TypeError(
             f"DualEncoder.{where}: {encoder} takes numeric arrays, but input {side} holds strings. "
-            "Give that modality a string encoder such as xmodal_tf.encoders.text_encoder.")
+            "Give that modality a string encoder such as xmodal_tf.encoders.text_encoder."
+        )
 
     # ------------------------------------------------------------------ structure
     @property
@@ -294,7 +341,8 @@ class DualEncoder(CrossModalModel):
             if width_a != width_b:
                 raise ValueError(
                     f"Without a projection the two encoders must output the same width; encoder_a gives "
-                    f"{width_a} features and encoder_b {width_b}. Set projection_dim (e.g. 64).")
+                    f"{width_a} features and encoder_b {width_b}. Set projection_dim (e.g. 64)."
+                )
         else:
             self.projection_a.build((None, width_a))
             if not self.shared:
@@ -304,13 +352,15 @@ class DualEncoder(CrossModalModel):
     def build(self, input_shape):
         """Build from the pair of input shapes (for encoders whose output size is not known yet)."""
         shapes = (input_shape["a"], input_shape["b"]) if isinstance(input_shape, dict) else tuple(input_shape)
-        self._build_from_specs(shapes, [("string" if kind == "string" else keras.backend.floatx())
-                                        for kind in self.input_kinds])
+        self._build_from_specs(
+            shapes, [("string" if kind == "string" else keras.backend.floatx()) for kind in self.input_kinds]
+        )
 
     def _build_from_specs(self, shapes, dtypes) -> None:
         widths = []
-        for encoder, shape, dtype, name in zip((self.encoder_a, self.encoder_b), shapes, dtypes,
-                                               ("encoder_a", "encoder_b")):
+        for encoder, shape, dtype, name in zip(
+            (self.encoder_a, self.encoder_b), shapes, dtypes, ("encoder_a", "encoder_b")
+        ):
             output = encoder(keras.KerasTensor((None, *tuple(shape)[1:]), dtype=dtype))
             widths.append(check_output_shape(tuple(output.shape), name))
         self._input_specs = [[[None, *list(shape)[1:]], str(dtype)] for shape, dtype in zip(shapes, dtypes)]
@@ -349,8 +399,7 @@ class DualEncoder(CrossModalModel):
 
     def current_logit_scale(self):
         """1 / T as a float32 scalar tensor, clipped to [1, max_logit_scale]."""
-        return tf.exp(tf.clip_by_value(tf.cast(self.logit_scale, tf.float32), 0.0,
-                                       math.log(self.max_logit_scale)))
+        return tf.exp(tf.clip_by_value(tf.cast(self.logit_scale, tf.float32), 0.0, math.log(self.max_logit_scale)))
 
     @property
     def temperature(self) -> float:
@@ -377,8 +426,13 @@ class DualEncoder(CrossModalModel):
     # ------------------------------------------------------------------ training
     def fit(self, x=None, y=None, *args, validation_data=None, **kwargs):
         """``keras.Model.fit``; NumPy arrays of str are accepted for a text modality."""
-        return super().fit(_text_arrays_as_tensors(x), _text_arrays_as_tensors(y), *args,
-                           validation_data=_text_arrays_as_tensors(validation_data), **kwargs)
+        return super().fit(
+            _text_arrays_as_tensors(x),
+            _text_arrays_as_tensors(y),
+            *args,
+            validation_data=_text_arrays_as_tensors(validation_data),
+            **kwargs,
+        )
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """``keras.Model.evaluate``; NumPy arrays of str are accepted for a text modality."""
@@ -397,24 +451,27 @@ class DualEncoder(CrossModalModel):
         return self(_split_pair(data, "predict_step"), training=False)
 
     # ------------------------------------------------------------------ inference
-    def _encode(self, values, side: str, batch_size: int, argument: str | None = None,
-                method: str | None = None) -> np.ndarray:
+    def _encode(
+        self, values, side: str, batch_size: int, argument: str | None = None, method: str | None = None
+    ) -> np.ndarray:
         """Embeddings of ``values`` (modality ``side``); ``argument`` and ``method`` name the
         user's argument and call in messages (default ``side`` and ``encode_<side>``)."""
         argument, method = argument or side, method or f"encode_{side}"
         batch_size = check_positive_int(batch_size, "batch_size")
         if isinstance(values, (str, bytes)):
-            raise TypeError(f"DualEncoder.{method} takes a batch of inputs, not a single string; "
-                            "wrap it in a list.")
+            raise TypeError(f"DualEncoder.{method} takes a batch of inputs, not a single string; wrap it in a list.")
         self._check_kind(values, self.input_kinds[0 if side == "a" else 1], side, method)
         rows = num_rows(values)
         if rows == 0:
             raise ValueError(f"DualEncoder.{method}: no inputs (0 rows) in {argument}.")
         # NaN/inf rows would embed as NaN, or rank arbitrarily in retrieval; text is not checked.
-        check_finite_rows(values, argument, where=f"DualEncoder.{method}",
-                          fix="remove or impute those rows before encoding")
-        parts = [self._encode_batch(as_input_tensor(_slice_rows(values, start, start + batch_size)), side)
-                 for start in range(0, rows, batch_size)]
+        check_finite_rows(
+            values, argument, where=f"DualEncoder.{method}", fix="remove or impute those rows before encoding"
+        )
+        parts = [
+            self._encode_batch(as_input_tensor(_slice_rows(values, start, start + batch_size)), side)
+            for start in range(0, rows, batch_size)
+        ]
         return np.concatenate(parts)
 
     def _encode_batch(self, batch: tf.Tensor, side: str) -> np.ndarray:
@@ -423,8 +480,7 @@ class DualEncoder(CrossModalModel):
         if key not in self._encode_functions:
             embed = self.embed_a if side == "a" else self.embed_b
             signature = [tf.TensorSpec((None, *batch.shape[1:]), batch.dtype)]
-            self._encode_functions[key] = tf.function(lambda x: embed(x, training=False),
-                                                      input_signature=signature)
+            self._encode_functions[key] = tf.function(lambda x: embed(x, training=False), input_signature=signature)
         return to_numpy(self._encode_functions[key](batch))
 
     def encode_a(self, a, *, batch_size: int = 256) -> np.ndarray:
@@ -444,8 +500,10 @@ class DualEncoder(CrossModalModel):
         return self._similarity(a, b, batch_size, ("a", "b"), "similarity")
 
     def _similarity(self, a, b, batch_size: int, arguments: tuple, method: str) -> np.ndarray:
-        return (self._encode(a, "a", batch_size, arguments[0], method)
-                @ self._encode(b, "b", batch_size, arguments[1], method).T)
+        return (
+            self._encode(a, "a", batch_size, arguments[0], method)
+            @ self._encode(b, "b", batch_size, arguments[1], method).T
+        )
 
     def retrieve(self, queries, gallery, k: int = 5, *, direction: str = "a_to_b", batch_size: int = 256):
         """The top-k gallery items for each query, by cosine similarity.
@@ -509,12 +567,16 @@ class DualEncoder(CrossModalModel):
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict:
         return {
-            "name": self.name, "trainable": self.trainable,
+            "name": self.name,
+            "trainable": self.trainable,
             "encoder_a": keras.saving.serialize_keras_object(self.encoder_a),
             "encoder_b": None if self.shared else keras.saving.serialize_keras_object(self.encoder_b),
-            "projection_dim": self.projection_dim, "shared": self.shared,
-            "temperature": self.initial_temperature, "learn_temperature": self.learn_temperature,
-            "max_logit_scale": self.max_logit_scale, "global_batch": self.global_batch,
+            "projection_dim": self.projection_dim,
+            "shared": self.shared,
+            "temperature": self.initial_temperature,
+            "learn_temperature": self.learn_temperature,
+            "max_logit_scale": self.max_logit_scale,
+            "global_batch": self.global_batch,
         }
 
     @classmethod

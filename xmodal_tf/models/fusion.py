@@ -85,6 +85,7 @@ Conventions and decisions
   fusion layer) serialized; loading rebuilds the same graph and restores the weights.
   An encoder shared by several modalities stays shared after loading.
 """
+
 from __future__ import annotations
 
 import copy
@@ -119,35 +120,44 @@ MASK_INPUT = "modality_mask"
 # ----------------------------------------------------------------------------- validation
 def _check_encoders(encoders) -> dict:
     if not isinstance(encoders, dict) or not encoders:
-        raise TypeError("encoders must be a non-empty dict {modality name: keras.Model}, e.g. "
-                        f"{{'image': cnn_encoder(...), 'audio': rnn_encoder(...)}}; got {type(encoders).__name__}.")
+        raise TypeError(
+            "encoders must be a non-empty dict {modality name: keras.Model}, e.g. "
+            f"{{'image': cnn_encoder(...), 'audio': rnn_encoder(...)}}; got {type(encoders).__name__}."
+        )
     owners = {}
     for modality, encoder in encoders.items():
         if not isinstance(modality, str) or not modality or modality == MASK_INPUT:
-            raise ValueError(f"Modality names must be non-empty strings other than {MASK_INPUT!r}; "
-                             f"got {modality!r}.")
+            raise ValueError(f"Modality names must be non-empty strings other than {MASK_INPUT!r}; got {modality!r}.")
         if not isinstance(encoder, keras.Model):
-            raise TypeError(f"encoders[{modality!r}] must be a keras.Model (e.g. from xmodal_tf.encoders); "
-                            f"got {type(encoder).__name__}.")
+            raise TypeError(
+                f"encoders[{modality!r}] must be a keras.Model (e.g. from xmodal_tf.encoders); "
+                f"got {type(encoder).__name__}."
+            )
         _encoder_input(encoder, modality)
         _encoder_output_dim(encoder, modality)
         if encoder.name in encoders:
-            raise ValueError(f"encoders[{modality!r}] is named {encoder.name!r}, which is also a modality name "
-                             "(the name of an input layer); build the encoder with another name, e.g. "
-                             f"name='{encoder.name}_encoder'.")
+            raise ValueError(
+                f"encoders[{modality!r}] is named {encoder.name!r}, which is also a modality name "
+                "(the name of an input layer); build the encoder with another name, e.g. "
+                f"name='{encoder.name}_encoder'."
+            )
         other = owners.setdefault(encoder.name, (modality, encoder))
         if other[1] is not encoder:
-            raise ValueError(f"encoders[{other[0]!r}] and encoders[{modality!r}] are different models with the "
-                             f"same name {encoder.name!r}; layer names must be unique, so build them with "
-                             "distinct names (or pass the same model twice to share it).")
+            raise ValueError(
+                f"encoders[{other[0]!r}] and encoders[{modality!r}] are different models with the "
+                f"same name {encoder.name!r}; layer names must be unique, so build them with "
+                "distinct names (or pass the same model twice to share it)."
+            )
     return dict(encoders)
 
 
 def _encoder_input(encoder, modality: str):
     inputs = declared_inputs(encoder)
     if not inputs or len(inputs) != 1:
-        raise ValueError(f"encoders[{modality!r}] must be a built model with exactly one input (a functional "
-                         f"model such as those of xmodal_tf.encoders); it has {len(inputs or [])} inputs.")
+        raise ValueError(
+            f"encoders[{modality!r}] must be a built model with exactly one input (a functional "
+            f"model such as those of xmodal_tf.encoders); it has {len(inputs or [])} inputs."
+        )
     return inputs[0]
 
 
@@ -155,8 +165,10 @@ def _encoder_output_dim(encoder, modality: str) -> int:
     outputs = encoder.outputs
     shape = tuple(outputs[0].shape) if len(outputs) == 1 else None
     if shape is None or len(shape) != 2 or shape[1] is None:
-        raise ValueError(f"encoders[{modality!r}] must have one (batch, features) output with a known size; "
-                         f"got {[tuple(o.shape) for o in outputs]}. Pool or flatten its output.")
+        raise ValueError(
+            f"encoders[{modality!r}] must have one (batch, features) output with a known size; "
+            f"got {[tuple(o.shape) for o in outputs]}. Pool or flatten its output."
+        )
     return int(shape[1])
 
 
@@ -165,34 +177,44 @@ def _dropout_rates(modality_dropout, modalities) -> list[float]:
     if isinstance(modality_dropout, dict):
         unknown = sorted(set(modality_dropout) - set(modalities))
         if unknown:
-            raise ValueError(f"modality_dropout names unknown modalities {unknown}; the modalities are "
-                             f"{list(modalities)}.")
+            raise ValueError(
+                f"modality_dropout names unknown modalities {unknown}; the modalities are {list(modalities)}."
+            )
         return [modality_dropout.get(modality, 0.0) for modality in modalities]
     if isinstance(modality_dropout, numbers.Real) and not isinstance(modality_dropout, bool):
         return [modality_dropout] * len(modalities)
     if isinstance(modality_dropout, (list, tuple)):
         if len(modality_dropout) != len(modalities):
-            raise ValueError(f"modality_dropout has {len(modality_dropout)} rates for {len(modalities)} "
-                             f"modalities {list(modalities)}; give one per modality, one for all, or a dict.")
+            raise ValueError(
+                f"modality_dropout has {len(modality_dropout)} rates for {len(modalities)} "
+                f"modalities {list(modalities)}; give one per modality, one for all, or a dict."
+            )
         return list(modality_dropout)
-    raise TypeError(f"modality_dropout must be a rate, a sequence of rates or a dict {{modality: rate}}; "
-                    f"got {modality_dropout!r}.")
+    raise TypeError(
+        f"modality_dropout must be a rate, a sequence of rates or a dict {{modality: rate}}; got {modality_dropout!r}."
+    )
 
 
 def _check_loss_weight(weight) -> float:
     if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
-        raise TypeError(f"unimodal_loss_weight must be a number >= 0 (0 turns the auxiliary losses off); "
-                        f"got {weight!r}.")
+        raise TypeError(
+            f"unimodal_loss_weight must be a number >= 0 (0 turns the auxiliary losses off); got {weight!r}."
+        )
     if not 0.0 <= float(weight) < float("inf"):
-        raise ValueError(f"unimodal_loss_weight must be a finite number >= 0 (0 turns the auxiliary losses "
-                         f"off); got {weight!r}.")
+        raise ValueError(
+            f"unimodal_loss_weight must be a finite number >= 0 (0 turns the auxiliary losses off); got {weight!r}."
+        )
     return float(weight)
 
 
 def _check_distillation(share) -> float:
-    return check_number(share, "unimodal_distillation", minimum=0, maximum=1,
-                        expected="a number in [0, 1] (the share of the fused prediction in the unimodal heads' "
-                                 "target)")
+    return check_number(
+        share,
+        "unimodal_distillation",
+        minimum=0,
+        maximum=1,
+        expected="a number in [0, 1] (the share of the fused prediction in the unimodal heads' target)",
+    )
 
 
 UNIMODAL_HEADS = ("auxiliary", "fusion")
@@ -200,9 +222,11 @@ UNIMODAL_HEADS = ("auxiliary", "fusion")
 
 def _check_unimodal_head(head) -> str:
     if head not in UNIMODAL_HEADS:
-        raise ValueError(f"unimodal_head must be one of {UNIMODAL_HEADS} (\"auxiliary\": a softmax head of its own per "
-                         f"modality; \"fusion\": the classifier itself with only that modality present); "
-                         f"got {head!r}.")
+        raise ValueError(
+            f'unimodal_head must be one of {UNIMODAL_HEADS} ("auxiliary": a softmax head of its own per '
+            f'modality; "fusion": the classifier itself with only that modality present); '
+            f"got {head!r}."
+        )
     return head
 
 
@@ -223,23 +247,29 @@ def _fusion_layer(fusion, dims, modalities, hidden_units, dropout, projection_di
     """(fusion layer, hidden units still to add in the head) for a strategy name or a layer."""
     if isinstance(fusion, keras.layers.Layer):
         if "mask" not in inspect.signature(fusion.call).parameters:
-            raise TypeError(f"The fusion layer {fusion.name!r} ({type(fusion).__name__}) must accept the presence "
-                            "mask: call(self, embeddings, mask=None), mask of shape (batch, n_modalities).")
+            raise TypeError(
+                f"The fusion layer {fusion.name!r} ({type(fusion).__name__}) must accept the presence "
+                "mask: call(self, embeddings, mask=None), mask of shape (batch, n_modalities)."
+            )
         return fusion, hidden_units
     if not isinstance(fusion, str) or fusion not in FUSION_STRATEGIES:
-        raise ValueError(f"Unknown fusion strategy {fusion!r}; choose one of {FUSION_STRATEGIES} or pass a "
-                         "fusion layer instance (e.g. xmodal_tf.layers.GatedFusion(units=32)).")
+        raise ValueError(
+            f"Unknown fusion strategy {fusion!r}; choose one of {FUSION_STRATEGIES} or pass a "
+            "fusion layer instance (e.g. xmodal_tf.layers.GatedFusion(units=32))."
+        )
     units = projection_dim or max(dims)
     name = f"{fusion}_fusion"
     if fusion == "concat":
         return ConcatFusion(hidden_units, dropout=dropout, modalities=modalities, name=name), ()
     if fusion == "tensor":
         return TensorFusion(hidden_units, dropout=dropout, modalities=modalities, name=name), ()
-    layers = {"average": lambda: AverageFusion(modalities=modalities, name=name),
-              "weighted": lambda: WeightedFusion(modalities=modalities, name=name),
-              "gated": lambda: GatedFusion(units, modalities=modalities, name=name),
-              "attention": lambda: AttentionFusion(units, modalities=modalities, name=name),
-              "late": lambda: LateFusion(modalities=modalities, name=name)}
+    layers = {
+        "average": lambda: AverageFusion(modalities=modalities, name=name),
+        "weighted": lambda: WeightedFusion(modalities=modalities, name=name),
+        "gated": lambda: GatedFusion(units, modalities=modalities, name=name),
+        "attention": lambda: AttentionFusion(units, modalities=modalities, name=name),
+        "late": lambda: LateFusion(modalities=modalities, name=name),
+    }
     return layers[fusion](), hidden_units
 
 
@@ -254,10 +284,23 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
     the weight is 0).
     """
 
-    def __init__(self, encoders, fusion="concat", num_classes=None, *, modality_dropout=0.0,
-                 hidden_units=(64,), projection_dim=None, dropout=0.0, unimodal_loss_weight=0.0,
-                 unimodal_distillation=0.0, unimodal_head="auxiliary", seed=None, name="fusion_classifier",
-                 **kwargs):
+    def __init__(
+        self,
+        encoders,
+        fusion="concat",
+        num_classes=None,
+        *,
+        modality_dropout=0.0,
+        hidden_units=(64,),
+        projection_dim=None,
+        dropout=0.0,
+        unimodal_loss_weight=0.0,
+        unimodal_distillation=0.0,
+        unimodal_head="auxiliary",
+        seed=None,
+        name="fusion_classifier",
+        **kwargs,
+    ):
         encoders = _check_encoders(encoders)
         unimodal_loss_weight = _check_loss_weight(unimodal_loss_weight)
         unimodal_head = _check_unimodal_head(unimodal_head)
@@ -280,24 +323,34 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
 
         embeddings = [encoders[modality](inputs[modality]) for modality in modalities]
         if projection_dim:
-            embeddings = [keras.layers.Dense(projection_dim, name=f"{modality}_projection")(embedding)
-                          for modality, embedding in zip(modalities, embeddings)]
+            embeddings = [
+                keras.layers.Dense(projection_dim, name=f"{modality}_projection")(embedding)
+                for modality, embedding in zip(modalities, embeddings)
+            ]
         dims = [int(embedding.shape[-1]) for embedding in embeddings]
         layer, head_units = _fusion_layer(fusion, dims, modalities, hidden_units, dropout, projection_dim)
         if fusion == "late":
             per_modality = [
                 keras.layers.Dense(num_classes, activation="softmax", name=f"{modality}_classifier")(
-                    _dense_head(embedding, head_units, dropout, f"{modality}_head"))
-                for modality, embedding in zip(modalities, embeddings)]
+                    _dense_head(embedding, head_units, dropout, f"{modality}_head")
+                )
+                for modality, embedding in zip(modalities, embeddings)
+            ]
             outputs = layer(per_modality, mask=mask)
             unimodal = dict(zip(modalities, per_modality))
         else:
             fused = _dense_head(layer(embeddings, mask=mask), head_units, dropout, "head")
             outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(fused)
-            unimodal = {modality: keras.layers.Dense(num_classes, activation="softmax",
-                                                     name=f"{modality}_unimodal_classifier")(embedding)
-                        for modality, embedding in zip(modalities, embeddings)} \
-                if unimodal_loss_weight and unimodal_head == "auxiliary" else {}
+            unimodal = (
+                {
+                    modality: keras.layers.Dense(
+                        num_classes, activation="softmax", name=f"{modality}_unimodal_classifier"
+                    )(embedding)
+                    for modality, embedding in zip(modalities, embeddings)
+                }
+                if unimodal_loss_weight and unimodal_head == "auxiliary"
+                else {}
+            )
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
         self.unimodal_loss_weight = unimodal_loss_weight
@@ -306,9 +359,11 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         # The auxiliary heads are off the inference graph (except late fusion's own heads):
         # a second functional model over the same layers reaches them, and as an attribute
         # it is tracked, trained and saved with the classifier.
-        self.unimodal_network = keras.Model({modality: inputs[modality] for modality in modalities}, unimodal,
-                                            name=f"{name}_unimodal") \
-            if unimodal_loss_weight and unimodal_head == "auxiliary" else None
+        self.unimodal_network = (
+            keras.Model({modality: inputs[modality] for modality in modalities}, unimodal, name=f"{name}_unimodal")
+            if unimodal_loss_weight and unimodal_head == "auxiliary"
+            else None
+        )
         self._unimodal_loss_tracker = keras.metrics.Mean(name="unimodal_loss") if unimodal_loss_weight else None
 
         self.modalities = modalities
@@ -316,11 +371,17 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         self._fusion_argument = fusion if isinstance(fusion, str) else None
         self._fusion_layer_name = layer.name
         self._encoder_names = tuple(encoder.name for encoder in encoders.values())
-        self._settings = {"num_classes": num_classes, "modality_dropout": modality_dropout,
-                          "hidden_units": list(hidden_units), "projection_dim": projection_dim,
-                          "dropout": float(dropout), "unimodal_loss_weight": unimodal_loss_weight,
-                          "unimodal_distillation": unimodal_distillation, "unimodal_head": unimodal_head,
-                          "seed": seed}
+        self._settings = {
+            "num_classes": num_classes,
+            "modality_dropout": modality_dropout,
+            "hidden_units": list(hidden_units),
+            "projection_dim": projection_dim,
+            "dropout": float(dropout),
+            "unimodal_loss_weight": unimodal_loss_weight,
+            "unimodal_distillation": unimodal_distillation,
+            "unimodal_head": unimodal_head,
+            "seed": seed,
+        }
 
     # ------------------------------------------------------------------ access
     @property
@@ -342,13 +403,19 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         # NaN weights (diverged training) give uniform probabilities in predict's graph, not NaN.
         bad = [weight.path for weight in self.weights if not np.isfinite(np.asarray(weight.numpy())).all()]
         if bad:
-            raise ValueError(f"{self.name}.predict: the weights {bad[:3]}{' ...' if len(bad) > 3 else ''} hold NaN or "
-                             "inf (training diverged); retrain (a lower learning rate) or load a good checkpoint.")
+            raise ValueError(
+                f"{self.name}.predict: the weights {bad[:3]}{' ...' if len(bad) > 3 else ''} hold NaN or "
+                "inf (training diverged); retrain (a lower learning rate) or load a good checkpoint."
+            )
         probabilities = super().predict(x, *args, **kwargs)
         # Finite inputs can still overflow inside the network (values near 3e38): NaN
         # probabilities are refused too, by row, where the backend lets NaN through.
-        check_finite_rows(probabilities, "the predicted probabilities", where=f"{self.name}.predict",
-                          fix="the inputs of those rows are too large for the network; rescale them as in training")
+        check_finite_rows(
+            probabilities,
+            "the predicted probabilities",
+            where=f"{self.name}.predict",
+            fix="the inputs of those rows are too large for the network; rescale them as in training",
+        )
         return probabilities
 
     def check_prediction_inputs(self, inputs: dict) -> None:
@@ -358,48 +425,64 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         give the shapes of the whole arrays, not of a batch."""
         where = f"{self.name}.predict"
         if not inputs or all(value is None for value in inputs.values()):
-            raise ValueError(f"{where}: the input dict is empty; pass at least one modality of "
-                             f"{list(self.modalities)} as an array of shape (n, ...).")
+            raise ValueError(
+                f"{where}: the input dict is empty; pass at least one modality of "
+                f"{list(self.modalities)} as an array of shape (n, ...)."
+            )
         unknown = sorted(set(map(str, inputs)) - set(self.modalities) - {MASK_INPUT})
         if unknown:
-            raise ValueError(f"{where}: unknown input(s) {unknown}; the inputs are the modalities "
-                             f"{list(self.modalities)} and optionally {MASK_INPUT!r}.")
+            raise ValueError(
+                f"{where}: unknown input(s) {unknown}; the inputs are the modalities "
+                f"{list(self.modalities)} and optionally {MASK_INPUT!r}."
+            )
         shapes = {}
         for key, value in inputs.items():
             if value is None:
                 continue
             array = np.asarray(value)
             if array.dtype.kind not in "biuf":
-                raise TypeError(f"{where}: {key!r} must be a numeric array; got {type(value).__name__} of dtype "
-                                f"{array.dtype}.")
+                raise TypeError(
+                    f"{where}: {key!r} must be a numeric array; got {type(value).__name__} of dtype {array.dtype}."
+                )
             if array.ndim == 0:
                 raise ValueError(f"{where}: {key!r} must have one row per example; got a scalar.")
             shapes[key] = tuple(array.shape)
             if key == MASK_INPUT:
                 columns = len(self.modalities)
                 if array.ndim != 2 or array.shape[1] != columns:
-                    raise ValueError(f"{where}: {MASK_INPUT!r} must have shape (n, {columns}), one column per "
-                                     f"modality in the order {list(self.modalities)}; got shape {array.shape}.")
+                    raise ValueError(
+                        f"{where}: {MASK_INPUT!r} must have shape (n, {columns}), one column per "
+                        f"modality in the order {list(self.modalities)}; got shape {array.shape}."
+                    )
                 check_finite_rows(array, repr(MASK_INPUT), where=where, fix="use 1 (present) or 0 (absent)")
                 continue
             expected = tuple(self.input[key].shape[1:])
-            if len(expected) != array.ndim - 1 or any(e is not None and e != g for e, g in zip(expected,
-                                                                                                 array.shape[1:])):
-                raise ValueError(f"{where}: modality {key!r} takes rows of shape {expected}; got an array of "
-                                 f"shape {array.shape}.")
-            fix = (f"replace them (e.g. with zeros) and mark the modality absent for those rows in {MASK_INPUT!r}, "
-                   "or drop the rows")
+            if len(expected) != array.ndim - 1 or any(
+                e is not None and e != g for e, g in zip(expected, array.shape[1:])
+            ):
+                raise ValueError(
+                    f"{where}: modality {key!r} takes rows of shape {expected}; got an array of shape {array.shape}."
+                )
+            fix = (
+                f"replace them (e.g. with zeros) and mark the modality absent for those rows in {MASK_INPUT!r}, "
+                "or drop the rows"
+            )
             check_finite_rows(array, f"modality {key!r}", where=where, fix=fix)
             target = np.dtype(self.input[key].dtype)
             if array.dtype.kind == "f" and target.kind == "f" and np.finfo(array.dtype).max > np.finfo(target).max:
                 with np.errstate(over="ignore"):  # float64 values beyond float32's range become inf
-                    check_finite_rows(array.astype(target), f"modality {key!r}", where=where,
-                                      fix=f"its values exceed {target}'s range ({np.finfo(target).max:.3g}) there; "
-                                          "rescale them")
+                    check_finite_rows(
+                        array.astype(target),
+                        f"modality {key!r}",
+                        where=where,
+                        fix=f"its values exceed {target}'s range ({np.finfo(target).max:.3g}) there; rescale them",
+                    )
         listed = ", ".join(f"{key!r}: {shape}" for key, shape in shapes.items())
         if len({shape[0] for shape in shapes.values()}) > 1:
-            raise ValueError(f"{where}: the inputs have different numbers of rows ({listed}); give one row per "
-                             "example in every modality (and in the mask).")
+            raise ValueError(
+                f"{where}: the inputs have different numbers of rows ({listed}); give one row per "
+                "example in every modality (and in the mask)."
+            )
         if not next(iter(shapes.values()))[0]:
             raise ValueError(f"{where}: the inputs have no rows ({listed}); give at least one example.")
 
@@ -413,15 +496,21 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         (float 0/1, (batch, n)) made from the given mask and the given modalities."""
         unknown = sorted(set(map(str, inputs)) - set(self.modalities) - {MASK_INPUT})
         if unknown:
-            raise ValueError(f"{self.name}: unknown input(s) {unknown}; the inputs are the modalities "
-                             f"{list(self.modalities)} and optionally {MASK_INPUT!r}.")
+            raise ValueError(
+                f"{self.name}: unknown input(s) {unknown}; the inputs are the modalities "
+                f"{list(self.modalities)} and optionally {MASK_INPUT!r}."
+            )
         # Keras refuses dicts that mix NumPy arrays and tensors, and the mask below is a tensor.
-        inputs = {key: value if value is None or _is_tensor(value) else ops.convert_to_tensor(value)
-                  for key, value in inputs.items()}
+        inputs = {
+            key: value if value is None or _is_tensor(value) else ops.convert_to_tensor(value)
+            for key, value in inputs.items()
+        }
         given = [modality for modality in self.modalities if inputs.get(modality) is not None]
         if not given:
-            raise ValueError(f"{self.name}: pass at least one modality of {list(self.modalities)}; to mark a "
-                             f"modality absent for some examples use {MASK_INPUT!r}.")
+            raise ValueError(
+                f"{self.name}: pass at least one modality of {list(self.modalities)}; to mark a "
+                f"modality absent for some examples use {MASK_INPUT!r}."
+            )
         reference = ops.cast(inputs[given[0]], "float32")
         # (batch,) ones built from the data, so this works for eager, graph and symbolic tensors.
         ones = ops.ones_like(ops.sum(reference, axis=tuple(range(1, len(reference.shape)))))
@@ -438,9 +527,11 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         if mask is not None:
             mask = ops.cast(mask, "float32")
             if len(mask.shape) != 2 or mask.shape[1] not in (None, len(self.modalities)):
-                raise ValueError(f"{self.name}: {MASK_INPUT} must have shape (batch, {len(self.modalities)}), one "
-                                 f"column per modality in the order {list(self.modalities)}; got shape "
-                                 f"{tuple(mask.shape)}.")
+                raise ValueError(
+                    f"{self.name}: {MASK_INPUT} must have shape (batch, {len(self.modalities)}), one "
+                    f"column per modality in the order {list(self.modalities)}; got shape "
+                    f"{tuple(mask.shape)}."
+                )
             presence = presence * ops.cast(ops.not_equal(mask, 0.0), "float32")
         completed[MASK_INPUT] = presence
         return completed
@@ -453,8 +544,16 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         return ops.cast(column + ops.zeros(shape), spec.dtype)
 
     # ------------------------------------------------------------------ auxiliary losses
-    def unimodal_loss(self, inputs: dict, labels, sample_weight=None, training=False, predictions=None,
-                      teachers: dict | None = None, teacher_share: float = 0.0):
+    def unimodal_loss(
+        self,
+        inputs: dict,
+        labels,
+        sample_weight=None,
+        training=False,
+        predictions=None,
+        teachers: dict | None = None,
+        teacher_share: float = 0.0,
+    ):
         """The auxiliary loss: the sum over modalities of the cross-entropy of that
         modality's own head (on its embedding alone), averaged over the batch. The target
         is the labels, or with ``unimodal_distillation`` = a > 0 the mixture
@@ -480,11 +579,15 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         teachers = dict(teachers or {})
         teacher_share = _check_distillation(teacher_share) if teachers else 0.0
         if teacher_share + self.unimodal_distillation > 1.0 + 1e-9:
-            raise ValueError(f"teacher_share ({teacher_share:g}) plus unimodal_distillation "
-                             f"({self.unimodal_distillation:g}) must be at most 1 (the labels take the rest).")
+            raise ValueError(
+                f"teacher_share ({teacher_share:g}) plus unimodal_distillation "
+                f"({self.unimodal_distillation:g}) must be at most 1 (the labels take the rest)."
+            )
         unknown = sorted(set(teachers) - set(self.modalities))
         if unknown:
-            raise ValueError(f"teachers names unknown modalities {unknown}; the modalities are {list(self.modalities)}.")
+            raise ValueError(
+                f"teachers names unknown modalities {unknown}; the modalities are {list(self.modalities)}."
+            )
         labels_one_hot = ops.one_hot(ops.reshape(ops.cast(labels, "int32"), (-1,)), self.num_classes)
         targets = labels_one_hot
         if self.unimodal_distillation:
@@ -515,13 +618,13 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         modality marked present (the path its predictions take when the other modalities
         are absent)."""
         if self.unimodal_head == "auxiliary":
-            return self.unimodal_network({modality: inputs[modality] for modality in self.modalities},
-                                         training=training)
+            return self.unimodal_network(
+                {modality: inputs[modality] for modality in self.modalities}, training=training
+            )
         given = {modality: inputs[modality] for modality in self.modalities}
         probabilities = {}
         for index, modality in enumerate(self.modalities):
-            only = ops.one_hot(ops.full_like(ops.cast(inputs[MASK_INPUT][:, 0], "int32"), index),
-                               len(self.modalities))
+            only = ops.one_hot(ops.full_like(ops.cast(inputs[MASK_INPUT][:, 0], "int32"), index), len(self.modalities))
             probabilities[modality] = self({**given, MASK_INPUT: only}, training=training)
         return probabilities
 
@@ -552,8 +655,13 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         fusion = self._fusion_argument
         if fusion is None:
             fusion = keras.saving.serialize_keras_object(self.fusion_layer)
-        return {"name": self.name, "trainable": self.trainable, "encoders": encoders, "fusion": fusion,
-                **self._settings}
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "encoders": encoders,
+            "fusion": fusion,
+            **self._settings,
+        }
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
@@ -569,10 +677,21 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         return cls(encoders, **config)
 
 
-def build_fusion_classifier(encoders, fusion="concat", num_classes=None, *, modality_dropout=0.0,
-                            hidden_units=(64,), projection_dim=None, dropout=0.0, unimodal_loss_weight=0.0,
-                            unimodal_distillation=0.0, unimodal_head="auxiliary", seed=None,
-                            name="fusion_classifier") -> FusionClassifier:
+def build_fusion_classifier(
+    encoders,
+    fusion="concat",
+    num_classes=None,
+    *,
+    modality_dropout=0.0,
+    hidden_units=(64,),
+    projection_dim=None,
+    dropout=0.0,
+    unimodal_loss_weight=0.0,
+    unimodal_distillation=0.0,
+    unimodal_head="auxiliary",
+    seed=None,
+    name="fusion_classifier",
+) -> FusionClassifier:
     """A fusion classifier over named modalities (see the module docstring for the conventions).
 
     Args:
@@ -600,7 +719,17 @@ def build_fusion_classifier(encoders, fusion="concat", num_classes=None, *, moda
         seed: seed of the modality dropout draws.
         name: the model name.
     """
-    return FusionClassifier(encoders, fusion, num_classes, modality_dropout=modality_dropout,
-                            hidden_units=hidden_units, projection_dim=projection_dim, dropout=dropout,
-                            unimodal_loss_weight=unimodal_loss_weight, unimodal_distillation=unimodal_distillation,
-                            unimodal_head=unimodal_head, seed=seed, name=name)
+    return FusionClassifier(
+        encoders,
+        fusion,
+        num_classes,
+        modality_dropout=modality_dropout,
+        hidden_units=hidden_units,
+        projection_dim=projection_dim,
+        dropout=dropout,
+        unimodal_loss_weight=unimodal_loss_weight,
+        unimodal_distillation=unimodal_distillation,
+        unimodal_head=unimodal_head,
+        seed=seed,
+        name=name,
+    )

@@ -2,6 +2,7 @@
 ``DeepCCATrainer`` for Deep CCA), strategies by name (``make_strategy``, ``is_chief``),
 and TensorBoard callbacks (image grids of generated samples and reconstructions, the
 embedding projector, a classifier's confusion matrix)."""
+
 from xmodal_tf.training.callbacks import (
     ConfusionMatrixCallback,
     EmbeddingProjectorCallback,
@@ -12,6 +13,15 @@ from xmodal_tf.training.deepcca_trainer import DeepCCATrainer
 from xmodal_tf.training.strategies import STRATEGIES, describe_strategy, is_chief, make_strategy
 from xmodal_tf.training.trainer import Trainer
 
-__all__ = ["ConfusionMatrixCallback", "DeepCCATrainer", "EmbeddingProjectorCallback", "GeneratedImagesCallback",
-           "ReconstructionImagesCallback", "STRATEGIES", "Trainer", "describe_strategy", "is_chief",
-           "make_strategy"]
+__all__ = [
+    "ConfusionMatrixCallback",
+    "DeepCCATrainer",
+    "EmbeddingProjectorCallback",
+    "GeneratedImagesCallback",
+    "ReconstructionImagesCallback",
+    "STRATEGIES",
+    "Trainer",
+    "describe_strategy",
+    "is_chief",
+    "make_strategy",
+]

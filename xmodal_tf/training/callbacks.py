@@ -26,6 +26,7 @@ other shapes (MFCC sequences (T, F), vectors (D,)) are drawn as heat maps with t
 (the first axis) running left to right. Values are scaled with the range of the
 original examples (so reconstructions and originals share one scale) and clipped.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,12 +40,20 @@ from xmodal_tf._validation import check_int, check_positive_int, describe
 from xmodal_tf.data.balance import as_class_labels
 from xmodal_tf.metrics import _check_rows, confusion_matrix, confusion_matrix_image
 
-__all__ = ["ConfusionMatrixCallback", "EmbeddingProjectorCallback", "GeneratedImagesCallback",
-           "ReconstructionImagesCallback", "heat_map", "image_grid", "to_pictures"]
+__all__ = [
+    "ConfusionMatrixCallback",
+    "EmbeddingProjectorCallback",
+    "GeneratedImagesCallback",
+    "ReconstructionImagesCallback",
+    "heat_map",
+    "image_grid",
+    "to_pictures",
+]
 
 # Anchors of the viridis colour map (dark blue -> green -> yellow), at 0, 0.25 ... 1.
-_VIRIDIS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]],
-                    dtype=np.float32) / 255.0
+_VIRIDIS = (
+    np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float32) / 255.0
+)
 _MIN_HEAT_MAP_HEIGHT = 24  # pixels: a 13-coefficient MFCC map is drawn 2x taller
 
 
@@ -54,15 +63,15 @@ def image_grid(images, rows: int, padding: int = 1) -> np.ndarray:
     image with ``padding`` pixels of white between tiles. Values in [0, 1]."""
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or images.shape[0] % rows:
-        raise ValueError(f"image_grid needs (rows * columns, H, W, C) images, rows={rows}; got shape "
-                         f"{images.shape}.")
+        raise ValueError(f"image_grid needs (rows * columns, H, W, C) images, rows={rows}; got shape {images.shape}.")
     columns = images.shape[0] // rows
     _, height, width, channels = images.shape
-    grid = np.ones((rows * (height + padding) - padding, columns * (width + padding) - padding, channels),
-                   dtype=np.float32)
+    grid = np.ones(
+        (rows * (height + padding) - padding, columns * (width + padding) - padding, channels), dtype=np.float32
+    )
     for index, image in enumerate(images):
         top, left = (index // columns) * (height + padding), (index % columns) * (width + padding)
-        grid[top:top + height, left:left + width] = image
+        grid[top : top + height, left : left + width] = image
     return grid
 
 
@@ -102,9 +111,9 @@ def to_pictures(values, value_range) -> np.ndarray:
     scaled = _scaled(values, value_range)
     if _is_image(values.shape[1:]):
         return scaled
-    if values.ndim == 2:          # vectors: one strip each
+    if values.ndim == 2:  # vectors: one strip each
         scaled = scaled[:, :, None]
-    elif values.ndim > 3:         # e.g. (H, W, 2): first axis as time, the rest flattened
+    elif values.ndim > 3:  # e.g. (H, W, 2): first axis as time, the rest flattened
         scaled = scaled.reshape(scaled.shape[0], scaled.shape[1], -1)
     return heat_map(scaled)
 
@@ -167,16 +176,23 @@ class GeneratedImagesCallback(_TensorBoardCallback):
     summary ``name``.
     """
 
-    def __init__(self, logdir, conditions, n_per_condition: int = 8, every: int = 1,
-                 name: str = "generated_images", value_range=None, seed: int | None = 0):
+    def __init__(
+        self,
+        logdir,
+        conditions,
+        n_per_condition: int = 8,
+        every: int = 1,
+        name: str = "generated_images",
+        value_range=None,
+        seed: int | None = 0,
+    ):
         super().__init__(logdir, every, name)
         self.seed = check_int(seed, "seed", allow_none=True)
         n_per_condition = check_positive_int(n_per_condition, "n_per_condition")
         if value_range is not None:
             value_range = tuple(float(v) for v in value_range)
             if len(value_range) != 2 or not value_range[0] < value_range[1]:
-                raise ValueError(f"value_range must be (low, high) with low < high, e.g. (-1, 1); got "
-                                 f"{value_range!r}.")
+                raise ValueError(f"value_range must be (low, high) with low < high, e.g. (-1, 1); got {value_range!r}.")
         self.conditions = conditions
         self.rows = 1 if np.ndim(conditions) == 0 else len(conditions)
         if self.rows < 1:
@@ -186,8 +202,10 @@ class GeneratedImagesCallback(_TensorBoardCallback):
 
     def _summarise(self, step: int) -> None:
         if not hasattr(self.model, "generate"):
-            raise TypeError(f"GeneratedImagesCallback needs a model with generate(conditions, n=...); "
-                            f"{type(self.model).__name__} has none.")
+            raise TypeError(
+                f"GeneratedImagesCallback needs a model with generate(conditions, n=...); "
+                f"{type(self.model).__name__} has none."
+            )
         seed = {} if self.seed is None else {"seed": self.seed}
         images = np.asarray(self.model.generate(self.conditions, n=self.n_per_condition, **seed), dtype=np.float32)
         if images.ndim == 3:
@@ -197,11 +215,16 @@ class GeneratedImagesCallback(_TensorBoardCallback):
             raise ValueError(
                 f"model.generate(conditions, n={self.n_per_condition}) returned shape {images.shape}; "
                 f"expected ({self.rows} conditions * {self.n_per_condition} = {expected}, H, W, C) "
-                "with C in 1, 3 or 4.")
+                "with C in 1, 3 or 4."
+            )
         value_range = self.value_range or ((-1.0, 1.0) if images.min() < 0 else (0.0, 1.0))
         grid = image_grid(_scaled(images, value_range), rows=self.rows)
-        tf.summary.image(self.name, grid[None], step=step,
-                         description=f"{self.rows} conditions (rows) x {self.n_per_condition} samples")
+        tf.summary.image(
+            self.name,
+            grid[None],
+            step=step,
+            description=f"{self.rows} conditions (rows) x {self.n_per_condition} samples",
+        )
 
 
 # ----------------------------------------------------------------------------- reconstructions
@@ -227,8 +250,10 @@ class ReconstructionImagesCallback(_TensorBoardCallback):
     def _summarise(self, step: int) -> None:
         model = self.model
         if not all(hasattr(model, attr) for attr in ("reconstruct", "translate", "modalities")):
-            raise TypeError(f"ReconstructionImagesCallback needs a MultimodalAutoencoder (reconstruct, "
-                            f"translate); got {type(model).__name__}.")
+            raise TypeError(
+                f"ReconstructionImagesCallback needs a MultimodalAutoencoder (reconstruct, "
+                f"translate); got {type(model).__name__}."
+            )
         modalities = list(model.modalities)
         missing = [m for m in modalities if m not in self.inputs]
         if missing:
@@ -241,9 +266,15 @@ class ReconstructionImagesCallback(_TensorBoardCallback):
             rows = [original, from_all[target], *(alone[source][target] for source in modalities)]
             pictures = np.concatenate([to_pictures(row, value_range) for row in rows])
             grid = image_grid(pictures, rows=len(rows))
-            tf.summary.image(f"{self.name}/{target}", grid[None], step=step, description=(
-                f"columns: {len(original)} examples; rows: original {target}, reconstructed from all "
-                f"modalities, then from {', then from '.join(m + ' alone' for m in modalities)}"))
+            tf.summary.image(
+                f"{self.name}/{target}",
+                grid[None],
+                step=step,
+                description=(
+                    f"columns: {len(original)} examples; rows: original {target}, reconstructed from all "
+                    f"modalities, then from {', then from '.join(m + ' alone' for m in modalities)}"
+                ),
+            )
 
 
 # ----------------------------------------------------------------------------- projector
@@ -260,8 +291,10 @@ def _subsets(present) -> list | None:
         return [tuple(present)]
     if all(not isinstance(item, str) and len(item) for item in present):
         return [(item,) if isinstance(item, str) else tuple(item) for item in present]
-    raise ValueError(f"present must be a modality name, a list of names (one subset) or a list of "
-                     f"non-empty subsets; got {present!r}.")
+    raise ValueError(
+        f"present must be a modality name, a list of names (one subset) or a list of "
+        f"non-empty subsets; got {present!r}."
+    )
 
 
 def _metadata_text(value) -> str:
@@ -294,8 +327,10 @@ class EmbeddingProjectorCallback(_TensorBoardCallback):
             raise ValueError(f"every modality in inputs needs the same number of examples; got {rows}.")
         self.labels = np.asarray(labels)
         if self.labels.ndim != 1 or len(self.labels) != next(iter(rows.values())):
-            raise ValueError(f"labels must be one label per example, shape ({next(iter(rows.values()))},); "
-                             f"got shape {self.labels.shape}.")
+            raise ValueError(
+                f"labels must be one label per example, shape ({next(iter(rows.values()))},); "
+                f"got shape {self.labels.shape}."
+            )
         self.subsets = _subsets(present)
         self._embedding = None
         self._manager = None
@@ -318,8 +353,9 @@ class EmbeddingProjectorCallback(_TensorBoardCallback):
         if self._embedding is None:
             self._embedding = tf.Variable(codes, trainable=False, name=self.name)
             checkpoint = tf.train.Checkpoint(**{self.name: self._embedding})
-            self._manager = tf.train.CheckpointManager(checkpoint, str(self.logdir), max_to_keep=1,
-                                                       checkpoint_name=f"{self.name}.ckpt")
+            self._manager = tf.train.CheckpointManager(
+                checkpoint, str(self.logdir), max_to_keep=1, checkpoint_name=f"{self.name}.ckpt"
+            )
             self._write_metadata(subset_names)
             config = projector.ProjectorConfig()
             embedding = config.embeddings.add()
@@ -330,15 +366,20 @@ class EmbeddingProjectorCallback(_TensorBoardCallback):
             self._embedding.assign(codes)
         self._manager.save(checkpoint_number=step)
         described = "all modalities" if subset_names is None else ", ".join(subset_names)
-        tf.summary.text(f"{self.name}/projector", f"{len(codes)} shared codes of size {codes.shape[1]} "
-                        f"(encoded from {described}) at epoch {step}; see the PROJECTOR tab.", step=step)
+        tf.summary.text(
+            f"{self.name}/projector",
+            f"{len(codes)} shared codes of size {codes.shape[1]} "
+            f"(encoded from {described}) at epoch {step}; see the PROJECTOR tab.",
+            step=step,
+        )
 
     def _write_metadata(self, subset_names) -> None:
         if subset_names is None:  # one column: the projector expects no header
             lines = [_metadata_text(label) for label in self.labels]
         else:
-            lines = ["label\tpresent"] + [f"{_metadata_text(label)}\t{subset}"
-                                          for subset in subset_names for label in self.labels]
+            lines = ["label\tpresent"] + [
+                f"{_metadata_text(label)}\t{subset}" for subset in subset_names for label in self.labels
+            ]
         (self.logdir / "metadata.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -348,8 +389,10 @@ def _check_validation_data(validation_data):
     if isinstance(validation_data, tf.data.Dataset):
         return validation_data
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-        raise TypeError("validation_data must be (inputs, labels) or a tf.data.Dataset of "
-                        f"(inputs, labels) batches; got {type(validation_data).__name__}")
+        raise TypeError(
+            "validation_data must be (inputs, labels) or a tf.data.Dataset of "
+            f"(inputs, labels) batches; got {type(validation_data).__name__}"
+        )
     inputs, labels = validation_data
     labels = as_class_labels(labels, name="validation labels")
     _check_rows(inputs, len(labels), "validation inputs")
@@ -358,8 +401,10 @@ def _check_validation_data(validation_data):
 
 def _single_output(outputs) -> np.ndarray:
     if isinstance(outputs, (dict, list, tuple)):
-        raise TypeError("ConfusionMatrixCallback needs a model with one (batch, num_classes) "
-                        f"output; this model returns a {type(outputs).__name__}")
+        raise TypeError(
+            "ConfusionMatrixCallback needs a model with one (batch, num_classes) "
+            f"output; this model returns a {type(outputs).__name__}"
+        )
     return np.asarray(outputs)
 
 
@@ -392,8 +437,16 @@ class ConfusionMatrixCallback(_TensorBoardCallback):
             class_names of the wrong length (at the first write).
     """
 
-    def __init__(self, logdir, validation_data, class_names=None, every: int = 1, *,
-                 tag: str = "confusion_matrix", batch_size: int = 256):
+    def __init__(
+        self,
+        logdir,
+        validation_data,
+        class_names=None,
+        every: int = 1,
+        *,
+        tag: str = "confusion_matrix",
+        batch_size: int = 256,
+    ):
         super().__init__(logdir, every, tag)
         self.validation_data = _check_validation_data(validation_data)
         self.class_names = None if class_names is None else list(class_names)
@@ -433,5 +486,6 @@ class ConfusionMatrixCallback(_TensorBoardCallback):
     def _description(self) -> str:
         names = self.class_names or []
         legend = ", ".join(f"{index} = {name}" for index, name in enumerate(names))
-        return ("Rows: true class; columns: predicted class. Shade: share of the row; "
-                "numbers: counts." + (f" Classes: {legend}." if legend else ""))
+        return "Rows: true class; columns: predicted class. Shade: share of the row; numbers: counts." + (
+            f" Classes: {legend}." if legend else ""
+        )

@@ -12,6 +12,7 @@ the ``fit`` calls that trained them, so that a resumed ``Trainer.fit`` returns w
 uninterrupted one would. It is written (atomically) before the checkpoint of the same
 epoch; a reader keeps only the epochs the restored checkpoint has completed.
 """
+
 from __future__ import annotations
 
 import json

@@ -22,6 +22,7 @@ optimistic for small sets); the paper's protocol is
 stopping watches ``val_total_correlation`` (larger is better). TensorBoard's
 ``validation`` run gets ``total_correlation`` and ``correlations/01`` ... ``/10``.
 """
+
 from __future__ import annotations
 
 from xmodal_tf.models.deepcca import DeepCCA
@@ -57,10 +58,12 @@ class DeepCCATrainer(Trainer):
         rows = leaves[0].shape[0] if leaves and leaves[0].shape.rank else None
         k = self.model.k
         if rows is not None and k is not None and rows <= k:
-            raise ValueError(f"DeepCCATrainer: batches of {rows} rows are at or below n_components={k}, so each "
-                             "batch's canonical correlations are degenerate (near 1 whatever the data) and the "
-                             f"networks learn nothing useful; use batches well above {k} rows (e.g. "
-                             f"batch_size={max(4 * k, 100)}) or fewer components.")
+            raise ValueError(
+                f"DeepCCATrainer: batches of {rows} rows are at or below n_components={k}, so each "
+                "batch's canonical correlations are degenerate (near 1 whatever the data) and the "
+                f"networks learn nothing useful; use batches well above {k} rows (e.g. "
+                f"batch_size={max(4 * k, 100)}) or fewer components."
+            )
 
     def _as_model(self, model):
         if isinstance(model, (tuple, list)):
@@ -69,9 +72,11 @@ class DeepCCATrainer(Trainer):
             model = DeepCCA(model[0], model[1])
         if not isinstance(model, DeepCCA):
             raise TypeError(
-                f"model must be a xmodal_tf.models.DeepCCA or a pair of encoders; got {type(model).__name__}.")
+                f"model must be a xmodal_tf.models.DeepCCA or a pair of encoders; got {type(model).__name__}."
+            )
         if not model.built:
             raise ValueError(
                 "The DeepCCA model is not built (its encoders' output sizes are unknown); call it "
-                "once on a batch, model((x, y)), before creating the trainer.")
+                "once on a batch, model((x, y)), before creating the trainer."
+            )
         return super()._as_model(model)

@@ -23,6 +23,7 @@ worker (exit status 137, SIGKILL: TensorFlow's preemption handler swallows SIGTE
 Side effects (checkpoints, TensorBoard events, metrics) belong to the chief alone
 (``is_chief``): worker 0, or the task of type ``chief`` when the cluster has one.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,28 +57,33 @@ def parse_tf_config(text: str | None = None) -> dict:
     """
     if text is None:
         text = os.environ.get("TF_CONFIG", "")
-    example = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-               '"task": {"type": "worker", "index": 0}}')
+    example = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
     if not text.strip():
-        raise ValueError("--strategy multiworker needs the TF_CONFIG environment variable, e.g. "
-                         f"TF_CONFIG='{example}' on worker 0 (index 1 on the next worker).")
+        raise ValueError(
+            "--strategy multiworker needs the TF_CONFIG environment variable, e.g. "
+            f"TF_CONFIG='{example}' on worker 0 (index 1 on the next worker)."
+        )
     try:
         config = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"TF_CONFIG is not valid JSON ({error.msg} at character {error.pos}); "
-                         f"expected something like {example}.") from None
+        raise ValueError(
+            f"TF_CONFIG is not valid JSON ({error.msg} at character {error.pos}); expected something like {example}."
+        ) from None
     if not isinstance(config, dict) or not isinstance(config.get("cluster"), dict):
         raise ValueError(f"TF_CONFIG needs a 'cluster' object listing the workers, e.g. {example}.")
     cluster = config["cluster"]
     addresses = []
     for job, hosts in cluster.items():
         if not isinstance(hosts, list) or not hosts:
-            raise ValueError(f"TF_CONFIG cluster[{job!r}] must be a non-empty list of 'host:port' strings; "
-                             f"got {hosts!r}.")
+            raise ValueError(
+                f"TF_CONFIG cluster[{job!r}] must be a non-empty list of 'host:port' strings; got {hosts!r}."
+            )
         for host in hosts:
             if not isinstance(host, str) or not _is_address(host):
-                raise ValueError(f"TF_CONFIG cluster[{job!r}] holds {host!r}, which is not 'host:port' "
-                                 "(a port number from 1 to 65535).")
+                raise ValueError(
+                    f"TF_CONFIG cluster[{job!r}] holds {host!r}, which is not 'host:port' "
+                    "(a port number from 1 to 65535)."
+                )
             addresses.append(host)
     if not any(job in cluster for job in _WORKER_TYPES):
         raise ValueError(f"TF_CONFIG cluster has no 'worker' list (jobs: {sorted(cluster)}); e.g. {example}.")
@@ -91,8 +97,10 @@ def parse_tf_config(text: str | None = None) -> dict:
     if kind not in cluster:
         raise ValueError(f"TF_CONFIG task type {kind!r} is not a job of the cluster ({sorted(cluster)}).")
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(cluster[kind]):
-        raise ValueError(f"TF_CONFIG task index {index!r} is out of range: cluster[{kind!r}] has "
-                         f"{len(cluster[kind])} entries (indices 0 to {len(cluster[kind]) - 1}).")
+        raise ValueError(
+            f"TF_CONFIG task index {index!r} is out of range: cluster[{kind!r}] has "
+            f"{len(cluster[kind])} entries (indices 0 to {len(cluster[kind]) - 1})."
+        )
     return config
 
 
@@ -127,11 +135,14 @@ def _multi_worker_strategy(config: dict, connect_timeout: float):
     task = config["task"]
     me = config["cluster"][task["type"]][task["index"]]
     peers = [host for hosts in config["cluster"].values() for host in hosts if host != me]
-    message = (f"xmodal_tf: {task['type']} {task['index']} ({me}) could not reach its peers {peers} within "
-               f"{connect_timeout:g} s. Start every task listed in TF_CONFIG (each with its own task index), "
-               "check the addresses, ports and firewalls, or allow more time (--worker-timeout).")
-    watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(connect_timeout), message],
-                                stdin=subprocess.PIPE)
+    message = (
+        f"xmodal_tf: {task['type']} {task['index']} ({me}) could not reach its peers {peers} within "
+        f"{connect_timeout:g} s. Start every task listed in TF_CONFIG (each with its own task index), "
+        "check the addresses, ports and firewalls, or allow more time (--worker-timeout)."
+    )
+    watchdog = subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(connect_timeout), message], stdin=subprocess.PIPE
+    )
     try:
         import tensorflow as tf
 
@@ -153,8 +164,9 @@ def _handshake(strategy) -> None:
 
     total = strategy.experimental_local_results(count_replicas())[0]
     if int(total.numpy()) != strategy.num_replicas_in_sync:
-        raise RuntimeError(f"The workers' handshake counted {int(total.numpy())} replicas, expected "
-                           f"{strategy.num_replicas_in_sync}.")
+        raise RuntimeError(
+            f"The workers' handshake counted {int(total.numpy())} replicas, expected {strategy.num_replicas_in_sync}."
+        )
 
 
 def is_chief(strategy=None) -> bool:
@@ -186,5 +198,4 @@ def describe_strategy(strategy) -> dict:
     cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
     workers = sum(len(hosts) for job, hosts in cluster.items() if job in _WORKER_TYPES) or 1
     task = None if not cluster else f"{resolver.task_type} {resolver.task_id}"
-    return {"strategy": name, "replicas": int(strategy.num_replicas_in_sync),
-            "workers": workers, "task": task}
+    return {"strategy": name, "replicas": int(strategy.num_replicas_in_sync), "workers": workers, "task": task}

@@ -37,8 +37,9 @@ Decisions
 * Checkpoints (``checkpoint_dir``): every ``checkpoint_every`` epochs (at least
   ``checkpoint_seconds`` apart) and at the end of every ``fit``, the model, its
   optimizer(s), the state of every random seed generator in the model (dropout,
-  modality dropout, GAN noise: Keras keeps them out of ``model.weights``), the completed epochs and the early-stopping state; beside
-  them ``history.json``, the logs of every epoch so far (``training.checkpoints``).
+  modality dropout, GAN noise: Keras keeps them out of ``model.weights``), the completed
+  epochs and the early-stopping state; beside them ``history.json``, the logs of every
+  epoch so far (``training.checkpoints``).
   A new Trainer on the same directory restores the latest (``restart``
   switches a Trainer to another directory) and ``fit`` continues from there,
   returning the history an uninterrupted call would. The data position is restored
@@ -59,6 +60,7 @@ Decisions
   ``validation_details/correlations_01`` ... for its first ten entries, so that the
   headline cards come first). The step is the epoch number, from 1.
 """
+
 from __future__ import annotations
 
 import functools
@@ -139,9 +141,26 @@ class Trainer:
             ``jit_compile`` too, so ``model.fit`` does the same.
     """
 
-    def __init__(self, model, optimizer=None, *, strategy=None, checkpoint_dir=None, logdir=None,
-                 max_to_keep=3, early_stopping_patience=None, early_stopping_min_delta=0.0, monitor=None,
-                 eval_every=1, progress=True, mixed_precision=None, jit="auto", checkpoint_every=1, checkpoint_seconds=0.0, callbacks=None):
+    def __init__(
+        self,
+        model,
+        optimizer=None,
+        *,
+        strategy=None,
+        checkpoint_dir=None,
+        logdir=None,
+        max_to_keep=3,
+        early_stopping_patience=None,
+        early_stopping_min_delta=0.0,
+        monitor=None,
+        eval_every=1,
+        progress=True,
+        mixed_precision=None,
+        jit="auto",
+        checkpoint_every=1,
+        checkpoint_seconds=0.0,
+        callbacks=None,
+    ):
         if mixed_precision is not None:
             check_mixed_precision(mixed_precision)
         self.jit = check_jit(jit)
@@ -165,17 +184,26 @@ class Trainer:
                 if not optimizer_.built:
                     optimizer_.build(self.model.trainable_variables)
         self.max_to_keep = check_positive_int(max_to_keep, "max_to_keep")
-        self.early_stopping_patience = check_positive_int(early_stopping_patience, "early_stopping_patience",
-                                                          allow_none=True)
+        self.early_stopping_patience = check_positive_int(
+            early_stopping_patience, "early_stopping_patience", allow_none=True
+        )
         self.early_stopping_min_delta = check_number(
-            early_stopping_min_delta, "early_stopping_min_delta", minimum=0,
-            expected="a finite number >= 0 (in the monitored value's units)")
+            early_stopping_min_delta,
+            "early_stopping_min_delta",
+            minimum=0,
+            expected="a finite number >= 0 (in the monitored value's units)",
+        )
         self.monitor, self.monitor_mode = self._check_monitor(monitor)
         self.eval_every = check_positive_int(eval_every, "eval_every")
         self.checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
         # math.inf is allowed: save at the end of every fit only.
-        self.checkpoint_seconds = math.inf if checkpoint_seconds == math.inf else check_number(
-            checkpoint_seconds, "checkpoint_seconds", minimum=0, expected="a number >= 0 (seconds) or math.inf")
+        self.checkpoint_seconds = (
+            math.inf
+            if checkpoint_seconds == math.inf
+            else check_number(
+                checkpoint_seconds, "checkpoint_seconds", minimum=0, expected="a number >= 0 (seconds) or math.inf"
+            )
+        )
         self._last_save = time.perf_counter()
         self.callbacks = list(callbacks or [])
         self.progress = bool(progress) and self.is_chief
@@ -196,9 +224,14 @@ class Trainer:
         # Every epoch's logs ({"epoch": e, ...}) and the fit calls ({"first", "until"}):
         # kept in history.json beside the checkpoints.
         self._epoch_logs, self._calls, self._call_index = [], [], 0
-        self._checkpointed = dict(model=_ModelWeights(self.model), epoch=self._epoch, best=self._best,
-                                  evaluations_without_improvement=self._wait, random_states=_seed_states(self.model),
-                                  **self._optimizer_state())
+        self._checkpointed = dict(
+            model=_ModelWeights(self.model),
+            epoch=self._epoch,
+            best=self._best,
+            evaluations_without_improvement=self._wait,
+            random_states=_seed_states(self.model),
+            **self._optimizer_state(),
+        )
         self.checkpoint = tf.train.Checkpoint(**self._checkpointed)
         self.checkpoint_manager = self._best_manager = None
         self.restored_from = None
@@ -216,17 +249,26 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def _as_model(self, model):
         if not isinstance(model, keras.Model):
-            raise TypeError(f"model must be a keras.Model (an xmodal_tf model or a compiled Keras model); "
-                            f"got {type(model).__name__}.")
+            raise TypeError(
+                f"model must be a keras.Model (an xmodal_tf model or a compiled Keras model); "
+                f"got {type(model).__name__}."
+            )
         if not model.built:
-            raise ValueError(f"The model {model.name!r} is not built (the sizes of its sub-models are unknown); "
-                             "call it once on a batch before creating the Trainer.")
+            raise ValueError(
+                f"The model {model.name!r} is not built (the sizes of its sub-models are unknown); "
+                "call it once on a batch before creating the Trainer."
+            )
         if self._explicit_strategy:
-            outside = [v.path for v in model.trainable_variables
-                       if not self.strategy.extended.variable_created_in_scope(v.value)]
+            outside = [
+                v.path
+                for v in model.trainable_variables
+                if not self.strategy.extended.variable_created_in_scope(v.value)
+            ]
             if outside:
-                raise ValueError(f"The model's variables (e.g. {outside[0]}) were not created under the strategy: "
-                                 "build the model inside `with strategy.scope():`.")
+                raise ValueError(
+                    f"The model's variables (e.g. {outside[0]}) were not created under the strategy: "
+                    "build the model inside `with strategy.scope():`."
+                )
         return model
 
     def _compile(self, optimizer) -> None:
@@ -236,14 +278,15 @@ class Trainer:
         keep = optimizer is None
         if keep:
             if not self.optimizers or any(o is None for o in self.optimizers.values()):
-                raise ValueError(f"The model {model.name!r} is not compiled: pass optimizer= to the Trainer "
-                                 "(or compile the model first).")
+                raise ValueError(
+                    f"The model {model.name!r} is not compiled: pass optimizer= to the Trainer "
+                    "(or compile the model first)."
+                )
             optimizer = self.optimizers.get("optimizer", self.optimizers)
         if hasattr(model, "g_optimizer"):  # the conditional GAN: one optimizer per network
             g_optimizer, d_optimizer = self._gan_optimizers(optimizer)
             arguments = {**(getattr(model, "gan_compile_arguments", None) or {}), "jit_compile": self.jit_compile}
-            model.compile(g_optimizer=self._prepared(g_optimizer), d_optimizer=self._prepared(d_optimizer),
-                          **arguments)
+            model.compile(g_optimizer=self._prepared(g_optimizer), d_optimizer=self._prepared(d_optimizer), **arguments)
         elif keep:  # the model's own compile settings (its loss may not be serialisable)
             prepared = self._prepared(optimizer)
             if prepared is not optimizer:
@@ -257,8 +300,10 @@ class Trainer:
             config.update(optimizer=self._prepared(optimizer), jit_compile=self.jit_compile)
             model.compile(**config)
         else:
-            raise ValueError(f"The model {model.name!r} has no built-in loss and is not compiled: compile it with "
-                             "its loss first, e.g. model.compile(optimizer, loss=...), then pass optimizer=None.")
+            raise ValueError(
+                f"The model {model.name!r} has no built-in loss and is not compiled: compile it with "
+                "its loss first, e.g. model.compile(optimizer, loss=...), then pass optimizer=None."
+            )
         for optimizer_ in self.optimizers.values():
             self._checked_optimizer(optimizer_)
 
@@ -272,8 +317,10 @@ class Trainer:
         if isinstance(optimizer, dict):
             unknown = sorted(set(optimizer) - {"g_optimizer", "d_optimizer"})
             if unknown or len(optimizer) != 2:
-                raise ValueError("For a ConditionalGAN pass optimizer={'g_optimizer': ..., 'd_optimizer': ...}; "
-                                 f"got keys {sorted(optimizer)}.")
+                raise ValueError(
+                    "For a ConditionalGAN pass optimizer={'g_optimizer': ..., 'd_optimizer': ...}; "
+                    f"got keys {sorted(optimizer)}."
+                )
             return optimizer["g_optimizer"], optimizer["d_optimizer"]
         if isinstance(optimizer, (tuple, list)) and len(optimizer) == 2:
             return tuple(optimizer)
@@ -286,8 +333,10 @@ class Trainer:
             raise TypeError(f"optimizer must be a keras optimizer or its name; got {type(optimizer).__name__}.")
         owner = getattr(optimizer, "_distribution_strategy", None)
         if owner is not None and owner is not self.strategy:
-            raise ValueError("The optimizer was created outside this trainer's strategy; create it inside "
-                             "`with strategy.scope():` (or pass its name, e.g. 'adam').")
+            raise ValueError(
+                "The optimizer was created outside this trainer's strategy; create it inside "
+                "`with strategy.scope():` (or pass its name, e.g. 'adam')."
+            )
         return optimizer
 
     @property
@@ -306,8 +355,9 @@ class Trainer:
         for name, optimizer in self.optimizers.items():
             state[name] = inner_optimizer(optimizer)
             if optimizer is not state[name]:
-                state[f"{name}_loss_scale"] = tf.train.Checkpoint(scale=optimizer.dynamic_scale.value,
-                                                                  steps=optimizer.step_counter.value)
+                state[f"{name}_loss_scale"] = tf.train.Checkpoint(
+                    scale=optimizer.dynamic_scale.value, steps=optimizer.step_counter.value
+                )
         return state
 
     @property
@@ -322,8 +372,12 @@ class Trainer:
         if isinstance(monitor, str):
             larger = any(word in monitor for word in ("correlation", "accuracy", "recall"))
             monitor = (monitor, "max" if larger else "min")
-        if (not isinstance(monitor, (tuple, list)) or len(monitor) != 2 or not isinstance(monitor[0], str)
-                or monitor[1] not in ("min", "max")):
+        if (
+            not isinstance(monitor, (tuple, list))
+            or len(monitor) != 2
+            or not isinstance(monitor[0], str)
+            or monitor[1] not in ("min", "max")
+        ):
             raise ValueError(f"monitor must be a log name or (name, 'min' | 'max'); got {monitor!r}.")
         return monitor[0], monitor[1]
 
@@ -355,11 +409,15 @@ class Trainer:
         else:
             remove_temporary(write_dir)
         self._write_dir = write_dir
-        self.checkpoint_manager = tf.train.CheckpointManager(self.checkpoint, write_dir, max_to_keep=self.max_to_keep,
-                                                             checkpoint_name="epoch")
-        self._best_manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=_ModelWeights(self.model)),
-                                                        os.path.join(write_dir, "best"), max_to_keep=1,
-                                                        checkpoint_name="best")
+        self.checkpoint_manager = tf.train.CheckpointManager(
+            self.checkpoint, write_dir, max_to_keep=self.max_to_keep, checkpoint_name="epoch"
+        )
+        self._best_manager = tf.train.CheckpointManager(
+            tf.train.Checkpoint(model=_ModelWeights(self.model)),
+            os.path.join(write_dir, "best"),
+            max_to_keep=1,
+            checkpoint_name="best",
+        )
         latest = tf.train.latest_checkpoint(self.checkpoint_dir)  # every worker resumes the chief's state
         if latest is not None:
             self._restore(latest)
@@ -370,20 +428,25 @@ class Trainer:
         """Restore the checkpoint at ``path``; one saved without loss scaling (another
         precision) leaves this run's loss scale at its initial value."""
         saved = {key.split("/")[0] for key in tf.train.load_checkpoint(path).get_variable_to_shape_map()}
-        parts = {name: part for name, part in self._checkpointed.items()
-                 if not name.endswith("_loss_scale") or name in saved}
+        parts = {
+            name: part for name, part in self._checkpointed.items() if not name.endswith("_loss_scale") or name in saved
+        }
         tf.train.Checkpoint(**parts).restore(path).assert_existing_objects_matched()
 
     # ------------------------------------------------------------------ the loops
     def _epoch_loop(self, step, iterator):
         """``step`` (the model's train or test step) on every batch of ``iterator``, in
         graph; returns the number of batches run."""
+
         def body(steps, optional):
             self.strategy.run(step, args=(optional.get_value(),))
             return steps + 1, iterator.get_next_as_optional()
 
-        steps, _ = tf.while_loop(lambda steps, optional: optional.has_value(), body,
-                                 (tf.constant(0, tf.int64), iterator.get_next_as_optional()))
+        steps, _ = tf.while_loop(
+            lambda steps, optional: optional.has_value(),
+            body,
+            (tf.constant(0, tf.int64), iterator.get_next_as_optional()),
+        )
         return steps
 
     def _train_steps_loop(self, iterator, steps):
@@ -414,8 +477,9 @@ class Trainer:
         """Number of optimizer updates applied (skipped batches are not counted)."""
         return int(self.optimizer.iterations.numpy())
 
-    def fit(self, train_dataset, epochs, validation_data=None, initial_epoch=None, *, steps_per_epoch=None,
-            callbacks=None) -> dict:
+    def fit(
+        self, train_dataset, epochs, validation_data=None, initial_epoch=None, *, steps_per_epoch=None, callbacks=None
+    ) -> dict:
         """Train until ``epochs`` epochs are completed in total; returns a history dict.
 
         Args:
@@ -441,23 +505,30 @@ class Trainer:
         """
         per_epoch = callable(train_dataset) and not isinstance(train_dataset, tf.data.Dataset)
         if not per_epoch and not isinstance(train_dataset, tf.data.Dataset):
-            raise TypeError("train_dataset must be a tf.data.Dataset of batches, e.g. from "
-                            f"xmodal_tf.data.make_dataset(...), or a function epoch -> dataset; got "
-                            f"{type(train_dataset).__name__}.")
+            raise TypeError(
+                "train_dataset must be a tf.data.Dataset of batches, e.g. from "
+                f"xmodal_tf.data.make_dataset(...), or a function epoch -> dataset; got "
+                f"{type(train_dataset).__name__}."
+            )
         epochs = check_int(epochs, "epochs", minimum=0)
         start = self.epoch if initial_epoch is None else check_int(initial_epoch, "initial_epoch", minimum=0)
         if self.early_stopping_patience is not None and validation_data is None:
             raise ValueError("early_stopping_patience needs validation_data (the monitored value is held out).")
         steps_per_epoch = check_positive_int(steps_per_epoch, "steps_per_epoch", allow_none=True)
         if per_epoch and steps_per_epoch is not None:
-            raise TypeError("steps_per_epoch runs one iterator across epochs: pass a tf.data.Dataset, not a "
-                            "function of the epoch.")
+            raise TypeError(
+                "steps_per_epoch runs one iterator across epochs: pass a tf.data.Dataset, not a function of the epoch."
+            )
         first = self._begin_call(start, epochs, explicit=initial_epoch is not None)
         if self._stopped_early():
             start = max(start, epochs)  # a resumed run that had stopped early: nothing to train
         datasets = self._epoch_datasets(train_dataset, per_epoch, start, first, epochs, steps_per_epoch)
-        callbacks = keras.callbacks.CallbackList([*(callbacks or []), *self.callbacks] if self.is_chief else None,
-                                                 model=self.model, epochs=epochs, steps=steps_per_epoch)
+        callbacks = keras.callbacks.CallbackList(
+            [*(callbacks or []), *self.callbacks] if self.is_chief else None,
+            model=self.model,
+            epochs=epochs,
+            steps=steps_per_epoch,
+        )
         callbacks.on_train_begin()
         try:
             for epoch in range(start, epochs):
@@ -466,8 +537,11 @@ class Trainer:
                 callbacks.on_epoch_end(epoch, logs)
                 if stop or getattr(self.model, "stop_training", False):
                     if self.progress:
-                        print(f"Early stopping: no better {self.monitor} for {self.early_stopping_patience} "
-                              f"evaluations (best {self._sign * float(self._best.numpy()):.4f}).", flush=True)
+                        print(
+                            f"Early stopping: no better {self.monitor} for {self.early_stopping_patience} "
+                            f"evaluations (best {self._sign * float(self._best.numpy()):.4f}).",
+                            flush=True,
+                        )
                     break
             if self.early_stopping_patience is not None:
                 self._restore_best_weights()
@@ -490,11 +564,9 @@ class Trainer:
         return start
 
     def _stopped_early(self) -> bool:
-        return (self.early_stopping_patience is not None
-                and int(self._wait.numpy()) >= self.early_stopping_patience)
+        return self.early_stopping_patience is not None and int(self._wait.numpy()) >= self.early_stopping_patience
 
-    def _epoch_datasets(self, train_dataset, per_epoch: bool, start: int, first: int, epochs: int,
-                        steps_per_epoch):
+    def _epoch_datasets(self, train_dataset, per_epoch: bool, start: int, first: int, epochs: int, steps_per_epoch):
         """``epoch -> iterator`` of distributed batches, positioned where the
         uninterrupted call would be at ``start`` (see the module docstring)."""
         if start >= epochs:
@@ -505,9 +577,11 @@ class Trainer:
         self._check_global_batch(dataset, "train_dataset")
         self._build_compiled_state(dataset)
         if per_epoch:
+
             def for_epoch(epoch):
                 data = dataset if epoch == start else train_dataset(epoch)
                 return iter(self.strategy.experimental_distribute_dataset(data))
+
             return for_epoch
         if steps_per_epoch is not None:
             if start > first:  # the batches the completed epochs of this call used
@@ -528,8 +602,10 @@ class Trainer:
             else:
                 steps = int(self._train_steps(iterator, tf.constant(steps_per_epoch, tf.int64)))
         except tf.errors.OutOfRangeError:
-            raise ValueError(f"train_dataset ran out of batches within an epoch of steps_per_epoch={steps_per_epoch}; "
-                             "repeat it (dataset.repeat()) or leave steps_per_epoch=None.") from None
+            raise ValueError(
+                f"train_dataset ran out of batches within an epoch of steps_per_epoch={steps_per_epoch}; "
+                "repeat it (dataset.repeat()) or leave steps_per_epoch=None."
+            ) from None
         logs = {name: _as_python(value) for name, value in self.model.get_metrics_result().items()}
         logs["steps"] = steps
         stop = False
@@ -544,8 +620,9 @@ class Trainer:
         self._write_summaries(epoch + 1, logs)
         self._epoch_logs = [entry for entry in self._epoch_logs if entry["epoch"] < epoch]
         self._epoch_logs.append({"epoch": epoch, **logs})
-        due = ((epoch + 1) % self.checkpoint_every == 0
-               and time.perf_counter() - self._last_save >= self.checkpoint_seconds)
+        due = (
+            epoch + 1
+        ) % self.checkpoint_every == 0 and time.perf_counter() - self._last_save >= self.checkpoint_seconds
         if self.checkpoint_manager is not None and (due or epoch + 1 == epochs or stop):
             # The history first: read back, it is cut to the epochs of the checkpoint.
             write_history(self._write_dir, self._calls, self._epoch_logs)
@@ -561,8 +638,10 @@ class Trainer:
         if held_out is not None:
             return held_out(validation_data)
         if not isinstance(validation_data, tf.data.Dataset):
-            raise TypeError("validation_data must be a tf.data.Dataset of batches like train_dataset; got "
-                            f"{type(validation_data).__name__}.")
+            raise TypeError(
+                "validation_data must be a tf.data.Dataset of batches like train_dataset; got "
+                f"{type(validation_data).__name__}."
+            )
         self._check_global_batch(validation_data, "validation_data")
         self.model.reset_metrics()
         self._test_epoch(iter(self.strategy.experimental_distribute_dataset(validation_data)))
@@ -586,8 +665,10 @@ class Trainer:
         rows = leaves[0].shape[0] if leaves and leaves[0].shape.rank else None
         if rows is not None and rows % replicas:
             lower = max(replicas, rows - rows % replicas)
-            raise ValueError(f"{what}: a global batch of {rows} rows does not split evenly over {replicas} replicas; "
-                             f"use a multiple of {replicas} (e.g. {lower}) with drop_remainder=True.")
+            raise ValueError(
+                f"{what}: a global batch of {rows} rows does not split evenly over {replicas} replicas; "
+                f"use a multiple of {replicas} (e.g. {lower}) with drop_remainder=True."
+            )
 
     def _build_compiled_state(self, dataset) -> None:
         """Build a compiled Keras model's loss and metric containers from one batch,
@@ -606,8 +687,10 @@ class Trainer:
     def _early_stopping_update(self, logs: dict) -> bool:
         """Record an evaluation; True when training should stop."""
         if self.monitor not in logs:
-            raise ValueError(f"monitor {self.monitor!r} is not among the held-out logs {sorted(logs)}; pass "
-                             "monitor= with one of them.")
+            raise ValueError(
+                f"monitor {self.monitor!r} is not among the held-out logs {sorted(logs)}; pass "
+                "monitor= with one of them."
+            )
         value = self._sign * float(logs[self.monitor])
         if math.isfinite(value) and value > float(self._best.numpy()) + self.early_stopping_min_delta:
             self._best.assign(value)

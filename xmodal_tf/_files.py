@@ -12,15 +12,31 @@ __all__ = ["write_bytes_atomically", "write_json_atomically"]
 
 
 def write_json_atomically(path: pathlib.Path, payload) -> None:
-    """Write ``payload`` as indented, key-sorted JSON to ``path``, atomically."""
+    """Write ``payload`` as indented, key-sorted JSON to ``path``, atomically.
+
+    Args:
+        path: the target file.
+        payload: JSON-serialisable data; NumPy scalars and arrays are written as numbers
+            and lists.
+
+    Raises:
+        TypeError: ``payload`` holds something JSON cannot represent.
+    """
     text = json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n"
     write_bytes_atomically(path, text.encode("utf-8"))
 
 
 def write_bytes_atomically(path: pathlib.Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place, so a
+    """Write ``data`` to ``path`` atomically.
+
+    The data go to a temporary file beside ``path`` that is renamed into place, so a
     killed run never leaves a half-written file. The file gets the usual permissions
-    (0666 less the umask), not mkstemp's 0600."""
+    (0666 less the umask), not mkstemp's 0600.
+
+    Args:
+        path: the target file; its folder must exist.
+        data: the bytes to write.
+    """
     path = pathlib.Path(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

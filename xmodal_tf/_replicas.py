@@ -1,23 +1,17 @@
 """Replica-aware helpers for code that runs inside ``tf.distribute`` replicas.
 
 Every function here is the identity (or the obvious single-device value) outside a
-strategy or with one replica, so models call them unconditionally:
-
-* ``num_replicas()``, ``replica_id()``: the replica count and this replica's global index
-  (0 outside a replica context).
-* ``all_reduce_sum(values)``: sums a nested structure of tensors over replicas, with a
-  gradient (the gradient of a summed statistic is summed back to every replica).
-* ``all_gather_rows(tensor)``: every replica's rows, in replica order, and the offset of
-  this replica's rows in the result (rows may differ between replicas).
-* ``global_rows(local_rows)``: where this replica's share lies in the global batch,
-  assuming equal shares (what ``drop_remainder`` batches split over replicas give).
-  Random draws use it: draw for the global batch from the shared seed and keep this
-  replica's rows. Replicas then draw different values, and the draws equal a single
-  device's on the same global batch.
+strategy or with one replica, so models call them unconditionally: ``num_replicas``,
+``replica_id``, ``in_replica_context``, ``all_reduce_sum`` (a sum over replicas, with a
+gradient), ``all_gather_rows`` (every replica's rows, in replica order), ``global_rows``
+and ``draw_rows`` (random draws made for the global batch, each replica keeping its rows,
+so that N replicas draw what one device draws on the same global batch).
 
 All collectives must run outside ``tf.cond`` / ``tf.while_loop`` branches of the replica
 function (``MirroredStrategy`` synchronises through ``merge_call``, which control flow
 does not allow); callers compute statistics unconditionally and branch afterwards.
+
+Design notes: docs/DESIGN.md (section xmodal_tf/_replicas.py).
 """
 
 from __future__ import annotations
@@ -55,15 +49,32 @@ def replica_id():
 
 
 def all_reduce_sum(values):
-    """``values`` (a tensor or a nested structure of them) summed over all replicas."""
+    """``values`` summed over all replicas, with a gradient.
+
+    The gradient of a summed statistic is summed back to every replica.
+
+    Args:
+        values: a tensor or a nested structure of tensors.
+
+    Returns:
+        The sums, in the structure of ``values`` (``values`` itself outside replicas).
+    """
     if not in_replica_context():
         return values
     return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, values)
 
 
 def all_gather_rows(tensor):
-    """(gathered, offset): all replicas' rows of ``tensor`` along axis 0, in replica order,
-    and the int32 index of this replica's first row in ``gathered``."""
+    """All replicas' rows of ``tensor``, in replica order.
+
+    Args:
+        tensor: this replica's rows (axis 0); replicas may have different numbers of rows.
+
+    Returns:
+        ``(gathered, offset)``: the rows of every replica concatenated along axis 0, and
+        the int32 index of this replica's first row in ``gathered``. Outside replicas:
+        ``(tensor, 0)``.
+    """
     if not in_replica_context():
         return tensor, tf.constant(0, tf.int32)
     context = tf.distribute.get_replica_context()
@@ -74,8 +85,17 @@ def all_gather_rows(tensor):
 
 
 def global_rows(local_rows):
-    """(offset, total): this replica's first row in the global batch and the global batch
-    size, for equal shares. Outside replicas: (0, local_rows)."""
+    """Where this replica's share lies in the global batch, for equal shares.
+
+    Equal shares are what ``drop_remainder`` batches split over replicas give.
+
+    Args:
+        local_rows: this replica's number of rows, an int or an int32 scalar tensor.
+
+    Returns:
+        ``(offset, total)``, int32 scalars: this replica's first row in the global batch,
+        and the global batch size. Outside replicas: ``(0, local_rows)``.
+    """
     local_rows = tf.convert_to_tensor(local_rows, tf.int32)
     if not in_replica_context():
         return tf.constant(0, tf.int32), local_rows
@@ -85,11 +105,17 @@ def global_rows(local_rows):
 def draw_rows(draw, local_rows):
     """This replica's rows of a random draw made for the whole global batch.
 
-    ``draw(rows)`` must return a tensor with ``rows`` rows from a seed that every replica
-    shares (a ``keras.random.SeedGenerator`` on the model). Outside replicas it is
-    ``draw(local_rows)``. Inside, the draw is made for ``num_replicas() * local_rows``
-    rows and this replica keeps its own: replicas draw differently, and together they
-    draw what one device draws for the global batch.
+    Inside replicas the draw is made for ``num_replicas() * local_rows`` rows and this
+    replica keeps its own: replicas draw differently, and together they draw what one
+    device draws for the global batch.
+
+    Args:
+        draw: ``draw(rows)`` returns a tensor with ``rows`` rows, from a seed that every
+            replica shares (a ``keras.random.SeedGenerator`` on the model).
+        local_rows: this replica's number of rows.
+
+    Returns:
+        A tensor of ``local_rows`` rows; ``draw(local_rows)`` outside replicas.
     """
     if not in_replica_context():
         return draw(local_rows)

@@ -53,8 +53,14 @@ def _float_array(values) -> np.ndarray | None:
 
 
 def non_finite_rows(values) -> np.ndarray:
-    """Indices (int64) of the rows (first axis) of ``values`` that hold a NaN or inf;
-    empty for non-float data. A 0-d array counts as one row."""
+    """The rows (first axis) of ``values`` that hold a NaN or inf.
+
+    Args:
+        values: an array-like; a 0-d array counts as one row.
+
+    Returns:
+        The rows' indices, an int64 array; empty for non-float data.
+    """
     array = _float_array(values)
     if array is None or array.size == 0:
         return np.zeros(0, dtype=np.int64)
@@ -67,10 +73,19 @@ def check_finite_rows(
 ) -> None:
     """Raise ValueError if the numeric array ``values`` holds NaN or inf.
 
-    The message names the argument (``name``), the number of offending rows and the
-    first few indices (``offset`` is added, for a batch of a larger input), and the
-    ``fix``: ``"{where}: {name} has non-finite values (NaN or inf) in 2 row(s) [3, 17];
-    {fix}."``. Non-float data (ints, strings) passes unchecked.
+    The message names the argument, the number of offending rows, the first few indices
+    and the fix: ``"{where}: {name} has non-finite values (NaN or inf) in 2 row(s)
+    [3, 17]; {fix}."``. Non-float data (ints, strings) passes unchecked.
+
+    Args:
+        values: the array-like to check, rows along the first axis.
+        name: the argument's name in the message.
+        where: optional prefix naming the caller (e.g. "CCA.transform").
+        fix: what to do about it.
+        offset: added to the row indices, for a batch of a larger input.
+
+    Raises:
+        ValueError: some row holds NaN or inf.
     """
     bad = non_finite_rows(values)
     if not bad.size:
@@ -83,8 +98,15 @@ def check_finite_rows(
 
 
 def describe(value) -> str:
-    """A short description of ``value`` for messages: "a ndarray of shape (3, 4)", "a
-    list of 2 (a ndarray of shape (3,), a str)", "a dict with keys ['a', 'b']", "int"."""
+    """A short description of ``value`` for messages.
+
+    Args:
+        value: anything.
+
+    Returns:
+        E.g. "a ndarray of shape (3, 4)", "a list of 2 (a ndarray of shape (3,), a str)",
+        "a dict with keys ['a', 'b']", "int".
+    """
     if isinstance(value, (tuple, list)):
         return f"a {type(value).__name__} of {len(value)} ({', '.join(describe(item) for item in value)})"
     if isinstance(value, dict):
@@ -112,10 +134,24 @@ def check_int(
     allow_none: bool = False,
     expected: str | None = None,
 ) -> int | None:
-    """``value`` as an int: TypeError unless it is an integer (bools are not), ValueError
-    outside ``[minimum, maximum]``. None passes (and is returned) with ``allow_none``.
-    ``expected`` replaces the generated "an int >= 1" in messages where the argument's
-    meaning says more (e.g. "a positive integer (images per condition)")."""
+    """``value`` as a checked int.
+
+    Args:
+        value: the value to check.
+        name: the argument's name in messages.
+        minimum: the smallest allowed value, or None.
+        maximum: the largest allowed value, or None.
+        allow_none: let None pass (and return it).
+        expected: replaces the generated "an int >= 1" in messages where the argument's
+            meaning says more (e.g. "a positive integer (images per condition)").
+
+    Returns:
+        ``int(value)``, or None.
+
+    Raises:
+        TypeError: ``value`` is not an integer (bools are not).
+        ValueError: ``value`` is outside ``[minimum, maximum]``.
+    """
     if value is None and allow_none:
         return None
     bounds = " and ".join(
@@ -139,10 +175,24 @@ def check_positive_int(value, name: str, *, allow_none: bool = False, expected: 
 def check_int_sequence(
     values, name: str, *, minimum: int = 1, allow_empty: bool = False, example: str = "(64,)"
 ) -> tuple[int, ...]:
-    """``values`` as a tuple of ints >= ``minimum`` (layer widths, filter counts). A single
-    int is one entry; None is () with ``allow_empty``. TypeError for a string or a
-    non-sequence, ValueError for an empty one (unless ``allow_empty``); each entry is
-    checked by ``check_int`` as "each entry of {name}"."""
+    """``values`` as a tuple of ints >= ``minimum`` (layer widths, filter counts).
+
+    Args:
+        values: a sequence of ints; a single int is one entry; None is () with
+            ``allow_empty``.
+        name: the argument's name in messages.
+        minimum: the smallest allowed entry.
+        allow_empty: accept an empty sequence (or None).
+        example: a valid value, shown in messages.
+
+    Returns:
+        A tuple of ints.
+
+    Raises:
+        TypeError: a string, a non-sequence, or an entry that is not an int.
+        ValueError: an empty sequence (unless ``allow_empty``), or an entry below
+            ``minimum`` (each entry is checked by ``check_int`` as "each entry of {name}").
+    """
     if values is None and allow_empty:
         return ()
     if _is_int(values):
@@ -169,10 +219,26 @@ def check_number(
     allow_none: bool = False,
     expected: str | None = None,
 ) -> float | None:
-    """``value`` as a finite float: TypeError unless it is a real number (bools are not),
-    ValueError if it is NaN or inf or outside the bounds (open ends with ``exclusive_*``).
-    ``expected`` replaces the generated "a finite number >= 0" in messages (e.g. "a rate
-    in [0, 1)")."""
+    """``value`` as a finite float.
+
+    Args:
+        value: the value to check.
+        name: the argument's name in messages.
+        minimum: the lower bound, or None.
+        maximum: the upper bound, or None.
+        exclusive_minimum: the lower bound itself is not allowed.
+        exclusive_maximum: the upper bound itself is not allowed.
+        allow_none: let None pass (and return it).
+        expected: replaces the generated "a finite number >= 0" in messages (e.g. "a rate
+            in [0, 1)").
+
+    Returns:
+        ``float(value)``, or None.
+
+    Raises:
+        TypeError: ``value`` is not a real number (bools are not).
+        ValueError: ``value`` is NaN or inf, or outside the bounds.
+    """
     if value is None and allow_none:
         return None
     low = f"{'>' if exclusive_minimum else '>='} {minimum:g}" if minimum is not None else ""
@@ -210,9 +276,22 @@ def check_choice(value, name: str, choices) -> object:
 
 
 def check_shape(shape, name: str, *, rank: int | None = None, allow_none: bool = False, hint: str = "") -> tuple:
-    """``shape`` as a tuple of positive ints (None entries allowed with ``allow_none``):
-    TypeError for a non-sequence, ValueError for a wrong rank or entry. ``hint`` is
-    appended to the rank message (e.g. how to add a channel axis)."""
+    """``shape`` as a tuple of positive ints.
+
+    Args:
+        shape: a sequence of sizes, or a single int (one entry).
+        name: the argument's name in messages.
+        rank: the required number of entries, or None.
+        allow_none: allow None entries (unknown sizes).
+        hint: appended to the rank message (e.g. how to add a channel axis).
+
+    Returns:
+        A tuple of ints (and Nones with ``allow_none``).
+
+    Raises:
+        TypeError: ``shape`` is not a sequence.
+        ValueError: a wrong rank, or an entry that is not a positive int.
+    """
     if _is_int(shape):
         shape = (shape,)
     if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
@@ -230,9 +309,22 @@ def check_shape(shape, name: str, *, rank: int | None = None, allow_none: bool =
 
 
 def check_image_shape(shape, name: str, *, allow_none: bool = False, example: str = "(28, 28, 1)") -> tuple:
-    """``shape`` as (height, width, channels) of positive ints: ValueError for another
-    rank (with the hint to add a channel axis) or a bad entry. With ``allow_none`` the
-    height and width may be None (images of any size); the channels never may."""
+    """``shape`` as (height, width, channels) of positive ints.
+
+    Args:
+        shape: the image shape to check.
+        name: the argument's name in messages.
+        allow_none: let the height and width be None (images of any size); the channels
+            never may.
+        example: a valid shape, shown with the hint to add a channel axis.
+
+    Returns:
+        A tuple (height, width, channels).
+
+    Raises:
+        TypeError: ``shape`` is not a sequence.
+        ValueError: another rank, a bad entry, or unknown channels.
+    """
     if _is_int(shape) or (hasattr(shape, "__len__") and not isinstance(shape, (str, bytes)) and len(shape) != 3):
         raise ValueError(
             f"{name} must be (height, width, channels), rank 3; got {shape!r}. For grayscale "

@@ -1,23 +1,17 @@
 """Linear canonical correlation analysis (CCA) for two or more views, in NumPy/SciPy.
 
-Given centred views X (n x p) and Y (n x q), CCA finds weights Wx (p x k) and
-Wy (q x k) such that the canonical variates X Wx and Y Wy are correlated column by
-column as strongly as possible and uncorrelated across columns.
+Given centred views X (n x p) and Y (n x q), ``CCA`` finds weights Wx (p x k) and Wy (q x k)
+such that the canonical variates X Wx and Y Wy are correlated column by column as strongly as
+possible and uncorrelated across columns; ``MCCA`` generalises it to m >= 3 views. Both are
+scikit-learn estimators, solved from ridge-regularised covariances by Cholesky whitening.
 
-Method: each view's ridge-regularised covariance C + r I is factored by Cholesky
-(C + r I = L L^T), the cross-covariance is whitened, T = Lx^-1 Cxy Ly^-T, and the
-top-k singular triplets of T give the directions: Wx = Lx^-T U, Wy = Ly^-T V. The
-weights are then scaled so that the training variates have unit variance, and the
-reported correlations are measured on the training variates (for reg=0 they equal
-the singular values of T). ``MCCA`` generalises this to m >= 3 views: the block
-matrix of whitened cross-covariances, with identity diagonal blocks, is
-eigen-decomposed (for two views its top eigenvalues are 1 + rho_i and it gives CCA).
+The covariance sums are accumulated chunk by chunk (``partial_fit`` and ``fit_batches``), so
+data that does not fit in memory can be fitted exactly. They are public as
+``CovarianceStatistics``: statistics computed apart add exactly (``a + b``), estimators solve
+from them (``fit_statistics``) or pool their data (``merge``), and ``fit_batches(..., strategy=)``
+all-reduces them across ``tf.distribute`` workers. ``column_correlations`` scores variates.
 
-The covariance sums are accumulated chunk by chunk (``partial_fit`` and
-``fit_batches``), so data that does not fit in memory can be fitted exactly. They are
-public as ``CovarianceStatistics``: statistics computed apart add exactly (``a + b``),
-estimators solve from them (``fit_statistics``) or pool their data (``merge``), and
-``fit_batches(..., strategy=)`` all-reduces them across ``tf.distribute`` workers.
+Design notes (the method): docs/DESIGN.md (section xmodal_tf/cca.py).
 """
 
 from __future__ import annotations
@@ -187,9 +181,14 @@ def _checked_column_sums(arrays, names) -> list[np.ndarray]:
 
 
 def column_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each column of ``a`` (n x k) with the same column of ``b``.
+    """Pearson correlation of each column of ``a`` with the same column of ``b``.
 
-    Returns a (k,) array; a constant column has correlation 0.
+    Args:
+        a: (n, k) array, e.g. one view's canonical variates.
+        b: (n, k) array, e.g. the other view's canonical variates.
+
+    Returns:
+        A (k,) array; a constant column has correlation 0.
     """
     a = a - a.mean(axis=0)
     b = b - b.mean(axis=0)
@@ -342,18 +341,31 @@ class CovarianceStatistics:
 
     @staticmethod
     def array_size(dims) -> int:
-        """Length of ``to_array``'s vector for views of ``dims`` features:
-        1 + sum(p_i) + sum over i <= j of p_i p_j."""
+        """Length of ``to_array``'s vector for views of ``dims`` features.
+
+        Args:
+            dims: features per view, [p_1, ..., p_m].
+
+        Returns:
+            1 + sum(p_i) + sum over i <= j of p_i p_j.
+
+        Raises:
+            TypeError: ``dims`` is not a list of ints.
+            ValueError: ``dims`` is empty or holds a count < 1.
+        """
         dims = _check_dims(dims)
         return 1 + sum(dims) + sum(dims[i] * dims[j] for i, j in _pairs_with_self(len(dims)))
 
     def to_array(self, dtype=None) -> np.ndarray:
         """The count, sums and products as one 1-D array (the shifts are not included).
 
-        Layout: [n_samples, S_1, ..., S_m, M_11, M_12, ..., M_1m, M_22, ..., M_mm], each
-        block M_ij (i <= j) flattened row by row; length ``array_size(dims)``. ``dtype``
-        defaults to the statistics' own; all-reduce in float64 (it keeps counts exact up
-        to 2^53 and the products' digits).
+        Args:
+            dtype: None (the statistics' own), "float64" or "float32". All-reduce in
+                float64: it keeps counts exact up to 2^53, and the products' digits.
+
+        Returns:
+            [n_samples, S_1, ..., S_m, M_11, M_12, ..., M_1m, M_22, ..., M_mm], each block
+            M_ij (i <= j) flattened row by row; length ``array_size(dims)``.
         """
         dtype = self.dtype if dtype is None else _resolve_dtype(dtype)
         parts = [np.array([self.n_samples], dtype=dtype)]
@@ -433,6 +445,7 @@ class CovarianceStatistics:
 
     @property
     def n_views(self) -> int:
+        """The number of views, m."""
         return len(self.dims)
 
     def __repr__(self) -> str:
@@ -523,8 +536,14 @@ class CovarianceStatistics:
 
     # ---------------------------------------------------------- in-place (internal)
     def add(self, views: list[np.ndarray], sums: list[np.ndarray]) -> None:
-        """Add one chunk of paired rows (checked arrays and their column sums), shifted by
-        ``shifts`` (the first chunk's mean when unset). Internal: it modifies in place."""
+        """Add one chunk of paired rows, shifted by ``shifts``. Internal: it modifies in place.
+
+        The first chunk's column means become the shifts when they are unset.
+
+        Args:
+            views: the chunk's checked (b, p_i) arrays, one per view.
+            sums: their (p_i,) column sums.
+        """
         if self.shifts is None:
             self.shifts = [total / view.shape[0] for total, view in zip(sums, views)]
         shifted = [view - shift for view, shift in zip(views, self.shifts)]
@@ -552,6 +571,7 @@ class CovarianceStatistics:
         self._covariances.clear()
 
     def diagonal_products(self) -> list[np.ndarray]:
+        """The diagonals of the products M_ii, one (p_i,) array per view."""
         return [np.diag(self.products[i, i]) for i in range(len(self.dims))]
 
     def cancellation_error(self) -> float:
@@ -1053,13 +1073,25 @@ class _MultiViewCCABase(TransformerMixin, BaseEstimator):
     def merge(self, other):
         """A new estimator fitted on the data of both ``self`` and ``other``.
 
-        Both must have accumulated statistics of the same views (with ``fit``,
-        ``partial_fit``, ``fit_batches``, ``fit_statistics`` or ``merge``); their
-        statistics are combined with ``CovarianceStatistics.__add__`` (exact: re-centred
-        on the pooled mean when their shifts differ). The result takes ``self``'s
-        parameters and can go on with ``partial_fit``; like ``partial_fit`` it stays
-        unfitted, with the reason, while the pooled data cannot be solved yet. Neither
-        ``self`` nor ``other`` is changed.
+        The statistics are combined with ``CovarianceStatistics.__add__`` (exact:
+        re-centred on the pooled mean when their shifts differ). Neither ``self`` nor
+        ``other`` is changed.
+
+        Args:
+            other: an estimator of the same class that has accumulated statistics of the
+                same views (with ``fit``, ``partial_fit``, ``fit_batches``,
+                ``fit_statistics`` or ``merge``), as ``self`` must have.
+
+        Returns:
+            A new estimator with ``self``'s parameters, which can go on with
+            ``partial_fit``; like ``partial_fit`` it stays unfitted, with the reason,
+            while the pooled data cannot be solved yet.
+
+        Raises:
+            TypeError: ``other`` is not of ``self``'s class, or its statistics have
+                another dtype.
+            NotFittedError: ``self`` or ``other`` has seen no data.
+            ValueError: the statistics describe different views.
         """
         if not isinstance(other, type(self)):
             raise TypeError(
@@ -1203,11 +1235,26 @@ class CCA(_MultiViewCCABase):
         return strengths * scales[0] * scales[1]
 
     def fit(self, X, Y=None) -> CCA:
-        """Fit on paired views X (n x p) and Y (n x q). Returns self.
+        """Fit on paired views X (n x p) and Y (n x q).
 
         Warns (UserWarning) when n <= max(p, q): a view then spans every centred sample
         direction, and the training canonical correlations come out near 1 whatever
         the data (overfit); judge such a fit on held-out rows.
+
+        Args:
+            X: (n, p) array, the first view.
+            Y: (n, q) array, the second view, row r paired with row r of X; a 1-D (n,)
+                array is one feature. Required (None only for scikit-learn's signature).
+
+        Returns:
+            self, fitted.
+
+        Raises:
+            TypeError: Y is missing, a view is not a dense numeric array, or a parameter
+                has a wrong type.
+            ValueError: a view is not 2-D, empty or not finite, the views have different
+                numbers of rows, or the problem cannot be solved (``n_components`` too
+                large, a singular covariance).
         """
         self._fit_views(self._pair(X, Y, "fit"))  # validates the views first
         n_samples, (x_features, y_features) = self._accumulator.n_samples, self._accumulator.dims
@@ -1228,11 +1275,32 @@ class CCA(_MultiViewCCABase):
         The solution is recomputed after each chunk once enough samples have been
         seen; until then the estimator only accumulates (see ``fit_batches`` to
         solve once for a whole stream).
+
+        Args:
+            X: (b, p) array, a chunk of the first view.
+            Y: (b, q) array, the same rows of the second view (1-D: one feature).
+
+        Returns:
+            self; fitted once the rows seen so far can be solved, else unfitted (its
+            ``transform`` then says why).
         """
         return self._partial_fit_and_solve(self._pair(X, Y, "partial_fit"))
 
     def transform(self, X, Y=None):
-        """Canonical variates: (n x k) for X alone, or the pair (X_c, Y_c) when Y is given."""
+        """Canonical variates of new data.
+
+        Args:
+            X: (n, p) array.
+            Y: optional (n, q) array, paired with X.
+
+        Returns:
+            (n, k) variates of X alone, or the pair (X_c, Y_c) when Y is given.
+
+        Raises:
+            NotFittedError: the estimator is not fitted.
+            ValueError: a view with another number of features than in training, or
+                non-finite values.
+        """
         if Y is None:
             return self._transform_views([X])[0]
         x_variates, y_variates = self._transform_views([X, Y])
@@ -1243,7 +1311,15 @@ class CCA(_MultiViewCCABase):
         return self.fit(X, Y).transform(X, Y)
 
     def correlations(self, X, Y=None) -> np.ndarray:
-        """(k,) correlations of the canonical variates of the given data, per component."""
+        """Correlation of the canonical variates of the given data, per component.
+
+        Args:
+            X: (n, p) array.
+            Y: (n, q) array, paired with X.
+
+        Returns:
+            A (k,) array.
+        """
         return self._correlations(X, Y, "correlations")
 
     def _correlations(self, X, Y, method: str) -> np.ndarray:
@@ -1251,7 +1327,15 @@ class CCA(_MultiViewCCABase):
         return column_correlations(x_variates, y_variates)
 
     def score(self, X, Y=None) -> float:
-        """Mean canonical correlation of the projected data (higher is better)."""
+        """Mean canonical correlation of the projected data (higher is better).
+
+        Args:
+            X: (n, p) array.
+            Y: (n, q) array, paired with X.
+
+        Returns:
+            The mean over components of ``correlations(X, Y)``, a float.
+        """
         return float(np.mean(self._correlations(X, Y, "score")))
 
 
@@ -1304,12 +1388,32 @@ class MCCA(_MultiViewCCABase):
         return [vectors[block] for block in blocks], self.eigenvalues_
 
     def fit(self, views, y=None) -> MCCA:
-        """Fit on a list of paired views [X1 (n x p1), X2 (n x p2), ...]. Returns self."""
+        """Fit on a list of paired views.
+
+        Args:
+            views: [X1 (n, p1), X2 (n, p2), ...], at least two, paired row by row.
+            y: ignored (scikit-learn's signature).
+
+        Returns:
+            self, fitted.
+
+        Raises:
+            TypeError: ``views`` is not a list, or a view is not a dense numeric array.
+            ValueError: fewer than two views, or a view as ``CCA.fit`` refuses it.
+        """
         self._fit_views(self._views_of(views, "fit"))
         return self
 
     def partial_fit(self, views, y=None) -> MCCA:
-        """Add one chunk of paired rows (a list of views) and refit when possible."""
+        """Add one chunk of paired rows and refit when possible (see ``CCA.partial_fit``).
+
+        Args:
+            views: [X1 (b, p1), X2 (b, p2), ...], the chunk's rows of every view.
+            y: ignored (scikit-learn's signature).
+
+        Returns:
+            self; fitted once the rows seen so far can be solved.
+        """
         return self._partial_fit_and_solve(self._views_of(views, "partial_fit"))
 
     def _check_input(self, views, reset):
@@ -1318,13 +1422,32 @@ class MCCA(_MultiViewCCABase):
         return super()._check_input(views, reset)
 
     def transform(self, views) -> list[np.ndarray]:
-        """List of (n x k) canonical variates, one per view."""
+        """Canonical variates of new data.
+
+        Args:
+            views: [X1 (n, p1), X2 (n, p2), ...], as many views as in training.
+
+        Returns:
+            A list of (n, k) canonical variates, one per view.
+
+        Raises:
+            NotFittedError: the estimator is not fitted.
+        """
         self._check_fitted()
         return self._transform_views(self._views_of(views, "transform"))
 
     def fit_transform(self, views, y=None) -> list[np.ndarray]:
+        """Fit, then return the training canonical variates, one (n, k) array per view."""
         return self.fit(views).transform(views)
 
     def score(self, views, y=None) -> float:
-        """Mean over components and view pairs of the variates' correlation."""
+        """Mean over components and view pairs of the variates' correlation.
+
+        Args:
+            views: [X1 (n, p1), X2 (n, p2), ...], paired row by row.
+            y: ignored (scikit-learn's signature).
+
+        Returns:
+            The mean correlation, a float (higher is better).
+        """
         return self._score_variates(self._transform_views(self._views_of(views, "score"), "score"))

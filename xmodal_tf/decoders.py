@@ -12,8 +12,7 @@ generators, the discriminators that judge their images.
 ``build_generator`` / ``build_discriminator`` (the default cGAN recipe) and their dense
 textbook versions serve ``ConditionalGAN``. Generators output [0, 1] (sigmoid) by
 default, the range of the package's image loaders. Layers get stable names derived
-from the model name, as in ``xmodal_tf.encoders``. The old import paths
-(``xmodal_tf.models.mae``, ``xmodal_tf.models.cgan``) still work.
+from the model name, as in ``xmodal_tf.encoders``.
 """
 
 from __future__ import annotations
@@ -46,14 +45,27 @@ __all__ = [
 def dense_decoder(
     code_dim, output_shape, *, hidden_units=(128,), activation="relu", output_activation=None, name="dense_decoder"
 ) -> keras.Model:
-    """Code (batch, code_dim) -> (batch, *output_shape): Dense hidden layers, a Dense to
-    prod(output_shape) units with ``output_activation``, then Reshape.
+    """Dense decoder: code (batch, code_dim) -> (batch, *output_shape).
 
-    output_activation: None (default) gives a linear output for data in any range
-    (standardised features such as MFCCs, noisy or centred images); "sigmoid" only for
-    data known to lie in [0, 1].
+    Dense hidden layers, a Dense to prod(output_shape) units with ``output_activation``,
+    then Reshape. Layer names: f"{name}_dense{i}", f"{name}_output", f"{name}_reshape".
 
-    Layer names: f"{name}_dense{i}", f"{name}_output", f"{name}_reshape".
+    Args:
+        code_dim: the size of the code.
+        output_shape: the shape of one output, e.g. (392,).
+        hidden_units: the widths of the hidden Dense layers; () for none.
+        activation: the hidden layers' activation.
+        output_activation: None (default) gives a linear output for data in any range
+            (standardised features such as MFCCs, noisy or centred images); "sigmoid" only
+            for data known to lie in [0, 1].
+        name: the model's name, and the prefix of its layers' names.
+
+    Returns:
+        The decoder, a functional ``keras.Model`` named ``name``.
+
+    Raises:
+        TypeError: a size or shape of a wrong type.
+        ValueError: a size or shape of a wrong value.
     """
     code_dim = check_positive_int(code_dim, "dense_decoder code_dim")
     output_shape = check_shape(output_shape, "dense_decoder output_shape")
@@ -68,22 +80,35 @@ def dense_decoder(
 def image_decoder(
     code_dim, image_shape, *, filters=(64, 32), activation="relu", output_activation=None, name="image_decoder"
 ) -> keras.Model:
-    """Code (batch, code_dim) -> images (batch, H, W, C), the mirror of ``cnn_encoder``:
+    """Image decoder, the mirror of ``cnn_encoder``: code (batch, code_dim) -> images (batch, H, W, C).
+
     Dense to an (H / 2^k, W / 2^k, filters[0]) grid, k = len(filters), then a stride-2
     Conv2DTranspose per entry of ``filters[1:]`` and a last one to C channels with
-    ``output_activation``. H and W must be divisible by 2^k.
+    ``output_activation``. Layer names: f"{name}_dense", f"{name}_reshape",
+    f"{name}_deconv{i}", f"{name}_output".
 
-    output_activation: None (default since issue 16) gives a linear output, which
-    reconstructs images in any range: [0, 1], standardised, or with noise added.
-    "sigmoid" (the default before) can only output [0, 1]: behind the default
-    ``cnn_encoder`` on MNIST (5 epochs, ``benchmarks/bench_defaults.py --only
-    decoders``) its test MSE was 0.50 against 0.10 for the linear output on
-    standardised images, and 0.017 against 0.010 even on [0, 1] images. Pass
-    "sigmoid" for outputs that must stay in [0, 1], "tanh" for [-1, 1].
-    ``MultimodalAutoencoder``'s "binary_crossentropy" reconstruction loss expects
-    probabilities: use "sigmoid" with it.
+    Args:
+        code_dim: the size of the code.
+        image_shape: (H, W, C); H and W divisible by 2^k.
+        filters: the filters of the grid and of each upsampling but the last (one
+            upsampling per entry).
+        activation: the activation of the Dense layer and the hidden transposed
+            convolutions.
+        output_activation: None (default since issue 16) gives a linear output, which
+            reconstructs images in any range: [0, 1], standardised, or with noise added,
+            and reconstructed MNIST better than "sigmoid" even on [0, 1] images (figures in
+            docs/DESIGN.md, section Benchmarks: xmodal_tf/decoders.py). Pass "sigmoid" for
+            outputs that must stay in [0, 1], "tanh" for [-1, 1].
+            ``MultimodalAutoencoder``'s "binary_crossentropy" reconstruction loss expects
+            probabilities: use "sigmoid" with it.
+        name: the model's name, and the prefix of its layers' names.
 
-    Layer names: f"{name}_dense", f"{name}_reshape", f"{name}_deconv{i}", f"{name}_output".
+    Returns:
+        The decoder, a functional ``keras.Model`` named ``name``.
+
+    Raises:
+        TypeError: a size or shape of a wrong type.
+        ValueError: a wrong size or shape, or H and W not divisible by 2^k.
     """
     code_dim = check_positive_int(code_dim, "image_decoder code_dim")
     height, width, channels = check_image_shape(image_shape, "image_decoder image_shape")
@@ -110,8 +135,16 @@ def image_decoder(
 
 # ----------------------------------------------------------------------------- generators and discriminators
 def check_condition_kind(num_classes, condition_dim) -> None:
-    """ValueError unless exactly one of ``num_classes`` (integer class labels) and
-    ``condition_dim`` (float condition vectors) is given; the one given must be an int >= 1."""
+    """Check that exactly one kind of condition is given.
+
+    Args:
+        num_classes: the number of classes, for integer class labels; or None.
+        condition_dim: the size of float condition vectors; or None.
+
+    Raises:
+        ValueError: both or neither are given, or the one given is < 1.
+        TypeError: the one given is not an int.
+    """
     if (num_classes is None) == (condition_dim is None):
         raise ValueError(
             "Give exactly one of num_classes= (conditions are integer class labels) or "
@@ -175,21 +208,38 @@ def build_generator(
 ) -> keras.Model:
     """A small DCGAN-style conv generator: [z (batch, latent_dim), condition] -> (batch, H, W, C).
 
-    Output range: ``output_activation="sigmoid"`` (default) gives images in [0, 1], the
-    range of the package's image loaders (pixels / 255) that ``ConditionalGAN`` expects;
-    scale real images to [0, 1], or pass "tanh" for [-1, 1] data or None for any range
-    (the discriminator sees real and generated images alike, so a range the generator
-    cannot reach lets it tell them apart trivially).
-
     The condition enters twice: concatenated with z (as its one-hot code for labels), and
     through conditional batch norm after every layer (per-condition scale and shift,
     as in projection-discriminator cGANs). A Dense layer maps [z, code] to a (H/4, W/4,
     4*base_filters) grid (fewer halvings when H or W is not divisible by 4); each
     stride-2 4x4 transposed convolution doubles the size and halves the filters (then
-    conditional batch norm + ReLU); a 3x3 sigmoid convolution gives the C channels.
-    Works from 8x8 (2x2 start) to 28x28 (7x7 start) and beyond. ``sync_batch_norm=True``
-    computes the batch statistics over the global batch under a ``tf.distribute`` strategy.
+    conditional batch norm + ReLU); a 3x3 convolution with ``output_activation`` gives
+    the C channels. Works from 8x8 (2x2 start) to 28x28 (7x7 start) and beyond.
     Layer names: f"{name}_project", f"{name}_up{i}", f"{name}_image" ...
+
+    Args:
+        image_shape: (H, W, C) of the generated images.
+        latent_dim: the size of the noise z.
+        num_classes: the number of classes, for integer labels (batch,). Give exactly one
+            of ``num_classes`` and ``condition_dim``.
+        condition_dim: the size of float condition vectors (batch, condition_dim).
+        base_filters: the filters of the last upsampling; the start grid has
+            base_filters * 2^k of them for k upsamplings, each upsampling halving them.
+        sync_batch_norm: compute the batch statistics over the global batch under a
+            ``tf.distribute`` strategy.
+        output_activation: "sigmoid" (default) gives images in [0, 1], the range of the
+            package's image loaders (pixels / 255) that ``ConditionalGAN`` expects; scale
+            real images to [0, 1], or pass "tanh" for [-1, 1] data or None for any range
+            (the discriminator sees real and generated images alike, so a range the
+            generator cannot reach lets it tell them apart trivially).
+        name: the model's name, and the prefix of its layers' names.
+
+    Returns:
+        The generator, a functional ``keras.Model`` with inputs [z, condition].
+
+    Raises:
+        TypeError: an argument of a wrong type.
+        ValueError: a wrong shape or size, or not exactly one kind of condition.
     """
     height, width, channels = check_image_shape(image_shape, "build_generator image_shape")
     sync_batch_norm = check_bool(sync_batch_norm, "sync_batch_norm")
@@ -229,20 +279,35 @@ def build_discriminator(
     """A small projection discriminator: [images (batch, H, W, C), condition] -> logits (batch, 1).
 
     Images in the generator's output range ([0, 1] for the default generators); the
-    layers themselves assume no range.
-
-    Two stride-2 4x4 convolutions (base_filters, 2*base_filters; LeakyReLU 0.2) give
-    features phi(x) (flattened); the logit is ``Dense(1)(phi) + <V c, phi>``, where V c
-    is a learned embedding of the label (a bias-free Dense on its one-hot code) or a
-    linear map of the condition vector. With ``spectral_normalization=True`` every layer
-    with a kernel is wrapped in ``keras.layers.SpectralNormalization`` (for hinge-loss
-    recipes; the default recipe uses the R1 penalty instead).
-    ``classifier_head=True`` (labels only) adds a second output, class logits (batch,
-    num_classes) = ``Dense(num_classes)(phi)``, for the auxiliary classifier terms of
-    ``ConditionalGAN.compile(classifier_weight=...)``; the model then outputs
-    [logits, class logits].
+    layers themselves assume no range. Two stride-2 4x4 convolutions (base_filters,
+    2*base_filters; LeakyReLU 0.2) give features phi(x) (flattened); the logit is
+    ``Dense(1)(phi) + <V c, phi>``, where V c is a learned embedding of the label (a
+    bias-free Dense on its one-hot code) or a linear map of the condition vector.
     Layer names: f"{name}_conv{i}", f"{name}_score", f"{name}_projection",
     f"{name}_classes" ...
+
+    Args:
+        image_shape: (H, W, C) of the images.
+        num_classes: the number of classes, for integer labels (batch,). Give exactly one
+            of ``num_classes`` and ``condition_dim``.
+        condition_dim: the size of float condition vectors (batch, condition_dim).
+        base_filters: the filters of the first convolution (the second has twice as many).
+        spectral_normalization: wrap every layer with a kernel in
+            ``keras.layers.SpectralNormalization`` (for hinge-loss recipes; the default
+            recipe uses the R1 penalty instead).
+        classifier_head: (labels only) add a second output, class logits (batch,
+            num_classes) = ``Dense(num_classes)(phi)``, for the auxiliary classifier terms
+            of ``ConditionalGAN.compile(classifier_weight=...)``.
+        name: the model's name, and the prefix of its layers' names.
+
+    Returns:
+        The discriminator, a functional ``keras.Model`` with inputs [images, condition]
+        and output logits, or [logits, class logits] with ``classifier_head``.
+
+    Raises:
+        TypeError: an argument of a wrong type.
+        ValueError: a wrong shape or size, not exactly one kind of condition, or
+            ``classifier_head`` without ``num_classes``.
     """
     height, width, channels = check_image_shape(image_shape, "build_discriminator image_shape")
     base_filters = check_positive_int(base_filters, "base_filters")
@@ -289,12 +354,30 @@ def build_dense_generator(
     output_activation="sigmoid",
     name="dense_generator",
 ) -> keras.Model:
-    """The textbook conditional generator (Mirza & Osindero; the Keras GAN examples):
+    """The textbook conditional generator (Mirza & Osindero; the Keras GAN examples).
+
     [z, label] -> concat(z, one_hot(label)) -> Dense (+ batch norm) + LeakyReLU layers ->
-    pixels reshaped to ``image_shape``. ``output_activation="sigmoid"`` (default): values
-    in [0, 1], the range of the package's image loaders; "tanh" for [-1, 1] data, None
-    for any range. ``sync_batch_norm``: batch statistics over the global batch under a
-    ``tf.distribute`` strategy."""
+    pixels reshaped to ``image_shape``.
+
+    Args:
+        image_shape: (H, W, C) of the generated images.
+        latent_dim: the size of the noise z.
+        num_classes: the number of classes of the integer labels (batch,).
+        hidden_units: the widths of the Dense layers.
+        batch_norm: batch norm after each Dense layer.
+        sync_batch_norm: batch statistics over the global batch under a
+            ``tf.distribute`` strategy.
+        output_activation: "sigmoid" (default): values in [0, 1], the range of the
+            package's image loaders; "tanh" for [-1, 1] data, None for any range.
+        name: the model's name, and the prefix of its layers' names.
+
+    Returns:
+        The generator, a functional ``keras.Model`` with inputs [z, labels].
+
+    Raises:
+        TypeError: an argument of a wrong type.
+        ValueError: a wrong shape or size.
+    """
     shape = check_image_shape(image_shape, "build_dense_generator image_shape")
     sync_batch_norm = check_bool(sync_batch_norm, "sync_batch_norm")
     latent_dim = check_positive_int(latent_dim, "latent_dim")
@@ -317,9 +400,26 @@ def build_dense_generator(
 def build_dense_discriminator(
     image_shape, *, num_classes, hidden_units=(512, 256), dropout=0.3, name="dense_discriminator"
 ) -> keras.Model:
-    """The textbook conditional discriminator: [images, label] -> concat(flat images,
-    one_hot(label)) -> Dense+LeakyReLU(+Dropout) layers -> one logit (batch, 1). Images
-    in the generator's output range ([0, 1] for the default generators)."""
+    """The textbook conditional discriminator: [images, label] -> one logit (batch, 1).
+
+    concat(flat images, one_hot(label)) -> Dense + LeakyReLU (+ Dropout) layers -> a
+    Dense logit. Images in the generator's output range ([0, 1] for the default
+    generators).
+
+    Args:
+        image_shape: (H, W, C) of the images.
+        num_classes: the number of classes of the integer labels (batch,).
+        hidden_units: the widths of the Dense layers.
+        dropout: rate of the dropout after each Dense layer, in [0, 1); 0 for none.
+        name: the model's name, and the prefix of its layers' names.
+
+    Returns:
+        The discriminator, a functional ``keras.Model`` with inputs [images, labels].
+
+    Raises:
+        TypeError: an argument of a wrong type.
+        ValueError: a wrong shape, size or rate.
+    """
     shape = check_image_shape(image_shape, "build_dense_discriminator image_shape")
     dropout = check_rate(dropout, "dropout")
     images = keras.Input(shape=shape, name=f"{name}_images")

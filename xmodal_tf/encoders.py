@@ -1,5 +1,4 @@
-"""Encoder builders: each returns a named functional ``keras.Model`` from one
-modality's input to an embedding vector of shape (batch, embedding_dim).
+"""Encoder builders: each returns a named functional ``keras.Model``, one modality's input -> (batch, embedding_dim).
 
     >>> from xmodal_tf import encoders
     >>> image_net = encoders.cnn_encoder((28, 14, 1), embedding_dim=50)        # images
@@ -9,27 +8,11 @@ modality's input to an embedding vector of shape (batch, embedding_dim).
     >>> photo_net = encoders.backbone_encoder("mobilenet_v3_small", embedding_dim=128)
     >>> name_net = encoders.text_encoder(["red apple", "grinning face"], embedding_dim=50)  # raw strings
 
-Inputs by builder:
+Layers get stable names derived from the model name (``f"{name}_conv0"``, ``f"{name}_embedding"`` ...),
+because weight transfer matches layers by name. Every model reloads with ``keras.models.load_model``
+(custom layers live in ``xmodal_tf.layers`` and are registered).
 
-* ``cnn_encoder``       images (batch, H, W, C), any size down to 1x1.
-* ``rnn_encoder`` and ``attention_encoder``: either integer token ids (batch, time),
-  where id 0 is padding, or float frames (batch, time, input_dim), where an all-zero
-  frame is padding. Padding is masked: adding trailing padding does not change a
-  sequence's embedding.
-* ``mlp_encoder``       vectors (batch, input_dim).
-* ``backbone_encoder``  0..255 RGB images (batch, H, W, 3); the backbone's own input
-  scaling is part of the model.
-* ``text_encoder``      raw strings (batch,); the tokenizer (a ``TextVectorization``
-  layer with its vocabulary) is part of the model, so a saved model takes raw text.
-
-Layers get stable names derived from the model name (``f"{name}_conv0"``,
-``f"{name}_embedding"`` ...), because weight transfer matches layers by name.
-Every model reloads with ``keras.models.load_model`` (custom layers live in
-``xmodal_tf.layers`` and are registered).
-
-Under ``tf.distribute`` strategies: dropout layers are ``ReplicaDropout`` (masks drawn for
-the global batch, so replicas differ and N replicas drop what one device drops), and
-``sync_batch_norm=True`` makes BatchNormalization use the global batch's statistics.
+Design notes (inputs by builder, distribution): docs/DESIGN.md (section xmodal_tf/encoders.py).
 """
 
 from __future__ import annotations
@@ -170,43 +153,53 @@ def cnn_encoder(
     """Convolutional image encoder: (batch, H, W, C) -> (batch, embedding_dim).
 
     One block per entry of ``filters``: Conv2D(padding="same") -> optional BatchNorm ->
-    activation -> optional 2x pooling ("max", "avg" or None). A side of size 1 is never
-    pooled, so tiny inputs such as 8x4x1 or 28x14x1 halves work with any number of
-    blocks. Then global pooling, optional dropout and a linear Dense to ``embedding_dim``.
-
-    Defaults chosen by measurement (issue 16; ``benchmarks/bench_defaults.py``, the
-    table in the README): with a linear head, the default beat a plain two-layer CNN
-    of the same size on 8x8 digits, noisy MNIST and OpenMoji skin tones (mean
-    validation accuracy over three seeds), where the old defaults (global average
-    pooling, BatchNorm) scored 18% against 76% on noisy MNIST.
-
-    dropout: 0.25 (default; it was 0 before issue 16: on noisy MNIST no dropout
-        averaged 1.3 validation points below the plain CNN, dropout 0.25 1.2 above; on
-        digits it gained 0.7 and on OpenMoji it lost 0.1). Applied after the global
-        pooling, before the embedding Dense; 0 turns it off.
-
-    batch_norm: False (default; it was True before issue 16: with flatten pooling its
-        validation accuracy was 8 points below no BatchNorm on noisy MNIST and 10 below
-        on OpenMoji skin tones, after 5 and 10 epochs). ``sync_batch_norm`` only matters
-        with ``batch_norm=True``.
-
-    global_pooling:
-      "auto" (default): "flatten" when H and W are fixed and the flattened feature map
-          has at most ``AUTO_FLATTEN_MAX_FEATURES`` (65536) entries, up to 128x128
-          images with the default filters; "avg" for variable-size images
-          (``input_shape=(None, None, C)``) and larger maps (a size guard, not measured).
-      "flatten": keeps where features are; needs a fixed H and W. Its Dense has
-          (H/2^k * W/2^k * filters[-1]) x embedding_dim weights (k pooled blocks):
-          1 M for 64x64 images with the default filters, 13 M for 224x224.
-      "avg" / "max": one number per channel; position is lost. With the default two
-          blocks this fails on classification where position matters: on noisy 28x28
-          digits "avg" scored far below "flatten" and a plain two-layer CNN (issue 16;
-          ``benchmarks/bench_defaults.py`` has the measurements). Use it for
-          variable-size images, or with deeper ``filters``.
-    ``sync_batch_norm=True``: under a tf.distribute strategy, BatchNorm uses the global batch's statistics.
+    activation -> optional 2x pooling. A side of size 1 is never pooled, so tiny inputs
+    such as 8x4x1 or 28x14x1 halves work with any number of blocks. Then global pooling,
+    optional dropout and a linear Dense to ``embedding_dim``. The defaults were chosen by
+    measurement (issue 16, ``benchmarks/bench_defaults.py``; figures in docs/DESIGN.md,
+    section Benchmarks: xmodal_tf/encoders.py): with a linear head they beat a plain
+    two-layer CNN of the same size on 8x8 digits, noisy MNIST and OpenMoji skin tones.
 
     Layer names: f"{name}_conv{i}", f"{name}_bn{i}" (with batch_norm), f"{name}_act{i}",
     f"{name}_pool{i}", f"{name}_global_pool", f"{name}_dropout", f"{name}_embedding".
+
+    Args:
+        input_shape: (H, W, C); H and W may be None for variable-size images.
+        embedding_dim: the size of the embedding.
+        filters: the number of filters of each block.
+        kernel_size: the convolutions' kernel size, an int or a pair.
+        pooling: the 2x pooling after each block: "max" (default), "avg" or None.
+        batch_norm: BatchNorm after each convolution. False by default: with flatten
+            pooling it lowered validation accuracy on noisy MNIST and OpenMoji skin tones.
+        sync_batch_norm: under a ``tf.distribute`` strategy, BatchNorm uses the global
+            batch's statistics; only matters with ``batch_norm=True``.
+        dropout: rate of the dropout after the global pooling, before the embedding
+            Dense; 0 turns it off. 0.25 by default: it raised validation accuracy on noisy
+            MNIST and digits.
+        global_pooling: how the last feature map becomes a vector.
+
+            * "auto" (default): "flatten" when H and W are fixed and the flattened
+              feature map has at most ``AUTO_FLATTEN_MAX_FEATURES`` (65536) entries, up to
+              128x128 images with the default filters; "avg" for variable-size images
+              (``input_shape=(None, None, C)``) and larger maps (a size guard).
+            * "flatten": keeps where features are; needs a fixed H and W. Its Dense has
+              (H/2^k * W/2^k * filters[-1]) x embedding_dim weights (k pooled blocks):
+              1 M for 64x64 images with the default filters, 13 M for 224x224.
+            * "avg" / "max": one number per channel; position is lost. With the default
+              two blocks this fails on classification where position matters (on noisy
+              28x28 digits "avg" scored far below "flatten"). Use it for variable-size
+              images, or with deeper ``filters``.
+        activation: the activation of each block.
+        name: the model's name, and the prefix of its layers' names.
+
+    Returns:
+        The encoder, a functional ``keras.Model`` named ``name``.
+
+    Raises:
+        TypeError: an argument of a wrong type.
+        ValueError: an argument of a wrong value (a shape that is not (H, W, C), an
+            unknown pooling), "flatten" for variable-size images, or a weight of more
+            than ``MAX_WEIGHT_ENTRIES`` entries.
     """
     height, width, channels = check_image_shape(
         input_shape, "cnn_encoder input_shape", allow_none=True, example="(28, 14, 1)"
@@ -315,23 +308,39 @@ def rnn_encoder(
     dropout=0.0,
     name="rnn_encoder",
 ) -> keras.Model:
-    """Recurrent sequence encoder -> (batch, embedding_dim).
+    """Recurrent sequence encoder: token ids or float frames -> (batch, embedding_dim).
 
-    Give exactly one of:
-      vocab_size: inputs are int32 token ids (batch, time); Embedding(vocab_size,
-                  token_embedding_dim, mask_zero=True), so id 0 is padding.
-      input_dim:  inputs are float frames (batch, time, input_dim), e.g. MFCCs;
-                  all-zero frames are padding (Masking(0.0)), so a real frame must
-                  not be exactly all zeros.
-    max_length: fixed time length, or None for variable length.
-
-    One recurrent layer per entry of ``units`` ("lstm" or "gru", optionally
-    Bidirectional; every layer but the last returns sequences), then a linear Dense to
-    ``embedding_dim``. ``dropout`` is the input dropout of every recurrent layer.
-    Padding is masked: extra trailing padding does not change the embedding.
+    One recurrent layer per entry of ``units`` (every layer but the last returns
+    sequences), then a linear Dense to ``embedding_dim``. Padding is masked: extra
+    trailing padding does not change the embedding.
 
     Layer names: f"{name}_token_embedding" or f"{name}_masking", f"{name}_{cell}{i}",
     f"{name}_embedding".
+
+    Args:
+        vocab_size: inputs are int32 token ids (batch, time); Embedding(vocab_size,
+            token_embedding_dim, mask_zero=True), so id 0 is padding. Give exactly one
+            of ``vocab_size`` and ``input_dim``.
+        input_dim: inputs are float frames (batch, time, input_dim), e.g. MFCCs; all-zero
+            frames are padding (Masking(0.0)), so a real frame must not be exactly all
+            zeros.
+        max_length: fixed time length, or None for variable length.
+        embedding_dim: the size of the embedding.
+        token_embedding_dim: the size of the token embedding (with ``vocab_size``).
+        units: the units of each recurrent layer.
+        cell: "lstm" or "gru".
+        bidirectional: wrap every recurrent layer in ``Bidirectional``.
+        dropout: the input dropout of every recurrent layer.
+        name: the model's name, and the prefix of its layers' names.
+
+    Returns:
+        The encoder, a functional ``keras.Model`` named ``name``.
+
+    Raises:
+        TypeError: an argument of a wrong type.
+        ValueError: both or neither of ``vocab_size`` and ``input_dim``, an unknown
+            ``cell``, another wrong value, or a weight of more than
+            ``MAX_WEIGHT_ENTRIES`` entries.
     """
     source = _sequence_source(vocab_size, input_dim, "rnn_encoder")
     embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
@@ -372,11 +381,7 @@ def attention_encoder(
     dropout=0.0,
     name="attention_encoder",
 ) -> keras.Model:
-    """Transformer sequence encoder -> (batch, embedding_dim).
-
-    Inputs as in ``rnn_encoder`` (token ids with id 0 = padding, or float frames with
-    all-zero = padding), of any length up to ``max_length`` (required: it sizes the
-    learned positional embeddings).
+    """Transformer sequence encoder: token ids or float frames -> (batch, embedding_dim).
 
     Tokens -> Embedding(model_dim) / frames -> Dense(model_dim); + learned positions;
     ``num_layers`` TransformerEncoderBlocks (self-attention that ignores padded keys,
@@ -386,6 +391,29 @@ def attention_encoder(
 
     Layer names: f"{name}_token_embedding" or f"{name}_masking" + f"{name}_frame_projection",
     f"{name}_position_embedding", f"{name}_block{i}", f"{name}_pooling", f"{name}_embedding".
+
+    Args:
+        vocab_size: inputs are int32 token ids (batch, time), id 0 = padding, as in
+            ``rnn_encoder``. Give exactly one of ``vocab_size`` and ``input_dim``.
+        input_dim: inputs are float frames (batch, time, input_dim), all-zero = padding.
+        max_length: the longest sequence (required: it sizes the learned positional
+            embeddings); inputs may have any length up to it.
+        embedding_dim: the size of the embedding.
+        model_dim: the width of the Transformer blocks, divisible by ``num_heads``.
+        num_heads: attention heads per block.
+        num_layers: the number of Transformer blocks (0 or more).
+        ff_dim: the hidden width of each block's feed-forward part.
+        dropout: dropout rate after the positional embedding and inside each block.
+        name: the model's name, and the prefix of its layers' names.
+
+    Returns:
+        The encoder, a functional ``keras.Model`` named ``name``.
+
+    Raises:
+        TypeError: an argument of a wrong type.
+        ValueError: both or neither of ``vocab_size`` and ``input_dim``, no
+            ``max_length``, ``model_dim`` not divisible by ``num_heads``, another wrong
+            value, or a weight of more than ``MAX_WEIGHT_ENTRIES`` entries.
     """
     source = _sequence_source(vocab_size, input_dim, "attention_encoder")
     if max_length is None:
@@ -443,12 +471,30 @@ def mlp_encoder(
 
     The defaults give the DeepCCA nets of Andrew et al. 2013 (392-1024-1024-50, sigmoid).
     Each hidden layer: Dense -> optional BatchNorm -> activation -> optional dropout.
-    ``hidden_units=()`` gives a single linear (or ``output_activation``) layer.
-    ``input_dim`` is an int or a 1-tuple such as (392,).
-    ``sync_batch_norm=True``: under a tf.distribute strategy, BatchNorm uses the global batch's statistics.
 
     Layer names: f"{name}_dense{i}", f"{name}_bn{i}", f"{name}_act{i}", f"{name}_dropout{i}",
     f"{name}_embedding".
+
+    Args:
+        input_dim: the input's size, an int or a 1-tuple such as (392,).
+        embedding_dim: the size of the embedding.
+        hidden_units: the widths of the hidden layers; () gives a single linear (or
+            ``output_activation``) layer.
+        activation: the hidden layers' activation.
+        batch_norm: BatchNorm after each hidden Dense.
+        sync_batch_norm: under a ``tf.distribute`` strategy, BatchNorm uses the global
+            batch's statistics.
+        dropout: rate of the dropout after each hidden layer; 0 for none.
+        output_activation: the embedding layer's activation (None: linear).
+        name: the model's name, and the prefix of its layers' names.
+
+    Returns:
+        The encoder, a functional ``keras.Model`` named ``name``.
+
+    Raises:
+        TypeError: an argument of a wrong type.
+        ValueError: an argument of a wrong value (e.g. a 2-D ``input_dim``), or a weight
+            of more than ``MAX_WEIGHT_ENTRIES`` entries.
     """
     if isinstance(input_dim, (tuple, list)):
         if len(input_dim) != 1:
@@ -487,12 +533,18 @@ def mlp_encoder(
 
 @keras.saving.register_keras_serializable(package="xmodal_tf")
 def normalize_text(texts):
-    """Lower-case, every run of characters other than letters and digits becomes one
-    space, and one space is added at each end: "Man-Woman: Kiss" -> " man woman kiss ".
+    """Normalise text for tokenizing: "Man-Woman: Kiss" -> " man woman kiss ".
 
-    The end spaces mark word boundaries for character n-grams (" ma", "an " differ
-    from "man"). A ``tf.string`` tensor in, the same shape out; registered, so a
-    saved ``TextVectorization`` that uses it reloads.
+    Lower-case; every run of characters other than letters and digits becomes one
+    space, and one space is added at each end. The end spaces mark word boundaries for
+    character n-grams (" ma", "an " differ from "man"). Registered, so a saved
+    ``TextVectorization`` that uses it reloads.
+
+    Args:
+        texts: a ``tf.string`` tensor.
+
+    Returns:
+        The normalised texts, a ``tf.string`` tensor of the same shape.
     """
     texts = tf.strings.lower(texts, encoding="utf-8")
     texts = tf.strings.regex_replace(texts, r"[^\pL\pN]+", " ")
@@ -517,40 +569,57 @@ def text_encoder(
     """Bag-of-n-grams encoder of raw strings: (batch,) tf.string -> (batch, embedding_dim).
 
     The tokenizer is a ``TextVectorization`` layer inside the model, so the model (and a
-    ``.keras`` file of it) takes raw text such as ``np.array(["red apple"])``. Give
-    exactly one of:
-      texts:      strings to learn the vocabulary from (the training texts), or
-      vocabulary: the token list itself (e.g. ``other.get_layer(...).get_vocabulary()``
-                  without its first two entries, "" and "[UNK]").
-    tokens:
-      "char_ngrams" (default): character n-grams of the normalised text
-          (``normalize_text``: lower case, letters and digits, word boundaries marked by
-          spaces), ``ngram_sizes`` default (3,). An unseen word still shares most of its
-          n-grams with known words ("apples" with "apple"), which matters for
-          zero-shot use on new names.
-      "words": whitespace words of the normalised text, ``ngram_sizes`` default (1,)
-          (add 2 for word pairs). An unseen word is the single out-of-vocabulary token.
-      "words_and_char_ngrams": both bags, each embedded and mean-pooled on its own,
-          their pooled vectors added (``ngram_sizes`` are the character n-grams').
-          Whole words weigh as much as all of a text's character n-grams together, so a
-          short distinguishing word ("dark" against "medium dark") is not drowned,
-          while unseen words still share n-grams. ``vocabulary`` is then a pair
-          (character tokens, word tokens).
-    max_tokens: vocabulary cap (most frequent first), including "" and "[UNK]".
-    sequence_length: tokens kept per text, default 128 for "char_ngrams" (about 125
-        characters with trigrams) and 32 for "words"; longer texts are truncated.
-
-    Model: token ids (0 = padding, 1 = out of vocabulary) -> Embedding(mask_zero) ->
-    mean over the real tokens -> Dense + ReLU per entry of ``hidden_units`` (each
-    followed by ``dropout``) -> linear Dense to ``embedding_dim``. Padding is masked: the
-    embedding does not depend on ``sequence_length`` for texts that fit.
+    ``.keras`` file of it) takes raw text such as ``np.array(["red apple"])``. Model:
+    token ids (0 = padding, 1 = out of vocabulary) -> Embedding(mask_zero) -> mean over
+    the real tokens -> Dense + ReLU per entry of ``hidden_units`` (each followed by
+    ``dropout``) -> linear Dense to ``embedding_dim``. Padding is masked: the embedding
+    does not depend on ``sequence_length`` for texts that fit.
 
     Layer names: f"{name}_vectorizer", f"{name}_token_embedding", f"{name}_pooling",
     f"{name}_dense{i}", f"{name}_dropout{i}", f"{name}_embedding"; with
     "words_and_char_ngrams" also f"{name}_word_vectorizer", f"{name}_word_embedding",
-    f"{name}_word_pooling" and f"{name}_sum" (the first three names are the characters'). The input is a
-    string tensor f"{name}_text" of shape (batch,): numbers are rejected by
-    ``DualEncoder`` with a TypeError, and by Keras (a cast error) when called directly.
+    f"{name}_word_pooling" and f"{name}_sum" (the first three names are the characters').
+    The input is a string tensor f"{name}_text" of shape (batch,): numbers are rejected
+    by ``DualEncoder`` with a TypeError, and by Keras (a cast error) when called directly.
+
+    Args:
+        texts: strings to learn the vocabulary from (the training texts). Give exactly
+            one of ``texts`` and ``vocabulary``.
+        vocabulary: the token list itself (e.g. ``other.get_layer(...).get_vocabulary()``
+            without its first two entries, "" and "[UNK]"); a pair (character tokens,
+            word tokens) with ``tokens="words_and_char_ngrams"``.
+        tokens: what a token is.
+
+            * "char_ngrams" (default): character n-grams of the normalised text
+              (``normalize_text``: lower case, letters and digits, word boundaries marked
+              by spaces), ``ngram_sizes`` default (3,). An unseen word still shares most of
+              its n-grams with known words ("apples" with "apple"), which matters for
+              zero-shot use on new names.
+            * "words": whitespace words of the normalised text, ``ngram_sizes`` default
+              (1,) (add 2 for word pairs). An unseen word is the single out-of-vocabulary
+              token.
+            * "words_and_char_ngrams": both bags, each embedded and mean-pooled on its
+              own, their pooled vectors added (``ngram_sizes`` are the character
+              n-grams'). Whole words weigh as much as all of a text's character n-grams
+              together, so a short distinguishing word ("dark" against "medium dark") is
+              not drowned, while unseen words still share n-grams.
+        ngram_sizes: the n-gram sizes; None for the default of ``tokens``.
+        max_tokens: vocabulary cap (most frequent first), including "" and "[UNK]".
+        sequence_length: tokens kept per text, default 128 for "char_ngrams" (about 125
+            characters with trigrams) and 32 for "words"; longer texts are truncated.
+        token_embedding_dim: the size of the token embedding.
+        hidden_units: the widths of the Dense + ReLU layers after the pooling; () for none.
+        embedding_dim: the size of the embedding.
+        dropout: rate of the dropout after each hidden layer; 0 for none.
+        name: the model's name, and the prefix of its layers' names.
+
+    Returns:
+        The encoder, a functional ``keras.Model`` named ``name``.
+
+    Raises:
+        TypeError: an argument of a wrong type (e.g. texts that are not strings).
+        ValueError: both or neither of ``texts`` and ``vocabulary``, an empty one, an
+            unknown ``tokens``, or another wrong value.
     """
     _check_choice(tokens, TEXT_TOKENS, "tokens")
     default_sizes, default_length = ((1,), 32) if tokens == "words" else ((3,), 128)
@@ -689,17 +758,31 @@ def backbone_encoder(
     Inputs are 0..255 RGB images (uint8 range, float dtype); the scaling the backbone was
     trained with is inside the model ("caffe" mean subtraction for resnet50, [-1, 1] for
     mobilenet_v2, the applications' own rescaling for mobilenet_v3_* and efficientnet_b0).
-    Output: globally pooled features ("avg" or "max"), then, if ``embedding_dim`` is given,
-    a linear Dense f"{name}_embedding" to that size.
 
-    architecture: one of BACKBONE_ARCHITECTURES.
-    weights:      None (random init), "imagenet" (downloaded by Keras, needs internet), or
-                  the path of a local weights file (.h5 / .weights.h5) for the backbone
-                  without its top, e.g. a downloaded ``..._notop.h5`` or a file written by
-                  ``model.get_layer(f"{name}_backbone").save_weights(...)``.
-    trainable:    whether the backbone's weights train (the projection always does).
-    name:         model name, default f"{architecture}_encoder"; the wrapped application
-                  is the layer f"{name}_backbone".
+    Args:
+        architecture: one of ``BACKBONE_ARCHITECTURES``.
+        input_shape: (H, W, 3); H and W may be None.
+        embedding_dim: if given, a linear Dense f"{name}_embedding" to this size follows
+            the pooled features; None outputs the pooled features themselves.
+        weights: None (random init), "imagenet" (downloaded by Keras, needs internet), or
+            the path of a local weights file (.h5 / .weights.h5) for the backbone
+            without its top, e.g. a downloaded ``..._notop.h5`` or a file written by
+            ``model.get_layer(f"{name}_backbone").save_weights(...)``.
+        trainable: whether the backbone's weights train (the projection always does).
+        pooling: the backbone's global pooling, "avg" or "max".
+        name: model name, default f"{architecture}_encoder"; the wrapped application is
+            the layer f"{name}_backbone".
+
+    Returns:
+        The encoder, a functional ``keras.Model`` named ``name``.
+
+    Raises:
+        TypeError: ``weights`` is neither None, "imagenet" nor a path, or another
+            argument has a wrong type.
+        ValueError: an unknown architecture or pooling, a weights path not ending in
+            ".h5", or weights that do not fit the backbone.
+        FileNotFoundError: the weights file does not exist.
+        RuntimeError: "imagenet" weights while offline, or their download failed.
     """
     if architecture not in BACKBONE_ARCHITECTURES:
         raise ValueError(

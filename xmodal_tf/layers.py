@@ -1,48 +1,18 @@
-"""Small reusable Keras layers: sequence/image helpers for the encoders, and fusion layers.
+"""Small reusable Keras layers: sequence and image helpers for the encoders, and fusion layers.
 
-Every layer is registered under the ``xmodal_tf`` package, so models that use
-them reload with plain ``keras.models.load_model(path)``.
+Encoder helpers: ``PositionalEmbedding``, ``TransformerEncoderBlock``, ``MaskedMeanPooling`` and
+``ImageNetPreprocessing``; padding masks follow Keras: boolean (batch, time), True where a step holds data.
+Fusion layers combine per-modality embeddings, a list ``[e_1, ..., e_n]`` or a dict ``{name: e_i}`` of
+(batch, d_i) tensors, into one (batch, d) tensor: ``AverageFusion``, ``WeightedFusion``, ``ConcatFusion``,
+``GatedFusion``, ``AttentionFusion``, ``TensorFusion`` and ``LateFusion``. Each takes ``mask``, a
+(batch, n_modalities) presence mask (True / nonzero = present; ``None``: all present); absent embeddings
+are zeroed and get weight 0. ``ModalityDropout`` drops modalities from that mask in training;
+``ReplicaDropout`` is ``keras.layers.Dropout`` with masks that differ between ``tf.distribute`` replicas.
 
-Encoder helpers (masks follow the Keras convention: a boolean tensor (batch, time),
-True where the step holds data and False where it is padding):
+Every layer is registered under the ``xmodal_tf`` package, so models that use them reload with plain
+``keras.models.load_model(path)``.
 
-* ``PositionalEmbedding``     -- adds a learned vector per time step; passes the mask on.
-* ``TransformerEncoderBlock`` -- self-attention + feed-forward, each with residual and
-  LayerNorm; padded time steps are never attended to.
-* ``MaskedMeanPooling``       -- mean over the time steps that are not padding.
-* ``ImageNetPreprocessing``   -- the input scaling an ImageNet backbone was trained with
-  ("caffe", "tf" or "torch" mode), for images given as 0..255 RGB.
-
-Fusion layers combine per-modality embeddings, given as a list ``[e_1, ..., e_n]`` or a
-dict ``{name: e_i}`` of (batch, d_i) tensors, into one (batch, d) tensor:
-
-* ``AverageFusion``    -- mean of the present embeddings (equal sizes).
-* ``WeightedFusion``   -- learned, softmax-normalised weight per modality (equal sizes).
-* ``ConcatFusion``     -- concatenation (+ presence indicators), then an MLP: the "fusion network".
-* ``GatedFusion``      -- per-example gates, softmax over the modalities (any sizes).
-* ``AttentionFusion``  -- self-attention across one token per modality, then a mean (any sizes).
-* ``TensorFusion``     -- outer product of the embeddings each with a 1 appended (Zadeh et
-  al. 2017), optionally followed by an MLP (any sizes).
-* ``LateFusion``       -- mean of per-modality classifier probabilities (equal sizes).
-* ``ModalityDropout``  -- training-time augmentation of the presence mask.
-
-``ReplicaDropout`` is ``keras.layers.Dropout`` with masks that differ between
-``tf.distribute`` replicas (every builder of xmodal_tf uses it). Random draws of
-``ModalityDropout`` and ``ReplicaDropout`` are made for the global batch and sliced
-(``xmodal_tf._replicas.draw_rows``), so a step on N replicas draws what one device
-draws for the same global batch.
-
-Presence mask: every fusion layer takes ``mask``, a (batch, n_modalities) tensor whose
-column i says whether modality i is present in that example (True / nonzero =
-present; columns follow the list order, or for a dict the layer's ``modalities`` order,
-sorted keys by default). Only present modalities are fused: an absent modality's
-embedding is replaced by zeros with ``where`` (so even NaN or inf values cannot leak)
-before anything else, and it gets weight 0 in means, softmaxes and attention.
-Concatenation-based layers (``ConcatFusion``, ``TensorFusion``, ``GatedFusion``'s gate
-network) also receive the mask itself as 0/1 indicator features, so the network can
-tell "absent" from "present with a zero embedding". ``mask=None`` means all present.
-An example with NO modality present fuses to zeros (``LateFusion``: the uniform
-distribution), never NaN.
+Design notes (the presence mask, replicas): docs/DESIGN.md (section xmodal_tf/layers.py).
 """
 
 from __future__ import annotations
@@ -75,6 +45,14 @@ class PositionalEmbedding(_ShapeAndMaskPreserving, keras.layers.Layer):
 
     Input (batch, time, features) with time <= max_length; output has the same shape.
     The incoming padding mask is passed on unchanged.
+
+    Args:
+        max_length: the longest sequence: how many position vectors are learned.
+        embeddings_initializer: initializer of the (max_length, features) position vectors.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype`` ...).
+
+    Raises:
+        ValueError: when built or called, a sequence longer than ``max_length``.
     """
 
     def __init__(self, max_length, embeddings_initializer="glorot_uniform", **kwargs):
@@ -127,6 +105,17 @@ class TransformerEncoderBlock(_ShapeAndMaskPreserving, keras.layers.Layer):
 
     Input and output (batch, time, model_dim). With a padding mask, padded steps are
     removed from the keys, so they cannot change the outputs at real steps.
+
+    Args:
+        model_dim: the width of the inputs and outputs, divisible by ``num_heads``.
+        num_heads: attention heads, each with keys of size model_dim // num_heads.
+        ff_dim: the hidden width of the feed-forward part.
+        dropout: dropout rate of the attention weights and of both residual branches.
+        activation: the activation of the feed-forward hidden layer.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    Raises:
+        ValueError: ``model_dim`` is not divisible by ``num_heads``.
     """
 
     def __init__(self, model_dim, num_heads, ff_dim, dropout=0.0, activation="relu", **kwargs):
@@ -232,6 +221,13 @@ class ImageNetPreprocessing(keras.layers.Layer):
     mode="tf":    scale to [-1, 1] (MobileNetV2, ResNetV2, Inception).
     mode="torch": scale to [0, 1], then standardise with the ImageNet mean / std (DenseNet).
     Input and output (batch, height, width, 3).
+
+    Args:
+        mode: "caffe" (default), "tf" or "torch" (``PREPROCESSING_MODES``).
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    Raises:
+        ValueError: an unknown ``mode``.
     """
 
     def __init__(self, mode="caffe", **kwargs):
@@ -488,7 +484,13 @@ class _ModalityFusion(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class AverageFusion(_ModalityFusion):
-    """Mean of the present modalities' embeddings: n x (batch, d) -> (batch, d)."""
+    """Mean of the present modalities' embeddings: n x (batch, d) -> (batch, d).
+
+    Args:
+        modalities: optional modality names: the order in which a dict input and the
+            mask's columns are read (default: the dict's sorted keys).
+        **kwargs: ``keras.layers.Layer`` arguments.
+    """
 
     requires_equal_sizes = True
 
@@ -502,6 +504,10 @@ class WeightedFusion(_ModalityFusion):
 
     The weights are ``softmax(modality_logits)`` over the present modalities of each
     example (zero-initialised logits: the plain average at the start of training).
+
+    Args:
+        modalities: optional modality names, as in ``AverageFusion``.
+        **kwargs: ``keras.layers.Layer`` arguments.
     """
 
     requires_equal_sizes = True
@@ -578,6 +584,13 @@ class ConcatFusion(_NetworkFusion):
     -> Dense(hidden_units[k], activation) [-> Dropout] ... -> (batch, hidden_units[-1]).
     ``hidden_units=()`` returns the concatenation itself. Absent embeddings are zeros,
     and the n indicator columns (1 = present) tell the network which ones are absent.
+
+    Args:
+        hidden_units: the widths of the MLP's Dense layers; () for none.
+        activation: the activation of every Dense layer.
+        dropout: rate of the Dropout after each Dense layer, in [0, 1); 0 for none.
+        modalities: optional modality names, as in ``AverageFusion``.
+        **kwargs: ``keras.layers.Layer`` arguments.
     """
 
     def _feature_dim(self, dims) -> int:
@@ -597,6 +610,12 @@ class GatedFusion(_ModalityFusion):
 
     The gates see every present embedding, so each example chooses how much to trust
     each modality. Embedding sizes may differ.
+
+    Args:
+        units: the width of the projections h_i and of the output.
+        activation: the activation of the projections.
+        modalities: optional modality names, as in ``AverageFusion``.
+        **kwargs: ``keras.layers.Layer`` arguments.
     """
 
     def __init__(self, units, activation="tanh", modalities=None, **kwargs):
@@ -619,7 +638,16 @@ class GatedFusion(_ModalityFusion):
         return self.units
 
     def gates(self, inputs, mask=None):
-        """The per-example gates (batch, n): each row sums to 1 over the present modalities."""
+        """The per-example gates of the embeddings.
+
+        Args:
+            inputs: the embeddings, as for ``call``.
+            mask: optional (batch, n) presence mask.
+
+        Returns:
+            (batch, n) gates; each row sums to 1 over the present modalities (all zeros
+            for an example with none present).
+        """
         embeddings, present = self._inputs(inputs, mask)
         masked = self._masked(embeddings, present)
         logits = self.gate(ops.concatenate(masked + [self._indicators(present, embeddings)], axis=-1))
@@ -647,7 +675,17 @@ class AttentionFusion(_ModalityFusion):
     out     = mean of x over the present modalities          (batch, units)
 
     Absent modalities are removed from the keys (never attended to) and from the mean.
-    Embedding sizes may differ; ``units`` must be divisible by ``num_heads``.
+    Embedding sizes may differ.
+
+    Args:
+        units: the width of the tokens and of the output, divisible by ``num_heads``.
+        num_heads: attention heads.
+        dropout: dropout rate of the attention weights, in [0, 1).
+        modalities: optional modality names, as in ``AverageFusion``.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    Raises:
+        ValueError: ``units`` is not divisible by ``num_heads``.
     """
 
     def __init__(self, units, num_heads=1, dropout=0.0, modalities=None, **kwargs):
@@ -711,7 +749,17 @@ class TensorFusion(_NetworkFusion):
     appended 1s keep every unimodal and lower-order term in the product. An absent
     modality's embedding is zero, so the product reduces to that of the present
     modalities, and the indicator columns tell the network which modalities those are.
-    Products above ``MAX_TENSOR_FUSION_FEATURES`` features are refused.
+
+    Args:
+        hidden_units: the widths of the optional MLP's Dense layers; () (default) for none.
+        activation: the activation of every Dense layer.
+        dropout: rate of the Dropout after each Dense layer, in [0, 1); 0 for none.
+        modalities: optional modality names, as in ``AverageFusion``.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    Raises:
+        ValueError: when built, a product of more than ``MAX_TENSOR_FUSION_FEATURES``
+            features.
     """
 
     def __init__(self, hidden_units=(), activation="relu", dropout=0.0, modalities=None, **kwargs):
@@ -754,6 +802,10 @@ class LateFusion(_ModalityFusion):
 
     n x (batch, num_classes) class probabilities -> (batch, num_classes). An example with
     no modality present gets the uniform distribution (no evidence for any class).
+
+    Args:
+        modalities: optional modality names, as in ``AverageFusion``.
+        **kwargs: ``keras.layers.Layer`` arguments.
     """
 
     requires_equal_sizes = True
@@ -790,6 +842,13 @@ class ModalityDropout(keras.layers.Layer):
     Args:
         rates: one rate in [0, 1] for every modality, or a sequence with one per modality.
         seed: optional int for reproducible draws.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    Raises:
+        TypeError: ``rates`` is neither a number nor a sequence of numbers.
+        ValueError: a rate outside [0, 1]; when built, a mask that is not
+            (batch, n_modalities), not one rate per modality, or rates summing to more
+            than n - 1.
     """
 
     def __init__(self, rates=0.0, seed=None, **kwargs):
@@ -868,8 +927,15 @@ class ReplicaDropout(keras.layers.Dropout):
     each replica drops the same units of its rows. This layer draws the mask for the
     global batch and keeps this replica's rows (``xmodal_tf._replicas.draw_rows``):
     replicas drop differently, and N replicas drop exactly what one device drops on the
-    same global batch. Arguments, inference behaviour and scaling (kept units are
-    divided by 1 - rate) are those of ``keras.layers.Dropout``.
+    same global batch. Inference behaviour and scaling (kept units are divided by
+    1 - rate) are those of ``keras.layers.Dropout``.
+
+    Args:
+        rate: the fraction of units to drop, as for ``keras.layers.Dropout``.
+        noise_shape: optional shape of the mask, as for ``keras.layers.Dropout`` (a
+            first entry of 1 shares one mask across the whole batch).
+        seed: optional int for reproducible draws.
+        **kwargs: ``keras.layers.Layer`` arguments.
     """
 
     def call(self, inputs, training=False):

@@ -1,95 +1,18 @@
-"""TensorFlow losses for cross-modal models: the Deep CCA objective, the symmetric
-contrastive (InfoNCE / CLIP) loss and the GAN losses, whose sections follow the Deep
-CCA one at the end of this module.
+"""TensorFlow losses for cross-modal models: Deep CCA, the symmetric contrastive (InfoNCE / CLIP) loss, GAN losses.
 
-Deep CCA (Andrew et al., 2013) trains two networks f1, f2 so that their outputs
-H1 = f1(X1) (m x d1) and H2 = f2(X2) (m x d2) on a batch of m paired samples are as
-correlated as possible, measured by the total canonical correlation of the batch.
+* Deep CCA (Andrew et al., 2013): ``deep_cca_loss`` / ``DeepCCALoss``, minus the total (or squared)
+  canonical correlation of a batch of paired outputs H1 (m x d1) and H2 (m x d2), with the conventions
+  of ``xmodal_tf.CCA``; ``cca_correlations`` gives the correlations themselves, and ``batch_statistics``
+  with ``correlations_from_statistics`` split the computation (global batches under a strategy).
+* Contrastive: ``contrastive_loss`` / ``ContrastiveLoss``, ``contrastive_loss_from_logits`` and
+  ``replica_contrastive_loss``. DCCAE: ``reconstruction_error``.
+* GAN: ``discriminator_loss`` and ``generator_loss`` (one of ``GAN_LOSSES``).
 
-Definitions (the same conventions as ``xmodal_tf.CCA``)
--------------------------------------------------------
-Each view is centred on the batch mean, and with r1, r2 the ridges (``reg``)::
+XLA: ``tf.linalg.svd`` and eigen-decompositions are not trusted under XLA (see docs/DESIGN.md), so
+only ``objective="squared"`` with all components (no SVD) may run inside ``tf.function(jit_compile=True)``;
+everything else needs ``jit_compile=False``.
 
-    S11 = H1c^T H1c / (m - 1) + r1 I      (d1 x d1)
-    S22 = H2c^T H2c / (m - 1) + r2 I      (d2 x d2)
-    S12 = H1c^T H2c / (m - 1)             (d1 x d2)
-    T   = S11^-1/2 S12 S22^-1/2
-
-The singular values of T, sorted in descending order, are the (regularised) canonical
-correlations of the batch; each lies in [0, 1]. ``deep_cca_loss`` returns minus their
-sum over the top k (``objective="trace"``; the trace norm of T when k = min(d1, d2)) or
-minus the sum of their squares (``objective="squared"``; ||T||_F^2 for all components).
-A loss of -20 with ``n_components=50`` means that the top 50 correlations of this batch
-sum to 20; the best possible value is -k (k perfectly correlated directions).
-
-How it is computed, and why it is stable
-----------------------------------------
-* Whitening by Cholesky factors instead of symmetric inverse square roots:
-  S11 = L1 L1^T, S22 = L2 L2^T and T = L1^-1 S12 L2^-T, computed with triangular
-  solves. This T differs from S11^-1/2 S12 S22^-1/2 by orthogonal factors on either
-  side, so it has the same singular values, and no eigen-decomposition (whose gradient
-  divides by differences of eigenvalues) is needed to whiten.
-* The singular values of T come from one SVD on the forward pass, with a custom
-  gradient: d s_i / dT = u_i v_i^T. Unlike the built-in gradient of ``tf.linalg.svd``
-  with singular vectors (which divides by s_i^2 - s_j^2), this never divides, so it
-  stays finite when singular values repeat (identical views give all correlations
-  equal; dead units give zeros). For the trace objective with all components this is
-  the polar factor U V^T, the gradient of the trace norm.
-* Ties: singular values that agree to within sqrt(eps) * s_max are treated as one tied
-  group, and every member receives the group's mean upstream gradient. That is exact
-  for any function symmetric in the tied values (sums of all of them, or of all the
-  top k), and it makes the gradient independent of the arbitrary basis an SVD picks
-  inside a repeated singular value. At the top-k boundary (s_k tied with s_k+1, where
-  the top-k sum is not differentiable) it gives the subgradient that splits the
-  weight evenly: with j of the m tied values inside the top k, each gets j/m.
-* Zero singular values (up to max(d1, d2) * eps * s_max, for example one per dead
-  output unit) get a zero gradient: the sum of singular values has a kink there and
-  zero is its smallest subgradient.
-* ``objective="squared"`` with all components is ||T||_F^2, computed without any SVD.
-* Precision (``compute_dtype``): everything after the network (centring, covariances,
-  Cholesky, solves, SVD) runs in one dtype, and the result is cast back to float32
-  (float64 for float64 inputs). The default ``"auto"`` picks it by where the outputs
-  live: float64 on a CPU (or for float64 outputs), float32 on a GPU or TPU, where
-  float64 runs at 1/2 to 1/64 of the float32 speed. Measured on split MNIST through
-  the 392-1024-1024-50 networks (``benchmarks/bench_covariance_precision.py``),
-  float32 algebra with the default ridge 1e-4 changes the loss by < 1e-4 relative
-  and the weight gradient's direction by a cosine > 0.9999, far below the
-  batch-to-batch noise of SGD; on a CPU float64 costs ~1 ms a step more, and keeps
-  the margin for badly scaled outputs: in float32, rounding in a covariance of
-  entries ~1e4 is ~1e-3, which swamps a ridge of 1e-4 and can leave nearly dependent
-  output units with a covariance that is not positive definite. Explicit "float64",
-  "float32", or None (the output dtype) override the choice.
-
-XLA: ``tf.linalg.svd`` and eigen-decompositions are not trusted under XLA (see
-DESIGN.md), so only ``objective="squared"`` with all components (no SVD) may run
-inside ``tf.function(jit_compile=True)``; everything else must run with
-``jit_compile=False`` (a Keras model using it needs ``compile(jit_compile=False)``,
-because ``jit_compile="auto"`` turns XLA on when a GPU is present). Under XLA the
-run-time checks below are dropped.
-
-Small batches and bad input
----------------------------
-* Shapes: both views must be rank 2 with known feature sizes. Different static batch
-  sizes, a static batch of fewer than 2 samples, ``n_components`` outside
-  [1, min(d1, d2)], an unknown objective and a negative ridge raise ValueError when the
-  function is called (or traced); dynamic batch sizes are checked when it runs
-  (``tf.errors.InvalidArgumentError``).
-* A batch with m <= d_i samples makes view i's covariance singular. With ``reg=0`` for
-  that view this raises ValueError (static batch size) or InvalidArgumentError (dynamic
-  batch size). With a positive ridge it is allowed and regularised; but whenever
-  m - 1 <= max(d1, d2) a warning is issued: one view then spans every centred sample
-  direction, so min(m - 1, d1, d2) correlations are 1 without the ridge whatever the
-  data, and the loss says little about the networks (use batches larger than the
-  output dimension, as Wang et al. 2015 do).
-* A covariance that is not numerically positive definite (``reg=0`` with constant or
-  linearly dependent output units, or a ridge that is negligible at the dtype's
-  precision) raises InvalidArgumentError with advice, instead of returning NaN.
-
-Relation to ``xmodal_tf.CCA``: for ``reg=0`` the correlations equal
-``CCA(n_components=k, reg=0).fit(H1, H2).canonical_correlations_``. With a ridge,
-``CCA`` reports the correlations of its training variates, which are larger than the
-singular values of the regularised T: s_i = rho_i / sqrt((1 + r1 |w1_i|^2)(1 + r2 |w2_i|^2))
-with w1_i, w2_i its unit-variance weights.
+Design notes (definitions, gradients, precision, small batches): docs/DESIGN.md (section xmodal_tf/losses.py).
 """
 
 from __future__ import annotations
@@ -219,14 +142,25 @@ def _current_device_type() -> str:
 def resolve_compute_dtype(compute_dtype, h1, h2) -> tf.DType:
     """The dtype the covariance algebra of outputs ``h1``, ``h2`` runs in.
 
-    ``"auto"``: float64 for float64 outputs; float32 for half-precision outputs (both
-    float16 or bfloat16, i.e. mixed precision: their own rounding, about 4e-3 relative
-    for bfloat16, dwarfs float32's 6e-8, so float64 algebra buys nothing; measured in
-    ``benchmarks/bench_covariance_precision.py --bfloat16``); otherwise
-    ``_covariance_dtype_for`` the device of ``h1`` / ``h2`` (their placement, else the
-    enclosing device scope, else the visible devices). None: the wider of the outputs'
-    dtypes, at least float32. A dtype: itself. Works eagerly and while a ``tf.function``
-    traces.
+    Works eagerly and while a ``tf.function`` traces.
+
+    Args:
+        compute_dtype: ``"auto"``: float64 for float64 outputs; float32 for half-precision
+            outputs (both float16 or bfloat16, i.e. mixed precision: their own rounding,
+            about 4e-3 relative for bfloat16, dwarfs float32's 6e-8, so float64 algebra
+            buys nothing); otherwise ``_covariance_dtype_for`` the device of ``h1`` / ``h2``
+            (their placement, else the enclosing device scope, else the visible devices).
+            None: the wider of the outputs' dtypes, at least float32. A dtype ("float64",
+            "float32"): itself.
+        h1: the first view's outputs, a tensor.
+        h2: the second view's outputs, a tensor.
+
+    Returns:
+        ``tf.float32`` or ``tf.float64``.
+
+    Raises:
+        TypeError: ``compute_dtype`` is not a dtype, "auto" or None.
+        ValueError: ``compute_dtype`` is a dtype other than float32 and float64.
     """
     compute = _check_compute_dtype(compute_dtype)
     if compute is None:
@@ -383,16 +317,23 @@ def _checked_cholesky(covariance: tf.Tensor, ridge: float, name: str) -> tf.Tens
 def batch_statistics(h1, h2, compute, checks=(), global_batch=False):
     """The sufficient statistics of a batch for Deep CCA, in the compute dtype.
 
-    ``compute``: a float dtype, or a ``compute_dtype`` setting ("auto", "float64",
-    "float32", None) resolved by ``resolve_compute_dtype``.
-
-    Returns ``(count, c11, c22, c12)``: the number of rows m (a scalar), and the
-    centred cross-products H1c^T H1c (d1 x d1), H2c^T H2c (d2 x d2) and H1c^T H2c
-    (d1 x d2), not yet divided by m - 1. With ``global_batch`` inside a
-    ``tf.distribute`` replica, they are those of the GLOBAL batch: the sums and counts
-    are all-reduced first (so every replica centres on the global mean), then the
-    cross-products, both with gradients. Outside a strategy it is the batch itself.
     Call it outside ``tf.cond`` branches (collectives cannot run inside them).
+
+    Args:
+        h1: (m, d1) outputs of the first view.
+        h2: (m, d2) outputs of the second view, for the same m samples.
+        compute: a float ``tf.DType``, or a ``compute_dtype`` setting ("auto", "float64",
+            "float32", None) resolved by ``resolve_compute_dtype``.
+        checks: run-time assertions that must pass before the statistics are computed.
+        global_batch: inside a ``tf.distribute`` replica, the statistics of the GLOBAL
+            batch: the sums and counts are all-reduced first (so every replica centres on
+            the global mean), then the cross-products, both with gradients. Outside a
+            strategy it is the batch itself.
+
+    Returns:
+        ``(count, c11, c22, c12)``: the number of rows m (a scalar), and the centred
+        cross-products H1c^T H1c (d1 x d1), H2c^T H2c (d2 x d2) and H1c^T H2c (d1 x d2),
+        not yet divided by m - 1.
     """
     if not isinstance(compute, tf.DType):
         h1, h2 = tf.convert_to_tensor(h1), tf.convert_to_tensor(h2)
@@ -429,8 +370,16 @@ def _whitened_from_statistics(statistics, regs):
 
 
 def correlations_from_statistics(statistics, *, n_components=None, reg=1e-4):
-    """The top-k ridge-shrunk canonical correlations from ``batch_statistics``, (k,) in
-    the statistics' dtype, largest first (see ``cca_correlations``)."""
+    """The top-k ridge-shrunk canonical correlations from ``batch_statistics``, largest first.
+
+    Args:
+        statistics: ``(count, c11, c22, c12)`` from ``batch_statistics``.
+        n_components: k, how many correlations to return; None for all min(d1, d2).
+        reg: ridge r added to each view's covariance, a float >= 0 or a pair (r1, r2).
+
+    Returns:
+        A (k,) tensor in the statistics' dtype (see ``cca_correlations``).
+    """
     regs = _check_regs(reg)
     k = min(statistics[3].shape) if n_components is None else _check_n_components_type(n_components)
     return _correlations_of_statistics(statistics, regs)[:k]
@@ -493,7 +442,7 @@ def _whitened_cross_covariance(h1, h2, regs, compute, checks, global_batch=False
 def _tie_averaged(upstream, values, eps: float, p: int, q: int):
     """The upstream gradient on descending singular ``values`` of a (p x q) matrix,
     averaged over each group of values tied within sqrt(eps) * s_max, and zero for
-    values below max(p, q) * eps * s_max (see the module docstring)."""
+    values below max(p, q) * eps * s_max (see docs/DESIGN.md, section xmodal_tf/losses.py)."""
     largest = values[0]
     gaps = values[:-1] - values[1:]
     starts_group = tf.cast(gaps > math.sqrt(eps) * largest, tf.int32)
@@ -545,9 +494,14 @@ def cca_correlations(h1, h2, *, n_components=None, reg=1e-4, compute_dtype="auto
         finite for repeated and zero correlations. Uses an SVD: do not XLA-compile.
 
     Raises:
-        ValueError / TypeError for bad shapes or parameters (see the module docstring);
-        tf.errors.InvalidArgumentError at run time for dynamic-shape mismatches and
-        covariances that are not positive definite.
+        ValueError: bad shapes or values: views that are not rank 2 with a known, nonzero
+            number of features, different static batch sizes, a static batch of fewer than
+            2 samples (or, with reg=0, not more samples than a view's features),
+            ``n_components`` outside [1, min(d1, d2)], a negative or non-finite ridge, or a
+            non-float ``compute_dtype``.
+        TypeError: ``reg``, ``n_components`` or ``compute_dtype`` of a wrong type.
+        tf.errors.InvalidArgumentError: at run time, for dynamic-shape mismatches and
+            covariances that are not positive definite.
     """
     h1, h2, regs, k, compute, checks = _validate(h1, h2, n_components, reg, compute_dtype, global_batch)
     output_dtype = _common_float_dtype(h1, h2)
@@ -557,6 +511,10 @@ def cca_correlations(h1, h2, *, n_components=None, reg=1e-4, compute_dtype="auto
 
 def deep_cca_loss(h1, h2, *, n_components=None, reg=1e-4, objective="trace", compute_dtype="auto", global_batch=False):
     """The Deep CCA loss of a batch: minus the total (or squared) canonical correlation.
+
+    Only objective="squared" with all components may be XLA-compiled
+    (``tf.function(jit_compile=True)``); the others use an SVD and need
+    ``jit_compile=False``.
 
     Args:
         h1: (m, d1) tensor, the first network's outputs for m paired samples.
@@ -580,9 +538,10 @@ def deep_cca_loss(h1, h2, *, n_components=None, reg=1e-4, objective="trace", com
         batch sum to 20. Gradients with respect to h1 and h2 stay finite for dead
         (constant) units, identical views and repeated correlations.
 
-    Only objective="squared" with all components may be XLA-compiled
-    (``tf.function(jit_compile=True)``); the others use an SVD and need
-    ``jit_compile=False``.
+    Raises:
+        ValueError: an unknown ``objective``, or as ``cca_correlations``.
+        TypeError: as ``cca_correlations``.
+        tf.errors.InvalidArgumentError: as ``cca_correlations``, at run time.
     """
     objective = check_choice(objective, "objective", OBJECTIVES)
     h1, h2, regs, k, compute, checks = _validate(h1, h2, n_components, reg, compute_dtype, global_batch)
@@ -613,11 +572,23 @@ class DeepCCALoss(_ConfiguredLoss):
     Store it in a model's ``get_config`` with ``keras.saving.serialize_keras_object``
     and restore it with ``keras.saving.deserialize_keras_object``.
 
-    Args: ``n_components``, ``reg``, ``objective``, ``compute_dtype``, ``global_batch``
-    as in ``deep_cca_loss`` (they are validated here, the shapes on each call); ``name``.
     Under a distribution strategy with ``global_batch=False`` the value is a per-replica
     batch statistic: average it over replicas (do not scale it by the global batch
     size). With ``global_batch=True`` every replica gets the global batch's value.
+
+    Args:
+        n_components: as in ``deep_cca_loss``.
+        reg: as in ``deep_cca_loss`` (a pair is kept as a tuple of floats).
+        objective: as in ``deep_cca_loss``.
+        compute_dtype: as in ``deep_cca_loss``; "auto" is kept and resolved on each call,
+            where the outputs live.
+        global_batch: as in ``deep_cca_loss``.
+        name: the loss's name.
+
+    Raises:
+        TypeError: an argument of a wrong type (the arguments are checked here, the
+            shapes on each call).
+        ValueError: an argument of a wrong value.
     """
 
     def __init__(
@@ -663,10 +634,21 @@ class DeepCCALoss(_ConfiguredLoss):
         )
 
     def statistics(self, h1, h2, runtime_checks=True):
-        """``batch_statistics`` of the outputs after the same checks as the loss (all-reduced
-        over replicas when ``global_batch``); ``correlations_from`` finishes the job.
-        ``runtime_checks=False`` drops the run-time sample-count assertions (a caller that
-        skips unusable batches itself); the shape checks still raise at trace time."""
+        """``batch_statistics`` of the outputs, after the same checks as the loss.
+
+        They are all-reduced over replicas when ``global_batch``; ``correlations_from``
+        finishes the job.
+
+        Args:
+            h1: (m, d1) outputs of the first view.
+            h2: (m, d2) outputs of the second view.
+            runtime_checks: False drops the run-time sample-count assertions (for a caller
+                that skips unusable batches itself); the batch sizes are still checked
+                against each other, and the shape checks still raise at trace time.
+
+        Returns:
+            ``(count, c11, c22, c12)``, as ``batch_statistics`` returns them.
+        """
         h1, h2, _, _, compute, checks = _validate(
             h1, h2, self.n_components, self.reg, self.compute_dtype, self.global_batch
         )
@@ -698,15 +680,23 @@ class DeepCCALoss(_ConfiguredLoss):
 
 # ======================================================================== DCCAE
 def reconstruction_error(view, reconstruction) -> tf.Tensor:
-    """DCCAE's reconstruction term: the squared error of each example summed over all
-    its features, averaged over the batch (Wang et al., 2015, eq. 4, where the weight
-    lambda multiplies exactly this). A scalar in float32 (float64 if either input is
-    float64, also for mixed-precision decoders).
+    """DCCAE's reconstruction term: each example's squared error summed over its features, averaged.
 
-    Unlike a mean over every entry (``keras.losses.MeanSquaredError``), its size grows
-    with the number of features, as the total correlation grows with k: a 784-pixel view
-    gives 784 times the per-pixel mean, so a weight of 1 here is a per-pixel-MSE weight
-    of 784. Shapes must match (ValueError otherwise).
+    The term of Wang et al., 2015, eq. 4, which the weight lambda multiplies. Unlike a
+    mean over every entry (``keras.losses.MeanSquaredError``), its size grows with the
+    number of features, as the total correlation grows with k: a 784-pixel view gives
+    784 times the per-pixel mean, so a weight of 1 here is a per-pixel-MSE weight of 784.
+
+    Args:
+        view: (batch, ...) the data.
+        reconstruction: (batch, ...) the decoder's output, the shape of ``view``.
+
+    Returns:
+        A scalar tensor, float32 (float64 if either input is float64, also for
+        mixed-precision decoders).
+
+    Raises:
+        ValueError: the shapes differ beyond the batch axis.
     """
     view, reconstruction = tf.convert_to_tensor(view), tf.convert_to_tensor(reconstruction)
     if tuple(view.shape[1:]) != tuple(reconstruction.shape[1:]):
@@ -747,6 +737,10 @@ def contrastive_loss_from_logits(logits) -> tf.Tensor:
         column (b -> a) cross-entropies; float32 (float64 for float64 logits). The
         log-sum-exp runs in at least float32 with the maximum subtracted, so logits of
         any size (e.g. 100 for CLIP's smallest temperature) give a finite value.
+
+    Raises:
+        TypeError: non-float logits.
+        ValueError: logits that are not a square (n, n) matrix, or an empty batch.
     """
     logits = _as_contrastive_logits(logits)
     matched = tf.linalg.diag_part(logits)
@@ -759,8 +753,9 @@ def replica_contrastive_loss(embeddings_a, embeddings_b, logit_scale, *, global_
     """The symmetric InfoNCE loss of this replica's pairs, and their in-batch accuracy.
 
     Args:
-        embeddings_a, embeddings_b: (n, d) paired embeddings of this replica's rows
-            (normalised already; the logits are ``logit_scale * <a_i, b_j>``).
+        embeddings_a: (n, d) embeddings of this replica's rows, normalised already (the
+            logits are ``logit_scale * <a_i, b_j>``).
+        embeddings_b: (n, d) embeddings paired with ``embeddings_a`` row by row.
         logit_scale: 1 / temperature, a scalar.
         global_batch: inside a ``tf.distribute`` replica, score the rows against the
             embeddings of every replica (all-gathered, with gradients), so the
@@ -814,10 +809,10 @@ def contrastive_loss(embeddings_a, embeddings_b, temperature=0.07, *, normalize=
         mismatched pair. The in-batch negatives make it depend on n.
 
     Raises:
-        ValueError for tensors that are not (n, d), different static batch sizes or
-        widths, an empty batch, or a non-positive temperature; TypeError for
-        non-float embeddings. A dynamic batch mismatch raises InvalidArgumentError
-        when the graph runs.
+        ValueError: tensors that are not (n, d), different static batch sizes or widths,
+            an empty batch, or a non-positive temperature.
+        TypeError: non-float embeddings, or a temperature that is not a number.
+        tf.errors.InvalidArgumentError: a dynamic batch mismatch, when the graph runs.
     """
     a, b, checks = _check_paired_embeddings(embeddings_a, embeddings_b)
     temperature = _check_temperature(temperature, a.dtype)
@@ -843,6 +838,15 @@ class ContrastiveLoss(_ConfiguredLoss):
     see ``xmodal_tf.models.DualEncoder``). The value is a mean over the batch's pairs:
     under a distribution strategy each replica contrasts its own pairs, and its loss
     must be divided by ``num_replicas_in_sync`` before differentiating.
+
+    Args:
+        temperature: a finite float > 0 (CLIP starts at 0.07).
+        normalize: L2-normalise the embeddings first (cosine similarity).
+        name: the loss's name.
+
+    Raises:
+        TypeError: a temperature that is not a number, or a non-bool ``normalize``.
+        ValueError: a temperature that is not finite and > 0.
     """
 
     def __init__(self, temperature=0.07, normalize=True, name="contrastive_loss"):
@@ -851,7 +855,17 @@ class ContrastiveLoss(_ConfiguredLoss):
         self.name = name
 
     def __call__(self, embeddings_a, embeddings_b, temperature=None):
-        """Return the scalar loss for paired embeddings (n, d) and (n, d)."""
+        """The scalar loss of paired embeddings (see ``contrastive_loss``).
+
+        Args:
+            embeddings_a: (n, d) float tensor; row i is paired with row i of ``embeddings_b``.
+            embeddings_b: (n, d) float tensor.
+            temperature: for this call instead of the stored one (e.g. a learned scalar
+                tensor); None uses the stored one.
+
+        Returns:
+            A scalar tensor.
+        """
         return contrastive_loss(
             embeddings_a,
             embeddings_b,
@@ -968,6 +982,9 @@ def discriminator_loss(real_logits, fake_logits, loss="non_saturating", label_sm
 
     Returns:
         The float32 loss of each example, shape (batch,).
+
+    Raises:
+        ValueError: ``loss`` is not one of ``GAN_LOSSES``.
     """
     check_gan_loss(loss)
     real_logits, fake_logits = tf.cast(real_logits, tf.float32), tf.cast(fake_logits, tf.float32)
@@ -981,8 +998,10 @@ def discriminator_loss(real_logits, fake_logits, loss="non_saturating", label_sm
 
 
 def generator_loss(fake_logits, loss="non_saturating"):
-    """Per-example generator loss: ``-D(G(z))`` (hinge), ``-log sigmoid(D(G(z)))``
-    (non_saturating) or ``(D(G(z)) - 1)^2 / 2`` (least_squares).
+    """Per-example generator loss from raw discriminator logits.
+
+    ``-D(G(z))`` (hinge), ``-log sigmoid(D(G(z)))`` (non_saturating) or
+    ``(D(G(z)) - 1)^2 / 2`` (least_squares).
 
     Args:
         fake_logits: (batch,) discriminator logits on generated images.
@@ -990,6 +1009,9 @@ def generator_loss(fake_logits, loss="non_saturating"):
 
     Returns:
         The float32 loss of each example, shape (batch,).
+
+    Raises:
+        ValueError: ``loss`` is not one of ``GAN_LOSSES``.
     """
     check_gan_loss(loss)
     fake_logits = tf.cast(fake_logits, tf.float32)

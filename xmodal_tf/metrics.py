@@ -2,32 +2,17 @@
 
     >>> from xmodal_tf import metrics
     >>> metrics.classification_report(y_test, model.predict(x_test))   # labels or scores
-    {'accuracy': 0.93, 'macro_precision': ..., 'macro_f1': ..., 'f1_per_class': [...], ...}
     >>> metrics.retrieval_metrics(image_embeddings @ audio_embeddings.T, np.arange(n))
-    {'recall@1': 0.41, 'recall@5': ..., 'median_rank': 2.0, 'chance_recall@1': 0.001, ...}
     >>> metrics.linear_probe(train_codes, y_train, test_codes, y_test)      # frozen features
     >>> metrics.cross_validate(build_model, {"image": x, "audio": a}, y, n_splits=5)
 
-Counts, precision / recall / F1 and the folds come from ``sklearn.metrics`` and
-``sklearn.model_selection``; this module adds the argument checks, the score-matrix
-input and JSON-ready results (plain floats, lists, NumPy arrays). Retrieval (pessimistic
-ties, several relevant items, chance levels) and the linear probe (several times faster
-than scikit-learn's lbfgs on correlated codes) have no scikit-learn equivalent here.
-``ConfusionMatrixCallback`` lives in ``xmodal_tf.training.callbacks`` (an alias stays here).
+Counts, precision / recall / F1 and the folds come from scikit-learn; this module adds the checks, the
+score-matrix input and JSON-ready results. Labels are class indices 0 .. num_classes - 1; predictions are
+labels or an (n, num_classes) score matrix, reduced by argmax. ``zero_division=0``: a class never predicted
+has precision 0; macro averages run over the classes in ``y_true`` or the predictions. Retrieval ranks are
+1-based, ties pessimistic. ``ConfusionMatrixCallback`` lives in ``xmodal_tf.training.callbacks``.
 
-Conventions:
-    * Labels are class indices ``0 .. num_classes - 1`` (1-D). Predictions are labels (1-D)
-      or an (n, num_classes) matrix of probabilities or logits, reduced by argmax (ties:
-      the lowest index). A single-column matrix (a sigmoid output) is refused.
-      ``num_classes`` defaults to the matrix's column count, else to the largest label + 1.
-    * scikit-learn's ``zero_division=0``: a class never predicted has precision 0, a class
-      without true examples recall 0. Macro averages run over the classes that occur in
-      ``y_true`` or in the predictions (scikit-learn's default); per-class lists cover all
-      ``num_classes``.
-    * Retrieval ranks are 1-based; a non-relevant item scoring as high as the best relevant
-      one is ranked above it, so a constant similarity gets the worst rank.
-    * Importing this module loads NumPy and scikit-learn; matplotlib loads when an image is
-      drawn, TensorFlow / Keras in ``cross_validate``, SciPy's optimiser in ``linear_probe``.
+Design notes (the conventions in full): docs/DESIGN.md (section xmodal_tf/metrics.py).
 """
 
 from __future__ import annotations
@@ -179,8 +164,16 @@ def classification_report(y_true, y_pred, *, num_classes: int | None = None) -> 
 
 
 def accuracy(y_true, y_pred, *, num_classes: int | None = None) -> float:
-    """Share of examples whose predicted class is the true class (arguments as in
-    ``classification_report``)."""
+    """Share of examples whose predicted class is the true class.
+
+    Args:
+        y_true: (n,) true class indices.
+        y_pred: (n,) predicted class indices, or (n, num_classes) probabilities / logits.
+        num_classes: as in ``classification_report``.
+
+    Returns:
+        The accuracy, a float in [0, 1].
+    """
     y_true, predicted, _ = _labels_and_predictions(y_true, y_pred, num_classes)
     return float(sklearn_metrics.accuracy_score(y_true, predicted))
 
@@ -197,8 +190,10 @@ def macro_precision(y_true, y_pred, *, num_classes: int | None = None) -> float:
 
 
 def macro_recall(y_true, y_pred, *, num_classes: int | None = None) -> float:
-    """Unweighted mean over occurring classes of TP / support (balanced accuracy when every
-    class occurs in y_true)."""
+    """Unweighted mean over occurring classes of TP / support.
+
+    That is the balanced accuracy when every class occurs in y_true.
+    """
     return _macro(sklearn_metrics.recall_score, y_true, y_pred, num_classes)
 
 
@@ -309,15 +304,23 @@ def _check_ks(ks, num_gallery: int) -> list[int]:
 
 
 def retrieval_ranks(similarity, relevant) -> np.ndarray:
-    """(n_queries,) int64 1-based rank of each query's best-ranked relevant gallery item.
+    """The 1-based rank of each query's best-ranked relevant gallery item.
+
+    Ties are pessimistic: rank = 1 + the number of non-relevant items scoring at least
+    as high as the best relevant item.
 
     Args:
         similarity: (n_queries, n_gallery) scores, higher = more similar (e.g. cosine).
         relevant: (n_queries,) index of each query's one correct gallery item, or an
             (n_queries, n_gallery) boolean matrix (several correct items per query).
 
-    Ties are pessimistic: rank = 1 + the number of non-relevant items scoring at least
-    as high as the best relevant item.
+    Returns:
+        (n_queries,) int64 ranks.
+
+    Raises:
+        TypeError: non-numeric scores, or a relevance matrix that is not boolean.
+        ValueError: a wrong shape, NaN scores, an index out of range, or a query
+            without a relevant item.
     """
     similarity = _check_similarity(similarity)
     return _ranks(similarity, _check_relevant(relevant, similarity.shape))
@@ -489,13 +492,11 @@ def linear_probe(
     (lbfgs, multinomial) inside ``make_pipeline(StandardScaler(), ...)``:
     ``C * sum_i cross_entropy_i + ||W||^2 / 2``, intercepts not penalised; a larger ``C``
     means less regularisation. It is minimised by L-BFGS in whitened coordinates (see
-    ``_softmax_probe_fit``), which on correlated features such as learned codes needs about
-    3x fewer iterations than scikit-learn's lbfgs, each of them cheaper: on 60k x 64 codes
-    (``benchmarks/bench_probe.py``) 16x less CPU time and 12-34x less wall-clock time on a
-    loaded 2-core machine, with the accuracy of the tighter optimum (+0.4 points there;
-    scikit-learn stops at its looser ``tol=1e-4``). It stops when the largest partial
-    derivative of the mean objective is below 1e-5, or after ``max_iter`` iterations with
-    a ``RuntimeWarning``.
+    ``_softmax_probe_fit``), which on correlated features such as learned codes needs
+    fewer and cheaper iterations than scikit-learn's lbfgs (``benchmarks/bench_probe.py``;
+    figures in docs/DESIGN.md, section Benchmarks: xmodal_tf/metrics.py). It stops when
+    the largest partial derivative of the mean objective is below 1e-5 (scikit-learn's
+    ``tol`` is 1e-4), or after ``max_iter`` iterations with a ``RuntimeWarning``.
 
     Predictions are among the classes present in ``train_labels``; ties go to the
     smallest class index. The result is deterministic for the same inputs.

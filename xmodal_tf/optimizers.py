@@ -1,21 +1,14 @@
 """Optimizers: ``FusedAdam``, Keras' Adam with TensorFlow's one-pass update kernel.
 
-Keras 3's Adam updates each variable with about ten separate element-wise operations,
-each one a pass over the variable, its gradient and its two moments. For the DeepCCA
-MLPs (3.0 M parameters) that costs 9 to 12 ms per step on 2 CPU cores, against about
-3.3 ms for TensorFlow's fused ``ResourceApplyAdam`` kernel, which computes the same
-update in one pass::
+``FusedAdam`` is a drop-in ``keras.optimizers.Adam`` (same arguments, state, checkpoints and
+``.keras`` serialization) that updates with TensorFlow's fused ``ResourceApplyAdam`` kernel, one
+pass over a variable, its gradient and its two moments, for dense gradients of non-distributed
+variables on the TensorFlow backend, and with Keras' own update otherwise (``amsgrad``, sparse
+gradients, inside a distribution strategy). It reads Adam's moment slots, which Keras keeps
+private: ``SUPPORTED_KERAS`` names the Keras range where they were verified
+(tests/test_keras_internals.py pins it).
 
-    alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
-    m <- beta_1 m + (1 - beta_1) g;  v <- beta_2 v + (1 - beta_2) g^2
-    w <- w - alpha m / (sqrt(v) + epsilon)
-
-``FusedAdam`` is a drop-in ``keras.optimizers.Adam`` (same arguments, state,
-checkpoints and ``.keras`` serialization) that takes the fused kernel for dense
-gradients of non-distributed variables on the TensorFlow backend, and Keras' own
-update otherwise (``amsgrad``, sparse gradients, inside a distribution strategy).
-It reads Adam's moment slots, which Keras keeps private: ``SUPPORTED_KERAS`` names the
-Keras range where they were verified (tests/test_keras_internals.py pins it).
+Design notes (the update, the speed-up): docs/DESIGN.md (section xmodal_tf/optimizers.py).
 """
 
 from __future__ import annotations

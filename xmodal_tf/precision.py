@@ -4,35 +4,15 @@
     ...     model = xm.models.MultimodalAutoencoder(...)
     >>> trainer = xm.training.Trainer(model, "adam", mixed_precision="bfloat16", jit="auto")
 
-Names (the CLI's ``--mixed-precision`` and ``--jit``, the experiments' settings and the
-``Trainer``'s arguments all use them):
+Names (the CLI's ``--mixed-precision`` and ``--jit``, the experiments' settings and the ``Trainer``'s arguments):
 
-* ``mixed_precision``: ``"off"`` (Keras policy ``float32``), ``"float16"``
-  (``mixed_float16``: float16 compute, float32 variables, a ``LossScaleOptimizer``) or
-  ``"bfloat16"`` (``mixed_bfloat16``: bfloat16 compute, float32 variables; bfloat16 has
-  float32's exponent range, so no loss scaling).
-* ``jit``: ``"auto"`` (XLA when a GPU is present, the model supports it and one
-  replica trains it, which is Keras' own rule), ``"on"`` (XLA, or a ValueError naming
-  why the model cannot compile) or ``"off"``.
+* ``mixed_precision`` (``MIXED_PRECISION``): ``"off"`` (Keras policy ``float32``), ``"float16"``
+  (``mixed_float16``, with a ``LossScaleOptimizer``) or ``"bfloat16"`` (``mixed_bfloat16``, no loss
+  scaling). Variables stay float32 under every policy, and losses are computed in float32 or wider.
+* ``jit`` (``JIT``): ``"auto"`` (XLA when a GPU is present, the model supports it and one replica trains
+  it: Keras' own rule), ``"on"`` (XLA, or a ValueError naming why the model cannot compile) or ``"off"``.
 
-Decisions
----------
-* Variables stay float32 under every policy, so weights and checkpoints are the same
-  whatever the precision: a float32 checkpoint loads into a bfloat16 or float16 run and
-  back. ``apply_precision`` switches an already built model by setting the dtype
-  policy of its floating-point layers (Keras casts inputs at each layer's call); layers
-  with a non-float policy (string lookups, integer inputs) are left alone.
-* Losses are computed in float32 (float64 for the CCA algebra) whatever the policy:
-  each model casts its network outputs before its objective.
-* float16 on a machine without a GPU: TensorFlow's CPU op fusion (Grappler's
-  "remapping" pass, which builds oneDNN fused kernels) makes float16 graphs about 1000x
-  slower (measured: a tiny MLP's step 2.7 s against 3 ms with the pass off; TF 2.21 on an
-  AVX512-FP16 CPU). ``avoid_slow_cpu_float16`` turns that pass off for the process, with
-  a warning, when a Trainer trains in float16 and no GPU is present. On CPUs bfloat16 is
-  the mixed precision to use.
-* XLA: a model says why it cannot compile through ``xla_unsupported_reason()``
-  (DeepCCA: its decompositions are kept out of XLA); any layer with
-  ``supports_jit = False`` (for example ``TextVectorization``) also rules XLA out.
+Design notes (float16 on CPUs, XLA): docs/DESIGN.md (section xmodal_tf/precision.py).
 """
 
 from __future__ import annotations
@@ -89,8 +69,16 @@ def policy_name(mixed_precision: str) -> str:
 
 @contextlib.contextmanager
 def precision_scope(mixed_precision: str):
-    """Build models under ``mixed_precision``: sets Keras' global dtype policy for the
-    block and restores the previous one after it."""
+    """Context manager: build models under ``mixed_precision``.
+
+    Sets Keras' global dtype policy for the block and restores the previous one after it.
+
+    Args:
+        mixed_precision: one of ``MIXED_PRECISION``.
+
+    Raises:
+        ValueError: an unknown ``mixed_precision``.
+    """
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy_name(mixed_precision))
     try:
@@ -106,8 +94,15 @@ def _float_layers(model):
 
 
 def model_precision(model) -> str:
-    """The precision a model computes in: "off", "float16", "bfloat16", or "mixed" when
-    its layers disagree (layers pinned to float32 in a mixed model do not count)."""
+    """The precision a model computes in.
+
+    Args:
+        model: a Keras model.
+
+    Returns:
+        "off", "float16", "bfloat16", or "mixed" when its layers disagree (layers pinned
+        to float32 in a mixed model do not count).
+    """
     counts = {}
     for layer in _float_layers(model):
         name = _COMPUTE_DTYPES.get(layer.dtype_policy.compute_dtype, "off")
@@ -119,7 +114,19 @@ def model_precision(model) -> str:
 
 
 def apply_precision(model, mixed_precision: str) -> None:
-    """Make a built ``model`` compute in ``mixed_precision`` (variables stay float32)."""
+    """Make a built ``model`` compute in ``mixed_precision`` (variables stay float32).
+
+    Sets the dtype policy of its floating-point layers (Keras casts inputs at each
+    layer's call); layers with a non-float policy (string lookups, integer inputs) are
+    left alone.
+
+    Args:
+        model: a built Keras model; changed in place.
+        mixed_precision: one of ``MIXED_PRECISION``.
+
+    Raises:
+        ValueError: an unknown ``mixed_precision``.
+    """
     target = policy_name(mixed_precision)
     for layer in _float_layers(model):
         if layer.dtype_policy.name != target:
@@ -134,9 +141,20 @@ def inner_optimizer(optimizer):
 
 
 def loss_scaled(optimizer, mixed_precision: str):
-    """``optimizer`` as ``mixed_precision`` needs it: wrapped in a dynamic
-    ``LossScaleOptimizer`` for float16 (unless it already is); otherwise unchanged (a
-    LossScaleOptimizer the user chose is kept: it is harmless in float32)."""
+    """``optimizer`` as ``mixed_precision`` needs it.
+
+    Args:
+        optimizer: a Keras optimizer.
+        mixed_precision: one of ``MIXED_PRECISION``.
+
+    Returns:
+        For float16, ``optimizer`` wrapped in a dynamic ``LossScaleOptimizer`` (unless it
+        already is one); otherwise ``optimizer`` unchanged (a LossScaleOptimizer the user
+        chose is kept: it is harmless in float32).
+
+    Raises:
+        ValueError: an unknown ``mixed_precision``.
+    """
     if check_mixed_precision(mixed_precision) == "float16" and not isinstance(
         optimizer, keras.optimizers.LossScaleOptimizer
     ):
@@ -162,12 +180,22 @@ def xla_unsupported_reason(model) -> str | None:
 def resolve_jit(jit: str, model, replicas: int = 1) -> bool:
     """Whether to compile ``model``'s step with XLA for the choice ``jit``.
 
-    "auto": with a GPU, one replica and a model that supports XLA (as Keras decides).
-    "on": always, or a ValueError saying why the model cannot. "off": never.
-
     Several replicas rule XLA out: each replica's variables live on its own device, and
     one compiled step cannot reach them all (TensorFlow refuses: "Trying to access
     resource ... located in device ... CPU:1 from device ... CPU:0").
+
+    Args:
+        jit: "auto": with a GPU, one replica and a model that supports XLA (as Keras
+            decides). "on": always, or a ValueError saying why the model cannot. "off":
+            never. True and False read as "on" and "off".
+        model: the model to train.
+        replicas: the number of replicas that train it.
+
+    Returns:
+        True to compile with XLA.
+
+    Raises:
+        ValueError: an unknown ``jit``, or "on" for a model that cannot run under XLA.
     """
     jit = check_jit(jit)
     if jit == "off":
@@ -191,8 +219,14 @@ def resolve_jit(jit: str, model, replicas: int = 1) -> bool:
 
 
 def avoid_slow_cpu_float16() -> bool:
-    """Without a GPU, turn off Grappler's remapping pass (see the module docstring) and
-    warn once; True if it was turned off now."""
+    """Without a GPU, turn off Grappler's remapping pass for the process, and warn once.
+
+    That pass makes float16 graphs about 1000x slower on CPUs (docs/DESIGN.md, section
+    xmodal_tf/precision.py); bfloat16 is the mixed precision to use there.
+
+    Returns:
+        True if the pass was turned off now.
+    """
     import tensorflow as tf
 
     if tf.config.list_logical_devices("GPU"):

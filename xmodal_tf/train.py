@@ -50,6 +50,7 @@ SEEDS_FILE = "seeds.json"  # what --seeds writes beside the seeds' run directori
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser, its epilog listing the experiments."""
     listing = "\n".join(f"  {experiment.name:<12} {experiment.description}" for experiment in list_experiments())
     parser = argparse.ArgumentParser(
         prog=PROGRAM,
@@ -169,7 +170,20 @@ def default_logdir(experiment: str) -> pathlib.Path:
 
 
 def prepare(args: argparse.Namespace):
-    """Resolve the experiment and its configuration; ConfigError on any bad input."""
+    """Resolve the experiment and its configuration.
+
+    Settings come from the experiment's defaults, then the --config file, the --set
+    overrides, --mixed-precision / --jit and --seeds, in that order.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        ``(experiment, config)``, the configuration validated by the experiment.
+
+    Raises:
+        ConfigError: any bad input (an unknown experiment, a bad file, setting or option).
+    """
     file_values = load_config_file(args.config) if args.config else {}
     named_in_file = file_values.pop("experiment", None)
     if named_in_file is not None and not isinstance(named_in_file, str):
@@ -221,8 +235,14 @@ def repeats_runs(args: argparse.Namespace, experiment) -> bool:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and Keras/TensorFlow (experiments import TensorFlow lazily, so
-    seeding only an already-imported TensorFlow would miss it)."""
+    """Seed Python, NumPy and Keras/TensorFlow.
+
+    Experiments import TensorFlow lazily, so seeding only an already-imported TensorFlow
+    would miss it.
+
+    Args:
+        seed: the seed.
+    """
     import keras
     import numpy as np
 
@@ -232,8 +252,14 @@ def seed_everything(seed: int) -> None:
 
 
 def check_strategy_arguments(args: argparse.Namespace) -> None:
-    """ConfigError for a bad --worker-timeout or (multiworker) a bad TF_CONFIG, before
-    TensorFlow starts."""
+    """Check --worker-timeout and (multiworker) TF_CONFIG before TensorFlow starts.
+
+    Args:
+        args: the parsed command line.
+
+    Raises:
+        ConfigError: a --worker-timeout that is not > 0, or a bad TF_CONFIG.
+    """
     if not args.worker_timeout > 0:
         raise ConfigError(f"--worker-timeout must be > 0 seconds; got {args.worker_timeout:g}.")
     if args.strategy == "multiworker":
@@ -246,6 +272,14 @@ def check_strategy_arguments(args: argparse.Namespace) -> None:
 
 
 def main(argv=None) -> int:
+    """Run the command line.
+
+    Args:
+        argv: the arguments after the program name; None reads ``sys.argv``.
+
+    Returns:
+        The exit status: 0 done, 1 failed, 2 bad command line or settings, 130 interrupted.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     command = [PROGRAM, *(argv if argv is not None else sys.argv[1:])]
@@ -260,7 +294,18 @@ def main(argv=None) -> int:
 
 
 def check_run_arguments(args: argparse.Namespace, experiment, config: dict) -> None:
-    """ConfigError for options that do not fit together or with the configuration."""
+    """Check that the options fit together and with the configuration.
+
+    Args:
+        args: the parsed command line.
+        experiment: the resolved experiment.
+        config: its resolved configuration.
+
+    Raises:
+        ConfigError: a bad --worker-timeout, TF_CONFIG, --checkpoint-every or
+            --checkpoint-seconds; --deterministic with jit "on"; or --seeds with the
+            multiworker strategy.
+    """
     check_strategy_arguments(args)
     if args.checkpoint_every < 0:
         raise ConfigError(f"--checkpoint-every must be >= 0 epochs (0: no checkpoints); got {args.checkpoint_every}.")
@@ -298,9 +343,22 @@ def _record(experiment, config: dict, args: argparse.Namespace, command: list) -
 
 
 def run_seeds(parser, args: argparse.Namespace, experiment, config: dict, command: list) -> int:
-    """--seeds N: one run per seed in ``<logdir>/seed-<S>``, then ``<logdir>/seeds.json``
-    (see ``xmodal_tf.experiments.seeds``). Every seed's folder is checked before any
-    trains; a failed seed stops the loop, and the same command resumes it."""
+    """--seeds N: one run per seed in ``<logdir>/seed-<S>``, then ``<logdir>/seeds.json``.
+
+    Every seed's folder is checked before any trains; a failed seed stops the loop, and
+    the same command resumes it (see ``xmodal_tf.experiments.seeds``).
+
+    Args:
+        parser: the command line's parser (for usage errors).
+        args: the parsed command line.
+        experiment: the resolved experiment.
+        config: its resolved configuration.
+        command: the command line as run, recorded in each ``config.json``.
+
+    Returns:
+        The exit status: 0 when every seed finished, 2 for a bad run directory, else the
+        failed seed's.
+    """
     import copy
 
     from xmodal_tf.experiments.seeds import aggregate, seed_directory, spread_lines
@@ -380,8 +438,19 @@ def _check_seeds_folder(logdir: pathlib.Path) -> None:
 
 
 def run_once(parser, args: argparse.Namespace, experiment, config: dict, command: list) -> int:
-    """One run of ``experiment`` with ``args.seed`` in ``args.logdir`` (see the module
-    docstring); returns the exit status."""
+    """One run of ``experiment`` with ``args.seed`` in ``args.logdir`` (see the module docstring).
+
+    Args:
+        parser: the command line's parser (for usage errors).
+        args: the parsed command line.
+        experiment: the resolved experiment.
+        config: its resolved configuration.
+        command: the command line as run, recorded in ``config.json``.
+
+    Returns:
+        The exit status: 0 done (or already finished), 1 failed, 2 bad settings or run
+        directory, 130 interrupted.
+    """
     try:
         logdir = pathlib.Path(args.logdir) if args.logdir else default_logdir(experiment.name)
         record = _record(experiment, config, args, command)
@@ -559,6 +628,7 @@ def _strategy_line(context: RunContext) -> str:
 
 
 def print_summary(experiment, metrics: dict, logdir: pathlib.Path) -> None:
+    """Print the experiment's summary of ``metrics`` and where the run directory is."""
     lines = (
         experiment.summarize(metrics)
         if experiment.summarize

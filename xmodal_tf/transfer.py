@@ -1,33 +1,18 @@
 """Move trained weights between Keras models, freeze and unfreeze layers, swap heads.
 
-Keras 3 leaves several gaps that this module fills:
+:func:`transfer_weights` copies weights layer by layer, shape-checking every pair first; :func:`freeze`
+and :func:`unfreeze` set ``trainable`` flags (and warn, or recompile, since Keras uses them only after
+``compile``); :func:`replace_head` puts a new head on a model's body; :func:`fine_tune` runs the
+two-stage recipe: a new head on a frozen body, then the top of the body with a small learning rate.
 
-* ``load_weights(by_name=True)`` only works for legacy ``.h5`` files, so
-  :func:`transfer_weights` copies weights layer by layer, checking every shape
-  *before* copying anything (a layer is either copied whole or not at all).
-* Changing ``layer.trainable`` only takes effect after ``model.compile()`` runs
-  again; :func:`freeze` / :func:`unfreeze` warn about that, or recompile for you
-  with ``recompile=True``.
-* A ``BatchNormalization`` layer with ``trainable=False`` runs in inference mode
-  (it uses and keeps its moving statistics). :func:`unfreeze` keeps BatchNorm
-  layers frozen by default, the usual fine-tuning advice.
-* :func:`fine_tune` packages the two-stage recipe: train a new head on a frozen
-  body, then unfreeze the top of the body and continue with a small learning rate;
-  with ``strategy=`` each stage trains through ``xmodal_tf.training.Trainer`` on that
-  ``tf.distribute`` strategy instead of ``model.fit`` (which fails for functional models
-  under ``MultiWorkerMirroredStrategy``, keras-team/keras#20585).
+Layer paths: nested models (functional, Sequential, subclassed) are walked recursively down to the
+layers that own weights. A layer's *path* joins the names of its enclosing sub-models and its own name
+with ``/``, relative to the model passed in, e.g. ``"encoder/conv1"``. Wherever a layer name is
+accepted, either form works: the exact path, or the layer's own name (``"conv1"``) if exactly one layer
+has it; a name shared by several layers raises ``ValueError`` listing their paths. A layer reachable
+through several paths (a shared sub-model) is visited once, under its first path.
 
-How layers are named
---------------------
-Models used as layers (nested functional / Sequential / subclassed models) are
-walked recursively down to the layers that own weights ("leaf" layers). Each
-layer has a *path*: the names of its enclosing sub-models and its own name joined
-by ``/``, relative to the model passed in, e.g. ``"encoder/conv1"`` (a top-level
-layer's path is just its name). Wherever a layer name is accepted, either form
-works: the exact path, or the layer's own name (``"conv1"``) if exactly one layer
-in the model has that name; a name shared by several layers raises ``ValueError``
-listing their paths, so you can pick one. A layer object reachable through
-several paths (a shared sub-model) is visited once, under its first path.
+Design notes (the gaps in Keras 3 this fills): docs/DESIGN.md (section xmodal_tf/transfer.py).
 """
 
 from __future__ import annotations
@@ -168,7 +153,14 @@ def _is_batchnorm(layer) -> bool:
 
 
 class ShapeMismatch(NamedTuple):
-    """A target/source layer pair whose weights could not be copied."""
+    """A target/source layer pair whose weights could not be copied.
+
+    Attributes:
+        target: the target layer's path.
+        source: the source layer's path.
+        target_shapes: the shapes of the target layer's weights, a list of tuples.
+        source_shapes: the shapes of the source layer's weights.
+    """
 
     target: str
     source: str
@@ -202,6 +194,7 @@ class TransferReport:
         return not self.missing and not self.mismatched
 
     def summary(self) -> str:
+        """The counts and one line per layer (copied, missing, mismatched, unused, skipped), as text."""
         lines = [
             f"TransferReport: {len(self.copied)} copied, {len(self.missing)} missing, "
             f"{len(self.mismatched)} mismatched, {len(self.unused)} unused"
@@ -503,19 +496,19 @@ def _after_trainable_change(model, changed, recompile: bool, fn_name: str):
 def freeze(model, layers=None, *, up_to=None, pattern=None, recompile: bool = False) -> list[str]:
     """Make layers non-trainable (BatchNorm layers then run in inference mode).
 
-    Selectors (at most one; with none, every layer of the model is frozen):
-
-    * ``layers``: names/paths or layer objects (one or a list). A sub-model freezes
-      all its layers; a layer inside a sub-model freezes just that layer.
-    * ``up_to``: a name; every weight-owning layer up to and including it, in walk
-      order (``model.layers`` order with sub-models opened recursively in place, so
-      naming a sub-model freezes through its last layer).
-    * ``pattern``: a regex, ``re.search``-ed against each layer's path and name; a
-      matching sub-model freezes all its layers.
-
-    Only the leaf layers' own flags are set; enclosing sub-models stay as they are.
+    Give at most one selector (``layers``, ``up_to`` or ``pattern``); with none, every
+    layer of the model is frozen. Only the leaf layers' own flags are set; enclosing
+    sub-models stay as they are.
 
     Args:
+        model: a built ``keras.Model``; changed in place.
+        layers: names/paths or layer objects (one or a list). A sub-model freezes all its
+            layers; a layer inside a sub-model freezes just that layer.
+        up_to: a name; every weight-owning layer up to and including it, in walk order
+            (``model.layers`` order with sub-models opened recursively in place, so
+            naming a sub-model freezes through its last layer).
+        pattern: a regex, ``re.search``-ed against each layer's path and name; a
+            matching sub-model freezes all its layers.
         recompile: the flags only take effect in ``fit`` after compiling again. If the
             model is compiled and something changed: with ``False`` (default) a
             ``UserWarning`` asks you to call ``model.compile(...)``; with ``True`` the
@@ -544,15 +537,16 @@ def unfreeze(
 ) -> list[str]:
     """Make layers trainable again; with none selected, the whole model.
 
-    Selectors (at most one): ``layers`` and ``pattern`` as in :func:`freeze`;
-    ``top=N`` picks the last N weight-owning layers in walk order (BatchNorm layers
-    are not counted when ``keep_batchnorm_frozen``; N larger than the count means all).
-
-    Unfreezing a layer inside a frozen sub-model also makes the enclosing sub-model(s)
-    and the model trainable, while their other layers keep their own flags (stay
-    frozen if they were).
+    Give at most one selector (``layers``, ``top`` or ``pattern``). Unfreezing a layer
+    inside a frozen sub-model also makes the enclosing sub-model(s) and the model
+    trainable, while their other layers keep their own flags (stay frozen if they were).
 
     Args:
+        model: a built ``keras.Model``; changed in place.
+        layers: as in :func:`freeze`.
+        top: N, the last N weight-owning layers in walk order (BatchNorm layers are not
+            counted when ``keep_batchnorm_frozen``; N larger than the count means all).
+        pattern: as in :func:`freeze`.
         keep_batchnorm_frozen: BatchNormalization layers in the selection keep their
             current flag (a frozen one stays frozen, i.e. in inference mode with its
             moving statistics fixed) -- the standard advice when fine-tuning. Pass
@@ -561,6 +555,11 @@ def unfreeze(
 
     Returns:
         The paths of weight-owning layers that went from frozen to trainable.
+
+    Raises:
+        TypeError: ``model`` is not a keras.Model, or ``top`` is not an int.
+        ValueError: unbuilt model, an unknown or ambiguous name, more than one selector,
+            or a negative ``top``.
     """
     _check_model(model, "model")
     _check_built(model, "model")
@@ -602,6 +601,9 @@ def replace_head(model, num_classes=None, *, head=None, activation="softmax", na
         activation: the new Dense head's activation (ignored with ``head``).
         name: name of the returned model (default: ``model.name``). A new Dense head
             is named ``"head"`` unless the body already uses that name.
+
+    Returns:
+        The new ``keras.Model`` (a ``keras.Sequential`` for a Sequential ``model``).
 
     Raises:
         TypeError: ``model`` is not functional/Sequential, or ``head`` is not a layer.
@@ -676,6 +678,10 @@ class FineTuneResult:
     """The two ``keras.callbacks.History`` objects of :func:`fine_tune`.
 
     Unpacks as a pair: ``head_history, fine_tune_history = fine_tune(...)``.
+
+    Attributes:
+        head_history: the History of stage 1 (the head alone).
+        fine_tune_history: the History of stage 2 (head and top of the body).
     """
 
     head_history: Any
@@ -731,9 +737,19 @@ def fine_tune(
     Args:
         model: a built model, e.g. from :func:`replace_head`. Its previous compile
             settings are replaced; on return it is compiled for stage 2.
-        train_data, val_data: a ``tf.data.Dataset`` (or keras ``PyDataset``) yielding
-            batches, or an ``(x, y)`` tuple of arrays batched with ``batch_size``.
-        loss, metrics, callbacks: passed to ``compile`` / both ``fit`` calls.
+        train_data: a ``tf.data.Dataset`` (or keras ``PyDataset``) yielding batches, or
+            an ``(x, y)`` tuple of arrays batched with ``batch_size``.
+        val_data: optional validation data, in the same forms as ``train_data``.
+        head_layers: how many of the last weight-owning layers form the head (>= 1).
+        unfreeze_top: how many body layers (BatchNorm not counted) join in stage 2.
+        head_epochs: the epochs of stage 1.
+        fine_tune_epochs: the epochs of stage 2.
+        head_learning_rate: Adam's learning rate in stage 1.
+        fine_tune_learning_rate: Adam's learning rate in stage 2.
+        loss: passed to ``compile``.
+        metrics: passed to ``compile``.
+        callbacks: passed to both ``fit`` calls.
+        batch_size: the batch size of ``(x, y)`` data.
         verbose: ``fit``'s verbosity.
         strategy: None (the default) trains with ``model.fit``. A
             ``tf.distribute.Strategy`` trains both stages with
@@ -748,6 +764,12 @@ def fine_tune(
     Returns:
         :class:`FineTuneResult` (``head_history``, ``fine_tune_history``); with a
         ``strategy`` too, ``keras.callbacks.History`` objects (``.epoch``, ``.history``).
+
+    Raises:
+        TypeError: ``model`` is not a keras.Model, a count that is not an int, data of a
+            wrong type, or a ``strategy`` that is not a ``tf.distribute.Strategy``.
+        ValueError: an unbuilt model, a count below its minimum, more head layers than
+            the model has, or an ``(x, y)`` tuple of another length.
     """
     _check_model(model, "model")
     _check_built(model, "model")

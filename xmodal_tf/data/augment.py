@@ -102,8 +102,10 @@ def random_shift_pairs(view_shapes, max_shift: int = 1, seed: int | None = None)
             )
 
     def apply_shifts(shift_ids, *views):
-        """The views moved by the shifts ``draw_shifts`` drew: no random draw, so it may
-        run in a parallel map."""
+        """The views moved by the shifts ``draw_shifts`` drew.
+
+        No random draw, so it may run in a parallel map.
+        """
         check_views(views)
         if max_shift == 0:
             return tuple(views)
@@ -130,9 +132,9 @@ def random_shift_pairs(view_shapes, max_shift: int = 1, seed: int | None = None)
 
 
 def map_random_shifts(dataset, augment):
-    """``dataset.map(augment)`` for a ``random_shift_pairs`` function, with the pixel work
-    in parallel: the same batches get the same shifts.
+    """``dataset.map(augment)`` for a ``random_shift_pairs`` function, with the pixel work in parallel.
 
+    The same batches get the same shifts as with ``dataset.map(augment)``.
     A sequential map draws each batch's shifts (the generator's order is the batches'
     order, as in ``dataset.map(augment)``); a parallel, order-keeping map (AUTOTUNE)
     moves the pixels; the result ends in ``prefetch(tf.data.AUTOTUNE)``. Map after any
@@ -141,6 +143,13 @@ def map_random_shifts(dataset, augment):
     Args:
         dataset: a ``tf.data.Dataset`` of view tuples, e.g. ``make_dataset((x, y))``.
         augment: the function ``random_shift_pairs`` returned.
+
+    Returns:
+        The dataset of shifted view tuples.
+
+    Raises:
+        TypeError: ``dataset`` is not a ``tf.data.Dataset`` or ``augment`` is not from
+            ``random_shift_pairs``.
     """
     import tensorflow as tf
 

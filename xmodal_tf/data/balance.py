@@ -39,6 +39,9 @@ def as_class_labels(labels, *, name: str = "labels") -> np.ndarray:
             accepted when every value is a whole number.
         name: how error messages call the argument.
 
+    Returns:
+        The labels as a 1-D int64 array.
+
     Raises:
         ValueError: not 1-D (a one-hot or probability matrix, a column), empty,
             NaN/inf, negative or fractional values.

@@ -40,9 +40,10 @@ _network_reachable = network_reachable
 class TwoViewSplit(NamedTuple):
     """One split of a two-view data set; unpacks as ``x1, x2, y = split``.
 
-    view1:  (n, d1) float32 in [0, 1] when flattened, else (n, H, W1, 1).
-    view2:  (n, d2) float32 in [0, 1] when flattened, else (n, H, W2, 1).
-    labels: (n,) int64 class ids.
+    Attributes:
+        view1: (n, d1) float32 in [0, 1] when flattened, else (n, H, W1, 1).
+        view2: (n, d2) float32 in [0, 1] when flattened, else (n, H, W2, 1).
+        labels: (n,) int64 class ids.
     """
 
     view1: np.ndarray
@@ -61,11 +62,15 @@ class TwoViewSplit(NamedTuple):
 class TwoViewDataset:
     """A two-view data set with fixed train / validation / test splits.
 
-    name:        "two_view_digits" or "split_mnist".
-    view_shapes: image shape (H, W, C) of each view, e.g. ((28, 14, 1), (28, 14, 1)).
-    num_classes: number of classes (10).
-    source:      where the data came from: "sklearn", the mnist.npz path, or
-                 "tensorflow_datasets".
+    Attributes:
+        name: "two_view_digits" or "split_mnist".
+        train: the training ``TwoViewSplit``.
+        validation: the validation ``TwoViewSplit``.
+        test: the test ``TwoViewSplit``.
+        view_shapes: image shape (H, W, C) of each view, e.g. ((28, 14, 1), (28, 14, 1)).
+        num_classes: number of classes (10).
+        source: where the data came from: "sklearn", the mnist.npz path, or
+            "tensorflow_datasets".
     """
 
     name: str
@@ -131,7 +136,12 @@ def load_two_view_digits(flatten: bool = True) -> TwoViewDataset:
 
     1797 images, pixel values / 16 -> float32 in [0, 1]. Fixed stratified split
     (random_state=0): 1078 train / 359 validation / 360 test, identical on every call.
-    Views are (n, 32) if flatten, else (n, 8, 4, 1).
+
+    Args:
+        flatten: views of shape (n, 32) if True, else (n, 8, 4, 1).
+
+    Returns:
+        The ``TwoViewDataset`` "two_view_digits".
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -171,7 +181,7 @@ def load_split_mnist(
 
     The deep CCA protocol: the first 60000 - validation_size training images are
     "train", the last validation_size are "validation", the 10000 test images
-    are "test". Views are float32 (n, 392) if flatten, else (n, 28, 14, 1).
+    are "test".
 
     Look-up order: ``mnist.npz`` (Keras layout) in ``data_dir`` or
     $XMODAL_DATA_DIR (either may also name the .npz file itself), then the Keras cache
@@ -179,6 +189,15 @@ def load_split_mnist(
     prepared tensorflow_datasets 'mnist' (in that folder or the default tfds
     folder), then -- only if ``download`` and the network is reachable -- a
     tensorflow_datasets download.
+
+    Args:
+        data_dir: the data folder (or the .npz file); None: $XMODAL_DATA_DIR.
+        validation_size: the number of training images held out for validation.
+        flatten: views of float32 shape (n, 392) if True, else (n, 28, 14, 1).
+        download: allow a tensorflow_datasets download.
+
+    Returns:
+        The ``TwoViewDataset`` "split_mnist".
 
     Raises:
         FileNotFoundError: the folder does not exist, or MNIST is nowhere and
@@ -232,11 +251,22 @@ def _tfds_dir_candidates(folder: pathlib.Path | None) -> list[pathlib.Path]:
 
 
 def read_npz_arrays(path, names, *, fix: str, optional=()) -> dict:
-    """{name: array} of ``names`` from the .npz archive at ``path``, and of those of
-    ``optional`` that it holds; ValueError naming the file, what is wrong with it and
-    ``fix`` (how to get a good copy) when it is not a readable .npz (checked from its
-    first bytes, so random bytes are not mistaken for pickled data) or lacks an array of
-    ``names``. Never unpickles."""
+    """Read arrays from an .npz archive, never unpickling.
+
+    Args:
+        path: the .npz archive.
+        names: the arrays it must hold.
+        fix: how to get a good copy, for the error message.
+        optional: arrays read when the archive holds them.
+
+    Returns:
+        {name: array} of ``names`` and of those of ``optional`` that it holds.
+
+    Raises:
+        ValueError: naming the file, what is wrong with it and ``fix``, when it is not
+            a readable .npz (checked from its first bytes, so random bytes are not
+            mistaken for pickled data) or lacks an array of ``names``.
+    """
     path = pathlib.Path(path)
     with open(path, "rb") as stream:
         head = stream.read(4)

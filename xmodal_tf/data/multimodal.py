@@ -9,16 +9,9 @@ modality, and the labels:
     >>> av = load_av_mnist("../shared/data")                       # mnist.npz + fsdd_mfcc.npz
     >>> av.test.inputs["image"].shape, av.test.inputs["audio"].shape   # (10000, 28, 28, 1), (10000, 92, 13)
 
-AV-MNIST here is the usual image + audio pairing: every MNIST image is paired with a
-random recording of the same spoken digit from the Free Spoken Digit Dataset. The
-recordings are split first (stratified by digit); training and validation images are
-paired with training recordings only and test images with held-out recordings only,
-so a test score measures recordings never heard in training.
-
-Audio is 13 MFCC coefficients per frame, standardised with the training recordings'
-per-coefficient mean and standard deviation, and zero-padded at the end to the
-longest recording (92 frames): an all-zero frame is padding, which
-``xmodal_tf.encoders.rnn_encoder`` / ``attention_encoder`` mask.
+Audio is 13 standardised MFCC coefficients per frame, zero-padded to 92 frames.
+Design notes (the AV-MNIST pairing, the audio features): docs/DESIGN.md (section
+xmodal_tf/data/multimodal.py).
 """
 
 from __future__ import annotations
@@ -61,8 +54,12 @@ _SKIN_TONE = re.compile(r"[\s:,]*\b(?:medium-light|medium-dark|light|medium|dark
 
 
 class MultimodalSplit(NamedTuple):
-    """One split: ``inputs`` maps a modality name to an array whose first axis is the
-    example; ``labels`` (n,) int64 class of each example."""
+    """One split of a multimodal data set.
+
+    Attributes:
+        inputs: maps a modality name to an array whose first axis is the example.
+        labels: (n,) int64 class of each example.
+    """
 
     inputs: dict
     labels: np.ndarray
@@ -87,9 +84,14 @@ class MultimodalDataset(NamedTuple):
 
 
 class EmojiSplit(NamedTuple):
-    """Emoji images (n, 64, 64, 3) uint8 RGB, their CLDR ``names`` (n,) str,
-    ``base_names`` (n,) str, the name without skin-tone qualifiers (``emoji_base_name``),
-    and ``aliases`` (n,) str: other names of each emoji, "|"-separated ("" for none)."""
+    """Emoji images with their names.
+
+    Attributes:
+        images: (n, 64, 64, 3) uint8 RGB.
+        names: (n,) str, the CLDR names.
+        base_names: (n,) str, the name without skin-tone qualifiers (``emoji_base_name``).
+        aliases: (n,) str, other names of each emoji, "|"-separated ("" for none).
+    """
 
     images: np.ndarray
     names: np.ndarray
@@ -105,9 +107,17 @@ class EmojiSplit(NamedTuple):
 
 
 def held_out_base_emoji(base_names: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """A (n,) bool mask of the rows whose base emoji are held out whole: ``fraction`` of
-    the distinct ``base_names`` (at least one, and at least one kept), drawn by ``rng``.
-    Needs at least two distinct base names."""
+    """A mask of the rows whose base emoji are held out whole.
+
+    Args:
+        base_names: (n,) base names; at least two distinct ones.
+        fraction: the share of the distinct base names held out (at least one, and at
+            least one kept).
+        rng: draws the held-out names.
+
+    Returns:
+        A (n,) bool mask.
+    """
     unique = np.unique(base_names)
     count = min(len(unique) - 1, max(1, int(round(fraction * len(unique)))))
     return np.isin(base_names, rng.choice(unique, size=count, replace=False))
@@ -125,10 +135,14 @@ class EmojiDataset(NamedTuple):
 def load_multimodal_digits(modalities=("left", "right"), *, seed: int = 0) -> MultimodalDataset:
     """scikit-learn's 8x8 digits as modalities, offline.
 
-    modalities: any of "image" (n, 8, 8, 1), "left" and "right" (n, 8, 4, 1) halves;
-                float32 in [0, 1].
-    seed:       accepted for a uniform loader signature; the split is fixed
-                (1078 train / 359 validation / 360 test, as ``load_two_view_digits``).
+    Args:
+        modalities: any of "image" (n, 8, 8, 1), "left" and "right" (n, 8, 4, 1)
+            halves; float32 in [0, 1].
+        seed: accepted for a uniform loader signature; the split is fixed
+            (1078 train / 359 validation / 360 test, as ``load_two_view_digits``).
+
+    Returns:
+        A ``MultimodalDataset``.
     """
     modalities = _check_modalities(modalities, DIGIT_MODALITIES, "load_multimodal_digits")
     del seed
@@ -259,8 +273,19 @@ def _read_recordings(data_dir, test_fraction: float, seed: int) -> _Recordings:
 def load_spoken_digits(data_dir=None, *, test_fraction: float = 0.2, seed: int = 0) -> MultimodalDataset:
     """The 3000 FSDD recordings as modality "audio": (n, 92, 13) float32 frames.
 
-    Split stratified by digit (``test_fraction`` held out, fixed by ``seed``); no
-    validation split. Needs ``fsdd_mfcc.npz`` in ``data_dir`` or $XMODAL_DATA_DIR.
+    Split stratified by digit; no validation split. Needs ``fsdd_mfcc.npz`` in
+    ``data_dir`` or $XMODAL_DATA_DIR.
+
+    Args:
+        data_dir: the data folder; None: $XMODAL_DATA_DIR.
+        test_fraction: the share of recordings held out for the test split.
+        seed: fixes the split.
+
+    Returns:
+        A ``MultimodalDataset`` whose ``validation`` is None.
+
+    Raises:
+        FileNotFoundError: ``fsdd_mfcc.npz`` is missing.
     """
     recordings = _read_recordings(data_dir, _check_fraction(test_fraction, "test_fraction"), seed)
 
@@ -288,8 +313,20 @@ def load_av_mnist(
     train: the first 50000 MNIST training images; validation: the last 10000;
     test: the 10000 MNIST test images. Each image gets a random recording of its digit
     (seeded): train and validation draw from the training recordings, test from the
-    ``audio_test_fraction`` of recordings held out. ``train_size`` keeps the first n
-    training pairs. Needs ``mnist.npz`` and ``fsdd_mfcc.npz`` in the data folder.
+    recordings held out. Needs ``mnist.npz`` and ``fsdd_mfcc.npz`` in the data folder.
+
+    Args:
+        data_dir: the data folder; None: $XMODAL_DATA_DIR.
+        audio_test_fraction: the share of recordings held out for the test images.
+        seed: fixes the recording split and the pairing.
+        train_size: keep the first n training pairs; None keeps all 50000.
+
+    Returns:
+        A ``MultimodalDataset``.
+
+    Raises:
+        FileNotFoundError: a data file is missing.
+        ValueError: a bad ``train_size`` or malformed data files.
     """
     fraction = _check_fraction(audio_test_fraction, "audio_test_fraction")
     if train_size is not None and (
@@ -345,6 +382,12 @@ def emoji_base_name(name: str) -> str:
     "Santa Claus medium-dark skin tone" -> "Santa Claus"; "waving hand: light skin tone"
     -> "waving hand"; "couple with heart woman man light skin tone dark skin tone" ->
     "couple with heart woman man"; "dark sunglasses" stays.
+
+    Args:
+        name: a CLDR emoji name.
+
+    Returns:
+        The base name.
     """
     return _SKIN_TONE.sub("", str(name).split(":")[0]).strip(" ,")
 
@@ -352,9 +395,21 @@ def emoji_base_name(name: str) -> str:
 def load_openmoji(data_dir=None, *, test_fraction: float = 0.2, seed: int = 0) -> EmojiDataset:
     """OpenMoji images with their CLDR names and aliases, split by base emoji.
 
-    A seeded ``test_fraction`` of the base names (``emoji_base_name``) is held out whole,
-    so the skin-tone variants of one emoji never straddle train and test. Needs
+    A seeded share of the base names (``emoji_base_name``) is held out whole, so the
+    skin-tone variants of one emoji never straddle train and test. Needs
     ``openmoji64.npz`` in ``data_dir`` or $XMODAL_DATA_DIR.
+
+    Args:
+        data_dir: the data folder; None: $XMODAL_DATA_DIR.
+        test_fraction: the share of base names held out for the test split.
+        seed: fixes the split.
+
+    Returns:
+        An ``EmojiDataset`` (train and test ``EmojiSplit``).
+
+    Raises:
+        FileNotFoundError: ``openmoji64.npz`` is missing.
+        ValueError: a malformed archive, or too few base emoji to split.
     """
     fraction = _check_fraction(test_fraction, "test_fraction")
     path = _data_file(data_dir, OPENMOJI_FILENAME, "OpenMoji images and names")

@@ -27,6 +27,12 @@ def make_dataset(
 ):
     """A batched, optionally shuffled ``tf.data.Dataset`` over paired arrays.
 
+    Pipeline: the arrays are held once as CPU tensors; example indices (0..n-1) are
+    shuffled and batched, and a parallel, order-keeping map gathers each batch's rows.
+    The shuffle buffer holds n indices, not a copy of the examples, and the elements
+    (their order under a seed included) equal those of slicing, shuffling and
+    batching the arrays themselves.
+
     Args:
         views: one array (n, ...), a tuple/list of arrays, or a dict name -> array;
             every array has the same number n of rows (examples). Each element
@@ -48,12 +54,6 @@ def make_dataset(
     Returns:
         A ``tf.data.Dataset`` ending in ``prefetch(AUTOTUNE)``. float64 arrays are
         cast to float32; other dtypes are kept.
-
-    Pipeline: the arrays are held once as CPU tensors; example indices (0..n-1) are
-    shuffled and batched, and a parallel, order-keeping map gathers each batch's rows.
-    The shuffle buffer holds n indices, not a copy of the examples, and the elements
-    (their order under a seed included) equal those of slicing, shuffling and
-    batching the arrays themselves.
 
     Raises:
         ValueError: row counts differ, no examples, batch_size not positive, or
@@ -105,8 +105,17 @@ def make_dataset(
 
 
 def in_memory_tensors(structure):
-    """``structure`` with its NumPy leaves as tensors in host memory: tf.data runs on
-    the CPU, so a pipeline that gathers from them never copies back from a GPU."""
+    """``structure`` with its NumPy leaves as tensors in host memory.
+
+    tf.data runs on the CPU, so a pipeline that gathers from them never copies back
+    from a GPU.
+
+    Args:
+        structure: a nest of NumPy arrays.
+
+    Returns:
+        The same nest of CPU tensors.
+    """
     import tensorflow as tf
 
     with tf.device("/CPU:0"):

@@ -2,24 +2,12 @@
 
 An ``Experiment`` is a recipe: data -> model -> train -> evaluate. It receives the
 resolved configuration and a ``RunContext`` and returns a dict of metrics. The context
-owns the run directory (``config.json``, ``metrics.json``, the TensorBoard events) and
-the ``tf.distribute`` strategy: experiments build their models in ``context.scope()``
-and train them with ``context.trainer(...)`` (``xmodal_tf.training.Trainer``). Under a
-multi-worker strategy only the chief writes the run directory and prints progress; the
-other workers get a temporary directory, removed by ``close()``.
+owns the run directory and the ``tf.distribute`` strategy: experiments build their
+models in ``context.scope()`` and train them with ``context.trainer(...)``.
+``check_global_batch`` checks a batch size against the strategy, and
+``TRAINING_SETTINGS`` are the settings every training experiment has.
 
-An experiment declares the values each setting allows in a table (``constraints``, see
-``xmodal_tf.experiments.config``); ``Experiment.validate`` checks a configuration against
-it, then runs the experiment's ``rules`` (checks across settings), before anything is
-written. Its key figure goes to the run directory as a PNG and to TensorBoard as an
-image, through ``RunContext.log_figure``.
-
-Every experiment that trains a network has the settings ``TRAINING_SETTINGS``
-(``mixed_precision`` and ``jit``, as in ``xmodal_tf.precision``; the CLI's
-``--mixed-precision`` and ``--jit`` set them). The CLI hands them to the ``RunContext``:
-``context.scope()`` builds under the precision's Keras policy, and ``context.trainer``
-passes both to the Trainer and records what each trained model really runs in
-(``context.trained_models``, written to ``metrics.json``).
+Design notes: docs/DESIGN.md (section xmodal_tf/experiments/base.py).
 """
 
 from __future__ import annotations
@@ -63,25 +51,25 @@ FIGURE_GROUP = "test_details"  # the TensorBoard group of the experiments' figur
 class Experiment:
     """A registered experiment.
 
-    name:        the CLI name (``python -m xmodal_tf.train NAME``).
-    description: one line for ``--help``.
-    defaults:    the configuration with every setting and its default value.
-    run:         ``run(config, context) -> metrics dict``.
-    choices:     allowed values of some settings, by dotted key, checked while the
-                 configuration is resolved. Settings whose constraints are one
-                 ``Options`` are added to it.
-    summarize:   ``summarize(metrics) -> lines`` for the human-readable summary.
-    constraints: {dotted key: [kind, ...]}: the values each setting allows (the kinds of
-                 ``xmodal_tf.experiments.config``: ``Interval``, ``Options``, ``ListOf``,
-                 None, bool, str); a value must meet one kind of its list.
-    notes:       {dotted key: text}: what a setting means or what its null stands for,
-                 added to its error message.
-    rules:       ``rules(config)`` raises ConfigError where settings do not fit
-                 together or the data set (what a table cannot say); it runs after the
-                 table's checks.
-    load_data:   ``load_data(config, data_dir, seed) -> data``: reads and checks every
-                 data file the run needs, before the run directory is created; ``run``
-                 then gets ``context.data``. None: ``run`` loads its own data.
+    Attributes:
+        name: the CLI name (``python -m xmodal_tf.train NAME``).
+        description: one line for ``--help``.
+        defaults: the configuration with every setting and its default value.
+        run: ``run(config, context) -> metrics dict``.
+        choices: allowed values of some settings, by dotted key, checked while the
+            configuration is resolved. Settings whose constraints are one ``Options``
+            are added to it.
+        summarize: ``summarize(metrics) -> lines`` for the human-readable summary.
+        constraints: {dotted key: [kind, ...]}: the values each setting allows (the kinds
+            of ``xmodal_tf.experiments.config``: ``Interval``, ``Options``, ``ListOf``,
+            None, bool, str); a value must meet one kind of its list.
+        notes: {dotted key: text}: what a setting means or what its null stands for,
+            added to its error message.
+        rules: ``rules(config)`` raises ConfigError where settings do not fit together
+            or the data set (what a table cannot say); it runs after the table's checks.
+        load_data: ``load_data(config, data_dir, seed) -> data``: reads and checks every
+            data file the run needs, before the run directory is created; ``run`` then
+            gets ``context.data``. None: ``run`` loads its own data.
     """
 
     name: str
@@ -119,17 +107,37 @@ class Experiment:
         object.__setattr__(self, "choices", {**options, **self.choices})
 
     def validate(self, config: dict) -> None:
-        """ConfigError for the first setting of the resolved ``config`` that its
-        constraints refuse, then for what the experiment's ``rules`` refuse."""
+        """Check a resolved configuration against the constraints, then the rules.
+
+        Args:
+            config: the resolved configuration.
+
+        Raises:
+            ConfigError: for the first setting that its constraints refuse, then for
+                what the experiment's ``rules`` refuse.
+        """
         check_settings(config, self.constraints, notes=self.notes, defaults=self.defaults)
         if self.rules is not None:
             self.rules(config)
 
 
 def check_global_batch(batch_size: int, replicas: int, experiment: str, rows: int | None = None) -> int:
-    """``batch_size`` (the global batch) after two checks, each a ValueError naming the fix:
-    it splits evenly over the strategy's replicas, and with several replicas (partial
-    batches are then dropped) ``rows`` training pairs, if given, fill at least one batch."""
+    """Check a global batch size against the strategy's replicas.
+
+    Args:
+        batch_size: the global batch.
+        replicas: the strategy's number of replicas.
+        experiment: the experiment's name, for messages.
+        rows: the number of training pairs, if known.
+
+    Returns:
+        ``batch_size``.
+
+    Raises:
+        ValueError: naming the fix, when ``batch_size`` does not split evenly over the
+            replicas, or when with several replicas (partial batches are then dropped)
+            the ``rows`` training pairs do not fill one batch.
+    """
     if batch_size % replicas:
         lower = max(replicas, batch_size - batch_size % replicas)
         raise ValueError(
@@ -169,18 +177,25 @@ def _print_flushed(line: str) -> None:
 class RunContext:
     """The run directory, strategy and reporting channels of one experiment run.
 
-    logdir:   the run directory (created); TensorBoard reads it. On a worker that is
-              not the chief: a temporary directory, removed by ``close()``.
-    data_dir: the ``--data-dir`` folder or None (loaders also read $XMODAL_DATA_DIR).
-    seed:     the run's random seed.
-    strategy: the ``tf.distribute.Strategy`` (None: TensorFlow's default strategy).
-    mixed_precision, jit: as in ``xmodal_tf.precision`` (the run's settings of those names).
-    checkpoint_every: ``trainer`` checkpoints every this many epochs, each trainer in
-              its own folder of ``<run directory>/checkpoints``, and resumes from it;
-              0 turns checkpoints off.
-    checkpoint_seconds: and at least this many seconds apart (each trainer also saves
-              at the end of every ``fit``).
-    data:     what the experiment's ``load_data`` returned (None if it has none).
+    Args:
+        logdir: the run directory (created); TensorBoard reads it. On a worker that is
+            not the chief: a temporary directory, removed by ``close()``.
+        data_dir: the ``--data-dir`` folder or None (loaders also read $XMODAL_DATA_DIR).
+        seed: the run's random seed.
+        echo: the function that prints progress lines (None: print and flush).
+        strategy: the ``tf.distribute.Strategy`` (None: TensorFlow's default strategy).
+        mixed_precision: as in ``xmodal_tf.precision`` (the run's setting of that name).
+        jit: as in ``xmodal_tf.precision`` (the run's setting of that name).
+        checkpoint_every: ``trainer`` checkpoints every this many epochs, each trainer
+            in its own folder of ``<run directory>/checkpoints``, and resumes from it;
+            0 turns checkpoints off.
+        checkpoint_seconds: and at least this many seconds apart (each trainer also
+            saves at the end of every ``fit``).
+        data: what the experiment's ``load_data`` returned (None if it has none).
+
+    Raises:
+        ValueError: an unknown ``mixed_precision`` or ``jit``, or a ``checkpoint_every``
+            that is not an int >= 0.
     """
 
     def __init__(
@@ -246,8 +261,10 @@ class RunContext:
 
     @contextlib.contextmanager
     def scope(self):
-        """``with context.scope():`` creates models and optimizers under the strategy and
-        the run's precision policy."""
+        """A context in which models and optimizers are created under the run's strategy and precision.
+
+        Use it as ``with context.scope():``.
+        """
         from xmodal_tf.precision import precision_scope
 
         strategy = contextlib.nullcontext() if self._strategy is None else self._strategy.scope()
@@ -255,12 +272,23 @@ class RunContext:
             yield
 
     def trainer(self, model, optimizer=None, trainer_class=None, *, checkpoint_name=None, **kwargs):
-        """A ``xmodal_tf.training.Trainer`` (or ``trainer_class``) on the run's strategy,
-        precision and XLA choice; what the model runs in is recorded in ``trained_models``.
+        """A ``xmodal_tf.training.Trainer`` on the run's strategy, precision and XLA choice.
 
-        It checkpoints into ``checkpoint_directory(checkpoint_name)`` (by default
-        ``NN-<model name>``, NN counting the run's trainers in order) and so resumes a
-        killed run; ``checkpoint_name=False`` (or ``checkpoint_every=0``) turns that off.
+        What the model runs in is recorded in ``trained_models``. The trainer
+        checkpoints into ``checkpoint_directory(checkpoint_name)`` and so resumes a
+        killed run.
+
+        Args:
+            model: the model to train.
+            optimizer: as for ``Trainer``.
+            trainer_class: the ``Trainer`` class to use (default ``Trainer``).
+            checkpoint_name: the checkpoint folder's name (by default
+                ``NN-<model name>``, NN counting the run's trainers in order);
+                False (or ``checkpoint_every=0``) turns checkpoints off.
+            **kwargs: other arguments of the ``Trainer``.
+
+        Returns:
+            The trainer.
         """
         from xmodal_tf.training import Trainer
 
@@ -281,13 +309,26 @@ class RunContext:
         return trainer
 
     def checkpoint_directory(self, name: str):
-        """``<run directory>/checkpoints/<name>`` (the chief's: every worker resumes from
-        it), or None when checkpoints are off."""
+        """The checkpoint folder ``<run directory>/checkpoints/<name>``.
+
+        It is the chief's: every worker resumes from it.
+
+        Args:
+            name: the folder's name.
+
+        Returns:
+            The folder, or None when checkpoints are off.
+        """
         return self.run_directory / "checkpoints" / name if self.checkpoint_every else None
 
     def record_trained(self, model) -> None:
-        """Note in ``trained_models`` the precision, XLA use and variable devices of a
-        model this run trains (``trainer`` does it; call it for a model trained by ``fit``)."""
+        """Note in ``trained_models`` the precision, XLA use and variable devices of a trained model.
+
+        ``trainer`` does it; call it for a model trained by ``fit``.
+
+        Args:
+            model: a model this run trains.
+        """
         from xmodal_tf.precision import model_precision
 
         devices = {v.value.device.rsplit("device:", 1)[-1] for v in model.weights}
@@ -314,8 +355,15 @@ class RunContext:
             self._echo(f"[{self._last_line - self._started:7.1f}s] {message}")
 
     def heartbeat(self, name: str, every: float = HEARTBEAT_SECONDS):
-        """A Keras callback printing ``name: epoch e/E, <loss>`` after an epoch when no
-        progress line has been printed for ``every`` seconds (no run stays silent)."""
+        """A Keras callback that keeps a run from staying silent.
+
+        Args:
+            name: the model's name in the line.
+            every: seconds without a progress line after which an epoch's end prints one.
+
+        Returns:
+            A callback printing ``name: epoch e/E, <loss>``.
+        """
         import keras
 
         context = self
@@ -331,10 +379,18 @@ class RunContext:
         return Heartbeat()
 
     def log_scalar(self, tag: str, value: float, step: int = 1) -> None:
-        """Write one TensorBoard scalar to the run directory. Tags follow one scheme
-        (``TAG_GROUPS``): ``train/...``, ``validation/...``, ``test/...`` for the headline
-        figures, ``<split>_details/...`` for per component / classifier / condition ones;
-        steps count from 1 (epochs, or 1 for a final figure)."""
+        """Write one TensorBoard scalar to the run directory.
+
+        Args:
+            tag: follows one scheme (``TAG_GROUPS``): ``train/...``, ``validation/...``,
+                ``test/...`` for the headline figures, ``<split>_details/...`` for per
+                component / classifier / condition ones.
+            value: the scalar.
+            step: counts from 1 (epochs, or 1 for a final figure).
+
+        Raises:
+            ValueError: a tag outside the scheme.
+        """
         import tensorflow as tf
 
         if tag.split("/", 1)[0] not in TAG_GROUPS or "/" not in tag:
@@ -350,9 +406,10 @@ class RunContext:
             self.log_scalar(f"{prefix}{tag}", value, step)
 
     def log_figure(self, name: str, figure, step: int = 1) -> pathlib.Path | None:
-        """Write a matplotlib figure as ``<run directory>/<name>.png`` and as the
-        TensorBoard image ``test_details/<name>``, and close it; other workers than the
-        chief write nothing.
+        """Write a matplotlib figure as a PNG and as a TensorBoard image, and close it.
+
+        The files are ``<run directory>/<name>.png`` and the TensorBoard image
+        ``test_details/<name>``; other workers than the chief write nothing.
 
         Args:
             name: the file's stem and the tag's last part: letters, digits, ``_``, ``-``, ``.``.
@@ -384,8 +441,13 @@ class RunContext:
         return path
 
     def log_hparams(self, config: dict) -> None:
-        """The run's settings for TensorBoard's HParams tab, whose table then lists them
-        beside the run's ``test/`` figures, run by run."""
+        """Write the run's settings for TensorBoard's HParams tab.
+
+        Its table then lists them beside the run's ``test/`` figures, run by run.
+
+        Args:
+            config: the run's configuration.
+        """
         from tensorboard.plugins.hparams import api as hparams
 
         with self._summary_writer().as_default():

@@ -4,15 +4,10 @@ Fits ``xmodal_tf.CCA`` on the training split for each ridge in ``reg`` and keeps
 one with the highest total correlation on the validation split; reports the canonical
 correlations on every split and a cross-view probe: a linear classifier trained on one
 view's canonical variates and tested on the other view's, which works only if the two
-views were mapped into one shared space.
+views were mapped into one shared space. The key figure, ``canonical_correlations.png``:
+the canonical correlations of each split.
 
-Under ``--strategy multiworker`` with several workers, each worker reads only its shard
-of the training rows (rows ``worker_index::n_workers``) and ``CCA.fit_batches(...,
-strategy=)`` all-reduces the covariance statistics, so every worker ends with the fit on
-all rows (equal to the single-process fit up to rounding); the other ridges are solved
-from those same statistics. Validation scores, the choice of ridge and the probe are
-computed identically on every worker; only the chief writes the run directory. The
-key figure, ``canonical_correlations.png``: the canonical correlations of each split.
+Design notes (multi-worker fitting): docs/DESIGN.md (section xmodal_tf/experiments/cca.py).
 """
 
 from __future__ import annotations
@@ -57,8 +52,15 @@ def load_data(name: str, data_dir):
 
 
 def worker_shard(strategy) -> tuple[int, int]:
-    """(this worker's index, number of workers) of a multi-worker strategy's cluster, the
-    chief (if the cluster has one) first; (0, 1) outside a cluster."""
+    """This worker's place in a multi-worker strategy's cluster.
+
+    Args:
+        strategy: the run's strategy.
+
+    Returns:
+        (this worker's index, number of workers), the chief (if the cluster has one)
+        first; (0, 1) outside a cluster.
+    """
     resolver = getattr(strategy, "cluster_resolver", None)
     cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
     jobs = [job for job in ("chief", "worker") if job in cluster]
@@ -70,11 +72,21 @@ def worker_shard(strategy) -> tuple[int, int]:
 
 
 def select_ridge(dataset, n_components: int, ridges, dtype: str, context: RunContext):
-    """Fit one CCA per ridge; return (best model, {ridge: validation total correlation}).
+    """Fit one CCA per ridge and keep the best on the validation split.
 
     With several workers (``worker_shard``), each fits on its own shard of the training
     rows with ``CCA.fit_batches(..., strategy=)``, once; the other ridges are solved from
     the all-reduced statistics (``fit_statistics``), so every worker holds the same fits.
+
+    Args:
+        dataset: the ``TwoViewDataset``.
+        n_components: the number of canonical components.
+        ridges: the ridges to try.
+        dtype: the CCA's dtype.
+        context: the run context (strategy, progress lines).
+
+    Returns:
+        (best model, {ridge: validation total correlation}).
     """
     from xmodal_tf import CCA
 
@@ -105,8 +117,19 @@ def select_ridge(dataset, n_components: int, ridges, dtype: str, context: RunCon
 
 
 def cross_view_probe(model, dataset, seed: int) -> dict:
-    """Accuracy of a logistic regression trained on one view's variates (train split) and
-    tested on the test split's variates of the same or the other view."""
+    """The cross-view probe: a logistic regression trained on one view's variates.
+
+    Trained on the train split's variates of one view and tested on the test split's
+    variates of the same or the other view.
+
+    Args:
+        model: the fitted CCA.
+        dataset: the ``TwoViewDataset``.
+        seed: the logistic regression's random state.
+
+    Returns:
+        {"x_to_x", "x_to_y", "y_to_x", "y_to_y": accuracy}.
+    """
     from sklearn.linear_model import LogisticRegression
 
     train_x, train_y = model.transform(*dataset.train[:2])
@@ -162,8 +185,13 @@ def run(config: dict, context: RunContext) -> dict:
 
 
 def log_spectrum(context: RunContext, correlations: dict, title: str) -> None:
-    """The key figure: ``correlations`` {label: (k,) canonical correlations} against the
-    component, as ``canonical_correlations.png`` and its TensorBoard image."""
+    """Log the key figure, ``canonical_correlations.png`` and its TensorBoard image.
+
+    Args:
+        context: the run context.
+        correlations: {label: (k,) canonical correlations}, drawn against the component.
+        title: the figure's title.
+    """
     from xmodal_tf import plots
 
     context.log_figure("canonical_correlations", plots.correlation_spectrum(correlations, title=title))

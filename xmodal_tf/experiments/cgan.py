@@ -1,48 +1,15 @@
 """Experiment ``cgan``: a conditional GAN draws digits on request; an independent classifier checks them.
 
-A ``ConditionalGAN`` (``xmodal_tf.models.cgan``: conv generator with conditional batch
-norm, projection discriminator, non-saturating loss + R1 penalty, samples from a moving
-average of the generator's weights; for label conditions also the auxiliary classifier
-terms with a margin, ``classifier_weight`` / ``classifier_margin``) learns the training
-images given their condition. Settings that default to None take the data set's value
-(``DATA_DEFAULTS``): on MNIST 5000 steps and a margin of 2.0, on the 8x8 digits 2000
-steps and a margin of 0.7; both with ``classifier_weight`` 1 for labels and 0 for audio
-conditions. They were chosen on held-out training images
-(``benchmarks/bench_cgan.py --validation``), never on the test split.
+A ``ConditionalGAN`` (the default recipe of ``xmodal_tf.models.cgan``) learns the training
+images given their condition; settings that default to None take the data set's value
+(``DATA_DEFAULTS``). An independent CNN classifier, trained on the real training images
+only, then labels generated images: ``condition=label`` scores the share labelled as the
+requested class and the Frechet distance to the real test images; ``condition=audio``
+conditions the GAN on a spoken digit's code and scores images generated from held-out
+recordings against the digit that was spoken. The key figure, ``generated_samples.png``:
+the final generator's samples, a row per condition.
 
-Then an independent CNN classifier, trained on the real training images only, labels
-generated images:
-
-* ``condition=label``: the condition is the class; the score is the share of generated
-  images the classifier labels as the requested class (``generated_accuracy``), with the
-  Frechet distance between generated and real test images in the classifier's
-  penultimate feature space (``frechet_distance``, lower is better; 0 for identical
-  feature distributions).
-* ``condition=audio``: the condition is what a spoken digit sounds like. An audio
-  classifier (``rnn_encoder`` or ``attention_encoder`` + softmax) is trained on the
-  training recordings of the Free Spoken Digit Dataset and frozen; every training image
-  is paired with a random training recording of its digit (``load_av_mnist``'s pairing
-  for MNIST, the same rule for the 8x8 digits), and the GAN is conditioned on the
-  recording's code (``audio_code``): the audio classifier's class probabilities
-  (default) or the encoder's embedding. The score is the image classifier's accuracy on
-  images generated from HELD-OUT recordings, against the digit that was spoken
-  (``generated_accuracy_vs_spoken_digit``). On the 8x8 digits (2000 steps) the
-  probabilities gave 0.95 and the 32-d embedding 0.89 (audio classifier: 0.99 on the
-  held-out recordings): the embeddings of unheard recordings drift further from the
-  training ones than their probabilities do.
-
-Data: ``data=digits`` (default; scikit-learn's 8x8 digits, offline, about a minute) or
-``data=mnist`` (28x28, ``mnist.npz`` from ``--data-dir``); ``condition=audio`` also needs
-``fsdd_mfcc.npz`` there. TensorBoard: the GAN's logs every ``steps_per_epoch`` steps
-(``gan/d_loss`` ...), a grid of samples (a row per condition) and the final scores. The
-key figure, ``generated_samples.png``: the final generator's samples, a row per class
-(label conditions) or per held-out recording of each digit (audio conditions).
-
-Every network (the GAN and both classifiers) is built in ``context.scope()`` and trained
-through ``xmodal_tf.training.Trainer`` on the run's strategy (``--strategy``), on global
-batches. With several replicas ``batch_size`` must divide evenly over them, partial
-batches are dropped, and the classifiers' fixed batches (128 images, 64 recordings) are
-rounded down to a multiple of the replica count.
+Design notes (protocol, data, strategies): docs/DESIGN.md (section xmodal_tf/experiments/cgan.py).
 """
 
 from __future__ import annotations
@@ -147,7 +114,7 @@ NOTES = {
     "train_size": "the first n training images; null: all",
 }
 # The recipe of each data set: these keys default to None in DEFAULTS, which means
-# "this data set's value" (chosen on held-out training images, see the module docs).
+# "this data set's value" (chosen on held-out training images, see docs/DESIGN.md).
 DATA_DEFAULTS = {
     "digits": {
         "steps": 2000,
@@ -167,8 +134,15 @@ DATA_DEFAULTS = {
 
 
 def resolve_data_defaults(config: dict) -> dict:
-    """``config`` with every None setting of ``DATA_DEFAULTS[config["data"]]`` replaced by
-    that data set's value (a copy; explicit values are kept)."""
+    """The configuration with the data set's defaults filled in.
+
+    Args:
+        config: the resolved configuration.
+
+    Returns:
+        A copy of ``config`` with every None setting of ``DATA_DEFAULTS[config["data"]]``
+        replaced by that data set's value (explicit values are kept).
+    """
     defaults = DATA_DEFAULTS[config["data"]]
     if config.get("condition", "label") != "label":  # the classifier terms need class labels
         defaults = {**defaults, "classifier_weight": 0.0, "classifier_margin": 0.0}
@@ -177,8 +151,16 @@ def resolve_data_defaults(config: dict) -> dict:
 
 # ----------------------------------------------------------------------------- data
 def load_images(config: dict, data_dir):
-    """(train_images, train_labels, test_images, test_labels, description), images
-    float32 (n, H, W, 1) in [0, 1]."""
+    """The images of the run's data set.
+
+    Args:
+        config: the resolved configuration (``data``, ``train_size``).
+        data_dir: the data folder.
+
+    Returns:
+        (train_images, train_labels, test_images, test_labels, description), images
+        float32 (n, H, W, 1) in [0, 1].
+    """
     if config["data"] == "digits":
         from xmodal_tf.data import load_multimodal_digits
 
@@ -196,8 +178,18 @@ def load_images(config: dict, data_dir):
 
 
 def load_mnist(data_dir):
-    """MNIST from mnist.npz (Keras layout) in the data folder: (x_train, y_train, x_test,
-    y_test), images float32 (n, 28, 28, 1) in [0, 1]."""
+    """MNIST from mnist.npz (Keras layout) in the data folder.
+
+    Args:
+        data_dir: the data folder (or the .npz file); None: $XMODAL_DATA_DIR.
+
+    Returns:
+        (x_train, y_train, x_test, y_test), images float32 (n, 28, 28, 1) in [0, 1].
+
+    Raises:
+        FileNotFoundError: no mnist.npz.
+        ValueError: the archive lacks an array.
+    """
     from xmodal_tf.data import DATA_DIR_ENV_VAR, resolve_data_dir
 
     folder = resolve_data_dir(data_dir)
@@ -235,10 +227,21 @@ def pair_recordings(labels: np.ndarray, recording_labels: np.ndarray, seed: int)
 
 # ----------------------------------------------------------------------------- classifiers
 def build_image_classifier(image_shape, num_classes: int = NUM_CLASSES, *, seed: int = 0):
-    """A small CNN (``cnn_encoder``: three conv + max-pool blocks, no batch norm, + softmax
-    head), compiled; returns (classifier, feature_model): the feature model outputs the
-    penultimate 128-d features. No batch norm: with the few steps of the 8x8 digits its
-    moving statistics would not settle, and inference would run on wrong statistics."""
+    """The independent image classifier: a small compiled CNN.
+
+    ``cnn_encoder`` (three conv + max-pool blocks, no batch norm) + softmax head. No
+    batch norm: with the few steps of the 8x8 digits its moving statistics would not
+    settle, and inference would run on wrong statistics.
+
+    Args:
+        image_shape: (H, W, C).
+        num_classes: the number of classes.
+        seed: the weights' seed.
+
+    Returns:
+        (classifier, feature_model): the feature model outputs the penultimate 128-d
+        features.
+    """
     import keras
 
     from xmodal_tf.encoders import cnn_encoder
@@ -266,9 +269,19 @@ def build_image_classifier(image_shape, num_classes: int = NUM_CLASSES, *, seed:
 def train_image_classifier(
     images, labels, epochs: int, *, seed: int = 0, batch_size: int = 128, context: RunContext | None = None
 ):
-    """Train the independent classifier on real images (through the Trainer, on the
-    strategy of ``context``; None: TensorFlow's current one); returns (classifier,
-    feature_model)."""
+    """Train the independent classifier on real images, through the Trainer.
+
+    Args:
+        images: the training images.
+        labels: their labels.
+        epochs: the training epochs.
+        seed: the seed of the weights and the shuffle.
+        batch_size: the global batch (rounded down to a multiple of the replicas).
+        context: the run context whose strategy trains it; None: TensorFlow's current one.
+
+    Returns:
+        (classifier, feature_model).
+    """
     from xmodal_tf.data import make_dataset
 
     replicas = _replicas(context)
@@ -309,9 +322,20 @@ def _fixed_batch(batch_size: int, replicas: int, rows: int) -> int:
 
 
 def fit_compiled(model, batches, epochs: int, context: RunContext | None = None, **fit_arguments) -> dict:
-    """Train a compiled model (its optimizer(s) and loss) with ``xmodal_tf.training.Trainer``
-    on the run's strategy; returns the trainer's history. No progress lines: the callers
-    print their own."""
+    """Train a compiled model (its optimizer(s) and loss) with ``xmodal_tf.training.Trainer``.
+
+    No progress lines: the callers print their own.
+
+    Args:
+        model: the compiled model.
+        batches: the training dataset.
+        epochs: the training epochs.
+        context: the run context whose strategy trains it; None: TensorFlow's current one.
+        **fit_arguments: passed to ``Trainer.fit``.
+
+    Returns:
+        The trainer's history.
+    """
     if context is not None:
         trainer = context.trainer(model, None, progress=False)
     else:
@@ -326,11 +350,19 @@ def predict_classes(model, inputs, batch_size: int = 1000) -> np.ndarray:
 
 
 def frechet_distance(features_a, features_b) -> float:
-    """Frechet distance between Gaussians fitted to two feature sets (n, d), as in FID:
-    ||mu_a - mu_b||^2 + trace(S_a) + trace(S_b) - 2 trace((S_a^1/2 S_b S_a^1/2)^1/2).
+    """Frechet distance between Gaussians fitted to two feature sets, as in FID.
 
+    ||mu_a - mu_b||^2 + trace(S_a) + trace(S_b) - 2 trace((S_a^1/2 S_b S_a^1/2)^1/2).
     The square roots are taken through symmetric eigen-decompositions (negative round-off
-    eigenvalues clipped), so singular covariances (dead ReLU features) are fine."""
+    eigenvalues clipped), so singular covariances (dead ReLU features) are fine.
+
+    Args:
+        features_a: (n, d) features.
+        features_b: (m, d) features.
+
+    Returns:
+        The distance, a float.
+    """
     a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
     mean_a, mean_b = a.mean(axis=0), b.mean(axis=0)
     cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
@@ -342,9 +374,20 @@ def frechet_distance(features_a, features_b) -> float:
 
 
 def train_audio_classifier(frames, labels, config: dict, seed: int, context: RunContext | None = None):
-    """An ``rnn_encoder`` / ``attention_encoder`` + softmax classifier of recordings,
-    trained through the Trainer on the strategy of ``context``; returns (classifier,
-    encoder)."""
+    """Train an ``rnn_encoder`` / ``attention_encoder`` + softmax classifier of recordings.
+
+    Trained through the Trainer on the strategy of ``context``.
+
+    Args:
+        frames: the recordings' MFCC frames.
+        labels: their digits.
+        config: the resolved configuration.
+        seed: the seed of the weights and the shuffle.
+        context: the run context; None: TensorFlow's current strategy.
+
+    Returns:
+        (classifier, encoder).
+    """
     import keras
 
     from xmodal_tf.data import make_dataset
@@ -391,16 +434,28 @@ def train_audio_classifier(frames, labels, config: dict, seed: int, context: Run
 
 
 def audio_codes(classifier, encoder, frames, audio_code: str) -> np.ndarray:
-    """The GAN's condition vectors for recordings: the frozen encoder's embedding or the
-    classifier's probabilities, float32 (n, d)."""
+    """The GAN's condition vectors for recordings.
+
+    Args:
+        classifier: the frozen audio classifier.
+        encoder: its encoder.
+        frames: the recordings.
+        audio_code: "embedding" for the encoder's embedding, else the classifier's
+            probabilities.
+
+    Returns:
+        float32 (n, d) condition vectors.
+    """
     model = encoder if audio_code == "embedding" else classifier
     return model.predict(frames, batch_size=512, verbose=0).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- GAN
 def build_gan(image_shape, config: dict, *, num_classes=None, condition_dim=None, seed: int = 0):
-    """The default recipe of ``xmodal_tf.models.cgan``, compiled (call it in
-    ``context.scope()``: it creates the networks and their optimizers)."""
+    """The default recipe of ``xmodal_tf.models.cgan``, compiled.
+
+    Call it in ``context.scope()``: it creates the networks and their optimizers.
+    """
     import keras
 
     from xmodal_tf.models.cgan import ConditionalGAN, build_discriminator, build_generator
@@ -443,8 +498,15 @@ def build_gan(image_shape, config: dict, *, num_classes=None, condition_dim=None
 
 
 def learning_rate_schedule(config: dict):
-    """``learning_rate`` (constant), or a ``keras.optimizers.schedules`` object decaying
-    it to 0 over ``steps`` optimizer steps ("linear" or "cosine")."""
+    """The GAN's learning rate.
+
+    Args:
+        config: the resolved configuration.
+
+    Returns:
+        ``learning_rate`` (constant), or a ``keras.optimizers.schedules`` object
+        decaying it to 0 over ``steps`` optimizer steps ("linear" or "cosine").
+    """
     import keras
 
     rate, kind = config["learning_rate"], config["learning_rate_schedule"]
@@ -456,9 +518,19 @@ def learning_rate_schedule(config: dict):
 
 
 def gan_batches(images, conditions, config: dict, batch_size: int, seed: int, labels=None):
-    """The endless, shuffled ``tf.data.Dataset`` of (images, conditions) batches the GAN
-    trains on. ``balanced_batches`` (with ``labels``): each example is drawn from a class
-    chosen uniformly at random, so every class is requested equally often."""
+    """The endless, shuffled ``tf.data.Dataset`` of (images, conditions) batches the GAN trains on.
+
+    With ``balanced_batches`` (and ``labels``) each example is drawn from a class chosen
+    uniformly at random, so every class is requested equally often.
+
+    Args:
+        images: the training images.
+        conditions: their conditions.
+        config: the resolved configuration.
+        batch_size: the global batch.
+        seed: the shuffle's seed.
+        labels: the class of each image, for ``balanced_batches``.
+    """
     import tensorflow as tf
 
     if not config["balanced_batches"] or labels is None:
@@ -482,7 +554,19 @@ def gan_batches(images, conditions, config: dict, batch_size: int, seed: int, la
 
 def train_gan(gan, images, conditions, config: dict, context: RunContext, grid_conditions, labels=None) -> dict:
     """Fit for ``steps`` steps, in "epochs" of ``steps_per_epoch`` steps (logs + image grid).
-    ``labels``: the class of each image, for ``balanced_batches``."""
+
+    Args:
+        gan: the compiled ``ConditionalGAN``.
+        images: the training images.
+        conditions: their conditions.
+        config: the resolved configuration.
+        context: the run context.
+        grid_conditions: the conditions of the image grid's rows.
+        labels: the class of each image, for ``balanced_batches``.
+
+    Returns:
+        The steps, batch size, training time and final logs.
+    """
     steps = config["steps"]
     per_epoch = min(steps, config["steps_per_epoch"] or max(1, steps // 10))
     epochs = -(-steps // per_epoch)
@@ -529,8 +613,19 @@ def _progress_callback(context: RunContext, steps_per_epoch: int):
 
 # ----------------------------------------------------------------------------- evaluation
 def score_label_gan(gan, classifier, features, test_images, samples: int) -> dict:
-    """Accuracy of generated images against the requested class, and the Frechet distance
-    to the real test images in the classifier's feature space."""
+    """Score a label-conditioned GAN.
+
+    Args:
+        gan: the trained GAN.
+        classifier: the independent image classifier.
+        features: its feature model.
+        test_images: the real test images.
+        samples: images generated per class.
+
+    Returns:
+        The accuracy of generated images against the requested class, and the Frechet
+        distance to the real test images in the classifier's feature space.
+    """
     requested = np.repeat(np.arange(NUM_CLASSES), samples)
     generated = gan.generate(np.arange(NUM_CLASSES), n=samples, seed=1)
     predicted = predict_classes(classifier, generated)
@@ -560,8 +655,18 @@ def score_audio_gan(gan, classifier, codes, spoken_digits, samples: int) -> dict
 
 
 def log_samples(context: RunContext, gan, conditions, row_titles: list, title: str) -> None:
-    """The key figure: ``FIGURE_SAMPLES`` images per condition, a row each (seeded noise:
-    the same run draws the same images), as ``generated_samples.png`` and its TensorBoard image."""
+    """Log the key figure, ``generated_samples.png`` and its TensorBoard image.
+
+    ``FIGURE_SAMPLES`` images per condition, a row each (seeded noise: the same run
+    draws the same images).
+
+    Args:
+        context: the run context.
+        gan: the trained GAN.
+        conditions: one condition per row.
+        row_titles: the rows' titles.
+        title: the figure's title.
+    """
     from xmodal_tf import plots
 
     images = gan.generate(conditions, n=FIGURE_SAMPLES, seed=0)
@@ -575,10 +680,13 @@ def log_samples(context: RunContext, gan, conditions, row_titles: list, title: s
 
 # ----------------------------------------------------------------------------- run
 def load(config: dict, data_dir, seed: int) -> dict:
-    """The ``load_data`` hook, every data file the run reads, checked before it starts:
-    {"images": ``load_images``'s tuple, and for audio conditions "speech" (the spoken
-    digits) and, on MNIST, "av_mnist" (images paired with recordings of their digit:
-    the same recording split as "speech", from the same seed)}."""
+    """The ``load_data`` hook: every data file the run reads, checked before it starts.
+
+    Returns:
+        {"images": ``load_images``'s tuple, and for audio conditions "speech" (the spoken
+        digits) and, on MNIST, "av_mnist" (images paired with recordings of their digit:
+        the same recording split as "speech", from the same seed)}.
+    """
     data = {"images": load_images(config, data_dir)}
     if config["condition"] != "label":
         from xmodal_tf.data import load_av_mnist, load_spoken_digits

@@ -86,6 +86,16 @@ def parse_overrides(assignments) -> dict:
 
     Values are read as JSON where possible (numbers, true/false, null, lists, quoted
     strings) and as plain strings otherwise.
+
+    Args:
+        assignments: the ``--set`` strings ``key=value`` (None: none).
+
+    Returns:
+        The nested dict of overrides.
+
+    Raises:
+        ConfigError: an assignment without ``=`` or key, a key with an empty part, or
+            keys that conflict.
     """
     overrides: dict = {}
     for assignment in assignments or ():
@@ -119,7 +129,17 @@ def _parse_value(raw: str):
 def resolve_config(defaults: dict, *layers: dict, choices: dict | None = None) -> dict:
     """Merge ``layers`` (file values, then overrides ...) onto a copy of ``defaults``.
 
-    ``choices`` maps dotted keys to their allowed values.
+    Args:
+        defaults: the experiment's defaults.
+        *layers: nested dicts merged in order (file values, then overrides ...).
+        choices: maps dotted keys to their allowed values.
+
+    Returns:
+        The resolved configuration.
+
+    Raises:
+        ConfigError: a key that is not in the defaults, a value of the wrong type, a
+            number that is not finite, or a value outside its ``choices``.
     """
     resolved = copy.deepcopy(defaults)
     for layer in layers:
@@ -133,8 +153,18 @@ def resolve_config(defaults: dict, *layers: dict, choices: dict | None = None) -
 
 
 def lookup_setting(config: dict, dotted_key: str):
-    """The value of ``dotted_key`` ("optimizer.learning_rate") in a nested configuration;
-    KeyError if it has none."""
+    """The value of a dotted key in a nested configuration.
+
+    Args:
+        config: the nested configuration.
+        dotted_key: e.g. "optimizer.learning_rate".
+
+    Returns:
+        The value.
+
+    Raises:
+        KeyError: the configuration has no such key.
+    """
     value = config
     for part in dotted_key.split("."):
         value = value[part]
@@ -230,8 +260,15 @@ class Constraint:
         raise NotImplementedError
 
     def describe(self, *, plural: bool = False, noun: str | None = None) -> str:
-        """What the kind allows, for messages: "a positive integer" (``plural``: "positive
-        integers"); ``noun`` names the items where the kind has a noun ("ridges")."""
+        """What the kind allows, for messages, e.g. "a positive integer".
+
+        Args:
+            plural: describe several values ("positive integers").
+            noun: names the items where the kind has a noun ("ridges").
+
+        Returns:
+            The description.
+        """
         raise NotImplementedError
 
     def detail(self, value) -> str:
@@ -251,7 +288,8 @@ class Interval(Constraint):
 
     Args:
         kind: ``int`` or ``float``.
-        low, high: the bounds; None leaves that side open-ended.
+        low: the lower bound; None leaves that side open-ended.
+        high: the upper bound; None leaves that side open-ended.
         closed: which bounds belong to the interval: "both", "left", "right" or "neither".
     """
 
@@ -300,8 +338,17 @@ class Interval(Constraint):
         return ""
 
     def describe(self, *, plural: bool = False, noun: str | None = None, bounds_only: bool = False) -> str:
-        """``bounds_only``: just ">= 0" for a one-sided range (the value was a number, the
-        bound is what it missed)."""
+        """What the interval allows, for messages.
+
+        Args:
+            plural: describe several values.
+            noun: names the items.
+            bounds_only: just ">= 0" for a one-sided range (the value was a number, the
+                bound is what it missed).
+
+        Returns:
+            The description.
+        """
         if self._is_positive_int() and noun is None:
             return "positive integers" if plural else "a positive integer"
         bounds = self.bounds()
@@ -345,7 +392,8 @@ class ListOf(Constraint):
 
     Args:
         item: the constraint of every item (any kind ``make_constraint`` takes).
-        min_length, max_length: bounds of the list's length (None: no upper bound).
+        min_length: the list's shortest length.
+        max_length: the list's longest length (None: no upper bound).
         distinct: no item may repeat.
         noun: the items' name in messages ("ridges" in "a non-empty list of ridges >= 0").
     """
@@ -425,8 +473,17 @@ class _String(Constraint):
 
 
 def make_constraint(kind) -> Constraint:
-    """A ``Constraint`` from a table entry: a Constraint itself, or None (null), ``bool``
-    or ``str``. TypeError for anything else."""
+    """A ``Constraint`` from a table entry.
+
+    Args:
+        kind: a Constraint itself, or None (null), ``bool`` or ``str``.
+
+    Returns:
+        The ``Constraint``.
+
+    Raises:
+        TypeError: anything else.
+    """
     if isinstance(kind, Constraint):
         return kind
     if kind is None:

@@ -1,33 +1,15 @@
 """Experiment ``crossmodal``: "hearing to see", shared codes of two modalities compared.
 
-Methods that learn shared codes of two modalities from unlabelled pairs, trained on
-the same pairs and judged by the same probe. Data: offline, the left and right halves
-of scikit-learn's 8x8 digits (``load_multimodal_digits``); with ``--set data=av_mnist
---data-dir DIR``, MNIST images paired with spoken digits (``fusion.load_av_mnist_held_out``:
-validation audio from recordings never trained on, test audio from others again).
+Methods that learn shared codes of two modalities from unlabelled pairs (``linear_cca``,
+``deepcca`` / ``dccae``, ``mae_dropout_0.5`` / ``mae_dropout_1.0``), trained on the same
+pairs and judged by the same probe: a linear classifier trained on the codes of one
+modality ALONE and tested on codes of the OTHER modality alone. Data: the halves of
+scikit-learn's 8x8 digits (offline), or with ``--set data=av_mnist --data-dir DIR``
+MNIST images paired with spoken digits. The key figure, ``probe_accuracy.png``: each
+method's test accuracy per probe direction.
 
-* ``linear_cca``: ``xmodal_tf.CCA`` on the flattened inputs, its ridge chosen on the
-  validation split's total correlation (deterministic: one fit serves every seed);
-* ``deepcca`` / ``dccae``: ``DeepCCA`` with a CNN encoder per modality (a CNN or GRU for
-  the audio), DCCAE with decoders too; then a linear CCA on the encoder outputs, its
-  ridge chosen on validation. The codes are the canonical variates;
-* ``mae_dropout_0.5`` / ``mae_dropout_1.0``: ``MultimodalAutoencoder`` with modality
-  dropout 0.5 / 1.0 (that share of each batch keeps one modality only); the codes are
-  the shared codes computed from one modality alone.
-
-"Hearing to see": a linear probe (``xmodal_tf.metrics.linear_probe``) trained on the
-training codes of one modality ALONE with their labels and tested on codes of the
-OTHER modality alone (``image_to_audio``: train on image codes, test on audio codes;
-``audio_to_image`` the reverse); within one modality (``image_to_image``,
-``audio_to_audio``) for reference. Only a space where both modalities of a digit land
-together transfers; chance is 10 %. Choices use validation only: epochs are budgets
-with early stopping on the validation split (DeepCCA: ``val_total_correlation``; the
-autoencoders: ``val_loss``, reconstruction from both), and the probe's C is chosen per
-direction on validation accuracy; the probe is trained on training codes and scored on
-validation codes (``validation``, where recipes are chosen) and, once, on test codes
-(``test``). TensorBoard: ``test/<direction>_accuracy/<method>`` (and ``validation/``),
-one step per seed; each trained model's curves under ``<method>/seed<seed>``. The key
-figure, ``probe_accuracy.png``: each method's test accuracy per probe direction.
+Design notes (methods, probe protocol, model selection): docs/DESIGN.md (section
+xmodal_tf/experiments/crossmodal.py).
 """
 
 from __future__ import annotations
@@ -149,8 +131,11 @@ NOTES = {
 
 
 def check_rules(config: dict) -> None:
-    """ConfigError for sizes the data set or the components cannot take (the table
-    checks each setting alone)."""
+    """Check the sizes against the data set and the components (the table checks each setting alone).
+
+    Raises:
+        ConfigError: a size the data set or the components cannot take.
+    """
     settings = settings_for(config)
     data, k = settings["data"], settings["n_components"]
     if settings["train_size"] is not None and settings["train_size"] > MAX_TRAIN_SIZE[data]:
@@ -175,9 +160,10 @@ def check_rules(config: dict) -> None:
 
 # ----------------------------------------------------------------------------- data
 def load(config: dict, data_dir, seed: int):
-    """The ``load_data`` hook: train / validation / test splits, read and checked before
-    the run starts. av_mnist audio is (n, frames, 13, 1) for the CNN, (n, frames, 13)
-    for the GRU."""
+    """The ``load_data`` hook: train / validation / test splits, read and checked before the run starts.
+
+    av_mnist audio is (n, frames, 13, 1) for the CNN, (n, frames, 13) for the GRU.
+    """
     from xmodal_tf import data
 
     settings = settings_for(config)
@@ -199,8 +185,16 @@ def _flat(array: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- networks
 def build_encoder(shape: tuple, output_dim: int, settings: dict, name: str):
-    """A CNN (flatten, no BatchNorm or dropout: the autoencoder's measured recipe) for an
-    image-like (H, W, C) input; a GRU for (frames, coefficients) sequences."""
+    """An encoder: a CNN for an image-like (H, W, C) input, a GRU for (frames, coefficients) sequences.
+
+    The CNN flattens and has no BatchNorm or dropout: the autoencoder's measured recipe.
+
+    Args:
+        shape: the example shape.
+        output_dim: the output units.
+        settings: the resolved settings.
+        name: the model's name.
+    """
     from xmodal_tf.encoders import cnn_encoder, rnn_encoder
 
     if len(shape) == 2:
@@ -219,8 +213,18 @@ def build_encoder(shape: tuple, output_dim: int, settings: dict, name: str):
 
 
 def build_decoder(modality: str, shape: tuple, input_dim: int, settings: dict, name: str):
-    """Images in [0, 1]: the mirror of the CNN with a sigmoid output; audio (standardised
-    MFCCs): dense layers with a linear output."""
+    """A decoder for one modality.
+
+    Images in [0, 1]: the mirror of the CNN with a sigmoid output; audio (standardised
+    MFCCs): dense layers with a linear output.
+
+    Args:
+        modality: the modality's name.
+        shape: its example shape.
+        input_dim: the code's units.
+        settings: the resolved settings.
+        name: the model's name.
+    """
     from xmodal_tf.models.mae import dense_decoder, image_decoder
 
     if modality != "audio":
@@ -231,8 +235,13 @@ def build_decoder(modality: str, shape: tuple, input_dim: int, settings: dict, n
 
 
 def build_deepcca(shapes: dict, settings: dict, with_decoders: bool):
-    """DeepCCA (DCCAE ``with_decoders``) between the two modalities of ``shapes``
-    {modality: example shape}, x the first; encoders output ``n_components`` units."""
+    """DeepCCA (or DCCAE) between two modalities; the encoders output ``n_components`` units.
+
+    Args:
+        shapes: {modality: example shape}; x is the first.
+        settings: the resolved settings.
+        with_decoders: build DCCAE.
+    """
     from xmodal_tf.models import DeepCCA
 
     (a, shape_a), (b, shape_b) = shapes.items()
@@ -309,9 +318,14 @@ def _epochs(history: dict, monitor: str, mode: str) -> dict:
 
 
 def train_linear_cca(dataset, settings: dict, context: RunContext):
-    """``xmodal_tf.CCA`` on the flattened inputs, each ridge solved from one set of
-    covariance statistics; the best on validation total correlation is kept.
-    Returns (encode(modality, array) -> codes, details)."""
+    """``xmodal_tf.CCA`` on the flattened inputs, the ridge chosen on validation.
+
+    Each ridge is solved from one set of covariance statistics; the best on validation
+    total correlation is kept.
+
+    Returns:
+        (encode(modality, array) -> codes, details).
+    """
     import time
 
     from xmodal_tf import CCA
@@ -350,9 +364,14 @@ def train_linear_cca(dataset, settings: dict, context: RunContext):
 
 
 def train_deepcca(method: str, dataset, settings: dict, seed: int, context: RunContext):
-    """DeepCCA / DCCAE through ``context.trainer`` with early stopping on the validation
-    split's total correlation, then the final linear CCA (ridge chosen on validation).
-    Returns (encode(modality, array) -> canonical variates, details)."""
+    """Train DeepCCA / DCCAE, then the final linear CCA.
+
+    Trained through ``context.trainer`` with early stopping on the validation split's
+    total correlation; the final linear CCA's ridge is chosen on validation.
+
+    Returns:
+        (encode(modality, array) -> canonical variates, details).
+    """
     import keras
 
     from xmodal_tf.data import make_dataset
@@ -403,9 +422,13 @@ def train_deepcca(method: str, dataset, settings: dict, seed: int, context: RunC
 
 
 def train_autoencoder(method: str, dataset, settings: dict, seed: int, context: RunContext):
-    """A MultimodalAutoencoder with modality dropout through ``context.trainer``, early
-    stopping on the validation loss. Returns (encode(modality, array) -> shared codes
-    from that modality alone, details)."""
+    """Train a MultimodalAutoencoder with modality dropout.
+
+    Trained through ``context.trainer``, early stopping on the validation loss.
+
+    Returns:
+        (encode(modality, array) -> shared codes from that modality alone, details).
+    """
     import keras
 
     inputs = dataset.train.inputs
@@ -463,14 +486,23 @@ def directions(modalities) -> list:
 
 
 def probe_scores(codes: dict, labels: dict, modalities, cs) -> dict:
-    """The probe protocol. ``codes``: {split: {modality: (n, d) codes of that modality
-    alone}} for "train", "validation" and "test"; ``labels``: {split: (n,)}.
+    """The probe protocol.
 
     For each direction source -> target and each C in ``cs``, a linear probe is trained
     on the source's TRAINING codes and scored on the target's VALIDATION codes; the C
     with the best validation accuracy (the first on ties) is kept, and that probe is
-    scored once on the target's TEST codes. Returns {"validation": {direction:
-    accuracy}, "test": {direction: accuracy}, "probe_c": {direction: C}}.
+    scored once on the target's TEST codes.
+
+    Args:
+        codes: {split: {modality: (n, d) codes of that modality alone}} for "train",
+            "validation" and "test".
+        labels: {split: (n,)}.
+        modalities: the two modalities.
+        cs: the probe's C values to try.
+
+    Returns:
+        {"validation": {direction: accuracy}, "test": {direction: accuracy},
+        "probe_c": {direction: C}}.
     """
     from xmodal_tf.metrics import linear_probe
 
@@ -519,9 +551,16 @@ def summarise(per_seed: list) -> dict:
 
 
 def best_method(results: dict, modalities) -> str:
-    """The method whose mean VALIDATION accuracy across the modalities (both directions,
-    averaged over seeds) is highest: the experiment's recommended recipe, chosen
-    without reading test scores."""
+    """The experiment's recommended recipe, chosen without reading test scores.
+
+    Args:
+        results: the summarised results per method.
+        modalities: the two modalities.
+
+    Returns:
+        The method whose mean VALIDATION accuracy across the modalities (both
+        directions, averaged over seeds) is highest.
+    """
     across = [name for name, source, target in directions(modalities) if source != target]
     return max(results, key=lambda method: np.mean([results[method]["validation"][name]["mean"] for name in across]))
 
@@ -609,8 +648,16 @@ def run(config: dict, context: RunContext) -> dict:
 
 
 def log_accuracies(context: RunContext, results: dict, modalities, data: str) -> None:
-    """The key figure: each method's test accuracy (mean, std over seeds as error bars)
-    per probe direction, as ``probe_accuracy.png`` and its TensorBoard image."""
+    """Log the key figure, ``probe_accuracy.png`` and its TensorBoard image.
+
+    Each method's test accuracy (mean, std over seeds as error bars) per probe direction.
+
+    Args:
+        context: the run context.
+        results: the summarised results per method.
+        modalities: the two modalities.
+        data: the data set's name, for the title.
+    """
     from xmodal_tf import plots
 
     names = [name for name, _, _ in directions(modalities)]

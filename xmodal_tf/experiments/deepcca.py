@@ -4,17 +4,10 @@ The protocol of Andrew et al. (2013): train the two encoders on the training spl
 fit a linear CCA on their training outputs (its ridge picked on the validation
 split), and report the total correlation of the top k canonical directions on each
 split. Linear CCA on the raw views is the baseline; DCCAE (Wang et al. 2015) adds
-decoders that reconstruct each view from its encoding.
-
-DeepCCA trains with ``xmodal_tf.training.DeepCCATrainer`` (``trainer="custom"``, the
-default) or ``model.fit`` (``trainer="fit"``), on the run's strategy (``--strategy``):
-``batch_size`` is the global batch, split over the replicas, and the objective is that
-of the global batch. With the custom trainer the run's checkpoints (``--checkpoint-every``)
-make a killed run, started again with the same ``--logdir``, resume from its last
-checkpoint into the batches and random shifts an uninterrupted run would have drawn
-(the shifted epochs' data is a function of the epoch number); with ``trainer="fit"``
-a killed run trains its networks again from the start. The key figure,
+decoders that reconstruct each view from its encoding. The key figure,
 ``canonical_correlations.png``: each model's canonical correlations on the test split.
+
+Design notes (trainers, strategies, resuming): docs/DESIGN.md (section xmodal_tf/experiments/deepcca.py).
 """
 
 from __future__ import annotations
@@ -291,14 +284,26 @@ def _extend_history(history: dict, part: dict) -> None:
 
 
 def training_phases(dataset, views, batch_size: int, config: dict, seed: int, per_epoch: bool = False) -> list:
-    """[(tf.data.Dataset, last epoch of the phase), ...]: batches of randomly shifted
-    images first (``shift`` pixels), then ``unshifted_final_epochs`` epochs of the plain
-    training pairs, so that the networks end on the distribution they are tested on.
+    """The training phases: randomly shifted images first, then plain training pairs.
 
-    ``per_epoch``: the shifted phase is a function ``epoch -> dataset`` (for the
-    Trainer), each epoch's order and shifts seeded by (seed, epoch), so that a resumed
-    run draws what the uninterrupted one did; else one dataset whose shift generator
-    runs on across its passes (for ``model.fit``)."""
+    Batches of randomly shifted images (``shift`` pixels) come first, then
+    ``unshifted_final_epochs`` epochs of the plain training pairs, so that the networks
+    end on the distribution they are tested on.
+
+    Args:
+        dataset: the ``TwoViewDataset`` (its ``view_shapes``).
+        views: the training views.
+        batch_size: the global batch.
+        config: the resolved configuration.
+        seed: the run's seed.
+        per_epoch: the shifted phase is a function ``epoch -> dataset`` (for the
+            Trainer), each epoch's order and shifts seeded by (seed, epoch), so that a
+            resumed run draws what the uninterrupted one did; else one dataset whose
+            shift generator runs on across its passes (for ``model.fit``).
+
+    Returns:
+        [(tf.data.Dataset, last epoch of the phase), ...].
+    """
     from xmodal_tf.data import make_dataset
 
     plain = make_dataset(views, batch_size=batch_size, seed=seed, drop_remainder=True)
@@ -322,8 +327,11 @@ def training_phases(dataset, views, batch_size: int, config: dict, seed: int, pe
 
 
 def score_model(model, dataset, config: dict, context: RunContext, name: str) -> dict:
-    """Fit the final linear CCA on training outputs for each ridge in ``final_reg``, keep
-    the best on validation, and report the top-k total correlation on every split."""
+    """Fit and choose the final linear CCA, and report the top-k total correlation on every split.
+
+    One linear CCA is fitted on training outputs for each ridge in ``final_reg``; the
+    best on validation is kept.
+    """
     best = None
     for ridge in config["final_reg"]:
         model.fit_linear_cca(*dataset.train[:2], reg=float(ridge))

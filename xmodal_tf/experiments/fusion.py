@@ -1,77 +1,17 @@
 """Experiment ``fusion``: single modalities vs every fusion strategy, complete and with a modality missing.
 
-Two modalities of the same examples (offline: the left and right halves of
-scikit-learn's 8x8 digits; ``--set data=av_mnist --data-dir DIR``: MNIST images paired
-with spoken digits), one of them degraded (Gaussian noise or a random occluding
-square, in training and test alike) so that neither modality alone is near perfect.
-Spoken digits alone score about 0.97 on held-out recordings, so for av_mnist the audio
-also gets noise (``other_modality_noise``).
-Per seed, these classifiers are trained (``xmodal_tf.models.build_fusion_classifier``,
-an MLP or CNN encoder per modality):
+Two modalities of the same examples (offline: the halves of scikit-learn's 8x8 digits;
+``--set data=av_mnist --data-dir DIR``: MNIST images paired with spoken digits), one of
+them degraded. Per seed it trains ``<modality>_only`` classifiers, one per fusion
+strategy, and ``<strategy>_dropout`` ones (modality dropout and auxiliary unimodal
+losses), all as outputs of one joint model (``JointTraining``), each keeping its best
+validation epoch. Each is scored on the complete test split and with 25 / 50 / 100 % of
+the test examples missing one modality, and the report checks the issue's two
+``targets``. The key figures, ``accuracy_vs_missing_<modality>.png``: each classifier's
+test accuracy against the share of test examples missing that modality.
 
-* ``<modality>_only``: one encoder and the head, for each modality;
-* ``<strategy>``: each fusion strategy (average, weighted, concat, gated, attention,
-  tensor, late), trained on complete data;
-* ``<strategy>_dropout``: the same with ``ModalityDropout`` at ``modality_dropout`` and
-  auxiliary unimodal losses (``unimodal_loss_weight``; their target mixes the labels
-  with the classifier's own fused prediction, ``unimodal_distillation``, and with the
-  ``<modality>_only`` classifier's prediction, ``unimodal_teacher_distillation``:
-  distillation from unimodal teachers trained beside it, stop-gradient, so the teachers
-  train exactly as alone): each modality's pathway is also trained to classify alone,
-  as it must when the other modality is absent. ``unimodal_head``: "auxiliary" (a
-  softmax head of its own per modality, off the inference graph) or "fusion" (the
-  classifier itself with only that modality present, the path its predictions take
-  when the other is absent; the same for ``late``).
-
-Validation: settings and epochs are chosen on a validation split the test split never
-sees (digits: ``load_multimodal_digits``' 359 validation examples; av_mnist: MNIST's
-last 10000 training images, each paired with a recording held out of training, see
-``load_av_mnist_held_out``). ``epochs`` is a budget: after every epoch each classifier
-is scored on the complete validation split, and it ends with the weights of its best
-epoch (``chosen_epoch`` in metrics.json, per seed; the earliest on ties). With
-``epoch_selection="missing_mean"`` the ``*_dropout`` classifiers, built to work with a
-modality absent, are chosen on the mean of their validation accuracy on complete data
-and with each modality absent from every example (the others on complete data: a
-single-modality classifier's complete accuracy is its accuracy with the other modality
-absent).
-
-Each is scored (accuracy and macro F1, ``xmodal_tf.metrics``) on the complete test
-split and with 25 / 50 / 100 % of the test examples missing one modality (each
-modality in turn; the same rows for every classifier), and likewise on the validation
-split (``validation_results``: choose settings on these, never on the test ``results``;
-``benchmarks/bench_fusion_selection.py`` sweeps the modality-dropout settings so). A
-single-modality classifier whose modality is missing sees nothing and returns its
-fixed "no input" prediction.
-The report is the mean and spread (std over seeds) per classifier and condition, plus
-the issue's two targets:
-
-* ``best_fusion_beats_best_single``: the best fusion classifier on complete data beats
-  the best single-modality classifier (each chosen on validation, compared on test);
-* ``dropout_keeps_better_single``: with the weaker modality absent from every test
-  example, the best modality-dropout classifier is at least as accurate as the
-  single-modality classifier of the better modality.
-
-Speed: all classifiers of a seed train together, as the outputs of ONE Keras model
-with one loss per output. No weights are shared and Adam's update of a weight depends
-only on that weight's gradient, so each classifier gets exactly the updates it would
-get alone on the same batches (its auxiliary unimodal loss, which depends on its own
-weights only, is added by the joint model's ``compute_loss``; with
-``unimodal_teacher_distillation`` a ``*_dropout`` classifier's target also reads the
-single-modality classifiers' predictions on the same batch, through stop_gradient, so
-they still train exactly as alone). Tracing the training step of 16 models costs more
-than training them on small data, so it is traced once: each later seed loads its
-freshly initialised weights into the same model and clears the optimizer state.
-The best-epoch selection lives in the joint model too (its validation hook
-``held_out_logs`` and a non-trainable copy of each classifier's best weights): the
-Trainer's checkpoints hold it, so a killed run resumes with it.
-
-Distribution: the joint model trains through ``xmodal_tf.training.Trainer`` on the run's
-strategy (``--strategy``; ``model.fit`` fails under ``MultiWorkerMirroredStrategy``).
-``batch_size`` is the global batch; with several replicas it must divide by their
-number and the last partial batch of an epoch is dropped. Scoring runs on every worker.
-
-The key figures, ``accuracy_vs_missing_<modality>.png`` (one per modality): each
-classifier's test accuracy against the share of test examples missing that modality.
+Design notes (classifiers, validation, scoring, speed, distribution): docs/DESIGN.md
+(section xmodal_tf/experiments/fusion.py).
 """
 
 from __future__ import annotations
@@ -218,9 +158,19 @@ def settings_for(config: dict) -> dict:
 
 
 def load_data(settings: dict, data_dir, *, audio_validation_fraction: float = AUDIO_VALIDATION_FRACTION):
-    """The data set with train / validation / test splits, the test split never seen
-    before scoring. digits: ``load_multimodal_digits`` (1078 / 359 / 360). av_mnist:
-    ``load_av_mnist_held_out``, audio as (n, 92, 13, 1)."""
+    """The data set with train / validation / test splits, the test split never seen before scoring.
+
+    digits: ``load_multimodal_digits`` (1078 / 359 / 360). av_mnist:
+    ``load_av_mnist_held_out``, audio as (n, 92, 13, 1).
+
+    Args:
+        settings: the resolved settings.
+        data_dir: the data folder.
+        audio_validation_fraction: as in ``load_av_mnist_held_out``.
+
+    Returns:
+        A ``MultimodalDataset``.
+    """
     from xmodal_tf import data
 
     if settings["data"] == "av_mnist":
@@ -245,7 +195,14 @@ def load_av_mnist_held_out(data_dir, train_size, audio_validation_fraction: floa
     coefficient, over every non-test recording: validation ones included, so that the
     test inputs stay the same).
 
-    Returns a ``MultimodalDataset``: "image" (n, 28, 28, 1) in [0, 1], "audio" (n, 92, 13).
+    Args:
+        data_dir: the data folder.
+        train_size: the number of training images (the first ones).
+        audio_validation_fraction: the share of each digit's training recordings paired
+            with the validation images.
+
+    Returns:
+        A ``MultimodalDataset``: "image" (n, 28, 28, 1) in [0, 1], "audio" (n, 92, 13).
     """
     from xmodal_tf import data
     from xmodal_tf.data.multimodal import MultimodalDataset, _stratified_split
@@ -295,8 +252,19 @@ def _paired_by_digit(images: np.ndarray, labels: np.ndarray, recordings, rng: np
 
 
 def degrade(images: np.ndarray, kind: str, strength: float, rng: np.random.Generator) -> np.ndarray:
-    """Noise: add N(0, strength^2), clipped to the data's range. Occlusion: zero one random
-    square per example, of side strength x the shorter of axes 1 and 2."""
+    """Degrade a modality with noise or occlusion.
+
+    Args:
+        images: the examples (n, ...).
+        kind: "noise": add N(0, strength^2), clipped to the data's range; "occlusion":
+            zero one random square per example, of side strength x the shorter of axes
+            1 and 2.
+        strength: the noise's standard deviation or the square's relative side.
+        rng: the random draws.
+
+    Returns:
+        The degraded examples.
+    """
     if kind == "none":
         return images
     if kind == "noise":
@@ -324,7 +292,7 @@ def degraded_inputs(split, settings: dict, rng: np.random.Generator) -> dict:
 
 # ----------------------------------------------------------------------------- models
 def build_classifiers(inputs: dict, num_classes: int, settings: dict) -> dict:
-    """{name: FusionClassifier} for every classifier of one seed (see the module doc)."""
+    """{name: FusionClassifier} for every classifier of one seed (see docs/DESIGN.md)."""
     from xmodal_tf.models.fusion import build_fusion_classifier
 
     modalities = tuple(inputs)
@@ -393,11 +361,12 @@ def build_encoder(input_shape, settings: dict, name: str):
 
 
 class JointTraining:
-    """Every classifier as one output of a single compiled Keras model (see the module doc).
+    """Every classifier as one output of a single compiled Keras model.
 
-    The first seed's classifiers become the model; ``restart`` loads another seed's
-    freshly initialised weights into it and clears the optimizer state, so every seed
-    reuses the one traced training step.
+    Each classifier gets exactly the updates it would get alone (docs/DESIGN.md,
+    section xmodal_tf/experiments/fusion.py). The first seed's classifiers become the
+    model; ``restart`` loads another seed's freshly initialised weights into it and
+    clears the optimizer state, so every seed reuses the one traced training step.
 
     Training runs through ``xmodal_tf.training.Trainer`` (``context.trainer`` when a run
     context is given, else on the current strategy). Create the object, like the
@@ -448,13 +417,19 @@ class JointTraining:
             variable.assign(value)
 
     def fit(self, inputs: dict, labels: np.ndarray, seed: int, validation: tuple | None = None) -> dict:
-        """Train ``epochs`` epochs from epoch 0, or resume this seed's checkpoint; returns
-        the trainer's history dict (one list per metric: ``<name>_loss``,
-        ``<name>_unimodal_loss``, with ``validation`` also ``val_<name>_accuracy``, ...).
+        """Train ``epochs`` epochs from epoch 0, or resume this seed's checkpoint.
 
-        validation: (inputs {modality: (n, ...)}, labels (n,)) complete validation data,
-            or None. Given, every classifier ends with the weights of its best
-            validation epoch (``chosen_epochs``); else with those of the last epoch.
+        Args:
+            inputs: the training inputs {modality: (n, ...)}.
+            labels: the training labels (n,).
+            seed: the seed (its checkpoint folder and shuffle).
+            validation: (inputs {modality: (n, ...)}, labels (n,)) complete validation
+                data, or None. Given, every classifier ends with the weights of its best
+                validation epoch (``chosen_epochs``); else with those of the last epoch.
+
+        Returns:
+            The trainer's history dict (one list per metric: ``<name>_loss``,
+            ``<name>_unimodal_loss``, with ``validation`` also ``val_<name>_accuracy``, ...).
         """
         from xmodal_tf.data import make_dataset
 
@@ -494,13 +469,22 @@ def _progress_callback(context: RunContext, seed: int, epochs: int, names: list)
 
 
 def selection_criteria(classifiers: dict, settings: dict) -> dict:
-    """{classifier: how its best validation epoch is chosen}: "complete" (accuracy on the
-    complete validation split) or "mean" (the mean of that and of the accuracies with each
-    of its modalities absent from every validation example). ``epoch_selection``
-    "complete" gives every classifier "complete"; "missing_mean" gives "mean" to the
-    ``*_dropout`` classifiers, which are built to work with a modality absent (the
-    single-modality classifiers see one modality only, so their accuracy on complete data
-    IS their accuracy with the other modality absent)."""
+    """How each classifier's best validation epoch is chosen.
+
+    "complete" is the accuracy on the complete validation split, "mean" the mean of that
+    and of the accuracies with each of its modalities absent from every validation
+    example. ``epoch_selection`` "complete" gives every classifier "complete";
+    "missing_mean" gives "mean" to the ``*_dropout`` classifiers, which are built to work
+    with a modality absent (the single-modality classifiers see one modality only, so
+    their accuracy on complete data IS their accuracy with the other modality absent).
+
+    Args:
+        classifiers: {name: classifier}.
+        settings: the resolved settings.
+
+    Returns:
+        {classifier: "complete" or "mean"}.
+    """
     robust = settings.get("epoch_selection", "complete") == "missing_mean"
     return {
         name: "mean" if robust and name.endswith("_dropout") and len(classifier.modalities) > 1 else "complete"
@@ -582,16 +566,23 @@ def _all_classifiers_model(
             self.evaluations.assign(np.int64(0))
 
         def held_out_logs(self, data) -> dict:
-            """The Trainer's validation hook, called after every epoch. ``data``: (inputs
-            {modality: (n, ...) array}, labels (n,) int), the complete validation split.
+            """The Trainer's validation hook, called after every epoch.
 
             Scores every classifier (accuracy, complete data; for a classifier selected
             on "mean", also with each of its modalities absent from every example, and the
             criterion, the mean of those); one whose criterion beats its best so far
             (strictly: the earliest epoch wins ties) gets its weights copied and the epoch
-            noted. Returns {"val_<name>_accuracy": accuracy} (plus, for "mean",
-            "val_<name>_<modality>_absent_accuracy" and "val_<name>_criterion"); NaN for
-            every one when ``data`` is None (an epoch without evaluation)."""
+            noted.
+
+            Args:
+                data: (inputs {modality: (n, ...) array}, labels (n,) int), the complete
+                    validation split, or None (an epoch without evaluation).
+
+            Returns:
+                {"val_<name>_accuracy": accuracy} (plus, for "mean",
+                "val_<name>_<modality>_absent_accuracy" and "val_<name>_criterion"); NaN
+                for every one when ``data`` is None.
+            """
             if data is None:
                 return {key: float("nan") for key in self._held_out_keys()}
             inputs, labels = data
@@ -628,8 +619,12 @@ def _all_classifiers_model(
             return keys
 
         def predict_with_one_absent(self, inputs: dict) -> dict:
-            """{modality: {classifier: (n, classes) probabilities with that modality absent
-            from every example}} for the classifiers selected on "mean"."""
+            """Probabilities with each modality absent, for the classifiers selected on "mean".
+
+            Returns:
+                {modality: {classifier: (n, classes) probabilities with that modality
+                absent from every example}}.
+            """
             import tensorflow as tf
 
             from xmodal_tf.models.fusion import MASK_INPUT
@@ -666,9 +661,12 @@ def _all_classifiers_model(
             return predict_in_batches(self._forward, inputs, names)
 
         def restore_best(self) -> dict:
-            """Give each evaluated classifier the weights of its best epoch; returns
-            {classifier: (chosen epoch from 1, its validation accuracy)}, (None, None)
-            for a classifier never evaluated (which keeps its weights)."""
+            """Give each evaluated classifier the weights of its best epoch.
+
+            Returns:
+                {classifier: (chosen epoch from 1, its validation accuracy)}, (None, None)
+                for a classifier never evaluated (which keeps its weights).
+            """
             chosen = {}
             for index, name in enumerate(names):
                 epoch = int(self.best_epoch.numpy()[index])
@@ -704,9 +702,16 @@ def _all_classifiers_model(
 
 
 def predict_in_batches(forward, inputs: dict, keys) -> dict:
-    """{key: (n, ...) float32 array}: ``forward`` ({modality: batch tensor} -> {key:
-    tensor}) run over slices of PREDICT_BATCH rows of ``inputs`` ({modality: (n, ...)
-    array}), the slices' outputs concatenated."""
+    """Run ``forward`` over slices of PREDICT_BATCH rows and concatenate the outputs.
+
+    Args:
+        forward: {modality: batch tensor} -> {key: tensor}.
+        inputs: {modality: (n, ...) array}.
+        keys: the output keys to keep.
+
+    Returns:
+        {key: (n, ...) float32 array}.
+    """
     import keras
     import tensorflow as tf
 
@@ -741,6 +746,12 @@ def predictions_per_condition(classifier, inputs: dict, conditions: dict, modali
     A condition removes at most one modality from a row, and a row's output depends only
     on its own inputs and mask; so the classifier runs once on the complete test split
     and once without each of its modalities, and each condition picks its rows from those.
+
+    Args:
+        classifier: a trained classifier.
+        inputs: {modality: (n, ...) array}.
+        conditions: {condition: (n, n_modalities) presence mask}.
+        modalities: the modalities, in mask order.
     """
     num_examples = len(next(iter(inputs.values())))
     complete = predict(classifier, inputs, np.ones((num_examples, len(modalities)), dtype=bool), modalities)
@@ -780,12 +791,21 @@ def condition_name(modality: str, fraction: float) -> str:
 
 # ----------------------------------------------------------------------------- run
 def run_seed(dataset, settings: dict, seed: int, joint: JointTraining | None, context: RunContext):
-    """Train every classifier for one seed, each keeping its best validation epoch, and
-    score it on the validation and the test split.
+    """Train every classifier for one seed and score it on the validation and the test split.
 
-    Returns ({"validation": scores, "test": scores, "chosen_epoch": {classifier: epoch
-    from 1}}, the joint trainer to reuse for the next seed); scores: {classifier:
-    {condition: {"accuracy": a, "macro_f1": f}}}.
+    Each classifier keeps its best validation epoch.
+
+    Args:
+        dataset: the ``MultimodalDataset``.
+        settings: the resolved settings.
+        seed: the seed.
+        joint: the ``JointTraining`` of an earlier seed to reuse, or None.
+        context: the run context.
+
+    Returns:
+        ({"validation": scores, "test": scores, "chosen_epoch": {classifier: epoch
+        from 1}}, the joint trainer to reuse for the next seed); scores: {classifier:
+        {condition: {"accuracy": a, "macro_f1": f}}}.
     """
     import keras
 
@@ -914,9 +934,17 @@ def run(config: dict, context: RunContext) -> dict:
 
 
 def log_missing_curves(context: RunContext, results: dict, modalities, settings: dict) -> None:
-    """The key figures: per modality, every classifier's test accuracy (mean, std over
-    seeds as error bars) against the share of test examples missing it (0: complete), as
-    ``accuracy_vs_missing_<modality>.png`` and its TensorBoard image."""
+    """Log the key figures, ``accuracy_vs_missing_<modality>.png`` and their TensorBoard images.
+
+    Per modality, every classifier's test accuracy (mean, std over seeds as error bars)
+    against the share of test examples missing it (0: complete).
+
+    Args:
+        context: the run context.
+        results: the summarised test results.
+        modalities: the modalities.
+        settings: the resolved settings.
+    """
     from xmodal_tf import plots
 
     shares = [0.0, *sorted(float(fraction) for fraction in settings["missing_fractions"])]
@@ -952,16 +980,26 @@ def summarise(per_seed: list) -> dict:
 
 
 def targets(results: dict, validation: dict, modalities, strategies) -> dict:
-    """The targets (see the module doc), with the numbers behind them. Every choice (the
-    better single modality, the best fusion, the best dropout model with a modality
-    absent) is made on the validation split; the figures are the chosen classifiers'
-    test accuracies.
+    """The issue's two targets, with the numbers behind them.
 
-    ``missing``: for each modality, absent from every test example, the dropout model
-    chosen on validation, its test accuracy, the remaining modality's own classifier's and
-    the margin between them (issue 17 asks for >= 0.005 both ways: ``meets_goal``), and
-    the same on validation (``validation_accuracy``, ``validation_alone``,
-    ``validation_margin``).
+    The targets are ``best_fusion_beats_best_single`` and ``dropout_keeps_better_single``
+    (docs/DESIGN.md, section xmodal_tf/experiments/fusion.py). Every choice (the better
+    single modality, the best fusion, the best dropout model with a modality absent) is
+    made on the validation split; the figures are the chosen classifiers' test
+    accuracies.
+
+    Args:
+        results: the summarised test results.
+        validation: the summarised validation results.
+        modalities: the modalities.
+        strategies: the fusion strategies trained.
+
+    Returns:
+        The targets and their numbers. ``missing``: for each modality, absent from every
+        test example, the dropout model chosen on validation, its test accuracy, the
+        remaining modality's own classifier's and the margin between them (issue 17
+        asks for >= 0.005 both ways: ``meets_goal``), and the same on validation
+        (``validation_accuracy``, ``validation_alone``, ``validation_margin``).
     """
 
     def test(name, condition):
@@ -1016,8 +1054,11 @@ def targets(results: dict, validation: dict, modalities, strategies) -> dict:
 
 
 def check_rules(config: dict) -> None:
-    """ConfigError for settings that do not fit the data set or each other (the table
-    checks each setting alone)."""
+    """Check that the settings fit the data set and each other (the table checks each setting alone).
+
+    Raises:
+        ConfigError: settings that do not fit.
+    """
     settings = settings_for(config)
     share, teacher = settings["unimodal_distillation"], settings["unimodal_teacher_distillation"]
     if teacher > 1 - share + 1e-9:

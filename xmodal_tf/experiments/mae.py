@@ -1,38 +1,16 @@
 """Experiment ``mae``: a multimodal autoencoder with and without modality dropout.
 
 Two ``MultimodalAutoencoder``s (Ngiam et al., 2011) with the same architecture, data
-and seed train side by side: one with modality dropout (the recipe: a share of every
-batch keeps only one modality but must reconstruct both), one without. Data: offline,
-the left and right halves of scikit-learn's 8x8 digits (``load_multimodal_digits``);
-with ``--set data=av_mnist --data-dir DIR``, MNIST images paired with spoken digits
-(MFCC sequences; a CNN encoder for the image, a GRU or Transformer encoder for the
-audio). Both models are then judged on their shared codes, with frozen weights:
+and seed train side by side: one with modality dropout (a share of every batch keeps
+only one modality but must reconstruct both), one without. Data: the halves of
+scikit-learn's 8x8 digits (offline), or with ``--set data=av_mnist --data-dir DIR``
+MNIST images paired with spoken digits. Both are judged on their frozen shared codes:
+cross-modal and within-modality linear probes, robustness to a modality replaced by
+noise, reconstruction and translation errors. The key figures,
+``reconstructions_<modality>.png``: test examples, their reconstructions and their
+translations from the other modality, by each model.
 
-* cross-modal transfer: a linear classifier (``xmodal_tf.metrics.linear_probe``,
-  logistic regression) trained on training codes computed from modality A ALONE and
-  tested on test codes from modality B alone (and the reverse). Only a shared space
-  where A and B of one example land together can transfer; chance is 10 %.
-* the same probe within one modality (A -> A, B -> B, both -> both), for reference;
-* robustness: the both-modality probe tested on codes where one modality is replaced
-  by noise (Gaussian with that modality's training mean and std, clipped to its range);
-* reconstruction MSE on the test split from all modalities, and translation MSE
-  (decode B from A alone, and the reverse).
-
-TensorBoard, under the run directory: per model ``<model>/`` holds image grids of
-originals vs reconstructions and cross-modal translations (every few epochs),
-``<model>/train`` and ``<model>/validation`` the loss curves per epoch, and
-``<model>/projector`` the test codes from each modality alone and from both, for the
-embedding projector (colour by ``label`` or ``present``).
-
-Training runs through ``xmodal_tf.training.Trainer`` on the run's strategy
-(``--strategy``): the models are built in ``context.scope()`` and every batch is a
-global batch; with several replicas ``batch_size`` must divide evenly over them, the
-last partial batch of an epoch is dropped, and the CNN encoders' BatchNorm uses the
-global batch's statistics (so N replicas train like one device).
-
-The key figures, ``reconstructions_<modality>.png`` (one per modality): a few test
-examples, their reconstructions from both modalities, and their translations from the
-other modality alone, by each model.
+Design notes (evaluation, TensorBoard, strategies): docs/DESIGN.md (section xmodal_tf/experiments/mae.py).
 """
 
 from __future__ import annotations
@@ -147,9 +125,17 @@ def load_data(settings: dict, data_dir):
 
 # ----------------------------------------------------------------------------- model
 def build_model(shapes: dict, settings: dict, modality_dropout: float, seed: int, *, sync_batch_norm: bool = False):
-    """A MultimodalAutoencoder for ``shapes`` {modality: example shape}: CNN encoders for
-    images, a GRU/Transformer for (frames, 13) sequences; mirrored decoders.
-    ``sync_batch_norm``: BatchNorm statistics of the global batch (several replicas)."""
+    """A MultimodalAutoencoder: CNN encoders for images, a GRU/Transformer for (frames, 13) sequences.
+
+    The decoders mirror the encoders.
+
+    Args:
+        shapes: {modality: example shape}.
+        settings: the resolved settings.
+        modality_dropout: the autoencoder's modality dropout.
+        seed: the seed of the weights and the dropout draws.
+        sync_batch_norm: BatchNorm statistics of the global batch (several replicas).
+    """
     import keras
 
     from xmodal_tf.encoders import attention_encoder, cnn_encoder, rnn_encoder
@@ -212,8 +198,18 @@ def build_model(shapes: dict, settings: dict, modality_dropout: float, seed: int
 
 
 def global_batches(inputs: dict, batch_size: int, replicas: int, *, seed=None, shuffle: bool = False):
-    """A dataset of global batches of ``inputs``; with several replicas the last partial
-    batch is dropped (every replica gets an equal share of every batch)."""
+    """A dataset of global batches of ``inputs``.
+
+    With several replicas the last partial batch is dropped (every replica gets an
+    equal share of every batch).
+
+    Args:
+        inputs: {modality: (n, ...) array}.
+        batch_size: the global batch.
+        replicas: the strategy's number of replicas.
+        seed: the shuffle's seed.
+        shuffle: reshuffle on every pass.
+    """
     import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensor_slices(inputs)
@@ -236,8 +232,11 @@ def validation_batches(dataset, settings: dict, replicas: int):
 
 
 def train(name: str, model, optimizer, dataset, settings: dict, context: RunContext) -> float:
-    """Train through ``context.trainer`` with the TensorBoard callbacks; returns the
-    training time in seconds (over every segment of a resumed run)."""
+    """Train through ``context.trainer`` with the TensorBoard callbacks.
+
+    Returns:
+        The training time in seconds (over every segment of a resumed run).
+    """
     from xmodal_tf.training.callbacks import EmbeddingProjectorCallback, ReconstructionImagesCallback
 
     replicas = context.replicas
@@ -292,8 +291,13 @@ def progress_callback(name: str, epochs: int, context: RunContext):
 
 # ----------------------------------------------------------------------------- evaluation
 def noisy(array: np.ndarray, reference: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian noise shaped like ``array`` with ``reference``'s mean and std, clipped to
-    its range."""
+    """Gaussian noise shaped like ``array`` with ``reference``'s mean and std, clipped to its range.
+
+    Args:
+        array: gives the shape and dtype.
+        reference: gives the mean, std and range.
+        rng: the random draws.
+    """
     noise = rng.normal(reference.mean(), reference.std(), size=array.shape)
     return np.clip(noise, reference.min(), reference.max()).astype(array.dtype)
 
@@ -351,10 +355,17 @@ def evaluate(name: str, model, dataset, settings: dict, context: RunContext) -> 
 
 
 def log_reconstructions(context: RunContext, models: dict, inputs: dict) -> None:
-    """The key figures: per modality, ``inputs`` (a few test examples) in the first row,
-    then for each of ``models`` {name: trained model} their reconstructions from both
-    modalities and their translations from the other modality alone, as
-    ``reconstructions_<modality>.png`` and its TensorBoard image."""
+    """Log the key figures, ``reconstructions_<modality>.png`` and their TensorBoard images.
+
+    Per modality, the examples in the first row, then for each model their
+    reconstructions from both modalities and their translations from the other
+    modality alone.
+
+    Args:
+        context: the run context.
+        models: {name: trained model}.
+        inputs: a few test examples {modality: array}.
+    """
     from xmodal_tf import plots
 
     modalities = list(inputs)

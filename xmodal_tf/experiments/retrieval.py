@@ -1,50 +1,15 @@
 """Experiment ``retrieval``: a contrastive image-text dual encoder, scored on held-out pairs.
 
 A ``DualEncoder`` (``xmodal_tf.models``) joins a small CNN on images and a
-character-n-gram text encoder on their names (raw strings, tokenised inside the
-model), trained with the symmetric InfoNCE loss at a learned temperature. Then, on
-held-out data:
+character-n-gram text encoder on their names, trained with the symmetric InfoNCE loss
+at a learned temperature, the epoch chosen on a validation split. On held-out data it
+is scored on image -> text and text -> image retrieval (recall@1/5/10, median rank)
+and on zero-shot classification, each beside chance. Data: ``digits_text`` (offline:
+8x8 digits with phrases naming them) or ``openmoji`` (emoji and their Unicode names).
+The key figure, ``recall_at_k.png``: test recall@k both ways, beside chance.
 
-* image -> text and text -> image retrieval: recall@1/5/10 and the median rank of the
-  correct item (``xmodal_tf.metrics.retrieval_metrics``), beside the chance level of a
-  random ranking (k / gallery size for one relevant item);
-* zero-shot classification: each held-out image gets the class whose name (a prompt)
-  is nearest to it; accuracy beside chance (1 / number of classes).
-
-Model selection: ``epochs`` is a budget. A validation split, held out of the training
-data the same way as the test split, is scored after every epoch by
-``DualEncoder.held_out_logs`` (mean recall@1/5/10 both ways, texts equal to a query's
-partner count as relevant); training stops after ``patience`` epochs without a better
-score and keeps the best epoch's weights. The test split is scored once, at the end.
-
-Data (``data``):
-
-* ``digits_text`` (default, offline, about a minute on 2 cores): scikit-learn's 8x8
-  digits (``load_multimodal_digits``, 1078 training / 360 test images) paired with a
-  phrase naming the digit, one of four templates ("seven", "the digit seven",
-  "a handwritten seven", "number seven") drawn per training image. The test text
-  gallery is all 40 phrases; an image's relevant texts are the four of its digit (so
-  chance recall@1 is 0.1). Zero-shot uses a template never seen in training ("a
-  picture of a seven"), so it tests the text side on new phrasing; the ten classes
-  themselves were seen. Validation: the 359 validation images, each with its digit's
-  word ("seven"). A smoke test of the pipeline, not a benchmark.
-* ``openmoji`` (``--data-dir`` with ``openmoji64.npz``): OpenMoji images and their
-  Unicode names. ``load_openmoji`` groups names by their base emoji, the name without
-  skin-tone qualifiers (``emoji_base_name``: "Santa Claus medium skin tone" -> "Santa
-  Claus"), and holds out a seeded ``test_fraction`` of the base emoji, so no skin-tone
-  variant of a test emoji is seen in training; ``validation_fraction`` of the other
-  base emoji are held out whole for validation the same way. Retrieval runs over every
-  held-out image and its full name; zero-shot classifies held-out images among the
-  base names of the held-out emoji: classes never seen in training. With ``aliases``,
-  each training image's text is drawn every epoch from its name and its aliases
-  (other names of the same emoji in the data file); the held-out galleries are names.
-
-Training runs through ``xmodal_tf.training.Trainer`` on the run's strategy
-(``--strategy``); the contrastive loss sees the global batch on every replica. With
-several replicas ``batch_size`` must divide evenly over them, the last partial batch
-of an epoch is dropped, and the image encoder's BatchNorm (openmoji) uses the global
-batch's statistics. The key figure, ``recall_at_k.png``: test recall@k both ways, beside
-the chance level of a random ranking.
+Design notes (model selection, data sets, strategies): docs/DESIGN.md (section
+xmodal_tf/experiments/retrieval.py).
 """
 
 from __future__ import annotations
@@ -119,10 +84,8 @@ PER_DATA_DEFAULTS = {
         "tokens": "char_ngrams",
         "learning_rate": 2e-3,
     },
-    # Chosen on the validation split (seed 0, best mean recall@1/5/10 both ways; the README's
-    # retrieval section has the trials): four conv blocks averaged, word tokens, no
-    # projection, Adam 1e-3 (the plain baseline's recipe) 0.392; with shifts of 1/8 of the
-    # side 0.414; characters and words 0.410; variants grouped in batches 0.398.
+    # Chosen on the validation split (seed 0, best mean recall@1/5/10 both ways; the trials:
+    # the README's retrieval section, and docs/DESIGN.md, Benchmarks: xmodal_tf/experiments/retrieval.py).
     "openmoji": {
         "image_size": 32,
         "filters": [32, 64, 128, 256],
@@ -143,14 +106,20 @@ DIGIT_ZERO_SHOT_TEMPLATE = "a picture of a {}"  # never used in training
 class RetrievalData(NamedTuple):
     """Paired images and texts for training, and the held-out evaluation sets.
 
-    train_images (n, H, W, C) float32 in [0, 1] and train_texts (n,) str: the pairs;
-    train_aliases (n,) str: other texts of each pair, "|"-separated ("" for none);
-    train_groups (n,) int: pairs of one group are variants of one thing (the skin tones
-    of one base emoji), each pair its own group where there are none.
-    validation_images (v, H, W, C) and validation_texts (v,) str: held-out pairs.
-    test_images (m, H, W, C); test_texts (g,) str, the text gallery; relevant (m, g)
-    bool, which texts describe which image. class_prompts (c,) str and test_classes
-    (m,) int: the zero-shot classes and each test image's class.
+    Attributes:
+        train_images: (n, H, W, C) float32 in [0, 1], the pairs' images.
+        train_texts: (n,) str, the pairs' texts.
+        train_aliases: (n,) str, other texts of each pair, "|"-separated ("" for none).
+        train_groups: (n,) int: pairs of one group are variants of one thing (the skin
+            tones of one base emoji), each pair its own group where there are none.
+        validation_images: (v, H, W, C), the held-out pairs' images.
+        validation_texts: (v,) str, the held-out pairs' texts.
+        test_images: (m, H, W, C).
+        test_texts: (g,) str, the text gallery.
+        relevant: (m, g) bool, which texts describe which image.
+        class_prompts: (c,) str, the zero-shot classes.
+        test_classes: (m,) int, each test image's class.
+        description: the data set's description.
     """
 
     train_images: np.ndarray
@@ -233,8 +202,16 @@ def load_openmoji_pairs(config: dict, data_dir, seed: int) -> RetrievalData:
 
 
 def split_base_emoji(split, fraction: float, seed: int) -> tuple:
-    """(rest, held out): a seeded ``fraction`` of ``split``'s base emoji held out whole
-    (at least one, and at least one kept), as two ``EmojiSplit``."""
+    """Hold out a seeded share of a split's base emoji whole.
+
+    Args:
+        split: an ``EmojiSplit``.
+        fraction: the share of base emoji held out (at least one, and at least one kept).
+        seed: the draw's seed.
+
+    Returns:
+        (rest, held out), two ``EmojiSplit``.
+    """
     from xmodal_tf.data.multimodal import held_out_base_emoji
 
     unique = np.unique(split.base_names)
@@ -248,8 +225,13 @@ def split_base_emoji(split, fraction: float, seed: int) -> tuple:
 
 
 def vocabulary_texts(data: RetrievalData, aliases: bool) -> np.ndarray:
-    """The training texts the text encoder's vocabulary is learned from: the names, and
-    with ``aliases`` every alias too (else alias n-grams would all be out of vocabulary)."""
+    """The training texts the text encoder's vocabulary is learned from.
+
+    Args:
+        data: the ``RetrievalData``.
+        aliases: add every alias to the names (else alias n-grams would all be out of
+            vocabulary).
+    """
     if not aliases:
         return data.train_texts
     extra = [alias.strip() for joined in data.train_aliases for alias in str(joined).split("|") if alias.strip()]
@@ -257,8 +239,13 @@ def vocabulary_texts(data: RetrievalData, aliases: bool) -> np.ndarray:
 
 
 def epoch_texts(texts: np.ndarray, aliases: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Each pair's text for one epoch: its text or one of its "|"-separated aliases,
-    uniformly."""
+    """Each pair's text for one epoch: its text or one of its aliases, uniformly.
+
+    Args:
+        texts: (n,) the pairs' texts.
+        aliases: (n,) "|"-separated aliases ("" for none).
+        rng: the draws.
+    """
     chosen = []
     for text, alternatives in zip(texts, aliases):
         options = [text] + [alias.strip() for alias in str(alternatives).split("|") if alias.strip()]
@@ -276,8 +263,14 @@ def load(config: dict, data_dir, seed: int) -> RetrievalData:
 
 # ----------------------------------------------------------------------------- model
 def build_model(data: RetrievalData, config: dict, *, sync_batch_norm: bool = False):
-    """DualEncoder(cnn_encoder on images, text_encoder on raw strings); ``sync_batch_norm``:
-    the image encoder's BatchNorm uses the global batch's statistics (several replicas)."""
+    """DualEncoder(cnn_encoder on images, text_encoder on raw strings).
+
+    Args:
+        data: the ``RetrievalData``.
+        config: the resolved configuration.
+        sync_batch_norm: the image encoder's BatchNorm uses the global batch's
+            statistics (several replicas).
+    """
     from xmodal_tf.encoders import cnn_encoder, text_encoder
     from xmodal_tf.models.dual_encoder import DualEncoder
 
@@ -354,9 +347,15 @@ def make_optimizer(config: dict):
 
 
 def epoch_order(groups: np.ndarray, rng: np.random.Generator, together: bool) -> np.ndarray:
-    """A permutation of the pairs for one epoch; with ``together`` the groups come in a
-    random order, each group's pairs in a row (in random order), so that consecutive
-    batches hold whole groups (a group is split only at a batch boundary)."""
+    """A permutation of the pairs for one epoch.
+
+    Args:
+        groups: (n,) each pair's group.
+        rng: the draws.
+        together: the groups come in a random order, each group's pairs in a row (in
+            random order), so that consecutive batches hold whole groups (a group is
+            split only at a batch boundary).
+    """
     if not together:
         return rng.permutation(len(groups))
     order = rng.permutation(len(groups))  # shuffles within groups; the stable sort keeps it
@@ -373,13 +372,22 @@ def training_batches(
     augment_shift: float = 0.0,
     group_variants: bool = False,
 ):
-    """``epoch -> dataset`` of global batches of (images, texts): the pairs in a new order
-    every epoch, with ``aliases`` each text drawn from its name and aliases
-    (``epoch_texts``), with ``augment_shift`` > 0 each image moved at random by up to
-    that share of its side (``random_translations``, white fill), all seeded by (seed,
-    epoch) so that a resumed run sees the same epochs. With ``group_variants`` each
-    group's pairs share a batch (``epoch_order``). With several replicas the last
-    partial batch is dropped."""
+    """The training data: a function ``epoch -> dataset`` of global batches of (images, texts).
+
+    The pairs come in a new order every epoch, all draws seeded by (seed, epoch) so that
+    a resumed run sees the same epochs. With several replicas the last partial batch is
+    dropped.
+
+    Args:
+        data: the ``RetrievalData``.
+        batch_size: the global batch.
+        replicas: the strategy's number of replicas.
+        seed: the run's seed.
+        aliases: draw each text from its name and aliases (``epoch_texts``).
+        augment_shift: if > 0, move each image at random by up to that share of its
+            side (``random_translations``, white fill).
+        group_variants: each group's pairs share a batch (``epoch_order``).
+    """
     import tensorflow as tf
 
     from xmodal_tf.data.augment import random_translations
@@ -398,8 +406,12 @@ def training_batches(
 
 
 def train(model, optimizer, data: RetrievalData, config: dict, context: RunContext) -> dict:
-    """Train through ``context.trainer``; returns the trainer (its ``history`` has one
-    entry per epoch, its ``train_seconds`` the time over every segment of a resumed run)."""
+    """Train through ``context.trainer``.
+
+    Returns:
+        The trainer: its ``history`` has one entry per epoch, its ``train_seconds`` the
+        time over every segment of a resumed run.
+    """
     check_global_batch(config["batch_size"], context.replicas, "retrieval", rows=len(data.train_texts))
     batches = training_batches(
         data,
@@ -452,8 +464,15 @@ def evaluate(model, data: RetrievalData, ks) -> dict:
 
 
 def log_recalls(context: RunContext, results: dict, data: str) -> None:
-    """The key figure: test recall@k of both directions beside the chance level of a
-    random ranking, as ``recall_at_k.png`` and its TensorBoard image."""
+    """Log the key figure, ``recall_at_k.png`` and its TensorBoard image.
+
+    Test recall@k of both directions beside the chance level of a random ranking.
+
+    Args:
+        context: the run context.
+        results: the test results.
+        data: the data set's name, for the title.
+    """
     from xmodal_tf import plots
 
     # (a k larger than a direction's gallery is left out of that direction's scores)
@@ -592,8 +611,13 @@ NOTES = {
 
 
 def check_rules(config: dict) -> None:
-    """ConfigError for openmoji's settings on another data set (the table checks each
-    setting alone)."""
+    """Check that openmoji's settings are not set for another data set.
+
+    The table checks each setting alone.
+
+    Raises:
+        ConfigError: an openmoji setting on another data set.
+    """
     for key, missing in (("group_variants", "variants"), ("aliases", "aliases")):
         if config[key] and config["data"] != "openmoji":
             raise ConfigError(

@@ -48,7 +48,7 @@ def differences(saved, wanted, prefix: str = "") -> list[str]:
 
 
 class RunDirectory:
-    """The run directory at ``path`` (see the module docstring)."""
+    """The run directory at ``path``, and the rules of the module header."""
 
     def __init__(self, path):
         self.path = pathlib.Path(path)
@@ -56,8 +56,18 @@ class RunDirectory:
 
     # ------------------------------------------------------------------ reading
     def status(self, record: dict, overwrite: bool = False) -> str:
-        """ "new", "resume" or "finished" for a command asking for ``record`` (its
-        ``COMPARED`` keys matter); ConfigError when the folder cannot be used."""
+        """What a command does with this folder: "new", "resume" or "finished".
+
+        Args:
+            record: what the command asks for (its ``COMPARED`` keys matter).
+            overwrite: the command's ``--overwrite``.
+
+        Returns:
+            "new", "resume" or "finished".
+
+        Raises:
+            ConfigError: the folder cannot be used.
+        """
         if not self.path.exists():
             self._check_creatable()
             return "new"
@@ -127,8 +137,14 @@ class RunDirectory:
             shutil.rmtree(self.path)
 
     def begin(self, record: dict) -> None:
-        """Create the folder, write ``config.json`` for a new run, and open a segment in
-        ``run_state.json`` (closing a killed segment's at its last written file)."""
+        """Start this command's segment of the run.
+
+        Creates the folder, writes ``config.json`` for a new run, and opens a segment in
+        ``run_state.json`` (closing a killed segment's at its last written file).
+
+        Args:
+            record: what the command asks for (written as ``config.json``).
+        """
         self.path.mkdir(parents=True, exist_ok=True)
         if not (self.path / CONFIG_FILE).exists():
             write_json_atomically(self.path / CONFIG_FILE, record)
@@ -140,8 +156,14 @@ class RunDirectory:
         self._write_segments(segments)
 
     def end(self, outcome: str) -> dict:
-        """Close this command's segment as ``outcome`` ("finished", "interrupted",
-        "failed"); returns the run's totals: {"segments", "wall_seconds", "resumed"}."""
+        """Close this command's segment.
+
+        Args:
+            outcome: "finished", "interrupted" or "failed".
+
+        Returns:
+            The run's totals: {"segments", "wall_seconds", "resumed"}.
+        """
         segments = self._segments()
         if self._segment is not None and segments:
             segments[-1].update(ended=outcome, seconds=time.time() - segments[-1]["started_at"])
@@ -153,8 +175,14 @@ class RunDirectory:
         }
 
     def finish(self, metrics: dict) -> None:
-        """Write ``metrics.json`` (which marks the run finished) and prune every
-        trainer's checkpoints to its last one (``best/`` keeps its own)."""
+        """Mark the run finished.
+
+        Writes ``metrics.json`` (which marks the run finished) and prunes every
+        trainer's checkpoints to its last one (``best/`` keeps its own).
+
+        Args:
+            metrics: the run's metrics.
+        """
         write_json_atomically(self.path / METRICS_FILE, metrics)
         from xmodal_tf.training.checkpoints import prune, remove_temporary
 

@@ -26,11 +26,16 @@ def seed_directory(logdir, seed: int) -> pathlib.Path:
 
 
 def aggregate(runs: list[dict]) -> dict:
-    """``{"mean": ..., "std": ..., "values": ...}`` over the runs' metrics.
+    """The mean, standard deviation and values of the runs' metrics.
 
-    Each part has the metrics' nesting, holding only the numbers found at the same key
-    in every run: ``mean`` and ``std`` (population) of the numbers, ``values`` the list
-    of them, one per run, in the runs' order.
+    Args:
+        runs: the runs' metrics.
+
+    Returns:
+        ``{"mean": ..., "std": ..., "values": ...}``. Each part has the metrics'
+        nesting, holding only the numbers found at the same key in every run: ``mean``
+        and ``std`` (population) of the numbers, ``values`` the list of them, one per
+        run, in the runs' order.
     """
     if not runs:
         raise ValueError("aggregate needs the metrics of at least one run; got none.")
@@ -56,8 +61,16 @@ def _is_number(value) -> bool:
 
 
 def spread_lines(summary: dict, prefix: str = "") -> list[str]:
-    """``"key.path  mean ± std  (v0 / v1 / ...)"`` for every number that differs
-    between the seeds (settings and counts that every seed shares are left out)."""
+    """Summary lines ``"key.path  mean ± std  (v0 / v1 / ...)"``.
+
+    Args:
+        summary: what ``aggregate`` returned.
+        prefix: the dotted path of ``summary`` in the whole summary.
+
+    Returns:
+        One line for every number that differs between the seeds (settings and counts
+        that every seed shares are left out).
+    """
     lines = []
     for key, center in summary["mean"].items():
         path = f"{prefix}{key}"

@@ -1,57 +1,16 @@
 """Experiment ``transfer``: carry a classifier trained on one view to another view.
 
-The seeds' cross-modal transfer story, measured. A CNN classifier (``cnn_encoder``
-body + softmax head) is pretrained on every labelled example of the source view.
-A second classifier of the same shape is then trained on the target view with only
-a fraction of its labels, three ways:
+A CNN classifier is pretrained on every labelled example of the source view; a second
+classifier of the same shape is then trained on the target view with only a fraction
+of its labels, three ways (``VARIANTS``): ``scratch`` (random initial weights),
+``transfer`` (every weight copied from the source model, then fine-tuned, as ``recipe``
+says) and ``paired_transfer`` (as ``transfer``, after distilling the source encoder's
+embedding of the paired source-view examples into the target encoder). Data:
+``two_view_digits`` (offline), ``split_mnist`` or ``av_mnist``. The key figure,
+``accuracy_vs_label_fraction.png``: each variant's test accuracy against the share of
+the target's labels.
 
-* ``scratch``: random initial weights, every layer trained on the labelled subset;
-* ``transfer``: every weight copied from the source model with ``transfer_weights``
-  (the label space, so the head, is shared between the views; the encoder ends in
-  global average pooling, so its weights fit inputs of any size), then fine-tuned on
-  the labelled subset; ``recipe`` picks how: ``full`` trains every layer,
-  ``freeze_head`` keeps the embedding projection and classifier frozen, and
-  ``two_stage`` trains the head first (body frozen), then everything at a tenth of
-  the learning rate;
-* ``paired_transfer``: as ``transfer``, but before fine-tuning, the target encoder
-  learns to reproduce the source encoder's embedding of the *paired* source-view
-  example (cross-modal distillation on the training pairs, which need no labels),
-  so the transferred head reads the new view correctly. This is the usual
-  situation across modalities: pairs are plentiful, labels are not. The distilled
-  encoder depends on the seed only, so it is trained once per seed and shared by
-  the label fractions.
-
-Data sets (``data``):
-
-* ``two_view_digits`` (offline) and ``split_mnist``: the left and right halves of
-  each image are the two views (``source_view`` left or right), paired row by row;
-* ``av_mnist``: across modalities, MNIST images (``image``) and spoken-digit MFCCs
-  (``audio``, (92 frames, 13 coefficients, 1)). The recordings are split by recording
-  into train / validation / test (the validation recordings are never trained on);
-  each training recording is paired with ``PAIRS_PER_RECORDING`` training images of
-  its digit (AV-MNIST pairs by digit), validation recordings with validation images.
-
-Budgets are epochs with early stopping: every model (source, distilled encoder,
-target) trains for at most its epoch budget and stops after ``patience`` epochs
-without a better validation score, keeping its best weights. Better means by more
-than ``ACCURACY_MIN_DELTA`` of accuracy, or for the distillation's mean squared
-error by more than ``DISTILL_MIN_GAIN`` of the teacher embeddings' variance.
-Validation is the data set's validation split, which the test split never sees; the
-target models are selected on the whole labelled validation split whatever their
-label fraction. An epoch is one pass over
-the training examples, or ``min_epoch_steps`` batches when that is more (ten
-labelled examples make a one-step pass). The test split is scored once per model.
-Each fraction is repeated for several seeds (the subset and the initialisation
-change with the seed); the mean and spread of the test accuracy are reported, with
-the epochs each model trained for.
-
-Every model trains through ``xmodal_tf.training.Trainer`` on the run's strategy
-(``--strategy``; ``model.fit`` fails for functional models under
-``MultiWorkerMirroredStrategy``). ``batch_size`` is the global batch; with several
-replicas it must divide by their number, a batch capped at a small labelled subset is
-rounded down to a multiple of it, and an epoch's last partial batch is dropped.
-Scoring runs on every worker. The key figure, ``accuracy_vs_label_fraction.png``: each
-variant's test accuracy against the share of the target's labels.
+Design notes (variants, data, budgets, strategies): docs/DESIGN.md (section xmodal_tf/experiments/transfer.py).
 """
 
 from __future__ import annotations
@@ -144,9 +103,11 @@ class Labelled(NamedTuple):
 class TransferData(NamedTuple):
     """What the experiment trains on: each view's splits and the unlabelled pairs.
 
-    source, target: split name ("train", "validation", "test") -> ``Labelled``.
-    pairs:          split name ("train", "validation") -> (source inputs, target
-                    inputs), row i of one paired with row i of the other.
+    Attributes:
+        source: split name ("train", "validation", "test") -> ``Labelled``.
+        target: split name ("train", "validation", "test") -> ``Labelled``.
+        pairs: split name ("train", "validation") -> (source inputs, target inputs),
+            row i of one paired with row i of the other.
     """
 
     name: str
@@ -184,7 +145,9 @@ def batch_size_of(config: dict) -> int:
 
 def load(config: dict, data_dir, seed: int) -> TransferData:
     """The ``load_data`` hook: the data set, read and checked before the run starts.
-    The splits are the data set's own; they do not change with the run's seed."""
+
+    The splits are the data set's own; they do not change with the run's seed.
+    """
     if config["data"] == "av_mnist":
         views = _audio_visual_views(data_dir)
     else:
@@ -283,6 +246,12 @@ def build_classifier(input_shape, num_classes: int, config: dict, name: str):
     Layer names are the same for every call (only the model name differs), so weights
     move between models by name, whatever the input shape (the encoder ends in global
     average pooling).
+
+    Args:
+        input_shape: the view's (H, W, C).
+        num_classes: the number of classes.
+        config: the resolved configuration.
+        name: the model's name.
     """
     import keras
 
@@ -312,8 +281,17 @@ def compile_classifier(model, learning_rate: float) -> None:
 
 
 def subset_batch_size(batch_size: int, rows: int, replicas: int) -> int:
-    """The global batch for ``rows`` labelled examples: ``batch_size`` capped at ``rows``,
-    rounded down to a multiple of the replicas (at least one example per replica)."""
+    """The global batch for a labelled subset.
+
+    Args:
+        batch_size: the configured global batch.
+        rows: the number of labelled examples.
+        replicas: the strategy's number of replicas.
+
+    Returns:
+        ``batch_size`` capped at ``rows``, rounded down to a multiple of the replicas
+        (at least one example per replica).
+    """
     check_global_batch(batch_size, replicas, "transfer")
     capped = min(batch_size, rows)
     return max(replicas, capped - capped % replicas)
@@ -349,9 +327,25 @@ def train_early_stopped(
     monitor=("val_accuracy", "max"),
     min_delta: float = ACCURACY_MIN_DELTA,
 ) -> dict:
-    """Train the compiled ``model`` on ``train`` (inputs, targets) for at most ``epochs``
-    epochs, stopping after ``patience`` epochs without a ``monitor`` on ``validation``
-    better by ``min_delta``, and keeping the best weights; returns the Trainer's history."""
+    """Train a compiled model with early stopping, keeping the best weights.
+
+    Training stops after ``patience`` epochs without a ``monitor`` on ``validation``
+    better by ``min_delta``.
+
+    Args:
+        model: the compiled model.
+        train: (inputs, targets).
+        validation: (inputs, targets).
+        epochs: the most epochs.
+        config: the resolved configuration.
+        seed: the shuffle's seed.
+        context: the run context.
+        monitor: (log name, "min" | "max").
+        min_delta: the smallest improvement.
+
+    Returns:
+        The Trainer's history.
+    """
     from xmodal_tf.data import make_dataset
 
     replicas = context.replicas
@@ -372,8 +366,16 @@ def train_early_stopped(
 
 
 def best_epoch(history: dict, monitor=("val_accuracy", "max"), min_delta: float = ACCURACY_MIN_DELTA) -> int:
-    """The epoch (from 1) whose weights early stopping kept: the last one that beat the
-    best before it by more than ``min_delta``."""
+    """The epoch (from 1) whose weights early stopping kept.
+
+    Args:
+        history: the Trainer's history.
+        monitor: (log name, "min" | "max").
+        min_delta: the smallest improvement.
+
+    Returns:
+        The last epoch that beat the best before it by more than ``min_delta``.
+    """
     sign = 1.0 if monitor[1] == "max" else -1.0
     best, kept = -np.inf, 1
     for epoch, value in enumerate(history[monitor[0]], start=1):
@@ -420,10 +422,12 @@ def pretrain(data: TransferData, config: dict, context: RunContext):
 
 
 def distilled_weights(data: TransferData, config: dict, source_model, seed: int, context: RunContext) -> list:
-    """A target classifier's weights after ``paired_transfer``'s distillation: the
-    source model's weights, then the encoder trained on the target view of every
+    """A target classifier's weights after ``paired_transfer``'s distillation.
+
+    The source model's weights, then the encoder trained on the target view of every
     training pair to output the source encoder's embedding of the paired source view
-    (mean squared error, early stopped on the validation pairs); no labels."""
+    (mean squared error, early stopped on the validation pairs); no labels.
+    """
     import keras
 
     from xmodal_tf import transfer
@@ -466,7 +470,7 @@ def distilled_weights(data: TransferData, config: dict, source_model, seed: int,
 def target_model(
     data: TransferData, config: dict, source_model, variant: str, seed: int, distilled: list | None, context: RunContext
 ):
-    """An uncompiled target-view classifier for one of ``VARIANTS`` (see the module doc)."""
+    """An uncompiled target-view classifier for one of ``VARIANTS`` (see the module header)."""
     import keras
 
     from xmodal_tf import transfer
@@ -546,8 +550,11 @@ def run(config: dict, context: RunContext) -> dict:
 
 
 def check_rules(config: dict) -> None:
-    """ConfigError for a source view the data set does not have (the table checks each
-    setting alone)."""
+    """Check that the data set has the source view (the table checks each setting alone).
+
+    Raises:
+        ConfigError: a source view the data set does not have.
+    """
     views = VIEWS[config["data"]]
     if config["source_view"] is not None and config["source_view"] not in views:
         raise ConfigError(
@@ -602,8 +609,16 @@ def _log_fraction(context: RunContext, fraction: float, summary: dict) -> None:
 
 
 def log_curves(context: RunContext, results: dict, data: TransferData) -> None:
-    """The key figure: each variant's test accuracy (mean, std over seeds as error bars)
-    against the label fraction, as ``accuracy_vs_label_fraction.png`` and its TensorBoard image."""
+    """Log the key figure, ``accuracy_vs_label_fraction.png`` and its TensorBoard image.
+
+    Each variant's test accuracy (mean, std over seeds as error bars) against the label
+    fraction.
+
+    Args:
+        context: the run context.
+        results: the summarised results.
+        data: the ``TransferData``.
+    """
     from xmodal_tf import plots
 
     summaries = sorted(results.values(), key=lambda summary: summary["fraction"])

@@ -1,7 +1,9 @@
-"""Subclassed ``keras.Model``s of xmodal_tf (one file per model), on the shared base
-``CrossModalModel`` (``base.py``). The network builders live in ``xmodal_tf.encoders`` and
-``xmodal_tf.decoders``; the decoder, generator and discriminator builders are re-exported
-here under their old names."""
+"""Subclassed ``keras.Model``s of xmodal_tf (one file per model).
+
+The models share the base ``CrossModalModel`` (``base.py``). The network builders live in
+``xmodal_tf.encoders`` and ``xmodal_tf.decoders``; the decoder, generator and
+discriminator builders are re-exported here under their old names.
+"""
 
 from xmodal_tf.decoders import (
     build_dense_discriminator,

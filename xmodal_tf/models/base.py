@@ -1,49 +1,17 @@
 """The base of xmodal_tf's models: one training step, under any ``tf.distribute`` strategy.
 
-A model declares what a batch is and what it costs; the base does the rest::
+``CrossModalModel`` is the base class: a subclass declares what a batch is
+(``unpack_batch``) and what it costs (``batch_loss``), and the base runs the step that
+``model.fit`` and ``xmodal_tf.training.Trainer`` share, the metric trackers, skipping of
+non-finite batches, the compile guard and saving. ``MultiWorkerFitMixin`` makes ``fit`` /
+``evaluate`` work under ``MultiWorkerMirroredStrategy`` for the Keras versions in
+``SUPPORTED_KERAS``.
 
-    class MyModel(CrossModalModel):
-        def __init__(self, ...):
-            super().__init__(name=...)
-            ...
-            self.create_trackers(("loss", "term_a"))       # the keys batch_loss reports
-        def unpack_batch(self, data, where):              # -> tuple of inputs
-            return data["a"], data["b"]
-        def batch_loss(self, a, b, training=False):       # -> {"loss": scalar, "term_a": scalar}
-            ...
+The TensorFlow-side helpers every model module shares live here too: ``as_input_tensor``,
+``num_rows``, ``split_pair``, ``check_layer``, ``check_output_shape``,
+``static_output_width``, ``declared_inputs``, ``deserialize_entries`` and ``to_numpy``.
 
-The base owns:
-
-* ``train_step`` / ``test_step`` / ``compute_and_apply_gradients(data, optimizer)``: the
-  step that ``model.fit`` and ``xmodal_tf.training.Trainer`` both run. Gradients are
-  summed over replicas, so every replica divides its loss by ``num_replicas_in_sync``:
-  a per-example mean over the replica's rows then averages to the global mean, and a
-  global-batch objective (identical on every replica, computed from all-reduced
-  statistics) gets exactly its single-device gradient.
-* Metric trackers built from the names ``batch_loss`` reports (``metrics``).
-* ``skip_non_finite_batches``: a step whose loss or gradients are not finite on ANY
-  replica is skipped on every replica and counted in ``skipped_batches``. With a
-  ``keras.optimizers.LossScaleOptimizer`` the step goes to the optimizer anyway: it
-  skips it itself and lowers its loss scale (skipping before it sees the step would
-  freeze the scale).
-* The compile guard (the loss is built in: ``loss=`` and ``metrics=`` are errors),
-  ``jit_compile`` default (``default_jit_compile``), optimizer pre-build, and the
-  ``compile_from_config`` that ``load_model`` needs.
-* Build-config plumbing: a subclass stores JSON-able ``_input_specs`` when it builds
-  from data and implements ``_build_from_input_specs``; reloading rebuilds it.
-* The state of ``self.seed_generator`` (if any) is saved with the weights under
-  ``seed_state_key`` (Keras does not save seed generators), so a reloaded model draws
-  the same random stream.
-
-The TensorFlow-side helpers every model module shares live here too (the NumPy-only
-argument checks are in ``xmodal_tf._validation``): ``as_input_tensor``, ``num_rows``,
-``split_pair``, ``check_layer``, ``check_output_shape``, ``static_output_width``,
-``declared_inputs`` and ``deserialize_entries``.
-
-``MultiWorkerFitMixin`` makes ``model.fit`` / ``evaluate`` work under
-``MultiWorkerMirroredStrategy``, which Keras 3.15 breaks for every model
-(keras-team/keras#20585): it overrides the two failing steps for our models only (no
-global patching); ``SUPPORTED_KERAS`` is the range where those steps were checked.
+Design notes: docs/DESIGN.md (section xmodal_tf/models/base.py).
 """
 
 from __future__ import annotations
@@ -87,8 +55,11 @@ def is_multi_worker(strategy) -> bool:
 
 
 def to_numpy(tensor) -> np.ndarray:
-    """A model output as NumPy; float16 and bfloat16 (mixed precision) become float32,
-    which NumPy, SciPy and scikit-learn compute in."""
+    """A model output as NumPy.
+
+    float16 and bfloat16 (mixed precision) become float32, which NumPy, SciPy and
+    scikit-learn compute in.
+    """
     array = np.asarray(tensor)
     if array.dtype == np.float16 or array.dtype.name == "bfloat16":
         return array.astype(np.float32)
@@ -96,8 +67,11 @@ def to_numpy(tensor) -> np.ndarray:
 
 
 def as_input_tensor(values) -> tf.Tensor:
-    """A batch as a tensor, as Keras' ``fit`` would feed it: float64 NumPy data becomes
-    float32, and str / bytes arrays and lists become ``tf.string``."""
+    """A batch as a tensor, as Keras' ``fit`` would feed it.
+
+    float64 NumPy data becomes float32, and str / bytes arrays and lists become
+    ``tf.string``.
+    """
     if isinstance(values, (tf.Tensor, tf.Variable)):
         return tf.convert_to_tensor(values)
     array = np.asarray(values)
@@ -117,16 +91,37 @@ def num_rows(values) -> int:
 
 
 def check_layer(value, name: str, hint: str = ""):
-    """``value`` if it is a Keras layer or model, else a TypeError naming ``name``;
-    ``hint`` follows the expected type (e.g. " taking [z, conditions]")."""
+    """Check that ``value`` is a Keras layer or model.
+
+    Args:
+        value: the object to check.
+        name: its name, for the message.
+        hint: text that follows the expected type in the message (e.g. " taking [z, conditions]").
+
+    Returns:
+        ``value``.
+
+    Raises:
+        TypeError: ``value`` is not a ``keras.layers.Layer``.
+    """
     if not isinstance(value, keras.layers.Layer):
         raise TypeError(f"{name} must be a keras.Model or keras.layers.Layer{hint}; got {describe(value)}.")
     return value
 
 
 def check_output_shape(shape, name: str) -> int:
-    """The number of features of ``name``'s output shape (batch, features); ValueError
-    for another rank or an unknown number of features."""
+    """The number of features of an output shape (batch, features).
+
+    Args:
+        shape: the output shape.
+        name: the model's name, for the message.
+
+    Returns:
+        The number of features.
+
+    Raises:
+        ValueError: the shape has another rank or an unknown number of features.
+    """
     shape = tuple(shape)
     if len(shape) != 2 or shape[1] is None:
         raise ValueError(
@@ -138,15 +133,28 @@ def check_output_shape(shape, name: str) -> int:
 
 
 def declared_inputs(model) -> list | None:
-    """A model's declared input tensors (functional and built Sequential models), or None
-    when they are not known before a call (a subclassed model)."""
+    """A model's declared input tensors (functional and built Sequential models).
+
+    Returns:
+        The list of input tensors, or None when they are not known before a call (a
+        subclassed model).
+    """
     return _declared(model, "inputs")
 
 
 def static_output_width(model, name: str) -> int | None:
-    """The number of features of a model's one declared output (functional and built
-    Sequential models), or None when it is not known before a call. ValueError for
-    several outputs or an output that is not (batch, features)."""
+    """The number of features of a model's one declared output.
+
+    Args:
+        model: a functional or built Sequential model (or any other model).
+        name: the model's name, for messages.
+
+    Returns:
+        The number of features, or None when it is not known before a call.
+
+    Raises:
+        ValueError: several outputs, or an output that is not (batch, features).
+    """
     outputs = _declared(model, "outputs")
     if outputs is None:
         return None
@@ -164,8 +172,10 @@ def _declared(model, attribute: str) -> list | None:
 
 
 def split_pair(data, keys: tuple, where: str, kind: str) -> tuple:
-    """The two halves of a paired batch: ``(a, b)``, a dict with the two ``keys``, or
-    either followed by labels (and sample weights), as ``fit`` and datasets give them.
+    """The two halves of a paired batch.
+
+    The batch is ``(a, b)``, a dict with the two ``keys``, or either followed by labels
+    (and sample weights), as ``fit`` and datasets give them.
 
     Args:
         data: the batch.
@@ -204,9 +214,19 @@ def split_pair(data, keys: tuple, where: str, kind: str) -> tuple:
 
 
 def deserialize_entries(config: dict, keys, custom_objects=None) -> dict:
-    """A copy of ``config`` whose serialized sub-models under ``keys`` are rebuilt (None
-    stays None), for a ``from_config``. A deep copy, because Keras' deserialization
-    empties the dicts it reads, and the caller's config must stay as it was."""
+    """A copy of ``config`` with its serialized sub-models rebuilt, for a ``from_config``.
+
+    A deep copy, because Keras' deserialization empties the dicts it reads, and the
+    caller's config must stay as it was.
+
+    Args:
+        config: the model's config.
+        keys: the entries that hold serialized sub-models (an entry that is None stays None).
+        custom_objects: as in ``keras.saving.deserialize_keras_object``.
+
+    Returns:
+        The new config.
+    """
     config = copy.deepcopy(config)
     for key in keys:
         if config.get(key) is not None:
@@ -256,13 +276,26 @@ class MultiWorkerFitMixin:
 
 
 class CrossModalModel(MultiWorkerFitMixin, keras.Model):
-    """Base class of xmodal_tf's models with a built-in loss (see the module docstring).
+    """Base class of xmodal_tf's models with a built-in loss.
 
     Subclasses implement ``unpack_batch(data, where) -> tuple`` and
     ``batch_loss(*inputs, training=False) -> dict`` (``"loss"`` plus named scalar
     terms), call ``create_trackers(names)`` in ``__init__``, and may override
     ``build_from_batch(*inputs)``, ``tracker_weight(*inputs)`` and the class settings
-    below.
+    below::
+
+        class MyModel(CrossModalModel):
+            def __init__(self, ...):
+                super().__init__(name=...)
+                ...
+                self.create_trackers(("loss", "term_a"))       # the keys batch_loss reports
+            def unpack_batch(self, data, where):              # -> tuple of inputs
+                return data["a"], data["b"]
+            def batch_loss(self, a, b, training=False):       # -> {"loss": scalar, "term_a": scalar}
+                ...
+
+    What the base does with them (distribution, skipped batches, saving) is described
+    in docs/DESIGN.md (section xmodal_tf/models/base.py).
     """
 
     #: Skip (and count) steps whose loss or gradients are not finite.
@@ -276,8 +309,13 @@ class CrossModalModel(MultiWorkerFitMixin, keras.Model):
 
     # ------------------------------------------------------------------ trackers
     def create_trackers(self, names) -> None:
-        """One ``keras.metrics.Mean`` per name reported by ``batch_loss`` (plus
-        ``skipped_batches``, a Sum, when non-finite batches are skipped)."""
+        """Create one ``keras.metrics.Mean`` per name reported by ``batch_loss``.
+
+        A ``skipped_batches`` Sum is added when non-finite batches are skipped.
+
+        Args:
+            names: the names of the values ``batch_loss`` reports.
+        """
         self._trackers = {name: keras.metrics.Mean(name=name) for name in names}
         if self.skip_non_finite_batches:
             self._trackers["skipped_batches"] = keras.metrics.Sum(name="skipped_batches")
@@ -321,8 +359,10 @@ class CrossModalModel(MultiWorkerFitMixin, keras.Model):
         raise NotImplementedError(f"{type(self).__name__} must implement batch_loss(*inputs, training).")
 
     def xla_unsupported_reason(self) -> str | None:
-        """Why this model's step cannot be compiled with XLA, or None (it can); see
-        ``xmodal_tf.precision``."""
+        """Why this model's step cannot be compiled with XLA, or None (it can).
+
+        See ``xmodal_tf.precision``.
+        """
         return None
 
     def build_from_batch(self, *inputs) -> None:
@@ -330,8 +370,14 @@ class CrossModalModel(MultiWorkerFitMixin, keras.Model):
 
     # ------------------------------------------------------------------ steps
     def compute_and_apply_gradients(self, data, optimizer) -> None:
-        """One training step on a batch (in a replica context): the core of
-        ``train_step`` and of ``xmodal_tf.training.Trainer``. Updates the trackers."""
+        """One training step on a batch, in a replica context; updates the trackers.
+
+        The core of ``train_step`` and of ``xmodal_tf.training.Trainer``.
+
+        Args:
+            data: the batch, as ``unpack_batch`` takes it.
+            optimizer: the optimizer that applies the gradients (built here if it is not yet).
+        """
         inputs = self.unpack_batch(data, "train_step")
         self.build_from_batch(*inputs)
         if not optimizer.built:
@@ -372,8 +418,18 @@ class CrossModalModel(MultiWorkerFitMixin, keras.Model):
 
     # ------------------------------------------------------------------ compile
     def compile(self, optimizer="rmsprop", **kwargs):
-        """``keras.Model.compile``; the loss and metrics are built in, so ``loss=`` and
-        ``metrics=`` are errors. The optimizer is built at once when the model is."""
+        """``keras.Model.compile``, with the loss and metrics built in.
+
+        The optimizer is built at once when the model is.
+
+        Args:
+            optimizer: as in ``keras.Model.compile``.
+            **kwargs: other ``keras.Model.compile`` settings; ``jit_compile`` defaults to
+                ``default_jit_compile``.
+
+        Raises:
+            ValueError: ``loss=``, ``metrics=``, ``weighted_metrics=`` or ``loss_weights=`` is given.
+        """
         for key in ("loss", "metrics", "weighted_metrics", "loss_weights"):
             if kwargs.get(key) is not None:
                 raise ValueError(
@@ -387,8 +443,10 @@ class CrossModalModel(MultiWorkerFitMixin, keras.Model):
             self.optimizer.build(self.trainable_variables)
 
     def compile_from_config(self, config):
-        """Recompile on ``load_model`` (Keras skips models with a custom ``compile``); the
-        optimizer is built, so its saved state loads."""
+        """Recompile on ``load_model`` (Keras skips models with a custom ``compile``).
+
+        The optimizer is built, so its saved state loads.
+        """
         self.compile(**keras.saving.deserialize_keras_object(config))
 
     @property

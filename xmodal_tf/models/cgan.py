@@ -1,9 +1,8 @@
 """Conditional GAN (Mirza & Osindero, 2014) as a subclassed ``keras.Model`` trained with ``fit``.
 
-A generator G(z, c) maps noise z and a condition c to an image; a discriminator
-D(x, c) scores how real an image looks *for that condition*. The condition is either a
-class label (``num_classes=``, integer labels) or a vector (``condition_dim=``, e.g.
-the embedding of a spoken digit from a trained audio encoder)::
+``ConditionalGAN``: a generator G(z, c) maps noise z and a condition c to an image; a
+discriminator D(x, c) scores how real an image looks *for that condition*. The condition
+is a class label (``num_classes=``) or a vector (``condition_dim=``, e.g. an audio embedding)::
 
     >>> from xmodal_tf.models.cgan import ConditionalGAN, build_generator, build_discriminator
     >>> gan = ConditionalGAN(build_generator((28, 28, 1), 64, num_classes=10),
@@ -14,99 +13,8 @@ the embedding of a spoken digit from a trained audio encoder)::
     >>> gan.fit(images, labels, batch_size=64, epochs=3)    # images in [0, 1], labels (n,) int
     >>> samples = gan.generate([0, 1, 2], n=8)              # (24, 28, 28, 1) in [0, 1]
 
-The default recipe
-------------------
-* Generator (``build_generator``): small DCGAN-style transposed convolutions; the
-  condition is concatenated with z AND modulates every layer through conditional
-  batch norm (per-condition scale and shift).
-* Discriminator (``build_discriminator``): two strided convolutions and a *projection*
-  head (Miyato & Koyama, 2018), ``logit = w . phi(x) + <V c, phi(x)>``: the class
-  evidence is a direct term of the score instead of an input concatenated to pixels.
-  For labels, also a class head on the same features (``classifier_head=True``).
-* Auxiliary classifier terms (AC-GAN, Odena et al., 2017) beside the projection
-  (``compile(classifier_weight=1.0, classifier_margin=0.7)``): the class head learns
-  the labels of the REAL images, and the generator is penalised by the head's
-  cross-entropy on its fakes beyond a margin, max(0, CE - 0.7): a fake the head gives
-  the requested class with probability >= 0.5 is left alone, so the term fixes
-  wrong-class fakes without herding every fake towards its class's most typical image
-  (plain AC-GAN, margin 0, does that: higher Frechet distance, see below).
-* Loss: non-saturating (``loss="non_saturating"``) with the R1 penalty on real images
-  (``r1_weight=1.0``, Mescheder et al., 2018), which keeps the discriminator from
-  overpowering the generator without spectral normalisation or tuning.
-* Adam(1e-3, beta_1=0.5) for both networks, batches of 64.
-* Samples from an exponential moving average of the generator's weights
-  (``ConditionalGAN(..., ema_decay=0.999)``), which smooths out the last steps' noise.
-
-Measured on MNIST (28x28, an independent CNN labelling 1000 samples, 2 CPU cores; the
-share labelled as the requested class): this recipe 0.92 after 500 steps and 0.98
-after 1000 (the raw generator, without the average: 0.90 and 0.97; 0.98 after 2000).
-With Adam(2e-4, beta_1=0) it learns 3x slower (0.68 after 750);
-without conditional batch norm (condition only concatenated with z) 0.89 after 1500;
-hinge loss + ``keras.layers.SpectralNormalization`` on every discriminator layer
-(``spectral_normalization=True``) plateaued at 0.70-0.72 after 1000-1750 steps (0.92
-at step 500 with two time-scale learning rates, then falling). ``benchmarks/bench_cgan.py``
-compares the recipe with the textbook dense cGAN (one-hot labels concatenated, BCE):
-after 2000 steps 0.976 vs 0.416 of the generated images labelled as requested, Frechet
-distance to the test images in the classifier's features 1.24 vs 96.8 (real training
-images: 0.44).
-
-The classifier terms were chosen on held-out training images (``bench_cgan.py
---validation``: classifier and GAN trained on the first 50000 MNIST training images,
-scored on the last 10000; share labelled as requested / lowest class / Frechet):
-without them 0.978 / 0.947 / 1.15 after 2000 steps and 0.984 / 0.970 / 1.03 after
-4000; plain AC-GAN terms (margin 0) 0.999 / 0.998 / 1.40 (weight 1) and 0.997 / 0.991 /
-1.48 (weight 0.2; 0.999 / 0.995 / 1.47 after 4000 steps): every class right, but the
-fakes herded towards typical digits; with the margin, after 4000 steps, 0.997 / 0.994 /
-1.11 (margin 0.7) and 0.993 / 0.983 / 1.05 (margin 2.0, the ``cgan`` experiment's MNIST
-recipe, which trains 5000 steps: 0.995 / 0.987 / 0.94 on the held-out images, and
-0.9945 / 0.977 / 0.77 on the test split, scored once; Frechet floor, real training vs
-test images, 0.44). Truncating z (0.9, 0.8) raised the accuracy and the
-Frechet distance alike (e.g. 0.986 / 1.28 and 0.991 / 1.69 without the terms), twice as
-many generator filters did not help (1.64), and a linear learning-rate decay to 0 hurt
-(Frechet 2.20 against 1.40).
-
-Conventions and decisions
--------------------------
-* Data: ``fit(images, conditions)`` or a ``tf.data.Dataset`` of ``(images, conditions)``
-  pairs (or dicts ``{"images": ..., "conditions": ...}``). Images are float (batch,
-  H, W, C) in the generator's output range: [0, 1] for ``build_generator`` /
-  ``build_dense_generator`` (sigmoid outputs), matching the ``xmodal_tf.data`` loaders.
-  Labels are integers of shape (batch,) or (batch, 1) in [0, num_classes); condition
-  vectors are float (batch, condition_dim).
-* Sub-model interfaces: ``generator([z, c])`` -> (batch, H, W, C) with z (batch,
-  latent_dim); ``discriminator([x, c])`` -> (batch, 1) or (batch,) raw logits (no
-  sigmoid). Labels are given to a sub-model as (batch,) or (batch, 1), whichever its
-  condition input declares.
-* Training step: one discriminator update on real images and fresh fakes, then one
-  generator update with new noise, both on the batch's conditions. Each network has
-  its own optimizer (``compile(g_optimizer=, d_optimizer=)``); the model's own
-  ``optimizer`` is None.
-* Logs (``model.metrics``, averaged over the epoch's batches): ``d_loss``, ``g_loss``,
-  ``real_score`` and ``fake_score`` (mean discriminator logit on real images and on the
-  fakes of the discriminator step), and ``r1_penalty`` when ``r1_weight > 0``.
-  ``evaluate`` reports the same quantities without updating anything.
-* Noise: z ~ N(0, I), drawn from a ``keras.random.SeedGenerator`` attached to the model
-  (``seed=``). Its state is saved with the model (Keras does not save seed generators;
-  this model does), so ``generate(..., seed=None)`` and training continue the same
-  noise stream after ``load_model``. Under a distribution strategy the noise is drawn
-  for the global batch and each replica keeps its rows: replicas draw different noise,
-  and N replicas draw what one device draws for the same global batch.
-* Mixed precision: under ``mixed_float16`` (the global policy when the model is built,
-  or float16 layers in either network) ``compile`` wraps each optimizer in its own
-  ``keras.optimizers.LossScaleOptimizer`` (one given already wrapped is kept): each
-  step's loss is scaled, and a step with non-finite gradients is skipped by that
-  network's optimizer, which lowers its scale. ``mixed_bfloat16`` needs no scaling.
-* Batch norm: ``generate`` and ``predict`` run the generator in inference mode (moving
-  statistics); during training, batch statistics are per replica under a strategy.
-* Distribution strategies: gradients are summed across replicas, so losses are
-  per-example losses averaged over the GLOBAL batch (``tf.nn.compute_average_loss``);
-  the update equals the single-device update on the whole batch (exactly so for
-  networks without batch statistics).
-* Saving: ``model.save("gan.keras")`` stores both sub-models (and the averaged
-  generator), both optimizers with their state (moments, iteration counts), the loss
-  settings and the noise stream;
-  ``keras.models.load_model`` restores them, and ``fit`` continues exactly where it
-  stopped.
+The builders and GAN losses are re-exported from ``xmodal_tf.decoders`` and ``xmodal_tf.losses``.
+Design notes (the default recipe, conventions): docs/DESIGN.md (section xmodal_tf/models/cgan.py).
 """
 
 from __future__ import annotations
@@ -209,10 +117,16 @@ class ConditionalGAN(CrossModalModel):
             more typical samples; training always uses N(0, I)). ``call`` uses the z given.
         **kwargs: ``name``, ``trainable`` ... for ``keras.Model``.
 
-    Attributes: ``image_shape`` (H, W, C), ``latent_dim``, ``seed_generator``,
-    ``sampling_generator`` (``generator_ema`` or ``generator``); after
-    ``compile``: ``g_optimizer``, ``d_optimizer``, ``gan_loss``, ``r1_weight``,
-    ``label_smoothing``.
+    Attributes:
+        image_shape: (H, W, C) of the generated images.
+        latent_dim: the length of z.
+        seed_generator: the model's noise stream.
+        sampling_generator: ``generator_ema`` or ``generator``.
+        g_optimizer: after ``compile``, the generator's optimizer.
+        d_optimizer: after ``compile``, the discriminator's optimizer.
+        gan_loss: after ``compile``, the GAN loss name.
+        r1_weight: after ``compile``, the weight of the R1 penalty.
+        label_smoothing: after ``compile``, the one-sided label smoothing.
     """
 
     seed_state_key = _NOISE_STATE_KEY
@@ -378,9 +292,10 @@ class ConditionalGAN(CrossModalModel):
         """Configure training: one optimizer per network and the GAN loss.
 
         Args:
-            g_optimizer, d_optimizer: optimizers (instances or names such as "adam") for the
-                generator and the discriminator; both required and distinct. Under
-                ``mixed_float16`` each is wrapped in a ``LossScaleOptimizer`` (unless it is one).
+            g_optimizer: optimizer (an instance or a name such as "adam") for the
+                generator; required, and distinct from ``d_optimizer``. Under
+                ``mixed_float16`` it is wrapped in a ``LossScaleOptimizer`` (unless it is one).
+            d_optimizer: optimizer for the discriminator, likewise.
             loss: one of ``GAN_LOSSES``: "non_saturating" (default), "hinge", "least_squares".
             r1_weight: gamma of the R1 penalty gamma/2 * ||grad_x D(x, c)||^2 on real images
                 (Mescheder et al., 2018); default 1.0; 0 disables it (it costs a second
@@ -403,6 +318,12 @@ class ConditionalGAN(CrossModalModel):
             jit_compile: as in ``keras.Model.compile``.
             **kwargs: other ``keras.Model.compile`` settings (``run_eagerly``,
                 ``steps_per_execution`` ...).
+
+        Raises:
+            ValueError: ``optimizer=``, ``metrics=``, ``weighted_metrics=`` or
+                ``loss_weights=`` given, an optimizer missing, the same optimizer for both
+                networks, a bad setting, ``label_smoothing`` with another loss, or
+                classifier weights for a discriminator without a class head.
         """
         for key in ("optimizer", "metrics", "weighted_metrics", "loss_weights"):
             if kwargs.get(key) is not None:
@@ -495,8 +416,10 @@ class ConditionalGAN(CrossModalModel):
         }
 
     def compile_from_config(self, config):
-        """Recompile on ``load_model`` (Keras does not call a custom ``compile`` itself);
-        the optimizers are built here, so their saved state is loaded into them."""
+        """Recompile on ``load_model`` (Keras does not call a custom ``compile`` itself).
+
+        The optimizers are built here, so their saved state is loaded into them.
+        """
         config = dict(config)
         for key in ("g_optimizer", "d_optimizer"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
@@ -611,9 +534,20 @@ class ConditionalGAN(CrossModalModel):
         return conditions
 
     def check_conditions(self, conditions, where: str = "generate") -> np.ndarray:
-        """Conditions as a NumPy array after eager checks: labels (m,) int32 within
-        [0, num_classes), or vectors (m, condition_dim) float32. Raises ValueError /
-        TypeError naming the problem."""
+        """Conditions as a NumPy array, after eager checks.
+
+        Args:
+            conditions: class labels (m,), (m, 1) or one int, or condition vectors
+                (m, condition_dim).
+            where: the calling method, for messages.
+
+        Returns:
+            Labels (m,) int32 within [0, num_classes), or vectors (m, condition_dim) float32.
+
+        Raises:
+            ValueError: a wrong shape, a label out of range, or non-finite vectors.
+            TypeError: a wrong dtype.
+        """
         array = np.asarray(conditions)
         if self.num_classes is not None:
             if array.ndim == 0:
@@ -667,8 +601,11 @@ class ConditionalGAN(CrossModalModel):
         return vectors
 
     def fit(self, x=None, y=None, *args, **kwargs):
-        """``keras.Model.fit`` on ``(images, conditions)``; NumPy conditions are checked
-        up front (a label out of range raises ValueError before training starts)."""
+        """``keras.Model.fit`` on ``(images, conditions)``.
+
+        NumPy conditions are checked up front (a label out of range raises ValueError
+        before training starts).
+        """
         self._check_compiled("fit")
         if isinstance(y, (np.ndarray, list)):
             self.check_conditions(y, "fit")
@@ -676,9 +613,18 @@ class ConditionalGAN(CrossModalModel):
 
     # ------------------------------------------------------------------ forward
     def sample_latent(self, batch_size, seed=None):
-        """z ~ N(0, I) of shape (batch_size, latent_dim), from the model's noise stream
-        (``seed=None``) or from a fixed integer ``seed``. Inside a replica of a
-        distribution strategy, this replica's rows of the global batch's draw."""
+        """Draw z ~ N(0, I) of shape (batch_size, latent_dim).
+
+        Inside a replica of a distribution strategy, this replica's rows of the global
+        batch's draw.
+
+        Args:
+            batch_size: the number of rows.
+            seed: None draws from the model's noise stream; an integer gives a fixed draw.
+
+        Returns:
+            The float32 tensor z.
+        """
         if seed is None:
             seed = self.seed_generator.next()
         else:
@@ -695,8 +641,18 @@ class ConditionalGAN(CrossModalModel):
         return self.generator if self.generator_ema is None else self.generator_ema
 
     def call(self, inputs, training=None):
-        """Images from ``(z, conditions)`` (a pair or a dict with keys "z", "conditions"),
-        by ``sampling_generator``."""
+        """Images from ``(z, conditions)``, by ``sampling_generator``.
+
+        Args:
+            inputs: a pair ``(z, conditions)`` or a dict with keys "z" and "conditions".
+            training: whether the generator runs in training mode.
+
+        Returns:
+            The images (batch, H, W, C).
+
+        Raises:
+            ValueError: ``inputs`` is neither.
+        """
         if isinstance(inputs, dict) and {"z", "conditions"} <= set(inputs):
             z, conditions = inputs["z"], inputs["conditions"]
         elif isinstance(inputs, (tuple, list)) and len(inputs) == 2:
@@ -805,8 +761,14 @@ class ConditionalGAN(CrossModalModel):
         )
 
     def ema_decay_at(self, step):
-        """The decay of the weight average at generator step ``step`` (1 for the first
-        update): min(ema_decay, (1 + step) / (ema_warmup + step))."""
+        """The decay of the weight average at a generator step.
+
+        Args:
+            step: the generator step (1 for the first update).
+
+        Returns:
+            min(ema_decay, (1 + step) / (ema_warmup + step)), a float32 tensor.
+        """
         step = tf.cast(step, tf.float32)
         return tf.minimum(self.ema_decay, (1.0 + step) / (self.ema_warmup + step))
 
@@ -836,8 +798,10 @@ class ConditionalGAN(CrossModalModel):
         return self.metric_results()
 
     def test_step(self, data):
-        """The losses and scores of a batch without updates; the R1 penalty (a training
-        regulariser) is left out of ``d_loss`` and not reported."""
+        """The losses and scores of a batch, without updates.
+
+        The R1 penalty (a training regulariser) is left out of ``d_loss`` and not reported.
+        """
         self._check_compiled("test_step")
         images, conditions = self._prepare_batch(data, "test_step")
         fakes = self._fakes(conditions, training=False)
@@ -853,8 +817,11 @@ class ConditionalGAN(CrossModalModel):
         return self.keras_reducible_logs(logs)
 
     def predict_step(self, data):
-        """``predict(conditions)`` samples z from the noise stream (times ``truncation``);
-        ``predict((z, conditions))`` uses the given z."""
+        """Images for a batch of ``predict``.
+
+        ``predict(conditions)`` samples z from the noise stream (times ``truncation``);
+        ``predict((z, conditions))`` uses the given z.
+        """
         inputs, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         if isinstance(inputs, (tuple, list, dict)):
             return self(inputs, training=False)
@@ -881,6 +848,9 @@ class ConditionalGAN(CrossModalModel):
                 the same z, hence the same images, on every call. With ``truncation`` set,
                 z is multiplied by it.
             batch_size: images per generator call (memory bound only).
+
+        Returns:
+            A NumPy array (len(conditions) * n, H, W, C).
         """
         n = check_positive_int(n, "n", expected="a positive integer (images per condition)")
         batch_size = check_positive_int(batch_size, "batch_size")

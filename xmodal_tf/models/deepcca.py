@@ -1,21 +1,11 @@
-"""Deep CCA and DCCAE as a subclassed ``keras.Model`` that trains with ``model.fit``.
+"""Deep CCA and DCCAE as a subclassed ``keras.Model`` (``DeepCCA``) that trains with ``model.fit``.
 
 Deep CCA (Andrew et al., 2013) trains two encoders so that their outputs on paired
-samples are maximally correlated: the loss of a batch is minus the total canonical
-correlation of the two views' outputs (``xmodal_tf.losses``). DCCAE (Wang et al., 2015)
-adds a decoder per view and penalises reconstruction error::
-
-    loss = -sum(top-k batch correlations)
-           + reconstruction_weight * (SE(x, dec_x(enc_x(x))) + SE(y, dec_y(enc_y(y))))
-
-where SE is an example's squared error summed over its features, averaged over the
-batch, so ``reconstruction_weight`` is the paper's lambda (default 0.01 when decoders
-are given; decoders with weight 0 are refused, since they would never train).
-
-After training, a linear CCA is fitted on the encoders' outputs (``fit_linear_cca``, as
-in the paper); ``transform`` gives canonical variates (of one view or both) and ``score`` the total
-correlation of the top ``n_components`` canonical directions on any (held-out) data,
-the metric of Andrew et al.
+samples are maximally correlated (the loss is minus the batch's total canonical
+correlation); DCCAE (Wang et al., 2015) adds a decoder per view and a weighted
+reconstruction error. After training, ``fit_linear_cca`` fits a linear CCA on the
+encoders' outputs; ``transform`` gives canonical variates and ``score`` the total
+correlation of the top ``n_components`` directions on held-out data::
 
     >>> from xmodal_tf.encoders import mlp_encoder
     >>> from xmodal_tf.models import DeepCCA
@@ -24,46 +14,7 @@ the metric of Andrew et al.
     >>> model.fit(train_dataset, epochs=10)          # batches of (x, y) or ((x, y), labels)
     >>> model.fit_linear_cca(x_train, y_train).score(x_test, y_test)   # e.g. 39.7 of 50
 
-Conventions and decisions
--------------------------
-* Data: every batch is a pair ``(x, y)``, a dict ``{"x": ..., "y": ...}`` or a pair
-  with labels ``((x, y), labels)`` (labels are ignored). ``call`` returns the pair of
-  encoder outputs, so ``predict`` gives ``(h_x, h_y)``.
-* Metrics (``model.metrics``, reset every epoch): ``loss``; ``total_correlation``, the
-  sum of the top-k (ridge-shrunk) canonical correlations of each batch, averaged over
-  batches; ``reconstruction_x`` / ``reconstruction_y`` (per-example squared errors
-  summed over features) when the decoder exists; ``skipped_batches``, the number of batches skipped this epoch.
-  These are batch-level statistics: a Deep CCA loss is not a mean over examples, so
-  the per-batch values are averaged with equal weight per batch.
-* Non-finite batches: a training batch whose encoder outputs, loss or gradients are
-  not finite (NaN or inf in the data, a diverged network), or that has fewer than two
-  samples (no covariance), is SKIPPED: the optimizer is not applied at all (so neither
-  the weights nor the optimizer's moments nor ``optimizer.iterations`` change), its
-  values do not enter the loss/correlation averages, and it is counted in
-  ``skipped_batches``. Under a distribution strategy a batch that is bad on any replica
-  skips the whole global step on every replica. ``evaluate`` skips such batches the
-  same way. ``fit_linear_cca``, ``transform``, ``score`` and ``encode`` instead raise
-  ValueError on non-finite data.
-* Distribution strategies (``global_batch=True``, the default): the objective is that
-  of the GLOBAL batch. Each replica computes its outputs' sums and centred
-  cross-products, they are all-reduced (with gradients through the all-reduce), and
-  every replica whitens the global covariances, so the loss and the update equal one
-  device's on the same global batch (the CCA objective needs batches well above
-  ``n_components``, which per-replica shares would shrink). Gradients are summed over
-  replicas, so each replica divides its loss by ``num_replicas_in_sync``. With
-  ``global_batch=False`` each replica uses its own share (the update is then the mean
-  of the replicas' share-level gradients), and a share of at most ``n_components``
-  rows is refused. DCCAE's reconstruction error is a mean over each replica's rows.
-* No XLA: the objective uses an SVD, which is not trusted under XLA, so ``compile``
-  defaults to ``jit_compile=False`` (Keras' default "auto" turns XLA on with a GPU).
-* Saving: ``get_config`` serializes the sub-models; ``model.save("m.keras")`` and
-  ``keras.models.load_model`` restore the encoders, decoders, optimizer state and the
-  fitted linear CCA, which lives in non-trainable float64 weights
-  (``linear_cca_x_weights``, ``linear_cca_x_mean``, ``linear_cca_y_weights``,
-  ``linear_cca_y_mean``, ``linear_cca_correlations``, ``linear_cca_fitted``), so
-  ``transform`` and ``score`` work after reloading without refitting. The same weights
-  are part of any ``tf.train.Checkpoint`` of the model. An encoder used for both views
-  (a shared, siamese encoder) is saved as two copies.
+Design notes: docs/DESIGN.md (section xmodal_tf/models/deepcca.py).
 """
 
 from __future__ import annotations
@@ -141,15 +92,25 @@ def _check_encoder_output(h: np.ndarray, view: str, method: str, offset: int) ->
 class DeepCCA(CrossModalModel):
     """Deep CCA (or DCCAE with decoders) between two views.
 
+    DCCAE's loss is::
+
+        loss = -sum(top-k batch correlations)
+               + reconstruction_weight * (SE(x, dec_x(enc_x(x))) + SE(y, dec_y(enc_y(y))))
+
+    where SE is an example's squared error summed over its features, averaged over the
+    batch.
+
     Args:
-        encoder_x, encoder_y: Keras models mapping each view to (batch, d_x) and
-            (batch, d_y) outputs, e.g. ``xmodal_tf.encoders.mlp_encoder``.
+        encoder_x: Keras model mapping the x view to (batch, d_x) outputs, e.g.
+            ``xmodal_tf.encoders.mlp_encoder``.
+        encoder_y: Keras model mapping the y view to (batch, d_y) outputs.
         n_components: k, the number of top canonical correlations maximised (and kept
             by the linear CCA); None for all min(d_x, d_y).
         reg: ridge added to each view's output covariance (a float, or one per view).
         objective: "trace" (sum of the top-k correlations) or "squared" (sum of squares).
-        decoder_x, decoder_y: optional models mapping the encoder outputs back to each
-            view's input shape (DCCAE).
+        decoder_x: optional model mapping ``encoder_x``'s outputs back to the x view's
+            input shape (DCCAE).
+        decoder_y: the same for the y view.
         reconstruction_weight: lambda of Wang et al. (2015), the weight of each
             decoder's reconstruction error: the squared error of an example summed over
             its features, averaged over the batch (``xmodal_tf.losses.reconstruction_error``).
@@ -258,7 +219,7 @@ class DeepCCA(CrossModalModel):
     # ------------------------------------------------------------------ state
     @property
     def k(self) -> int | None:
-        """The number of canonical components (n_components, or min(d_x, d_y) for None)."""
+        """The number of canonical components: n_components, or min(d_x, d_y) for None."""
         if self._output_dims is None:
             return self.n_components
         return self.n_components or min(self._output_dims)
@@ -351,11 +312,24 @@ class DeepCCA(CrossModalModel):
     def batch_loss(self, x, y, training=False) -> dict:
         """The loss of one batch and its parts, as a dict of tensors.
 
-        Keys: ``loss`` (scalar), ``correlations`` ((k,), the batch's top-k ridge-shrunk
-        canonical correlations, largest first), ``total_correlation`` (their sum), and
-        ``reconstruction_x`` / ``reconstruction_y`` when the decoders exist. A batch
-        whose encoder outputs are not finite, or that has fewer than two samples, gets
-        NaN correlations (the CCA algebra is not run on it), hence a NaN loss.
+        A batch whose encoder outputs are not finite, or that has fewer than two
+        samples, gets NaN correlations (the CCA algebra is not run on it), hence a NaN
+        loss.
+
+        Args:
+            x: the batch's x view.
+            y: the batch's y view, one row per row of ``x``.
+            training: whether the sub-models run in training mode.
+
+        Returns:
+            A dict with ``loss`` (scalar), ``correlations`` ((k,), the batch's top-k
+            ridge-shrunk canonical correlations, largest first), ``total_correlation``
+            (their sum), and ``reconstruction_x`` / ``reconstruction_y`` when the
+            decoders exist.
+
+        Raises:
+            ValueError: the views have different batch sizes, or a decoder's output
+                does not have its view's shape.
         """
         x_size, y_size = x.shape[0] if hasattr(x, "shape") else None, y.shape[0] if hasattr(y, "shape") else None
         if x_size is not None and y_size is not None and x_size != y_size:
@@ -406,9 +380,17 @@ class DeepCCA(CrossModalModel):
         return results
 
     def correlations_from_statistics(self, statistics, output_dtype):
-        """The batch's top-k correlations ((k,), ``output_dtype``) from the objective's
-        ``statistics``; NaN for a batch whose statistics are not finite or that has fewer
-        than two samples (the CCA algebra is not run on it)."""
+        """The batch's top-k correlations from the objective's statistics.
+
+        Args:
+            statistics: ``(count, c11, c22, c12)`` from ``DeepCCALoss.statistics``.
+            output_dtype: the dtype of the result.
+
+        Returns:
+            The (k,) correlations in ``output_dtype``; NaN for a batch whose statistics
+            are not finite or that has fewer than two samples (the CCA algebra is not
+            run on it).
+        """
         count, c11, c22, c12 = statistics
         usable = tf.logical_and(tf.reduce_all([tf.reduce_all(tf.math.is_finite(s)) for s in statistics]), count >= 2)
         # The CCA algebra raises (rather than returning NaN) on non-finite outputs, so an
@@ -442,6 +424,12 @@ class DeepCCA(CrossModalModel):
         """``keras.Model.compile`` with ``jit_compile=False`` by default (no XLA).
 
         The loss is built in; passing ``loss`` or ``metrics`` is an error.
+
+        Args:
+            optimizer: as in ``keras.Model.compile``.
+            jit_compile: anything but False warns (the objective's SVD is not trusted
+                under XLA) and is passed on.
+            **kwargs: other ``keras.Model.compile`` settings.
         """
         if jit_compile is not False:
             warnings.warn(
@@ -515,8 +503,17 @@ class DeepCCA(CrossModalModel):
           dict / ``tf.data.Dataset`` yielding (x, y) or ((x, y), labels) batches, gives
           ``(h_x, h_y)``.
 
-        Raises ValueError when the views have different numbers of rows, an input holds
-        NaN or inf (naming the rows) or an output is not finite (diverged weights).
+        Args:
+            x: the x view, or both views as a pair / dict / dataset.
+            y: the y view, or None.
+            batch_size: rows per encoder call.
+
+        Returns:
+            ``h_x``, ``h_y`` or the pair ``(h_x, h_y)``, as above.
+
+        Raises:
+            ValueError: the views have different numbers of rows, an input holds NaN or
+                inf (naming the rows) or an output is not finite (diverged weights).
         """
         single = self._single_view(x, y, "encode")
         if single is not None:
@@ -582,23 +579,38 @@ class DeepCCA(CrossModalModel):
         return np.concatenate(parts_x), np.concatenate(parts_y)
 
     def held_out_correlations(self, x, y=None, *, batch_size: int = 1024) -> np.ndarray:
-        """Top-k ridge-shrunk canonical correlations of the encoders' outputs on the
-        given data, computed on all of it at once (the training objective evaluated on
-        the whole set, with the same ``reg``); a NumPy (k,) array, largest first.
+        """Top-k ridge-shrunk canonical correlations of the encoders' outputs on the given data.
 
-        The CCA directions are those of this data set itself, so the values are
-        slightly optimistic for small sets; see ``fit_linear_cca`` + ``score`` for the
-        paper's protocol (directions fitted on training outputs).
+        Computed on all of the data at once (the training objective evaluated on the
+        whole set, with the same ``reg``). The CCA directions are those of this data set
+        itself, so the values are slightly optimistic for small sets; see
+        ``fit_linear_cca`` + ``score`` for the paper's protocol (directions fitted on
+        training outputs).
+
+        Args:
+            x: the x view, or both views as a pair / dict / dataset (as in ``encode``).
+            y: the y view, or None.
+            batch_size: rows per encoder call.
+
+        Returns:
+            A NumPy (k,) array, largest first.
         """
         h_x, h_y = self._encode(x, y, batch_size, "held_out_correlations")
         correlations = self.objective_fn.correlations(tf.constant(h_x, tf.float64), tf.constant(h_y, tf.float64))
         return correlations.numpy()
 
     def held_out_logs(self, data, *, batch_size: int = 1024) -> dict:
-        """``{"val_total_correlation": float, "val_correlations": [k floats]}`` of
-        ``held_out_correlations(data)``: what ``xmodal_tf.training.Trainer`` reports and
-        early-stops on. ``data=None`` gives the placeholders (NaN, None) of an epoch
-        without evaluation."""
+        """The held-out logs that ``xmodal_tf.training.Trainer`` reports and early-stops on.
+
+        Args:
+            data: held-out data for ``held_out_correlations``, or None.
+            batch_size: rows per encoder call.
+
+        Returns:
+            ``{"val_total_correlation": float, "val_correlations": [k floats]}`` of
+            ``held_out_correlations(data)``; ``data=None`` gives the placeholders (NaN,
+            None) of an epoch without evaluation.
+        """
         if data is None:
             return {"val_total_correlation": float("nan"), "val_correlations": None}
         correlations = self.held_out_correlations(data, batch_size=batch_size)
@@ -607,9 +619,17 @@ class DeepCCA(CrossModalModel):
     def fit_linear_cca(self, x, y=None, *, batch_size: int = 1024, reg=None) -> DeepCCA:
         """Fit a linear CCA (``xmodal_tf.CCA``, float64) on the encoders' outputs.
 
-        ``reg``: the linear CCA's ridge; None (default) uses the model's ``reg``. The
-        projection is stored in the model's non-trainable weights (kept by save/load and
-        checkpoints) and as ``linear_cca_``. Returns self.
+        The projection is stored in the model's non-trainable weights (kept by save/load
+        and checkpoints) and as ``linear_cca_``.
+
+        Args:
+            x: the x view, or both views as a pair / dict / dataset (as in ``encode``).
+            y: the y view, or None.
+            batch_size: rows per encoder call.
+            reg: the linear CCA's ridge; None (default) uses the model's ``reg``.
+
+        Returns:
+            self.
         """
         h_x, h_y = self._encode(x, y, batch_size, "fit_linear_cca")
         cca = CCA(n_components=self.k, reg=self.reg if reg is None else reg, dtype="float64")
@@ -641,13 +661,20 @@ class DeepCCA(CrossModalModel):
             )
 
     def transform(self, x=None, y=None, *, batch_size: int = 1024):
-        """Canonical variates through the fitted linear CCA (``fit_linear_cca`` first),
-        each (n, k) float64.
+        """Canonical variates through the fitted linear CCA (``fit_linear_cca`` first).
 
         As ``xmodal_tf.CCA.transform``: ``transform(x_array)`` gives the x view's
         variates alone and ``transform(y=y_array)`` the y view's (no paired view needed);
         ``transform(x, y)`` (or a pair / dict / dataset, as in ``encode``) gives
         ``(x_c, y_c)``.
+
+        Args:
+            x: the x view, or both views as a pair / dict / dataset.
+            y: the y view, or None.
+            batch_size: rows per encoder call.
+
+        Returns:
+            The variates, each (n, k) float64.
         """
         self._check_linear_cca("transform")
         w_x, m_x, w_y, m_y = (v.numpy() for v in self._cca_weights[:4])
@@ -664,9 +691,19 @@ class DeepCCA(CrossModalModel):
         return column_correlations(*self.transform(x, y, batch_size=batch_size))
 
     def score(self, x, y=None, *, batch_size: int = 1024) -> float:
-        """Total correlation of the top ``k`` canonical directions on the given data: the
-        sum of the correlations of the transformed pairs (Andrew et al.'s metric; the
-        maximum is k). Unlike ``xmodal_tf.CCA.score`` (a mean), this is a sum."""
+        """Total correlation of the top ``k`` canonical directions on the given data.
+
+        The sum of the correlations of the transformed pairs (Andrew et al.'s metric;
+        the maximum is k). Unlike ``xmodal_tf.CCA.score`` (a mean), this is a sum.
+
+        Args:
+            x: the x view, or both views as a pair / dict / dataset (as in ``encode``).
+            y: the y view, or None.
+            batch_size: rows per encoder call.
+
+        Returns:
+            The total correlation, a float.
+        """
         return float(np.sum(self.correlations(x, y, batch_size=batch_size)))
 
     # ------------------------------------------------------------------ config

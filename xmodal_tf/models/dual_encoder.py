@@ -1,12 +1,8 @@
 """A contrastive dual encoder (CLIP-style) as a subclassed ``keras.Model``.
 
-Two encoders, one per modality (say images ``a`` and their captions ``b``), are each
-followed by a linear projection to ``projection_dim`` and an L2 normalisation, so both
-land on one unit sphere. Training pulls each pair (a_i, b_i) together and pushes the
-other items of the batch apart with the symmetric InfoNCE loss of CLIP
-(``xmodal_tf.losses.contrastive_loss_from_logits``) at a learned temperature. After
-training, the cosine similarity ranks a gallery of one modality for a query from the
-other: cross-modal retrieval and zero-shot classification by class names.
+``DualEncoder`` projects two encoders (images ``a``, captions ``b``) onto one unit sphere
+and trains them with CLIP's symmetric InfoNCE loss at a learned temperature; the cosine
+similarity then ranks a gallery of one modality for a query from the other::
 
     >>> from xmodal_tf.encoders import cnn_encoder, text_encoder
     >>> from xmodal_tf.models import DualEncoder
@@ -17,42 +13,8 @@ other: cross-modal retrieval and zero-shot classification by class names.
     >>> indices, scores = model.retrieve(query_images, gallery_names, k=5)   # image -> text
     >>> model.save("clip.keras")                                  # takes raw strings when reloaded
 
-Conventions and decisions
--------------------------
-* Data: every batch is a pair ``(a, b)``, a dict ``{"a": ..., "b": ...}`` or
-  ``((a, b), labels)`` (labels ignored); ``model.fit(a_array, b_array)`` works.
-  ``call`` returns the pair of normalised embeddings, so ``predict`` gives
-  ``(z_a, z_b)``. Text goes in as raw strings (a NumPy array of ``str`` or a
-  ``tf.string`` tensor) when its encoder starts with a ``TextVectorization`` layer
-  (``xmodal_tf.encoders.text_encoder``).
-* Siamese mode: ``encoder_b=None`` (or ``shared=True``, or the same object twice)
-  uses one encoder AND one projection for both inputs, so both must have the same
-  type and shape (two views of an image, two sentences). It is saved once.
-* Temperature: learned as a log-scale parameter, ``logit_scale = log(1 / T)``,
-  initialised from ``temperature`` (CLIP: 0.07) and kept in ``[0, log(max_logit_scale)]``
-  (CLIP: 100, i.e. T in [0.01, 1]) by a constraint applied after every optimizer step
-  and by clipping in the forward pass. ``learn_temperature=False`` freezes it.
-* Metrics (reset every epoch): ``loss``; ``temperature``; ``in_batch_accuracy``, the
-  fraction of the batch's pairs whose partner is the nearest item of the other
-  modality in the batch, averaged over both directions. Chance is 1 / batch size,
-  so it depends on the batch size (as does the loss: log(batch size) at chance).
-* Distribution strategies (``global_batch=True``, the default): every replica scores
-  its own pairs against the embeddings of the WHOLE global batch, all-gathered from
-  every replica with gradients (CLIP's distributed loss), so each item has the global
-  batch's negatives and the loss and update equal one device's on the global batch.
-  Gradients are summed over replicas, so each replica divides its loss (a mean over its
-  rows) by ``num_replicas_in_sync``. ``global_batch=False``: each replica contrasts its
-  own share only (fewer negatives; no communication).
-* BatchNorm inside an encoder: inference uses its moving statistics, whose variance
-  starts at 1 and moves 1% a step; after a few hundred steps on small-valued inputs it
-  is still far too large and inference-mode embeddings of one modality collapse onto
-  one direction (retrieval at chance while ``in_batch_accuracy`` is high). Train
-  longer, or build such short-run encoders without BatchNorm.
-* XLA: ``compile`` keeps Keras' ``jit_compile="auto"``; a ``TextVectorization``
-  layer (string ops) makes Keras turn XLA off by itself.
-* Bad input fails up front with ValueError / TypeError: numbers given to a string
-  encoder (or strings to a numeric one), paired batches of different sizes, ``k``
-  larger than the gallery, an unknown retrieval direction.
+Main names: ``DualEncoder``, ``RETRIEVAL_DIRECTIONS``.
+Design notes: docs/DESIGN.md (section xmodal_tf/models/dual_encoder.py).
 """
 
 from __future__ import annotations
@@ -409,9 +371,16 @@ class DualEncoder(CrossModalModel):
     def batch_loss(self, a, b, training=False) -> dict:
         """Loss and metrics of one batch of n pairs, as a dict of scalar tensors.
 
-        Keys: ``loss`` (symmetric InfoNCE over the batch, plus any regularisation losses
-        of the encoders), ``temperature``, ``in_batch_accuracy`` (fraction of the 2n
-        queries, a -> b and b -> a, whose partner scores highest in the batch).
+        Args:
+            a: the batch's inputs of modality a.
+            b: the batch's inputs of modality b, one row per row of ``a``.
+            training: whether the encoders run in training mode.
+
+        Returns:
+            A dict with ``loss`` (symmetric InfoNCE over the batch, plus any
+            regularisation losses of the encoders), ``temperature`` and
+            ``in_batch_accuracy`` (fraction of the 2n queries, a -> b and b -> a, whose
+            partner scores highest in the batch).
         """
         self._check_inputs(a, b, "batch_loss")
         z_a, z_b = self.embed_a(a, training=training), self.embed_b(b, training=training)
@@ -496,6 +465,14 @@ class DualEncoder(CrossModalModel):
 
         Not divided by the temperature: rankings are the same, and these are the scores
         that ``xmodal_tf.metrics`` retrieval metrics take.
+
+        Args:
+            a: inputs of modality a.
+            b: inputs of modality b.
+            batch_size: rows per encoder call.
+
+        Returns:
+            A NumPy (n_a, n_b) array.
         """
         return self._similarity(a, b, batch_size, ("a", "b"), "similarity")
 
@@ -534,18 +511,24 @@ class DualEncoder(CrossModalModel):
     default_monitor = ("val_mean_recall", "max")
 
     def held_out_logs(self, data, *, ks=(1, 5, 10), batch_size: int = 256) -> dict:
-        """Retrieval both ways over held-out pairs: what ``xmodal_tf.training.Trainer``
-        reports and early-stops on for a dual encoder (``model.fit``'s validation keeps
-        Keras' in-batch ``val_loss``).
+        """Retrieval both ways over held-out pairs.
 
-        data: ``(a, b)`` arrays of n pairs, or a ``tf.data.Dataset`` of such batches;
-            None gives the placeholders (NaN) of an epoch without evaluation.
-        Each a_i queries the gallery of every b (and each b_i every a). Relevant items are
-        its partner and the partners of equal b values (duplicate texts name the same
+        What ``xmodal_tf.training.Trainer`` reports and early-stops on for a dual
+        encoder (``model.fit``'s validation keeps Keras' in-batch ``val_loss``). Each a_i
+        queries the gallery of every b (and each b_i every a). Relevant items are its
+        partner and the partners of equal b values (duplicate texts name the same
         thing), so several a may share one text.
-        Returns ``val_a_to_b_recall@k`` and ``val_b_to_a_recall@k`` (each k up to the
-        gallery size), ``val_a_to_b_median_rank``, ``val_b_to_a_median_rank`` and
-        ``val_mean_recall``, the mean of those recalls.
+
+        Args:
+            data: ``(a, b)`` arrays of n pairs, or a ``tf.data.Dataset`` of such batches;
+                None gives the placeholders (NaN) of an epoch without evaluation.
+            ks: the k of the recalls@k.
+            batch_size: rows per encoder call.
+
+        Returns:
+            A dict with ``val_a_to_b_recall@k`` and ``val_b_to_a_recall@k`` (each k up to
+            the gallery size), ``val_a_to_b_median_rank``, ``val_b_to_a_median_rank`` and
+            ``val_mean_recall``, the mean of those recalls.
         """
         from xmodal_tf.metrics import retrieval_metrics
 

@@ -12,78 +12,8 @@
     >>> model.predict({"image": images, "audio": mfccs,
     ...                "modality_mask": [[1, 0], [1, 1], ...]})  # per-example presence
 
-Conventions and decisions
--------------------------
-* Graph: ``inputs[m] -> encoders[m] -> [Dense(projection_dim)] -> fusion(embeddings,
-  mask) -> head -> softmax``. The model is functional (a ``keras.Model`` subclass that
-  builds its graph in ``__init__``, as keras-hub models do), so ``summary``, ``fit``,
-  ``predict``, transfer by layer name and ``.keras`` saving work as usual. The output is
-  class PROBABILITIES (batch, num_classes): compile with
-  ``sparse_categorical_crossentropy`` (not ``from_logits=True``).
-* Inputs: a dict with one entry per modality (the keys of ``encoders``; an input layer
-  of that name and of the encoder's input shape) plus the presence mask
-  ``"modality_mask"``, (batch, n_modalities), columns in the order of ``encoders``,
-  nonzero/True = present. Both are optional when CALLING the model (directly, or in
-  ``fit``/``evaluate``/``predict``): a missing mask means "every given modality is
-  present", and a missing (or None) modality is absent for all examples (the model
-  feeds its encoder zeros and zeroes its mask column). A given mask is combined with
-  the given modalities (a column is present only where both say so).
-* Why not ``keras.Input(optional=True)``: Keras 3.15 supports optional inputs, but a
-  dict passed to a functional model must still CONTAIN the key (``{"modality_mask":
-  None}``, else "Missing data for input"), and the layers behind it then receive None.
-  So the model overrides ``__call__`` to fill in what is missing before the functional
-  graph runs; the graph itself always sees a complete dict.
-* Strategies (``FUSION_STRATEGIES``): ``average``, ``weighted`` (equal embedding sizes,
-  or pass ``projection_dim``), ``concat`` (the fusion network), ``gated``, ``attention``
-  (``units`` = ``projection_dim`` or the largest embedding size), ``tensor``, and
-  ``late`` (each modality gets its own head ``hidden_units -> softmax``; their
-  probabilities are averaged over the present modalities), or any fusion layer instance
-  whose ``call(embeddings, mask=None)`` takes the list of embeddings and the mask.
-  ``hidden_units`` is the MLP between the fused vector and the softmax; for ``concat``
-  and ``tensor`` it is the fusion layer's own network (the same computation).
-* Absent modalities have no influence on the output (see ``xmodal_tf.layers``). An
-  example with NO modality present is allowed and gets a fixed output: the head
-  applied to the fusion of nothing (zeros, with all-zero presence indicators), or the
-  uniform distribution for ``late``.
-* ``modality_dropout``: a rate for every modality, a sequence in ``encoders`` order, or
-  a dict ``{modality: rate}`` (others 0); ``ModalityDropout`` edits the mask in training
-  only, never removing all modalities of an example.
-* ``unimodal_loss_weight`` (auxiliary unimodal losses, "deep supervision" as in
-  Gradient-Blending-style multimodal training): each modality's (projected) embedding
-  also feeds its own softmax head ``<modality>_unimodal_classifier`` (for ``late``, the
-  per-modality classifiers it already has), and ``compute_loss`` adds the weight times
-  the sum over modalities of their cross-entropies with the labels (``unimodal_loss``;
-  rows whose input lacks the modality count 0 in that term). So plain ``model.fit``
-  trains every encoder to classify on its own, which is what the classifier has to do
-  when the other modality is absent; fit and evaluate report it as ``unimodal_loss``.
-  ``unimodal_distillation`` = a mixes the classifier's own fused prediction into that
-  target, (1 - a) one_hot(label) + a stop_gradient(fused probabilities): online
-  distillation from the fused classifier into each modality's pathway. (In the
-  ``fusion`` experiment it lifted the missing-modality accuracy above single-modality
-  classifiers trained for 4 epochs only; against ones given the same budget and
-  best-epoch selection, the unimodal teachers below do better: see the README.)
-  The heads are not on the inference graph (except ``late``'s own): predictions do not
-  change shape or meaning, ``unimodal_network`` (a functional model sharing the
-  encoders) reaches them, and they are saved with the model. In training the encoders
-  run a second time for this loss (a separate pass: nothing is cached between calls).
-  ``unimodal_head="fusion"`` instead applies the loss to the classifier ITSELF with only
-  that modality present (the mask one-hot): the very path its predictions take when the
-  other modalities are absent, fusion layer and head included; no extra heads
-  (``unimodal_network`` is None), one more pass of the classifier per modality.
-  ``unimodal_loss(..., teachers={modality: probabilities}, teacher_share=b)`` also mixes
-  another classifier's prediction (stop-gradient) into that modality's target, taken
-  from the labels' share: distillation from unimodal teachers (the ``fusion``
-  experiment's ``unimodal_teacher_distillation`` uses its single-modality classifiers).
-* Distribution strategies: the loss is Keras' compiled loss (a mean over each
-  replica's rows, scaled by Keras for the replicas), ``ModalityDropout`` and the
-  head's dropout draw for the global batch and keep each replica's rows, so two
-  replicas train like one device on the same global batch (with
-  ``sync_batch_norm=True`` encoders when they have BatchNorm). ``model.fit`` also works
-  under ``MultiWorkerMirroredStrategy`` (``xmodal_tf.models.base.MultiWorkerFitMixin``),
-  as does ``xmodal_tf.training.Trainer`` with the compiled model.
-* Saving: ``get_config`` holds the constructor arguments with the encoders (and a custom
-  fusion layer) serialized; loading rebuilds the same graph and restores the weights.
-  An encoder shared by several modalities stays shared after loading.
+Main names: ``build_fusion_classifier``, ``FusionClassifier``, ``FUSION_STRATEGIES``.
+Design notes: docs/DESIGN.md (section xmodal_tf/models/fusion.py).
 """
 
 from __future__ import annotations
@@ -278,10 +208,15 @@ def _fusion_layer(fusion, dims, modalities, hidden_units, dropout, projection_di
 class FusionClassifier(MultiWorkerFitMixin, keras.Model):
     """A functional fusion classifier; build it with ``build_fusion_classifier``.
 
-    Args: see ``build_fusion_classifier``. Attributes: ``modalities`` (tuple, the mask's
-    column order), ``encoders`` (dict), ``fusion_layer``, ``unimodal_loss_weight`` and
-    ``unimodal_network`` (inputs -> {modality: its own head's probabilities}; None when
-    the weight is 0).
+    The constructor's arguments are those of ``build_fusion_classifier``.
+
+    Attributes:
+        modalities: tuple of the modality names, the mask's column order.
+        encoders: dict {modality: encoder}.
+        fusion_layer: the fusion layer.
+        unimodal_loss_weight: the weight of the auxiliary unimodal losses.
+        unimodal_network: inputs -> {modality: its own head's probabilities}; None when
+            the weight is 0.
     """
 
     def __init__(
@@ -394,9 +329,26 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
 
     # ------------------------------------------------------------------ inputs
     def predict(self, x, *args, **kwargs):
-        """``keras.Model.predict``; a dict of arrays is checked first (one ValueError or
-        TypeError naming the modality, instead of an error from deep inside Keras or,
-        for NaN or inf values, probabilities that look valid)."""
+        """``keras.Model.predict``, with a dict of arrays checked first.
+
+        The check gives one ValueError or TypeError naming the modality, instead of an
+        error from deep inside Keras or, for NaN or inf values, probabilities that look
+        valid.
+
+        Args:
+            x: the inputs, as for ``keras.Model.predict`` (a dict is checked by
+                ``check_prediction_inputs``).
+            *args: passed to ``keras.Model.predict``.
+            **kwargs: passed to ``keras.Model.predict``.
+
+        Returns:
+            The class probabilities (n, num_classes).
+
+        Raises:
+            ValueError: a bad input dict, weights that hold NaN or inf, or rows whose
+                probabilities are not finite.
+            TypeError: an input of the wrong type.
+        """
         if not isinstance(x, dict):
             return super().predict(x, *args, **kwargs)
         self.check_prediction_inputs(x)
@@ -419,10 +371,20 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         return probabilities
 
     def check_prediction_inputs(self, inputs: dict) -> None:
-        """Check a dict of NumPy arrays or tensors for ``predict``: not empty, known keys,
-        one row per example in every entry, each modality's feature shape, the mask's
-        shape (n, number of modalities), finite values (``check_finite_rows``). Messages
-        give the shapes of the whole arrays, not of a batch."""
+        """Check a dict of NumPy arrays or tensors for ``predict``.
+
+        Checks: not empty, known keys, one row per example in every entry, each
+        modality's feature shape, the mask's shape (n, number of modalities), finite
+        values (``check_finite_rows``). Messages give the shapes of the whole arrays,
+        not of a batch.
+
+        Args:
+            inputs: the dict given to ``predict``.
+
+        Raises:
+            ValueError: a check fails.
+            TypeError: an entry of the wrong type.
+        """
         where = f"{self.name}.predict"
         if not inputs or all(value is None for value in inputs.values()):
             raise ValueError(
@@ -492,8 +454,17 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         return super().__call__(inputs, *args, **kwargs)
 
     def complete_inputs(self, inputs: dict) -> dict:
-        """The full input dict: absent modalities filled with zeros and the presence mask
-        (float 0/1, (batch, n)) made from the given mask and the given modalities."""
+        """The full input dict.
+
+        Absent modalities are filled with zeros, and the presence mask (float 0/1,
+        (batch, n)) is made from the given mask and the given modalities.
+
+        Args:
+            inputs: a dict with some of the modalities and optionally the mask.
+
+        Returns:
+            A dict with every modality and the mask.
+        """
         unknown = sorted(set(map(str, inputs)) - set(self.modalities) - {MASK_INPUT})
         if unknown:
             raise ValueError(
@@ -554,21 +525,38 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         teachers: dict | None = None,
         teacher_share: float = 0.0,
     ):
-        """The auxiliary loss: the sum over modalities of the cross-entropy of that
-        modality's own head (on its embedding alone), averaged over the batch. The target
-        is the labels, or with ``unimodal_distillation`` = a > 0 the mixture
-        (1 - a) one_hot(labels) + a stop_gradient(predictions), the fused classifier's own
-        probabilities (``predictions``; computed with ``training`` if not given).
-        Examples whose input lacks the modality (missing key or mask 0; modality dropout
-        does not count) add nothing to that modality's term. Raises ValueError if the
-        classifier was built with ``unimodal_loss_weight=0`` (it has no such heads).
+        """The auxiliary loss: the summed cross-entropies of the modalities' own heads.
 
-        teachers: {modality: (batch, classes) probabilities} of another classifier of that
-            modality alone (e.g. a single-modality classifier trained beside this one):
-            ``teacher_share`` = b of that modality's target becomes stop_gradient(teacher),
-            taken from the labels' share: (1 - a - b) one_hot + a fused + b teacher
-            (distillation from unimodal teachers). A modality without a teacher keeps
-            (1 - a) one_hot + a fused. a + b must be at most 1."""
+        The sum over modalities of the cross-entropy of that modality's own head (on its
+        embedding alone), averaged over the batch. The target is the labels, or with
+        ``unimodal_distillation`` = a > 0 the mixture (1 - a) one_hot(labels) +
+        a stop_gradient(predictions), the fused classifier's own probabilities. Examples
+        whose input lacks the modality (missing key or mask 0; modality dropout does not
+        count) add nothing to that modality's term.
+
+        Args:
+            inputs: the input dict (completed with ``complete_inputs``).
+            labels: integer class labels (batch,).
+            sample_weight: optional per-example weights (batch,).
+            training: whether the heads (and the classifier, for ``predictions``) run in
+                training mode.
+            predictions: the fused classifier's probabilities, the distillation target;
+                computed with ``training`` if not given.
+            teachers: {modality: (batch, classes) probabilities} of another classifier of
+                that modality alone (e.g. a single-modality classifier trained beside
+                this one). A modality without a teacher keeps (1 - a) one_hot + a fused.
+            teacher_share: b, the share of a modality's target that becomes
+                stop_gradient(teacher), taken from the labels' share: (1 - a - b) one_hot
+                + a fused + b teacher (distillation from unimodal teachers). a + b must be
+                at most 1.
+
+        Returns:
+            The loss, a scalar tensor.
+
+        Raises:
+            ValueError: the classifier was built with ``unimodal_loss_weight=0`` (it has
+                no such heads), a + b exceeds 1, or ``teachers`` names unknown modalities.
+        """
         if not self.unimodal_loss_weight:
             raise ValueError(f"{self.name} has no unimodal heads: build it with unimodal_loss_weight > 0.")
         completed = self.complete_inputs(inputs)
@@ -611,12 +599,20 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         return ops.sum(ops.stack(terms))
 
     def unimodal_probabilities(self, inputs: dict, training=False) -> dict:
-        """{modality: (batch, classes) probabilities} of each modality's unimodal head on
-        ``inputs`` (a dict with every modality, as ``complete_inputs`` returns):
-        ``unimodal_head="auxiliary"``, its own softmax head on the modality's embedding
-        (``unimodal_network``); ``"fusion"``, the classifier itself with only that
-        modality marked present (the path its predictions take when the other modalities
-        are absent)."""
+        """The probabilities of each modality's unimodal head.
+
+        With ``unimodal_head="auxiliary"``, each modality's own softmax head on its
+        embedding (``unimodal_network``); with ``"fusion"``, the classifier itself with
+        only that modality marked present (the path its predictions take when the other
+        modalities are absent).
+
+        Args:
+            inputs: a dict with every modality, as ``complete_inputs`` returns.
+            training: whether the networks run in training mode.
+
+        Returns:
+            {modality: (batch, classes) probabilities}.
+        """
         if self.unimodal_head == "auxiliary":
             return self.unimodal_network(
                 {modality: inputs[modality] for modality in self.modalities}, training=training
@@ -629,9 +625,12 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         return probabilities
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """The compiled loss plus ``unimodal_loss_weight`` x ``unimodal_loss`` (in training
-        and in evaluation, like a regularization loss; ``y_pred`` is the distillation
-        target); the latter is also reported as the metric ``unimodal_loss``."""
+        """The compiled loss plus ``unimodal_loss_weight`` x ``unimodal_loss``.
+
+        Added in training and in evaluation, like a regularization loss; ``y_pred`` is
+        the distillation target. The unimodal loss is also reported as the metric
+        ``unimodal_loss``.
+        """
         loss = super().compute_loss(x, y, y_pred, sample_weight, training=training)
         if not self.unimodal_loss_weight or y is None or not isinstance(x, dict):
             return loss
@@ -692,7 +691,14 @@ def build_fusion_classifier(
     seed=None,
     name="fusion_classifier",
 ) -> FusionClassifier:
-    """A fusion classifier over named modalities (see the module docstring for the conventions).
+    """A fusion classifier over named modalities.
+
+    The graph is ``inputs[m] -> encoders[m] -> [Dense(projection_dim)] -> fusion(embeddings,
+    mask) -> head -> softmax``; the output is class PROBABILITIES (compile with
+    ``sparse_categorical_crossentropy``). The inputs are a dict with one entry per
+    modality plus the presence mask ``"modality_mask"`` (batch, n_modalities); both are
+    optional when calling the model. More conventions: docs/DESIGN.md (section
+    xmodal_tf/models/fusion.py).
 
     Args:
         encoders: dict {modality name: keras.Model}, each from that modality's input to a
@@ -718,6 +724,9 @@ def build_fusion_classifier(
             classifier itself with only that modality present.
         seed: seed of the modality dropout draws.
         name: the model name.
+
+    Returns:
+        The ``FusionClassifier``.
     """
     return FusionClassifier(
         encoders,

@@ -1,24 +1,7 @@
 """Multimodal autoencoder (Ngiam et al., 2011) as a subclassed ``keras.Model``.
 
-Each modality has an encoder (its input -> (batch, d_m)) and a decoder (the shared code
-(batch, code_dim) -> that modality's shape). The encodings of the modalities that are
-PRESENT are fused into one shared code, and every decoder reconstructs its modality
-from that code::
-
-    h_m    = encoders[m](x_m)                                  (batch, d_m)
-    p_m    = Dense(fusion_units, name=f"{m}_projection")(h_m)  (batch, fusion_units)
-    fused  = fusion_activation(mean of p_m over the present m) (batch, fusion_units)
-    code   = Dense(code_dim, name="code")(fused)               (batch, code_dim), linear
-    x'_m   = decoders[m](code)                                 every modality, always
-
-The mean (not a sum) keeps the fused vector on the same scale whether one or all
-modalities are present, so one decoder serves every subset.
-
-Modality dropout (the paper's training recipe): in every training batch a share of the
-examples keeps ONE modality only. Their other modalities are zeroed and masked out of
-the fusion, but the loss still asks for ALL modalities, so the network learns to
-infer a missing modality from the present one. That is what makes ``translate``
-(encode from one modality, decode another) work.
+``MultimodalAutoencoder`` fuses the modalities that are PRESENT into one shared code and
+decodes EVERY modality from it; modality dropout makes ``translate`` work::
 
     >>> from xmodal_tf.encoders import cnn_encoder, rnn_encoder
     >>> model = MultimodalAutoencoder(
@@ -32,52 +15,7 @@ infer a missing modality from the present one. That is what makes ``translate``
     >>> model.translate(mfccs, source="audio", target="image")             # (n, 28, 28, 1)
     >>> model.encode({"image": images})                                   # (n, 64) shared codes
 
-``dense_decoder`` and ``image_decoder`` (below) build simple decoders; any Keras model
-from (batch, code_dim) to the modality's shape works.
-
-Conventions and decisions
--------------------------
-* Modalities are named by the keys of ``encoders`` (their order is the model's order,
-  ``model.modalities``); names are identifiers such as ``"image"`` or ``"audio_mfcc"``
-  (they appear in layer and metric names). ``decoders`` must have exactly the same
-  keys. At least two modalities.
-* ``modality_dropout``: a float ``s`` in [0, 1] is the share of examples that keep only
-  one modality, split evenly: with two modalities and ``s = 0.5`` a quarter keep only
-  the first, a quarter only the second and half keep both (Ngiam et al. used thirds:
-  ``s = 2/3``). A dict ``{modality: share}`` sets each modality's "kept alone" share
-  (missing modalities 0; shares in [0, 1] summing to at most 1). Every example draws
-  independently (so the shares hold in expectation), from the model's seeded
-  ``keras.random.SeedGenerator``; ``draw_modality_mask`` returns such a draw.
-  ``evaluate``/``test_step`` never drop modalities.
-* Absent modalities are zeroed before their encoder (for token-id inputs that is the
-  padding id, for MFCC frames the all-zero padding frame) AND masked out of the
-  fusion mean, so the code depends only on the present modalities. Encoders still run
-  on the whole batch (static shapes, GPU friendly), so a BatchNormalization layer's
-  training statistics include the zeroed examples.
-* Loss: ``sum_m loss_weights[m] * reconstruction_m`` (+ any regularisation losses of
-  the sub-models), where ``reconstruction_m`` is the batch mean of the per-example
-  reconstruction loss of modality m ("mse" by default; "mae", "binary_crossentropy" or a
-  callable ``fn(y_true, y_pred)`` returning per-example or element-wise values, which are
-  averaged over all non-batch axes). Logs: ``loss`` and ``reconstruction_<modality>``,
-  example-weighted means over the epoch.
-* Data: ``fit(x={modality: array})``, a ``tf.data.Dataset`` of such dicts, or of
-  ``(dict, labels)`` pairs (labels and sample weights are ignored). Training and
-  evaluation need every modality; ``encode``/``reconstruct``/``translate``/``call``
-  take any non-empty subset.
-* ``call(inputs)`` (and ``predict``): ``inputs`` is a dict holding a non-empty subset of
-  the modalities; returns a dict with the reconstruction of EVERY modality from the
-  code of the given ones.
-* Distribution strategies: gradients are summed across replicas, so each replica
-  divides its (batch-mean) loss by ``num_replicas_in_sync``, like Keras' own
-  ``compute_loss``; with equal replica batches the update equals the one-device update
-  on the global batch. The modality masks are drawn for the global batch and each
-  replica keeps its rows, so replicas draw differently and N replicas draw what one
-  device draws.
-* Saving: ``get_config`` serializes the sub-models; ``model.save("m.keras")`` +
-  ``keras.models.load_model`` restore weights, the seed generator's state and the
-  optimizer state (training continues identically). A callable reconstruction loss
-  survives saving only if it is registered with
-  ``keras.saving.register_keras_serializable``.
+Design notes: docs/DESIGN.md (section xmodal_tf/models/mae.py).
 """
 
 from __future__ import annotations
@@ -224,6 +162,14 @@ def _shape_text(shape) -> str:
 @keras.saving.register_keras_serializable(package="xmodal_tf")
 class MultimodalAutoencoder(CrossModalModel):
     """Multimodal autoencoder with a shared code and modality dropout.
+
+    The code is computed from the present modalities, and every modality decoded from it::
+
+        h_m    = encoders[m](x_m)                                  (batch, d_m)
+        p_m    = Dense(fusion_units, name=f"{m}_projection")(h_m)  (batch, fusion_units)
+        fused  = fusion_activation(mean of p_m over the present m) (batch, fusion_units)
+        code   = Dense(code_dim, name="code")(fused)               (batch, code_dim), linear
+        x'_m   = decoders[m](code)                                 every modality, always
 
     Args:
         encoders: dict modality name -> Keras model mapping that modality's batch to
@@ -446,11 +392,18 @@ class MultimodalAutoencoder(CrossModalModel):
 
     # ------------------------------------------------------------------ forward
     def draw_modality_mask(self, batch_size):
-        """Which modalities each example keeps in a training step: a (batch_size,
-        n_modalities) float32 tensor of 0/1 (columns in ``model.modalities`` order; a row is
-        all ones or a single one). Advances the model's seed generator; under a
-        distribution strategy the draw is made for the global batch and each replica
-        keeps its own rows."""
+        """Which modalities each example keeps in a training step.
+
+        Advances the model's seed generator; under a distribution strategy the draw is
+        made for the global batch and each replica keeps its own rows.
+
+        Args:
+            batch_size: the number of examples.
+
+        Returns:
+            A (batch_size, n_modalities) float32 tensor of 0/1 (columns in
+            ``model.modalities`` order; a row is all ones or a single one).
+        """
         columns = len(self.modalities)
         if not any(self.dropout_shares):
             return tf.ones((batch_size, columns), tf.float32)
@@ -493,8 +446,15 @@ class MultimodalAutoencoder(CrossModalModel):
         return {name: self.decoders[name](code, training=training) for name in self.modalities}
 
     def call(self, inputs, training=None):
-        """Reconstruct every modality from the modalities in ``inputs`` (a dict holding a
-        non-empty subset); returns a dict {modality: (batch, *shape)}."""
+        """Reconstruct every modality from the modalities in ``inputs``.
+
+        Args:
+            inputs: a dict holding a non-empty subset of the modalities.
+            training: whether the sub-models run in training mode.
+
+        Returns:
+            A dict {modality: (batch, *shape)}.
+        """
         inputs = self._check_inputs(inputs, "call", require_all=False)
         return self._decode(self._shared_code(inputs, training=training), training=training)
 
@@ -524,8 +484,17 @@ class MultimodalAutoencoder(CrossModalModel):
         return tf.shape(inputs[self.modalities[0]])[0]  # example-weighted epoch means
 
     def batch_loss(self, inputs, training=False) -> dict:
-        """``{"loss": ..., "reconstruction_<modality>": ...}`` of a batch holding every
-        modality; in training, with modality dropout (``draw_modality_mask``)."""
+        """The loss of a batch holding every modality and its reconstruction terms.
+
+        In training, with modality dropout (``draw_modality_mask``).
+
+        Args:
+            inputs: a dict with every modality.
+            training: whether this is a training step.
+
+        Returns:
+            ``{"loss": ..., "reconstruction_<modality>": ...}``.
+        """
         mask = self.draw_modality_mask(tf.shape(inputs[self.modalities[0]])[0]) if training else None
         reconstructions = self._decode(self._shared_code(inputs, training=training, mask=mask), training=training)
         losses = self.compute_reconstruction_losses(inputs, reconstructions)
@@ -627,20 +596,48 @@ class MultimodalAutoencoder(CrossModalModel):
         return np.concatenate(codes), {name: np.concatenate(parts) for name, parts in reconstructions.items()}
 
     def encode(self, inputs, present=None, *, batch_size: int = 256) -> np.ndarray:
-        """Shared codes (n, code_dim) of ``inputs`` (a dict of arrays with n rows) from the
-        ``present`` modalities (a name or names; default: every modality in ``inputs``;
-        inputs may omit the absent ones). Inference mode."""
+        """Shared codes of ``inputs`` from the ``present`` modalities (inference mode).
+
+        Args:
+            inputs: a dict of arrays with n rows; it may omit the absent modalities.
+            present: a name or names; default: every modality in ``inputs``.
+            batch_size: rows per call.
+
+        Returns:
+            A NumPy (n, code_dim) array.
+        """
         return self._infer(inputs, present, (), "encode", batch_size)[0]
 
     def reconstruct(self, inputs, present=None, *, batch_size: int = 256) -> dict:
-        """{modality: (n, *shape) array} for EVERY modality, decoded from the code of the
-        ``present`` modalities (as in ``encode``)."""
+        """Every modality, decoded from the code of the ``present`` modalities.
+
+        Args:
+            inputs: a dict of arrays with n rows, as in ``encode``.
+            present: a name or names, as in ``encode``.
+            batch_size: rows per call.
+
+        Returns:
+            {modality: (n, *shape) array} for EVERY modality.
+        """
         return self._infer(inputs, present, self.modalities, "reconstruct", batch_size)[1]
 
     def translate(self, inputs, source, target, *, batch_size: int = 256):
-        """Encode from ``source`` only (a name or names) and decode ``target``: one name
-        gives an (n, *shape) array, several names a dict. ``inputs`` may be the source's
-        array itself when the source is a single modality."""
+        """Encode from ``source`` only and decode ``target``.
+
+        Args:
+            inputs: a dict of arrays, or the source's array itself when the source is a
+                single modality.
+            source: a modality name or names.
+            target: a modality name or names.
+            batch_size: rows per call.
+
+        Returns:
+            For one target name an (n, *shape) array, for several names a dict.
+
+        Raises:
+            TypeError: several sources but ``inputs`` is not a dict.
+            ValueError: ``target`` is empty or names an unknown modality.
+        """
         sources = [source] if isinstance(source, str) else list(source)
         if not isinstance(inputs, Mapping):
             if len(sources) != 1:

@@ -1,7 +1,10 @@
-"""Training: the explicit ``tf.function`` loop for every model (``Trainer``, and
-``DeepCCATrainer`` for Deep CCA), strategies by name (``make_strategy``, ``is_chief``),
-and TensorBoard callbacks (image grids of generated samples and reconstructions, the
-embedding projector, a classifier's confusion matrix)."""
+"""Training loops, distribution strategies and TensorBoard callbacks.
+
+The explicit ``tf.function`` loop for every model (``Trainer``, and ``DeepCCATrainer``
+for Deep CCA), strategies by name (``make_strategy``, ``is_chief``), and TensorBoard
+callbacks (image grids of generated samples and reconstructions, the embedding
+projector, a classifier's confusion matrix).
+"""
 
 from xmodal_tf.training.callbacks import (
     ConfusionMatrixCallback,

@@ -1,30 +1,17 @@
 """Keras callbacks that show a model's progress in TensorBoard, every few epochs.
 
-* ``GeneratedImagesCallback``       a conditional generator's samples: one image grid, a row
-  per condition (``model.generate(conditions, n=...)``, e.g. ``ConditionalGAN``).
-* ``ReconstructionImagesCallback``  a ``MultimodalAutoencoder``'s originals beside its
-  reconstructions from all modalities and from each modality alone (cross-modal).
-* ``EmbeddingProjectorCallback``    shared codes for TensorBoard's embedding projector, with
-  labels as metadata.
-* ``ConfusionMatrixCallback``        a classifier's validation confusion matrix as an image
-  (drawn with matplotlib, ``xmodal_tf.metrics.confusion_matrix_image``).
+* ``GeneratedImagesCallback``       a conditional generator's samples, a row per condition.
+* ``ReconstructionImagesCallback``  a ``MultimodalAutoencoder``'s originals and reconstructions.
+* ``EmbeddingProjectorCallback``    shared codes for TensorBoard's embedding projector.
+* ``ConfusionMatrixCallback``        a classifier's validation confusion matrix as an image.
 
     >>> callbacks = [ReconstructionImagesCallback("tensorboard_logs/run", inputs=few_examples),
     ...              EmbeddingProjectorCallback("tensorboard_logs/run", test_inputs, test_labels)]
     >>> model.fit(data, epochs=20, callbacks=callbacks)
     >>> # tensorboard --logdir tensorboard_logs   (IMAGES and PROJECTOR tabs)
 
-Epochs are counted from 1 in the decision "every ``every`` epochs" (epochs every,
-2 * every, ...); the summaries' step is the epoch counted from 1 as well (the Trainer's
-scalars), except ``ConfusionMatrixCallback``'s, which is Keras' 0-based epoch index
-(beside the validation scalars of Keras' TensorBoard callback). Each callback
-writes its own events file into ``logdir``; files are flushed after every write, so
-TensorBoard (and tests) see them at once.
-
-Images: a modality whose examples are (H, W, C) with C in 1, 3 or 4 is drawn as an image;
-other shapes (MFCC sequences (T, F), vectors (D,)) are drawn as heat maps with time
-(the first axis) running left to right. Values are scaled with the range of the
-original examples (so reconstructions and originals share one scale) and clipped.
+Design notes (epoch counting, how non-image modalities are drawn): docs/DESIGN.md
+(section xmodal_tf/training/callbacks.py).
 """
 
 from __future__ import annotations
@@ -59,8 +46,19 @@ _MIN_HEAT_MAP_HEIGHT = 24  # pixels: a 13-coefficient MFCC map is drawn 2x talle
 
 # ----------------------------------------------------------------------------- drawing
 def image_grid(images, rows: int, padding: int = 1) -> np.ndarray:
-    """Tile ``images`` (rows * columns, H, W, C), row by row, into one (height, width, C)
-    image with ``padding`` pixels of white between tiles. Values in [0, 1]."""
+    """Tile images, row by row, into one image with white padding between tiles.
+
+    Args:
+        images: (rows * columns, H, W, C) values in [0, 1].
+        rows: the number of rows of tiles.
+        padding: pixels of white between tiles.
+
+    Returns:
+        One (height, width, C) image, values in [0, 1].
+
+    Raises:
+        ValueError: ``images`` is not 4-D or its count is not a multiple of ``rows``.
+    """
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or images.shape[0] % rows:
         raise ValueError(f"image_grid needs (rows * columns, H, W, C) images, rows={rows}; got shape {images.shape}.")
@@ -76,9 +74,17 @@ def image_grid(images, rows: int, padding: int = 1) -> np.ndarray:
 
 
 def heat_map(values) -> np.ndarray:
-    """Values in [0, 1] of shape (n, time, features) as (n, features, time, 3) viridis
-    images: time runs left to right, the first feature is at the bottom; small maps are
-    enlarged by repeating rows."""
+    """Sequences as viridis heat-map images.
+
+    Time runs left to right, the first feature is at the bottom; small maps are
+    enlarged by repeating rows.
+
+    Args:
+        values: values in [0, 1] of shape (n, time, features).
+
+    Returns:
+        (n, features, time, 3) images.
+    """
     values = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)
     maps = np.flip(np.swapaxes(values, 1, 2), axis=1)
     positions = maps * (len(_VIRIDIS) - 1)
@@ -105,8 +111,19 @@ def _is_image(example_shape) -> bool:
 
 
 def to_pictures(values, value_range) -> np.ndarray:
-    """A batch of one modality as pictures (n, H, W, C) in [0, 1]: images as they are,
-    anything else as heat maps (see the module notes)."""
+    """A batch of one modality as pictures: images as they are, anything else as heat maps.
+
+    Examples of shape (H, W, C) with C in 1, 3 or 4 are images; other shapes (MFCC
+    sequences (T, F), vectors (D,)) become heat maps with time (the first axis) running
+    left to right.
+
+    Args:
+        values: the batch (n, ...).
+        value_range: (low, high) used to scale the values to [0, 1] (then clipped).
+
+    Returns:
+        Pictures (n, H, W, C) in [0, 1].
+    """
     values = np.asarray(values, dtype=np.float32)
     scaled = _scaled(values, value_range)
     if _is_image(values.shape[1:]):
@@ -168,12 +185,18 @@ class GeneratedImagesCallback(_TensorBoardCallback):
     (``xmodal_tf.models.ConditionalGAN``'s signature), which must return
     (len(conditions) * n_per_condition, H, W, C) images grouped by condition (all
     samples of the first condition, then the second...), C in 1, 3 or 4 (or (..., H, W)
-    grayscale). ``conditions``: class labels (m,), condition vectors (m, d) or one label.
-    ``seed``: the same noise every epoch, so the grid shows the generator changing,
-    not the noise (None: fresh noise, and ``generate`` is called without ``seed``).
-    ``value_range``: the generator's output range, (0, 1) or (-1, 1), or None to pick
-    (-1, 1) when a value is negative and (0, 1) otherwise. Written as the image
-    summary ``name``.
+    grayscale).
+
+    Args:
+        logdir: the folder of the events file.
+        conditions: class labels (m,), condition vectors (m, d) or one label.
+        n_per_condition: samples per condition (a row of the grid).
+        every: write after every ``every``-th epoch (epochs every, 2 * every, ...).
+        name: the image summary's name.
+        value_range: the generator's output range, (0, 1) or (-1, 1), or None to pick
+            (-1, 1) when a value is negative and (0, 1) otherwise.
+        seed: the same noise every epoch, so the grid shows the generator changing,
+            not the noise (None: fresh noise, and ``generate`` is called without ``seed``).
     """
 
     def __init__(
@@ -231,11 +254,16 @@ class GeneratedImagesCallback(_TensorBoardCallback):
 class ReconstructionImagesCallback(_TensorBoardCallback):
     """Originals vs reconstructions of a ``MultimodalAutoencoder``, one grid per modality.
 
-    ``inputs``: a dict {modality: (n, ...) array} of a few examples (say 8), every
-    modality. For each target modality t the grid ``f"{name}/{t}"`` has one column per
-    example and the rows: the original; the reconstruction from all modalities; then
-    the reconstruction from each modality alone (``model.translate``; for t itself the
+    For each target modality t the grid ``f"{name}/{t}"`` has one column per example
+    and the rows: the original; the reconstruction from all modalities; then the
+    reconstruction from each modality alone (``model.translate``; for t itself the
     unimodal reconstruction, for the others the cross-modal translation).
+
+    Args:
+        logdir: the folder of the events file.
+        inputs: a dict {modality: (n, ...) array} of a few examples (say 8), every modality.
+        every: write after every ``every``-th epoch (epochs every, 2 * every, ...).
+        name: the prefix of the image summaries' names.
     """
 
     def __init__(self, logdir, inputs, every: int = 1, name: str = "reconstructions"):
@@ -307,14 +335,20 @@ class EmbeddingProjectorCallback(_TensorBoardCallback):
     Every ``every`` epochs ``model.encode(inputs, present=...)`` is written to a
     checkpoint in ``logdir`` (the variable ``name``), with ``metadata.tsv`` (the labels)
     and ``projector_config.pbtxt`` beside it, plus a short text summary, because the
-    projector only looks at run folders that hold an events file.
+    projector only looks at run folders that hold an events file. Use one projector
+    callback per ``logdir`` (the projector reads one config per run folder).
 
-    ``present``: None (codes from all modalities in ``inputs``), a name or list of names
-    (one subset), or a list of subsets such as ``[["image"], ["audio"]]``: the codes of
-    each subset are stacked into one embedding, and the metadata gets a header and a
-    second column ``present`` (e.g. "image"), so the projector can colour points by
-    label or by the modality they were encoded from.
-    One projector callback per ``logdir`` (the projector reads one config per run folder).
+    Args:
+        logdir: the folder of the checkpoint and events file.
+        inputs: a dict {modality: (n, ...) array}.
+        labels: one label per example, (n,); the metadata.
+        present: None (codes from all modalities in ``inputs``), a name or list of names
+            (one subset), or a list of subsets such as ``[["image"], ["audio"]]``: the
+            codes of each subset are stacked into one embedding, and the metadata gets a
+            header and a second column ``present`` (e.g. "image"), so the projector can
+            colour points by label or by the modality they were encoded from.
+        every: write after every ``every``-th epoch (epochs every, 2 * every, ...).
+        name: the embedding variable's name.
     """
 
     def __init__(self, logdir, inputs, labels, present=None, every: int = 1, name: str = "shared_code"):

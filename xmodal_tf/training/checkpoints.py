@@ -1,5 +1,4 @@
-"""Housekeeping of ``tf.train.CheckpointManager`` directories, and the training history
-kept beside them.
+"""Housekeeping of ``tf.train.CheckpointManager`` directories, and the history beside them.
 
 A checkpoint is written as ``<prefix>_temp/part-*`` files merged into
 ``<prefix>.index`` / ``<prefix>.data-*``; only then does the ``checkpoint`` state file
@@ -28,8 +27,15 @@ HISTORY_FILE = "history.json"
 
 
 def remove_temporary(directory) -> list[str]:
-    """Delete the ``*_temp`` folders an interrupted checkpoint write left in
-    ``directory`` (and in its sub-folders, such as ``best/``); returns their paths."""
+    """Delete the ``*_temp`` folders an interrupted checkpoint write left.
+
+    Args:
+        directory: the checkpoint directory; its sub-folders (such as ``best/``) are
+            searched too.
+
+    Returns:
+        The paths of the deleted folders.
+    """
     directory = pathlib.Path(directory)
     if not directory.is_dir():
         return []
@@ -42,9 +48,17 @@ def remove_temporary(directory) -> list[str]:
 
 
 def prune(directory, keep: int = 1) -> list[str]:
-    """Delete all but the ``keep`` latest checkpoints that the ``checkpoint`` state file
-    of ``directory`` lists (``best/`` and other sub-folders are left alone); returns the
-    deleted prefixes."""
+    """Delete all but the latest checkpoints that a directory's ``checkpoint`` state file lists.
+
+    ``best/`` and other sub-folders are left alone.
+
+    Args:
+        directory: the checkpoint directory.
+        keep: how many of the latest checkpoints to keep.
+
+    Returns:
+        The deleted checkpoint prefixes.
+    """
     import tensorflow as tf
 
     directory = os.fspath(directory)
@@ -62,16 +76,31 @@ def prune(directory, keep: int = 1) -> list[str]:
 
 
 def write_history(directory, calls: list, epochs: list) -> None:
-    """Write ``{"calls": calls, "epochs": epochs}`` to ``directory/history.json``
-    atomically (a temporary file renamed into place)."""
+    """Write ``{"calls": calls, "epochs": epochs}`` to ``directory/history.json`` atomically.
+
+    A temporary file is written, then renamed into place.
+
+    Args:
+        directory: the checkpoint directory.
+        calls: the ``fit`` calls that trained the epochs.
+        epochs: the per-epoch logs.
+    """
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     write_json_atomically(directory / HISTORY_FILE, {"calls": calls, "epochs": epochs})
 
 
 def read_history(directory, completed_epochs: int) -> tuple[list, list]:
-    """(calls, epochs) from ``directory/history.json``, cut to the ``completed_epochs``
-    that the restored checkpoint holds; ([], []) if there is no readable history."""
+    """Read the history from ``directory/history.json``.
+
+    Args:
+        directory: the checkpoint directory.
+        completed_epochs: the number of epochs the restored checkpoint holds; the
+            history is cut to them.
+
+    Returns:
+        (calls, epochs); ([], []) if there is no readable history.
+    """
     path = pathlib.Path(directory) / HISTORY_FILE
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))

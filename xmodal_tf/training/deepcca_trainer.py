@@ -5,22 +5,11 @@
                              logdir="tensorboard_logs/dcca", early_stopping_patience=5)
     history = trainer.fit(train_dataset, epochs=50, validation_data=(x_val, y_val))
 
-It is the general ``Trainer`` (one ``tf.function`` per epoch, strategies, checkpoints
-that resume, TensorBoard, early stopping, chief-only side effects) with two
-conveniences: ``model`` may be a pair of encoders, wrapped in a default ``DeepCCA``, and
-the validation data may be an ``(x, y)`` pair of arrays as well as a dataset.
+It is the general ``Trainer`` with two conveniences: ``model`` may be a pair of
+encoders, wrapped in a default ``DeepCCA``, and the validation data may be an ``(x, y)``
+pair of arrays as well as a dataset.
 
-What it reports (see ``xmodal_tf.models.deepcca``): per epoch ``loss``,
-``total_correlation``, ``skipped_batches`` (and ``reconstruction_x`` / ``_y`` for
-DCCAE); with validation data ``val_total_correlation``, the top-k canonical
-correlations of the encoders' outputs on the whole validation set at once with the
-model's ridge, and ``val_correlations``, the list. That is one forward pass over the
-validation set and one small CCA: the training objective measured on data the networks
-did not see. Its CCA directions are those of the validation set itself (slightly
-optimistic for small sets); the paper's protocol is
-``model.fit_linear_cca(x_train, y_train).score(x_test, y_test)`` after training. Early
-stopping watches ``val_total_correlation`` (larger is better). TensorBoard's
-``validation`` run gets ``total_correlation`` and ``correlations/01`` ... ``/10``.
+Design notes (what it reports): docs/DESIGN.md (section xmodal_tf/training/deepcca_trainer.py).
 """
 
 from __future__ import annotations
@@ -32,20 +21,35 @@ __all__ = ["DeepCCATrainer"]
 
 
 class DeepCCATrainer(Trainer):
-    """``Trainer`` for a ``DeepCCA`` model or a pair of encoders (see the module docstring).
+    """``Trainer`` for a ``DeepCCA`` model or a pair of encoders.
 
-    Args: as ``Trainer``; ``model`` is a ``xmodal_tf.models.DeepCCA`` or a pair
-    ``(encoder_x, encoder_y)`` wrapped in a default ``DeepCCA``, and ``optimizer`` is
-    required (a Keras optimizer created in ``strategy.scope()``, or a name such as "adam").
+    Per epoch it reports ``loss``, ``total_correlation``, ``skipped_batches`` (and
+    ``reconstruction_x`` / ``_y`` for DCCAE); with validation data
+    ``val_total_correlation`` (the top-k canonical correlations of the encoders' outputs
+    on the whole validation set, with the model's ridge), which early stopping watches
+    (larger is better), and ``val_correlations``, the list.
+
+    Args:
+        model: a ``xmodal_tf.models.DeepCCA``, or a pair ``(encoder_x, encoder_y)``
+            wrapped in a default ``DeepCCA``.
+        optimizer: required: a Keras optimizer created in ``strategy.scope()``, or a
+            name such as "adam".
+        **kwargs: the other arguments of ``Trainer``.
     """
 
     def __init__(self, model, optimizer, **kwargs):
         super().__init__(model, optimizer, **kwargs)
 
     def fit(self, train_dataset, epochs, validation_data=None, initial_epoch=None, **kwargs) -> dict:
-        """``Trainer.fit``, refusing batches whose size is known and at or below the
-        number of canonical components (their covariances cannot carry k correlations:
-        min(m - 1, d) of them come out 1 whatever the data)."""
+        """``Trainer.fit``, refusing batches too small for the canonical components.
+
+        A batch whose size is known and at or below the number of canonical components
+        is refused: its covariances cannot carry k correlations (min(m - 1, d) of them
+        come out 1 whatever the data).
+
+        Raises:
+            ValueError: the dataset's batches are at or below ``n_components`` rows.
+        """
         self._check_batch_exceeds_components(train_dataset)
         return super().fit(train_dataset, epochs, validation_data, initial_epoch, **kwargs)
 

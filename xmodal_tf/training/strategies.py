@@ -4,24 +4,12 @@
     >>> strategy = make_strategy("auto")          # mirrored over >1 GPU, else the default
     >>> strategy = make_strategy("multiworker", connect_timeout=120)   # reads TF_CONFIG
 
-Names (``STRATEGIES``):
+The names are ``STRATEGIES``: ``default``, ``mirrored``, ``auto`` and ``multiworker``.
+``parse_tf_config`` checks ``TF_CONFIG`` before TensorFlow starts; ``is_chief`` tells the
+process that owns the side effects (checkpoints, TensorBoard events, metrics);
+``describe_strategy`` summarises a strategy.
 
-* ``default``: TensorFlow's default strategy (one device, no distribution).
-* ``mirrored``: ``MirroredStrategy`` over every local GPU (one CPU without GPUs).
-* ``auto``: ``mirrored`` when the machine has more than one GPU, else ``default``.
-* ``multiworker``: ``MultiWorkerMirroredStrategy`` over the cluster in ``TF_CONFIG``
-  (every worker runs the same command with its own ``task.index``).
-
-Bad ``TF_CONFIG`` is refused before TensorFlow starts, with what is wrong and how to
-fix it (``parse_tf_config``). Starting a multi-worker strategy blocks inside TensorFlow's
-C++ runtime, holding the Python interpreter, until every worker of the cluster has
-started; a worker whose peers never come would wait forever. ``make_strategy`` therefore
-starts a tiny watchdog process first: if the workers have not exchanged one all-reduce
-within ``connect_timeout`` seconds, it prints which peers were awaited and stops the
-worker (exit status 137, SIGKILL: TensorFlow's preemption handler swallows SIGTERM).
-
-Side effects (checkpoints, TensorBoard events, metrics) belong to the chief alone
-(``is_chief``): worker 0, or the task of type ``chief`` when the cluster has one.
+Design notes (the multi-worker watchdog): docs/DESIGN.md (section xmodal_tf/training/strategies.py).
 """
 
 from __future__ import annotations
@@ -48,12 +36,19 @@ if not ready:
 
 
 def parse_tf_config(text: str | None = None) -> dict:
-    """The ``TF_CONFIG`` JSON (default: the environment variable), checked.
+    """The ``TF_CONFIG`` JSON, checked.
 
-    Returns the parsed dict. Raises ValueError naming the problem and the fix for: a
-    missing or empty variable, text that is not JSON, no ``cluster`` with a non-empty
-    ``worker`` (or ``chief``) list of ``"host:port"`` strings, a ``task`` whose ``type``
-    is not in the cluster or whose ``index`` is out of range, or a repeated address.
+    Args:
+        text: the JSON text; None (default) reads the environment variable ``TF_CONFIG``.
+
+    Returns:
+        The parsed dict.
+
+    Raises:
+        ValueError: naming the problem and the fix, for a missing or empty variable,
+            text that is not JSON, no ``cluster`` with a non-empty ``worker`` (or
+            ``chief``) list of ``"host:port"`` strings, a ``task`` whose ``type`` is not
+            in the cluster or whose ``index`` is out of range, or a repeated address.
     """
     if text is None:
         text = os.environ.get("TF_CONFIG", "")
@@ -110,10 +105,30 @@ def _is_address(text: str) -> bool:
 
 
 def make_strategy(name: str = "auto", *, connect_timeout: float = 300.0):
-    """The strategy called ``name`` (one of ``STRATEGIES``; see the module docstring).
+    """The strategy called ``name``.
 
-    ``connect_timeout``: seconds a ``multiworker`` worker waits for all its peers to
-    start before it stops with a message (see the module docstring).
+    Starting a multi-worker strategy blocks until every worker of the cluster has
+    started, so for ``multiworker`` a watchdog process stops a worker whose peers have
+    not answered within ``connect_timeout`` (exit status 137, with a message naming the
+    awaited peers).
+
+    Args:
+        name: one of ``STRATEGIES``:
+
+            * ``default``: TensorFlow's default strategy (one device, no distribution).
+            * ``mirrored``: ``MirroredStrategy`` over every local GPU (one CPU without GPUs).
+            * ``auto``: ``mirrored`` when the machine has more than one GPU, else ``default``.
+            * ``multiworker``: ``MultiWorkerMirroredStrategy`` over the cluster in
+              ``TF_CONFIG`` (every worker runs the same command with its own ``task.index``).
+        connect_timeout: seconds a ``multiworker`` worker waits for all its peers to
+            start before it stops with a message.
+
+    Returns:
+        The ``tf.distribute.Strategy``.
+
+    Raises:
+        ValueError: an unknown name, a bad ``TF_CONFIG`` (``parse_tf_config``) or a
+            ``connect_timeout`` that is not > 0.
     """
     if name not in STRATEGIES:
         raise ValueError(f"Unknown strategy {name!r}; choose one of {STRATEGIES}.")
@@ -170,8 +185,17 @@ def _handshake(strategy) -> None:
 
 
 def is_chief(strategy=None) -> bool:
-    """True for the process that writes checkpoints, events and metrics: any process
-    outside a multi-worker cluster, else the ``chief`` task or, without one, worker 0."""
+    """Whether this is the process that writes checkpoints, events and metrics.
+
+    That is any process outside a multi-worker cluster, else the ``chief`` task or,
+    without one, worker 0.
+
+    Args:
+        strategy: the strategy; None (or one without a cluster) counts as no cluster.
+
+    Returns:
+        True for the chief.
+    """
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.cluster_spec().as_dict():
         return True
@@ -182,8 +206,15 @@ def is_chief(strategy=None) -> bool:
 
 
 def describe_strategy(strategy) -> dict:
-    """{"strategy": "default" / "mirrored" / "multiworker" (else the class name), "replicas": n,
-    "workers": n, "task": e.g. "worker 0", None outside a cluster}."""
+    """A short description of a strategy.
+
+    Args:
+        strategy: a ``tf.distribute.Strategy``.
+
+    Returns:
+        {"strategy": "default" / "mirrored" / "multiworker" (else the class name),
+        "replicas": n, "workers": n, "task": e.g. "worker 0", None outside a cluster}.
+    """
     import tensorflow as tf
 
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):

@@ -12,53 +12,8 @@ models of ``xmodal_tf.models`` (all built on ``CrossModalModel``, whose loss is 
 the ``ConditionalGAN`` (``optimizer=(g_optimizer, d_optimizer)``), and compiled Keras
 models such as the fusion classifiers (``optimizer=None`` keeps the compiled one).
 
-Decisions
----------
-* The step: one ``tf.function(jit_compile=False)`` per epoch, a ``tf.while_loop`` over the
-  distributed dataset's iterator calling ``strategy.run(model.train_step)``; traced
-  once, no Python work and no host transfer per step. Metrics accumulate in the
-  model's trackers and are read once per epoch. With XLA (``jit``) the step itself is
-  a ``tf.function(jit_compile=True)`` inside that loop.
-* Precision (``mixed_precision``): the model is switched to the compute dtype, its
-  optimizer(s) loss-scaled for float16 (``xmodal_tf.precision``). The checkpoint holds
-  the model without its optimizers, each optimizer unwrapped from its
-  ``LossScaleOptimizer`` and the loss scale apart, so it loads across precisions.
-* Strategies: create the model (and any optimizer you pass) in ``strategy.scope()``.
-  The dataset yields GLOBAL batches; ``strategy.experimental_distribute_dataset`` splits
-  each across replicas (and workers). A static batch size that does not divide evenly
-  over the replicas is refused. The models compute their objectives on the global
-  batch (``xmodal_tf.models.base``), so N replicas train like one device.
-* Under ``MultiWorkerMirroredStrategy`` every worker runs the same loop; only the chief
-  (``strategies.is_chief``) writes checkpoints and TensorBoard events and prints
-  progress. The others restore from the chief's checkpoint directory (a shared file
-  system) and save into a temporary directory removed with the Trainer: saving is
-  a collective step every worker must take, as tf.distribute's multi-worker guide
-  prescribes.
-* Checkpoints (``checkpoint_dir``): every ``checkpoint_every`` epochs (at least
-  ``checkpoint_seconds`` apart) and at the end of every ``fit``, the model, its
-  optimizer(s), the state of every random seed generator in the model (dropout,
-  modality dropout, GAN noise: Keras keeps them out of ``model.weights``), the completed
-  epochs and the early-stopping state; beside them ``history.json``, the logs of every
-  epoch so far (``training.checkpoints``).
-  A new Trainer on the same directory restores the latest (``restart``
-  switches a Trainer to another directory) and ``fit`` continues from there,
-  returning the history an uninterrupted call would. The data position is restored
-  too: a dataset's shuffle order advances once per pass, so a resumed ``fit`` first
-  skips the passes (or, with ``steps_per_epoch``, the batches) that the completed
-  epochs of the same call used. A seeded, deterministic dataset given to one ``fit``
-  call, or a function ``epoch -> dataset``, therefore resumes into the uninterrupted
-  run's batches. (A pipeline that draws from its own stateful generator, such as
-  ``data.random_shift_pairs``, is not restored: build it per epoch with such a
-  function.) Temporary folders of an interrupted checkpoint write are removed.
-* Validation (``validation_data``, every ``eval_every`` epochs and after the last one):
-  the model's own ``held_out_logs(data)`` when it has one (DeepCCA: the held-out
-  canonical correlations), else its ``test_step`` over the dataset (``val_`` + each
-  metric). Early stopping (``early_stopping_patience``) watches ``monitor``, by default
-  the model's ``default_monitor``, and restores the best weights at the end.
-* TensorBoard (``logdir``, one run): ``train/<metric>`` per epoch and ``validation/<name>``
-  for every ``val_`` value (a list such as ``val_correlations`` as
-  ``validation_details/correlations_01`` ... for its first ten entries, so that the
-  headline cards come first). The step is the epoch number, from 1.
+Design notes (the step, precision, strategies, checkpoints and resuming, validation,
+TensorBoard): docs/DESIGN.md (section xmodal_tf/training/trainer.py).
 """
 
 from __future__ import annotations
@@ -104,7 +59,11 @@ def _placeholder(spec):
 
 
 class Trainer:
-    """The explicit training loop (see the module docstring).
+    """The explicit training loop.
+
+    One ``tf.function`` per epoch runs the model's ``train_step`` under the strategy;
+    the Trainer checkpoints and resumes, validates, stops early and writes TensorBoard
+    summaries. Design notes: docs/DESIGN.md (section xmodal_tf/training/trainer.py).
 
     Args:
         model: an xmodal_tf model, or a compiled ``keras.Model``.
@@ -382,10 +341,15 @@ class Trainer:
         return monitor[0], monitor[1]
 
     def restart(self, checkpoint_dir=None) -> None:
-        """Start over at epoch 0 (early-stopping state and history too), for one Trainer
-        reused for several runs of its model, after the caller re-initialised the
-        weights: the traced step is kept. With ``checkpoint_dir``, checkpoint there from
-        now on, first restoring its latest checkpoint if it has one."""
+        """Start over at epoch 0, early-stopping state and history too.
+
+        For one Trainer reused for several runs of its model, after the caller
+        re-initialised the weights: the traced step is kept.
+
+        Args:
+            checkpoint_dir: if given, checkpoint there from now on, first restoring its
+                latest checkpoint if it has one.
+        """
         self._finish()
         self._remove_scratch()
         self._epoch.assign(0)
@@ -468,8 +432,7 @@ class Trainer:
 
     @property
     def history(self) -> dict:
-        """The logs of every epoch trained so far (before a restart too), as ``fit``
-        returns them."""
+        """The logs of every epoch trained so far (before a restart too), as ``fit`` returns them."""
         return _as_history(self._epoch_logs)
 
     @property
@@ -568,7 +531,8 @@ class Trainer:
 
     def _epoch_datasets(self, train_dataset, per_epoch: bool, start: int, first: int, epochs: int, steps_per_epoch):
         """``epoch -> iterator`` of distributed batches, positioned where the
-        uninterrupted call would be at ``start`` (see the module docstring)."""
+        uninterrupted call would be at ``start`` (see docs/DESIGN.md, section
+        xmodal_tf/training/trainer.py)."""
         if start >= epochs:
             return None
         dataset = train_dataset(start) if per_epoch else train_dataset
@@ -633,7 +597,23 @@ class Trainer:
         return logs, stop
 
     def evaluate(self, validation_data) -> dict:
-        """The ``val_`` logs of ``validation_data`` (see the module docstring)."""
+        """The ``val_`` logs of ``validation_data``.
+
+        The model's own ``held_out_logs(data)`` when it has one (DeepCCA: the held-out
+        canonical correlations), else its ``test_step`` over the dataset (``val_`` +
+        each metric).
+
+        Args:
+            validation_data: whatever the model's ``held_out_logs`` takes, else a
+                ``tf.data.Dataset`` of batches like the training data.
+
+        Returns:
+            A dict of ``val_`` logs.
+
+        Raises:
+            TypeError: ``validation_data`` is not a dataset and the model has no
+                ``held_out_logs``.
+        """
         held_out = getattr(self.model, "held_out_logs", None)
         if held_out is not None:
             return held_out(validation_data)

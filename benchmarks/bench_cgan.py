@@ -117,7 +117,7 @@ def our_config(data: str, overrides: list, steps) -> dict:
     if steps is not None:
         layers.append({"steps": steps})
     config = recipe.resolve_data_defaults(resolve_config(recipe.DEFAULTS, *layers, choices=recipe.EXPERIMENT.choices))
-    recipe.validate(config)
+    recipe.EXPERIMENT.validate(config)
     return config
 
 

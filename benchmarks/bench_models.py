@@ -49,12 +49,7 @@ import numpy as np
 import tensorflow as tf
 
 from xmodal_tf.encoders import cnn_encoder, mlp_encoder
-from xmodal_tf.models import (
-    ConditionalGAN,
-    DualEncoder,
-    MultimodalAutoencoder,
-    build_fusion_classifier,
-)
+from xmodal_tf.models import ConditionalGAN, DualEncoder, MultimodalAutoencoder, build_fusion_classifier
 from xmodal_tf.models.cgan import build_discriminator, build_generator
 from xmodal_tf.models.mae import dense_decoder, image_decoder
 from xmodal_tf.training import Trainer

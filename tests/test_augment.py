@@ -126,11 +126,7 @@ def _shift_rgb(image, dy, dx, fill):
 
 @pytest.mark.parametrize(
     "shape, max_shift, message",
-    [
-        ((4, 6, 6), 1, "must be"),
-        ((4, 6, 6, 1), -1, "max_shift"),
-        ((4, 6, 6, 1), 6, "out of view"),
-    ],
+    [((4, 6, 6), 1, "must be"), ((4, 6, 6, 1), -1, "max_shift"), ((4, 6, 6, 1), 6, "out of view")],
 )
 def test_random_translations_bad_arguments(shape, max_shift, message):
     with pytest.raises(ValueError, match=message):

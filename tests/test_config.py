@@ -62,11 +62,7 @@ def test_bad_settings_are_named(layer, message):
 
 @pytest.mark.parametrize(
     "assignment, message",
-    [
-        ("k", "--set expects key=value"),
-        ("=3", "--set expects key=value"),
-        ("a..b=1", "empty part"),
-    ],
+    [("k", "--set expects key=value"), ("=3", "--set expects key=value"), ("a..b=1", "empty part")],
 )
 def test_malformed_overrides(assignment, message):
     with pytest.raises(ConfigError, match=message):

@@ -7,12 +7,7 @@ import tensorflow as tf
 from test_losses import loss_and_gradients as loss_and_view_gradients
 
 from xmodal_tf.encoders import mlp_encoder
-from xmodal_tf.losses import (
-    DeepCCALoss,
-    _covariance_dtype_for,
-    cca_correlations,
-    resolve_compute_dtype,
-)
+from xmodal_tf.losses import DeepCCALoss, _covariance_dtype_for, cca_correlations, resolve_compute_dtype
 from xmodal_tf.models import DeepCCA
 
 

@@ -11,12 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from xmodal_tf.data import (
-    balanced_dataset,
-    make_dataset,
-    map_random_shifts,
-    random_shift_pairs,
-)
+from xmodal_tf.data import balanced_dataset, make_dataset, map_random_shifts, random_shift_pairs
 from xmodal_tf.data.pipeline import in_memory_tensors
 
 AUTOTUNE = -1
@@ -129,12 +124,7 @@ def test_a_second_pass_over_a_cached_pipeline_yields_the_same_elements():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [
-        {"seed": 3},
-        {"seed": 3, "drop_remainder": True},
-        {"seed": 3, "repeat": True},
-        {"shuffle": False, "repeat": True},
-    ],
+    [{"seed": 3}, {"seed": 3, "drop_remainder": True}, {"seed": 3, "repeat": True}, {"shuffle": False, "repeat": True}],
 )
 def test_elements_equal_slicing_shuffling_and_batching_the_arrays(kwargs):
     """The pipeline gathers shuffled indices; its order under a seed is the order of the

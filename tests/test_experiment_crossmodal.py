@@ -333,7 +333,7 @@ def test_a_tiny_av_mnist_run(av_mnist_dir, tmp_path):
 )
 def test_bad_settings_are_config_errors(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
-        crossmodal.validate({**crossmodal.DEFAULTS, **override})
+        crossmodal.EXPERIMENT.validate({**crossmodal.DEFAULTS, **override})
 
 
 def test_bad_settings_fail_before_the_run_starts(tmp_path, capsys):
@@ -342,5 +342,5 @@ def test_bad_settings_fail_before_the_run_starts(tmp_path, capsys):
     assert train.main(["crossmodal", "--logdir", str(tmp_path / "b"), "--set", "audio_encoder=lstm"]) == 2
     assert "audio_encoder='lstm' is not one of: cnn, rnn" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
-    crossmodal.validate(crossmodal.DEFAULTS)  # the defaults pass
-    crossmodal.validate({**crossmodal.DEFAULTS, "data": "av_mnist"})
+    crossmodal.EXPERIMENT.validate(crossmodal.DEFAULTS)  # the defaults pass
+    crossmodal.EXPERIMENT.validate({**crossmodal.DEFAULTS, "data": "av_mnist"})

@@ -257,7 +257,7 @@ def test_missing_mean_compares_the_mean_not_the_complete_accuracy():
 def test_config_checks(key, value, message):
     with pytest.raises(ConfigError, match=message):
         # (unimodal_distillation 0.5: a teacher share above 0.5 leaves the labels less than nothing)
-        fusion_experiment.validate({**fusion_experiment.DEFAULTS, "unimodal_distillation": 0.5, key: value})
+        fusion_experiment.EXPERIMENT.validate({**fusion_experiment.DEFAULTS, "unimodal_distillation": 0.5, key: value})
 
 
 def test_defaults_per_data_set_are_valid():
@@ -265,4 +265,4 @@ def test_defaults_per_data_set_are_valid():
         settings = fusion_experiment.settings_for({**fusion_experiment.DEFAULTS, "data": data})
         assert settings["epoch_selection"] in fusion_experiment.EPOCH_SELECTIONS
         assert settings["unimodal_head"] in fusion_experiment.UNIMODAL_HEADS
-        fusion_experiment.validate({**fusion_experiment.DEFAULTS, "data": data})
+        fusion_experiment.EXPERIMENT.validate({**fusion_experiment.DEFAULTS, "data": data})

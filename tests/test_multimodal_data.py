@@ -4,13 +4,7 @@ small files of the real layout written by the tests."""
 import numpy as np
 import pytest
 
-from xmodal_tf.data import (
-    emoji_base_name,
-    load_av_mnist,
-    load_multimodal_digits,
-    load_openmoji,
-    load_spoken_digits,
-)
+from xmodal_tf.data import emoji_base_name, load_av_mnist, load_multimodal_digits, load_openmoji, load_spoken_digits
 
 
 def write_fsdd(folder, per_digit=10, seed=0):

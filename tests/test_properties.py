@@ -37,12 +37,7 @@ from xmodal_tf.data import multimodal
 from xmodal_tf.data.datasets import load_split_mnist, read_npz_arrays
 from xmodal_tf.data.multimodal import load_av_mnist, load_openmoji, load_spoken_digits
 from xmodal_tf.encoders import cnn_encoder, mlp_encoder
-from xmodal_tf.experiments.config import (
-    ConfigError,
-    load_config_file,
-    parse_overrides,
-    resolve_config,
-)
+from xmodal_tf.experiments.config import ConfigError, load_config_file, parse_overrides, resolve_config
 from xmodal_tf.layers import (
     AttentionFusion,
     AverageFusion,
@@ -52,11 +47,7 @@ from xmodal_tf.layers import (
     TensorFusion,
     WeightedFusion,
 )
-from xmodal_tf.models.fusion import (
-    FUSION_STRATEGIES,
-    MASK_INPUT,
-    build_fusion_classifier,
-)
+from xmodal_tf.models.fusion import FUSION_STRATEGIES, MASK_INPUT, build_fusion_classifier
 
 
 def examples(count: int):

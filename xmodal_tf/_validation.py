@@ -26,6 +26,7 @@ __all__ = [
     "check_number",
     "check_positive_int",
     "check_rate",
+    "check_ridges",
     "check_shape",
     "describe",
     "non_finite_rows",
@@ -258,6 +259,29 @@ def check_number(
 def check_rate(value, name: str) -> float:
     """``value`` as a float in [0, 1): a dropout rate. TypeError for a non-number."""
     return check_number(value, name, minimum=0, maximum=1, exclusive_maximum=True, expected="a rate in [0, 1)")
+
+
+def check_ridges(values, reg, expected: str) -> list[float]:
+    """Each of ``values``, the entries of a ridge argument ``reg``, as a float >= 0.
+
+    Args:
+        values: the ridges, one per view.
+        reg: the argument as given, shown in messages.
+        expected: what ``reg`` must be, for the TypeError (e.g. "a float >= 0 or a pair of them").
+
+    Returns:
+        The ridges as floats.
+
+    Raises:
+        TypeError: an entry that is not a real number (bools are not).
+        ValueError: an entry that is NaN, inf or negative.
+    """
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"reg must be {expected}; got {reg!r}.")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"reg must be finite and >= 0; got {reg!r}.")
+    return [float(value) for value in values]
 
 
 def check_bool(value, name: str) -> bool:

@@ -26,7 +26,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.exceptions import NotFittedError
 
 from xmodal_tf._lapack import one_thread, solve_triangular, top_eigh
-from xmodal_tf._validation import check_finite_rows, check_positive_int
+from xmodal_tf._validation import check_finite_rows, check_positive_int, check_ridges
 
 __all__ = ["CCA", "CovarianceStatistics", "MCCA", "column_correlations"]
 
@@ -144,12 +144,7 @@ def _check_regs(reg, n_views: int) -> list[float]:
     values = list(reg) if isinstance(reg, (list, tuple, np.ndarray)) else [reg] * n_views
     if len(values) != n_views:
         raise ValueError(f"reg must be one float or one per view ({n_views}); got {len(values)} values: {reg!r}.")
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"reg must be a float >= 0 (or one per view); got {reg!r}.")
-        if not np.isfinite(value) or value < 0:
-            raise ValueError(f"reg must be finite and >= 0; got {reg!r}.")
-    return [float(value) for value in values]
+    return check_ridges(values, reg, "a float >= 0 (or one per view)")
 
 
 def _column_sums(array: np.ndarray) -> np.ndarray:

@@ -65,9 +65,7 @@ class PositionalEmbedding(_ShapeAndMaskPreserving, keras.layers.Layer):
         self._check_length(input_shape[1])
         feature_dim = input_shape[-1]
         self.position_embeddings = self.add_weight(
-            name="position_embeddings",
-            shape=(self.max_length, feature_dim),
-            initializer=self.embeddings_initializer,
+            name="position_embeddings", shape=(self.max_length, feature_dim), initializer=self.embeddings_initializer
         )
         super().build(input_shape)
 

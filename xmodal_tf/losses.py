@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from xmodal_tf._replicas import all_gather_rows, all_reduce_sum, in_replica_context
-from xmodal_tf._validation import check_bool, check_choice
+from xmodal_tf._validation import check_bool, check_choice, check_ridges
 
 __all__ = [
     "ContrastiveLoss",
@@ -60,12 +60,7 @@ def _check_regs(reg) -> tuple[float, float]:
     values = list(reg) if isinstance(reg, (list, tuple, np.ndarray)) else [reg, reg]
     if len(values) != 2:
         raise ValueError(f"reg must be one float or a pair (one per view); got {reg!r}.")
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"reg must be a float >= 0 or a pair of them; got {reg!r}.")
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"reg must be finite and >= 0; got {reg!r}.")
-    return float(values[0]), float(values[1])
+    return tuple(check_ridges(values, reg, "a float >= 0 or a pair of them"))
 
 
 def _check_n_components_type(n_components):

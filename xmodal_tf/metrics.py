@@ -126,10 +126,9 @@ def classification_report(y_true, y_pred, *, num_classes: int | None = None) -> 
     """Accuracy, macro precision / recall / F1, per-class values and the confusion matrix.
 
     Args:
-        y_true: (n,) true class indices.
-        y_pred: (n,) predicted class indices, or (n, num_classes) probabilities / logits.
-        num_classes: the number of classes; by default the score columns, else the
-            largest label + 1.
+        y_true: as for ``confusion_matrix``.
+        y_pred: as for ``confusion_matrix``.
+        num_classes: as for ``confusion_matrix``.
 
     Returns:
         ``accuracy``, ``macro_precision``, ``macro_recall``, ``macro_f1`` (floats);

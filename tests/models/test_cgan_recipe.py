@@ -243,7 +243,7 @@ def test_build_gan_follows_the_recipe_settings():
 def test_config_checks(settings, message):
     config = {**cgan_experiment.DEFAULTS, "classifier_weight": 0.0, "classifier_fake_weight": 0.0, **settings}
     with pytest.raises(ConfigError, match=message):
-        cgan_experiment.validate(config)
+        cgan_experiment.EXPERIMENT.validate(config)
 
 
 def test_learning_rate_schedule_is_a_choice():
@@ -259,8 +259,8 @@ def test_data_defaults_resolve_by_data_and_condition():
         assert config["classifier_weight"] > 0  # label conditions: the classifier terms are on
     audio = cgan_experiment.resolve_data_defaults({**defaults, "data": "mnist", "condition": "audio"})
     assert audio["classifier_weight"] == 0.0 and audio["classifier_margin"] == 0.0  # no classes to predict
-    cgan_experiment.validate({**defaults, "condition": "audio"})
+    cgan_experiment.EXPERIMENT.validate({**defaults, "condition": "audio"})
     explicit = cgan_experiment.resolve_data_defaults({**defaults, "classifier_weight": 0.3, "steps": 7})
     assert explicit["classifier_weight"] == 0.3 and explicit["steps"] == 7
     with pytest.raises(ConfigError, match="classifier_weight must be a number >= 0 or null"):
-        cgan_experiment.validate({**defaults, "classifier_weight": "lots"})
+        cgan_experiment.EXPERIMENT.validate({**defaults, "classifier_weight": "lots"})

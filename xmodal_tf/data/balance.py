@@ -19,12 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from xmodal_tf._validation import check_int, check_positive_int
-from xmodal_tf.data.pipeline import (
-    _common_num_rows,
-    _to_arrays,
-    gather_rows,
-    in_memory_tensors,
-)
+from xmodal_tf.data.pipeline import _common_num_rows, _to_arrays, gather_rows, in_memory_tensors
 
 __all__ = ["as_class_labels", "balanced_dataset", "class_weights"]
 

@@ -32,6 +32,7 @@ __all__ = [
     "Experiment",
     "RunContext",
     "check_global_batch",
+    "register",
     "write_json_atomically",
 ]
 
@@ -119,6 +120,32 @@ class Experiment:
         check_settings(config, self.constraints, notes=self.notes, defaults=self.defaults)
         if self.rules is not None:
             self.rules(config)
+
+
+def register(namespace: dict, *, name: str, description: str) -> Experiment:
+    """The ``Experiment`` that an experiment module defines under the conventional names.
+
+    Args:
+        namespace: the module's ``globals()``: its ``DEFAULTS``, ``run``, ``summarize``,
+            ``CONSTRAINTS`` and ``NOTES``, and where it has them its ``check_rules``
+            (the rules) and ``load`` (the data loader).
+        name: the CLI name.
+        description: one line for ``--help``.
+
+    Returns:
+        The experiment (the module keeps it as ``EXPERIMENT``).
+    """
+    return Experiment(
+        name=name,
+        description=description,
+        defaults=namespace["DEFAULTS"],
+        run=namespace["run"],
+        summarize=namespace["summarize"],
+        constraints=namespace["CONSTRAINTS"],
+        notes=namespace["NOTES"],
+        rules=namespace.get("check_rules"),
+        load_data=namespace.get("load"),
+    )
 
 
 def check_global_batch(batch_size: int, replicas: int, experiment: str, rows: int | None = None) -> int:

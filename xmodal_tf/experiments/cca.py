@@ -16,8 +16,10 @@ import time
 
 import numpy as np
 
-from xmodal_tf.experiments.base import Experiment, RunContext
+from xmodal_tf.experiments.base import RunContext, register
 from xmodal_tf.experiments.config import Interval, ListOf, Options
+
+DESCRIPTION = "linear CCA between two views (two_view_digits offline; split_mnist with --data-dir)"
 
 DATA_SETS = ("two_view_digits", "split_mnist")
 # The protocol's number of directions: 50 for split MNIST (Andrew et al. 2013).
@@ -218,14 +220,4 @@ def summarize(metrics: dict) -> list[str]:
     return lines
 
 
-EXPERIMENT = Experiment(
-    name="cca",
-    description="linear CCA between two views (two_view_digits offline; split_mnist with --data-dir)",
-    defaults=DEFAULTS,
-    run=run,
-    summarize=summarize,
-    constraints=CONSTRAINTS,
-    notes=NOTES,
-    load_data=load,
-)
-validate = EXPERIMENT.validate  # validate(config): ConfigError for a setting the constraints refuse
+EXPERIMENT = register(globals(), name="cca", description=DESCRIPTION)

@@ -18,14 +18,13 @@ import contextlib
 
 import numpy as np
 
-from xmodal_tf.experiments.base import (
-    TRAINING_CONSTRAINTS,
-    TRAINING_SETTINGS,
-    Experiment,
-    RunContext,
-    check_global_batch,
-)
+from xmodal_tf.experiments.base import TRAINING_CONSTRAINTS, TRAINING_SETTINGS, RunContext, check_global_batch, register
 from xmodal_tf.experiments.config import ConfigError, Interval, Options
+
+DESCRIPTION = (
+    "conditional GAN drawing digits from a label or a spoken digit, scored by an independent "
+    "classifier (8x8 digits offline; mnist / audio with --data-dir)"
+)
 
 DATA_SETS = ("digits", "mnist")
 CONDITIONS = ("label", "audio")
@@ -824,16 +823,4 @@ def summarize(metrics: dict) -> list[str]:
     return lines
 
 
-EXPERIMENT = Experiment(
-    name="cgan",
-    description="conditional GAN drawing digits from a label or a spoken digit, scored by an independent "
-    "classifier (8x8 digits offline; mnist / audio with --data-dir)",
-    defaults=DEFAULTS,
-    run=run,
-    summarize=summarize,
-    constraints=CONSTRAINTS,
-    notes=NOTES,
-    rules=check_rules,
-    load_data=load,
-)
-validate = EXPERIMENT.validate  # validate(config): ConfigError for a setting the constraints or rules refuse
+EXPERIMENT = register(globals(), name="cgan", description=DESCRIPTION)

@@ -34,6 +34,7 @@ __all__ = [
     "ListOf",
     "Options",
     "check_settings",
+    "fill_data_defaults",
     "load_config_file",
     "lookup_setting",
     "make_constraint",
@@ -150,6 +151,23 @@ def resolve_config(defaults: dict, *layers: dict, choices: dict | None = None) -
             options = ", ".join(map(str, allowed))
             raise ConfigError(f"{key}={value!r} is not one of: {options}.")
     return resolved
+
+
+def fill_data_defaults(config: dict, per_data_defaults: dict) -> dict:
+    """``config`` with every None replaced by its data set's default.
+
+    Args:
+        config: the resolved configuration; ``config["data"]`` names the data set.
+        per_data_defaults: {data set: {setting: default}}.
+
+    Returns:
+        A copy of ``config`` (its top level) with the Nones filled in.
+    """
+    filled = dict(config)
+    for key, value in per_data_defaults[config["data"]].items():
+        if filled[key] is None:
+            filled[key] = value
+    return filled
 
 
 def lookup_setting(config: dict, dotted_key: str):

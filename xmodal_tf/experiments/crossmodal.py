@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from xmodal_tf.experiments.base import (
-    TRAINING_CONSTRAINTS,
-    TRAINING_SETTINGS,
-    Experiment,
-    RunContext,
-    check_global_batch,
-)
+from xmodal_tf.experiments.base import TRAINING_CONSTRAINTS, TRAINING_SETTINGS, RunContext, check_global_batch, register
 from xmodal_tf.experiments.config import ConfigError, Interval, ListOf, Options
 from xmodal_tf.experiments.fusion import AUDIO_VALIDATION_FRACTION, load_av_mnist_held_out
 from xmodal_tf.experiments.mae import global_batches
+
+DESCRIPTION = (
+    "hearing to see: linear CCA, DeepCCA, DCCAE and multimodal autoencoders compared by a probe "
+    "trained on one modality's codes and tested on the other's (digits halves offline; av_mnist "
+    "with --data-dir)"
+)
 
 DATA_SETS = ("digits", "av_mnist")
 MODALITIES = {"digits": ("left", "right"), "av_mnist": ("image", "audio")}
@@ -269,14 +269,7 @@ def build_autoencoder(shapes: dict, settings: dict, modality_dropout: float, see
     code_dim = settings["code_dim"]
     encoders = {m: build_encoder(shape, code_dim, settings, f"{m}_encoder") for m, shape in shapes.items()}
     decoders = {m: build_decoder(m, shape, code_dim, settings, f"{m}_decoder") for m, shape in shapes.items()}
-    return MultimodalAutoencoder(
-        encoders,
-        decoders,
-        code_dim=code_dim,
-        modality_dropout=modality_dropout,
-        seed=seed,
-        name="multimodal_autoencoder",
-    )
+    return MultimodalAutoencoder(encoders, decoders, code_dim=code_dim, modality_dropout=modality_dropout, seed=seed)
 
 
 # ----------------------------------------------------------------------------- training
@@ -363,6 +356,41 @@ def train_linear_cca(dataset, settings: dict, context: RunContext):
     }
 
 
+def _fit(model, optimizer, batches, validation, method: str, seed: int, settings: dict, context: RunContext, **kwargs):
+    """Train one method's model for one seed through ``context.trainer``.
+
+    Args:
+        model: the model.
+        optimizer: its optimizer.
+        batches: the training batches.
+        validation: the validation data (early stopping watches it).
+        method: the method's name (checkpoint and log folder, progress lines).
+        seed: the seed.
+        settings: the resolved settings (``epochs``, ``early_stopping_patience``).
+        context: the run context.
+        **kwargs: other arguments of ``context.trainer`` (e.g. ``trainer_class``).
+
+    Returns:
+        (the trainer, the history that its ``fit`` returned).
+    """
+    trainer = context.trainer(
+        model,
+        optimizer,
+        checkpoint_name=f"{method}-seed{seed}",
+        logdir=context.logdir / method / f"seed{seed}",
+        early_stopping_patience=settings["early_stopping_patience"],
+        progress=False,
+        **kwargs,
+    )
+    history = trainer.fit(
+        batches,
+        settings["epochs"],
+        validation_data=validation,
+        callbacks=[_progress_callback(f"{method} seed {seed}", settings["epochs"], context)],
+    )
+    return trainer, history
+
+
 def train_deepcca(method: str, dataset, settings: dict, seed: int, context: RunContext):
     """Train DeepCCA / DCCAE, then the final linear CCA.
 
@@ -387,20 +415,8 @@ def train_deepcca(method: str, dataset, settings: dict, seed: int, context: RunC
     with context.scope():
         model = build_deepcca(shapes, settings, with_decoders=method == "dccae")
         optimizer = keras.optimizers.Adam(settings["learning_rate"])
-    trainer = context.trainer(
-        model,
-        optimizer,
-        trainer_class=DeepCCATrainer,
-        checkpoint_name=f"{method}-seed{seed}",
-        logdir=context.logdir / method / f"seed{seed}",
-        early_stopping_patience=settings["early_stopping_patience"],
-        progress=False,
-    )
-    history = trainer.fit(
-        batches,
-        settings["epochs"],
-        validation_data=validation,
-        callbacks=[_progress_callback(f"{method} seed {seed}", settings["epochs"], context)],
+    trainer, history = _fit(
+        model, optimizer, batches, validation, method, seed, settings, context, trainer_class=DeepCCATrainer
     )
     best = None
     for ridge in settings["final_reg"]:
@@ -444,20 +460,7 @@ def train_autoencoder(method: str, dataset, settings: dict, seed: int, context: 
     with context.scope():
         model = build_autoencoder(shapes, settings, MODALITY_DROPOUT[method], seed)
         optimizer = keras.optimizers.Adam(settings["learning_rate"])
-    trainer = context.trainer(
-        model,
-        optimizer,
-        checkpoint_name=f"{method}-seed{seed}",
-        logdir=context.logdir / method / f"seed{seed}",
-        early_stopping_patience=settings["early_stopping_patience"],
-        progress=False,
-    )
-    history = trainer.fit(
-        batches,
-        settings["epochs"],
-        validation_data=validation,
-        callbacks=[_progress_callback(f"{method} seed {seed}", settings["epochs"], context)],
-    )
+    trainer, history = _fit(model, optimizer, batches, validation, method, seed, settings, context)
 
     def encode(modality: str, array: np.ndarray) -> np.ndarray:
         return model.encode({modality: array}, present=[modality], batch_size=INFERENCE_BATCH)
@@ -718,17 +721,4 @@ def summarize(metrics: dict) -> list[str]:
     return lines
 
 
-EXPERIMENT = Experiment(
-    name="crossmodal",
-    description="hearing to see: linear CCA, DeepCCA, DCCAE and multimodal autoencoders compared by a probe "
-    "trained on one modality's codes and tested on the other's (digits halves offline; av_mnist "
-    "with --data-dir)",
-    defaults=DEFAULTS,
-    run=run,
-    summarize=summarize,
-    constraints=CONSTRAINTS,
-    notes=NOTES,
-    rules=check_rules,
-    load_data=load,
-)
-validate = EXPERIMENT.validate  # validate(config): ConfigError for a setting the constraints or rules refuse
+EXPERIMENT = register(globals(), name="crossmodal", description=DESCRIPTION)

@@ -16,15 +16,11 @@ import time
 
 import numpy as np
 
-from xmodal_tf.experiments.base import (
-    TRAINING_CONSTRAINTS,
-    TRAINING_SETTINGS,
-    Experiment,
-    RunContext,
-    check_global_batch,
-)
+from xmodal_tf.experiments.base import TRAINING_CONSTRAINTS, TRAINING_SETTINGS, RunContext, check_global_batch, register
 from xmodal_tf.experiments.cca import log_spectrum
-from xmodal_tf.experiments.config import ConfigError, Interval, ListOf, Options
+from xmodal_tf.experiments.config import ConfigError, Interval, ListOf, Options, fill_data_defaults
+
+DESCRIPTION = "linear CCA vs DeepCCA vs DCCAE (two_view_digits offline; split_mnist with --data-dir)"
 
 DATA_SETS = ("two_view_digits", "split_mnist")
 MODELS = ("linear_cca", "deepcca", "dccae")
@@ -130,11 +126,7 @@ def check_rules(config: dict) -> None:
 
 def resolved(config: dict) -> dict:
     """``config`` with every None replaced by the data set's default."""
-    filled = dict(config)
-    for key, value in PER_DATA_DEFAULTS[config["data"]].items():
-        if filled[key] is None:
-            filled[key] = value
-    return filled
+    return fill_data_defaults(config, PER_DATA_DEFAULTS)
 
 
 def load_data(name: str, data_dir):
@@ -429,24 +421,13 @@ def summarize(metrics: dict) -> list[str]:
         f"(final linear CCA fitted on training outputs)",
         f"{'model':<12} {'train':>8} {'valid':>8} {'test':>8} {'seconds':>8}",
     ]
-    for name, result in metrics["results"].items():
-        lines.append(
-            f"{name:<12} {result['train_total_correlation']:8.3f} "
-            f"{result['validation_total_correlation']:8.3f} "
-            f"{result['test_total_correlation']:8.3f} {result['train_seconds']:8.1f}"
-        )
+    lines += [
+        f"{name:<12} {result['train_total_correlation']:8.3f} "
+        f"{result['validation_total_correlation']:8.3f} "
+        f"{result['test_total_correlation']:8.3f} {result['train_seconds']:8.1f}"
+        for name, result in metrics["results"].items()
+    ]
     return lines
 
 
-EXPERIMENT = Experiment(
-    name="deepcca",
-    description="linear CCA vs DeepCCA vs DCCAE (two_view_digits offline; split_mnist with --data-dir)",
-    defaults=DEFAULTS,
-    run=run,
-    summarize=summarize,
-    constraints=CONSTRAINTS,
-    notes=NOTES,
-    rules=check_rules,
-    load_data=load,
-)
-validate = EXPERIMENT.validate  # validate(config): ConfigError for a setting the constraints or rules refuse
+EXPERIMENT = register(globals(), name="deepcca", description=DESCRIPTION)

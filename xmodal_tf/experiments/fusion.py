@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from xmodal_tf.experiments.base import (
-    TRAINING_CONSTRAINTS,
-    TRAINING_SETTINGS,
-    Experiment,
-    RunContext,
-    check_global_batch,
-)
+from xmodal_tf.experiments.base import TRAINING_CONSTRAINTS, TRAINING_SETTINGS, RunContext, check_global_batch, register
 from xmodal_tf.experiments.config import ConfigError, Interval, ListOf, Options
+
+DESCRIPTION = (
+    "single modalities vs fusion strategies, complete and with a modality missing "
+    "(digits halves offline; av_mnist with --data-dir)"
+)
 
 DATA_SETS = ("digits", "av_mnist")
 MODALITIES = {"digits": ("left", "right"), "av_mnist": ("image", "audio")}
@@ -1168,16 +1167,4 @@ def _short(condition: str) -> str:
     return condition.replace("_missing_", " -")
 
 
-EXPERIMENT = Experiment(
-    name="fusion",
-    description="single modalities vs fusion strategies, complete and with a modality missing "
-    "(digits halves offline; av_mnist with --data-dir)",
-    defaults=DEFAULTS,
-    run=run,
-    summarize=summarize,
-    constraints=CONSTRAINTS,
-    notes=NOTES,
-    rules=check_rules,
-    load_data=load,
-)
-validate = EXPERIMENT.validate  # validate(config): ConfigError for a setting the constraints or rules refuse
+EXPERIMENT = register(globals(), name="fusion", description=DESCRIPTION)

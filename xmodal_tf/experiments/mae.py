@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from xmodal_tf.experiments.base import (
-    TRAINING_CONSTRAINTS,
-    TRAINING_SETTINGS,
-    Experiment,
-    RunContext,
-    check_global_batch,
-)
+from xmodal_tf.experiments.base import TRAINING_CONSTRAINTS, TRAINING_SETTINGS, RunContext, check_global_batch, register
 from xmodal_tf.experiments.config import Interval, ListOf, Options
+
+DESCRIPTION = (
+    "multimodal autoencoder with vs without modality dropout: cross-modal probes "
+    "(digits halves offline; av_mnist with --data-dir)"
+)
 
 DATA_SETS = ("digits", "av_mnist")
 MODALITIES = {"digits": ("left", "right"), "av_mnist": ("image", "audio")}
@@ -187,14 +186,7 @@ def build_model(shapes: dict, settings: dict, modality_dropout: float, seed: int
             decoders[name] = dense_decoder(
                 code_dim, shape, hidden_units=tuple(settings["decoder_hidden_units"]), name=f"{name}_decoder"
             )
-    return MultimodalAutoencoder(
-        encoders,
-        decoders,
-        code_dim=code_dim,
-        modality_dropout=modality_dropout,
-        seed=seed,
-        name="multimodal_autoencoder",
-    )
+    return MultimodalAutoencoder(encoders, decoders, code_dim=code_dim, modality_dropout=modality_dropout, seed=seed)
 
 
 def global_batches(inputs: dict, batch_size: int, replicas: int, *, seed=None, shuffle: bool = False):
@@ -485,15 +477,4 @@ def summarize(metrics: dict) -> list[str]:
     return lines
 
 
-EXPERIMENT = Experiment(
-    name="mae",
-    description="multimodal autoencoder with vs without modality dropout: cross-modal probes "
-    "(digits halves offline; av_mnist with --data-dir)",
-    defaults=DEFAULTS,
-    run=run,
-    summarize=summarize,
-    constraints=CONSTRAINTS,
-    notes=NOTES,
-    load_data=load,
-)
-validate = EXPERIMENT.validate  # validate(config): ConfigError for a setting the constraints refuse
+EXPERIMENT = register(globals(), name="mae", description=DESCRIPTION)

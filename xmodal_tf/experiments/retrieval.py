@@ -18,14 +18,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from xmodal_tf.experiments.base import (
-    TRAINING_CONSTRAINTS,
-    TRAINING_SETTINGS,
-    Experiment,
-    RunContext,
-    check_global_batch,
+from xmodal_tf.experiments.base import TRAINING_CONSTRAINTS, TRAINING_SETTINGS, RunContext, check_global_batch, register
+from xmodal_tf.experiments.config import ConfigError, Interval, ListOf, Options, fill_data_defaults
+
+DESCRIPTION = (
+    "contrastive image-text dual encoder: retrieval both ways and zero-shot "
+    "classification (digits_text offline; openmoji with --data-dir)"
 )
-from xmodal_tf.experiments.config import ConfigError, Interval, ListOf, Options
 
 DATA_SETS = ("digits_text", "openmoji")
 TOKENS = ("char_ngrams", "words", "words_and_char_ngrams")
@@ -564,11 +563,7 @@ def run(config: dict, context: RunContext) -> dict:
 # ----------------------------------------------------------------------------- config
 def resolved(config: dict) -> dict:
     """``config`` with every None replaced by the data set's default."""
-    filled = dict(config)
-    for key, value in PER_DATA_DEFAULTS[config["data"]].items():
-        if filled[key] is None:
-            filled[key] = value
-    return filled
+    return fill_data_defaults(config, PER_DATA_DEFAULTS)
 
 
 POSITIVE = Interval(int, 1, None)
@@ -655,16 +650,4 @@ def summarize(metrics: dict) -> list[str]:
     return lines
 
 
-EXPERIMENT = Experiment(
-    name="retrieval",
-    description="contrastive image-text dual encoder: retrieval both ways and zero-shot "
-    "classification (digits_text offline; openmoji with --data-dir)",
-    defaults=DEFAULTS,
-    run=run,
-    summarize=summarize,
-    constraints=CONSTRAINTS,
-    notes=NOTES,
-    rules=check_rules,
-    load_data=load,
-)
-validate = EXPERIMENT.validate  # validate(config): ConfigError for a setting the constraints or rules refuse
+EXPERIMENT = register(globals(), name="retrieval", description=DESCRIPTION)

@@ -20,14 +20,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from xmodal_tf.experiments.base import (
-    TRAINING_CONSTRAINTS,
-    TRAINING_SETTINGS,
-    Experiment,
-    RunContext,
-    check_global_batch,
-)
+from xmodal_tf.experiments.base import TRAINING_CONSTRAINTS, TRAINING_SETTINGS, RunContext, check_global_batch, register
 from xmodal_tf.experiments.config import ConfigError, Interval, ListOf, Options
+
+DESCRIPTION = (
+    "pretrain a CNN on one view, transfer it to the other view with few labels "
+    "(two_view_digits offline; split_mnist and av_mnist with --data-dir)"
+)
 
 DATA_SETS = ("two_view_digits", "split_mnist", "av_mnist")
 VIEWS = {"two_view_digits": ("left", "right"), "split_mnist": ("left", "right"), "av_mnist": ("image", "audio")}
@@ -651,16 +650,4 @@ def summarize(metrics: dict) -> list[str]:
     return lines
 
 
-EXPERIMENT = Experiment(
-    name="transfer",
-    description="pretrain a CNN on one view, transfer it to the other view with few labels "
-    "(two_view_digits offline; split_mnist and av_mnist with --data-dir)",
-    defaults=DEFAULTS,
-    run=run,
-    summarize=summarize,
-    constraints=CONSTRAINTS,
-    notes=NOTES,
-    rules=check_rules,
-    load_data=load,
-)
-validate = EXPERIMENT.validate  # validate(config): ConfigError for a setting the constraints or rules refuse
+EXPERIMENT = register(globals(), name="transfer", description=DESCRIPTION)

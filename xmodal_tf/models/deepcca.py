@@ -669,9 +669,9 @@ class DeepCCA(CrossModalModel):
         ``(x_c, y_c)``.
 
         Args:
-            x: the x view, or both views as a pair / dict / dataset.
-            y: the y view, or None.
-            batch_size: rows per encoder call.
+            x: as for ``encode``.
+            y: as for ``encode``.
+            batch_size: as for ``encode``.
 
         Returns:
             The variates, each (n, k) float64.

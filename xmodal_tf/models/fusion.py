@@ -676,21 +676,7 @@ class FusionClassifier(MultiWorkerFitMixin, keras.Model):
         return cls(encoders, **config)
 
 
-def build_fusion_classifier(
-    encoders,
-    fusion="concat",
-    num_classes=None,
-    *,
-    modality_dropout=0.0,
-    hidden_units=(64,),
-    projection_dim=None,
-    dropout=0.0,
-    unimodal_loss_weight=0.0,
-    unimodal_distillation=0.0,
-    unimodal_head="auxiliary",
-    seed=None,
-    name="fusion_classifier",
-) -> FusionClassifier:
+def build_fusion_classifier(encoders, fusion="concat", num_classes=None, **settings) -> FusionClassifier:
     """A fusion classifier over named modalities.
 
     The graph is ``inputs[m] -> encoders[m] -> [Dense(projection_dim)] -> fusion(embeddings,
@@ -724,21 +710,25 @@ def build_fusion_classifier(
             classifier itself with only that modality present.
         seed: seed of the modality dropout draws.
         name: the model name.
+        **settings: the keyword-only settings above (``modality_dropout`` to ``name``),
+            passed on to ``FusionClassifier``.
 
     Returns:
         The ``FusionClassifier``.
+
+    Raises:
+        TypeError: a keyword that ``FusionClassifier`` does not take.
     """
-    return FusionClassifier(
-        encoders,
-        fusion,
-        num_classes,
-        modality_dropout=modality_dropout,
-        hidden_units=hidden_units,
-        projection_dim=projection_dim,
-        dropout=dropout,
-        unimodal_loss_weight=unimodal_loss_weight,
-        unimodal_distillation=unimodal_distillation,
-        unimodal_head=unimodal_head,
-        seed=seed,
-        name=name,
-    )
+    unknown = sorted(set(settings) - set(_classifier_settings()))
+    if unknown:
+        raise TypeError(
+            f"build_fusion_classifier() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+            f"it takes {', '.join(_classifier_settings())}."
+        )
+    return FusionClassifier(encoders, fusion, num_classes, **settings)
+
+
+def _classifier_settings() -> tuple:
+    """The keyword-only settings of ``FusionClassifier`` (what the builder passes on)."""
+    parameters = inspect.signature(FusionClassifier.__init__).parameters.values()
+    return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)

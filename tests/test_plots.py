@@ -351,3 +351,23 @@ def test_importing_plots_and_metrics_loads_neither_matplotlib_nor_tensorflow():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_grouped_bars_one_container_per_series():
+    from xmodal_tf import plots
+
+    figure = plots.grouped_bars(
+        ["image -> audio", "audio -> image"],
+        {"cca": [0.8, 0.7], "deepcca": [0.99, 0.98]},
+        errors={"deepcca": [0.01, 0.02]},
+        ylabel="accuracy",
+    )
+    (axes,) = figure.axes
+    assert len(axes.containers) >= 2
+    heights = sorted(round(patch.get_height(), 3) for patch in axes.patches)
+    assert heights == [0.7, 0.8, 0.98, 0.99]
+    assert [label.get_text() for label in axes.get_xticklabels()] == ["image -> audio", "audio -> image"]
+    with pytest.raises(ValueError, match="groups"):
+        plots.grouped_bars(["a"], {"cca": [0.1, 0.2]})
+    with pytest.raises(TypeError, match="groups"):
+        plots.grouped_bars("ab", {"cca": [0.1, 0.2]})

@@ -286,6 +286,51 @@ def missing_modality_curves(
     return figure
 
 
+def grouped_bars(
+    groups: Sequence[str],
+    values: Mapping[str, Sequence[float]],
+    *,
+    errors: Mapping[str, Sequence[float]] | None = None,
+    ylabel: str = "",
+    title: str = "",
+) -> Figure:
+    """Bars per group, one bar per series in each group (e.g. each method's accuracy per direction).
+
+    Args:
+        groups: (m,) the groups' names, drawn along x in this order.
+        values: ``{series: (m,) values}``, one value per group; a bar each, side by side.
+        errors: optional ``{series: (m,) error-bar half-widths}`` for some of the series.
+        ylabel: the y axis' label.
+        title: the figure's title.
+
+    Returns:
+        A Figure with one Axes holding a bar container per series.
+
+    Raises:
+        TypeError: groups not a sequence of str, wrong types as in ``correlation_spectrum``,
+            or a non-str ylabel.
+        ValueError: no groups, lengths that differ from ``groups``, NaN / inf values,
+            negative errors, or errors for a series without bars.
+    """
+    if isinstance(groups, (str, bytes)) or not all(isinstance(group, str) for group in groups):
+        raise TypeError(f"groups must be a sequence of str (the groups' names); got {describe(groups)}")
+    if not groups:
+        raise ValueError("groups is empty; give at least one group name")
+    series = _check_series(values, "values", length=len(groups), against="groups")
+    bars = _check_errors(errors, series, len(groups), "groups")
+    if not isinstance(ylabel, str):
+        raise TypeError(f"ylabel must be a str; got {describe(ylabel)}")
+    figure, axes = _one_axes(title, "", ylabel)
+    width = 0.8 / len(series)
+    centres = np.arange(len(groups), dtype=np.float64)
+    for index, (label, heights) in enumerate(series.items()):
+        offsets = centres - 0.4 + width * (index + 0.5)
+        axes.bar(offsets, heights, width, yerr=bars.get(label), label=label, capsize=2)
+    axes.set_xticks(centres, labels=list(groups))
+    axes.legend(fontsize="small")
+    return figure
+
+
 def label_fraction_curves(
     fractions: Sequence[float],
     accuracies: Mapping[str, Sequence[float]],

@@ -666,15 +666,13 @@ def log_accuracies(context: RunContext, results: dict, modalities, data: str) ->
     names = [name for name, _, _ in directions(modalities)]
     accuracies = {method: [summary["test"][name]["mean"] for name in names] for method, summary in results.items()}
     errors = {method: [summary["test"][name]["std"] for name in names] for method, summary in results.items()}
-    positions = list(range(1, len(names) + 1))
-    figure = plots.missing_modality_curves(
-        positions,
+    figure = plots.grouped_bars(
+        [name.replace("_to_", " -> ") for name in names],
         accuracies,
         errors=errors,
-        xlabel="probe trained on -> tested on (codes of one modality alone)",
-        title=f"hearing to see on {data}: test accuracy of the linear probe (chance {CHANCE:g})",
+        ylabel="test accuracy of the linear probe",
+        title=f"hearing to see on {data}: probe trained on one modality's codes (chance {CHANCE:g})",
     )
-    figure.axes[0].set_xticks(positions, labels=[name.replace("_to_", " -> ") for name in names])
     context.log_figure("probe_accuracy", figure)
 
 

@@ -8,6 +8,7 @@ attribute access, so ``import xmodal_tf`` stays fast.
 import importlib
 
 from xmodal_tf.cca import CCA, MCCA
+from xmodal_tf.kernel_cca import KernelCCA
 
 __version__ = "0.1.0"
 
@@ -29,7 +30,7 @@ _LAZY_SUBMODULES = (
     "transfer",
 )
 
-__all__ = ["CCA", "MCCA", "__version__", *_LAZY_SUBMODULES]
+__all__ = ["CCA", "KernelCCA", "MCCA", "__version__", *_LAZY_SUBMODULES]
 
 
 def __getattr__(name):

@@ -12,15 +12,13 @@ Design notes: docs/DESIGN.md (section xmodal_tf/kernel_cca.py).
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.kernel_approximation import Nystroem
 from sklearn.utils.validation import check_is_fitted
 
-from xmodal_tf._validation import check_choice, check_number, check_positive_int
-from xmodal_tf.cca import CCA, _as_view, _resolve_dtype
+from xmodal_tf._validation import check_choice, check_finite_rows, check_int, check_number, check_positive_int
+from xmodal_tf.cca import CCA, _as_view, _check_same_rows, _resolve_dtype
 
 __all__ = ["KERNELS", "KernelCCA"]
 
@@ -135,20 +133,14 @@ class KernelCCA(TransformerMixin, BaseEstimator):
         check_positive_int(self.degree, "KernelCCA degree")
         check_number(self.coef0, "KernelCCA coef0")
         check_positive_int(self.n_landmarks, "KernelCCA n_landmarks")
-        if self.random_state is not None and not isinstance(self.random_state, numbers.Integral):
-            raise TypeError(f"KernelCCA random_state must be an int or None; got {self.random_state!r}.")
+        check_int(self.random_state, "KernelCCA random_state", allow_none=True)
 
     def _views(self, X, Y, method: str) -> list[np.ndarray]:
         dtype = self._dtype()
         views = [_as_view(X, "X", dtype), _as_view(Y, "Y", dtype, one_feature_1d=True)]
-        if len(views[0]) != len(views[1]):
-            raise ValueError(
-                f"KernelCCA.{method}: X has {len(views[0])} rows but Y has {len(views[1])}; "
-                "give the same paired rows of both views."
-            )
+        _check_same_rows(views, ("X", "Y"))
         for view, name in zip(views, ("X", "Y")):
-            if not np.isfinite(view).all():
-                raise ValueError(f"KernelCCA.{method}: {name} has NaN or inf values; remove or impute them first.")
+            check_finite_rows(view, name, where=f"KernelCCA.{method}")
         return views
 
     def _gammas(self, views) -> list[float | None]:

@@ -185,8 +185,7 @@ def run(config: dict, context: RunContext) -> dict:
         "fit_seconds_all_ridges": fit_seconds,
     }
     spectra = {}
-    for split_name in ("train", "validation", "test"):
-        correlations = model.correlations(*getattr(dataset, split_name)[:2])
+    for split_name, correlations in split_correlations(model, dataset).items():
         metrics[f"{split_name}_total_correlation"] = float(correlations.sum())
         metrics[f"{split_name}_mean_correlation"] = float(correlations.mean())
         metrics[f"{split_name}_correlations"] = correlations.tolist()
@@ -204,6 +203,11 @@ def run(config: dict, context: RunContext) -> dict:
         metrics.update({f"probe_accuracy_{name}": value for name, value in probe.items()})
         context.log_scalars(probe, prefix="test/probe_accuracy_")
     return metrics
+
+
+def split_correlations(model, dataset) -> dict:
+    """{"train", "validation", "test": (k,) canonical correlations of ``model`` on that split}."""
+    return {name: model.correlations(*getattr(dataset, name)[:2]) for name in ("train", "validation", "test")}
 
 
 def fit_kernel_cca(dataset, n_components: int, config: dict, context: RunContext) -> dict:
@@ -249,8 +253,7 @@ def fit_kernel_cca(dataset, n_components: int, config: dict, context: RunContext
         "validation_total_correlation_by_reg": scores,
         "fit_seconds_all_ridges": time.perf_counter() - started,
     }
-    for split_name in ("train", "validation", "test"):
-        correlations = models[best].correlations(*getattr(dataset, split_name)[:2])
+    for split_name, correlations in split_correlations(models[best], dataset).items():
         result[f"{split_name}_total_correlation"] = float(correlations.sum())
         result[f"{split_name}_correlations"] = correlations.tolist()
         context.log_scalar(f"{split_name}/kcca_total_correlation", correlations.sum())

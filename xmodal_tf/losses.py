@@ -6,7 +6,13 @@
   with ``correlations_from_statistics`` split the computation (global batches under a strategy).
 * Contrastive: ``contrastive_loss`` / ``ContrastiveLoss``, ``contrastive_loss_from_logits`` and
   ``replica_contrastive_loss``. DCCAE: ``reconstruction_error``.
+* Small-batch deep CCA: ``ey_loss`` / ``EYLoss``, the Eckart–Young objective for two or more views
+  and its unbiased stochastic form (``xmodal_tf.eckart_young``).
 * GAN: ``discriminator_loss`` and ``generator_loss`` (one of ``GAN_LOSSES``).
+
+Every objective of views' outputs is a ``ViewLoss`` (``xmodal_tf.view_loss``): called as
+``loss(h1, h2, ...)``, configured, serializable; ``ConcatenatedViews`` makes one a
+``keras.losses.Loss`` for ``model.compile``.
 
 XLA: ``tf.linalg.svd`` and eigen-decompositions are not trusted under XLA (see docs/DESIGN.md), so
 only ``objective="squared"`` with all components (no SVD) may run inside ``tf.function(jit_compile=True)``;
@@ -25,12 +31,26 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from xmodal_tf._compute_dtype import (  # noqa: F401  (re-exported names)
+    _COMPUTE_DTYPE_CHOICES,
+    AUTO,
+    _covariance_dtype_for,
+    _current_device_type,
+    _device_type_of,
+    check_compute_dtype,
+    common_float_dtype,
+    resolve_compute_dtype,
+)
 from xmodal_tf._replicas import all_gather_rows, all_reduce_sum, in_replica_context
 from xmodal_tf._validation import check_bool, check_choice, check_ridges
+from xmodal_tf.eckart_young import EYLoss, ey_loss
+from xmodal_tf.view_loss import ConcatenatedViews, ViewLoss, as_view
 
 __all__ = [
+    "ConcatenatedViews",
     "ContrastiveLoss",
     "DeepCCALoss",
+    "EYLoss",
     "GAN_LOSSES",
     "batch_statistics",
     "cca_correlations",
@@ -40,15 +60,15 @@ __all__ = [
     "correlations_from_statistics",
     "deep_cca_loss",
     "discriminator_loss",
+    "ey_loss",
     "generator_loss",
     "reconstruction_error",
     "replica_contrastive_loss",
     "resolve_compute_dtype",
+    "ViewLoss",
 ]
 
 OBJECTIVES = ("trace", "squared")
-#: ``compute_dtype`` that picks float64 on a CPU and float32 on an accelerator.
-AUTO = "auto"
 # With reg=0, a Cholesky pivot below this fraction of the largest variance (times the
 # number of features) marks the covariance as singular, as in xmodal_tf.cca.
 _SINGULAR_PIVOT_FACTOR = 100.0
@@ -73,130 +93,6 @@ def _check_n_components_type(n_components):
     return int(n_components)
 
 
-_COMPUTE_DTYPE_CHOICES = "'auto', 'float64', 'float32' or None"
-
-
-def _check_compute_dtype(compute_dtype):
-    """Return a float tf.DType, "auto", or None (meaning: the output dtype)."""
-    if compute_dtype is None:
-        return None
-    if isinstance(compute_dtype, str) and compute_dtype == AUTO:
-        return AUTO
-    try:
-        dtype = tf.as_dtype(compute_dtype)
-    except TypeError as error:
-        raise TypeError(f"compute_dtype must be {_COMPUTE_DTYPE_CHOICES}; got {compute_dtype!r}.") from error
-    if dtype not in (tf.float32, tf.float64):
-        raise ValueError(
-            f"compute_dtype must be {_COMPUTE_DTYPE_CHOICES}; got {dtype.name}. "
-            "Use 'auto' to pick float64 on a CPU and float32 on a GPU."
-        )
-    return dtype
-
-
-def _covariance_dtype_for(device_type) -> tf.DType:
-    """The ``"auto"`` choice of covariance dtype for a device type ("CPU", "GPU", "TPU").
-
-    float64 on a CPU, where it costs about 1 ms a step for 50 x 50 covariances and keeps a
-    margin for badly scaled outputs; float32 on an accelerator, where float64 runs at
-    1/2 to 1/64 of the float32 speed and float32 changes the loss and its gradient by far
-    less than the minibatch noise (``benchmarks/bench_covariance_precision.py``). An
-    unknown or empty device type is treated as a CPU.
-    """
-    if not isinstance(device_type, str):
-        raise TypeError(f"device_type must be a string such as 'CPU' or 'GPU'; got {device_type!r}.")
-    return tf.float64 if device_type.upper() in ("", "CPU") else tf.float32
-
-
-def _device_type_of(tensor) -> str:
-    """The device type ("CPU", "GPU", ...) a tensor is placed on, or "" when unknown
-    (a graph tensor created outside any ``tf.device`` scope)."""
-    try:
-        name = tensor.device or ""
-    except (AttributeError, ValueError):  # a symbolic tensor without a device
-        return ""
-    if not name:
-        return ""
-    return (tf.DeviceSpec.from_string(name).device_type or "").upper()
-
-
-def _current_device_type() -> str:
-    """Where TensorFlow will run the next op: the enclosing ``tf.device`` scope (inside a
-    ``tf.function``, e.g. a ``tf.distribute`` replica), else a GPU when one is visible
-    (the placer prefers it), else the CPU."""
-    if not tf.executing_eagerly():
-        scoped = _device_type_of(tf.constant(0.0, name="device_probe"))
-        if scoped:
-            return scoped
-    for kind in ("GPU", "TPU"):
-        if tf.config.list_logical_devices(kind):
-            return kind
-    return "CPU"
-
-
-def resolve_compute_dtype(compute_dtype, h1, h2) -> tf.DType:
-    """The dtype the covariance algebra of outputs ``h1``, ``h2`` runs in.
-
-    Works eagerly and while a ``tf.function`` traces.
-
-    Args:
-        compute_dtype: ``"auto"``: float64 for float64 outputs; float32 for half-precision
-            outputs (both float16 or bfloat16, i.e. mixed precision: their own rounding,
-            about 4e-3 relative for bfloat16, dwarfs float32's 6e-8, so float64 algebra
-            buys nothing); otherwise ``_covariance_dtype_for`` the device of ``h1`` / ``h2``
-            (their placement, else the enclosing device scope, else the visible devices).
-            None: the wider of the outputs' dtypes, at least float32. A dtype ("float64",
-            "float32"): itself.
-        h1: the first view's outputs, a tensor.
-        h2: the second view's outputs, a tensor.
-
-    Returns:
-        ``tf.float32`` or ``tf.float64``.
-
-    Raises:
-        TypeError: ``compute_dtype`` is not a dtype, "auto" or None.
-        ValueError: ``compute_dtype`` is a dtype other than float32 and float64.
-    """
-    compute = _check_compute_dtype(compute_dtype)
-    if compute is None:
-        return _common_float_dtype(h1, h2)
-    if compute != AUTO:
-        return compute
-    if _common_float_dtype(h1, h2) == tf.float64:
-        return tf.float64
-    half = (tf.float16, tf.bfloat16)
-    if tf.as_dtype(h1.dtype) in half and tf.as_dtype(h2.dtype) in half:
-        return tf.float32
-    device = _device_type_of(h1) or _device_type_of(h2) or _current_device_type()
-    return _covariance_dtype_for(device)
-
-
-def _as_view(h, name: str) -> tf.Tensor:
-    h = tf.convert_to_tensor(h)
-    if not h.dtype.is_floating:
-        h = tf.cast(h, tf.float32)
-    rank = h.shape.rank
-    if rank is None:
-        raise ValueError(f"{name} must be a rank-2 (batch, features) tensor; its rank is unknown.")
-    if rank != 2:
-        raise ValueError(
-            f"{name} must be a rank-2 (batch, features) tensor; got rank {rank}, shape {h.shape}. "
-            "Flatten or pool the network output to (batch, features) first."
-        )
-    if h.shape[1] is None:
-        raise ValueError(f"{name} must have a known number of features; got shape {h.shape}.")
-    if h.shape[1] == 0:
-        raise ValueError(f"{name} has no features: shape {h.shape}.")
-    return h
-
-
-def _common_float_dtype(h1: tf.Tensor, h2: tf.Tensor) -> tf.DType:
-    """Output dtype: the wider of the two inputs', and at least float32."""
-    widths = {tf.float16: 0, tf.bfloat16: 0, tf.float32: 1, tf.float64: 2}
-    widest = max(widths.get(h1.dtype, 1), widths.get(h2.dtype, 1))
-    return tf.float64 if widest == 2 else tf.float32
-
-
 def _validate(h1, h2, n_components, reg, compute_dtype, global_batch=False):
     """Check inputs and parameters; return tensors, ridges, k and the run-time checks.
 
@@ -205,8 +101,8 @@ def _validate(h1, h2, n_components, reg, compute_dtype, global_batch=False):
     """
     regs = _check_regs(reg)
     k = _check_n_components_type(n_components)
-    _check_compute_dtype(compute_dtype)
-    h1, h2 = _as_view(h1, "h1"), _as_view(h2, "h2")
+    check_compute_dtype(compute_dtype)
+    h1, h2 = as_view(h1, "h1"), as_view(h2, "h2")
     compute = resolve_compute_dtype(compute_dtype, h1, h2)
     dims = (int(h1.shape[1]), int(h2.shape[1]))
     rank_limit = min(dims)
@@ -428,7 +324,7 @@ def _correlations_of_statistics(statistics, regs):
 
 def _whitened_cross_covariance(h1, h2, regs, compute, checks, global_batch=False):
     """T = L1^-1 S12 L2^-T (d1 x d2) in the compute dtype, and the dtype to return in."""
-    output_dtype = _common_float_dtype(h1, h2)
+    output_dtype = common_float_dtype(h1, h2)
     compute = compute or output_dtype
     statistics = batch_statistics(h1, h2, compute, checks, global_batch=global_batch)
     return _whitened_from_statistics(statistics, regs), output_dtype
@@ -449,21 +345,6 @@ def _tie_averaged(upstream, values, eps: float, p: int, q: int):
 
 
 # ----------------------------------------------------------------------------- API
-class _ConfiguredLoss:
-    """``from_config`` and ``__repr__`` from a loss's ``get_config`` (its constructor's arguments)."""
-
-    def get_config(self) -> dict:
-        raise NotImplementedError
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return cls(**config)
-
-    def __repr__(self) -> str:
-        arguments = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
-        return f"{type(self).__name__}({arguments})"
-
-
 def cca_correlations(h1, h2, *, n_components=None, reg=1e-4, compute_dtype="auto", global_batch=False):
     """Canonical correlations of a batch of paired outputs, largest first.
 
@@ -499,7 +380,7 @@ def cca_correlations(h1, h2, *, n_components=None, reg=1e-4, compute_dtype="auto
             covariances that are not positive definite.
     """
     h1, h2, regs, k, compute, checks = _validate(h1, h2, n_components, reg, compute_dtype, global_batch)
-    output_dtype = _common_float_dtype(h1, h2)
+    output_dtype = common_float_dtype(h1, h2)
     statistics = batch_statistics(h1, h2, compute, checks, global_batch=global_batch)
     return tf.cast(_correlations_of_statistics(statistics, regs)[:k], output_dtype)
 
@@ -544,7 +425,7 @@ def deep_cca_loss(h1, h2, *, n_components=None, reg=1e-4, objective="trace", com
         whitened, output_dtype = _whitened_cross_covariance(h1, h2, regs, compute, checks, global_batch)
         total = tf.reduce_sum(tf.square(whitened))
     else:
-        output_dtype = _common_float_dtype(h1, h2)
+        output_dtype = common_float_dtype(h1, h2)
         statistics = batch_statistics(h1, h2, compute, checks, global_batch=global_batch)
         values = _correlations_of_statistics(statistics, regs)[:k]
         total = tf.reduce_sum(values if objective == "trace" else tf.square(values))
@@ -552,7 +433,7 @@ def deep_cca_loss(h1, h2, *, n_components=None, reg=1e-4, objective="trace", com
 
 
 @keras.saving.register_keras_serializable(package="xmodal_tf")
-class DeepCCALoss(_ConfiguredLoss):
+class DeepCCALoss(ViewLoss):
     """The Deep CCA loss as a serializable callable: ``loss = DeepCCALoss(...)(h1, h2)``.
 
     It takes the two views' outputs, not (y_true, y_pred), so it is not a
@@ -599,13 +480,13 @@ class DeepCCALoss(_ConfiguredLoss):
         regs = _check_regs(reg)
         self.reg = regs if isinstance(reg, (list, tuple, np.ndarray)) else regs[0]
         self.objective = check_choice(objective, "objective", OBJECTIVES)
-        compute = _check_compute_dtype(compute_dtype)
+        compute = check_compute_dtype(compute_dtype)
         # "auto" is stored as such and resolved on each call (where the outputs live).
         self.compute_dtype = compute if compute in (None, AUTO) else compute.name
         self.global_batch = check_bool(global_batch, "global_batch")
-        self.name = name
+        super().__init__(name)
 
-    def __call__(self, h1, h2):
+    def call(self, h1, h2):
         """Return the scalar loss for outputs h1 (m, d1) and h2 (m, d2)."""
         return deep_cca_loss(
             h1,
@@ -655,7 +536,7 @@ class DeepCCALoss(_ConfiguredLoss):
                     message="h1 and h2 must have the same batch size (one row per paired sample)",
                 )
             ]
-        return batch_statistics(h1, h2, compute or _common_float_dtype(h1, h2), checks, self.global_batch)
+        return batch_statistics(h1, h2, compute or common_float_dtype(h1, h2), checks, self.global_batch)
 
     def correlations_from(self, statistics):
         """The (k,) correlations from ``statistics``, in their dtype."""
@@ -820,7 +701,7 @@ def contrastive_loss(embeddings_a, embeddings_b, temperature=0.07, *, normalize=
 
 
 @keras.saving.register_keras_serializable(package="xmodal_tf")
-class ContrastiveLoss(_ConfiguredLoss):
+class ContrastiveLoss(ViewLoss):
     """The symmetric InfoNCE loss as a serializable callable with a fixed temperature.
 
     Like ``DeepCCALoss`` it takes the two modalities' embeddings, not
@@ -847,7 +728,7 @@ class ContrastiveLoss(_ConfiguredLoss):
     def __init__(self, temperature=0.07, normalize=True, name="contrastive_loss"):
         self.temperature = float(_check_temperature(temperature, tf.float32))
         self.normalize = check_bool(normalize, "normalize")
-        self.name = name
+        super().__init__(name)
 
     def __call__(self, embeddings_a, embeddings_b, temperature=None):
         """The scalar loss of paired embeddings (see ``contrastive_loss``).
@@ -867,6 +748,9 @@ class ContrastiveLoss(_ConfiguredLoss):
             self.temperature if temperature is None else temperature,
             normalize=self.normalize,
         )
+
+    def call(self, embeddings_a, embeddings_b):
+        return self(embeddings_a, embeddings_b)
 
     def get_config(self) -> dict:
         return {"temperature": self.temperature, "normalize": self.normalize, "name": self.name}

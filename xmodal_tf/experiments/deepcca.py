@@ -43,7 +43,7 @@ DEFAULTS = {
     "schedule": "cosine",  # or "constant"
     "weight_decay": 0.0,  # AdamW's decoupled weight decay; 0 is plain Adam
     "reg": 1e-4,  # ridge on the output covariances inside the objective
-    "objective": "trace",  # or "squared"
+    "objective": "trace",  # or "squared", "ey", "ey_unbiased", "barlow_twins", "vicreg"
     # DCCAE's lambda (Wang et al. 2015): weight of each decoder's squared error summed over
     # features, averaged over examples. None: DeepCCA's default (DEFAULT_RECONSTRUCTION_WEIGHT);
     # 0: no decoders, i.e. plain DeepCCA.
@@ -97,7 +97,7 @@ CONSTRAINTS = {
     "schedule": [Options("cosine", "constant")],
     "weight_decay": [Interval(float, 0, None)],
     "reg": [Interval(float, 0, None)],
-    "objective": [Options("trace", "squared")],
+    "objective": [Options("trace", "squared", "ey", "ey_unbiased", "barlow_twins", "vicreg")],
     "reconstruction_weight": [Interval(float, 0, None), None],
     "final_reg": [ListOf(Interval(float, 0, None), min_length=1, noun="ridges")],
     "trainer": [Options("custom", "fit")],
@@ -114,13 +114,13 @@ NOTES = {
 def check_rules(config: dict) -> None:
     """ConfigError for a batch too small for the components (the table checks the rest)."""
     filled = resolved(config)
-    if filled["batch_size"] <= filled["n_components"]:
+    if filled["objective"] in ("trace", "squared") and filled["batch_size"] <= filled["n_components"]:
         k = filled["n_components"]
         raise ConfigError(
             f"batch_size={filled['batch_size']} is at or below n_components={k}: each batch's canonical "
             "correlations would be degenerate (near 1 whatever the data) and the networks would learn "
             f"nothing useful; use batches well above {k} rows (e.g. --set batch_size={max(4 * k, 100)}) "
-            "or fewer components."
+            "or fewer components, or an objective made for small batches (--set objective=ey)."
         )
 
 
@@ -197,9 +197,22 @@ def build_model(dataset, config: dict, with_decoders: bool):
         encoder(dims[1], "encoder_y"),
         n_components=k,
         reg=config["reg"],
-        objective=config["objective"],
+        objective=objective_for(config["objective"]),
         **decoders,
     )
+
+
+def objective_for(name: str):
+    """``DeepCCA``'s ``objective`` for a setting: the name itself, or a ``ViewLoss`` with defaults."""
+    if name == "barlow_twins":
+        from xmodal_tf.ssl_losses import BarlowTwinsLoss
+
+        return BarlowTwinsLoss()
+    if name == "vicreg":
+        from xmodal_tf.ssl_losses import VICRegLoss
+
+        return VICRegLoss()
+    return name
 
 
 def make_optimizer(config: dict, steps: int):

@@ -28,8 +28,9 @@ import numpy as np
 import tensorflow as tf
 
 from xmodal_tf._replicas import in_replica_context
-from xmodal_tf._validation import check_positive_int, describe, non_finite_rows
+from xmodal_tf._validation import check_choice, check_positive_int, describe, non_finite_rows
 from xmodal_tf.cca import CCA, column_correlations
+from xmodal_tf.eckart_young import EYLoss
 from xmodal_tf.losses import DeepCCALoss, reconstruction_error
 from xmodal_tf.models.base import (
     CrossModalModel,
@@ -43,8 +44,14 @@ from xmodal_tf.models.base import (
     static_output_width,
     to_numpy,
 )
+from xmodal_tf.view_loss import ViewLoss
 
-__all__ = ["DeepCCA"]
+__all__ = ["DeepCCA", "OBJECTIVES"]
+
+#: The objectives ``DeepCCA`` takes by name: the whitened ones (Deep CCA's own, which need
+#: batches well above n_components) and the Eckart-Young ones (``xmodal_tf.eckart_young``).
+WHITENED_OBJECTIVES = ("trace", "squared")
+OBJECTIVES = (*WHITENED_OBJECTIVES, "ey", "ey_unbiased")
 
 _SUBMODEL_KEYS = ("encoder_x", "encoder_y", "decoder_x", "decoder_y")
 
@@ -64,6 +71,22 @@ def _check_submodel(model, name: str, required: bool):
             raise TypeError(f"{name} is required: pass a keras.Model (e.g. from xmodal_tf.encoders).")
         return None
     return check_layer(model, name)
+
+
+def _view_loss_for(objective, compute_dtype, global_batch):
+    """The ``ViewLoss`` behind ``objective``, or None for a whitened objective ("trace" / "squared")."""
+    if isinstance(objective, ViewLoss):
+        objective.check_view_count(2)
+        return objective
+    if not isinstance(objective, str):
+        raise TypeError(
+            f"DeepCCA: objective must be one of {list(OBJECTIVES)} or a two-view xmodal_tf ViewLoss "
+            f"(e.g. xm.losses.BarlowTwinsLoss()); got {describe(objective)}."
+        )
+    objective = check_choice(objective, "objective", OBJECTIVES)
+    if objective in WHITENED_OBJECTIVES:
+        return None
+    return EYLoss(unbiased=objective == "ey_unbiased", compute_dtype=compute_dtype, global_batch=global_batch)
 
 
 def _split_views(data, where: str):
@@ -107,7 +130,14 @@ class DeepCCA(CrossModalModel):
         n_components: k, the number of top canonical correlations maximised (and kept
             by the linear CCA); None for all min(d_x, d_y).
         reg: ridge added to each view's output covariance (a float, or one per view).
-        objective: "trace" (sum of the top-k correlations) or "squared" (sum of squares).
+        objective: what the encoders minimise: "trace" (minus the sum of the top-k
+            whitened batch correlations, Andrew et al.), "squared" (minus the sum of
+            their squares), "ey" (the Eckart-Young objective, ``xmodal_tf.eckart_young``:
+            no whitening, so batches may be smaller than the output width; needs
+            d_x == d_y), "ey_unbiased" (its stochastic form, penalty from the batch's two
+            halves), or any two-view ``xmodal_tf.view_loss.ViewLoss`` (e.g.
+            ``BarlowTwinsLoss()``, ``VICRegLoss()``), used with its own settings. The
+            ``total_correlation`` metric is the whitened top-k correlation in every case.
         decoder_x: optional model mapping ``encoder_x``'s outputs back to the x view's
             input shape (DCCAE).
         decoder_y: the same for the y view.
@@ -156,11 +186,13 @@ class DeepCCA(CrossModalModel):
         self.encoder_y = _check_submodel(encoder_y, "encoder_y", required=True)
         self.decoder_x = _check_submodel(decoder_x, "decoder_x", required=False)
         self.decoder_y = _check_submodel(decoder_y, "decoder_y", required=False)
-        # Validates n_components' type, reg, objective and compute_dtype.
+        self.view_loss = _view_loss_for(objective, compute_dtype, global_batch)
+        # Validates n_components' type, reg and compute_dtype; with a view loss, it only
+        # gives the whitened correlations that are monitored.
         self.objective_fn = DeepCCALoss(
             n_components=n_components,
             reg=reg,
-            objective=objective,
+            objective="trace" if self.view_loss is not None else objective,
             compute_dtype=compute_dtype,
             global_batch=global_batch,
         )
@@ -224,7 +256,18 @@ class DeepCCA(CrossModalModel):
             return self.n_components
         return self.n_components or min(self._output_dims)
 
+    @property
+    def whitened_objective(self) -> bool:
+        """True for "trace" / "squared", which need batches well above n_components."""
+        return self.view_loss is None
+
     def _check_dims(self, dim_x: int, dim_y: int) -> None:
+        if self.view_loss is not None and dim_x != dim_y:
+            raise ValueError(
+                f"DeepCCA(objective={self._objective_label()}) pairs output unit i of encoder_x with unit i "
+                f"of encoder_y, so the encoders need the same output width; got {dim_x} and {dim_y}. Give "
+                "both encoders the same output size, or use objective='trace'."
+            )
         if self.n_components is not None:
             for name, dim in (("encoder_x", dim_x), ("encoder_y", dim_y)):
                 if self.n_components > dim:
@@ -350,10 +393,15 @@ class DeepCCA(CrossModalModel):
         output_dtype = tf.float64 if tf.float64 in (h_x.dtype, h_y.dtype) else tf.float32
         # Statistics first, outside any tf.cond: with global_batch they are all-reduced
         # over replicas, and collectives cannot run inside a cond branch.
-        statistics = self.objective_fn.statistics(h_x, h_y, runtime_checks=False)
+        if self.view_loss is None:
+            statistics = self.objective_fn.statistics(h_x, h_y, runtime_checks=False)
+        else:  # monitored only: no gradient through the whitening
+            statistics = self.objective_fn.statistics(tf.stop_gradient(h_x), tf.stop_gradient(h_y), False)
         correlations = self.correlations_from_statistics(statistics, output_dtype)
         total_correlation = tf.reduce_sum(correlations)
-        if self.objective == "trace":
+        if self.view_loss is not None:
+            loss = tf.cast(self.view_loss(h_x, h_y), output_dtype)
+        elif self.objective == "trace":
             loss = -total_correlation
         else:
             loss = -tf.reduce_sum(tf.square(correlations))
@@ -717,7 +765,11 @@ class DeepCCA(CrossModalModel):
             {
                 "n_components": self.n_components,
                 "reg": reg,
-                "objective": self.objective,
+                "objective": (
+                    keras.saving.serialize_keras_object(self.objective)
+                    if isinstance(self.objective, ViewLoss)
+                    else self.objective
+                ),
                 "reconstruction_weight": self.reconstruction_weight,
                 "compute_dtype": self.compute_dtype_name,
                 "global_batch": self.global_batch,
@@ -725,6 +777,10 @@ class DeepCCA(CrossModalModel):
         )
         return config
 
+    def _objective_label(self) -> str:
+        return repr(self.objective) if isinstance(self.objective, str) else type(self.objective).__name__ + "()"
+
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        return cls(**deserialize_entries(config, _SUBMODEL_KEYS, custom_objects))
+        keys = _SUBMODEL_KEYS + (("objective",) if isinstance(config.get("objective"), dict) else ())
+        return cls(**deserialize_entries(config, keys, custom_objects))

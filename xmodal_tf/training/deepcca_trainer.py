@@ -43,9 +43,9 @@ class DeepCCATrainer(Trainer):
     def fit(self, train_dataset, epochs, validation_data=None, initial_epoch=None, **kwargs) -> dict:
         """``Trainer.fit``, refusing batches too small for the canonical components.
 
-        A batch whose size is known and at or below the number of canonical components
-        is refused: its covariances cannot carry k correlations (min(m - 1, d) of them
-        come out 1 whatever the data).
+        With a whitened objective ("trace" / "squared"), a batch whose size is known and
+        at or below the number of canonical components is refused: its covariances cannot
+        carry k correlations (min(m - 1, d) of them come out 1 whatever the data).
 
         Raises:
             ValueError: the dataset's batches are at or below ``n_components`` rows.
@@ -61,12 +61,13 @@ class DeepCCATrainer(Trainer):
         leaves = tf.nest.flatten(dataset.element_spec)
         rows = leaves[0].shape[0] if leaves and leaves[0].shape.rank else None
         k = self.model.k
-        if rows is not None and k is not None and rows <= k:
+        if self.model.whitened_objective and rows is not None and k is not None and rows <= k:
             raise ValueError(
                 f"DeepCCATrainer: batches of {rows} rows are at or below n_components={k}, so each "
                 "batch's canonical correlations are degenerate (near 1 whatever the data) and the "
                 f"networks learn nothing useful; use batches well above {k} rows (e.g. "
-                f"batch_size={max(4 * k, 100)}) or fewer components."
+                f"batch_size={max(4 * k, 100)}), fewer components, or objective='ey' (no whitening, "
+                "made for small batches)."
             )
 
     def _as_model(self, model):

@@ -73,20 +73,29 @@ def _checked_views(views, unbiased: bool, global_batch: bool):
     return views, checks
 
 
-def _covariance_sums(views, global_batch: bool):
-    """(joint, within): Cov(sum_i Z_i) and sum_i Cov(Z_i), each (k, k), about the (global) mean."""
+def _covariance_sums(groups, global_batch: bool):
+    """For each group of views (the same rows of every view): (joint, within), Cov(sum_i Z_i)
+    and sum_i Cov(Z_i), each (k, k), about the group's (global) mean.
+
+    All groups share one all-reduce of counts and sums and one of products, so that every
+    replica issues the same collectives in the same order.
+    """
     reduce = all_reduce_sum if global_batch else (lambda values: values)
-    count = tf.cast(tf.shape(views[0])[0], views[0].dtype)
-    count, sums = reduce((count, [tf.reduce_sum(view, axis=0) for view in views]))
-    centred = [view - total / count for view, total in zip(views, sums)]
-    summed = tf.add_n(centred)
-    products = (
-        tf.matmul(summed, summed, transpose_a=True),
-        tf.add_n([tf.matmul(c, c, transpose_a=True) for c in centred]),
-    )
-    joint, within = reduce(products)
-    degrees = count - 1.0
-    return joint / degrees, within / degrees
+    counts = [tf.cast(tf.shape(views[0])[0], views[0].dtype) for views in groups]
+    sums = [[tf.reduce_sum(view, axis=0) for view in views] for views in groups]
+    counts, sums = reduce((counts, sums))
+    products = []
+    for views, count, totals in zip(groups, counts, sums):
+        centred = [view - total / count for view, total in zip(views, totals)]
+        summed = tf.add_n(centred)
+        products.append(
+            (
+                tf.matmul(summed, summed, transpose_a=True),
+                tf.add_n([tf.matmul(c, c, transpose_a=True) for c in centred]),
+            )
+        )
+    products = reduce(products)
+    return [(joint / (count - 1.0), within / (count - 1.0)) for (joint, within), count in zip(products, counts)]
 
 
 def ey_loss(*views, unbiased=False, compute_dtype="auto", global_batch=False):
@@ -117,13 +126,15 @@ def ey_loss(*views, unbiased=False, compute_dtype="auto", global_batch=False):
     compute = resolve_compute_dtype(compute_dtype, views[0], views[1])
     with tf.control_dependencies(checks):
         views = [tf.identity(tf.cast(view, compute)) for view in views]
-    joint, within = _covariance_sums(views, global_batch)
-    reward = tf.linalg.trace(joint - within) / (len(views) - 1)
+    groups = [views]
     if unbiased:
         half = tf.shape(views[0])[0] // 2
-        _, within_a = _covariance_sums([view[:half] for view in views], global_batch)
-        _, within_b = _covariance_sums([view[half : 2 * half] for view in views], global_batch)
-        penalty = tf.reduce_sum(within_a * within_b)
+        groups += [[view[:half] for view in views], [view[half : 2 * half] for view in views]]
+    covariances = _covariance_sums(groups, global_batch)
+    joint, within = covariances[0]
+    reward = tf.linalg.trace(joint - within) / (len(views) - 1)
+    if unbiased:
+        penalty = tf.reduce_sum(covariances[1][1] * covariances[2][1])
     else:
         penalty = tf.reduce_sum(tf.square(within))
     return tf.cast(-2.0 * reward + penalty, output_dtype)

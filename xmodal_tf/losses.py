@@ -8,6 +8,8 @@
   ``replica_contrastive_loss``. DCCAE: ``reconstruction_error``.
 * Small-batch deep CCA: ``ey_loss`` / ``EYLoss``, the Eckart–Young objective for two or more views
   and its unbiased stochastic form (``xmodal_tf.eckart_young``).
+* Self-supervised relatives of CCA: ``barlow_twins_loss`` / ``BarlowTwinsLoss`` and ``vicreg_loss`` /
+  ``VICRegLoss`` (``xmodal_tf.ssl_losses``).
 * GAN: ``discriminator_loss`` and ``generator_loss`` (one of ``GAN_LOSSES``).
 
 Every objective of views' outputs is a ``ViewLoss`` (``xmodal_tf.view_loss``): called as
@@ -44,9 +46,11 @@ from xmodal_tf._compute_dtype import (  # noqa: F401  (re-exported names)
 from xmodal_tf._replicas import all_gather_rows, all_reduce_sum, in_replica_context
 from xmodal_tf._validation import check_bool, check_choice, check_ridges
 from xmodal_tf.eckart_young import EYLoss, ey_loss
+from xmodal_tf.ssl_losses import BarlowTwinsLoss, VICRegLoss, barlow_twins_loss, vicreg_loss
 from xmodal_tf.view_loss import ConcatenatedViews, ViewLoss, as_view
 
 __all__ = [
+    "BarlowTwinsLoss",
     "ConcatenatedViews",
     "ContrastiveLoss",
     "DeepCCALoss",
@@ -65,7 +69,10 @@ __all__ = [
     "reconstruction_error",
     "replica_contrastive_loss",
     "resolve_compute_dtype",
+    "VICRegLoss",
     "ViewLoss",
+    "barlow_twins_loss",
+    "vicreg_loss",
 ]
 
 OBJECTIVES = ("trace", "squared")
@@ -730,7 +737,7 @@ class ContrastiveLoss(ViewLoss):
         self.normalize = check_bool(normalize, "normalize")
         super().__init__(name)
 
-    def __call__(self, embeddings_a, embeddings_b, temperature=None):
+    def __call__(self, embeddings_a, embeddings_b=None, temperature=None):
         """The scalar loss of paired embeddings (see ``contrastive_loss``).
 
         Args:
@@ -742,6 +749,8 @@ class ContrastiveLoss(ViewLoss):
         Returns:
             A scalar tensor.
         """
+        if embeddings_b is None:
+            self.check_view_count(1)
         return contrastive_loss(
             embeddings_a,
             embeddings_b,

@@ -319,6 +319,7 @@ STRATEGY_SCRIPT = PREAMBLE + textwrap.dedent("""
         results["share_error"] = ""
     except ValueError as error:
         results["share_error"] = str(error)
+
     print(json.dumps(results))
 """)
 
@@ -477,3 +478,100 @@ def test_subclassed_encoders_build_on_first_batch_and_reload(data, tmp_path):
     too_many = DeepCCA(SubclassedEncoder(), SubclassedEncoder(), n_components=5)
     with pytest.raises(ValueError, match="n_components=5"):
         too_many((data["x_test"], data["y_test"]))
+
+
+# ----------------------------------------------------------------------------- other objectives
+@pytest.mark.parametrize("objective, batch_size", [("ey", 4), ("ey_unbiased", 8)])
+def test_ey_objectives_train_with_batches_below_the_output_width(data, objective, batch_size):
+    from xmodal_tf.training import DeepCCATrainer
+
+    def wide_model():  # 12 output units, more than a batch has rows
+        keras.utils.set_random_seed(0)
+        encoders = [mlp_encoder(20, 12, hidden_units=(16,), name=f"encoder_{view}") for view in "xy"]
+        return DeepCCA(*encoders, n_components=4, objective=objective)
+
+    x, y = data["x_train"], data["y_train"]
+    before = wide_model().fit_linear_cca(x, y).score(data["x_test"], data["y_test"])
+    model = wide_model()
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    history = model.fit(pairs(x, y, batch_size=batch_size), epochs=3, verbose=0).history
+    assert np.all(np.isfinite(history["loss"])) and history["skipped_batches"][-1] == 0
+    assert history["loss"][-1] < history["loss"][0]
+    after = model.fit_linear_cca(x, y).score(data["x_test"], data["y_test"])
+    assert after > before + 0.2
+    # The explicit trainer takes such batches too; the whitened objective's are refused.
+    fixed_batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size, drop_remainder=True)
+    logs = DeepCCATrainer(wide_model(), keras.optimizers.Adam(3e-3), progress=False).fit(fixed_batches, epochs=2)
+    assert np.isfinite(logs["loss"][-1])
+    with pytest.raises(ValueError, match="objective='ey'"):
+        DeepCCATrainer(build_model(n_components=4), "adam", progress=False).fit(fixed_batches.rebatch(4), epochs=1)
+
+
+def test_ey_loss_of_a_batch_is_the_objectives_value(data):
+    from xmodal_tf.eckart_young import ey_loss
+
+    model = build_model(objective="ey")
+    x, y = data["x_train"][:64], data["y_train"][:64]
+    results = model.batch_loss(x, y)
+    h_x, h_y = model((x, y))
+    np.testing.assert_allclose(results["loss"].numpy(), ey_loss(h_x, h_y).numpy(), rtol=1e-6)
+    # total_correlation stays the whitened top-k correlation, whatever the objective.
+    expected = deep_cca_loss(h_x, h_y, n_components=2, reg=1e-4).numpy()
+    np.testing.assert_allclose(results["total_correlation"].numpy(), -expected, rtol=1e-5)
+
+
+def test_objectives_save_and_reload_with_the_model(data, tmp_path):
+    from xmodal_tf.eckart_young import EYLoss
+
+    x, y = data["x_test"], data["y_test"]
+    for index, objective in enumerate(["ey_unbiased", EYLoss(unbiased=True, name="my_ey")]):
+        model = build_model(objective=objective)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        model.fit(pairs(data["x_train"], data["y_train"]), epochs=1, verbose=0)
+        model.fit_linear_cca(data["x_train"], data["y_train"])
+        loaded = assert_keras_round_trip(
+            model, tmp_path, outputs=lambda m: m.transform(x, y), filename=f"model{index}.keras"
+        )
+        assert loaded.view_loss.get_config() == model.view_loss.get_config()
+        assert loaded.view_loss.unbiased is True
+    assert loaded.view_loss.name == "my_ey"
+
+
+def test_bad_objectives_are_refused_clearly():
+    with pytest.raises(ValueError, match="objective"):
+        build_model(objective="cosine")
+    with pytest.raises(TypeError, match="ViewLoss"):
+        build_model(objective=3)
+    from xmodal_tf.eckart_young import EYLoss
+
+    keras.utils.set_random_seed(0)
+    with pytest.raises(ValueError, match="same output width"):
+        DeepCCA(
+            mlp_encoder(20, 4, hidden_units=(), name="a"), mlp_encoder(20, 3, hidden_units=(), name="b"), objective="ey"
+        )
+    with pytest.raises(ValueError, match="exactly 3 views"):
+
+        class ThreeViews(EYLoss):
+            min_views = max_views = 3
+
+        build_model(objective=ThreeViews())
+
+
+# Its own interpreter: a second strategy in one process reuses the first one's collective keys.
+EY_STRATEGY_SCRIPT = PREAMBLE + textwrap.dedent("""
+    def build_ey():
+        keras.utils.set_random_seed(1)
+        return DeepCCA(mlp_encoder(20, 4, hidden_units=(16,), name="ex"),
+                       mlp_encoder(12, 4, hidden_units=(16,), name="ey"), objective="ey")
+
+    results, _, _ = compare_with_one_device(build_ey, learning_rate=0.1)
+    print(json.dumps(results))
+""")
+
+
+def test_mirrored_strategy_fit_with_the_ey_objective_equals_one_device():
+    result = run_script(EY_STRATEGY_SCRIPT)
+    assert result["replicas"] == 2
+    for global_batch in ("True", "False"):
+        assert result[f"moved_{global_batch}"] > 1e-2
+        assert result[f"difference_{global_batch}"] < 1e-5, global_batch

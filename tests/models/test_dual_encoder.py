@@ -1,4 +1,4 @@
-"""DualEncoder (keras.Model): contrastive fit, retrieval, siamese mode, save/load, strategy, bad input."""
+"""DualEncoder (keras.Model): contrastive fit, retrieval, siamese mode, save/load, strategy, bad input, ViewLosses."""
 
 import textwrap
 
@@ -9,9 +9,11 @@ import tensorflow as tf
 from helpers import assert_config_round_trip, assert_keras_round_trip, assert_same_optimizer_state
 from two_replica_setup import PREAMBLE, run_replica_comparison
 
+from xmodal_tf.eckart_young import EYLoss
 from xmodal_tf.encoders import mlp_encoder, text_encoder
 from xmodal_tf.losses import contrastive_loss
 from xmodal_tf.models.dual_encoder import DualEncoder
+from xmodal_tf.ssl_losses import BarlowTwinsLoss, VICRegLoss
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -338,3 +340,83 @@ def test_trainer_early_stops_a_dual_encoder_on_held_out_recall(tmp_path):
     assert recalls[0] < max(recalls)  # it learned
     # The kept weights are those of the best epoch.
     assert model.held_out_logs((a[256:], b[256:]))["val_mean_recall"] == pytest.approx(max(recalls))
+
+
+# ----------------------------------------------------------------------------- other objectives (ViewLoss)
+@pytest.mark.parametrize("loss", [BarlowTwinsLoss(), VICRegLoss(), EYLoss()], ids=lambda loss: loss.name)
+def test_a_view_loss_replaces_the_contrastive_loss(loss):
+    a, b = paired_vectors(n=128)
+    model = vector_model(loss=loss)
+    assert model.view_loss is loss and all(v is not model.logit_scale for v in model.trainable_variables)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    before = model.evaluate(a, b, batch_size=32, verbose=0, return_dict=True)
+    history = model.fit(a, b, batch_size=32, epochs=3, verbose=0).history
+    after = model.evaluate(a, b, batch_size=32, verbose=0, return_dict=True)
+    assert set(history) == {"loss", "in_batch_accuracy"}
+    assert np.isfinite(history["loss"]).all() and after["loss"] < before["loss"]
+    assert model.temperature == pytest.approx(0.07)  # the temperature takes no part
+    # The loss is the ViewLoss of the projected embeddings, before their normalisation.
+    h_a = model.projection_a(model.encoder_a(a[:32]))
+    h_b = model.projection_b(model.encoder_b(b[:32]))
+    np.testing.assert_allclose(model.batch_loss(a[:32], b[:32])["loss"].numpy(), loss(h_a, h_b).numpy(), rtol=1e-5)
+    # Retrieval still ranks by the cosine similarity of the normalised embeddings.
+    z_a, z_b = model((a[:8], b[:8]))
+    np.testing.assert_allclose(np.linalg.norm(z_a, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(model.similarity(a[:8], b[:8]), z_a.numpy() @ z_b.numpy().T, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss", [BarlowTwinsLoss(off_diagonal_weight=0.05), VICRegLoss(covariance_weight=2.0)])
+def test_a_view_loss_is_saved_with_the_model(loss, tmp_path):
+    a, b = paired_vectors(n=64)
+    model = vector_model(loss=loss)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.fit(a, b, batch_size=32, epochs=1, verbose=0)
+    loaded = assert_keras_round_trip(
+        model,
+        tmp_path,
+        outputs=lambda m: (m.encode_a(a), m.encode_b(b), m.batch_loss(a[:32], b[:32])["loss"]),
+    )
+    assert type(loaded.view_loss) is type(loss) and loaded.view_loss.get_config() == loss.get_config()
+    assert_same_optimizer_state(loaded.optimizer, model.optimizer)
+    clone = assert_config_round_trip(model)
+    assert clone.view_loss.get_config() == loss.get_config()
+    assert vector_model().get_config()["loss"] is None
+
+
+def test_trainer_trains_a_dual_encoder_with_barlow_twins(tmp_path):
+    from xmodal_tf.training import Trainer
+
+    a, b = paired_vectors(192, seed=2)
+    model = DualEncoder(
+        mlp_encoder(12, 16, hidden_units=(32,), name="encoder_a"),
+        mlp_encoder(10, 16, hidden_units=(32,), name="encoder_b"),
+        projection_dim=8,
+        loss=BarlowTwinsLoss(),
+    )
+    train = tf.data.Dataset.from_tensor_slices((a[:128], b[:128])).batch(32)
+    trainer = Trainer(model, keras.optimizers.Adam(1e-2), progress=False, checkpoint_dir=tmp_path)
+    history = trainer.fit(train, 2, validation_data=(a[128:], b[128:]))
+    assert np.isfinite(history["loss"]).all() and history["loss"][1] < history["loss"][0]
+    assert np.isfinite(history["val_mean_recall"]).all()
+
+
+def test_loss_must_be_a_view_loss_of_two_views():
+    encoders = (mlp_encoder(4, 8, hidden_units=(), name="ea"), mlp_encoder(4, 8, hidden_units=(), name="eb"))
+    for bad in ("barlow_twins", keras.losses.MeanSquaredError(), BarlowTwinsLoss):
+        with pytest.raises(TypeError, match=r"loss must be None .* or an xmodal_tf ViewLoss .*BarlowTwinsLoss\(\)"):
+            DualEncoder(*encoders, loss=bad)
+
+    class ThreeViews(BarlowTwinsLoss):
+        min_views = max_views = 3
+
+    with pytest.raises(ValueError, match="takes exactly 3 views"):
+        DualEncoder(*encoders, loss=ThreeViews())
+
+
+def test_a_deep_cca_loss_is_kept_out_of_xla():
+    from xmodal_tf.losses import DeepCCALoss
+
+    model = vector_model(loss=DeepCCALoss(n_components=4))
+    assert "SVD" in model.xla_unsupported_reason() and vector_model(loss=VICRegLoss()).xla_unsupported_reason() is None
+    model.compile(optimizer="sgd")
+    assert model.jit_compile is False

@@ -395,16 +395,18 @@ class DeepCCA(CrossModalModel):
         # over replicas, and collectives cannot run inside a cond branch.
         if self.view_loss is None:
             statistics = self.objective_fn.statistics(h_x, h_y, runtime_checks=False)
-        else:  # monitored only: no gradient through the whitening
-            statistics = self.objective_fn.statistics(tf.stop_gradient(h_x), tf.stop_gradient(h_y), False)
-        correlations = self.correlations_from_statistics(statistics, output_dtype)
-        total_correlation = tf.reduce_sum(correlations)
-        if self.view_loss is not None:
-            loss = tf.cast(self.view_loss(h_x, h_y), output_dtype)
-        elif self.objective == "trace":
-            loss = -total_correlation
+            correlations = self.correlations_from_statistics(statistics, output_dtype)
+            squared = self.objective == "squared"
+            loss = -tf.reduce_sum(tf.square(correlations) if squared else correlations)
         else:
-            loss = -tf.reduce_sum(tf.square(correlations))
+            # Monitored only (no gradient through the whitening). Before the loss, so that
+            # every replica runs the collectives in one order: these, then the loss's
+            # forward ones, then its backward ones.
+            statistics = self.objective_fn.statistics(tf.stop_gradient(h_x), tf.stop_gradient(h_y), False)
+            with tf.control_dependencies(statistics):
+                loss = tf.cast(self.view_loss(h_x, h_y), output_dtype)
+            correlations = self.correlations_from_statistics(statistics, output_dtype)
+        total_correlation = tf.reduce_sum(correlations)
         results = {"correlations": correlations, "total_correlation": total_correlation}
         for view, h, decoder, key in (
             (x, h_x, self.decoder_x, "reconstruction_x"),

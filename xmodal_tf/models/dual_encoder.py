@@ -1,8 +1,9 @@
 """A contrastive dual encoder (CLIP-style) as a subclassed ``keras.Model``.
 
 ``DualEncoder`` projects two encoders (images ``a``, captions ``b``) onto one unit sphere
-and trains them with CLIP's symmetric InfoNCE loss at a learned temperature; the cosine
-similarity then ranks a gallery of one modality for a query from the other::
+and trains them with CLIP's symmetric InfoNCE loss at a learned temperature (or with
+another objective of the two embeddings, ``loss=``, e.g. Barlow Twins or VICReg); the
+cosine similarity then ranks a gallery of one modality for a query from the other::
 
     >>> from xmodal_tf.encoders import cnn_encoder, text_encoder
     >>> from xmodal_tf.models import DualEncoder
@@ -25,8 +26,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from xmodal_tf._validation import check_bool, check_finite_rows, check_number, check_positive_int
-from xmodal_tf.losses import replica_contrastive_loss
+from xmodal_tf._validation import check_bool, check_finite_rows, check_number, check_positive_int, describe
+from xmodal_tf.losses import DeepCCALoss, replica_contrastive_loss
 from xmodal_tf.models.base import (
     CrossModalModel,
     as_input_tensor,
@@ -39,6 +40,7 @@ from xmodal_tf.models.base import (
     static_output_width,
     to_numpy,
 )
+from xmodal_tf.view_loss import ViewLoss
 
 __all__ = ["DualEncoder", "RETRIEVAL_DIRECTIONS"]
 
@@ -168,7 +170,20 @@ def _top_k(similarity: np.ndarray, k: int):
 # ----------------------------------------------------------------------------- model
 @keras.saving.register_keras_serializable(package="xmodal_tf")
 class DualEncoder(CrossModalModel):
-    """Two encoders projected into one L2-normalised space, trained contrastively.
+    """Two encoders projected into one L2-normalised space, trained contrastively (or with a ``ViewLoss``).
+
+    The objective: by default (``loss=None``) CLIP's symmetric InfoNCE loss of the
+    L2-normalised embeddings at the learned temperature. A ``ViewLoss`` of two views
+    (``xmodal_tf.ssl_losses.BarlowTwinsLoss()``, ``VICRegLoss()``, ``xm.losses.EYLoss()``
+    ...) replaces it: it is applied to the projected embeddings *before* the L2
+    normalisation, (batch, projection_dim) (the encoders' outputs without a projection),
+    in float32 for mixed-precision networks. Those objectives standardise, or penalise
+    the variance and covariance of, each unit over the batch, which the normalisation
+    onto the sphere would distort (Barlow Twins and VICReg apply them to the projector's
+    raw output). The temperature then takes no part in training (``logit_scale`` is kept,
+    frozen, so the weights are the same); inference, ``similarity``, ``retrieve`` and
+    held-out retrieval still use the normalised embeddings (cosine similarity), and
+    ``in_batch_accuracy`` is still logged.
 
     Args:
         encoder_a: Keras model for the first modality, (batch, ...) -> (batch, d_a).
@@ -182,7 +197,11 @@ class DualEncoder(CrossModalModel):
         learn_temperature: train log(1 / T) with the encoders (CLIP) or keep it fixed.
         max_logit_scale: the largest 1 / T allowed (CLIP: 100, so T >= 0.01).
         global_batch: under a ``tf.distribute`` strategy, contrast against the global
-            batch (True) or each replica's share (False).
+            batch (True) or each replica's share (False). With a ``loss`` it applies to the
+            logged ``in_batch_accuracy`` only; the loss's own ``global_batch`` decides its
+            batch statistics.
+        loss: None for the contrastive loss above, or a ``ViewLoss`` that takes two
+            views' outputs, (batch, d) each, in its place. Saved with the model's config.
         **kwargs: ``name``, ``trainable`` ... for ``keras.Model``.
     """
 
@@ -197,10 +216,12 @@ class DualEncoder(CrossModalModel):
         learn_temperature=True,
         max_logit_scale=100.0,
         global_batch=True,
+        loss=None,
         **kwargs,
     ):
         kwargs.setdefault("name", "dual_encoder")
         super().__init__(**kwargs)
+        self.view_loss = self._check_loss(loss)
         self.shared = self._check_shared(encoder_a, encoder_b, shared)
         self.encoder_a = check_layer(encoder_a, "encoder_a", " (e.g. from xmodal_tf.encoders)")
         if not self.shared:
@@ -227,12 +248,14 @@ class DualEncoder(CrossModalModel):
         self.logit_scale = self.add_weight(
             shape=(),
             name="logit_scale",
-            trainable=learn_temperature,
+            trainable=self.learn_temperature and self.view_loss is None,
             initializer=keras.initializers.Constant(math.log(1.0 / self.initial_temperature)),
             constraint=_ClipLogitScale(math.log(self.max_logit_scale)),
         )
 
-        self.create_trackers(("loss", "temperature", "in_batch_accuracy"))
+        self.create_trackers(
+            ("loss", "temperature", "in_batch_accuracy") if self.view_loss is None else ("loss", "in_batch_accuracy")
+        )
         self._encode_functions = {}
 
         widths = (static_output_width(self.encoder_a, "encoder_a"), static_output_width(self.encoder_b, "encoder_b"))
@@ -240,6 +263,19 @@ class DualEncoder(CrossModalModel):
             self._build_projections(*widths)
 
     # ------------------------------------------------------------------ checks
+    @staticmethod
+    def _check_loss(loss) -> ViewLoss | None:
+        if loss is None:
+            return None
+        if not isinstance(loss, ViewLoss):
+            raise TypeError(
+                "DualEncoder's loss must be None (the learned-temperature contrastive loss) or an xmodal_tf "
+                "ViewLoss of the two embeddings, e.g. xmodal_tf.ssl_losses.BarlowTwinsLoss(), VICRegLoss() or "
+                f"xm.losses.EYLoss(); got {describe(loss)}. A keras loss of (y_true, y_pred) does not apply here."
+            )
+        loss.check_view_count(2)
+        return loss
+
     @staticmethod
     def _check_shared(encoder_a, encoder_b, shared) -> bool:
         if check_bool(shared, "shared") and encoder_b is not None and encoder_b is not encoder_a:
@@ -338,20 +374,36 @@ class DualEncoder(CrossModalModel):
         self._build_from_specs(shapes, [dtype for _, dtype in specs])
 
     # ------------------------------------------------------------------ forward
-    def _embed(self, values, encoder, projection, training):
+    @staticmethod
+    def _project(values, encoder, projection, training):
+        """The projected, un-normalised embeddings; float16 / bfloat16 ones as float32."""
         features = encoder(values, training=training)
         if projection is not None:
             features = projection(features)
+        if features.dtype in (tf.float16, tf.bfloat16):
+            features = tf.cast(features, tf.float32)
+        return features
+
+    def _embed(self, values, encoder, projection, training):
         # Normalise in float32 also for mixed-precision networks.
+        return self._normalized(self._project(values, encoder, projection, training))
+
+    @staticmethod
+    def _normalized(features):
         return tf.math.l2_normalize(tf.cast(features, tf.float32), axis=1)
+
+    def _projections(self):
+        if self.projection_dim is None:
+            return None, None
+        return self.projection_a, self.projection_b
 
     def embed_a(self, a, training=False):
         """Normalised embeddings (batch, dim) of modality a, as a tensor (no batching)."""
-        return self._embed(a, self.encoder_a, self.projection_a if self.projection_dim else None, training)
+        return self._embed(a, self.encoder_a, self._projections()[0], training)
 
     def embed_b(self, b, training=False):
         """Normalised embeddings (batch, dim) of modality b, as a tensor (no batching)."""
-        return self._embed(b, self.encoder_b, self.projection_b if self.projection_dim else None, training)
+        return self._embed(b, self.encoder_b, self._projections()[1], training)
 
     def call(self, inputs, training=None):
         """Embed a pair of inputs; returns ``(z_a, z_b)``, rows of unit length."""
@@ -377,12 +429,14 @@ class DualEncoder(CrossModalModel):
             training: whether the encoders run in training mode.
 
         Returns:
-            A dict with ``loss`` (symmetric InfoNCE over the batch, plus any
-            regularisation losses of the encoders), ``temperature`` and
-            ``in_batch_accuracy`` (fraction of the 2n queries, a -> b and b -> a, whose
-            partner scores highest in the batch).
+            A dict with ``loss`` (symmetric InfoNCE over the batch, or the ``loss`` given to
+            the constructor, plus any regularisation losses of the encoders),
+            ``temperature`` (contrastive loss only) and ``in_batch_accuracy`` (fraction of
+            the 2n queries, a -> b and b -> a, whose partner scores highest in the batch).
         """
         self._check_inputs(a, b, "batch_loss")
+        if self.view_loss is not None:
+            return self._view_loss_results(a, b, training)
         z_a, z_b = self.embed_a(a, training=training), self.embed_b(b, training=training)
         scale = self.current_logit_scale()
         # Batch sizes: _check_inputs compares the static ones; the loss asserts equal
@@ -391,6 +445,34 @@ class DualEncoder(CrossModalModel):
         if self.losses:
             loss = loss + tf.add_n([tf.cast(extra, loss.dtype) for extra in self.losses])
         return {"loss": loss, "temperature": 1.0 / scale, "in_batch_accuracy": accuracy}
+
+    def _view_loss_results(self, a, b, training) -> dict:
+        """``batch_loss`` with the ``ViewLoss``, on the embeddings before normalisation."""
+        projection_a, projection_b = self._projections()
+        h_a = self._project(a, self.encoder_a, projection_a, training)
+        h_b = self._project(b, self.encoder_b, projection_b, training)
+        loss = self.view_loss(h_a, h_b)
+        if self.losses:
+            loss = loss + tf.add_n([tf.cast(extra, loss.dtype) for extra in self.losses])
+        # The accuracy of the cosine similarities, as retrieval ranks (no gradient; the scale
+        # does not change an argmax).
+        z_a, z_b = (tf.stop_gradient(self._normalized(h)) for h in (h_a, h_b))
+        _, accuracy = replica_contrastive_loss(z_a, z_b, 1.0, global_batch=self.global_batch)
+        return {"loss": loss, "in_batch_accuracy": accuracy}
+
+    def xla_unsupported_reason(self) -> str | None:
+        if isinstance(self.view_loss, DeepCCALoss):
+            return (
+                "its Deep CCA loss's SVD and decompositions are kept out of XLA (XLA's eigen-decompositions "
+                "have returned wrong results; see xmodal_tf.losses)"
+            )
+        return None
+
+    def compile(self, optimizer="rmsprop", **kwargs):
+        """``CrossModalModel.compile``; ``jit_compile`` defaults to False for a loss that XLA must not compile."""
+        if self.xla_unsupported_reason():
+            kwargs.setdefault("jit_compile", False)
+        super().compile(optimizer=optimizer, **kwargs)
 
     # ------------------------------------------------------------------ training
     def fit(self, x=None, y=None, *args, validation_data=None, **kwargs):
@@ -560,8 +642,9 @@ class DualEncoder(CrossModalModel):
             "learn_temperature": self.learn_temperature,
             "max_logit_scale": self.max_logit_scale,
             "global_batch": self.global_batch,
+            "loss": None if self.view_loss is None else keras.saving.serialize_keras_object(self.view_loss),
         }
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        return cls(**deserialize_entries(config, ("encoder_a", "encoder_b"), custom_objects))
+        return cls(**deserialize_entries(config, ("encoder_a", "encoder_b", "loss"), custom_objects))

@@ -297,3 +297,38 @@ def test_ey_checks_its_inputs_with_clear_errors():
         dynamic(h[:3], h[:3])
     with pytest.raises(tf.errors.InvalidArgumentError, match="same batch size"):
         dynamic(h[:6], h[:5])
+
+
+# ----------------------------------------------------------------------------- step_loss
+@pytest.mark.parametrize("name", ["ey", "ey_unbiased", "barlow_twins", "vicreg"])
+def test_step_loss_gives_nan_for_a_short_dynamic_batch_and_the_loss_otherwise(name):
+    from xmodal_tf.view_loss import step_loss
+
+    loss = LOSSES[name]()
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 3), tf.float32)] * 2)
+    def dynamic(a, b):
+        return step_loss(loss, (a, b))
+
+    rng = np.random.default_rng(8)
+    h1, h2 = rng.normal(size=(9, 3)).astype("float32"), rng.normal(size=(9, 3)).astype("float32")
+    np.testing.assert_allclose(dynamic(h1, h2).numpy(), loss(h1, h2).numpy(), rtol=1e-6)
+    assert np.isnan(dynamic(h1[:1], h2[:1]).numpy())
+    short = loss.min_rows - 1
+    assert np.isnan(dynamic(h1[:short], h2[:short]).numpy())
+    with pytest.raises(ValueError, match="at least"):  # a static batch too small is the caller's error
+        step_loss(loss, (h1[:1], h2[:1]))
+
+
+@pytest.mark.parametrize("objective", ["ey", "ey_unbiased"])
+def test_fit_skips_the_short_last_batch_instead_of_failing(objective):
+    from xmodal_tf.encoders import mlp_encoder
+    from xmodal_tf.models import DeepCCA
+
+    x, y = paired_data(n=130)  # batches of 16: the last has 2 rows
+    keras.utils.set_random_seed(0)
+    model = DeepCCA(mlp_encoder(8, 3, hidden_units=(8,)), mlp_encoder(8, 3, hidden_units=(8,)), objective=objective)
+    model.compile(optimizer="adam")
+    history = model.fit((x, y), batch_size=16, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0])
+    assert history["skipped_batches"][0] == (1 if objective == "ey_unbiased" else 0)

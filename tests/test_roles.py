@@ -64,6 +64,11 @@ REGISTERED = {
     "xmodal_tf>LateFusion": "xmodal_tf.layers.LateFusion",
     "xmodal_tf>DeepCCALoss": "xmodal_tf.losses.DeepCCALoss",
     "xmodal_tf>ContrastiveLoss": "xmodal_tf.losses.ContrastiveLoss",
+    "xmodal_tf>EYLoss": "xmodal_tf.eckart_young.EYLoss",
+    "xmodal_tf>BarlowTwinsLoss": "xmodal_tf.ssl_losses.BarlowTwinsLoss",
+    "xmodal_tf>VICRegLoss": "xmodal_tf.ssl_losses.VICRegLoss",
+    "xmodal_tf>ConcatenatedViews": "xmodal_tf.view_loss.ConcatenatedViews",
+    "xmodal_tf>DeepMCCA": "xmodal_tf.models.deep_mcca.DeepMCCA",
 }
 
 
@@ -133,10 +138,14 @@ MODULES = [
     "encoders.py",
     "decoders.py",
     "losses.py",
+    "eckart_young.py",
+    "ssl_losses.py",
+    "view_loss.py",
     "transfer.py",
     "models/cgan.py",
     "models/mae.py",
     "models/deepcca.py",
+    "models/deep_mcca.py",
     "models/dual_encoder.py",
     "models/fusion.py",
     "training/trainer.py",

@@ -169,6 +169,10 @@ class EYLoss(ViewLoss):
         self.global_batch = check_bool(global_batch, "global_batch")
         super().__init__(name or ("ey_unbiased_loss" if self.unbiased else "ey_loss"))
 
+    @property
+    def min_rows(self) -> int:
+        return 4 if self.unbiased else 2
+
     def call(self, *views):
         return ey_loss(*views, unbiased=self.unbiased, compute_dtype=self.compute_dtype, global_batch=self.global_batch)
 

@@ -18,11 +18,13 @@ For a plain Keras model, ``ConcatenatedViews`` makes any of them a
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from xmodal_tf._replicas import in_replica_context
 from xmodal_tf._validation import check_positive_int, describe
 
-__all__ = ["ConcatenatedViews", "ViewLoss", "as_view"]
+__all__ = ["ConcatenatedViews", "ViewLoss", "as_view", "step_loss"]
 
 
 def as_view(h, name: str) -> tf.Tensor:
@@ -63,6 +65,8 @@ class ViewLoss:
 
     min_views = 2
     max_views: int | None = 2
+    #: The fewest rows a batch needs (a covariance needs two).
+    min_rows = 2
 
     def __init__(self, name: str):
         if not isinstance(name, str) or not name:
@@ -103,6 +107,36 @@ class ViewLoss:
     def __repr__(self) -> str:
         arguments = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
         return f"{type(self).__name__}({arguments})"
+
+
+def step_loss(loss: ViewLoss, views, after=()) -> tf.Tensor:
+    """``loss(*views)`` inside a model's training step.
+
+    A batch whose size is only known at run time and is below ``loss.min_rows`` (the
+    short last batch of an epoch) gives NaN, which the models' step skips, instead of
+    failing the run: the loss sees the batch repeated, and its value is replaced. A
+    static batch that is too small still raises the loss's ValueError at trace time.
+    Replica shares of a global batch (``loss.global_batch`` under a strategy) are passed
+    as they are.
+
+    Args:
+        loss: a ``ViewLoss``.
+        views: the views' outputs, each (m, d_v).
+        after: tensors the loss must run after: every replica must issue its
+            collectives in one order, so statistics all-reduced before the loss are named here.
+
+    Returns:
+        The scalar loss, or NaN for a batch too small.
+    """
+    with tf.control_dependencies(list(after)):
+        static = views[0].shape[0]
+        if static is not None or (getattr(loss, "global_batch", False) and in_replica_context()):
+            return loss(*views)
+        rows = tf.shape(views[0])[0]
+        enough = rows >= loss.min_rows
+        repeats = tf.where(enough, 1, loss.min_rows)
+        value = loss(*(tf.tile(view, [repeats, 1]) for view in views))
+        return tf.where(enough, value, tf.constant(np.nan, value.dtype))
 
 
 @keras.saving.register_keras_serializable(package="xmodal_tf")

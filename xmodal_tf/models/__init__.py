@@ -15,6 +15,7 @@ from xmodal_tf.decoders import (
 )
 from xmodal_tf.models.base import CrossModalModel, MultiWorkerFitMixin
 from xmodal_tf.models.cgan import ConditionalGAN
+from xmodal_tf.models.deep_mcca import DeepMCCA
 from xmodal_tf.models.deepcca import DeepCCA
 from xmodal_tf.models.dual_encoder import DualEncoder
 from xmodal_tf.models.fusion import FUSION_STRATEGIES, MASK_INPUT, FusionClassifier, build_fusion_classifier
@@ -26,6 +27,7 @@ __all__ = [
     "ConditionalGAN",
     "CrossModalModel",
     "DeepCCA",
+    "DeepMCCA",
     "DualEncoder",
     "FusionClassifier",
     "MultimodalAutoencoder",

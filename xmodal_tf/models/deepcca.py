@@ -44,7 +44,7 @@ from xmodal_tf.models.base import (
     static_output_width,
     to_numpy,
 )
-from xmodal_tf.view_loss import ViewLoss
+from xmodal_tf.view_loss import ViewLoss, step_loss
 
 __all__ = ["DeepCCA", "OBJECTIVES"]
 
@@ -403,8 +403,7 @@ class DeepCCA(CrossModalModel):
             # every replica runs the collectives in one order: these, then the loss's
             # forward ones, then its backward ones.
             statistics = self.objective_fn.statistics(tf.stop_gradient(h_x), tf.stop_gradient(h_y), False)
-            with tf.control_dependencies(statistics):
-                loss = tf.cast(self.view_loss(h_x, h_y), output_dtype)
+            loss = tf.cast(step_loss(self.view_loss, (h_x, h_y), after=statistics), output_dtype)
             correlations = self.correlations_from_statistics(statistics, output_dtype)
         total_correlation = tf.reduce_sum(correlations)
         results = {"correlations": correlations, "total_correlation": total_correlation}

@@ -40,7 +40,7 @@ from xmodal_tf.models.base import (
     static_output_width,
     to_numpy,
 )
-from xmodal_tf.view_loss import ViewLoss
+from xmodal_tf.view_loss import ViewLoss, step_loss
 
 __all__ = ["DualEncoder", "RETRIEVAL_DIRECTIONS"]
 
@@ -451,13 +451,13 @@ class DualEncoder(CrossModalModel):
         projection_a, projection_b = self._projections()
         h_a = self._project(a, self.encoder_a, projection_a, training)
         h_b = self._project(b, self.encoder_b, projection_b, training)
-        loss = self.view_loss(h_a, h_b)
-        if self.losses:
-            loss = loss + tf.add_n([tf.cast(extra, loss.dtype) for extra in self.losses])
         # The accuracy of the cosine similarities, as retrieval ranks (no gradient; the scale
-        # does not change an argmax).
+        # does not change an argmax). Before the loss: replicas issue collectives in one order.
         z_a, z_b = (tf.stop_gradient(self._normalized(h)) for h in (h_a, h_b))
         _, accuracy = replica_contrastive_loss(z_a, z_b, 1.0, global_batch=self.global_batch)
+        loss = step_loss(self.view_loss, (h_a, h_b), after=[accuracy])
+        if self.losses:
+            loss = loss + tf.add_n([tf.cast(extra, loss.dtype) for extra in self.losses])
         return {"loss": loss, "in_batch_accuracy": accuracy}
 
     def xla_unsupported_reason(self) -> str | None:

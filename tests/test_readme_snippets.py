@@ -168,6 +168,14 @@ def _check_fusion(ns):
     assert ns["mixed"].shape == (360, 10)
 
 
+def _check_cca_family(ns):
+    assert np.isfinite(ns["ey"].score(ns["x_test"], ns["y_test"]))
+    assert ns["ey"].view_loss.get_config()["unbiased"] is False
+    assert [v.shape for v in ns["mcca"].transform(ns["test_views"])] == [(360, 10)] * 3
+    assert 0 < ns["mcca"].score(ns["test_views"]) <= 10
+    assert ns["plain"].view_dims == [10, 10]
+
+
 def _check_trainer(ns):
     assert "val_loss" in ns["history"]
 
@@ -176,6 +184,9 @@ CHECKS = {
     "## Using the library": _check_cca,
     "## Using the library / ### Encoders and transfer": _check_encoders,
     "## Using the library / ### DeepCCA and DCCAE": _check_deepcca,
+    "## Using the library / ### The CCA family: one loss interface, small batches, three or more views": (
+        _check_cca_family
+    ),
     "## Using the library / ### Multimodal autoencoder": _check_autoencoder,
     "## Using the library / ### Conditional GAN": _check_gan,
     "## Using the library / ### Contrastive dual encoder and retrieval": _check_retrieval,

@@ -153,3 +153,14 @@ def test_dccae_weight_zero_is_deepcca_without_decoders(weight, decoders):
     assert (model.decoder_x is not None) is decoders and (model.decoder_y is not None) is decoders
     expected = {None: DEFAULT_RECONSTRUCTION_WEIGHT, 0.5: 0.5}.get(weight, 0.0)
     assert model.reconstruction_weight == expected
+
+
+@pytest.mark.parametrize("objective", ["barlow_twins", "ey_unbiased"])
+def test_other_objectives_run_and_small_batches_are_allowed_for_them(tmp_path, objective):
+    batch = ["--set", "batch_size=4"]  # at or below n_components=4: refused for the whitened objectives
+    args = ["deepcca", "--logdir", str(tmp_path / objective), *TINY, *batch, "--set", 'models=["deepcca"]']
+    assert train.main([*args, "--set", f"objective={objective}", "--set", "epochs=1"]) == 0
+    metrics = json.loads((tmp_path / objective / "metrics.json").read_text())
+    assert json.loads((tmp_path / objective / "config.json").read_text())["config"]["objective"] == objective
+    assert 1.0 < metrics["results"]["deepcca"]["test_total_correlation"] <= 4
+    assert train.main([*args, "--logdir", str(tmp_path / "trace"), "--set", "objective=trace"]) == 2

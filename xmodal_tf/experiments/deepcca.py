@@ -39,7 +39,7 @@ DEFAULTS = {
     "unshifted_final_epochs": None,  # None: 0 / 10; the last epochs train on unshifted data
     "epochs": None,  # None: 100 for two_view_digits, 50 for split_mnist
     "batch_size": None,  # None: 256 for two_view_digits, 800 for split_mnist
-    "learning_rate": None,  # None: 1e-3 for two_view_digits, 2e-3 for split_mnist (Adam's peak rate)
+    "learning_rate": None,  # None: 3e-2 for two_view_digits, 2e-3 for split_mnist (Adam's peak rate)
     "schedule": "cosine",  # or "constant"
     "weight_decay": 0.0,  # AdamW's decoupled weight decay; 0 is plain Adam
     "reg": 1e-4,  # ridge on the output covariances inside the objective
@@ -62,7 +62,9 @@ PER_DATA_DEFAULTS = {
         "dropout": 0.0,
         "shift": 0,
         "unshifted_final_epochs": 0,
-        "learning_rate": 1e-3,
+        # Picked on validation (seed 0) from 3e-4 ... 0.1: 7.60, 7.92, 8.32, 8.60, 8.71 (3e-2), 8.60;
+        # over seeds 0-2 DeepCCA's validation went from 7.85 (1e-3) to 8.67, DCCAE's to 8.66.
+        "learning_rate": 3e-2,
     },
     "split_mnist": {
         "models": ["linear_cca", "deepcca"],

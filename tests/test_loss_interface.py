@@ -332,3 +332,22 @@ def test_fit_skips_the_short_last_batch_instead_of_failing(objective):
     history = model.fit((x, y), batch_size=16, epochs=1, verbose=0).history
     assert np.isfinite(history["loss"][0])
     assert history["skipped_batches"][0] == (1 if objective == "ey_unbiased" else 0)
+
+
+def test_concatenated_views_trains_a_compiled_model_under_the_explicit_trainer(tmp_path):
+    from xmodal_tf.training import Trainer
+
+    x, y = paired_data()
+    model = concatenated_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=ConcatenatedViews(BarlowTwinsLoss(), view_dims=2))
+    dataset = tf.data.Dataset.from_tensor_slices(((x, y), np.zeros(len(x), "float32"))).batch(64, drop_remainder=True)
+    trainer = Trainer(model, None, checkpoint_dir=tmp_path / "ckpt", progress=False)
+    history = trainer.fit(dataset, epochs=6)
+    assert np.all(np.isfinite(history["loss"]))
+    assert history["loss"][-1] < history["loss"][0]
+    # A new trainer on the same folder resumes where the first stopped.
+    again = concatenated_model()
+    again.compile(optimizer=keras.optimizers.Adam(1e-2), loss=ConcatenatedViews(BarlowTwinsLoss(), view_dims=2))
+    resumed = Trainer(again, None, checkpoint_dir=tmp_path / "ckpt", progress=False)
+    assert resumed.epoch == 6
+    np.testing.assert_array_equal(again.get_weights()[0], model.get_weights()[0])

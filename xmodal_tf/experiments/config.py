@@ -33,6 +33,7 @@ __all__ = [
     "Interval",
     "ListOf",
     "Options",
+    "Prefixed",
     "check_settings",
     "fill_data_defaults",
     "load_config_file",
@@ -401,6 +402,24 @@ class Options(Constraint):
         if plural:
             return f"{noun or 'names'} from {list(self.values)!r}"
         return f"one of {', '.join(map(repr, self.values))}"
+
+
+class Prefixed(Constraint):
+    """A string that starts with ``prefix`` and names something after it:
+    ``Prefixed("pretrained:", "<preset name or directory>")``."""
+
+    def __init__(self, prefix: str, what: str):
+        self.prefix = prefix
+        self.what = what
+
+    def __repr__(self) -> str:
+        return f"Prefixed({self.prefix!r})"
+
+    def is_satisfied_by(self, value) -> bool:
+        return isinstance(value, str) and value.startswith(self.prefix) and bool(value[len(self.prefix) :].strip())
+
+    def describe(self, *, plural: bool = False, noun: str | None = None) -> str:
+        return f"{'strings' if plural else 'a string'} {self.prefix}{self.what}"
 
 
 class ListOf(Constraint):

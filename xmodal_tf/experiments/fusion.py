@@ -20,6 +20,12 @@ import numpy as np
 
 from xmodal_tf.experiments.base import TRAINING_CONSTRAINTS, TRAINING_SETTINGS, RunContext, check_global_batch, register
 from xmodal_tf.experiments.config import ConfigError, Interval, ListOf, Options
+from xmodal_tf.experiments.encoder_settings import (
+    PRETRAINED_CONSTRAINT,
+    PRETRAINED_NOTE,
+    pretrained_image_encoder,
+    pretrained_source,
+)
 
 DESCRIPTION = (
     "single modalities vs fusion strategies, complete and with a modality missing "
@@ -28,6 +34,7 @@ DESCRIPTION = (
 
 DATA_SETS = ("digits", "av_mnist")
 MODALITIES = {"digits": ("left", "right"), "av_mnist": ("image", "audio")}
+IMAGE_MODALITIES = {"digits": ("left", "right"), "av_mnist": ("image",)}  # image_encoder applies to these
 DEGRADATIONS = ("noise", "occlusion", "none")
 ENCODERS = ("mlp", "cnn")
 EPOCH_SELECTIONS = ("complete", "missing_mean")
@@ -61,6 +68,12 @@ DEFAULTS = {
     "embedding_dim": None,  # None: per data set
     "filters": [16, 32],  # cnn encoder: filters per conv block
     "encoder_hidden_units": [64],  # mlp encoder: hidden layers
+    # "pretrained:<keras-hub preset or directory>" for the image modalities (digit halves,
+    # av_mnist's images) in place of "encoder"; null: ours. text_encoder: no data set here
+    # has text, so it is refused (it exists for a uniform --set across experiments).
+    "image_encoder": None,
+    "text_encoder": None,
+    "pretrained_trainable": False,  # whether a pretrained backbone trains (its projection always does)
     "hidden_units": [64],  # head between the fused vector and the softmax
     "epochs": None,  # the budget (each classifier keeps its best validation epoch); None: per data set
     "batch_size": None,  # None: per data set
@@ -125,6 +138,9 @@ CONSTRAINTS = {
     "embedding_dim": [POSITIVE, None],
     "filters": [ListOf(POSITIVE, min_length=1)],
     "encoder_hidden_units": [ListOf(POSITIVE)],
+    "image_encoder": [PRETRAINED_CONSTRAINT, None],
+    "text_encoder": [PRETRAINED_CONSTRAINT, None],
+    "pretrained_trainable": [bool],
     "hidden_units": [ListOf(POSITIVE)],
     "epochs": [POSITIVE, None],
     "batch_size": [POSITIVE, None],
@@ -143,6 +159,7 @@ NOTES = {
     "absent; null: the data set's default",
     "missing_fractions": "shares of the test examples missing one modality",
     "train_size": "av_mnist's training pairs; null: the data set's default",
+    "image_encoder": PRETRAINED_NOTE,
 }
 
 
@@ -297,7 +314,12 @@ def build_classifiers(inputs: dict, num_classes: int, settings: dict) -> dict:
     modalities = tuple(inputs)
 
     def encoders(names):
-        return {name: build_encoder(inputs[name].shape[1:], settings, f"{name}_encoder") for name in names}
+        return {
+            name: build_encoder(
+                inputs[name].shape[1:], settings, f"{name}_encoder", image=name in IMAGE_MODALITIES[settings["data"]]
+            )
+            for name in names
+        }
 
     common = {"num_classes": num_classes, "hidden_units": tuple(settings["hidden_units"])}
     classifiers = {
@@ -330,12 +352,21 @@ def build_classifiers(inputs: dict, num_classes: int, settings: dict) -> dict:
     return classifiers
 
 
-def build_encoder(input_shape, settings: dict, name: str):
-    """A CNN over (H, W, C) inputs, or an MLP over the flattened input."""
+def build_encoder(input_shape, settings: dict, name: str, *, image: bool = False):
+    """A CNN over (H, W, C) inputs, an MLP over the flattened input, or for an image
+    modality with ``image_encoder`` set, the pretrained keras-hub encoder."""
     import keras
 
     from xmodal_tf.encoders import cnn_encoder, mlp_encoder
 
+    if image and settings["image_encoder"] is not None:
+        return pretrained_image_encoder(
+            pretrained_source(settings["image_encoder"]),
+            tuple(input_shape),
+            settings["embedding_dim"],
+            trainable=settings["pretrained_trainable"],
+            name=name,
+        )
     if settings["encoder"] == "cnn":
         # The measured recipe (BatchNorm on, no dropout: the builder's defaults before issue 16).
         return cnn_encoder(
@@ -1076,6 +1107,12 @@ def check_rules(config: dict) -> None:
         raise ConfigError(
             f"degradation_strength must be a number in [0, 1] for occlusion (the occluded share of "
             f"the side); got {settings['degradation_strength']!r}. Fix: --set degradation_strength=0.5."
+        )
+    if settings["text_encoder"] is not None:
+        raise ConfigError(
+            f"text_encoder applies to experiments with a text modality (retrieval); data={settings['data']} has "
+            f"the modalities {modalities}. Fix: --set text_encoder=null (image_encoder=pretrained:... applies to "
+            f"{IMAGE_MODALITIES[settings['data']]})."
         )
     if settings["train_size"] is not None and settings["data"] != "av_mnist":
         raise ConfigError(

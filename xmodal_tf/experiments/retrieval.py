@@ -20,6 +20,13 @@ import numpy as np
 
 from xmodal_tf.experiments.base import TRAINING_CONSTRAINTS, TRAINING_SETTINGS, RunContext, check_global_batch, register
 from xmodal_tf.experiments.config import ConfigError, Interval, ListOf, Options, fill_data_defaults
+from xmodal_tf.experiments.encoder_settings import (
+    PRETRAINED_CONSTRAINT,
+    PRETRAINED_NOTE,
+    pretrained_image_encoder,
+    pretrained_source,
+    pretrained_text_encoder,
+)
 
 DESCRIPTION = (
     "contrastive image-text dual encoder: retrieval both ways and zero-shot "
@@ -56,6 +63,10 @@ DEFAULTS = {
     # characters, [1] for words (a fixed [3] once made tokens=words mean word trigrams).
     "ngram_sizes": None,
     "text_hidden_units": [],  # hidden Dense layers of the text encoder after pooling
+    # "pretrained:<keras-hub preset or directory>" in place of our own encoders; null: ours.
+    "text_encoder": None,
+    "image_encoder": None,
+    "pretrained_trainable": False,  # whether a pretrained backbone trains (its projection always does)
     "temperature": 0.07,  # initial temperature (learned unless learn_temperature is false)
     "learn_temperature": True,
     "epochs": None,  # the budget; None: 30 for digits_text, 150 for openmoji
@@ -262,7 +273,8 @@ def load(config: dict, data_dir, seed: int) -> RetrievalData:
 
 # ----------------------------------------------------------------------------- model
 def build_model(data: RetrievalData, config: dict, *, sync_batch_norm: bool = False):
-    """DualEncoder(cnn_encoder on images, text_encoder on raw strings).
+    """DualEncoder(cnn_encoder on images, text_encoder on raw strings), or pretrained
+    keras-hub encoders in their place (the ``image_encoder`` / ``text_encoder`` settings).
 
     Args:
         data: the ``RetrievalData``.
@@ -273,24 +285,39 @@ def build_model(data: RetrievalData, config: dict, *, sync_batch_norm: bool = Fa
     from xmodal_tf.encoders import cnn_encoder, text_encoder
     from xmodal_tf.models.dual_encoder import DualEncoder
 
-    image_encoder = cnn_encoder(
-        data.train_images.shape[1:],
-        config["embedding_dim"],
-        filters=tuple(config["filters"]),
-        batch_norm=config["batch_norm"],
-        sync_batch_norm=sync_batch_norm,
-        dropout=config["dropout"],
-        global_pooling=config["global_pooling"],
-        name="image_encoder",
-    )
-    names_encoder = text_encoder(
-        vocabulary_texts(data, config["aliases"]),
-        tokens=config["tokens"],
-        ngram_sizes=None if config["ngram_sizes"] is None else tuple(config["ngram_sizes"]),
-        hidden_units=tuple(config["text_hidden_units"]),
-        embedding_dim=config["embedding_dim"],
-        name="text_encoder",
-    )
+    trainable = config["pretrained_trainable"]
+    if config["image_encoder"] is not None:
+        image_encoder = pretrained_image_encoder(
+            pretrained_source(config["image_encoder"]),
+            data.train_images.shape[1:],
+            config["embedding_dim"],
+            trainable=trainable,
+            name="image_encoder",
+        )
+    else:
+        image_encoder = cnn_encoder(
+            data.train_images.shape[1:],
+            config["embedding_dim"],
+            filters=tuple(config["filters"]),
+            batch_norm=config["batch_norm"],
+            sync_batch_norm=sync_batch_norm,
+            dropout=config["dropout"],
+            global_pooling=config["global_pooling"],
+            name="image_encoder",
+        )
+    if config["text_encoder"] is not None:
+        names_encoder = pretrained_text_encoder(
+            pretrained_source(config["text_encoder"]), config["embedding_dim"], trainable=trainable, name="text_encoder"
+        )
+    else:
+        names_encoder = text_encoder(
+            vocabulary_texts(data, config["aliases"]),
+            tokens=config["tokens"],
+            ngram_sizes=None if config["ngram_sizes"] is None else tuple(config["ngram_sizes"]),
+            hidden_units=tuple(config["text_hidden_units"]),
+            embedding_dim=config["embedding_dim"],
+            name="text_encoder",
+        )
     return DualEncoder(
         image_encoder,
         names_encoder,
@@ -581,6 +608,9 @@ CONSTRAINTS = {
     "tokens": [Options(*TOKENS), None],
     "ngram_sizes": [ListOf(POSITIVE, min_length=1), None],
     "text_hidden_units": [ListOf(POSITIVE)],
+    "text_encoder": [PRETRAINED_CONSTRAINT, None],
+    "image_encoder": [PRETRAINED_CONSTRAINT, None],
+    "pretrained_trainable": [bool],
     "temperature": [Interval(float, 0.01, 1)],
     "learn_temperature": [bool],
     "epochs": [POSITIVE, None],
@@ -602,6 +632,8 @@ NOTES = {
     "ngram_sizes": "null: the tokens' own default",
     "temperature": "CLIP starts at 0.07",
     "ks": "the recall@k cut-offs",
+    "text_encoder": PRETRAINED_NOTE,
+    "image_encoder": PRETRAINED_NOTE,
 }
 
 

@@ -67,6 +67,16 @@ def check_mae(out, tmp_path):
     assert (logdir / "projector").is_dir()
 
 
+def check_pretrained(out, tmp_path):
+    for stage in (1, 2):
+        assert in_unit_interval(number(rf"stage {stage} zero-shot accuracy on 360 held-out images: ([\d.]+)", out))
+    frozen = number(r"stage 1: text backbone frozen, (\d+) trainable parameters", out)
+    opened = number(r"stage 2: unfroze .*transformer_layer_1 \(\d+ layers\), (\d+) trainable parameters", out)
+    assert opened > frozen
+    assert "same similarities: True" in out
+    assert number(r"same similarities: True, trainable parameters (\d+)", out) == opened
+
+
 def check_retrieval(out, tmp_path):
     assert in_unit_interval(number(r"zero-shot accuracy on 360 held-out images: ([\d.]+)", out))
     assert "identical text embeddings: True" in out
@@ -85,6 +95,7 @@ EXPECTED = {
     "distributed_trainer.py": check_distributed,
     "fusion_fit.py": check_fusion,
     "mae_fit.py": check_mae,
+    "pretrained_transfer.py": check_pretrained,
     "retrieval_fit.py": check_retrieval,
     "transfer_learning.py": check_transfer,
 }

@@ -569,3 +569,20 @@ def test_global_batch_must_split_over_the_replicas():
     assert check_global_batch(128, 4, "fusion") == 128
     with pytest.raises(ValueError, match=r"batch_size=130 does not split evenly over 4 replicas.*e.g. 128"):
         check_global_batch(130, 4, "fusion")
+
+
+def test_pretrained_image_encoder_for_the_image_modalities(tmp_path):
+    from pretrained_presets import save_tiny_vit
+
+    vit = save_tiny_vit(tmp_path / "vit")
+    settings = fusion_experiment.settings_for(
+        {**fusion_experiment.DEFAULTS, "image_encoder": f"pretrained:{vit}", "embedding_dim": 8}
+    )
+    encoder = fusion_experiment.build_encoder((8, 4, 1), settings, "left_encoder", image=True)
+    images = np.random.default_rng(0).uniform(0, 1, size=(3, 8, 4, 1)).astype("float32")
+    assert tuple(encoder(images).shape) == (3, 8)
+    assert encoder.get_layer("left_encoder_pretrained").input_shape == (None, 8, 4, 3)  # grey to RGB; resized inside
+    own = fusion_experiment.build_encoder((8, 4, 1), settings, "audio_encoder", image=False)
+    assert "pretrained" not in " ".join(layer.name for layer in own.layers)
+    code = train.main(["fusion", "--logdir", str(tmp_path / "run"), "--set", f'text_encoder="pretrained:{vit}"'])
+    assert code == 2

@@ -285,3 +285,26 @@ def test_openmoji_groups_are_the_base_emoji(tmp_path):
     for group in np.unique(data.train_groups):
         assert len({number[i] for i in np.flatnonzero(data.train_groups == group)}) == 1
     assert len(np.unique(data.train_groups)) == len(set(number)) == 7
+
+
+def test_pretrained_text_and_image_encoders_from_local_presets(tmp_path):
+    from pretrained_presets import save_tiny_bert, save_tiny_vit
+
+    bert, vit = save_tiny_bert(tmp_path / "bert"), save_tiny_vit(tmp_path / "vit")
+    logdir = tmp_path / "run"
+    args = ["retrieval", "--logdir", str(logdir), "--set", "epochs=1", *TINY]
+    args += ["--set", f'text_encoder="pretrained:{bert}"', "--set", f'image_encoder="pretrained:{vit}"']
+    assert train.main(args) == 0
+    metrics = json.loads((logdir / "metrics.json").read_text())
+    assert 0.0 <= metrics["image_to_text"]["recall@1"] <= 1.0
+    config = json.loads((logdir / "config.json").read_text())["config"]
+    assert config["text_encoder"] == f"pretrained:{bert}" and config["pretrained_trainable"] is False
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [('text_encoder="bert_tiny_en"', "pretrained:"), ('image_encoder="pretrained:"', "image_encoder")],
+)
+def test_pretrained_settings_need_the_prefix_and_a_source(tmp_path, capsys, override, message):
+    assert train.main(["retrieval", "--logdir", str(tmp_path / "run"), "--set", override]) == 2
+    assert message in capsys.readouterr().err

@@ -26,6 +26,7 @@ _LAZY_SUBMODULES = (
     "optimizers",
     "plots",
     "precision",
+    "pretrained",
     "training",
     "transfer",
 )

@@ -746,7 +746,7 @@ BACKBONE_ARCHITECTURES = {
 def backbone_encoder(
     architecture="mobilenet_v3_small",
     *,
-    input_shape=(224, 224, 3),
+    input_shape=None,
     embedding_dim=None,
     weights=None,
     trainable=False,
@@ -759,9 +759,20 @@ def backbone_encoder(
     trained with is inside the model ("caffe" mean subtraction for resnet50, [-1, 1] for
     mobilenet_v2, the applications' own rescaling for mobilenet_v3_* and efficientnet_b0).
 
+    A keras-hub image preset works too: ``architecture="pretrained:<preset name, handle or
+    directory>"``, or the path of a local preset directory, builds
+    ``xmodal_tf.pretrained.pretrained_encoder(preset, modality="image", ...)`` (needs
+    keras-hub; a handle needs the internet). There ``input_shape`` gives the image size,
+    ``weights`` must stay None (the preset holds its weights), and ``pooling`` "avg" (the
+    default) leaves the pooling to the preset's output ("cls" token for ViT-like
+    backbones, the spatial mean for feature maps); "cls" or "mean" choose it.
+
+        >>> backbone_encoder("pretrained:/data/presets/vit_tiny", input_shape=(32, 32, 3), embedding_dim=64)
+
     Args:
-        architecture: one of ``BACKBONE_ARCHITECTURES``.
-        input_shape: (H, W, 3); H and W may be None.
+        architecture: one of ``BACKBONE_ARCHITECTURES``, or a keras-hub image preset as above.
+        input_shape: (H, W, 3); H and W may be None. None: (224, 224, 3), or for a preset
+            its own size (also when H and W are None).
         embedding_dim: if given, a linear Dense f"{name}_embedding" to this size follows
             the pooled features; None outputs the pooled features themselves.
         weights: None (random init), "imagenet" (downloaded by Keras, needs internet), or
@@ -769,9 +780,9 @@ def backbone_encoder(
             without its top, e.g. a downloaded ``..._notop.h5`` or a file written by
             ``model.get_layer(f"{name}_backbone").save_weights(...)``.
         trainable: whether the backbone's weights train (the projection always does).
-        pooling: the backbone's global pooling, "avg" or "max".
-        name: model name, default f"{architecture}_encoder"; the wrapped application is
-            the layer f"{name}_backbone".
+        pooling: the backbone's global pooling, "avg" or "max" (a preset: "avg", "cls" or "mean").
+        name: model name, default f"{architecture}_encoder" (a preset: f"{preset}_encoder");
+            the wrapped application is the layer f"{name}_backbone".
 
     Returns:
         The encoder, a functional ``keras.Model`` named ``name``.
@@ -781,12 +792,50 @@ def backbone_encoder(
             argument has a wrong type.
         ValueError: an unknown architecture or pooling, a weights path not ending in
             ".h5", or weights that do not fit the backbone.
-        FileNotFoundError: the weights file does not exist.
+        FileNotFoundError: the weights file does not exist, or a preset directory is missing.
         RuntimeError: "imagenet" weights while offline, or their download failed.
+        xmodal_tf.pretrained.HubUnreachableError: a preset handle while offline.
     """
+    preset = os.fspath(architecture) if isinstance(architecture, (str, os.PathLike)) else None
+    if preset is not None and (
+        preset.startswith("pretrained:") or (preset not in BACKBONE_ARCHITECTURES and os.path.isdir(preset))
+    ):
+        from xmodal_tf.pretrained import pretrained_encoder
+
+        if weights is not None:
+            raise ValueError(
+                f"weights={weights!r} does not apply to the keras-hub preset {preset!r}, which holds its own "
+                "weights; leave weights=None."
+            )
+        if pooling not in ("avg", "cls", "mean"):
+            raise ValueError(
+                f"pooling for a keras-hub preset must be 'avg' (its default), 'cls' or 'mean'; got {pooling!r}."
+            )
+        size = None
+        if input_shape is not None:
+            height, width, channels = check_image_shape(
+                input_shape, "backbone_encoder input_shape", allow_none=True, example="(224, 224, 3)"
+            )
+            if channels != 3:
+                raise ValueError(
+                    f"A keras-hub image preset takes RGB images (H, W, 3); got input_shape={input_shape!r}."
+                )
+            size = None if height is None or width is None else (height, width)
+        return pretrained_encoder(
+            preset.removeprefix("pretrained:"),
+            modality="image",
+            embedding_dim=embedding_dim,
+            pooling=None if pooling == "avg" else pooling,
+            image_size=size,
+            trainable=trainable,
+            name=name,
+        )
+    if input_shape is None:
+        input_shape = (224, 224, 3)
     if architecture not in BACKBONE_ARCHITECTURES:
         raise ValueError(
-            f"Unknown backbone architecture {architecture!r}; choose one of {tuple(BACKBONE_ARCHITECTURES)}."
+            f"Unknown backbone architecture {architecture!r}; choose one of {tuple(BACKBONE_ARCHITECTURES)}, "
+            "or a keras-hub image preset as 'pretrained:<preset name or directory>'."
         )
     spec = BACKBONE_ARCHITECTURES[architecture]
     input_shape = check_image_shape(

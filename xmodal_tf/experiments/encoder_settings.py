@@ -2,8 +2,9 @@
 an experiment's own encoder for a keras-hub backbone (``xmodal_tf.pretrained``).
 
 The experiments' images are floats in [0, 1] of their own size and channels; a pretrained
-image encoder takes 0..255 RGB at its preset's size. ``pretrained_image_encoder`` puts
-the conversion in front of it (scale, grey to RGB, resize), inside one functional model.
+image encoder takes 0..255 RGB. ``pretrained_image_encoder`` puts the conversion in front
+of it (scale, grey to RGB), inside one functional model; the pretrained encoder resizes to
+its backbone's size where that is fixed.
 """
 
 from __future__ import annotations
@@ -65,7 +66,5 @@ def pretrained_image_encoder(source: str, input_shape, embedding_dim: int, *, tr
     images = keras.layers.Rescaling(255.0, name=f"{name}_to_255")(inputs)
     if channels == 1:
         images = keras.layers.Concatenate(name=f"{name}_to_rgb")([images, images, images])
-    target = tuple(encoder.inputs[0].shape[1:3])
-    if None not in target and target != (height, width):
-        images = keras.layers.Resizing(*target, name=f"{name}_resize")(images)
+    # The pretrained encoder resizes to its backbone's fixed size itself (``image_size``).
     return keras.Model(inputs, encoder(images), name=name)

@@ -5,6 +5,7 @@ The models share the base ``CrossModalModel`` (``base.py``). The network builder
 discriminator builders are re-exported here under their old names.
 """
 
+from xmodal_tf import pretrained as _pretrained  # noqa: F401  (registers the pretrained encoders for load_model)
 from xmodal_tf.decoders import (
     build_dense_discriminator,
     build_dense_generator,

@@ -168,6 +168,12 @@ def _check_fusion(ns):
     assert ns["mixed"].shape == (360, 10)
 
 
+def _check_pretrained(ns):
+    assert tuple(ns["text_net"](np.array(["the digit one"])).shape) == (1, 32)
+    assert len(ns["xm"].transfer.backbone_blocks(ns["dual"])) == 2
+    assert pathlib.Path("pretrained_dual.keras").is_file()
+
+
 def _check_cca_family(ns):
     assert np.isfinite(ns["ey"].score(ns["x_test"], ns["y_test"]))
     assert ns["ey"].view_loss.get_config()["unbiased"] is False
@@ -184,6 +190,7 @@ CHECKS = {
     "## Using the library": _check_cca,
     "## Using the library / ### Encoders and transfer": _check_encoders,
     "## Using the library / ### DeepCCA and DCCAE": _check_deepcca,
+    "## Using the library / ### Pretrained backbones (keras-hub)": _check_pretrained,
     "## Using the library / ### The CCA family: one loss interface, small batches, three or more views": (
         _check_cca_family
     ),

@@ -285,3 +285,19 @@ def test_missing_keras_hub_says_how_to_install(presets, monkeypatch):
     monkeypatch.setitem(sys.modules, "keras_hub", None)  # makes `import keras_hub` raise ImportError
     with pytest.raises(ImportError, match=r'pip install "xmodal_tf\[hub\]"'):
         pretrained_encoder(presets["bert"])
+
+
+def test_transfer_weights_from_a_preset_loaded_backbone_into_our_encoder(presets, tmp_path):
+    import keras_hub
+
+    from xmodal_tf.transfer import transfer_weights
+
+    other_seed = save_tiny_bert(tmp_path / "bert_seed_1", seed=1)
+    ours = pretrained_encoder(other_seed, pooling="mean", name="ours")  # no projection: the backbone decides
+    reference = pretrained_encoder(presets["bert"], pooling="mean", name="reference")
+    texts = np.array(["a red car", "the dog runs"])
+    assert not np.allclose(ours(texts), reference(texts))
+    hub_backbone = keras_hub.models.Backbone.from_preset(str(presets["bert"]))
+    report = transfer_weights(hub_backbone, backbone_of(ours), match="name", strict=True)
+    assert report.copied and not report.missing and not report.mismatched
+    np.testing.assert_allclose(ours(texts), reference(texts), rtol=1e-6, atol=1e-6)

@@ -443,9 +443,9 @@ def deep_cca_loss(h1, h2, *, n_components=None, reg=1e-4, objective="trace", com
 class DeepCCALoss(ViewLoss):
     """The Deep CCA loss as a serializable callable: ``loss = DeepCCALoss(...)(h1, h2)``.
 
-    It takes the two views' outputs, not (y_true, y_pred), so it is not a
-    ``keras.losses.Loss`` and is not passed to ``model.compile(loss=...)``: call it in a
-    custom ``train_step`` or training loop, for example::
+    A ``ViewLoss``: it takes the two views' outputs, not (y_true, y_pred). Models take it as
+    their objective; for ``model.compile(loss=...)`` wrap it in ``ConcatenatedViews``; or
+    call it in a custom ``train_step`` or training loop, for example::
 
         loss_fn = DeepCCALoss(n_components=10, reg=1e-4)
         with tf.GradientTape() as tape:

@@ -50,7 +50,15 @@ HEAVY_OPS = {
 }
 PLACEMENT = re.compile(r"^(?:.* placer\.cc:\d+\] )?(\S+): \((\w+)\): (/job:\S+)$")
 RESULT = "GPU_CHECK_RESULT "
-MODELS = ("DeepCCA", "MultimodalAutoencoder", "ConditionalGAN", "DualEncoder", "FusionClassifier")
+MODELS = (
+    "DeepCCA",
+    "DeepCCA_EY",
+    "DeepMCCA",
+    "MultimodalAutoencoder",
+    "ConditionalGAN",
+    "DualEncoder",
+    "FusionClassifier",
+)
 EXPERIMENTS = {
     "deepcca": [
         "--set",
@@ -128,16 +136,24 @@ def build_case(name: str, batch_size: int, steps: int):
     import tensorflow as tf
 
     sys.path.insert(0, str(ROOT))
-    if name == "DeepCCA":
+    if name in ("DeepCCA", "DeepCCA_EY", "DeepMCCA"):
         from xmodal_tf.encoders import mlp_encoder
-        from xmodal_tf.models import DeepCCA
+        from xmodal_tf.models import DeepCCA, DeepMCCA
 
         rng = np.random.default_rng(0)
         x = rng.standard_normal((batch_size * steps, 392)).astype("float32")
         y = (x[:, :50] @ rng.standard_normal((50, 392)) + rng.standard_normal(x.shape)).astype("float32")
-        model = DeepCCA(mlp_encoder(392, 50, name="encoder_x"), mlp_encoder(392, 50, name="encoder_y"), n_components=50)
+        if name == "DeepMCCA":  # three views: the EY objective of all of them
+            z = (x[:, :50] @ rng.standard_normal((50, 392)) + rng.standard_normal(x.shape)).astype("float32")
+            model = DeepMCCA([mlp_encoder(392, 50, name=f"encoder_{view}") for view in "xyz"], n_components=50)
+            data = ((x, y, z),)
+        else:
+            objective = "ey" if name == "DeepCCA_EY" else "trace"
+            encoders = (mlp_encoder(392, 50, name="encoder_x"), mlp_encoder(392, 50, name="encoder_y"))
+            model = DeepCCA(*encoders, n_components=50, objective=objective)
+            data = (x, y)
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
-        dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size, drop_remainder=True)
+        dataset = tf.data.Dataset.from_tensor_slices(data).batch(batch_size, drop_remainder=True)
         return model, dataset.cache()
     from benchmarks.bench_models import CASES, compiled
 

@@ -23,54 +23,11 @@ import keras
 import tensorflow as tf
 
 from xmodal_tf._compute_dtype import check_compute_dtype, resolve_compute_dtype
-from xmodal_tf._replicas import all_reduce_sum, in_replica_context
+from xmodal_tf._replicas import all_reduce_sum
 from xmodal_tf._validation import check_bool
-from xmodal_tf.view_loss import ViewLoss, as_view
+from xmodal_tf.view_loss import ViewLoss, checked_views
 
 __all__ = ["EYLoss", "ey_loss"]
-
-
-def _checked_views(views, unbiased: bool, global_batch: bool):
-    """The views as rank-2 float tensors of one width, and run-time row-count checks."""
-    if len(views) < 2:
-        raise ValueError(f"The EY objective needs at least 2 views' outputs; got {len(views)}.")
-    views = [as_view(view, f"view {index + 1}") for index, view in enumerate(views)]
-    widths = [int(view.shape[1]) for view in views]
-    if len(set(widths)) > 1:
-        raise ValueError(
-            f"The EY objective compares output unit i of every view with unit i of the others, so the views "
-            f"need the same number of features; got widths {widths}. Give every encoder the same output size."
-        )
-    minimum = 4 if unbiased else 2
-    rows = {view.shape[0] for view in views}
-    checks = []
-    if None not in rows and len(rows) > 1:
-        raise ValueError(f"The views must have the same batch size (one row per sample); got {sorted(rows)}.")
-    static = next(iter(rows)) if len(rows) == 1 else None
-    if static is None:
-        first = tf.shape(views[0])[0]
-        checks += [
-            tf.debugging.assert_equal(
-                tf.shape(view)[0], first, message="The views must have the same batch size (one row per sample)"
-            )
-            for view in views[1:]
-        ]
-    if global_batch and in_replica_context():
-        return views, checks
-    if static is not None and static < minimum:
-        raise ValueError(
-            f"The {'unbiased ' if unbiased else ''}EY objective needs batches of at least {minimum} rows"
-            f"{' (two halves of two or more)' if unbiased else ''}; got {static}."
-        )
-    if static is None:
-        checks.append(
-            tf.debugging.assert_greater_equal(
-                tf.shape(views[0])[0],
-                minimum,
-                message=f"The {'unbiased ' if unbiased else ''}EY objective needs batches of at least {minimum} rows",
-            )
-        )
-    return views, checks
 
 
 def _covariance_sums(groups, global_batch: bool):
@@ -121,7 +78,10 @@ def ey_loss(*views, unbiased=False, compute_dtype="auto", global_batch=False):
     """
     unbiased = check_bool(unbiased, "unbiased")
     check_compute_dtype(compute_dtype)
-    views, checks = _checked_views(views, unbiased, global_batch)
+    if len(views) < 2:
+        raise ValueError(f"The EY objective needs at least 2 views' outputs; got {len(views)}.")
+    objective = "The unbiased EY objective (two halves of two or more rows)" if unbiased else "The EY objective"
+    views, checks = checked_views(views, objective, min_rows=4 if unbiased else 2, global_batch=global_batch)
     output_dtype = tf.float64 if any(view.dtype == tf.float64 for view in views) else tf.float32
     compute = resolve_compute_dtype(compute_dtype, views[0], views[1])
     with tf.control_dependencies(checks):

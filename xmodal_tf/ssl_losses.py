@@ -36,62 +36,17 @@ import keras
 import tensorflow as tf
 
 from xmodal_tf._compute_dtype import common_float_dtype
-from xmodal_tf._replicas import all_reduce_sum, in_replica_context
+from xmodal_tf._replicas import all_reduce_sum
 from xmodal_tf._validation import check_bool, check_number
-from xmodal_tf.view_loss import ViewLoss, as_view
+from xmodal_tf.view_loss import ViewLoss, checked_views
 
 __all__ = ["BarlowTwinsLoss", "VICRegLoss", "barlow_twins_loss", "vicreg_loss"]
-
-#: Smallest batch (rows) the batch statistics are defined for.
-_MIN_ROWS = 2
 
 
 # ----------------------------------------------------------------------------- checks
 def _checked_pair(h1, h2, objective: str, global_batch: bool):
-    """``(h1, h2, dtype)``: the views cast to their compute dtype, with run-time row checks attached.
-
-    Raises:
-        ValueError: views that are not rank 2, widths or static batch sizes that differ, or a
-            static batch below 2 rows (per replica only outside a global-batch replica context).
-    """
-    h1, h2 = as_view(h1, "h1"), as_view(h2, "h2")
-    widths = (int(h1.shape[1]), int(h2.shape[1]))
-    if widths[0] != widths[1]:
-        raise ValueError(
-            f"{objective} compares output unit i of h1 with unit i of h2, so the views need the same number of "
-            f"features; got {widths[0]} and {widths[1]}. Give both encoders (or projectors) the same output size."
-        )
-    rows = (h1.shape[0], h2.shape[0])
-    if None not in rows and rows[0] != rows[1]:
-        raise ValueError(
-            f"{objective}: the views must have the same batch size (row i of h1 goes with row i of h2); "
-            f"got {rows[0]} and {rows[1]} rows."
-        )
-    checks = []
-    if None in rows:
-        checks.append(
-            tf.debugging.assert_equal(
-                tf.shape(h1)[0],
-                tf.shape(h2)[0],
-                message=f"{objective}: the views must have the same batch size (one row per sample)",
-            )
-        )
-    static = rows[0] if rows[0] is not None else rows[1]
-    # Under global_batch the statistics are of the global batch: a replica may hold a single row.
-    if not (global_batch and in_replica_context()):
-        if static is not None and static < _MIN_ROWS:
-            raise ValueError(
-                f"{objective} needs batches of at least {_MIN_ROWS} rows (its statistics are over the batch); "
-                f"got {static}. Use a larger batch_size."
-            )
-        if static is None:
-            checks.append(
-                tf.debugging.assert_greater_equal(
-                    tf.shape(h1)[0],
-                    _MIN_ROWS,
-                    message=f"{objective} needs batches of at least {_MIN_ROWS} rows",
-                )
-            )
+    """``(h1, h2, dtype)``: the views (see ``checked_views``) cast to their compute dtype, checks attached."""
+    (h1, h2), checks = checked_views((h1, h2), objective, names=("h1", "h2"), global_batch=global_batch)
     dtype = common_float_dtype(h1, h2)
     with tf.control_dependencies(checks):
         h1, h2 = tf.identity(tf.cast(h1, dtype)), tf.identity(tf.cast(h2, dtype))

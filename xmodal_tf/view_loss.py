@@ -24,7 +24,7 @@ import tensorflow as tf
 from xmodal_tf._replicas import in_replica_context
 from xmodal_tf._validation import check_positive_int, describe
 
-__all__ = ["ConcatenatedViews", "ViewLoss", "as_view", "step_loss"]
+__all__ = ["ConcatenatedViews", "ViewLoss", "as_view", "checked_views", "step_loss"]
 
 
 def as_view(h, name: str) -> tf.Tensor:
@@ -49,6 +49,71 @@ def as_view(h, name: str) -> tf.Tensor:
     if h.shape[1] == 0:
         raise ValueError(f"{name} has no features: shape {h.shape}.")
     return h
+
+
+def _listed(values) -> str:
+    """[4, 3, 5] -> "4, 3 and 5"."""
+    values = [str(value) for value in values]
+    return values[0] if len(values) == 1 else f"{', '.join(values[:-1])} and {values[-1]}"
+
+
+def checked_views(views, objective: str, *, names=None, min_rows: int = 2, global_batch: bool = False):
+    """Views paired unit by unit and row by row: checked, with the run-time checks of what is dynamic.
+
+    Args:
+        views: the views' outputs, each (m, d) with one d.
+        objective: the loss's name for messages, e.g. "The VICReg loss".
+        names: one name per view for ``as_view``'s messages; None for "view 1", "view 2" ...
+        min_rows: the fewest rows a batch may have.
+        global_batch: inside a ``tf.distribute`` replica the statistics are the global batch's,
+            so a replica's share is not held to ``min_rows``.
+
+    Returns:
+        ``(views, checks)``: the views as float rank-2 tensors, and the ``tf.debugging``
+        assertions (equal dynamic batch sizes, at least ``min_rows`` rows) to run first.
+
+    Raises:
+        ValueError: a view that is not rank 2, widths or static batch sizes that differ, or a
+            static batch below ``min_rows``.
+    """
+    names = names or [f"view {index + 1}" for index in range(len(views))]
+    views = [as_view(view, name) for view, name in zip(views, names)]
+    widths = [int(view.shape[1]) for view in views]
+    if len(set(widths)) > 1:
+        raise ValueError(
+            f"{objective} compares output unit i of every view with unit i of the others, so the views need the "
+            f"same number of features; got {_listed(widths)}. Give every encoder (or projector) the same output size."
+        )
+    rows = [view.shape[0] for view in views]
+    known = [row for row in rows if row is not None]
+    if len(set(known)) > 1:
+        raise ValueError(
+            f"{objective}: the views must have the same batch size (one row per sample); got {_listed(rows)} rows."
+        )
+    checks = []
+    if None in rows:
+        first = tf.shape(views[0])[0]
+        checks += [
+            tf.debugging.assert_equal(
+                tf.shape(view)[0], first, message=f"{objective}: the views must have the same batch size"
+            )
+            for view in views[1:]
+        ]
+    if global_batch and in_replica_context():
+        return views, checks
+    static = known[0] if known else None
+    if static is not None and static < min_rows:
+        raise ValueError(
+            f"{objective} needs batches of at least {min_rows} rows (its statistics are over the batch); got "
+            f"{static}. Use a larger batch_size."
+        )
+    if static is None:
+        checks.append(
+            tf.debugging.assert_greater_equal(
+                tf.shape(views[0])[0], min_rows, message=f"{objective} needs batches of at least {min_rows} rows"
+            )
+        )
+    return views, checks
 
 
 class ViewLoss:
